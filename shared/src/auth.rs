@@ -1,0 +1,476 @@
+//! Token verification and room grants. Pure: the caller passes `now`; jsonwebtoken only checks
+//! the signature and the pinned algorithm, and every time-based claim is checked here.
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
+use serde::{Deserialize, Serialize};
+
+use crate::limits::MAX_TOKEN_BYTES;
+use crate::protocol::validate_name;
+
+/// What a connection may do beyond chatting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// A visitor or team member.
+    #[default]
+    User,
+    /// A support agent: may assign and close conversations.
+    Agent,
+    /// A backend or bot: may publish over HTTP.
+    Service,
+}
+
+/// The JWT claims of protocol v1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Claims {
+    /// User id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// Tenant id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tid: Option<String>,
+    /// Rooms the user may join; an entry ending in `*` grants every room with that prefix.
+    #[serde(default)]
+    pub rooms: Vec<String>,
+    /// Display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Role.
+    #[serde(default)]
+    pub role: Role,
+    /// Expiry, epoch seconds. Required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<u64>,
+    /// Not before, epoch seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    /// Issued at, epoch seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    /// Issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// Audience: a string or an array of strings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<serde_json::Value>,
+}
+
+/// Who a verified token speaks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// Tenant id.
+    pub tenant: String,
+    /// User id.
+    pub user: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// Role.
+    pub role: Role,
+    /// Room grants.
+    pub rooms: Vec<String>,
+    /// Token expiry, epoch milliseconds.
+    pub expires_at_ms: u64,
+}
+
+impl Identity {
+    /// Whether the token grants `room`.
+    pub fn may_join(&self, room: &str) -> bool {
+        room_granted(&self.rooms, room)
+    }
+}
+
+/// Whether `grants` (exact names, or prefixes ending in `*`) cover `room`.
+pub fn room_granted(grants: &[String], room: &str) -> bool {
+    grants.iter().any(|g| match g.strip_suffix('*') {
+        Some(prefix) => room.starts_with(prefix),
+        None => g == room,
+    })
+}
+
+/// Why a token was refused. Every variant is an HTTP 401 on connect.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No token given.
+    #[error("no token")]
+    Missing,
+    /// Over [`MAX_TOKEN_BYTES`].
+    #[error("token larger than {MAX_TOKEN_BYTES} bytes")]
+    TooLarge,
+    /// Not a JWT, bad base64 or JSON.
+    #[error("malformed token")]
+    Malformed,
+    /// Signed with another algorithm than the pinned one (including `none`).
+    #[error("token algorithm not allowed")]
+    WrongAlgorithm,
+    /// The signature does not verify.
+    #[error("bad signature")]
+    BadSignature,
+    /// `exp` has passed.
+    #[error("token expired")]
+    Expired,
+    /// `nbf` is in the future.
+    #[error("token not yet valid")]
+    NotYetValid,
+    /// `iss` is not the configured issuer.
+    #[error("wrong issuer")]
+    WrongIssuer,
+    /// `aud` does not contain the configured audience.
+    #[error("wrong audience")]
+    WrongAudience,
+    /// A required claim is absent or invalid.
+    #[error("missing or invalid claim `{0}`")]
+    BadClaim(&'static str),
+}
+
+/// How tokens are verified.
+#[derive(Clone)]
+pub enum VerifyKey {
+    /// HMAC-SHA256 shared secret.
+    Hs256(Vec<u8>),
+    /// RSA public key, PEM.
+    Rs256Pem(Vec<u8>),
+    /// ECDSA P-256 public key, PEM.
+    Es256Pem(Vec<u8>),
+}
+
+/// Auth configuration.
+#[derive(Clone)]
+pub struct AuthConfig {
+    /// The key and, with it, the one algorithm accepted.
+    pub key: VerifyKey,
+    /// Required `iss`, when set.
+    pub issuer: Option<String>,
+    /// Required `aud` member, when set.
+    pub audience: Option<String>,
+    /// Clock skew tolerated on `exp` and `nbf`, seconds.
+    pub leeway_secs: u64,
+}
+
+/// A key that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid verification key: {0}")]
+pub struct KeyError(String);
+
+/// Verifies tokens against one key with one pinned algorithm.
+#[derive(Clone)]
+pub struct TokenVerifier {
+    key: DecodingKey,
+    validation: Validation,
+    issuer: Option<String>,
+    audience: Option<String>,
+    leeway_secs: u64,
+}
+
+impl std::fmt::Debug for TokenVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenVerifier")
+            .field("alg", &self.validation.algorithms)
+            .finish()
+    }
+}
+
+impl TokenVerifier {
+    /// A verifier for `config`.
+    pub fn new(config: &AuthConfig) -> Result<Self, KeyError> {
+        let (key, alg) = match &config.key {
+            VerifyKey::Hs256(secret) => (DecodingKey::from_secret(secret), Algorithm::HS256),
+            VerifyKey::Rs256Pem(pem) => (
+                DecodingKey::from_rsa_pem(pem).map_err(|e| KeyError(e.to_string()))?,
+                Algorithm::RS256,
+            ),
+            VerifyKey::Es256Pem(pem) => (
+                DecodingKey::from_ec_pem(pem).map_err(|e| KeyError(e.to_string()))?,
+                Algorithm::ES256,
+            ),
+        };
+        let mut validation = Validation::new(alg);
+        // Time, issuer and audience are checked by `verify` with the caller's clock.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        Ok(Self {
+            key,
+            validation,
+            issuer: config.issuer.clone(),
+            audience: config.audience.clone(),
+            leeway_secs: config.leeway_secs,
+        })
+    }
+
+    /// Verifies `token` at `now_ms` (epoch milliseconds).
+    pub fn verify(&self, token: &str, now_ms: u64) -> Result<Identity, AuthError> {
+        if token.is_empty() {
+            return Err(AuthError::Missing);
+        }
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthError::TooLarge);
+        }
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
+            |e| match e.kind() {
+                ErrorKind::InvalidSignature => AuthError::BadSignature,
+                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                    AuthError::WrongAlgorithm
+                }
+                _ => AuthError::Malformed,
+            },
+        )?;
+        self.check_claims(data.claims, now_ms)
+    }
+
+    fn check_claims(&self, c: Claims, now_ms: u64) -> Result<Identity, AuthError> {
+        let now = now_ms / 1000;
+        let exp = c.exp.ok_or(AuthError::BadClaim("exp"))?;
+        if now >= exp.saturating_add(self.leeway_secs) {
+            return Err(AuthError::Expired);
+        }
+        if let Some(nbf) = c.nbf {
+            if now.saturating_add(self.leeway_secs) < nbf {
+                return Err(AuthError::NotYetValid);
+            }
+        }
+        if let Some(want) = &self.issuer {
+            if c.iss.as_deref() != Some(want.as_str()) {
+                return Err(AuthError::WrongIssuer);
+            }
+        }
+        if let Some(want) = &self.audience {
+            let ok = match &c.aud {
+                Some(serde_json::Value::String(a)) => a == want,
+                Some(serde_json::Value::Array(list)) => {
+                    list.iter().any(|a| a.as_str() == Some(want))
+                }
+                _ => false,
+            };
+            if !ok {
+                return Err(AuthError::WrongAudience);
+            }
+        }
+        let user = c
+            .sub
+            .filter(|s| validate_name("sub", s).is_ok())
+            .ok_or(AuthError::BadClaim("sub"))?;
+        let tenant = c
+            .tid
+            .filter(|s| validate_name("tid", s).is_ok())
+            .ok_or(AuthError::BadClaim("tid"))?;
+        if c.rooms
+            .iter()
+            .any(|g| validate_name("room", g.strip_suffix('*').unwrap_or(g)).is_err() && g != "*")
+        {
+            return Err(AuthError::BadClaim("rooms"));
+        }
+        Ok(Identity {
+            tenant,
+            user,
+            name: c.name,
+            role: c.role,
+            rooms: c.rooms,
+            expires_at_ms: exp.saturating_mul(1000),
+        })
+    }
+}
+
+/// Signs HS256 tokens: dev tokens from the CLI, and tests.
+#[derive(Clone)]
+pub struct TokenSigner {
+    key: EncodingKey,
+}
+
+impl TokenSigner {
+    /// A signer with an HS256 `secret`.
+    pub fn hs256(secret: &[u8]) -> Self {
+        Self {
+            key: EncodingKey::from_secret(secret),
+        }
+    }
+
+    /// Signs `claims`.
+    pub fn sign(&self, claims: &Claims) -> String {
+        // Invariant: HS256 signing of a serializable struct cannot fail.
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.key)
+            .expect("HS256 signing does not fail")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW_MS: u64 = 1_800_000_000_000;
+    const NOW: u64 = NOW_MS / 1000;
+
+    fn claims() -> Claims {
+        Claims {
+            sub: Some("alice".into()),
+            tid: Some("acme".into()),
+            rooms: vec!["support-*".into(), "lobby".into()],
+            exp: Some(NOW + 60),
+            ..Claims::default()
+        }
+    }
+
+    fn verifier(issuer: Option<&str>, audience: Option<&str>) -> TokenVerifier {
+        TokenVerifier::new(&AuthConfig {
+            key: VerifyKey::Hs256(b"secret".to_vec()),
+            issuer: issuer.map(Into::into),
+            audience: audience.map(Into::into),
+            leeway_secs: 0,
+        })
+        .unwrap()
+    }
+
+    fn sign(c: &Claims) -> String {
+        TokenSigner::hs256(b"secret").sign(c)
+    }
+
+    #[test]
+    fn accepts_a_good_token() {
+        let id = verifier(None, None)
+            .verify(&sign(&claims()), NOW_MS)
+            .unwrap();
+        assert_eq!((id.tenant.as_str(), id.user.as_str()), ("acme", "alice"));
+        assert_eq!(id.expires_at_ms, (NOW + 60) * 1000);
+        assert!(id.may_join("support-42") && id.may_join("lobby"));
+        assert!(!id.may_join("lobby2") && !id.may_join("sales"));
+    }
+
+    #[test]
+    fn rejects_each_bad_token_with_its_reason() {
+        let v = verifier(Some("me"), Some("chat"));
+        let good = Claims {
+            iss: Some("me".into()),
+            aud: Some("chat".into()),
+            ..claims()
+        };
+        assert!(v.verify(&sign(&good), NOW_MS).is_ok());
+        let arr = Claims {
+            aud: Some(serde_json::json!(["x", "chat"])),
+            ..good.clone()
+        };
+        assert!(v.verify(&sign(&arr), NOW_MS).is_ok());
+        let cases: Vec<(Claims, AuthError)> = vec![
+            (
+                Claims {
+                    exp: Some(NOW),
+                    ..good.clone()
+                },
+                AuthError::Expired,
+            ),
+            (
+                Claims {
+                    exp: None,
+                    ..good.clone()
+                },
+                AuthError::BadClaim("exp"),
+            ),
+            (
+                Claims {
+                    nbf: Some(NOW + 5),
+                    ..good.clone()
+                },
+                AuthError::NotYetValid,
+            ),
+            (
+                Claims {
+                    iss: Some("other".into()),
+                    ..good.clone()
+                },
+                AuthError::WrongIssuer,
+            ),
+            (
+                Claims {
+                    aud: None,
+                    ..good.clone()
+                },
+                AuthError::WrongAudience,
+            ),
+            (
+                Claims {
+                    sub: None,
+                    ..good.clone()
+                },
+                AuthError::BadClaim("sub"),
+            ),
+            (
+                Claims {
+                    tid: Some("a/b".into()),
+                    ..good.clone()
+                },
+                AuthError::BadClaim("tid"),
+            ),
+            (
+                Claims {
+                    rooms: vec!["x/y".into()],
+                    ..good.clone()
+                },
+                AuthError::BadClaim("rooms"),
+            ),
+        ];
+        for (c, want) in cases {
+            assert_eq!(v.verify(&sign(&c), NOW_MS), Err(want.clone()), "{c:?}");
+        }
+        let other_key = TokenSigner::hs256(b"other").sign(&good);
+        assert_eq!(v.verify(&other_key, NOW_MS), Err(AuthError::BadSignature));
+        assert_eq!(v.verify("", NOW_MS), Err(AuthError::Missing));
+        assert_eq!(v.verify("a.b.c", NOW_MS), Err(AuthError::Malformed));
+        assert_eq!(
+            v.verify(&"a".repeat(MAX_TOKEN_BYTES + 1), NOW_MS),
+            Err(AuthError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn alg_none_and_other_algorithms_are_refused() {
+        use base64_url as b64;
+        let header = b64(br#"{"alg":"none","typ":"JWT"}"#);
+        let body = b64(serde_json::to_string(&claims()).unwrap().as_bytes());
+        let none = format!("{header}.{body}.");
+        assert!(matches!(
+            verifier(None, None).verify(&none, NOW_MS),
+            Err(AuthError::WrongAlgorithm | AuthError::Malformed)
+        ));
+        let hs384 = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS384),
+            &claims(),
+            &EncodingKey::from_secret(b"secret"),
+        )
+        .unwrap();
+        assert_eq!(
+            verifier(None, None).verify(&hs384, NOW_MS),
+            Err(AuthError::WrongAlgorithm)
+        );
+    }
+
+    fn base64_url(bytes: &[u8]) -> String {
+        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+            for i in 0..=chunk.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn leeway_tolerates_small_skew() {
+        let v = TokenVerifier::new(&AuthConfig {
+            key: VerifyKey::Hs256(b"secret".to_vec()),
+            issuer: None,
+            audience: None,
+            leeway_secs: 30,
+        })
+        .unwrap();
+        let c = Claims {
+            exp: Some(NOW - 10),
+            nbf: Some(NOW + 10),
+            ..claims()
+        };
+        assert!(v.verify(&sign(&c), NOW_MS).is_ok());
+    }
+}

@@ -1,0 +1,40 @@
+//! Named limits. The WebSocket ones are API Gateway's, so the local server, the Lambda build and
+//! the edge build reject the same inputs in the same way.
+
+/// Largest WebSocket frame accepted (API Gateway: 32 KB). Larger: close 1009.
+pub const MAX_FRAME_BYTES: usize = 32 * 1024;
+/// Largest reassembled WebSocket message accepted (API Gateway: 128 KB). Larger: close 1009.
+pub const MAX_WS_MESSAGE_BYTES: usize = 128 * 1024;
+/// Largest message `body` (UTF-8 bytes). Larger: `TOO_LARGE` error, connection kept.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// Largest serialized `meta` object attached to a message. Larger: `TOO_LARGE`.
+pub const MAX_META_BYTES: usize = 2 * 1024;
+/// Longest client message id (`id`): room for a ULID, UUID or app-specific key.
+pub const MAX_CLIENT_ID_LEN: usize = 64;
+/// Longest room name, tenant id or user id.
+pub const MAX_NAME_LEN: usize = 128;
+/// Largest JWT accepted on connect; larger tokens are refused without parsing.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// Most messages one `history` frame returns, and the default page size.
+pub const MAX_HISTORY_LIMIT: u32 = 100;
+/// Default `history` page size when the client names none.
+pub const DEFAULT_HISTORY_LIMIT: u32 = 50;
+/// Most messages replayed after `join {since}`; past that the client pages with `history`.
+pub const MAX_REPLAY: u32 = 100;
+/// Most rooms one connection may have joined at once.
+pub const MAX_ROOMS_PER_CONNECTION: usize = 100;
+/// Most members listed in a `joined` frame.
+pub const MAX_MEMBERS_LISTED: usize = 100;
+/// Default most concurrent connections of one user (more: the upgrade is refused with 429).
+pub const DEFAULT_MAX_CONNECTIONS_PER_USER: usize = 20;
+/// How long a receiver shows "typing" after a `typing start` without a refresh or stop.
+pub const TYPING_TTL_MS: u64 = 5_000;
+/// API Gateway closes a connection with no data for 10 minutes.
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 10 * 60 * 1000;
+/// API Gateway closes every connection after 2 hours.
+pub const DEFAULT_MAX_CONNECTION_MS: u64 = 2 * 60 * 60 * 1000;
+/// Fan-out sends in flight at once for one broadcast (bounded so one big room cannot exhaust
+/// sockets or the Management API's rate).
+pub const FANOUT_CONCURRENCY: usize = 32;
+/// Frames queued for one connection before it is closed as a slow consumer (4009).
+pub const OUTBOUND_QUEUE_FRAMES: usize = 1024;

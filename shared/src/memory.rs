@@ -1,0 +1,474 @@
+//! In-memory [`ConnectionStore`] and [`HistoryStore`]: the reference backends for tests, and the
+//! local server's live-state store (connections die with the process, so they need no disk).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use crate::ports::{
+    Amendment, Appended, Connection, ConnectionStore, HistoryQuery, HistoryStore, JoinOutcome,
+    Member, NewMessage, Page, RoomRef, StoreError, Subscriber,
+};
+use crate::protocol::{MessageView, PresenceStatus};
+use crate::ratelimit::{RateDecision, RatePolicy};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves plain maps behind; they stay usable.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn user_key(tenant: &str, user: &str) -> String {
+    format!("{tenant}/{user}")
+}
+
+#[derive(Default)]
+struct Live {
+    connections: HashMap<String, Connection>,
+    /// room key → connection id → user
+    rooms: HashMap<String, HashMap<String, String>>,
+    /// tenant/user → connection ids
+    users: HashMap<String, BTreeSet<String>>,
+    /// tenant/user → chosen status
+    status: HashMap<String, PresenceStatus>,
+}
+
+/// Live state in memory.
+#[derive(Default)]
+pub struct MemoryConnections {
+    live: Mutex<Live>,
+}
+
+impl MemoryConnections {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of live connections (for metrics).
+    pub fn connection_count(&self) -> usize {
+        lock(&self.live).connections.len()
+    }
+
+    /// Number of rooms with at least one subscriber (for metrics).
+    pub fn room_count(&self) -> usize {
+        lock(&self.live).rooms.len()
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+impl ConnectionStore for MemoryConnections {
+    async fn put_connection(&self, conn: &Connection) -> Result<(), StoreError> {
+        let mut live = lock(&self.live);
+        live.users
+            .entry(user_key(&conn.tenant, &conn.user))
+            .or_default()
+            .insert(conn.id.clone());
+        for room in &conn.rooms {
+            let key = RoomRef::new(&conn.tenant, room).key();
+            live.rooms
+                .entry(key)
+                .or_default()
+                .insert(conn.id.clone(), conn.user.clone());
+        }
+        live.connections.insert(conn.id.clone(), conn.clone());
+        Ok(())
+    }
+
+    async fn connection(&self, id: &str) -> Result<Option<Connection>, StoreError> {
+        Ok(lock(&self.live).connections.get(id).cloned())
+    }
+
+    async fn remove_connection(&self, id: &str) -> Result<Option<Connection>, StoreError> {
+        let mut live = lock(&self.live);
+        let Some(conn) = live.connections.remove(id) else {
+            return Ok(None);
+        };
+        for room in &conn.rooms {
+            let key = RoomRef::new(&conn.tenant, room).key();
+            if let Some(subs) = live.rooms.get_mut(&key) {
+                subs.remove(id);
+                if subs.is_empty() {
+                    live.rooms.remove(&key);
+                }
+            }
+        }
+        let ukey = user_key(&conn.tenant, &conn.user);
+        if let Some(ids) = live.users.get_mut(&ukey) {
+            ids.remove(id);
+            if ids.is_empty() {
+                live.users.remove(&ukey);
+                live.status.remove(&ukey);
+            }
+        }
+        Ok(Some(conn))
+    }
+
+    async fn join_room(
+        &self,
+        conn_id: &str,
+        room: &str,
+        max_rooms: usize,
+    ) -> Result<JoinOutcome, StoreError> {
+        let mut live = lock(&self.live);
+        let conn = live
+            .connections
+            .get_mut(conn_id)
+            .ok_or(StoreError::NotFound)?;
+        if conn.in_room(room) {
+            return Ok(JoinOutcome::AlreadyJoined);
+        }
+        if conn.rooms.len() >= max_rooms {
+            return Ok(JoinOutcome::TooManyRooms);
+        }
+        conn.rooms.push(room.to_owned());
+        let (key, user) = (RoomRef::new(&conn.tenant, room).key(), conn.user.clone());
+        live.rooms
+            .entry(key)
+            .or_default()
+            .insert(conn_id.to_owned(), user);
+        Ok(JoinOutcome::Joined)
+    }
+
+    async fn leave_room(&self, conn_id: &str, room: &str) -> Result<bool, StoreError> {
+        let mut live = lock(&self.live);
+        let Some(conn) = live.connections.get_mut(conn_id) else {
+            return Ok(false);
+        };
+        let before = conn.rooms.len();
+        conn.rooms.retain(|r| r != room);
+        if conn.rooms.len() == before {
+            return Ok(false);
+        }
+        let key = RoomRef::new(&conn.tenant, room).key();
+        if let Some(subs) = live.rooms.get_mut(&key) {
+            subs.remove(conn_id);
+            if subs.is_empty() {
+                live.rooms.remove(&key);
+            }
+        }
+        Ok(true)
+    }
+
+    async fn room_connections(&self, room: &RoomRef) -> Result<Vec<Subscriber>, StoreError> {
+        let live = lock(&self.live);
+        Ok(live
+            .rooms
+            .get(&room.key())
+            .map(|subs| {
+                subs.iter()
+                    .map(|(conn_id, user)| Subscriber {
+                        conn_id: conn_id.clone(),
+                        user: user.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn user_connections(
+        &self,
+        tenant: &str,
+        user: &str,
+    ) -> Result<Vec<Connection>, StoreError> {
+        let live = lock(&self.live);
+        Ok(live
+            .users
+            .get(&user_key(tenant, user))
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|id| live.connections.get(id).cloned())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn take_rate_token(
+        &self,
+        conn_id: &str,
+        policy: &RatePolicy,
+        now_ms: u64,
+    ) -> Result<RateDecision, StoreError> {
+        let mut live = lock(&self.live);
+        let conn = live
+            .connections
+            .get_mut(conn_id)
+            .ok_or(StoreError::NotFound)?;
+        Ok(conn.rate.take(policy, now_ms))
+    }
+
+    async fn set_status(
+        &self,
+        tenant: &str,
+        user: &str,
+        status: PresenceStatus,
+    ) -> Result<(), StoreError> {
+        lock(&self.live)
+            .status
+            .insert(user_key(tenant, user), status);
+        Ok(())
+    }
+
+    async fn presence(
+        &self,
+        tenant: &str,
+        users: &[String],
+    ) -> Result<Vec<Option<PresenceStatus>>, StoreError> {
+        let live = lock(&self.live);
+        Ok(users
+            .iter()
+            .map(|u| {
+                let key = user_key(tenant, u);
+                live.users
+                    .contains_key(&key)
+                    .then(|| live.status.get(&key).copied().unwrap_or_default())
+            })
+            .collect())
+    }
+}
+
+#[derive(Default)]
+struct RoomLog {
+    /// Message with seq n at index n - 1.
+    messages: Vec<MessageView>,
+    /// (from, client id) → seq
+    ids: HashMap<(String, String), u64>,
+    cursors: HashMap<String, u64>,
+    members: HashMap<String, u64>,
+}
+
+/// History in memory. Not durable: for tests and `--store memory`.
+#[derive(Default)]
+pub struct MemoryHistory {
+    rooms: Mutex<HashMap<String, RoomLog>>,
+}
+
+impl MemoryHistory {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// Applies an [`Amendment`] to a stored message: shared by every backend that keeps whole
+/// messages, so edits and tombstones look the same everywhere.
+pub fn apply_amendment(message: &mut MessageView, change: Amendment) {
+    match change {
+        Amendment::Edit { body, at_ms } => {
+            message.body = Some(body);
+            message.edited_ts = Some(at_ms);
+        }
+        Amendment::Delete { at_ms } => {
+            message.body = None;
+            message.meta = None;
+            message.deleted = true;
+            message.edited_ts = Some(at_ms);
+        }
+    }
+}
+
+/// Builds the stored form of a new message.
+pub fn stored_message(room: &RoomRef, seq: u64, msg: NewMessage) -> MessageView {
+    MessageView {
+        room: room.room.clone(),
+        seq,
+        id: msg.id,
+        from: msg.from,
+        name: msg.name,
+        body: Some(msg.body),
+        meta: msg.meta,
+        ts: msg.ts,
+        edited_ts: None,
+        deleted: false,
+    }
+}
+
+/// The seq range `[lo, hi]` (inclusive) a query selects from a room whose head is `head`, and
+/// whether messages remain beyond it in the paging direction. Shared by every backend so paging
+/// behaves identically.
+pub fn page_range(query: HistoryQuery, head: u64) -> Option<(u64, u64, bool)> {
+    let limit = u64::from(query.limit.max(1));
+    let upper = query.before.map_or(head, |b| b.saturating_sub(1).min(head));
+    match query.after {
+        Some(after) => {
+            let lo = after.saturating_add(1);
+            if lo > upper {
+                return None;
+            }
+            let hi = upper.min(lo.saturating_add(limit - 1));
+            Some((lo, hi, hi < upper))
+        }
+        None => {
+            if upper == 0 {
+                return None;
+            }
+            let lo = upper.saturating_sub(limit - 1).max(1);
+            Some((lo, upper, lo > 1))
+        }
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+impl HistoryStore for MemoryHistory {
+    async fn append(&self, room: &RoomRef, msg: NewMessage) -> Result<Appended, StoreError> {
+        let mut rooms = lock(&self.rooms);
+        let log = rooms.entry(room.key()).or_default();
+        let idem = (msg.from.clone(), msg.id.clone());
+        if let Some(&seq) = log.ids.get(&idem) {
+            let message = log.messages[usize::try_from(seq - 1).unwrap_or(usize::MAX)].clone();
+            return Ok(Appended {
+                message,
+                duplicate: true,
+            });
+        }
+        let seq = log.messages.len() as u64 + 1;
+        let message = stored_message(room, seq, msg);
+        log.messages.push(message.clone());
+        log.ids.insert(idem, seq);
+        Ok(Appended {
+            message,
+            duplicate: false,
+        })
+    }
+
+    async fn head(&self, room: &RoomRef) -> Result<u64, StoreError> {
+        Ok(lock(&self.rooms)
+            .get(&room.key())
+            .map_or(0, |l| l.messages.len() as u64))
+    }
+
+    async fn messages(&self, room: &RoomRef, query: HistoryQuery) -> Result<Page, StoreError> {
+        let rooms = lock(&self.rooms);
+        let Some(log) = rooms.get(&room.key()) else {
+            return Ok(Page::default());
+        };
+        let Some((lo, hi, more)) = page_range(query, log.messages.len() as u64) else {
+            return Ok(Page::default());
+        };
+        let range = usize::try_from(lo - 1).unwrap_or(usize::MAX)
+            ..usize::try_from(hi).unwrap_or(usize::MAX);
+        Ok(Page {
+            messages: log.messages[range].to_vec(),
+            more,
+        })
+    }
+
+    async fn message(&self, room: &RoomRef, seq: u64) -> Result<Option<MessageView>, StoreError> {
+        let rooms = lock(&self.rooms);
+        let index = usize::try_from(seq.wrapping_sub(1)).unwrap_or(usize::MAX);
+        Ok(rooms
+            .get(&room.key())
+            .and_then(|l| l.messages.get(index))
+            .cloned())
+    }
+
+    async fn amend(
+        &self,
+        room: &RoomRef,
+        seq: u64,
+        change: Amendment,
+    ) -> Result<MessageView, StoreError> {
+        let mut rooms = lock(&self.rooms);
+        let index = usize::try_from(seq.wrapping_sub(1)).unwrap_or(usize::MAX);
+        let message = rooms
+            .get_mut(&room.key())
+            .and_then(|l| l.messages.get_mut(index))
+            .ok_or(StoreError::NotFound)?;
+        apply_amendment(message, change);
+        Ok(message.clone())
+    }
+
+    async fn advance_read(
+        &self,
+        room: &RoomRef,
+        user: &str,
+        seq: u64,
+    ) -> Result<(u64, bool), StoreError> {
+        let mut rooms = lock(&self.rooms);
+        let cursor = rooms
+            .entry(room.key())
+            .or_default()
+            .cursors
+            .entry(user.to_owned())
+            .or_insert(0);
+        if seq > *cursor {
+            *cursor = seq;
+            Ok((seq, true))
+        } else {
+            Ok((*cursor, false))
+        }
+    }
+
+    async fn read_cursor(&self, room: &RoomRef, user: &str) -> Result<u64, StoreError> {
+        Ok(lock(&self.rooms)
+            .get(&room.key())
+            .and_then(|l| l.cursors.get(user).copied())
+            .unwrap_or(0))
+    }
+
+    async fn touch_member(&self, room: &RoomRef, user: &str, at_ms: u64) -> Result<(), StoreError> {
+        let mut rooms = lock(&self.rooms);
+        let seen = rooms
+            .entry(room.key())
+            .or_default()
+            .members
+            .entry(user.to_owned())
+            .or_insert(0);
+        *seen = (*seen).max(at_ms);
+        Ok(())
+    }
+
+    async fn members(&self, room: &RoomRef, limit: usize) -> Result<Vec<Member>, StoreError> {
+        let rooms = lock(&self.rooms);
+        let Some(log) = rooms.get(&room.key()) else {
+            return Ok(Vec::new());
+        };
+        let mut members: Vec<Member> = log
+            .members
+            .iter()
+            .map(|(u, &t)| Member {
+                user: u.clone(),
+                last_seen: t,
+            })
+            .collect();
+        sort_members(&mut members);
+        members.truncate(limit);
+        Ok(members)
+    }
+}
+
+/// Most recently seen first, then by user id, so every backend lists members identically.
+pub fn sort_members(members: &mut [Member]) {
+    members.sort_by(|a, b| {
+        b.last_seen
+            .cmp(&a.last_seen)
+            .then_with(|| a.user.cmp(&b.user))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(after: Option<u64>, before: Option<u64>, limit: u32) -> HistoryQuery {
+        HistoryQuery {
+            after,
+            before,
+            limit,
+        }
+    }
+
+    #[test]
+    fn page_ranges() {
+        assert_eq!(page_range(q(None, None, 10), 0), None);
+        assert_eq!(page_range(q(None, None, 10), 25), Some((16, 25, true)));
+        assert_eq!(page_range(q(None, Some(16), 10), 25), Some((6, 15, true)));
+        assert_eq!(page_range(q(None, Some(6), 10), 25), Some((1, 5, false)));
+        assert_eq!(page_range(q(None, Some(1), 10), 25), None);
+        assert_eq!(page_range(q(Some(20), None, 10), 25), Some((21, 25, false)));
+        assert_eq!(page_range(q(Some(0), None, 10), 25), Some((1, 10, true)));
+        assert_eq!(page_range(q(Some(25), None, 10), 25), None);
+        assert_eq!(page_range(q(Some(3), Some(8), 10), 25), Some((4, 7, false)));
+        assert_eq!(page_range(q(None, Some(100), 3), 25), Some((23, 25, true)));
+    }
+}

@@ -1,0 +1,315 @@
+//! The ports the chat service is written against: [`ConnectionStore`] (who is connected and
+//! where; ephemeral), [`HistoryStore`] (messages, sequence, idempotency, read cursors, members;
+//! durable) and [`Gateway`] (send a frame to a connection, close it).
+//!
+//! The split lets the local server keep live state in memory and history on disk, while the
+//! DynamoDB backend implements both on one table. Futures are `Send` on native targets and not on
+//! wasm32, where Durable Object handles are `!Send`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{Identity, Role};
+use crate::protocol::{MessageView, PresenceStatus};
+use crate::ratelimit::{RateDecision, RatePolicy, RateState};
+
+/// `Send + Sync` on native targets, nothing on wasm32.
+#[cfg(not(target_arch = "wasm32"))]
+pub trait MaybeSendSync: Send + Sync {}
+#[cfg(not(target_arch = "wasm32"))]
+impl<T: Send + Sync + ?Sized> MaybeSendSync for T {}
+/// `Send + Sync` on native targets, nothing on wasm32.
+#[cfg(target_arch = "wasm32")]
+pub trait MaybeSendSync {}
+#[cfg(target_arch = "wasm32")]
+impl<T: ?Sized> MaybeSendSync for T {}
+
+/// Errors of every store backend.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The item does not exist (or has expired).
+    #[error("not found")]
+    NotFound,
+    /// A concurrent writer won; the operation may be retried.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The backend is throttling or unreachable; nothing was written. Retryable.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else (corrupt data, misconfiguration).
+    #[error("store failure: {0}")]
+    Other(String),
+}
+
+/// A room within its tenant. Tenants never share rooms.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RoomRef {
+    /// Tenant id.
+    pub tenant: String,
+    /// Room name within the tenant.
+    pub room: String,
+}
+
+impl RoomRef {
+    /// `tenant`'s `room`.
+    pub fn new(tenant: impl Into<String>, room: impl Into<String>) -> Self {
+        Self {
+            tenant: tenant.into(),
+            room: room.into(),
+        }
+    }
+
+    /// `tenant/room`: a storage key (names cannot contain `/`).
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.tenant, self.room)
+    }
+}
+
+/// A live connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connection {
+    /// Gateway connection id.
+    pub id: String,
+    /// Tenant id.
+    pub tenant: String,
+    /// User id.
+    pub user: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// Role.
+    pub role: Role,
+    /// Room grants from the token.
+    pub grants: Vec<String>,
+    /// When it connected, epoch milliseconds.
+    pub connected_at_ms: u64,
+    /// When its token expires, epoch milliseconds.
+    pub token_expires_at_ms: u64,
+    /// Rooms joined, in join order.
+    pub rooms: Vec<String>,
+    /// Rate-limit bucket.
+    pub rate: RateState,
+}
+
+impl Connection {
+    /// A fresh connection for `identity`.
+    pub fn new(id: impl Into<String>, identity: &Identity, now_ms: u64) -> Self {
+        Self {
+            id: id.into(),
+            tenant: identity.tenant.clone(),
+            user: identity.user.clone(),
+            name: identity.name.clone(),
+            role: identity.role,
+            grants: identity.rooms.clone(),
+            connected_at_ms: now_ms,
+            token_expires_at_ms: identity.expires_at_ms,
+            rooms: Vec::new(),
+            rate: RateState::default(),
+        }
+    }
+
+    /// Whether this connection has joined `room`.
+    pub fn in_room(&self, room: &str) -> bool {
+        self.rooms.iter().any(|r| r == room)
+    }
+}
+
+/// One connection subscribed to a room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscriber {
+    /// Connection id.
+    pub conn_id: String,
+    /// Its user.
+    pub user: String,
+}
+
+/// Result of [`ConnectionStore::join_room`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinOutcome {
+    /// Newly joined.
+    Joined,
+    /// Was already in the room.
+    AlreadyJoined,
+    /// The connection is in [`crate::limits::MAX_ROOMS_PER_CONNECTION`] rooms already.
+    TooManyRooms,
+}
+
+/// Live state: connections, their rooms, presence status, rate buckets.
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+pub trait ConnectionStore: MaybeSendSync {
+    /// Stores a new connection (replacing one with the same id).
+    async fn put_connection(&self, conn: &Connection) -> Result<(), StoreError>;
+    /// The connection, if live.
+    async fn connection(&self, id: &str) -> Result<Option<Connection>, StoreError>;
+    /// Removes a connection and its room subscriptions; returns what was removed.
+    async fn remove_connection(&self, id: &str) -> Result<Option<Connection>, StoreError>;
+    /// Subscribes a connection to a room of its tenant. `NotFound` when the connection is gone.
+    async fn join_room(
+        &self,
+        conn_id: &str,
+        room: &str,
+        max_rooms: usize,
+    ) -> Result<JoinOutcome, StoreError>;
+    /// Unsubscribes; returns whether it was subscribed.
+    async fn leave_room(&self, conn_id: &str, room: &str) -> Result<bool, StoreError>;
+    /// Every connection subscribed to the room.
+    async fn room_connections(&self, room: &RoomRef) -> Result<Vec<Subscriber>, StoreError>;
+    /// Every live connection of a user.
+    async fn user_connections(
+        &self,
+        tenant: &str,
+        user: &str,
+    ) -> Result<Vec<Connection>, StoreError>;
+    /// Takes a rate token for the connection. `NotFound` when the connection is gone.
+    async fn take_rate_token(
+        &self,
+        conn_id: &str,
+        policy: &RatePolicy,
+        now_ms: u64,
+    ) -> Result<RateDecision, StoreError>;
+    /// Records the status a user chose.
+    async fn set_status(
+        &self,
+        tenant: &str,
+        user: &str,
+        status: PresenceStatus,
+    ) -> Result<(), StoreError>;
+    /// For each user: their chosen status when they have a live connection, `None` when offline.
+    async fn presence(
+        &self,
+        tenant: &str,
+        users: &[String],
+    ) -> Result<Vec<Option<PresenceStatus>>, StoreError>;
+}
+
+/// A message to append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    /// The client's id (idempotency key, scoped to room and sender).
+    pub id: String,
+    /// Sender's user id.
+    pub from: String,
+    /// Sender's display name.
+    pub name: Option<String>,
+    /// Text.
+    pub body: String,
+    /// Application data.
+    pub meta: Option<serde_json::Value>,
+    /// Timestamp to store, epoch milliseconds.
+    pub ts: u64,
+}
+
+/// Result of [`HistoryStore::append`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Appended {
+    /// The stored message (the original one for a duplicate).
+    pub message: MessageView,
+    /// The id was already stored; nothing new was written.
+    pub duplicate: bool,
+}
+
+/// A page request. With `after`: the oldest messages after it (up to `before`). Without: the
+/// newest messages before `before` (or the head). Pages are always oldest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HistoryQuery {
+    /// Exclusive lower bound.
+    pub after: Option<u64>,
+    /// Exclusive upper bound.
+    pub before: Option<u64>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// A page of messages, oldest first.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Page {
+    /// The messages.
+    pub messages: Vec<MessageView>,
+    /// More messages lie beyond the page in the direction paged.
+    pub more: bool,
+}
+
+/// A change to a stored message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Amendment {
+    /// Replace the body.
+    Edit {
+        /// New text.
+        body: String,
+        /// When, epoch milliseconds.
+        at_ms: u64,
+    },
+    /// Tombstone it: the body and meta go, the seq stays.
+    Delete {
+        /// When, epoch milliseconds.
+        at_ms: u64,
+    },
+}
+
+/// A room member (anyone who has joined it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// User id.
+    pub user: String,
+    /// Last time seen in the room, epoch milliseconds.
+    pub last_seen: u64,
+}
+
+/// Durable state: messages with their gap-free per-room seq, idempotency keys, read cursors and
+/// members.
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+pub trait HistoryStore: MaybeSendSync {
+    /// Appends with the next seq, durably, unless `(room, from, id)` is stored already.
+    async fn append(&self, room: &RoomRef, msg: NewMessage) -> Result<Appended, StoreError>;
+    /// Highest seq in the room (0 when empty).
+    async fn head(&self, room: &RoomRef) -> Result<u64, StoreError>;
+    /// A page of messages.
+    async fn messages(&self, room: &RoomRef, query: HistoryQuery) -> Result<Page, StoreError>;
+    /// One message.
+    async fn message(&self, room: &RoomRef, seq: u64) -> Result<Option<MessageView>, StoreError>;
+    /// Edits or deletes a message; `NotFound` when there is none.
+    async fn amend(
+        &self,
+        room: &RoomRef,
+        seq: u64,
+        change: Amendment,
+    ) -> Result<MessageView, StoreError>;
+    /// Moves a user's read cursor forward to `seq`; returns the cursor after the call and
+    /// whether it moved. Never moves it back.
+    async fn advance_read(
+        &self,
+        room: &RoomRef,
+        user: &str,
+        seq: u64,
+    ) -> Result<(u64, bool), StoreError>;
+    /// A user's read cursor (0 when none).
+    async fn read_cursor(&self, room: &RoomRef, user: &str) -> Result<u64, StoreError>;
+    /// Records that `user` is (or was last) in the room at `at_ms`.
+    async fn touch_member(&self, room: &RoomRef, user: &str, at_ms: u64) -> Result<(), StoreError>;
+    /// Up to `limit` members, most recently seen first.
+    async fn members(&self, room: &RoomRef, limit: usize) -> Result<Vec<Member>, StoreError>;
+}
+
+/// Why a gateway send failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GatewayError {
+    /// The connection no longer exists (API Gateway 410).
+    #[error("connection gone")]
+    Gone,
+    /// The gateway is throttling (API Gateway 429) and retries ran out.
+    #[error("throttled")]
+    Throttled,
+    /// Anything else.
+    #[error("gateway failure: {0}")]
+    Other(String),
+}
+
+/// Outbound side: deliver frames to connections.
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+pub trait Gateway: MaybeSendSync {
+    /// Sends one text frame.
+    async fn send(&self, conn_id: &str, frame: &str) -> Result<(), GatewayError>;
+    /// Closes the connection with a close code.
+    async fn close(&self, conn_id: &str, code: u16, reason: &str) -> Result<(), GatewayError>;
+}

@@ -1,0 +1,727 @@
+//! Protocol v1 wire types: client frames (`action`), server frames (`type`), error codes, close
+//! codes and input validation. Pure: no I/O, no clock. docs/protocol.md is the prose contract.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::limits::{
+    MAX_BODY_BYTES, MAX_CLIENT_ID_LEN, MAX_HISTORY_LIMIT, MAX_META_BYTES, MAX_NAME_LEN,
+};
+
+/// WebSocket close codes roomcast uses. 1xxx are RFC 6455's; 4xxx are ours.
+pub mod close {
+    /// Normal closure (client `leave` of the whole connection, server DELETE @connections).
+    pub const NORMAL: u16 = 1000;
+    /// Server shutting down, idle timeout or 2-hour maximum: reconnect and resume.
+    pub const GOING_AWAY: u16 = 1001;
+    /// A binary frame: the protocol is JSON text only.
+    pub const UNSUPPORTED_DATA: u16 = 1003;
+    /// A frame or message above the size limits.
+    pub const TOO_BIG: u16 = 1009;
+    /// The server failed; reconnect with backoff.
+    pub const INTERNAL: u16 = 1011;
+    /// The token expired during the connection: fetch a new token, then reconnect.
+    pub const TOKEN_EXPIRED: u16 = 4001;
+    /// The connection is not allowed (e.g. revoked): do not reconnect with the same token.
+    pub const FORBIDDEN: u16 = 4003;
+    /// Sustained flooding after `RATE_LIMITED` errors: reconnect only after a long backoff.
+    pub const RATE_LIMITED: u16 = 4008;
+    /// The client did not read its frames fast enough: reconnect and resume with `since`.
+    pub const SLOW_CONSUMER: u16 = 4009;
+}
+
+/// Stable error codes carried by `error` frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    /// Not JSON, not an object, a missing or mistyped field.
+    BadFrame,
+    /// `action` names no action of protocol v1.
+    UnknownAction,
+    /// A body, meta or token over its limit.
+    TooLarge,
+    /// A field has a value outside its domain (room name, id, limit, …).
+    Invalid,
+    /// The connection has not joined the room it acts on.
+    NotMember,
+    /// The token does not allow this (room not granted, not the author, wrong role).
+    Forbidden,
+    /// Over the connection's rate limit; the frame was dropped.
+    RateLimited,
+    /// No such message.
+    NotFound,
+    /// A per-connection limit was reached (e.g. rooms joined).
+    LimitExceeded,
+    /// Storage failed; nothing was stored. Retry with the same `id`.
+    Unavailable,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadFrame => "BAD_FRAME",
+            Self::UnknownAction => "UNKNOWN_ACTION",
+            Self::TooLarge => "TOO_LARGE",
+            Self::Invalid => "INVALID",
+            Self::NotMember => "NOT_MEMBER",
+            Self::Forbidden => "FORBIDDEN",
+            Self::RateLimited => "RATE_LIMITED",
+            Self::NotFound => "NOT_FOUND",
+            Self::LimitExceeded => "LIMIT_EXCEEDED",
+            Self::Unavailable => "UNAVAILABLE",
+        }
+    }
+}
+
+/// A rejected client frame: the code, a human-readable reason and the frame's reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// Stable code.
+    pub code: ErrorCode,
+    /// Why, for people.
+    pub message: String,
+}
+
+impl Rejection {
+    /// A rejection with `code` and `message`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// `typing` state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TypingState {
+    /// The user started (or is still) typing.
+    Start,
+    /// The user stopped typing.
+    Stop,
+}
+
+/// A status a user can choose. Offline is not chosen: it is having no connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PresenceStatus {
+    /// Available (the default on connect).
+    #[default]
+    Online,
+    /// Connected but away.
+    Away,
+    /// Connected, do not disturb.
+    Busy,
+}
+
+/// Presence as other users see it: a chosen status, or offline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VisibleStatus {
+    /// See [`PresenceStatus::Online`].
+    Online,
+    /// See [`PresenceStatus::Away`].
+    Away,
+    /// See [`PresenceStatus::Busy`].
+    Busy,
+    /// No live connection.
+    Offline,
+}
+
+impl From<PresenceStatus> for VisibleStatus {
+    fn from(s: PresenceStatus) -> Self {
+        match s {
+            PresenceStatus::Online => Self::Online,
+            PresenceStatus::Away => Self::Away,
+            PresenceStatus::Busy => Self::Busy,
+        }
+    }
+}
+
+/// A frame from a client, after parsing and validation.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum ClientFrame {
+    /// Subscribe to a room; with `since`, replay every message after that seq.
+    Join {
+        /// Room name.
+        room: String,
+        /// Last seq the client has; replay starts after it.
+        #[serde(default)]
+        since: Option<u64>,
+    },
+    /// Unsubscribe from a room.
+    Leave {
+        /// Room name.
+        room: String,
+    },
+    /// Send a message; `id` is the client's idempotency key.
+    Message {
+        /// Room name.
+        room: String,
+        /// Client-chosen unique id (a ULID is ideal).
+        id: String,
+        /// Text.
+        body: String,
+        /// Application data stored and delivered with the message.
+        #[serde(default)]
+        meta: Option<Value>,
+    },
+    /// Replace the body of one's own message.
+    Edit {
+        /// Room name.
+        room: String,
+        /// The message's seq.
+        seq: u64,
+        /// New text.
+        body: String,
+    },
+    /// Delete one's own message (a tombstone stays so seqs stay gap-free).
+    Delete {
+        /// Room name.
+        room: String,
+        /// The message's seq.
+        seq: u64,
+    },
+    /// Typing indicator; never stored.
+    Typing {
+        /// Room name.
+        room: String,
+        /// Start or stop.
+        state: TypingState,
+    },
+    /// Move the user's read cursor forward.
+    Read {
+        /// Room name.
+        room: String,
+        /// Last seq the user has seen.
+        seq: u64,
+    },
+    /// Choose a presence status.
+    Presence {
+        /// The status.
+        status: PresenceStatus,
+    },
+    /// Page through stored messages.
+    History {
+        /// Room name.
+        room: String,
+        /// Only messages with seq < before (the newest page when absent).
+        #[serde(default)]
+        before: Option<u64>,
+        /// Only messages with seq > after, oldest first (for gap filling).
+        #[serde(default)]
+        after: Option<u64>,
+        /// Page size, 1..=100 (default 50).
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+    /// Liveness check (also resets the idle timer).
+    Ping,
+}
+
+/// Every action protocol v1 knows, for telling `UNKNOWN_ACTION` from `BAD_FRAME`.
+pub const ACTIONS: &[&str] = &[
+    "join", "leave", "message", "edit", "delete", "typing", "read", "presence", "history", "ping",
+];
+
+/// A parsed frame with the client's reference (its `id`, else its `ref`) for error replies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parsed {
+    /// The frame.
+    pub frame: ClientFrame,
+    /// The reference echoed in replies.
+    pub reference: Option<String>,
+}
+
+/// A frame that failed to parse, with whatever reference could be recovered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParseFailure {
+    /// Why.
+    pub rejection: Rejection,
+    /// The frame's `id` or `ref`, when it had one.
+    pub reference: Option<String>,
+}
+
+fn reference_of(v: &Value) -> Option<String> {
+    let r = v.get("id").or_else(|| v.get("ref"))?;
+    match r {
+        Value::String(s) if s.len() <= MAX_CLIENT_ID_LEN => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Parses and validates one client text frame.
+pub fn parse_client_frame(text: &str) -> Result<Parsed, ParseFailure> {
+    let fail = |code, msg: String, reference| ParseFailure {
+        rejection: Rejection::new(code, msg),
+        reference,
+    };
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| fail(ErrorCode::BadFrame, format!("not JSON: {e}"), None))?;
+    let Some(object) = value.as_object() else {
+        return Err(fail(
+            ErrorCode::BadFrame,
+            "a frame is a JSON object".into(),
+            None,
+        ));
+    };
+    let reference = reference_of(&value);
+    let action = match object.get("action") {
+        Some(Value::String(a)) => a.as_str(),
+        Some(_) => {
+            return Err(fail(
+                ErrorCode::BadFrame,
+                "`action` must be a string".into(),
+                reference,
+            ));
+        }
+        None => {
+            return Err(fail(
+                ErrorCode::BadFrame,
+                "missing `action`".into(),
+                reference,
+            ));
+        }
+    };
+    if !ACTIONS.contains(&action) {
+        let shown: String = action.chars().take(32).collect();
+        return Err(fail(
+            ErrorCode::UnknownAction,
+            format!("unknown action `{shown}`"),
+            reference,
+        ));
+    }
+    let frame = ClientFrame::deserialize(&value).map_err(|e| {
+        fail(
+            ErrorCode::BadFrame,
+            format!("bad `{action}` frame: {e}"),
+            reference.clone(),
+        )
+    })?;
+    validate(&frame).map_err(|rejection| ParseFailure {
+        rejection,
+        reference: reference.clone(),
+    })?;
+    Ok(Parsed { frame, reference })
+}
+
+fn validate(frame: &ClientFrame) -> Result<(), Rejection> {
+    match frame {
+        ClientFrame::Join { room, .. }
+        | ClientFrame::Leave { room }
+        | ClientFrame::Typing { room, .. }
+        | ClientFrame::Read { room, .. }
+        | ClientFrame::Delete { room, .. } => validate_name("room", room),
+        ClientFrame::Message {
+            room,
+            id,
+            body,
+            meta,
+        } => {
+            validate_name("room", room)?;
+            validate_client_id(id)?;
+            validate_body(body)?;
+            validate_meta(meta.as_ref())
+        }
+        ClientFrame::Edit { room, body, .. } => {
+            validate_name("room", room)?;
+            validate_body(body)
+        }
+        ClientFrame::History { room, limit, .. } => {
+            validate_name("room", room)?;
+            match limit {
+                Some(l) if *l == 0 || *l > MAX_HISTORY_LIMIT => Err(Rejection::new(
+                    ErrorCode::Invalid,
+                    format!("limit must be 1..={MAX_HISTORY_LIMIT}"),
+                )),
+                _ => Ok(()),
+            }
+        }
+        ClientFrame::Presence { .. } | ClientFrame::Ping => Ok(()),
+    }
+}
+
+/// Validates a room name, tenant id or user id: 1..=128 of `A-Z a-z 0-9 _ - . : @`.
+/// `/` separates tenant from room in storage keys and `*` is the grant wildcard, so neither may
+/// appear.
+pub fn validate_name(what: &str, name: &str) -> Result<(), Rejection> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.:@".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Rejection::new(
+            ErrorCode::Invalid,
+            format!("{what} must be 1-{MAX_NAME_LEN} characters of A-Z a-z 0-9 _ - . : @"),
+        ))
+    }
+}
+
+/// Validates a client message id.
+pub fn validate_client_id(id: &str) -> Result<(), Rejection> {
+    let ok =
+        !id.is_empty() && id.len() <= MAX_CLIENT_ID_LEN && id.bytes().all(|b| b.is_ascii_graphic());
+    if ok {
+        Ok(())
+    } else {
+        Err(Rejection::new(
+            ErrorCode::Invalid,
+            format!("id must be 1-{MAX_CLIENT_ID_LEN} printable ASCII characters"),
+        ))
+    }
+}
+
+/// Validates a message body.
+pub fn validate_body(body: &str) -> Result<(), Rejection> {
+    if body.is_empty() {
+        return Err(Rejection::new(ErrorCode::Invalid, "body must not be empty"));
+    }
+    if body.len() > MAX_BODY_BYTES {
+        return Err(Rejection::new(
+            ErrorCode::TooLarge,
+            format!(
+                "body is {} bytes; the limit is {MAX_BODY_BYTES}",
+                body.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Validates message meta.
+pub fn validate_meta(meta: Option<&Value>) -> Result<(), Rejection> {
+    let Some(meta) = meta else { return Ok(()) };
+    if !meta.is_object() && !meta.is_null() {
+        return Err(Rejection::new(ErrorCode::Invalid, "meta must be an object"));
+    }
+    let size = serde_json::to_string(meta)
+        .map(|s| s.len())
+        .unwrap_or(usize::MAX);
+    if size > MAX_META_BYTES {
+        return Err(Rejection::new(
+            ErrorCode::TooLarge,
+            format!("meta is {size} bytes; the limit is {MAX_META_BYTES}"),
+        ));
+    }
+    Ok(())
+}
+
+/// A stored message as clients see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageView {
+    /// Room name.
+    pub room: String,
+    /// Per-room sequence number, from 1, gap-free.
+    pub seq: u64,
+    /// The sender's client id.
+    pub id: String,
+    /// The sender's user id.
+    pub from: String,
+    /// The sender's display name, when its token had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Text; absent once deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Application data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Value>,
+    /// When it was stored, epoch milliseconds.
+    pub ts: u64,
+    /// When it was last edited, epoch milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_ts: Option<u64>,
+    /// True once deleted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+}
+
+/// One room member as listed in `joined`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberView {
+    /// User id.
+    pub user: String,
+    /// Current status.
+    pub status: VisibleStatus,
+    /// Last time the user was seen in the room, epoch milliseconds.
+    pub last_seen: u64,
+}
+
+/// A frame from the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// Reply to `join`.
+    Joined {
+        /// Room name.
+        room: String,
+        /// Highest seq stored in the room (0 when empty).
+        head: u64,
+        /// The user's read cursor in the room.
+        read_seq: u64,
+        /// `head - read_seq`.
+        unread: u64,
+        /// Users who have joined the room, with presence.
+        members: Vec<MemberView>,
+    },
+    /// After the replay that follows `join {since}`: the last seq replayed, and whether more
+    /// remain (then page with `history {after: through}`).
+    Replayed {
+        /// Room name.
+        room: String,
+        /// Last seq replayed (or `since` when nothing was).
+        through: u64,
+        /// More messages follow `through`.
+        more: bool,
+    },
+    /// The sender's message is durably stored.
+    Ack {
+        /// The client id.
+        id: String,
+        /// Room name.
+        room: String,
+        /// Its seq.
+        seq: u64,
+        /// Its timestamp.
+        ts: u64,
+        /// True when this id was already stored (nothing new was stored).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        duplicate: bool,
+    },
+    /// A message, live or replayed.
+    Message(MessageView),
+    /// A message's body changed.
+    Edited {
+        /// Room name.
+        room: String,
+        /// The message.
+        seq: u64,
+        /// New text.
+        body: String,
+        /// Who edited it.
+        by: String,
+        /// When.
+        edited_ts: u64,
+    },
+    /// A message was deleted.
+    Deleted {
+        /// Room name.
+        room: String,
+        /// The message.
+        seq: u64,
+        /// Who deleted it.
+        by: String,
+    },
+    /// Someone is typing (never stored). Treat as stopped after `ttl_ms` without a refresh.
+    Typing {
+        /// Room name.
+        room: String,
+        /// Who.
+        user: String,
+        /// Start or stop.
+        state: TypingState,
+        /// How long a start holds.
+        ttl_ms: u64,
+    },
+    /// A user's read cursor moved.
+    Read {
+        /// Room name.
+        room: String,
+        /// Whose.
+        user: String,
+        /// The new cursor.
+        seq: u64,
+    },
+    /// A user's presence changed.
+    Presence {
+        /// Whose.
+        user: String,
+        /// New status.
+        status: VisibleStatus,
+        /// Last seen, epoch milliseconds.
+        last_seen: u64,
+    },
+    /// A page of history, oldest first.
+    History {
+        /// Room name.
+        room: String,
+        /// The messages.
+        messages: Vec<MessageView>,
+        /// More exist beyond this page in the direction paged.
+        more: bool,
+    },
+    /// Reply to `leave`.
+    Left {
+        /// Room name.
+        room: String,
+    },
+    /// Reply to `ping`.
+    Pong {
+        /// Server time, epoch milliseconds.
+        ts: u64,
+    },
+    /// A frame was rejected; the connection stays open.
+    Error {
+        /// Stable code.
+        code: ErrorCode,
+        /// Why.
+        message: String,
+        /// The rejected frame's `id` or `ref`.
+        #[serde(rename = "ref")]
+        reference: Option<String>,
+    },
+}
+
+impl ServerFrame {
+    /// The frame as JSON text.
+    pub fn to_json(&self) -> String {
+        // Invariant: every field is a string, number, bool, enum or `Value`; none can fail.
+        serde_json::to_string(self).expect("server frames always serialize")
+    }
+
+    /// An `error` frame.
+    pub fn error(rejection: Rejection, reference: Option<String>) -> Self {
+        Self::Error {
+            code: rejection.code,
+            message: rejection.message,
+            reference,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code_of(text: &str) -> ErrorCode {
+        parse_client_frame(text)
+            .expect_err("must be rejected")
+            .rejection
+            .code
+    }
+
+    #[test]
+    fn parses_every_action() {
+        let frames = [
+            r#"{"action":"join","room":"r1","since":4}"#,
+            r#"{"action":"leave","room":"r1"}"#,
+            r#"{"action":"message","room":"r1","id":"01J","body":"hi","meta":{"k":1}}"#,
+            r#"{"action":"edit","room":"r1","seq":1,"body":"x"}"#,
+            r#"{"action":"delete","room":"r1","seq":1}"#,
+            r#"{"action":"typing","room":"r1","state":"start"}"#,
+            r#"{"action":"read","room":"r1","seq":3}"#,
+            r#"{"action":"presence","status":"away"}"#,
+            r#"{"action":"history","room":"r1","before":10,"limit":20}"#,
+            r#"{"action":"ping"}"#,
+        ];
+        for f in frames {
+            parse_client_frame(f).unwrap_or_else(|e| panic!("{f}: {e:?}"));
+        }
+        assert_eq!(frames.len(), ACTIONS.len());
+    }
+
+    #[test]
+    fn rejects_with_stable_codes() {
+        assert_eq!(code_of("not json"), ErrorCode::BadFrame);
+        assert_eq!(code_of("[1,2]"), ErrorCode::BadFrame);
+        assert_eq!(code_of(r#"{"room":"r"}"#), ErrorCode::BadFrame);
+        assert_eq!(code_of(r#"{"action":7}"#), ErrorCode::BadFrame);
+        assert_eq!(code_of(r#"{"action":"fly"}"#), ErrorCode::UnknownAction);
+        assert_eq!(code_of(r#"{"action":"join"}"#), ErrorCode::BadFrame);
+        assert_eq!(
+            code_of(r#"{"action":"join","room":"a/b"}"#),
+            ErrorCode::Invalid
+        );
+        assert_eq!(
+            code_of(r#"{"action":"join","room":""}"#),
+            ErrorCode::Invalid
+        );
+        assert_eq!(
+            code_of(r#"{"action":"read","room":"r","seq":-1}"#),
+            ErrorCode::BadFrame
+        );
+        assert_eq!(
+            code_of(r#"{"action":"typing","room":"r","state":"maybe"}"#),
+            ErrorCode::BadFrame
+        );
+        assert_eq!(
+            code_of(r#"{"action":"history","room":"r","limit":101}"#),
+            ErrorCode::Invalid
+        );
+        assert_eq!(
+            code_of(r#"{"action":"message","room":"r","id":"","body":"x"}"#),
+            ErrorCode::Invalid
+        );
+        assert_eq!(
+            code_of(r#"{"action":"message","room":"r","id":"a","body":""}"#),
+            ErrorCode::Invalid
+        );
+        assert_eq!(
+            code_of(r#"{"action":"message","room":"r","id":"a","body":"x","meta":3}"#),
+            ErrorCode::Invalid
+        );
+        let big = "x".repeat(MAX_BODY_BYTES + 1);
+        let frame = format!(r#"{{"action":"message","room":"r","id":"a","body":"{big}"}}"#);
+        assert_eq!(code_of(&frame), ErrorCode::TooLarge);
+        let meta = "y".repeat(MAX_META_BYTES);
+        let frame = format!(
+            r#"{{"action":"message","room":"r","id":"a","body":"b","meta":{{"k":"{meta}"}}}}"#
+        );
+        assert_eq!(code_of(&frame), ErrorCode::TooLarge);
+    }
+
+    #[test]
+    fn failures_keep_the_reference() {
+        let f = parse_client_frame(r#"{"action":"message","room":"r","id":"m-1","body":""}"#)
+            .unwrap_err();
+        assert_eq!(f.reference.as_deref(), Some("m-1"));
+        let f = parse_client_frame(r#"{"action":"nope","ref":"q9"}"#).unwrap_err();
+        assert_eq!(f.reference.as_deref(), Some("q9"));
+    }
+
+    #[test]
+    fn server_frames_have_the_documented_shape() {
+        let ack = ServerFrame::Ack {
+            id: "a".into(),
+            room: "r".into(),
+            seq: 3,
+            ts: 9,
+            duplicate: false,
+        };
+        assert_eq!(
+            ack.to_json(),
+            r#"{"type":"ack","id":"a","room":"r","seq":3,"ts":9}"#
+        );
+        let err = ServerFrame::error(
+            Rejection::new(ErrorCode::NotMember, "join first"),
+            Some("x".into()),
+        );
+        assert_eq!(
+            err.to_json(),
+            r#"{"type":"error","code":"NOT_MEMBER","message":"join first","ref":"x"}"#
+        );
+        let msg = ServerFrame::Message(MessageView {
+            room: "r".into(),
+            seq: 1,
+            id: "c".into(),
+            from: "u".into(),
+            name: None,
+            body: Some("hi".into()),
+            meta: None,
+            ts: 5,
+            edited_ts: None,
+            deleted: false,
+        });
+        assert_eq!(
+            msg.to_json(),
+            r#"{"type":"message","room":"r","seq":1,"id":"c","from":"u","body":"hi","ts":5}"#
+        );
+    }
+}

@@ -1,0 +1,640 @@
+//! Conformance suites every store backend must pass, and a recording [`Gateway`].
+//!
+//! Like object_store's shared integration tests: a backend's test calls
+//! [`history_conformance`] / [`connection_conformance`] with a store. Cases use fresh room, tenant
+//! and user names from a [`Namer`], so they may share one store (one DynamoDB table, say).
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::auth::{Identity, Role};
+use crate::ports::{
+    Amendment, Connection, ConnectionStore, Gateway, GatewayError, HistoryQuery, HistoryStore,
+    JoinOutcome, NewMessage, RoomRef, StoreError,
+};
+use crate::protocol::PresenceStatus;
+use crate::ratelimit::{RateDecision, RatePolicy};
+
+/// Makes names unique within a process and across runs against one store.
+pub struct Namer {
+    prefix: String,
+    next: AtomicU64,
+}
+
+impl Namer {
+    /// Names starting with `prefix` (pass something unique per run, e.g. a timestamp).
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+            next: AtomicU64::new(0),
+        }
+    }
+
+    /// A fresh name.
+    pub fn name(&self, what: &str) -> String {
+        format!(
+            "{}-{what}-{}",
+            self.prefix,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// A fresh room in a fresh tenant.
+    pub fn room(&self) -> RoomRef {
+        RoomRef::new(self.name("t"), self.name("r"))
+    }
+}
+
+fn msg(id: &str, from: &str, body: &str, ts: u64) -> NewMessage {
+    NewMessage {
+        id: id.into(),
+        from: from.into(),
+        name: None,
+        body: body.into(),
+        meta: None,
+        ts,
+    }
+}
+
+/// Runs every [`HistoryStore`] case against `store`.
+pub async fn history_conformance(store: &dyn HistoryStore, names: &Namer) {
+    append_assigns_gap_free_seqs(store, names).await;
+    resent_id_is_not_stored_twice(store, names).await;
+    concurrent_appends_are_gap_free(store, names).await;
+    paging(store, names).await;
+    tenants_and_rooms_are_isolated(store, names).await;
+    edit_and_delete(store, names).await;
+    read_cursor_only_moves_forward(store, names).await;
+    members_are_listed_most_recent_first(store, names).await;
+}
+
+/// Seqs start at 1 and increase by one; the head follows.
+pub async fn append_assigns_gap_free_seqs(store: &dyn HistoryStore, names: &Namer) {
+    let room = names.room();
+    assert_eq!(store.head(&room).await.unwrap(), 0);
+    for i in 1..=5u64 {
+        let a = store
+            .append(
+                &room,
+                msg(&format!("m{i}"), "alice", &format!("hello {i}"), 1000 + i),
+            )
+            .await
+            .unwrap();
+        assert!(!a.duplicate);
+        assert_eq!(a.message.seq, i);
+        assert_eq!(a.message.room, room.room);
+        assert_eq!(
+            a.message.body.as_deref(),
+            Some(format!("hello {i}").as_str())
+        );
+        assert_eq!(a.message.ts, 1000 + i);
+    }
+    assert_eq!(store.head(&room).await.unwrap(), 5);
+    let meta = serde_json::json!({"k": [1, "two"], "n": null});
+    let with_meta = NewMessage {
+        meta: Some(meta.clone()),
+        name: Some("Alice".into()),
+        ..msg("m6", "alice", "x", 7)
+    };
+    store.append(&room, with_meta).await.unwrap();
+    let stored = store.message(&room, 6).await.unwrap().unwrap();
+    assert_eq!(stored.meta, Some(meta));
+    assert_eq!(stored.name.as_deref(), Some("Alice"));
+    assert_eq!(store.message(&room, 7).await.unwrap(), None);
+    assert_eq!(store.message(&room, 0).await.unwrap(), None);
+}
+
+/// Same (room, sender, id): the original comes back and nothing new is stored. Another sender
+/// may use the same id.
+pub async fn resent_id_is_not_stored_twice(store: &dyn HistoryStore, names: &Namer) {
+    let room = names.room();
+    let first = store
+        .append(&room, msg("dup", "alice", "original", 1))
+        .await
+        .unwrap();
+    let again = store
+        .append(&room, msg("dup", "alice", "changed", 2))
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.message, first.message);
+    assert_eq!(store.head(&room).await.unwrap(), 1);
+    let other = store
+        .append(&room, msg("dup", "bob", "mine", 3))
+        .await
+        .unwrap();
+    assert!(!other.duplicate);
+    assert_eq!(other.message.seq, 2);
+}
+
+/// Many concurrent writers, with resends racing the originals: seqs are exactly 1..=n, each id
+/// stored once.
+pub async fn concurrent_appends_are_gap_free(store: &dyn HistoryStore, names: &Namer) {
+    const WRITERS: usize = 8;
+    const EACH: usize = 12;
+    let room = names.room();
+    let writers = (0..WRITERS).map(|w| {
+        let room = &room;
+        async move {
+            let mut seqs = Vec::new();
+            for i in 0..EACH {
+                let id = format!("w{w}-{i}");
+                let a = store.append(room, msg(&id, "alice", "x", 1)).await.unwrap();
+                let b = store.append(room, msg(&id, "alice", "x", 2)).await.unwrap();
+                assert_eq!(a.message.seq, b.message.seq);
+                assert!(b.duplicate);
+                seqs.push(a.message.seq);
+            }
+            seqs
+        }
+    });
+    let all: Vec<u64> = futures::future::join_all(writers)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let distinct: BTreeSet<u64> = all.iter().copied().collect();
+    let n = (WRITERS * EACH) as u64;
+    assert_eq!(distinct.len() as u64, n, "every append got its own seq");
+    assert_eq!(distinct, (1..=n).collect(), "no gaps");
+    assert_eq!(store.head(&room).await.unwrap(), n);
+}
+
+/// Pages are oldest first; `more` says whether the paging direction has more.
+pub async fn paging(store: &dyn HistoryStore, names: &Namer) {
+    let room = names.room();
+    for i in 1..=25u64 {
+        store
+            .append(&room, msg(&format!("p{i}"), "alice", "x", i))
+            .await
+            .unwrap();
+    }
+    let seqs = |p: &crate::ports::Page| p.messages.iter().map(|m| m.seq).collect::<Vec<_>>();
+    let q = |after, before, limit| HistoryQuery {
+        after,
+        before,
+        limit,
+    };
+    let newest = store.messages(&room, q(None, None, 10)).await.unwrap();
+    assert_eq!(seqs(&newest), (16..=25).collect::<Vec<_>>());
+    assert!(newest.more);
+    let older = store.messages(&room, q(None, Some(16), 10)).await.unwrap();
+    assert_eq!(seqs(&older), (6..=15).collect::<Vec<_>>());
+    let oldest = store.messages(&room, q(None, Some(6), 10)).await.unwrap();
+    assert_eq!(seqs(&oldest), (1..=5).collect::<Vec<_>>());
+    assert!(!oldest.more);
+    let after = store.messages(&room, q(Some(20), None, 10)).await.unwrap();
+    assert_eq!(seqs(&after), (21..=25).collect::<Vec<_>>());
+    assert!(!after.more);
+    let gap = store
+        .messages(&room, q(Some(3), Some(8), 100))
+        .await
+        .unwrap();
+    assert_eq!(seqs(&gap), vec![4, 5, 6, 7]);
+    let from_start = store.messages(&room, q(Some(0), None, 3)).await.unwrap();
+    assert_eq!(seqs(&from_start), vec![1, 2, 3]);
+    assert!(from_start.more);
+    let empty = store
+        .messages(&names.room(), q(None, None, 10))
+        .await
+        .unwrap();
+    assert!(empty.messages.is_empty() && !empty.more);
+}
+
+/// The same room name in two tenants, and two rooms in one tenant, share nothing.
+pub async fn tenants_and_rooms_are_isolated(store: &dyn HistoryStore, names: &Namer) {
+    let a = names.room();
+    let b = RoomRef::new(names.name("t"), a.room.clone());
+    let c = RoomRef::new(a.tenant.clone(), names.name("r"));
+    store
+        .append(&a, msg("x", "alice", "in a", 1))
+        .await
+        .unwrap();
+    store
+        .append(&a, msg("y", "alice", "in a", 1))
+        .await
+        .unwrap();
+    let in_b = store
+        .append(&b, msg("x", "alice", "in b", 1))
+        .await
+        .unwrap();
+    assert!(!in_b.duplicate);
+    assert_eq!(in_b.message.seq, 1);
+    assert_eq!(store.head(&c).await.unwrap(), 0);
+    store.advance_read(&a, "alice", 2).await.unwrap();
+    assert_eq!(store.read_cursor(&b, "alice").await.unwrap(), 0);
+    store.touch_member(&a, "alice", 5).await.unwrap();
+    assert!(
+        store.members(&b, 10).await.unwrap().is_empty()
+            || store
+                .members(&b, 10)
+                .await
+                .unwrap()
+                .iter()
+                .all(|m| m.last_seen != 5)
+    );
+}
+
+/// Edits replace the body; deletes leave a tombstone with its seq.
+pub async fn edit_and_delete(store: &dyn HistoryStore, names: &Namer) {
+    let room = names.room();
+    store
+        .append(
+            &room,
+            NewMessage {
+                meta: Some(serde_json::json!({"a": 1})),
+                ..msg("e1", "alice", "frist", 1)
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .append(&room, msg("e2", "alice", "second", 2))
+        .await
+        .unwrap();
+    let edited = store
+        .amend(
+            &room,
+            1,
+            Amendment::Edit {
+                body: "first".into(),
+                at_ms: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(edited.body.as_deref(), Some("first"));
+    assert_eq!(edited.edited_ts, Some(10));
+    assert_eq!(
+        store
+            .message(&room, 1)
+            .await
+            .unwrap()
+            .unwrap()
+            .body
+            .as_deref(),
+        Some("first")
+    );
+    let deleted = store
+        .amend(&room, 1, Amendment::Delete { at_ms: 11 })
+        .await
+        .unwrap();
+    assert!(deleted.deleted && deleted.body.is_none() && deleted.meta.is_none());
+    let page = store
+        .messages(
+            &room,
+            HistoryQuery {
+                after: Some(0),
+                before: None,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.messages.len(), 2, "a tombstone keeps its seq");
+    assert!(page.messages[0].deleted);
+    assert_eq!(
+        store.amend(&room, 9, Amendment::Delete { at_ms: 1 }).await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(store.head(&room).await.unwrap(), 2);
+}
+
+/// Read cursors never move back.
+pub async fn read_cursor_only_moves_forward(store: &dyn HistoryStore, names: &Namer) {
+    let room = names.room();
+    assert_eq!(store.read_cursor(&room, "alice").await.unwrap(), 0);
+    assert_eq!(
+        store.advance_read(&room, "alice", 5).await.unwrap(),
+        (5, true)
+    );
+    assert_eq!(
+        store.advance_read(&room, "alice", 3).await.unwrap(),
+        (5, false)
+    );
+    assert_eq!(
+        store.advance_read(&room, "alice", 5).await.unwrap(),
+        (5, false)
+    );
+    assert_eq!(
+        store.advance_read(&room, "alice", 9).await.unwrap(),
+        (9, true)
+    );
+    assert_eq!(store.read_cursor(&room, "alice").await.unwrap(), 9);
+    assert_eq!(store.read_cursor(&room, "bob").await.unwrap(), 0);
+}
+
+/// Members: most recently seen first; last seen never goes back.
+pub async fn members_are_listed_most_recent_first(store: &dyn HistoryStore, names: &Namer) {
+    let room = names.room();
+    store.touch_member(&room, "alice", 100).await.unwrap();
+    store.touch_member(&room, "bob", 300).await.unwrap();
+    store.touch_member(&room, "carol", 200).await.unwrap();
+    store.touch_member(&room, "bob", 50).await.unwrap();
+    let listed: Vec<(String, u64)> = store
+        .members(&room, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.user, m.last_seen))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            ("bob".into(), 300),
+            ("carol".into(), 200),
+            ("alice".into(), 100)
+        ]
+    );
+    assert_eq!(store.members(&room, 2).await.unwrap().len(), 2);
+}
+
+fn identity(tenant: &str, user: &str) -> Identity {
+    Identity {
+        tenant: tenant.into(),
+        user: user.into(),
+        name: None,
+        role: Role::User,
+        rooms: vec!["*".into()],
+        expires_at_ms: u64::MAX / 2,
+    }
+}
+
+/// Runs every [`ConnectionStore`] case against `store`.
+pub async fn connection_conformance(store: &dyn ConnectionStore, names: &Namer) {
+    connections_round_trip(store, names).await;
+    rooms_track_subscribers(store, names).await;
+    users_have_many_connections(store, names).await;
+    presence_follows_connections(store, names).await;
+    rate_tokens_follow_the_policy(store, names).await;
+}
+
+/// Put, get, remove.
+pub async fn connections_round_trip(store: &dyn ConnectionStore, names: &Namer) {
+    let id = names.name("c");
+    let mut conn = Connection::new(&id, &identity(&names.name("t"), "alice"), 1_000);
+    conn.name = Some("Alice".into());
+    store.put_connection(&conn).await.unwrap();
+    assert_eq!(store.connection(&id).await.unwrap(), Some(conn.clone()));
+    assert_eq!(store.remove_connection(&id).await.unwrap(), Some(conn));
+    assert_eq!(store.connection(&id).await.unwrap(), None);
+    assert_eq!(store.remove_connection(&id).await.unwrap(), None);
+}
+
+/// Joining and leaving rooms, limits, and cleanup on removal.
+pub async fn rooms_track_subscribers(store: &dyn ConnectionStore, names: &Namer) {
+    let tenant = names.name("t");
+    let room = names.name("r");
+    let (c1, c2) = (names.name("c"), names.name("c"));
+    store
+        .put_connection(&Connection::new(&c1, &identity(&tenant, "alice"), 1))
+        .await
+        .unwrap();
+    store
+        .put_connection(&Connection::new(&c2, &identity(&tenant, "bob"), 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.join_room(&c1, &room, 3).await.unwrap(),
+        JoinOutcome::Joined
+    );
+    assert_eq!(
+        store.join_room(&c1, &room, 3).await.unwrap(),
+        JoinOutcome::AlreadyJoined
+    );
+    assert_eq!(
+        store.join_room(&c2, &room, 3).await.unwrap(),
+        JoinOutcome::Joined
+    );
+    let r = RoomRef::new(&tenant, &room);
+    let mut subs: Vec<(String, String)> = store
+        .room_connections(&r)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.conn_id, s.user))
+        .collect();
+    subs.sort();
+    let mut want = vec![
+        (c1.clone(), "alice".to_owned()),
+        (c2.clone(), "bob".to_owned()),
+    ];
+    want.sort();
+    assert_eq!(subs, want);
+    assert!(store.connection(&c1).await.unwrap().unwrap().in_room(&room));
+    let other_tenant = RoomRef::new(names.name("t"), &room);
+    assert!(
+        store
+            .room_connections(&other_tenant)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for extra in 0..2 {
+        assert_eq!(
+            store
+                .join_room(&c1, &format!("{room}-{extra}"), 3)
+                .await
+                .unwrap(),
+            JoinOutcome::Joined
+        );
+    }
+    assert_eq!(
+        store.join_room(&c1, &format!("{room}-x"), 3).await.unwrap(),
+        JoinOutcome::TooManyRooms
+    );
+    assert!(store.leave_room(&c1, &room).await.unwrap());
+    assert!(!store.leave_room(&c1, &room).await.unwrap());
+    assert_eq!(store.room_connections(&r).await.unwrap().len(), 1);
+    store.remove_connection(&c2).await.unwrap();
+    assert!(store.room_connections(&r).await.unwrap().is_empty());
+    assert_eq!(
+        store.join_room(&c2, &room, 3).await,
+        Err(StoreError::NotFound)
+    );
+    store.remove_connection(&c1).await.unwrap();
+}
+
+/// A user's connections are found together (multi-device).
+pub async fn users_have_many_connections(store: &dyn ConnectionStore, names: &Namer) {
+    let tenant = names.name("t");
+    let ids: Vec<String> = (0..3).map(|_| names.name("c")).collect();
+    for id in &ids {
+        store
+            .put_connection(&Connection::new(id, &identity(&tenant, "alice"), 1))
+            .await
+            .unwrap();
+    }
+    let found: HashSet<String> = store
+        .user_connections(&tenant, "alice")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(found, ids.iter().cloned().collect());
+    assert!(
+        store
+            .user_connections(&names.name("t"), "alice")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for id in &ids {
+        store.remove_connection(id).await.unwrap();
+    }
+    assert!(
+        store
+            .user_connections(&tenant, "alice")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Status is visible while connected, offline (None) without connections.
+pub async fn presence_follows_connections(store: &dyn ConnectionStore, names: &Namer) {
+    let tenant = names.name("t");
+    let users = vec!["alice".to_owned(), "bob".to_owned()];
+    assert_eq!(
+        store.presence(&tenant, &users).await.unwrap(),
+        vec![None, None]
+    );
+    let c = names.name("c");
+    store
+        .put_connection(&Connection::new(&c, &identity(&tenant, "alice"), 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.presence(&tenant, &users).await.unwrap(),
+        vec![Some(PresenceStatus::Online), None]
+    );
+    store
+        .set_status(&tenant, "alice", PresenceStatus::Busy)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.presence(&tenant, &users).await.unwrap(),
+        vec![Some(PresenceStatus::Busy), None]
+    );
+    store.remove_connection(&c).await.unwrap();
+    assert_eq!(
+        store.presence(&tenant, &users).await.unwrap(),
+        vec![None, None]
+    );
+}
+
+/// The bucket state persists between calls.
+pub async fn rate_tokens_follow_the_policy(store: &dyn ConnectionStore, names: &Namer) {
+    let policy = RatePolicy {
+        burst: 3,
+        per_sec: 1,
+        max_strikes: 1,
+    };
+    let c = names.name("c");
+    assert_eq!(
+        store.take_rate_token(&c, &policy, 0).await,
+        Err(StoreError::NotFound)
+    );
+    store
+        .put_connection(&Connection::new(
+            &c,
+            &identity(&names.name("t"), "alice"),
+            1,
+        ))
+        .await
+        .unwrap();
+    let decisions: Vec<RateDecision> = {
+        let mut v = Vec::new();
+        for _ in 0..5 {
+            v.push(store.take_rate_token(&c, &policy, 10_000).await.unwrap());
+        }
+        v
+    };
+    use RateDecision::{Allow, Close, Reject};
+    assert_eq!(decisions, vec![Allow, Allow, Allow, Reject, Close]);
+    assert_eq!(
+        store.take_rate_token(&c, &policy, 13_000).await.unwrap(),
+        Allow
+    );
+    store.remove_connection(&c).await.unwrap();
+}
+
+/// A [`Gateway`] that records frames and closes, and can play a vanished connection (410).
+#[derive(Default)]
+pub struct RecordingGateway {
+    frames: Mutex<HashMap<String, Vec<String>>>,
+    closed: Mutex<HashMap<String, u16>>,
+    gone: Mutex<HashSet<String>>,
+}
+
+impl RecordingGateway {
+    /// An empty gateway.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Takes the frames sent to `conn_id` so far, parsed.
+    pub fn take(&self, conn_id: &str) -> Vec<serde_json::Value> {
+        let frames = self
+            .frames
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(conn_id);
+        frames
+            .unwrap_or_default()
+            .iter()
+            .map(|f| serde_json::from_str(f).expect("the service sends JSON"))
+            .collect()
+    }
+
+    /// The close code sent to `conn_id`, if any.
+    pub fn closed(&self, conn_id: &str) -> Option<u16> {
+        self.closed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(conn_id)
+            .copied()
+    }
+
+    /// From now on sends to `conn_id` fail with [`GatewayError::Gone`].
+    pub fn vanish(&self, conn_id: &str) {
+        self.gone
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(conn_id.to_owned());
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+impl Gateway for RecordingGateway {
+    async fn send(&self, conn_id: &str, frame: &str) -> Result<(), GatewayError> {
+        if self
+            .gone
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(conn_id)
+        {
+            return Err(GatewayError::Gone);
+        }
+        let mut frames = self
+            .frames
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        frames
+            .entry(conn_id.to_owned())
+            .or_default()
+            .push(frame.to_owned());
+        Ok(())
+    }
+
+    async fn close(&self, conn_id: &str, code: u16, _reason: &str) -> Result<(), GatewayError> {
+        self.closed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(conn_id.to_owned(), code);
+        Ok(())
+    }
+}
