@@ -68,7 +68,7 @@ pub struct Identity {
     pub role: Role,
     /// Room grants.
     pub rooms: Vec<String>,
-    /// Token expiry, epoch milliseconds.
+    /// When the token stops being accepted (`exp` plus leeway), epoch milliseconds.
     pub expires_at_ms: u64,
 }
 
@@ -224,15 +224,15 @@ impl TokenVerifier {
         if now >= exp.saturating_add(self.leeway_secs) {
             return Err(AuthError::Expired);
         }
-        if let Some(nbf) = c.nbf {
-            if now.saturating_add(self.leeway_secs) < nbf {
-                return Err(AuthError::NotYetValid);
-            }
+        if let Some(nbf) = c.nbf
+            && now.saturating_add(self.leeway_secs) < nbf
+        {
+            return Err(AuthError::NotYetValid);
         }
-        if let Some(want) = &self.issuer {
-            if c.iss.as_deref() != Some(want.as_str()) {
-                return Err(AuthError::WrongIssuer);
-            }
+        if let Some(want) = &self.issuer
+            && c.iss.as_deref() != Some(want.as_str())
+        {
+            return Err(AuthError::WrongIssuer);
         }
         if let Some(want) = &self.audience {
             let ok = match &c.aud {
@@ -266,7 +266,8 @@ impl TokenVerifier {
             name: c.name,
             role: c.role,
             rooms: c.rooms,
-            expires_at_ms: exp.saturating_mul(1000),
+            // The moment the token stops verifying, so connections close exactly then.
+            expires_at_ms: exp.saturating_add(self.leeway_secs).saturating_mul(1000),
         })
     }
 }

@@ -231,25 +231,28 @@ mod tests {
         assert_eq!(select_route(r#"{"room":"r"}"#), "$default");
     }
 
+    fn connect_event(header: Option<(&str, &str)>, token: Option<&str>) -> WsEvent {
+        WsEvent {
+            headers: header.map(|(k, v)| HashMap::from([(k.to_owned(), v.to_owned())])),
+            query_string_parameters: token
+                .map(|t| HashMap::from([("token".to_owned(), t.to_owned())])),
+            ..WsEvent::default()
+        }
+    }
+
     #[test]
     fn credentials_from_query_or_subprotocol() {
-        let mut ev = WsEvent::default();
-        ev.query_string_parameters = Some(HashMap::from([("token".into(), "q.t.k".into())]));
+        let ev = connect_event(None, Some("q.t.k"));
         assert_eq!(connect_credentials(&ev), (Some("q.t.k".into()), None));
-        let mut ev = WsEvent::default();
-        ev.headers = Some(HashMap::from([(
-            "Sec-WebSocket-Protocol".into(),
-            "roomcast.v1, aa.bb.cc".into(),
-        )]));
+        let ev = connect_event(
+            Some(("Sec-WebSocket-Protocol", "roomcast.v1, aa.bb.cc")),
+            None,
+        );
         assert_eq!(
             connect_credentials(&ev),
             (Some("aa.bb.cc".into()), Some("roomcast.v1".into()))
         );
-        let mut ev = WsEvent::default();
-        ev.headers = Some(HashMap::from([(
-            "sec-websocket-protocol".into(),
-            "aa.bb.cc".into(),
-        )]));
+        let ev = connect_event(Some(("sec-websocket-protocol", "aa.bb.cc")), None);
         assert_eq!(
             connect_credentials(&ev),
             (Some("aa.bb.cc".into()), Some("aa.bb.cc".into()))

@@ -10,7 +10,7 @@ use futures::StreamExt;
 
 use crate::auth::{Identity, Role, TokenVerifier, room_granted};
 use crate::limits::{
-    DEFAULT_HISTORY_LIMIT, DEFAULT_MAX_CONNECTIONS_PER_USER, FANOUT_CONCURRENCY,
+    DEFAULT_HISTORY_LIMIT, DEFAULT_MAX_CONNECTIONS_PER_USER, FANOUT_CONCURRENCY, MAX_HISTORY_LIMIT,
     MAX_MEMBERS_LISTED, MAX_REPLAY, MAX_ROOMS_PER_CONNECTION, TYPING_TTL_MS,
 };
 use crate::ports::{
@@ -674,13 +674,17 @@ impl ChatService {
         validate_client_id(&publish.id)?;
         validate_body(&publish.body)?;
         validate_meta(publish.meta.as_ref())?;
-        let from = publish.from.unwrap_or_else(|| identity.user.clone());
+        // A bot named in `from` is not the service token's holder: do not show its name.
+        let (from, name) = match publish.from {
+            Some(from) => (from, None),
+            None => (identity.user.clone(), identity.name.clone()),
+        };
         validate_name("from", &from)?;
         let r = RoomRef::new(&identity.tenant, room);
         let msg = NewMessage {
             id: publish.id,
             from,
-            name: identity.name.clone(),
+            name,
             body: publish.body,
             meta: publish.meta,
             ts: now_ms,
@@ -706,6 +710,12 @@ impl ChatService {
         query: HistoryQuery,
     ) -> Result<Page, Rejection> {
         validate_name("room", room)?;
+        if query.limit == 0 || query.limit > MAX_HISTORY_LIMIT {
+            return Err(Rejection::new(
+                ErrorCode::Invalid,
+                format!("limit must be 1..={MAX_HISTORY_LIMIT}"),
+            ));
+        }
         if !(identity.role == Role::Service || identity.may_join(room)) {
             return Err(Rejection::new(
                 ErrorCode::Forbidden,
@@ -795,3 +805,7 @@ fn typing_ttl(state: TypingState) -> u64 {
         TypingState::Stop => 0,
     }
 }
+
+#[cfg(test)]
+#[path = "service_tests.rs"]
+mod tests;

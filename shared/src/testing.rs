@@ -4,6 +4,11 @@
 //! [`history_conformance`] / [`connection_conformance`] with a store. Cases use fresh room, tenant
 //! and user names from a [`Namer`], so they may share one store (one DynamoDB table, say).
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "conformance cases: a failing store call is a test failure"
+)]
+
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};

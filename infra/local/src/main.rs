@@ -1,1 +1,102 @@
-fn main() {}
+//! `roomcast-local`: serve (the default) or mint a development token.
+
+use std::net::SocketAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::Parser;
+use roomcast_core::auth::{Claims, TokenSigner};
+use roomcast_local::config::{Cli, Command, LogFormat, ServeArgs, TokenArgs};
+use roomcast_local::server::{App, serve};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Token(args)) => token(&args),
+        Some(Command::Serve(args)) => run(&args),
+        None => run(&cli.serve),
+    }
+}
+
+fn token(args: &TokenArgs) -> anyhow::Result<()> {
+    let (secret, generated) = args.secret.resolve()?;
+    if generated {
+        eprintln!(
+            "generated a dev JWT secret in {}",
+            args.secret.secret_path().display()
+        );
+    }
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let claims = Claims {
+        sub: Some(args.user.clone()),
+        tid: Some(args.tenant.clone()),
+        rooms: args.rooms.clone(),
+        name: args.name.clone(),
+        role: args.role.into(),
+        exp: Some(now + args.ttl_secs),
+        iat: Some(now),
+        ..Claims::default()
+    };
+    println!("{}", TokenSigner::hs256(&secret).sign(&claims));
+    Ok(())
+}
+
+#[tokio::main]
+async fn run(args: &ServeArgs) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    match args.log_format {
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init(),
+    }
+    let (config, generated) = args.resolve()?;
+    if args.jwt_public_key.is_none() && args.secret.jwt_secret.is_none() {
+        let (secret, _) = args.secret.resolve()?;
+        let verb = if generated { "generated" } else { "loaded" };
+        eprintln!(
+            "dev JWT secret ({verb}, kept in {}): {}",
+            args.secret.secret_path().display(),
+            String::from_utf8_lossy(&secret)
+        );
+    }
+    let app = App::build(config).context("opening the store")?;
+    let listener = tokio::net::TcpListener::bind(SocketAddr::new(args.host, args.port))
+        .await
+        .with_context(|| format!("binding {}:{}", args.host, args.port))?;
+    let addr = listener.local_addr()?;
+    println!("roomcast-local listening on http://{addr}");
+    eprintln!(
+        "connect: ws://{addr}/?token=$(roomcast-local token --user alice --rooms 'support-*')"
+    );
+    tracing::info!(%addr, store = ?args.store, data_dir = %args.secret.data_dir.display(), "serving");
+    serve(listener, app, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,776 @@
+//! The embedded durable [`HistoryStore`]: one redb file, `roomcast.redb`, in the data directory.
+//!
+//! # Writes: one writer thread, group commit
+//!
+//! redb allows one write transaction at a time, and every commit pays for an fsync. So every
+//! write ([`append`](HistoryStore::append), [`amend`](HistoryStore::amend),
+//! [`advance_read`](HistoryStore::advance_read), [`touch_member`](HistoryStore::touch_member))
+//! is sent over a channel to one dedicated writer thread. The thread blocks for one request, then
+//! drains whatever else is queued (up to [`MAX_BATCH`]), applies the whole batch in order in ONE
+//! write transaction, commits once and only then answers each request. Under load many writes
+//! share one fsync; alone, a write costs one commit as before.
+//!
+//! Seq assignment and the idempotency check run inside that transaction, so seqs are gap-free and
+//! a resent `(room, from, id)` finds the original even when both arrive in the same batch.
+//!
+//! # Durability
+//!
+//! Commits use [`Durability::Immediate`] (redb's default): `commit` returns after the data is
+//! fsynced. A write is acknowledged only after its batch committed, so an acknowledged message
+//! survives `kill -9`. If anything in the transaction or the commit fails, every request of the
+//! batch gets an error and nothing of it is acknowledged. A request whose own outcome is an error
+//! (amending a missing message) does not fail the rest of the batch.
+//!
+//! # Reads
+//!
+//! redb reads are blocking file I/O (page faults on a memory map or `pread`s), so they run on
+//! [`tokio::task::spawn_blocking`], each in its own read transaction: they never stall the async
+//! runtime, and redb lets them run concurrently with each other and with the writer.
+//!
+//! # Tables
+//!
+//! Keys start with [`RoomRef::key`] (`tenant/room`; names cannot contain `/`):
+//! messages `(room, seq) → MessageView` as JSON, heads `room → seq`, idempotency
+//! `(room, from, id) → seq`, read cursors `(room, user) → seq`, members `(room, user) → last seen`.
+
+use std::fmt::Display;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+
+use redb::{
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, Table, TableDefinition,
+    WriteTransaction,
+};
+use roomcast_core::memory::{apply_amendment, page_range, sort_members, stored_message};
+use roomcast_core::ports::{
+    Amendment, Appended, HistoryQuery, HistoryStore, Member, NewMessage, Page, RoomRef, StoreError,
+};
+use roomcast_core::protocol::MessageView;
+use tokio::sync::{mpsc, oneshot};
+
+/// Most requests applied in one write transaction (bounds the latency of a batch's first request).
+pub const MAX_BATCH: usize = 256;
+
+/// Requests queued for the writer before senders wait (backpressure without blocking a thread).
+const QUEUE: usize = 4096;
+
+/// Name of the database file inside the data directory.
+const FILE_NAME: &str = "roomcast.redb";
+
+const MESSAGES: TableDefinition<'_, (&str, u64), &[u8]> = TableDefinition::new("messages");
+const HEADS: TableDefinition<'_, &str, u64> = TableDefinition::new("heads");
+const IDS: TableDefinition<'_, (&str, &str, &str), u64> = TableDefinition::new("idempotency");
+const CURSORS: TableDefinition<'_, (&str, &str), u64> = TableDefinition::new("read_cursors");
+const MEMBERS: TableDefinition<'_, (&str, &str), u64> = TableDefinition::new("members");
+
+/// Durable history in a redb file, written through one group-committing writer thread.
+pub struct EmbeddedHistory {
+    db: Arc<Database>,
+    /// `None` only while dropping.
+    sender: Option<mpsc::Sender<Request>>,
+    writer: Option<JoinHandle<()>>,
+    commits: Arc<AtomicU64>,
+}
+
+impl EmbeddedHistory {
+    /// Opens (or creates) `dir/roomcast.redb`, creating `dir` if needed, and starts the writer
+    /// thread. Fails when another process has the file open.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Other(format!("cannot create {}: {e}", dir.display())))?;
+        let path = dir.join(FILE_NAME);
+        let db = Database::create(&path)
+            .map_err(|e| StoreError::Other(format!("cannot open {}: {e}", path.display())))?;
+        // Create every table up front so read transactions never meet a missing one.
+        let create = || -> Result<(), redb::Error> {
+            let txn = db.begin_write()?;
+            WriteTables::open(&txn)?;
+            txn.commit()?;
+            Ok(())
+        };
+        create()
+            .map_err(|e| StoreError::Other(format!("cannot initialise {}: {e}", path.display())))?;
+
+        let db = Arc::new(db);
+        let commits = Arc::new(AtomicU64::new(0));
+        let (sender, receiver) = mpsc::channel(QUEUE);
+        let writer = std::thread::Builder::new()
+            .name("roomcast-history-writer".into())
+            .spawn({
+                let (db, commits) = (db.clone(), commits.clone());
+                move || run_writer(&db, receiver, &commits)
+            })
+            .map_err(|e| StoreError::Other(format!("cannot start the history writer: {e}")))?;
+        Ok(Self {
+            db,
+            sender: Some(sender),
+            writer: Some(writer),
+            commits,
+        })
+    }
+
+    /// Write transactions committed so far (each may carry many requests).
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Sends a request to the writer and waits for its answer, which comes after the commit.
+    async fn write<T>(&self, request: impl FnOnce(Reply<T>) -> Request) -> Result<T, StoreError> {
+        let sender = self.sender.as_ref().ok_or_else(writer_gone)?;
+        let (reply, answer) = oneshot::channel();
+        sender
+            .send(request(reply))
+            .await
+            .map_err(|_| writer_gone())?;
+        // A dropped reply means the writer died mid-batch: nothing was acknowledged.
+        answer.await.map_err(|_| writer_gone())?
+    }
+
+    /// Runs `read` in a fresh read transaction on the blocking pool.
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&ReadTransaction) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || read(&db.begin_read().map_err(unavailable)?))
+            .await
+            .map_err(|e| StoreError::Other(format!("history read task failed: {e}")))?
+    }
+}
+
+impl Drop for EmbeddedHistory {
+    /// Closes the queue and waits for the writer to finish its batch, so the file is closed (and
+    /// can be reopened) once the store is gone.
+    fn drop(&mut self) {
+        drop(self.sender.take());
+        if let Some(writer) = self.writer.take()
+            && writer.join().is_err()
+        {
+            tracing::error!("the history writer thread had panicked");
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl HistoryStore for EmbeddedHistory {
+    async fn append(&self, room: &RoomRef, msg: NewMessage) -> Result<Appended, StoreError> {
+        let room = room.clone();
+        self.write(|reply| Request::Append { room, msg, reply })
+            .await
+    }
+
+    async fn head(&self, room: &RoomRef) -> Result<u64, StoreError> {
+        let key = room.key();
+        self.read(move |txn| {
+            let heads = txn.open_table(HEADS).map_err(unavailable)?;
+            read_head(&heads, &key)
+        })
+        .await
+    }
+
+    async fn messages(&self, room: &RoomRef, query: HistoryQuery) -> Result<Page, StoreError> {
+        let key = room.key();
+        self.read(move |txn| {
+            // Head and page come from the same snapshot.
+            let head = read_head(&txn.open_table(HEADS).map_err(unavailable)?, &key)?;
+            let Some((lo, hi, more)) = page_range(query, head) else {
+                return Ok(Page::default());
+            };
+            let table = txn.open_table(MESSAGES).map_err(unavailable)?;
+            let mut messages = Vec::new();
+            for entry in table
+                .range((key.as_str(), lo)..=(key.as_str(), hi))
+                .map_err(unavailable)?
+            {
+                let (_, value) = entry.map_err(unavailable)?;
+                messages.push(decode(value.value())?);
+            }
+            Ok(Page { messages, more })
+        })
+        .await
+    }
+
+    async fn message(&self, room: &RoomRef, seq: u64) -> Result<Option<MessageView>, StoreError> {
+        let key = room.key();
+        self.read(move |txn| {
+            let table = txn.open_table(MESSAGES).map_err(unavailable)?;
+            let stored = table.get((key.as_str(), seq)).map_err(unavailable)?;
+            stored.map(|v| decode(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn amend(
+        &self,
+        room: &RoomRef,
+        seq: u64,
+        change: Amendment,
+    ) -> Result<MessageView, StoreError> {
+        let room = room.clone();
+        self.write(|reply| Request::Amend {
+            room,
+            seq,
+            change,
+            reply,
+        })
+        .await
+    }
+
+    async fn advance_read(
+        &self,
+        room: &RoomRef,
+        user: &str,
+        seq: u64,
+    ) -> Result<(u64, bool), StoreError> {
+        let (room, user) = (room.clone(), user.to_owned());
+        self.write(|reply| Request::AdvanceRead {
+            room,
+            user,
+            seq,
+            reply,
+        })
+        .await
+    }
+
+    async fn read_cursor(&self, room: &RoomRef, user: &str) -> Result<u64, StoreError> {
+        let (key, user) = (room.key(), user.to_owned());
+        self.read(move |txn| {
+            let table = txn.open_table(CURSORS).map_err(unavailable)?;
+            let cursor = table
+                .get((key.as_str(), user.as_str()))
+                .map_err(unavailable)?;
+            Ok(cursor.map_or(0, |v| v.value()))
+        })
+        .await
+    }
+
+    async fn touch_member(&self, room: &RoomRef, user: &str, at_ms: u64) -> Result<(), StoreError> {
+        let (room, user) = (room.clone(), user.to_owned());
+        self.write(|reply| Request::TouchMember {
+            room,
+            user,
+            at_ms,
+            reply,
+        })
+        .await
+    }
+
+    async fn members(&self, room: &RoomRef, limit: usize) -> Result<Vec<Member>, StoreError> {
+        let key = room.key();
+        self.read(move |txn| {
+            let table = txn.open_table(MEMBERS).map_err(unavailable)?;
+            let mut members = Vec::new();
+            // Keys are ordered by room first, so the room's members are one contiguous run.
+            for entry in table.range((key.as_str(), "")..).map_err(unavailable)? {
+                let (k, v) = entry.map_err(unavailable)?;
+                let (member_room, user) = k.value();
+                if member_room != key {
+                    break;
+                }
+                members.push(Member {
+                    user: user.to_owned(),
+                    last_seen: v.value(),
+                });
+            }
+            sort_members(&mut members);
+            members.truncate(limit);
+            Ok(members)
+        })
+        .await
+    }
+}
+
+/// Where the writer sends a request's answer.
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// A write, queued for the writer thread.
+enum Request {
+    Append {
+        room: RoomRef,
+        msg: NewMessage,
+        reply: Reply<Appended>,
+    },
+    Amend {
+        room: RoomRef,
+        seq: u64,
+        change: Amendment,
+        reply: Reply<MessageView>,
+    },
+    AdvanceRead {
+        room: RoomRef,
+        user: String,
+        seq: u64,
+        reply: Reply<(u64, bool)>,
+    },
+    TouchMember {
+        room: RoomRef,
+        user: String,
+        at_ms: u64,
+        reply: Reply<()>,
+    },
+}
+
+/// A request's answer, held back until its batch's commit is decided: called with `None` when
+/// the batch committed, with the batch's error otherwise.
+type Completion = Box<dyn FnOnce(Option<StoreError>) + Send>;
+
+fn completion<T: Send + 'static>(reply: Reply<T>, result: Result<T, StoreError>) -> Completion {
+    Box::new(move |failure| {
+        // The caller may have gone away (its future dropped); nobody is left to tell.
+        let _ = reply.send(failure.map_or(result, Err));
+    })
+}
+
+/// The outcome of applying one request: its completion, and the storage error that dooms the
+/// whole transaction, if any.
+fn applied<T: Send + 'static>(
+    reply: Reply<T>,
+    outcome: Result<Result<T, StoreError>, redb::Error>,
+) -> (Completion, Option<redb::Error>) {
+    match outcome {
+        Ok(result) => (completion(reply, result), None),
+        // The batch's failure replaces this placeholder.
+        Err(e) => (completion(reply, Err(unavailable(&e))), Some(e)),
+    }
+}
+
+impl Request {
+    /// Applies the request in the batch's transaction.
+    fn apply(self, tables: &mut WriteTables<'_>) -> (Completion, Option<redb::Error>) {
+        match self {
+            Request::Append { room, msg, reply } => applied(reply, tables.append(&room, msg)),
+            Request::Amend {
+                room,
+                seq,
+                change,
+                reply,
+            } => applied(reply, tables.amend(&room, seq, change)),
+            Request::AdvanceRead {
+                room,
+                user,
+                seq,
+                reply,
+            } => applied(reply, tables.advance_read(&room, &user, seq)),
+            Request::TouchMember {
+                room,
+                user,
+                at_ms,
+                reply,
+            } => applied(reply, tables.touch_member(&room, &user, at_ms)),
+        }
+    }
+
+    /// Leaves the request unapplied; its batch is failing (the batch's error replaces this one).
+    fn abandon(self) -> Completion {
+        fn aborted<T>() -> Result<T, StoreError> {
+            Err(StoreError::Unavailable("batch aborted".into()))
+        }
+        match self {
+            Request::Append { reply, .. } => completion(reply, aborted()),
+            Request::Amend { reply, .. } => completion(reply, aborted()),
+            Request::AdvanceRead { reply, .. } => completion(reply, aborted()),
+            Request::TouchMember { reply, .. } => completion(reply, aborted()),
+        }
+    }
+}
+
+/// The writer thread: one batch, one transaction, one commit at a time, until every sender is
+/// gone.
+fn run_writer(db: &Database, mut requests: mpsc::Receiver<Request>, commits: &AtomicU64) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = requests.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match requests.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        commit_batch(db, batch.drain(..), commits);
+    }
+}
+
+/// Applies `batch` in one write transaction, commits, then answers every request.
+fn commit_batch(db: &Database, batch: impl Iterator<Item = Request>, commits: &AtomicU64) {
+    let mut completions: Vec<Completion> = Vec::new();
+    let failure = match db.begin_write() {
+        Err(e) => {
+            // Typically after a failed commit: redb refuses writes until reopened.
+            completions.extend(batch.map(Request::abandon));
+            Some(unavailable(e))
+        }
+        Ok(txn) => apply_all(txn, batch, &mut completions).err(),
+    };
+    match &failure {
+        None => {
+            commits.fetch_add(1, Ordering::Relaxed);
+        }
+        Some(e) => {
+            tracing::error!(error = %e, requests = completions.len(), "history batch failed")
+        }
+    }
+    for complete in completions {
+        complete(failure.clone());
+    }
+}
+
+/// Applies every request in `txn` and commits; on any storage error the transaction is dropped
+/// (aborted) and the remaining requests are abandoned.
+fn apply_all(
+    mut txn: WriteTransaction,
+    batch: impl Iterator<Item = Request>,
+    completions: &mut Vec<Completion>,
+) -> Result<(), StoreError> {
+    // redb's default, stated because the ack depends on it: commit returns after fsync.
+    if let Err(e) = txn.set_durability(Durability::Immediate) {
+        completions.extend(batch.map(Request::abandon));
+        return Err(unavailable(e));
+    }
+    let mut fatal = None;
+    {
+        match WriteTables::open(&txn) {
+            Err(e) => {
+                completions.extend(batch.map(Request::abandon));
+                fatal = Some(e);
+            }
+            Ok(mut tables) => {
+                for request in batch {
+                    if fatal.is_some() {
+                        completions.push(request.abandon());
+                        continue;
+                    }
+                    let (complete, error) = request.apply(&mut tables);
+                    completions.push(complete);
+                    fatal = error;
+                }
+            }
+        }
+    }
+    if let Some(e) = fatal {
+        return Err(unavailable(e));
+    }
+    // A failed commit may or may not have reached the disk (redb applies it atomically, fully or
+    // not at all): not `Unavailable`, which promises nothing was written. Retrying is safe,
+    // since every write is idempotent.
+    txn.commit()
+        .map_err(|e| StoreError::Other(format!("history commit failed, outcome unknown: {e}")))
+}
+
+/// The tables, open in one write transaction.
+struct WriteTables<'txn> {
+    messages: Table<'txn, (&'static str, u64), &'static [u8]>,
+    heads: Table<'txn, &'static str, u64>,
+    ids: Table<'txn, (&'static str, &'static str, &'static str), u64>,
+    cursors: Table<'txn, (&'static str, &'static str), u64>,
+    members: Table<'txn, (&'static str, &'static str), u64>,
+}
+
+/// Inner `Result`: the request's own outcome. Outer: a storage error that fails the batch.
+type Applied<T> = Result<Result<T, StoreError>, redb::Error>;
+
+impl<'txn> WriteTables<'txn> {
+    fn open(txn: &'txn WriteTransaction) -> Result<Self, redb::Error> {
+        Ok(Self {
+            messages: txn.open_table(MESSAGES)?,
+            heads: txn.open_table(HEADS)?,
+            ids: txn.open_table(IDS)?,
+            cursors: txn.open_table(CURSORS)?,
+            members: txn.open_table(MEMBERS)?,
+        })
+    }
+
+    fn append(&mut self, room: &RoomRef, msg: NewMessage) -> Applied<Appended> {
+        let key = room.key();
+        let known = self
+            .ids
+            .get((key.as_str(), msg.from.as_str(), msg.id.as_str()))?
+            .map(|v| v.value());
+        if let Some(seq) = known {
+            let Some(stored) = self.messages.get((key.as_str(), seq))? else {
+                return Ok(Err(StoreError::Other(format!(
+                    "idempotency key of {key} points at missing seq {seq}"
+                ))));
+            };
+            return Ok(decode(stored.value()).map(|message| Appended {
+                message,
+                duplicate: true,
+            }));
+        }
+        let head = self.heads.get(key.as_str())?.map_or(0, |v| v.value());
+        let seq = head + 1;
+        let message = stored_message(room, seq, msg);
+        let bytes = match encode(&message) {
+            Ok(bytes) => bytes,
+            Err(e) => return Ok(Err(e)),
+        };
+        self.messages
+            .insert((key.as_str(), seq), bytes.as_slice())?;
+        self.heads.insert(key.as_str(), seq)?;
+        self.ids.insert(
+            (key.as_str(), message.from.as_str(), message.id.as_str()),
+            seq,
+        )?;
+        Ok(Ok(Appended {
+            message,
+            duplicate: false,
+        }))
+    }
+
+    fn amend(&mut self, room: &RoomRef, seq: u64, change: Amendment) -> Applied<MessageView> {
+        let key = room.key();
+        let decoded = match self.messages.get((key.as_str(), seq))? {
+            None => return Ok(Err(StoreError::NotFound)),
+            Some(stored) => decode(stored.value()),
+        };
+        let mut message = match decoded {
+            Ok(message) => message,
+            Err(e) => return Ok(Err(e)),
+        };
+        apply_amendment(&mut message, change);
+        let bytes = match encode(&message) {
+            Ok(bytes) => bytes,
+            Err(e) => return Ok(Err(e)),
+        };
+        self.messages
+            .insert((key.as_str(), seq), bytes.as_slice())?;
+        Ok(Ok(message))
+    }
+
+    fn advance_read(&mut self, room: &RoomRef, user: &str, seq: u64) -> Applied<(u64, bool)> {
+        let key = room.key();
+        let cursor = self
+            .cursors
+            .get((key.as_str(), user))?
+            .map_or(0, |v| v.value());
+        if seq <= cursor {
+            return Ok(Ok((cursor, false)));
+        }
+        self.cursors.insert((key.as_str(), user), seq)?;
+        Ok(Ok((seq, true)))
+    }
+
+    fn touch_member(&mut self, room: &RoomRef, user: &str, at_ms: u64) -> Applied<()> {
+        let key = room.key();
+        let seen = self.members.get((key.as_str(), user))?.map(|v| v.value());
+        // Last seen never goes back.
+        if seen.is_none_or(|seen| at_ms > seen) {
+            self.members.insert((key.as_str(), user), at_ms)?;
+        }
+        Ok(Ok(()))
+    }
+}
+
+fn read_head(heads: &redb::ReadOnlyTable<&'static str, u64>, key: &str) -> Result<u64, StoreError> {
+    Ok(heads
+        .get(key)
+        .map_err(unavailable)?
+        .map_or(0, |v| v.value()))
+}
+
+fn encode(message: &MessageView) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(message)
+        .map_err(|e| StoreError::Other(format!("cannot encode message: {e}")))
+}
+
+fn decode(bytes: &[u8]) -> Result<MessageView, StoreError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::Other(format!("corrupt stored message: {e}")))
+}
+
+fn unavailable(e: impl Display) -> StoreError {
+    StoreError::Unavailable(format!("embedded store: {e}"))
+}
+
+fn writer_gone() -> StoreError {
+    StoreError::Unavailable("the history writer has stopped".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use roomcast_core::testing::{Namer, history_conformance};
+
+    use super::*;
+
+    fn msg(id: &str, from: &str, body: &str) -> NewMessage {
+        NewMessage {
+            id: id.into(),
+            from: from.into(),
+            name: None,
+            body: body.into(),
+            meta: None,
+            ts: 1,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedHistory::open(dir.path()).unwrap();
+        history_conformance(&store, &Namer::new("emb")).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let room = RoomRef::new("t", "r");
+        let first = {
+            let store = EmbeddedHistory::open(dir.path()).unwrap();
+            let first = store.append(&room, msg("a", "alice", "one")).await.unwrap();
+            store.append(&room, msg("b", "alice", "two")).await.unwrap();
+            store
+                .amend(
+                    &room,
+                    2,
+                    Amendment::Edit {
+                        body: "2".into(),
+                        at_ms: 9,
+                    },
+                )
+                .await
+                .unwrap();
+            store.advance_read(&room, "bob", 2).await.unwrap();
+            store.touch_member(&room, "alice", 10).await.unwrap();
+            store.touch_member(&room, "bob", 20).await.unwrap();
+            first.message
+        };
+        let store = EmbeddedHistory::open(dir.path()).unwrap();
+        assert_eq!(store.head(&room).await.unwrap(), 2);
+        assert_eq!(store.message(&room, 1).await.unwrap(), Some(first.clone()));
+        let again = store
+            .append(&room, msg("a", "alice", "resent"))
+            .await
+            .unwrap();
+        assert!(again.duplicate);
+        assert_eq!(again.message, first);
+        let page = store
+            .messages(
+                &room,
+                HistoryQuery {
+                    after: Some(0),
+                    before: None,
+                    limit: 10,
+                },
+            )
+            .await
+            .unwrap();
+        let bodies: Vec<_> = page.messages.iter().map(|m| m.body.clone()).collect();
+        assert_eq!(bodies, vec![Some("one".into()), Some("2".into())]);
+        assert_eq!(store.read_cursor(&room, "bob").await.unwrap(), 2);
+        let members: Vec<_> = store
+            .members(&room, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.user, m.last_seen))
+            .collect();
+        assert_eq!(members, vec![("bob".into(), 20), ("alice".into(), 10)]);
+        let next = store
+            .append(&room, msg("c", "alice", "three"))
+            .await
+            .unwrap();
+        assert_eq!(next.message.seq, 3);
+    }
+
+    /// 500 appends from 50 tasks: seqs exactly 1..=500, and they shared commits.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn concurrent_appends_are_gap_free_and_batched() {
+        const TASKS: usize = 50;
+        const EACH: usize = 10;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(EmbeddedHistory::open(dir.path()).unwrap());
+        let room = RoomRef::new("t", "busy");
+        let before = store.commits();
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|t| {
+                let (store, room) = (store.clone(), room.clone());
+                tokio::spawn(async move {
+                    let mut seqs = Vec::new();
+                    for i in 0..EACH {
+                        let a = store
+                            .append(&room, msg(&format!("{t}-{i}"), "alice", "x"))
+                            .await
+                            .unwrap();
+                        assert!(!a.duplicate);
+                        seqs.push(a.message.seq);
+                    }
+                    seqs
+                })
+            })
+            .collect();
+        let mut seqs = BTreeSet::new();
+        for task in tasks {
+            seqs.extend(task.await.unwrap());
+        }
+        let n = (TASKS * EACH) as u64;
+        assert_eq!(seqs, (1..=n).collect());
+        assert_eq!(store.head(&room).await.unwrap(), n);
+        let commits = store.commits() - before;
+        assert!(
+            commits < n,
+            "{commits} commits for {n} appends: no batching"
+        );
+    }
+
+    /// Two appends of one id in the same batch: stored once, the second is the duplicate.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn duplicate_within_one_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedHistory::open(dir.path()).unwrap();
+        let room = RoomRef::new("t", "r");
+        let (tx1, rx1) = oneshot::channel();
+        let (tx2, rx2) = oneshot::channel();
+        let (tx3, rx3) = oneshot::channel();
+        let batch = vec![
+            Request::Append {
+                room: room.clone(),
+                msg: msg("same", "alice", "first"),
+                reply: tx1,
+            },
+            Request::Append {
+                room: room.clone(),
+                msg: msg("same", "alice", "second"),
+                reply: tx2,
+            },
+            Request::Amend {
+                room: room.clone(),
+                seq: 7,
+                change: Amendment::Delete { at_ms: 1 },
+                reply: tx3,
+            },
+        ];
+        let commits = AtomicU64::new(0);
+        commit_batch(&store.db, batch.into_iter(), &commits);
+        assert_eq!(commits.load(Ordering::Relaxed), 1);
+        let a = rx1.await.unwrap().unwrap();
+        let b = rx2.await.unwrap().unwrap();
+        assert!(!a.duplicate && b.duplicate);
+        assert_eq!((a.message.seq, b.message), (1, a.message.clone()));
+        assert_eq!(rx3.await.unwrap(), Err(StoreError::NotFound));
+        assert_eq!(store.head(&room).await.unwrap(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn writes_fail_cleanly_without_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = EmbeddedHistory::open(dir.path()).unwrap();
+        let room = RoomRef::new("t", "r");
+        store.append(&room, msg("a", "alice", "x")).await.unwrap();
+        // Stand in for a dead writer: a queue nobody receives from.
+        let (sender, receiver) = mpsc::channel(1);
+        drop(receiver);
+        store.sender = Some(sender);
+        assert!(matches!(
+            store.append(&room, msg("b", "alice", "x")).await,
+            Err(StoreError::Unavailable(_))
+        ));
+        assert!(matches!(
+            store.touch_member(&room, "alice", 1).await,
+            Err(StoreError::Unavailable(_))
+        ));
+        assert_eq!(store.head(&room).await.unwrap(), 1, "reads still work");
+    }
+}

@@ -1,0 +1,179 @@
+//! The local [`Gateway`]: a registry of live sockets, each with a bounded outbound queue. The
+//! `@connections` management endpoint and the chat service both deliver through it, as they
+//! both do through the Management API on AWS.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use roomcast_core::limits::OUTBOUND_QUEUE_FRAMES;
+use roomcast_core::ports::{Gateway, GatewayError};
+use roomcast_core::protocol::close;
+use tokio::sync::{Notify, mpsc};
+
+use crate::metrics::Metrics;
+
+/// A frame on its way to a socket.
+#[derive(Debug)]
+pub enum Outbound {
+    /// A text frame.
+    Text(String),
+    /// A binary frame (only `@connections` posts of non-UTF-8 data).
+    Binary(Vec<u8>),
+}
+
+/// What the registry knows about one socket.
+pub struct ConnHandle {
+    queue: mpsc::Sender<Outbound>,
+    close_request: Mutex<Option<(u16, String)>>,
+    close_notify: Notify,
+    /// When it connected, epoch milliseconds.
+    pub connected_at_ms: u64,
+    /// Client address.
+    pub source_ip: String,
+    /// Client `User-Agent`.
+    pub user_agent: String,
+    last_active_ms: AtomicU64,
+}
+
+impl ConnHandle {
+    /// A handle and the receiving end of its outbound queue.
+    pub fn new(
+        connected_at_ms: u64,
+        source_ip: String,
+        user_agent: String,
+    ) -> (Arc<Self>, mpsc::Receiver<Outbound>) {
+        let (queue, rx) = mpsc::channel(OUTBOUND_QUEUE_FRAMES);
+        let handle = Arc::new(Self {
+            queue,
+            close_request: Mutex::new(None),
+            close_notify: Notify::new(),
+            connected_at_ms,
+            source_ip,
+            user_agent,
+            last_active_ms: AtomicU64::new(connected_at_ms),
+        });
+        (handle, rx)
+    }
+
+    /// Asks the socket's writer to close with `code`; the first request wins.
+    pub fn request_close(&self, code: u16, reason: &str) {
+        let mut slot = self
+            .close_request
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if slot.is_none() {
+            *slot = Some((code, reason.to_owned()));
+        }
+        drop(slot);
+        self.close_notify.notify_one();
+    }
+
+    /// Waits for a close request.
+    pub async fn close_requested(&self) -> (u16, String) {
+        loop {
+            let notified = self.close_notify.notified();
+            if let Some(req) = self
+                .close_request
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+            {
+                return req;
+            }
+            notified.await;
+        }
+    }
+
+    /// Records inbound activity.
+    pub fn touch(&self, now_ms: u64) {
+        self.last_active_ms.store(now_ms, Ordering::Relaxed);
+    }
+
+    /// Last inbound activity, epoch milliseconds.
+    pub fn last_active_ms(&self) -> u64 {
+        self.last_active_ms.load(Ordering::Relaxed)
+    }
+}
+
+/// The socket registry.
+pub struct LocalGateway {
+    conns: Mutex<HashMap<String, Arc<ConnHandle>>>,
+    metrics: Arc<Metrics>,
+}
+
+impl LocalGateway {
+    /// An empty registry.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            conns: Mutex::new(HashMap::new()),
+            metrics,
+        }
+    }
+
+    fn conns(&self) -> MutexGuard<'_, HashMap<String, Arc<ConnHandle>>> {
+        self.conns.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds a socket.
+    pub fn register(&self, conn_id: &str, handle: Arc<ConnHandle>) {
+        self.conns().insert(conn_id.to_owned(), handle);
+    }
+
+    /// Removes a socket.
+    pub fn unregister(&self, conn_id: &str) {
+        self.conns().remove(conn_id);
+    }
+
+    /// A socket's handle.
+    pub fn handle(&self, conn_id: &str) -> Option<Arc<ConnHandle>> {
+        self.conns().get(conn_id).cloned()
+    }
+
+    /// Live sockets.
+    pub fn len(&self) -> usize {
+        self.conns().len()
+    }
+
+    /// Whether no socket is live.
+    pub fn is_empty(&self) -> bool {
+        self.conns().is_empty()
+    }
+
+    /// Asks every socket to close (shutdown).
+    pub fn close_all(&self, code: u16, reason: &str) {
+        for handle in self.conns().values() {
+            handle.request_close(code, reason);
+        }
+    }
+
+    /// Queues a frame; a full queue closes the socket as a slow consumer instead of growing.
+    pub fn enqueue(&self, conn_id: &str, frame: Outbound) -> Result<(), GatewayError> {
+        let handle = self.handle(conn_id).ok_or(GatewayError::Gone)?;
+        match handle.queue.try_send(frame) {
+            Ok(()) => {
+                self.metrics.frame_out();
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.metrics.slow_consumer();
+                handle.request_close(close::SLOW_CONSUMER, "slow consumer: reconnect and resume");
+                Err(GatewayError::Other("slow consumer closed".into()))
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(GatewayError::Gone),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Gateway for LocalGateway {
+    async fn send(&self, conn_id: &str, frame: &str) -> Result<(), GatewayError> {
+        self.enqueue(conn_id, Outbound::Text(frame.to_owned()))
+    }
+
+    async fn close(&self, conn_id: &str, code: u16, reason: &str) -> Result<(), GatewayError> {
+        let handle = self.handle(conn_id).ok_or(GatewayError::Gone)?;
+        handle.request_close(code, reason);
+        Ok(())
+    }
+}

@@ -1,0 +1,731 @@
+//! The HTTP/WebSocket front: the API Gateway WebSocket emulator (upgrade → `$connect`, frames →
+//! route events, close → `$disconnect`, `@connections` management API), the HTTP API (history,
+//! server-side publish, health, metrics), and graceful shutdown.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::ws::{
+    CloseFrame, Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
+};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::Engine;
+use futures::{SinkExt, StreamExt};
+use roomcast_core::auth::Identity;
+use roomcast_core::auth::TokenVerifier;
+use roomcast_core::event::{
+    WsEvent, WsIdentity, WsRequestContext, WsResponse, connect_credentials, handle_event,
+    select_route,
+};
+use roomcast_core::limits::{DEFAULT_HISTORY_LIMIT, MAX_FRAME_BYTES, MAX_WS_MESSAGE_BYTES};
+use roomcast_core::memory::{MemoryConnections, MemoryHistory};
+use roomcast_core::ports::{ConnectionStore, HistoryQuery, HistoryStore};
+use roomcast_core::protocol::{ErrorCode, Rejection, close};
+use roomcast_core::service::{ChatService, Publish};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::config::{ServerConfig, StoreKind};
+use crate::embedded::EmbeddedHistory;
+use crate::gateway::{ConnHandle, LocalGateway, Outbound};
+use crate::metrics::{Gauges, Metrics};
+
+/// How long a socket may take to accept its close frame before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// How long a socket whose input can no longer be read stays open after its close frame was sent.
+const LINGER: Duration = Duration::from_millis(250);
+/// How long shutdown waits for sockets to take their 1001 close.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Epoch milliseconds: the adapter's clock, passed to the service as `requestTimeEpoch`.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The running server's shared state.
+pub struct App {
+    service: ChatService,
+    gateway: Arc<LocalGateway>,
+    metrics: Arc<Metrics>,
+    live: Arc<MemoryConnections>,
+    config: ServerConfig,
+    request_ids: AtomicU64,
+}
+
+impl App {
+    /// Opens the store named by `config` and builds the service over it.
+    pub fn build(config: ServerConfig) -> anyhow::Result<Arc<Self>> {
+        let metrics = Arc::new(Metrics::default());
+        let gateway = Arc::new(LocalGateway::new(metrics.clone()));
+        let live = Arc::new(MemoryConnections::new());
+        let history: Arc<dyn HistoryStore> = match config.store {
+            StoreKind::Embedded => Arc::new(EmbeddedHistory::open(&config.data_dir)?),
+            StoreKind::Memory => Arc::new(MemoryHistory::new()),
+        };
+        let verifier = TokenVerifier::new(&config.auth)?;
+        let connections: Arc<dyn ConnectionStore> = live.clone();
+        let service = ChatService::new(
+            verifier,
+            connections,
+            history,
+            gateway.clone(),
+            config.service.clone(),
+        );
+        Ok(Arc::new(Self {
+            service,
+            gateway,
+            metrics,
+            live,
+            config,
+            request_ids: AtomicU64::new(0),
+        }))
+    }
+
+    /// Runs one route event (in-process route integration).
+    async fn route(&self, event: &WsEvent) -> WsResponse {
+        handle_event(&self.service, event).await
+    }
+
+    fn context(
+        &self,
+        route_key: &str,
+        event_type: &str,
+        conn: &SocketMeta,
+        now: u64,
+    ) -> WsRequestContext {
+        WsRequestContext {
+            route_key: route_key.to_owned(),
+            event_type: event_type.to_owned(),
+            connection_id: conn.id.clone(),
+            connected_at: conn.connected_at_ms,
+            request_time_epoch: now,
+            request_id: format!("local-{}", self.request_ids.fetch_add(1, Ordering::Relaxed)),
+            domain_name: conn.domain.clone(),
+            stage: self.config.stage.clone(),
+            api_id: "local".to_owned(),
+            identity: WsIdentity {
+                source_ip: Some(conn.source_ip.clone()),
+                user_agent: conn.user_agent.clone(),
+            },
+            ..WsRequestContext::default()
+        }
+    }
+}
+
+/// What the socket task knows about its connection.
+struct SocketMeta {
+    id: String,
+    connected_at_ms: u64,
+    source_ip: String,
+    user_agent: Option<String>,
+    domain: String,
+}
+
+/// The router (exposed so tests and embedders can mount it).
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/", get(root))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route(
+            "/rooms/{room}/messages",
+            get(get_messages).post(post_message),
+        )
+        .route(
+            "/@connections/{id}",
+            get(get_connection)
+                .post(post_connection)
+                .delete(delete_connection),
+        )
+        .layer(DefaultBodyLimit::max(MAX_WS_MESSAGE_BYTES))
+        .with_state(app)
+}
+
+/// Serves on `listener` until `shutdown` resolves, then closes every socket with 1001.
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let gateway = app.gateway.clone();
+    let service = axum::serve(
+        listener,
+        router(app).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: closing sockets with 1001");
+        gateway.close_all(close::GOING_AWAY, "server shutting down");
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        while !gateway.is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    service.await
+}
+
+fn new_connection_id() -> String {
+    use rand::RngCore;
+    // API Gateway ids are 12 base64 characters ending in `=`, and may hold `+` and `/`, so
+    // clients must URL-encode them; ours do too.
+    let mut bytes = [0u8; 10];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Reads `exp` from a token the `$connect` route already accepted, for the expiry timer.
+fn token_expiry_ms(token: &str) -> Option<u64> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("exp")?.as_u64()?.checked_mul(1000)
+}
+
+async fn root(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let Ok(upgrade) = upgrade else {
+        return Html(INFO_PAGE).into_response();
+    };
+    let now = now_ms();
+    let header_map: HashMap<String, String> = headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let meta = SocketMeta {
+        id: new_connection_id(),
+        connected_at_ms: now,
+        source_ip: peer.ip().to_string(),
+        user_agent: header_map.get("user-agent").cloned(),
+        domain: header_map.get("host").cloned().unwrap_or_default(),
+    };
+    let event = WsEvent {
+        request_context: app.context("$connect", "CONNECT", &meta, now),
+        headers: Some(header_map),
+        query_string_parameters: Some(query),
+        ..WsEvent::default()
+    };
+    let response = app.route(&event).await;
+    if response.status_code != 200 {
+        app.metrics.connect_refused(response.status_code);
+        let status = StatusCode::from_u16(response.status_code).unwrap_or(StatusCode::FORBIDDEN);
+        return (status, response.body.unwrap_or_default()).into_response();
+    }
+    let token_expiry = connect_credentials(&event)
+        .0
+        .as_deref()
+        .and_then(token_expiry_ms);
+    let mut upgrade = upgrade
+        .max_frame_size(MAX_FRAME_BYTES)
+        .max_message_size(MAX_WS_MESSAGE_BYTES);
+    if let Some(protocol) = response
+        .headers
+        .and_then(|mut h| h.remove("Sec-WebSocket-Protocol"))
+    {
+        upgrade = upgrade.protocols([protocol]);
+    }
+    let failed = (app.clone(), meta.id.clone());
+    upgrade
+        .on_failed_upgrade(move |e| {
+            tracing::debug!(error = %e, "upgrade failed after $connect");
+            let (app, id) = failed;
+            tokio::spawn(async move { app.service.disconnect(&id, now_ms()).await });
+        })
+        .on_upgrade(move |socket| run_socket(app, socket, meta, token_expiry))
+}
+
+const INFO_PAGE: &str = "<!doctype html><title>roomcast</title><h1>roomcast local server</h1>\
+<p>Connect a WebSocket to this URL with <code>?token=&lt;JWT&gt;</code> (mint one with \
+<code>roomcast-local token --user alice</code>). See docs/protocol.md.</p>";
+
+/// What the read loop does next.
+enum Step {
+    Continue,
+    Close(u16, &'static str),
+    Closing,
+    WriterDone,
+    End(ReadEnd),
+}
+
+/// Why the read side of a socket stopped.
+enum ReadEnd {
+    /// The client closed or the connection dropped.
+    Client(Option<u16>),
+    /// The server closed it (the writer sent the close frame).
+    Server,
+}
+
+async fn run_socket(
+    app: Arc<App>,
+    socket: WebSocket,
+    meta: SocketMeta,
+    token_expiry_ms: Option<u64>,
+) {
+    let (handle, queue) = ConnHandle::new(
+        meta.connected_at_ms,
+        meta.source_ip.clone(),
+        meta.user_agent.clone().unwrap_or_default(),
+    );
+    app.gateway.register(&meta.id, handle.clone());
+    app.metrics.connection_opened();
+    let (sink, stream) = socket.split();
+    let writer = tokio::spawn(write_loop(sink, queue, handle.clone(), app.metrics.clone()));
+    let end = read_loop(&app, stream, &meta, &handle, writer, token_expiry_ms).await;
+    app.gateway.unregister(&meta.id);
+    let now = now_ms();
+    let mut context = app.context("$disconnect", "DISCONNECT", &meta, now);
+    if let ReadEnd::Client(code) = end {
+        context.disconnect_status_code = code;
+    }
+    app.route(&WsEvent {
+        request_context: context,
+        ..WsEvent::default()
+    })
+    .await;
+}
+
+async fn write_loop(
+    mut sink: futures::stream::SplitSink<WebSocket, Message>,
+    mut queue: tokio::sync::mpsc::Receiver<Outbound>,
+    handle: Arc<ConnHandle>,
+    metrics: Arc<Metrics>,
+) {
+    loop {
+        tokio::select! {
+            biased;
+            (code, reason) = handle.close_requested() => {
+                metrics.closed(code);
+                let frame = CloseFrame { code, reason: reason.into() };
+                let _ = sink.send(Message::Close(Some(frame))).await;
+                return;
+            }
+            next = queue.recv() => {
+                let message = match next {
+                    Some(Outbound::Text(t)) => Message::Text(t.into()),
+                    Some(Outbound::Binary(b)) => Message::Binary(b.into()),
+                    None => return,
+                };
+                if sink.send(message).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn is_too_big(error: &axum::Error) -> bool {
+    use std::error::Error;
+    let mut source: Option<&(dyn Error + 'static)> = error.source();
+    while let Some(e) = source {
+        if let Some(tungstenite::Error::Capacity(_)) = e.downcast_ref::<tungstenite::Error>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+async fn read_loop(
+    app: &App,
+    mut stream: futures::stream::SplitStream<WebSocket>,
+    meta: &SocketMeta,
+    handle: &ConnHandle,
+    mut writer: tokio::task::JoinHandle<()>,
+    token_expiry_ms: Option<u64>,
+) -> ReadEnd {
+    let idle_timeout = app.config.idle_timeout;
+    let start = tokio::time::Instant::now();
+    let idle = tokio::time::sleep(idle_timeout);
+    let max_age = tokio::time::sleep(app.config.max_connection_age);
+    let until_expiry = token_expiry_ms.map_or(Duration::MAX / 4, |exp| {
+        Duration::from_millis(exp.saturating_sub(now_ms()))
+    });
+    let expiry = tokio::time::sleep_until(start + until_expiry);
+    // Once a close is requested, the socket goes after CLOSE_GRACE even if the client never
+    // reads the close frame (a slow consumer's writer may be stuck on a full TCP buffer).
+    let close_deadline = tokio::time::sleep(Duration::MAX / 4);
+    tokio::pin!(idle, max_age, expiry, close_deadline);
+    let mut closing = false;
+    let mut writer_done = false;
+    // After a capacity error the frame decoder is mid-frame: nothing more can be read.
+    let mut stream_broken = false;
+    let end = loop {
+        let step = tokio::select! {
+            _ = &mut writer, if !writer_done => Step::WriterDone,
+            message = stream.next(), if !stream_broken => match message {
+                // Once closing, data frames are drained unread until the client's close arrives.
+                Some(Ok(Message::Text(_))) if closing => Step::Continue,
+                Some(Ok(Message::Text(text))) => {
+                    let now = now_ms();
+                    handle.touch(now);
+                    idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
+                    let started = Instant::now();
+                    let body = text.as_str();
+                    let mut context = app.context(select_route(body), "MESSAGE", meta, now);
+                    context.message_id = Some(context.request_id.clone());
+                    let event = WsEvent { request_context: context, body: Some(body.to_owned()), ..WsEvent::default() };
+                    // The route's outcome reaches the client through the gateway, as on AWS.
+                    app.route(&event).await;
+                    app.metrics.frame_in(parse_action(body), None, started.elapsed());
+                    Step::Continue
+                }
+                Some(Ok(Message::Binary(_))) => Step::Close(close::UNSUPPORTED_DATA, "binary frames are not supported"),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                    handle.touch(now_ms());
+                    idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
+                    Step::Continue
+                }
+                Some(Ok(Message::Close(frame))) => Step::End(ReadEnd::Client(frame.map(|f| f.code))),
+                Some(Err(e)) if is_too_big(&e) => {
+                    stream_broken = true;
+                    Step::Close(close::TOO_BIG, "frame or message too large")
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(conn = %meta.id, error = %e, "socket read failed");
+                    Step::End(ReadEnd::Client(None))
+                }
+                None => Step::End(ReadEnd::Client(None)),
+            },
+            _ = &mut idle, if !closing => Step::Close(close::GOING_AWAY, "idle timeout"),
+            _ = &mut max_age, if !closing => Step::Close(close::GOING_AWAY, "maximum connection duration reached"),
+            _ = &mut expiry, if !closing => Step::Close(close::TOKEN_EXPIRED, "token expired"),
+            _ = &mut close_deadline, if closing => Step::End(ReadEnd::Server),
+            // A close asked for by the service, the gateway (slow consumer) or @connections.
+            _ = handle.close_requested(), if !closing => Step::Closing,
+        };
+        match step {
+            Step::Continue => {}
+            Step::Close(code, reason) => {
+                handle.request_close(code, reason);
+                if !closing {
+                    closing = true;
+                    close_deadline
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + CLOSE_GRACE);
+                }
+            }
+            Step::Closing => {
+                if !closing {
+                    closing = true;
+                    close_deadline
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + CLOSE_GRACE);
+                }
+            }
+            Step::WriterDone => {
+                writer_done = true;
+                if !closing {
+                    // The socket failed under the writer: nothing more can be sent.
+                    break ReadEnd::Server;
+                }
+                if stream_broken {
+                    // Unread bytes make the kernel answer our close with a reset; give the
+                    // client a moment to read the close frame first.
+                    close_deadline
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + LINGER);
+                }
+            }
+            Step::End(end) => break end,
+        }
+    };
+    if !writer.is_finished() {
+        writer.abort();
+    }
+    end
+}
+
+/// The action of a frame, for per-action metrics (cheap: a borrowed parse).
+fn parse_action(body: &str) -> Option<&'static str> {
+    #[derive(Deserialize)]
+    struct Action<'a> {
+        #[serde(borrow)]
+        action: Option<std::borrow::Cow<'a, str>>,
+    }
+    let action = serde_json::from_str::<Action<'_>>(body).ok()?.action?;
+    roomcast_core::protocol::ACTIONS
+        .iter()
+        .find(|a| **a == action)
+        .copied()
+}
+
+async fn health(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
+    Json(json!({"status": "ok", "connections": app.gateway.len()}))
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let gauges = Gauges {
+        connections: app.gateway.len(),
+        rooms: Some(app.live.room_count()),
+    };
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(&gauges),
+    )
+        .into_response()
+}
+
+fn api_error(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, Json(json!({"code": code, "message": message}))).into_response()
+}
+
+fn rejection_response(r: Rejection) -> Response {
+    let status = match r.code {
+        ErrorCode::BadFrame | ErrorCode::UnknownAction | ErrorCode::Invalid => {
+            StatusCode::BAD_REQUEST
+        }
+        ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::Forbidden | ErrorCode::NotMember => StatusCode::FORBIDDEN,
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::RateLimited | ErrorCode::LimitExceeded => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    api_error(status, r.code.as_str(), &r.message)
+}
+
+#[allow(clippy::result_large_err)]
+fn bearer(app: &App, headers: &HeaderMap) -> Result<Identity, Response> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            api_error(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "missing `Authorization: Bearer` token",
+            )
+        })?;
+    app.service
+        .verifier()
+        .verify(token.trim(), now_ms())
+        .map_err(|e| api_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", &e.to_string()))
+}
+
+#[derive(Deserialize)]
+struct HistoryParams {
+    before: Option<u64>,
+    after: Option<u64>,
+    limit: Option<u32>,
+}
+
+async fn get_messages(
+    State(app): State<Arc<App>>,
+    Path(room): Path<String>,
+    headers: HeaderMap,
+    params: Result<Query<HistoryParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let identity = match bearer(&app, &headers) {
+        Ok(i) => i,
+        Err(response) => return response,
+    };
+    let Ok(Query(params)) = params else {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID",
+            "before, after and limit must be non-negative integers",
+        );
+    };
+    let limit = params.limit.unwrap_or(DEFAULT_HISTORY_LIMIT);
+    let query = HistoryQuery {
+        after: params.after,
+        before: params.before,
+        limit,
+    };
+    match app.service.history_page(&identity, &room, query).await {
+        Ok(page) => Json(json!({"room": room, "messages": page.messages, "more": page.more}))
+            .into_response(),
+        Err(r) => rejection_response(r),
+    }
+}
+
+#[derive(Deserialize)]
+struct PublishBody {
+    id: String,
+    body: String,
+    #[serde(default)]
+    meta: Option<serde_json::Value>,
+    #[serde(default)]
+    from: Option<String>,
+}
+
+async fn post_message(
+    State(app): State<Arc<App>>,
+    Path(room): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let identity = match bearer(&app, &headers) {
+        Ok(i) => i,
+        Err(response) => return response,
+    };
+    let publish: PublishBody = match serde_json::from_slice(&body) {
+        Ok(p) => p,
+        Err(e) => {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                "BAD_FRAME",
+                &format!("expected {{id, body, meta?, from?}}: {e}"),
+            );
+        }
+    };
+    let request = Publish {
+        id: publish.id,
+        body: publish.body,
+        meta: publish.meta,
+        from: publish.from,
+    };
+    match app
+        .service
+        .publish(&identity, &room, request, now_ms())
+        .await
+    {
+        Ok(appended) => {
+            let m = &appended.message;
+            let status = if appended.duplicate {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
+            let reply = json!({"room": room, "seq": m.seq, "id": m.id, "ts": m.ts, "duplicate": appended.duplicate});
+            (status, Json(reply)).into_response()
+        }
+        Err(r) => rejection_response(r),
+    }
+}
+
+/// The management API is for backends on this machine (API Gateway requires IAM-signed calls).
+#[allow(clippy::result_large_err)]
+fn management_allowed(peer: &SocketAddr) -> Result<(), Response> {
+    if peer.ip().is_loopback() {
+        Ok(())
+    } else {
+        Err(api_error(
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+            "the @connections API is only served to loopback clients",
+        ))
+    }
+}
+
+fn gone() -> Response {
+    (StatusCode::GONE, Json(json!({"message": "GoneException"}))).into_response()
+}
+
+fn iso8601(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil-from-days (Howard Hinnant's algorithm), for UTC timestamps without a date crate.
+    let z = i64::try_from(days).unwrap_or(0) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+async fn get_connection(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = management_allowed(&peer) {
+        return r;
+    }
+    let Some(h) = app.gateway.handle(&id) else {
+        return gone();
+    };
+    Json(json!({
+        "connectedAt": iso8601(h.connected_at_ms),
+        "identity": {"sourceIp": h.source_ip, "userAgent": h.user_agent},
+        "lastActiveAt": iso8601(h.last_active_ms()),
+    }))
+    .into_response()
+}
+
+async fn post_connection(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = management_allowed(&peer) {
+        return r;
+    }
+    let frame = match String::from_utf8(body.to_vec()) {
+        Ok(text) => Outbound::Text(text),
+        Err(e) => Outbound::Binary(e.into_bytes()),
+    };
+    match app.gateway.enqueue(&id, frame) {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(_) => gone(),
+    }
+}
+
+async fn delete_connection(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = management_allowed(&peer) {
+        return r;
+    }
+    match app.gateway.handle(&id) {
+        Some(h) => {
+            h.request_close(close::NORMAL, "closed by @connections DELETE");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => gone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso8601_formats_utc() {
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso8601(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(iso8601(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn expiry_is_read_from_the_payload() {
+        let token =
+            roomcast_core::auth::TokenSigner::hs256(b"k").sign(&roomcast_core::auth::Claims {
+                exp: Some(1_900_000_000),
+                ..Default::default()
+            });
+        assert_eq!(token_expiry_ms(&token), Some(1_900_000_000_000));
+        assert_eq!(token_expiry_ms("garbage"), None);
+    }
+}
