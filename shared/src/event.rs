@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::close;
-use crate::service::ChatService;
+use crate::service::{ChatService, FrameOutcome};
 
 /// The subprotocol clients may offer next to their token.
 pub const SUBPROTOCOL: &str = "roomcast.v1";
@@ -166,9 +166,13 @@ pub fn connect_credentials(event: &WsEvent) -> (Option<String>, Option<String>) 
 }
 
 /// Runs one route event through the service, as a route integration does.
-pub async fn handle_event(service: &ChatService, event: &WsEvent) -> WsResponse {
+pub async fn handle_event(service: &ChatService, event: &WsEvent) -> Routed {
     let ctx = &event.request_context;
     let now = ctx.request_time_epoch;
+    let response = |response| Routed {
+        response,
+        outcome: FrameOutcome::default(),
+    };
     match ctx.event_type.as_str() {
         "CONNECT" => {
             let (token, echo) = connect_credentials(event);
@@ -176,31 +180,53 @@ pub async fn handle_event(service: &ChatService, event: &WsEvent) -> WsResponse 
                 .connect(&ctx.connection_id, token.as_deref(), now)
                 .await
             {
-                Ok(_) => WsResponse {
+                Ok(_) => response(WsResponse {
                     status_code: 200,
                     headers: echo
                         .map(|p| HashMap::from([("Sec-WebSocket-Protocol".to_owned(), p)])),
                     body: None,
-                },
-                Err(refusal) => WsResponse::status(refusal.status, Some(refusal.reason)),
+                }),
+                Err(refusal) => response(WsResponse::status(refusal.status, Some(refusal.reason))),
             }
         }
         "DISCONNECT" => {
             service.disconnect(&ctx.connection_id, now).await;
-            WsResponse::status(200, None)
+            response(WsResponse::status(200, None))
         }
         "MESSAGE" => {
             if event.is_base64_encoded {
                 service.close_unsupported(&ctx.connection_id).await;
-                return WsResponse::status(200, None);
+                return Routed {
+                    response: WsResponse::status(200, None),
+                    outcome: FrameOutcome {
+                        closed: Some(close::UNSUPPORTED_DATA),
+                        ..FrameOutcome::default()
+                    },
+                };
             }
-            service
+            let outcome = service
                 .frame(&ctx.connection_id, event.body.as_deref().unwrap_or(""), now)
                 .await;
-            WsResponse::status(200, None)
+            Routed {
+                response: WsResponse::status(200, None),
+                outcome,
+            }
         }
-        other => WsResponse::status(400, Some(format!("unknown eventType `{other}`"))),
+        other => response(WsResponse::status(
+            400,
+            Some(format!("unknown eventType `{other}`")),
+        )),
     }
+}
+
+/// What [`handle_event`] did: the integration response, and for a frame, its outcome (for
+/// metrics and logs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routed {
+    /// What the route integration returns to API Gateway.
+    pub response: WsResponse,
+    /// The frame's outcome (default for connect and disconnect).
+    pub outcome: FrameOutcome,
 }
 
 impl ChatService {

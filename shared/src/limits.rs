@@ -15,11 +15,15 @@ pub const MAX_CLIENT_ID_LEN: usize = 64;
 pub const MAX_NAME_LEN: usize = 128;
 /// Largest JWT accepted on connect; larger tokens are refused without parsing.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
-/// Most messages one `history` frame returns, and the default page size.
+/// Most messages one `history` frame returns.
 pub const MAX_HISTORY_LIMIT: u32 = 100;
 /// Default `history` page size when the client names none.
 pub const DEFAULT_HISTORY_LIMIT: u32 = 50;
+/// Largest frame the server sends (API Gateway's Management API accepts 128 KB per post).
+/// `history` pages are cut to fit, with `more` set.
+pub const MAX_SERVER_FRAME_BYTES: usize = 128 * 1024;
 /// Most messages replayed after `join {since}`; past that the client pages with `history`.
+
 pub const MAX_REPLAY: u32 = 100;
 /// Most rooms one connection may have joined at once.
 pub const MAX_ROOMS_PER_CONNECTION: usize = 100;

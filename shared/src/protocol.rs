@@ -10,7 +10,7 @@ use crate::limits::{
 
 /// WebSocket close codes roomcast uses. 1xxx are RFC 6455's; 4xxx are ours.
 pub mod close {
-    /// Normal closure (client `leave` of the whole connection, server DELETE @connections).
+    /// Normal closure (a client closing, or the server's `DELETE @connections/{id}`).
     pub const NORMAL: u16 = 1000;
     /// Server shutting down, idle timeout or 2-hour maximum: reconnect and resume.
     pub const GOING_AWAY: u16 = 1001;
@@ -18,12 +18,10 @@ pub mod close {
     pub const UNSUPPORTED_DATA: u16 = 1003;
     /// A frame or message above the size limits.
     pub const TOO_BIG: u16 = 1009;
-    /// The server failed; reconnect with backoff.
-    pub const INTERNAL: u16 = 1011;
+
     /// The token expired during the connection: fetch a new token, then reconnect.
     pub const TOKEN_EXPIRED: u16 = 4001;
-    /// The connection is not allowed (e.g. revoked): do not reconnect with the same token.
-    pub const FORBIDDEN: u16 = 4003;
+
     /// Sustained flooding after `RATE_LIMITED` errors: reconnect only after a long backoff.
     pub const RATE_LIMITED: u16 = 4008;
     /// The client did not read its frames fast enough: reconnect and resume with `since`.

@@ -11,7 +11,8 @@ use futures::StreamExt;
 use crate::auth::{Identity, Role, TokenVerifier, room_granted};
 use crate::limits::{
     DEFAULT_HISTORY_LIMIT, DEFAULT_MAX_CONNECTIONS_PER_USER, FANOUT_CONCURRENCY, MAX_HISTORY_LIMIT,
-    MAX_MEMBERS_LISTED, MAX_REPLAY, MAX_ROOMS_PER_CONNECTION, TYPING_TTL_MS,
+    MAX_MEMBERS_LISTED, MAX_REPLAY, MAX_ROOMS_PER_CONNECTION, MAX_SERVER_FRAME_BYTES,
+    TYPING_TTL_MS,
 };
 use crate::ports::{
     Amendment, Appended, Connection, ConnectionStore, Gateway, GatewayError, HistoryQuery,
@@ -475,6 +476,7 @@ impl ChatService {
                     .messages(&r, query)
                     .await
                     .map_err(unavailable)?;
+                let page = fit_page(page, after.is_some());
                 self.reply(
                     &conn.id,
                     &ServerFrame::History {
@@ -797,6 +799,45 @@ impl ChatService {
             tracing::debug!(conn = conn_id, error = %e, "close not delivered");
         }
     }
+}
+
+/// Cuts a history page to fit one server frame ([`MAX_SERVER_FRAME_BYTES`]), keeping the messages
+/// next to the page's anchor: the oldest when paging forward (`after`), else the newest. What is
+/// cut is still there for the next page, so `more` becomes true.
+pub(crate) fn fit_page(mut page: Page, forward: bool) -> Page {
+    // Room for the frame's own fields around the messages.
+    const ENVELOPE_BYTES: usize = 512;
+    let budget = MAX_SERVER_FRAME_BYTES - ENVELOPE_BYTES;
+    let size = |m: &MessageView| serde_json::to_string(m).map_or(usize::MAX, |s| s.len() + 1);
+    let mut used = 0;
+    let keep = if forward {
+        page.messages
+            .iter()
+            .take_while(|m| {
+                used += size(m);
+                used <= budget
+            })
+            .count()
+    } else {
+        page.messages
+            .iter()
+            .rev()
+            .take_while(|m| {
+                used += size(m);
+                used <= budget
+            })
+            .count()
+    };
+    let cut = page.messages.len() - keep;
+    if cut > 0 {
+        if forward {
+            page.messages.truncate(keep);
+        } else {
+            page.messages.drain(..cut);
+        }
+        page.more = true;
+    }
+    page
 }
 
 fn typing_ttl(state: TypingState) -> u64 {

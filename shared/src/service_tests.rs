@@ -273,7 +273,7 @@ impl World {
     }
 
     fn handle(&self, event: &WsEvent) -> WsResponse {
-        block_on(handle_event(&self.service, event))
+        block_on(handle_event(&self.service, event)).response
     }
 }
 
@@ -1688,5 +1688,61 @@ fn disconnect_event_removes_the_connection() {
         w.handle(&w.event("UPGRADE", &b1)).status_code,
         400,
         "unknown event type"
+    );
+}
+
+fn big_page(count: u64) -> crate::ports::Page {
+    let body = "x".repeat(crate::limits::MAX_BODY_BYTES);
+    let messages = (1..=count)
+        .map(|seq| MessageView {
+            room: "r".into(),
+            seq,
+            id: format!("m{seq}"),
+            from: "alice".into(),
+            name: None,
+            body: Some(body.clone()),
+            meta: None,
+            ts: seq,
+            edited_ts: None,
+            deleted: false,
+        })
+        .collect();
+    crate::ports::Page {
+        messages,
+        more: false,
+    }
+}
+
+#[test]
+fn history_pages_are_cut_to_one_server_frame_next_to_their_anchor() {
+    use crate::limits::MAX_SERVER_FRAME_BYTES;
+    let seqs = |p: &crate::ports::Page| p.messages.iter().map(|m| m.seq).collect::<Vec<_>>();
+    let newest = super::fit_page(big_page(20), false);
+    assert!(newest.more, "the cut-off messages remain to be paged");
+    assert_eq!(
+        seqs(&newest).last(),
+        Some(&20),
+        "paging back keeps the newest"
+    );
+    let forward = super::fit_page(big_page(20), true);
+    assert!(forward.more);
+    assert_eq!(
+        seqs(&forward).first(),
+        Some(&1),
+        "paging forward keeps the oldest"
+    );
+    for page in [newest, forward] {
+        let frame = crate::protocol::ServerFrame::History {
+            room: "r".into(),
+            messages: page.messages,
+            more: true,
+        };
+        assert!(frame.to_json().len() <= MAX_SERVER_FRAME_BYTES);
+    }
+    let small = super::fit_page(big_page(3), false);
+    assert_eq!(
+        (seqs(&small), small.more),
+        (vec![1, 2, 3], false),
+        "a page that fits is untouched"
     );
 }

@@ -103,6 +103,9 @@ pub struct ServeArgs {
     /// Required `aud` claim.
     #[arg(long)]
     pub jwt_audience: Option<String>,
+    /// Clock skew tolerated on `exp` and `nbf`, seconds.
+    #[arg(long, default_value_t = 0)]
+    pub jwt_leeway_secs: u64,
     /// Store backend.
     #[arg(long, value_enum, default_value = "embedded")]
     pub store: StoreKind,
@@ -278,7 +281,8 @@ impl ServeArgs {
                 key,
                 issuer: self.jwt_issuer.clone(),
                 audience: self.jwt_audience.clone(),
-                leeway_secs: 0,
+                leeway_secs: self.jwt_leeway_secs,
+
             },
             service: ServiceConfig {
                 rate: RatePolicy {

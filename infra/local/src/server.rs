@@ -23,8 +23,7 @@ use futures::{SinkExt, StreamExt};
 use roomcast_core::auth::Identity;
 use roomcast_core::auth::TokenVerifier;
 use roomcast_core::event::{
-    WsEvent, WsIdentity, WsRequestContext, WsResponse, connect_credentials, handle_event,
-    select_route,
+    Routed, WsEvent, WsIdentity, WsRequestContext, connect_credentials, handle_event, select_route,
 };
 use roomcast_core::limits::{DEFAULT_HISTORY_LIMIT, MAX_FRAME_BYTES, MAX_WS_MESSAGE_BYTES};
 use roomcast_core::memory::{MemoryConnections, MemoryHistory};
@@ -94,7 +93,7 @@ impl App {
     }
 
     /// Runs one route event (in-process route integration).
-    async fn route(&self, event: &WsEvent) -> WsResponse {
+    async fn route(&self, event: &WsEvent) -> Routed {
         handle_event(&self.service, event).await
     }
 
@@ -149,6 +148,14 @@ pub fn router(app: Arc<App>) -> Router {
                 .post(post_connection)
                 .delete(delete_connection),
         )
+        // SDK clients built with API Gateway's `https://{domain}/{stage}` endpoint put the stage
+        // first; any stage is accepted.
+        .route(
+            "/{stage}/@connections/{id}",
+            get(get_connection)
+                .post(post_connection)
+                .delete(delete_connection),
+        )
         .layer(DefaultBodyLimit::max(MAX_WS_MESSAGE_BYTES))
         .with_state(app)
 }
@@ -178,9 +185,10 @@ pub async fn serve(
 
 fn new_connection_id() -> String {
     use rand::RngCore;
-    // API Gateway ids are 12 base64 characters ending in `=`, and may hold `+` and `/`, so
+    // API Gateway ids are 16 base64 characters ending in `=`, and may hold `+` and `/`, so
     // clients must URL-encode them; ours do too.
-    let mut bytes = [0u8; 10];
+    let mut bytes = [0u8; 11];
+
     rand::rng().fill_bytes(&mut bytes);
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
@@ -223,7 +231,7 @@ async fn root(
         query_string_parameters: Some(query),
         ..WsEvent::default()
     };
-    let response = app.route(&event).await;
+    let response = app.route(&event).await.response;
     if response.status_code != 200 {
         app.metrics.connect_refused(response.status_code);
         let status = StatusCode::from_u16(response.status_code).unwrap_or(StatusCode::FORBIDDEN);
@@ -382,9 +390,10 @@ async fn read_loop(
                     let mut context = app.context(select_route(body), "MESSAGE", meta, now);
                     context.message_id = Some(context.request_id.clone());
                     let event = WsEvent { request_context: context, body: Some(body.to_owned()), ..WsEvent::default() };
-                    // The route's outcome reaches the client through the gateway, as on AWS.
-                    app.route(&event).await;
-                    app.metrics.frame_in(parse_action(body), None, started.elapsed());
+                    // Replies reach the client through the gateway, as on AWS; the outcome is
+                    // for metrics.
+                    let outcome = app.route(&event).await.outcome;
+                    app.metrics.frame_in(outcome.action, outcome.rejected.map(ErrorCode::as_str), started.elapsed());
                     Step::Continue
                 }
                 Some(Ok(Message::Binary(_))) => Step::Close(close::UNSUPPORTED_DATA, "binary frames are not supported"),
@@ -451,20 +460,6 @@ async fn read_loop(
         writer.abort();
     }
     end
-}
-
-/// The action of a frame, for per-action metrics (cheap: a borrowed parse).
-fn parse_action(body: &str) -> Option<&'static str> {
-    #[derive(Deserialize)]
-    struct Action<'a> {
-        #[serde(borrow)]
-        action: Option<std::borrow::Cow<'a, str>>,
-    }
-    let action = serde_json::from_str::<Action<'_>>(body).ok()?.action?;
-    roomcast_core::protocol::ACTIONS
-        .iter()
-        .find(|a| **a == action)
-        .copied()
 }
 
 async fn health(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
@@ -626,6 +621,12 @@ fn management_allowed(peer: &SocketAddr) -> Result<(), Response> {
     }
 }
 
+/// `/@connections/{id}` or `/{stage}/@connections/{id}`: the stage is ignored.
+#[derive(Deserialize)]
+struct ConnectionPath {
+    id: String,
+}
+
 fn gone() -> Response {
     (StatusCode::GONE, Json(json!({"message": "GoneException"}))).into_response()
 }
@@ -655,7 +656,7 @@ fn iso8601(ms: u64) -> String {
 async fn get_connection(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(id): Path<String>,
+    Path(ConnectionPath { id }): Path<ConnectionPath>,
 ) -> Response {
     if let Err(r) = management_allowed(&peer) {
         return r;
@@ -674,7 +675,7 @@ async fn get_connection(
 async fn post_connection(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(id): Path<String>,
+    Path(ConnectionPath { id }): Path<ConnectionPath>,
     body: Bytes,
 ) -> Response {
     if let Err(r) = management_allowed(&peer) {
@@ -693,7 +694,7 @@ async fn post_connection(
 async fn delete_connection(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(id): Path<String>,
+    Path(ConnectionPath { id }): Path<ConnectionPath>,
 ) -> Response {
     if let Err(r) = management_allowed(&peer) {
         return r;
