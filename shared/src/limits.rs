@@ -23,7 +23,6 @@ pub const DEFAULT_HISTORY_LIMIT: u32 = 50;
 /// `history` pages are cut to fit, with `more` set.
 pub const MAX_SERVER_FRAME_BYTES: usize = 128 * 1024;
 /// Most messages replayed after `join {since}`; past that the client pages with `history`.
-
 pub const MAX_REPLAY: u32 = 100;
 /// Most rooms one connection may have joined at once.
 pub const MAX_ROOMS_PER_CONNECTION: usize = 100;

@@ -124,6 +124,10 @@ pub struct ServeArgs {
     /// Live connections allowed per user.
     #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS_PER_USER)]
     pub max_connections_per_user: usize,
+    /// Forward route events to Lambda functions at this Lambda Invoke API endpoint (e.g.
+    /// `http://127.0.0.1:9000` for `cargo lambda watch`) instead of running them in-process.
+    #[arg(long)]
+    pub lambda_endpoint: Option<String>,
     /// Stage name in events (`requestContext.stage`).
     #[arg(long, default_value = "local")]
     pub stage: String,
@@ -196,6 +200,8 @@ pub struct ServerConfig {
     pub max_connection_age: Duration,
     /// Stage name.
     pub stage: String,
+    /// Lambda Invoke API endpoint to forward route events to.
+    pub lambda_endpoint: Option<String>,
 }
 
 const SECRET_FILE: &str = "jwt-secret";
@@ -282,7 +288,6 @@ impl ServeArgs {
                 issuer: self.jwt_issuer.clone(),
                 audience: self.jwt_audience.clone(),
                 leeway_secs: self.jwt_leeway_secs,
-
             },
             service: ServiceConfig {
                 rate: RatePolicy {
@@ -298,6 +303,7 @@ impl ServeArgs {
             idle_timeout: Duration::from_secs(self.idle_timeout_secs),
             max_connection_age: Duration::from_secs(self.max_connection_secs),
             stage: self.stage.clone(),
+            lambda_endpoint: self.lambda_endpoint.clone(),
         };
         Ok((config, generated))
     }

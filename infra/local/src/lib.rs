@@ -17,6 +17,7 @@
 
 pub mod config;
 pub mod embedded;
+pub mod forward;
 pub mod gateway;
 pub mod metrics;
 pub mod server;

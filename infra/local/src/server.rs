@@ -23,19 +23,21 @@ use futures::{SinkExt, StreamExt};
 use roomcast_core::auth::Identity;
 use roomcast_core::auth::TokenVerifier;
 use roomcast_core::event::{
-    Routed, WsEvent, WsIdentity, WsRequestContext, connect_credentials, handle_event, select_route,
+    Routed, WsEvent, WsIdentity, WsRequestContext, WsResponse, connect_credentials, handle_event,
+    select_route,
 };
 use roomcast_core::limits::{DEFAULT_HISTORY_LIMIT, MAX_FRAME_BYTES, MAX_WS_MESSAGE_BYTES};
 use roomcast_core::memory::{MemoryConnections, MemoryHistory};
 use roomcast_core::ports::{ConnectionStore, HistoryQuery, HistoryStore};
 use roomcast_core::protocol::{ErrorCode, Rejection, close};
-use roomcast_core::service::{ChatService, Publish};
+use roomcast_core::service::{ChatService, FrameOutcome, Publish};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::config::{ServerConfig, StoreKind};
 use crate::embedded::EmbeddedHistory;
+use crate::forward::LambdaForwarder;
 use crate::gateway::{ConnHandle, LocalGateway, Outbound};
 use crate::metrics::{Gauges, Metrics};
 
@@ -43,6 +45,8 @@ use crate::metrics::{Gauges, Metrics};
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// How long a socket whose input can no longer be read stays open after its close frame was sent.
 const LINGER: Duration = Duration::from_millis(250);
+/// How long a closing socket may spend sending the frames queued before its close frame.
+const CLOSE_DRAIN: Duration = Duration::from_secs(1);
 /// How long shutdown waits for sockets to take their 1001 close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -59,6 +63,7 @@ pub struct App {
     gateway: Arc<LocalGateway>,
     metrics: Arc<Metrics>,
     live: Arc<MemoryConnections>,
+    forwarder: Option<LambdaForwarder>,
     config: ServerConfig,
     request_ids: AtomicU64,
 }
@@ -82,19 +87,50 @@ impl App {
             gateway.clone(),
             config.service.clone(),
         );
+        let forwarder = config.lambda_endpoint.as_deref().map(LambdaForwarder::new);
         Ok(Arc::new(Self {
             service,
             gateway,
             metrics,
             live,
+            forwarder,
             config,
             request_ids: AtomicU64::new(0),
         }))
     }
 
-    /// Runs one route event (in-process route integration).
+    /// Runs one route event: in-process, or through the route's Lambda function.
     async fn route(&self, event: &WsEvent) -> Routed {
-        handle_event(&self.service, event).await
+        let Some(forwarder) = &self.forwarder else {
+            return handle_event(&self.service, event).await;
+        };
+        let ctx = &event.request_context;
+        let response = match forwarder.invoke(event).await {
+            Ok(response) => response,
+            Err(e) => {
+                tracing::warn!(route = %ctx.route_key, error = %e, "route integration failed");
+                if ctx.event_type == "MESSAGE" {
+                    // What API Gateway sends a client whose route integration failed.
+                    let frame = json!({
+                        "message": "Internal server error",
+                        "connectionId": ctx.connection_id,
+                        "requestId": ctx.request_id,
+                    });
+                    let _ = self
+                        .gateway
+                        .enqueue(&ctx.connection_id, Outbound::Text(frame.to_string()));
+                }
+                WsResponse {
+                    status_code: 500,
+                    headers: None,
+                    body: Some("Internal server error".into()),
+                }
+            }
+        };
+        Routed {
+            response,
+            outcome: FrameOutcome::default(),
+        }
     }
 
     fn context(
@@ -316,22 +352,34 @@ async fn write_loop(
     handle: Arc<ConnHandle>,
     metrics: Arc<Metrics>,
 ) {
+    fn message(frame: Outbound) -> Message {
+        match frame {
+            Outbound::Text(t) => Message::Text(t.into()),
+            Outbound::Binary(b) => Message::Binary(b.into()),
+        }
+    }
     loop {
         tokio::select! {
             biased;
             (code, reason) = handle.close_requested() => {
                 metrics.closed(code);
+                // Frames queued before the close (the error explaining it, say) go out first,
+                // within CLOSE_DRAIN: a slow consumer's backlog must not delay its close.
+                let _ = tokio::time::timeout(CLOSE_DRAIN, async {
+                    while let Ok(frame) = queue.try_recv() {
+                        if sink.send(message(frame)).await.is_err() {
+                            break;
+                        }
+                    }
+                })
+                .await;
                 let frame = CloseFrame { code, reason: reason.into() };
                 let _ = sink.send(Message::Close(Some(frame))).await;
                 return;
             }
             next = queue.recv() => {
-                let message = match next {
-                    Some(Outbound::Text(t)) => Message::Text(t.into()),
-                    Some(Outbound::Binary(b)) => Message::Binary(b.into()),
-                    None => return,
-                };
-                if sink.send(message).await.is_err() {
+                let Some(frame) = next else { return };
+                if sink.send(message(frame)).await.is_err() {
                     return;
                 }
             }

@@ -1,0 +1,211 @@
+//! The HTTP API: health, history, server-side publish.
+
+use anyhow::{Context, ensure};
+use roomcast_core::auth::{Claims, TokenSigner};
+use serde_json::json;
+
+use super::history::page_seqs;
+use super::{ensure_delivered, send_messages};
+use crate::client::frame_type;
+use crate::deployment::Deployment;
+use crate::http::{Request, Response};
+use crate::scope::{Failures, Scope, now_secs};
+
+fn base(d: &dyn Deployment) -> anyhow::Result<String> {
+    d.http_url()
+        .context("the deployment reports http_api but gives no http_url")
+}
+
+fn ensure_status(r: &Response, status: u16, what: &str) -> anyhow::Result<()> {
+    ensure!(
+        r.status == status,
+        "{what}: expected HTTP {status}, got {} `{}`",
+        r.status,
+        r.text()
+    );
+    Ok(())
+}
+
+/// Tokens that must be refused with 401: wrongly signed and expired.
+fn bad_tokens(s: &Scope<'_>, claims: &Claims) -> [(&'static str, String); 2] {
+    [
+        (
+            "signed with another key",
+            TokenSigner::hs256(b"not-the-deployment-secret").sign(claims),
+        ),
+        (
+            "expired",
+            s.d.sign(&Claims {
+                exp: Some(now_secs() - 600),
+                ..claims.clone()
+            }),
+        ),
+    ]
+}
+
+/// `GET /health` answers 200.
+pub async fn http_health_ok(d: &dyn Deployment) -> anyhow::Result<()> {
+    let r = Request::new("GET", "/health").send(&base(d)?).await?;
+    ensure_status(&r, 200, "GET /health")
+}
+
+/// `GET /rooms/{room}/messages` pages history (`before`, `after`, `limit`) for a Bearer token
+/// granting the room: 200 `{room, messages, more}`; 401 without a valid token; 403 when the
+/// token does not grant the room.
+pub async fn http_history_needs_a_granted_token(d: &dyn Deployment) -> anyhow::Result<()> {
+    let s = Scope::new(d, "http_history");
+    let base = base(d)?;
+    let (mut alice, _) = s.member("alice", "support-1").await?;
+    let acks = send_messages(&mut alice, &s, "support-1", "m", 5).await?;
+    let claims = s.claims("alice", &["support-*"]);
+    let token = d.sign(&claims);
+    let get = |query: &str| format!("/rooms/support-1/messages{query}");
+
+    let r = Request::new("GET", &get(""))
+        .bearer(&token)
+        .send(&base)
+        .await?;
+    ensure_status(&r, 200, "history with a granting token")?;
+    let page = r.json()?;
+    ensure!(
+        page["room"] == "support-1" && page_seqs(&page) == (vec![1, 2, 3, 4, 5], false),
+        "the whole page: {page}"
+    );
+    for (i, (m, ack)) in page["messages"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .zip(&acks)
+        .enumerate()
+    {
+        ensure_delivered(m, ack, "alice", &format!("m {i}"))?;
+    }
+
+    let mut f = Failures::default();
+    for (query, want, more) in [
+        ("?limit=2", vec![4, 5], true),
+        ("?before=4&limit=2", vec![2, 3], true),
+        ("?after=3", vec![4, 5], false),
+    ] {
+        let result = async {
+            let r = Request::new("GET", &get(query))
+                .bearer(&token)
+                .send(&base)
+                .await?;
+            ensure_status(&r, 200, query)?;
+            let page = r.json()?;
+            ensure!(
+                page_seqs(&page) == (want.clone(), more),
+                "expected {want:?} more {more}: {page}"
+            );
+            Ok(())
+        };
+        f.check(query, result.await);
+    }
+    let r = Request::new("GET", &get("")).send(&base).await?;
+    f.check("no Authorization", ensure_status(&r, 401, "no token"));
+    for (what, bad) in bad_tokens(&s, &claims) {
+        let r = Request::new("GET", &get(""))
+            .bearer(&bad)
+            .send(&base)
+            .await?;
+        f.check(what, ensure_status(&r, 401, what));
+    }
+    let other = s.token("alice", &["sales-*"]);
+    let r = Request::new("GET", &get(""))
+        .bearer(&other)
+        .send(&base)
+        .await?;
+    f.check(
+        "room not granted",
+        ensure_status(&r, 403, "room not granted"),
+    );
+    f.finish()
+}
+
+/// `POST /rooms/{room}/messages` with a role `service` token stores and delivers live: 201
+/// `{room, seq, id, ts, duplicate: false}`; the same id again is 200 with the original seq and
+/// `duplicate: true` and delivers nothing; role `user` is 403; a bad token 401.
+pub async fn http_publish_needs_service_role(d: &dyn Deployment) -> anyhow::Result<()> {
+    let s = Scope::new(d, "http_publish");
+    let base = base(d)?;
+    let (mut bob, _) = s.member("bob", "lobby").await?;
+    let service = s.service_token("backend");
+    let path = "/rooms/lobby/messages";
+    let id = s.id("svc");
+    let publish = json!({"id": id, "body": "from the backend"});
+
+    let r = Request::new("POST", path)
+        .bearer(&service)
+        .json(&publish)
+        .send(&base)
+        .await?;
+    ensure_status(&r, 201, "publish as service")?;
+    let created = r.json()?;
+    ensure!(
+        created["room"] == "lobby"
+            && created["seq"] == 1
+            && created["id"] == id.as_str()
+            && created["duplicate"] == false,
+        "201 body: {created}"
+    );
+    let m = bob.expect_message("lobby").await?;
+    ensure_delivered(&m, &created, "backend", "from the backend")?;
+
+    let r = Request::new("POST", path)
+        .bearer(&service)
+        .json(&publish)
+        .send(&base)
+        .await?;
+    ensure_status(&r, 200, "the same id again")?;
+    let again = r.json()?;
+    ensure!(
+        again["seq"] == created["seq"] && again["duplicate"] == true,
+        "a duplicate returns the original seq: {again}"
+    );
+
+    let mut f = Failures::default();
+    let user = s.token("alice", &["*"]);
+    let r = Request::new("POST", path)
+        .bearer(&user)
+        .json(&json!({"id": s.id("u"), "body": "x"}))
+        .send(&base)
+        .await?;
+    f.check("role user", ensure_status(&r, 403, "role user"));
+    for (what, bad) in bad_tokens(
+        &s,
+        &Claims {
+            role: roomcast_core::auth::Role::Service,
+            ..s.claims("backend", &[])
+        },
+    ) {
+        let r = Request::new("POST", path)
+            .bearer(&bad)
+            .json(&json!({"id": s.id("b"), "body": "x"}))
+            .send(&base)
+            .await?;
+        f.check(what, ensure_status(&r, 401, what));
+    }
+    f.finish()?;
+
+    let r = Request::new("POST", path)
+        .bearer(&service)
+        .json(&json!({"id": s.id("svc"), "body": "second"}))
+        .send(&base)
+        .await?;
+    ensure_status(&r, 201, "a second publish")?;
+    let second = r.json()?;
+    ensure!(
+        second["seq"] == 2,
+        "refused publishes store nothing; seqs stay gap-free: {second}"
+    );
+    let (before, next) = bob
+        .take_until("the second publish", |f| frame_type(f) == "message")
+        .await?;
+    ensure!(
+        next["seq"] == 2,
+        "nothing delivered for the duplicate or refused publishes; got {next} after {before:?}"
+    );
+    Ok(())
+}

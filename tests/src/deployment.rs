@@ -1,0 +1,84 @@
+//! What the suite needs to know about a deployment under test.
+
+use roomcast_core::auth::Claims;
+
+/// Optional abilities of a deployment. A case that needs one runs only where it is set; the
+/// suite prints every case it did not run, so a missing capability never passes silently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Capabilities {
+    /// [`Deployment::restart`] kills the server with SIGKILL and starts it again on the same
+    /// address with the same data.
+    pub restart: bool,
+    /// The HTTP API (`GET /health`, `GET|POST /rooms/{room}/messages`) is served at
+    /// [`Deployment::http_url`].
+    pub http_api: bool,
+    /// The API Gateway Management API (`POST|GET|DELETE /@connections/{id}`) is served at
+    /// [`Deployment::http_url`].
+    pub management_api: bool,
+    /// Each connection may join only one room (the edge build routes a socket to one Durable
+    /// Object). Cases that join several rooms on one connection are then not applicable.
+    pub one_room_per_connection: bool,
+}
+
+/// A capability a case may need (see [`Capabilities`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capability {
+    /// [`Capabilities::restart`].
+    Restart,
+    /// [`Capabilities::http_api`].
+    HttpApi,
+    /// [`Capabilities::management_api`].
+    ManagementApi,
+    /// Several rooms on one connection: the opposite of
+    /// [`Capabilities::one_room_per_connection`].
+    ManyRoomsPerConnection,
+}
+
+impl Capability {
+    /// Whether `caps` has this capability.
+    pub fn in_(self, caps: &Capabilities) -> bool {
+        match self {
+            Self::Restart => caps.restart,
+            Self::HttpApi => caps.http_api,
+            Self::ManagementApi => caps.management_api,
+            Self::ManyRoomsPerConnection => !caps.one_room_per_connection,
+        }
+    }
+
+    /// The capability's name as printed.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Restart => "restart",
+            Self::HttpApi => "http_api",
+            Self::ManagementApi => "management_api",
+            Self::ManyRoomsPerConnection => "many rooms per connection",
+        }
+    }
+}
+
+/// A running roomcast deployment, reachable over real sockets.
+///
+/// The suite assumes the deployment's per-connection rate limit allows bursts of a few hundred
+/// frames (cases send up to ~110 frames back to back); the rate-limit case runs separately
+/// against a deployment with the default limits (see [`crate::limits_suite!`]).
+#[async_trait::async_trait]
+pub trait Deployment: Send + Sync {
+    /// The WebSocket endpoint, e.g. `ws://127.0.0.1:3001/`; clients append `?token=…`.
+    fn ws_url(&self) -> String;
+
+    /// The HTTP base URL (`http://host:port`, no trailing slash needed), when HTTP is served.
+    fn http_url(&self) -> Option<String>;
+
+    /// Signs `claims` with the key the deployment verifies (HS256 with its secret).
+    fn sign(&self, claims: &Claims) -> String;
+
+    /// Which optional cases apply.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Kills the server with SIGKILL and starts it again on the same address with the same
+    /// data; returns once it accepts connections. Called only when
+    /// [`Capabilities::restart`] is set, and never while another case runs.
+    async fn restart(&self) -> anyhow::Result<()> {
+        anyhow::bail!("this deployment cannot restart")
+    }
+}
