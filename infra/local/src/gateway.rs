@@ -57,22 +57,29 @@ impl ConnHandle {
     }
 
     /// Asks the socket's writer to close with `code`; the first request wins.
-    pub fn request_close(&self, code: u16, reason: &str) {
+    /// Returns whether this was the first request.
+    pub fn request_close(&self, code: u16, reason: &str) -> bool {
         let mut slot = self
             .close_request
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if slot.is_none() {
+        let first = slot.is_none();
+        if first {
             *slot = Some((code, reason.to_owned()));
         }
         drop(slot);
-        self.close_notify.notify_one();
+        // Both the socket's reader and its writer wait for this.
+        self.close_notify.notify_waiters();
+        first
     }
 
     /// Waits for a close request.
     pub async fn close_requested(&self) -> (u16, String) {
         loop {
+            // Registered before the check, so a request made in between still wakes us.
             let notified = self.close_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
             if let Some(req) = self
                 .close_request
                 .lock()
@@ -156,8 +163,10 @@ impl LocalGateway {
                 Ok(())
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.metrics.slow_consumer();
-                handle.request_close(close::SLOW_CONSUMER, "slow consumer: reconnect and resume");
+                if handle.request_close(close::SLOW_CONSUMER, "slow consumer: reconnect and resume")
+                {
+                    self.metrics.slow_consumer();
+                }
                 Err(GatewayError::Other("slow consumer closed".into()))
             }
             Err(mpsc::error::TrySendError::Closed(_)) => Err(GatewayError::Gone),
