@@ -12,6 +12,7 @@
 //! - [`ports`]: the `ConnectionStore`, `HistoryStore` and `Gateway` traits the service needs.
 //! - [`service`]: the chat logic over those ports.
 //! - [`event`]: API Gateway WebSocket events, route selection, and `handle_event`.
+//! - [`http`]: the HTTP API (history, publish, health) for every deployment's HTTP layer.
 //! - [`memory`]: in-memory backends.
 //! - `testing` (feature `testing`): the store conformance suites every backend must pass and a
 //!   recording gateway.
@@ -20,6 +21,7 @@
 
 pub mod auth;
 pub mod event;
+pub mod http;
 pub mod limits;
 pub mod memory;
 pub mod ports;

@@ -13,24 +13,24 @@ use axum::body::Bytes;
 use axum::extract::ws::{
     CloseFrame, Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
 };
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use base64::Engine;
 use futures::{SinkExt, StreamExt};
-use roomcast_core::auth::Identity;
 use roomcast_core::auth::TokenVerifier;
 use roomcast_core::event::{
     Routed, WsEvent, WsIdentity, WsRequestContext, WsResponse, connect_credentials, handle_event,
     select_route,
 };
-use roomcast_core::limits::{DEFAULT_HISTORY_LIMIT, MAX_FRAME_BYTES, MAX_WS_MESSAGE_BYTES};
+use roomcast_core::http::{self, HttpReply};
+use roomcast_core::limits::{MAX_FRAME_BYTES, MAX_WS_MESSAGE_BYTES};
 use roomcast_core::memory::{MemoryConnections, MemoryHistory};
-use roomcast_core::ports::{ConnectionStore, HistoryQuery, HistoryStore};
-use roomcast_core::protocol::{ErrorCode, Rejection, close};
-use roomcast_core::service::{ChatService, FrameOutcome, Publish};
+use roomcast_core::ports::{ConnectionStore, HistoryStore};
+use roomcast_core::protocol::{ErrorCode, close};
+use roomcast_core::service::{ChatService, FrameOutcome};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -510,8 +510,8 @@ async fn read_loop(
     end
 }
 
-async fn health(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
-    Json(json!({"status": "ok", "connections": app.gateway.len()}))
+async fn health(State(app): State<Arc<App>>) -> Response {
+    reply(http::health(Some(app.gateway.len())))
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
@@ -530,84 +530,31 @@ fn api_error(status: StatusCode, code: &str, message: &str) -> Response {
     (status, Json(json!({"code": code, "message": message}))).into_response()
 }
 
-fn rejection_response(r: Rejection) -> Response {
-    let status = match r.code {
-        ErrorCode::BadFrame | ErrorCode::UnknownAction | ErrorCode::Invalid => {
-            StatusCode::BAD_REQUEST
-        }
-        ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorCode::Forbidden | ErrorCode::NotMember => StatusCode::FORBIDDEN,
-        ErrorCode::NotFound => StatusCode::NOT_FOUND,
-        ErrorCode::RateLimited | ErrorCode::LimitExceeded => StatusCode::TOO_MANY_REQUESTS,
-        ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-    };
-    api_error(status, r.code.as_str(), &r.message)
+fn reply(r: HttpReply) -> Response {
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, Json(r.body)).into_response()
 }
 
-#[allow(clippy::result_large_err)]
-fn bearer(app: &App, headers: &HeaderMap) -> Result<Identity, Response> {
-    let token = headers
+fn authorization(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| {
-            api_error(
-                StatusCode::UNAUTHORIZED,
-                "UNAUTHORIZED",
-                "missing `Authorization: Bearer` token",
-            )
-        })?;
-    app.service
-        .verifier()
-        .verify(token.trim(), now_ms())
-        .map_err(|e| api_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", &e.to_string()))
-}
-
-#[derive(Deserialize)]
-struct HistoryParams {
-    before: Option<u64>,
-    after: Option<u64>,
-    limit: Option<u32>,
 }
 
 async fn get_messages(
     State(app): State<Arc<App>>,
     Path(room): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
-    params: Result<Query<HistoryParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let identity = match bearer(&app, &headers) {
-        Ok(i) => i,
-        Err(response) => return response,
-    };
-    let Ok(Query(params)) = params else {
-        return api_error(
-            StatusCode::BAD_REQUEST,
-            "INVALID",
-            "before, after and limit must be non-negative integers",
-        );
-    };
-    let limit = params.limit.unwrap_or(DEFAULT_HISTORY_LIMIT);
-    let query = HistoryQuery {
-        after: params.after,
-        before: params.before,
-        limit,
-    };
-    match app.service.history_page(&identity, &room, query).await {
-        Ok(page) => Json(json!({"room": room, "messages": page.messages, "more": page.more}))
-            .into_response(),
-        Err(r) => rejection_response(r),
-    }
-}
-
-#[derive(Deserialize)]
-struct PublishBody {
-    id: String,
-    body: String,
-    #[serde(default)]
-    meta: Option<serde_json::Value>,
-    #[serde(default)]
-    from: Option<String>,
+    let r = http::get_messages(
+        &app.service,
+        authorization(&headers),
+        &room,
+        query.as_deref(),
+        now_ms(),
+    );
+    reply(r.await)
 }
 
 async fn post_message(
@@ -616,43 +563,16 @@ async fn post_message(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let identity = match bearer(&app, &headers) {
-        Ok(i) => i,
-        Err(response) => return response,
-    };
-    let publish: PublishBody = match serde_json::from_slice(&body) {
-        Ok(p) => p,
-        Err(e) => {
-            return api_error(
-                StatusCode::BAD_REQUEST,
-                "BAD_FRAME",
-                &format!("expected {{id, body, meta?, from?}}: {e}"),
-            );
-        }
-    };
-    let request = Publish {
-        id: publish.id,
-        body: publish.body,
-        meta: publish.meta,
-        from: publish.from,
-    };
-    match app
-        .service
-        .publish(&identity, &room, request, now_ms())
-        .await
-    {
-        Ok(appended) => {
-            let m = &appended.message;
-            let status = if appended.duplicate {
-                StatusCode::OK
-            } else {
-                StatusCode::CREATED
-            };
-            let reply = json!({"room": room, "seq": m.seq, "id": m.id, "ts": m.ts, "duplicate": appended.duplicate});
-            (status, Json(reply)).into_response()
-        }
-        Err(r) => rejection_response(r),
-    }
+    reply(
+        http::post_message(
+            &app.service,
+            authorization(&headers),
+            &room,
+            &body,
+            now_ms(),
+        )
+        .await,
+    )
 }
 
 /// The management API is for backends on this machine (API Gateway requires IAM-signed calls).
