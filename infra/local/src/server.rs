@@ -526,9 +526,6 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         .into_response()
 }
 
-fn api_error(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, Json(json!({"code": code, "message": message}))).into_response()
-}
 
 fn reply(r: HttpReply) -> Response {
     let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -581,12 +578,22 @@ fn management_allowed(peer: &SocketAddr) -> Result<(), Response> {
     if peer.ip().is_loopback() {
         Ok(())
     } else {
-        Err(api_error(
+        Err(management_error(
             StatusCode::FORBIDDEN,
-            "FORBIDDEN",
-            "the @connections API is only served to loopback clients",
+            "ForbiddenException",
         ))
     }
+}
+
+/// A Management API error as API Gateway sends it: AWS SDKs read the error type from the
+/// `x-amzn-ErrorType` header (a 410 is only a `GoneException` with it).
+fn management_error(status: StatusCode, error_type: &'static str) -> Response {
+    (
+        status,
+        [("x-amzn-ErrorType", error_type)],
+        Json(json!({"message": error_type})),
+    )
+        .into_response()
 }
 
 /// `/@connections/{id}` or `/{stage}/@connections/{id}`: the stage is ignored.
@@ -596,7 +603,7 @@ struct ConnectionPath {
 }
 
 fn gone() -> Response {
-    (StatusCode::GONE, Json(json!({"message": "GoneException"}))).into_response()
+    management_error(StatusCode::GONE, "GoneException")
 }
 
 fn iso8601(ms: u64) -> String {
@@ -644,11 +651,15 @@ async fn post_connection(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(ConnectionPath { id }): Path<ConnectionPath>,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     if let Err(r) = management_allowed(&peer) {
         return r;
     }
+    let Ok(body) = body else {
+        // The body limit (MAX_WS_MESSAGE_BYTES) is what API Gateway's 128 KB is.
+        return management_error(StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLargeException");
+    };
     let frame = match String::from_utf8(body.to_vec()) {
         Ok(text) => Outbound::Text(text),
         Err(e) => Outbound::Binary(e.into_bytes()),
