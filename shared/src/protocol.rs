@@ -560,6 +560,14 @@ pub enum ServerFrame {
         /// Room name.
         room: String,
     },
+    /// The server is about to close the connection with `code` (sent first because some
+    /// gateways, API Gateway among them, cannot put a close code on the wire).
+    Closing {
+        /// The close code (see [`close`]).
+        code: u16,
+        /// Why.
+        reason: String,
+    },
     /// Reply to `ping`.
     Pong {
         /// Server time, epoch milliseconds.

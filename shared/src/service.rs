@@ -794,7 +794,14 @@ impl ChatService {
     }
 
     /// Closes a connection through the gateway, logging a failure.
+    /// A `closing` frame goes first: API Gateway's Management API cannot set a close code, so
+    /// that frame is how clients there learn why (4001, 4008, …).
     pub async fn close_with(&self, conn_id: &str, code: u16, reason: &str) {
+        let notice = ServerFrame::Closing {
+            code,
+            reason: reason.to_owned(),
+        };
+        self.reply(conn_id, &notice).await;
         if let Err(e) = self.gateway.close(conn_id, code, reason).await {
             tracing::debug!(conn = conn_id, error = %e, "close not delivered");
         }

@@ -1236,7 +1236,10 @@ fn a_frame_on_an_unknown_connection_closes_it_going_away() {
         closed_with(close::GOING_AWAY)
     );
     assert_eq!(w.gateway.closed("ghost"), Some(close::GOING_AWAY));
-    assert!(w.frames("ghost").is_empty());
+    assert_eq!(
+        w.frames("ghost"),
+        vec![closing(close::GOING_AWAY, "connection unknown; reconnect")]
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1297,7 +1300,7 @@ fn a_sustained_flood_closes_with_4008() {
     let types: Vec<&str> = frames.iter().map(|f| f["type"].as_str().unwrap()).collect();
     assert_eq!(
         types,
-        ["pong", "pong", "pong", "error", "error"],
+        ["pong", "pong", "pong", "error", "error", "closing"],
         "no frame for the close"
     );
 }
@@ -1353,7 +1356,11 @@ fn a_frame_after_the_tokens_exp_closes_with_4001() {
         closed_with(close::TOKEN_EXPIRED)
     );
     assert_eq!(w.gateway.closed(&a1), Some(close::TOKEN_EXPIRED));
-    assert!(w.frames(&a1).is_empty(), "the frame was not processed");
+    assert_eq!(
+        w.frames(&a1),
+        vec![closing(close::TOKEN_EXPIRED, "token expired")],
+        "the frame was not processed; only the close notice went out"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1664,8 +1671,12 @@ fn message_events_run_text_frames_and_close_binary_ones_with_1003() {
     ev.is_base64_encoded = true;
     assert_eq!(w.handle(&ev).status_code, 200);
     assert_eq!(w.gateway.closed(&a1), Some(close::UNSUPPORTED_DATA));
-    assert!(
-        w.frames(&a1).is_empty(),
+    assert_eq!(
+        w.frames(&a1),
+        vec![closing(
+            close::UNSUPPORTED_DATA,
+            "binary frames are not supported"
+        )],
         "the binary frame was not processed"
     );
 }
@@ -1745,4 +1756,9 @@ fn history_pages_are_cut_to_one_server_frame_next_to_their_anchor() {
         (vec![1, 2, 3], false),
         "a page that fits is untouched"
     );
+}
+
+/// The notice the service sends before closing a connection.
+fn closing(code: u16, reason: &str) -> Value {
+    json!({"type": "closing", "code": code, "reason": reason})
 }

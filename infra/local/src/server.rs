@@ -526,7 +526,6 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         .into_response()
 }
 
-
 fn reply(r: HttpReply) -> Response {
     let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, Json(r.body)).into_response()

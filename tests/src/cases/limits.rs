@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, ensure};
+use anyhow::{Context, bail, ensure};
 use roomcast_core::limits::MAX_FRAME_BYTES;
 use serde_json::json;
 use tokio::time::Instant;
@@ -57,7 +57,14 @@ pub async fn rate_limited_then_closed_4008(d: &dyn Deployment) -> anyhow::Result
         .iter()
         .filter(|f| frame_type(f) == "error" && f["code"] == "RATE_LIMITED")
         .count();
-    let other: Vec<_> = frames
+    let Some((notice, earlier)) = frames.split_last() else {
+        bail!("no frame before the close");
+    };
+    ensure!(
+        frame_type(notice) == "closing" && notice["code"] == 4008,
+        "the last frame announces the close (gateways that cannot send close codes rely on it): {notice}"
+    );
+    let other: Vec<_> = earlier
         .iter()
         .filter(|f| {
             frame_type(f) != "pong" && !(frame_type(f) == "error" && f["code"] == "RATE_LIMITED")
