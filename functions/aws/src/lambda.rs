@@ -1,0 +1,380 @@
+//! Lambda glue: configuration read once from the environment, SDK clients built once per cold
+//! start, and the handlers the function binaries run. Handlers are plain async functions over
+//! API Gateway events, so tests call them directly with event fixtures.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_config::SdkConfig;
+use roomcast_core::auth::{AuthConfig, TokenVerifier, VerifyKey};
+use roomcast_core::event::{WsEvent, WsRequestContext, WsResponse, handle_event};
+use roomcast_core::http::{self, HttpReply};
+use roomcast_core::ratelimit::RatePolicy;
+use roomcast_core::service::{ChatService, FrameOutcome, ServiceConfig};
+use serde_json::json;
+
+use crate::dynamo::{DEFAULT_TABLE, DynamoConfig, DynamoStore};
+use crate::management::{GatewayCounters, ManagementGateway};
+
+/// Environment variables the functions read (the deploy templates set them; a consistency test
+/// checks that they do).
+pub mod env {
+    /// DynamoDB table name (default `roomcast`).
+    pub const TABLE: &str = "ROOMCAST_TABLE";
+    /// HS256 secret.
+    pub const JWT_SECRET: &str = "ROOMCAST_JWT_SECRET";
+    /// PEM public key (instead of the secret).
+    pub const JWT_PUBLIC_KEY: &str = "ROOMCAST_JWT_PUBLIC_KEY";
+    /// `RS256` or `ES256` for the public key.
+    pub const JWT_ALG: &str = "ROOMCAST_JWT_ALG";
+    /// Required `iss`.
+    pub const JWT_ISSUER: &str = "ROOMCAST_JWT_ISSUER";
+    /// Required `aud`.
+    pub const JWT_AUDIENCE: &str = "ROOMCAST_JWT_AUDIENCE";
+    /// Management API endpoint; default `https://{domainName}/{stage}` of each event. Required
+    /// by the `http` function (HTTP API events do not name the WebSocket API).
+    pub const MANAGEMENT_ENDPOINT: &str = "ROOMCAST_MANAGEMENT_ENDPOINT";
+    /// Days messages are kept (default: forever).
+    pub const MESSAGE_RETENTION_DAYS: &str = "ROOMCAST_MESSAGE_RETENTION_DAYS";
+    /// Frames per second per connection.
+    pub const RATE_PER_SEC: &str = "ROOMCAST_RATE_PER_SEC";
+    /// Frame burst per connection.
+    pub const RATE_BURST: &str = "ROOMCAST_RATE_BURST";
+    /// Every variable above.
+    pub const ALL: &[&str] = &[
+        TABLE,
+        JWT_SECRET,
+        JWT_PUBLIC_KEY,
+        JWT_ALG,
+        JWT_ISSUER,
+        JWT_AUDIENCE,
+        MANAGEMENT_ENDPOINT,
+        MESSAGE_RETENTION_DAYS,
+        RATE_PER_SEC,
+        RATE_BURST,
+    ];
+}
+
+/// A configuration that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A variable is missing or malformed.
+    #[error("{0}: {1}")]
+    Invalid(&'static str, String),
+    /// The key does not load.
+    #[error(transparent)]
+    Key(#[from] roomcast_core::auth::KeyError),
+}
+
+/// Everything a function needs, from the environment.
+#[derive(Clone)]
+pub struct FunctionConfig {
+    /// Table name.
+    pub table: String,
+    /// Token verification.
+    pub auth: AuthConfig,
+    /// Service tunables.
+    pub service: ServiceConfig,
+    /// Store tunables.
+    pub store: DynamoConfig,
+    /// Fixed Management API endpoint.
+    pub management_endpoint: Option<String>,
+}
+
+fn parsed<T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<T>, ConfigError> {
+    get(name)
+        .map(|v| {
+            v.trim()
+                .parse()
+                .map_err(|_| ConfigError::Invalid(name, format!("cannot parse `{v}`")))
+        })
+        .transpose()
+}
+
+impl FunctionConfig {
+    /// Reads the configuration through `get` (the process environment in production).
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let key = match (get(env::JWT_SECRET), get(env::JWT_PUBLIC_KEY)) {
+            (Some(secret), None) => VerifyKey::Hs256(secret.into_bytes()),
+            (None, Some(pem)) => match get(env::JWT_ALG).as_deref() {
+                Some("RS256") | None => VerifyKey::Rs256Pem(pem.into_bytes()),
+                Some("ES256") => VerifyKey::Es256Pem(pem.into_bytes()),
+                Some(other) => {
+                    return Err(ConfigError::Invalid(
+                        env::JWT_ALG,
+                        format!("`{other}` is not RS256 or ES256"),
+                    ));
+                }
+            },
+            _ => {
+                return Err(ConfigError::Invalid(
+                    env::JWT_SECRET,
+                    format!(
+                        "set exactly one of {} and {}",
+                        env::JWT_SECRET,
+                        env::JWT_PUBLIC_KEY
+                    ),
+                ));
+            }
+        };
+        let defaults = RatePolicy::default();
+        let rate = RatePolicy {
+            per_sec: parsed(&get, env::RATE_PER_SEC)?.unwrap_or(defaults.per_sec),
+            burst: parsed(&get, env::RATE_BURST)?.unwrap_or(defaults.burst),
+            ..defaults
+        };
+        let retention_days: Option<u64> = parsed(&get, env::MESSAGE_RETENTION_DAYS)?;
+        Ok(Self {
+            table: get(env::TABLE).unwrap_or_else(|| DEFAULT_TABLE.to_owned()),
+            auth: AuthConfig {
+                key,
+                issuer: get(env::JWT_ISSUER),
+                audience: get(env::JWT_AUDIENCE),
+                leeway_secs: 0,
+            },
+            service: ServiceConfig {
+                rate,
+                ..ServiceConfig::default()
+            },
+            store: DynamoConfig {
+                message_retention: retention_days.map(|d| Duration::from_secs(d * 86_400)),
+                ..DynamoConfig::default()
+            },
+            management_endpoint: get(env::MANAGEMENT_ENDPOINT),
+        })
+    }
+}
+
+/// Clients and configuration shared by every invocation of a warm function.
+pub struct Runtime {
+    store: Arc<DynamoStore>,
+    verifier: TokenVerifier,
+    service: ServiceConfig,
+    sdk: SdkConfig,
+    management_endpoint: Option<String>,
+    management_clients: Mutex<HashMap<String, aws_sdk_apigatewaymanagement::Client>>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Runtime {
+    /// Builds the clients for `config` from the loaded SDK configuration.
+    pub fn new(config: FunctionConfig, sdk: SdkConfig) -> Result<Self, ConfigError> {
+        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+        Ok(Self {
+            store: Arc::new(DynamoStore::new(dynamodb, config.table, config.store)),
+            verifier: TokenVerifier::new(&config.auth)?,
+            service: config.service,
+            sdk,
+            management_endpoint: config.management_endpoint,
+            management_clients: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The store (tests inspect it).
+    pub fn store(&self) -> &DynamoStore {
+        &self.store
+    }
+
+    fn management_endpoint(&self, ctx: Option<&WsRequestContext>) -> Option<String> {
+        self.management_endpoint
+            .clone()
+            .or_else(|| ctx.map(|c| format!("https://{}/{}", c.domain_name, c.stage)))
+    }
+
+    fn gateway(&self, endpoint: &str) -> Arc<ManagementGateway> {
+        let mut clients = self
+            .management_clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let client = clients
+            .entry(endpoint.to_owned())
+            .or_insert_with(|| {
+                let config = aws_sdk_apigatewaymanagement::config::Builder::from(&self.sdk)
+                    .endpoint_url(endpoint)
+                    .build();
+                aws_sdk_apigatewaymanagement::Client::from_conf(config)
+            })
+            .clone();
+        Arc::new(ManagementGateway::new(client))
+    }
+
+    fn service(&self, gateway: Arc<ManagementGateway>) -> ChatService {
+        ChatService::new(
+            self.verifier.clone(),
+            self.store.clone(),
+            self.store.clone(),
+            gateway,
+            self.service.clone(),
+        )
+    }
+
+    /// A WebSocket route event (`$connect`, `$disconnect`, `message`, `typing`, `$default`).
+    pub async fn handle_websocket(&self, event: WsEvent) -> WsResponse {
+        let started = Instant::now();
+        let endpoint = self
+            .management_endpoint(Some(&event.request_context))
+            .unwrap_or_default();
+        let gateway = self.gateway(&endpoint);
+        let routed = handle_event(&self.service(gateway.clone()), &event).await;
+        emit_metrics(
+            &event.request_context.route_key,
+            &routed.outcome,
+            &gateway.counters,
+            started.elapsed(),
+        );
+        routed.response
+    }
+
+    /// An HTTP API request: `GET|POST /rooms/{room}/messages`, `GET /health`.
+    pub async fn handle_http(
+        &self,
+        method: &str,
+        path: &str,
+        authorization: Option<&str>,
+        raw_query: Option<&str>,
+        body: &[u8],
+    ) -> HttpReply {
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        match (method, segments.as_slice()) {
+            ("GET", ["health"]) => http::health(None),
+            (_, ["rooms", room, "messages"]) => {
+                let Some(endpoint) = self.management_endpoint(None) else {
+                    return HttpReply::error(
+                        500,
+                        "UNAVAILABLE",
+                        "ROOMCAST_MANAGEMENT_ENDPOINT is not set",
+                    );
+                };
+                let service = self.service(self.gateway(&endpoint));
+                match method {
+                    "GET" => {
+                        http::get_messages(&service, authorization, room, raw_query, now_ms()).await
+                    }
+                    "POST" => {
+                        http::post_message(&service, authorization, room, body, now_ms()).await
+                    }
+                    _ => HttpReply::error(405, "INVALID", "use GET or POST"),
+                }
+            }
+            _ => HttpReply::error(404, "NOT_FOUND", "no such endpoint"),
+        }
+    }
+}
+
+/// One CloudWatch Embedded Metric Format line per invocation (CloudWatch Logs turns it into
+/// metrics; no API call, no extra latency).
+fn emit_metrics(
+    route: &str,
+    outcome: &FrameOutcome,
+    counters: &GatewayCounters,
+    elapsed: Duration,
+) {
+    let get = GatewayCounters::get;
+    let line = json!({
+        "_aws": {
+            "Timestamp": now_ms(),
+            "CloudWatchMetrics": [{
+                "Namespace": "roomcast",
+                "Dimensions": [["Route"]],
+                "Metrics": [
+                    {"Name": "Messages", "Unit": "Count"},
+                    {"Name": "Rejections", "Unit": "Count"},
+                    {"Name": "FanoutSize", "Unit": "Count"},
+                    {"Name": "FanoutGone", "Unit": "Count"},
+                    {"Name": "FanoutThrottled", "Unit": "Count"},
+                    {"Name": "FanoutFailed", "Unit": "Count"},
+                    {"Name": "HandlerMillis", "Unit": "Milliseconds"},
+                ],
+            }],
+        },
+        "Route": route,
+        "Action": outcome.action,
+        "Messages": u64::from(outcome.action == Some("message") && outcome.rejected.is_none()),
+        "Rejections": u64::from(outcome.rejected.is_some()),
+        "RejectionCode": outcome.rejected.map(|c| c.as_str()),
+        "FanoutSize": get(&counters.sent),
+        "FanoutGone": get(&counters.gone),
+        "FanoutThrottled": get(&counters.throttled),
+        "FanoutFailed": get(&counters.failed),
+        "HandlerMillis": elapsed.as_secs_f64() * 1000.0,
+    });
+    println!("{line}");
+}
+
+/// Entry point of the WebSocket route functions: clients built once, then events until the
+/// runtime stops.
+pub async fn run_websocket_function(route: &'static str) -> Result<(), lambda_runtime::Error> {
+    init_logs();
+    let runtime = Arc::new(load().await?);
+    tracing::info!(route, "cold start complete");
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<WsEvent>| {
+            let runtime = runtime.clone();
+            async move {
+                Ok::<WsResponse, lambda_runtime::Error>(
+                    runtime.handle_websocket(event.payload).await,
+                )
+            }
+        },
+    ))
+    .await
+}
+
+/// Entry point of the HTTP API function.
+pub async fn run_http_function() -> Result<(), lambda_http::Error> {
+    init_logs();
+    let runtime = Arc::new(load().await?);
+    lambda_http::run(lambda_http::service_fn(
+        move |request: lambda_http::Request| {
+            let runtime = runtime.clone();
+            async move {
+                let authorization = request
+                    .headers()
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok());
+                let reply = runtime
+                    .handle_http(
+                        request.method().as_str(),
+                        request.uri().path(),
+                        authorization,
+                        request.uri().query(),
+                        request.body(),
+                    )
+                    .await;
+                lambda_http::Response::builder()
+                    .status(reply.status)
+                    .header("content-type", "application/json")
+                    .body(lambda_http::Body::from(reply.body.to_string()))
+                    .map_err(lambda_http::Error::from)
+            }
+        },
+    ))
+    .await
+}
+
+async fn load() -> Result<Runtime, ConfigError> {
+    let config = FunctionConfig::from_env(|name| std::env::var(name).ok())?;
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    Runtime::new(config, sdk)
+}
+
+/// Structured JSON logs to stdout (CloudWatch Logs), filtered by `RUST_LOG`.
+fn init_logs() {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}

@@ -1,0 +1,124 @@
+//! The API Gateway Management API as the core `Gateway` port: `PostToConnection` to send,
+//! `DeleteConnection` to close. 410 Gone is reported as [`GatewayError::Gone`] (the service then
+//! forgets the connection); 429 is retried with exponential backoff and full jitter.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use aws_sdk_apigatewaymanagement::Client;
+use aws_sdk_apigatewaymanagement::error::SdkError;
+use aws_sdk_apigatewaymanagement::primitives::Blob;
+use roomcast_core::ports::{Gateway, GatewayError};
+
+/// Attempts for one post while API Gateway answers 429.
+pub const MAX_THROTTLED_ATTEMPTS: u32 = 4;
+/// First backoff after a 429; doubles each attempt (full jitter).
+pub const THROTTLE_BACKOFF: Duration = Duration::from_millis(50);
+
+/// What one invocation's fan-out did, for metrics.
+#[derive(Debug, Default)]
+pub struct GatewayCounters {
+    /// Frames delivered.
+    pub sent: AtomicU64,
+    /// Recipients found gone (410).
+    pub gone: AtomicU64,
+    /// 429 answers (each retried or, at the end, given up).
+    pub throttled: AtomicU64,
+    /// Other failures.
+    pub failed: AtomicU64,
+}
+
+impl GatewayCounters {
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reads a counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// The Management API client for one endpoint (`https://{domain}/{stage}`, or configured).
+pub struct ManagementGateway {
+    client: Client,
+    /// What this gateway did.
+    pub counters: GatewayCounters,
+}
+
+impl ManagementGateway {
+    /// A gateway over `client` (built once per endpoint).
+    pub fn new(client: Client) -> Self {
+        Self {
+            client,
+            counters: GatewayCounters::default(),
+        }
+    }
+}
+
+fn jitter(attempt: u32) -> Duration {
+    use rand::Rng;
+    let cap = THROTTLE_BACKOFF.saturating_mul(1 << attempt.min(10));
+    let millis = u64::try_from(cap.as_millis()).unwrap_or(u64::MAX);
+    Duration::from_millis(rand::rng().random_range(0..=millis))
+}
+
+#[async_trait::async_trait]
+impl Gateway for ManagementGateway {
+    async fn send(&self, conn_id: &str, frame: &str) -> Result<(), GatewayError> {
+        let mut attempt = 0;
+        loop {
+            let result = self
+                .client
+                .post_to_connection()
+                .connection_id(conn_id)
+                .data(Blob::new(frame.as_bytes()))
+                .send()
+                .await;
+            let error = match result {
+                Ok(_) => {
+                    GatewayCounters::bump(&self.counters.sent);
+                    return Ok(());
+                }
+                Err(SdkError::ServiceError(e)) => e.into_err(),
+                Err(other) => {
+                    GatewayCounters::bump(&self.counters.failed);
+                    return Err(GatewayError::Other(other.to_string()));
+                }
+            };
+            if error.is_gone_exception() {
+                GatewayCounters::bump(&self.counters.gone);
+                return Err(GatewayError::Gone);
+            }
+            if error.is_limit_exceeded_exception() {
+                GatewayCounters::bump(&self.counters.throttled);
+                attempt += 1;
+                if attempt >= MAX_THROTTLED_ATTEMPTS {
+                    return Err(GatewayError::Throttled);
+                }
+                tokio::time::sleep(jitter(attempt)).await;
+                continue;
+            }
+            GatewayCounters::bump(&self.counters.failed);
+            return Err(GatewayError::Other(error.to_string()));
+        }
+    }
+
+    async fn close(&self, conn_id: &str, _code: u16, _reason: &str) -> Result<(), GatewayError> {
+        // The Management API cannot set a close code: API Gateway closes with 1000. Clients read
+        // the reason from the error frame the service sent before closing.
+        match self
+            .client
+            .delete_connection()
+            .connection_id(conn_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) if e.err().is_gone_exception() => {
+                Err(GatewayError::Gone)
+            }
+            Err(e) => Err(GatewayError::Other(e.to_string())),
+        }
+    }
+}

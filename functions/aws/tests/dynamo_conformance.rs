@@ -1,0 +1,414 @@
+//! [`DynamoStore`] against a real local DynamoDB implementation: moto server.
+//!
+//! Each test gets its DynamoDB from [`roomcast_aws::moto::dynamo`]: `ROOMCAST_DYNAMODB_ENDPOINT`
+//! when set, else a moto server of its own (see that module for why moto runs serially).
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failing call is a test failure"
+)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::AttributeValue;
+use roomcast_aws::dynamo::{
+    ATTR_PK, ATTR_SK, ATTR_TTL, ATTR_USER, CONNECTION_PK_PREFIX, CONNECTION_SK,
+    IDEMPOTENCY_SK_PREFIX, MESSAGE_SK_PREFIX, ROOM_PK_PREFIX, SUBSCRIPTION_SK_PREFIX,
+    USER_CONNECTION_SK_PREFIX, USER_PK_PREFIX, USER_STATUS_SK, emulator_client,
+};
+use roomcast_aws::moto::{Dynamo, dynamo};
+use roomcast_aws::{Consumed, DynamoConfig, DynamoStore};
+use roomcast_core::auth::{Identity, Role};
+use roomcast_core::ports::{
+    Amendment, Connection, ConnectionStore, HistoryQuery, HistoryStore, NewMessage, RoomRef,
+    StoreError,
+};
+use roomcast_core::protocol::PresenceStatus;
+use roomcast_core::ratelimit::RatePolicy;
+use roomcast_core::testing::{Namer, connection_conformance, history_conformance};
+
+fn unique(what: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{what}-{nanos}")
+}
+
+/// A store on a fresh table.
+async fn fresh_store(dynamo: &Dynamo, config: DynamoConfig) -> DynamoStore {
+    let store = DynamoStore::new(
+        emulator_client(&dynamo.endpoint).await,
+        unique("roomcast-test"),
+        config,
+    );
+    store.ensure_table().await.unwrap();
+    // Idempotent: a second call (another process starting) is fine.
+    store.ensure_table().await.unwrap();
+    store
+}
+
+fn msg(id: &str, from: &str, body: &str) -> NewMessage {
+    NewMessage {
+        id: id.into(),
+        from: from.into(),
+        name: None,
+        body: body.into(),
+        meta: None,
+        ts: 1,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connection_store_conformance() {
+    let dynamo = dynamo();
+    let store = fresh_store(&dynamo, DynamoConfig::default()).await;
+    connection_conformance(&store, &Namer::new(unique("conn"))).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn history_store_conformance() {
+    let dynamo = dynamo();
+    let store = fresh_store(&dynamo, DynamoConfig::default()).await;
+    history_conformance(&store, &Namer::new(unique("hist"))).await;
+    // With retention set, messages carry a ttl and behave the same. A table of its own keeps
+    // moto fast: it copies the whole table for every transaction.
+    let retained = fresh_store(
+        &dynamo,
+        DynamoConfig {
+            message_retention: Some(Duration::from_secs(3600)),
+            ..DynamoConfig::default()
+        },
+    )
+    .await;
+    history_conformance(&retained, &Namer::new(unique("kept"))).await;
+}
+
+/// Separate SDK clients stand in for many Lambdas: each appends its own messages while all of
+/// them resend the same ids at once. Seqs stay exactly 1..=n and every id is stored once.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_appends_from_many_clients_are_gap_free_and_exactly_once() {
+    const CLIENTS: usize = 4;
+    const OWN: usize = 6;
+    const SHARED: usize = 4;
+    let dynamo = dynamo();
+    let first = fresh_store(&dynamo, DynamoConfig::default()).await;
+    let mut stores = vec![Arc::new(first)];
+    for _ in 1..CLIENTS {
+        let client = emulator_client(&dynamo.endpoint).await;
+        stores.push(Arc::new(DynamoStore::new(
+            client,
+            stores[0].table(),
+            DynamoConfig::default(),
+        )));
+    }
+    let room = RoomRef::new(unique("t"), "busy");
+    let tasks: Vec<_> = stores
+        .iter()
+        .enumerate()
+        .map(|(c, store)| {
+            let (store, room) = (store.clone(), room.clone());
+            tokio::spawn(async move {
+                let mut results = Vec::new();
+                for i in 0..OWN.max(SHARED) {
+                    if i < OWN {
+                        let id = format!("c{c}-{i}");
+                        results.push((
+                            id.clone(),
+                            store.append(&room, msg(&id, "alice", "own")).await.unwrap(),
+                        ));
+                    }
+                    if i < SHARED {
+                        // Every client sends this id: one stores it, the rest get the original.
+                        let id = format!("shared-{i}");
+                        results.push((
+                            id.clone(),
+                            store
+                                .append(&room, msg(&id, "alice", "shared"))
+                                .await
+                                .unwrap(),
+                        ));
+                    }
+                }
+                results
+            })
+        })
+        .collect();
+    let mut by_id: BTreeMap<String, Vec<(u64, bool)>> = BTreeMap::new();
+    for task in tasks {
+        for (id, appended) in task.await.unwrap() {
+            assert_eq!(appended.message.id, id);
+            by_id
+                .entry(id)
+                .or_default()
+                .push((appended.message.seq, appended.duplicate));
+        }
+    }
+    let n = (CLIENTS * OWN + SHARED) as u64;
+    assert_eq!(by_id.len() as u64, n);
+    for (id, results) in &by_id {
+        let stored = results.iter().filter(|(_, duplicate)| !duplicate).count();
+        assert_eq!(stored, 1, "{id} stored {stored} times: {results:?}");
+        let seqs: BTreeSet<u64> = results.iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(seqs.len(), 1, "{id} got different seqs: {results:?}");
+    }
+    let seqs: BTreeSet<u64> = by_id.values().map(|r| r[0].0).collect();
+    assert_eq!(seqs, (1..=n).collect(), "seqs are exactly 1..={n}");
+    assert_eq!(stores[1].head(&room).await.unwrap(), n);
+    let page = stores[2]
+        .messages(
+            &room,
+            HistoryQuery {
+                after: Some(0),
+                before: None,
+                limit: 1000,
+            },
+        )
+        .await
+        .unwrap();
+    let stored: Vec<(u64, String)> = page
+        .messages
+        .iter()
+        .map(|m| (m.seq, m.id.clone()))
+        .collect();
+    assert_eq!(stored.len() as u64, n, "history holds each message once");
+    assert!(stored.iter().map(|(seq, _)| *seq).eq(1..=n));
+    assert_eq!(
+        stored
+            .iter()
+            .map(|(_, id)| id)
+            .collect::<BTreeSet<_>>()
+            .len() as u64,
+        n
+    );
+}
+
+/// Sets an item's `ttl` to a moment long past, as DynamoDB leaves it until its lazy delete.
+async fn expire(client: &Client, table: &str, pk: &str, sk: &str) {
+    client
+        .update_item()
+        .table_name(table)
+        .key(ATTR_PK, AttributeValue::S(pk.into()))
+        .key(ATTR_SK, AttributeValue::S(sk.into()))
+        .update_expression("SET #ttl = :past")
+        .condition_expression("attribute_exists(#pk)")
+        .expression_attribute_names("#ttl", ATTR_TTL)
+        .expression_attribute_names("#pk", ATTR_PK)
+        .expression_attribute_values(":past", AttributeValue::N("1000".into()))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("cannot expire {pk} / {sk}: {e:?}"));
+}
+
+/// Items whose `ttl` has passed but that DynamoDB has not deleted yet are absent on every read
+/// path.
+#[tokio::test(flavor = "multi_thread")]
+async fn expired_items_are_absent_everywhere() {
+    let dynamo = dynamo();
+    let store = fresh_store(&dynamo, DynamoConfig::default()).await;
+    let raw = emulator_client(&dynamo.endpoint).await;
+    let table = store.table().to_owned();
+    let tenant = unique("t");
+    let room = RoomRef::new(&tenant, "r");
+    let identity = Identity {
+        tenant: tenant.clone(),
+        user: "alice".into(),
+        name: None,
+        role: Role::User,
+        rooms: vec!["*".into()],
+        expires_at_ms: u64::MAX / 2,
+    };
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+
+    // A live connection in the room with a chosen status, then every item of it expired.
+    let conn = Connection::new("c-old", &identity, now_ms);
+    store.put_connection(&conn).await.unwrap();
+    store.join_room("c-old", "r", 10).await.unwrap();
+    store
+        .set_status(&tenant, "alice", PresenceStatus::Busy)
+        .await
+        .unwrap();
+    let user_pk = format!("{USER_PK_PREFIX}{tenant}#alice");
+    let room_pk = format!("{ROOM_PK_PREFIX}{}", room.key());
+    expire(
+        &raw,
+        &table,
+        &format!("{CONNECTION_PK_PREFIX}c-old"),
+        CONNECTION_SK,
+    )
+    .await;
+    expire(
+        &raw,
+        &table,
+        &user_pk,
+        &format!("{USER_CONNECTION_SK_PREFIX}c-old"),
+    )
+    .await;
+    expire(&raw, &table, &user_pk, USER_STATUS_SK).await;
+    expire(
+        &raw,
+        &table,
+        &room_pk,
+        &format!("{SUBSCRIPTION_SK_PREFIX}c-old"),
+    )
+    .await;
+    // And a stale subscription written whole, as a lost `$disconnect` leaves it.
+    raw.put_item()
+        .table_name(&table)
+        .item(ATTR_PK, AttributeValue::S(room_pk.clone()))
+        .item(
+            ATTR_SK,
+            AttributeValue::S(format!("{SUBSCRIPTION_SK_PREFIX}ghost")),
+        )
+        .item(ATTR_USER, AttributeValue::S("bob".into()))
+        .item(ATTR_TTL, AttributeValue::N("1000".into()))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(store.connection("c-old").await.unwrap(), None);
+    assert!(
+        store
+            .user_connections(&tenant, "alice")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.room_connections(&room).await.unwrap().is_empty());
+    let users = ["alice".to_owned()];
+    assert_eq!(store.presence(&tenant, &users).await.unwrap(), vec![None]);
+    assert_eq!(
+        store
+            .take_rate_token("c-old", &RatePolicy::default(), now_ms)
+            .await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(
+        store.join_room("c-old", "other", 10).await,
+        Err(StoreError::NotFound)
+    );
+    assert!(!store.leave_room("c-old", "r").await.unwrap());
+    assert_eq!(store.remove_connection("c-old").await.unwrap(), None);
+
+    // A new device: online, not the expired "busy".
+    store
+        .put_connection(&Connection::new("c-new", &identity, now_ms))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.presence(&tenant, &users).await.unwrap(),
+        vec![Some(PresenceStatus::Online)]
+    );
+
+    // History: an expired message and idempotency key (retention ran out for them).
+    store
+        .append(&room, msg("m1", "alice", "old"))
+        .await
+        .unwrap();
+    store
+        .append(&room, msg("m2", "alice", "kept"))
+        .await
+        .unwrap();
+    expire(
+        &raw,
+        &table,
+        &room_pk,
+        &format!("{MESSAGE_SK_PREFIX}{:020}", 1),
+    )
+    .await;
+    expire(
+        &raw,
+        &table,
+        &room_pk,
+        &format!("{IDEMPOTENCY_SK_PREFIX}alice#m1"),
+    )
+    .await;
+    assert_eq!(store.message(&room, 1).await.unwrap(), None);
+    let page = store
+        .messages(
+            &room,
+            HistoryQuery {
+                after: Some(0),
+                before: None,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    let seqs: Vec<u64> = page.messages.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, vec![2]);
+    assert_eq!(
+        store
+            .amend(&room, 1, Amendment::Delete { at_ms: now_ms })
+            .await,
+        Err(StoreError::NotFound)
+    );
+    // The expired key no longer makes a resend a duplicate: it is a new message, seq 3.
+    let again = store
+        .append(&room, msg("m1", "alice", "new"))
+        .await
+        .unwrap();
+    assert!(!again.duplicate);
+    assert_eq!(again.message.seq, 3);
+    assert_eq!(store.head(&room).await.unwrap(), 3);
+}
+
+/// What one message costs, as DynamoDB (here: moto) reports it through ReturnConsumedCapacity.
+#[tokio::test(flavor = "multi_thread")]
+async fn capacity_of_one_message() {
+    let dynamo = dynamo();
+    let store = fresh_store(&dynamo, DynamoConfig::default()).await;
+    let room = RoomRef::new(unique("t"), "r");
+    // The room's first message creates the head; measure a typical one after it.
+    store
+        .append(&room, msg("warm", "alice", "x"))
+        .await
+        .unwrap();
+
+    let delta = |before: Consumed, after: Consumed| Consumed {
+        read_units: after.read_units - before.read_units,
+        write_units: after.write_units - before.write_units,
+    };
+    let before = store.consumed();
+    let body = "hello ".repeat(100); // ~600 bytes: one write unit per item.
+    let first = store.append(&room, msg("m", "alice", &body)).await.unwrap();
+    let new_message = delta(before, store.consumed());
+    assert!(!first.duplicate);
+
+    let before = store.consumed();
+    let resent = store.append(&room, msg("m", "alice", &body)).await.unwrap();
+    let resend = delta(before, store.consumed());
+    assert!(resent.duplicate);
+
+    // The unit of comparison: one strongly consistent GetItem of a small item (the head).
+    let before = store.consumed();
+    store.head(&room).await.unwrap();
+    let one_read = delta(before, store.consumed()).read_units;
+
+    println!(
+        "one new message: {:.1} RCU, {:.1} WCU; a resent id: {:.1} RCU, {:.1} WCU \
+         (one consistent GetItem reported as {one_read:.1} RCU)",
+        new_message.read_units, new_message.write_units, resend.read_units, resend.write_units
+    );
+    // DynamoDB bills 1 RCU per consistent read of up to 4 KB; moto reports a flat 0.5 for
+    // every GetItem. Either way: a new message reads the head once; a resend reads the head,
+    // then the original message at the seq the cancelled transaction returned (ALL_OLD).
+    assert!(one_read > 0.0, "the backend reports no read capacity");
+    assert_eq!(new_message.read_units, one_read);
+    assert_eq!(resend.read_units, 2.0 * one_read);
+    // TransactWriteItems: DynamoDB reports 2 WCU per item of up to 1 KB (head, message,
+    // idempotency key); moto reports an empty ConsumedCapacity list.
+    assert!(
+        [0.0, 6.0].contains(&new_message.write_units),
+        "{} WCU",
+        new_message.write_units
+    );
+    // A cancelled transaction is an error response: it carries no ConsumedCapacity.
+    assert_eq!(resend.write_units, 0.0);
+}
