@@ -32,12 +32,12 @@ step "format"
 cargo fmt --all -- --check
 
 step "clippy (warnings are errors)"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 step "core crate for wasm32-unknown-unknown"
 cargo check -p roomcast-core --target wasm32-unknown-unknown --locked
 
 step "workspace tests"
-cargo test --workspace --locked
+cargo test --workspace --all-features --locked
 
 step "all suites passed"

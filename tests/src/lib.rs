@@ -15,7 +15,7 @@
 //!    process is enough: every case uses its own tenant, so cases run concurrently against one
 //!    server) and expand the suite:
 //!
-//! ```ignore
+//! ```text
 //! roomcast_protocol_tests::protocol_suite!(my_harness::shared_server());
 //! roomcast_protocol_tests::limits_suite!(
 //!     my_harness::strict_server(),
@@ -26,7 +26,8 @@
 //!
 //! [`protocol_suite!`] expects generous rate limits (a burst of a few hundred frames per
 //! connection); [`limits_suite!`] expects a server started with the default rate limit (10
-//! frames/s, burst 30) and the short idle and maximum-connection timeouts it is given.
+//! frames/s, burst 30) or a stricter one, and the short idle and maximum-connection timeouts it
+//! is given.
 //!
 //! Each case becomes one `#[test]`. A case needing a capability the deployment lacks prints
 //! `NOT APPLICABLE: …` to stderr and runs nothing; the capability-gated cases are few (restart,

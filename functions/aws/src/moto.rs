@@ -17,21 +17,29 @@
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A moto server this test started; killed on drop.
 pub struct Moto {
+    /// The `sh` wrapper around moto.
     child: Child,
+    /// Closing it (on drop, or when the test process exits) makes the wrapper kill moto.
+    lifeline: Option<ChildStdin>,
 }
 
 impl Drop for Moto {
     fn drop(&mut self) {
+        drop(self.lifeline.take());
         // Already exited is fine; there is nothing else to clean up.
-        let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
+
+/// Runs moto in the background and kills it when stdin closes: a `Dynamo` kept in a `static`
+/// (never dropped) still takes its moto along when the test process exits, however it exits.
+const LIFELINE: &str =
+    r#""$@" & pid=$!; read -r _; kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null"#;
 
 /// Where the tests' DynamoDB is, and the moto process behind it when they started one.
 pub struct Dynamo {
@@ -90,7 +98,9 @@ pub fn dynamo() -> Dynamo {
         .and_then(|l| l.local_addr())
         .expect("a free loopback port")
         .port();
-    let child = Command::new(&python)
+    let mut child = Command::new("sh")
+        .args(["-c", LIFELINE, "sh"])
+        .arg(&python)
         .args([
             "-c",
             SERIAL_MOTO,
@@ -99,11 +109,13 @@ pub fn dynamo() -> Dynamo {
             "-p",
             &port.to_string(),
         ])
+        .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}; run scripts/test.sh", bin.display()));
-    let mut moto = Moto { child };
+    let lifeline = child.stdin.take();
+    let mut moto = Moto { child, lifeline };
     let deadline = Instant::now() + Duration::from_secs(60);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         if let Some(status) = moto.child.try_wait().expect("waiting on a child process") {

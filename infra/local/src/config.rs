@@ -35,7 +35,7 @@ pub enum Command {
     Token(TokenArgs),
 }
 
-/// Where the store lives.
+/// Where the embedded-mode store lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StoreKind {
     /// Durable history in `--data-dir` (redb, fsync per commit).
@@ -124,6 +124,14 @@ pub struct ServeArgs {
     /// Live connections allowed per user.
     #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS_PER_USER)]
     pub max_connections_per_user: usize,
+    /// Keep everything in DynamoDB at this endpoint (DynamoDB Local, moto, or
+    /// `https://dynamodb.REGION.amazonaws.com`) instead of the embedded store: the same store
+    /// and table the Lambda functions use. Needs a build with `--features dynamodb`.
+    #[arg(long)]
+    pub dynamodb_endpoint: Option<String>,
+    /// DynamoDB table (created when missing).
+    #[arg(long, default_value = "roomcast")]
+    pub table: String,
     /// Forward route events to Lambda functions at this Lambda Invoke API endpoint (e.g.
     /// `http://127.0.0.1:9000` for `cargo lambda watch`) instead of running them in-process.
     #[arg(long)]
@@ -190,8 +198,10 @@ pub struct ServerConfig {
     pub auth: AuthConfig,
     /// Chat service tunables.
     pub service: ServiceConfig,
-    /// Store backend.
+    /// Store backend (when not on DynamoDB).
     pub store: StoreKind,
+    /// DynamoDB endpoint and table, when the store is DynamoDB.
+    pub dynamodb: Option<(String, String)>,
     /// Data directory.
     pub data_dir: PathBuf,
     /// Idle timeout.
@@ -299,6 +309,10 @@ impl ServeArgs {
                 ..ServiceConfig::default()
             },
             store: self.store,
+            dynamodb: self
+                .dynamodb_endpoint
+                .clone()
+                .map(|e| (e, self.table.clone())),
             data_dir: self.secret.data_dir.clone(),
             idle_timeout: Duration::from_secs(self.idle_timeout_secs),
             max_connection_age: Duration::from_secs(self.max_connection_secs),

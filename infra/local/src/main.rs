@@ -66,7 +66,7 @@ async fn run(args: &ServeArgs) -> anyhow::Result<()> {
             String::from_utf8_lossy(&secret)
         );
     }
-    let app = App::build(config).context("opening the store")?;
+    let app = App::build(config).await.context("opening the store")?;
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(args.host, args.port))
         .await
         .with_context(|| format!("binding {}:{}", args.host, args.port))?;

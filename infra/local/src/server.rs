@@ -62,7 +62,7 @@ pub struct App {
     service: ChatService,
     gateway: Arc<LocalGateway>,
     metrics: Arc<Metrics>,
-    live: Arc<MemoryConnections>,
+    live: Option<Arc<MemoryConnections>>,
     forwarder: Option<LambdaForwarder>,
     config: ServerConfig,
     request_ids: AtomicU64,
@@ -70,16 +70,11 @@ pub struct App {
 
 impl App {
     /// Opens the store named by `config` and builds the service over it.
-    pub fn build(config: ServerConfig) -> anyhow::Result<Arc<Self>> {
+    pub async fn build(config: ServerConfig) -> anyhow::Result<Arc<Self>> {
         let metrics = Arc::new(Metrics::default());
         let gateway = Arc::new(LocalGateway::new(metrics.clone()));
-        let live = Arc::new(MemoryConnections::new());
-        let history: Arc<dyn HistoryStore> = match config.store {
-            StoreKind::Embedded => Arc::new(EmbeddedHistory::open(&config.data_dir)?),
-            StoreKind::Memory => Arc::new(MemoryHistory::new()),
-        };
+        let (connections, history, live) = open_stores(&config).await?;
         let verifier = TokenVerifier::new(&config.auth)?;
-        let connections: Arc<dyn ConnectionStore> = live.clone();
         let service = ChatService::new(
             verifier,
             connections,
@@ -157,6 +152,55 @@ impl App {
             ..WsRequestContext::default()
         }
     }
+}
+
+type Stores = (
+    Arc<dyn ConnectionStore>,
+    Arc<dyn HistoryStore>,
+    Option<Arc<MemoryConnections>>,
+);
+
+/// Live state in memory with history embedded or in memory; or everything in DynamoDB.
+async fn open_stores(config: &ServerConfig) -> anyhow::Result<Stores> {
+    if let Some((endpoint, table)) = &config.dynamodb {
+        return dynamodb_stores(endpoint, table).await;
+    }
+    let live = Arc::new(MemoryConnections::new());
+    let history: Arc<dyn HistoryStore> = match config.store {
+        StoreKind::Embedded => Arc::new(EmbeddedHistory::open(&config.data_dir)?),
+        StoreKind::Memory => Arc::new(MemoryHistory::new()),
+    };
+    Ok((live.clone(), history, Some(live)))
+}
+
+#[cfg(feature = "dynamodb")]
+async fn dynamodb_stores(endpoint: &str, table: &str) -> anyhow::Result<Stores> {
+    use anyhow::Context;
+    use roomcast_aws::{DynamoConfig, DynamoStore};
+    // Emulators accept any credentials; real DynamoDB gets the usual credential chain.
+    let client = if std::env::var_os("AWS_ACCESS_KEY_ID").is_some()
+        || std::env::var_os("AWS_PROFILE").is_some()
+    {
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .load()
+            .await;
+        aws_sdk_dynamodb::Client::new(&sdk)
+    } else {
+        roomcast_aws::dynamo::emulator_client(endpoint).await
+    };
+    let store = Arc::new(DynamoStore::new(client, table, DynamoConfig::default()));
+    store
+        .ensure_table()
+        .await
+        .with_context(|| format!("creating table `{table}` at {endpoint}"))?;
+    tracing::info!(endpoint, table, "store: DynamoDB");
+    Ok((store.clone(), store, None))
+}
+
+#[cfg(not(feature = "dynamodb"))]
+async fn dynamodb_stores(_endpoint: &str, _table: &str) -> anyhow::Result<Stores> {
+    anyhow::bail!("this build has no DynamoDB support: rebuild with `--features dynamodb`")
 }
 
 /// What the socket task knows about its connection.
@@ -517,7 +561,7 @@ async fn health(State(app): State<Arc<App>>) -> Response {
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     let gauges = Gauges {
         connections: app.gateway.len(),
-        rooms: Some(app.live.room_count()),
+        rooms: app.live.as_ref().map(|l| l.room_count()),
     };
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -1,0 +1,233 @@
+//! The harness that runs the real `roomcast-local` binary as a suite deployment: a child process
+//! on a free port, in a fresh data directory.
+//!
+//! Each server runs under a small `sh` wrapper that SIGKILLs it and removes its data directory
+//! when the wrapper's stdin closes — that is, when this test process exits, however it exits
+//! (statics are never dropped). `restart` asks the wrapper to SIGKILL the server but keep the
+//! data, then starts a new one on the same port. Unix only.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, PoisonError, mpsc};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use roomcast_core::auth::{Claims, TokenSigner};
+use roomcast_protocol_tests::{Capabilities, Deployment};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_roomcast-local");
+const SECRET: &str = "roomcast-protocol-suite-secret";
+const READY_LINE: &str = "roomcast-local listening on http://";
+/// How long a start (or the wrapper's exit) may take.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `$1` is the directory to remove at the end; the rest is the server command line. A first
+/// line `keep` on stdin keeps the directory (restart); EOF removes it (the test process ended).
+const WRAPPER: &str = r#"
+dir=$1; shift
+"$@" &
+pid=$!
+read -r cmd
+kill -9 "$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+[ "$cmd" = keep ] || rm -rf "$dir"
+"#;
+
+/// One running server process.
+struct Running {
+    port: u16,
+    wrapper: Child,
+    control: ChildStdin,
+}
+
+/// A `roomcast-local` server the suite drives.
+struct LocalServer {
+    root: PathBuf,
+    flags: Vec<String>,
+    running: Mutex<Running>,
+}
+
+impl LocalServer {
+    /// Starts the binary with `flags` on a free port, in a fresh directory.
+    fn start(flags: &[&str]) -> anyhow::Result<Self> {
+        static SERVERS: AtomicU32 = AtomicU32::new(0);
+        let root = std::env::temp_dir().join(format!(
+            "roomcast-protocol-{}-{}",
+            std::process::id(),
+            SERVERS.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+        let flags: Vec<String> = flags.iter().map(|f| (*f).to_owned()).collect();
+        let running = spawn(&root, &flags, 0)?;
+        Ok(Self {
+            root,
+            flags,
+            running: Mutex::new(running),
+        })
+    }
+
+    fn port(&self) -> u16 {
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .port
+    }
+
+    /// SIGKILL, then start again on the same port with the same data.
+    fn restart(&self) -> anyhow::Result<()> {
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        let port = running.port;
+        running
+            .control
+            .write_all(b"keep\n")
+            .context("asking the wrapper to kill the server")?;
+        wait_exit(&mut running.wrapper)?;
+        // The port may take a moment to be free again after SIGKILL; retry within the bound.
+        let deadline = Instant::now() + START_TIMEOUT;
+        *running = loop {
+            match spawn(&self.root, &self.flags, port) {
+                Ok(r) => break r,
+                Err(e) if Instant::now() >= deadline => return Err(e.context("restarting")),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        };
+        Ok(())
+    }
+}
+
+/// Waits (bounded) for a wrapper to exit.
+fn wait_exit(wrapper: &mut Child) -> anyhow::Result<()> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    while wrapper.try_wait()?.is_none() {
+        if Instant::now() >= deadline {
+            let _ = wrapper.kill();
+            bail!("the server wrapper did not exit within {START_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+/// Starts the wrapper and the server under it; returns once the server printed its address.
+fn spawn(root: &Path, flags: &[String], port: u16) -> anyhow::Result<Running> {
+    let log_path = root.join("server.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
+    let data = root.join("data");
+    let port_text = port.to_string();
+    let mut wrapper = Command::new("sh")
+        .arg("-c")
+        .arg(WRAPPER)
+        .arg("roomcast-server-wrapper")
+        .arg(root)
+        .arg(BINARY)
+        .args([
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port_text,
+            "--jwt-secret",
+            SECRET,
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .args(flags)
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .context("starting sh")?;
+    let control = wrapper.stdin.take().context("wrapper stdin")?;
+    let stdout = wrapper.stdout.take().context("wrapper stdout")?;
+    let (ready_tx, ready_rx) = mpsc::channel();
+    // Reads the address, then keeps draining stdout so the server never blocks on it.
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        for line in lines.by_ref().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix(READY_LINE) {
+                let _ = ready_tx.send(addr.trim().to_owned());
+                break;
+            }
+        }
+        for _ in lines {}
+    });
+    let addr = match ready_rx.recv_timeout(START_TIMEOUT) {
+        Ok(addr) => addr,
+        Err(e) => {
+            drop(control);
+            let _ = wait_exit(&mut wrapper);
+            let mut log = String::new();
+            let _ = std::fs::File::open(&log_path).and_then(|mut f| f.read_to_string(&mut log));
+            bail!("roomcast-local did not print `{READY_LINE}…` ({e}); its log:\n{log}");
+        }
+    };
+    let bound: u16 = addr
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .ok_or_else(|| anyhow!("no port in `{addr}`"))?;
+    anyhow::ensure!(
+        port == 0 || bound == port,
+        "asked for port {port}, got {bound}"
+    );
+    Ok(Running {
+        port: bound,
+        wrapper,
+        control,
+    })
+}
+
+/// The local server as a suite deployment.
+pub struct Local(Result<LocalServer, String>);
+
+impl Local {
+    fn server(&self) -> &LocalServer {
+        match &self.0 {
+            Ok(s) => s,
+            Err(e) => panic!("the local server did not start: {e}"),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Deployment for Local {
+    fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/", self.server().port())
+    }
+
+    fn http_url(&self) -> Option<String> {
+        Some(format!("http://127.0.0.1:{}", self.server().port()))
+    }
+
+    fn sign(&self, claims: &Claims) -> String {
+        TokenSigner::hs256(SECRET.as_bytes()).sign(claims)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            restart: true,
+            http_api: true,
+            management_api: true,
+            one_room_per_connection: false,
+        }
+    }
+
+    async fn restart(&self) -> anyhow::Result<()> {
+        let server = self.server();
+        tokio::task::block_in_place(|| server.restart())
+    }
+}
+
+pub fn start(flags: &[&str]) -> Local {
+    Local(LocalServer::start(flags).map_err(|e| format!("{e:#}")))
+}
