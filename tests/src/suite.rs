@@ -159,6 +159,17 @@ macro_rules! __protocol_cases {
     };
 }
 
+/// A chosen subset of [`protocol_suite!`]'s cases, for a deployment too slow to run them all in
+/// CI (functions compiled and run under `cargo lambda watch`, say). Name the cases to run.
+#[macro_export]
+macro_rules! protocol_cases {
+    ($make:expr; $($case:ident),* $(,)?) => {
+        $(
+            $crate::__protocol_test!($case, $make, [], d => $crate::cases::$case(d));
+        )*
+    };
+}
+
 /// The cases that need a deployment configured with the default rate limit (10 frames/s, burst
 /// 30) and short timeouts: expands to `rate_limited_then_closed_4008`,
 /// `idle_connection_closed` and `max_age_connection_closed`, the latter two expecting close

@@ -191,6 +191,12 @@ fn spawn(root: &Path, flags: &[String], port: u16) -> anyhow::Result<Running> {
 pub struct Local(Result<LocalServer, String>);
 
 impl Local {
+    /// The server's port (it keeps it across restarts).
+    #[allow(dead_code, reason = "not every test file needs it")]
+    pub fn port(&self) -> u16 {
+        self.server().port()
+    }
+
     fn server(&self) -> &LocalServer {
         match &self.0 {
             Ok(s) => s,

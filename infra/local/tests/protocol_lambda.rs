@@ -1,0 +1,163 @@
+//! The protocol suite's core cases against the AWS build running locally for real: the local
+//! server in forwarding mode (`--lambda-endpoint`) hands every route event to the function
+//! binaries of `functions/aws` under `cargo lambda watch`, which run the service on DynamoDB
+//! (moto) and answer clients through the local server's `@connections` endpoint.
+//!
+//! `cargo lambda` comes from `ROOMCAST_CARGO_LAMBDA` (default: the venv `scripts/test.sh`
+//! installs, `~/.cache/roomcast/lambda-venv/bin/cargo-lambda`); without it the tests FAIL.
+#![cfg(all(unix, feature = "dynamodb"))]
+
+mod common;
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::{Local, start};
+use roomcast_aws::moto::{Dynamo, dynamo};
+
+/// Runs `cargo lambda watch` in its own process group and stops the whole group (the watcher and
+/// the function processes it spawned) when stdin closes, that is when this test process exits.
+const LIFELINE: &str = r#"setsid "$@" & pid=$!; read -r _; kill -TERM "-$pid" 2>/dev/null; sleep 1; kill -KILL "-$pid" 2>/dev/null"#;
+
+/// How long the watcher may take to listen.
+const WATCH_START: Duration = Duration::from_secs(120);
+
+struct Stack {
+    local: Local,
+    _dynamo: Dynamo,
+    _watch: (Child, ChildStdin),
+}
+
+fn cargo_lambda() -> PathBuf {
+    std::env::var_os("ROOMCAST_CARGO_LAMBDA").map_or_else(
+        || {
+            let home = PathBuf::from(std::env::var_os("HOME").unwrap_or_default());
+            home.join(".cache/roomcast/lambda-venv/bin/cargo-lambda")
+        },
+        PathBuf::from,
+    )
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn start_stack() -> Result<Stack, String> {
+    let bin = cargo_lambda();
+    if !bin.exists() {
+        return Err(format!(
+            "{} is missing: run scripts/test.sh (it installs cargo-lambda)",
+            bin.display()
+        ));
+    }
+    // The function binaries are built now, so no invocation waits for a compile.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = Command::new(&cargo)
+        .args(["build", "-p", "roomcast-aws", "--bins"])
+        .current_dir(workspace())
+        .status()
+        .map_err(|e| format!("cargo build: {e}"))?;
+    if !built.success() {
+        return Err("building the function binaries failed".into());
+    }
+    let dynamo = dynamo();
+    let invoke_port = free_port();
+    let table = format!("lambda-{}", std::process::id());
+    let lambda_endpoint = format!("http://127.0.0.1:{invoke_port}");
+    let local = start(&[
+        "--dynamodb-endpoint",
+        &dynamo.endpoint,
+        "--table",
+        &table,
+        "--lambda-endpoint",
+        &lambda_endpoint,
+        "--rate-per-sec",
+        "1000",
+        "--rate-burst",
+        "1000",
+    ]);
+    let env = [
+        "ROOMCAST_JWT_SECRET=roomcast-protocol-suite-secret".to_owned(),
+        format!("ROOMCAST_TABLE={table}"),
+        format!(
+            "ROOMCAST_MANAGEMENT_ENDPOINT=http://127.0.0.1:{}",
+            local.port()
+        ),
+        format!("AWS_ENDPOINT_URL_DYNAMODB={}", dynamo.endpoint),
+        "AWS_ACCESS_KEY_ID=test".to_owned(),
+        "AWS_SECRET_ACCESS_KEY=test".to_owned(),
+        "AWS_REGION=us-east-1".to_owned(),
+        "ROOMCAST_RATE_PER_SEC=1000".to_owned(),
+        "ROOMCAST_RATE_BURST=1000".to_owned(),
+    ];
+    let mut command = Command::new("sh");
+    command.args(["-c", LIFELINE, "sh"]).arg(&bin).args([
+        "lambda",
+        "watch",
+        "-p",
+        "roomcast-aws",
+        "-A",
+        "127.0.0.1",
+    ]);
+    command.args(["-P", &invoke_port.to_string()]);
+    for var in &env {
+        command.args(["--env-var", var]);
+    }
+    let mut child = command
+        .current_dir(workspace())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("starting cargo lambda watch: {e}"))?;
+    let lifeline = child.stdin.take().ok_or("stdin is piped")?;
+    let deadline = Instant::now() + WATCH_START;
+    while TcpStream::connect(("127.0.0.1", invoke_port)).is_err() {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "cargo lambda watch did not listen within {WATCH_START:?}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(Stack {
+        local,
+        _dynamo: dynamo,
+        _watch: (child, lifeline),
+    })
+}
+
+fn stack() -> &'static Local {
+    static STACK: OnceLock<Result<Stack, String>> = OnceLock::new();
+    match STACK.get_or_init(start_stack) {
+        Ok(stack) => &stack.local,
+        Err(e) => panic!("the Lambda stack did not start: {e}"),
+    }
+}
+
+roomcast_protocol_tests::protocol_cases!(stack();
+    bad_tokens_refused_401,
+    subprotocol_token_accepted_and_echoed,
+    join_reports_head_members_and_presence,
+    message_acked_then_delivered_to_others_and_own_devices,
+    resend_same_id_returns_original_seq,
+    edit_and_delete_author_only,
+    typing_is_delivered_not_stored,
+    read_cursor_moves_forward_only,
+    presence_aggregates_devices_with_last_seen,
+    history_pages_before_after_limit,
+    rejected_frames_get_stable_error_codes,
+    tenants_are_isolated,
+    resume_replays_exactly_the_missed_messages,
+    http_publish_needs_service_role,
+);
