@@ -51,7 +51,8 @@ impl Namer {
     }
 }
 
-fn msg(id: &str, from: &str, body: &str, ts: u64) -> NewMessage {
+/// A plain message for store tests.
+pub fn new_message(id: &str, from: &str, body: &str, ts: u64) -> NewMessage {
     NewMessage {
         id: id.into(),
         from: from.into(),
@@ -82,7 +83,7 @@ pub async fn append_assigns_gap_free_seqs(store: &dyn HistoryStore, names: &Name
         let a = store
             .append(
                 &room,
-                msg(&format!("m{i}"), "alice", &format!("hello {i}"), 1000 + i),
+                new_message(&format!("m{i}"), "alice", &format!("hello {i}"), 1000 + i),
             )
             .await
             .unwrap();
@@ -100,7 +101,7 @@ pub async fn append_assigns_gap_free_seqs(store: &dyn HistoryStore, names: &Name
     let with_meta = NewMessage {
         meta: Some(meta.clone()),
         name: Some("Alice".into()),
-        ..msg("m6", "alice", "x", 7)
+        ..new_message("m6", "alice", "x", 7)
     };
     store.append(&room, with_meta).await.unwrap();
     let stored = store.message(&room, 6).await.unwrap().unwrap();
@@ -115,18 +116,18 @@ pub async fn append_assigns_gap_free_seqs(store: &dyn HistoryStore, names: &Name
 pub async fn resent_id_is_not_stored_twice(store: &dyn HistoryStore, names: &Namer) {
     let room = names.room();
     let first = store
-        .append(&room, msg("dup", "alice", "original", 1))
+        .append(&room, new_message("dup", "alice", "original", 1))
         .await
         .unwrap();
     let again = store
-        .append(&room, msg("dup", "alice", "changed", 2))
+        .append(&room, new_message("dup", "alice", "changed", 2))
         .await
         .unwrap();
     assert!(again.duplicate);
     assert_eq!(again.message, first.message);
     assert_eq!(store.head(&room).await.unwrap(), 1);
     let other = store
-        .append(&room, msg("dup", "bob", "mine", 3))
+        .append(&room, new_message("dup", "bob", "mine", 3))
         .await
         .unwrap();
     assert!(!other.duplicate);
@@ -145,8 +146,14 @@ pub async fn concurrent_appends_are_gap_free(store: &dyn HistoryStore, names: &N
             let mut seqs = Vec::new();
             for i in 0..EACH {
                 let id = format!("w{w}-{i}");
-                let a = store.append(room, msg(&id, "alice", "x", 1)).await.unwrap();
-                let b = store.append(room, msg(&id, "alice", "x", 2)).await.unwrap();
+                let a = store
+                    .append(room, new_message(&id, "alice", "x", 1))
+                    .await
+                    .unwrap();
+                let b = store
+                    .append(room, new_message(&id, "alice", "x", 2))
+                    .await
+                    .unwrap();
                 assert_eq!(a.message.seq, b.message.seq);
                 assert!(b.duplicate);
                 seqs.push(a.message.seq);
@@ -171,7 +178,7 @@ pub async fn paging(store: &dyn HistoryStore, names: &Namer) {
     let room = names.room();
     for i in 1..=25u64 {
         store
-            .append(&room, msg(&format!("p{i}"), "alice", "x", i))
+            .append(&room, new_message(&format!("p{i}"), "alice", "x", i))
             .await
             .unwrap();
     }
@@ -213,15 +220,15 @@ pub async fn tenants_and_rooms_are_isolated(store: &dyn HistoryStore, names: &Na
     let b = RoomRef::new(names.name("t"), a.room.clone());
     let c = RoomRef::new(a.tenant.clone(), names.name("r"));
     store
-        .append(&a, msg("x", "alice", "in a", 1))
+        .append(&a, new_message("x", "alice", "in a", 1))
         .await
         .unwrap();
     store
-        .append(&a, msg("y", "alice", "in a", 1))
+        .append(&a, new_message("y", "alice", "in a", 1))
         .await
         .unwrap();
     let in_b = store
-        .append(&b, msg("x", "alice", "in b", 1))
+        .append(&b, new_message("x", "alice", "in b", 1))
         .await
         .unwrap();
     assert!(!in_b.duplicate);
@@ -249,13 +256,13 @@ pub async fn edit_and_delete(store: &dyn HistoryStore, names: &Namer) {
             &room,
             NewMessage {
                 meta: Some(serde_json::json!({"a": 1})),
-                ..msg("e1", "alice", "frist", 1)
+                ..new_message("e1", "alice", "frist", 1)
             },
         )
         .await
         .unwrap();
     store
-        .append(&room, msg("e2", "alice", "second", 2))
+        .append(&room, new_message("e2", "alice", "second", 2))
         .await
         .unwrap();
     let edited = store

@@ -596,14 +596,7 @@ mod tests {
     use super::*;
 
     fn msg(id: &str, from: &str, body: &str) -> NewMessage {
-        NewMessage {
-            id: id.into(),
-            from: from.into(),
-            name: None,
-            body: body.into(),
-            meta: None,
-            ts: 1,
-        }
+        roomcast_core::testing::new_message(id, from, body, 1)
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -344,6 +344,14 @@ const INFO_PAGE: &str = "<!doctype html><title>roomcast</title><h1>roomcast loca
 <p>Connect a WebSocket to this URL with <code>?token=&lt;JWT&gt;</code> (mint one with \
 <code>roomcast-local token --user alice</code>). See docs/protocol.md.</p>";
 
+/// Starts the close grace once, however the close was asked for.
+fn begin_closing(closing: &mut bool, deadline: std::pin::Pin<&mut tokio::time::Sleep>) {
+    if !*closing {
+        *closing = true;
+        deadline.reset(tokio::time::Instant::now() + CLOSE_GRACE);
+    }
+}
+
 /// What the read loop does next.
 enum Step {
     Continue,
@@ -516,21 +524,9 @@ async fn read_loop(
             Step::Continue => {}
             Step::Close(code, reason) => {
                 handle.request_close(code, reason);
-                if !closing {
-                    closing = true;
-                    close_deadline
-                        .as_mut()
-                        .reset(tokio::time::Instant::now() + CLOSE_GRACE);
-                }
+                begin_closing(&mut closing, close_deadline.as_mut());
             }
-            Step::Closing => {
-                if !closing {
-                    closing = true;
-                    close_deadline
-                        .as_mut()
-                        .reset(tokio::time::Instant::now() + CLOSE_GRACE);
-                }
-            }
+            Step::Closing => begin_closing(&mut closing, close_deadline.as_mut()),
             Step::WriterDone => {
                 writer_done = true;
                 if !closing {
