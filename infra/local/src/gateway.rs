@@ -73,6 +73,14 @@ impl ConnHandle {
         first
     }
 
+    /// Whether a close has been requested.
+    pub fn is_closing(&self) -> bool {
+        self.close_request
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
     /// Waits for a close request.
     pub async fn close_requested(&self) -> (u16, String) {
         loop {

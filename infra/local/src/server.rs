@@ -494,7 +494,9 @@ async fn read_loop(
                     // for metrics.
                     let outcome = app.route(&event).await.outcome;
                     app.metrics.frame_in(outcome.action, outcome.rejected.map(ErrorCode::as_str), started.elapsed());
-                    Step::Continue
+                    // A close the frame caused (4001, 4008, …) stops routing at once: frames
+                    // already in flight must not trigger a second close notice.
+                    if handle.is_closing() { Step::Closing } else { Step::Continue }
                 }
                 Some(Ok(Message::Binary(_))) => Step::Close(close::UNSUPPORTED_DATA, "binary frames are not supported"),
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
