@@ -35,6 +35,7 @@ impl HttpReply {
             ErrorCode::TooLarge => 413,
             ErrorCode::Forbidden | ErrorCode::NotMember => 403,
             ErrorCode::NotFound => 404,
+            ErrorCode::Conflict => 409,
             ErrorCode::RateLimited | ErrorCode::LimitExceeded => 429,
             ErrorCode::Unavailable => 503,
         };

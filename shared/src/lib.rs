@@ -11,6 +11,7 @@
 //! - [`ratelimit`]: the per-connection token bucket (pure).
 //! - [`ports`]: the `ConnectionStore`, `HistoryStore` and `Gateway` traits the service needs.
 //! - [`service`]: the chat logic over those ports.
+//! - [`support`]: the support desk's conversation rules (pure).
 //! - [`event`]: API Gateway WebSocket events, route selection, and `handle_event`.
 //! - [`http`]: the HTTP API (history, publish, health) for every deployment's HTTP layer.
 //! - [`memory`]: in-memory backends.
@@ -28,6 +29,7 @@ pub mod ports;
 pub mod protocol;
 pub mod ratelimit;
 pub mod service;
+pub mod support;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 

@@ -8,7 +8,7 @@ use crate::ports::{
     Amendment, Appended, Connection, ConnectionStore, HistoryQuery, HistoryStore, JoinOutcome,
     Member, NewMessage, Page, RoomRef, StoreError, Subscriber,
 };
-use crate::protocol::{MessageView, PresenceStatus};
+use crate::protocol::{Conversation, MessageView, PresenceStatus};
 use crate::ratelimit::{RateDecision, RatePolicy};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -234,6 +234,7 @@ struct RoomLog {
     ids: HashMap<(String, String), u64>,
     cursors: HashMap<String, u64>,
     members: HashMap<String, u64>,
+    conversation: Option<Conversation>,
 }
 
 /// History in memory. Not durable: for tests and `--store memory`.
@@ -434,6 +435,41 @@ impl HistoryStore for MemoryHistory {
         sort_members(&mut members);
         members.truncate(limit);
         Ok(members)
+    }
+
+    async fn conversation(&self, room: &RoomRef) -> Result<Option<Conversation>, StoreError> {
+        Ok(lock(&self.rooms)
+            .get(&room.key())
+            .and_then(|l| l.conversation.clone()))
+    }
+
+    async fn put_conversation(
+        &self,
+        room: &RoomRef,
+        next: &Conversation,
+    ) -> Result<(), StoreError> {
+        let mut rooms = lock(&self.rooms);
+        let log = rooms.entry(room.key()).or_default();
+        check_conversation_version(log.conversation.as_ref(), next)?;
+        log.conversation = Some(next.clone());
+        Ok(())
+    }
+}
+
+/// The compare-and-set rule of [`HistoryStore::put_conversation`], for backends that read the
+/// stored version inside their own transaction.
+pub fn check_conversation_version(
+    stored: Option<&Conversation>,
+    next: &Conversation,
+) -> Result<(), StoreError> {
+    let stored_version = stored.map_or(0, |c| c.version);
+    if next.version == stored_version + 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict(format!(
+            "conversation is at version {stored_version}, not {}",
+            next.version.saturating_sub(1)
+        )))
     }
 }
 

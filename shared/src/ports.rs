@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Identity, Role};
-use crate::protocol::{MessageView, PresenceStatus};
+use crate::protocol::{Conversation, MessageView, PresenceStatus};
 use crate::ratelimit::{RateDecision, RatePolicy, RateState};
 
 /// `Send + Sync` on native targets, nothing on wasm32.
@@ -254,8 +254,8 @@ pub struct Member {
     pub last_seen: u64,
 }
 
-/// Durable state: messages with their gap-free per-room seq, idempotency keys, read cursors and
-/// members.
+/// Durable state: messages with their gap-free per-room seq, idempotency keys, read cursors,
+/// members and the room's support conversation.
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
 pub trait HistoryStore: MaybeSendSync {
@@ -288,6 +288,12 @@ pub trait HistoryStore: MaybeSendSync {
     async fn touch_member(&self, room: &RoomRef, user: &str, at_ms: u64) -> Result<(), StoreError>;
     /// Up to `limit` members, most recently seen first.
     async fn members(&self, room: &RoomRef, limit: usize) -> Result<Vec<Member>, StoreError>;
+    /// The room's support conversation, if it ever had one.
+    async fn conversation(&self, room: &RoomRef) -> Result<Option<Conversation>, StoreError>;
+    /// Stores `next` only over version `next.version - 1` (over nothing when that is 0), else
+    /// `Conflict`: concurrent changes (two agents accepting at once) cannot both win.
+    async fn put_conversation(&self, room: &RoomRef, next: &Conversation)
+    -> Result<(), StoreError>;
 }
 
 /// Why a gateway send failed.

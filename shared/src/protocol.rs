@@ -52,6 +52,9 @@ pub enum ErrorCode {
     LimitExceeded,
     /// Storage failed; nothing was stored. Retry with the same `id`.
     Unavailable,
+    /// The request contradicts the current state (a conversation assigned to another agent, or
+    /// closed).
+    Conflict,
 }
 
 impl ErrorCode {
@@ -68,6 +71,7 @@ impl ErrorCode {
             Self::NotFound => "NOT_FOUND",
             Self::LimitExceeded => "LIMIT_EXCEEDED",
             Self::Unavailable => "UNAVAILABLE",
+            Self::Conflict => "CONFLICT",
         }
     }
 }
@@ -216,13 +220,28 @@ pub enum ClientFrame {
         #[serde(default)]
         limit: Option<u32>,
     },
+    /// Support desk, role `agent`: take a waiting conversation.
+    Assign {
+        /// The conversation's room.
+        room: String,
+    },
+    /// Support desk, role `agent`: close a conversation.
+    Close {
+        /// The conversation's room.
+        room: String,
+    },
     /// Liveness check (also resets the idle timer).
     Ping,
 }
 
+/// The sender of messages the service writes itself (support-desk status changes). `$` cannot
+/// appear in a user id, so no token or publish can impersonate it.
+pub const SYSTEM_SENDER: &str = "$system";
+
 /// Every action protocol v1 knows, for telling `UNKNOWN_ACTION` from `BAD_FRAME`.
 pub const ACTIONS: &[&str] = &[
-    "join", "leave", "message", "edit", "delete", "typing", "read", "presence", "history", "ping",
+    "join", "leave", "message", "edit", "delete", "typing", "read", "presence", "history",
+    "assign", "close", "ping",
 ];
 
 /// A parsed frame with the client's reference (its `id`, else its `ref`) for error replies.
@@ -313,7 +332,9 @@ fn validate(frame: &ClientFrame) -> Result<(), Rejection> {
         | ClientFrame::Leave { room }
         | ClientFrame::Typing { room, .. }
         | ClientFrame::Read { room, .. }
-        | ClientFrame::Delete { room, .. } => validate_name("room", room),
+        | ClientFrame::Delete { room, .. }
+        | ClientFrame::Assign { room }
+        | ClientFrame::Close { room } => validate_name("room", room),
         ClientFrame::Message {
             room,
             id,
@@ -441,6 +462,42 @@ pub struct MessageView {
     pub deleted: bool,
 }
 
+/// Where a support conversation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationStatus {
+    /// A visitor wrote; no agent has taken it.
+    Waiting,
+    /// An agent took it.
+    Assigned,
+    /// An agent closed it; the visitor's next message reopens it as `waiting`.
+    Closed,
+}
+
+impl ConversationStatus {
+    /// The status as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Waiting => "waiting",
+            Self::Assigned => "assigned",
+            Self::Closed => "closed",
+        }
+    }
+}
+
+/// A room's support conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conversation {
+    /// Where it stands.
+    pub status: ConversationStatus,
+    /// The agent it is (or, once closed, was) assigned to.
+    pub agent: Option<String>,
+    /// Counts changes from 1: every change writes `version + 1` only over `version`.
+    pub version: u64,
+    /// When it last changed, epoch milliseconds.
+    pub since: u64,
+}
+
 /// One room member as listed in `joined`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberView {
@@ -468,6 +525,9 @@ pub enum ServerFrame {
         unread: u64,
         /// Users who have joined the room, with presence.
         members: Vec<MemberView>,
+        /// The room's support conversation, when it is a support room that has one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        conversation: Option<Conversation>,
     },
     /// After the replay that follows `join {since}`: the last seq replayed, and whether more
     /// remain (then page with `history {after: through}`).
@@ -568,6 +628,23 @@ pub enum ServerFrame {
         /// Why.
         reason: String,
     },
+    /// Reply to `assign` and `close`: the conversation as it now stands. The change itself
+    /// reaches every member as a stored `message` from [`SYSTEM_SENDER`].
+    Status {
+        /// The conversation's room.
+        room: String,
+        /// Where it stands.
+        status: ConversationStatus,
+        /// Its agent.
+        agent: Option<String>,
+        /// Its version.
+        version: u64,
+        /// The seq of the system message that recorded this version.
+        seq: u64,
+        /// The `ref` of the request.
+        #[serde(rename = "ref")]
+        reference: Option<String>,
+    },
     /// Reply to `ping`.
     Pong {
         /// Server time, epoch milliseconds.
@@ -625,6 +702,8 @@ mod tests {
             r#"{"action":"read","room":"r1","seq":3}"#,
             r#"{"action":"presence","status":"away"}"#,
             r#"{"action":"history","room":"r1","before":10,"limit":20}"#,
+            r#"{"action":"assign","room":"support-1","ref":"a"}"#,
+            r#"{"action":"close","room":"support-1"}"#,
             r#"{"action":"ping"}"#,
         ];
         for f in frames {

@@ -19,11 +19,20 @@ use crate::ports::{
     HistoryStore, JoinOutcome, NewMessage, Page, RoomRef, StoreError,
 };
 use crate::protocol::{
-    ClientFrame, ErrorCode, MemberView, MessageView, PresenceStatus, Rejection, ServerFrame,
-    TypingState, VisibleStatus, close, parse_client_frame, validate_body, validate_client_id,
-    validate_meta, validate_name,
+    ClientFrame, Conversation, ErrorCode, MemberView, MessageView, PresenceStatus, Rejection,
+    ServerFrame, TypingState, VisibleStatus, close, parse_client_frame, validate_body,
+    validate_client_id, validate_meta, validate_name,
 };
 use crate::ratelimit::{RateDecision, RatePolicy};
+use crate::support::{
+    DEFAULT_SUPPORT_ROOM_PREFIX, DeskRequest, INBOX_ROOM, Transition, inbox_event, is_support_room,
+    room_event, transition,
+};
+
+/// Lost compare-and-set races one desk request re-reads and retries before answering
+/// `UNAVAILABLE`. Each lost race means another request changed the conversation in between, and
+/// after one re-read most requests become a no-op or a `CONFLICT`.
+const MAX_DESK_RACES: u32 = 3;
 
 /// Tunables of the service.
 #[derive(Debug, Clone)]
@@ -34,6 +43,8 @@ pub struct ServiceConfig {
     pub max_connections_per_user: usize,
     /// Most rooms one connection may join.
     pub max_rooms_per_connection: usize,
+    /// Rooms named with this prefix are support conversations (empty: none are).
+    pub support_room_prefix: String,
 }
 
 impl Default for ServiceConfig {
@@ -42,6 +53,7 @@ impl Default for ServiceConfig {
             rate: RatePolicy::default(),
             max_connections_per_user: DEFAULT_MAX_CONNECTIONS_PER_USER,
             max_rooms_per_connection: MAX_ROOMS_PER_CONNECTION,
+            support_room_prefix: DEFAULT_SUPPORT_ROOM_PREFIX.to_owned(),
         }
     }
 }
@@ -120,6 +132,8 @@ fn action_name(frame: &ClientFrame) -> &'static str {
         ClientFrame::Read { .. } => "read",
         ClientFrame::Presence { .. } => "presence",
         ClientFrame::History { .. } => "history",
+        ClientFrame::Assign { .. } => "assign",
+        ClientFrame::Close { .. } => "close",
         ClientFrame::Ping => "ping",
     }
 }
@@ -297,7 +311,10 @@ impl ChatService {
             }
         };
         outcome.action = Some(action_name(&parsed.frame));
-        match self.dispatch(&conn, parsed.frame, now_ms).await {
+        match self
+            .dispatch(&conn, parsed.frame, parsed.reference.clone(), now_ms)
+            .await
+        {
             Ok(fanout) => outcome.fanout = fanout,
             Err(rejection) => {
                 outcome.rejected = Some(rejection.code);
@@ -312,6 +329,7 @@ impl ChatService {
         &self,
         conn: &Connection,
         frame: ClientFrame,
+        reference: Option<String>,
         now_ms: u64,
     ) -> Result<usize, Rejection> {
         match frame {
@@ -331,6 +349,12 @@ impl ChatService {
                 meta,
             } => {
                 let r = self.member_room(conn, &room)?;
+                if room == INBOX_ROOM {
+                    return Err(Rejection::new(
+                        ErrorCode::Forbidden,
+                        "only the service writes in the inbox",
+                    ));
+                }
                 let msg = NewMessage {
                     id,
                     from: conn.user.clone(),
@@ -352,14 +376,24 @@ impl ChatService {
                 if appended.duplicate {
                     return Ok(0);
                 }
-                Ok(self
+                let mut fanout = self
                     .deliver(
                         &r,
                         &ServerFrame::Message(appended.message),
                         Skip::Connection(&conn.id),
                         now_ms,
                     )
-                    .await)
+                    .await;
+                if conn.role == Role::User && self.is_support_room(&room) {
+                    // The message is stored and acknowledged whatever happens to the desk.
+                    match self.desk(&r, DeskRequest::Open, None, now_ms).await {
+                        Ok((_, _, delivered)) => fanout += delivered,
+                        Err(rejection) => {
+                            tracing::warn!(room = %r.key(), error = %rejection.message, "conversation not opened");
+                        }
+                    }
+                }
+                Ok(fanout)
             }
             ClientFrame::Edit { room, seq, body } => {
                 let r = self.member_room(conn, &room)?;
@@ -488,12 +522,129 @@ impl ChatService {
                 .await;
                 Ok(0)
             }
+            ClientFrame::Assign { room } => {
+                let request = DeskRequest::Assign { agent: &conn.user };
+                self.desk_action(conn, &room, request, reference, now_ms)
+                    .await
+            }
+            ClientFrame::Close { room } => {
+                self.desk_action(conn, &room, DeskRequest::Close, reference, now_ms)
+                    .await
+            }
             ClientFrame::Ping => {
                 self.reply(&conn.id, &ServerFrame::Pong { ts: now_ms })
                     .await;
                 Ok(0)
             }
         }
+    }
+
+    fn is_support_room(&self, room: &str) -> bool {
+        is_support_room(&self.config.support_room_prefix, room)
+    }
+
+    /// `assign` / `close` from an agent: checks, applies, answers with `status`.
+    async fn desk_action(
+        &self,
+        conn: &Connection,
+        room: &str,
+        request: DeskRequest<'_>,
+        reference: Option<String>,
+        now_ms: u64,
+    ) -> Result<usize, Rejection> {
+        if conn.role != Role::Agent {
+            return Err(Rejection::new(
+                ErrorCode::Forbidden,
+                "assigning and closing conversations needs role `agent`",
+            ));
+        }
+        if !room_granted(&conn.grants, room) {
+            return Err(Rejection::new(
+                ErrorCode::Forbidden,
+                format!("the token does not grant room `{room}`"),
+            ));
+        }
+        if !self.is_support_room(room) {
+            return Err(Rejection::new(
+                ErrorCode::Invalid,
+                format!(
+                    "`{room}` is not a support conversation (its name must start with `{}`)",
+                    self.config.support_room_prefix
+                ),
+            ));
+        }
+        let r = RoomRef::new(&conn.tenant, room);
+        let (conversation, seq, fanout) = self.desk(&r, request, Some(&conn.user), now_ms).await?;
+        let frame = ServerFrame::Status {
+            room: room.to_owned(),
+            status: conversation.status,
+            agent: conversation.agent,
+            version: conversation.version,
+            seq,
+            reference,
+        };
+        self.reply(&conn.id, &frame).await;
+        Ok(fanout)
+    }
+
+    /// Applies a desk request to the room's conversation (compare-and-set, re-read on a lost
+    /// race), then records the version that stands in the room and the inbox. Recording is
+    /// idempotent per version, so a retry after a failed recording completes it. Returns the
+    /// conversation, the seq of its system message, and frames delivered.
+    async fn desk(
+        &self,
+        room: &RoomRef,
+        request: DeskRequest<'_>,
+        by: Option<&str>,
+        now_ms: u64,
+    ) -> Result<(Conversation, u64, usize), Rejection> {
+        let mut races = 0;
+        let conversation = loop {
+            let current = self.history.conversation(room).await.map_err(unavailable)?;
+            match transition(current.as_ref(), request, now_ms)? {
+                Transition::Keep(c) => break c,
+                Transition::Change(next) => {
+                    match self.history.put_conversation(room, &next).await {
+                        Ok(()) => break next,
+                        Err(StoreError::Conflict(_)) if races < MAX_DESK_RACES => races += 1,
+                        Err(e) => return Err(unavailable(e)),
+                    }
+                }
+            }
+        };
+        let mut fanout = 0;
+        let recorded = self
+            .history
+            .append(room, room_event(&conversation, by))
+            .await
+            .map_err(unavailable)?;
+        if !recorded.duplicate {
+            fanout += self
+                .deliver(
+                    room,
+                    &ServerFrame::Message(recorded.message.clone()),
+                    Skip::Nobody,
+                    now_ms,
+                )
+                .await;
+        }
+        let inbox = RoomRef::new(&room.tenant, INBOX_ROOM);
+        let listed = self
+            .history
+            .append(&inbox, inbox_event(&room.room, &conversation))
+            .await
+            .map_err(unavailable)?;
+        if !listed.duplicate {
+            fanout += self
+                .deliver(
+                    &inbox,
+                    &ServerFrame::Message(listed.message),
+                    Skip::Nobody,
+                    now_ms,
+                )
+                .await;
+        }
+        Ok((conversation, recorded.message.seq, fanout))
     }
 
     async fn join(
@@ -507,6 +658,12 @@ impl ChatService {
             return Err(Rejection::new(
                 ErrorCode::Forbidden,
                 format!("the token does not grant room `{room}`"),
+            ));
+        }
+        if room == INBOX_ROOM && conn.role == Role::User {
+            return Err(Rejection::new(
+                ErrorCode::Forbidden,
+                "the inbox is for agents",
             ));
         }
         let r = RoomRef::new(&conn.tenant, room);
@@ -554,12 +711,18 @@ impl ChatService {
                 last_seen: m.last_seen,
             })
             .collect();
+        let conversation = if self.is_support_room(room) {
+            self.history.conversation(&r).await.map_err(unavailable)?
+        } else {
+            None
+        };
         let joined_frame = ServerFrame::Joined {
             room: room.to_owned(),
             head,
             read_seq,
             unread: head.saturating_sub(read_seq),
             members,
+            conversation,
         };
         self.reply(&conn.id, &joined_frame).await;
         if let Some(since) = since {

@@ -14,7 +14,9 @@ use crate::event::{SUBPROTOCOL, WsEvent, WsRequestContext, WsResponse, handle_ev
 use crate::limits::{MAX_BODY_BYTES, MAX_META_BYTES, MAX_REPLAY, TYPING_TTL_MS};
 use crate::memory::{MemoryConnections, MemoryHistory};
 use crate::ports::{ConnectionStore, Gateway, GatewayError, HistoryQuery, HistoryStore, RoomRef};
-use crate::protocol::{ErrorCode, MessageView, close};
+use crate::protocol::{
+    Conversation, ConversationStatus, ErrorCode, MessageView, SYSTEM_SENDER, close,
+};
 use crate::ratelimit::RatePolicy;
 use crate::testing::RecordingGateway;
 
@@ -1761,4 +1763,215 @@ fn history_pages_are_cut_to_one_server_frame_next_to_their_anchor() {
 /// The notice the service sends before closing a connection.
 fn closing(code: u16, reason: &str) -> Value {
     json!({"type": "closing", "code": code, "reason": reason})
+}
+
+// ---------------------------------------------------------------------------------------------
+// support desk
+
+const CONVERSATION: &str = "support-17";
+
+impl World {
+    /// A connection of agent `user`, granted the inbox and every support room, that has joined
+    /// the inbox.
+    fn agent(&self, user: &str) -> String {
+        let conn = self.agent_conn(user, &["inbox", "support-*"]);
+        assert_eq!(self.join(&conn, "inbox")[0]["type"], "joined");
+        self.settle();
+        conn
+    }
+
+    /// A connection of agent `user` granted `grants`, in no room.
+    fn agent_conn(&self, user: &str, grants: &[&str]) -> String {
+        self.try_connect(&Claims {
+            role: Role::Agent,
+            ..self.claims(user, grants)
+        })
+        .expect("connect accepted")
+    }
+
+    /// Sends `assign`/`close` with a ref and returns what the sender got.
+    fn desk(&self, conn: &str, action: &str, room: &str) -> Vec<Value> {
+        self.send(
+            conn,
+            json!({"action": action, "room": room, "ref": format!("{action}-ref")}),
+        );
+        self.frames(conn)
+    }
+}
+
+/// The system messages (support-desk status changes) among `frames`: (seq, status, agent).
+fn status_messages(frames: &[Value]) -> Vec<(u64, String, Value)> {
+    frames
+        .iter()
+        .filter(|f| f["type"] == "message" && f["from"] == SYSTEM_SENDER)
+        .map(|f| {
+            assert_eq!(f["meta"]["kind"], "status", "{f}");
+            (
+                f["seq"].as_u64().unwrap(),
+                f["meta"]["status"].as_str().unwrap().to_owned(),
+                f["meta"]["agent"].clone(),
+            )
+        })
+        .collect()
+}
+
+fn status_reply(frames: &[Value]) -> &Value {
+    frames
+        .iter()
+        .find(|f| f["type"] == "status")
+        .unwrap_or_else(|| panic!("a status reply in {frames:?}"))
+}
+
+#[test]
+fn a_visitors_first_message_opens_the_conversation_and_lists_it_in_the_inbox() {
+    let w = World::new();
+    let inbox = w.agent("ann");
+    let visitor = w.member("vic", &[CONVERSATION]);
+    assert_eq!(w.say(&visitor, CONVERSATION, "m1", "hello?"), 1);
+    // The sender got its ack (taken by `say`); the opening is a stored system message after it.
+    let opened = w.stored(CONVERSATION, 2).expect("the opening is stored");
+    assert_eq!(opened.from, SYSTEM_SENDER);
+    assert_eq!(opened.id, "status-1");
+    assert_eq!(opened.meta.as_ref().unwrap()["status"], "waiting");
+    let listed = status_messages(&w.frames(&inbox));
+    assert_eq!(listed, vec![(1, "waiting".into(), Value::Null)]);
+    // Later messages of an open conversation change nothing.
+    w.say(&visitor, CONVERSATION, "m2", "anyone?");
+    assert_eq!(w.head(CONVERSATION), 3);
+    assert!(w.frames(&inbox).is_empty());
+    assert_eq!(w.head("inbox"), 1);
+    // Joining shows where the conversation stands.
+    let late = w.connect("vic", &[CONVERSATION]);
+    let joined = w.join(&late, CONVERSATION);
+    assert_eq!(joined[0]["conversation"]["status"], "waiting", "{joined:?}");
+    assert_eq!(joined[0]["conversation"]["version"], 1);
+}
+
+#[test]
+fn an_agent_assigns_and_closes_and_the_visitor_reopens() {
+    let w = World::new();
+    let inbox = w.agent("ann");
+    let visitor = w.member("vic", &[CONVERSATION]);
+    w.say(&visitor, CONVERSATION, "m1", "hello?");
+    w.settle();
+    let ann = w.agent_conn("ann", &["support-*"]);
+    let got = w.desk(&ann, "assign", CONVERSATION);
+    let reply = status_reply(&got);
+    assert_eq!(reply["status"], "assigned");
+    assert_eq!(reply["agent"], "ann");
+    assert_eq!(reply["version"], 2);
+    assert_eq!(reply["seq"], 3);
+    assert_eq!(reply["ref"], "assign-ref");
+    assert_eq!(
+        status_messages(&w.frames(&visitor)),
+        vec![(3, "assigned".into(), json!("ann"))]
+    );
+    assert_eq!(
+        status_messages(&w.frames(&inbox)),
+        vec![(2, "assigned".into(), json!("ann"))]
+    );
+    // Assigning again is answered with the same state and records nothing new.
+    let again = w.desk(&ann, "assign", CONVERSATION);
+    assert_eq!(status_reply(&again)["seq"], 3);
+    assert_eq!(w.head(CONVERSATION), 3);
+    // Another agent cannot take it.
+    let bo = w.agent_conn("bo", &["support-*"]);
+    assert_error(
+        &w.desk(&bo, "assign", CONVERSATION),
+        ErrorCode::Conflict,
+        Some("assign-ref"),
+    );
+    let closed = w.desk(&ann, "close", CONVERSATION);
+    assert_eq!(status_reply(&closed)["status"], "closed");
+    assert_eq!(status_reply(&closed)["agent"], "ann");
+    assert_error(
+        &w.desk(&bo, "assign", CONVERSATION),
+        ErrorCode::Conflict,
+        Some("assign-ref"),
+    );
+    w.settle();
+    // The visitor writes again: a new waiting conversation.
+    assert_eq!(w.say(&visitor, CONVERSATION, "m2", "one more thing"), 5);
+    let reopened = w.stored(CONVERSATION, 6).expect("the reopening is stored");
+    assert_eq!(reopened.meta.as_ref().unwrap()["status"], "waiting");
+    assert_eq!(reopened.meta.as_ref().unwrap()["version"], 4);
+    assert_eq!(
+        status_messages(&w.frames(&inbox)),
+        vec![(4, "waiting".into(), Value::Null)]
+    );
+}
+
+#[test]
+fn only_granted_agents_act_and_only_on_open_support_rooms() {
+    let w = World::new();
+    let visitor = w.member("vic", &[CONVERSATION, "team"]);
+    w.say(&visitor, CONVERSATION, "m1", "hello?");
+    assert_error(
+        &w.desk(&visitor, "assign", CONVERSATION),
+        ErrorCode::Forbidden,
+        Some("assign-ref"),
+    );
+    let ungranted = w.agent_conn("ann", &["support-2*"]);
+    assert_error(
+        &w.desk(&ungranted, "close", CONVERSATION),
+        ErrorCode::Forbidden,
+        Some("close-ref"),
+    );
+    let ann = w.agent_conn("ann", &["*"]);
+    assert_error(
+        &w.desk(&ann, "assign", "team"),
+        ErrorCode::Invalid,
+        Some("assign-ref"),
+    );
+    assert_error(
+        &w.desk(&ann, "assign", "support-unopened"),
+        ErrorCode::NotFound,
+        Some("assign-ref"),
+    );
+    // An agent's own message neither opens nor reopens a conversation.
+    w.send(&ann, json!({"action": "join", "room": "support-quiet"}));
+    w.say(&ann, "support-quiet", "a1", "hi, how can I help?");
+    assert_eq!(w.head("support-quiet"), 1);
+}
+
+#[test]
+fn the_inbox_is_for_agents_and_nobody_writes_in_it() {
+    let w = World::new();
+    let visitor = w.connect("vic", &["*"]);
+    w.send(
+        &visitor,
+        json!({"action": "join", "room": "inbox", "ref": "j"}),
+    );
+    assert_error(&w.frames(&visitor), ErrorCode::Forbidden, Some("j"));
+    let ann = w.agent("ann");
+    w.send(
+        &ann,
+        json!({"action": "message", "room": "inbox", "id": "x", "body": "hi"}),
+    );
+    assert_error(&w.frames(&ann), ErrorCode::Forbidden, Some("x"));
+    assert_eq!(w.head("inbox"), 0);
+}
+
+#[test]
+fn a_change_stored_without_its_system_message_is_recorded_when_retried() {
+    let w = World::new();
+    let room = RoomRef::new(TENANT, CONVERSATION);
+    let visitor = w.member("vic", &[CONVERSATION]);
+    w.say(&visitor, CONVERSATION, "m1", "hello?");
+    // As if the store took version 2 and the process died before recording it.
+    let assigned = Conversation {
+        status: ConversationStatus::Assigned,
+        agent: Some("ann".into()),
+        version: 2,
+        since: w.now(),
+    };
+    block_on(w.history.put_conversation(&room, &assigned)).unwrap();
+    w.settle();
+    let ann = w.agent_conn("ann", &["support-*"]);
+    let reply = w.desk(&ann, "assign", CONVERSATION);
+    assert_eq!(status_reply(&reply)["seq"], 3);
+    assert_eq!(
+        status_messages(&w.frames(&visitor)),
+        vec![(3, "assigned".into(), json!("ann"))]
+    );
 }

@@ -18,7 +18,7 @@ use crate::ports::{
     Amendment, Connection, ConnectionStore, Gateway, GatewayError, HistoryQuery, HistoryStore,
     JoinOutcome, NewMessage, RoomRef, StoreError,
 };
-use crate::protocol::PresenceStatus;
+use crate::protocol::{Conversation, ConversationStatus, PresenceStatus};
 use crate::ratelimit::{RateDecision, RatePolicy};
 
 /// Makes names unique within a process and across runs against one store.
@@ -73,6 +73,7 @@ pub async fn history_conformance(store: &dyn HistoryStore, names: &Namer) {
     edit_and_delete(store, names).await;
     read_cursor_only_moves_forward(store, names).await;
     members_are_listed_most_recent_first(store, names).await;
+    conversation_changes_are_compare_and_set(store, names).await;
 }
 
 /// Seqs start at 1 and increase by one; the head follows.
@@ -360,6 +361,52 @@ pub async fn members_are_listed_most_recent_first(store: &dyn HistoryStore, name
         ]
     );
     assert_eq!(store.members(&room, 2).await.unwrap().len(), 2);
+}
+
+/// A conversation is written only over the version before it: of two concurrent changes from
+/// the same version, exactly one wins, and rooms do not share conversations.
+pub async fn conversation_changes_are_compare_and_set(store: &dyn HistoryStore, names: &Namer) {
+    let room = names.room();
+    let other = names.room();
+    let at = |version, status, agent: Option<&str>| Conversation {
+        status,
+        agent: agent.map(Into::into),
+        version,
+        since: 1_000 + version,
+    };
+    assert_eq!(store.conversation(&room).await.unwrap(), None);
+    let waiting = at(1, ConversationStatus::Waiting, None);
+    store.put_conversation(&room, &waiting).await.unwrap();
+    assert_eq!(store.conversation(&room).await.unwrap(), Some(waiting));
+    let mut outcomes = Vec::new();
+    for agent in ["ann", "bo"] {
+        let taken = at(2, ConversationStatus::Assigned, Some(agent));
+        outcomes.push(store.put_conversation(&room, &taken).await);
+    }
+    assert!(outcomes[0].is_ok(), "{outcomes:?}");
+    assert!(
+        matches!(outcomes[1], Err(StoreError::Conflict(_))),
+        "{outcomes:?}"
+    );
+    let skipped = at(4, ConversationStatus::Closed, Some("ann"));
+    assert!(matches!(
+        store.put_conversation(&room, &skipped).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let fresh_over_existing = at(1, ConversationStatus::Waiting, None);
+    assert!(matches!(
+        store.put_conversation(&room, &fresh_over_existing).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let stored = store.conversation(&room).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.status, stored.agent.as_deref(), stored.version),
+        (ConversationStatus::Assigned, Some("ann"), 2)
+    );
+    let closed = at(3, ConversationStatus::Closed, Some("ann"));
+    store.put_conversation(&room, &closed).await.unwrap();
+    assert_eq!(store.conversation(&room).await.unwrap(), Some(closed));
+    assert_eq!(store.conversation(&other).await.unwrap(), None);
 }
 
 fn identity(tenant: &str, user: &str) -> Identity {

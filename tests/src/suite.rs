@@ -139,6 +139,7 @@ macro_rules! protocol_suite {
             concurrent_senders_gap_free_exactly_once [],
             resume_replays_exactly_the_missed_messages [],
             resume_replay_is_bounded_then_paged [],
+            support_conversation_through_the_inbox [],
             acked_messages_survive_restart [Restart],
             http_health_ok [HttpApi],
             http_history_needs_a_granted_token [HttpApi],

@@ -18,6 +18,7 @@
 //! | idempotency key | `R#{tenant}/{room}` | `I#{from}#{id}` | seq | retention, if set |
 //! | read cursor | `R#{tenant}/{room}` | `RC#{user}` | seq | never |
 //! | member | `R#{tenant}/{room}` | `MB#{user}` | last_seen (ms) | never |
+//! | support conversation | `R#{tenant}/{room}` | `CONV` | status, agent, version, since (ms) | never |
 //!
 //! The connection TTL is [`CONNECTION_TTL_SECS`] (API Gateway's 2-hour maximum plus a margin)
 //! after the connection was made: `$disconnect` is best effort, the TTL collects what it misses.
@@ -96,7 +97,7 @@ use roomcast_core::ports::{
     Amendment, Appended, Connection, ConnectionStore, HistoryQuery, HistoryStore, JoinOutcome,
     Member, NewMessage, Page, RoomRef, StoreError, Subscriber,
 };
-use roomcast_core::protocol::{MessageView, PresenceStatus};
+use roomcast_core::protocol::{Conversation, MessageView, PresenceStatus};
 use roomcast_core::ratelimit::{RateDecision, RatePolicy, RateState};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -136,6 +137,8 @@ pub const IDEMPOTENCY_SK_PREFIX: &str = "I#";
 pub const READ_CURSOR_SK_PREFIX: &str = "RC#";
 /// Room partition: members, `MB#{user}`.
 pub const MEMBER_SK_PREFIX: &str = "MB#";
+/// Room partition: the support conversation.
+pub const CONVERSATION_SK: &str = "CONV";
 
 /// Connection: tenant id (S).
 pub const ATTR_TENANT: &str = "tenant";
@@ -175,6 +178,12 @@ pub const ATTR_EDITED_TS: &str = "edited_ts";
 pub const ATTR_DELETED: &str = "deleted";
 /// Member: last seen in the room (N, epoch ms).
 pub const ATTR_LAST_SEEN: &str = "last_seen";
+/// Conversation: its agent (S; optional).
+pub const ATTR_AGENT: &str = "agent";
+/// Conversation: its version (N), the compare-and-set guard.
+pub const ATTR_VERSION: &str = "version";
+/// Conversation: when it last changed (N, epoch ms).
+pub const ATTR_SINCE: &str = "since";
 
 /// Margin on top of API Gateway's maximum connection duration before a connection's items
 /// expire: covers clock skew and a `$disconnect` that arrives late.
@@ -1259,6 +1268,47 @@ impl HistoryStore for DynamoStore {
         sort_members(&mut members);
         members.truncate(limit);
         Ok(members)
+    }
+
+    async fn conversation(&self, room: &RoomRef) -> Result<Option<Conversation>, StoreError> {
+        let Some(item) = self.get(&room_pk(room), CONVERSATION_SK).await? else {
+            return Ok(None);
+        };
+        let f = Fields(&item);
+        Ok(Some(Conversation {
+            status: f.enum_value(ATTR_STATUS)?,
+            agent: f.opt_s(ATTR_AGENT)?,
+            version: f.u64(ATTR_VERSION)?,
+            since: f.u64(ATTR_SINCE)?,
+        }))
+    }
+
+    async fn put_conversation(
+        &self,
+        room: &RoomRef,
+        next: &Conversation,
+    ) -> Result<(), StoreError> {
+        let mut item = key(&room_pk(room), CONVERSATION_SK);
+        item.insert(ATTR_STATUS.into(), enum_attr(&next.status)?);
+        if let Some(agent) = &next.agent {
+            item.insert(ATTR_AGENT.into(), s(agent));
+        }
+        item.insert(ATTR_VERSION.into(), n(next.version));
+        item.insert(ATTR_SINCE.into(), n(next.since));
+        let mut x = Expr::default();
+        let condition = match next.version {
+            0 => return Err(StoreError::Conflict("versions start at 1".into())),
+            1 => format!("attribute_not_exists({})", x.name(ATTR_PK)),
+            v => format!("{} = {}", x.name(ATTR_VERSION), x.value(n(v - 1))),
+        };
+        match self.put(item, Some((condition, x))).await? {
+            Written::Done(_) => Ok(()),
+            Written::ConditionFailed => Err(StoreError::Conflict(format!(
+                "conversation {} is not at version {}",
+                room.key(),
+                next.version.saturating_sub(1)
+            ))),
+        }
     }
 }
 

@@ -43,11 +43,15 @@ use redb::{
     Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, Table, TableDefinition,
     WriteTransaction,
 };
-use roomcast_core::memory::{apply_amendment, page_range, sort_members, stored_message};
+use roomcast_core::memory::{
+    apply_amendment, check_conversation_version, page_range, sort_members, stored_message,
+};
 use roomcast_core::ports::{
     Amendment, Appended, HistoryQuery, HistoryStore, Member, NewMessage, Page, RoomRef, StoreError,
 };
-use roomcast_core::protocol::MessageView;
+use roomcast_core::protocol::{Conversation, MessageView};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
 
 /// Most requests applied in one write transaction (bounds the latency of a batch's first request).
@@ -64,6 +68,7 @@ const HEADS: TableDefinition<'_, &str, u64> = TableDefinition::new("heads");
 const IDS: TableDefinition<'_, (&str, &str, &str), u64> = TableDefinition::new("idempotency");
 const CURSORS: TableDefinition<'_, (&str, &str), u64> = TableDefinition::new("read_cursors");
 const MEMBERS: TableDefinition<'_, (&str, &str), u64> = TableDefinition::new("members");
+const CONVERSATIONS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("conversations");
 
 /// Durable history in a redb file, written through one group-committing writer thread.
 pub struct EmbeddedHistory {
@@ -280,6 +285,26 @@ impl HistoryStore for EmbeddedHistory {
         })
         .await
     }
+
+    async fn conversation(&self, room: &RoomRef) -> Result<Option<Conversation>, StoreError> {
+        let key = room.key();
+        self.read(move |txn| {
+            let table = txn.open_table(CONVERSATIONS).map_err(unavailable)?;
+            let stored = table.get(key.as_str()).map_err(unavailable)?;
+            stored.map(|v| decode(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn put_conversation(
+        &self,
+        room: &RoomRef,
+        next: &Conversation,
+    ) -> Result<(), StoreError> {
+        let (room, next) = (room.clone(), next.clone());
+        self.write(|reply| Request::PutConversation { room, next, reply })
+            .await
+    }
 }
 
 /// Where the writer sends a request's answer.
@@ -308,6 +333,11 @@ enum Request {
         room: RoomRef,
         user: String,
         at_ms: u64,
+        reply: Reply<()>,
+    },
+    PutConversation {
+        room: RoomRef,
+        next: Conversation,
         reply: Reply<()>,
     },
 }
@@ -359,6 +389,9 @@ impl Request {
                 at_ms,
                 reply,
             } => applied(reply, tables.touch_member(&room, &user, at_ms)),
+            Request::PutConversation { room, next, reply } => {
+                applied(reply, tables.put_conversation(&room, &next))
+            }
         }
     }
 
@@ -372,6 +405,7 @@ impl Request {
             Request::Amend { reply, .. } => completion(reply, aborted()),
             Request::AdvanceRead { reply, .. } => completion(reply, aborted()),
             Request::TouchMember { reply, .. } => completion(reply, aborted()),
+            Request::PutConversation { reply, .. } => completion(reply, aborted()),
         }
     }
 }
@@ -465,6 +499,7 @@ struct WriteTables<'txn> {
     ids: Table<'txn, (&'static str, &'static str, &'static str), u64>,
     cursors: Table<'txn, (&'static str, &'static str), u64>,
     members: Table<'txn, (&'static str, &'static str), u64>,
+    conversations: Table<'txn, &'static str, &'static [u8]>,
 }
 
 /// Inner `Result`: the request's own outcome. Outer: a storage error that fails the batch.
@@ -478,6 +513,7 @@ impl<'txn> WriteTables<'txn> {
             ids: txn.open_table(IDS)?,
             cursors: txn.open_table(CURSORS)?,
             members: txn.open_table(MEMBERS)?,
+            conversations: txn.open_table(CONVERSATIONS)?,
         })
     }
 
@@ -560,6 +596,26 @@ impl<'txn> WriteTables<'txn> {
         }
         Ok(Ok(()))
     }
+
+    fn put_conversation(&mut self, room: &RoomRef, next: &Conversation) -> Applied<()> {
+        let key = room.key();
+        let stored: Option<Conversation> = match self.conversations.get(key.as_str())? {
+            None => None,
+            Some(bytes) => match decode(bytes.value()) {
+                Ok(c) => Some(c),
+                Err(e) => return Ok(Err(e)),
+            },
+        };
+        if let Err(e) = check_conversation_version(stored.as_ref(), next) {
+            return Ok(Err(e));
+        }
+        let bytes = match encode(next) {
+            Ok(bytes) => bytes,
+            Err(e) => return Ok(Err(e)),
+        };
+        self.conversations.insert(key.as_str(), bytes.as_slice())?;
+        Ok(Ok(()))
+    }
 }
 
 fn read_head(heads: &redb::ReadOnlyTable<&'static str, u64>, key: &str) -> Result<u64, StoreError> {
@@ -569,14 +625,13 @@ fn read_head(heads: &redb::ReadOnlyTable<&'static str, u64>, key: &str) -> Resul
         .map_or(0, |v| v.value()))
 }
 
-fn encode(message: &MessageView) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(message)
-        .map_err(|e| StoreError::Other(format!("cannot encode message: {e}")))
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Other(format!("cannot encode: {e}")))
 }
 
-fn decode(bytes: &[u8]) -> Result<MessageView, StoreError> {
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes)
-        .map_err(|e| StoreError::Other(format!("corrupt stored message: {e}")))
+        .map_err(|e| StoreError::Other(format!("corrupt stored value: {e}")))
 }
 
 fn unavailable(e: impl Display) -> StoreError {

@@ -160,4 +160,5 @@ roomcast_protocol_tests::protocol_cases!(stack();
     tenants_are_isolated,
     resume_replays_exactly_the_missed_messages,
     http_publish_needs_service_role,
+    support_conversation_through_the_inbox,
 );

@@ -15,6 +15,7 @@ mod ordering;
 mod presence;
 mod resume;
 mod rooms;
+mod support;
 
 pub use connect::*;
 pub use durability::*;
@@ -29,6 +30,7 @@ pub use ordering::*;
 pub use presence::*;
 pub use resume::*;
 pub use rooms::*;
+pub use support::*;
 
 use serde_json::Value;
 
