@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # The one command that runs every roomcast test. It installs what the tests need (the wasm32
-# target for the core crate's portability check; moto, a DynamoDB implementation, and
-# cargo-lambda, from PyPI)
-# and runs:
+# target for the core crate's portability check; from PyPI, each in its own cached venv: moto, a
+# DynamoDB and SSM implementation; cargo-lambda; python-hcl2 and PyYAML to read the deploy
+# templates; checkov; the SAM CLI with cfn-lint) and runs:
 #   1. formatting and clippy (warnings are errors),
 #   2. the core crate built for wasm32-unknown-unknown (the edge build's target),
-#   3. every test in the workspace: unit tests, the store conformance suites (memory, embedded,
+#   3. the deploy templates: checkov on terraform/ and infra/template.yaml (no failed check;
+#      skips are inline with their reasons), cfn-lint and `sam validate --lint`,
+#   4. every test in the workspace: unit tests, the store conformance suites (memory, embedded,
 #      DynamoDB on moto), the service tests with a fake clock, the black-box protocol suite over
 #      real WebSockets against the real roomcast-local binary (including kill -9 and restart),
 #      the process lifecycle tests (SIGTERM, kill -9 under load, slow consumers), the Lambda
 #      handlers with API Gateway event fixtures, the suite against the local server on DynamoDB,
-#      and its core cases against the real function binaries under `cargo lambda watch`.
+#      its core cases against the real function binaries under `cargo lambda watch`, and the
+#      consistency test of the deploy templates against the code (functions/aws/tests/deploy.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,23 +25,35 @@ if command -v rustup >/dev/null 2>&1; then
   rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 fi
 
-step "DynamoDB emulator (moto server from PyPI, in a venv under the user cache)"
-MOTO_VENV="${XDG_CACHE_HOME:-$HOME/.cache}/roomcast/moto-venv"
-if [ ! -x "$MOTO_VENV/bin/moto_server" ]; then
-  python3 -m venv "$MOTO_VENV"
-  "$MOTO_VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[dynamodb]>=5,<6' flask flask-cors
-fi
-export ROOMCAST_MOTO_BIN="$MOTO_VENV/bin/moto_server"
+CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/roomcast"
+# venv NAME REQUIREMENT...: a venv under the cache holding exactly these requirements (rebuilt
+# when the list changes). Each tool gets its own, so their pins cannot clash.
+venv() {
+  local dir="$CACHE/$1-venv"
+  shift
+  if [ "$(cat "$dir/.requirements" 2>/dev/null)" != "$*" ]; then
+    rm -rf "$dir"
+    python3 -m venv "$dir"
+    "$dir/bin/pip" install --quiet --disable-pip-version-check "$@"
+    echo "$*" >"$dir/.requirements"
+  fi
+}
+
+step "DynamoDB and SSM emulator (moto server from PyPI)"
+venv moto 'moto[dynamodb,ssm]>=5,<6' flask flask-cors
+export ROOMCAST_MOTO_BIN="$CACHE/moto-venv/bin/moto_server"
 "$ROOMCAST_MOTO_BIN" --help >/dev/null
 
-step "cargo-lambda (from PyPI, in a venv under the user cache): runs the function binaries"
-LAMBDA_VENV="${XDG_CACHE_HOME:-$HOME/.cache}/roomcast/lambda-venv"
-if [ ! -x "$LAMBDA_VENV/bin/cargo-lambda" ]; then
-  python3 -m venv "$LAMBDA_VENV"
-  "$LAMBDA_VENV/bin/pip" install --quiet --disable-pip-version-check 'cargo-lambda>=1.8,<2' ziglang
-fi
-export ROOMCAST_CARGO_LAMBDA="$LAMBDA_VENV/bin/cargo-lambda"
+step "cargo-lambda (from PyPI): runs the function binaries"
+venv lambda 'cargo-lambda>=1.8,<2' ziglang
+export ROOMCAST_CARGO_LAMBDA="$CACHE/lambda-venv/bin/cargo-lambda"
 "$ROOMCAST_CARGO_LAMBDA" lambda --version
+
+step "deploy template tools (from PyPI): python-hcl2 + PyYAML, checkov, SAM CLI + cfn-lint"
+venv deploy 'python-hcl2>=8,<9' 'pyyaml>=6,<7'
+export ROOMCAST_DEPLOY_PYTHON="$CACHE/deploy-venv/bin/python"
+venv checkov 'checkov>=3.2,<4'
+venv sam 'aws-sam-cli>=1.150,<2' 'cfn-lint>=1.30,<2'
 
 step "format"
 cargo fmt --all -- --check
@@ -48,6 +63,15 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 step "core crate for wasm32-unknown-unknown"
 cargo check -p roomcast-core --target wasm32-unknown-unknown --locked
+
+step "deploy templates: checkov (offline), cfn-lint, sam validate --lint"
+# --skip-download: no policy or version downloads (this machine has no internet beyond the
+# package registries); --quiet lists failed checks only; a failed check fails the run.
+"$CACHE/checkov-venv/bin/checkov" --skip-download --quiet --compact --framework terraform -d terraform
+"$CACHE/checkov-venv/bin/checkov" --skip-download --quiet --compact --framework cloudformation \
+  -f infra/template.yaml
+"$CACHE/sam-venv/bin/cfn-lint" infra/template.yaml
+SAM_CLI_TELEMETRY=0 "$CACHE/sam-venv/bin/sam" validate --lint --template-file infra/template.yaml
 
 step "workspace tests"
 cargo test --workspace --all-features --locked

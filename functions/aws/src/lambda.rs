@@ -22,11 +22,16 @@ use crate::management::{GatewayCounters, ManagementGateway};
 pub mod env {
     /// DynamoDB table name (default `roomcast`).
     pub const TABLE: &str = "ROOMCAST_TABLE";
-    /// HS256 secret.
+    /// HS256 secret, in plain text (local runs and tests; deployments use
+    /// [`JWT_KEY_PARAMETER`]).
     pub const JWT_SECRET: &str = "ROOMCAST_JWT_SECRET";
-    /// PEM public key (instead of the secret).
+    /// PEM public key (instead of the secret), in plain text.
     pub const JWT_PUBLIC_KEY: &str = "ROOMCAST_JWT_PUBLIC_KEY";
-    /// `RS256` or `ES256` for the public key.
+    /// Name of an SSM Parameter Store parameter (a SecureString) holding the key: the HS256
+    /// secret, or the PEM public key when [`JWT_ALG`] is `RS256` or `ES256`. Read once, at cold
+    /// start, so the key is in neither the function's configuration nor the deploy's state.
+    pub const JWT_KEY_PARAMETER: &str = "ROOMCAST_JWT_KEY_PARAMETER";
+    /// `HS256` (the default), `RS256` or `ES256`.
     pub const JWT_ALG: &str = "ROOMCAST_JWT_ALG";
     /// Required `iss`.
     pub const JWT_ISSUER: &str = "ROOMCAST_JWT_ISSUER";
@@ -46,6 +51,7 @@ pub mod env {
         TABLE,
         JWT_SECRET,
         JWT_PUBLIC_KEY,
+        JWT_KEY_PARAMETER,
         JWT_ALG,
         JWT_ISSUER,
         JWT_AUDIENCE,
@@ -54,6 +60,21 @@ pub mod env {
         RATE_PER_SEC,
         RATE_BURST,
     ];
+    /// The variables a deployment (Terraform, SAM) sets on every function: all but the plain-text
+    /// keys, which it must never set.
+    pub const DEPLOYED: &[&str] = &[
+        TABLE,
+        JWT_KEY_PARAMETER,
+        JWT_ALG,
+        JWT_ISSUER,
+        JWT_AUDIENCE,
+        MANAGEMENT_ENDPOINT,
+        MESSAGE_RETENTION_DAYS,
+        RATE_PER_SEC,
+        RATE_BURST,
+    ];
+    /// Plain-text keys: never set by a deployment.
+    pub const PLAINTEXT_KEYS: &[&str] = &[JWT_SECRET, JWT_PUBLIC_KEY];
 }
 
 /// A configuration that cannot work.
@@ -169,6 +190,15 @@ impl Runtime {
     /// Builds the clients for `config` from the loaded SDK configuration.
     pub fn new(config: FunctionConfig, sdk: SdkConfig) -> Result<Self, ConfigError> {
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+        Self::with_dynamodb(config, dynamodb, sdk)
+    }
+
+    /// Like [`Runtime::new`] with a DynamoDB client of the caller's (tests add interceptors).
+    pub fn with_dynamodb(
+        config: FunctionConfig,
+        dynamodb: aws_sdk_dynamodb::Client,
+        sdk: SdkConfig,
+    ) -> Result<Self, ConfigError> {
         Ok(Self {
             store: Arc::new(DynamoStore::new(dynamodb, config.table, config.store)),
             verifier: TokenVerifier::new(&config.auth)?,
@@ -311,7 +341,8 @@ fn emit_metrics(
 }
 
 /// Entry point of the WebSocket route functions: clients built once, then events until the
-/// runtime stops.
+/// runtime stops. `route` is the API Gateway route key the function serves (logged at cold
+/// start; functions/aws/tests/deploy.rs holds the deploy templates to it).
 pub async fn run_websocket_function(route: &'static str) -> Result<(), lambda_runtime::Error> {
     init_logs();
     let runtime = Arc::new(load().await?);
@@ -362,9 +393,71 @@ pub async fn run_http_function() -> Result<(), lambda_http::Error> {
 }
 
 async fn load() -> Result<Runtime, ConfigError> {
-    let config = FunctionConfig::from_env(|name| std::env::var(name).ok())?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    // An empty variable is an unset one: templates cannot always leave a variable out.
+    let environment = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let ssm = aws_sdk_ssm::Client::new(&sdk);
+    let get = with_key_from_parameter(&ssm, environment).await?;
+    let config = FunctionConfig::from_env(get)?;
     Runtime::new(config, sdk)
+}
+
+/// When [`env::JWT_KEY_PARAMETER`] is set, reads that SSM parameter (decrypted) and returns a
+/// lookup that answers [`env::JWT_SECRET`] (or, for `RS256`/`ES256`, [`env::JWT_PUBLIC_KEY`]) with
+/// its value and every other name from `get`. Without it, `get` as it is.
+pub async fn with_key_from_parameter(
+    ssm: &aws_sdk_ssm::Client,
+    get: impl Fn(&str) -> Option<String>,
+) -> Result<impl Fn(&str) -> Option<String>, ConfigError> {
+    let fetched = match get(env::JWT_KEY_PARAMETER) {
+        None => None,
+        Some(name) => {
+            if get(env::JWT_SECRET).is_some() || get(env::JWT_PUBLIC_KEY).is_some() {
+                return Err(ConfigError::Invalid(
+                    env::JWT_KEY_PARAMETER,
+                    format!(
+                        "set it or {}/{}, not both",
+                        env::JWT_SECRET,
+                        env::JWT_PUBLIC_KEY
+                    ),
+                ));
+            }
+            let read = ssm
+                .get_parameter()
+                .name(&name)
+                .with_decryption(true)
+                .send()
+                .await
+                .map_err(|e| {
+                    ConfigError::Invalid(
+                        env::JWT_KEY_PARAMETER,
+                        format!(
+                            "cannot read SSM parameter `{name}`: {}",
+                            aws_sdk_ssm::error::DisplayErrorContext(e)
+                        ),
+                    )
+                })?;
+            let value = read
+                .parameter
+                .and_then(|p| p.value)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| {
+                    ConfigError::Invalid(
+                        env::JWT_KEY_PARAMETER,
+                        format!("SSM parameter `{name}` is empty"),
+                    )
+                })?;
+            let holds = match get(env::JWT_ALG).as_deref() {
+                None | Some("HS256") => env::JWT_SECRET,
+                Some(_) => env::JWT_PUBLIC_KEY,
+            };
+            Some((holds, value))
+        }
+    };
+    Ok(move |name: &str| match &fetched {
+        Some((holds, value)) if *holds == name => Some(value.clone()),
+        _ => get(name),
+    })
 }
 
 /// Structured JSON logs to stdout (CloudWatch Logs), filtered by `RUST_LOG`.

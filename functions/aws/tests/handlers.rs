@@ -1,198 +1,19 @@
-//! The Lambda handlers, called directly with API Gateway event fixtures (`fixtures/*.json`, with
-//! `connectedAt` and `requestTimeEpoch`), on a real DynamoDB (moto) and a Management API that
-//! follows API Gateway's documented behaviour: AWS itself cannot run here, so a small server
-//! plays it (POST/DELETE `@connections/{id}`, 410 `GoneException`, 429
-//! `LimitExceededException`, errors typed by `x-amzn-ErrorType`).
+//! The Lambda handlers, called directly with API Gateway event fixtures on a real DynamoDB (moto)
+//! and a Management API that follows API Gateway's documented behaviour (see `common`).
 #![allow(
     clippy::unwrap_used,
     reason = "test code: a failing call is a test failure"
 )]
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+mod common;
 
-use aws_config::{BehaviorVersion, Region};
-use aws_sdk_dynamodb::config::Credentials;
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use roomcast_aws::lambda::{FunctionConfig, Runtime, env};
-use roomcast_aws::moto::{Dynamo, dynamo};
-use roomcast_core::auth::{Claims, Role, TokenSigner};
-use roomcast_core::event::WsEvent;
+use std::collections::HashMap;
+
+use common::{fixture, now_ms, token, types, world, world_with};
+use roomcast_aws::lambda::{FunctionConfig, env, with_key_from_parameter};
+use roomcast_core::auth::Role;
 use roomcast_core::ports::ConnectionStore;
 use serde_json::{Value, json};
-
-const SECRET: &str = "handler-test-secret";
-
-/// The Management API as API Gateway documents it.
-#[derive(Default)]
-struct Connections {
-    live: HashSet<String>,
-    /// 429s still to answer per connection before accepting.
-    throttle: HashMap<String, u32>,
-    received: HashMap<String, Vec<Value>>,
-}
-
-type Shared = Arc<Mutex<Connections>>;
-
-fn management_error(status: StatusCode, error_type: &'static str) -> Response {
-    (
-        status,
-        [("x-amzn-ErrorType", error_type)],
-        axum::Json(json!({"message": null})),
-    )
-        .into_response()
-}
-
-async fn post_to_connection(
-    State(s): State<Shared>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    let mut s = s.lock().unwrap();
-    if !s.live.contains(&id) {
-        return management_error(StatusCode::GONE, "GoneException");
-    }
-    if let Some(left) = s.throttle.get_mut(&id).filter(|n| **n > 0) {
-        *left -= 1;
-        return management_error(StatusCode::TOO_MANY_REQUESTS, "LimitExceededException");
-    }
-    s.received
-        .entry(id)
-        .or_default()
-        .push(serde_json::from_slice(&body).unwrap());
-    StatusCode::OK.into_response()
-}
-
-async fn delete_connection(State(s): State<Shared>, Path(id): Path<String>) -> Response {
-    if s.lock().unwrap().live.remove(&id) {
-        StatusCode::NO_CONTENT.into_response()
-    } else {
-        management_error(StatusCode::GONE, "GoneException")
-    }
-}
-
-struct World {
-    runtime: Runtime,
-    connections: Shared,
-    _dynamo: Dynamo,
-}
-
-async fn world() -> World {
-    world_with(&[]).await
-}
-
-async fn world_with(extra: &[(&'static str, &str)]) -> World {
-    let dynamo = dynamo();
-    let connections = Shared::default();
-    let app = Router::new()
-        .route(
-            "/@connections/{id}",
-            post(post_to_connection).delete(delete_connection),
-        )
-        .with_state(connections.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let management = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let table = format!("handlers-{}", std::process::id());
-    let mut vars = HashMap::from([
-        (env::JWT_SECRET, SECRET.to_owned()),
-        (env::TABLE, table),
-        (env::MANAGEMENT_ENDPOINT, management),
-    ]);
-    vars.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
-    let config = FunctionConfig::from_env(|k| vars.get(k).cloned()).unwrap();
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(&dynamo.endpoint)
-        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-        .load()
-        .await;
-    let runtime = Runtime::new(config, sdk).unwrap();
-    runtime.store().ensure_table().await.unwrap();
-    World {
-        runtime,
-        connections,
-        _dynamo: dynamo,
-    }
-}
-
-fn fixture(name: &str) -> WsEvent {
-    let path = format!("{}/tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn token(user: &str, role: Role) -> String {
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 3600;
-    let claims = Claims {
-        sub: Some(user.into()),
-        tid: Some("acme".into()),
-        rooms: vec!["support-*".into()],
-        role,
-        exp: Some(exp),
-        ..Claims::default()
-    };
-    TokenSigner::hs256(SECRET.as_bytes()).sign(&claims)
-}
-
-fn now_ms() -> u64 {
-    u64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap()
-}
-
-impl World {
-    /// Runs the connect fixture for `conn` with `token` in the subprotocol header.
-    async fn connect(&self, conn: &str, token: &str) -> roomcast_core::event::WsResponse {
-        let mut ev = fixture("connect");
-        ev.request_context.connection_id = conn.into();
-        ev.request_context.request_time_epoch = now_ms();
-        let headers = ev.headers.as_mut().unwrap();
-        headers.insert(
-            "Sec-WebSocket-Protocol".into(),
-            format!("roomcast.v1, {token}"),
-        );
-        let response = self.runtime.handle_websocket(ev).await;
-        if response.status_code == 200 {
-            self.connections.lock().unwrap().live.insert(conn.into());
-        }
-        response
-    }
-
-    async fn frame(&self, conn: &str, route: &str, body: Value) {
-        let mut ev = fixture("message");
-        ev.request_context.connection_id = conn.into();
-        ev.request_context.route_key = route.into();
-        ev.request_context.request_time_epoch = now_ms();
-        ev.body = Some(body.to_string());
-        assert_eq!(self.runtime.handle_websocket(ev).await.status_code, 200);
-    }
-
-    fn received(&self, conn: &str) -> Vec<Value> {
-        self.connections
-            .lock()
-            .unwrap()
-            .received
-            .remove(conn)
-            .unwrap_or_default()
-    }
-}
-
-fn types(frames: &[Value]) -> Vec<&str> {
-    frames.iter().map(|f| f["type"].as_str().unwrap()).collect()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn connect_fixture_accepts_a_token_and_echoes_the_subprotocol() {
@@ -261,12 +82,16 @@ async fn message_is_acked_and_fanned_out_and_gone_recipients_are_removed() {
             && f["user"] == offline["user"]
             && f["status"] == offline["status"]
     };
+    // A visitor's first message in a support room opens its conversation (a system message).
+    let opened = |f: &Value| f["from"] == "$system" && f["meta"]["status"] == "waiting";
     let to_alice = w.received("a+1/x=");
-    assert_eq!(types(&to_alice), ["ack", "presence"]);
+    assert_eq!(types(&to_alice), ["ack", "presence", "message"]);
     assert_eq!(to_alice[0]["seq"], 1);
     assert!(is_offline(&to_alice[1]));
+    assert!(opened(&to_alice[2]), "{to_alice:?}");
     let to_bob = w.received("b+2/y=");
-    assert_eq!(types(&to_bob), ["message", "presence"]);
+    assert_eq!(types(&to_bob), ["message", "presence", "message"]);
+    assert!(opened(&to_bob[2]), "{to_bob:?}");
     assert_eq!(
         (to_bob[0]["body"].as_str(), to_bob[0]["from"].as_str()),
         (Some("hi"), Some("alice"))
@@ -422,4 +247,74 @@ fn configuration_needs_exactly_one_key() {
         (env::RATE_PER_SEC, "fast".to_owned()),
     ]);
     assert!(FunctionConfig::from_env(|k| bad_rate.get(k).cloned()).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_key_is_read_from_an_ssm_secure_string_at_cold_start() {
+    let w = world().await;
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(&w.dynamo.endpoint)
+        .credentials_provider(aws_sdk_ssm::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
+        .load()
+        .await;
+    let ssm = aws_sdk_ssm::Client::new(&sdk);
+    ssm.put_parameter()
+        .name("/roomcast/test/jwt-key")
+        .value("secret-from-ssm")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    let environment = HashMap::from([
+        (env::JWT_KEY_PARAMETER, "/roomcast/test/jwt-key".to_owned()),
+        (env::TABLE, "unused".to_owned()),
+    ]);
+    let get = with_key_from_parameter(&ssm, |k| environment.get(k).cloned())
+        .await
+        .unwrap();
+    assert_eq!(get(env::JWT_SECRET).as_deref(), Some("secret-from-ssm"));
+    assert_eq!(get(env::TABLE).as_deref(), Some("unused"));
+    let config = FunctionConfig::from_env(get).unwrap();
+    let verifier = roomcast_core::auth::TokenVerifier::new(&config.auth).unwrap();
+    let signed = roomcast_core::auth::TokenSigner::hs256(b"secret-from-ssm").sign(
+        &roomcast_core::auth::Claims {
+            sub: Some("alice".into()),
+            tid: Some("acme".into()),
+            rooms: vec!["r".into()],
+            exp: Some(now_ms() / 1000 + 60),
+            ..roomcast_core::auth::Claims::default()
+        },
+    );
+    assert!(verifier.verify(&signed, now_ms()).is_ok());
+
+    // With RS256 the parameter holds the public key instead.
+    let rs = HashMap::from([
+        (env::JWT_KEY_PARAMETER, "/roomcast/test/jwt-key".to_owned()),
+        (env::JWT_ALG, "RS256".to_owned()),
+    ]);
+    let get = with_key_from_parameter(&ssm, |k| rs.get(k).cloned())
+        .await
+        .unwrap();
+    assert_eq!(get(env::JWT_SECRET), None);
+    assert_eq!(get(env::JWT_PUBLIC_KEY).as_deref(), Some("secret-from-ssm"));
+
+    // A missing parameter or a second key source fails the cold start with the variable named.
+    let missing = HashMap::from([(env::JWT_KEY_PARAMETER, "/roomcast/none".to_owned())]);
+    let err = with_key_from_parameter(&ssm, |k| missing.get(k).cloned())
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains(env::JWT_KEY_PARAMETER), "{err}");
+    let both = HashMap::from([
+        (env::JWT_KEY_PARAMETER, "/roomcast/test/jwt-key".to_owned()),
+        (env::JWT_SECRET, "plain".to_owned()),
+    ]);
+    assert!(
+        with_key_from_parameter(&ssm, |k| both.get(k).cloned())
+            .await
+            .is_err()
+    );
 }

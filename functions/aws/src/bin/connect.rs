@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    roomcast_aws::lambda::run_websocket_function("connect").await
+    roomcast_aws::lambda::run_websocket_function("$connect").await
 }

@@ -1,0 +1,259 @@
+//! The harness of the handler tests: the Lambda runtime on a real DynamoDB (moto), a Management
+//! API that follows API Gateway's documented behaviour (AWS itself cannot run here, so a small
+//! server plays it: POST/DELETE `@connections/{id}`, 410 `GoneException`, 429
+//! `LimitExceededException`, errors typed by `x-amzn-ErrorType`), API Gateway event fixtures
+//! (`fixtures/*.json`, with `connectedAt` and `requestTimeEpoch`), and a record of every DynamoDB
+//! operation the runtime calls.
+#![allow(
+    clippy::unwrap_used,
+    dead_code,
+    reason = "test code: a failing call is a test failure; each test file uses part of the harness"
+)]
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Credentials, Intercept, RuntimeComponents};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use roomcast_aws::lambda::{FunctionConfig, Runtime, env};
+use roomcast_aws::moto::{Dynamo, dynamo};
+use roomcast_core::auth::{Claims, Role, TokenSigner};
+use roomcast_core::event::WsEvent;
+use serde_json::{Value, json};
+
+pub const SECRET: &str = "handler-test-secret";
+
+/// The Management API as API Gateway documents it.
+#[derive(Default)]
+pub struct Connections {
+    pub live: HashSet<String>,
+    /// 429s still to answer per connection before accepting.
+    pub throttle: HashMap<String, u32>,
+    pub received: HashMap<String, Vec<Value>>,
+    /// Management API requests answered so far (any status).
+    pub calls: u64,
+}
+
+pub type Shared = Arc<Mutex<Connections>>;
+
+fn management_error(status: StatusCode, error_type: &'static str) -> Response {
+    (
+        status,
+        [("x-amzn-ErrorType", error_type)],
+        axum::Json(json!({"message": null})),
+    )
+        .into_response()
+}
+
+async fn post_to_connection(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let mut s = s.lock().unwrap();
+    s.calls += 1;
+    if !s.live.contains(&id) {
+        return management_error(StatusCode::GONE, "GoneException");
+    }
+    if let Some(left) = s.throttle.get_mut(&id).filter(|n| **n > 0) {
+        *left -= 1;
+        return management_error(StatusCode::TOO_MANY_REQUESTS, "LimitExceededException");
+    }
+    s.received
+        .entry(id)
+        .or_default()
+        .push(serde_json::from_slice(&body).unwrap());
+    StatusCode::OK.into_response()
+}
+
+async fn delete_connection(State(s): State<Shared>, Path(id): Path<String>) -> Response {
+    let mut s = s.lock().unwrap();
+    s.calls += 1;
+    if s.live.remove(&id) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        management_error(StatusCode::GONE, "GoneException")
+    }
+}
+
+/// Records the DynamoDB operation (`GetItem`, `Query`, …) of every request sent.
+#[derive(Debug, Default, Clone)]
+pub struct Operations(Arc<Mutex<BTreeSet<String>>>);
+
+impl Operations {
+    /// Every operation since the last take.
+    pub fn take(&self) -> BTreeSet<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+impl Intercept for Operations {
+    fn name(&self) -> &'static str {
+        "RecordOperations"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        // DynamoDB's JSON protocol names the operation in `X-Amz-Target: DynamoDB_20120810.Op`.
+        if let Some(op) = context
+            .request()
+            .headers()
+            .get("x-amz-target")
+            .and_then(|t| t.split('.').nth(1))
+        {
+            self.0.lock().unwrap().insert(op.to_owned());
+        }
+        Ok(())
+    }
+}
+
+pub struct World {
+    pub runtime: Runtime,
+    pub connections: Shared,
+    pub operations: Operations,
+    pub dynamo: Dynamo,
+}
+
+pub async fn world() -> World {
+    world_with(&[]).await
+}
+
+pub async fn world_with(extra: &[(&'static str, &str)]) -> World {
+    let dynamo = dynamo();
+    let connections = Shared::default();
+    let app = Router::new()
+        .route(
+            "/@connections/{id}",
+            post(post_to_connection).delete(delete_connection),
+        )
+        .with_state(connections.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let management = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let table = format!("handlers-{}", std::process::id());
+    let mut vars = HashMap::from([
+        (env::JWT_SECRET, SECRET.to_owned()),
+        (env::TABLE, table),
+        (env::MANAGEMENT_ENDPOINT, management),
+    ]);
+    vars.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    let config = FunctionConfig::from_env(|k| vars.get(k).cloned()).unwrap();
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(&dynamo.endpoint)
+        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+        .load()
+        .await;
+    let operations = Operations::default();
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .interceptor(operations.clone())
+            .build(),
+    );
+    let runtime = Runtime::with_dynamodb(config, dynamodb, sdk).unwrap();
+    runtime.store().ensure_table().await.unwrap();
+    operations.take();
+    World {
+        runtime,
+        connections,
+        operations,
+        dynamo,
+    }
+}
+
+pub fn fixture(name: &str) -> WsEvent {
+    let path = format!("{}/tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+pub fn token(user: &str, role: Role) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let claims = Claims {
+        sub: Some(user.into()),
+        tid: Some("acme".into()),
+        rooms: vec!["support-*".into()],
+        role,
+        exp: Some(exp),
+        ..Claims::default()
+    };
+    TokenSigner::hs256(SECRET.as_bytes()).sign(&claims)
+}
+
+pub fn now_ms() -> u64 {
+    u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+}
+
+impl World {
+    /// Runs the connect fixture for `conn` with `token` in the subprotocol header.
+    pub async fn connect(&self, conn: &str, token: &str) -> roomcast_core::event::WsResponse {
+        let mut ev = fixture("connect");
+        ev.request_context.connection_id = conn.into();
+        ev.request_context.request_time_epoch = now_ms();
+        let headers = ev.headers.as_mut().unwrap();
+        headers.insert(
+            "Sec-WebSocket-Protocol".into(),
+            format!("roomcast.v1, {token}"),
+        );
+        let response = self.runtime.handle_websocket(ev).await;
+        if response.status_code == 200 {
+            self.connections.lock().unwrap().live.insert(conn.into());
+        }
+        response
+    }
+
+    pub async fn frame(&self, conn: &str, route: &str, body: Value) {
+        let mut ev = fixture("message");
+        ev.request_context.connection_id = conn.into();
+        ev.request_context.route_key = route.into();
+        ev.request_context.request_time_epoch = now_ms();
+        ev.body = Some(body.to_string());
+        assert_eq!(self.runtime.handle_websocket(ev).await.status_code, 200);
+    }
+
+    /// Runs the disconnect fixture for `conn`.
+    pub async fn disconnect(&self, conn: &str) {
+        let mut ev = fixture("disconnect");
+        ev.request_context.connection_id = conn.into();
+        ev.request_context.request_time_epoch = now_ms();
+        assert_eq!(self.runtime.handle_websocket(ev).await.status_code, 200);
+    }
+
+    /// The client of `conn` vanishes without a `$disconnect`: API Gateway answers 410 for it.
+    pub fn vanish(&self, conn: &str) {
+        self.connections.lock().unwrap().live.remove(conn);
+    }
+
+    pub fn received(&self, conn: &str) -> Vec<Value> {
+        self.connections
+            .lock()
+            .unwrap()
+            .received
+            .remove(conn)
+            .unwrap_or_default()
+    }
+}
+
+pub fn types(frames: &[Value]) -> Vec<&str> {
+    frames.iter().map(|f| f["type"].as_str().unwrap()).collect()
+}

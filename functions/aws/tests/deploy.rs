@@ -1,0 +1,583 @@
+//! The deploy templates (terraform/ and infra/template.yaml) against the code: this fails when
+//! they disagree.
+//!
+//! - every function binary is deployed by both, on the route its `main` serves;
+//! - the table is the one `DynamoStore::ensure_table` creates (keys, indexes, TTL attribute),
+//!   read back from a real DynamoDB (moto);
+//! - every function gets exactly the environment variables the code's deployments set
+//!   (`env::DEPLOYED`), and never a plain-text key;
+//! - each function's IAM grants exactly the DynamoDB actions its code calls, and the Management
+//!   API only to functions that call it. What the code calls is observed, not declared: each
+//!   function's events (every action a route carries, with a vanished client so the 410 clean-up
+//!   runs too) are played through the Lambda runtime on moto while an SDK interceptor records
+//!   every DynamoDB operation and the Management API fake counts its requests;
+//! - no IAM action is a wildcard.
+//!
+//! The templates are parsed by `scripts/deploy_model.py` (python-hcl2 and PyYAML, in the venv the
+//! test command installs; `ROOMCAST_DEPLOY_PYTHON` names its interpreter).
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failing call is a test failure"
+)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{SECRET, World, world};
+use roomcast_aws::dynamo::{ATTR_PK, ATTR_SK, ATTR_TTL};
+use roomcast_aws::lambda::env;
+use roomcast_core::auth::{Claims, Role, TokenSigner};
+use serde_json::{Value, json};
+
+/// The HTTP API's routes (shared/src/http.rs serves these and answers 404 to anything else).
+const HTTP_ROUTES: &[&str] = &[
+    "GET /health",
+    "GET /rooms/{room}/messages",
+    "POST /rooms/{room}/messages",
+];
+
+/// DynamoDB IAM actions that exist. `TransactWriteItems` is not one: DynamoDB authorizes each
+/// item of a transaction by its own action.
+const IAM_DYNAMODB_ACTIONS: &[&str] = &[
+    "BatchGetItem",
+    "BatchWriteItem",
+    "ConditionCheckItem",
+    "DeleteItem",
+    "GetItem",
+    "PutItem",
+    "Query",
+    "Scan",
+    "UpdateItem",
+];
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every binary in src/bin and the route its `main` serves (`None`: the HTTP API).
+fn binaries() -> BTreeMap<String, Option<String>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bin");
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_str().unwrap().to_owned();
+        let source = read(&path);
+        let route = if let Some(rest) = source.split("run_websocket_function(\"").nth(1) {
+            Some(rest.split('"').next().unwrap().to_owned())
+        } else {
+            assert!(
+                source.contains("run_http_function()"),
+                "{name} runs neither a WebSocket nor the HTTP function"
+            );
+            None
+        };
+        out.insert(name, route);
+    }
+    out
+}
+
+/// The actions a transaction's items need: the item kinds dynamo.rs puts in TransactWriteItems.
+fn transaction_item_actions() -> BTreeSet<String> {
+    let source = read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src/dynamo.rs"));
+    [
+        ("Put::builder()", "PutItem"),
+        ("Update::builder()", "UpdateItem"),
+        ("Delete::builder()", "DeleteItem"),
+        ("ConditionCheck::builder()", "ConditionCheckItem"),
+    ]
+    .into_iter()
+    .filter(|(builder, _)| source.contains(builder))
+    .map(|(_, action)| action.to_owned())
+    .collect()
+}
+
+/// The IAM actions needed for the recorded operations.
+fn iam_actions(operations: &BTreeSet<String>) -> BTreeSet<String> {
+    let mut actions = BTreeSet::new();
+    for op in operations {
+        if op == "TransactWriteItems" {
+            actions.extend(transaction_item_actions());
+        } else {
+            actions.insert(op.clone());
+        }
+    }
+    actions
+}
+
+/// What a function was seen to call: DynamoDB operations and whether the Management API.
+#[derive(Debug, Default)]
+struct Observed {
+    operations: BTreeSet<String>,
+    management: bool,
+}
+
+fn signed(user: &str, role: Role, rooms: &[&str]) -> String {
+    let claims = Claims {
+        sub: Some(user.into()),
+        tid: Some("acme".into()),
+        rooms: rooms.iter().map(|r| (*r).to_owned()).collect(),
+        role,
+        exp: Some(common::now_ms() / 1000 + 3600),
+        ..Claims::default()
+    };
+    TokenSigner::hs256(SECRET.as_bytes()).sign(&claims)
+}
+
+impl World {
+    /// What ran since the last look.
+    fn observed(&self) -> Observed {
+        let mut c = self.connections.lock().unwrap();
+        let management = c.calls > 0;
+        c.calls = 0;
+        Observed {
+            operations: self.operations.take(),
+            management,
+        }
+    }
+
+    /// A fresh connection of `user` in `rooms`, then forgets everything recorded.
+    async fn member(&self, conn: &str, user: &str, role: Role, rooms: &[&str]) {
+        let grants: Vec<&str> = rooms.iter().copied().chain(["support-*"]).collect();
+        assert_eq!(
+            self.connect(conn, &signed(user, role, &grants))
+                .await
+                .status_code,
+            200
+        );
+        for room in rooms {
+            self.frame(conn, "$default", json!({"action": "join", "room": room}))
+                .await;
+        }
+        self.observed();
+    }
+
+    /// A member of `support-1` with two connections, one of whose clients then vanishes: the
+    /// next fan-out meets a 410 and cleans it up, while the user stays online.
+    async fn vanishing_member(&self, conn: &str) {
+        let user = format!("user-{conn}");
+        self.member(&format!("{conn}-stays"), &user, Role::User, &["support-1"])
+            .await;
+        self.member(conn, &user, Role::User, &["support-1"]).await;
+        self.vanish(conn);
+    }
+}
+
+/// Plays every function's events and records what each called.
+async fn observe_functions(w: &World) -> BTreeMap<&'static str, Observed> {
+    let mut seen = BTreeMap::new();
+    w.member("agent", "ann", Role::Agent, &["inbox", "support-1"])
+        .await;
+    w.member("bob", "bob", Role::User, &["support-1"]).await;
+
+    // $connect: accepted (user, agent) and refused (bad token).
+    w.connect("alice", &signed("alice", Role::User, &["support-*"]))
+        .await;
+    w.connect("ann-2", &signed("ann", Role::Agent, &["support-*"]))
+        .await;
+    w.connect("mallory", "not-a-token").await;
+    seen.insert("connect", w.observed());
+    w.frame(
+        "alice",
+        "$default",
+        json!({"action": "join", "room": "support-1"}),
+    )
+    .await;
+    w.observed();
+
+    // message: new (opens the support conversation), resent, refused; a vanished recipient.
+    w.vanishing_member("ghost-m").await;
+    for body in [
+        json!({"action": "message", "room": "support-1", "id": "m1", "body": "hello?"}),
+        json!({"action": "message", "room": "support-1", "id": "m1", "body": "hello?"}),
+        json!({"action": "message", "room": "elsewhere", "id": "m2", "body": "x"}),
+    ] {
+        w.frame("alice", "message", body).await;
+    }
+    seen.insert("message", w.observed());
+
+    // typing, with a vanished recipient.
+    w.vanishing_member("ghost-t").await;
+    w.frame(
+        "alice",
+        "typing",
+        json!({"action": "typing", "room": "support-1", "state": "start"}),
+    )
+    .await;
+    seen.insert("typing", w.observed());
+
+    // $default: every other action, with a vanished recipient, and a frame on a connection
+    // the store no longer knows.
+    w.vanishing_member("ghost-d").await;
+    for (conn, body) in [
+        (
+            "bob",
+            json!({"action": "join", "room": "support-1", "since": 0}),
+        ),
+        (
+            "bob",
+            json!({"action": "read", "room": "support-1", "seq": 1}),
+        ),
+        (
+            "bob",
+            json!({"action": "history", "room": "support-1", "limit": 10}),
+        ),
+        ("bob", json!({"action": "presence", "status": "away"})),
+        (
+            "bob",
+            json!({"action": "message", "room": "support-1", "id": "b1", "body": "hi"}),
+        ),
+        (
+            "bob",
+            json!({"action": "edit", "room": "support-1", "seq": 3, "body": "hey"}),
+        ),
+        (
+            "bob",
+            json!({"action": "delete", "room": "support-1", "seq": 3}),
+        ),
+        ("agent", json!({"action": "assign", "room": "support-1"})),
+        ("agent", json!({"action": "close", "room": "support-1"})),
+        ("bob", json!({"action": "leave", "room": "support-1"})),
+        ("bob", json!({"action": "ping"})),
+        ("bob", json!({"action": "fly"})),
+        ("bob", json!("not an object")),
+        ("unknown-conn", json!({"action": "ping"})),
+    ] {
+        w.frame(conn, "$default", body).await;
+    }
+    seen.insert("default", w.observed());
+
+    // $disconnect: of one of a user's two connections, of a user's last connection (its offline
+    // notice meets a vanished member), of an unknown connection.
+    w.vanishing_member("ghost-x").await;
+    w.member("alice-2", "alice", Role::User, &["support-1"])
+        .await;
+    w.disconnect("alice-2").await;
+    w.disconnect("alice").await;
+    w.disconnect("never-connected").await;
+    seen.insert("disconnect", w.observed());
+
+    // The HTTP API: health, history, publish (a vanished recipient), refusals.
+    w.vanishing_member("ghost-h").await;
+    let service = format!("Bearer {}", signed("bot", Role::Service, &[]));
+    let reader = format!("Bearer {}", signed("bob", Role::User, &["support-*"]));
+    let publish = json!({"id": "p1", "body": "from the bot"}).to_string();
+    let rt = &w.runtime;
+    rt.handle_http("GET", "/health", None, None, b"").await;
+    rt.handle_http(
+        "GET",
+        "/rooms/support-1/messages",
+        Some(&reader),
+        Some("limit=5"),
+        b"",
+    )
+    .await;
+    for auth in [&service, &reader] {
+        rt.handle_http(
+            "POST",
+            "/rooms/support-1/messages",
+            Some(auth),
+            None,
+            publish.as_bytes(),
+        )
+        .await;
+    }
+    seen.insert("http", w.observed());
+    seen
+}
+
+/// The templates, as `scripts/deploy_model.py` reads them.
+fn templates() -> Value {
+    let python = std::env::var("ROOMCAST_DEPLOY_PYTHON").unwrap_or_else(|_| {
+        let cache = std::env::var("XDG_CACHE_HOME")
+            .unwrap_or_else(|_| format!("{}/.cache", std::env::var("HOME").unwrap()));
+        format!("{cache}/roomcast/deploy-venv/bin/python")
+    });
+    let root = repo();
+    let out = Command::new(&python)
+        .arg(root.join("scripts/deploy_model.py"))
+        .arg(root.join("terraform"))
+        .arg(root.join("infra/template.yaml"))
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {python} (run scripts/test.sh, which installs it): {e}")
+        });
+    assert!(
+        out.status.success(),
+        "deploy_model.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn strings(v: &Value) -> BTreeSet<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("a list: {v}"))
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The table `ensure_table` creates, described by DynamoDB itself.
+async fn code_table(w: &World) -> Value {
+    let client = roomcast_aws::dynamo::emulator_client(&w.dynamo.endpoint).await;
+    let table = w.runtime.store().table().to_owned();
+    let described = client
+        .describe_table()
+        .table_name(&table)
+        .send()
+        .await
+        .unwrap()
+        .table
+        .unwrap();
+    let keys: BTreeMap<String, String> = described
+        .key_schema()
+        .iter()
+        .map(|k| {
+            (
+                k.key_type().as_str().to_owned(),
+                k.attribute_name().to_owned(),
+            )
+        })
+        .collect();
+    let attributes: Vec<Value> = described
+        .attribute_definitions()
+        .iter()
+        .map(|a| json!([a.attribute_name(), a.attribute_type().as_str()]))
+        .collect();
+    let mut indexes: Vec<String> = described
+        .global_secondary_indexes()
+        .iter()
+        .filter_map(|g| g.index_name().map(str::to_owned))
+        .collect();
+    indexes.extend(
+        described
+            .local_secondary_indexes()
+            .iter()
+            .filter_map(|l| l.index_name().map(str::to_owned)),
+    );
+    let ttl = client
+        .describe_time_to_live()
+        .table_name(&table)
+        .send()
+        .await
+        .unwrap()
+        .time_to_live_description
+        .and_then(|t| t.attribute_name)
+        .unwrap();
+    let mut attributes = attributes;
+    attributes.sort_by_key(ToString::to_string);
+    json!({
+        "hash_key": keys["HASH"],
+        "range_key": keys["RANGE"],
+        "attributes": attributes,
+        "ttl_attribute": ttl,
+        "indexes": indexes,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deploy_templates_match_the_code() {
+    let w = world().await;
+    let table = code_table(&w).await;
+    assert_eq!(
+        (
+            table["hash_key"].as_str(),
+            table["range_key"].as_str(),
+            table["ttl_attribute"].as_str()
+        ),
+        (Some(ATTR_PK), Some(ATTR_SK), Some(ATTR_TTL)),
+        "ensure_table and the key constants"
+    );
+    let observed = observe_functions(&w).await;
+    let bins = binaries();
+    let served: BTreeSet<&str> = bins.values().flatten().map(String::as_str).collect();
+    let routes: BTreeSet<&str> = ["$connect", "$disconnect", "$default"]
+        .into_iter()
+        .chain(roomcast_core::event::ROUTES.iter().copied())
+        .collect();
+    assert_eq!(served, routes, "one function binary per API Gateway route");
+    assert_eq!(
+        observed.keys().map(|k| (*k).to_owned()).collect::<Vec<_>>(),
+        bins.keys().cloned().collect::<Vec<_>>(),
+        "every binary is observed"
+    );
+    let model = templates();
+    let mut failures = Vec::new();
+    let mut check = |ok: bool, what: String| {
+        if !ok {
+            failures.push(what);
+        }
+    };
+
+    for deploy in ["terraform", "sam"] {
+        let m = &model[deploy];
+        let deployed: BTreeSet<String> = m["functions"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        check(
+            deployed == bins.keys().cloned().collect(),
+            format!(
+                "{deploy}: deploys {deployed:?}, the binaries are {:?}",
+                bins.keys()
+            ),
+        );
+        for (name, route) in &bins {
+            let f = &m["functions"][name];
+            check(
+                f["route"].as_str() == route.as_deref(),
+                format!(
+                    "{deploy}: {name} serves {} but its main runs {route:?}",
+                    f["route"]
+                ),
+            );
+            let seen = &observed[name.as_str()];
+            let needed = iam_actions(&seen.operations);
+            let granted = strings(&f["dynamodb_actions"]);
+            check(
+                granted == needed,
+                format!(
+                    "{deploy}: {name} is granted DynamoDB {granted:?}; its code calls {:?}, which needs exactly {needed:?}",
+                    seen.operations
+                ),
+            );
+            check(
+                f["manages_websocket"].as_bool() == Some(seen.management),
+                format!(
+                    "{deploy}: {name} ManageConnections granted = {}, but the code {} the Management API",
+                    f["manages_websocket"],
+                    if seen.management {
+                        "calls"
+                    } else {
+                        "never calls"
+                    }
+                ),
+            );
+        }
+        for action in strings(&m["iam_actions"]) {
+            let (service, name) = action.split_once(':').unwrap_or(("", &action));
+            check(
+                !name.contains('*') && !service.is_empty(),
+                format!("{deploy}: wildcard or malformed IAM action `{action}`"),
+            );
+            if service == "dynamodb" {
+                check(
+                    IAM_DYNAMODB_ACTIONS.contains(&name) && name != "Scan",
+                    format!("{deploy}: `{action}` is not a DynamoDB action the code may use"),
+                );
+            }
+        }
+        let environment = strings(&m["environment"]);
+        let expected: BTreeSet<String> = env::DEPLOYED
+            .iter()
+            .map(|v| (*v).to_owned())
+            .chain(["RUST_LOG".to_owned()])
+            .collect();
+        check(
+            environment == expected,
+            format!("{deploy}: sets {environment:?}; the code's deployments set {expected:?}"),
+        );
+        for key in env::PLAINTEXT_KEYS {
+            check(
+                !environment.contains(*key),
+                format!("{deploy}: sets the plain-text key {key}"),
+            );
+        }
+        let t = &m["table"];
+        for field in [
+            "hash_key",
+            "range_key",
+            "attributes",
+            "ttl_attribute",
+            "indexes",
+        ] {
+            check(
+                t[field] == table[field],
+                format!(
+                    "{deploy}: table {field} is {}, the code's is {}",
+                    t[field], table[field]
+                ),
+            );
+        }
+        check(
+            t["ttl_enabled"] == json!(true)
+                && t["billing_mode"] == json!("PAY_PER_REQUEST")
+                && t["point_in_time_recovery"] == json!(true)
+                && t["encrypted"] == json!(true),
+            format!("{deploy}: the table must have TTL on, on-demand billing, PITR, SSE: {t}"),
+        );
+        check(
+            m["wiring"]["lambda_runtime"] == json!("provided.al2023")
+                && m["wiring"]["lambda_architectures"] == json!(["arm64"]),
+            format!(
+                "{deploy}: functions must be provided.al2023 on arm64: {}",
+                m["wiring"]
+            ),
+        );
+    }
+
+    // Terraform derives every resource from locals.functions: check the resources really do.
+    let wiring = &model["terraform"]["wiring"];
+    for (field, expected) in [
+        ("lambda_for_each", "${local.functions}"),
+        (
+            "lambda_artifact",
+            "${var.artifacts_dir}/${each.key}/bootstrap.zip",
+        ),
+        ("lambda_environment", "${local.environment}"),
+        ("route_for_each", "${local.websocket_functions}"),
+        ("route_key", "${each.value.route}"),
+        (
+            "table_actions",
+            "${[for action in each.value.dynamodb_actions : \"dynamodb:${action}\"]}",
+        ),
+    ] {
+        check(
+            wiring[field] == json!(expected),
+            format!(
+                "terraform: {field} is {}, expected {expected}",
+                wiring[field]
+            ),
+        );
+    }
+    let sam_http = strings(&model["sam"]["functions"]["http"]["http_events"]);
+    check(
+        sam_http == HTTP_ROUTES.iter().map(|r| (*r).to_owned()).collect(),
+        format!("sam: the http function's events are {sam_http:?}"),
+    );
+    for route in HTTP_ROUTES {
+        check(
+            read(&repo().join("terraform/api.tf")).contains(&format!("\"{route}\"")),
+            format!("terraform: no HTTP API route {route}"),
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn every_variable_the_code_reads_is_listed() {
+    let source = read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lambda.rs"));
+    let declared: BTreeSet<&str> = source
+        .split("pub const ")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').nth(1))
+        .filter(|value| value.starts_with("ROOMCAST_"))
+        .collect();
+    let listed: BTreeSet<&str> = env::ALL.iter().copied().collect();
+    assert_eq!(declared, listed, "env::ALL lists every ROOMCAST_ variable");
+    for v in env::ALL {
+        assert!(
+            env::DEPLOYED.contains(v) || env::PLAINTEXT_KEYS.contains(v),
+            "{v} is neither deployed nor a plain-text key"
+        );
+    }
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Builds every roomcast Lambda function for the deploy templates:
+#   target/lambda/<function>/bootstrap.zip   (connect, disconnect, message, typing, default, http)
+# arm64 (Graviton, provided.al2023), optimized and stripped (the `lambda` profile in Cargo.toml:
+# release without debug info). terraform/ reads these zips (variable artifacts_dir); `sam build`
+# builds the same binaries itself (BuildMethod: rust-cargolambda).
+#
+# Needs cargo-lambda (pip install cargo-lambda, which brings zig for cross-linking), or set
+# ROOMCAST_CARGO_LAMBDA to its path. The first build takes several minutes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo_lambda="${ROOMCAST_CARGO_LAMBDA:-cargo-lambda}"
+rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu \
+  || rustup target add aarch64-unknown-linux-gnu
+"$cargo_lambda" lambda build --profile lambda --arm64 --output-format zip \
+  --package roomcast-aws --lambda-dir target/lambda
+for f in connect disconnect message typing default http; do
+  ls -l "target/lambda/$f/bootstrap.zip"
+done

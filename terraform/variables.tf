@@ -1,0 +1,233 @@
+variable "region" {
+  description = "AWS region to deploy into."
+  type        = string
+  default     = "eu-west-1"
+
+  validation {
+    condition     = can(regex("^[a-z]{2}(-[a-z]+)+-[0-9]$", var.region))
+    error_message = "region must look like eu-west-1."
+  }
+}
+
+variable "name" {
+  description = "Name of the stack: prefixes every resource (functions, table, APIs, log groups)."
+  type        = string
+  default     = "roomcast"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,30}$", var.name))
+    error_message = "name must be 2-31 characters of a-z, 0-9 and -, starting with a letter."
+  }
+}
+
+variable "stage_name" {
+  description = "WebSocket API stage: the last path segment of the wss:// URL."
+  type        = string
+  default     = "prod"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_-]{1,64}$", var.stage_name))
+    error_message = "stage_name must be 1-64 characters of A-Z, a-z, 0-9, _ and -."
+  }
+}
+
+variable "artifacts_dir" {
+  description = "Directory holding <function>/bootstrap.zip for every function, as built by scripts/build-lambdas.sh (cargo lambda build --release --arm64 --output-format zip)."
+  type        = string
+  default     = "../target/lambda"
+}
+
+variable "jwt_key_parameter_name" {
+  description = "Name of the SSM Parameter Store SecureString that holds the JWT key: the HS256 secret, or the PEM public key for RS256/ES256. Create it before applying (see docs/deploy.md); Terraform never reads its value."
+  type        = string
+  default     = "/roomcast/jwt-key"
+
+  validation {
+    condition     = can(regex("^/[A-Za-z0-9_.\\-/]{1,1010}$", var.jwt_key_parameter_name))
+    error_message = "jwt_key_parameter_name must be a fully qualified parameter name starting with /."
+  }
+}
+
+variable "jwt_key_kms_key_arn" {
+  description = "ARN of the customer managed KMS key that encrypts the JWT key parameter, if it is not the AWS managed key aws/ssm. Functions get kms:Decrypt on it, through SSM only."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.jwt_key_kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:", var.jwt_key_kms_key_arn))
+    error_message = "jwt_key_kms_key_arn must be a KMS key ARN."
+  }
+}
+
+variable "jwt_alg" {
+  description = "JWT algorithm the functions accept (pinned: tokens with any other alg are refused)."
+  type        = string
+  default     = "HS256"
+
+  validation {
+    condition     = contains(["HS256", "RS256", "ES256"], var.jwt_alg)
+    error_message = "jwt_alg must be HS256, RS256 or ES256."
+  }
+}
+
+variable "jwt_issuer" {
+  description = "Required iss claim; empty: not checked."
+  type        = string
+  default     = ""
+}
+
+variable "jwt_audience" {
+  description = "Required aud claim; empty: not checked."
+  type        = string
+  default     = ""
+}
+
+variable "message_retention_days" {
+  description = "Days a message is kept (a DynamoDB TTL); 0 keeps messages forever."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.message_retention_days >= 0 && var.message_retention_days <= 3650 && floor(var.message_retention_days) == var.message_retention_days
+    error_message = "message_retention_days must be a whole number of days, 0 to 3650."
+  }
+}
+
+variable "rate_per_sec" {
+  description = "Frames per second each connection may send (token bucket refill)."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.rate_per_sec >= 1 && var.rate_per_sec <= 1000
+    error_message = "rate_per_sec must be 1 to 1000."
+  }
+}
+
+variable "rate_burst" {
+  description = "Frames a connection may send at once (token bucket size)."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.rate_burst >= 1 && var.rate_burst <= 10000
+    error_message = "rate_burst must be 1 to 10000."
+  }
+}
+
+variable "websocket_throttle_rate" {
+  description = "Steady-state requests per second the WebSocket stage accepts per route (API Gateway route throttling)."
+  type        = number
+  default     = 1000
+
+  validation {
+    condition     = var.websocket_throttle_rate > 0
+    error_message = "websocket_throttle_rate must be positive."
+  }
+}
+
+variable "websocket_throttle_burst" {
+  description = "Burst of requests the WebSocket stage accepts per route."
+  type        = number
+  default     = 2000
+
+  validation {
+    condition     = var.websocket_throttle_burst > 0 && floor(var.websocket_throttle_burst) == var.websocket_throttle_burst
+    error_message = "websocket_throttle_burst must be a positive whole number."
+  }
+}
+
+variable "connect_throttle_rate" {
+  description = "Steady-state $connect requests per second (each verifies a JWT and writes the connection): kept below the general rate to blunt connection storms."
+  type        = number
+  default     = 200
+
+  validation {
+    condition     = var.connect_throttle_rate > 0
+    error_message = "connect_throttle_rate must be positive."
+  }
+}
+
+variable "http_throttle_rate" {
+  description = "Steady-state requests per second the HTTP API accepts."
+  type        = number
+  default     = 200
+
+  validation {
+    condition     = var.http_throttle_rate > 0
+    error_message = "http_throttle_rate must be positive."
+  }
+}
+
+variable "http_throttle_burst" {
+  description = "Burst of requests the HTTP API accepts."
+  type        = number
+  default     = 400
+
+  validation {
+    condition     = var.http_throttle_burst > 0 && floor(var.http_throttle_burst) == var.http_throttle_burst
+    error_message = "http_throttle_burst must be a positive whole number."
+  }
+}
+
+variable "lambda_memory_mb" {
+  description = "Memory of each function, MB (CPU grows with it). 256 MB is ample for the Rust functions."
+  type        = number
+  default     = 256
+
+  validation {
+    condition     = var.lambda_memory_mb >= 128 && var.lambda_memory_mb <= 10240
+    error_message = "lambda_memory_mb must be 128 to 10240."
+  }
+}
+
+variable "lambda_timeout_seconds" {
+  description = "Timeout of each function. API Gateway's integration timeout is 29 s."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.lambda_timeout_seconds >= 1 && var.lambda_timeout_seconds <= 29
+    error_message = "lambda_timeout_seconds must be 1 to 29."
+  }
+}
+
+variable "reserved_concurrency" {
+  description = "Reserved concurrent executions of each function: caps what one stack can take from the account's pool; -1 leaves them unreserved."
+  type        = number
+  default     = -1
+
+  validation {
+    condition     = var.reserved_concurrency >= -1
+    error_message = "reserved_concurrency must be -1 or more."
+  }
+}
+
+variable "log_retention_days" {
+  description = "Days CloudWatch keeps function and access logs."
+  type        = number
+  default     = 365
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be a value CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288 or 3653)."
+  }
+}
+
+variable "manage_api_gateway_account" {
+  description = "Set the region's API Gateway CloudWatch role (needed once per account and region for WebSocket access logs). Set false if the account already has one."
+  type        = bool
+  default     = true
+}
+
+variable "alarm_actions" {
+  description = "ARNs (SNS topics, …) notified when an alarm fires or recovers."
+  type        = list(string)
+  default     = []
+}
+
+variable "tags" {
+  description = "Tags added to every resource."
+  type        = map(string)
+  default     = {}
+}
