@@ -13,7 +13,8 @@
 #      the process lifecycle tests (SIGTERM, kill -9 under load, slow consumers), the Lambda
 #      handlers with API Gateway event fixtures, the suite against the local server on DynamoDB,
 #      its core cases against the real function binaries under `cargo lambda watch`, and the
-#      consistency test of the deploy templates against the code (functions/aws/tests/deploy.rs).
+#      consistency test of the deploy templates against the code (functions/aws/tests/deploy.rs),
+#   5. the widget: bundle check, SDK unit tests, real-Chromium browser tests (scripts/widget.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -75,5 +76,8 @@ SAM_CLI_TELEMETRY=0 "$CACHE/sam-venv/bin/sam" validate --lint --template-file in
 
 step "workspace tests"
 cargo test --workspace --all-features --locked
+
+step "widget: SDK unit tests and real-Chromium browser tests"
+bash scripts/widget.sh
 
 step "all suites passed"

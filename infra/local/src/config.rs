@@ -142,6 +142,10 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Serve `GET /dev/token`, which signs development tokens for the widget demo page (`/demo`)
+    /// and the agent console (`/console`). Loopback callers only; never for production.
+    #[arg(long)]
+    pub dev_tokens: bool,
 }
 
 /// `token` options.
@@ -212,6 +216,8 @@ pub struct ServerConfig {
     pub stage: String,
     /// Lambda Invoke API endpoint to forward route events to.
     pub lambda_endpoint: Option<String>,
+    /// Whether `GET /dev/token` signs development tokens.
+    pub dev_tokens: bool,
 }
 
 const SECRET_FILE: &str = "jwt-secret";
@@ -318,6 +324,7 @@ impl ServeArgs {
             max_connection_age: Duration::from_secs(self.max_connection_secs),
             stage: self.stage.clone(),
             lambda_endpoint: self.lambda_endpoint.clone(),
+            dev_tokens: self.dev_tokens,
         };
         Ok((config, generated))
     }

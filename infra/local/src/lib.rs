@@ -11,6 +11,8 @@
 //!   per-connection queues (slow consumers are closed, never buffered without bound).
 //! - [`embedded`]: the durable `HistoryStore` (redb, group commit, fsync before ack).
 //! - [`metrics`]: Prometheus text metrics.
+//! - [`widget`]: the browser widget, JS SDK, demo page and agent console (embedded from
+//!   `widget/dist/`), and the `--dev-tokens` development token endpoint.
 //!
 //! Live state (connections, rooms joined, presence) is kept in memory: sockets die with the
 //! process, so it needs no disk. History, read cursors and members are durable.
@@ -21,3 +23,4 @@ pub mod forward;
 pub mod gateway;
 pub mod metrics;
 pub mod server;
+pub mod widget;

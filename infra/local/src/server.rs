@@ -94,6 +94,11 @@ impl App {
         }))
     }
 
+    /// The resolved configuration.
+    pub(crate) fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
     /// Runs one route event: in-process, or through the route's Lambda function.
     async fn route(&self, event: &WsEvent) -> Routed {
         let Some(forwarder) = &self.forwarder else {
@@ -214,7 +219,7 @@ struct SocketMeta {
 
 /// The router (exposed so tests and embedders can mount it).
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
+    crate::widget::routes(Router::new())
         .route("/", get(root))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
@@ -342,7 +347,9 @@ async fn root(
 
 const INFO_PAGE: &str = "<!doctype html><title>roomcast</title><h1>roomcast local server</h1>\
 <p>Connect a WebSocket to this URL with <code>?token=&lt;JWT&gt;</code> (mint one with \
-<code>roomcast-local token --user alice</code>). See docs/protocol.md.</p>";
+<code>roomcast-local token --user alice</code>). See docs/protocol.md.</p>\
+<p>Widget demo: <a href=\"/demo\">/demo</a>, agent console: <a href=\"/console\">/console</a> \
+(with <code>--dev-tokens</code>; see docs/widget.md).</p>";
 
 /// Starts the close grace once, however the close was asked for.
 fn begin_closing(closing: &mut bool, deadline: std::pin::Pin<&mut tokio::time::Sleep>) {

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The widget's test command (issue 6). Installs what it needs, then:
+#   1. checks that the committed bundle (widget/dist/, which the local server embeds) is exactly
+#      what widget/src builds to, and that the widget stays under its gzipped-size budget;
+#   2. runs the SDK's unit tests (node's test runner: backoff, close codes, order/de-duplication,
+#      outbox, resume against a scripted socket);
+#   3. builds the real roomcast-local binary and runs the browser tests in headless Chromium
+#      (Debian's package, driven by playwright-core): visitor and agent in two browser contexts,
+#      kill -9 and restart of the server mid-conversation, 360-px and keyboard use, connection
+#      rotation before the server's cut-off, history scroll-back.
+#
+#   bash scripts/widget.sh                 everything
+#   bash scripts/widget.sh --screenshots   also write the screenshots to docs/img/
+#
+# Environment: ROOMCAST_BIN (a roomcast-local binary to test instead of building one),
+# CHROMIUM (default /usr/bin/chromium).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+screenshots=0
+for arg in "$@"; do
+  case "$arg" in
+    --screenshots) screenshots=1 ;;
+    *) echo "unknown argument: $arg" >&2; exit 2 ;;
+  esac
+done
+
+step() { printf '\n==> %s\n' "$*"; }
+started=$(date +%s)
+
+step "node"
+node -e 'const [M] = process.versions.node.split(".").map(Number); if (M < 18) { console.error(`node ${process.version}: 18 or newer is needed`); process.exit(1); } console.log(`node ${process.version}`)'
+
+step "Chromium (Debian's package)"
+export CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
+if [ ! -x "$CHROMIUM" ]; then
+  if [ "$(id -u)" = 0 ]; then
+    sudo=()
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo=(sudo)
+  else
+    echo "Chromium is missing and neither root nor sudo is available to install it" >&2
+    exit 1
+  fi
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+"$CHROMIUM" --version 2>/dev/null | head -n1
+
+step "npm dependencies (esbuild, playwright-core: exact versions from widget/package-lock.json)"
+stamp=widget/node_modules/.roomcast-package-lock.json
+if ! cmp -s widget/package-lock.json "$stamp" 2>/dev/null; then
+  (cd widget && npm ci --no-audit --no-fund --loglevel=error)
+  cp widget/package-lock.json "$stamp"
+else
+  echo "up to date"
+fi
+
+step "bundle: widget/dist must be what widget/src builds to (gzipped sizes below)"
+node widget/build.mjs --check
+
+step "SDK unit tests"
+(cd widget && node --test test/unit/)
+
+step "roomcast-local"
+if [ -z "${ROOMCAST_BIN:-}" ]; then
+  cargo build -p roomcast-local --locked
+  ROOMCAST_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/roomcast-local"
+fi
+export ROOMCAST_BIN
+"$ROOMCAST_BIN" --version
+
+step "browser tests (headless Chromium)"
+if [ "$screenshots" = 1 ]; then
+  export ROOMCAST_SCREENSHOTS="$PWD/docs/img"
+fi
+(cd widget && node --test --test-concurrency=1 test/browser/)
+
+step "widget suites passed in $(($(date +%s) - started)) s"

@@ -1,0 +1,58 @@
+// Builds widget/dist/ (committed: the local server embeds it, so `cargo run` needs no Node).
+//   node build.mjs          build and write dist/
+//   node build.mjs --check  build in memory; fail when dist/ differs (stale) or a budget is over
+import { build, transform } from 'esbuild';
+import { gzipSync } from 'node:zlib';
+import { mkdirSync, readFileSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = dirname(fileURLToPath(import.meta.url));
+const dist = join(root, 'dist');
+const check = process.argv.includes('--check');
+// Gzipped-size budgets (bytes).
+const BUDGET = { 'widget.js': 20 * 1024 };
+
+const common = { bundle: true, minify: true, write: false, target: ['es2021'], legalComments: 'none', charset: 'utf8', logLevel: 'warning' };
+
+async function js(entry, format, globalName) {
+  const r = await build({ ...common, entryPoints: [join(root, entry)], format, ...(globalName ? { globalName } : {}) });
+  return r.outputFiles[0].contents;
+}
+
+const outputs = {
+  'widget.js': await js('src/widget/widget.js', 'iife'),
+  'console.js': await js('src/console/console.js', 'iife'),
+  'sdk.js': await js('src/sdk/index.js', 'esm'),
+};
+const consoleCss = (await import(join(root, 'src/console/console.css.js'))).default;
+const css = (await transform(consoleCss, { loader: 'css', minify: true })).code.trim();
+outputs['console.html'] = Buffer.from(
+  readFileSync(join(root, 'src/pages/console.html'), 'utf8').replace('<link rel="stylesheet" href="/console.css">', `<style>${css}</style>`),
+);
+outputs['demo.html'] = readFileSync(join(root, 'src/pages/demo.html'));
+
+let failed = false;
+const stale = [];
+for (const [name, bytes] of Object.entries(outputs)) {
+  const gz = gzipSync(bytes, { level: 9 }).length;
+  const over = BUDGET[name] && gz > BUDGET[name];
+  console.log(`${name.padEnd(13)} ${String(bytes.length).padStart(7)} B  ${String(gz).padStart(6)} B gzipped (${(gz / 1024).toFixed(1)} KB)${over ? `  OVER BUDGET ${BUDGET[name]}` : ''}`);
+  if (over) failed = true;
+  const path = join(dist, name);
+  if (check) {
+    if (!existsSync(path) || !Buffer.from(bytes).equals(readFileSync(path))) stale.push(name);
+  } else {
+    mkdirSync(dist, { recursive: true });
+    writeFileSync(path, bytes);
+  }
+}
+if (check) {
+  const extra = existsSync(dist) ? readdirSync(dist).filter((f) => !(f in outputs)) : [];
+  stale.push(...extra.map((f) => `${f} (not a build output)`));
+  if (stale.length) {
+    console.error(`widget/dist is stale relative to widget/src: ${stale.join(', ')}\nrun: (cd widget && npm run build), then commit widget/dist`);
+    failed = true;
+  } else console.log('widget/dist is up to date');
+}
+process.exit(failed ? 1 : 0);

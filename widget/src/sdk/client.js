@@ -1,0 +1,1130 @@
+// The roomcast client: connections with reconnect and rotation, rooms with resume and gap
+// filling, the outbox, typing, presence, read cursors, history paging and the support desk.
+// Protocol: docs/protocol.md. Guide: docs/widget.md.
+
+import { Pacer, reconnectDecision, rotateAfterMs } from './backoff.js';
+import { Outbox, ulid } from './outbox.js';
+import { Timeline } from './timeline.js';
+
+/** The sender of the messages the service writes itself (support-desk status changes). */
+export const SYSTEM_SENDER = '$system';
+/** The room where agents see every conversation change of their tenant. */
+export const INBOX_ROOM = 'inbox';
+
+const TRANSIENT = new Set(['RATE_LIMITED', 'UNAVAILABLE', 'NOT_MEMBER']);
+
+/** Reads a JWT's claims without verifying it (the server verifies; the client only plans). */
+export function decodeClaims(token) {
+  try {
+    const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    const json = decodeURIComponent(
+      [...atob(part + '==='.slice((part.length + 3) % 4))].map((c) => '%' + c.charCodeAt(0).toString(16).padStart(2, '0')).join(''),
+    );
+    return JSON.parse(json) || {};
+  } catch {
+    return {};
+  }
+}
+
+/** Whether a message is a service-written event (a support-desk status change). */
+export function isSystem(msg) {
+  return msg.from === SYSTEM_SENDER || msg.kind === 'system' || msg.meta?.kind === 'system';
+}
+
+/** The conversation change a system message records, or null. */
+export function statusOf(msg) {
+  const m = msg.meta || {};
+  const status = m.status || msg.status;
+  if (!isSystem(msg) || !status) return null;
+  return { room: m.room || msg.room, status, agent: m.agent ?? msg.agent ?? null, version: m.version ?? null, ts: msg.ts };
+}
+
+class Emitter {
+  constructor() {
+    this.handlers = new Map();
+  }
+
+  /** Subscribes; returns the unsubscribe function. */
+  on(type, fn) {
+    if (!this.handlers.has(type)) this.handlers.set(type, new Set());
+    this.handlers.get(type).add(fn);
+    return () => this.handlers.get(type).delete(fn);
+  }
+
+  emit(type, ...args) {
+    for (const fn of this.handlers.get(type) || []) {
+      try {
+        fn(...args);
+      } catch (e) {
+        console.error(e);
+      }
+    }
+  }
+}
+
+/** One room as this client sees it. */
+export class Room {
+  constructor(client, name, { fromStart = false } = {}) {
+    this.client = client;
+    this.name = name;
+    this.fromStart = fromStart;
+    this.timeline = new Timeline();
+    /** 'idle' | 'joining' | 'joined' | 'forbidden' | 'left' */
+    this.state = 'idle';
+    /** user → {user, status, last_seen} (the `joined` snapshot, updated by `presence`) */
+    this.members = new Map();
+    /** user → read cursor of other users */
+    this.readers = new Map();
+    this.myRead = 0;
+    /** user → timer of a `typing start` still shown */
+    this.typers = new Map();
+    /** {status, agent, version} of a support conversation, or null */
+    this.conversation = null;
+    this.replaying = false;
+    this.historyQueue = [];
+    this.joinTimer = null;
+  }
+
+  get joined() {
+    return this.state === 'joined';
+  }
+
+  /** Users (other than this one) typing now. */
+  get typing() {
+    return [...this.typers.keys()];
+  }
+
+  get hasOlder() {
+    return this.timeline.hasOlder;
+  }
+
+  get loadingOlder() {
+    return this.historyQueue.some((h) => h.kind === 'older');
+  }
+
+  /** The highest seq this client knows of. */
+  get lastSeq() {
+    return Math.max(this.timeline.knownHead, this.timeline.newest);
+  }
+
+  /** Messages from others after this user's read cursor. */
+  get unread() {
+    const me = this.client.user;
+    let n = 0;
+    for (const m of this.timeline.list()) if (m.seq > this.myRead && m.from !== me && !isSystem(m)) n++;
+    return n + Math.max(0, this.timeline.knownHead - Math.max(this.timeline.newest, this.myRead));
+  }
+
+  /** The highest read cursor of another (human) user. */
+  get othersRead() {
+    let max = 0;
+    for (const [user, seq] of this.readers) if (user !== this.client.user && user !== SYSTEM_SENDER && seq > max) max = seq;
+    return max;
+  }
+
+  /**
+   * What to show: stored messages in seq order, then this user's unacknowledged ones in the
+   * order written. Own messages carry `status`: 'pending' | 'failed' | 'sent' | 'seen'.
+   */
+  view() {
+    const me = this.client.user;
+    const seen = this.othersRead;
+    const items = this.timeline.list().map((m) => {
+      const mine = m.from === me;
+      return {
+        ...m,
+        key: `s${m.seq}`,
+        mine,
+        system: isSystem(m),
+        status: mine ? (m.seq <= seen ? 'seen' : 'sent') : undefined,
+      };
+    });
+    for (const e of this.client.outbox.forRoom(this.name, me)) {
+      items.push({
+        key: `o${e.id}`,
+        id: e.id,
+        room: e.room,
+        from: me,
+        body: e.body,
+        meta: e.meta,
+        ts: e.createdAt,
+        mine: true,
+        system: false,
+        status: e.status === 'failed' ? 'failed' : 'pending',
+        error: e.error,
+      });
+    }
+    return items;
+  }
+}
+
+/**
+ * One logical connection with reconnects: the single socket of the local and AWS builds, or one
+ * socket per room on the edge build.
+ */
+class Link {
+  constructor(client, key) {
+    this.client = client;
+    this.key = key; // '*' or, on the edge build, the room
+    this.ws = null;
+    this.next = null; // the replacement being opened by a rotation
+    this.state = 'idle'; // 'idle' | 'connecting' | 'open' | 'waiting' | 'stopped'
+    this.everOpened = false;
+    this.attempt = 0;
+    this.rateLimited = 0;
+    this.pacer = new Pacer(client.opts.rate.burst, client.opts.rate.perSec, client.now);
+    this.queue = [];
+    this.queueTimer = null;
+    this.timers = {};
+  }
+
+  rooms() {
+    return [...this.client.rooms.values()].filter((r) => r.state !== 'left' && this.client.linkKey(r.name) === this.key);
+  }
+
+  clear(name) {
+    clearTimeout(this.timers[name]);
+    clearInterval(this.timers[name]);
+    this.timers[name] = null;
+  }
+
+  async connect(refresh = false) {
+    this.clear('retry');
+    if (this.state === 'stopped' || this.state === 'connecting' || this.state === 'open') return;
+    this.state = 'connecting';
+    this.client.updateState();
+    const afterExpiry = this.afterExpiry;
+    const before = this.client.token;
+    let token;
+    try {
+      token = await this.client.getToken(refresh);
+    } catch (e) {
+      if (afterExpiry) return this.stop('unauthorized', 'token refresh failed');
+      return this.failed(false, 1006);
+    }
+    if (this.state !== 'connecting') return;
+    if (afterExpiry) {
+      const exp = decodeClaims(token).exp;
+      if (token === before || (exp && exp * 1000 <= this.client.now())) return this.stop('unauthorized', 'no fresh token');
+    }
+    this.afterExpiry = false;
+    try {
+      this.ws = this.open(token);
+    } catch {
+      this.failed(false, 1006);
+    }
+  }
+
+  open(token) {
+    const ws = this.client.makeSocket(this.key, token);
+    ws.onopen = () => this.opened(ws);
+    ws.onmessage = (ev) => this.client.onData(ev.data, this, ws);
+    ws.onclose = (ev) => this.closed(ws, ev.code);
+    ws.onerror = () => {};
+    return ws;
+  }
+
+  opened(ws) {
+    if (ws === this.next) return this.rejoinOn(ws);
+    if (ws !== this.ws) return;
+    this.state = 'open';
+    this.everOpened = true;
+    this.socketOpened = true;
+    this.openedAt = this.client.now();
+    this.closingCode = null;
+    for (const room of this.rooms()) this.client.sendJoin(room, this, ws);
+    // Desk requests made while disconnected (idempotent: resent after a reconnect too).
+    for (const p of this.client.pending.values()) if (p.link === this && !p.sent) p.sent = this.send(p.frame);
+    this.startTimers();
+    this.client.updateState();
+  }
+
+  startTimers() {
+    const { pingIntervalMs } = this.client.opts;
+    this.clear('ping');
+    this.timers.ping = setInterval(() => this.ping(), pingIntervalMs);
+    this.clear('rotate');
+    const c = this.client.claims;
+    const after = rotateAfterMs({
+      maxConnectionMs: this.client.opts.maxConnectionMs,
+      tokenExpMs: c.exp && this.client.tokenFn ? c.exp * 1000 : 0,
+      tokenIatMs: c.iat ? c.iat * 1000 : 0,
+      openedAt: this.openedAt,
+    });
+    if (Number.isFinite(after)) this.timers.rotate = setTimeout(() => this.rotate(), Math.min(after, 2 ** 31 - 1));
+  }
+
+  ping() {
+    if (this.state !== 'open' || this.timers.pong) return;
+    this.send({ action: 'ping' });
+    this.timers.pong = setTimeout(() => this.dead(), this.client.opts.pongTimeoutMs);
+  }
+
+  /** Any frame shows the socket is alive. */
+  alive(ws) {
+    if (ws === this.ws) this.clear('pong');
+  }
+
+  /** No pong: the socket is half-open. Drop it and reconnect. */
+  dead() {
+    const ws = this.ws;
+    if (!ws) return;
+    try {
+      ws.close(4000, 'no pong');
+    } catch {}
+    this.closed(ws, 1006);
+  }
+
+  /** Make-before-break: open a new socket, resume every room on it, then retire the old one. */
+  async rotate() {
+    if (this.state !== 'open' || this.next) return;
+    const c = this.client;
+    let token;
+    try {
+      const expSoon = c.claims.exp && c.claims.exp * 1000 - c.now() < 120000;
+      token = await c.getToken(Boolean(expSoon));
+    } catch {
+      this.timers.rotate = setTimeout(() => this.rotate(), 30000);
+      return;
+    }
+    if (this.state !== 'open' || this.next) return;
+    this.next = this.open(token);
+    this.nextWaiting = null;
+    this.clear('rotateAbort');
+    this.timers.rotateAbort = setTimeout(() => this.abandonNext(), 20000);
+  }
+
+  rejoinOn(ws) {
+    const rooms = this.rooms().filter((r) => r.state !== 'forbidden');
+    this.nextWaiting = new Set(rooms.map((r) => r.name));
+    for (const room of rooms) this.client.sendJoin(room, this, ws, true);
+    if (!this.nextWaiting.size) this.swap();
+  }
+
+  joinedOn(ws, room) {
+    if (ws !== this.next || !this.nextWaiting) return;
+    this.nextWaiting.delete(room);
+    if (!this.nextWaiting.size) this.swap();
+  }
+
+  abandonNext() {
+    const ws = this.next;
+    if (!ws) return;
+    this.next = null;
+    try {
+      ws.close(1000, 'rotation abandoned');
+    } catch {}
+    this.timers.rotate = setTimeout(() => this.rotate(), 30000);
+  }
+
+  swap() {
+    const old = this.ws;
+    this.clear('rotateAbort');
+    this.ws = this.next;
+    this.next = null;
+    this.nextWaiting = null;
+    this.openedAt = this.client.now();
+    this.closingCode = null;
+    this.client.stats.rotations += 1;
+    this.clear('pong');
+    this.startTimers();
+    // Acks still in flight on the old socket get a moment; whatever it did not acknowledge is
+    // resent on the new one (same ids: never doubled).
+    setTimeout(() => {
+      try {
+        old.close(1000, 'replaced');
+      } catch {}
+      this.client.resendAll(this);
+    }, 1000);
+  }
+
+  closed(ws, wsCode) {
+    if (ws === this.next) {
+      this.next = null;
+      this.clear('rotateAbort');
+      this.timers.rotate = setTimeout(() => this.rotate(), 30000);
+      return;
+    }
+    if (ws !== this.ws) return; // a retired socket
+    ws.onopen = ws.onmessage = ws.onclose = null;
+    const opened = this.socketOpened;
+    const code = this.closingCode ?? wsCode;
+    this.ws = null;
+    this.socketOpened = false;
+    for (const name of ['ping', 'pong', 'rotate', 'rotateAbort']) this.clear(name);
+    this.queue.length = 0;
+    this.client.linkDown(this);
+    if (this.state === 'stopped') return;
+    this.failed(opened, code);
+  }
+
+  failed(opened, code) {
+    const c = this.client;
+    if (opened && c.now() - this.openedAt > 5000) this.attempt = 0;
+    const d = reconnectDecision(
+      { code, opened, attempt: this.attempt, rateLimited: this.rateLimited, canRefresh: Boolean(c.tokenFn) },
+      c.random,
+    );
+    c.stats.closes.push(code);
+    if (code === 4008) this.rateLimited += 1;
+    else if (opened) this.rateLimited = 0;
+    if (d.action === 'stop') {
+      const why = code === 4001 ? 'unauthorized' : code === 4003 ? 'forbidden' : 'closed';
+      return this.stop(why, d.reason);
+    }
+    this.attempt += 1;
+    this.afterExpiry = opened && code === 4001;
+    this.state = 'waiting';
+    this.retryAt = c.now() + d.delayMs;
+    this.lastReason = d.reason;
+    this.timers.retry = setTimeout(() => this.connect(d.action === 'refresh'), d.delayMs);
+    c.updateState();
+  }
+
+  stop(why, reason) {
+    this.state = 'stopped';
+    this.stopReason = why;
+    this.lastReason = reason;
+    for (const k of Object.keys(this.timers)) this.clear(k);
+    this.client.updateState();
+    this.client.emit('stopped', { why, reason });
+  }
+
+  /** Reconnect now (network back, user asked). */
+  wake() {
+    if (this.state === 'waiting') this.connect();
+  }
+
+  shutdown() {
+    this.state = 'stopped';
+    this.stopReason = 'closed';
+    for (const k of Object.keys(this.timers)) this.clear(k);
+    for (const ws of [this.ws, this.next]) {
+      if (!ws) continue;
+      ws.onclose = ws.onmessage = ws.onopen = null;
+      try {
+        ws.close(1000, 'client closed');
+      } catch {}
+    }
+    this.ws = this.next = null;
+  }
+
+  /** Queues a frame on the current (or given) socket, paced under the rate limit. */
+  send(frame, ws = this.ws) {
+    if (!ws || (ws === this.ws && this.state !== 'open')) return false;
+    this.queue.push([ws, JSON.stringify(frame)]);
+    this.pump();
+    return true;
+  }
+
+  pump() {
+    if (this.queueTimer) return;
+    while (this.queue.length) {
+      const wait = this.pacer.take();
+      if (wait > 0) {
+        this.queueTimer = setTimeout(() => {
+          this.queueTimer = null;
+          this.pump();
+        }, wait);
+        return;
+      }
+      const [ws, text] = this.queue.shift();
+      if (ws.readyState === 1) ws.send(text);
+    }
+  }
+}
+
+/**
+ * The client.
+ *
+ * ```js
+ * const client = new RoomcastClient({ url: 'ws://127.0.0.1:3001/', token: () => fetchToken() });
+ * const room = client.join('support-42');
+ * client.on('change', () => render(room.view()));
+ * client.send('support-42', 'hello');
+ * ```
+ */
+export class RoomcastClient extends Emitter {
+  /**
+   * @param {object} o
+   * @param {string} o.url  `ws://host:port/` (local), `wss://{api}.execute-api.{region}.amazonaws.com/{stage}`
+   *   (AWS), or the edge build's base URL with `mode: 'edge'` (or a template containing `{room}`)
+   * @param {string|(() => Promise<string>)} o.token  a token, or a function fetching a fresh one
+   * @param {'auto'|'local'|'aws'|'edge'} [o.mode]
+   * @param {'protocol'|'query'} [o.tokenIn]  token in `Sec-WebSocket-Protocol` (default) or `?token=`
+   */
+  constructor(o) {
+    super();
+    this.opts = {
+      mode: 'auto',
+      tokenIn: 'protocol',
+      maxConnectionMs: 2 * 3600 * 1000,
+      pingIntervalMs: 4 * 60 * 1000,
+      pongTimeoutMs: 15000,
+      failAfterMs: 20000,
+      pageSize: 30,
+      storageKey: 'roomcast',
+      rate: { burst: 20, perSec: 8 },
+      ...o,
+    };
+    this.now = o.now || (() => Date.now());
+    this.random = o.random || Math.random;
+    this.WebSocket = o.WebSocket || globalThis.WebSocket;
+    this.tokenFn = typeof o.token === 'function' ? o.token : null;
+    this.token = typeof o.token === 'string' ? o.token : null;
+    this.claims = this.token ? decodeClaims(this.token) : {};
+    const url = String(o.url);
+    this.edge = this.opts.mode === 'edge' || url.includes('{room}');
+    const storage = o.storage === undefined ? safeLocalStorage() : o.storage;
+    this.outbox = new Outbox(storage, `${this.opts.storageKey}:outbox`);
+    /** @type {Map<string, Room>} */
+    this.rooms = new Map();
+    /** @type {Map<string, Link>} */
+    this.links = new Map();
+    /** user → {user, status, last_seen} */
+    this.presence = new Map();
+    /** room → {room, status, agent, version, ts}: the support desk as the inbox tells it */
+    this.desk = new Map();
+    this.pending = new Map();
+    this.refs = 0;
+    this.state = 'idle';
+    this.stats = { rotations: 0, closes: [], states: [] };
+    this.dirty = new Set();
+    this.readTimers = new Map();
+    for (const e of this.outbox.entries.values()) this.armFail(e);
+    if (typeof addEventListener === 'function') {
+      // Back online, or back to the tab: do not wait out the backoff.
+      addEventListener('online', () => this.links.forEach((l) => l.wake()));
+      globalThis.document?.addEventListener('visibilitychange', () => {
+        if (document.visibilityState === 'visible') this.links.forEach((l) => l.wake());
+      });
+    }
+  }
+
+  /** The user id (`sub`) of the current token. */
+  get user() {
+    return this.claims.sub ?? null;
+  }
+
+  get role() {
+    return this.claims.role || 'user';
+  }
+
+  setToken(token) {
+    this.token = token;
+    this.claims = decodeClaims(token);
+  }
+
+  async getToken(refresh) {
+    if (this.tokenFn) {
+      const exp = this.claims.exp ? this.claims.exp * 1000 : Infinity;
+      if (refresh || !this.token || exp - this.now() < 30000) {
+        const t = await this.tokenFn();
+        if (typeof t !== 'string' || !t) throw new Error('no token');
+        this.setToken(t);
+      }
+    }
+    if (!this.token) throw new Error('no token');
+    return this.token;
+  }
+
+  linkKey(room) {
+    return this.edge ? room : '*';
+  }
+
+  link(room) {
+    const key = this.linkKey(room);
+    let link = this.links.get(key);
+    if (!link) {
+      link = new Link(this, key);
+      this.links.set(key, link);
+      if (this.started) link.connect();
+    }
+    return link;
+  }
+
+  makeSocket(key, token) {
+    let url = String(this.opts.url);
+    if (this.edge) {
+      url = url.includes('{room}')
+        ? url.replace('{room}', encodeURIComponent(key))
+        : `${url.replace(/\/+$/, '')}/rooms/${encodeURIComponent(key)}/ws`;
+    }
+    if (this.edge || this.opts.tokenIn === 'query') {
+      url += (url.includes('?') ? '&' : '?') + 'token=' + encodeURIComponent(token);
+      return new this.WebSocket(url);
+    }
+    return new this.WebSocket(url, ['roomcast.v1', token]);
+  }
+
+  /** Starts connecting (rooms joined before or after are resumed on every connection). */
+  connect() {
+    this.started = true;
+    if (!this.edge) this.link('*');
+    for (const link of this.links.values()) {
+      if (link.state === 'stopped') {
+        link.state = 'idle';
+        link.attempt = 0;
+      }
+      link.connect();
+    }
+    this.updateState();
+    return this;
+  }
+
+  /** Closes every socket; nothing reconnects until connect(). */
+  disconnect() {
+    this.started = false;
+    for (const link of this.links.values()) link.shutdown();
+    this.updateState();
+  }
+
+  /**
+   * Overall state: 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'unauthorized' |
+   * 'forbidden' | 'closed'. `stateInfo()` adds when the next attempt is due.
+   */
+  updateState() {
+    const links = [...this.links.values()];
+    let s;
+    if (!this.started) s = 'idle';
+    else if (links.some((l) => l.state === 'stopped')) s = links.find((l) => l.state === 'stopped').stopReason || 'closed';
+    else if (links.length && links.every((l) => l.state === 'open')) s = 'connected';
+    else if (links.some((l) => l.everOpened)) s = 'reconnecting';
+    else s = 'connecting';
+    if (s !== this.state) {
+      this.state = s;
+      this.stats.states.push(s);
+      this.emit('state', s);
+    }
+    this.changed(null);
+  }
+
+  stateInfo() {
+    const waiting = [...this.links.values()].filter((l) => l.state === 'waiting');
+    const retryAt = waiting.length ? Math.min(...waiting.map((l) => l.retryAt)) : null;
+    return { state: this.state, retryAt, reason: waiting[0]?.lastReason || [...this.links.values()][0]?.lastReason };
+  }
+
+  /** Reconnects at once, also after a stop. */
+  reconnectNow() {
+    if (!this.started) return this.connect();
+    for (const link of this.links.values()) {
+      if (link.state === 'stopped') {
+        link.state = 'idle';
+        link.connect(true);
+      } else link.wake();
+    }
+  }
+
+  /** Marks a room as changed; listeners get one 'change' per task with the rooms that changed. */
+  changed(room) {
+    if (room) this.dirty.add(room);
+    if (this.flushing) return;
+    this.flushing = true;
+    queueMicrotask(() => {
+      this.flushing = false;
+      const rooms = [...this.dirty];
+      this.dirty.clear();
+      this.emit('change', rooms);
+    });
+  }
+
+  // ---- rooms ----
+
+  /**
+   * Joins a room (now, and again on every reconnect, resuming from the last seq held). The
+   * first join loads the newest page; `fromStart` replays the room from seq 1 instead.
+   */
+  join(name, { fromStart = false } = {}) {
+    let room = this.rooms.get(name);
+    if (room && room.state !== 'left') return room;
+    if (!room) {
+      room = new Room(this, name, { fromStart });
+      this.rooms.set(name, room);
+    }
+    room.state = 'joining';
+    const link = this.link(name);
+    if (link.state === 'open') this.sendJoin(room, link, link.ws);
+    this.changed(name);
+    return room;
+  }
+
+  room(name) {
+    return this.rooms.get(name);
+  }
+
+  leave(name) {
+    const room = this.rooms.get(name);
+    if (!room) return;
+    room.state = 'left';
+    const link = this.links.get(this.linkKey(name));
+    if (this.edge && link) {
+      link.shutdown();
+      this.links.delete(name);
+    } else link?.send({ action: 'leave', room: name });
+    this.changed(name);
+  }
+
+  sendJoin(room, link, ws, rotation = false) {
+    const frame = { action: 'join', room: room.name, ref: `j:${room.name}` };
+    if (room.timeline.anchored) frame.since = room.timeline.through;
+    else if (room.fromStart) frame.since = 0;
+    if (!rotation) {
+      room.state = 'joining';
+      room.replaying = frame.since !== undefined;
+      room.historyQueue.forEach((h) => clearTimeout(h.timer));
+      room.historyQueue = [];
+    }
+    link.send(frame, ws);
+    clearTimeout(room.joinTimer);
+    // A join dropped unanswered (rate limited before parsing) is sent again.
+    if (!rotation) room.joinTimer = setTimeout(() => room.state === 'joining' && link.state === 'open' && this.sendJoin(room, link, link.ws), 10000);
+  }
+
+  linkDown(link) {
+    for (const room of link.rooms()) {
+      if (room.state === 'joined') room.state = 'joining';
+      room.typers.forEach((t) => clearTimeout(t));
+      room.typers.clear();
+      room.typingSent = false;
+      this.changed(room.name);
+    }
+    for (const e of this.outbox.entries.values()) {
+      if (e.status === 'sending' && this.linkKey(e.room) === link.key) e.status = 'pending';
+    }
+    for (const p of this.pending.values()) if (p.link === link) p.sent = false;
+    this.updateState();
+  }
+
+  /** Loads the page before the oldest message held. */
+  loadOlder(name, limit = this.opts.pageSize) {
+    const room = this.rooms.get(name);
+    if (!room || !room.joined || room.loadingOlder || (room.timeline.anchored && !room.hasOlder)) return false;
+    this.requestHistory(room, 'older', { before: room.timeline.oldest, limit });
+    return true;
+  }
+
+  requestHistory(room, kind, range) {
+    const link = this.link(room.name);
+    const ref = `h:${++this.refs}`;
+    if (!link.send({ action: 'history', room: room.name, ...range, ref })) return;
+    const entry = { kind, ref };
+    entry.timer = setTimeout(() => {
+      room.historyQueue = room.historyQueue.filter((h) => h !== entry);
+      this.checkGap(room);
+    }, 15000);
+    room.historyQueue.push(entry);
+    this.changed(room.name);
+  }
+
+  /** Fills the first missing range above the resume point. */
+  checkGap(room) {
+    if (!room.joined || room.replaying || room.historyQueue.some((h) => h.kind === 'gap')) return;
+    const gap = room.timeline.gap();
+    if (gap) this.requestHistory(room, 'gap', { ...gap, limit: 100 });
+  }
+
+  // ---- sending ----
+
+  /** Sends a message; returns its client id. It is kept in the outbox until acknowledged. */
+  send(name, body, meta) {
+    const room = this.join(name);
+    const entry = this.outbox.add({ id: ulid(this.now()), room: name, body, meta, user: this.user });
+    this.stopTyping(name, false);
+    this.armFail(entry);
+    this.flush(entry);
+    this.changed(room.name);
+    return entry.id;
+  }
+
+  /** Sends a failed or pending message again, with the same id. */
+  retry(id) {
+    const e = this.outbox.update(id, { status: 'pending', permanent: false, error: undefined });
+    if (!e) return false;
+    this.armFail(e);
+    this.flush(e);
+    this.changed(e.room);
+    return true;
+  }
+
+  /** Gives up on an unsent message. */
+  discard(id) {
+    const e = this.outbox.remove(id);
+    if (e) this.changed(e.room);
+  }
+
+  armFail(e) {
+    clearTimeout(e.timer);
+    if (e.status === 'failed') return;
+    e.timer = setTimeout(() => {
+      if (this.outbox.get(e.id) && e.status !== 'failed') {
+        // Shown as failed; still resent automatically on the next (re)join.
+        this.outbox.update(e.id, { status: 'failed' });
+        this.changed(e.room);
+      }
+    }, this.opts.failAfterMs);
+  }
+
+  flush(e) {
+    const room = this.rooms.get(e.room);
+    if (e.permanent || !room || !room.joined) return;
+    if (e.user == null) e.user = this.user;
+    if (e.user !== this.user) return;
+    const link = this.link(e.room);
+    const frame = { action: 'message', room: e.room, id: e.id, body: e.body };
+    if (e.meta) frame.meta = e.meta;
+    if (link.send(frame)) {
+      e.attempts = (e.attempts || 0) + 1;
+      if (e.status !== 'failed') e.status = 'sending';
+      this.outbox.save();
+    }
+  }
+
+  flushRoom(room) {
+    for (const e of this.outbox.forRoom(room.name, this.user)) this.flush(e);
+  }
+
+  resendAll(link) {
+    for (const room of link.rooms()) if (room.joined) this.flushRoom(room);
+  }
+
+  /** Call on every keystroke: sends `typing start` at most every 3 s, `stop` after 4 s idle. */
+  typing(name) {
+    const room = this.rooms.get(name);
+    if (!room?.joined) return;
+    const now = this.now();
+    if (!room.typingSent || now - room.typingAt > 3000) {
+      if (this.link(name).send({ action: 'typing', room: name, state: 'start' })) {
+        room.typingSent = true;
+        room.typingAt = now;
+      }
+    }
+    clearTimeout(room.typingStop);
+    room.typingStop = setTimeout(() => this.stopTyping(name), 4000);
+  }
+
+  /** Stops the typing indicator (`notify` false: a message is being sent, which clears it anyway). */
+  stopTyping(name, notify = true) {
+    const room = this.rooms.get(name);
+    if (!room) return;
+    clearTimeout(room.typingStop);
+    if (room.typingSent && notify && room.joined) this.link(name).send({ action: 'typing', room: name, state: 'stop' });
+    room.typingSent = false;
+  }
+
+  /** Moves this user's read cursor (default: to the newest message held). Sends at most every 300 ms. */
+  markRead(name, seq) {
+    const room = this.rooms.get(name);
+    if (!room) return;
+    const to = Math.min(seq ?? room.lastSeq, room.lastSeq);
+    if (to <= room.myRead) return;
+    room.myRead = to;
+    this.changed(name);
+    if (this.readTimers.has(name)) return;
+    this.readTimers.set(
+      name,
+      setTimeout(() => {
+        this.readTimers.delete(name);
+        if (room.joined) this.link(name).send({ action: 'read', room: name, seq: room.myRead });
+        else room.readUnsent = true;
+      }, 300),
+    );
+  }
+
+  /** Sets this user's presence: 'online' | 'away' | 'busy'. */
+  setPresence(status) {
+    this.myStatus = status;
+    for (const link of this.links.values()) link.send({ action: 'presence', status });
+  }
+
+  edit(name, seq, body) {
+    return this.request({ action: 'edit', room: name, seq, body }, { reply: false });
+  }
+
+  remove(name, seq) {
+    return this.request({ action: 'delete', room: name, seq }, { reply: false });
+  }
+
+  // ---- support desk ----
+
+  /** Takes a waiting conversation (role `agent`). Resolves with the `status` reply. */
+  assign(name) {
+    return this.request({ action: 'assign', room: name });
+  }
+
+  /** Closes a conversation (role `agent`). */
+  close(name) {
+    return this.request({ action: 'close', room: name });
+  }
+
+  /** Joins the tenant's inbox (agents): every conversation change, replayed from the start. */
+  watchInbox() {
+    return this.join(INBOX_ROOM, { fromStart: true });
+  }
+
+  /** Conversations by status, newest change first: `inbox('waiting')`. */
+  inbox(status) {
+    return [...this.desk.values()].filter((c) => !status || c.status === status).sort((a, b) => (b.ts || 0) - (a.ts || 0));
+  }
+
+  request(frame, { reply = true, timeoutMs = 15000 } = {}) {
+    const ref = `r:${++this.refs}`;
+    const full = { ...frame, ref };
+    const link = this.link(frame.room);
+    return new Promise((resolve, reject) => {
+      const p = { frame: full, link, resolve, reject, sent: false };
+      p.timer = setTimeout(() => {
+        this.pending.delete(ref);
+        reject(Object.assign(new Error('no reply'), { code: 'TIMEOUT' }));
+      }, timeoutMs);
+      this.pending.set(ref, p);
+      p.sent = link.send(full);
+      if (!reply) {
+        // edit/delete answer with a room-wide frame, not a reply: settle when it is queued.
+        setTimeout(() => {
+          if (this.pending.delete(ref)) {
+            clearTimeout(p.timer);
+            resolve(undefined);
+          }
+        }, 2000);
+      }
+    });
+  }
+
+  settle(ref, error, value) {
+    const p = this.pending.get(ref);
+    if (!p) return false;
+    this.pending.delete(ref);
+    clearTimeout(p.timer);
+    if (error) p.reject(Object.assign(new Error(error.message), { code: error.code }));
+    else p.resolve(value);
+    return true;
+  }
+
+  applyConversation(name, c) {
+    if (!name || !c?.status) return;
+    const conv = { room: name, status: c.status, agent: c.agent ?? null, version: c.version ?? null, ts: c.ts ?? c.since ?? this.now() };
+    const newer = (old) => !old || conv.version == null || old.version == null || conv.version >= old.version;
+    const room = this.rooms.get(name);
+    if (room && newer(room.conversation)) {
+      room.conversation = conv;
+      this.changed(name);
+    }
+    if (newer(this.desk.get(name))) {
+      this.desk.set(name, conv);
+      this.changed(INBOX_ROOM);
+      this.emit('desk', conv);
+    }
+  }
+
+  // ---- frames ----
+
+  onData(data, link, ws) {
+    let f;
+    try {
+      f = JSON.parse(data);
+    } catch {
+      return;
+    }
+    link.alive(ws);
+    this.onFrame(f, link, ws);
+  }
+
+  onFrame(f, link, ws) {
+    const room = f.room != null ? this.rooms.get(f.room) : undefined;
+    switch (f.type) {
+      case 'joined':
+        return room && this.onJoined(room, f, link, ws);
+      case 'replayed':
+        if (!room) return;
+        room.replaying = false;
+        room.timeline.seeHead(f.through);
+        this.checkGap(room);
+        return this.changed(room.name);
+      case 'message':
+        return room && this.onMessage(room, f, true);
+      case 'history': {
+        if (!room) return;
+        const done = room.historyQueue.shift();
+        if (done) clearTimeout(done.timer);
+        for (const m of f.messages || []) this.onMessage(room, { room: room.name, ...m }, false);
+        this.checkGap(room);
+        return this.changed(room.name);
+      }
+      case 'ack':
+        return this.onAck(f);
+      case 'edited':
+        room?.timeline.amend(f.seq, { body: f.body, edited_ts: f.edited_ts });
+        return room && this.changed(room.name);
+      case 'deleted':
+        room?.timeline.amend(f.seq, { deleted: true, edited_ts: this.now() });
+        return room && this.changed(room.name);
+      case 'typing':
+        return room && this.onTyping(room, f);
+      case 'read':
+        if (!room) return;
+        if (f.user === this.user) room.myRead = Math.max(room.myRead, f.seq);
+        else room.readers.set(f.user, Math.max(room.readers.get(f.user) || 0, f.seq));
+        return this.changed(room.name);
+      case 'presence':
+        return this.onPresence(f, link);
+      case 'status':
+        this.applyConversation(f.room, f);
+        if (f.ref) this.settle(f.ref, null, f);
+        return;
+      case 'error':
+        return this.onError(f, link);
+      case 'closing':
+        if (ws === link.ws) link.closingCode = f.code;
+        return;
+      case 'pong':
+      case 'left':
+      default:
+        return;
+    }
+  }
+
+  onJoined(room, f, link, ws) {
+    if (room.state === 'left') return;
+    clearTimeout(room.joinTimer);
+    const first = !room.timeline.anchored;
+    room.state = 'joined';
+    room.timeline.seeHead(f.head || 0);
+    room.timeline.anchor(room.fromStart ? 0 : f.head || 0);
+    room.myRead = Math.max(room.myRead, f.read_seq || 0);
+    room.members = new Map((f.members || []).map((m) => [m.user, m]));
+    for (const m of f.members || []) this.presence.set(m.user, m);
+    if (f.conversation) this.applyConversation(room.name, f.conversation);
+    if (first && !room.fromStart && f.head > 0) this.requestHistory(room, 'older', { before: f.head + 1, limit: this.opts.pageSize });
+    if (room.readUnsent) {
+      room.readUnsent = false;
+      link.send({ action: 'read', room: room.name, seq: room.myRead });
+    }
+    link.joinedOn(ws, room.name);
+    this.checkGap(room);
+    this.flushRoom(room);
+    this.changed(room.name);
+  }
+
+  onMessage(room, m, live) {
+    const outcome = room.timeline.add(m);
+    const mine = this.outbox.get(m.id);
+    if (mine && m.from === this.user && mine.room === room.name) {
+      // Our own message, stored although its ack was lost (or sent from another tab).
+      clearTimeout(mine.timer);
+      this.outbox.remove(m.id);
+    }
+    const t = room.typers.get(m.from);
+    if (t) {
+      clearTimeout(t);
+      room.typers.delete(m.from);
+    }
+    if (!room.members.has(m.from) && !isSystem(m)) {
+      room.members.set(m.from, this.presence.get(m.from) || { user: m.from, status: 'online', last_seen: m.ts });
+    }
+    const status = statusOf(m);
+    if (status) this.applyConversation(status.room || room.name, status);
+    if (outcome === 'added') {
+      if (live) this.checkGap(room);
+      this.emit('message', m, { room: room.name, live });
+    }
+    this.changed(room.name);
+  }
+
+  onAck(f) {
+    const room = this.rooms.get(f.room);
+    const e = this.outbox.remove(f.id);
+    if (e) clearTimeout(e.timer);
+    if (!room) return;
+    if (e) {
+      const m = { room: f.room, seq: f.seq, id: f.id, from: this.user, body: e.body, ts: f.ts };
+      if (this.claims.name) m.name = this.claims.name;
+      if (e.meta) m.meta = e.meta;
+      room.timeline.add(m);
+    } else room.timeline.seeHead(f.seq);
+    this.checkGap(room);
+    this.emit('ack', f);
+    this.changed(room.name);
+  }
+
+  onTyping(room, f) {
+    clearTimeout(room.typers.get(f.user));
+    room.typers.delete(f.user);
+    if (f.state === 'start' && f.user !== this.user) {
+      room.typers.set(
+        f.user,
+        setTimeout(() => {
+          room.typers.delete(f.user);
+          this.changed(room.name);
+        }, f.ttl_ms || 5000),
+      );
+    }
+    this.changed(room.name);
+  }
+
+  onPresence(f, link) {
+    this.presence.set(f.user, { user: f.user, status: f.status, last_seen: f.last_seen });
+    // Presence frames name no room: update the rooms that list the user (on the edge build
+    // presence is per room, and the frame came on that room's own socket).
+    for (const room of this.rooms.values()) {
+      if (this.edge && room.name !== link.key) continue;
+      if (room.members.has(f.user)) {
+        room.members.set(f.user, { user: f.user, status: f.status, last_seen: f.last_seen });
+        this.changed(room.name);
+      }
+    }
+  }
+
+  onError(f, link) {
+    const ref = f.ref;
+    const e = ref ? this.outbox.get(ref) : null;
+    if (e) {
+      if (TRANSIENT.has(f.code)) {
+        e.status = 'pending';
+        setTimeout(() => this.flush(e), 1000 + this.random() * 2000);
+      } else {
+        clearTimeout(e.timer);
+        this.outbox.update(ref, { status: 'failed', permanent: true, error: f.code });
+      }
+      this.changed(e.room);
+    } else if (ref && this.pending.has(ref)) {
+      this.settle(ref, f);
+    } else if (ref?.startsWith('j:')) {
+      const room = this.rooms.get(ref.slice(2));
+      if (room && f.code === 'FORBIDDEN') {
+        room.state = 'forbidden';
+        clearTimeout(room.joinTimer);
+        this.changed(room.name);
+      } else if (room && this.edge && f.code !== 'RATE_LIMITED' && f.code !== 'UNAVAILABLE') {
+        // The edge build joins the URL's room implicitly: resume by paging.
+        room.state = 'joined';
+        room.replaying = false;
+        room.timeline.anchor(0);
+        this.checkGap(room);
+        this.flushRoom(room);
+      }
+    } else if (ref?.startsWith('h:')) {
+      for (const room of this.rooms.values()) {
+        const h = room.historyQueue.find((x) => x.ref === ref);
+        if (h) {
+          clearTimeout(h.timer);
+          room.historyQueue = room.historyQueue.filter((x) => x !== h);
+        }
+      }
+    } else if (f.code === 'RATE_LIMITED') {
+      // Dropped before parsing, so unknown which frame: resend what is unacknowledged.
+      setTimeout(() => this.resendAll(link), 1500 + this.random() * 1500);
+    }
+    this.emit('error', f);
+  }
+}
+
+function safeLocalStorage() {
+  try {
+    const s = globalThis.localStorage;
+    s?.getItem('roomcast-probe');
+    return s || null;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,223 @@
+// One conversation's view: the message log (status ticks, "Seen", scroll-back), the typing line
+// and the composer. Used by the widget (one) and the agent console (several at once).
+
+const TICKS = {
+  pending: ['○', 'Sending'],
+  sent: ['✓', 'Sent'],
+  seen: ['✓✓', 'Seen'],
+  failed: ['!', 'Not sent'],
+};
+
+/** Creates an element: h('li', {class: 'x', 'data-seq': 3}, child, 'text'). */
+export function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v == null || v === false) continue;
+    if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    else el.setAttribute(k, v === true ? '' : v);
+  }
+  el.append(...children.filter((c) => c != null && c !== false));
+  return el;
+}
+
+const time = (ts) => new Date(ts).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+
+/** "ann is typing…", "ann and bo are typing…". */
+export function typingText(users, nameOf) {
+  if (!users.length) return '';
+  const names = users.map(nameOf);
+  return names.length === 1 ? `${names[0]} is typing…` : `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]} are typing…`;
+}
+
+let uid = 0;
+
+export class ChatView {
+  /**
+   * @param {import('../sdk/client.js').RoomcastClient} client
+   * @param {string} room
+   * @param {HTMLElement} host  where the view is built
+   * @param {{nameOf?: (user: string) => string, placeholder?: string, isOpen?: () => boolean}} o
+   */
+  constructor(client, room, host, o = {}) {
+    this.client = client;
+    this.room = room;
+    this.o = o;
+    this.nameOf = o.nameOf || ((u) => u);
+    this.items = new Map();
+    const id = `rc-input-${++uid}`;
+    this.older = h('button', { class: 'older', type: 'button', onclick: () => this.loadOlder() }, 'Load earlier messages');
+    this.list = h('ol', { class: 'list' });
+    // role=log is a polite live region: new messages are announced, the rest is not re-read.
+    this.log = h('div', { class: 'log', role: 'log', 'aria-live': 'polite', 'aria-relevant': 'additions', 'aria-label': 'Messages', tabindex: '0' }, this.older, this.list);
+    this.typingLine = h('div', { class: 'typing', 'aria-live': 'polite' });
+    this.input = h('textarea', { id, rows: '1', placeholder: o.placeholder || 'Write a message…', autocomplete: 'off', 'aria-label': 'Message' });
+    this.form = h('form', { class: 'composer' }, this.input, h('button', { type: 'submit', class: 'send' }, 'Send'));
+    host.append(this.log, this.typingLine, this.form);
+    this.form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      this.submit();
+    });
+    this.input.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+        e.preventDefault();
+        this.submit();
+      }
+    });
+    this.input.addEventListener('input', () => {
+      if (this.input.value.trim()) this.client.typing(this.room);
+      else this.client.stopTyping(this.room);
+    });
+    this.log.addEventListener('scroll', () => {
+      if (this.log.scrollTop < 40) this.loadOlder();
+      this.markRead();
+    });
+    this.list.addEventListener('click', (e) => {
+      const id = e.target.closest?.('[data-retry]')?.getAttribute('data-retry');
+      if (id) this.client.retry(id);
+    });
+  }
+
+  submit() {
+    const body = this.input.value.trim();
+    if (!body) return;
+    this.client.send(this.room, body);
+    this.input.value = '';
+    this.stick = true;
+    this.render();
+  }
+
+  loadOlder() {
+    const r = this.client.room(this.room);
+    if (!r?.hasOlder || r.loadingOlder) return;
+    this.anchorHeight = this.log.scrollHeight - this.log.scrollTop;
+    this.client.loadOlder(this.room);
+  }
+
+  atBottom() {
+    return this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 30;
+  }
+
+  visible() {
+    return (this.o.isOpen ? this.o.isOpen() : true) && document.visibilityState === 'visible';
+  }
+
+  markRead() {
+    if (this.visible() && this.atBottom()) this.client.markRead(this.room);
+  }
+
+  render() {
+    const r = this.client.room(this.room);
+    if (!r) return;
+    const stick = this.stick || this.atBottom();
+    this.stick = false;
+    const prepend = this.anchorHeight;
+    const view = r.view();
+    const lastSeen = view.findLast ? view.findLast((m) => m.status === 'seen') : [...view].reverse().find((m) => m.status === 'seen');
+    const keep = new Set();
+    let prev = null;
+    let prevFrom = null;
+    for (const m of view) {
+      const key = `${m.from}\u0000${m.id}`;
+      keep.add(key);
+      const sig = [m.body, m.status, m.deleted, m.edited_ts, m === lastSeen, m.from === prevFrom].join('|');
+      let entry = this.items.get(key);
+      if (!entry || entry.sig !== sig) {
+        const li = this.item(m, m === lastSeen, m.from === prevFrom);
+        if (entry) entry.li.replaceWith(li);
+        entry = { li, sig };
+        this.items.set(key, entry);
+      }
+      const want = prev ? prev.nextSibling : this.list.firstChild;
+      if (want !== entry.li) this.list.insertBefore(entry.li, want);
+      prev = entry.li;
+      prevFrom = m.system ? null : m.from;
+    }
+    for (const [key, entry] of this.items) {
+      if (!keep.has(key)) {
+        entry.li.remove();
+        this.items.delete(key);
+      }
+    }
+    this.older.hidden = !r.hasOlder;
+    this.older.disabled = r.loadingOlder;
+    this.older.textContent = r.loadingOlder ? 'Loading…' : 'Load earlier messages';
+    const typing = typingText(r.typing, this.nameOf);
+    if (this.typingLine.textContent !== typing) this.typingLine.textContent = typing;
+    if (prepend && !r.loadingOlder) {
+      this.log.scrollTop = this.log.scrollHeight - prepend;
+      this.anchorHeight = 0;
+    } else if (stick) this.log.scrollTop = this.log.scrollHeight;
+    this.markRead();
+  }
+
+  item(m, lastSeen, sameSender) {
+    if (m.system) return h('li', { class: 'sys', 'data-seq': m.seq }, m.body || '');
+    const [tick, label] = TICKS[m.status] || [];
+    const body = m.deleted ? h('em', null, 'Message deleted') : m.body;
+    return h(
+      'li',
+      { class: `msg ${m.mine ? 'me' : 'them'}`, 'data-seq': m.seq, 'data-id': m.id, 'data-status': m.status },
+      !m.mine && !sameSender ? h('div', { class: 'who' }, m.name || this.nameOf(m.from)) : null,
+      h('div', { class: 'bubble' }, body),
+      h(
+        'div',
+        { class: 'meta' },
+        h('time', { datetime: new Date(m.ts || Date.now()).toISOString() }, time(m.ts || Date.now())),
+        tick ? h('span', { class: `tick ${m.status}`, title: label, 'aria-label': label, role: 'img' }, tick) : null,
+        lastSeen ? h('span', { class: 'seen' }, 'Seen') : null,
+        m.status === 'failed' ? h('button', { type: 'button', class: 'retry', 'data-retry': m.id }, 'Retry') : null,
+      ),
+    );
+  }
+}
+
+/** Connection banner text for a client state, or '' when connected. */
+export function bannerText(info, now = Date.now()) {
+  switch (info.state) {
+    case 'connected':
+    case 'idle':
+      return '';
+    case 'connecting':
+    case 'reconnecting': {
+      const secs = info.retryAt ? Math.max(0, Math.ceil((info.retryAt - now) / 1000)) : 0;
+      const lead = info.state === 'connecting' ? (info.retryAt ? 'Cannot reach the chat.' : 'Connecting…') : 'Connection lost.';
+      if (lead === 'Connecting…') return lead;
+      return secs > 1 ? `${lead} Reconnecting in ${secs} s…` : `${lead} Reconnecting…`;
+    }
+    case 'unauthorized':
+      return 'Your session has expired.';
+    case 'forbidden':
+      return 'This chat is not available.';
+    default:
+      return 'The chat was closed.';
+  }
+}
+
+export const CSS = `
+*{box-sizing:border-box}
+[hidden]{display:none!important}
+.sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
+.log{flex:1;overflow-y:auto;padding:8px 12px;background:#f6f7f9;min-height:0}
+.log:focus-visible,button:focus-visible,textarea:focus-visible{outline:3px solid #2563eb;outline-offset:2px}
+.list{list-style:none;margin:0;padding:0;display:flex;flex-direction:column;gap:6px}
+.older{display:block;margin:4px auto 8px;font:inherit;font-size:13px;background:none;border:0;color:#1d4ed8;cursor:pointer;text-decoration:underline}
+.msg{max-width:82%;display:flex;flex-direction:column}
+.msg.me{align-self:flex-end;align-items:flex-end}
+.msg.them{align-self:flex-start}
+.who{font-size:12px;color:#4b5563;margin:4px 0 2px}
+.bubble{padding:8px 11px;border-radius:14px;white-space:pre-wrap;overflow-wrap:anywhere;line-height:1.35}
+.me .bubble{background:#1d4ed8;color:#fff;border-bottom-right-radius:4px}
+.them .bubble{background:#fff;color:#111827;border:1px solid #e5e7eb;border-bottom-left-radius:4px}
+.meta{font-size:11px;color:#6b7280;margin-top:2px;display:flex;gap:4px;align-items:center}
+.tick.seen,.seen{color:#15803d;font-weight:600}
+.tick.failed{color:#b91c1c;font-weight:700}
+.retry{font:inherit;font-size:11px;border:1px solid #b91c1c;color:#b91c1c;background:#fff;border-radius:8px;padding:0 6px;cursor:pointer}
+.sys{align-self:center;font-size:12px;color:#4b5563;background:#e5e7eb;border-radius:10px;padding:3px 10px;text-align:center}
+.typing{min-height:20px;padding:0 12px;font-size:12px;color:#4b5563;font-style:italic;background:#f6f7f9}
+.composer{display:flex;gap:8px;padding:8px;border-top:1px solid #e5e7eb;background:#fff}
+.composer textarea{flex:1;resize:none;font:inherit;padding:8px 10px;border:1px solid #9ca3af;border-radius:10px;min-height:40px;max-height:120px}
+.send{font:inherit;font-weight:600;background:#1d4ed8;color:#fff;border:0;border-radius:10px;padding:0 14px;cursor:pointer;min-height:40px}
+.banner{padding:6px 12px;font-size:13px;background:#fef3c7;color:#78350f;display:flex;gap:8px;align-items:center;justify-content:space-between}
+.banner[hidden]{display:none}
+.banner button{font:inherit;font-size:12px;background:#fff;border:1px solid #92400e;color:#78350f;border-radius:8px;padding:2px 8px;cursor:pointer}
+`;

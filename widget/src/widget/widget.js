@@ -1,0 +1,172 @@
+// The support chat widget: one <script> tag.
+//
+//   <script src="https://chat.example/widget.js"
+//           data-url="wss://chat.example/"              (default: the script's own host)
+//           data-token-url="/api/chat-token"            (GET → {"token": "…"} or the JWT as text)
+//           data-room="support-{visitor}"               ({visitor}: a random id kept in localStorage)
+//           data-title="Support"></script>
+//
+// See docs/widget.md.
+
+import { RoomcastClient, decodeClaims } from '../sdk/client.js';
+import { CSS, ChatView, bannerText, h } from '../ui/chat.js';
+
+const WIDGET_CSS = `
+:host{all:initial;font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#111827}
+.launcher{position:fixed;right:16px;bottom:16px;z-index:2147483000;display:flex;align-items:center;gap:8px;font:inherit;font-weight:600;background:#1d4ed8;color:#fff;border:0;border-radius:999px;padding:12px 18px;box-shadow:0 6px 20px rgba(0,0,0,.25);cursor:pointer}
+.badge{background:#dc2626;color:#fff;border-radius:999px;font-size:12px;min-width:20px;padding:1px 6px;text-align:center}
+.badge[hidden]{display:none}
+.panel{position:fixed;right:16px;bottom:80px;z-index:2147483000;width:min(370px,calc(100vw - 16px));height:min(560px,calc(100vh - 96px));display:flex;flex-direction:column;background:#fff;border-radius:14px;box-shadow:0 12px 40px rgba(0,0,0,.3);overflow:hidden}
+.panel[hidden]{display:none}
+header{display:flex;align-items:center;justify-content:space-between;gap:8px;padding:10px 12px;background:#1d4ed8;color:#fff}
+h2{margin:0;font-size:16px}
+.agent{margin:2px 0 0;font-size:12px;opacity:.95;display:flex;align-items:center;gap:6px}
+.dot{width:8px;height:8px;border-radius:50%;background:#9ca3af;display:inline-block}
+.dot.online{background:#22c55e}.dot.away,.dot.busy{background:#f59e0b}
+.x{font:inherit;font-size:22px;line-height:1;background:none;border:0;color:#fff;cursor:pointer;padding:4px 8px;border-radius:8px}
+@media (max-width:480px){.panel{right:0;left:0;bottom:0;top:0;width:100%;height:100%;border-radius:0}.launcher{right:12px;bottom:12px}}
+${CSS}`;
+
+function ago(ms) {
+  const m = Math.round((Date.now() - ms) / 60000);
+  return m < 1 ? 'just now' : m < 60 ? `${m} min ago` : `${Math.round(m / 60)} h ago`;
+}
+
+function visitorId() {
+  try {
+    let v = localStorage.getItem('roomcast:visitor');
+    if (!v) {
+      const a = new Uint8Array(12);
+      crypto.getRandomValues(a);
+      v = [...a].map((b) => b.toString(16).padStart(2, '0')).join('');
+      localStorage.setItem('roomcast:visitor', v);
+    }
+    return v;
+  } catch {
+    return 'anon';
+  }
+}
+
+function start(script) {
+  const d = script.dataset;
+  const src = new URL(script.src, location.href);
+  const visitor = visitorId();
+  const fill = (s) => s && s.replaceAll('{visitor}', visitor);
+  const url = d.url || `${src.protocol === 'https:' ? 'wss:' : 'ws:'}//${src.host}/`;
+  const tokenUrl = fill(d.tokenUrl);
+  const token = d.token
+    ? d.token
+    : async () => {
+        const r = await fetch(new URL(tokenUrl, location.href), { credentials: 'same-origin', cache: 'no-store' });
+        if (!r.ok) throw new Error(`token endpoint: ${r.status}`);
+        const text = (await r.text()).trim();
+        return text.startsWith('{') ? JSON.parse(text).token : text;
+      };
+  let room = fill(d.room);
+  if (!room && d.token) room = (decodeClaims(d.token).rooms || []).find((r) => !r.includes('*'));
+  if (!room) throw new Error('roomcast widget: data-room is required');
+  const client = new RoomcastClient({
+    url,
+    token,
+    mode: d.mode || 'auto',
+    storageKey: `roomcast:${room}`,
+    ...(d.maxConnectionSecs ? { maxConnectionMs: Number(d.maxConnectionSecs) * 1000 } : {}),
+  });
+
+  const host = h('div', { id: 'roomcast-widget' });
+  const shadow = host.attachShadow({ mode: 'open' });
+  const badge = h('span', { class: 'badge', hidden: true, 'aria-label': 'unread messages' });
+  const launcher = h('button', { class: 'launcher', type: 'button', 'aria-expanded': 'false', 'aria-controls': 'rc-panel' }, h('span', null, d.label || 'Chat with us'), badge);
+  const title = h('h2', { id: 'rc-title' }, d.title || 'Support');
+  const dot = h('span', { class: 'dot', 'aria-hidden': 'true' });
+  const agentText = h('span');
+  const closeBtn = h('button', { class: 'x', type: 'button', 'aria-label': 'Close chat' }, '×');
+  const bannerMsg = h('span');
+  const bannerBtn = h('button', { type: 'button', hidden: true, onclick: () => client.reconnectNow() }, 'Reconnect now');
+  const banner = h('div', { class: 'banner', role: 'status', hidden: true }, bannerMsg, bannerBtn);
+  const panel = h(
+    'section',
+    { id: 'rc-panel', class: 'panel', role: 'dialog', 'aria-modal': 'false', 'aria-labelledby': 'rc-title', hidden: true },
+    h('header', null, h('div', null, title, h('p', { class: 'agent' }, dot, agentText)), closeBtn),
+    banner,
+  );
+  shadow.append(h('style', null, WIDGET_CSS), launcher, panel);
+  let open = false;
+  const view = new ChatView(client, room, panel, { isOpen: () => open });
+
+  function setOpen(next, focus = true) {
+    open = next;
+    panel.hidden = !open;
+    launcher.setAttribute('aria-expanded', String(open));
+    try {
+      sessionStorage.setItem('roomcast:open', open ? '1' : '');
+    } catch {}
+    if (open) {
+      view.stick = true;
+      render();
+      if (focus) view.input.focus();
+    } else if (focus) launcher.focus();
+  }
+  launcher.addEventListener('click', () => setOpen(!open));
+  closeBtn.addEventListener('click', () => setOpen(false));
+  panel.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape') setOpen(false);
+  });
+  document.addEventListener('visibilitychange', () => view.markRead());
+
+  function render() {
+    const r = client.room(room);
+    const info = client.stateInfo();
+    let text = bannerText(info);
+    if (r?.state === 'forbidden') text = bannerText({ state: 'forbidden' });
+    banner.hidden = !text;
+    if (bannerMsg.textContent !== text) bannerMsg.textContent = text;
+    banner.dataset.state = info.state;
+    bannerBtn.hidden = !(info.retryAt || ['unauthorized', 'closed'].includes(info.state));
+    // The agent: the conversation's, else the last person other than the visitor who wrote.
+    const conv = r?.conversation;
+    let agent = conv?.status === 'assigned' ? conv.agent : null;
+    if (!agent && r && conv?.status !== 'closed' && conv?.status !== 'waiting') {
+      agent = [...r.view()].reverse().find((m) => !m.mine && !m.system)?.from;
+    }
+    const p = agent && (client.presence.get(agent) || r.members.get(agent));
+    const status = p?.status || 'offline';
+    dot.className = `dot ${agent ? status : ''}`;
+    const line = agent
+      ? status === 'offline'
+        ? `${agent} was last seen ${ago(p?.last_seen || Date.now())}`
+        : `${agent} is ${status}`
+      : conv?.status === 'waiting'
+        ? 'Waiting for an agent…'
+        : conv?.status === 'closed'
+          ? 'Conversation closed'
+          : 'We usually reply in a few minutes';
+    if (agentText.textContent !== line) agentText.textContent = line;
+    const unread = r ? r.unread : 0;
+    badge.hidden = open || !unread;
+    badge.textContent = String(unread);
+    if (open) view.render();
+  }
+
+  client.on('change', render);
+  setInterval(render, 1000); // countdowns, "last seen"
+  client.join(room);
+  client.connect();
+  (document.body || document.documentElement).append(host);
+  let wasOpen = false;
+  try {
+    wasOpen = sessionStorage.getItem('roomcast:open') === '1';
+  } catch {}
+  if (wasOpen || d.open === 'true') setOpen(true, false);
+  render();
+  return { client, room, view, open: () => setOpen(true), close: () => setOpen(false), element: host };
+}
+
+const script = document.currentScript;
+if (script) {
+  const go = () => {
+    window.roomcastWidget = start(script);
+  };
+  if (document.body) go();
+  else document.addEventListener('DOMContentLoaded', go);
+}
