@@ -11,6 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo_lambda="${ROOMCAST_CARGO_LAMBDA:-cargo-lambda}"
+# cargo-lambda finds zig through the Python beside it (pip's ziglang): put its venv first.
+case "$cargo_lambda" in */*) PATH="$(dirname "$cargo_lambda"):$PATH" ;; esac
 rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu \
   || rustup target add aarch64-unknown-linux-gnu
 "$cargo_lambda" lambda build --profile lambda --arm64 --output-format zip \

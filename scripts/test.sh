@@ -14,7 +14,10 @@
 #      handlers with API Gateway event fixtures, the suite against the local server on DynamoDB,
 #      its core cases against the real function binaries under `cargo lambda watch`, and the
 #      consistency test of the deploy templates against the code (functions/aws/tests/deploy.rs),
-#   5. the widget: bundle check, SDK unit tests, real-Chromium browser tests (scripts/widget.sh).
+#   5. the edge build (scripts/edge.sh): the Worker and its Durable Object built offline, store
+#      conformance inside a Durable Object, the protocol suite against `wrangler dev`, a restart
+#      of wrangler dev under load, a latency measurement,
+#   6. the widget: bundle check, SDK unit tests, real-Chromium browser tests (scripts/widget.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -76,6 +79,9 @@ SAM_CLI_TELEMETRY=0 "$CACHE/sam-venv/bin/sam" validate --lint --template-file in
 
 step "workspace tests"
 cargo test --workspace --all-features --locked
+
+step "edge build (Cloudflare Workers) against wrangler dev"
+bash scripts/edge.sh
 
 step "widget: SDK unit tests and real-Chromium browser tests"
 bash scripts/widget.sh

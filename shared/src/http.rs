@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::Identity;
+use crate::auth::{Identity, TokenVerifier};
 use crate::limits::DEFAULT_HISTORY_LIMIT;
 use crate::ports::HistoryQuery;
 use crate::protocol::{ErrorCode, Rejection};
@@ -48,13 +48,23 @@ fn authenticate(
     authorization: Option<&str>,
     now_ms: u64,
 ) -> Result<Identity, HttpReply> {
+    bearer_identity(service.verifier(), authorization, now_ms)
+}
+
+/// The identity of an `Authorization: Bearer <JWT>` header, or the 401 reply every endpoint
+/// gives. For HTTP layers that must know the tenant before they can route a request (the edge
+/// Worker picks the Durable Object by tenant and room); the endpoints below check it themselves.
+pub fn bearer_identity(
+    verifier: &TokenVerifier,
+    authorization: Option<&str>,
+    now_ms: u64,
+) -> Result<Identity, HttpReply> {
     let token = authorization
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| {
             HttpReply::error(401, "UNAUTHORIZED", "missing `Authorization: Bearer` token")
         })?;
-    service
-        .verifier()
+    verifier
         .verify(token.trim(), now_ms)
         .map_err(|e| HttpReply::error(401, "UNAUTHORIZED", &e.to_string()))
 }

@@ -45,6 +45,11 @@ pub struct ServiceConfig {
     pub max_rooms_per_connection: usize,
     /// Rooms named with this prefix are support conversations (empty: none are).
     pub support_room_prefix: String,
+    /// The one room every connection of this service belongs to, when the deployment binds each
+    /// connection to a room (the edge build runs one service per Durable Object, that is per
+    /// room, and the room is in the socket's URL). `join` of a granted room other than this one
+    /// is refused with `INVALID`. `None` (the default): connections join rooms freely.
+    pub bound_room: Option<String>,
 }
 
 impl Default for ServiceConfig {
@@ -54,6 +59,7 @@ impl Default for ServiceConfig {
             max_connections_per_user: DEFAULT_MAX_CONNECTIONS_PER_USER,
             max_rooms_per_connection: MAX_ROOMS_PER_CONNECTION,
             support_room_prefix: DEFAULT_SUPPORT_ROOM_PREFIX.to_owned(),
+            bound_room: None,
         }
     }
 }
@@ -664,6 +670,17 @@ impl ChatService {
             return Err(Rejection::new(
                 ErrorCode::Forbidden,
                 "the inbox is for agents",
+            ));
+        }
+        if let Some(bound) = &self.config.bound_room
+            && bound != room
+        {
+            return Err(Rejection::new(
+                ErrorCode::Invalid,
+                format!(
+                    "this connection belongs to room `{bound}` (one room per connection on this \
+                     deployment); open another connection to join `{room}`"
+                ),
             ));
         }
         let r = RoomRef::new(&conn.tenant, room);

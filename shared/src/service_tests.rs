@@ -517,6 +517,34 @@ fn joining_more_rooms_than_allowed_is_limit_exceeded() {
 }
 
 #[test]
+fn a_service_bound_to_one_room_refuses_joining_another_with_invalid() {
+    let w = World::with_config(ServiceConfig {
+        rate: roomy(),
+        bound_room: Some("lobby".into()),
+        ..ServiceConfig::default()
+    });
+    let a1 = w.connect("alice", &["lobby", "sales"]);
+    assert_eq!(w.join(&a1, "lobby")[0]["type"], "joined");
+    let outcome = w.send(
+        &a1,
+        json!({"action": "join", "room": "sales", "ref": "j-1"}),
+    );
+    assert_eq!(outcome, refused(Some("join"), ErrorCode::Invalid));
+    let frames = w.frames(&a1);
+    assert_error(&frames, ErrorCode::Invalid, Some("j-1"));
+    assert!(
+        frames[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("belongs to room `lobby`")),
+        "{frames:?}"
+    );
+    assert!(w.subscribers("sales").is_empty());
+    // A room the token does not grant is still FORBIDDEN, as on every deployment.
+    let outcome = w.send(&a1, json!({"action": "join", "room": "secret"}));
+    assert_eq!(outcome, refused(Some("join"), ErrorCode::Forbidden));
+}
+
+#[test]
 fn join_since_replays_exactly_the_later_messages_in_order() {
     let w = World::new();
     let a1 = w.member("alice", &["lobby"]);

@@ -1,0 +1,138 @@
+//! Dev-only routes (`ROOMCAST_DEV_ROUTES=1`, set by scripts/edge.sh; never in a deployment).
+//!
+//! `POST /__dev/conformance` runs, inside a fresh `ChatRoom` object (named
+//! `#dev/conformance-…`: `#` is never in a tenant name, so it shares nothing with real rooms):
+//!
+//! - the core's `history_conformance` against [`SqlHistory`] on that object's SQLite storage
+//!   (every case: the store holds any room in this mode);
+//! - the core's `connection_conformance` against [`EdgeConnections`] without sockets (the
+//!   in-memory indexes and the write-through path; there are no sockets to write to);
+//! - a hibernation round trip: connections on real accepted sockets, written to their
+//!   attachments, read back by a second [`Sockets`] as a woken-up object would, must be equal.
+//!
+//! A failing case panics (the suites assert); the runtime turns that into an error response,
+//! and the worker's panic recovery resets the module.
+
+use std::rc::Rc;
+
+use roomcast_core::auth::{Identity, Role};
+use roomcast_core::ports::{Connection, ConnectionStore, RoomRef};
+use roomcast_core::protocol::PresenceStatus;
+use roomcast_core::ratelimit::RatePolicy;
+use roomcast_core::testing::{Namer, connection_conformance, history_conformance};
+use worker::{Response, Result, State, WebSocketPair};
+
+use crate::history::{Rooms, SqlHistory};
+use crate::now_ms;
+use crate::sockets::{EdgeConnections, Sockets};
+
+/// Runs the conformance suites in this object; 200 with a summary when all pass.
+pub async fn conformance(state: &Rc<State>) -> Result<Response> {
+    let prefix = format!("edge{}", now_ms());
+    let history = SqlHistory::open(state.storage().sql(), Rooms::Any)
+        .map_err(|e| worker::Error::RustError(e.to_string()))?;
+    history_conformance(&history, &Namer::new(format!("{prefix}h"))).await;
+    let detached = EdgeConnections(Rc::new(Sockets::detached()));
+    connection_conformance(&detached, &Namer::new(format!("{prefix}c"))).await;
+    let restored = hibernation_round_trip(state).await?;
+    Response::ok(format!(
+        "ok: history_conformance, connection_conformance, hibernation round trip of {restored} connections\n"
+    ))
+}
+
+/// Connections on accepted sockets survive a new object instance (what waking from
+/// hibernation is): same connection, rooms, status and rate bucket. Returns how many.
+async fn hibernation_round_trip(state: &Rc<State>) -> Result<usize> {
+    let fail = |what: String| worker::Error::RustError(format!("hibernation round trip: {what}"));
+    let now = now_ms();
+    let before = Rc::new(Sockets::new(state.clone()));
+    before.load().await;
+    let store = EdgeConnections(before.clone());
+    let room = RoomRef::new("dev", "lobby");
+    let mut pairs = Vec::new();
+    let mut expected = Vec::new();
+    for (i, user) in ["alice", "alice", "bob"].into_iter().enumerate() {
+        let identity = Identity {
+            tenant: room.tenant.clone(),
+            user: user.into(),
+            name: Some(format!("{user} #{i}")),
+            role: Role::User,
+            rooms: vec!["lobby".into()],
+            expires_at_ms: now + 3_600_000,
+        };
+        let id = format!("dev{now}x{i}");
+        let pair = WebSocketPair::new()?;
+        state.accept_websocket_with_tags(&pair.server, &[id.as_str()]);
+        store
+            .put_connection(&Connection::new(&id, &identity, now))
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        before
+            .register(&id, pair.server.clone(), now)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        store
+            .join_room(&id, &room.room, 1)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        store
+            .take_rate_token(&id, &RatePolicy::default(), now)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        expected.push(id);
+        pairs.push(pair);
+    }
+    store
+        .set_status(&room.tenant, "alice", PresenceStatus::Busy)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+
+    let after = Rc::new(Sockets::new(state.clone()));
+    let orphans = after.load().await;
+    let woken = EdgeConnections(after.clone());
+    let mut restored = 0;
+    for id in &expected {
+        let was = store
+            .connection(id)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let is = woken
+            .connection(id)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        if was.is_none() || was != is {
+            return Err(fail(format!("connection {id}: {was:?} became {is:?}")));
+        }
+        restored += 1;
+    }
+    let users = ["alice".to_owned(), "bob".to_owned()];
+    let statuses = woken
+        .presence(&room.tenant, &users)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    if statuses != [Some(PresenceStatus::Busy), Some(PresenceStatus::Online)] {
+        return Err(fail(format!("presence became {statuses:?}")));
+    }
+    let mut subscribers: Vec<String> = woken
+        .room_connections(&room)
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .into_iter()
+        .map(|s| s.conn_id)
+        .collect();
+    subscribers.sort();
+    if subscribers != expected || !orphans.is_empty() {
+        return Err(fail(format!(
+            "subscribers {subscribers:?}, orphans {}",
+            orphans.len()
+        )));
+    }
+    for (id, pair) in expected.iter().zip(&pairs) {
+        woken
+            .remove_connection(id)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let _ = pair.server.close(Some(1000), Some("dev round trip done"));
+    }
+    Ok(restored)
+}

@@ -1,0 +1,378 @@
+//! [`SqlHistory`]: the [`HistoryStore`] on a Durable Object's SQLite storage.
+//!
+//! Every table is keyed by the room key (`tenant/room`) first, so the same code serves the
+//! conformance suite's many rooms; a `ChatRoom` opens it with [`Rooms::One`] and refuses every
+//! other room, because another room's history lives in another Durable Object.
+//!
+//! Atomicity: a Durable Object runs one event at a time, and no method here awaits anything
+//! (SQLite calls are synchronous), so a read followed by a write cannot interleave with another
+//! request. Every write is one SQL statement besides. Durability: the runtime's output gate holds
+//! every outgoing message (the `ack` included) until the writes before it are durable.
+
+use roomcast_core::memory::{apply_amendment, check_conversation_version, page_range};
+use roomcast_core::ports::{
+    Amendment, Appended, HistoryQuery, HistoryStore, Member, NewMessage, Page, RoomRef, StoreError,
+};
+use roomcast_core::protocol::{Conversation, MessageView};
+use worker::{SqlStorage, SqlStorageValue};
+
+/// Which rooms a store may hold.
+#[derive(Debug, Clone)]
+pub enum Rooms {
+    /// Only this one (a `ChatRoom`: one Durable Object per room).
+    One(RoomRef),
+    /// Any (the conformance run).
+    Any,
+}
+
+/// Largest integer a JavaScript number holds exactly; seqs and times stay far below it, so a
+/// larger seq from a client names nothing.
+const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+const SCHEMA: &[&str] = &[
+    // The message itself, in columns; `sender` + `cid` is the idempotency key.
+    "CREATE TABLE IF NOT EXISTS messages (
+        rk TEXT NOT NULL, seq INTEGER NOT NULL, cid TEXT NOT NULL, sender TEXT NOT NULL,
+        name TEXT, body TEXT, meta TEXT, ts INTEGER NOT NULL, edited_ts INTEGER,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (rk, seq), UNIQUE (rk, sender, cid)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS read_cursors (
+        rk TEXT NOT NULL, user TEXT NOT NULL, seq INTEGER NOT NULL,
+        PRIMARY KEY (rk, user)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS members (
+        rk TEXT NOT NULL, user TEXT NOT NULL, last_seen INTEGER NOT NULL,
+        PRIMARY KEY (rk, user)) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS members_by_last_seen ON members (rk, last_seen DESC, user)",
+    "CREATE TABLE IF NOT EXISTS conversations (
+        rk TEXT NOT NULL PRIMARY KEY, version INTEGER NOT NULL, conversation TEXT NOT NULL)
+        WITHOUT ROWID",
+];
+
+const MESSAGE_COLUMNS: &str = "seq, cid, sender, name, body, meta, ts, edited_ts, deleted";
+
+/// History in the Durable Object's SQLite database.
+pub struct SqlHistory {
+    sql: SqlStorage,
+    rooms: Rooms,
+}
+
+type Row = Vec<SqlStorageValue>;
+
+fn failed(e: worker::Error) -> StoreError {
+    // A failed statement wrote nothing (SQLite statements are atomic), but a full database or
+    // an internal error is not worth retrying at once: report it as a failure.
+    StoreError::Other(format!("sqlite: {e}"))
+}
+
+fn int(v: u64) -> SqlStorageValue {
+    SqlStorageValue::Integer(i64::try_from(v.min(MAX_SAFE_INTEGER)).unwrap_or(i64::MAX))
+}
+
+fn text(v: &str) -> SqlStorageValue {
+    SqlStorageValue::String(v.to_owned())
+}
+
+fn opt_text(v: Option<&str>) -> SqlStorageValue {
+    v.map_or(SqlStorageValue::Null, text)
+}
+
+fn get_u64(row: &Row, i: usize) -> Result<u64, StoreError> {
+    match row.get(i) {
+        Some(SqlStorageValue::Integer(n)) => {
+            u64::try_from(*n).map_err(|_| StoreError::Other(format!("negative integer {n}")))
+        }
+        // Whole numbers beyond 2^53 arrive as floats; none are stored.
+        other => Err(StoreError::Other(format!(
+            "column {i}: expected an integer, got {other:?}"
+        ))),
+    }
+}
+
+fn get_opt_u64(row: &Row, i: usize) -> Result<Option<u64>, StoreError> {
+    match row.get(i) {
+        Some(SqlStorageValue::Null) | None => Ok(None),
+        _ => get_u64(row, i).map(Some),
+    }
+}
+
+fn get_opt_string(row: &Row, i: usize) -> Result<Option<String>, StoreError> {
+    match row.get(i) {
+        Some(SqlStorageValue::Null) | None => Ok(None),
+        Some(SqlStorageValue::String(s)) => Ok(Some(s.clone())),
+        other => Err(StoreError::Other(format!(
+            "column {i}: expected text, got {other:?}"
+        ))),
+    }
+}
+
+fn get_string(row: &Row, i: usize) -> Result<String, StoreError> {
+    get_opt_string(row, i)?.ok_or_else(|| StoreError::Other(format!("column {i} is null")))
+}
+
+fn message_from(room: &RoomRef, row: &Row) -> Result<MessageView, StoreError> {
+    let meta = get_opt_string(row, 5)?
+        .map(|m| serde_json::from_str(&m))
+        .transpose()
+        .map_err(|e| StoreError::Other(format!("stored meta: {e}")))?;
+    Ok(MessageView {
+        room: room.room.clone(),
+        seq: get_u64(row, 0)?,
+        id: get_string(row, 1)?,
+        from: get_string(row, 2)?,
+        name: get_opt_string(row, 3)?,
+        body: get_opt_string(row, 4)?,
+        meta,
+        ts: get_u64(row, 6)?,
+        edited_ts: get_opt_u64(row, 7)?,
+        deleted: get_u64(row, 8)? != 0,
+    })
+}
+
+impl SqlHistory {
+    /// Opens the store, creating its tables when missing.
+    pub fn open(sql: SqlStorage, rooms: Rooms) -> Result<Self, StoreError> {
+        for statement in SCHEMA {
+            sql.exec(statement, None).map_err(failed)?;
+        }
+        Ok(Self { sql, rooms })
+    }
+
+    fn rows(&self, query: &str, bindings: Vec<SqlStorageValue>) -> Result<Vec<Row>, StoreError> {
+        self.sql
+            .exec(query, bindings)
+            .map_err(failed)?
+            .raw()
+            .collect::<worker::Result<Vec<Row>>>()
+            .map_err(failed)
+    }
+
+    fn run(&self, query: &str, bindings: Vec<SqlStorageValue>) -> Result<(), StoreError> {
+        self.sql.exec(query, bindings).map_err(failed).map(drop)
+    }
+
+    /// The room key, once the room is known to live here.
+    fn key(&self, room: &RoomRef) -> Result<SqlStorageValue, StoreError> {
+        match &self.rooms {
+            Rooms::One(own) if own != room => Err(StoreError::Other(format!(
+                "room `{}` lives in another Durable Object than `{}`",
+                room.key(),
+                own.key()
+            ))),
+            _ => Ok(text(&room.key())),
+        }
+    }
+
+    fn find(
+        &self,
+        room: &RoomRef,
+        rk: SqlStorageValue,
+        seq: u64,
+    ) -> Result<Option<MessageView>, StoreError> {
+        if seq == 0 || seq > MAX_SAFE_INTEGER {
+            return Ok(None);
+        }
+        let rows = self.rows(
+            &format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE rk = ? AND seq = ?"),
+            vec![rk, int(seq)],
+        )?;
+        rows.first().map(|row| message_from(room, row)).transpose()
+    }
+
+    fn head_of(&self, rk: SqlStorageValue) -> Result<u64, StoreError> {
+        let rows = self.rows(
+            "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE rk = ?",
+            vec![rk],
+        )?;
+        rows.first().map_or(Ok(0), |row| get_u64(row, 0))
+    }
+}
+
+#[async_trait::async_trait(?Send)]
+impl HistoryStore for SqlHistory {
+    async fn append(&self, room: &RoomRef, msg: NewMessage) -> Result<Appended, StoreError> {
+        let rk = self.key(room)?;
+        let existing = self.rows(
+            &format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE rk = ? AND sender = ? AND cid = ?"
+            ),
+            vec![rk.clone(), text(&msg.from), text(&msg.id)],
+        )?;
+        if let Some(row) = existing.first() {
+            return Ok(Appended {
+                message: message_from(room, row)?,
+                duplicate: true,
+            });
+        }
+        let meta = msg
+            .meta
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StoreError::Other(format!("meta: {e}")))?;
+        // One statement: the next seq is computed where it is inserted.
+        let rows = self.rows(
+            "INSERT INTO messages (rk, seq, cid, sender, name, body, meta, ts)
+             SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5, ?6, ?7 FROM messages WHERE rk = ?1
+             RETURNING seq",
+            vec![
+                rk,
+                text(&msg.id),
+                text(&msg.from),
+                opt_text(msg.name.as_deref()),
+                text(&msg.body),
+                opt_text(meta.as_deref()),
+                int(msg.ts),
+            ],
+        )?;
+        let seq = rows
+            .first()
+            .ok_or_else(|| StoreError::Other("insert returned no seq".into()))
+            .and_then(|row| get_u64(row, 0))?;
+        Ok(Appended {
+            message: roomcast_core::memory::stored_message(room, seq, msg),
+            duplicate: false,
+        })
+    }
+
+    async fn head(&self, room: &RoomRef) -> Result<u64, StoreError> {
+        let rk = self.key(room)?;
+        self.head_of(rk)
+    }
+
+    async fn messages(&self, room: &RoomRef, query: HistoryQuery) -> Result<Page, StoreError> {
+        let rk = self.key(room)?;
+        let head = self.head_of(rk.clone())?;
+        let Some((lo, hi, more)) = page_range(query, head) else {
+            return Ok(Page::default());
+        };
+        let rows = self.rows(
+            &format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE rk = ? AND seq BETWEEN ? AND ? ORDER BY seq"
+            ),
+            vec![rk, int(lo), int(hi)],
+        )?;
+        let messages = rows
+            .iter()
+            .map(|row| message_from(room, row))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page { messages, more })
+    }
+
+    async fn message(&self, room: &RoomRef, seq: u64) -> Result<Option<MessageView>, StoreError> {
+        let rk = self.key(room)?;
+        self.find(room, rk, seq)
+    }
+
+    async fn amend(
+        &self,
+        room: &RoomRef,
+        seq: u64,
+        change: Amendment,
+    ) -> Result<MessageView, StoreError> {
+        let rk = self.key(room)?;
+        let mut message = self
+            .find(room, rk.clone(), seq)?
+            .ok_or(StoreError::NotFound)?;
+        apply_amendment(&mut message, change);
+        self.run(
+            "UPDATE messages SET body = ?, meta = ?, edited_ts = ?, deleted = ? WHERE rk = ? AND seq = ?",
+            vec![
+                opt_text(message.body.as_deref()),
+                opt_text(
+                    message
+                        .meta
+                        .as_ref()
+                        .map(serde_json::Value::to_string)
+                        .as_deref(),
+                ),
+                message.edited_ts.map_or(SqlStorageValue::Null, int),
+                SqlStorageValue::Integer(i64::from(message.deleted)),
+                rk,
+                int(seq),
+            ],
+        )?;
+        Ok(message)
+    }
+
+    async fn advance_read(
+        &self,
+        room: &RoomRef,
+        user: &str,
+        seq: u64,
+    ) -> Result<(u64, bool), StoreError> {
+        let current = self.read_cursor(room, user).await?;
+        if seq <= current {
+            return Ok((current, false));
+        }
+        self.run(
+            "INSERT INTO read_cursors (rk, user, seq) VALUES (?, ?, ?)
+             ON CONFLICT (rk, user) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+            vec![self.key(room)?, text(user), int(seq)],
+        )?;
+        Ok((seq, true))
+    }
+
+    async fn read_cursor(&self, room: &RoomRef, user: &str) -> Result<u64, StoreError> {
+        let rows = self.rows(
+            "SELECT seq FROM read_cursors WHERE rk = ? AND user = ?",
+            vec![self.key(room)?, text(user)],
+        )?;
+        rows.first().map_or(Ok(0), |row| get_u64(row, 0))
+    }
+
+    async fn touch_member(&self, room: &RoomRef, user: &str, at_ms: u64) -> Result<(), StoreError> {
+        self.run(
+            "INSERT INTO members (rk, user, last_seen) VALUES (?, ?, ?)
+             ON CONFLICT (rk, user) DO UPDATE SET last_seen = MAX(last_seen, excluded.last_seen)",
+            vec![self.key(room)?, text(user), int(at_ms)],
+        )
+    }
+
+    async fn members(&self, room: &RoomRef, limit: usize) -> Result<Vec<Member>, StoreError> {
+        // The order of `memory::sort_members`: most recently seen first, then by user id
+        // (SQLite compares text bytewise, as Rust compares strings).
+        let rows = self.rows(
+            "SELECT user, last_seen FROM members WHERE rk = ?
+             ORDER BY last_seen DESC, user ASC LIMIT ?",
+            vec![self.key(room)?, int(limit as u64)],
+        )?;
+        rows.iter()
+            .map(|row| {
+                Ok(Member {
+                    user: get_string(row, 0)?,
+                    last_seen: get_u64(row, 1)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn conversation(&self, room: &RoomRef) -> Result<Option<Conversation>, StoreError> {
+        let rows = self.rows(
+            "SELECT conversation FROM conversations WHERE rk = ?",
+            vec![self.key(room)?],
+        )?;
+        rows.first()
+            .map(|row| {
+                serde_json::from_str(&get_string(row, 0)?)
+                    .map_err(|e| StoreError::Other(format!("stored conversation: {e}")))
+            })
+            .transpose()
+    }
+
+    async fn put_conversation(
+        &self,
+        room: &RoomRef,
+        next: &Conversation,
+    ) -> Result<(), StoreError> {
+        let stored = self.conversation(room).await?;
+        check_conversation_version(stored.as_ref(), next)?;
+        let json = serde_json::to_string(next)
+            .map_err(|e| StoreError::Other(format!("conversation: {e}")))?;
+        self.run(
+            "INSERT INTO conversations (rk, version, conversation) VALUES (?, ?, ?)
+             ON CONFLICT (rk) DO UPDATE SET version = excluded.version,
+             conversation = excluded.conversation",
+            vec![self.key(room)?, int(next.version), text(&json)],
+        )
+    }
+}

@@ -1,0 +1,349 @@
+//! Live state of one `ChatRoom`: its hibernatable WebSockets. [`Sockets`] keeps the
+//! connections in the core's [`MemoryConnections`] (indexes by room and user, presence, rate
+//! buckets) and writes each connection through to its socket's attachment, which the runtime
+//! keeps while the object hibernates. When the object wakes up, a new instance rebuilds the
+//! memory store from the attachments ([`Sockets::load`]), so nothing live is lost.
+//!
+//! [`EdgeConnections`] is the [`ConnectionStore`] and [`EdgeGateway`] the [`Gateway`] the core
+//! service runs on; both are views of one [`Sockets`].
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use roomcast_core::memory::MemoryConnections;
+use roomcast_core::ports::{
+    Connection, ConnectionStore, Gateway, GatewayError, JoinOutcome, RoomRef, StoreError,
+    Subscriber,
+};
+use roomcast_core::protocol::PresenceStatus;
+use roomcast_core::ratelimit::{RateDecision, RatePolicy};
+use worker::{State, WebSocket};
+
+use crate::attachment::{Attachment, SocketState, close_reason};
+
+struct Open {
+    ws: WebSocket,
+    state: SocketState,
+}
+
+/// The sockets of one Durable Object and the connections on them.
+pub struct Sockets {
+    /// `None` for a store without sockets (the conformance run).
+    state: Option<Rc<State>>,
+    mem: MemoryConnections,
+    open: RefCell<HashMap<String, Open>>,
+    /// While set, frames for this connection are captured instead of sent (the implicit join).
+    muted: RefCell<Option<(String, Vec<String>)>>,
+    loaded: Cell<bool>,
+}
+
+impl Sockets {
+    /// The sockets of the object with `state`.
+    pub fn new(state: Rc<State>) -> Self {
+        Self::with_state(Some(state))
+    }
+
+    /// A store with no sockets: connections live in memory only.
+    pub fn detached() -> Self {
+        Self::with_state(None)
+    }
+
+    fn with_state(state: Option<Rc<State>>) -> Self {
+        Self {
+            state,
+            mem: MemoryConnections::new(),
+            open: RefCell::new(HashMap::new()),
+            muted: RefCell::new(None),
+            loaded: Cell::new(false),
+        }
+    }
+
+    /// Rebuilds the connections from the socket attachments once per object instance (after a
+    /// wake-up from hibernation, the runtime hands a new instance the sockets it kept). Returns
+    /// the sockets that had no usable attachment, for the caller to close.
+    pub async fn load(&self) -> Vec<WebSocket> {
+        if self.loaded.replace(true) {
+            return Vec::new();
+        }
+        let Some(state) = &self.state else {
+            return Vec::new();
+        };
+        let mut orphans = Vec::new();
+        // The raw calls report failures where the `State` wrappers panic.
+        let raw = state.as_raw();
+        let sockets = raw.get_websockets().unwrap_or_else(|e| {
+            tracing::error!(error = ?e, "cannot list the object's sockets");
+            Vec::new()
+        });
+        for ws in sockets.into_iter().map(WebSocket::from) {
+            let id = raw
+                .get_tags(ws.as_ref())
+                .ok()
+                .and_then(|tags| tags.into_iter().next());
+            let attachment = ws
+                .deserialize_attachment::<String>()
+                .ok()
+                .flatten()
+                .map(|json| Attachment::decode(&json));
+            match (id, attachment) {
+                (Some(id), Some(Ok(a))) if a.conn.id == id => {
+                    // Memory stores cannot fail.
+                    let _ = self.mem.put_connection(&a.conn).await;
+                    let _ = self
+                        .mem
+                        .set_status(&a.conn.tenant, &a.conn.user, a.status)
+                        .await;
+                    self.open.borrow_mut().insert(
+                        id,
+                        Open {
+                            ws,
+                            state: a.socket,
+                        },
+                    );
+                }
+                (id, attachment) => {
+                    tracing::warn!(?id, ?attachment, "socket without connection state");
+                    orphans.push(ws);
+                }
+            }
+        }
+        tracing::debug!(connections = self.open.borrow().len(), "sockets loaded");
+        orphans
+    }
+
+    /// Registers an accepted socket for connection `id` and writes its attachment.
+    pub async fn register(&self, id: &str, ws: WebSocket, now_ms: u64) -> Result<(), StoreError> {
+        self.open.borrow_mut().insert(
+            id.to_owned(),
+            Open {
+                ws,
+                state: SocketState {
+                    active_ms: now_ms,
+                    closing: None,
+                },
+            },
+        );
+        self.persist(id).await
+    }
+
+    /// Forgets a socket (it closed).
+    pub fn unregister(&self, id: &str) {
+        self.open.borrow_mut().remove(id);
+    }
+
+    /// The adapter state of connection `id`'s socket.
+    pub fn socket_state(&self, id: &str) -> Option<SocketState> {
+        self.open.borrow().get(id).map(|o| o.state)
+    }
+
+    /// Records inbound activity (written with the next store write: every routed frame takes a
+    /// rate token, which persists the connection).
+    pub fn touch(&self, id: &str, now_ms: u64) {
+        if let Some(open) = self.open.borrow_mut().get_mut(id) {
+            open.state.active_ms = now_ms;
+        }
+    }
+
+    /// Every open socket: (connection id, its state).
+    pub fn all(&self) -> Vec<(String, SocketState)> {
+        self.open
+            .borrow()
+            .iter()
+            .map(|(id, o)| (id.clone(), o.state))
+            .collect()
+    }
+
+    /// Number of open sockets.
+    pub fn count(&self) -> usize {
+        self.open.borrow().len()
+    }
+
+    /// Every connection in the store (live or not yet on a socket).
+    pub async fn connection(&self, id: &str) -> Option<Connection> {
+        self.mem.connection(id).await.ok().flatten()
+    }
+
+    /// Runs `f` with frames to `id` captured instead of sent; returns its result and them.
+    pub async fn muted<T>(&self, id: &str, f: impl Future<Output = T>) -> (T, Vec<String>) {
+        *self.muted.borrow_mut() = Some((id.to_owned(), Vec::new()));
+        let result = f.await;
+        let captured = self
+            .muted
+            .borrow_mut()
+            .take()
+            .map(|(_, frames)| frames)
+            .unwrap_or_default();
+        (result, captured)
+    }
+
+    /// Writes connection `id` through to its socket's attachment (nothing when it has no socket
+    /// yet, or no longer: then the attachment is cleared).
+    async fn persist(&self, id: &str) -> Result<(), StoreError> {
+        let conn = self.mem.connection(id).await?;
+        let status = match &conn {
+            Some(c) => self
+                .mem
+                .presence(&c.tenant, std::slice::from_ref(&c.user))
+                .await?
+                .first()
+                .copied()
+                .flatten()
+                .unwrap_or_default(),
+            None => PresenceStatus::default(),
+        };
+        let open = self.open.borrow();
+        let Some(open) = open.get(id) else {
+            return Ok(());
+        };
+        let stored = match conn {
+            Some(conn) => Some(
+                Attachment {
+                    conn,
+                    status,
+                    socket: open.state,
+                }
+                .encode()?,
+            ),
+            None => None,
+        };
+        open.ws
+            .serialize_attachment(stored)
+            .map_err(|e| StoreError::Other(format!("socket attachment: {e}")))
+    }
+
+    fn ws(&self, id: &str) -> Option<WebSocket> {
+        self.open.borrow().get(id).map(|o| o.ws.clone())
+    }
+
+    fn capture(&self, id: &str, frame: &str) -> bool {
+        match self.muted.borrow_mut().as_mut() {
+            Some((muted, frames)) if muted == id => {
+                frames.push(frame.to_owned());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn mark_closing(&self, id: &str, code: u16, now_ms: u64) {
+        if let Some(open) = self.open.borrow_mut().get_mut(id) {
+            open.state.closing.get_or_insert((code, now_ms));
+        }
+    }
+}
+
+/// The [`ConnectionStore`] over [`Sockets`].
+pub struct EdgeConnections(pub Rc<Sockets>);
+
+#[async_trait::async_trait(?Send)]
+impl ConnectionStore for EdgeConnections {
+    async fn put_connection(&self, conn: &Connection) -> Result<(), StoreError> {
+        self.0.mem.put_connection(conn).await?;
+        self.0.persist(&conn.id).await
+    }
+
+    async fn connection(&self, id: &str) -> Result<Option<Connection>, StoreError> {
+        self.0.mem.connection(id).await
+    }
+
+    async fn remove_connection(&self, id: &str) -> Result<Option<Connection>, StoreError> {
+        let removed = self.0.mem.remove_connection(id).await?;
+        self.0.persist(id).await?;
+        Ok(removed)
+    }
+
+    async fn join_room(
+        &self,
+        conn_id: &str,
+        room: &str,
+        max_rooms: usize,
+    ) -> Result<JoinOutcome, StoreError> {
+        let outcome = self.0.mem.join_room(conn_id, room, max_rooms).await?;
+        if outcome == JoinOutcome::Joined {
+            self.0.persist(conn_id).await?;
+        }
+        Ok(outcome)
+    }
+
+    async fn leave_room(&self, conn_id: &str, room: &str) -> Result<bool, StoreError> {
+        let left = self.0.mem.leave_room(conn_id, room).await?;
+        if left {
+            self.0.persist(conn_id).await?;
+        }
+        Ok(left)
+    }
+
+    async fn room_connections(&self, room: &RoomRef) -> Result<Vec<Subscriber>, StoreError> {
+        self.0.mem.room_connections(room).await
+    }
+
+    async fn user_connections(
+        &self,
+        tenant: &str,
+        user: &str,
+    ) -> Result<Vec<Connection>, StoreError> {
+        self.0.mem.user_connections(tenant, user).await
+    }
+
+    async fn take_rate_token(
+        &self,
+        conn_id: &str,
+        policy: &RatePolicy,
+        now_ms: u64,
+    ) -> Result<RateDecision, StoreError> {
+        let decision = self.0.mem.take_rate_token(conn_id, policy, now_ms).await?;
+        self.0.persist(conn_id).await?;
+        Ok(decision)
+    }
+
+    async fn set_status(
+        &self,
+        tenant: &str,
+        user: &str,
+        status: PresenceStatus,
+    ) -> Result<(), StoreError> {
+        self.0.mem.set_status(tenant, user, status).await?;
+        for conn in self.0.mem.user_connections(tenant, user).await? {
+            self.0.persist(&conn.id).await?;
+        }
+        Ok(())
+    }
+
+    async fn presence(
+        &self,
+        tenant: &str,
+        users: &[String],
+    ) -> Result<Vec<Option<PresenceStatus>>, StoreError> {
+        self.0.mem.presence(tenant, users).await
+    }
+}
+
+/// The [`Gateway`] over [`Sockets`]: sends on the hibernatable WebSocket itself.
+pub struct EdgeGateway(pub Rc<Sockets>);
+
+#[async_trait::async_trait(?Send)]
+impl Gateway for EdgeGateway {
+    async fn send(&self, conn_id: &str, frame: &str) -> Result<(), GatewayError> {
+        if self.0.capture(conn_id, frame) {
+            return Ok(());
+        }
+        let ws = self.0.ws(conn_id).ok_or(GatewayError::Gone)?;
+        // The runtime buffers outbound frames; a send fails only on a socket that is closed.
+        ws.send_with_str(frame).map_err(|e| {
+            tracing::debug!(conn = conn_id, error = %e, "send failed: socket closed");
+            GatewayError::Gone
+        })
+    }
+
+    async fn close(&self, conn_id: &str, code: u16, reason: &str) -> Result<(), GatewayError> {
+        let ws = self.0.ws(conn_id).ok_or(GatewayError::Gone)?;
+        let now_ms = worker::Date::now().as_millis();
+        self.0.mark_closing(conn_id, code, now_ms);
+        if let Err(e) = self.0.persist(conn_id).await {
+            tracing::warn!(conn = conn_id, error = %e, "closing state not persisted");
+        }
+        ws.close(Some(code), Some(close_reason(reason)))
+            .map_err(|e| GatewayError::Other(format!("close: {e}")))
+    }
+}
