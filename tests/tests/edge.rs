@@ -366,8 +366,8 @@ suite_cases! {
     management_oversized_post_413 [ManagementApi],
 }
 
-// Its HTTP history case works in `support-1`: the same case, with sockets to that room.
-edge_test!(http_history_needs_a_granted_token, main_edge().map(|e| e.in_room("support-1")), [HttpApi], d =>
+// Its HTTP history case works in `orders-1`: the same case, with sockets to that room.
+edge_test!(http_history_needs_a_granted_token, main_edge().map(|e| e.in_room("orders-1")), [HttpApi], d =>
     cases::http_history_needs_a_granted_token(d));
 
 /// Suite cases that need several rooms in one case, which one deployment URL cannot give.

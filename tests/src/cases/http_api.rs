@@ -55,11 +55,11 @@ pub async fn http_health_ok(d: &dyn Deployment) -> anyhow::Result<()> {
 pub async fn http_history_needs_a_granted_token(d: &dyn Deployment) -> anyhow::Result<()> {
     let s = Scope::new(d, "http_history");
     let base = base(d)?;
-    let (mut alice, _) = s.member("alice", "support-1").await?;
-    let acks = send_messages(&mut alice, &s, "support-1", "m", 5).await?;
-    let claims = s.claims("alice", &["support-*"]);
+    let (mut alice, _) = s.member("alice", "orders-1").await?;
+    let acks = send_messages(&mut alice, &s, "orders-1", "m", 5).await?;
+    let claims = s.claims("alice", &["orders-*"]);
     let token = d.sign(&claims);
-    let get = |query: &str| format!("/rooms/support-1/messages{query}");
+    let get = |query: &str| format!("/rooms/orders-1/messages{query}");
 
     let r = Request::new("GET", &get(""))
         .bearer(&token)
@@ -68,7 +68,7 @@ pub async fn http_history_needs_a_granted_token(d: &dyn Deployment) -> anyhow::R
     ensure_status(&r, 200, "history with a granting token")?;
     let page = r.json()?;
     ensure!(
-        page["room"] == "support-1" && page_seqs(&page) == (vec![1, 2, 3, 4, 5], false),
+        page["room"] == "orders-1" && page_seqs(&page) == (vec![1, 2, 3, 4, 5], false),
         "the whole page: {page}"
     );
     for (i, (m, ack)) in page["messages"]
