@@ -33,5 +33,7 @@ pub mod support;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-pub use ports::{ConnectionStore, Gateway, GatewayError, HistoryStore, RoomRef, StoreError};
+pub use ports::{
+    ConnectionStore, Gateway, GatewayError, HistoryStore, RoomRef, RoomRelay, StoreError,
+};
 pub use service::{ChatService, ServiceConfig};

@@ -182,7 +182,7 @@ pub trait ConnectionStore: MaybeSendSync {
 }
 
 /// A message to append.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewMessage {
     /// The client's id (idempotency key, scoped to room and sender).
     pub id: String,
@@ -199,7 +199,7 @@ pub struct NewMessage {
 }
 
 /// Result of [`HistoryStore::append`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Appended {
     /// The stored message (the original one for a duplicate).
     pub message: MessageView,
@@ -308,6 +308,17 @@ pub enum GatewayError {
     /// Anything else.
     #[error("gateway failure: {0}")]
     Other(String),
+}
+
+/// Records a message in a room that another instance of the service owns, and has it delivered
+/// there. The edge build runs one service per room (a Durable Object each), so the support
+/// desk's notice in the tenant's inbox goes to the inbox's object this way. Deployments whose
+/// service sees every room have none.
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+pub trait RoomRelay: MaybeSendSync {
+    /// What [`HistoryStore::append`] answers, once the owner has stored and delivered it.
+    async fn record(&self, room: &RoomRef, message: NewMessage) -> Result<Appended, StoreError>;
 }
 
 /// Outbound side: deliver frames to connections.

@@ -16,7 +16,7 @@ use crate::limits::{
 };
 use crate::ports::{
     Amendment, Appended, Connection, ConnectionStore, Gateway, GatewayError, HistoryQuery,
-    HistoryStore, JoinOutcome, NewMessage, Page, RoomRef, StoreError,
+    HistoryStore, JoinOutcome, NewMessage, Page, RoomRef, RoomRelay, StoreError,
 };
 use crate::protocol::{
     ClientFrame, Conversation, ErrorCode, MemberView, MessageView, PresenceStatus, Rejection,
@@ -113,6 +113,8 @@ pub struct ChatService {
     connections: Arc<dyn ConnectionStore>,
     history: Arc<dyn HistoryStore>,
     gateway: Arc<dyn Gateway>,
+    /// Where rooms other than `config.bound_room` are recorded, when the service is bound.
+    relay: Option<Arc<dyn RoomRelay>>,
     config: ServiceConfig,
 }
 
@@ -158,8 +160,55 @@ impl ChatService {
             connections,
             history,
             gateway,
+            relay: None,
             config,
         }
+    }
+
+    /// Records messages for rooms other than [`ServiceConfig::bound_room`] through `relay` (the
+    /// support desk's inbox notices, on a deployment with one service per room).
+    #[must_use]
+    pub fn with_relay(mut self, relay: Arc<dyn RoomRelay>) -> Self {
+        self.relay = Some(relay);
+        self
+    }
+
+    /// Stores a message the service itself writes (a server-side publish, a desk event) and
+    /// delivers it to the room unless it was already stored. Rooms this service is not bound to
+    /// go through the relay, which delivers them where they live. Returns what was stored and the
+    /// frames delivered here.
+    pub async fn record(
+        &self,
+        room: &RoomRef,
+        message: NewMessage,
+        now_ms: u64,
+    ) -> Result<(Appended, usize), Rejection> {
+        let elsewhere = self
+            .config
+            .bound_room
+            .as_ref()
+            .is_some_and(|bound| *bound != room.room);
+        if let (true, Some(relay)) = (elsewhere, &self.relay) {
+            let appended = relay.record(room, message).await.map_err(unavailable)?;
+            return Ok((appended, 0));
+        }
+        let appended = self
+            .history
+            .append(room, message)
+            .await
+            .map_err(unavailable)?;
+        let delivered = if appended.duplicate {
+            0
+        } else {
+            self.deliver(
+                room,
+                &ServerFrame::Message(appended.message.clone()),
+                Skip::Nobody,
+                now_ms,
+            )
+            .await
+        };
+        Ok((appended, delivered))
     }
 
     /// The token verifier (HTTP endpoints authenticate with it too).
@@ -618,39 +667,14 @@ impl ChatService {
                 }
             }
         };
-        let mut fanout = 0;
-        let recorded = self
-            .history
-            .append(room, room_event(&conversation, by))
-            .await
-            .map_err(unavailable)?;
-        if !recorded.duplicate {
-            fanout += self
-                .deliver(
-                    room,
-                    &ServerFrame::Message(recorded.message.clone()),
-                    Skip::Nobody,
-                    now_ms,
-                )
-                .await;
-        }
+        let (recorded, in_room) = self
+            .record(room, room_event(&conversation, by), now_ms)
+            .await?;
         let inbox = RoomRef::new(&room.tenant, INBOX_ROOM);
-        let listed = self
-            .history
-            .append(&inbox, inbox_event(&room.room, &conversation))
-            .await
-            .map_err(unavailable)?;
-        if !listed.duplicate {
-            fanout += self
-                .deliver(
-                    &inbox,
-                    &ServerFrame::Message(listed.message),
-                    Skip::Nobody,
-                    now_ms,
-                )
-                .await;
-        }
-        Ok((conversation, recorded.message.seq, fanout))
+        let (_, in_inbox) = self
+            .record(&inbox, inbox_event(&room.room, &conversation), now_ms)
+            .await?;
+        Ok((conversation, recorded.message.seq, in_room + in_inbox))
     }
 
     async fn join(
@@ -871,17 +895,9 @@ impl ChatService {
             meta: publish.meta,
             ts: now_ms,
         };
-        let appended = self.history.append(&r, msg).await.map_err(unavailable)?;
-        if !appended.duplicate {
-            self.deliver(
-                &r,
-                &ServerFrame::Message(appended.message.clone()),
-                Skip::Nobody,
-                now_ms,
-            )
-            .await;
-        }
-        Ok(appended)
+        self.record(&r, msg, now_ms)
+            .await
+            .map(|(appended, _)| appended)
     }
 
     /// History over HTTP: any room the token grants (every room of the tenant for `service`).

@@ -13,7 +13,10 @@ use crate::auth::{AuthConfig, Claims, Identity, Role, TokenSigner, TokenVerifier
 use crate::event::{SUBPROTOCOL, WsEvent, WsRequestContext, WsResponse, handle_event};
 use crate::limits::{MAX_BODY_BYTES, MAX_META_BYTES, MAX_REPLAY, TYPING_TTL_MS};
 use crate::memory::{MemoryConnections, MemoryHistory};
-use crate::ports::{ConnectionStore, Gateway, GatewayError, HistoryQuery, HistoryStore, RoomRef};
+use crate::ports::{
+    Appended, ConnectionStore, Gateway, GatewayError, HistoryQuery, HistoryStore, NewMessage,
+    RoomRef, RoomRelay, StoreError,
+};
 use crate::protocol::{
     Conversation, ConversationStatus, ErrorCode, MessageView, SYSTEM_SENDER, close,
 };
@@ -38,7 +41,7 @@ fn roomy() -> RatePolicy {
 
 /// The service over memory stores, a recording gateway, a token signer and a fake clock.
 struct World {
-    service: ChatService,
+    service: Arc<ChatService>,
     gateway: Arc<RecordingGateway>,
     connections: Arc<MemoryConnections>,
     history: Arc<MemoryHistory>,
@@ -89,7 +92,7 @@ impl World {
             config,
         );
         Self {
-            service,
+            service: Arc::new(service),
             gateway,
             connections,
             history,
@@ -2001,5 +2004,70 @@ fn a_change_stored_without_its_system_message_is_recorded_when_retried() {
     assert_eq!(
         status_messages(&w.frames(&visitor)),
         vec![(3, "assigned".into(), json!("ann"))]
+    );
+}
+
+/// Stands in for a Durable Object stub: the owning room's service records the message at the
+/// message's own time.
+struct ServiceRelay(Arc<ChatService>);
+
+#[async_trait::async_trait]
+impl RoomRelay for ServiceRelay {
+    async fn record(&self, room: &RoomRef, message: NewMessage) -> Result<Appended, StoreError> {
+        let now = message.ts;
+        self.0
+            .record(room, message, now)
+            .await
+            .map(|(appended, _)| appended)
+            .map_err(|rejection| StoreError::Other(rejection.message))
+    }
+}
+
+impl World {
+    /// One room's service, as on the edge build (one per Durable Object).
+    fn bound_to(room: &str) -> Self {
+        Self::with_config(ServiceConfig {
+            rate: roomy(),
+            bound_room: Some(room.into()),
+            ..ServiceConfig::default()
+        })
+    }
+
+    /// This world with its rooms other than the bound one recorded by `owner`'s service.
+    fn relaying_to(mut self, owner: &World) -> Self {
+        let service = Arc::try_unwrap(self.service)
+            .ok()
+            .expect("nothing else holds a new world's service");
+        self.service = Arc::new(service.with_relay(Arc::new(ServiceRelay(owner.service.clone()))));
+        self
+    }
+}
+
+#[test]
+fn a_service_bound_to_a_support_room_lists_it_in_the_inbox_through_the_relay() {
+    let inbox_object = World::bound_to("inbox");
+    let room_object = World::bound_to(CONVERSATION).relaying_to(&inbox_object);
+    let inbox = inbox_object.agent("ann");
+    let visitor = room_object.member("vic", &[CONVERSATION]);
+    assert_eq!(room_object.say(&visitor, CONVERSATION, "m1", "hello?"), 1);
+    assert_eq!(
+        status_messages(&inbox_object.frames(&inbox)),
+        vec![(1, "waiting".into(), Value::Null)]
+    );
+    assert_eq!(inbox_object.head("inbox"), 1);
+    // The room's own store holds its conversation, never the inbox.
+    assert_eq!(room_object.head(CONVERSATION), 2);
+    assert_eq!(room_object.head("inbox"), 0);
+    room_object.settle();
+    let ann = room_object.agent_conn("ann", &["support-*"]);
+    let reply = room_object.desk(&ann, "assign", CONVERSATION);
+    assert_eq!(status_reply(&reply)["version"], 2);
+    assert_eq!(
+        status_messages(&room_object.frames(&visitor)),
+        vec![(3, "assigned".into(), json!("ann"))]
+    );
+    assert_eq!(
+        status_messages(&inbox_object.frames(&inbox)),
+        vec![(2, "assigned".into(), json!("ann"))]
     );
 }

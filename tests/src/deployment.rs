@@ -66,6 +66,14 @@ pub trait Deployment: Send + Sync {
     /// The WebSocket endpoint, e.g. `ws://127.0.0.1:3001/`; clients append `?token=…`.
     fn ws_url(&self) -> String;
 
+    /// The endpoint for a connection that will use `room`: [`Deployment::ws_url`], except on
+    /// a deployment that binds each connection to the room its URL names
+    /// ([`Capabilities::one_room_per_connection`]).
+    fn room_ws_url(&self, room: &str) -> String {
+        let _ = room;
+        self.ws_url()
+    }
+
     /// The HTTP base URL (`http://host:port`, no trailing slash needed), when HTTP is served.
     fn http_url(&self) -> Option<String>;
 
@@ -80,5 +88,46 @@ pub trait Deployment: Send + Sync {
     /// [`Capabilities::restart`] is set, and never while another case runs.
     async fn restart(&self) -> anyhow::Result<()> {
         anyhow::bail!("this deployment cannot restart")
+    }
+}
+
+/// A deployment's connections to one room ([`Deployment::room_ws_url`]), for cases that use
+/// several rooms at once.
+pub struct InRoom<'d> {
+    d: &'d dyn Deployment,
+    room: &'d str,
+}
+
+impl<'d> InRoom<'d> {
+    /// `d`, connecting for `room`.
+    pub fn new(d: &'d dyn Deployment, room: &'d str) -> Self {
+        Self { d, room }
+    }
+}
+
+#[async_trait::async_trait]
+impl Deployment for InRoom<'_> {
+    fn ws_url(&self) -> String {
+        self.d.room_ws_url(self.room)
+    }
+
+    fn room_ws_url(&self, room: &str) -> String {
+        self.d.room_ws_url(room)
+    }
+
+    fn http_url(&self) -> Option<String> {
+        self.d.http_url()
+    }
+
+    fn sign(&self, claims: &Claims) -> String {
+        self.d.sign(claims)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.d.capabilities()
+    }
+
+    async fn restart(&self) -> anyhow::Result<()> {
+        self.d.restart().await
     }
 }

@@ -52,5 +52,5 @@ pub mod scope;
 pub mod suite;
 
 pub use client::{Client, ConnectError, Credentials};
-pub use deployment::{Capabilities, Capability, Deployment};
+pub use deployment::{Capabilities, Capability, Deployment, InRoom};
 pub use scope::{Scope, claims};

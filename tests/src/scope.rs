@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::client::{Client, frame_type, wait_timeout};
-use crate::deployment::Deployment;
+use crate::deployment::{Deployment, InRoom};
 
 /// How long a case listens to assert that something does *not* arrive, where the protocol
 /// offers no later frame to fence on.
@@ -102,6 +102,13 @@ impl<'d> Scope<'d> {
     pub async fn connect_with(&self, user: &str, token: &str) -> anyhow::Result<Client> {
         let device = self.devices.fetch_add(1, Ordering::Relaxed);
         Client::connect(self.d, token, &format!("{user}#{device}")).await
+    }
+
+    /// Connects `user` with `token` for use of `room` ([`Deployment::room_ws_url`]).
+    pub async fn connect_in(&self, room: &str, user: &str, token: &str) -> anyhow::Result<Client> {
+        let device = self.devices.fetch_add(1, Ordering::Relaxed);
+        let label = format!("{user}#{device}@{room}");
+        Client::connect(&InRoom::new(self.d, room), token, &label).await
     }
 
     /// Connects `user` and joins `room`; returns the client and its `joined` frame.

@@ -223,7 +223,11 @@ impl Edge {
 #[async_trait::async_trait]
 impl Deployment for Edge {
     fn ws_url(&self) -> String {
-        format!("ws://127.0.0.1:{}/rooms/{}/ws", self.server.port, self.room)
+        self.room_ws_url(self.room)
+    }
+
+    fn room_ws_url(&self, room: &str) -> String {
+        format!("ws://127.0.0.1:{}/rooms/{room}/ws", self.server.port)
     }
 
     fn http_url(&self) -> Option<String> {
@@ -359,6 +363,7 @@ suite_cases! {
     concurrent_senders_gap_free_exactly_once [],
     resume_replays_exactly_the_missed_messages [],
     resume_replay_is_bounded_then_paged [],
+    support_conversation_through_the_inbox [],
     acked_messages_survive_restart [Restart],
     http_health_ok [HttpApi],
     http_publish_needs_service_role [HttpApi],
@@ -370,25 +375,17 @@ suite_cases! {
 edge_test!(http_history_needs_a_granted_token, main_edge().map(|e| e.in_room("orders-1")), [HttpApi], d =>
     cases::http_history_needs_a_granted_token(d));
 
-/// Suite cases that need several rooms in one case, which one deployment URL cannot give.
+/// Suite cases that need several rooms on one connection, which the edge build refuses.
 #[test]
 fn suite_cases_needing_several_rooms() {
-    for (case, why) in [
-        (
-            "join_reports_head_members_and_presence",
-            "it also joins `support-42` on a connection to `lobby`; \
-             edge_join_is_implicit_and_bound_to_the_url_room covers joined, presence and grants",
-        ),
-        (
-            "support_conversation_through_the_inbox",
-            "the support desk records in the `inbox` room, another object: not on the edge build \
-             yet (docs/protocol.md §14)",
-        ),
-    ] {
-        note(&format!(
-            "NOT APPLICABLE: protocol case `{case}` did not run against the edge build: {why}"
-        ));
-    }
+    let (case, why) = (
+        "join_reports_head_members_and_presence",
+        "it also joins `support-42` on a connection to `lobby`; \
+         edge_join_is_implicit_and_bound_to_the_url_room covers joined, presence and grants",
+    );
+    note(&format!(
+        "NOT APPLICABLE: protocol case `{case}` did not run against the edge build: {why}"
+    ));
 }
 
 edge_test!(rate_limited_then_closed_4008, limits_edge(), [], d =>
@@ -407,6 +404,32 @@ edge_test!(edge_join_is_implicit_and_bound_to_the_url_room, main_edge(), [], d =
 edge_test!(edge_restart_under_load_loses_no_acked_message, main_edge(), [Restart], d =>
     restart_under_load(d));
 edge_test!(edge_latency_of_acks_and_fanout, main_edge(), [], d => latency(d));
+edge_test!(edge_relay_route_is_not_served_to_clients, main_edge(), [HttpApi], d =>
+    relay_route_not_public(d));
+
+/// `/__relay/record` is how one room's object records in another's (the desk's inbox notices);
+/// the Worker never forwards it, whatever the path's form.
+async fn relay_route_not_public(d: &dyn Deployment) -> anyhow::Result<()> {
+    let base = d.http_url().context("http_url")?;
+    let message = br#"{"id":"x","from":"$system","name":null,"body":"forged","meta":null,"ts":1}"#;
+    for path in [
+        "/__relay/record",
+        "//__relay/record",
+        "/rooms/inbox/../../__relay/record",
+    ] {
+        let r = Request::new("POST", path)
+            .body(message.to_vec())
+            .send(&base)
+            .await?;
+        ensure!(
+            r.status == 404,
+            "POST {path}: HTTP {} `{}`",
+            r.status,
+            r.text()
+        );
+    }
+    Ok(())
+}
 
 /// `POST /__dev/conformance`: the core's store conformance suites run inside a fresh
 /// `ChatRoom` on its SQLite storage and sockets, plus a hibernation round trip.

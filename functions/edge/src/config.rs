@@ -124,10 +124,6 @@ impl EdgeConfig {
             service: ServiceConfig {
                 rate,
                 max_connections_per_user,
-                // Support conversations record every change in the tenant's `inbox` room too,
-                // which lives in another Durable Object: not on this build yet (see
-                // docs/protocol.md §14), so no room is a support room here.
-                support_room_prefix: String::new(),
                 ..ServiceConfig::default()
             },
             idle_timeout_ms: number(env::IDLE_TIMEOUT_SECS, DEFAULT_IDLE_TIMEOUT_MS / 1000)?
@@ -186,7 +182,10 @@ mod tests {
             DEFAULT_MAX_CONNECTIONS_PER_USER
         );
         assert!(!c.dev_routes);
-        assert!(c.service.support_room_prefix.is_empty());
+        assert_eq!(
+            c.service.support_room_prefix,
+            ServiceConfig::default().support_room_prefix
+        );
     }
 
     #[test]

@@ -12,12 +12,10 @@ use worker::{Context, Env, Request, Response, Result, event};
 
 use crate::config::EdgeConfig;
 use crate::events::{ConnectRequest, connect_event};
+use crate::relay::room_object as object;
 use crate::room::json_reply;
 use crate::routes::{Route, route};
 use crate::{log, now_ms};
-
-/// The Durable Object namespace binding (wrangler.toml).
-pub const ROOMS_BINDING: &str = "ROOMS";
 
 fn not_found() -> Result<Response> {
     json_reply(&HttpReply::error(404, "NOT_FOUND", "no such endpoint"))
@@ -47,14 +45,9 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
             "INVALID",
             "room is not valid percent-encoded UTF-8",
         )),
-        Route::DevConformance | Route::NotFound => not_found(),
+        // Relayed records come from objects through stubs, never from clients.
+        Route::DevConformance | Route::Relay | Route::NotFound => not_found(),
     }
-}
-
-fn object(env: &Env, name: &str) -> Result<worker::Stub> {
-    env.durable_object(ROOMS_BINDING)?
-        .id_from_name(name)?
-        .get_stub()
 }
 
 /// `GET /rooms/{room}/ws`.

@@ -24,6 +24,8 @@ pub mod history;
 #[cfg(target_arch = "wasm32")]
 mod log;
 #[cfg(target_arch = "wasm32")]
+pub mod relay;
+#[cfg(target_arch = "wasm32")]
 pub mod room;
 #[cfg(target_arch = "wasm32")]
 pub mod sockets;

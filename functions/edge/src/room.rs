@@ -20,7 +20,7 @@ use std::sync::Arc;
 use roomcast_core::event::handle_event;
 use roomcast_core::http::{self as core_http, HttpReply};
 use roomcast_core::limits::{MAX_FRAME_BYTES, MAX_WS_MESSAGE_BYTES};
-use roomcast_core::ports::RoomRef;
+use roomcast_core::ports::{NewMessage, RoomRef};
 use roomcast_core::protocol::close;
 use roomcast_core::{ChatService, ServiceConfig};
 use worker::{
@@ -35,6 +35,7 @@ use crate::events::{
     join_refusal_status, message_event, reply_close_code,
 };
 use crate::history::{Rooms, SqlHistory};
+use crate::relay::DurableRelay;
 use crate::routes::{Route, route};
 use crate::sockets::{EdgeConnections, EdgeGateway, Sockets};
 use crate::{dev, now_ms};
@@ -133,7 +134,8 @@ impl Core {
             Arc::new(history),
             Arc::new(EdgeGateway(sockets.clone())),
             service_config,
-        );
+        )
+        .with_relay(Arc::new(DurableRelay::new(env.clone())));
         Ok(Self {
             room,
             config,
@@ -275,6 +277,22 @@ impl Core {
             _ => HttpReply::error(405, "BAD_FRAME", "use GET or POST"),
         };
         json_reply(&reply)
+    }
+
+    /// `POST /__relay/record` from another room's object (see [`crate::relay`]): the message is
+    /// recorded in this room and delivered to its sockets.
+    async fn relayed(&self, mut req: Request) -> Result<Response> {
+        if req.method() != Method::Post {
+            return Response::error("use POST", 405);
+        }
+        let message: NewMessage = match req.json().await {
+            Ok(message) => message,
+            Err(e) => return Response::error(format!("not a message: {e}"), 400),
+        };
+        match self.service.record(&self.room, message, now_ms()).await {
+            Ok((appended, _)) => Response::from_json(&appended),
+            Err(rejection) => Response::error(rejection.message, 503),
+        }
     }
 
     /// A frame on a socket.
@@ -463,6 +481,7 @@ impl DurableObject for ChatRoom {
         match route(&path) {
             Route::Socket(room) => core.connect(&self.state, &req, &room).await,
             Route::Messages(room) => core.http(req, &room).await,
+            Route::Relay => core.relayed(req).await,
             _ => Response::error("not found", 404),
         }
     }

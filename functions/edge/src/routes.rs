@@ -11,6 +11,9 @@ pub enum Route {
     Messages(String),
     /// `POST /__dev/conformance`: the store conformance suites inside a Durable Object.
     DevConformance,
+    /// `POST /__relay/record`: a message another room's object records here (the support
+    /// desk's inbox notices). Objects serve it; the Worker never forwards it.
+    Relay,
     /// A room path whose room segment is not valid percent-encoded UTF-8.
     BadRoom,
     /// Anything else.
@@ -28,6 +31,7 @@ pub fn route(path: &str) -> Route {
             None => Route::BadRoom,
         },
         ["__dev", "conformance"] => Route::DevConformance,
+        ["__relay", "record"] => Route::Relay,
         _ => Route::NotFound,
     }
 }
@@ -67,6 +71,7 @@ mod tests {
         assert_eq!(route("/rooms/lobby"), Route::NotFound);
         assert_eq!(route("/rooms/a/b/ws"), Route::NotFound);
         assert_eq!(route("/__dev/conformance"), Route::DevConformance);
+        assert_eq!(route("/__relay/record"), Route::Relay);
         assert_eq!(route("/"), Route::NotFound);
     }
 

@@ -35,7 +35,9 @@ async fn desk(c: &mut Client, action: &str, room: &str) -> anyhow::Result<Value>
 }
 
 /// Waiting → assigned → closed, each change stored in the room and listed in the inbox; a
-/// second agent cannot take an assigned conversation and visitors cannot act as agents.
+/// second agent cannot take an assigned conversation and visitors cannot act as agents. Each
+/// connection is opened for the room it uses (the edge build binds it to that room, and the
+/// inbox is another Durable Object there).
 pub async fn support_conversation_through_the_inbox(d: &dyn Deployment) -> anyhow::Result<()> {
     let s = Scope::new(d, "desk");
     let room = "support-visit";
@@ -45,9 +47,10 @@ pub async fn support_conversation_through_the_inbox(d: &dyn Deployment) -> anyho
             ..s.claims(user, &["inbox", "support-*"])
         })
     };
-    let mut inbox = s.connect_with("ann", &agent_token("ann")).await?;
+    let mut inbox = s.connect_in("inbox", "ann", &agent_token("ann")).await?;
     inbox.join("inbox").await?;
-    let (mut visitor, _) = s.member("vic", room).await?;
+    let mut visitor = s.connect_in(room, "vic", &s.token("vic", &[room])).await?;
+    visitor.join(room).await?;
 
     let ack = visitor.message(room, &s.id("hello"), "hello?").await?;
     let opened = expect_status_message(&mut visitor, room, "waiting").await?;
@@ -61,7 +64,7 @@ pub async fn support_conversation_through_the_inbox(d: &dyn Deployment) -> anyho
         "the inbox names the room: {listed}"
     );
 
-    let mut ann = s.connect_with("ann", &agent_token("ann")).await?;
+    let mut ann = s.connect_in(room, "ann", &agent_token("ann")).await?;
     let joined = ann.join(room).await?;
     ensure!(
         joined["conversation"]["status"] == "waiting",
@@ -79,7 +82,7 @@ pub async fn support_conversation_through_the_inbox(d: &dyn Deployment) -> anyho
     );
     expect_status_message(&mut inbox, "inbox", "assigned").await?;
 
-    let mut bo = s.connect_with("bo", &agent_token("bo")).await?;
+    let mut bo = s.connect_in(room, "bo", &agent_token("bo")).await?;
     let refused = desk(&mut bo, "assign", room).await?;
     ensure!(
         refused["code"] == "CONFLICT",
