@@ -13,9 +13,13 @@
 //!   the WebSocket and HTTP handlers, EMF metrics; `src/bin/*` are one thin binary per function
 //!   (`connect`, `disconnect`, `message`, `typing`, `default`, `http`).
 //! - `moto` (feature `testing`): starts a moto DynamoDB server for tests.
+//! - `capacity` (feature `testing`): an SDK interceptor recording every DynamoDB call with the
+//!   units it consumed, and DynamoDB's size-based billing of those calls (cost tests, benchmark).
 //!
 //! Native only: the SDK needs tokio and hyper, so this crate is never built for wasm32.
 
+#[cfg(feature = "testing")]
+pub mod capacity;
 pub mod dynamo;
 #[cfg(feature = "lambda")]
 pub mod lambda;

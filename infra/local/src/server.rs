@@ -4,9 +4,9 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
@@ -17,6 +17,7 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, RawQuery, State}
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use base64::Engine;
 use futures::{SinkExt, StreamExt};
@@ -47,6 +48,8 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 const LINGER: Duration = Duration::from_millis(250);
 /// How long a closing socket may spend sending the frames queued before its close frame.
 const CLOSE_DRAIN: Duration = Duration::from_secs(1);
+/// Bytes read from a socket at a time (and zero-filled before each read by tungstenite).
+const READ_BUFFER_BYTES: usize = 4096;
 /// How long shutdown waits for sockets to take their 1001 close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -66,6 +69,47 @@ pub struct App {
     forwarder: Option<LambdaForwarder>,
     config: ServerConfig,
     request_ids: AtomicU64,
+    /// Live WebSocket connections (and upgrades in progress) per client address.
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One of an address's connection slots ([`ServerConfig::max_connections_per_ip`]), held from
+/// the upgrade request until its socket ends (or the upgrade is refused or fails).
+struct IpSlot {
+    app: Arc<App>,
+    ip: IpAddr,
+}
+
+impl IpSlot {
+    /// Takes a slot for `ip`, or returns how many it holds already.
+    fn take(app: &Arc<App>, ip: IpAddr) -> Result<Self, usize> {
+        let mut per_ip = app.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
+        let held = per_ip.entry(ip).or_insert(0);
+        if *held >= app.config.max_connections_per_ip {
+            return Err(*held);
+        }
+        *held += 1;
+        Ok(Self {
+            app: app.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut per_ip = self
+            .app
+            .per_ip
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(held) = per_ip.get_mut(&self.ip) {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+    }
 }
 
 impl App {
@@ -91,6 +135,7 @@ impl App {
             forwarder,
             config,
             request_ids: AtomicU64::new(0),
+            per_ip: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -252,6 +297,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let gateway = app.gateway.clone();
+    // Frames are small and written one by one: with Nagle's algorithm a frame written while an
+    // earlier one is unacknowledged waits for the peer's delayed ACK (up to 40 ms on Linux),
+    // which the benchmarks measured as a 40 ms p99 (docs/benchmarks.md).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let service = axum::serve(
         listener,
         router(app).into_make_service_with_connect_info::<SocketAddr>(),
@@ -298,6 +351,18 @@ async fn root(
     let Ok(upgrade) = upgrade else {
         return Html(INFO_PAGE).into_response();
     };
+    // Before the token is looked at: one host cannot take every socket, valid tokens or not.
+    let slot = match IpSlot::take(&app, peer.ip()) {
+        Ok(slot) => slot,
+        Err(held) => {
+            app.metrics.connect_refused(429);
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("address has {held} connections already"),
+            )
+                .into_response();
+        }
+    };
     let now = now_ms();
     let header_map: HashMap<String, String> = headers
         .iter()
@@ -328,7 +393,12 @@ async fn root(
         .and_then(token_expiry_ms);
     let mut upgrade = upgrade
         .max_frame_size(MAX_FRAME_BYTES)
-        .max_message_size(MAX_WS_MESSAGE_BYTES);
+        .max_message_size(MAX_WS_MESSAGE_BYTES)
+        // tungstenite zero-fills `read_buffer_size` bytes before every socket read (128 KiB by
+        // default): that was the top of the server's profile under load and, once touched, 128
+        // KiB of RSS per connection (docs/benchmarks.md). Frames are small; larger ones still
+        // grow the buffer as needed.
+        .read_buffer_size(READ_BUFFER_BYTES);
     if let Some(protocol) = response
         .headers
         .and_then(|mut h| h.remove("Sec-WebSocket-Protocol"))
@@ -342,7 +412,10 @@ async fn root(
             let (app, id) = failed;
             tokio::spawn(async move { app.service.disconnect(&id, now_ms()).await });
         })
-        .on_upgrade(move |socket| run_socket(app, socket, meta, token_expiry))
+        .on_upgrade(move |socket| async move {
+            run_socket(app, socket, meta, token_expiry).await;
+            drop(slot);
+        })
 }
 
 const INFO_PAGE: &str = "<!doctype html><title>roomcast</title><h1>roomcast local server</h1>\
@@ -426,6 +499,7 @@ async fn write_loop(
                 // within CLOSE_DRAIN: a slow consumer's backlog must not delay its close.
                 let _ = tokio::time::timeout(CLOSE_DRAIN, async {
                     while let Ok(frame) = queue.try_recv() {
+                        handle.dequeued(&frame);
                         if sink.send(message(frame)).await.is_err() {
                             break;
                         }
@@ -438,6 +512,7 @@ async fn write_loop(
             }
             next = queue.recv() => {
                 let Some(frame) = next else { return };
+                handle.dequeued(&frame);
                 if sink.send(message(frame)).await.is_err() {
                     return;
                 }

@@ -122,6 +122,8 @@ pub struct World {
     pub runtime: Runtime,
     pub connections: Shared,
     pub operations: Operations,
+    /// Every DynamoDB call with its units (the cost tests and benchmark).
+    pub meter: roomcast_aws::capacity::Meter,
     pub dynamo: Dynamo,
 }
 
@@ -156,18 +158,22 @@ pub async fn world_with(extra: &[(&'static str, &str)]) -> World {
         .load()
         .await;
     let operations = Operations::default();
+    let meter = roomcast_aws::capacity::Meter::default();
     let dynamodb = aws_sdk_dynamodb::Client::from_conf(
         aws_sdk_dynamodb::config::Builder::from(&sdk)
             .interceptor(operations.clone())
+            .interceptor(meter.clone())
             .build(),
     );
     let runtime = Runtime::with_dynamodb(config, dynamodb, sdk).unwrap();
     runtime.store().ensure_table().await.unwrap();
     operations.take();
+    meter.take();
     World {
         runtime,
         connections,
         operations,
+        meter,
         dynamo,
     }
 }

@@ -1,0 +1,219 @@
+//! `roomcast-bench`: the load generator (`run`) and the report renderer (`report`).
+//!
+//! ```sh
+//! roomcast-bench run --protocol v1 --url ws://127.0.0.1:3001/ --jwt-secret S \
+//!     --connections 10000 --rooms 1000 --rates 1000 --step-secs 20 --server-pid PID \
+//!     --label s1-seed-roomcast --out bench/results/s1-seed-roomcast-embedded.json
+//! roomcast-bench report --results bench/results --charts docs/img
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use roomcast_bench::load::{self, LoadConfig, Protocol};
+use roomcast_bench::report::Results;
+
+/// Load generator for roomcast, its raw WebSocket limit and a Socket.IO peer.
+#[derive(Debug, Parser)]
+#[command(name = "roomcast-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run load against one server and write the results as JSON.
+    Run(RunArgs),
+    /// Print markdown tables (and write SVG charts) from a results directory.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Protocol: `v1` (roomcast, raw-broadcast) or `socket-io`.
+    #[arg(long, value_enum, default_value = "v1")]
+    protocol: Protocol,
+    /// Server URL, loopback only: ws://127.0.0.1:3001/ (Socket.IO: the path defaults to
+    /// /socket.io/?EIO=4&transport=websocket).
+    #[arg(long, default_value = "ws://127.0.0.1:3001/")]
+    url: String,
+    /// Connections.
+    #[arg(long, default_value_t = 100)]
+    connections: usize,
+    /// Rooms (connection i joins room i % rooms).
+    #[arg(long, default_value_t = 10)]
+    rooms: usize,
+    /// Connect only, do not join (connection storm).
+    #[arg(long)]
+    no_join: bool,
+    /// Messages/s into the server, one phase per value (comma-separated); none: idle.
+    #[arg(long, value_delimiter = ',')]
+    rates: Vec<f64>,
+    /// Sending time per phase, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    step_secs: f64,
+    /// Longest drain after each phase, seconds.
+    #[arg(long, default_value_t = 3.0)]
+    drain_secs: f64,
+    /// A phase fails (and stepping stops) when its delivery p99 is above this, ms.
+    #[arg(long, default_value_t = 50.0)]
+    stop_p99_ms: f64,
+    /// Message body size, bytes.
+    #[arg(long, default_value_t = 64)]
+    body_bytes: usize,
+    /// Loopback source addresses 127.0.0.1..=127.0.0.N.
+    #[arg(long, default_value_t = 8)]
+    sources: u8,
+    /// Connection attempts in flight.
+    #[arg(long, default_value_t = 256)]
+    connect_concurrency: usize,
+    /// Longest wait for every connection, seconds.
+    #[arg(long, default_value_t = 120.0)]
+    connect_timeout_secs: f64,
+    /// Hold the connections this long at the end (idle capacity), seconds.
+    #[arg(long, default_value_t = 0.0)]
+    hold_secs: f64,
+    /// HS256 secret to sign tokens with (each connection is its own user).
+    #[arg(long, env = "ROOMCAST_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// Tenant of the tokens.
+    #[arg(long, default_value = "bench")]
+    tenant: String,
+    /// The server's pid (CPU and RSS from /proc).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Name of the run in the results.
+    #[arg(long, default_value = "run")]
+    label: String,
+    /// Write the results here (JSON); stdout otherwise.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Exit with status 1 when anything was lost, duplicated, unacknowledged or refused.
+    #[arg(long)]
+    fail_on_loss: bool,
+}
+
+#[derive(Debug, Args)]
+struct ReportArgs {
+    /// Directory of `<scenario>-<server>.json` files.
+    #[arg(long, default_value = "bench/results")]
+    results: PathBuf,
+    /// Also write SVG charts into this directory.
+    #[arg(long)]
+    charts: Option<PathBuf>,
+}
+
+/// `ws://host:port/path` → (address, path).
+fn parse_url(url: &str, protocol: Protocol) -> anyhow::Result<(SocketAddr, String)> {
+    let rest = url
+        .strip_prefix("ws://")
+        .context("the URL must start with ws://")?;
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let addr: SocketAddr = host
+        .parse()
+        .with_context(|| format!("`{host}` is not an IP:port"))?;
+    anyhow::ensure!(addr.ip().is_loopback(), "only loopback targets are allowed");
+    let path = match (protocol, path) {
+        (Protocol::SocketIo, "" | "/") => "/socket.io/?EIO=4&transport=websocket".to_owned(),
+        (_, "") => "/".to_owned(),
+        (_, p) => p.to_owned(),
+    };
+    Ok((addr, path))
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Run(args) => run(args),
+        Command::Report(args) => {
+            let results = Results::load(&args.results)
+                .with_context(|| format!("reading {}", args.results.display()))?;
+            println!("{}", results.markdown());
+            if let Some(dir) = args.charts {
+                for file in results.charts(&dir)? {
+                    eprintln!("wrote {}", dir.join(file).display());
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let (server, path) = parse_url(&args.url, args.protocol)?;
+    let config = LoadConfig {
+        protocol: args.protocol,
+        server,
+        path,
+        connections: args.connections,
+        rooms: args.rooms,
+        join: !args.no_join,
+        rates: args.rates,
+        step_secs: args.step_secs,
+        drain_secs: args.drain_secs,
+        stop_p99_ms: args.stop_p99_ms,
+        body_bytes: args.body_bytes,
+        sources: args.sources,
+        connect_concurrency: args.connect_concurrency,
+        connect_timeout_secs: args.connect_timeout_secs,
+        hold_secs: args.hold_secs,
+        jwt_secret: args.jwt_secret,
+        tenant: args.tenant,
+        server_pid: args.server_pid,
+    };
+    let report = load::run(config, args.label)?;
+    let json = serde_json::to_string_pretty(&report)?;
+    match &args.out {
+        Some(path) => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::write(path, json + "\n")
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        None => println!("{json}"),
+    }
+    if report.generator_bound {
+        eprintln!(
+            "[{}] generator-bound: the generator used ≥ 90 % of its core",
+            report.label
+        );
+    }
+    if args.fail_on_loss && report.has_failures() {
+        eprintln!(
+            "[{}] FAILED: connect failures {}, errors {:?}, phases {:?}",
+            report.label,
+            report.connect.failed,
+            report.errors,
+            report
+                .phases
+                .iter()
+                .map(|p| (
+                    p.summary.lost,
+                    p.summary.duplicates,
+                    p.summary.sent - p.summary.acked
+                ))
+                .collect::<Vec<_>>()
+        );
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_must_be_loopback_and_get_a_path() {
+        let (addr, path) = parse_url("ws://127.0.0.1:3002", Protocol::SocketIo).expect("valid");
+        assert_eq!(addr.port(), 3002);
+        assert_eq!(path, "/socket.io/?EIO=4&transport=websocket");
+        let (_, path) = parse_url("ws://127.0.0.1:3001/", Protocol::V1).expect("valid");
+        assert_eq!(path, "/");
+        assert!(parse_url("ws://10.0.0.1:3001/", Protocol::V1).is_err());
+        assert!(parse_url("http://127.0.0.1:3001/", Protocol::V1).is_err());
+    }
+}

@@ -1,0 +1,155 @@
+//! The cost model (docs/deploy.md §6, docs/benchmarks.md "AWS cost per message") held to the
+//! code: the DynamoDB calls and Management API posts one chat message makes through the Lambda
+//! handler, and the units DynamoDB bills for them by item size. A change that adds a call, a post
+//! or a kilobyte per message fails here before the published costs drift from the code.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failing call is a test failure"
+)]
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{SECRET, World, now_ms, types, world};
+use roomcast_aws::capacity::{bill, tally};
+use roomcast_aws::dynamo::emulator_client;
+use roomcast_core::auth::{Claims, Role, TokenSigner};
+use serde_json::json;
+
+/// A member's token for the non-support `chat-*` rooms (support rooms add the desk's work to a
+/// visitor's first message; the benchmark measures plain chat).
+fn member_token(user: &str) -> String {
+    TokenSigner::hs256(SECRET.as_bytes()).sign(&Claims {
+        sub: Some(user.into()),
+        tid: Some("acme".into()),
+        name: Some(format!("Member {user}")),
+        rooms: vec!["chat-*".into()],
+        role: Role::User,
+        exp: Some(now_ms() / 1000 + 3600),
+        ..Claims::default()
+    })
+}
+
+/// Connects `k` members (distinct users) and joins them to `room`; their connection ids.
+async fn online_room(w: &World, room: &str, k: usize) -> Vec<String> {
+    let mut members = Vec::new();
+    for i in 0..k {
+        // API Gateway connection ids are 16 characters.
+        let conn = format!("Cost{k:04}m{i:06}=");
+        let user = format!("u{k}-{i}");
+        assert_eq!(
+            w.connect(&conn, &member_token(&user)).await.status_code,
+            200
+        );
+        w.frame(&conn, "$default", json!({"action": "join", "room": room}))
+            .await;
+        members.push(conn);
+    }
+    for conn in &members {
+        w.received(conn);
+    }
+    members
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_costs_six_dynamodb_calls_and_one_post_per_online_member() {
+    let w = world().await;
+    let readback = emulator_client(&w.dynamo.endpoint).await;
+    for k in [2, 7] {
+        let room = format!("chat-{k}");
+        let members = online_room(&w, &room, k).await;
+        w.meter.take();
+        let posts_before = w.connections.lock().unwrap().calls;
+        let body = "x".repeat(200);
+        w.frame(
+            &members[0],
+            "message",
+            json!({"action": "message", "room": room, "id": "01J0000000000000000000001", "body": body}),
+        )
+        .await;
+        let posts = w.connections.lock().unwrap().calls - posts_before;
+        let calls = w.meter.take();
+        let per_op = tally(&bill(&calls, &readback).await);
+        let counts: BTreeMap<&str, u64> = per_op
+            .iter()
+            .map(|(op, t)| (op.as_str(), t.calls))
+            .collect();
+        // The connection (frame), the connection again and its rate token (take_rate_token),
+        // the head, the append transaction, the room's subscriptions.
+        assert_eq!(
+            counts,
+            BTreeMap::from([
+                ("GetItem", 3),
+                ("Query", 1),
+                ("TransactWriteItems", 1),
+                ("UpdateItem", 1),
+            ]),
+            "room of {k}"
+        );
+        assert_eq!(
+            per_op["Query"].items, k as u64,
+            "the fan-out reads the room's subscriptions"
+        );
+        assert_eq!(
+            per_op["TransactWriteItems"].items, 3,
+            "head, message, idempotency key"
+        );
+        // The sender's ack and one delivery per other member: k posts.
+        assert_eq!(posts, k as u64, "room of {k}");
+        assert_eq!(types(&w.received(&members[0])), ["ack"]);
+        for other in &members[1..] {
+            assert_eq!(types(&w.received(other)), ["message"]);
+        }
+        // DynamoDB's size-based units: three consistent reads of items under 4 KB and a Query
+        // of k small subscriptions (1 RRU each), one update of a connection under 1 KB (1 WRU)
+        // and a transaction of three items under 1 KB (2 WRU each).
+        let read: f64 = per_op.values().map(|t| t.read).sum();
+        let write: f64 = per_op.values().map(|t| t.write).sum();
+        assert_eq!((read, write), (4.0, 7.0), "room of {k}: {per_op:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_meter_asks_for_consumed_capacity_when_the_caller_does_not() {
+    let w = world().await;
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(
+            &aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .region(aws_config::Region::new("us-east-1"))
+                .endpoint_url(&w.dynamo.endpoint)
+                .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                    "test", "test", None, None, "test",
+                ))
+                .load()
+                .await,
+        )
+        .interceptor(w.meter.clone())
+        .build(),
+    );
+    assert_eq!(
+        w.connect("Zr4mWdnYDoECFYg=", &member_token("alice"))
+            .await
+            .status_code,
+        200
+    );
+    w.meter.take();
+    let scanned = client
+        .scan()
+        .table_name(w.runtime.store().table())
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        scanned.consumed_capacity().is_some(),
+        "the interceptor added ReturnConsumedCapacity"
+    );
+    let calls = w.meter.take();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].operation, "Scan");
+    assert_eq!(calls[0].request["ReturnConsumedCapacity"], "TOTAL");
+    let billed = bill(&calls, &client).await;
+    // What $connect wrote (the connection, its user index item, the user's status): well under
+    // 4 KB, eventually consistent.
+    assert_eq!((billed[0].items, billed[0].read), (3, 0.5));
+}
