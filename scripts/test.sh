@@ -86,4 +86,10 @@ bash scripts/edge.sh
 step "widget: SDK unit tests and real-Chromium browser tests"
 bash scripts/widget.sh
 
+step "fuzz targets, briefly (scripts/fuzz.sh: frame, token, service; 20 s each)"
+bash scripts/fuzz.sh
+
+step "benchmark smoke run (scripts/bench.sh --smoke): the load generator, seconds against roomcast, raw-broadcast and the Socket.IO peer; fails on loss, duplicates or errors"
+bash scripts/bench.sh --smoke
+
 step "all suites passed"

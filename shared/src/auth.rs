@@ -155,6 +155,8 @@ pub struct KeyError(String);
 #[derive(Clone)]
 pub struct TokenVerifier {
     key: DecodingKey,
+    /// The one algorithm accepted.
+    alg: Algorithm,
     validation: Validation,
     issuer: Option<String>,
     audience: Option<String>,
@@ -191,6 +193,7 @@ impl TokenVerifier {
         validation.required_spec_claims.clear();
         Ok(Self {
             key,
+            alg,
             validation,
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
@@ -210,6 +213,11 @@ impl TokenVerifier {
             |e| match e.kind() {
                 ErrorKind::InvalidSignature => AuthError::BadSignature,
                 ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                    AuthError::WrongAlgorithm
+                }
+                // jsonwebtoken cannot parse a header naming an algorithm it does not know
+                // (`none`, `None`, …): that is a wrong algorithm, not a malformed token.
+                _ if header_alg(token).is_some_and(|alg| alg.parse() != Ok(self.alg)) => {
                     AuthError::WrongAlgorithm
                 }
                 _ => AuthError::Malformed,
@@ -270,6 +278,41 @@ impl TokenVerifier {
             expires_at_ms: exp.saturating_add(self.leeway_secs).saturating_mul(1000),
         })
     }
+}
+
+/// The `alg` a token's header names, trusting nothing else in it; `None` when the header is
+/// not base64url JSON with a string `alg`.
+fn header_alg(token: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Header {
+        alg: String,
+    }
+    let json = base64url_decode(token.split('.').next()?)?;
+    serde_json::from_slice::<Header>(&json).ok().map(|h| h.alg)
+}
+
+/// Unpadded base64url (RFC 4648 §5), as JWT segments are; `None` on any other character.
+fn base64url_decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut bits, mut acc) = (0u32, 0u32);
+    for c in text.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            // Truncation intended: the low 8 bits above `bits` are the next byte.
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
 }
 
 /// Signs HS256 tokens: dev tokens from the CLI, and tests.
@@ -427,10 +470,15 @@ mod tests {
         let header = b64(br#"{"alg":"none","typ":"JWT"}"#);
         let body = b64(serde_json::to_string(&claims()).unwrap().as_bytes());
         let none = format!("{header}.{body}.");
-        assert!(matches!(
+        assert_eq!(
             verifier(None, None).verify(&none, NOW_MS),
-            Err(AuthError::WrongAlgorithm | AuthError::Malformed)
-        ));
+            Err(AuthError::WrongAlgorithm)
+        );
+        let no_alg = format!("{}.{body}.", b64(br#"{"typ":"JWT"}"#));
+        assert_eq!(
+            verifier(None, None).verify(&no_alg, NOW_MS),
+            Err(AuthError::Malformed)
+        );
         let hs384 = jsonwebtoken::encode(
             &Header::new(Algorithm::HS384),
             &claims(),
@@ -456,6 +504,28 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn base64url_decoding_round_trips_and_refuses_other_alphabets() {
+        let data: Vec<u8> = (0..=255u8).collect();
+        for len in 0..40 {
+            assert_eq!(
+                base64url_decode(&base64_url(&data[..len])).as_deref(),
+                Some(&data[..len])
+            );
+        }
+        assert_eq!(
+            base64url_decode("ab+/"),
+            None,
+            "standard base64 is not base64url"
+        );
+        assert_eq!(base64url_decode("YQ=="), None, "JWT segments are unpadded");
+        assert_eq!(
+            header_alg(&format!("{}.x.y", base64_url(br#"{"alg":"none"}"#))).as_deref(),
+            Some("none")
+        );
+        assert_eq!(header_alg("not base64!.x.y"), None);
     }
 
     #[test]

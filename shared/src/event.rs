@@ -120,8 +120,14 @@ pub fn select_route(body: &str) -> &'static str {
         #[serde(borrow)]
         action: Option<std::borrow::Cow<'a, str>>,
     }
-    serde_json::from_str::<Action<'_>>(body)
-        .ok()
+    // Only an object has `$request.body.action`: serde would also read a struct from an array
+    // (`["message"]`), which API Gateway sends to `$default`.
+    let object = body
+        .trim_start_matches([' ', '\t', '\n', '\r'])
+        .starts_with('{');
+    object
+        .then(|| serde_json::from_str::<Action<'_>>(body).ok())
+        .flatten()
         .and_then(|a| a.action)
         .and_then(|a| ROUTES.iter().find(|r| **r == a).copied())
         .unwrap_or("$default")
@@ -255,6 +261,10 @@ mod tests {
         assert_eq!(select_route(r#"{"action":"join"}"#), "$default");
         assert_eq!(select_route("not json"), "$default");
         assert_eq!(select_route(r#"{"room":"r"}"#), "$default");
+        assert_eq!(select_route(" \n{\"action\":\"typing\"}"), "typing");
+        // Found by the `frame` fuzz target: serde reads a struct from an array too.
+        assert_eq!(select_route(r#"["message"]"#), "$default");
+        assert_eq!(select_route(r#"[{"action":"message"}]"#), "$default");
     }
 
     fn connect_event(header: Option<(&str, &str)>, token: Option<&str>) -> WsEvent {

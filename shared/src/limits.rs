@@ -30,6 +30,12 @@ pub const MAX_ROOMS_PER_CONNECTION: usize = 100;
 pub const MAX_MEMBERS_LISTED: usize = 100;
 /// Default most concurrent connections of one user (more: the upgrade is refused with 429).
 pub const DEFAULT_MAX_CONNECTIONS_PER_USER: usize = 20;
+/// Default most concurrent WebSocket connections from one client address on the local server
+/// (more: the upgrade is refused with 429 before the token is looked at). One address may be a
+/// NAT holding many users, so it is generous; it stops one host from taking every socket (and
+/// file descriptor) of the server. A load generator spreading 10,000 connections over 8
+/// loopback addresses stays under it.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 2_000;
 /// How long a receiver shows "typing" after a `typing start` without a refresh or stop.
 pub const TYPING_TTL_MS: u64 = 5_000;
 /// API Gateway closes a connection with no data for 10 minutes.
@@ -41,3 +47,9 @@ pub const DEFAULT_MAX_CONNECTION_MS: u64 = 2 * 60 * 60 * 1000;
 pub const FANOUT_CONCURRENCY: usize = 32;
 /// Frames queued for one connection before it is closed as a slow consumer (4009).
 pub const OUTBOUND_QUEUE_FRAMES: usize = 1024;
+/// Bytes queued for one connection before it is closed as a slow consumer (4009), whichever of
+/// this and [`OUTBOUND_QUEUE_FRAMES`] comes first. Frames may be up to
+/// [`MAX_SERVER_FRAME_BYTES`], so the frame bound alone would let one connection that never
+/// reads hold 128 MB; this keeps it to 8 MB, still room for a `join {since}` replay of
+/// [`MAX_REPLAY`] messages of the largest size at once.
+pub const OUTBOUND_QUEUE_BYTES: usize = 8 * 1024 * 1024;

@@ -271,6 +271,22 @@ fn reference_of(v: &Value) -> Option<String> {
     }
 }
 
+/// Longest detail from the JSON parser kept in a rejection: serde's messages quote the offending
+/// value (`invalid type: string "…"`), and the error frame must not echo a 128 KB frame back.
+const MAX_PARSER_DETAIL_BYTES: usize = 200;
+
+/// `detail` cut to [`MAX_PARSER_DETAIL_BYTES`] at a character boundary, marked with `…`.
+fn bounded(detail: String) -> String {
+    if detail.len() <= MAX_PARSER_DETAIL_BYTES {
+        return detail;
+    }
+    let mut end = MAX_PARSER_DETAIL_BYTES;
+    while !detail.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &detail[..end])
+}
+
 /// Parses and validates one client text frame.
 pub fn parse_client_frame(text: &str) -> Result<Parsed, ParseFailure> {
     let fail = |code, msg: String, reference| ParseFailure {
@@ -278,7 +294,7 @@ pub fn parse_client_frame(text: &str) -> Result<Parsed, ParseFailure> {
         reference,
     };
     let value: Value = serde_json::from_str(text)
-        .map_err(|e| fail(ErrorCode::BadFrame, format!("not JSON: {e}"), None))?;
+        .map_err(|e| fail(ErrorCode::BadFrame, bounded(format!("not JSON: {e}")), None))?;
     let Some(object) = value.as_object() else {
         return Err(fail(
             ErrorCode::BadFrame,
@@ -315,7 +331,7 @@ pub fn parse_client_frame(text: &str) -> Result<Parsed, ParseFailure> {
     let frame = ClientFrame::deserialize(&value).map_err(|e| {
         fail(
             ErrorCode::BadFrame,
-            format!("bad `{action}` frame: {e}"),
+            bounded(format!("bad `{action}` frame: {e}")),
             reference.clone(),
         )
     })?;
@@ -760,6 +776,25 @@ mod tests {
             r#"{{"action":"message","room":"r","id":"a","body":"b","meta":{{"k":"{meta}"}}}}"#
         );
         assert_eq!(code_of(&frame), ErrorCode::TooLarge);
+    }
+
+    /// Found by the `frame` fuzz target: serde quotes a mistyped value in its message, so the
+    /// error frame echoed the whole (up to 128 KB) frame back.
+    #[test]
+    fn rejections_do_not_echo_long_values() {
+        let long = r"\u0000".repeat(20_000);
+        for frame in [
+            format!(r#"{{"action":"typing","room":"r","state":"{long}"}}"#),
+            format!(r#"{{"action":"read","room":"r","seq":"{long}"}}"#),
+            format!(
+                r#"{{"action":"presence","status":"é{}"}}"#,
+                "é".repeat(5_000)
+            ),
+        ] {
+            let f = parse_client_frame(&frame).expect_err("mistyped");
+            assert_eq!(f.rejection.code, ErrorCode::BadFrame);
+            assert!(f.rejection.message.len() <= 256, "{}", f.rejection.message);
+        }
     }
 
     #[test]

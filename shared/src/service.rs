@@ -877,6 +877,13 @@ impl ChatService {
             ));
         }
         validate_name("room", room)?;
+        if room == INBOX_ROOM {
+            // The desk's queue: only the service's own status notices may appear there.
+            return Err(Rejection::new(
+                ErrorCode::Forbidden,
+                "only the service writes in the inbox",
+            ));
+        }
         validate_client_id(&publish.id)?;
         validate_body(&publish.body)?;
         validate_meta(publish.meta.as_ref())?;

@@ -369,6 +369,11 @@ suite_cases! {
     http_publish_needs_service_role [HttpApi],
     management_unknown_connection_gone_410 [ManagementApi],
     management_oversized_post_413 [ManagementApi],
+    jwt_attacks_refused_401 [],
+    non_members_cannot_act_in_a_room [],
+    nobody_changes_another_users_message [],
+    tenants_are_isolated_on_every_path [],
+    http_api_is_tenant_isolated [HttpApi],
 }
 
 // Its HTTP history case works in `orders-1`: the same case, with sockets to that room.

@@ -8,7 +8,8 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use roomcast_core::auth::{AuthConfig, Role, VerifyKey};
 use roomcast_core::limits::{
-    DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_CONNECTION_MS, DEFAULT_MAX_CONNECTIONS_PER_USER,
+    DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_CONNECTION_MS, DEFAULT_MAX_CONNECTIONS_PER_IP,
+    DEFAULT_MAX_CONNECTIONS_PER_USER,
 };
 use roomcast_core::ratelimit::RatePolicy;
 use roomcast_core::service::ServiceConfig;
@@ -124,6 +125,10 @@ pub struct ServeArgs {
     /// Live connections allowed per user.
     #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS_PER_USER)]
     pub max_connections_per_user: usize,
+    /// Live WebSocket connections allowed per client address (more: the upgrade is refused
+    /// with 429 before the token is checked).
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS_PER_IP)]
+    pub max_connections_per_ip: usize,
     /// Keep everything in DynamoDB at this endpoint (DynamoDB Local, moto, or
     /// `https://dynamodb.REGION.amazonaws.com`) instead of the embedded store: the same store
     /// and table the Lambda functions use. Needs a build with `--features dynamodb`.
@@ -212,6 +217,8 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Maximum connection age.
     pub max_connection_age: Duration,
+    /// Most live WebSocket connections per client address.
+    pub max_connections_per_ip: usize,
     /// Stage name.
     pub stage: String,
     /// Lambda Invoke API endpoint to forward route events to.
@@ -298,6 +305,10 @@ impl ServeArgs {
             self.idle_timeout_secs > 0 && self.max_connection_secs > 0,
             "timeouts must be positive"
         );
+        anyhow::ensure!(
+            self.max_connections_per_ip > 0,
+            "--max-connections-per-ip must be positive"
+        );
         let config = ServerConfig {
             auth: AuthConfig {
                 key,
@@ -322,6 +333,7 @@ impl ServeArgs {
             data_dir: self.secret.data_dir.clone(),
             idle_timeout: Duration::from_secs(self.idle_timeout_secs),
             max_connection_age: Duration::from_secs(self.max_connection_secs),
+            max_connections_per_ip: self.max_connections_per_ip,
             stage: self.stage.clone(),
             lambda_endpoint: self.lambda_endpoint.clone(),
             dev_tokens: self.dev_tokens,

@@ -1,12 +1,13 @@
-//! The local [`Gateway`]: a registry of live sockets, each with a bounded outbound queue. The
+//! The local [`Gateway`]: a registry of live sockets, each with an outbound queue bounded in
+//! frames ([`OUTBOUND_QUEUE_FRAMES`]) and bytes ([`OUTBOUND_QUEUE_BYTES`]). The
 //! `@connections` management endpoint and the chat service both deliver through it, as they
 //! both do through the Management API on AWS.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use roomcast_core::limits::OUTBOUND_QUEUE_FRAMES;
+use roomcast_core::limits::{OUTBOUND_QUEUE_BYTES, OUTBOUND_QUEUE_FRAMES};
 use roomcast_core::ports::{Gateway, GatewayError};
 use roomcast_core::protocol::close;
 use tokio::sync::{Notify, mpsc};
@@ -22,9 +23,26 @@ pub enum Outbound {
     Binary(Vec<u8>),
 }
 
+impl Outbound {
+    /// Payload bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Text(t) => t.len(),
+            Self::Binary(b) => b.len(),
+        }
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// What the registry knows about one socket.
 pub struct ConnHandle {
     queue: mpsc::Sender<Outbound>,
+    /// Payload bytes in `queue`.
+    queued_bytes: AtomicUsize,
     close_request: Mutex<Option<(u16, String)>>,
     close_notify: Notify,
     /// When it connected, epoch milliseconds.
@@ -46,6 +64,7 @@ impl ConnHandle {
         let (queue, rx) = mpsc::channel(OUTBOUND_QUEUE_FRAMES);
         let handle = Arc::new(Self {
             queue,
+            queued_bytes: AtomicUsize::new(0),
             close_request: Mutex::new(None),
             close_notify: Notify::new(),
             connected_at_ms,
@@ -98,6 +117,16 @@ impl ConnHandle {
             }
             notified.await;
         }
+    }
+
+    /// The socket's writer took `frame` off the queue.
+    pub fn dequeued(&self, frame: &Outbound) {
+        self.queued_bytes.fetch_sub(frame.len(), Ordering::AcqRel);
+    }
+
+    /// Payload bytes queued and not yet taken by the writer.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes.load(Ordering::Acquire)
     }
 
     /// Records inbound activity.
@@ -162,23 +191,39 @@ impl LocalGateway {
         }
     }
 
-    /// Queues a frame; a full queue closes the socket as a slow consumer instead of growing.
+    /// Queues a frame; a full queue (in frames or bytes) closes the socket as a slow consumer
+    /// instead of growing.
     pub fn enqueue(&self, conn_id: &str, frame: Outbound) -> Result<(), GatewayError> {
         let handle = self.handle(conn_id).ok_or(GatewayError::Gone)?;
+        let len = frame.len();
+        // Reserved before the send, so concurrent senders cannot overshoot the bound together.
+        let queued = handle.queued_bytes.fetch_add(len, Ordering::AcqRel) + len;
+        if queued > OUTBOUND_QUEUE_BYTES {
+            handle.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+            return Err(self.slow_consumer(&handle));
+        }
         match handle.queue.try_send(frame) {
             Ok(()) => {
                 self.metrics.frame_out();
                 Ok(())
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
-                if handle.request_close(close::SLOW_CONSUMER, "slow consumer: reconnect and resume")
-                {
-                    self.metrics.slow_consumer();
-                }
-                Err(GatewayError::Other("slow consumer closed".into()))
+                handle.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+                Err(self.slow_consumer(&handle))
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(GatewayError::Gone),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                handle.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+                Err(GatewayError::Gone)
+            }
         }
+    }
+
+    /// Closes a socket whose queue is full with 4009 (counted once).
+    fn slow_consumer(&self, handle: &ConnHandle) -> GatewayError {
+        if handle.request_close(close::SLOW_CONSUMER, "slow consumer: reconnect and resume") {
+            self.metrics.slow_consumer();
+        }
+        GatewayError::Other("slow consumer closed".into())
     }
 }
 
@@ -192,5 +237,48 @@ impl Gateway for LocalGateway {
         let handle = self.handle(conn_id).ok_or(GatewayError::Gone)?;
         handle.request_close(code, reason);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_that_does_not_read_is_closed_at_the_byte_bound() {
+        let gateway = LocalGateway::new(Arc::new(Metrics::default()));
+        let (handle, mut rx) = ConnHandle::new(0, "127.0.0.1".into(), String::new());
+        gateway.register("c", handle.clone());
+        let frame = || Outbound::Text("x".repeat(1024 * 1024));
+        let fit = OUTBOUND_QUEUE_BYTES / (1024 * 1024);
+        assert!(
+            fit < OUTBOUND_QUEUE_FRAMES,
+            "the byte bound is the one reached here"
+        );
+        for i in 0..fit {
+            assert!(gateway.enqueue("c", frame()).is_ok(), "frame {i} fits");
+        }
+        assert_eq!(handle.queued_bytes(), fit * 1024 * 1024);
+        assert!(!handle.is_closing());
+        assert!(
+            gateway.enqueue("c", frame()).is_err(),
+            "one more MB does not"
+        );
+        assert!(
+            handle.is_closing(),
+            "the connection is closed as a slow consumer"
+        );
+        assert_eq!(
+            handle.close_request.lock().unwrap().as_ref().map(|r| r.0),
+            Some(close::SLOW_CONSUMER)
+        );
+        assert_eq!(
+            handle.queued_bytes(),
+            fit * 1024 * 1024,
+            "the refused frame is not counted"
+        );
+        let taken = rx.try_recv().unwrap();
+        handle.dequeued(&taken);
+        assert_eq!(handle.queued_bytes(), (fit - 1) * 1024 * 1024);
     }
 }

@@ -161,4 +161,9 @@ roomcast_protocol_tests::protocol_cases!(stack();
     resume_replays_exactly_the_missed_messages,
     http_publish_needs_service_role,
     support_conversation_through_the_inbox,
+    jwt_attacks_refused_401,
+    non_members_cannot_act_in_a_room,
+    nobody_changes_another_users_message,
+    tenants_are_isolated_on_every_path,
+    http_api_is_tenant_isolated,
 );

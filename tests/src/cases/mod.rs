@@ -15,6 +15,7 @@ mod ordering;
 mod presence;
 mod resume;
 mod rooms;
+mod security;
 mod support;
 
 pub use connect::*;
@@ -30,6 +31,7 @@ pub use ordering::*;
 pub use presence::*;
 pub use resume::*;
 pub use rooms::*;
+pub use security::*;
 pub use support::*;
 
 use serde_json::Value;

@@ -1,0 +1,182 @@
+//! Client frame parsing and validation (`protocol::parse_client_frame`) and API Gateway route
+//! selection (`event::select_route`) on arbitrary text.
+//!
+//! Input: UTF-8 text is one frame as a client sends it (the seed corpus is readable frames).
+//! An input starting with a NUL byte is instead decoded with `arbitrary` into a JSON object with
+//! a known `action` and hostile fields, so validation is reached without guessing JSON.
+//!
+//! Checked for every frame: no panic; parsing is deterministic; a parsed frame satisfies every
+//! validation rule of docs/protocol.md; the route agrees with the parsed action; an error's
+//! reference and message are bounded (the error frame is echoed to the client) and the error
+//! frame round-trips through JSON.
+#![no_main]
+
+use arbitrary::Unstructured;
+use libfuzzer_sys::fuzz_target;
+use roomcast_core::event::{ROUTES, select_route};
+use roomcast_core::limits::{MAX_BODY_BYTES, MAX_CLIENT_ID_LEN, MAX_HISTORY_LIMIT, MAX_META_BYTES};
+use roomcast_core::protocol::{
+    ACTIONS, ClientFrame, ServerFrame, parse_client_frame, validate_client_id, validate_name,
+};
+use roomcast_fuzz::{Field, Json, interesting_u64, name_like};
+use serde_json::{Map, Value};
+
+/// An error message is shown to the client; it must not grow with the frame.
+const MAX_ERROR_MESSAGE_BYTES: usize = 512;
+
+fuzz_target!(|data: &[u8]| {
+    if let Some(structured) = data.strip_prefix(&[0]) {
+        if let Ok(text) = structured_frame(&mut Unstructured::new(structured)) {
+            check(&text);
+        }
+    } else if let Ok(text) = std::str::from_utf8(data) {
+        check(text);
+    }
+});
+
+fn structured_frame(u: &mut Unstructured<'_>) -> arbitrary::Result<String> {
+    let mut map = Map::new();
+    let action = Field::arbitrary_with(u, |u| Ok(Value::String((*u.choose(ACTIONS)?).to_owned())))?;
+    action.put(&mut map, "action");
+    let rooms = ["r1", "support-1", "inbox", "", "a/b", "x*"];
+    Field::arbitrary_with(u, |u| Ok(Value::String(name_like(u, &rooms)?)))?.put(&mut map, "room");
+    Field::arbitrary_with(u, |u| {
+        Ok(Value::String(name_like(u, &["m-1", "01J0", " "])?))
+    })?
+    .put(&mut map, "id");
+    Field::arbitrary_with(u, |u| {
+        let body: String = u.arbitrary()?;
+        let repeat = if u.ratio(1, 8)? {
+            MAX_BODY_BYTES / body.len().max(1) + usize::from(u.arbitrary::<bool>()?)
+        } else {
+            1
+        };
+        Ok(Value::String(body.repeat(repeat)))
+    })?
+    .put(&mut map, "body");
+    Field::arbitrary_with(u, |u| Ok(u.arbitrary::<Json>()?.0))?.put(&mut map, "meta");
+    for key in ["seq", "since", "before", "after", "limit"] {
+        Field::arbitrary_with(u, |u| Ok(Value::from(interesting_u64(u)?)))?.put(&mut map, key);
+    }
+    Field::arbitrary_with(u, |u| Ok(Value::String(name_like(u, &["start", "stop"])?)))?
+        .put(&mut map, "state");
+    Field::arbitrary_with(u, |u| {
+        Ok(Value::String(name_like(
+            u,
+            &["online", "away", "busy", "offline"],
+        )?))
+    })?
+    .put(&mut map, "status");
+    Field::arbitrary_with(u, |u| Ok(u.arbitrary::<Json>()?.0))?.put(&mut map, "ref");
+    Ok(Value::Object(map).to_string())
+}
+
+fn check(text: &str) {
+    let result = parse_client_frame(text);
+    assert_eq!(result, parse_client_frame(text), "parsing is deterministic");
+    let route = select_route(text);
+    assert!(route == "$default" || ROUTES.contains(&route), "{route}");
+    match result {
+        Ok(parsed) => {
+            if let Some(r) = &parsed.reference {
+                assert!(
+                    r.len() <= MAX_CLIENT_ID_LEN,
+                    "reference too long: {}",
+                    r.len()
+                );
+            }
+            check_valid(&parsed.frame);
+            // A frame naming `action` twice is parsed by its last one (as a JSON object) and
+            // routed to `$default` (route selection refuses duplicate keys): both are served by
+            // the same `handle_event`, so only a named route has to match.
+            let action = action_of(&parsed.frame);
+            assert!(
+                route == "$default" || route == action,
+                "`{action}` frame routed to {route}"
+            );
+            if ROUTES.contains(&action) && !text.contains("\\") {
+                let actions = text.matches("\"action\"").count();
+                assert!(
+                    route == action || actions != 1,
+                    "`{action}` frame routed to {route}"
+                );
+            }
+        }
+        Err(failure) => {
+            if let Some(r) = &failure.reference {
+                assert!(
+                    r.len() <= MAX_CLIENT_ID_LEN,
+                    "reference too long: {}",
+                    r.len()
+                );
+            }
+            assert!(
+                failure.rejection.message.len() <= MAX_ERROR_MESSAGE_BYTES,
+                "error message of {} bytes echoes the frame",
+                failure.rejection.message.len()
+            );
+            if route != "$default" {
+                let v: Value = serde_json::from_str(text).expect("a routed frame is JSON");
+                assert_eq!(v.get("action").and_then(Value::as_str), Some(route));
+            }
+            let frame = ServerFrame::error(failure.rejection, failure.reference);
+            let json = frame.to_json();
+            let back: ServerFrame = serde_json::from_str(&json).expect("error frames parse back");
+            assert_eq!(back, frame);
+        }
+    }
+}
+
+fn check_valid(frame: &ClientFrame) {
+    let room = match frame {
+        ClientFrame::Join { room, .. }
+        | ClientFrame::Leave { room }
+        | ClientFrame::Message { room, .. }
+        | ClientFrame::Edit { room, .. }
+        | ClientFrame::Delete { room, .. }
+        | ClientFrame::Typing { room, .. }
+        | ClientFrame::Read { room, .. }
+        | ClientFrame::History { room, .. }
+        | ClientFrame::Assign { room }
+        | ClientFrame::Close { room } => Some(room),
+        ClientFrame::Presence { .. } | ClientFrame::Ping => None,
+    };
+    if let Some(room) = room {
+        assert!(validate_name("room", room).is_ok(), "room {room:?}");
+        assert!(!room.contains('/') && !room.contains('*'));
+    }
+    match frame {
+        ClientFrame::Message { id, body, meta, .. } => {
+            assert!(validate_client_id(id).is_ok(), "id {id:?}");
+            assert!(!body.is_empty() && body.len() <= MAX_BODY_BYTES);
+            if let Some(meta) = meta {
+                assert!(meta.is_object() || meta.is_null(), "meta {meta}");
+                assert!(meta.to_string().len() <= MAX_META_BYTES);
+            }
+        }
+        ClientFrame::Edit { body, .. } => {
+            assert!(!body.is_empty() && body.len() <= MAX_BODY_BYTES);
+        }
+        ClientFrame::History { limit: Some(l), .. } => {
+            assert!((1..=MAX_HISTORY_LIMIT).contains(l), "limit {l}");
+        }
+        _ => {}
+    }
+}
+
+fn action_of(frame: &ClientFrame) -> &'static str {
+    match frame {
+        ClientFrame::Join { .. } => "join",
+        ClientFrame::Leave { .. } => "leave",
+        ClientFrame::Message { .. } => "message",
+        ClientFrame::Edit { .. } => "edit",
+        ClientFrame::Delete { .. } => "delete",
+        ClientFrame::Typing { .. } => "typing",
+        ClientFrame::Read { .. } => "read",
+        ClientFrame::Presence { .. } => "presence",
+        ClientFrame::History { .. } => "history",
+        ClientFrame::Assign { .. } => "assign",
+        ClientFrame::Close { .. } => "close",
+        ClientFrame::Ping => "ping",
+    }
+}

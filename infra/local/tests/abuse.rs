@@ -1,0 +1,530 @@
+//! Abuse of the real `roomcast-local` binary (issue 8, "Attacks"): floods closed with 4008,
+//! connection limits per user and per address, oversized and binary frames, slow readers, and
+//! thousands of joins — each run while the server's resident memory (`VmRSS` of
+//! `/proc/<pid>/status`) is sampled, asserting that it stays bounded during the pattern and
+//! returns near its baseline after. The figures are printed (`--nocapture` shows them).
+#![cfg(target_os = "linux")]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail, ensure};
+use roomcast_core::auth::{Claims, TokenSigner};
+use roomcast_core::limits::{
+    DEFAULT_MAX_CONNECTIONS_PER_USER, MAX_BODY_BYTES, MAX_FRAME_BYTES, MAX_ROOMS_PER_CONNECTION,
+    OUTBOUND_QUEUE_BYTES,
+};
+use roomcast_protocol_tests::client::{Client, ConnectError, Credentials, frame_type};
+use roomcast_protocol_tests::deployment::{Capabilities, Deployment};
+use roomcast_protocol_tests::scope::claims;
+use serde_json::json;
+
+const SECRET: &str = "abuse-test-secret";
+const MIB: u64 = 1024 * 1024;
+/// How much a pattern may leave behind once its connections are gone (allocator slack, store
+/// caches): far below what any of them would leak if something grew without bound.
+const MAX_GROWTH_AFTER: u64 = 48 * MIB;
+
+/// The binary on one data directory, with its pid for `/proc`.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(data_dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_roomcast-local"))
+            .args(["serve", "--host", "127.0.0.1", "--port", "0"])
+            .args(["--jwt-secret", SECRET])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("spawning roomcast-local")?;
+        let stdout = child.stdout.take().context("stdout is piped")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| anyhow!("unexpected first line {line:?}"))?;
+        Ok(Self { child, port })
+    }
+
+    fn rss(&self) -> anyhow::Result<u64> {
+        rss_of(self.child.id())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `VmRSS` of `pid`, bytes.
+fn rss_of(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no VmRSS")?;
+    Ok(kb * 1024)
+}
+
+struct Target {
+    port: u16,
+}
+
+#[async_trait::async_trait]
+impl Deployment for Target {
+    fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/", self.port)
+    }
+    fn http_url(&self) -> Option<String> {
+        Some(format!("http://127.0.0.1:{}", self.port))
+    }
+    fn sign(&self, claims: &Claims) -> String {
+        TokenSigner::hs256(SECRET.as_bytes()).sign(claims)
+    }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            http_api: true,
+            management_api: true,
+            ..Capabilities::default()
+        }
+    }
+}
+
+impl Target {
+    fn token(&self, user: &str, rooms: &[&str]) -> String {
+        self.sign(&claims("abuse", user, rooms))
+    }
+
+    async fn connect(&self, user: &str) -> anyhow::Result<Client> {
+        Client::connect(self, &self.token(user, &["*"]), user).await
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+async fn metric(port: u16, name: &str) -> anyhow::Result<u64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .ok_or_else(|| anyhow!("no metric {name}"))
+}
+
+/// Waits until the server holds `n` connections (closed sockets are released asynchronously).
+async fn connections_drop_to(port: u16, n: u64) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = metric(port, "roomcast_connections").await?;
+        if now <= n {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "still {now} connections, want {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Samples a process's RSS every 20 ms; the peak since it started.
+struct PeakSampler {
+    peak: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PeakSampler {
+    fn start(pid: u32) -> Self {
+        let peak = Arc::new(AtomicU64::new(rss_of(pid).unwrap_or(0)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (peak, stop) = (peak.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(rss) = rss_of(pid) {
+                        peak.fetch_max(rss, Ordering::Relaxed);
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        };
+        Self {
+            peak,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
+/// One pattern's memory figures.
+struct Figures {
+    pattern: &'static str,
+    before: u64,
+    peak: u64,
+    after: u64,
+}
+
+impl Figures {
+    fn print(&self) {
+        let mb = |b: u64| b as f64 / MIB as f64;
+        eprintln!(
+            "abuse: {:<44} RSS before {:>6.1} MB, peak {:>6.1} MB (+{:>5.1}), after {:>6.1} MB (+{:>5.1})",
+            self.pattern,
+            mb(self.before),
+            mb(self.peak),
+            mb(self.peak.saturating_sub(self.before)),
+            mb(self.after),
+            mb(self.after.saturating_sub(self.before)),
+        );
+    }
+}
+
+/// Runs `pattern` against `server`, sampling its RSS; asserts the peak grew at most
+/// `max_peak_growth` and that, once the pattern's connections are gone, at most
+/// [`MAX_GROWTH_AFTER`] is left.
+async fn measured<F, Fut>(
+    server: &Server,
+    name: &'static str,
+    max_peak_growth: u64,
+    pattern: F,
+) -> anyhow::Result<Figures>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let before = server.rss()?;
+    let sampler = PeakSampler::start(server.child.id());
+    let result = pattern().await;
+    connections_drop_to(server.port, 0).await?;
+    // Let the server finish disconnect processing before the reading.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let peak = sampler.finish();
+    let after = server.rss()?;
+    let figures = Figures {
+        pattern: name,
+        before,
+        peak,
+        after,
+    };
+    figures.print();
+    result.with_context(|| format!("pattern `{name}`"))?;
+    ensure!(
+        peak.saturating_sub(before) <= max_peak_growth,
+        "{name}: RSS peaked {} MB above its start (bound {} MB)",
+        peak.saturating_sub(before) / MIB,
+        max_peak_growth / MIB
+    );
+    ensure!(
+        after.saturating_sub(before) <= MAX_GROWTH_AFTER,
+        "{name}: {} MB more RSS after the pattern (bound {} MB)",
+        after.saturating_sub(before) / MIB,
+        MAX_GROWTH_AFTER / MIB
+    );
+    Ok(figures)
+}
+
+async fn expect_refused(target: &Target, token: &str, status: u16) -> anyhow::Result<()> {
+    match Client::try_connect(target, Credentials::Query(token), "refused").await {
+        Err(ConnectError::Refused { status: got, body }) => {
+            ensure!(got == status, "expected HTTP {status}, got {got} `{body}`");
+            Ok(())
+        }
+        Err(ConnectError::Failed(e)) => Err(e.context(format!("expected HTTP {status}"))),
+        Ok(_) => bail!("expected HTTP {status}, but the upgrade succeeded"),
+    }
+}
+
+/// Floods at the default rate limit: every flooder is rate limited, then closed with 4008. And
+/// the connection limits: per user (429 over 20) and per address (429 over
+/// `--max-connections-per-ip`, before the token is looked at; a closed connection frees its
+/// slot).
+#[test]
+fn floods_and_connection_limits_keep_memory_bounded() -> anyhow::Result<()> {
+    const FLOODERS: usize = 40;
+    const PER_IP: usize = 60;
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(
+        dir.path(),
+        &["--max-connections-per-ip", &PER_IP.to_string()],
+    )?;
+    let target = Target { port: server.port };
+    runtime().block_on(async {
+        // Warm up the allocator and the store, so the baseline is a running server's.
+        let mut warm = target.connect("warm").await?;
+        warm.join("warm").await?;
+        warm.message("warm", "w1", "warm up").await?;
+        warm.close().await?;
+        connections_drop_to(target.port, 0).await?;
+
+        measured(
+            &server,
+            "flood: 40 connections at full speed",
+            32 * MIB,
+            || async {
+                let mut flooders = Vec::new();
+                for i in 0..FLOODERS {
+                    let mut c = target.connect(&format!("flooder-{i}")).await?;
+                    c.join("flooded").await?;
+                    flooders.push(c);
+                }
+                let tasks: Vec<_> = flooders
+                    .into_iter()
+                    .map(|mut c| {
+                        tokio::spawn(async move {
+                            let ping = json!({"action": "ping"});
+                            for _ in 0..400 {
+                                if c.send_json(&ping).await.is_err() {
+                                    break;
+                                }
+                            }
+                            let (frames, code, _) =
+                                c.expect_close_within(Duration::from_secs(10)).await?;
+                            let limited = frames
+                                .iter()
+                                .filter(|f| frame_type(f) == "error" && f["code"] == "RATE_LIMITED")
+                                .count();
+                            ensure!(
+                                code == 4008 && limited > 0,
+                                "closed {code} after {limited} RATE_LIMITED"
+                            );
+                            anyhow::Ok(())
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    t.await??;
+                }
+                Ok(())
+            },
+        )
+        .await?;
+
+        measured(
+            &server,
+            "connection limits: per user and per address",
+            32 * MIB,
+            || async {
+                let token = target.token("alice", &["*"]);
+                let mut held = Vec::new();
+                for _ in 0..DEFAULT_MAX_CONNECTIONS_PER_USER {
+                    held.push(Client::connect(&target, &token, "alice").await?);
+                }
+                expect_refused(&target, &token, 429)
+                    .await
+                    .context("one connection over the per-user limit")?;
+                let mut n = 0;
+                while held.len() < PER_IP {
+                    held.push(target.connect(&format!("user-{n}")).await?);
+                    n += 1;
+                }
+                expect_refused(&target, &target.token("newcomer", &["*"]), 429)
+                    .await
+                    .context("a valid token over the per-address limit")?;
+                expect_refused(&target, "not.a.jwt", 429)
+                    .await
+                    .context("the address limit is checked before the token")?;
+                // Hammering the limit holds nothing.
+                for _ in 0..200 {
+                    expect_refused(&target, &token, 429).await?;
+                }
+                if let Some(c) = held.pop() {
+                    c.close().await?;
+                }
+                let deadline = Instant::now() + Duration::from_secs(10);
+                let again = loop {
+                    match Client::try_connect(
+                        &target,
+                        Credentials::Query(&target.token("newcomer", &["*"])),
+                        "newcomer",
+                    )
+                    .await
+                    {
+                        Ok(c) => break c,
+                        Err(_) if Instant::now() < deadline => {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        Err(e) => bail!("a closed connection must free its address slot: {e}"),
+                    }
+                };
+                drop(again);
+                drop(held);
+                Ok(())
+            },
+        )
+        .await?;
+        anyhow::Ok(())
+    })
+}
+
+/// Slow readers, oversized and binary frames, and thousands of joins, on a server with the rate
+/// limit raised (so the patterns go at full speed).
+#[test]
+fn slow_readers_bad_frames_and_join_churn_keep_memory_bounded() -> anyhow::Result<()> {
+    const HOGS: usize = 4;
+    const STALLED: usize = 4;
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(
+        dir.path(),
+        &["--rate-per-sec", "100000", "--rate-burst", "100000"],
+    )?;
+    let target = Target { port: server.port };
+    let queue = OUTBOUND_QUEUE_BYTES as u64;
+    runtime().block_on(async {
+        // A room of 100 maximum-size messages: each `history` page of it is ~128 KB.
+        let mut writer = target.connect("writer").await?;
+        writer.join("big").await?;
+        let body = "x".repeat(MAX_BODY_BYTES);
+        for i in 0..100 {
+            writer.message("big", &format!("big-{i}"), &body).await?;
+        }
+        writer.close().await?;
+        connections_drop_to(target.port, 0).await?;
+
+        // Readers that never read, each asking for 128 KB history pages: without a byte bound on
+        // the outbound queue each could hold 1024 × 128 KB = 128 MB; with it, 8 MB each.
+        let slow_before = metric(target.port, "roomcast_slow_consumers_total").await?;
+        measured(&server, "slow readers: 4 never-reading history hogs", HOGS as u64 * queue + 48 * MIB, || async {
+            let mut hogs = Vec::new();
+            for i in 0..HOGS {
+                let mut c = target.connect(&format!("hog-{i}")).await?;
+                c.join("big").await?;
+                hogs.push(c);
+            }
+            let request = json!({"action": "history", "room": "big", "limit": 100});
+            for c in &mut hogs {
+                // Far past what the socket buffers and the queue can hold; the server closes
+                // the socket (4009) and the sends start failing.
+                for _ in 0..600 {
+                    if c.send_json(&request).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            // Each request is a 128 KB page read and serialized (slow in a debug build, on a
+            // loaded machine): generous.
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while metric(target.port, "roomcast_slow_consumers_total").await? < slow_before + HOGS as u64 {
+                ensure!(Instant::now() < deadline, "the hogs were not all closed as slow consumers");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            drop(hogs);
+            Ok(())
+        })
+        .await?;
+
+        // Stalled members of a busy room: each is closed at its bound, while a member who reads
+        // gets every message.
+        let slow_before = metric(target.port, "roomcast_slow_consumers_total").await?;
+        measured(&server, "slow readers: 4 stalled members of a busy room", STALLED as u64 * queue + 48 * MIB, || async {
+            let mut stalled = Vec::new();
+            for i in 0..STALLED {
+                let mut c = target.connect(&format!("stalled-{i}")).await?;
+                c.join("busy").await?;
+                stalled.push(c);
+            }
+            let mut reader = target.connect("reader").await?;
+            reader.join("busy").await?;
+            let mut sender = target.connect("sender").await?;
+            sender.join("busy").await?;
+            let big = "y".repeat(MAX_BODY_BYTES);
+            let mut sent = 0;
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while metric(target.port, "roomcast_slow_consumers_total").await? < slow_before + STALLED as u64 {
+                ensure!(Instant::now() < deadline, "the stalled members were not all closed");
+                for _ in 0..50 {
+                    sender.message("busy", &format!("b-{sent}"), &big).await?;
+                    sent += 1;
+                    let m = reader.expect_message("busy").await?;
+                    ensure!(m["id"] == format!("b-{}", sent - 1), "the reader gets every message in order: {m}");
+                }
+            }
+            eprintln!("abuse: {sent} messages of {MAX_BODY_BYTES} bytes closed {STALLED} stalled members");
+            drop(stalled);
+            Ok(())
+        })
+        .await?;
+
+        measured(&server, "oversized (1009) and binary (1003) frames", 32 * MIB, || async {
+            let oversized = "z".repeat(MAX_FRAME_BYTES + 1);
+            for i in 0..100 {
+                let mut c = target.connect(&format!("big-frame-{i}")).await?;
+                c.send_text(format!(r#"{{"action":"ping","pad":"{oversized}"}}"#)).await?;
+                let (code, _) = c.expect_close().await?;
+                ensure!(code == 1009, "oversized frame: closed {code}");
+                let mut c = target.connect(&format!("binary-{i}")).await?;
+                c.send_binary(vec![0u8; 1024]).await?;
+                let (code, _) = c.expect_close().await?;
+                ensure!(code == 1003, "binary frame: closed {code}");
+            }
+            Ok(())
+        })
+        .await?;
+
+        measured(&server, "joins: 2000 join/leave of one room, 1000 rooms", 32 * MIB, || async {
+            let mut c = target.connect("churner").await?;
+            for i in 0..2000 {
+                c.send_json(&json!({"action": "join", "room": "churn"})).await?;
+                c.send_json(&json!({"action": "leave", "room": "churn"})).await?;
+                if i % 100 == 99 {
+                    c.sync().await?;
+                }
+            }
+            c.sync().await?;
+            let mut wide = target.connect("wanderer").await?;
+            for round in 0..10 {
+                for r in 0..MAX_ROOMS_PER_CONNECTION {
+                    wide.send_json(&json!({"action": "join", "room": format!("r{round}-{r}")})).await?;
+                }
+                wide.send_json(&json!({"action": "join", "room": "one-too-many", "ref": "over"})).await?;
+                let error = wide.expect_error("LIMIT_EXCEEDED").await?;
+                ensure!(error["ref"] == "over", "{error}");
+                for r in 0..MAX_ROOMS_PER_CONNECTION {
+                    wide.send_json(&json!({"action": "leave", "room": format!("r{round}-{r}")})).await?;
+                }
+                wide.sync().await?;
+            }
+            let rooms = metric(target.port, "roomcast_rooms").await?;
+            ensure!(rooms == 0, "every room was left, yet {rooms} have subscribers");
+            Ok(())
+        })
+        .await?;
+        anyhow::Ok(())
+    })
+}
