@@ -50,6 +50,9 @@ const LINGER: Duration = Duration::from_millis(250);
 const CLOSE_DRAIN: Duration = Duration::from_secs(1);
 /// Bytes read from a socket at a time (and zero-filled before each read by tungstenite).
 const READ_BUFFER_BYTES: usize = 4096;
+/// Most queued frames written to a socket before one flush: enough to make a burst one
+/// syscall, few enough that one connection's backlog does not hold its writer for long.
+const WRITE_BATCH_FRAMES: usize = 64;
 /// How long shutdown waits for sockets to take their 1001 close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -484,12 +487,6 @@ async fn write_loop(
     handle: Arc<ConnHandle>,
     metrics: Arc<Metrics>,
 ) {
-    fn message(frame: Outbound) -> Message {
-        match frame {
-            Outbound::Text(t) => Message::Text(t.into()),
-            Outbound::Binary(b) => Message::Binary(b.into()),
-        }
-    }
     loop {
         tokio::select! {
             biased;
@@ -499,8 +496,7 @@ async fn write_loop(
                 // within CLOSE_DRAIN: a slow consumer's backlog must not delay its close.
                 let _ = tokio::time::timeout(CLOSE_DRAIN, async {
                     while let Ok(frame) = queue.try_recv() {
-                        handle.dequeued(&frame);
-                        if sink.send(message(frame)).await.is_err() {
+                        if write_batch(&mut sink, &mut queue, &handle, frame).await.is_err() {
                             break;
                         }
                     }
@@ -512,13 +508,38 @@ async fn write_loop(
             }
             next = queue.recv() => {
                 let Some(frame) = next else { return };
-                handle.dequeued(&frame);
-                if sink.send(message(frame)).await.is_err() {
+                if write_batch(&mut sink, &mut queue, &handle, frame).await.is_err() {
                     return;
                 }
             }
         }
     }
+}
+
+fn message(frame: Outbound) -> Message {
+    match frame {
+        Outbound::Text(t) => Message::Text(t.into()),
+        Outbound::Binary(b) => Message::Binary(b.into()),
+    }
+}
+
+/// Writes `first` and the frames already queued behind it (at most [`WRITE_BATCH_FRAMES`]),
+/// then flushes once: a burst for one connection costs one `write` syscall instead of one per
+/// frame, which was the server's largest remaining cost under load (docs/benchmarks.md).
+async fn write_batch(
+    sink: &mut futures::stream::SplitSink<WebSocket, Message>,
+    queue: &mut tokio::sync::mpsc::Receiver<Outbound>,
+    handle: &ConnHandle,
+    first: Outbound,
+) -> Result<(), axum::Error> {
+    handle.dequeued(&first);
+    sink.feed(message(first)).await?;
+    for _ in 1..WRITE_BATCH_FRAMES {
+        let Ok(frame) = queue.try_recv() else { break };
+        handle.dequeued(&frame);
+        sink.feed(message(frame)).await?;
+    }
+    sink.flush().await
 }
 
 fn is_too_big(error: &axum::Error) -> bool {
