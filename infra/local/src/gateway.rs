@@ -3,14 +3,14 @@
 //! `@connections` management endpoint and the chat service both deliver through it, as they
 //! both do through the Management API on AWS.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use roomcast_core::limits::{OUTBOUND_QUEUE_BYTES, OUTBOUND_QUEUE_FRAMES};
 use roomcast_core::ports::{Gateway, GatewayError};
 use roomcast_core::protocol::close;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
 
@@ -38,11 +38,31 @@ impl Outbound {
     }
 }
 
+/// Frames waiting for a socket's writer. A plain deque rather than a bounded channel: it
+/// allocates nothing until a frame is queued, where a channel allocates its first block (about
+/// 1.5 KiB) for every connection, most of which are idle (docs/benchmarks.md, idle capacity).
+#[derive(Default)]
+struct OutboundQueue {
+    frames: VecDeque<Outbound>,
+    /// Payload bytes in `frames`.
+    bytes: usize,
+    /// The writer has stopped: nothing will take frames any more.
+    writer_gone: bool,
+}
+
+/// Why a frame was not queued.
+enum Refused {
+    /// The queue is at one of its bounds.
+    Full,
+    /// The socket's writer has stopped.
+    WriterGone,
+}
+
 /// What the registry knows about one socket.
 pub struct ConnHandle {
-    queue: mpsc::Sender<Outbound>,
-    /// Payload bytes in `queue`.
-    queued_bytes: AtomicUsize,
+    outbound: Mutex<OutboundQueue>,
+    /// Signalled when a frame is queued (a permit is kept if the writer is busy).
+    frames_queued: Notify,
     close_request: Mutex<Option<(u16, String)>>,
     close_notify: Notify,
     /// When it connected, epoch milliseconds.
@@ -55,24 +75,67 @@ pub struct ConnHandle {
 }
 
 impl ConnHandle {
-    /// A handle and the receiving end of its outbound queue.
-    pub fn new(
-        connected_at_ms: u64,
-        source_ip: String,
-        user_agent: String,
-    ) -> (Arc<Self>, mpsc::Receiver<Outbound>) {
-        let (queue, rx) = mpsc::channel(OUTBOUND_QUEUE_FRAMES);
-        let handle = Arc::new(Self {
-            queue,
-            queued_bytes: AtomicUsize::new(0),
+    /// A handle with an empty outbound queue.
+    pub fn new(connected_at_ms: u64, source_ip: String, user_agent: String) -> Arc<Self> {
+        Arc::new(Self {
+            outbound: Mutex::new(OutboundQueue::default()),
+            frames_queued: Notify::new(),
             close_request: Mutex::new(None),
             close_notify: Notify::new(),
             connected_at_ms,
             source_ip,
             user_agent,
             last_active_ms: AtomicU64::new(connected_at_ms),
-        });
-        (handle, rx)
+        })
+    }
+
+    fn outbound(&self) -> MutexGuard<'_, OutboundQueue> {
+        self.outbound.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues `frame` unless that would pass a bound or the writer has stopped.
+    fn push(&self, frame: Outbound) -> Result<(), Refused> {
+        let mut queue = self.outbound();
+        if queue.writer_gone {
+            return Err(Refused::WriterGone);
+        }
+        let bytes = queue.bytes + frame.len();
+        if queue.frames.len() >= OUTBOUND_QUEUE_FRAMES || bytes > OUTBOUND_QUEUE_BYTES {
+            return Err(Refused::Full);
+        }
+        queue.bytes = bytes;
+        queue.frames.push_back(frame);
+        drop(queue);
+        self.frames_queued.notify_one();
+        Ok(())
+    }
+
+    /// Waits until a frame is queued.
+    pub async fn frames_queued(&self) {
+        loop {
+            // Created before the check: `notify_one` between the two leaves a permit for it.
+            let notified = self.frames_queued.notified();
+            if !self.outbound().frames.is_empty() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Takes the oldest queued frame.
+    pub fn take_frame(&self) -> Option<Outbound> {
+        let mut queue = self.outbound();
+        let frame = queue.frames.pop_front()?;
+        queue.bytes -= frame.len();
+        Some(frame)
+    }
+
+    /// The writer has stopped: drops what is queued and refuses further frames (`Gone`).
+    pub fn writer_stopped(&self) {
+        let mut queue = self.outbound();
+        queue.writer_gone = true;
+        queue.frames = VecDeque::new();
+        queue.bytes = 0;
     }
 
     /// Asks the socket's writer to close with `code`; the first request wins.
@@ -119,14 +182,9 @@ impl ConnHandle {
         }
     }
 
-    /// The socket's writer took `frame` off the queue.
-    pub fn dequeued(&self, frame: &Outbound) {
-        self.queued_bytes.fetch_sub(frame.len(), Ordering::AcqRel);
-    }
-
     /// Payload bytes queued and not yet taken by the writer.
     pub fn queued_bytes(&self) -> usize {
-        self.queued_bytes.load(Ordering::Acquire)
+        self.outbound().bytes
     }
 
     /// Records inbound activity.
@@ -195,26 +253,13 @@ impl LocalGateway {
     /// instead of growing.
     pub fn enqueue(&self, conn_id: &str, frame: Outbound) -> Result<(), GatewayError> {
         let handle = self.handle(conn_id).ok_or(GatewayError::Gone)?;
-        let len = frame.len();
-        // Reserved before the send, so concurrent senders cannot overshoot the bound together.
-        let queued = handle.queued_bytes.fetch_add(len, Ordering::AcqRel) + len;
-        if queued > OUTBOUND_QUEUE_BYTES {
-            handle.queued_bytes.fetch_sub(len, Ordering::AcqRel);
-            return Err(self.slow_consumer(&handle));
-        }
-        match handle.queue.try_send(frame) {
+        match handle.push(frame) {
             Ok(()) => {
                 self.metrics.frame_out();
                 Ok(())
             }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                handle.queued_bytes.fetch_sub(len, Ordering::AcqRel);
-                Err(self.slow_consumer(&handle))
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                handle.queued_bytes.fetch_sub(len, Ordering::AcqRel);
-                Err(GatewayError::Gone)
-            }
+            Err(Refused::Full) => Err(self.slow_consumer(&handle)),
+            Err(Refused::WriterGone) => Err(GatewayError::Gone),
         }
     }
 
@@ -247,7 +292,7 @@ mod tests {
     #[test]
     fn a_connection_that_does_not_read_is_closed_at_the_byte_bound() {
         let gateway = LocalGateway::new(Arc::new(Metrics::default()));
-        let (handle, mut rx) = ConnHandle::new(0, "127.0.0.1".into(), String::new());
+        let handle = ConnHandle::new(0, "127.0.0.1".into(), String::new());
         gateway.register("c", handle.clone());
         let frame = || Outbound::Text("x".repeat(1024 * 1024));
         let fit = OUTBOUND_QUEUE_BYTES / (1024 * 1024);
@@ -277,8 +322,31 @@ mod tests {
             fit * 1024 * 1024,
             "the refused frame is not counted"
         );
-        let taken = rx.try_recv().unwrap();
-        handle.dequeued(&taken);
+        assert!(handle.take_frame().is_some());
         assert_eq!(handle.queued_bytes(), (fit - 1) * 1024 * 1024);
+        handle.writer_stopped();
+        assert!(
+            matches!(gateway.enqueue("c", frame()), Err(GatewayError::Gone)),
+            "nothing is queued for a stopped writer"
+        );
+        assert_eq!(handle.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn a_connection_that_does_not_read_is_closed_at_the_frame_bound() {
+        let gateway = LocalGateway::new(Arc::new(Metrics::default()));
+        let handle = ConnHandle::new(0, "127.0.0.1".into(), String::new());
+        gateway.register("c", handle.clone());
+        for i in 0..OUTBOUND_QUEUE_FRAMES {
+            assert!(
+                gateway.enqueue("c", Outbound::Text("x".into())).is_ok(),
+                "frame {i} fits"
+            );
+        }
+        assert!(!handle.is_closing());
+        assert!(gateway.enqueue("c", Outbound::Text("x".into())).is_err());
+        assert!(handle.is_closing(), "closed as a slow consumer");
+        let order: Vec<_> = std::iter::from_fn(|| handle.take_frame()).collect();
+        assert_eq!(order.len(), OUTBOUND_QUEUE_FRAMES, "the queued frames stay");
     }
 }

@@ -48,8 +48,11 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 const LINGER: Duration = Duration::from_millis(250);
 /// How long a closing socket may spend sending the frames queued before its close frame.
 const CLOSE_DRAIN: Duration = Duration::from_secs(1);
-/// Bytes read from a socket at a time (and zero-filled before each read by tungstenite).
-const READ_BUFFER_BYTES: usize = 4096;
+/// Bytes read from a socket at a time (and zero-filled before each read by tungstenite). Every
+/// connection holds this much for its lifetime, so it is sized for chat frames (a few hundred
+/// bytes): 2 KiB instead of 4 KiB took 2 KB off every idle connection (docs/benchmarks.md);
+/// a larger frame grows the buffer as it arrives.
+const READ_BUFFER_BYTES: usize = 2048;
 /// Most queued frames written to a socket before one flush: enough to make a burst one
 /// syscall, few enough that one connection's backlog does not hold its writer for long.
 const WRITE_BATCH_FRAMES: usize = 64;
@@ -148,7 +151,14 @@ impl App {
     }
 
     /// Runs one route event: in-process, or through the route's Lambda function.
-    async fn route(&self, event: &WsEvent) -> Routed {
+    ///
+    /// Boxed: the service's future is the largest part of a socket task's state (kilobytes),
+    /// and inline every idle connection would carry it; boxed, only a frame being handled does.
+    fn route<'a>(&'a self, event: &'a WsEvent) -> futures::future::BoxFuture<'a, Routed> {
+        Box::pin(self.route_inline(event))
+    }
+
+    async fn route_inline(&self, event: &WsEvent) -> Routed {
         let Some(forwarder) = &self.forwarder else {
             return handle_event(&self.service, event).await;
         };
@@ -458,7 +468,7 @@ async fn run_socket(
     meta: SocketMeta,
     token_expiry_ms: Option<u64>,
 ) {
-    let (handle, queue) = ConnHandle::new(
+    let handle = ConnHandle::new(
         meta.connected_at_ms,
         meta.source_ip.clone(),
         meta.user_agent.clone().unwrap_or_default(),
@@ -466,7 +476,7 @@ async fn run_socket(
     app.gateway.register(&meta.id, handle.clone());
     app.metrics.connection_opened();
     let (sink, stream) = socket.split();
-    let writer = tokio::spawn(write_loop(sink, queue, handle.clone(), app.metrics.clone()));
+    let writer = tokio::spawn(write_loop(sink, handle.clone(), app.metrics.clone()));
     let end = read_loop(&app, stream, &meta, &handle, writer, token_expiry_ms).await;
     app.gateway.unregister(&meta.id);
     let now = now_ms();
@@ -483,7 +493,6 @@ async fn run_socket(
 
 async fn write_loop(
     mut sink: futures::stream::SplitSink<WebSocket, Message>,
-    mut queue: tokio::sync::mpsc::Receiver<Outbound>,
     handle: Arc<ConnHandle>,
     metrics: Arc<Metrics>,
 ) {
@@ -495,25 +504,21 @@ async fn write_loop(
                 // Frames queued before the close (the error explaining it, say) go out first,
                 // within CLOSE_DRAIN: a slow consumer's backlog must not delay its close.
                 let _ = tokio::time::timeout(CLOSE_DRAIN, async {
-                    while let Ok(frame) = queue.try_recv() {
-                        if write_batch(&mut sink, &mut queue, &handle, frame).await.is_err() {
-                            break;
-                        }
-                    }
+                    while write_queued(&mut sink, &handle).await.is_ok_and(|n| n > 0) {}
                 })
                 .await;
                 let frame = CloseFrame { code, reason: reason.into() };
                 let _ = sink.send(Message::Close(Some(frame))).await;
-                return;
+                break;
             }
-            next = queue.recv() => {
-                let Some(frame) = next else { return };
-                if write_batch(&mut sink, &mut queue, &handle, frame).await.is_err() {
-                    return;
+            () = handle.frames_queued() => {
+                if write_queued(&mut sink, &handle).await.is_err() {
+                    break;
                 }
             }
         }
     }
+    handle.writer_stopped();
 }
 
 fn message(frame: Outbound) -> Message {
@@ -523,23 +528,25 @@ fn message(frame: Outbound) -> Message {
     }
 }
 
-/// Writes `first` and the frames already queued behind it (at most [`WRITE_BATCH_FRAMES`]),
-/// then flushes once: a burst for one connection costs one `write` syscall instead of one per
-/// frame, which was the server's largest remaining cost under load (docs/benchmarks.md).
-async fn write_batch(
+/// Writes the frames queued for the socket (at most [`WRITE_BATCH_FRAMES`]), then flushes once:
+/// a burst for one connection costs one `write` syscall instead of one per frame. Returns how
+/// many it wrote.
+async fn write_queued(
     sink: &mut futures::stream::SplitSink<WebSocket, Message>,
-    queue: &mut tokio::sync::mpsc::Receiver<Outbound>,
     handle: &ConnHandle,
-    first: Outbound,
-) -> Result<(), axum::Error> {
-    handle.dequeued(&first);
-    sink.feed(message(first)).await?;
-    for _ in 1..WRITE_BATCH_FRAMES {
-        let Ok(frame) = queue.try_recv() else { break };
-        handle.dequeued(&frame);
+) -> Result<usize, axum::Error> {
+    let mut written = 0;
+    while written < WRITE_BATCH_FRAMES {
+        let Some(frame) = handle.take_frame() else {
+            break;
+        };
         sink.feed(message(frame)).await?;
+        written += 1;
     }
-    sink.flush().await
+    if written > 0 {
+        sink.flush().await?;
+    }
+    Ok(written)
 }
 
 fn is_too_big(error: &axum::Error) -> bool {
@@ -592,7 +599,9 @@ async fn read_loop(
                     let body = text.as_str();
                     let mut context = app.context(select_route(body), "MESSAGE", meta, now);
                     context.message_id = Some(context.request_id.clone());
-                    let event = WsEvent { request_context: context, body: Some(body.to_owned()), ..WsEvent::default() };
+                    // Boxed: held across the route's await, an inline event (416 bytes) would be
+                    // part of every connection's task, idle or not.
+                    let event = Box::new(WsEvent { request_context: context, body: Some(body.to_owned()), ..WsEvent::default() });
                     // Replies reach the client through the gateway, as on AWS; the outcome is
                     // for metrics.
                     let outcome = app.route(&event).await.outcome;
