@@ -7,6 +7,7 @@
 //!
 //! The keys below were generated for this test only (`openssl genpkey`); they protect nothing.
 
+use base64::Engine as _;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use roomcast_core::auth::{AuthConfig, AuthError, TokenVerifier, VerifyKey};
 use roomcast_core::limits::MAX_TOKEN_BYTES;
@@ -114,18 +115,7 @@ vgNBz8VxJZPkW0iXwz30ERhiYnphPPiL11xpm7mp7yIKRZ8LVmkLGdbI
 
 /// Unpadded base64url, as JWT segments are.
 fn b64(bytes: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..=chunk.len() {
-            out.push(char::from(T[((n >> (18 - 6 * i)) & 63) as usize]));
-        }
-    }
-    out
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// A token with exactly this header and payload text, signed with `key` under `alg`.

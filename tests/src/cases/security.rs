@@ -4,6 +4,7 @@
 //! refusal has its documented code, and a refused frame never costs the connection.
 
 use anyhow::{Context, ensure};
+use base64::Engine as _;
 use roomcast_core::auth::{Claims, Role, TokenSigner};
 use roomcast_core::limits::MAX_TOKEN_BYTES;
 use serde_json::{Value, json};
@@ -15,18 +16,7 @@ use crate::scope::{Failures, Scope, now_secs};
 
 /// Unpadded base64url, as JWT segments are.
 fn b64(bytes: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..=chunk.len() {
-            out.push(char::from(T[((n >> (18 - 6 * i)) & 63) as usize]));
-        }
-    }
-    out
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// The three segments of a token.
