@@ -5,139 +5,25 @@
 //! returns near its baseline after. The figures are printed (`--nocapture` shows them).
 #![cfg(target_os = "linux")]
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod process;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, anyhow, bail, ensure};
-use roomcast_core::auth::{Claims, TokenSigner};
+use anyhow::{Context, bail, ensure};
+use process::{Server, Target, metric, rss_of, runtime};
 use roomcast_core::limits::{
     DEFAULT_MAX_CONNECTIONS_PER_USER, MAX_BODY_BYTES, MAX_FRAME_BYTES, MAX_ROOMS_PER_CONNECTION,
     OUTBOUND_QUEUE_BYTES,
 };
 use roomcast_protocol_tests::client::{Client, ConnectError, Credentials, frame_type};
-use roomcast_protocol_tests::deployment::{Capabilities, Deployment};
-use roomcast_protocol_tests::scope::claims;
 use serde_json::json;
 
-const SECRET: &str = "abuse-test-secret";
 const MIB: u64 = 1024 * 1024;
 /// How much a pattern may leave behind once its connections are gone (allocator slack, store
 /// caches): far below what any of them would leak if something grew without bound.
 const MAX_GROWTH_AFTER: u64 = 48 * MIB;
-
-/// The binary on one data directory, with its pid for `/proc`.
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Server {
-    fn start(data_dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_roomcast-local"))
-            .args(["serve", "--host", "127.0.0.1", "--port", "0"])
-            .args(["--jwt-secret", SECRET])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(extra)
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("spawning roomcast-local")?;
-        let stdout = child.stdout.take().context("stdout is piped")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let port = line
-            .trim()
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .ok_or_else(|| anyhow!("unexpected first line {line:?}"))?;
-        Ok(Self { child, port })
-    }
-
-    fn rss(&self) -> anyhow::Result<u64> {
-        rss_of(self.child.id())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `VmRSS` of `pid`, bytes.
-fn rss_of(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .context("no VmRSS")?;
-    Ok(kb * 1024)
-}
-
-struct Target {
-    port: u16,
-}
-
-#[async_trait::async_trait]
-impl Deployment for Target {
-    fn ws_url(&self) -> String {
-        format!("ws://127.0.0.1:{}/", self.port)
-    }
-    fn http_url(&self) -> Option<String> {
-        Some(format!("http://127.0.0.1:{}", self.port))
-    }
-    fn sign(&self, claims: &Claims) -> String {
-        TokenSigner::hs256(SECRET.as_bytes()).sign(claims)
-    }
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            http_api: true,
-            management_api: true,
-            ..Capabilities::default()
-        }
-    }
-}
-
-impl Target {
-    fn token(&self, user: &str, rooms: &[&str]) -> String {
-        self.sign(&claims("abuse", user, rooms))
-    }
-
-    async fn connect(&self, user: &str) -> anyhow::Result<Client> {
-        Client::connect(self, &self.token(user, &["*"]), user).await
-    }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-}
-
-async fn metric(port: u16, name: &str) -> anyhow::Result<u64> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .ok_or_else(|| anyhow!("no metric {name}"))
-}
 
 /// Waits until the server holds `n` connections (closed sockets are released asynchronously).
 async fn connections_drop_to(port: u16, n: u64) -> anyhow::Result<()> {
@@ -230,7 +116,7 @@ where
     Fut: Future<Output = anyhow::Result<()>>,
 {
     let before = server.rss()?;
-    let sampler = PeakSampler::start(server.child.id());
+    let sampler = PeakSampler::start(server.pid());
     let result = pattern().await;
     connections_drop_to(server.port, 0).await?;
     // Let the server finish disconnect processing before the reading.
@@ -282,9 +168,10 @@ fn floods_and_connection_limits_keep_memory_bounded() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let server = Server::start(
         dir.path(),
+        0,
         &["--max-connections-per-ip", &PER_IP.to_string()],
     )?;
-    let target = Target { port: server.port };
+    let target = server.target();
     runtime().block_on(async {
         // Warm up the allocator and the store, so the baseline is a running server's.
         let mut warm = target.connect("warm").await?;
@@ -402,9 +289,10 @@ fn slow_readers_bad_frames_and_join_churn_keep_memory_bounded() -> anyhow::Resul
     let dir = tempfile::tempdir()?;
     let server = Server::start(
         dir.path(),
+        0,
         &["--rate-per-sec", "100000", "--rate-burst", "100000"],
     )?;
-    let target = Target { port: server.port };
+    let target = server.target();
     let queue = OUTBOUND_QUEUE_BYTES as u64;
     runtime().block_on(async {
         // A room of 100 maximum-size messages: each `history` page of it is ~128 KB.

@@ -3,120 +3,21 @@
 //! acknowledged message and leaves no gap in the seqs.
 #![cfg(unix)]
 
+mod process;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, anyhow};
-use roomcast_core::auth::{Claims, TokenSigner};
+use process::{Server, Target, metric, runtime};
 use roomcast_protocol_tests::client::{Client, frame_type, str_field, u64_field};
-use roomcast_protocol_tests::deployment::{Capabilities, Deployment};
-use roomcast_protocol_tests::scope::claims;
 use serde_json::{Value, json};
 
-const SECRET: &str = "lifecycle-test-secret";
-
-/// The binary running on one data directory.
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Server {
-    fn start(data_dir: &Path, port: u16) -> anyhow::Result<Self> {
-        Self::start_with(data_dir, port, &[])
-    }
-
-    fn start_with(data_dir: &Path, port: u16, extra: &[&str]) -> anyhow::Result<Self> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_roomcast-local"))
-            .args([
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--jwt-secret",
-                SECRET,
-            ])
-            .args(["--rate-per-sec", "100000", "--rate-burst", "100000"])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("spawning roomcast-local")?;
-        let stdout = child.stdout.take().context("stdout is piped")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let port = line
-            .trim()
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .ok_or_else(|| anyhow!("unexpected first line {line:?}"))?;
-        Ok(Self { child, port })
-    }
-
-    fn wait_exit(&mut self, within: Duration) -> anyhow::Result<std::process::ExitStatus> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
-            }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "server still running after {within:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Target {
-    port: u16,
-}
-
-#[async_trait::async_trait]
-impl Deployment for Target {
-    fn ws_url(&self) -> String {
-        format!("ws://127.0.0.1:{}/", self.port)
-    }
-    fn http_url(&self) -> Option<String> {
-        Some(format!("http://127.0.0.1:{}", self.port))
-    }
-    fn sign(&self, claims: &Claims) -> String {
-        TokenSigner::hs256(SECRET.as_bytes()).sign(claims)
-    }
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            http_api: true,
-            management_api: true,
-            ..Capabilities::default()
-        }
-    }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-}
+/// The rate limit is not what these tests are about: lifted.
+const NO_RATE_LIMIT: [&str; 4] = ["--rate-per-sec", "100000", "--rate-burst", "100000"];
 
 async fn joined_client(target: &Target, user: &str, room: &str) -> anyhow::Result<Client> {
-    let token = target.sign(&claims("acme", user, &[room]));
-    let mut client = Client::connect(target, &token, user).await?;
+    let mut client = Client::connect(target, &target.token(user, &[room]), user).await?;
     client.join(room).await?;
     Ok(client)
 }
@@ -124,13 +25,13 @@ async fn joined_client(target: &Target, user: &str, room: &str) -> anyhow::Resul
 #[test]
 fn sigterm_closes_sockets_with_1001_and_exits_cleanly() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let mut server = Server::start(dir.path(), 0)?;
-    let target = Target { port: server.port };
+    let mut server = Server::start(dir.path(), 0, &NO_RATE_LIMIT)?;
+    let target = server.target();
     runtime().block_on(async {
         let mut a = joined_client(&target, "alice", "lobby").await?;
         let mut b = joined_client(&target, "bob", "lobby").await?;
         let status = Command::new("kill")
-            .args(["-TERM", &server.child.id().to_string()])
+            .args(["-TERM", &server.pid().to_string()])
             .status()?;
         anyhow::ensure!(status.success(), "kill -TERM failed");
         for client in [&mut a, &mut b] {
@@ -176,7 +77,7 @@ fn kill_9_under_concurrent_load_loses_no_acknowledged_message() -> anyhow::Resul
     const SENDERS: usize = 4;
     const EACH: usize = 400;
     let dir = tempfile::tempdir()?;
-    let mut server = Server::start(dir.path(), 0)?;
+    let mut server = Server::start(dir.path(), 0, &NO_RATE_LIMIT)?;
     let port = server.port;
     let rt = runtime();
     let acked: Vec<(String, u64)> = rt.block_on(async {
@@ -191,8 +92,7 @@ fn kill_9_under_concurrent_load_loses_no_acknowledged_message() -> anyhow::Resul
             .collect();
         // Let acks flow, then kill mid-stream.
         tokio::time::sleep(Duration::from_millis(300)).await;
-        server.child.kill()?;
-        server.child.wait()?;
+        server.kill_9()?;
         let mut all = Vec::new();
         for s in senders {
             all.extend(s.await??);
@@ -203,11 +103,9 @@ fn kill_9_under_concurrent_load_loses_no_acknowledged_message() -> anyhow::Resul
         !acked.is_empty(),
         "no message was acknowledged before the kill: the test proves nothing"
     );
-    let restarted = Server::start(dir.path(), port)?;
+    let restarted = Server::start(dir.path(), port, &NO_RATE_LIMIT)?;
     let stored: BTreeMap<u64, String> = rt.block_on(async {
-        let target = Target {
-            port: restarted.port,
-        };
+        let target = restarted.target();
         let mut reader = joined_client(&target, "auditor", "load").await?;
         let mut stored = BTreeMap::new();
         let mut after = 0;
@@ -246,19 +144,6 @@ fn kill_9_under_concurrent_load_loses_no_acknowledged_message() -> anyhow::Resul
     Ok(())
 }
 
-async fn metric(port: u16, name: &str) -> anyhow::Result<u64> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .ok_or_else(|| anyhow!("no metric {name}"))
-}
-
 #[test]
 fn slow_consumer_is_closed_and_the_sender_is_unaffected() -> anyhow::Result<()> {
     // Enough 4 KB messages to fill the outbound queue (1024 frames) past the loopback socket
@@ -266,8 +151,10 @@ fn slow_consumer_is_closed_and_the_sender_is_unaffected() -> anyhow::Result<()> 
     const MESSAGES: usize = 6000;
     let dir = tempfile::tempdir()?;
     // The store plays no part in this; in memory, one connection's frames are not paced by fsync.
-    let server = Server::start_with(dir.path(), 0, &["--store", "memory"])?;
-    let target = Target { port: server.port };
+    let mut flags = NO_RATE_LIMIT.to_vec();
+    flags.extend(["--store", "memory"]);
+    let server = Server::start(dir.path(), 0, &flags)?;
+    let target = server.target();
     runtime().block_on(async {
         let _stalled = joined_client(&target, "stalled", "flood").await?;
         let mut sender = joined_client(&target, "sender", "flood").await?;
