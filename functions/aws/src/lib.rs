@@ -15,12 +15,16 @@
 //! - `moto` (feature `testing`): starts a moto DynamoDB server for tests.
 //! - `capacity` (feature `testing`): an SDK interceptor recording every DynamoDB call with the
 //!   units it consumed, and DynamoDB's size-based billing of those calls (cost tests, benchmark).
+//! - `fault_proxy` (feature `testing`): an HTTP proxy in front of the emulator that injects
+//!   DynamoDB's 5xx and throttling errors, latency and dropped connections (fault tests).
 //!
 //! Native only: the SDK needs tokio and hyper, so this crate is never built for wasm32.
 
 #[cfg(feature = "testing")]
 pub mod capacity;
 pub mod dynamo;
+#[cfg(feature = "testing")]
+pub mod fault_proxy;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 #[cfg(feature = "lambda")]

@@ -318,3 +318,70 @@ async fn the_key_is_read_from_an_ssm_secure_string_at_cold_start() {
             .is_err()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recipient_failing_with_500_does_not_stop_the_others_and_is_kept() {
+    let w = world().await;
+    for (conn, user) in [("a+1/x=", "alice"), ("b+2/y=", "bob"), ("c+3/z=", "carol")] {
+        assert_eq!(
+            w.connect(conn, &token(user, Role::User)).await.status_code,
+            200
+        );
+        w.frame(
+            conn,
+            "$default",
+            json!({"action": "join", "room": "support-1"}),
+        )
+        .await;
+    }
+    for conn in ["a+1/x=", "b+2/y=", "c+3/z="] {
+        w.received(conn);
+    }
+    // API Gateway fails every post to carol with a 500: an internal error, not a gone client.
+    w.connections
+        .lock()
+        .unwrap()
+        .failing
+        .insert("c+3/z=".into());
+    let message =
+        |id: &str| json!({"action": "message", "room": "support-1", "id": id, "body": id});
+    w.frame("a+1/x=", "message", message("m1")).await;
+    let with_id = |frames: &[Value], id: &str| frames.iter().filter(|f| f["id"] == id).count();
+    let to_alice = w.received("a+1/x=");
+    assert!(
+        to_alice
+            .iter()
+            .any(|f| f["type"] == "ack" && f["id"] == "m1" && f["seq"] == 1),
+        "the sender is acknowledged: {to_alice:?}"
+    );
+    assert_eq!(with_id(&w.received("b+2/y="), "m1"), 1, "bob is served");
+    assert_eq!(with_id(&w.received("c+3/z="), "m1"), 0);
+    assert!(
+        w.runtime
+            .store()
+            .connection("c+3/z=")
+            .await
+            .unwrap()
+            .is_some(),
+        "a 500 does not remove the connection (only a 410 does)"
+    );
+    // API Gateway recovers: carol is still a recipient, and gets what she missed on resume.
+    w.connections.lock().unwrap().failing.clear();
+    w.frame("a+1/x=", "message", message("m2")).await;
+    assert_eq!(
+        with_id(&w.received("c+3/z="), "m2"),
+        1,
+        "carol is served again"
+    );
+    w.frame(
+        "c+3/z=",
+        "$default",
+        json!({"action": "join", "room": "support-1", "since": 0}),
+    )
+    .await;
+    assert_eq!(
+        with_id(&w.received("c+3/z="), "m1"),
+        1,
+        "the missed message is in her resume"
+    );
+}

@@ -22,6 +22,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use roomcast_aws::fault_proxy::FaultProxy;
 use roomcast_aws::lambda::{FunctionConfig, Runtime, env};
 use roomcast_aws::moto::{Dynamo, dynamo};
 use roomcast_core::auth::{Claims, Role, TokenSigner};
@@ -36,6 +37,9 @@ pub struct Connections {
     pub live: HashSet<String>,
     /// 429s still to answer per connection before accepting.
     pub throttle: HashMap<String, u32>,
+    /// Connections whose posts API Gateway fails with a 500 (an internal error: the
+    /// connection is not gone).
+    pub failing: HashSet<String>,
     pub received: HashMap<String, Vec<Value>>,
     /// Management API requests answered so far (any status).
     pub calls: u64,
@@ -61,6 +65,13 @@ async fn post_to_connection(
     s.calls += 1;
     if !s.live.contains(&id) {
         return management_error(StatusCode::GONE, "GoneException");
+    }
+    if s.failing.contains(&id) {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(json!({"message": "Internal server error"})),
+        )
+            .into_response();
     }
     if let Some(left) = s.throttle.get_mut(&id).filter(|n| **n > 0) {
         *left -= 1;
@@ -125,6 +136,8 @@ pub struct World {
     /// Every DynamoDB call with its units (the cost tests and benchmark).
     pub meter: roomcast_aws::capacity::Meter,
     pub dynamo: Dynamo,
+    /// Between the functions and DynamoDB, when the world was made with [`world_with_faults`].
+    pub faults: Option<FaultProxy>,
 }
 
 pub async fn world() -> World {
@@ -133,6 +146,24 @@ pub async fn world() -> World {
 
 pub async fn world_with(extra: &[(&'static str, &str)]) -> World {
     let dynamo = dynamo();
+    let endpoint = dynamo.endpoint.clone();
+    build(dynamo, endpoint, None, extra).await
+}
+
+/// A world whose functions reach DynamoDB through a [`FaultProxy`] (`world.faults`).
+pub async fn world_with_faults() -> World {
+    let dynamo = dynamo();
+    let proxy = FaultProxy::start(&dynamo.endpoint).await.unwrap();
+    let endpoint = proxy.endpoint.clone();
+    build(dynamo, endpoint, Some(proxy), &[]).await
+}
+
+async fn build(
+    dynamo: Dynamo,
+    endpoint: String,
+    faults: Option<FaultProxy>,
+    extra: &[(&'static str, &str)],
+) -> World {
     let connections = Shared::default();
     let app = Router::new()
         .route(
@@ -153,7 +184,7 @@ pub async fn world_with(extra: &[(&'static str, &str)]) -> World {
     let config = FunctionConfig::from_env(|k| vars.get(k).cloned()).unwrap();
     let sdk = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
-        .endpoint_url(&dynamo.endpoint)
+        .endpoint_url(&endpoint)
         .credentials_provider(Credentials::new("test", "test", None, None, "test"))
         .load()
         .await;
@@ -175,6 +206,7 @@ pub async fn world_with(extra: &[(&'static str, &str)]) -> World {
         operations,
         meter,
         dynamo,
+        faults,
     }
 }
 
