@@ -282,6 +282,12 @@ impl Client {
         }
     }
 
+    /// The next frame (stashed ones first) if one comes before `deadline`; an error when the
+    /// connection closed.
+    pub async fn recv_before(&mut self, deadline: Instant) -> anyhow::Result<Option<Value>> {
+        self.next_before(deadline).await
+    }
+
     /// The next frame, waiting at most [`wait_timeout`].
     pub async fn recv(&mut self) -> anyhow::Result<Value> {
         let deadline = Instant::now() + self.timeout;
