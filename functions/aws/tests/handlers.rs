@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::{fixture, now_ms, token, types, world, world_with};
+use common::{World, fixture, now_ms, token, types, world, world_with};
 use roomcast_aws::lambda::{FunctionConfig, env, with_key_from_parameter};
 use roomcast_core::auth::Role;
 use roomcast_core::ports::ConnectionStore;
@@ -43,8 +43,9 @@ async fn connect_fixture_accepts_a_token_and_echoes_the_subprotocol() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn message_is_acked_and_fanned_out_and_gone_recipients_are_removed() {
+/// A world where alice (`a+1/x=`), bob (`b+2/y=`) and carol (`c+3/z=`) have joined `support-1`,
+/// with what they received so far taken.
+async fn three_in_support_1() -> World {
     let w = world().await;
     for (conn, user) in [("a+1/x=", "alice"), ("b+2/y=", "bob"), ("c+3/z=", "carol")] {
         assert_eq!(
@@ -61,6 +62,12 @@ async fn message_is_acked_and_fanned_out_and_gone_recipients_are_removed() {
     for conn in ["a+1/x=", "b+2/y=", "c+3/z="] {
         w.received(conn);
     }
+    w
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn message_is_acked_and_fanned_out_and_gone_recipients_are_removed() {
+    let w = three_in_support_1().await;
     // Carol's client vanished without a $disconnect: API Gateway answers 410 for her.
     w.connections.lock().unwrap().live.remove("c+3/z=");
     // Alice's own ack meets two 429s first: the gateway backs off and retries.
@@ -321,22 +328,7 @@ async fn the_key_is_read_from_an_ssm_secure_string_at_cold_start() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_recipient_failing_with_500_does_not_stop_the_others_and_is_kept() {
-    let w = world().await;
-    for (conn, user) in [("a+1/x=", "alice"), ("b+2/y=", "bob"), ("c+3/z=", "carol")] {
-        assert_eq!(
-            w.connect(conn, &token(user, Role::User)).await.status_code,
-            200
-        );
-        w.frame(
-            conn,
-            "$default",
-            json!({"action": "join", "room": "support-1"}),
-        )
-        .await;
-    }
-    for conn in ["a+1/x=", "b+2/y=", "c+3/z="] {
-        w.received(conn);
-    }
+    let w = three_in_support_1().await;
     // API Gateway fails every post to carol with a 500: an internal error, not a gone client.
     w.connections
         .lock()
