@@ -484,6 +484,17 @@ impl Client {
         }
     }
 
+    /// Drops the connection with a TCP reset (`SO_LINGER` 0): no close frame and no orderly
+    /// FIN, as when a client's process or network dies. (Dropping a `Client` sends a FIN.)
+    pub fn reset(self) -> anyhow::Result<()> {
+        if let MaybeTlsStream::Plain(stream) = self.ws.get_ref() {
+            stream
+                .set_zero_linger()
+                .with_context(|| format!("{}: setting SO_LINGER 0", self.label))?;
+        }
+        Ok(())
+    }
+
     // ---- protocol helpers -------------------------------------------------------------
 
     /// `join {room}` and its `joined` reply.
