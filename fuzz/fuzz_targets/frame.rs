@@ -89,7 +89,7 @@ fn check(text: &str) {
             // A frame naming `action` twice is parsed by its last one (as a JSON object) and
             // routed to `$default` (route selection refuses duplicate keys): both are served by
             // the same `handle_event`, so only a named route has to match.
-            let action = action_of(&parsed.frame);
+            let action = parsed.frame.action();
             assert!(
                 route == "$default" || route == action,
                 "`{action}` frame routed to {route}"
@@ -161,22 +161,5 @@ fn check_valid(frame: &ClientFrame) {
             assert!((1..=MAX_HISTORY_LIMIT).contains(l), "limit {l}");
         }
         _ => {}
-    }
-}
-
-fn action_of(frame: &ClientFrame) -> &'static str {
-    match frame {
-        ClientFrame::Join { .. } => "join",
-        ClientFrame::Leave { .. } => "leave",
-        ClientFrame::Message { .. } => "message",
-        ClientFrame::Edit { .. } => "edit",
-        ClientFrame::Delete { .. } => "delete",
-        ClientFrame::Typing { .. } => "typing",
-        ClientFrame::Read { .. } => "read",
-        ClientFrame::Presence { .. } => "presence",
-        ClientFrame::History { .. } => "history",
-        ClientFrame::Assign { .. } => "assign",
-        ClientFrame::Close { .. } => "close",
-        ClientFrame::Ping => "ping",
     }
 }

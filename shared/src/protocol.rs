@@ -234,6 +234,26 @@ pub enum ClientFrame {
     Ping,
 }
 
+impl ClientFrame {
+    /// The frame's `action`, as the client wrote it.
+    pub fn action(&self) -> &'static str {
+        match self {
+            ClientFrame::Join { .. } => "join",
+            ClientFrame::Leave { .. } => "leave",
+            ClientFrame::Message { .. } => "message",
+            ClientFrame::Edit { .. } => "edit",
+            ClientFrame::Delete { .. } => "delete",
+            ClientFrame::Typing { .. } => "typing",
+            ClientFrame::Read { .. } => "read",
+            ClientFrame::Presence { .. } => "presence",
+            ClientFrame::History { .. } => "history",
+            ClientFrame::Assign { .. } => "assign",
+            ClientFrame::Close { .. } => "close",
+            ClientFrame::Ping => "ping",
+        }
+    }
+}
+
 /// The sender of messages the service writes itself (support-desk status changes). `$` cannot
 /// appear in a user id, so no token or publish can impersonate it.
 pub const SYSTEM_SENDER: &str = "$system";

@@ -129,23 +129,6 @@ fn unavailable(e: StoreError) -> Rejection {
     }
 }
 
-fn action_name(frame: &ClientFrame) -> &'static str {
-    match frame {
-        ClientFrame::Join { .. } => "join",
-        ClientFrame::Leave { .. } => "leave",
-        ClientFrame::Message { .. } => "message",
-        ClientFrame::Edit { .. } => "edit",
-        ClientFrame::Delete { .. } => "delete",
-        ClientFrame::Typing { .. } => "typing",
-        ClientFrame::Read { .. } => "read",
-        ClientFrame::Presence { .. } => "presence",
-        ClientFrame::History { .. } => "history",
-        ClientFrame::Assign { .. } => "assign",
-        ClientFrame::Close { .. } => "close",
-        ClientFrame::Ping => "ping",
-    }
-}
-
 impl ChatService {
     /// A service over the given ports.
     pub fn new(
@@ -365,7 +348,7 @@ impl ChatService {
                 return outcome;
             }
         };
-        outcome.action = Some(action_name(&parsed.frame));
+        outcome.action = Some(parsed.frame.action());
         match self
             .dispatch(&conn, parsed.frame, parsed.reference.clone(), now_ms)
             .await
