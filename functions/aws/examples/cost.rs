@@ -38,11 +38,10 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, PutRequest,
     ScalarAttributeType, WriteRequest,
 };
-use common::{SECRET, World, now_ms, world};
+use common::{SECRET, World, member_token, world};
 use futures::StreamExt;
 use roomcast_aws::capacity::{Billed, Meter, Tally, bill, tally};
 use roomcast_aws::dynamo::emulator_client;
-use roomcast_core::auth::{Claims, Role, TokenSigner};
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
 
@@ -143,21 +142,9 @@ fn usage(problem: &str) -> ! {
     std::process::exit(2)
 }
 
-fn member_token(user: &str) -> String {
-    TokenSigner::hs256(SECRET.as_bytes()).sign(&Claims {
-        sub: Some(user.into()),
-        tid: Some("acme".into()),
-        name: Some(format!("Member {user}")),
-        rooms: vec!["chat-*".into()],
-        role: Role::User,
-        exp: Some(now_ms() / 1000 + 4 * 3600),
-        ..Claims::default()
-    })
-}
-
 /// Connects `conn` as `user` and joins `room`, through the handlers.
 async fn online(w: &World, conn: &str, user: &str, room: &str) {
-    let connected = w.connect(conn, &member_token(user)).await;
+    let connected = w.connect(conn, &member_token(user, &["chat-*"])).await;
     assert_eq!(connected.status_code, 200, "connect {conn}");
     w.frame(conn, "$default", json!({"action": "join", "room": room}))
         .await;

@@ -11,26 +11,14 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{SECRET, World, now_ms, types, world};
+use common::{World, member_token, types, world};
 use roomcast_aws::capacity::{bill, tally};
 use roomcast_aws::dynamo::emulator_client;
-use roomcast_core::auth::{Claims, Role, TokenSigner};
 use serde_json::json;
 
-/// A member's token for the non-support `chat-*` rooms (support rooms add the desk's work to a
-/// visitor's first message; the benchmark measures plain chat).
-fn member_token(user: &str) -> String {
-    TokenSigner::hs256(SECRET.as_bytes()).sign(&Claims {
-        sub: Some(user.into()),
-        tid: Some("acme".into()),
-        name: Some(format!("Member {user}")),
-        rooms: vec!["chat-*".into()],
-        role: Role::User,
-        exp: Some(now_ms() / 1000 + 3600),
-        ..Claims::default()
-    })
-}
-
+/// The rooms are `chat-*`, not support rooms: a visitor's first message in a support room adds
+/// the desk's work, and this measures plain chat.
+///
 /// Connects `k` members (distinct users) and joins them to `room`; their connection ids.
 async fn online_room(w: &World, room: &str, k: usize) -> Vec<String> {
     let mut members = Vec::new();
@@ -39,7 +27,9 @@ async fn online_room(w: &World, room: &str, k: usize) -> Vec<String> {
         let conn = format!("Cost{k:04}m{i:06}=");
         let user = format!("u{k}-{i}");
         assert_eq!(
-            w.connect(&conn, &member_token(&user)).await.status_code,
+            w.connect(&conn, &member_token(&user, &["chat-*"]))
+                .await
+                .status_code,
             200
         );
         w.frame(&conn, "$default", json!({"action": "join", "room": room}))
@@ -128,7 +118,7 @@ async fn the_meter_asks_for_consumed_capacity_when_the_caller_does_not() {
         .build(),
     );
     assert_eq!(
-        w.connect("Zr4mWdnYDoECFYg=", &member_token("alice"))
+        w.connect("Zr4mWdnYDoECFYg=", &member_token("alice", &["chat-*"]))
             .await
             .status_code,
         200

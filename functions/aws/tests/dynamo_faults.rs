@@ -12,9 +12,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{SECRET, World, now_ms, world_with_faults};
+use common::{World, member_token, world_with_faults};
 use roomcast_aws::fault_proxy::{Fault, FaultProxy};
-use roomcast_core::auth::{Claims, Role, TokenSigner};
 use serde_json::{Value, json};
 
 const ROOM: &str = "faults";
@@ -26,18 +25,6 @@ const CALLS_PER_MESSAGE: u64 = 6;
 /// Longest a frame may take while every call fails: 3 attempts with the SDK's backoff (up to 1 s,
 /// then 2 s) for the call that fails, plus slack for this shared machine.
 const FAILING_FRAME_WITHIN: Duration = Duration::from_secs(10);
-
-fn member_token(user: &str) -> String {
-    let claims = Claims {
-        sub: Some(user.into()),
-        tid: Some("acme".into()),
-        rooms: vec![ROOM.into()],
-        role: Role::User,
-        exp: Some(now_ms() / 1000 + 3600),
-        ..Claims::default()
-    };
-    TokenSigner::hs256(SECRET.as_bytes()).sign(&claims)
-}
 
 fn proxy(w: &World) -> &FaultProxy {
     w.faults.as_ref().expect("made by world_with_faults")
@@ -111,7 +98,12 @@ async fn history(w: &World, conn: &str) -> BTreeMap<u64, String> {
 async fn dynamodb_faults_never_ack_an_unstored_message_and_recovery_loses_nothing() {
     let w = world_with_faults().await;
     for (conn, user) in [("alice=", "alice"), ("bob=", "bob")] {
-        assert_eq!(w.connect(conn, &member_token(user)).await.status_code, 200);
+        assert_eq!(
+            w.connect(conn, &member_token(user, &[ROOM]))
+                .await
+                .status_code,
+            200
+        );
         w.frame(conn, "$default", json!({"action": "join", "room": ROOM}))
             .await;
     }

@@ -232,6 +232,20 @@ pub fn token(user: &str, role: Role) -> String {
     TokenSigner::hs256(SECRET.as_bytes()).sign(&claims)
 }
 
+/// A `user` token of tenant `acme` granting `rooms`, named `Member {user}`, valid for four
+/// hours (long enough for the cost benchmark's runs).
+pub fn member_token(user: &str, rooms: &[&str]) -> String {
+    TokenSigner::hs256(SECRET.as_bytes()).sign(&Claims {
+        sub: Some(user.into()),
+        tid: Some("acme".into()),
+        name: Some(format!("Member {user}")),
+        rooms: rooms.iter().map(|r| (*r).to_owned()).collect(),
+        role: Role::User,
+        exp: Some(now_ms() / 1000 + 4 * 3600),
+        ..Claims::default()
+    })
+}
+
 pub fn now_ms() -> u64 {
     u64::try_from(
         std::time::SystemTime::now()
