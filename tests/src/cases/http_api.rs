@@ -16,7 +16,8 @@ fn base(d: &dyn Deployment) -> anyhow::Result<String> {
         .context("the deployment reports http_api but gives no http_url")
 }
 
-fn ensure_status(r: &Response, status: u16, what: &str) -> anyhow::Result<()> {
+/// Fails unless `r` has HTTP `status`, showing the body.
+pub(crate) fn ensure_status(r: &Response, status: u16, what: &str) -> anyhow::Result<()> {
     ensure!(
         r.status == status,
         "{what}: expected HTTP {status}, got {} `{}`",

@@ -9,6 +9,7 @@ use roomcast_core::auth::{Claims, Role, TokenSigner};
 use roomcast_core::limits::MAX_TOKEN_BYTES;
 use serde_json::{Value, json};
 
+use crate::cases::http_api::ensure_status;
 use crate::client::{Client, ConnectError, Credentials, frame_type};
 use crate::deployment::Deployment;
 use crate::http::{Request, Response};
@@ -578,16 +579,6 @@ pub async fn tenants_are_isolated_on_every_path(d: &dyn Deployment) -> anyhow::R
     Ok(())
 }
 
-fn expect_status(r: &Response, status: u16, what: &str) -> anyhow::Result<()> {
-    ensure!(
-        r.status == status,
-        "{what}: expected HTTP {status}, got {} `{}`",
-        r.status,
-        r.text()
-    );
-    Ok(())
-}
-
 /// The HTTP API is tenant-isolated and checks its tokens like the upgrade: another tenant's
 /// service reads its own (empty) room of the same name and publishes into it, never into this
 /// tenant's; a user token not granting the room gets 403 on history, a user token 403 on
@@ -619,7 +610,7 @@ pub async fn http_api_is_tenant_isolated(d: &dyn Deployment) -> anyhow::Result<(
         .bearer(&b_service)
         .send(&base)
         .await?;
-    expect_status(&r, 200, "tenant b's service reads its own room")?;
+    ensure_status(&r, 200, "tenant b's service reads its own room")?;
     ensure!(
         bodies(&r)?.is_empty(),
         "tenant b sees none of tenant a's messages: {}",
@@ -630,7 +621,7 @@ pub async fn http_api_is_tenant_isolated(d: &dyn Deployment) -> anyhow::Result<(
         .json(&json!({"id": b.id("svc"), "body": "tenant b"}))
         .send(&base)
         .await?;
-    expect_status(&r, 201, "tenant b's service publishes")?;
+    ensure_status(&r, 201, "tenant b's service publishes")?;
     ensure!(
         r.json()?["seq"] == 1,
         "into tenant b's own room: {}",
@@ -645,7 +636,7 @@ pub async fn http_api_is_tenant_isolated(d: &dyn Deployment) -> anyhow::Result<(
         .bearer(&a_service)
         .send(&base)
         .await?;
-    expect_status(&r, 200, "tenant a's service reads")?;
+    ensure_status(&r, 200, "tenant a's service reads")?;
     ensure!(
         bodies(&r)? == ["tenant a"],
         "tenant a's room holds only its message: {}",
@@ -660,20 +651,20 @@ pub async fn http_api_is_tenant_isolated(d: &dyn Deployment) -> anyhow::Result<(
         .await?;
     f.check(
         "history with a token not granting the room",
-        expect_status(&r, 403, "not granted"),
+        ensure_status(&r, 403, "not granted"),
     );
     let r = Request::new("POST", &path)
         .bearer(&a.token("alice", &["*"]))
         .json(&json!({"id": a.id("u"), "body": "x"}))
         .send(&base)
         .await?;
-    f.check("publish with a user token", expect_status(&r, 403, "user"));
+    f.check("publish with a user token", ensure_status(&r, 403, "user"));
     let r = Request::new("POST", "/rooms/inbox/messages")
         .bearer(&a_service)
         .json(&json!({"id": a.id("inbox"), "body": "support-1: waiting", "meta": {"kind": "status", "room": "support-1", "status": "waiting", "version": 99}}))
         .send(&base)
         .await?;
-    f.check("publish into the inbox", expect_status(&r, 403, "inbox"));
+    f.check("publish into the inbox", ensure_status(&r, 403, "inbox"));
 
     let service_claims = Claims {
         role: Role::Service,
@@ -710,13 +701,13 @@ pub async fn http_api_is_tenant_isolated(d: &dyn Deployment) -> anyhow::Result<(
             .bearer(&token)
             .send(&base)
             .await?;
-        f.check(&format!("GET, {what}"), expect_status(&r, 401, &what));
+        f.check(&format!("GET, {what}"), ensure_status(&r, 401, &what));
         let r = Request::new("POST", &path)
             .bearer(&token)
             .json(&json!({"id": a.id("forged"), "body": "forged"}))
             .send(&base)
             .await?;
-        f.check(&format!("POST, {what}"), expect_status(&r, 401, &what));
+        f.check(&format!("POST, {what}"), ensure_status(&r, 401, &what));
     }
     f.finish()?;
     let page = a_alice.history(ROOM, json!({})).await?;
