@@ -5,6 +5,7 @@
 import { Pacer, reconnectDecision, rotateAfterMs } from './backoff.js';
 import { Outbox, ulid } from './outbox.js';
 import { Timeline } from './timeline.js';
+import { Emitter } from './emitter.js';
 
 /** The sender of the messages the service writes itself (support-desk status changes). */
 export const SYSTEM_SENDER = '$system';
@@ -37,29 +38,6 @@ export function statusOf(msg) {
   const status = m.status || msg.status;
   if (!isSystem(msg) || !status) return null;
   return { room: m.room || msg.room, status, agent: m.agent ?? msg.agent ?? null, version: m.version ?? null, ts: msg.ts };
-}
-
-class Emitter {
-  constructor() {
-    this.handlers = new Map();
-  }
-
-  /** Subscribes; returns the unsubscribe function. */
-  on(type, fn) {
-    if (!this.handlers.has(type)) this.handlers.set(type, new Set());
-    this.handlers.get(type).add(fn);
-    return () => this.handlers.get(type).delete(fn);
-  }
-
-  emit(type, ...args) {
-    for (const fn of this.handlers.get(type) || []) {
-      try {
-        fn(...args);
-      } catch (e) {
-        console.error(e);
-      }
-    }
-  }
 }
 
 /** One room as this client sees it. */
