@@ -6,39 +6,10 @@ import { Pacer, reconnectDecision, rotateAfterMs } from './backoff.js';
 import { Outbox, ulid } from './outbox.js';
 import { Timeline } from './timeline.js';
 import { Emitter } from './emitter.js';
-
-/** The sender of the messages the service writes itself (support-desk status changes). */
-export const SYSTEM_SENDER = '$system';
-/** The room where agents see every conversation change of their tenant. */
-export const INBOX_ROOM = 'inbox';
+import { decodeClaims } from './claims.js';
+import { INBOX_ROOM, SYSTEM_SENDER, isSystem, statusOf } from './desk.js';
 
 const TRANSIENT = new Set(['RATE_LIMITED', 'UNAVAILABLE', 'NOT_MEMBER']);
-
-/** Reads a JWT's claims without verifying it (the server verifies; the client only plans). */
-export function decodeClaims(token) {
-  try {
-    const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
-    const json = decodeURIComponent(
-      [...atob(part + '==='.slice((part.length + 3) % 4))].map((c) => '%' + c.charCodeAt(0).toString(16).padStart(2, '0')).join(''),
-    );
-    return JSON.parse(json) || {};
-  } catch {
-    return {};
-  }
-}
-
-/** Whether a message is a service-written event (a support-desk status change). */
-export function isSystem(msg) {
-  return msg.from === SYSTEM_SENDER || msg.kind === 'system' || msg.meta?.kind === 'system';
-}
-
-/** The conversation change a system message records, or null. */
-export function statusOf(msg) {
-  const m = msg.meta || {};
-  const status = m.status || msg.status;
-  if (!isSystem(msg) || !status) return null;
-  return { room: m.room || msg.room, status, agent: m.agent ?? msg.agent ?? null, version: m.version ?? null, ts: msg.ts };
-}
 
 /** One room as this client sees it. */
 export class Room {

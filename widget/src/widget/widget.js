@@ -8,7 +8,8 @@
 //
 // See docs/widget.md.
 
-import { RoomcastClient, decodeClaims } from '../sdk/client.js';
+import { RoomcastClient } from '../sdk/client.js';
+import { decodeClaims } from '../sdk/claims.js';
 import { CSS, ChatView, bannerText, h } from '../ui/chat.js';
 
 const WIDGET_CSS = `
