@@ -1,5 +1,6 @@
 // roomcast JS client SDK. See docs/widget.md.
-export { RoomcastClient, Room } from './client.js';
+export { RoomcastClient } from './client.js';
+export { Room } from './room.js';
 export { decodeClaims } from './claims.js';
 export { isSystem, statusOf, SYSTEM_SENDER, INBOX_ROOM } from './desk.js';
 export { reconnectDecision, fullJitter, rotateAfterMs, BACKOFF } from './backoff.js';
