@@ -1,0 +1,300 @@
+// The transport: one WebSocket connection with its timers. Keep-alive pings (no pong: the socket
+// is half-open), reconnects with backoff by what the close meant (backoff.js), make-before-break
+// rotation before the server's cut-off or the token's expiry, and paced sending under the rate
+// limit. What travels on it (joins, messages, frames received) is the client's business.
+
+import { Pacer, reconnectDecision, rotateAfterMs } from './backoff.js';
+import { decodeClaims } from './claims.js';
+
+/**
+ * One logical connection with reconnects: the single socket of the local and AWS builds, or one
+ * socket per room on the edge build.
+ */
+export class Link {
+  constructor(client, key) {
+    this.client = client;
+    this.key = key; // '*' or, on the edge build, the room
+    this.ws = null;
+    this.next = null; // the replacement being opened by a rotation
+    this.state = 'idle'; // 'idle' | 'connecting' | 'open' | 'waiting' | 'stopped'
+    this.everOpened = false;
+    this.attempt = 0;
+    this.rateLimited = 0;
+    this.pacer = new Pacer(client.opts.rate.burst, client.opts.rate.perSec, client.now);
+    this.queue = [];
+    this.queueTimer = null;
+    this.timers = {};
+  }
+
+  rooms() {
+    return [...this.client.rooms.values()].filter((r) => r.state !== 'left' && this.client.linkKey(r.name) === this.key);
+  }
+
+  clear(name) {
+    clearTimeout(this.timers[name]);
+    clearInterval(this.timers[name]);
+    this.timers[name] = null;
+  }
+
+  async connect(refresh = false) {
+    this.clear('retry');
+    if (this.state === 'stopped' || this.state === 'connecting' || this.state === 'open') return;
+    this.state = 'connecting';
+    this.client.updateState();
+    const afterExpiry = this.afterExpiry;
+    const before = this.client.token;
+    let token;
+    try {
+      token = await this.client.getToken(refresh);
+    } catch (e) {
+      if (afterExpiry) return this.stop('unauthorized', 'token refresh failed');
+      return this.failed(false, 1006);
+    }
+    if (this.state !== 'connecting') return;
+    if (afterExpiry) {
+      const exp = decodeClaims(token).exp;
+      if (token === before || (exp && exp * 1000 <= this.client.now())) return this.stop('unauthorized', 'no fresh token');
+    }
+    this.afterExpiry = false;
+    try {
+      this.ws = this.open(token);
+    } catch {
+      this.failed(false, 1006);
+    }
+  }
+
+  open(token) {
+    const ws = this.socket(token);
+    ws.onopen = () => this.opened(ws);
+    ws.onmessage = (ev) => this.client.onData(ev.data, this, ws);
+    ws.onclose = (ev) => this.closed(ws, ev.code);
+    ws.onerror = () => {};
+    return ws;
+  }
+
+  /**
+   * A WebSocket to this link's URL, the token in `Sec-WebSocket-Protocol` (or in the query: on
+   * the edge build, and with `tokenIn: 'query'`).
+   */
+  socket(token) {
+    const c = this.client;
+    let url = String(c.opts.url);
+    if (c.edge) {
+      url = url.includes('{room}')
+        ? url.replace('{room}', encodeURIComponent(this.key))
+        : `${url.replace(/\/+$/, '')}/rooms/${encodeURIComponent(this.key)}/ws`;
+    }
+    if (c.edge || c.opts.tokenIn === 'query') {
+      url += (url.includes('?') ? '&' : '?') + 'token=' + encodeURIComponent(token);
+      return new c.WebSocket(url);
+    }
+    return new c.WebSocket(url, ['roomcast.v1', token]);
+  }
+
+  opened(ws) {
+    if (ws === this.next) return this.rejoinOn(ws);
+    if (ws !== this.ws) return;
+    this.state = 'open';
+    this.everOpened = true;
+    this.socketOpened = true;
+    this.openedAt = this.client.now();
+    this.closingCode = null;
+    this.client.linkUp(this, ws);
+    this.startTimers();
+    this.client.updateState();
+  }
+
+  startTimers() {
+    const { pingIntervalMs } = this.client.opts;
+    this.clear('ping');
+    this.timers.ping = setInterval(() => this.ping(), pingIntervalMs);
+    this.clear('rotate');
+    const c = this.client.claims;
+    const after = rotateAfterMs({
+      maxConnectionMs: this.client.opts.maxConnectionMs,
+      tokenExpMs: c.exp && this.client.tokenFn ? c.exp * 1000 : 0,
+      tokenIatMs: c.iat ? c.iat * 1000 : 0,
+      openedAt: this.openedAt,
+    });
+    if (Number.isFinite(after)) this.timers.rotate = setTimeout(() => this.rotate(), Math.min(after, 2 ** 31 - 1));
+  }
+
+  ping() {
+    if (this.state !== 'open' || this.timers.pong) return;
+    this.send({ action: 'ping' });
+    this.timers.pong = setTimeout(() => this.dead(), this.client.opts.pongTimeoutMs);
+  }
+
+  /** Any frame shows the socket is alive. */
+  alive(ws) {
+    if (ws === this.ws) this.clear('pong');
+  }
+
+  /** No pong: the socket is half-open. Drop it and reconnect. */
+  dead() {
+    const ws = this.ws;
+    if (!ws) return;
+    try {
+      ws.close(4000, 'no pong');
+    } catch {}
+    this.closed(ws, 1006);
+  }
+
+  /** Make-before-break: open a new socket, resume every room on it, then retire the old one. */
+  async rotate() {
+    if (this.state !== 'open' || this.next) return;
+    const c = this.client;
+    let token;
+    try {
+      const expSoon = c.claims.exp && c.claims.exp * 1000 - c.now() < 120000;
+      token = await c.getToken(Boolean(expSoon));
+    } catch {
+      this.timers.rotate = setTimeout(() => this.rotate(), 30000);
+      return;
+    }
+    if (this.state !== 'open' || this.next) return;
+    this.next = this.open(token);
+    this.nextWaiting = null;
+    this.clear('rotateAbort');
+    this.timers.rotateAbort = setTimeout(() => this.abandonNext(), 20000);
+  }
+
+  rejoinOn(ws) {
+    const rooms = this.rooms().filter((r) => r.state !== 'forbidden');
+    this.nextWaiting = new Set(rooms.map((r) => r.name));
+    for (const room of rooms) this.client.sendJoin(room, this, ws, true);
+    if (!this.nextWaiting.size) this.swap();
+  }
+
+  joinedOn(ws, room) {
+    if (ws !== this.next || !this.nextWaiting) return;
+    this.nextWaiting.delete(room);
+    if (!this.nextWaiting.size) this.swap();
+  }
+
+  abandonNext() {
+    const ws = this.next;
+    if (!ws) return;
+    this.next = null;
+    try {
+      ws.close(1000, 'rotation abandoned');
+    } catch {}
+    this.timers.rotate = setTimeout(() => this.rotate(), 30000);
+  }
+
+  swap() {
+    const old = this.ws;
+    this.clear('rotateAbort');
+    this.ws = this.next;
+    this.next = null;
+    this.nextWaiting = null;
+    this.openedAt = this.client.now();
+    this.closingCode = null;
+    this.client.stats.rotations += 1;
+    this.clear('pong');
+    this.startTimers();
+    // Acks still in flight on the old socket get a moment; whatever it did not acknowledge is
+    // resent on the new one (same ids: never doubled).
+    setTimeout(() => {
+      try {
+        old.close(1000, 'replaced');
+      } catch {}
+      this.client.resendAll(this);
+    }, 1000);
+  }
+
+  closed(ws, wsCode) {
+    if (ws === this.next) {
+      this.next = null;
+      this.clear('rotateAbort');
+      this.timers.rotate = setTimeout(() => this.rotate(), 30000);
+      return;
+    }
+    if (ws !== this.ws) return; // a retired socket
+    ws.onopen = ws.onmessage = ws.onclose = null;
+    const opened = this.socketOpened;
+    const code = this.closingCode ?? wsCode;
+    this.ws = null;
+    this.socketOpened = false;
+    for (const name of ['ping', 'pong', 'rotate', 'rotateAbort']) this.clear(name);
+    this.queue.length = 0;
+    this.client.linkDown(this);
+    if (this.state === 'stopped') return;
+    this.failed(opened, code);
+  }
+
+  failed(opened, code) {
+    const c = this.client;
+    if (opened && c.now() - this.openedAt > 5000) this.attempt = 0;
+    const d = reconnectDecision(
+      { code, opened, attempt: this.attempt, rateLimited: this.rateLimited, canRefresh: Boolean(c.tokenFn) },
+      c.random,
+    );
+    c.stats.closes.push(code);
+    if (code === 4008) this.rateLimited += 1;
+    else if (opened) this.rateLimited = 0;
+    if (d.action === 'stop') {
+      const why = code === 4001 ? 'unauthorized' : code === 4003 ? 'forbidden' : 'closed';
+      return this.stop(why, d.reason);
+    }
+    this.attempt += 1;
+    this.afterExpiry = opened && code === 4001;
+    this.state = 'waiting';
+    this.retryAt = c.now() + d.delayMs;
+    this.lastReason = d.reason;
+    this.timers.retry = setTimeout(() => this.connect(d.action === 'refresh'), d.delayMs);
+    c.updateState();
+  }
+
+  stop(why, reason) {
+    this.state = 'stopped';
+    this.stopReason = why;
+    this.lastReason = reason;
+    for (const k of Object.keys(this.timers)) this.clear(k);
+    this.client.updateState();
+    this.client.emit('stopped', { why, reason });
+  }
+
+  /** Reconnect now (network back, user asked). */
+  wake() {
+    if (this.state === 'waiting') this.connect();
+  }
+
+  shutdown() {
+    this.state = 'stopped';
+    this.stopReason = 'closed';
+    for (const k of Object.keys(this.timers)) this.clear(k);
+    for (const ws of [this.ws, this.next]) {
+      if (!ws) continue;
+      ws.onclose = ws.onmessage = ws.onopen = null;
+      try {
+        ws.close(1000, 'client closed');
+      } catch {}
+    }
+    this.ws = this.next = null;
+  }
+
+  /** Queues a frame on the current (or given) socket, paced under the rate limit. */
+  send(frame, ws = this.ws) {
+    if (!ws || (ws === this.ws && this.state !== 'open')) return false;
+    this.queue.push([ws, JSON.stringify(frame)]);
+    this.pump();
+    return true;
+  }
+
+  pump() {
+    if (this.queueTimer) return;
+    while (this.queue.length) {
+      const wait = this.pacer.take();
+      if (wait > 0) {
+        this.queueTimer = setTimeout(() => {
+          this.queueTimer = null;
+          this.pump();
+        }, wait);
+        return;
+      }
+      const [ws, text] = this.queue.shift();
+      if (ws.readyState === 1) ws.send(text);
+    }
+  }
+}
