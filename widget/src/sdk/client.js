@@ -8,6 +8,7 @@ import { decodeClaims } from './claims.js';
 import { INBOX_ROOM, isSystem, statusOf } from './desk.js';
 import { Room } from './room.js';
 import { Link } from './link.js';
+import { Requests } from './requests.js';
 
 const TRANSIENT = new Set(['RATE_LIMITED', 'UNAVAILABLE', 'NOT_MEMBER']);
 
@@ -62,8 +63,7 @@ export class RoomcastClient extends Emitter {
     this.presence = new Map();
     /** room → {room, status, agent, version, ts}: the support desk as the inbox tells it */
     this.desk = new Map();
-    this.pending = new Map();
-    this.refs = 0;
+    this.requests = new Requests();
     this.state = 'idle';
     this.stats = { rotations: 0, closes: [], states: [] };
     this.dirty = new Set();
@@ -247,8 +247,7 @@ export class RoomcastClient extends Emitter {
   /** A link's socket opened: join its rooms, and send the requests made while it was down. */
   linkUp(link, ws) {
     for (const room of link.rooms()) this.sendJoin(room, link, ws);
-    // Desk requests made while disconnected (idempotent: resent after a reconnect too).
-    for (const p of this.pending.values()) if (p.link === link && !p.sent) p.sent = link.send(p.frame);
+    this.requests.sendUnsent(link);
   }
 
   /** A link's socket closed: its rooms rejoin, and what was in flight on it goes again once it is back. */
@@ -263,7 +262,7 @@ export class RoomcastClient extends Emitter {
     for (const e of this.outbox.entries.values()) {
       if (e.status === 'sending' && this.linkKey(e.room) === link.key) e.status = 'pending';
     }
-    for (const p of this.pending.values()) if (p.link === link) p.sent = false;
+    this.requests.markUnsent(link);
     this.updateState();
   }
 
@@ -277,7 +276,7 @@ export class RoomcastClient extends Emitter {
 
   requestHistory(room, kind, range) {
     const link = this.link(room.name);
-    const ref = `h:${++this.refs}`;
+    const ref = this.requests.nextRef('h');
     if (!link.send({ action: 'history', room: room.name, ...range, ref })) return;
     const entry = { kind, ref };
     entry.timer = setTimeout(() => {
@@ -438,38 +437,8 @@ export class RoomcastClient extends Emitter {
     return [...this.desk.values()].filter((c) => !status || c.status === status).sort((a, b) => (b.ts || 0) - (a.ts || 0));
   }
 
-  request(frame, { reply = true, timeoutMs = 15000 } = {}) {
-    const ref = `r:${++this.refs}`;
-    const full = { ...frame, ref };
-    const link = this.link(frame.room);
-    return new Promise((resolve, reject) => {
-      const p = { frame: full, link, resolve, reject, sent: false };
-      p.timer = setTimeout(() => {
-        this.pending.delete(ref);
-        reject(Object.assign(new Error('no reply'), { code: 'TIMEOUT' }));
-      }, timeoutMs);
-      this.pending.set(ref, p);
-      p.sent = link.send(full);
-      if (!reply) {
-        // edit/delete answer with a room-wide frame, not a reply: settle when it is queued.
-        setTimeout(() => {
-          if (this.pending.delete(ref)) {
-            clearTimeout(p.timer);
-            resolve(undefined);
-          }
-        }, 2000);
-      }
-    });
-  }
-
-  settle(ref, error, value) {
-    const p = this.pending.get(ref);
-    if (!p) return false;
-    this.pending.delete(ref);
-    clearTimeout(p.timer);
-    if (error) p.reject(Object.assign(new Error(error.message), { code: error.code }));
-    else p.resolve(value);
-    return true;
+  request(frame, options) {
+    return this.requests.send(this.link(frame.room), frame, options);
   }
 
   applyConversation(name, c) {
@@ -541,7 +510,7 @@ export class RoomcastClient extends Emitter {
         return this.onPresence(f, link);
       case 'status':
         this.applyConversation(f.room, f);
-        if (f.ref) this.settle(f.ref, null, f);
+        if (f.ref) this.requests.settle(f.ref, null, f);
         return;
       case 'error':
         return this.onError(f, link);
@@ -658,8 +627,8 @@ export class RoomcastClient extends Emitter {
         this.outbox.update(ref, { status: 'failed', permanent: true, error: f.code });
       }
       this.changed(e.room);
-    } else if (ref && this.pending.has(ref)) {
-      this.settle(ref, f);
+    } else if (ref && this.requests.has(ref)) {
+      this.requests.settle(ref, f);
     } else if (ref?.startsWith('j:')) {
       const room = this.rooms.get(ref.slice(2));
       if (room && f.code === 'FORBIDDEN') {
