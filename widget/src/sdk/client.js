@@ -5,12 +5,11 @@
 import { Outbox, ulid } from './outbox.js';
 import { Emitter } from './emitter.js';
 import { decodeClaims } from './claims.js';
-import { INBOX_ROOM, isSystem, statusOf } from './desk.js';
+import { INBOX_ROOM } from './desk.js';
 import { Room } from './room.js';
 import { Link } from './link.js';
 import { Requests } from './requests.js';
-
-const TRANSIENT = new Set(['RATE_LIMITED', 'UNAVAILABLE', 'NOT_MEMBER']);
+import { receive } from './frames.js';
 
 /**
  * The client.
@@ -244,6 +243,11 @@ export class RoomcastClient extends Emitter {
     if (!rotation) room.joinTimer = setTimeout(() => room.state === 'joining' && link.state === 'open' && this.sendJoin(room, link, link.ws), 10000);
   }
 
+  /** One WebSocket message on one of `link`'s sockets. */
+  onData(data, link, ws) {
+    receive(this, data, link, ws);
+  }
+
   /** A link's socket opened: join its rooms, and send the requests made while it was down. */
   linkUp(link, ws) {
     for (const room of link.rooms()) this.sendJoin(room, link, ws);
@@ -455,207 +459,6 @@ export class RoomcastClient extends Emitter {
       this.changed(INBOX_ROOM);
       this.emit('desk', conv);
     }
-  }
-
-  // ---- frames ----
-
-  onData(data, link, ws) {
-    let f;
-    try {
-      f = JSON.parse(data);
-    } catch {
-      return;
-    }
-    link.alive(ws);
-    this.onFrame(f, link, ws);
-  }
-
-  onFrame(f, link, ws) {
-    const room = f.room != null ? this.rooms.get(f.room) : undefined;
-    switch (f.type) {
-      case 'joined':
-        return room && this.onJoined(room, f, link, ws);
-      case 'replayed':
-        if (!room) return;
-        room.replaying = false;
-        room.timeline.seeHead(f.through);
-        this.checkGap(room);
-        return this.changed(room.name);
-      case 'message':
-        return room && this.onMessage(room, f, true);
-      case 'history': {
-        if (!room) return;
-        const done = room.historyQueue.shift();
-        if (done) clearTimeout(done.timer);
-        for (const m of f.messages || []) this.onMessage(room, { room: room.name, ...m }, false);
-        this.checkGap(room);
-        return this.changed(room.name);
-      }
-      case 'ack':
-        return this.onAck(f);
-      case 'edited':
-        room?.timeline.amend(f.seq, { body: f.body, edited_ts: f.edited_ts });
-        return room && this.changed(room.name);
-      case 'deleted':
-        room?.timeline.amend(f.seq, { deleted: true, edited_ts: this.now() });
-        return room && this.changed(room.name);
-      case 'typing':
-        return room && this.onTyping(room, f);
-      case 'read':
-        if (!room) return;
-        if (f.user === this.user) room.myRead = Math.max(room.myRead, f.seq);
-        else room.readers.set(f.user, Math.max(room.readers.get(f.user) || 0, f.seq));
-        return this.changed(room.name);
-      case 'presence':
-        return this.onPresence(f, link);
-      case 'status':
-        this.applyConversation(f.room, f);
-        if (f.ref) this.requests.settle(f.ref, null, f);
-        return;
-      case 'error':
-        return this.onError(f, link);
-      case 'closing':
-        if (ws === link.ws) link.closingCode = f.code;
-        return;
-      case 'pong':
-      case 'left':
-      default:
-        return;
-    }
-  }
-
-  onJoined(room, f, link, ws) {
-    if (room.state === 'left') return;
-    clearTimeout(room.joinTimer);
-    const first = !room.timeline.anchored;
-    room.state = 'joined';
-    room.timeline.seeHead(f.head || 0);
-    room.timeline.anchor(room.fromStart ? 0 : f.head || 0);
-    room.myRead = Math.max(room.myRead, f.read_seq || 0);
-    room.members = new Map((f.members || []).map((m) => [m.user, m]));
-    for (const m of f.members || []) this.presence.set(m.user, m);
-    if (f.conversation) this.applyConversation(room.name, f.conversation);
-    if (first && !room.fromStart && f.head > 0) this.requestHistory(room, 'older', { before: f.head + 1, limit: this.opts.pageSize });
-    if (room.readUnsent) {
-      room.readUnsent = false;
-      link.send({ action: 'read', room: room.name, seq: room.myRead });
-    }
-    link.joinedOn(ws, room.name);
-    this.checkGap(room);
-    this.flushRoom(room);
-    this.changed(room.name);
-  }
-
-  onMessage(room, m, live) {
-    const outcome = room.timeline.add(m);
-    const mine = this.outbox.get(m.id);
-    if (mine && m.from === this.user && mine.room === room.name) {
-      // Our own message, stored although its ack was lost (or sent from another tab).
-      clearTimeout(mine.timer);
-      this.outbox.remove(m.id);
-    }
-    const t = room.typers.get(m.from);
-    if (t) {
-      clearTimeout(t);
-      room.typers.delete(m.from);
-    }
-    if (!room.members.has(m.from) && !isSystem(m)) {
-      room.members.set(m.from, this.presence.get(m.from) || { user: m.from, status: 'online', last_seen: m.ts });
-    }
-    const status = statusOf(m);
-    if (status) this.applyConversation(status.room || room.name, status);
-    if (outcome === 'added') {
-      if (live) this.checkGap(room);
-      this.emit('message', m, { room: room.name, live });
-    }
-    this.changed(room.name);
-  }
-
-  onAck(f) {
-    const room = this.rooms.get(f.room);
-    const e = this.outbox.remove(f.id);
-    if (e) clearTimeout(e.timer);
-    if (!room) return;
-    if (e) {
-      const m = { room: f.room, seq: f.seq, id: f.id, from: this.user, body: e.body, ts: f.ts };
-      if (this.claims.name) m.name = this.claims.name;
-      if (e.meta) m.meta = e.meta;
-      room.timeline.add(m);
-    } else room.timeline.seeHead(f.seq);
-    this.checkGap(room);
-    this.emit('ack', f);
-    this.changed(room.name);
-  }
-
-  onTyping(room, f) {
-    clearTimeout(room.typers.get(f.user));
-    room.typers.delete(f.user);
-    if (f.state === 'start' && f.user !== this.user) {
-      room.typers.set(
-        f.user,
-        setTimeout(() => {
-          room.typers.delete(f.user);
-          this.changed(room.name);
-        }, f.ttl_ms || 5000),
-      );
-    }
-    this.changed(room.name);
-  }
-
-  onPresence(f, link) {
-    this.presence.set(f.user, { user: f.user, status: f.status, last_seen: f.last_seen });
-    // Presence frames name no room: update the rooms that list the user (on the edge build
-    // presence is per room, and the frame came on that room's own socket).
-    for (const room of this.rooms.values()) {
-      if (this.edge && room.name !== link.key) continue;
-      if (room.members.has(f.user)) {
-        room.members.set(f.user, { user: f.user, status: f.status, last_seen: f.last_seen });
-        this.changed(room.name);
-      }
-    }
-  }
-
-  onError(f, link) {
-    const ref = f.ref;
-    const e = ref ? this.outbox.get(ref) : null;
-    if (e) {
-      if (TRANSIENT.has(f.code)) {
-        e.status = 'pending';
-        setTimeout(() => this.flush(e), 1000 + this.random() * 2000);
-      } else {
-        clearTimeout(e.timer);
-        this.outbox.update(ref, { status: 'failed', permanent: true, error: f.code });
-      }
-      this.changed(e.room);
-    } else if (ref && this.requests.has(ref)) {
-      this.requests.settle(ref, f);
-    } else if (ref?.startsWith('j:')) {
-      const room = this.rooms.get(ref.slice(2));
-      if (room && f.code === 'FORBIDDEN') {
-        room.state = 'forbidden';
-        clearTimeout(room.joinTimer);
-        this.changed(room.name);
-      } else if (room && this.edge && f.code !== 'RATE_LIMITED' && f.code !== 'UNAVAILABLE') {
-        // The edge build joins the URL's room implicitly: resume by paging.
-        room.state = 'joined';
-        room.replaying = false;
-        room.timeline.anchor(0);
-        this.checkGap(room);
-        this.flushRoom(room);
-      }
-    } else if (ref?.startsWith('h:')) {
-      for (const room of this.rooms.values()) {
-        const h = room.historyQueue.find((x) => x.ref === ref);
-        if (h) {
-          clearTimeout(h.timer);
-          room.historyQueue = room.historyQueue.filter((x) => x !== h);
-        }
-      }
-    } else if (f.code === 'RATE_LIMITED') {
-      // Dropped before parsing, so unknown which frame: resend what is unacknowledged.
-      setTimeout(() => this.resendAll(link), 1500 + this.random() * 1500);
-    }
-    this.emit('error', f);
   }
 }
 

@@ -1,0 +1,208 @@
+// What the server sends, applied to the client: each frame decoded and dispatched by type to
+// the room it names (timeline, cursors, typing, members), the outbox (acks, refusals), the
+// pending requests, presence and the support desk. Protocol: docs/protocol.md.
+
+import { isSystem, statusOf } from './desk.js';
+
+// Refusals worth sending the message again with the same id.
+const TRANSIENT = new Set(['RATE_LIMITED', 'UNAVAILABLE', 'NOT_MEMBER']);
+
+/** Decodes one WebSocket message from `ws`, one of `link`'s sockets, and applies it. */
+export function receive(client, data, link, ws) {
+  let f;
+  try {
+    f = JSON.parse(data);
+  } catch {
+    return;
+  }
+  link.alive(ws);
+  onFrame(client, f, link, ws);
+}
+
+function onFrame(client, f, link, ws) {
+  const room = f.room != null ? client.rooms.get(f.room) : undefined;
+  switch (f.type) {
+    case 'joined':
+      return room && onJoined(client, room, f, link, ws);
+    case 'replayed':
+      if (!room) return;
+      room.replaying = false;
+      room.timeline.seeHead(f.through);
+      client.checkGap(room);
+      return client.changed(room.name);
+    case 'message':
+      return room && onMessage(client, room, f, true);
+    case 'history': {
+      if (!room) return;
+      const done = room.historyQueue.shift();
+      if (done) clearTimeout(done.timer);
+      for (const m of f.messages || []) onMessage(client, room, { room: room.name, ...m }, false);
+      client.checkGap(room);
+      return client.changed(room.name);
+    }
+    case 'ack':
+      return onAck(client, f);
+    case 'edited':
+      room?.timeline.amend(f.seq, { body: f.body, edited_ts: f.edited_ts });
+      return room && client.changed(room.name);
+    case 'deleted':
+      room?.timeline.amend(f.seq, { deleted: true, edited_ts: client.now() });
+      return room && client.changed(room.name);
+    case 'typing':
+      return room && onTyping(client, room, f);
+    case 'read':
+      if (!room) return;
+      if (f.user === client.user) room.myRead = Math.max(room.myRead, f.seq);
+      else room.readers.set(f.user, Math.max(room.readers.get(f.user) || 0, f.seq));
+      return client.changed(room.name);
+    case 'presence':
+      return onPresence(client, f, link);
+    case 'status':
+      client.applyConversation(f.room, f);
+      if (f.ref) client.requests.settle(f.ref, null, f);
+      return;
+    case 'error':
+      return onError(client, f, link);
+    case 'closing':
+      if (ws === link.ws) link.closingCode = f.code;
+      return;
+    case 'pong':
+    case 'left':
+    default:
+      return;
+  }
+}
+
+function onJoined(client, room, f, link, ws) {
+  if (room.state === 'left') return;
+  clearTimeout(room.joinTimer);
+  const first = !room.timeline.anchored;
+  room.state = 'joined';
+  room.timeline.seeHead(f.head || 0);
+  room.timeline.anchor(room.fromStart ? 0 : f.head || 0);
+  room.myRead = Math.max(room.myRead, f.read_seq || 0);
+  room.members = new Map((f.members || []).map((m) => [m.user, m]));
+  for (const m of f.members || []) client.presence.set(m.user, m);
+  if (f.conversation) client.applyConversation(room.name, f.conversation);
+  if (first && !room.fromStart && f.head > 0) client.requestHistory(room, 'older', { before: f.head + 1, limit: client.opts.pageSize });
+  if (room.readUnsent) {
+    room.readUnsent = false;
+    link.send({ action: 'read', room: room.name, seq: room.myRead });
+  }
+  link.joinedOn(ws, room.name);
+  client.checkGap(room);
+  client.flushRoom(room);
+  client.changed(room.name);
+}
+
+function onMessage(client, room, m, live) {
+  const outcome = room.timeline.add(m);
+  const mine = client.outbox.get(m.id);
+  if (mine && m.from === client.user && mine.room === room.name) {
+    // Our own message, stored although its ack was lost (or sent from another tab).
+    clearTimeout(mine.timer);
+    client.outbox.remove(m.id);
+  }
+  const t = room.typers.get(m.from);
+  if (t) {
+    clearTimeout(t);
+    room.typers.delete(m.from);
+  }
+  if (!room.members.has(m.from) && !isSystem(m)) {
+    room.members.set(m.from, client.presence.get(m.from) || { user: m.from, status: 'online', last_seen: m.ts });
+  }
+  const status = statusOf(m);
+  if (status) client.applyConversation(status.room || room.name, status);
+  if (outcome === 'added') {
+    if (live) client.checkGap(room);
+    client.emit('message', m, { room: room.name, live });
+  }
+  client.changed(room.name);
+}
+
+function onAck(client, f) {
+  const room = client.rooms.get(f.room);
+  const e = client.outbox.remove(f.id);
+  if (e) clearTimeout(e.timer);
+  if (!room) return;
+  if (e) {
+    const m = { room: f.room, seq: f.seq, id: f.id, from: client.user, body: e.body, ts: f.ts };
+    if (client.claims.name) m.name = client.claims.name;
+    if (e.meta) m.meta = e.meta;
+    room.timeline.add(m);
+  } else room.timeline.seeHead(f.seq);
+  client.checkGap(room);
+  client.emit('ack', f);
+  client.changed(room.name);
+}
+
+function onTyping(client, room, f) {
+  clearTimeout(room.typers.get(f.user));
+  room.typers.delete(f.user);
+  if (f.state === 'start' && f.user !== client.user) {
+    room.typers.set(
+      f.user,
+      setTimeout(() => {
+        room.typers.delete(f.user);
+        client.changed(room.name);
+      }, f.ttl_ms || 5000),
+    );
+  }
+  client.changed(room.name);
+}
+
+function onPresence(client, f, link) {
+  client.presence.set(f.user, { user: f.user, status: f.status, last_seen: f.last_seen });
+  // Presence frames name no room: update the rooms that list the user (on the edge build
+  // presence is per room, and the frame came on that room's own socket).
+  for (const room of client.rooms.values()) {
+    if (client.edge && room.name !== link.key) continue;
+    if (room.members.has(f.user)) {
+      room.members.set(f.user, { user: f.user, status: f.status, last_seen: f.last_seen });
+      client.changed(room.name);
+    }
+  }
+}
+
+function onError(client, f, link) {
+  const ref = f.ref;
+  const e = ref ? client.outbox.get(ref) : null;
+  if (e) {
+    if (TRANSIENT.has(f.code)) {
+      e.status = 'pending';
+      setTimeout(() => client.flush(e), 1000 + client.random() * 2000);
+    } else {
+      clearTimeout(e.timer);
+      client.outbox.update(ref, { status: 'failed', permanent: true, error: f.code });
+    }
+    client.changed(e.room);
+  } else if (ref && client.requests.has(ref)) {
+    client.requests.settle(ref, f);
+  } else if (ref?.startsWith('j:')) {
+    const room = client.rooms.get(ref.slice(2));
+    if (room && f.code === 'FORBIDDEN') {
+      room.state = 'forbidden';
+      clearTimeout(room.joinTimer);
+      client.changed(room.name);
+    } else if (room && client.edge && f.code !== 'RATE_LIMITED' && f.code !== 'UNAVAILABLE') {
+      // The edge build joins the URL's room implicitly: resume by paging.
+      room.state = 'joined';
+      room.replaying = false;
+      room.timeline.anchor(0);
+      client.checkGap(room);
+      client.flushRoom(room);
+    }
+  } else if (ref?.startsWith('h:')) {
+    for (const room of client.rooms.values()) {
+      const h = room.historyQueue.find((x) => x.ref === ref);
+      if (h) {
+        clearTimeout(h.timer);
+        room.historyQueue = room.historyQueue.filter((x) => x !== h);
+      }
+    }
+  } else if (f.code === 'RATE_LIMITED') {
+    // Dropped before parsing, so unknown which frame: resend what is unacknowledged.
+    setTimeout(() => client.resendAll(link), 1500 + client.random() * 1500);
+  }
+  client.emit('error', f);
+}
