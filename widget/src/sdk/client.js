@@ -9,6 +9,7 @@ import { INBOX_ROOM } from './desk.js';
 import { Room } from './room.js';
 import { Link } from './link.js';
 import { Requests } from './requests.js';
+import { Delivery } from './delivery.js';
 import { receive } from './frames.js';
 
 /**
@@ -63,11 +64,12 @@ export class RoomcastClient extends Emitter {
     /** room → {room, status, agent, version, ts}: the support desk as the inbox tells it */
     this.desk = new Map();
     this.requests = new Requests();
+    this.delivery = new Delivery(this);
     this.state = 'idle';
     this.stats = { rotations: 0, closes: [], states: [] };
     this.dirty = new Set();
     this.readTimers = new Map();
-    for (const e of this.outbox.entries.values()) this.armFail(e);
+    for (const e of this.outbox.entries.values()) this.delivery.arm(e);
     if (typeof addEventListener === 'function') {
       // Back online, or back to the tab: do not wait out the backoff.
       addEventListener('online', () => this.links.forEach((l) => l.wake()));
@@ -263,9 +265,7 @@ export class RoomcastClient extends Emitter {
       room.typingSent = false;
       this.changed(room.name);
     }
-    for (const e of this.outbox.entries.values()) {
-      if (e.status === 'sending' && this.linkKey(e.room) === link.key) e.status = 'pending';
-    }
+    this.delivery.linkDown(link);
     this.requests.markUnsent(link);
     this.updateState();
   }
@@ -305,8 +305,8 @@ export class RoomcastClient extends Emitter {
     const room = this.join(name);
     const entry = this.outbox.add({ id: ulid(this.now()), room: name, body, meta, user: this.user });
     this.stopTyping(name, false);
-    this.armFail(entry);
-    this.flush(entry);
+    this.delivery.arm(entry);
+    this.delivery.flush(entry);
     this.changed(room.name);
     return entry.id;
   }
@@ -315,8 +315,8 @@ export class RoomcastClient extends Emitter {
   retry(id) {
     const e = this.outbox.update(id, { status: 'pending', permanent: false, error: undefined });
     if (!e) return false;
-    this.armFail(e);
-    this.flush(e);
+    this.delivery.arm(e);
+    this.delivery.flush(e);
     this.changed(e.room);
     return true;
   }
@@ -325,41 +325,6 @@ export class RoomcastClient extends Emitter {
   discard(id) {
     const e = this.outbox.remove(id);
     if (e) this.changed(e.room);
-  }
-
-  armFail(e) {
-    clearTimeout(e.timer);
-    if (e.status === 'failed') return;
-    e.timer = setTimeout(() => {
-      if (this.outbox.get(e.id) && e.status !== 'failed') {
-        // Shown as failed; still resent automatically on the next (re)join.
-        this.outbox.update(e.id, { status: 'failed' });
-        this.changed(e.room);
-      }
-    }, this.opts.failAfterMs);
-  }
-
-  flush(e) {
-    const room = this.rooms.get(e.room);
-    if (e.permanent || !room || !room.joined) return;
-    if (e.user == null) e.user = this.user;
-    if (e.user !== this.user) return;
-    const link = this.link(e.room);
-    const frame = { action: 'message', room: e.room, id: e.id, body: e.body };
-    if (e.meta) frame.meta = e.meta;
-    if (link.send(frame)) {
-      e.attempts = (e.attempts || 0) + 1;
-      if (e.status !== 'failed') e.status = 'sending';
-      this.outbox.save();
-    }
-  }
-
-  flushRoom(room) {
-    for (const e of this.outbox.forRoom(room.name, this.user)) this.flush(e);
-  }
-
-  resendAll(link) {
-    for (const room of link.rooms()) if (room.joined) this.flushRoom(room);
   }
 
   /** Call on every keystroke: sends `typing start` at most every 3 s, `stop` after 4 s idle. */

@@ -4,9 +4,6 @@
 
 import { isSystem, statusOf } from './desk.js';
 
-// Refusals worth sending the message again with the same id.
-const TRANSIENT = new Set(['RATE_LIMITED', 'UNAVAILABLE', 'NOT_MEMBER']);
-
 /** Decodes one WebSocket message from `ws`, one of `link`'s sockets, and applies it. */
 export function receive(client, data, link, ws) {
   let f;
@@ -91,18 +88,15 @@ function onJoined(client, room, f, link, ws) {
   }
   link.joinedOn(ws, room.name);
   client.checkGap(room);
-  client.flushRoom(room);
+  client.delivery.flushRoom(room);
   client.changed(room.name);
 }
 
 function onMessage(client, room, m, live) {
   const outcome = room.timeline.add(m);
   const mine = client.outbox.get(m.id);
-  if (mine && m.from === client.user && mine.room === room.name) {
-    // Our own message, stored although its ack was lost (or sent from another tab).
-    clearTimeout(mine.timer);
-    client.outbox.remove(m.id);
-  }
+  // Our own message, stored although its ack was lost (or sent from another tab).
+  if (mine && m.from === client.user && mine.room === room.name) client.delivery.stored(m.id);
   const t = room.typers.get(m.from);
   if (t) {
     clearTimeout(t);
@@ -122,8 +116,7 @@ function onMessage(client, room, m, live) {
 
 function onAck(client, f) {
   const room = client.rooms.get(f.room);
-  const e = client.outbox.remove(f.id);
-  if (e) clearTimeout(e.timer);
+  const e = client.delivery.stored(f.id);
   if (!room) return;
   if (e) {
     const m = { room: f.room, seq: f.seq, id: f.id, from: client.user, body: e.body, ts: f.ts };
@@ -168,14 +161,7 @@ function onError(client, f, link) {
   const ref = f.ref;
   const e = ref ? client.outbox.get(ref) : null;
   if (e) {
-    if (TRANSIENT.has(f.code)) {
-      e.status = 'pending';
-      setTimeout(() => client.flush(e), 1000 + client.random() * 2000);
-    } else {
-      clearTimeout(e.timer);
-      client.outbox.update(ref, { status: 'failed', permanent: true, error: f.code });
-    }
-    client.changed(e.room);
+    client.delivery.refused(e, f.code);
   } else if (ref && client.requests.has(ref)) {
     client.requests.settle(ref, f);
   } else if (ref?.startsWith('j:')) {
@@ -190,7 +176,7 @@ function onError(client, f, link) {
       room.replaying = false;
       room.timeline.anchor(0);
       client.checkGap(room);
-      client.flushRoom(room);
+      client.delivery.flushRoom(room);
     }
   } else if (ref?.startsWith('h:')) {
     for (const room of client.rooms.values()) {
@@ -202,7 +188,7 @@ function onError(client, f, link) {
     }
   } else if (f.code === 'RATE_LIMITED') {
     // Dropped before parsing, so unknown which frame: resend what is unacknowledged.
-    setTimeout(() => client.resendAll(link), 1500 + client.random() * 1500);
+    setTimeout(() => client.delivery.resendAll(link), 1500 + client.random() * 1500);
   }
   client.emit('error', f);
 }

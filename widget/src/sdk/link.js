@@ -199,7 +199,7 @@ export class Link {
       try {
         old.close(1000, 'replaced');
       } catch {}
-      this.client.resendAll(this);
+      this.client.delivery.resendAll(this);
     }, 1000);
   }
 

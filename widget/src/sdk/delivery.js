@@ -1,0 +1,82 @@
+// Getting the outbox's messages stored (outbox.js keeps them): each is sent once its room is
+// joined, and sent again with the same id after every rejoin and on a refusal worth retrying,
+// until the ack or the message itself comes back. The server stores an id once per (room, user),
+// so a resend never doubles a message.
+
+// Refusals worth sending the message again with the same id.
+const TRANSIENT = new Set(['RATE_LIMITED', 'UNAVAILABLE', 'NOT_MEMBER']);
+
+export class Delivery {
+  constructor(client) {
+    this.client = client;
+  }
+
+  /** Shows `e` as failed when no ack comes within `failAfterMs`. */
+  arm(e) {
+    const c = this.client;
+    clearTimeout(e.timer);
+    if (e.status === 'failed') return;
+    e.timer = setTimeout(() => {
+      if (c.outbox.get(e.id) && e.status !== 'failed') {
+        // Shown as failed; still resent automatically on the next (re)join.
+        c.outbox.update(e.id, { status: 'failed' });
+        c.changed(e.room);
+      }
+    }, c.opts.failAfterMs);
+  }
+
+  /** Sends `e` if its room is joined (and it is this user's: another user's waits for them). */
+  flush(e) {
+    const c = this.client;
+    const room = c.rooms.get(e.room);
+    if (e.permanent || !room || !room.joined) return;
+    if (e.user == null) e.user = c.user;
+    if (e.user !== c.user) return;
+    const link = c.link(e.room);
+    const frame = { action: 'message', room: e.room, id: e.id, body: e.body };
+    if (e.meta) frame.meta = e.meta;
+    if (link.send(frame)) {
+      e.attempts = (e.attempts || 0) + 1;
+      if (e.status !== 'failed') e.status = 'sending';
+      c.outbox.save();
+    }
+  }
+
+  /** Sends every message of `room` not yet acknowledged. */
+  flushRoom(room) {
+    for (const e of this.client.outbox.forRoom(room.name, this.client.user)) this.flush(e);
+  }
+
+  /** Sends again everything unacknowledged in the joined rooms of `link`. */
+  resendAll(link) {
+    for (const room of link.rooms()) if (room.joined) this.flushRoom(room);
+  }
+
+  /** `link` went down: what was in flight on it is pending again. */
+  linkDown(link) {
+    const c = this.client;
+    for (const e of c.outbox.entries.values()) {
+      if (e.status === 'sending' && c.linkKey(e.room) === link.key) e.status = 'pending';
+    }
+  }
+
+  /** Message `id` is stored (acknowledged, or seen in its room): it leaves the outbox. */
+  stored(id) {
+    const e = this.client.outbox.remove(id);
+    if (e) clearTimeout(e.timer);
+    return e;
+  }
+
+  /** The server refused `e`: sent again shortly if the refusal is transient, else failed until retried. */
+  refused(e, code) {
+    const c = this.client;
+    if (TRANSIENT.has(code)) {
+      e.status = 'pending';
+      setTimeout(() => this.flush(e), 1000 + c.random() * 2000);
+    } else {
+      clearTimeout(e.timer);
+      c.outbox.update(e.id, { status: 'failed', permanent: true, error: code });
+    }
+    c.changed(e.room);
+  }
+}
