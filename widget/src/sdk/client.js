@@ -10,6 +10,7 @@ import { Room } from './room.js';
 import { Link } from './link.js';
 import { Requests } from './requests.js';
 import { Delivery } from './delivery.js';
+import { History } from './history.js';
 import { receive } from './frames.js';
 
 /**
@@ -65,6 +66,7 @@ export class RoomcastClient extends Emitter {
     this.desk = new Map();
     this.requests = new Requests();
     this.delivery = new Delivery(this);
+    this.history = new History(this);
     this.state = 'idle';
     this.stats = { rotations: 0, closes: [], states: [] };
     this.dirty = new Set();
@@ -236,8 +238,7 @@ export class RoomcastClient extends Emitter {
     if (!rotation) {
       room.state = 'joining';
       room.replaying = frame.since !== undefined;
-      room.historyQueue.forEach((h) => clearTimeout(h.timer));
-      room.historyQueue = [];
+      this.history.reset(room);
     }
     link.send(frame, ws);
     clearTimeout(room.joinTimer);
@@ -273,29 +274,8 @@ export class RoomcastClient extends Emitter {
   /** Loads the page before the oldest message held. */
   loadOlder(name, limit = this.opts.pageSize) {
     const room = this.rooms.get(name);
-    if (!room || !room.joined || room.loadingOlder || (room.timeline.anchored && !room.hasOlder)) return false;
-    this.requestHistory(room, 'older', { before: room.timeline.oldest, limit });
-    return true;
-  }
-
-  requestHistory(room, kind, range) {
-    const link = this.link(room.name);
-    const ref = this.requests.nextRef('h');
-    if (!link.send({ action: 'history', room: room.name, ...range, ref })) return;
-    const entry = { kind, ref };
-    entry.timer = setTimeout(() => {
-      room.historyQueue = room.historyQueue.filter((h) => h !== entry);
-      this.checkGap(room);
-    }, 15000);
-    room.historyQueue.push(entry);
-    this.changed(room.name);
-  }
-
-  /** Fills the first missing range above the resume point. */
-  checkGap(room) {
-    if (!room.joined || room.replaying || room.historyQueue.some((h) => h.kind === 'gap')) return;
-    const gap = room.timeline.gap();
-    if (gap) this.requestHistory(room, 'gap', { ...gap, limit: 100 });
+    if (!room) return false;
+    return this.history.loadOlder(room, limit);
   }
 
   // ---- sending ----

@@ -25,16 +25,15 @@ function onFrame(client, f, link, ws) {
       if (!room) return;
       room.replaying = false;
       room.timeline.seeHead(f.through);
-      client.checkGap(room);
+      client.history.checkGap(room);
       return client.changed(room.name);
     case 'message':
       return room && onMessage(client, room, f, true);
     case 'history': {
       if (!room) return;
-      const done = room.historyQueue.shift();
-      if (done) clearTimeout(done.timer);
+      client.history.answered(room);
       for (const m of f.messages || []) onMessage(client, room, { room: room.name, ...m }, false);
-      client.checkGap(room);
+      client.history.checkGap(room);
       return client.changed(room.name);
     }
     case 'ack':
@@ -81,13 +80,13 @@ function onJoined(client, room, f, link, ws) {
   room.members = new Map((f.members || []).map((m) => [m.user, m]));
   for (const m of f.members || []) client.presence.set(m.user, m);
   if (f.conversation) client.applyConversation(room.name, f.conversation);
-  if (first && !room.fromStart && f.head > 0) client.requestHistory(room, 'older', { before: f.head + 1, limit: client.opts.pageSize });
+  if (first && !room.fromStart && f.head > 0) client.history.request(room, 'older', { before: f.head + 1, limit: client.opts.pageSize });
   if (room.readUnsent) {
     room.readUnsent = false;
     link.send({ action: 'read', room: room.name, seq: room.myRead });
   }
   link.joinedOn(ws, room.name);
-  client.checkGap(room);
+  client.history.checkGap(room);
   client.delivery.flushRoom(room);
   client.changed(room.name);
 }
@@ -108,7 +107,7 @@ function onMessage(client, room, m, live) {
   const status = statusOf(m);
   if (status) client.applyConversation(status.room || room.name, status);
   if (outcome === 'added') {
-    if (live) client.checkGap(room);
+    if (live) client.history.checkGap(room);
     client.emit('message', m, { room: room.name, live });
   }
   client.changed(room.name);
@@ -124,7 +123,7 @@ function onAck(client, f) {
     if (e.meta) m.meta = e.meta;
     room.timeline.add(m);
   } else room.timeline.seeHead(f.seq);
-  client.checkGap(room);
+  client.history.checkGap(room);
   client.emit('ack', f);
   client.changed(room.name);
 }
@@ -175,17 +174,11 @@ function onError(client, f, link) {
       room.state = 'joined';
       room.replaying = false;
       room.timeline.anchor(0);
-      client.checkGap(room);
+      client.history.checkGap(room);
       client.delivery.flushRoom(room);
     }
   } else if (ref?.startsWith('h:')) {
-    for (const room of client.rooms.values()) {
-      const h = room.historyQueue.find((x) => x.ref === ref);
-      if (h) {
-        clearTimeout(h.timer);
-        room.historyQueue = room.historyQueue.filter((x) => x !== h);
-      }
-    }
+    client.history.refused(ref);
   } else if (f.code === 'RATE_LIMITED') {
     // Dropped before parsing, so unknown which frame: resend what is unacknowledged.
     setTimeout(() => client.delivery.resendAll(link), 1500 + client.random() * 1500);
