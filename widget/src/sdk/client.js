@@ -1,5 +1,7 @@
-// The roomcast client: connections with reconnect and rotation, rooms with resume and gap
-// filling, the outbox, typing, presence, read cursors, history paging and the support desk.
+// The roomcast client an app uses, RoomcastClient: connect, rooms, sending, typing, read cursors,
+// presence, history and the support desk; and the wiring of the parts doing the work: link.js
+// (the sockets), room.js (each room), frames.js (what the server sends), delivery.js (the
+// outbox), history.js (paging) and requests.js (request/reply).
 // Protocol: docs/protocol.md. Guide: docs/widget.md.
 
 import { Outbox, ulid } from './outbox.js';
@@ -231,6 +233,13 @@ export class RoomcastClient extends Emitter {
     this.changed(name);
   }
 
+  /** Loads the page before the oldest message held. */
+  loadOlder(name, limit = this.opts.pageSize) {
+    const room = this.rooms.get(name);
+    if (!room) return false;
+    return this.history.loadOlder(room, limit);
+  }
+
   sendJoin(room, link, ws, rotation = false) {
     const frame = { action: 'join', room: room.name, ref: `j:${room.name}` };
     if (room.timeline.anchored) frame.since = room.timeline.through;
@@ -245,6 +254,8 @@ export class RoomcastClient extends Emitter {
     // A join dropped unanswered (rate limited before parsing) is sent again.
     if (!rotation) room.joinTimer = setTimeout(() => room.state === 'joining' && link.state === 'open' && this.sendJoin(room, link, link.ws), 10000);
   }
+
+  // ---- what the links report ----
 
   /** One WebSocket message on one of `link`'s sockets. */
   onData(data, link, ws) {
@@ -269,13 +280,6 @@ export class RoomcastClient extends Emitter {
     this.delivery.linkDown(link);
     this.requests.markUnsent(link);
     this.updateState();
-  }
-
-  /** Loads the page before the oldest message held. */
-  loadOlder(name, limit = this.opts.pageSize) {
-    const room = this.rooms.get(name);
-    if (!room) return false;
-    return this.history.loadOlder(room, limit);
   }
 
   // ---- sending ----
@@ -386,27 +390,14 @@ export class RoomcastClient extends Emitter {
     return [...this.desk.values()].filter((c) => !status || c.status === status).sort((a, b) => (b.ts || 0) - (a.ts || 0));
   }
 
+  /** Sends `frame` on its room's link; settles on the reply (requests.js). */
   request(frame, options) {
     return this.requests.send(this.link(frame.room), frame, options);
   }
 
-  applyConversation(name, c) {
-    if (!name || !c?.status) return;
-    const conv = { room: name, status: c.status, agent: c.agent ?? null, version: c.version ?? null, ts: c.ts ?? c.since ?? this.now() };
-    const newer = (old) => !old || conv.version == null || old.version == null || conv.version >= old.version;
-    const room = this.rooms.get(name);
-    if (room && newer(room.conversation)) {
-      room.conversation = conv;
-      this.changed(name);
-    }
-    if (newer(this.desk.get(name))) {
-      this.desk.set(name, conv);
-      this.changed(INBOX_ROOM);
-      this.emit('desk', conv);
-    }
-  }
 }
 
+/** localStorage, or null where using it throws (storage disabled, sandboxed frames). */
 function safeLocalStorage() {
   try {
     const s = globalThis.localStorage;

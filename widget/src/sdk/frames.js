@@ -2,7 +2,7 @@
 // the room it names (timeline, cursors, typing, members), the outbox (acks, refusals), the
 // pending requests, presence and the support desk. Protocol: docs/protocol.md.
 
-import { isSystem, statusOf } from './desk.js';
+import { INBOX_ROOM, isSystem, statusOf } from './desk.js';
 
 /** Decodes one WebSocket message from `ws`, one of `link`'s sockets, and applies it. */
 export function receive(client, data, link, ws) {
@@ -54,7 +54,7 @@ function onFrame(client, f, link, ws) {
     case 'presence':
       return onPresence(client, f, link);
     case 'status':
-      client.applyConversation(f.room, f);
+      applyConversation(client, f.room, f);
       if (f.ref) client.requests.settle(f.ref, null, f);
       return;
     case 'error':
@@ -69,6 +69,7 @@ function onFrame(client, f, link, ws) {
   }
 }
 
+/** The join of `room` is confirmed: members, cursors and head; then gaps are filled and the outbox sent. */
 function onJoined(client, room, f, link, ws) {
   if (room.state === 'left') return;
   clearTimeout(room.joinTimer);
@@ -79,7 +80,7 @@ function onJoined(client, room, f, link, ws) {
   room.myRead = Math.max(room.myRead, f.read_seq || 0);
   room.members = new Map((f.members || []).map((m) => [m.user, m]));
   for (const m of f.members || []) client.presence.set(m.user, m);
-  if (f.conversation) client.applyConversation(room.name, f.conversation);
+  if (f.conversation) applyConversation(client, room.name, f.conversation);
   if (first && !room.fromStart && f.head > 0) client.history.request(room, 'older', { before: f.head + 1, limit: client.opts.pageSize });
   if (room.readUnsent) {
     room.readUnsent = false;
@@ -91,6 +92,7 @@ function onJoined(client, room, f, link, ws) {
   client.changed(room.name);
 }
 
+/** A message of `room`, from a `message` frame (`live`, replays included) or a history page. */
 function onMessage(client, room, m, live) {
   const outcome = room.timeline.add(m);
   const mine = client.outbox.get(m.id);
@@ -105,7 +107,7 @@ function onMessage(client, room, m, live) {
     room.members.set(m.from, client.presence.get(m.from) || { user: m.from, status: 'online', last_seen: m.ts });
   }
   const status = statusOf(m);
-  if (status) client.applyConversation(status.room || room.name, status);
+  if (status) applyConversation(client, status.room || room.name, status);
   if (outcome === 'added') {
     if (live) client.history.checkGap(room);
     client.emit('message', m, { room: room.name, live });
@@ -156,6 +158,7 @@ function onPresence(client, f, link) {
   }
 }
 
+/** An error, matched by its ref to the message, request, join or history page it answers. */
 function onError(client, f, link) {
   const ref = f.ref;
   const e = ref ? client.outbox.get(ref) : null;
@@ -184,4 +187,24 @@ function onError(client, f, link) {
     setTimeout(() => client.delivery.resendAll(link), 1500 + client.random() * 1500);
   }
   client.emit('error', f);
+}
+
+/**
+ * A conversation's status, from `joined`, a system message or a `status` reply: the room's and
+ * the desk's, unless what is held has a newer version.
+ */
+function applyConversation(client, name, c) {
+  if (!name || !c?.status) return;
+  const conv = { room: name, status: c.status, agent: c.agent ?? null, version: c.version ?? null, ts: c.ts ?? c.since ?? client.now() };
+  const newer = (old) => !old || conv.version == null || old.version == null || conv.version >= old.version;
+  const room = client.rooms.get(name);
+  if (room && newer(room.conversation)) {
+    room.conversation = conv;
+    client.changed(name);
+  }
+  if (newer(client.desk.get(name))) {
+    client.desk.set(name, conv);
+    client.changed(INBOX_ROOM);
+    client.emit('desk', conv);
+  }
 }
