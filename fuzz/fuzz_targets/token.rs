@@ -20,7 +20,7 @@ use libfuzzer_sys::fuzz_target;
 use roomcast_core::auth::{AuthConfig, AuthError, Role, TokenVerifier, VerifyKey};
 use roomcast_core::event::{SUBPROTOCOL, WsEvent, WsRequestContext, handle_event};
 use roomcast_core::limits::MAX_TOKEN_BYTES;
-use roomcast_core::memory::{MemoryConnections, MemoryHistory};
+use roomcast_core::store::memory::{MemoryConnections, MemoryHistory};
 use roomcast_core::protocol::validate_name;
 use roomcast_core::{ChatService, ServiceConfig};
 use roomcast_fuzz::harness::Outbox;

@@ -7,9 +7,9 @@ use serde_json::{Value, json};
 
 use crate::auth::{Identity, TokenVerifier};
 use crate::limits::DEFAULT_HISTORY_LIMIT;
-use crate::ports::HistoryQuery;
 use crate::protocol::{ErrorCode, Rejection};
 use crate::service::{ChatService, Publish};
+use crate::store::HistoryQuery;
 
 /// A status and a JSON body.
 #[derive(Debug, Clone, PartialEq)]

@@ -9,12 +9,13 @@
 //! - [`limits`]: every named limit (API Gateway's, so all deployments agree).
 //! - [`auth`]: JWT verification with a pinned algorithm and room grants (pure, time passed in).
 //! - [`ratelimit`]: the per-connection token bucket (pure).
-//! - [`ports`]: the `ConnectionStore`, `HistoryStore` and `Gateway` traits the service needs.
+//! - [`store`]: the store contract (`ConnectionStore`, `HistoryStore`, their types and errors),
+//!   the rules every backend shares, and the in-memory backend.
+//! - [`gateway`]: the outbound ports (`Gateway`, `RoomRelay`).
 //! - [`service`]: the chat logic over those ports.
 //! - [`support`]: the support desk's conversation rules (pure).
 //! - [`event`]: API Gateway WebSocket events, route selection, and `handle_event`.
 //! - [`http`]: the HTTP API (history, publish, health) for every deployment's HTTP layer.
-//! - [`memory`]: in-memory backends.
 //! - `testing` (feature `testing`): the store conformance suites every backend must pass and a
 //!   recording gateway.
 //!
@@ -22,18 +23,28 @@
 
 pub mod auth;
 pub mod event;
+pub mod gateway;
 pub mod http;
 pub mod limits;
-pub mod memory;
-pub mod ports;
 pub mod protocol;
 pub mod ratelimit;
 pub mod service;
+pub mod store;
 pub mod support;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-pub use ports::{
-    ConnectionStore, Gateway, GatewayError, HistoryStore, RoomRef, RoomRelay, StoreError,
-};
+pub use gateway::{Gateway, GatewayError, RoomRelay};
 pub use service::{ChatService, ServiceConfig};
+pub use store::{ConnectionStore, HistoryStore, RoomRef, StoreError};
+
+/// `Send + Sync` on native targets, nothing on wasm32.
+#[cfg(not(target_arch = "wasm32"))]
+pub trait MaybeSendSync: Send + Sync {}
+#[cfg(not(target_arch = "wasm32"))]
+impl<T: Send + Sync + ?Sized> MaybeSendSync for T {}
+/// `Send + Sync` on native targets, nothing on wasm32.
+#[cfg(target_arch = "wasm32")]
+pub trait MaybeSendSync {}
+#[cfg(target_arch = "wasm32")]
+impl<T: ?Sized> MaybeSendSync for T {}

@@ -9,14 +9,11 @@ use std::sync::Arc;
 use futures::StreamExt;
 
 use crate::auth::{Identity, Role, TokenVerifier, room_granted};
+use crate::gateway::{Gateway, GatewayError, RoomRelay};
 use crate::limits::{
     DEFAULT_HISTORY_LIMIT, DEFAULT_MAX_CONNECTIONS_PER_USER, FANOUT_CONCURRENCY, MAX_HISTORY_LIMIT,
     MAX_MEMBERS_LISTED, MAX_REPLAY, MAX_ROOMS_PER_CONNECTION, MAX_SERVER_FRAME_BYTES,
     TYPING_TTL_MS,
-};
-use crate::ports::{
-    Amendment, Appended, Connection, ConnectionStore, Gateway, GatewayError, HistoryQuery,
-    HistoryStore, JoinOutcome, NewMessage, Page, RoomRef, RoomRelay, StoreError,
 };
 use crate::protocol::{
     ClientFrame, Conversation, ErrorCode, MemberView, MessageView, PresenceStatus, Rejection,
@@ -24,6 +21,10 @@ use crate::protocol::{
     validate_client_id, validate_meta, validate_name,
 };
 use crate::ratelimit::{RateDecision, RatePolicy};
+use crate::store::{
+    Amendment, Appended, Connection, ConnectionStore, HistoryQuery, HistoryStore, JoinOutcome,
+    NewMessage, Page, RoomRef, StoreError,
+};
 use crate::support::{
     DEFAULT_SUPPORT_ROOM_PREFIX, DeskRequest, INBOX_ROOM, Transition, inbox_event, is_support_room,
     room_event, transition,

@@ -11,16 +11,16 @@ use serde_json::{Value, json};
 use super::{ChatService, ConnectRefusal, FrameOutcome, Publish, ServiceConfig};
 use crate::auth::{AuthConfig, Claims, Identity, Role, TokenSigner, TokenVerifier, VerifyKey};
 use crate::event::{SUBPROTOCOL, WsEvent, WsRequestContext, WsResponse, handle_event};
+use crate::gateway::{Gateway, GatewayError, RoomRelay};
 use crate::limits::{MAX_BODY_BYTES, MAX_META_BYTES, MAX_REPLAY, TYPING_TTL_MS};
-use crate::memory::{MemoryConnections, MemoryHistory};
-use crate::ports::{
-    Appended, ConnectionStore, Gateway, GatewayError, HistoryQuery, HistoryStore, NewMessage,
-    RoomRef, RoomRelay, StoreError,
-};
 use crate::protocol::{
     Conversation, ConversationStatus, ErrorCode, MessageView, SYSTEM_SENDER, close,
 };
 use crate::ratelimit::RatePolicy;
+use crate::store::memory::{MemoryConnections, MemoryHistory};
+use crate::store::{
+    Appended, ConnectionStore, HistoryQuery, HistoryStore, NewMessage, RoomRef, StoreError,
+};
 use crate::testing::RecordingGateway;
 
 const SECRET: &[u8] = b"roomcast-service-tests";
@@ -1582,7 +1582,7 @@ fn history_page_needs_a_grant_except_for_services_and_stays_in_the_tenant() {
         limit,
     };
     let seqs =
-        |p: crate::ports::Page| (p.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), p.more);
+        |p: crate::store::Page| (p.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), p.more);
     let user = w.identity(&w.claims("alice", &["support-*"]));
     let page = block_on(w.service.history_page(&user, "support-1", q(None, None, 2))).unwrap();
     assert_eq!(seqs(page), (vec![2, 3], true));
@@ -1735,7 +1735,7 @@ fn disconnect_event_removes_the_connection() {
     );
 }
 
-fn big_page(count: u64) -> crate::ports::Page {
+fn big_page(count: u64) -> crate::store::Page {
     let body = "x".repeat(crate::limits::MAX_BODY_BYTES);
     let messages = (1..=count)
         .map(|seq| MessageView {
@@ -1751,7 +1751,7 @@ fn big_page(count: u64) -> crate::ports::Page {
             deleted: false,
         })
         .collect();
-    crate::ports::Page {
+    crate::store::Page {
         messages,
         more: false,
     }
@@ -1760,7 +1760,7 @@ fn big_page(count: u64) -> crate::ports::Page {
 #[test]
 fn history_pages_are_cut_to_one_server_frame_next_to_their_anchor() {
     use crate::limits::MAX_SERVER_FRAME_BYTES;
-    let seqs = |p: &crate::ports::Page| p.messages.iter().map(|m| m.seq).collect::<Vec<_>>();
+    let seqs = |p: &crate::store::Page| p.messages.iter().map(|m| m.seq).collect::<Vec<_>>();
     let newest = super::fit_page(big_page(20), false);
     assert!(newest.more, "the cut-off messages remain to be paged");
     assert_eq!(

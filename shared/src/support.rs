@@ -9,8 +9,8 @@
 
 use serde_json::json;
 
-use crate::ports::NewMessage;
 use crate::protocol::{Conversation, ConversationStatus, ErrorCode, Rejection, SYSTEM_SENDER};
+use crate::store::NewMessage;
 
 /// Rooms whose name starts with this are support conversations, unless configured otherwise.
 pub const DEFAULT_SUPPORT_ROOM_PREFIX: &str = "support-";

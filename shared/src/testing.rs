@@ -14,12 +14,13 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::auth::{Identity, Role};
-use crate::ports::{
-    Amendment, Connection, ConnectionStore, Gateway, GatewayError, HistoryQuery, HistoryStore,
-    JoinOutcome, NewMessage, RoomRef, StoreError,
-};
+use crate::gateway::{Gateway, GatewayError};
 use crate::protocol::{Conversation, ConversationStatus, PresenceStatus};
 use crate::ratelimit::{RateDecision, RatePolicy};
+use crate::store::{
+    Amendment, Connection, ConnectionStore, HistoryQuery, HistoryStore, JoinOutcome, NewMessage,
+    RoomRef, StoreError,
+};
 
 /// Makes names unique within a process and across runs against one store.
 pub struct Namer {
@@ -183,7 +184,7 @@ pub async fn paging(store: &dyn HistoryStore, names: &Namer) {
             .await
             .unwrap();
     }
-    let seqs = |p: &crate::ports::Page| p.messages.iter().map(|m| m.seq).collect::<Vec<_>>();
+    let seqs = |p: &crate::store::Page| p.messages.iter().map(|m| m.seq).collect::<Vec<_>>();
     let q = |after, before, limit| HistoryQuery {
         after,
         before,

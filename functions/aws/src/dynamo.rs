@@ -92,13 +92,13 @@ use aws_sdk_dynamodb::types::{
 use futures::StreamExt;
 use rand::Rng;
 use roomcast_core::limits::DEFAULT_MAX_CONNECTION_MS;
-use roomcast_core::memory::{apply_amendment, page_range, sort_members, stored_message};
-use roomcast_core::ports::{
+use roomcast_core::protocol::{Conversation, MessageView, PresenceStatus};
+use roomcast_core::ratelimit::{RateDecision, RatePolicy, RateState};
+use roomcast_core::store::rules::{apply_amendment, page_range, sort_members, stored_message};
+use roomcast_core::store::{
     Amendment, Appended, Connection, ConnectionStore, HistoryQuery, HistoryStore, JoinOutcome,
     Member, NewMessage, Page, RoomRef, StoreError, Subscriber,
 };
-use roomcast_core::protocol::{Conversation, MessageView, PresenceStatus};
-use roomcast_core::ratelimit::{RateDecision, RatePolicy, RateState};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use aws_sdk_apigatewaymanagement::Client;
 use aws_sdk_apigatewaymanagement::error::SdkError;
 use aws_sdk_apigatewaymanagement::primitives::Blob;
-use roomcast_core::ports::{Gateway, GatewayError};
+use roomcast_core::gateway::{Gateway, GatewayError};
 
 /// Attempts for one post while API Gateway answers 429.
 pub const MAX_THROTTLED_ATTEMPTS: u32 = 4;

@@ -22,12 +22,12 @@ use roomcast_aws::dynamo::{
 use roomcast_aws::moto::{Dynamo, dynamo};
 use roomcast_aws::{Consumed, DynamoConfig, DynamoStore};
 use roomcast_core::auth::{Identity, Role};
-use roomcast_core::ports::{
+use roomcast_core::protocol::PresenceStatus;
+use roomcast_core::ratelimit::RatePolicy;
+use roomcast_core::store::{
     Amendment, Connection, ConnectionStore, HistoryQuery, HistoryStore, NewMessage, RoomRef,
     StoreError,
 };
-use roomcast_core::protocol::PresenceStatus;
-use roomcast_core::ratelimit::RatePolicy;
 use roomcast_core::testing::{Namer, connection_conformance, history_conformance};
 
 fn unique(what: &str) -> String {

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use common::{World, fixture, now_ms, token, types, world, world_with};
 use roomcast_aws::lambda::{FunctionConfig, env, with_key_from_parameter};
 use roomcast_core::auth::Role;
-use roomcast_core::ports::ConnectionStore;
+use roomcast_core::store::ConnectionStore;
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,7 +1,7 @@
 //! What a hibernatable socket carries through hibernation: its [`Attachment`] (pure data, so it
 //! is unit-tested on the host).
 
-use roomcast_core::ports::{Connection, StoreError};
+use roomcast_core::store::{Connection, StoreError};
 use roomcast_core::protocol::PresenceStatus;
 use serde::{Deserialize, Serialize};
 

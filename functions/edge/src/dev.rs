@@ -16,7 +16,7 @@
 use std::rc::Rc;
 
 use roomcast_core::auth::{Identity, Role};
-use roomcast_core::ports::{Connection, ConnectionStore, RoomRef};
+use roomcast_core::store::{Connection, ConnectionStore, RoomRef};
 use roomcast_core::protocol::PresenceStatus;
 use roomcast_core::ratelimit::RatePolicy;
 use roomcast_core::testing::{Namer, connection_conformance, history_conformance};

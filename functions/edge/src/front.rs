@@ -6,7 +6,7 @@
 use roomcast_core::event::connect_credentials;
 use roomcast_core::http::{self as core_http, HttpReply};
 use roomcast_core::limits::MAX_WS_MESSAGE_BYTES;
-use roomcast_core::ports::RoomRef;
+use roomcast_core::store::RoomRef;
 use roomcast_core::protocol::validate_name;
 use worker::{Context, Env, Request, Response, Result, event};
 

@@ -9,10 +9,8 @@
 //! request. Every write is one SQL statement besides. Durability: the runtime's output gate holds
 //! every outgoing message (the `ack` included) until the writes before it are durable.
 
-use roomcast_core::memory::{apply_amendment, check_conversation_version, page_range};
-use roomcast_core::ports::{
-    Amendment, Appended, HistoryQuery, HistoryStore, Member, NewMessage, Page, RoomRef, StoreError,
-};
+use roomcast_core::store::rules::{apply_amendment, check_conversation_version, page_range};
+use roomcast_core::store::{Amendment, Appended, HistoryQuery, HistoryStore, Member, NewMessage, Page, RoomRef, StoreError};
 use roomcast_core::protocol::{Conversation, MessageView};
 use worker::{SqlStorage, SqlStorageValue};
 
@@ -229,7 +227,7 @@ impl HistoryStore for SqlHistory {
             .ok_or_else(|| StoreError::Other("insert returned no seq".into()))
             .and_then(|row| get_u64(row, 0))?;
         Ok(Appended {
-            message: roomcast_core::memory::stored_message(room, seq, msg),
+            message: roomcast_core::store::rules::stored_message(room, seq, msg),
             duplicate: false,
         })
     }

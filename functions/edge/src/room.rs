@@ -20,7 +20,7 @@ use std::sync::Arc;
 use roomcast_core::event::handle_event;
 use roomcast_core::http::{self as core_http, HttpReply};
 use roomcast_core::limits::{MAX_FRAME_BYTES, MAX_WS_MESSAGE_BYTES};
-use roomcast_core::ports::{NewMessage, RoomRef};
+use roomcast_core::store::{NewMessage, RoomRef};
 use roomcast_core::protocol::close;
 use roomcast_core::{ChatService, ServiceConfig};
 use worker::{

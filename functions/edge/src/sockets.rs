@@ -11,11 +11,9 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use roomcast_core::memory::MemoryConnections;
-use roomcast_core::ports::{
-    Connection, ConnectionStore, Gateway, GatewayError, JoinOutcome, RoomRef, StoreError,
-    Subscriber,
-};
+use roomcast_core::store::memory::MemoryConnections;
+use roomcast_core::store::{Connection, ConnectionStore, JoinOutcome, RoomRef, StoreError, Subscriber};
+use roomcast_core::gateway::{Gateway, GatewayError};
 use roomcast_core::protocol::PresenceStatus;
 use roomcast_core::ratelimit::{RateDecision, RatePolicy};
 use worker::{State, WebSocket};

@@ -43,13 +43,13 @@ use redb::{
     Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, Table, TableDefinition,
     WriteTransaction,
 };
-use roomcast_core::memory::{
+use roomcast_core::protocol::{Conversation, MessageView};
+use roomcast_core::store::rules::{
     apply_amendment, check_conversation_version, page_range, sort_members, stored_message,
 };
-use roomcast_core::ports::{
+use roomcast_core::store::{
     Amendment, Appended, HistoryQuery, HistoryStore, Member, NewMessage, Page, RoomRef, StoreError,
 };
-use roomcast_core::protocol::{Conversation, MessageView};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};

@@ -7,8 +7,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use roomcast_core::gateway::{Gateway, GatewayError};
 use roomcast_core::limits::{OUTBOUND_QUEUE_BYTES, OUTBOUND_QUEUE_FRAMES};
-use roomcast_core::ports::{Gateway, GatewayError};
 use roomcast_core::protocol::close;
 use tokio::sync::Notify;
 

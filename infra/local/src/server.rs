@@ -28,10 +28,10 @@ use roomcast_core::event::{
 };
 use roomcast_core::http::{self, HttpReply};
 use roomcast_core::limits::{MAX_FRAME_BYTES, MAX_WS_MESSAGE_BYTES};
-use roomcast_core::memory::{MemoryConnections, MemoryHistory};
-use roomcast_core::ports::{ConnectionStore, HistoryStore};
 use roomcast_core::protocol::{ErrorCode, close};
 use roomcast_core::service::{ChatService, FrameOutcome};
+use roomcast_core::store::memory::{MemoryConnections, MemoryHistory};
+use roomcast_core::store::{ConnectionStore, HistoryStore};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::net::TcpListener;

@@ -32,14 +32,13 @@ use roomcast_core::ChatService;
 use roomcast_core::auth::{
     AuthConfig, Claims, Identity, Role, TokenSigner, TokenVerifier, VerifyKey,
 };
+use roomcast_core::gateway::{Gateway, GatewayError};
 use roomcast_core::limits::{MAX_HISTORY_LIMIT, MAX_REPLAY, MAX_SERVER_FRAME_BYTES};
-use roomcast_core::memory::{MemoryConnections, MemoryHistory};
-use roomcast_core::ports::{
-    ConnectionStore, Gateway, GatewayError, HistoryQuery, HistoryStore, RoomRef,
-};
 use roomcast_core::protocol::{ClientFrame, MessageView, ServerFrame, parse_client_frame};
 use roomcast_core::ratelimit::RatePolicy;
 use roomcast_core::service::{Publish, ServiceConfig};
+use roomcast_core::store::memory::{MemoryConnections, MemoryHistory};
+use roomcast_core::store::{ConnectionStore, HistoryQuery, HistoryStore, RoomRef};
 use serde_json::{Value, json};
 
 const SECRET: &[u8] = b"roomcast-harness";

@@ -1,27 +1,22 @@
-//! The ports the chat service is written against: [`ConnectionStore`] (who is connected and
-//! where; ephemeral), [`HistoryStore`] (messages, sequence, idempotency, read cursors, members;
-//! durable) and [`Gateway`] (send a frame to a connection, close it).
+//! The store contract: [`ConnectionStore`] (who is connected and where; ephemeral) and
+//! [`HistoryStore`] (messages, sequence, idempotency, read cursors, members; durable), their
+//! data types and errors, the [`rules`] every backend shares so they behave identically, and the
+//! in-memory backend ([`memory`]), which runs the same conformance suites as every other backend
+//! (`roomcast-testkit`).
 //!
 //! The split lets the local server keep live state in memory and history on disk, while the
 //! DynamoDB backend implements both on one table. Futures are `Send` on native targets and not on
 //! wasm32, where Durable Object handles are `!Send`.
 
+pub mod memory;
+pub mod rules;
+
 use serde::{Deserialize, Serialize};
 
+use crate::MaybeSendSync;
 use crate::auth::{Identity, Role};
 use crate::protocol::{Conversation, MessageView, PresenceStatus};
 use crate::ratelimit::{RateDecision, RatePolicy, RateState};
-
-/// `Send + Sync` on native targets, nothing on wasm32.
-#[cfg(not(target_arch = "wasm32"))]
-pub trait MaybeSendSync: Send + Sync {}
-#[cfg(not(target_arch = "wasm32"))]
-impl<T: Send + Sync + ?Sized> MaybeSendSync for T {}
-/// `Send + Sync` on native targets, nothing on wasm32.
-#[cfg(target_arch = "wasm32")]
-pub trait MaybeSendSync {}
-#[cfg(target_arch = "wasm32")]
-impl<T: ?Sized> MaybeSendSync for T {}
 
 /// Errors of every store backend.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -294,39 +289,4 @@ pub trait HistoryStore: MaybeSendSync {
     /// `Conflict`: concurrent changes (two agents accepting at once) cannot both win.
     async fn put_conversation(&self, room: &RoomRef, next: &Conversation)
     -> Result<(), StoreError>;
-}
-
-/// Why a gateway send failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum GatewayError {
-    /// The connection no longer exists (API Gateway 410).
-    #[error("connection gone")]
-    Gone,
-    /// The gateway is throttling (API Gateway 429) and retries ran out.
-    #[error("throttled")]
-    Throttled,
-    /// Anything else.
-    #[error("gateway failure: {0}")]
-    Other(String),
-}
-
-/// Records a message in a room that another instance of the service owns, and has it delivered
-/// there. The edge build runs one service per room (a Durable Object each), so the support
-/// desk's notice in the tenant's inbox goes to the inbox's object this way. Deployments whose
-/// service sees every room have none.
-#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
-#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
-pub trait RoomRelay: MaybeSendSync {
-    /// What [`HistoryStore::append`] answers, once the owner has stored and delivered it.
-    async fn record(&self, room: &RoomRef, message: NewMessage) -> Result<Appended, StoreError>;
-}
-
-/// Outbound side: deliver frames to connections.
-#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
-#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
-pub trait Gateway: MaybeSendSync {
-    /// Sends one text frame.
-    async fn send(&self, conn_id: &str, frame: &str) -> Result<(), GatewayError>;
-    /// Closes the connection with a close code.
-    async fn close(&self, conn_id: &str, code: u16, reason: &str) -> Result<(), GatewayError>;
 }

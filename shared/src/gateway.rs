@@ -1,0 +1,40 @@
+//! The outbound ports: [`Gateway`] (send a frame to a connection, close it) and [`RoomRelay`]
+//! (record a message in a room another instance of the service owns).
+
+use crate::MaybeSendSync;
+use crate::store::{Appended, NewMessage, RoomRef, StoreError};
+
+/// Why a gateway send failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GatewayError {
+    /// The connection no longer exists (API Gateway 410).
+    #[error("connection gone")]
+    Gone,
+    /// The gateway is throttling (API Gateway 429) and retries ran out.
+    #[error("throttled")]
+    Throttled,
+    /// Anything else.
+    #[error("gateway failure: {0}")]
+    Other(String),
+}
+
+/// Records a message in a room that another instance of the service owns, and has it delivered
+/// there. The edge build runs one service per room (a Durable Object each), so the support
+/// desk's notice in the tenant's inbox goes to the inbox's object this way. Deployments whose
+/// service sees every room have none.
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+pub trait RoomRelay: MaybeSendSync {
+    /// What [`HistoryStore::append`] answers, once the owner has stored and delivered it.
+    async fn record(&self, room: &RoomRef, message: NewMessage) -> Result<Appended, StoreError>;
+}
+
+/// Outbound side: deliver frames to connections.
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+pub trait Gateway: MaybeSendSync {
+    /// Sends one text frame.
+    async fn send(&self, conn_id: &str, frame: &str) -> Result<(), GatewayError>;
+    /// Closes the connection with a close code.
+    async fn close(&self, conn_id: &str, code: u16, reason: &str) -> Result<(), GatewayError>;
+}
