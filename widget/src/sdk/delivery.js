@@ -1,7 +1,7 @@
 // Getting the outbox's messages stored (outbox.js keeps them): each is sent once its room is
-// joined, and sent again with the same id after every rejoin and on a refusal worth retrying,
-// until the ack or the message itself comes back. The server stores an id once per (room, user),
-// so a resend never doubles a message.
+// joined, and again with the same id after every rejoin or rotation and on a refusal worth
+// retrying, until its ack or the message itself comes back; without an ack in `failAfterMs` it
+// shows as failed. The server stores an id once per (room, user): a resend never doubles it.
 
 // Refusals worth sending the message again with the same id.
 const TRANSIENT = new Set(['RATE_LIMITED', 'UNAVAILABLE', 'NOT_MEMBER']);

@@ -1,7 +1,7 @@
-// The transport: one WebSocket connection with its timers. Keep-alive pings (no pong: the socket
-// is half-open), reconnects with backoff by what the close meant (backoff.js), make-before-break
-// rotation before the server's cut-off or the token's expiry, and paced sending under the rate
-// limit. What travels on it (joins, messages, frames received) is the client's business.
+// The transport: one logical connection, a WebSocket replaced as needed, with its timers:
+// keep-alive pings (no pong: the socket is half-open), reconnects with backoff by what the close
+// meant (backoff.js), make-before-break rotation before the server's cut-off or the token's
+// expiry, and sending paced under the rate limit. What travels on it is the client's business.
 
 import { Pacer, reconnectDecision, rotateAfterMs } from './backoff.js';
 import { decodeClaims } from './claims.js';

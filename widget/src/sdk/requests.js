@@ -1,7 +1,7 @@
 // Request/reply over a link: a frame with a `ref` that the server answers with a frame carrying
 // the same ref (a `status`, or an `error`), settled once, by that reply or by a timeout. Requests
-// asked while their link is down are sent once it is up again (the desk's actions are
-// idempotent, so one sent just before a drop may go twice).
+// asked while their link is down, or lost with its socket, are sent once it is up again (the
+// desk's actions are idempotent).
 
 export class Requests {
   constructor() {
