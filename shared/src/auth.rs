@@ -125,7 +125,7 @@ pub enum AuthError {
 }
 
 /// How tokens are verified.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum VerifyKey {
     /// HMAC-SHA256 shared secret.
     Hs256(Vec<u8>),
@@ -135,8 +135,20 @@ pub enum VerifyKey {
     Es256Pem(Vec<u8>),
 }
 
+impl std::fmt::Debug for VerifyKey {
+    /// Names the algorithm and the key's length, never the key (a secret must not reach logs).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (alg, key) = match self {
+            Self::Hs256(k) => ("HS256", k),
+            Self::Rs256Pem(k) => ("RS256", k),
+            Self::Es256Pem(k) => ("ES256", k),
+        };
+        write!(f, "{alg}({} bytes)", key.len())
+    }
+}
+
 /// Auth configuration.
-#[derive(Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthConfig {
     /// The key and, with it, the one algorithm accepted.
     pub key: VerifyKey,

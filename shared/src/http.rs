@@ -1,15 +1,130 @@
-//! The HTTP API (history, server-side publish, health), framework-free: each deployment's HTTP
-//! layer (axum locally, lambda_http on AWS, the Worker on the edge) passes the authorization
-//! header, path and raw query or body here and writes back the [`HttpReply`].
+//! The HTTP API (history, server-side publish, health), framework-free and whole: routing with
+//! percent-decoding, request parsing, authentication, the error codes and their statuses. Each
+//! deployment's HTTP layer (axum locally, lambda_http on AWS, the Worker and its Durable Object
+//! on the edge) only copies the method, path, query, `Authorization` header and body into an
+//! [`HttpRequest`], calls [`handle`], and writes back the [`HttpReply`].
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::{Identity, TokenVerifier};
-use crate::limits::DEFAULT_HISTORY_LIMIT;
-use crate::protocol::{ErrorCode, Rejection};
-use crate::service::{ChatService, Publish};
+use crate::limits::{DEFAULT_HISTORY_LIMIT, MAX_WS_MESSAGE_BYTES};
+use crate::protocol::Rejection;
+use crate::service::{ChatService, Publish, http_status};
 use crate::store::HistoryQuery;
+
+/// Largest request body accepted (the WebSocket message limit, so a publish over HTTP and one
+/// over a socket carry the same).
+pub const MAX_BODY_BYTES: usize = MAX_WS_MESSAGE_BYTES;
+
+/// What a request path names in the HTTP API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `/health`.
+    Health,
+    /// `/rooms/{room}/messages`, the room percent-decoded.
+    Messages(String),
+    /// A room path whose room segment is not valid percent-encoded UTF-8.
+    BadRoom,
+    /// Not an endpoint of the HTTP API.
+    NotFound,
+}
+
+/// The route of `path` (the URL path as sent, still percent-encoded).
+pub fn route(path: &str) -> Route {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["health"] => Route::Health,
+        ["rooms", room, "messages"] => percent_decode(room).map_or(Route::BadRoom, Route::Messages),
+        _ => Route::NotFound,
+    }
+}
+
+/// Decodes `%XX` escapes; `None` for a malformed escape or a result that is not UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// One HTTP request, as the deployment's HTTP layer received it.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpRequest<'a> {
+    /// Method, upper case.
+    pub method: &'a str,
+    /// URL path, still percent-encoded.
+    pub path: &'a str,
+    /// Raw query string, without `?`.
+    pub query: Option<&'a str>,
+    /// The `Authorization` header.
+    pub authorization: Option<&'a str>,
+    /// The body.
+    pub body: &'a [u8],
+}
+
+/// Answers `request` at `now_ms`. `live_connections` is what `/health` reports, where the
+/// deployment knows it cheaply (the local server does; a Lambda function does not).
+pub async fn handle(
+    service: &ChatService,
+    request: &HttpRequest<'_>,
+    live_connections: Option<usize>,
+    now_ms: u64,
+) -> HttpReply {
+    match route(request.path) {
+        Route::Health if request.method == "GET" => health(live_connections),
+        Route::Messages(room) => match request.method {
+            "GET" => {
+                get_messages(service, request.authorization, &room, request.query, now_ms).await
+            }
+            "POST" => {
+                post_message(service, request.authorization, &room, request.body, now_ms).await
+            }
+            _ => method_not_allowed(),
+        },
+        Route::Health => method_not_allowed(),
+        Route::BadRoom => bad_room(),
+        Route::NotFound => not_found(),
+    }
+}
+
+/// 404 for a path that is no endpoint.
+pub fn not_found() -> HttpReply {
+    HttpReply::error(404, "NOT_FOUND", "no such endpoint")
+}
+
+/// 405 for a method an endpoint does not serve.
+pub fn method_not_allowed() -> HttpReply {
+    HttpReply::error(
+        405,
+        "INVALID",
+        "method not allowed: use GET, or POST to publish",
+    )
+}
+
+/// 400 for a room segment that does not decode.
+pub fn bad_room() -> HttpReply {
+    HttpReply::error(400, "INVALID", "room is not valid percent-encoded UTF-8")
+}
+
+/// 413 for a body over [`MAX_BODY_BYTES`].
+pub fn payload_too_large() -> HttpReply {
+    HttpReply::error(
+        413,
+        "TOO_LARGE",
+        &format!("request body over {MAX_BODY_BYTES} bytes"),
+    )
+}
 
 /// A status and a JSON body.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,17 +144,9 @@ impl HttpReply {
         }
     }
 
-    fn rejection(r: Rejection) -> Self {
-        let status = match r.code {
-            ErrorCode::BadFrame | ErrorCode::UnknownAction | ErrorCode::Invalid => 400,
-            ErrorCode::TooLarge => 413,
-            ErrorCode::Forbidden | ErrorCode::NotMember => 403,
-            ErrorCode::NotFound => 404,
-            ErrorCode::Conflict => 409,
-            ErrorCode::RateLimited | ErrorCode::LimitExceeded => 429,
-            ErrorCode::Unavailable => 503,
-        };
-        Self::error(status, r.code.as_str(), &r.message)
+    /// A rejection with the status its code maps to.
+    pub fn rejection(r: Rejection) -> Self {
+        Self::error(http_status(r.code), r.code.as_str(), &r.message)
     }
 }
 
@@ -96,7 +203,7 @@ fn history_query(raw: Option<&str>) -> Result<HistoryQuery, HttpReply> {
 }
 
 /// `GET /rooms/{room}/messages?before&after&limit`: a page of history for a room the token grants.
-pub async fn get_messages(
+async fn get_messages(
     service: &ChatService,
     authorization: Option<&str>,
     room: &str,
@@ -131,13 +238,16 @@ struct PublishBody {
 }
 
 /// `POST /rooms/{room}/messages` (role `service`): 201 when stored, 200 for a resent `id`.
-pub async fn post_message(
+async fn post_message(
     service: &ChatService,
     authorization: Option<&str>,
     room: &str,
     body: &[u8],
     now_ms: u64,
 ) -> HttpReply {
+    if body.len() > MAX_BODY_BYTES {
+        return payload_too_large();
+    }
     let identity = match authenticate(service, authorization, now_ms) {
         Ok(i) => i,
         Err(reply) => return reply,
@@ -171,7 +281,7 @@ pub async fn post_message(
 }
 
 /// `GET /health`.
-pub fn health(connections: Option<usize>) -> HttpReply {
+fn health(connections: Option<usize>) -> HttpReply {
     let mut body = json!({"status": "ok"});
     if let Some(n) = connections {
         body["connections"] = json!(n);
@@ -182,6 +292,28 @@ pub fn health(connections: Option<usize>) -> HttpReply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn routes_decode_the_room() {
+        assert_eq!(route("/health"), Route::Health);
+        assert_eq!(
+            route("/rooms/a%3Ab%40c/messages"),
+            Route::Messages("a:b@c".into())
+        );
+        assert_eq!(route("/rooms/%zz/messages"), Route::BadRoom);
+        assert_eq!(route("/rooms/%ff/messages"), Route::BadRoom);
+        assert_eq!(route("/rooms/lobby"), Route::NotFound);
+        assert_eq!(route("/rooms/a/b/messages"), Route::NotFound);
+        assert_eq!(route("/"), Route::NotFound);
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%2Fb").as_deref(), Some("a/b"));
+        assert_eq!(percent_decode("%"), None);
+        assert_eq!(percent_decode("%4"), None);
+        assert_eq!(percent_decode("plain").as_deref(), Some("plain"));
+    }
 
     #[test]
     fn history_query_parsing() {

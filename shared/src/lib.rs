@@ -6,6 +6,8 @@
 //!
 //! Layout:
 //! - [`protocol`]: protocol v1 frames, error and close codes, validation (pure).
+//! - [`config`]: the one configuration every deployment parses from its own lookup.
+//! - [`lifecycle`]: each connection's deadlines (token expiry, idle, maximum age), sans-IO.
 //! - [`limits`]: every named limit (API Gateway's, so all deployments agree).
 //! - [`auth`]: JWT verification with a pinned algorithm and room grants (pure, time passed in).
 //! - [`ratelimit`]: the per-connection token bucket (pure).
@@ -14,25 +16,21 @@
 //! - [`gateway`]: the outbound ports (`Gateway`, `RoomRelay`).
 //! - [`service`]: the chat logic over those ports.
 //! - [`support`]: the support desk's conversation rules (pure).
-//! - [`event`]: API Gateway WebSocket events, route selection, and `handle_event`.
 //! - [`http`]: the HTTP API (history, publish, health) for every deployment's HTTP layer.
-//! - `testing` (feature `testing`): the store conformance suites every backend must pass and a
-//!   recording gateway.
 //!
 //! Nothing here reads a clock or does I/O of its own; it compiles for `wasm32-unknown-unknown`.
 
 pub mod auth;
-pub mod event;
+pub mod config;
 pub mod gateway;
 pub mod http;
+pub mod lifecycle;
 pub mod limits;
 pub mod protocol;
 pub mod ratelimit;
 pub mod service;
 pub mod store;
 pub mod support;
-#[cfg(any(test, feature = "testing"))]
-pub mod testing;
 
 pub use gateway::{Gateway, GatewayError, RoomRelay};
 pub use service::{ChatService, ServiceConfig};

@@ -28,7 +28,7 @@ use roomcast_core::store::{
     Amendment, Connection, ConnectionStore, HistoryQuery, HistoryStore, NewMessage, RoomRef,
     StoreError,
 };
-use roomcast_core::testing::{Namer, connection_conformance, history_conformance};
+use roomcast_testkit::conformance::{Namer, connection_conformance, history_conformance};
 
 fn unique(what: &str) -> String {
     let nanos = SystemTime::now()
@@ -52,7 +52,7 @@ async fn fresh_store(dynamo: &Dynamo, config: DynamoConfig) -> DynamoStore {
 }
 
 fn msg(id: &str, from: &str, body: &str) -> NewMessage {
-    roomcast_core::testing::new_message(id, from, body, 1)
+    roomcast_testkit::conformance::new_message(id, from, body, 1)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -646,12 +646,12 @@ fn writer_gone() -> StoreError {
 mod tests {
     use std::collections::BTreeSet;
 
-    use roomcast_core::testing::{Namer, history_conformance};
+    use roomcast_testkit::conformance::{Namer, history_conformance};
 
     use super::*;
 
     fn msg(id: &str, from: &str, body: &str) -> NewMessage {
-        roomcast_core::testing::new_message(id, from, body, 1)
+        roomcast_testkit::conformance::new_message(id, from, body, 1)
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -116,6 +116,15 @@ pub struct Subscriber {
     pub user: String,
 }
 
+/// What [`ConnectionStore::admit_frame`] answers for a live connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admitted {
+    /// The connection the frame came on.
+    pub connection: Connection,
+    /// Whether the frame is within the connection's rate.
+    pub rate: RateDecision,
+}
+
 /// Result of [`ConnectionStore::join_room`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JoinOutcome {
@@ -161,6 +170,29 @@ pub trait ConnectionStore: MaybeSendSync {
         policy: &RatePolicy,
         now_ms: u64,
     ) -> Result<RateDecision, StoreError>;
+    /// A client frame arrived on the connection: the connection (`None` when it is gone) and
+    /// the rate decision for the frame. A backend that reads the connection to take the token
+    /// answers both from that one read. A failure to take the token lets the frame through:
+    /// rate limiting protects the service, it must not take it down with the store.
+    async fn admit_frame(
+        &self,
+        conn_id: &str,
+        policy: &RatePolicy,
+        now_ms: u64,
+    ) -> Result<Option<Admitted>, StoreError> {
+        let Some(connection) = self.connection(conn_id).await? else {
+            return Ok(None);
+        };
+        let rate = match self.take_rate_token(conn_id, policy, now_ms).await {
+            Ok(decision) => decision,
+            Err(StoreError::NotFound) => return Ok(None),
+            Err(e) => {
+                tracing::warn!(conn = conn_id, error = %e, "rate token not taken; frame let through");
+                RateDecision::Allow
+            }
+        };
+        Ok(Some(Admitted { connection, rate }))
+    }
     /// Records the status a user chose.
     async fn set_status(
         &self,
@@ -249,6 +281,19 @@ pub struct Member {
     pub last_seen: u64,
 }
 
+/// A room's state as a joining user sees it ([`HistoryStore::room_state`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RoomState {
+    /// Highest seq.
+    pub head: u64,
+    /// The user's read cursor.
+    pub read_seq: u64,
+    /// Members, most recently seen first.
+    pub members: Vec<Member>,
+    /// The support conversation, when asked for and there is one.
+    pub conversation: Option<Conversation>,
+}
+
 /// Durable state: messages with their gap-free per-room seq, idempotency keys, read cursors,
 /// members and the room's support conversation.
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
@@ -283,6 +328,27 @@ pub trait HistoryStore: MaybeSendSync {
     async fn touch_member(&self, room: &RoomRef, user: &str, at_ms: u64) -> Result<(), StoreError>;
     /// Up to `limit` members, most recently seen first.
     async fn members(&self, room: &RoomRef, limit: usize) -> Result<Vec<Member>, StoreError>;
+    /// What a `joined` frame tells `user`: the head, their read cursor, up to `members_limit`
+    /// members, and (when `with_conversation`) the support conversation. A backend that keeps
+    /// a room's state together answers it with one read.
+    async fn room_state(
+        &self,
+        room: &RoomRef,
+        user: &str,
+        members_limit: usize,
+        with_conversation: bool,
+    ) -> Result<RoomState, StoreError> {
+        Ok(RoomState {
+            head: self.head(room).await?,
+            read_seq: self.read_cursor(room, user).await?,
+            members: self.members(room, members_limit).await?,
+            conversation: if with_conversation {
+                self.conversation(room).await?
+            } else {
+                None
+            },
+        })
+    }
     /// The room's support conversation, if it ever had one.
     async fn conversation(&self, room: &RoomRef) -> Result<Option<Conversation>, StoreError>;
     /// Stores `next` only over version `next.version - 1` (over nothing when that is 0), else

@@ -1,4 +1,4 @@
-//! Conformance suites every store backend must pass, and a recording [`Gateway`].
+//! Conformance suites every store backend must pass (the in-memory one too).
 //!
 //! Like object_store's shared integration tests: a backend's test calls
 //! [`history_conformance`] / [`connection_conformance`] with a store. Cases use fresh room, tenant
@@ -9,15 +9,13 @@
     reason = "conformance cases: a failing store call is a test failure"
 )]
 
-use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::Mutex;
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::auth::{Identity, Role};
-use crate::gateway::{Gateway, GatewayError};
-use crate::protocol::{Conversation, ConversationStatus, PresenceStatus};
-use crate::ratelimit::{RateDecision, RatePolicy};
-use crate::store::{
+use roomcast_core::auth::{Identity, Role};
+use roomcast_core::protocol::{Conversation, ConversationStatus, PresenceStatus};
+use roomcast_core::ratelimit::{RateDecision, RatePolicy};
+use roomcast_core::store::{
     Amendment, Connection, ConnectionStore, HistoryQuery, HistoryStore, JoinOutcome, NewMessage,
     RoomRef, StoreError,
 };
@@ -619,82 +617,4 @@ pub async fn rate_tokens_follow_the_policy(store: &dyn ConnectionStore, names: &
         Allow
     );
     store.remove_connection(&c).await.unwrap();
-}
-
-/// A [`Gateway`] that records frames and closes, and can play a vanished connection (410).
-#[derive(Default)]
-pub struct RecordingGateway {
-    frames: Mutex<HashMap<String, Vec<String>>>,
-    closed: Mutex<HashMap<String, u16>>,
-    gone: Mutex<HashSet<String>>,
-}
-
-impl RecordingGateway {
-    /// An empty gateway.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Takes the frames sent to `conn_id` so far, parsed.
-    pub fn take(&self, conn_id: &str) -> Vec<serde_json::Value> {
-        let frames = self
-            .frames
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(conn_id);
-        frames
-            .unwrap_or_default()
-            .iter()
-            .map(|f| serde_json::from_str(f).expect("the service sends JSON"))
-            .collect()
-    }
-
-    /// The close code sent to `conn_id`, if any.
-    pub fn closed(&self, conn_id: &str) -> Option<u16> {
-        self.closed
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(conn_id)
-            .copied()
-    }
-
-    /// From now on sends to `conn_id` fail with [`GatewayError::Gone`].
-    pub fn vanish(&self, conn_id: &str) {
-        self.gone
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(conn_id.to_owned());
-    }
-}
-
-#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
-#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
-impl Gateway for RecordingGateway {
-    async fn send(&self, conn_id: &str, frame: &str) -> Result<(), GatewayError> {
-        if self
-            .gone
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .contains(conn_id)
-        {
-            return Err(GatewayError::Gone);
-        }
-        let mut frames = self
-            .frames
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        frames
-            .entry(conn_id.to_owned())
-            .or_default()
-            .push(frame.to_owned());
-        Ok(())
-    }
-
-    async fn close(&self, conn_id: &str, code: u16, _reason: &str) -> Result<(), GatewayError> {
-        self.closed
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(conn_id.to_owned(), code);
-        Ok(())
-    }
 }

@@ -1,17 +1,18 @@
-//! The API Gateway WebSocket contract: route selection on `$request.body.action`, the proxy event
-//! a route integration receives, the response it returns, and [`handle_event`], which runs a
-//! route against the [`ChatService`]. The local server builds these events for every socket
-//! event, and the Lambda functions receive them from API Gateway, so both run the same code path.
+//! # roomcast-apigw
+//!
+//! The API Gateway WebSocket contract as an adapter of the core service: the proxy event a route
+//! integration receives ([`WsEvent`]), the response it returns ([`WsResponse`]), API Gateway's
+//! route selection on `$request.body.action` ([`select_route`]), and [`handle_event`], which
+//! translates one event into the core's typed front door (`connect`, `frame`, `disconnect`).
+//!
+//! The Lambda functions (`functions/aws`) receive these events from API Gateway; the local
+//! server builds them only to emulate API Gateway in front of those functions
+//! (`--lambda-endpoint`, [`emulated`]). The core service never sees an event.
 
 use std::collections::HashMap;
 
+use roomcast_core::service::{ChatService, FrameOutcome, Inbound, Upgrade};
 use serde::{Deserialize, Serialize};
-
-use crate::protocol::close;
-use crate::service::{ChatService, FrameOutcome};
-
-/// The subprotocol clients may offer next to their token.
-pub const SUBPROTOCOL: &str = "roomcast.v1";
 
 /// Routes with their own integration; every other action goes to `$default`.
 pub const ROUTES: &[&str] = &["message", "typing"];
@@ -103,7 +104,8 @@ pub struct WsResponse {
 }
 
 impl WsResponse {
-    fn status(status_code: u16, body: Option<String>) -> Self {
+    /// A response with `status_code` and, optionally, a body (the refusal reason).
+    pub fn status(status_code: u16, body: Option<String>) -> Self {
         Self {
             status_code,
             headers: None,
@@ -140,35 +142,17 @@ fn header<'a>(headers: Option<&'a HashMap<String, String>>, name: &str) -> Optio
         .map(|(_, v)| v.as_str())
 }
 
-/// The connect token and the subprotocol to echo. The token comes from `?token=` or from a
-/// `Sec-WebSocket-Protocol` entry shaped like a JWT; when protocols were offered, the response
-/// echoes `roomcast.v1` if offered, else the token entry (a browser fails the handshake unless
-/// one offered protocol is echoed).
-pub fn connect_credentials(event: &WsEvent) -> (Option<String>, Option<String>) {
-    let offered: Vec<&str> = header(event.headers.as_ref(), "sec-websocket-protocol")
-        .map(|v| {
-            v.split(',')
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-                .collect()
-        })
-        .unwrap_or_default();
-    let protocol_token = offered
-        .iter()
-        .find(|p| p.matches('.').count() == 2 && **p != SUBPROTOCOL)
-        .copied();
-    let query_token = event
-        .query_string_parameters
-        .as_ref()
-        .and_then(|q| q.get("token"))
-        .map(String::as_str);
-    let token = query_token.or(protocol_token).map(str::to_owned);
-    let echo = if offered.contains(&SUBPROTOCOL) {
-        Some(SUBPROTOCOL.to_owned())
-    } else {
-        offered.first().map(|p| (*p).to_owned())
-    };
-    (token, echo)
+/// What a `CONNECT` event's request carried for the service: the `token` query parameter and
+/// the `Sec-WebSocket-Protocol` header.
+pub fn upgrade(event: &WsEvent) -> Upgrade<'_> {
+    Upgrade {
+        token_param: event
+            .query_string_parameters
+            .as_ref()
+            .and_then(|q| q.get("token"))
+            .map(String::as_str),
+        protocols: header(event.headers.as_ref(), "sec-websocket-protocol"),
+    }
 }
 
 /// Runs one route event through the service, as a route integration does.
@@ -180,42 +164,32 @@ pub async fn handle_event(service: &ChatService, event: &WsEvent) -> Routed {
         outcome: FrameOutcome::default(),
     };
     match ctx.event_type.as_str() {
-        "CONNECT" => {
-            let (token, echo) = connect_credentials(event);
-            match service
-                .connect(&ctx.connection_id, token.as_deref(), now)
-                .await
-            {
-                Ok(_) => response(WsResponse {
-                    status_code: 200,
-                    headers: echo
-                        .map(|p| HashMap::from([("Sec-WebSocket-Protocol".to_owned(), p)])),
-                    body: None,
-                }),
-                Err(refusal) => response(WsResponse::status(refusal.status, Some(refusal.reason))),
-            }
-        }
+        "CONNECT" => match service
+            .connect(&ctx.connection_id, upgrade(event), now)
+            .await
+        {
+            Ok(accepted) => response(WsResponse {
+                status_code: 200,
+                headers: accepted
+                    .subprotocol
+                    .map(|p| HashMap::from([("Sec-WebSocket-Protocol".to_owned(), p)])),
+                body: None,
+            }),
+            Err(refusal) => response(WsResponse::status(refusal.status, Some(refusal.reason))),
+        },
         "DISCONNECT" => {
             service.disconnect(&ctx.connection_id, now).await;
             response(WsResponse::status(200, None))
         }
         "MESSAGE" => {
-            if event.is_base64_encoded {
-                service.close_unsupported(&ctx.connection_id).await;
-                return Routed {
-                    response: WsResponse::status(200, None),
-                    outcome: FrameOutcome {
-                        closed: Some(close::UNSUPPORTED_DATA),
-                        ..FrameOutcome::default()
-                    },
-                };
-            }
-            let outcome = service
-                .frame(&ctx.connection_id, event.body.as_deref().unwrap_or(""), now)
-                .await;
+            let inbound = if event.is_base64_encoded {
+                Inbound::Binary
+            } else {
+                Inbound::Text(event.body.as_deref().unwrap_or(""))
+            };
             Routed {
                 response: WsResponse::status(200, None),
-                outcome,
+                outcome: service.frame(&ctx.connection_id, inbound, now).await,
             }
         }
         other => response(WsResponse::status(
@@ -235,15 +209,93 @@ pub struct Routed {
     pub outcome: FrameOutcome,
 }
 
-impl ChatService {
-    /// Binary frames are not part of protocol v1: close with 1003.
-    pub async fn close_unsupported(&self, conn_id: &str) {
-        self.close_with(
-            conn_id,
-            close::UNSUPPORTED_DATA,
-            "binary frames are not supported",
-        )
-        .await;
+/// Events as API Gateway would build them, for an emulator that sits where API Gateway does
+/// (the local server in front of `cargo lambda watch`).
+pub mod emulated {
+    use std::collections::HashMap;
+
+    use super::{WsEvent, WsIdentity, WsRequestContext, select_route};
+
+    /// What an emulator knows of one connection.
+    #[derive(Debug, Clone, Default)]
+    pub struct Socket {
+        /// The connection id.
+        pub id: String,
+        /// When it connected, epoch milliseconds.
+        pub connected_at_ms: u64,
+        /// `Host` of the upgrade request.
+        pub domain: String,
+        /// Stage name.
+        pub stage: String,
+        /// Client address.
+        pub source_ip: String,
+        /// Client `User-Agent`.
+        pub user_agent: Option<String>,
+    }
+
+    impl Socket {
+        fn context(
+            &self,
+            route_key: &str,
+            event_type: &str,
+            request_id: String,
+            now_ms: u64,
+        ) -> WsRequestContext {
+            WsRequestContext {
+                route_key: route_key.to_owned(),
+                event_type: event_type.to_owned(),
+                connection_id: self.id.clone(),
+                connected_at: self.connected_at_ms,
+                request_time_epoch: now_ms,
+                request_id,
+                domain_name: self.domain.clone(),
+                stage: self.stage.clone(),
+                api_id: "local".to_owned(),
+                identity: WsIdentity {
+                    source_ip: Some(self.source_ip.clone()),
+                    user_agent: self.user_agent.clone(),
+                },
+                ..WsRequestContext::default()
+            }
+        }
+
+        /// The `$connect` event of the upgrade request with these headers and query.
+        pub fn connect(
+            &self,
+            request_id: String,
+            now_ms: u64,
+            headers: HashMap<String, String>,
+            query: HashMap<String, String>,
+        ) -> WsEvent {
+            WsEvent {
+                request_context: self.context("$connect", "CONNECT", request_id, now_ms),
+                headers: Some(headers),
+                query_string_parameters: Some(query),
+                ..WsEvent::default()
+            }
+        }
+
+        /// The event of a text frame, on the route API Gateway would select.
+        pub fn message(&self, request_id: String, now_ms: u64, body: &str) -> WsEvent {
+            let mut context =
+                self.context(select_route(body), "MESSAGE", request_id.clone(), now_ms);
+            context.message_id = Some(request_id);
+            WsEvent {
+                request_context: context,
+                body: Some(body.to_owned()),
+                ..WsEvent::default()
+            }
+        }
+
+        /// The `$disconnect` event; `code` is the client's close code when the client closed.
+        pub fn disconnect(&self, request_id: String, now_ms: u64, code: Option<u16>) -> WsEvent {
+            let mut context = self.context("$disconnect", "DISCONNECT", request_id, now_ms);
+            context.disconnect_status_code = code;
+            WsEvent {
+                request_context: context,
+                ..WsEvent::default()
+            }
+        }
     }
 }
 
@@ -277,22 +329,19 @@ mod tests {
     }
 
     #[test]
-    fn credentials_from_query_or_subprotocol() {
+    fn upgrade_from_query_and_any_case_of_the_protocol_header() {
         let ev = connect_event(None, Some("q.t.k"));
-        assert_eq!(connect_credentials(&ev), (Some("q.t.k".into()), None));
+        assert_eq!(upgrade(&ev).token(), Some("q.t.k"));
         let ev = connect_event(
-            Some(("Sec-WebSocket-Protocol", "roomcast.v1, aa.bb.cc")),
+            Some(("sec-websocket-protocol", "roomcast.v1, aa.bb.cc")),
             None,
         );
         assert_eq!(
-            connect_credentials(&ev),
-            (Some("aa.bb.cc".into()), Some("roomcast.v1".into()))
+            (upgrade(&ev).token(), upgrade(&ev).subprotocol()),
+            (Some("aa.bb.cc"), Some("roomcast.v1"))
         );
-        let ev = connect_event(Some(("sec-websocket-protocol", "aa.bb.cc")), None);
-        assert_eq!(
-            connect_credentials(&ev),
-            (Some("aa.bb.cc".into()), Some("aa.bb.cc".into()))
-        );
+        let ev = connect_event(Some(("Sec-WebSocket-Protocol", "aa.bb.cc")), None);
+        assert_eq!(upgrade(&ev).token(), Some("aa.bb.cc"));
     }
 
     #[test]

@@ -1,0 +1,320 @@
+//! One configuration for every deployment: the settings the chat service, token verification
+//! and the connection lifecycle need, parsed once from a lookup function with one set of names,
+//! defaults and errors.
+//!
+//! Each deployment only supplies the lookup: the Lambda functions their environment (with the
+//! key read from SSM), the Worker its `[vars]` and secrets, the local server its command line
+//! (every flag maps to one of the [`names`]) over its environment. A value that is empty or only
+//! white space counts as unset, because deploy templates cannot always leave a variable out.
+//! Settings only one deployment has (the DynamoDB table, the local data directory) are parsed by
+//! that deployment with the same [`Lookup`], so their errors read the same.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::auth::{AuthConfig, TokenVerifier, VerifyKey};
+use crate::lifecycle::LifecyclePolicy;
+use crate::limits::{
+    DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_CONNECTION_MS, DEFAULT_MAX_CONNECTIONS_PER_USER,
+};
+use crate::ratelimit::RatePolicy;
+use crate::service::ServiceConfig;
+
+/// The names of the settings, as environment variables, wrangler vars and the local server's
+/// environment fallbacks for its flags.
+pub mod names {
+    /// HS256 secret.
+    pub const JWT_SECRET: &str = "ROOMCAST_JWT_SECRET";
+    /// PEM public key (RS256 or ES256), instead of the secret.
+    pub const JWT_PUBLIC_KEY: &str = "ROOMCAST_JWT_PUBLIC_KEY";
+    /// `HS256`, `RS256` or `ES256`; by default HS256 with a secret, RS256 with a public key.
+    pub const JWT_ALG: &str = "ROOMCAST_JWT_ALG";
+    /// Required `iss`.
+    pub const JWT_ISSUER: &str = "ROOMCAST_JWT_ISSUER";
+    /// Required `aud`.
+    pub const JWT_AUDIENCE: &str = "ROOMCAST_JWT_AUDIENCE";
+    /// Clock skew tolerated on `exp` / `nbf`, seconds (default 0).
+    pub const JWT_LEEWAY_SECS: &str = "ROOMCAST_JWT_LEEWAY_SECS";
+    /// Frames per second per connection, sustained.
+    pub const RATE_PER_SEC: &str = "ROOMCAST_RATE_PER_SEC";
+    /// Frames per connection in a burst.
+    pub const RATE_BURST: &str = "ROOMCAST_RATE_BURST";
+    /// Live connections per user (more are refused with 429).
+    pub const MAX_CONNECTIONS_PER_USER: &str = "ROOMCAST_MAX_CONNECTIONS_PER_USER";
+    /// Close connections without inbound data for this long, seconds (1001).
+    pub const IDLE_TIMEOUT_SECS: &str = "ROOMCAST_IDLE_TIMEOUT_SECS";
+    /// Close every connection after this long, seconds (1001).
+    pub const MAX_CONNECTION_SECS: &str = "ROOMCAST_MAX_CONNECTION_SECS";
+    /// Log level: `error`, `warn`, `info` (default), `debug` or `trace`.
+    pub const LOG: &str = "ROOMCAST_LOG";
+
+    /// Every name [`super::Settings::from_lookup`] reads.
+    pub const ALL: &[&str] = &[
+        JWT_SECRET,
+        JWT_PUBLIC_KEY,
+        JWT_ALG,
+        JWT_ISSUER,
+        JWT_AUDIENCE,
+        JWT_LEEWAY_SECS,
+        RATE_PER_SEC,
+        RATE_BURST,
+        MAX_CONNECTIONS_PER_USER,
+        IDLE_TIMEOUT_SECS,
+        MAX_CONNECTION_SECS,
+        LOG,
+    ];
+}
+
+/// Why a configuration cannot work. Every deployment refuses to start with one (the Lambda
+/// init fails, the Worker answers 500 and logs it, the local server exits).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// Neither a secret nor a public key is set.
+    #[error(
+        "no token key: set {} (HS256) or {} (RS256/ES256)",
+        names::JWT_SECRET,
+        names::JWT_PUBLIC_KEY
+    )]
+    MissingKey,
+    /// Both a secret and a public key are set.
+    #[error("set {} or {}, not both", names::JWT_SECRET, names::JWT_PUBLIC_KEY)]
+    ConflictingKeys,
+    /// The algorithm does not go with the key that is set.
+    #[error("{}={alg} needs {needs}", names::JWT_ALG)]
+    KeyDoesNotMatchAlgorithm {
+        /// The algorithm asked for.
+        alg: String,
+        /// The setting it needs.
+        needs: &'static str,
+    },
+    /// The key does not load.
+    #[error("{name}: {problem}")]
+    BadKey {
+        /// The setting holding the key.
+        name: &'static str,
+        /// Why it does not load.
+        problem: String,
+    },
+    /// A value does not parse or is out of range.
+    #[error("{name}: {problem}")]
+    Invalid {
+        /// The setting.
+        name: &'static str,
+        /// What is wrong with its value.
+        problem: String,
+    },
+}
+
+/// How much to log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogLevel {
+    /// Errors only.
+    Error,
+    /// Warnings and errors.
+    Warn,
+    /// The default.
+    #[default]
+    Info,
+    /// Per-frame detail.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+impl LogLevel {
+    /// The level's name, as `tracing` filters spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Error => "error",
+            Self::Warn => "warn",
+            Self::Info => "info",
+            Self::Debug => "debug",
+            Self::Trace => "trace",
+        }
+    }
+}
+
+impl FromStr for LogLevel {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "error" => Ok(Self::Error),
+            "warn" => Ok(Self::Warn),
+            "info" => Ok(Self::Info),
+            "debug" => Ok(Self::Debug),
+            "trace" => Ok(Self::Trace),
+            _ => Err("must be error, warn, info, debug or trace".to_owned()),
+        }
+    }
+}
+
+/// Everything every deployment configures the same way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Token verification.
+    pub auth: AuthConfig,
+    /// The chat service's tunables.
+    pub service: ServiceConfig,
+    /// When connections are closed for idleness, age and token expiry.
+    pub lifecycle: LifecyclePolicy,
+    /// Log level.
+    pub log: LogLevel,
+}
+
+/// A lookup of setting values by name, treating empty values as unset, with typed parsing that
+/// reports errors one way.
+pub struct Lookup<F> {
+    get: F,
+}
+
+impl<F: Fn(&str) -> Option<String>> Lookup<F> {
+    /// Wraps `get` (an environment, wrangler vars, a command line mapped to [`names`]).
+    pub fn new(get: F) -> Self {
+        Self { get }
+    }
+
+    /// The value of `name`, trimmed; `None` when unset or blank.
+    pub fn string(&self, name: &str) -> Option<String> {
+        (self.get)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// The value of `name` parsed as `T`, or `default` when unset.
+    pub fn parsed<T: FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        self.optional(name).map(|v| v.unwrap_or(default))
+    }
+
+    /// The value of `name` parsed as `T`, when set.
+    pub fn optional<T: FromStr>(&self, name: &'static str) -> Result<Option<T>, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        self.string(name)
+            .map(|v| {
+                v.parse().map_err(|e| ConfigError::Invalid {
+                    name,
+                    problem: format!("cannot use `{v}`: {e}"),
+                })
+            })
+            .transpose()
+    }
+
+    /// A whole number of at least 1, or `default` when unset.
+    pub fn positive<T>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + From<u8> + Copy,
+        T::Err: fmt::Display,
+    {
+        let value = self.parsed(name, default)?;
+        if value < T::from(1) {
+            return Err(ConfigError::Invalid {
+                name,
+                problem: "must be at least 1".to_owned(),
+            });
+        }
+        Ok(value)
+    }
+
+    /// `true` for `1`/`true`, `false` for `0`/`false` or when unset.
+    pub fn flag(&self, name: &'static str) -> Result<bool, ConfigError> {
+        match self.string(name).as_deref().map(str::to_ascii_lowercase) {
+            None => Ok(false),
+            Some(v) if v == "1" || v == "true" => Ok(true),
+            Some(v) if v == "0" || v == "false" => Ok(false),
+            Some(v) => Err(ConfigError::Invalid {
+                name,
+                problem: format!("`{v}` is not 1, 0, true or false"),
+            }),
+        }
+    }
+}
+
+impl Settings {
+    /// Parses every setting through `get`.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let lookup = Lookup::new(get);
+        let auth = AuthConfig {
+            key: verify_key(&lookup)?,
+            issuer: lookup.string(names::JWT_ISSUER),
+            audience: lookup.string(names::JWT_AUDIENCE),
+            leeway_secs: lookup.parsed(names::JWT_LEEWAY_SECS, 0)?,
+        };
+        // Load the key now, so a bad one stops the deployment from starting rather than
+        // refusing every connection.
+        TokenVerifier::new(&auth).map_err(|e| ConfigError::BadKey {
+            name: match auth.key {
+                VerifyKey::Hs256(_) => names::JWT_SECRET,
+                _ => names::JWT_PUBLIC_KEY,
+            },
+            problem: e.to_string(),
+        })?;
+        let defaults = RatePolicy::default();
+        let rate = RatePolicy {
+            per_sec: lookup.positive(names::RATE_PER_SEC, defaults.per_sec)?,
+            burst: lookup.positive(names::RATE_BURST, defaults.burst)?,
+            ..defaults
+        };
+        let seconds = |name, default_ms: u64| -> Result<u64, ConfigError> {
+            Ok(lookup
+                .positive(name, default_ms / 1000)?
+                .saturating_mul(1000))
+        };
+        Ok(Self {
+            auth,
+            service: ServiceConfig {
+                rate,
+                max_connections_per_user: lookup.positive(
+                    names::MAX_CONNECTIONS_PER_USER,
+                    DEFAULT_MAX_CONNECTIONS_PER_USER,
+                )?,
+                ..ServiceConfig::default()
+            },
+            lifecycle: LifecyclePolicy {
+                idle_timeout_ms: seconds(names::IDLE_TIMEOUT_SECS, DEFAULT_IDLE_TIMEOUT_MS)?,
+                max_connection_ms: seconds(names::MAX_CONNECTION_SECS, DEFAULT_MAX_CONNECTION_MS)?,
+            },
+            log: lookup.parsed(names::LOG, LogLevel::Info)?,
+        })
+    }
+
+    /// The token verifier for [`Settings::auth`] (it loaded when the settings were parsed).
+    pub fn verifier(&self) -> Result<TokenVerifier, ConfigError> {
+        TokenVerifier::new(&self.auth).map_err(|e| ConfigError::BadKey {
+            name: names::JWT_PUBLIC_KEY,
+            problem: e.to_string(),
+        })
+    }
+}
+
+/// The key and, with it, the one algorithm accepted.
+fn verify_key<F: Fn(&str) -> Option<String>>(lookup: &Lookup<F>) -> Result<VerifyKey, ConfigError> {
+    let secret = lookup.string(names::JWT_SECRET);
+    let pem = lookup.string(names::JWT_PUBLIC_KEY);
+    let alg = lookup
+        .string(names::JWT_ALG)
+        .map(|a| a.to_ascii_uppercase());
+    let mismatch = |alg: &str, needs| ConfigError::KeyDoesNotMatchAlgorithm {
+        alg: alg.to_owned(),
+        needs,
+    };
+    match (secret, pem, alg.as_deref()) {
+        (Some(_), Some(_), _) => Err(ConfigError::ConflictingKeys),
+        (None, None, _) => Err(ConfigError::MissingKey),
+        (Some(secret), None, None | Some("HS256")) => Ok(VerifyKey::Hs256(secret.into_bytes())),
+        (None, Some(pem), None | Some("RS256")) => Ok(VerifyKey::Rs256Pem(pem.into_bytes())),
+        (None, Some(pem), Some("ES256")) => Ok(VerifyKey::Es256Pem(pem.into_bytes())),
+        (Some(_), None, Some(alg @ ("RS256" | "ES256"))) => {
+            Err(mismatch(alg, names::JWT_PUBLIC_KEY))
+        }
+        (None, Some(_), Some("HS256")) => Err(mismatch("HS256", names::JWT_SECRET)),
+        (_, _, Some(other)) => Err(ConfigError::Invalid {
+            name: names::JWT_ALG,
+            problem: format!("`{other}` is not HS256, RS256 or ES256"),
+        }),
+    }
+}

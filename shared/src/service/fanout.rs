@@ -1,0 +1,99 @@
+//! Delivery: replies to one connection, broadcasts to a room's subscribers with bounded
+//! concurrency, closes, and the clean-up of recipients the gateway reports gone.
+
+use futures::StreamExt;
+
+use super::ChatService;
+use crate::gateway::GatewayError;
+use crate::limits::FANOUT_CONCURRENCY;
+use crate::protocol::ServerFrame;
+use crate::store::RoomRef;
+
+/// Which subscribers a broadcast leaves out.
+#[derive(Clone, Copy)]
+pub(super) enum Skip<'a> {
+    Nobody,
+    Connection(&'a str),
+    User(&'a str),
+}
+
+impl ChatService {
+    /// Broadcasts and cleans up recipients found gone. Returns frames delivered.
+    pub(super) async fn deliver(
+        &self,
+        room: &RoomRef,
+        frame: &ServerFrame,
+        skip: Skip<'_>,
+        now_ms: u64,
+    ) -> usize {
+        let (delivered, gone) = self.broadcast(room, frame, skip).await;
+        for id in gone {
+            self.disconnect(&id, now_ms).await;
+        }
+        delivered
+    }
+
+    /// Sends `frame` to the room's subscribers with bounded concurrency. One failing recipient
+    /// never stops the others. Returns (delivered, connections found gone).
+    pub(super) async fn broadcast(
+        &self,
+        room: &RoomRef,
+        frame: &ServerFrame,
+        skip: Skip<'_>,
+    ) -> (usize, Vec<String>) {
+        let subscribers = match self.connections.room_connections(room).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(room = %room.key(), error = %e, "fan-out skipped: cannot list subscribers");
+                return (0, Vec::new());
+            }
+        };
+        let text = frame.to_json();
+        let targets = subscribers.into_iter().filter(|s| match skip {
+            Skip::Nobody => true,
+            Skip::Connection(id) => s.conn_id != id,
+            Skip::User(user) => s.user != user,
+        });
+        let results: Vec<(String, Result<(), GatewayError>)> = futures::stream::iter(targets)
+            .map(|s| {
+                let text = &text;
+                async move {
+                    let r = self.gateway.send(&s.conn_id, text).await;
+                    (s.conn_id, r)
+                }
+            })
+            .buffer_unordered(FANOUT_CONCURRENCY)
+            .collect()
+            .await;
+        let mut delivered = 0;
+        let mut gone = Vec::new();
+        for (conn_id, result) in results {
+            match result {
+                Ok(()) => delivered += 1,
+                Err(GatewayError::Gone) => gone.push(conn_id),
+                Err(e) => tracing::warn!(conn = %conn_id, error = %e, "fan-out send failed"),
+            }
+        }
+        (delivered, gone)
+    }
+
+    pub(super) async fn reply(&self, conn_id: &str, frame: &ServerFrame) {
+        if let Err(e) = self.gateway.send(conn_id, &frame.to_json()).await {
+            tracing::debug!(conn = conn_id, error = %e, "reply not delivered");
+        }
+    }
+
+    /// Closes a connection through the gateway, logging a failure.
+    /// A `closing` frame goes first: API Gateway's Management API cannot set a close code, so
+    /// that frame is how clients there learn why (4001, 4008, …).
+    pub async fn close_with(&self, conn_id: &str, code: u16, reason: &str) {
+        let notice = ServerFrame::Closing {
+            code,
+            reason: reason.to_owned(),
+        };
+        self.reply(conn_id, &notice).await;
+        if let Err(e) = self.gateway.close(conn_id, code, reason).await {
+            tracing::debug!(conn = conn_id, error = %e, "close not delivered");
+        }
+    }
+}

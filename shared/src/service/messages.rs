@@ -1,0 +1,229 @@
+//! Messages: `message` (stored, acknowledged, fanned out; a visitor's message opens a support
+//! conversation), `edit` and `delete` by the author, `read` cursors and `history` pages.
+
+use super::fanout::Skip;
+use super::{ChatService, unavailable};
+use crate::auth::Role;
+use crate::limits::{DEFAULT_HISTORY_LIMIT, MAX_SERVER_FRAME_BYTES};
+use crate::protocol::{ErrorCode, MessageView, Rejection, ServerFrame};
+use crate::store::{Amendment, Connection, HistoryQuery, NewMessage, Page, RoomRef};
+use crate::support::{DeskRequest, INBOX_ROOM};
+
+impl ChatService {
+    /// `message {room, id, body, meta?}`: `ack` once stored, then the message to the room.
+    pub(super) async fn message(
+        &self,
+        conn: &Connection,
+        room: String,
+        id: String,
+        body: String,
+        meta: Option<serde_json::Value>,
+        now_ms: u64,
+    ) -> Result<usize, Rejection> {
+        let r = self.member_room(conn, &room)?;
+        if room == INBOX_ROOM {
+            return Err(Rejection::new(
+                ErrorCode::Forbidden,
+                "only the service writes in the inbox",
+            ));
+        }
+        let msg = NewMessage {
+            id,
+            from: conn.user.clone(),
+            name: conn.name.clone(),
+            body,
+            meta,
+            ts: now_ms,
+        };
+        let appended = self.history.append(&r, msg).await.map_err(unavailable)?;
+        let m = &appended.message;
+        let ack = ServerFrame::Ack {
+            id: m.id.clone(),
+            room,
+            seq: m.seq,
+            ts: m.ts,
+            duplicate: appended.duplicate,
+        };
+        self.reply(&conn.id, &ack).await;
+        if appended.duplicate {
+            return Ok(0);
+        }
+        let mut fanout = self
+            .deliver(
+                &r,
+                &ServerFrame::Message(appended.message),
+                Skip::Connection(&conn.id),
+                now_ms,
+            )
+            .await;
+        if conn.role == Role::User && self.is_support_room(&r.room) {
+            // The message is stored and acknowledged whatever happens to the desk.
+            match self.desk(&r, DeskRequest::Open, None, now_ms).await {
+                Ok((_, _, delivered)) => fanout += delivered,
+                Err(rejection) => {
+                    tracing::warn!(room = %r.key(), error = %rejection.message, "conversation not opened");
+                }
+            }
+        }
+        Ok(fanout)
+    }
+
+    /// `edit {room, seq, body}` by the author.
+    pub(super) async fn edit(
+        &self,
+        conn: &Connection,
+        room: String,
+        seq: u64,
+        body: String,
+        now_ms: u64,
+    ) -> Result<usize, Rejection> {
+        let r = self.member_room(conn, &room)?;
+        let change = Amendment::Edit {
+            body,
+            at_ms: now_ms,
+        };
+        let edited = self.amend_own(conn, &r, seq, change).await?;
+        let frame = ServerFrame::Edited {
+            room,
+            seq,
+            body: edited.body.unwrap_or_default(),
+            by: conn.user.clone(),
+            edited_ts: now_ms,
+        };
+        Ok(self.deliver(&r, &frame, Skip::Nobody, now_ms).await)
+    }
+
+    /// `delete {room, seq}` by the author: the message becomes a tombstone.
+    pub(super) async fn delete(
+        &self,
+        conn: &Connection,
+        room: String,
+        seq: u64,
+        now_ms: u64,
+    ) -> Result<usize, Rejection> {
+        let r = self.member_room(conn, &room)?;
+        self.amend_own(conn, &r, seq, Amendment::Delete { at_ms: now_ms })
+            .await?;
+        let frame = ServerFrame::Deleted {
+            room,
+            seq,
+            by: conn.user.clone(),
+        };
+        Ok(self.deliver(&r, &frame, Skip::Nobody, now_ms).await)
+    }
+
+    /// `read {room, seq}`: the cursor moves forward only, never past the head.
+    pub(super) async fn read(
+        &self,
+        conn: &Connection,
+        room: String,
+        seq: u64,
+        now_ms: u64,
+    ) -> Result<usize, Rejection> {
+        let r = self.member_room(conn, &room)?;
+        let head = self.history.head(&r).await.map_err(unavailable)?;
+        let (cursor, moved) = self
+            .history
+            .advance_read(&r, &conn.user, seq.min(head))
+            .await
+            .map_err(unavailable)?;
+        if !moved {
+            return Ok(0);
+        }
+        let frame = ServerFrame::Read {
+            room,
+            user: conn.user.clone(),
+            seq: cursor,
+        };
+        Ok(self
+            .deliver(&r, &frame, Skip::Connection(&conn.id), now_ms)
+            .await)
+    }
+
+    /// `history {room, before?, after?, limit?}`: one page, cut to fit one frame.
+    pub(super) async fn history(
+        &self,
+        conn: &Connection,
+        room: String,
+        before: Option<u64>,
+        after: Option<u64>,
+        limit: Option<u32>,
+    ) -> Result<usize, Rejection> {
+        let r = self.member_room(conn, &room)?;
+        let query = HistoryQuery {
+            after,
+            before,
+            limit: limit.unwrap_or(DEFAULT_HISTORY_LIMIT),
+        };
+        let page = self
+            .history
+            .messages(&r, query)
+            .await
+            .map_err(unavailable)?;
+        let page = fit_page(page, after.is_some());
+        let frame = ServerFrame::History {
+            room,
+            messages: page.messages,
+            more: page.more,
+        };
+        self.reply(&conn.id, &frame).await;
+        Ok(0)
+    }
+
+    /// Applies `change` to message `seq` if `conn`'s user wrote it and it is not deleted.
+    async fn amend_own(
+        &self,
+        conn: &Connection,
+        r: &RoomRef,
+        seq: u64,
+        change: Amendment,
+    ) -> Result<MessageView, Rejection> {
+        let original = self.history.message(r, seq).await.map_err(unavailable)?;
+        let Some(original) = original.filter(|m| !m.deleted) else {
+            return Err(Rejection::new(
+                ErrorCode::NotFound,
+                format!("no message {seq}"),
+            ));
+        };
+        if original.from != conn.user {
+            return Err(Rejection::new(
+                ErrorCode::Forbidden,
+                "only the author may change a message",
+            ));
+        }
+        self.history
+            .amend(r, seq, change)
+            .await
+            .map_err(unavailable)
+    }
+}
+
+/// Cuts a history page to fit one server frame ([`MAX_SERVER_FRAME_BYTES`]), keeping the messages
+/// next to the page's anchor: the oldest when paging forward (`after`), else the newest. What is
+/// cut is still there for the next page, so `more` becomes true.
+pub fn fit_page(mut page: Page, forward: bool) -> Page {
+    // Room for the frame's own fields around the messages.
+    const ENVELOPE_BYTES: usize = 512;
+    let budget = MAX_SERVER_FRAME_BYTES - ENVELOPE_BYTES;
+    let size = |m: &MessageView| serde_json::to_string(m).map_or(usize::MAX, |s| s.len() + 1);
+    let mut used = 0;
+    let mut fits = |m: &&MessageView| {
+        used += size(m);
+        used <= budget
+    };
+    let keep = if forward {
+        page.messages.iter().take_while(&mut fits).count()
+    } else {
+        page.messages.iter().rev().take_while(&mut fits).count()
+    };
+    let cut = page.messages.len() - keep;
+    if cut > 0 {
+        if forward {
+            page.messages.truncate(keep);
+        } else {
+            page.messages.drain(..cut);
+        }
+        page.more = true;
+    }
+    page
+}

@@ -1,0 +1,441 @@
+//! The chat service: what happens on connect, on each client frame, and on disconnect. Written
+//! once against the [`ConnectionStore`], [`HistoryStore`] and [`Gateway`] ports; the local
+//! server, the Lambda functions and the Durable Object only translate their transport into the
+//! three calls of its front door: [`ChatService::connect`], [`ChatService::frame`] and
+//! [`ChatService::disconnect`].
+//!
+//! One file per feature: [`rooms`](self) (join, leave), `messages` (message, edit, delete,
+//! read, history), `presence` (typing, presence, departures), `desk` (the support desk),
+//! `publish` (the HTTP API's operations), and `fanout` (delivery to connections). This file
+//! holds the front door and the one dispatch from a parsed frame to its handler.
+//!
+//! Time is an argument (`now_ms`), never read here.
+
+mod desk;
+mod fanout;
+mod messages;
+mod presence;
+mod publish;
+mod rooms;
+
+use std::sync::Arc;
+
+pub use messages::fit_page;
+pub use publish::Publish;
+
+use crate::auth::{Role, TokenVerifier};
+use crate::gateway::{Gateway, RoomRelay};
+use crate::limits::{DEFAULT_MAX_CONNECTIONS_PER_USER, MAX_ROOMS_PER_CONNECTION};
+use crate::protocol::{
+    ClientFrame, ErrorCode, PresenceStatus, Rejection, ServerFrame, close, parse_client_frame,
+};
+use crate::ratelimit::{RateDecision, RatePolicy};
+use crate::store::{Connection, ConnectionStore, HistoryStore, StoreError};
+use crate::support::DEFAULT_SUPPORT_ROOM_PREFIX;
+
+/// The subprotocol clients may offer next to their token.
+pub const SUBPROTOCOL: &str = "roomcast.v1";
+
+/// Tunables of the service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceConfig {
+    /// Per-connection frame rate.
+    pub rate: RatePolicy,
+    /// Most live connections per user; more are refused with 429.
+    pub max_connections_per_user: usize,
+    /// Most rooms one connection may join.
+    pub max_rooms_per_connection: usize,
+    /// Rooms named with this prefix are support conversations (empty: none are).
+    pub support_room_prefix: String,
+    /// The one room every connection of this service belongs to, when the deployment binds each
+    /// connection to a room (the edge build runs one service per Durable Object, that is per
+    /// room, and the room is in the socket's URL). Connections are joined to it on connect, and
+    /// `join` of another room is refused with `INVALID`. `None` (the default): connections join
+    /// rooms freely.
+    pub bound_room: Option<String>,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            rate: RatePolicy::default(),
+            max_connections_per_user: DEFAULT_MAX_CONNECTIONS_PER_USER,
+            max_rooms_per_connection: MAX_ROOMS_PER_CONNECTION,
+            support_room_prefix: DEFAULT_SUPPORT_ROOM_PREFIX.to_owned(),
+            bound_room: None,
+        }
+    }
+}
+
+/// What a WebSocket upgrade request carried that `$connect` needs: the `token` query parameter
+/// and the `Sec-WebSocket-Protocol` header, as the client sent them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Upgrade<'a> {
+    /// The `token` query parameter (decoded).
+    pub token_param: Option<&'a str>,
+    /// The `Sec-WebSocket-Protocol` header value (comma-separated protocols).
+    pub protocols: Option<&'a str>,
+}
+
+impl<'a> Upgrade<'a> {
+    /// The token, from `?token=` or else from a `Sec-WebSocket-Protocol` entry shaped like a JWT.
+    pub fn token(&self) -> Option<&'a str> {
+        self.token_param
+            .or_else(|| self.offered().find(|p| is_jwt_shaped(p)))
+    }
+
+    /// The subprotocol to echo: `roomcast.v1` if offered, else the first offered (a browser
+    /// fails the handshake unless one offered protocol is echoed); none when none was offered.
+    pub fn subprotocol(&self) -> Option<&'a str> {
+        if self.offered().any(|p| p == SUBPROTOCOL) {
+            Some(SUBPROTOCOL)
+        } else {
+            self.offered().next()
+        }
+    }
+
+    fn offered(&self) -> impl Iterator<Item = &'a str> {
+        self.protocols
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+    }
+}
+
+fn is_jwt_shaped(protocol: &str) -> bool {
+    protocol.matches('.').count() == 2 && protocol != SUBPROTOCOL
+}
+
+/// An accepted `$connect`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// The connection as stored (its token expiry drives the lifecycle's timers).
+    pub connection: Connection,
+    /// The subprotocol to echo in the upgrade response.
+    pub subprotocol: Option<String>,
+}
+
+/// A refused `$connect`: the HTTP status the upgrade is answered with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectRefusal {
+    /// 401 bad token, 403 valid but not allowed, 429 too many connections, 500 store failure;
+    /// on a bound service, the status of the refused join of its room.
+    pub status: u16,
+    /// Why.
+    pub reason: String,
+}
+
+/// One client frame as the transport delivered it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inbound<'a> {
+    /// A text frame: protocol v1 JSON.
+    Text(&'a str),
+    /// A binary frame: not part of protocol v1 (closed with 1003).
+    Binary,
+}
+
+/// What happened to one client frame, for metrics and logs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FrameOutcome {
+    /// The action, when the frame parsed.
+    pub action: Option<&'static str>,
+    /// The error code sent back, if any.
+    pub rejected: Option<ErrorCode>,
+    /// The close code, when the connection was closed.
+    pub closed: Option<u16>,
+    /// Frames fanned out to other connections.
+    pub fanout: usize,
+}
+
+/// The chat service.
+pub struct ChatService {
+    verifier: TokenVerifier,
+    connections: Arc<dyn ConnectionStore>,
+    history: Arc<dyn HistoryStore>,
+    gateway: Arc<dyn Gateway>,
+    /// Where rooms other than `config.bound_room` are recorded, when the service is bound.
+    relay: Option<Arc<dyn RoomRelay>>,
+    config: ServiceConfig,
+}
+
+/// The rejection a failed store call turns into.
+fn unavailable(e: StoreError) -> Rejection {
+    tracing::warn!(error = %e, "store operation failed");
+    match e {
+        StoreError::NotFound => Rejection::new(ErrorCode::NotFound, "not found"),
+        other => Rejection::new(
+            ErrorCode::Unavailable,
+            format!("storage unavailable, retry: {other}"),
+        ),
+    }
+}
+
+/// The HTTP status an error code maps to: the HTTP API's, and the upgrade refusal of a bound
+/// service whose room join was rejected.
+pub fn http_status(code: ErrorCode) -> u16 {
+    match code {
+        ErrorCode::BadFrame | ErrorCode::UnknownAction | ErrorCode::Invalid => 400,
+        ErrorCode::TooLarge => 413,
+        ErrorCode::Forbidden | ErrorCode::NotMember => 403,
+        ErrorCode::NotFound => 404,
+        ErrorCode::Conflict => 409,
+        ErrorCode::RateLimited | ErrorCode::LimitExceeded => 429,
+        ErrorCode::Unavailable => 503,
+    }
+}
+
+impl ChatService {
+    /// A service over the given ports.
+    pub fn new(
+        verifier: TokenVerifier,
+        connections: Arc<dyn ConnectionStore>,
+        history: Arc<dyn HistoryStore>,
+        gateway: Arc<dyn Gateway>,
+        config: ServiceConfig,
+    ) -> Self {
+        Self {
+            verifier,
+            connections,
+            history,
+            gateway,
+            relay: None,
+            config,
+        }
+    }
+
+    /// Records messages for rooms other than [`ServiceConfig::bound_room`] through `relay` (the
+    /// support desk's inbox notices, on a deployment with one service per room).
+    #[must_use]
+    pub fn with_relay(mut self, relay: Arc<dyn RoomRelay>) -> Self {
+        self.relay = Some(relay);
+        self
+    }
+
+    /// The token verifier (HTTP endpoints authenticate with it too).
+    pub fn verifier(&self) -> &TokenVerifier {
+        &self.verifier
+    }
+
+    /// `$connect`: verifies the token and registers the connection; a bound service also joins
+    /// it to its room (refusing the upgrade when that join is refused).
+    pub async fn connect(
+        &self,
+        conn_id: &str,
+        upgrade: Upgrade<'_>,
+        now_ms: u64,
+    ) -> Result<Accepted, ConnectRefusal> {
+        let refuse = |status, reason: String| ConnectRefusal { status, reason };
+        let identity = self
+            .verifier
+            .verify(upgrade.token().unwrap_or(""), now_ms)
+            .map_err(|e| refuse(401, e.to_string()))?;
+        if identity.role == Role::User && identity.rooms.is_empty() {
+            return Err(refuse(403, "the token grants no rooms".into()));
+        }
+        let existing = self
+            .connections
+            .user_connections(&identity.tenant, &identity.user)
+            .await
+            .map_err(|e| refuse(500, e.to_string()))?;
+        if existing.len() >= self.config.max_connections_per_user {
+            return Err(refuse(
+                429,
+                format!("user has {} connections already", existing.len()),
+            ));
+        }
+        let mut conn = Connection::new(conn_id, &identity, now_ms);
+        self.connections
+            .put_connection(&conn)
+            .await
+            .map_err(|e| refuse(500, e.to_string()))?;
+        if existing.is_empty() {
+            // A user coming back starts online, whatever they chose in an earlier session.
+            let _ = self
+                .connections
+                .set_status(&conn.tenant, &conn.user, PresenceStatus::Online)
+                .await;
+        }
+        if let Some(room) = &self.config.bound_room {
+            // The room is the socket's: join it as the client's own `join` would, without the
+            // `joined` reply (the client asks for it with `join`, as on every deployment).
+            if let Err(rejection) = self.enter(&conn, room, None, false, now_ms).await {
+                self.disconnect(conn_id, now_ms).await;
+                return Err(refuse(http_status(rejection.code), rejection.message));
+            }
+            conn.rooms.push(room.clone());
+        }
+        tracing::debug!(conn = conn_id, tenant = %conn.tenant, user = %conn.user, "connected");
+        Ok(Accepted {
+            connection: conn,
+            subprotocol: upgrade.subprotocol().map(str::to_owned),
+        })
+    }
+
+    /// `$disconnect` (or a connection found gone): forgets it and, when it was the user's last,
+    /// tells its rooms the user is offline.
+    pub async fn disconnect(&self, conn_id: &str, now_ms: u64) {
+        let mut pending = vec![conn_id.to_owned()];
+        while let Some(id) = pending.pop() {
+            pending.extend(self.depart(&id, now_ms).await);
+        }
+    }
+
+    /// One client frame on a connection.
+    pub async fn frame(&self, conn_id: &str, inbound: Inbound<'_>, now_ms: u64) -> FrameOutcome {
+        let mut outcome = FrameOutcome::default();
+        let text = match inbound {
+            Inbound::Text(text) => text,
+            Inbound::Binary => {
+                self.close_with(
+                    conn_id,
+                    close::UNSUPPORTED_DATA,
+                    "binary frames are not supported",
+                )
+                .await;
+                outcome.closed = Some(close::UNSUPPORTED_DATA);
+                return outcome;
+            }
+        };
+        let conn = match self
+            .connections
+            .admit_frame(conn_id, &self.config.rate, now_ms)
+            .await
+        {
+            Ok(Some(admitted)) => admitted,
+            Ok(None) => {
+                // The connection was cleaned up (TTL, 410) while its socket lived on.
+                self.close_with(conn_id, close::GOING_AWAY, "connection unknown; reconnect")
+                    .await;
+                outcome.closed = Some(close::GOING_AWAY);
+                return outcome;
+            }
+            Err(e) => {
+                self.reply(conn_id, &ServerFrame::error(unavailable(e), None))
+                    .await;
+                outcome.rejected = Some(ErrorCode::Unavailable);
+                return outcome;
+            }
+        };
+        if now_ms >= conn.connection.token_expires_at_ms {
+            self.close_with(conn_id, close::TOKEN_EXPIRED, "token expired")
+                .await;
+            outcome.closed = Some(close::TOKEN_EXPIRED);
+            return outcome;
+        }
+        match conn.rate {
+            RateDecision::Allow => {}
+            RateDecision::Reject => {
+                let r = Rejection::new(ErrorCode::RateLimited, "slow down: frame dropped");
+                self.reply(conn_id, &ServerFrame::error(r, None)).await;
+                outcome.rejected = Some(ErrorCode::RateLimited);
+                return outcome;
+            }
+            RateDecision::Close => {
+                self.close_with(conn_id, close::RATE_LIMITED, "rate limit exceeded")
+                    .await;
+                outcome.closed = Some(close::RATE_LIMITED);
+                return outcome;
+            }
+        }
+        let parsed = match parse_client_frame(text) {
+            Ok(p) => p,
+            Err(failure) => {
+                outcome.rejected = Some(failure.rejection.code);
+                self.reply(
+                    conn_id,
+                    &ServerFrame::error(failure.rejection, failure.reference),
+                )
+                .await;
+                return outcome;
+            }
+        };
+        outcome.action = Some(parsed.frame.action());
+        let conn = &conn.connection;
+        match self
+            .dispatch(conn, parsed.frame, parsed.reference.clone(), now_ms)
+            .await
+        {
+            Ok(fanout) => outcome.fanout = fanout,
+            Err(rejection) => {
+                outcome.rejected = Some(rejection.code);
+                self.reply(&conn.id, &ServerFrame::error(rejection, parsed.reference))
+                    .await;
+            }
+        }
+        outcome
+    }
+
+    /// Runs a parsed frame's action; returns the frames fanned out to other connections.
+    async fn dispatch(
+        &self,
+        conn: &Connection,
+        frame: ClientFrame,
+        reference: Option<String>,
+        now_ms: u64,
+    ) -> Result<usize, Rejection> {
+        match frame {
+            ClientFrame::Join { room, since } => self.join(conn, &room, since, now_ms).await,
+            ClientFrame::Leave { room } => self.leave(conn, room).await,
+            ClientFrame::Message {
+                room,
+                id,
+                body,
+                meta,
+            } => self.message(conn, room, id, body, meta, now_ms).await,
+            ClientFrame::Edit { room, seq, body } => self.edit(conn, room, seq, body, now_ms).await,
+            ClientFrame::Delete { room, seq } => self.delete(conn, room, seq, now_ms).await,
+            ClientFrame::Typing { room, state } => self.typing(conn, room, state, now_ms).await,
+            ClientFrame::Read { room, seq } => self.read(conn, room, seq, now_ms).await,
+            ClientFrame::Presence { status } => self.presence(conn, status, now_ms).await,
+            ClientFrame::History {
+                room,
+                before,
+                after,
+                limit,
+            } => self.history(conn, room, before, after, limit).await,
+            ClientFrame::Assign { room } => self.assign(conn, &room, reference, now_ms).await,
+            ClientFrame::Close { room } => self.close(conn, &room, reference, now_ms).await,
+            ClientFrame::Ping => {
+                self.reply(&conn.id, &ServerFrame::Pong { ts: now_ms })
+                    .await;
+                Ok(0)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_from_query_or_subprotocol() {
+        let query = Upgrade {
+            token_param: Some("q.t.k"),
+            protocols: None,
+        };
+        assert_eq!((query.token(), query.subprotocol()), (Some("q.t.k"), None));
+        let offered = Upgrade {
+            token_param: None,
+            protocols: Some("roomcast.v1, aa.bb.cc"),
+        };
+        assert_eq!(
+            (offered.token(), offered.subprotocol()),
+            (Some("aa.bb.cc"), Some(SUBPROTOCOL))
+        );
+        let token_only = Upgrade {
+            token_param: None,
+            protocols: Some("aa.bb.cc"),
+        };
+        assert_eq!(
+            (token_only.token(), token_only.subprotocol()),
+            (Some("aa.bb.cc"), Some("aa.bb.cc"))
+        );
+        let both = Upgrade {
+            token_param: Some("q.t.k"),
+            protocols: Some("roomcast.v1, aa.bb.cc"),
+        };
+        assert_eq!(both.token(), Some("q.t.k"));
+    }
+}

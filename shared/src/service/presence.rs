@@ -1,0 +1,112 @@
+//! Who is there: `typing` (relayed, never stored), `presence` (the status a user chooses,
+//! announced in every room they are in), and departures (a user's last connection leaving).
+
+use super::fanout::Skip;
+use super::{ChatService, unavailable};
+use crate::limits::TYPING_TTL_MS;
+use crate::protocol::{PresenceStatus, Rejection, ServerFrame, TypingState, VisibleStatus};
+use crate::store::{Connection, RoomRef};
+
+impl ChatService {
+    /// `typing {room, state}`: to the room's other users, with how long to show it.
+    pub(super) async fn typing(
+        &self,
+        conn: &Connection,
+        room: String,
+        state: TypingState,
+        now_ms: u64,
+    ) -> Result<usize, Rejection> {
+        let r = self.member_room(conn, &room)?;
+        let ttl_ms = match state {
+            TypingState::Start => TYPING_TTL_MS,
+            TypingState::Stop => 0,
+        };
+        let frame = ServerFrame::Typing {
+            room,
+            user: conn.user.clone(),
+            state,
+            ttl_ms,
+        };
+        Ok(self
+            .deliver(&r, &frame, Skip::User(&conn.user), now_ms)
+            .await)
+    }
+
+    /// `presence {status}`: stored for the user, announced in every room their connections are
+    /// in.
+    pub(super) async fn presence(
+        &self,
+        conn: &Connection,
+        status: PresenceStatus,
+        now_ms: u64,
+    ) -> Result<usize, Rejection> {
+        self.connections
+            .set_status(&conn.tenant, &conn.user, status)
+            .await
+            .map_err(unavailable)?;
+        let mut rooms: Vec<String> = self
+            .connections
+            .user_connections(&conn.tenant, &conn.user)
+            .await
+            .map_err(unavailable)?
+            .into_iter()
+            .flat_map(|c| c.rooms)
+            .collect();
+        rooms.sort_unstable();
+        rooms.dedup();
+        let frame = ServerFrame::Presence {
+            user: conn.user.clone(),
+            status: status.into(),
+            last_seen: now_ms,
+        };
+        let mut fanout = 0;
+        for room in rooms {
+            let r = RoomRef::new(&conn.tenant, room);
+            fanout += self.deliver(&r, &frame, Skip::Nobody, now_ms).await;
+        }
+        Ok(fanout)
+    }
+
+    /// Forgets one connection: its rooms remember the user's last seen, and, when it was the
+    /// user's last connection, hear that the user is offline. Returns the connections found
+    /// gone during that announcement, for the caller to disconnect in turn.
+    pub(super) async fn depart(&self, conn_id: &str, now_ms: u64) -> Vec<String> {
+        let conn = match self.connections.remove_connection(conn_id).await {
+            Ok(Some(conn)) => conn,
+            Ok(None) => return Vec::new(),
+            Err(e) => {
+                tracing::warn!(conn = conn_id, error = %e, "could not remove connection");
+                return Vec::new();
+            }
+        };
+        for room in &conn.rooms {
+            let r = RoomRef::new(&conn.tenant, room);
+            if let Err(e) = self.history.touch_member(&r, &conn.user, now_ms).await {
+                tracing::warn!(error = %e, "could not record last seen");
+            }
+        }
+        let still_online = match self
+            .connections
+            .user_connections(&conn.tenant, &conn.user)
+            .await
+        {
+            Ok(rest) => !rest.is_empty(),
+            Err(_) => true,
+        };
+        let mut gone = Vec::new();
+        if !still_online {
+            let frame = ServerFrame::Presence {
+                user: conn.user.clone(),
+                status: VisibleStatus::Offline,
+                last_seen: now_ms,
+            };
+            for room in &conn.rooms {
+                let r = RoomRef::new(&conn.tenant, room);
+                let (_, g) = self.broadcast(&r, &frame, Skip::Nobody).await;
+                gone.extend(g);
+            }
+        }
+        tracing::debug!(conn = conn_id, user = %conn.user, still_online, "disconnected");
+        gone
+    }
+}

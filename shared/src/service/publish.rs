@@ -1,0 +1,137 @@
+//! What the service does for its HTTP API and for itself: a server-side `publish` (role
+//! `service`), a `history_page` for a granted room, and `record`, which stores and delivers the
+//! messages the service writes itself (publishes, desk notices), through the relay when their
+//! room lives elsewhere.
+
+use super::fanout::Skip;
+use super::{ChatService, unavailable};
+use crate::auth::{Identity, Role};
+use crate::limits::MAX_HISTORY_LIMIT;
+use crate::protocol::{
+    ErrorCode, Rejection, ServerFrame, validate_body, validate_client_id, validate_meta,
+    validate_name,
+};
+use crate::store::{Appended, HistoryQuery, NewMessage, Page, RoomRef};
+use crate::support::INBOX_ROOM;
+
+/// A server-side publish (HTTP, role `service`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Publish {
+    /// Idempotency key.
+    pub id: String,
+    /// Text.
+    pub body: String,
+    /// Application data.
+    pub meta: Option<serde_json::Value>,
+    /// Sender shown to clients (a bot's user id); the token's `sub` when absent.
+    pub from: Option<String>,
+}
+
+impl ChatService {
+    /// Stores a message the service itself writes (a server-side publish, a desk event) and
+    /// delivers it to the room unless it was already stored. Rooms this service is not bound to
+    /// go through the relay, which delivers them where they live. Returns what was stored and the
+    /// frames delivered here.
+    pub async fn record(
+        &self,
+        room: &RoomRef,
+        message: NewMessage,
+        now_ms: u64,
+    ) -> Result<(Appended, usize), Rejection> {
+        let elsewhere = self
+            .config
+            .bound_room
+            .as_ref()
+            .is_some_and(|bound| *bound != room.room);
+        if let (true, Some(relay)) = (elsewhere, &self.relay) {
+            let appended = relay.record(room, message).await.map_err(unavailable)?;
+            return Ok((appended, 0));
+        }
+        let appended = self
+            .history
+            .append(room, message)
+            .await
+            .map_err(unavailable)?;
+        let delivered = if appended.duplicate {
+            0
+        } else {
+            self.deliver(
+                room,
+                &ServerFrame::Message(appended.message.clone()),
+                Skip::Nobody,
+                now_ms,
+            )
+            .await
+        };
+        Ok((appended, delivered))
+    }
+
+    /// Server-side publish (HTTP, role `service`): stores and fans out to every connection.
+    pub async fn publish(
+        &self,
+        identity: &Identity,
+        room: &str,
+        publish: Publish,
+        now_ms: u64,
+    ) -> Result<Appended, Rejection> {
+        if identity.role != Role::Service {
+            return Err(Rejection::new(
+                ErrorCode::Forbidden,
+                "publishing needs role `service`",
+            ));
+        }
+        validate_name("room", room)?;
+        if room == INBOX_ROOM {
+            // The desk's queue: only the service's own status notices may appear there.
+            return Err(Rejection::new(
+                ErrorCode::Forbidden,
+                "only the service writes in the inbox",
+            ));
+        }
+        validate_client_id(&publish.id)?;
+        validate_body(&publish.body)?;
+        validate_meta(publish.meta.as_ref())?;
+        // A bot named in `from` is not the service token's holder: do not show its name.
+        let (from, name) = match publish.from {
+            Some(from) => (from, None),
+            None => (identity.user.clone(), identity.name.clone()),
+        };
+        validate_name("from", &from)?;
+        let r = RoomRef::new(&identity.tenant, room);
+        let msg = NewMessage {
+            id: publish.id,
+            from,
+            name,
+            body: publish.body,
+            meta: publish.meta,
+            ts: now_ms,
+        };
+        self.record(&r, msg, now_ms)
+            .await
+            .map(|(appended, _)| appended)
+    }
+
+    /// History over HTTP: any room the token grants (every room of the tenant for `service`).
+    pub async fn history_page(
+        &self,
+        identity: &Identity,
+        room: &str,
+        query: HistoryQuery,
+    ) -> Result<Page, Rejection> {
+        validate_name("room", room)?;
+        if query.limit == 0 || query.limit > MAX_HISTORY_LIMIT {
+            return Err(Rejection::new(
+                ErrorCode::Invalid,
+                format!("limit must be 1..={MAX_HISTORY_LIMIT}"),
+            ));
+        }
+        if !(identity.role == Role::Service || identity.may_join(room)) {
+            return Err(Rejection::new(
+                ErrorCode::Forbidden,
+                format!("the token does not grant room `{room}`"),
+            ));
+        }
+        let r = RoomRef::new(&identity.tenant, room);
+        self.history.messages(&r, query).await.map_err(unavailable)
+    }
+}

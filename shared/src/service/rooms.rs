@@ -1,0 +1,210 @@
+//! Rooms: `join` (with the replay of `since`) and `leave`, and the membership check every
+//! room action starts with.
+
+use super::fanout::Skip;
+use super::{ChatService, unavailable};
+use crate::auth::{Role, room_granted};
+use crate::limits::{MAX_MEMBERS_LISTED, MAX_REPLAY};
+use crate::protocol::{ErrorCode, MemberView, Rejection, ServerFrame, VisibleStatus};
+use crate::store::{Connection, HistoryQuery, JoinOutcome, RoomRef};
+use crate::support::INBOX_ROOM;
+
+impl ChatService {
+    /// `join {room, since?}`.
+    pub(super) async fn join(
+        &self,
+        conn: &Connection,
+        room: &str,
+        since: Option<u64>,
+        now_ms: u64,
+    ) -> Result<usize, Rejection> {
+        self.enter(conn, room, since, true, now_ms).await
+    }
+
+    /// Joins `conn` to `room`: grants and limits checked, the member recorded, `joined` sent when
+    /// `reply` (a bound service's implicit join at connect sends none), the messages after
+    /// `since` replayed, and the user's presence announced to the room unless another of their
+    /// connections is there already. Returns the frames fanned out.
+    pub(super) async fn enter(
+        &self,
+        conn: &Connection,
+        room: &str,
+        since: Option<u64>,
+        reply: bool,
+        now_ms: u64,
+    ) -> Result<usize, Rejection> {
+        if !(conn.role == Role::Service || room_granted(&conn.grants, room)) {
+            return Err(Rejection::new(
+                ErrorCode::Forbidden,
+                format!("the token does not grant room `{room}`"),
+            ));
+        }
+        if room == INBOX_ROOM && conn.role == Role::User {
+            return Err(Rejection::new(
+                ErrorCode::Forbidden,
+                "the inbox is for agents",
+            ));
+        }
+        if let Some(bound) = &self.config.bound_room
+            && bound != room
+        {
+            return Err(Rejection::new(
+                ErrorCode::Invalid,
+                format!(
+                    "this connection belongs to room `{bound}` (one room per connection on this \
+                     deployment); open another connection to join `{room}`"
+                ),
+            ));
+        }
+        let r = RoomRef::new(&conn.tenant, room);
+        let joined = self
+            .connections
+            .join_room(&conn.id, room, self.config.max_rooms_per_connection)
+            .await
+            .map_err(unavailable)?;
+        if joined == JoinOutcome::TooManyRooms {
+            return Err(Rejection::new(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "a connection may join {} rooms; leave one first",
+                    self.config.max_rooms_per_connection
+                ),
+            ));
+        }
+        self.history
+            .touch_member(&r, &conn.user, now_ms)
+            .await
+            .map_err(unavailable)?;
+        if reply {
+            self.send_joined(conn, &r).await?;
+        }
+        if let Some(since) = since {
+            self.replay(conn, &r, since).await?;
+        }
+        if joined != JoinOutcome::Joined {
+            return Ok(0);
+        }
+        self.announce_arrival(conn, &r, now_ms).await
+    }
+
+    /// The `joined` frame: head, read cursor, unread count, members with their presence, and
+    /// the support conversation (in support rooms). One store call reads the room's state.
+    async fn send_joined(&self, conn: &Connection, r: &RoomRef) -> Result<(), Rejection> {
+        let state = self
+            .history
+            .room_state(
+                r,
+                &conn.user,
+                MAX_MEMBERS_LISTED,
+                self.is_support_room(&r.room),
+            )
+            .await
+            .map_err(unavailable)?;
+        let users: Vec<String> = state.members.iter().map(|m| m.user.clone()).collect();
+        let statuses = self
+            .connections
+            .presence(&conn.tenant, &users)
+            .await
+            .map_err(unavailable)?;
+        let members = state
+            .members
+            .into_iter()
+            .zip(statuses)
+            .map(|(m, s)| MemberView {
+                user: m.user,
+                status: s.map_or(VisibleStatus::Offline, Into::into),
+                last_seen: m.last_seen,
+            })
+            .collect();
+        let frame = ServerFrame::Joined {
+            room: r.room.clone(),
+            head: state.head,
+            read_seq: state.read_seq,
+            unread: state.head.saturating_sub(state.read_seq),
+            members,
+            conversation: state.conversation,
+        };
+        self.reply(&conn.id, &frame).await;
+        Ok(())
+    }
+
+    /// The messages after `since` (at most [`MAX_REPLAY`]), then `replayed`.
+    async fn replay(&self, conn: &Connection, r: &RoomRef, since: u64) -> Result<(), Rejection> {
+        let query = HistoryQuery {
+            after: Some(since),
+            before: None,
+            limit: MAX_REPLAY,
+        };
+        let page = self.history.messages(r, query).await.map_err(unavailable)?;
+        let through = page.messages.last().map_or(since, |m| m.seq);
+        for m in page.messages {
+            self.reply(&conn.id, &ServerFrame::Message(m)).await;
+        }
+        let done = ServerFrame::Replayed {
+            room: r.room.clone(),
+            through,
+            more: page.more,
+        };
+        self.reply(&conn.id, &done).await;
+        Ok(())
+    }
+
+    /// `leave {room}`.
+    pub(super) async fn leave(&self, conn: &Connection, room: String) -> Result<usize, Rejection> {
+        self.connections
+            .leave_room(&conn.id, &room)
+            .await
+            .map_err(unavailable)?;
+        self.reply(&conn.id, &ServerFrame::Left { room }).await;
+        Ok(0)
+    }
+
+    /// The room of an action on `room`, if `conn` has joined it.
+    pub(super) fn member_room(&self, conn: &Connection, room: &str) -> Result<RoomRef, Rejection> {
+        if conn.in_room(room) {
+            Ok(RoomRef::new(&conn.tenant, room))
+        } else {
+            Err(Rejection::new(
+                ErrorCode::NotMember,
+                format!("join room `{room}` first"),
+            ))
+        }
+    }
+
+    /// Tells the room `conn`'s user is there, unless another of their connections is already.
+    async fn announce_arrival(
+        &self,
+        conn: &Connection,
+        r: &RoomRef,
+        now_ms: u64,
+    ) -> Result<usize, Rejection> {
+        let subscribers = self
+            .connections
+            .room_connections(r)
+            .await
+            .map_err(unavailable)?;
+        if subscribers
+            .iter()
+            .any(|s| s.user == conn.user && s.conn_id != conn.id)
+        {
+            return Ok(0);
+        }
+        let status = self
+            .connections
+            .presence(&conn.tenant, std::slice::from_ref(&conn.user))
+            .await
+            .map_err(unavailable)?
+            .first()
+            .copied()
+            .flatten()
+            .unwrap_or_default();
+        let frame = ServerFrame::Presence {
+            user: conn.user.clone(),
+            status: status.into(),
+            last_seen: now_ms,
+        };
+        Ok(self
+            .deliver(r, &frame, Skip::Connection(&conn.id), now_ms)
+            .await)
+    }
+}

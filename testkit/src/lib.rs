@@ -1,0 +1,15 @@
+//! # roomcast-testkit
+//!
+//! Test support for every roomcast crate, kept out of the shipped ones: production builds (the
+//! Lambda zips, the Worker bundle, the local server) never depend on it, which `scripts/test.sh`
+//! checks.
+//!
+//! - [`conformance`]: the store conformance suites every `ConnectionStore` and `HistoryStore`
+//!   backend runs (memory, embedded, DynamoDB, the Durable Object's SQLite), with fresh names
+//!   from a [`conformance::Namer`] so runs can share one store.
+//! - [`gateway`]: [`gateway::RecordingGateway`], a `Gateway` that records frames and closes.
+//!
+//! Builds for wasm32 (the edge build runs the conformance suites inside a Durable Object).
+
+pub mod conformance;
+pub mod gateway;
