@@ -280,8 +280,9 @@ async fn post_message(
     }
 }
 
-/// `GET /health`.
-fn health(connections: Option<usize>) -> HttpReply {
+/// `GET /health`. Public for HTTP layers that answer it without a service (the edge Worker,
+/// which has no object to ask).
+pub fn health(connections: Option<usize>) -> HttpReply {
     let mut body = json!({"status": "ok"});
     if let Some(n) = connections {
         body["connections"] = json!(n);
