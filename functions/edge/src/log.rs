@@ -4,6 +4,7 @@
 use std::io;
 use std::sync::Once;
 
+use roomcast_core::config::LogLevel;
 use tracing_subscriber::fmt::MakeWriter;
 
 /// One log line, written to the console when dropped.
@@ -39,7 +40,14 @@ impl<'a> MakeWriter<'a> for Console {
 }
 
 /// Installs the console subscriber at `level` (once per isolate; later calls do nothing).
-pub fn init(level: tracing::Level) {
+pub fn init(level: LogLevel) {
+    let level = match level {
+        LogLevel::Error => tracing::Level::ERROR,
+        LogLevel::Warn => tracing::Level::WARN,
+        LogLevel::Info => tracing::Level::INFO,
+        LogLevel::Debug => tracing::Level::DEBUG,
+        LogLevel::Trace => tracing::Level::TRACE,
+    };
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // Fails only when a subscriber is set already, which `Once` rules out.
