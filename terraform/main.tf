@@ -58,16 +58,18 @@ locals {
   # Set on every function; the code's list is roomcast_aws::lambda::env::DEPLOYED. The key comes
   # from SSM at cold start: no plain-text key is ever set here.
   environment = {
-    ROOMCAST_TABLE                  = aws_dynamodb_table.chat.name
-    ROOMCAST_JWT_KEY_PARAMETER      = var.jwt_key_parameter_name
-    ROOMCAST_JWT_ALG                = var.jwt_alg
-    ROOMCAST_JWT_ISSUER             = var.jwt_issuer
-    ROOMCAST_JWT_AUDIENCE           = var.jwt_audience
-    ROOMCAST_MANAGEMENT_ENDPOINT    = local.management_endpoint
-    ROOMCAST_MESSAGE_RETENTION_DAYS = var.message_retention_days == 0 ? "" : tostring(var.message_retention_days)
-    ROOMCAST_RATE_PER_SEC           = tostring(var.rate_per_sec)
-    ROOMCAST_RATE_BURST             = tostring(var.rate_burst)
-    RUST_LOG                        = "info"
+    ROOMCAST_TABLE                    = aws_dynamodb_table.chat.name
+    ROOMCAST_JWT_KEY_PARAMETER        = var.jwt_key_parameter_name
+    ROOMCAST_JWT_ALG                  = var.jwt_alg
+    ROOMCAST_JWT_ISSUER               = var.jwt_issuer
+    ROOMCAST_JWT_AUDIENCE             = var.jwt_audience
+    ROOMCAST_MANAGEMENT_ENDPOINT      = local.management_endpoint
+    ROOMCAST_MESSAGE_RETENTION_DAYS   = var.message_retention_days == 0 ? "" : tostring(var.message_retention_days)
+    ROOMCAST_RATE_PER_SEC             = tostring(var.rate_per_sec)
+    ROOMCAST_RATE_BURST               = tostring(var.rate_burst)
+    ROOMCAST_JWT_LEEWAY_SECS          = tostring(var.jwt_leeway_secs)
+    ROOMCAST_MAX_CONNECTIONS_PER_USER = tostring(var.max_connections_per_user)
+    ROOMCAST_LOG                      = var.log_level
   }
 }
 

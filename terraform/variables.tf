@@ -115,6 +115,39 @@ variable "rate_burst" {
   }
 }
 
+variable "jwt_leeway_secs" {
+  description = "Clock skew tolerated on the tokens' exp and nbf, in seconds."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.jwt_leeway_secs >= 0 && var.jwt_leeway_secs <= 300
+    error_message = "jwt_leeway_secs must be 0 to 300."
+  }
+}
+
+variable "max_connections_per_user" {
+  description = "Live connections one user may hold; more are refused with 429."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.max_connections_per_user >= 1 && var.max_connections_per_user <= 1000
+    error_message = "max_connections_per_user must be 1 to 1000."
+  }
+}
+
+variable "log_level" {
+  description = "The functions' log level: error, warn, info, debug or trace."
+  type        = string
+  default     = "info"
+
+  validation {
+    condition     = contains(["error", "warn", "info", "debug", "trace"], var.log_level)
+    error_message = "log_level must be error, warn, info, debug or trace."
+  }
+}
+
 variable "websocket_throttle_rate" {
   description = "Steady-state requests per second the WebSocket stage accepts per route (API Gateway route throttling)."
   type        = number

@@ -1,5 +1,5 @@
 //! Client frame parsing and validation (`protocol::parse_client_frame`) and API Gateway route
-//! selection (`event::select_route`) on arbitrary text.
+//! selection (`roomcast_apigw::select_route`) on arbitrary text.
 //!
 //! Input: UTF-8 text is one frame as a client sends it (the seed corpus is readable frames).
 //! An input starting with a NUL byte is instead decoded with `arbitrary` into a JSON object with
@@ -13,7 +13,7 @@
 
 use arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
-use roomcast_core::event::{ROUTES, select_route};
+use roomcast_apigw::{ROUTES, select_route};
 use roomcast_core::limits::{MAX_BODY_BYTES, MAX_CLIENT_ID_LEN, MAX_HISTORY_LIMIT, MAX_META_BYTES};
 use roomcast_core::protocol::{
     ACTIONS, ClientFrame, ServerFrame, parse_client_frame, validate_client_id, validate_name,
@@ -88,7 +88,7 @@ fn check(text: &str) {
             check_valid(&parsed.frame);
             // A frame naming `action` twice is parsed by its last one (as a JSON object) and
             // routed to `$default` (route selection refuses duplicate keys): both are served by
-            // the same `handle_event`, so only a named route has to match.
+            // the same `ChatService::frame`, so only a named route has to match.
             let action = parsed.frame.action();
             assert!(
                 route == "$default" || route == action,

@@ -3,7 +3,7 @@
 //! join, leave, send, resend, read, edit, delete) interleaved with raw connections sending
 //! arbitrary or structured frames, disconnects, vanished sockets, HTTP publishes and clock
 //! jumps, under small limits (rate, rooms per connection, connections per user) so they are
-//! reached. After every operation the harness (`shared/tests/support/harness.rs`) checks the
+//! reached. After every operation the harness (`roomcast_testkit::harness`) checks the
 //! protocol's invariants: gap-free seqs, no duplicate ids, each ack's seq stable across resends,
 //! exactly-once in-order delivery per connection and per resuming client, read cursors moving
 //! only forward, the store and the model agreeing, and every server frame valid and bounded.

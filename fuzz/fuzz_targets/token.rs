@@ -1,5 +1,5 @@
 //! JWT verification and claims handling (`auth::TokenVerifier::verify`) and the `$connect` path
-//! built on it (`event::handle_event` with `connect_credentials`, `ChatService::connect`).
+//! built on it (`ChatService::connect` with the token in `?token=` or a subprotocol entry).
 //!
 //! Tokens are arbitrary strings, arbitrary header/payload bytes, or hostile JSON claims, and the
 //! latter two are signed with HS256 and the verifier's key so the fuzzer gets past the signature
@@ -9,7 +9,6 @@
 //! echoes only an offered subprotocol.
 #![no_main]
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arbitrary::{Arbitrary, Unstructured};
@@ -18,12 +17,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use libfuzzer_sys::fuzz_target;
 use roomcast_core::auth::{AuthConfig, AuthError, Role, TokenVerifier, VerifyKey};
-use roomcast_core::event::{SUBPROTOCOL, WsEvent, WsRequestContext, handle_event};
 use roomcast_core::limits::MAX_TOKEN_BYTES;
 use roomcast_core::store::memory::{MemoryConnections, MemoryHistory};
 use roomcast_core::protocol::validate_name;
+use roomcast_core::service::{Inbound, SUBPROTOCOL, Upgrade};
 use roomcast_core::{ChatService, ServiceConfig};
-use roomcast_fuzz::harness::Outbox;
+use roomcast_testkit::gateway::RecordingGateway;
 use roomcast_fuzz::{Field, Json, interesting_u64, name_like};
 use serde_json::{Map, Value, json};
 
@@ -273,55 +272,39 @@ fuzz_target!(|input: Input| {
     connect(&input, &token, &verifier, &verdict);
 });
 
-/// `$connect` through `handle_event`, with the token in the query or in the subprotocols.
+/// `$connect` through the service's front door, with the token in the query or in the
+/// subprotocols.
 fn connect(
     input: &Input,
     token: &str,
     verifier: &TokenVerifier,
     verdict: &Result<roomcast_core::auth::Identity, AuthError>,
 ) {
-    let outbox = Arc::new(Outbox::default());
+    let gateway = Arc::new(RecordingGateway::new());
     let service = ChatService::new(
         verifier.clone(),
         Arc::new(MemoryConnections::new()),
         Arc::new(MemoryHistory::new()),
-        outbox.clone(),
+        gateway.clone(),
         ServiceConfig::default(),
     );
-    let mut event = WsEvent {
-        request_context: WsRequestContext {
-            route_key: "$connect".into(),
-            event_type: "CONNECT".into(),
-            connection_id: "c1".into(),
-            connected_at: input.now_ms,
-            request_time_epoch: input.now_ms,
-            ..WsRequestContext::default()
-        },
-        ..WsEvent::default()
-    };
     let offered = input.protocols.as_ref().map(|p| format!("{p}, {token}"));
-    let token_usable = match &offered {
-        None => {
-            event.query_string_parameters = Some(HashMap::from([("token".into(), token.into())]));
-            true
-        }
-        Some(list) => {
-            event.headers = Some(HashMap::from([(
-                "Sec-WebSocket-Protocol".into(),
-                list.clone(),
-            )]));
-            false
-        }
+    let upgrade = match &offered {
+        None => Upgrade {
+            token_param: Some(token),
+            protocols: None,
+        },
+        Some(list) => Upgrade {
+            token_param: None,
+            protocols: Some(list),
+        },
     };
-    let routed = futures::executor::block_on(handle_event(&service, &event));
-    let status = routed.response.status_code;
+    let token_usable = offered.is_none();
+    let result = futures::executor::block_on(service.connect("c1", upgrade, input.now_ms));
+    let status = result.as_ref().map_or_else(|r| r.status, |_| 200);
     assert!(matches!(status, 200 | 401 | 403), "status {status}");
-    if let Some(list) = &offered
-        && let Some(echo) = routed
-            .response
-            .headers
-            .as_ref()
-            .and_then(|h| h.get("Sec-WebSocket-Protocol"))
+    if let (Some(list), Ok(accepted)) = (&offered, &result)
+        && let Some(echo) = &accepted.subprotocol
     {
         assert!(
             list.split(',').map(str::trim).any(|p| p == echo),
@@ -338,20 +321,16 @@ fn connect(
             Ok(_) => 200,
             Err(_) => 401,
         };
-        assert_eq!(status, want, "{verdict:?} {:?}", routed.response.body);
+        assert_eq!(status, want, "{verdict:?} {:?}", result.err());
     }
     if status == 200 {
         // The connection works until the token expires: a ping is answered or closed with 4001.
-        let mut ping = event.clone();
-        ping.request_context.event_type = "MESSAGE".into();
-        ping.request_context.route_key = "$default".into();
-        ping.body = Some(r#"{"action":"ping"}"#.into());
-        let routed = futures::executor::block_on(handle_event(&service, &ping));
-        assert_eq!(routed.response.status_code, 200);
-        let frames = outbox.take("c1");
+        let ping = Inbound::Text(r#"{"action":"ping"}"#);
+        let outcome = futures::executor::block_on(service.frame("c1", ping, input.now_ms));
+        let frames = gateway.take_raw("c1");
         assert_eq!(frames.len(), 1, "{frames:?}");
         assert!(
-            routed.outcome.closed.is_none() || input.now_ms == u64::MAX,
+            outcome.closed.is_none() || input.now_ms == u64::MAX,
             "{frames:?}"
         );
         futures::executor::block_on(service.disconnect("c1", input.now_ms));

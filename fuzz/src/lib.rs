@@ -1,11 +1,11 @@
 //! Helpers shared by the fuzz targets: structured JSON values for `arbitrary`, and the service
-//! harness (the same one the property tests in `shared/tests/properties.rs` use).
+//! harness (`roomcast_testkit::harness`, the one the property tests in
+//! `shared/tests/properties.rs` use).
 
 use arbitrary::{Arbitrary, Unstructured};
 use serde_json::{Map, Number, Value};
 
-#[path = "../../shared/tests/support/harness.rs"]
-pub mod harness;
+pub use roomcast_testkit::harness;
 
 /// How deep generated JSON nests (deeper values become `null`): enough for every shape the
 /// protocol has, small enough to keep inputs cheap.

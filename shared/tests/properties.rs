@@ -8,11 +8,8 @@
 //! few and short enough for a debug `cargo test` to finish in seconds; a failure is shrunk and
 //! kept in `properties.proptest-regressions` next to this file (commit it so it stays fixed).
 
-#[path = "support/harness.rs"]
-mod harness;
-
-use harness::{CLIENTS, Harness, ROOMS, roomy_limits, small_limits};
 use proptest::prelude::*;
+use roomcast_testkit::harness::{CLIENTS, Harness, ROOMS, roomy_limits, small_limits};
 use serde_json::json;
 
 /// One thing a client (or the clock, or an HTTP publisher) does.

@@ -9,7 +9,7 @@
     reason = "conformance cases: a failing store call is a test failure"
 )]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use roomcast_core::auth::{Identity, Role};
@@ -182,7 +182,8 @@ pub async fn paging(store: &dyn HistoryStore, names: &Namer) {
             .await
             .unwrap();
     }
-    let seqs = |p: &crate::store::Page| p.messages.iter().map(|m| m.seq).collect::<Vec<_>>();
+    let seqs =
+        |p: &roomcast_core::store::Page| p.messages.iter().map(|m| m.seq).collect::<Vec<_>>();
     let q = |after, before, limit| HistoryQuery {
         after,
         before,

@@ -20,15 +20,18 @@ impl RecordingGateway {
         Self::default()
     }
 
-    /// Takes the frames sent to `conn_id` so far, parsed.
-    pub fn take(&self, conn_id: &str) -> Vec<serde_json::Value> {
-        let frames = self
-            .frames
+    /// Takes the frames sent to `conn_id` so far, as sent.
+    pub fn take_raw(&self, conn_id: &str) -> Vec<String> {
+        self.frames
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(conn_id);
-        frames
+            .remove(conn_id)
             .unwrap_or_default()
+    }
+
+    /// Takes the frames sent to `conn_id` so far, parsed.
+    pub fn take(&self, conn_id: &str) -> Vec<serde_json::Value> {
+        self.take_raw(conn_id)
             .iter()
             .map(|f| serde_json::from_str(f).expect("the service sends JSON"))
             .collect()

@@ -8,8 +8,13 @@
 //!   backend runs (memory, embedded, DynamoDB, the Durable Object's SQLite), with fresh names
 //!   from a [`conformance::Namer`] so runs can share one store.
 //! - [`gateway`]: [`gateway::RecordingGateway`], a `Gateway` that records frames and closes.
+//! - [`service`]: [`service::TestService`], the service over memory stores with a fake clock.
+//! - [`harness`]: a model-checking driver of the service over [`service::TestService`] (the
+//!   property tests and the `service` fuzz target).
 //!
 //! Builds for wasm32 (the edge build runs the conformance suites inside a Durable Object).
 
 pub mod conformance;
 pub mod gateway;
+pub mod harness;
+pub mod service;

@@ -23,7 +23,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use crate::deployment::Deployment;
 
 /// The subprotocol a client offers next to its token.
-pub const SUBPROTOCOL: &str = roomcast_core::event::SUBPROTOCOL;
+pub const SUBPROTOCOL: &str = roomcast_core::service::SUBPROTOCOL;
 
 /// How long any single wait may take: `ROOMCAST_TEST_TIMEOUT_MS`, else 5 s. Raise it for
 /// deployments with cold starts; a case never waits longer than this for one event.

@@ -7,165 +7,92 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_config::SdkConfig;
-use roomcast_core::auth::{AuthConfig, TokenVerifier, VerifyKey};
-use roomcast_core::event::{WsEvent, WsRequestContext, WsResponse, handle_event};
-use roomcast_core::http::{self, HttpReply};
-use roomcast_core::ratelimit::RatePolicy;
+use roomcast_apigw::{WsEvent, WsRequestContext, WsResponse, handle_event};
+use roomcast_core::auth::TokenVerifier;
+use roomcast_core::config::{ConfigError, LogLevel, Lookup, Settings};
+use roomcast_core::http::{self, HttpReply, HttpRequest};
 use roomcast_core::service::{ChatService, FrameOutcome, ServiceConfig};
 use serde_json::json;
 
 use crate::dynamo::{DEFAULT_TABLE, DynamoConfig, DynamoStore};
 use crate::management::{GatewayCounters, ManagementGateway};
 
-/// Environment variables the functions read (the deploy templates set them; a consistency test
-/// checks that they do).
+/// The settings the functions read from their environment: the core's [`names`] (JWT key and
+/// rules, rate, connection limits) and the AWS build's own (the deploy templates set them; a
+/// consistency test checks that they do).
 pub mod env {
+    pub use roomcast_core::config::names::*;
+
     /// DynamoDB table name (default `roomcast`).
     pub const TABLE: &str = "ROOMCAST_TABLE";
-    /// HS256 secret, in plain text (local runs and tests; deployments use
-    /// [`JWT_KEY_PARAMETER`]).
-    pub const JWT_SECRET: &str = "ROOMCAST_JWT_SECRET";
-    /// PEM public key (instead of the secret), in plain text.
-    pub const JWT_PUBLIC_KEY: &str = "ROOMCAST_JWT_PUBLIC_KEY";
     /// Name of an SSM Parameter Store parameter (a SecureString) holding the key: the HS256
     /// secret, or the PEM public key when [`JWT_ALG`] is `RS256` or `ES256`. Read once, at cold
     /// start, so the key is in neither the function's configuration nor the deploy's state.
     pub const JWT_KEY_PARAMETER: &str = "ROOMCAST_JWT_KEY_PARAMETER";
-    /// `HS256` (the default), `RS256` or `ES256`.
-    pub const JWT_ALG: &str = "ROOMCAST_JWT_ALG";
-    /// Required `iss`.
-    pub const JWT_ISSUER: &str = "ROOMCAST_JWT_ISSUER";
-    /// Required `aud`.
-    pub const JWT_AUDIENCE: &str = "ROOMCAST_JWT_AUDIENCE";
     /// Management API endpoint; default `https://{domainName}/{stage}` of each event. Required
     /// by the `http` function (HTTP API events do not name the WebSocket API).
     pub const MANAGEMENT_ENDPOINT: &str = "ROOMCAST_MANAGEMENT_ENDPOINT";
     /// Days messages are kept (default: forever).
     pub const MESSAGE_RETENTION_DAYS: &str = "ROOMCAST_MESSAGE_RETENTION_DAYS";
-    /// Frames per second per connection.
-    pub const RATE_PER_SEC: &str = "ROOMCAST_RATE_PER_SEC";
-    /// Frame burst per connection.
-    pub const RATE_BURST: &str = "ROOMCAST_RATE_BURST";
-    /// Every variable above.
-    pub const ALL: &[&str] = &[
+    /// The AWS build's own settings (the shared ones are [`ALL`]).
+    pub const AWS: &[&str] = &[
         TABLE,
-        JWT_SECRET,
-        JWT_PUBLIC_KEY,
         JWT_KEY_PARAMETER,
-        JWT_ALG,
-        JWT_ISSUER,
-        JWT_AUDIENCE,
         MANAGEMENT_ENDPOINT,
         MESSAGE_RETENTION_DAYS,
-        RATE_PER_SEC,
-        RATE_BURST,
     ];
-    /// The variables a deployment (Terraform, SAM) sets on every function: all but the plain-text
-    /// keys, which it must never set.
+    /// The variables a deployment (Terraform, SAM) sets on every function: the key's parameter
+    /// and the settings it configures, never a plain-text key.
     pub const DEPLOYED: &[&str] = &[
         TABLE,
         JWT_KEY_PARAMETER,
         JWT_ALG,
         JWT_ISSUER,
         JWT_AUDIENCE,
+        JWT_LEEWAY_SECS,
         MANAGEMENT_ENDPOINT,
         MESSAGE_RETENTION_DAYS,
         RATE_PER_SEC,
         RATE_BURST,
+        MAX_CONNECTIONS_PER_USER,
+        LOG,
     ];
     /// Plain-text keys: never set by a deployment.
     pub const PLAINTEXT_KEYS: &[&str] = &[JWT_SECRET, JWT_PUBLIC_KEY];
-}
-
-/// A configuration that cannot work.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// A variable is missing or malformed.
-    #[error("{0}: {1}")]
-    Invalid(&'static str, String),
-    /// The key does not load.
-    #[error(transparent)]
-    Key(#[from] roomcast_core::auth::KeyError),
+    /// Shared settings API Gateway fixes on AWS (10 minutes idle, 2 hours in all): the
+    /// functions parse them like every deployment but nothing of theirs applies them.
+    pub const FIXED_BY_API_GATEWAY: &[&str] = &[IDLE_TIMEOUT_SECS, MAX_CONNECTION_SECS];
 }
 
 /// Everything a function needs, from the environment.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct FunctionConfig {
     /// Table name.
     pub table: String,
-    /// Token verification.
-    pub auth: AuthConfig,
-    /// Service tunables.
-    pub service: ServiceConfig,
+    /// The settings every deployment shares.
+    pub settings: Settings,
     /// Store tunables.
     pub store: DynamoConfig,
     /// Fixed Management API endpoint.
     pub management_endpoint: Option<String>,
 }
 
-fn parsed<T: std::str::FromStr>(
-    get: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-) -> Result<Option<T>, ConfigError> {
-    get(name)
-        .map(|v| {
-            v.trim()
-                .parse()
-                .map_err(|_| ConfigError::Invalid(name, format!("cannot parse `{v}`")))
-        })
-        .transpose()
-}
-
 impl FunctionConfig {
     /// Reads the configuration through `get` (the process environment in production).
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let key = match (get(env::JWT_SECRET), get(env::JWT_PUBLIC_KEY)) {
-            (Some(secret), None) => VerifyKey::Hs256(secret.into_bytes()),
-            (None, Some(pem)) => match get(env::JWT_ALG).as_deref() {
-                Some("RS256") | None => VerifyKey::Rs256Pem(pem.into_bytes()),
-                Some("ES256") => VerifyKey::Es256Pem(pem.into_bytes()),
-                Some(other) => {
-                    return Err(ConfigError::Invalid(
-                        env::JWT_ALG,
-                        format!("`{other}` is not RS256 or ES256"),
-                    ));
-                }
-            },
-            _ => {
-                return Err(ConfigError::Invalid(
-                    env::JWT_SECRET,
-                    format!(
-                        "set exactly one of {} and {}",
-                        env::JWT_SECRET,
-                        env::JWT_PUBLIC_KEY
-                    ),
-                ));
-            }
-        };
-        let defaults = RatePolicy::default();
-        let rate = RatePolicy {
-            per_sec: parsed(&get, env::RATE_PER_SEC)?.unwrap_or(defaults.per_sec),
-            burst: parsed(&get, env::RATE_BURST)?.unwrap_or(defaults.burst),
-            ..defaults
-        };
-        let retention_days: Option<u64> = parsed(&get, env::MESSAGE_RETENTION_DAYS)?;
+        let settings = Settings::from_lookup(&get)?;
+        let lookup = Lookup::new(get);
+        let retention_days: Option<u64> = lookup.optional(env::MESSAGE_RETENTION_DAYS)?;
         Ok(Self {
-            table: get(env::TABLE).unwrap_or_else(|| DEFAULT_TABLE.to_owned()),
-            auth: AuthConfig {
-                key,
-                issuer: get(env::JWT_ISSUER),
-                audience: get(env::JWT_AUDIENCE),
-                leeway_secs: 0,
-            },
-            service: ServiceConfig {
-                rate,
-                ..ServiceConfig::default()
-            },
+            table: lookup
+                .string(env::TABLE)
+                .unwrap_or_else(|| DEFAULT_TABLE.to_owned()),
+            settings,
             store: DynamoConfig {
                 message_retention: retention_days.map(|d| Duration::from_secs(d * 86_400)),
                 ..DynamoConfig::default()
             },
-            management_endpoint: get(env::MANAGEMENT_ENDPOINT),
+            management_endpoint: lookup.string(env::MANAGEMENT_ENDPOINT),
         })
     }
 }
@@ -201,8 +128,8 @@ impl Runtime {
     ) -> Result<Self, ConfigError> {
         Ok(Self {
             store: Arc::new(DynamoStore::new(dynamodb, config.table, config.store)),
-            verifier: TokenVerifier::new(&config.auth)?,
-            service: config.service,
+            verifier: config.settings.verifier()?,
+            service: config.settings.service,
             sdk,
             management_endpoint: config.management_endpoint,
             management_clients: Mutex::new(HashMap::new()),
@@ -264,39 +191,18 @@ impl Runtime {
         routed.response
     }
 
-    /// An HTTP API request: `GET|POST /rooms/{room}/messages`, `GET /health`.
-    pub async fn handle_http(
-        &self,
-        method: &str,
-        path: &str,
-        authorization: Option<&str>,
-        raw_query: Option<&str>,
-        body: &[u8],
-    ) -> HttpReply {
-        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-        match (method, segments.as_slice()) {
-            ("GET", ["health"]) => http::health(None),
-            (_, ["rooms", room, "messages"]) => {
-                let Some(endpoint) = self.management_endpoint(None) else {
-                    return HttpReply::error(
-                        500,
-                        "UNAVAILABLE",
-                        "ROOMCAST_MANAGEMENT_ENDPOINT is not set",
-                    );
-                };
-                let service = self.service(self.gateway(&endpoint));
-                match method {
-                    "GET" => {
-                        http::get_messages(&service, authorization, room, raw_query, now_ms()).await
-                    }
-                    "POST" => {
-                        http::post_message(&service, authorization, room, body, now_ms()).await
-                    }
-                    _ => HttpReply::error(405, "INVALID", "use GET or POST"),
-                }
-            }
-            _ => HttpReply::error(404, "NOT_FOUND", "no such endpoint"),
-        }
+    /// An HTTP API request (`GET|POST /rooms/{room}/messages`, `GET /health`): the core's HTTP
+    /// API, with replies to sockets through the Management API.
+    pub async fn handle_http(&self, request: &HttpRequest<'_>) -> HttpReply {
+        let Some(endpoint) = self.management_endpoint(None) else {
+            return HttpReply::error(
+                500,
+                "UNAVAILABLE",
+                "ROOMCAST_MANAGEMENT_ENDPOINT is not set",
+            );
+        };
+        let service = self.service(self.gateway(&endpoint));
+        http::handle(&service, request, None, now_ms()).await
     }
 }
 
@@ -373,13 +279,13 @@ pub async fn run_http_function() -> Result<(), lambda_http::Error> {
                     .get("authorization")
                     .and_then(|v| v.to_str().ok());
                 let reply = runtime
-                    .handle_http(
-                        request.method().as_str(),
-                        request.uri().path(),
+                    .handle_http(&HttpRequest {
+                        method: request.method().as_str(),
+                        path: request.uri().path(),
+                        query: request.uri().query(),
                         authorization,
-                        request.uri().query(),
-                        request.body(),
-                    )
+                        body: request.body(),
+                    })
                     .await;
                 lambda_http::Response::builder()
                     .status(reply.status)
@@ -409,18 +315,22 @@ pub async fn with_key_from_parameter(
     ssm: &aws_sdk_ssm::Client,
     get: impl Fn(&str) -> Option<String>,
 ) -> Result<impl Fn(&str) -> Option<String>, ConfigError> {
-    let fetched = match get(env::JWT_KEY_PARAMETER) {
+    let invalid = |problem: String| ConfigError::Invalid {
+        name: env::JWT_KEY_PARAMETER,
+        problem,
+    };
+    let lookup = Lookup::new(&get);
+    let fetched = match lookup.string(env::JWT_KEY_PARAMETER) {
         None => None,
         Some(name) => {
-            if get(env::JWT_SECRET).is_some() || get(env::JWT_PUBLIC_KEY).is_some() {
-                return Err(ConfigError::Invalid(
-                    env::JWT_KEY_PARAMETER,
-                    format!(
-                        "set it or {}/{}, not both",
-                        env::JWT_SECRET,
-                        env::JWT_PUBLIC_KEY
-                    ),
-                ));
+            if lookup.string(env::JWT_SECRET).is_some()
+                || lookup.string(env::JWT_PUBLIC_KEY).is_some()
+            {
+                return Err(invalid(format!(
+                    "set it or {}/{}, not both",
+                    env::JWT_SECRET,
+                    env::JWT_PUBLIC_KEY
+                )));
             }
             let read = ssm
                 .get_parameter()
@@ -429,25 +339,18 @@ pub async fn with_key_from_parameter(
                 .send()
                 .await
                 .map_err(|e| {
-                    ConfigError::Invalid(
-                        env::JWT_KEY_PARAMETER,
-                        format!(
-                            "cannot read SSM parameter `{name}`: {}",
-                            aws_sdk_ssm::error::DisplayErrorContext(e)
-                        ),
-                    )
+                    invalid(format!(
+                        "cannot read SSM parameter `{name}`: {}",
+                        aws_sdk_ssm::error::DisplayErrorContext(e)
+                    ))
                 })?;
             let value = read
                 .parameter
                 .and_then(|p| p.value)
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| {
-                    ConfigError::Invalid(
-                        env::JWT_KEY_PARAMETER,
-                        format!("SSM parameter `{name}` is empty"),
-                    )
-                })?;
-            let holds = match get(env::JWT_ALG).as_deref() {
+                .filter(|v| !v.trim().is_empty())
+                .ok_or_else(|| invalid(format!("SSM parameter `{name}` is empty")))?;
+            let alg = lookup.string(env::JWT_ALG).map(|a| a.to_ascii_uppercase());
+            let holds = match alg.as_deref() {
                 None | Some("HS256") => env::JWT_SECRET,
                 Some(_) => env::JWT_PUBLIC_KEY,
             };
@@ -460,10 +363,15 @@ pub async fn with_key_from_parameter(
     })
 }
 
-/// Structured JSON logs to stdout (CloudWatch Logs), filtered by `RUST_LOG`.
+/// Structured JSON logs to stdout (CloudWatch Logs) at [`env::LOG`]'s level (`RUST_LOG`, when
+/// set, filters instead). Set up before the configuration is read, so its errors are logged;
+/// a bad level is reported by that read.
 fn init_logs() {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let level = Lookup::new(|name: &str| std::env::var(name).ok())
+        .parsed(env::LOG, LogLevel::Info)
+        .unwrap_or_default();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| level.as_str().into());
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use common::{World, fixture, now_ms, token, types, world, world_with};
 use roomcast_aws::lambda::{FunctionConfig, env, with_key_from_parameter};
 use roomcast_core::auth::Role;
+use roomcast_core::http::HttpRequest;
 use roomcast_core::store::ConnectionStore;
 use serde_json::{Value, json};
 
@@ -180,20 +181,26 @@ async fn http_function_serves_health_publish_and_history() {
     let w = world().await;
     let health = w
         .runtime
-        .handle_http("GET", "/health", None, None, b"")
+        .handle_http(&HttpRequest {
+            method: "GET",
+            path: "/health",
+            authorization: None,
+            query: None,
+            body: b"",
+        })
         .await;
     assert_eq!(health.status, 200);
     let bot = format!("Bearer {}", token("bot", Role::Service));
     let body = json!({"id": "p1", "body": "Hello from the bot"}).to_string();
     let published = w
         .runtime
-        .handle_http(
-            "POST",
-            "/rooms/support-9/messages",
-            Some(&bot),
-            None,
-            body.as_bytes(),
-        )
+        .handle_http(&HttpRequest {
+            method: "POST",
+            path: "/rooms/support-9/messages",
+            authorization: Some(&bot),
+            query: None,
+            body: body.as_bytes(),
+        })
         .await;
     assert_eq!(
         (published.status, published.body["seq"].as_u64()),
@@ -201,13 +208,13 @@ async fn http_function_serves_health_publish_and_history() {
     );
     let again = w
         .runtime
-        .handle_http(
-            "POST",
-            "/rooms/support-9/messages",
-            Some(&bot),
-            None,
-            body.as_bytes(),
-        )
+        .handle_http(&HttpRequest {
+            method: "POST",
+            path: "/rooms/support-9/messages",
+            authorization: Some(&bot),
+            query: None,
+            body: body.as_bytes(),
+        })
         .await;
     assert_eq!(
         (again.status, again.body["duplicate"].as_bool()),
@@ -216,28 +223,37 @@ async fn http_function_serves_health_publish_and_history() {
     let reader = format!("Bearer {}", token("alice", Role::User));
     let page = w
         .runtime
-        .handle_http(
-            "GET",
-            "/rooms/support-9/messages",
-            Some(&reader),
-            Some("limit=10"),
-            b"",
-        )
+        .handle_http(&HttpRequest {
+            method: "GET",
+            path: "/rooms/support-9/messages",
+            authorization: Some(&reader),
+            query: Some("limit=10"),
+            body: b"",
+        })
         .await;
     assert_eq!(page.status, 200);
     assert_eq!(page.body["messages"][0]["body"], "Hello from the bot");
     let user_publish = w
         .runtime
-        .handle_http(
-            "POST",
-            "/rooms/support-9/messages",
-            Some(&reader),
-            None,
-            body.as_bytes(),
-        )
+        .handle_http(&HttpRequest {
+            method: "POST",
+            path: "/rooms/support-9/messages",
+            authorization: Some(&reader),
+            query: None,
+            body: body.as_bytes(),
+        })
         .await;
     assert_eq!(user_publish.status, 403);
-    let nowhere = w.runtime.handle_http("GET", "/nope", None, None, b"").await;
+    let nowhere = w
+        .runtime
+        .handle_http(&HttpRequest {
+            method: "GET",
+            path: "/nope",
+            authorization: None,
+            query: None,
+            body: b"",
+        })
+        .await;
     assert_eq!(nowhere.status, 404);
 }
 
@@ -285,7 +301,7 @@ async fn the_key_is_read_from_an_ssm_secure_string_at_cold_start() {
     assert_eq!(get(env::JWT_SECRET).as_deref(), Some("secret-from-ssm"));
     assert_eq!(get(env::TABLE).as_deref(), Some("unused"));
     let config = FunctionConfig::from_env(get).unwrap();
-    let verifier = roomcast_core::auth::TokenVerifier::new(&config.auth).unwrap();
+    let verifier = roomcast_core::auth::TokenVerifier::new(&config.settings.auth).unwrap();
     let signed = roomcast_core::auth::TokenSigner::hs256(b"secret-from-ssm").sign(
         &roomcast_core::auth::Claims {
             sub: Some("alice".into()),

@@ -1,18 +1,17 @@
-//! Command line and configuration, parsed once into typed structs.
+//! The command line, resolved once into a [`ServerConfig`]. The settings every deployment
+//! shares are the core's ([`roomcast_core::config`]): each of their flags maps to one of the
+//! core's names, with the environment variable of that name as its fallback, and
+//! `Settings::from_lookup` parses them with the same rules, defaults and errors as the Lambda
+//! functions and the Worker.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use roomcast_core::auth::{AuthConfig, Role, VerifyKey};
-use roomcast_core::limits::{
-    DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_CONNECTION_MS, DEFAULT_MAX_CONNECTIONS_PER_IP,
-    DEFAULT_MAX_CONNECTIONS_PER_USER,
-};
-use roomcast_core::ratelimit::RatePolicy;
-use roomcast_core::service::ServiceConfig;
+use roomcast_core::auth::Role;
+use roomcast_core::config::{Settings, names};
+use roomcast_core::limits::DEFAULT_MAX_CONNECTIONS_PER_IP;
 
 /// roomcast local server: the chat service on one machine, speaking the API Gateway WebSocket
 /// contract (routes, `@connections`) on localhost.
@@ -31,7 +30,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print a signed development token.
     Token(TokenArgs),
 }
@@ -54,29 +53,15 @@ pub enum LogFormat {
     Json,
 }
 
-/// Algorithm for `--jwt-public-key`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum PublicKeyAlg {
-    /// RSA PKCS#1 v1.5 with SHA-256.
-    Rs256,
-    /// ECDSA P-256 with SHA-256.
-    Es256,
-}
-
 /// JWT options shared by `serve` and `token`.
 #[derive(Debug, Clone, Args)]
 pub struct SecretArgs {
     /// Directory for the embedded store and the generated dev secret.
     #[arg(long, default_value = "roomcast-data", global = true)]
     pub data_dir: PathBuf,
-    /// HS256 secret. Without it (and without --jwt-public-key) a dev secret is generated and
-    /// kept in DATA_DIR/jwt-secret.
-    #[arg(
-        long,
-        env = "ROOMCAST_JWT_SECRET",
-        hide_env_values = true,
-        global = true
-    )]
+    /// HS256 secret [env: ROOMCAST_JWT_SECRET]. Without it (and without a public key) a dev
+    /// secret is generated and kept in DATA_DIR/jwt-secret.
+    #[arg(long, global = true)]
     pub jwt_secret: Option<String>,
 }
 
@@ -92,39 +77,45 @@ pub struct ServeArgs {
     /// JWT secret and data directory.
     #[command(flatten)]
     pub secret: SecretArgs,
-    /// Verify RS256/ES256 tokens with this PEM public key instead of an HS256 secret.
+    /// Verify RS256/ES256 tokens with this PEM public key file instead of an HS256 secret
+    /// [env: ROOMCAST_JWT_PUBLIC_KEY, the PEM text itself].
     #[arg(long)]
     pub jwt_public_key: Option<PathBuf>,
-    /// Algorithm of --jwt-public-key.
-    #[arg(long, value_enum, default_value = "rs256")]
-    pub jwt_alg: PublicKeyAlg,
-    /// Required `iss` claim.
+    /// Token algorithm: HS256, RS256 or ES256 [env: ROOMCAST_JWT_ALG; default: HS256 with a
+    /// secret, RS256 with a public key].
+    #[arg(long)]
+    pub jwt_alg: Option<String>,
+    /// Required `iss` claim [env: ROOMCAST_JWT_ISSUER].
     #[arg(long)]
     pub jwt_issuer: Option<String>,
-    /// Required `aud` claim.
+    /// Required `aud` claim [env: ROOMCAST_JWT_AUDIENCE].
     #[arg(long)]
     pub jwt_audience: Option<String>,
-    /// Clock skew tolerated on `exp` and `nbf`, seconds.
-    #[arg(long, default_value_t = 0)]
-    pub jwt_leeway_secs: u64,
+    /// Clock skew tolerated on `exp` and `nbf`, seconds [env: ROOMCAST_JWT_LEEWAY_SECS;
+    /// default: 0].
+    #[arg(long)]
+    pub jwt_leeway_secs: Option<String>,
     /// Store backend.
     #[arg(long, value_enum, default_value = "embedded")]
     pub store: StoreKind,
-    /// Close connections with no inbound data for this long (API Gateway: 600).
-    #[arg(long, default_value_t = DEFAULT_IDLE_TIMEOUT_MS / 1000)]
-    pub idle_timeout_secs: u64,
-    /// Close every connection after this long (API Gateway: 7200).
-    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTION_MS / 1000)]
-    pub max_connection_secs: u64,
-    /// Frames per second a connection may send, sustained.
-    #[arg(long, default_value_t = RatePolicy::default().per_sec)]
-    pub rate_per_sec: u32,
-    /// Frames a connection may send in a burst.
-    #[arg(long, default_value_t = RatePolicy::default().burst)]
-    pub rate_burst: u32,
-    /// Live connections allowed per user.
-    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS_PER_USER)]
-    pub max_connections_per_user: usize,
+    /// Close connections with no inbound data for this long, seconds [env:
+    /// ROOMCAST_IDLE_TIMEOUT_SECS; default: 600, as API Gateway].
+    #[arg(long)]
+    pub idle_timeout_secs: Option<String>,
+    /// Close every connection after this long, seconds [env: ROOMCAST_MAX_CONNECTION_SECS;
+    /// default: 7200, as API Gateway].
+    #[arg(long)]
+    pub max_connection_secs: Option<String>,
+    /// Frames per second a connection may send, sustained [env: ROOMCAST_RATE_PER_SEC;
+    /// default: 10].
+    #[arg(long)]
+    pub rate_per_sec: Option<String>,
+    /// Frames a connection may send in a burst [env: ROOMCAST_RATE_BURST; default: 30].
+    #[arg(long)]
+    pub rate_burst: Option<String>,
+    /// Live connections allowed per user [env: ROOMCAST_MAX_CONNECTIONS_PER_USER; default: 20].
+    #[arg(long)]
+    pub max_connections_per_user: Option<String>,
     /// Live WebSocket connections allowed per client address (more: the upgrade is refused
     /// with 429 before the token is checked).
     #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS_PER_IP)]
@@ -201,22 +192,17 @@ impl From<RoleArg> for Role {
 }
 
 /// Everything the server needs, resolved.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Token verification.
-    pub auth: AuthConfig,
-    /// Chat service tunables.
-    pub service: ServiceConfig,
+    /// The settings every deployment shares (token verification, service tunables, the
+    /// connection lifecycle).
+    pub settings: Settings,
     /// Store backend (when not on DynamoDB).
     pub store: StoreKind,
     /// DynamoDB endpoint and table, when the store is DynamoDB.
     pub dynamodb: Option<(String, String)>,
     /// Data directory.
     pub data_dir: PathBuf,
-    /// Idle timeout.
-    pub idle_timeout: Duration,
-    /// Maximum connection age.
-    pub max_connection_age: Duration,
     /// Most live WebSocket connections per client address.
     pub max_connections_per_ip: usize,
     /// Stage name.
@@ -230,11 +216,16 @@ pub struct ServerConfig {
 const SECRET_FILE: &str = "jwt-secret";
 
 impl SecretArgs {
-    /// The HS256 secret: the flag or env, else the one kept in the data directory (generated
-    /// on first use). The bool says whether it was generated now.
-    pub fn resolve(&self) -> anyhow::Result<(Vec<u8>, bool)> {
-        if let Some(s) = &self.jwt_secret {
-            return Ok((s.as_bytes().to_vec(), false));
+    /// The HS256 secret: the flag, else the environment's, else the one kept in the data
+    /// directory (generated on first use). The bool says whether it was generated now.
+    pub fn resolve(&self, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<(Vec<u8>, bool)> {
+        let given = self
+            .jwt_secret
+            .clone()
+            .or_else(|| env(names::JWT_SECRET))
+            .filter(|s| !s.trim().is_empty());
+        if let Some(s) = given {
+            return Ok((s.trim().as_bytes().to_vec(), false));
         }
         let path = self.data_dir.join(SECRET_FILE);
         match std::fs::read_to_string(&path) {
@@ -280,59 +271,89 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 }
 
 impl ServeArgs {
-    /// Resolves the arguments; the bool says whether a dev secret was generated now.
-    pub fn resolve(&self) -> anyhow::Result<(ServerConfig, bool)> {
-        let (key, generated) = match &self.jwt_public_key {
-            Some(path) => {
-                let pem =
-                    std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-                let key = match self.jwt_alg {
-                    PublicKeyAlg::Rs256 => VerifyKey::Rs256Pem(pem),
-                    PublicKeyAlg::Es256 => VerifyKey::Es256Pem(pem),
-                };
-                (key, false)
-            }
-            None => {
-                let (secret, generated) = self.secret.resolve()?;
-                (VerifyKey::Hs256(secret), generated)
-            }
+    /// The value of the shared setting `name`: its flag when given, else `env`'s. A public key
+    /// flag names a file; its contents are the value.
+    fn setting(
+        &self,
+        name: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Option<String>> {
+        let flag = match name {
+            names::JWT_SECRET => self.secret.jwt_secret.clone(),
+            names::JWT_PUBLIC_KEY => match &self.jwt_public_key {
+                Some(path) => Some(
+                    std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?,
+                ),
+                None => None,
+            },
+            names::JWT_ALG => self.jwt_alg.clone(),
+            names::JWT_ISSUER => self.jwt_issuer.clone(),
+            names::JWT_AUDIENCE => self.jwt_audience.clone(),
+            names::JWT_LEEWAY_SECS => self.jwt_leeway_secs.clone(),
+            names::RATE_PER_SEC => self.rate_per_sec.clone(),
+            names::RATE_BURST => self.rate_burst.clone(),
+            names::MAX_CONNECTIONS_PER_USER => self.max_connections_per_user.clone(),
+            names::IDLE_TIMEOUT_SECS => self.idle_timeout_secs.clone(),
+            names::MAX_CONNECTION_SECS => self.max_connection_secs.clone(),
+            _ => None,
         };
-        anyhow::ensure!(
-            self.rate_per_sec > 0 && self.rate_burst > 0,
-            "rate limits must be positive"
-        );
-        anyhow::ensure!(
-            self.idle_timeout_secs > 0 && self.max_connection_secs > 0,
-            "timeouts must be positive"
-        );
+        Ok(flag.or_else(|| env(name)))
+    }
+
+    /// The shared settings from the flags over `env` (the process environment in production).
+    /// Without a key of any kind, the data directory's dev secret is used (generated on first
+    /// use: the bool says whether it was generated now).
+    pub fn settings(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<(Settings, bool)> {
+        let mut values = std::collections::HashMap::new();
+        for name in names::ALL {
+            if let Some(value) = self.setting(name, env)? {
+                values.insert(*name, value);
+            }
+        }
+        let keyless = [names::JWT_SECRET, names::JWT_PUBLIC_KEY]
+            .iter()
+            .all(|n| values.get(n).is_none_or(|v| v.trim().is_empty()));
+        let mut generated = false;
+        if keyless {
+            let (secret, fresh) = self.secret.resolve(env)?;
+            generated = fresh;
+            values.insert(
+                names::JWT_SECRET,
+                String::from_utf8(secret).context("the dev secret is not UTF-8")?,
+            );
+        }
+        let settings = Settings::from_lookup(|name| values.get(name).cloned())?;
+        Ok((settings, generated))
+    }
+
+    /// Resolves the arguments over the process environment; the bool says whether a dev
+    /// secret was generated now.
+    pub fn resolve(&self) -> anyhow::Result<(ServerConfig, bool)> {
+        self.resolve_with(&|name| std::env::var(name).ok())
+    }
+
+    /// Resolves the arguments over `env`.
+    pub fn resolve_with(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<(ServerConfig, bool)> {
+        let (settings, generated) = self.settings(env)?;
         anyhow::ensure!(
             self.max_connections_per_ip > 0,
             "--max-connections-per-ip must be positive"
         );
         let config = ServerConfig {
-            auth: AuthConfig {
-                key,
-                issuer: self.jwt_issuer.clone(),
-                audience: self.jwt_audience.clone(),
-                leeway_secs: self.jwt_leeway_secs,
-            },
-            service: ServiceConfig {
-                rate: RatePolicy {
-                    burst: self.rate_burst,
-                    per_sec: self.rate_per_sec,
-                    ..RatePolicy::default()
-                },
-                max_connections_per_user: self.max_connections_per_user,
-                ..ServiceConfig::default()
-            },
+            settings,
             store: self.store,
             dynamodb: self
                 .dynamodb_endpoint
                 .clone()
                 .map(|e| (e, self.table.clone())),
             data_dir: self.secret.data_dir.clone(),
-            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
-            max_connection_age: Duration::from_secs(self.max_connection_secs),
             max_connections_per_ip: self.max_connections_per_ip,
             stage: self.stage.clone(),
             lambda_endpoint: self.lambda_endpoint.clone(),

@@ -9,7 +9,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use roomcast_core::event::{WsEvent, WsResponse};
+use roomcast_apigw::{WsEvent, WsResponse};
 
 /// Why an invocation failed.
 #[derive(Debug, thiserror::Error)]

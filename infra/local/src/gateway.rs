@@ -157,10 +157,16 @@ impl ConnHandle {
 
     /// Whether a close has been requested.
     pub fn is_closing(&self) -> bool {
+        self.close_code().is_some()
+    }
+
+    /// The code of the close requested, if one was.
+    pub fn close_code(&self) -> Option<u16> {
         self.close_request
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .is_some()
+            .as_ref()
+            .map(|(code, _)| *code)
     }
 
     /// Waits for a close request.

@@ -1,26 +1,38 @@
 //! # roomcast-local
 //!
 //! The local / self-hosted roomcast server: one process that speaks the API Gateway WebSocket
-//! contract on localhost and runs the chat service from `roomcast-core` in-process.
+//! contract on localhost and runs the chat service from `roomcast-core` in-process. It only
+//! translates: sockets and HTTP requests into the core's typed calls, the core's replies back.
 //!
-//! Layout:
-//! - [`config`]: the command line, parsed once into [`config::ServerConfig`].
-//! - [`server`]: the axum router: WebSocket upgrade → `$connect` route, frames → route events,
-//!   close → `$disconnect`, the `@connections` management API, the HTTP API, shutdown.
+//! Layout (`router` imports the route modules; they import `app`; nothing imports back):
+//! - [`config`]: the command line, resolved once into [`config::ServerConfig`] (the shared
+//!   settings through the core's `config::Settings`).
+//! - [`app`]: [`app::App`], the shared state, and the connect / frame / disconnect calls into
+//!   the service (in-process, or as API Gateway events to Lambda functions: [`forward`]).
+//! - [`router`]: every route and the module serving it; [`router::serve`] and shutdown.
+//! - [`sockets`]: the upgrade and one task per socket (reader driving the core's lifecycle
+//!   deadlines, writer draining the outbound queue).
+//! - [`http`]: the core HTTP API behind axum, and `/metrics`.
+//! - [`management`]: the `@connections` Management API.
+//! - [`assets`]: the widget, SDK, demo page and console (`widget/dist/`, embedded).
+//! - [`dev_token`]: development tokens (`token` subcommand, `GET /dev/token`).
 //! - [`gateway`]: the socket registry implementing the core `Gateway` port, with bounded
 //!   per-connection queues (slow consumers are closed, never buffered without bound).
 //! - [`embedded`]: the durable `HistoryStore` (redb, group commit, fsync before ack).
 //! - [`metrics`]: Prometheus text metrics.
-//! - [`widget`]: the browser widget, JS SDK, demo page and agent console (embedded from
-//!   `widget/dist/`), and the `--dev-tokens` development token endpoint.
 //!
 //! Live state (connections, rooms joined, presence) is kept in memory: sockets die with the
 //! process, so it needs no disk. History, read cursors and members are durable.
 
+pub mod app;
+pub mod assets;
 pub mod config;
+pub mod dev_token;
 pub mod embedded;
 pub mod forward;
 pub mod gateway;
+pub mod http;
+pub mod management;
 pub mod metrics;
-pub mod server;
-pub mod widget;
+pub mod router;
+pub mod sockets;

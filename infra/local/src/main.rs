@@ -5,9 +5,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::Parser;
-use roomcast_core::auth::{Claims, TokenSigner};
+use roomcast_local::app::App;
 use roomcast_local::config::{Cli, Command, LogFormat, ServeArgs, TokenArgs};
-use roomcast_local::server::{App, serve};
+use roomcast_local::dev_token::DevToken;
+use roomcast_local::router::serve;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
@@ -20,7 +21,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn token(args: &TokenArgs) -> anyhow::Result<()> {
-    let (secret, generated) = args.secret.resolve()?;
+    let (secret, generated) = args.secret.resolve(&|name| std::env::var(name).ok())?;
     if generated {
         eprintln!(
             "generated a dev JWT secret in {}",
@@ -28,23 +29,24 @@ fn token(args: &TokenArgs) -> anyhow::Result<()> {
         );
     }
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let claims = Claims {
-        sub: Some(args.user.clone()),
-        tid: Some(args.tenant.clone()),
+    let request = DevToken {
+        user: args.user.clone(),
+        tenant: args.tenant.clone(),
         rooms: args.rooms.clone(),
         name: args.name.clone(),
         role: args.role.into(),
-        exp: Some(now + args.ttl_secs),
-        iat: Some(now),
-        ..Claims::default()
+        ttl_secs: args.ttl_secs,
     };
-    println!("{}", TokenSigner::hs256(&secret).sign(&claims));
+    let (token, _) = request.mint(&secret, now).map_err(anyhow::Error::msg)?;
+    println!("{token}");
     Ok(())
 }
 
 #[tokio::main]
 async fn run(args: &ServeArgs) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (config, generated) = args.resolve()?;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(config.settings.log.as_str()));
     match args.log_format {
         LogFormat::Text => tracing_subscriber::fmt()
             .with_env_filter(filter)
@@ -56,15 +58,15 @@ async fn run(args: &ServeArgs) -> anyhow::Result<()> {
             .with_writer(std::io::stderr)
             .init(),
     }
-    let (config, generated) = args.resolve()?;
-    if args.jwt_public_key.is_none() && args.secret.jwt_secret.is_none() {
-        let (secret, _) = args.secret.resolve()?;
-        let verb = if generated { "generated" } else { "loaded" };
-        eprintln!(
-            "dev JWT secret ({verb}, kept in {}): {}",
-            args.secret.secret_path().display(),
-            String::from_utf8_lossy(&secret)
-        );
+    if generated {
+        // Printed once, when it is made; afterwards it is in the file (0600).
+        if let roomcast_core::auth::VerifyKey::Hs256(secret) = &config.settings.auth.key {
+            eprintln!(
+                "generated a dev JWT secret, kept in {}: {}",
+                args.secret.secret_path().display(),
+                String::from_utf8_lossy(secret)
+            );
+        }
     }
     let app = App::build(config).await.context("opening the store")?;
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(args.host, args.port))

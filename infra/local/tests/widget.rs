@@ -8,9 +8,10 @@ use std::path::Path;
 use anyhow::Context;
 use clap::Parser;
 use roomcast_core::auth::{AuthConfig, Role, TokenVerifier, VerifyKey};
+use roomcast_local::app::App;
+use roomcast_local::assets::ASSETS;
 use roomcast_local::config::Cli;
-use roomcast_local::server::{App, serve};
-use roomcast_local::widget::ASSETS;
+use roomcast_local::router::serve;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -169,7 +170,7 @@ async fn dev_tokens_sign_what_the_server_accepts_for_loopback_only() -> anyhow::
         audience: None,
         leeway_secs: 0,
     })?;
-    let now = roomcast_local::server::now_ms();
+    let now = roomcast_local::app::now_ms();
     let id = verifier.verify(token, now)?;
     assert_eq!(
         (id.user.as_str(), id.tenant.as_str(), id.role),

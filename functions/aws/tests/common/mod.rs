@@ -22,11 +22,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use roomcast_apigw::{WsEvent, WsResponse};
 use roomcast_aws::fault_proxy::FaultProxy;
 use roomcast_aws::lambda::{FunctionConfig, Runtime, env};
 use roomcast_aws::moto::{Dynamo, dynamo};
 use roomcast_core::auth::{Claims, Role, TokenSigner};
-use roomcast_core::event::WsEvent;
 use serde_json::{Value, json};
 
 pub const SECRET: &str = "handler-test-secret";
@@ -258,7 +258,7 @@ pub fn now_ms() -> u64 {
 
 impl World {
     /// Runs the connect fixture for `conn` with `token` in the subprotocol header.
-    pub async fn connect(&self, conn: &str, token: &str) -> roomcast_core::event::WsResponse {
+    pub async fn connect(&self, conn: &str, token: &str) -> WsResponse {
         let mut ev = fixture("connect");
         ev.request_context.connection_id = conn.into();
         ev.request_context.request_time_epoch = now_ms();

@@ -1,81 +1,75 @@
-//! The browser widget, JS SDK, demo page and agent console (`widget/dist/`, built by
-//! `widget/build.mjs` and committed, embedded here at compile time so the server needs no Node),
-//! and `GET /dev/token`, the development token endpoint the demo and the console use when the
-//! server runs with `--dev-tokens` (off by default; loopback callers and loopback `Host` only).
+//! Development tokens, minted in one place: the `token` subcommand prints one, and
+//! `GET /dev/token` (with `--dev-tokens`; loopback callers and a loopback `Host` only) serves
+//! them to the widget demo page and the agent console.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Json;
-use axum::Router;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use roomcast_core::auth::{Claims, Role, TokenSigner, VerifyKey};
 use roomcast_core::protocol::validate_name;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::server::App;
+use crate::app::{App, now_ms};
 
-const JS: &str = "text/javascript; charset=utf-8";
-const HTML: &str = "text/html; charset=utf-8";
-
-/// `(path, content type, body)` of every embedded asset.
-pub const ASSETS: &[(&str, &str, &str)] = &[
-    (
-        "/widget.js",
-        JS,
-        include_str!("../../../widget/dist/widget.js"),
-    ),
-    ("/sdk.js", JS, include_str!("../../../widget/dist/sdk.js")),
-    (
-        "/console.js",
-        JS,
-        include_str!("../../../widget/dist/console.js"),
-    ),
-    (
-        "/demo",
-        HTML,
-        include_str!("../../../widget/dist/demo.html"),
-    ),
-    (
-        "/console",
-        HTML,
-        include_str!("../../../widget/dist/console.html"),
-    ),
-];
-
-/// Longest lifetime of a development token, seconds.
+/// Longest lifetime of a token `/dev/token` serves, seconds.
 const MAX_DEV_TTL_SECS: u64 = 24 * 3600;
 
-/// Adds the asset routes and `/dev/token` to `router`.
-pub fn routes(mut router: Router<Arc<App>>) -> Router<Arc<App>> {
-    for &(path, content_type, body) in ASSETS {
-        router = router.route(
-            path,
-            get(move || async move {
-                (
-                    [
-                        (header::CONTENT_TYPE, content_type),
-                        (header::CACHE_CONTROL, "no-cache"),
-                        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-                        // Scripts may be embedded, or imported as modules, from any origin.
-                        (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
-                    ],
-                    body,
-                )
-            }),
-        );
+/// What a development token says.
+#[derive(Debug, Clone)]
+pub struct DevToken {
+    /// User id (`sub`).
+    pub user: String,
+    /// Tenant id (`tid`).
+    pub tenant: String,
+    /// Room grants; `prefix-*` grants a prefix.
+    pub rooms: Vec<String>,
+    /// Display name.
+    pub name: Option<String>,
+    /// Role.
+    pub role: Role,
+    /// Lifetime, seconds.
+    pub ttl_secs: u64,
+}
+
+impl DevToken {
+    /// Checks the names, then signs the token with the HS256 `secret` at `now_secs`; returns it
+    /// and its expiry (epoch seconds).
+    pub fn mint(self, secret: &[u8], now_secs: u64) -> Result<(String, u64), String> {
+        let names = [
+            ("user", self.user.as_str()),
+            ("tenant", self.tenant.as_str()),
+        ];
+        let grants = self
+            .rooms
+            .iter()
+            .map(|r| ("rooms", r.strip_suffix('*').unwrap_or(r)))
+            .filter(|(_, r)| !r.is_empty());
+        for (what, name) in names.into_iter().chain(grants) {
+            validate_name(what, name).map_err(|e| e.message)?;
+        }
+        let exp = now_secs.saturating_add(self.ttl_secs);
+        let claims = Claims {
+            sub: Some(self.user),
+            tid: Some(self.tenant),
+            rooms: self.rooms,
+            name: self.name,
+            role: self.role,
+            exp: Some(exp),
+            iat: Some(now_secs),
+            ..Claims::default()
+        };
+        Ok((TokenSigner::hs256(secret).sign(&claims), exp))
     }
-    router.route("/dev/token", get(dev_token))
 }
 
 /// `GET /dev/token` query.
 #[derive(Deserialize)]
-struct DevTokenQuery {
+pub(crate) struct DevTokenQuery {
     user: String,
     #[serde(default)]
     tenant: Option<String>,
@@ -112,7 +106,9 @@ fn loopback_host(headers: &HeaderMap) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-async fn dev_token(
+/// `GET /dev/token?user&tenant&rooms&role&name&ttl`: a development token (never role
+/// `service`).
+pub(crate) async fn issue(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -126,7 +122,7 @@ async fn dev_token(
             "development tokens are off (start the server with --dev-tokens)",
         );
     }
-    let VerifyKey::Hs256(secret) = &config.auth.key else {
+    let VerifyKey::Hs256(secret) = &config.settings.auth.key else {
         return refuse(
             StatusCode::NOT_FOUND,
             "NOT_FOUND",
@@ -157,45 +153,29 @@ async fn dev_token(
             );
         }
     };
-    let tenant = q.tenant.unwrap_or_else(|| "demo".to_owned());
-    let rooms: Vec<String> = q
-        .rooms
-        .as_deref()
-        .unwrap_or_default()
-        .split(',')
-        .filter(|r| !r.is_empty())
-        .map(str::to_owned)
-        .collect();
-    let names = [("user", q.user.as_str()), ("tenant", tenant.as_str())];
-    let grants = rooms
-        .iter()
-        .map(|r| ("rooms", r.strip_suffix('*').unwrap_or(r)))
-        .filter(|(_, r)| !r.is_empty());
-    for (what, name) in names.into_iter().chain(grants) {
-        if let Err(e) = validate_name(what, name) {
-            return refuse(StatusCode::BAD_REQUEST, "INVALID", e.message);
-        }
-    }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let exp = now + q.ttl.unwrap_or(3600).clamp(1, MAX_DEV_TTL_SECS);
-    let claims = Claims {
-        sub: Some(q.user),
-        tid: Some(tenant),
-        rooms,
+    let request = DevToken {
+        user: q.user,
+        tenant: q.tenant.unwrap_or_else(|| "demo".to_owned()),
+        rooms: q
+            .rooms
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned)
+            .collect(),
         name: q.name,
         role,
-        exp: Some(exp),
-        iat: Some(now),
-        ..Claims::default()
+        ttl_secs: q.ttl.unwrap_or(3600).clamp(1, MAX_DEV_TTL_SECS),
     };
-    let token = TokenSigner::hs256(secret).sign(&claims);
-    (
-        [(header::CACHE_CONTROL, "no-store")],
-        Json(json!({"token": token, "exp": exp})),
-    )
-        .into_response()
+    match request.mint(secret, now_ms() / 1000) {
+        Ok((token, exp)) => (
+            [(header::CACHE_CONTROL, "no-store")],
+            Json(json!({"token": token, "exp": exp})),
+        )
+            .into_response(),
+        Err(message) => refuse(StatusCode::BAD_REQUEST, "INVALID", message),
+    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,7 @@
-//! A driver for [`ChatService`] over the memory stores with a fake clock, and a model of what
-//! every connection and client must observe. Used by the property tests
-//! (`shared/tests/properties.rs`) and by the `service` fuzz target (`fuzz/`), which include this
-//! file by path. Every operation ends with [`Harness::check`], which panics on a broken
-//! invariant:
+//! A driver for the core's `ChatService` ([`TestService`]: memory stores, a fake clock) and a
+//! model of what every connection and client must observe. Used by the property tests
+//! (`shared/tests/properties.rs`) and by the `service` fuzz target (`fuzz/`). Every operation
+//! ends with [`Harness::check`], which panics on a broken invariant:
 //!
 //! - the store: per room, seqs are exactly `1..=head`, and `(sender, id)` is unique;
 //! - acks: every ack of one `(room, sender, id)` carries the same seq, and from the second on
@@ -19,31 +18,18 @@
 //! - the connections the store holds, and their rooms, are the ones the model expects;
 //! - every frame sent is a valid server frame of at most `MAX_SERVER_FRAME_BYTES`.
 
-#![allow(
-    dead_code,
-    reason = "each includer drives a different subset of the harness"
-)]
-
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
 
 use futures::executor::block_on;
-use roomcast_core::ChatService;
-use roomcast_core::auth::{
-    AuthConfig, Claims, Identity, Role, TokenSigner, TokenVerifier, VerifyKey,
-};
-use roomcast_core::gateway::{Gateway, GatewayError};
+use roomcast_core::auth::{Claims, Identity, Role};
 use roomcast_core::limits::{MAX_HISTORY_LIMIT, MAX_REPLAY, MAX_SERVER_FRAME_BYTES};
 use roomcast_core::protocol::{ClientFrame, MessageView, ServerFrame, parse_client_frame};
 use roomcast_core::ratelimit::RatePolicy;
-use roomcast_core::service::{Publish, ServiceConfig};
-use roomcast_core::store::memory::{MemoryConnections, MemoryHistory};
+use roomcast_core::service::{Inbound, Publish, ServiceConfig, Upgrade};
 use roomcast_core::store::{ConnectionStore, HistoryQuery, HistoryStore, RoomRef};
 use serde_json::{Value, json};
 
-const SECRET: &[u8] = b"roomcast-harness";
-/// The fake clock's start, epoch milliseconds.
-pub const T0: u64 = 1_800_000_000_000;
+use crate::service::TestService;
 
 /// A user the harness can connect as.
 #[derive(Debug, Clone, Copy)]
@@ -201,19 +187,10 @@ pub struct Received {
     pub frames: Vec<ServerFrame>,
 }
 
-/// The service, its stores, the fake clock and the model.
+/// The service (with its stores and fake clock) and the model.
 pub struct Harness {
-    /// The service under test.
-    pub service: ChatService,
-    /// Its history store.
-    pub history: Arc<MemoryHistory>,
-    /// Its connection store.
-    pub connections: Arc<MemoryConnections>,
-    /// Its gateway.
-    pub outbox: Arc<Outbox>,
-    signer: TokenSigner,
-    /// The fake clock, epoch milliseconds.
-    pub now: u64,
+    /// The service under test, its stores, gateway and clock.
+    pub ts: TestService,
     config: ServiceConfig,
     conns: Vec<Conn>,
     clients: Vec<Client>,
@@ -231,30 +208,8 @@ fn room_ref(user: usize, room: &str) -> RoomRef {
 impl Harness {
     /// A service with `config` and the [`CLIENTS`], none connected yet.
     pub fn new(config: ServiceConfig) -> Self {
-        let verifier = TokenVerifier::new(&AuthConfig {
-            key: VerifyKey::Hs256(SECRET.to_vec()),
-            issuer: None,
-            audience: None,
-            leeway_secs: 0,
-        })
-        .expect("an HS256 key always loads");
-        let history = Arc::new(MemoryHistory::new());
-        let connections = Arc::new(MemoryConnections::new());
-        let outbox = Arc::new(Outbox::default());
-        let service = ChatService::new(
-            verifier,
-            connections.clone(),
-            history.clone(),
-            outbox.clone(),
-            config.clone(),
-        );
         Self {
-            service,
-            history,
-            connections,
-            outbox,
-            signer: TokenSigner::hs256(SECRET),
-            now: T0,
+            ts: TestService::new(config.clone()),
             config,
             conns: Vec::new(),
             clients: CLIENTS.iter().map(|_| Client::default()).collect(),
@@ -266,26 +221,27 @@ impl Harness {
 
     /// Moves the fake clock.
     pub fn advance(&mut self, ms: u64) {
-        self.now = self.now.saturating_add(ms);
+        self.ts.advance(ms);
         self.check();
     }
 
     fn token(&self, user: usize, ttl_s: u64) -> String {
         let spec = USERS[user];
-        self.signer.sign(&Claims {
+        self.ts.sign(&Claims {
             sub: Some(spec.user.into()),
             tid: Some(spec.tenant.into()),
             rooms: spec.grants.iter().map(|g| (*g).to_owned()).collect(),
             role: spec.role,
-            exp: Some((self.now / 1000).saturating_add(ttl_s)),
+            exp: Some((self.ts.now() / 1000).saturating_add(ttl_s)),
             ..Claims::default()
         })
     }
 
     fn identity(&self, user: usize) -> Identity {
-        self.service
+        self.ts
+            .service
             .verifier()
-            .verify(&self.token(user, 3_600), self.now)
+            .verify(&self.token(user, 3_600), self.ts.now())
             .expect("own token verifies")
     }
 
@@ -303,13 +259,21 @@ impl Harness {
         let slot = self.conns.len();
         let id = format!("c{slot}");
         let before = block_on(
-            self.connections
+            self.ts
+                .connections
                 .user_connections(USERS[user].tenant, USERS[user].user),
         )
         .expect("memory store")
         .len();
         let token = self.token(user, ttl_s);
-        let result = block_on(self.service.connect(&id, Some(&token), self.now));
+        let result = block_on(self.ts.service.connect(
+            &id,
+            Upgrade {
+                token_param: Some(&token),
+                protocols: None,
+            },
+            self.ts.now(),
+        ));
         let accepted = match result {
             Ok(_) => true,
             Err(refusal) => {
@@ -372,7 +336,11 @@ impl Harness {
             self.conns[slot].pending_replay = Some((room, since));
         }
         let id = self.conns[slot].id.clone();
-        let outcome = block_on(self.service.frame(&id, text, self.now));
+        let outcome = block_on(
+            self.ts
+                .service
+                .frame(&id, Inbound::Text(text), self.ts.now()),
+        );
         let received = self.absorb_all(slot);
         self.conns[slot].pending_replay = None;
         assert!(
@@ -381,7 +349,7 @@ impl Harness {
         );
         if outcome.closed.is_some() {
             // The transport closes the socket; `$disconnect` follows.
-            block_on(self.service.disconnect(&id, self.now));
+            block_on(self.ts.service.disconnect(&id, self.ts.now()));
             let _ = self.absorb_all(slot);
         }
         self.check();
@@ -405,7 +373,7 @@ impl Harness {
     /// The socket of `slot` closes: `$disconnect`.
     fn disconnect(&mut self, slot: usize) {
         let id = self.conns[slot].id.clone();
-        block_on(self.service.disconnect(&id, self.now));
+        block_on(self.ts.service.disconnect(&id, self.ts.now()));
         let _ = self.absorb_all(slot);
         self.check();
     }
@@ -415,7 +383,7 @@ impl Harness {
     fn vanish(&mut self, slot: usize) {
         let _ = self.absorb_all(slot);
         self.conns[slot].vanished = true;
-        self.outbox.vanish(&self.conns[slot].id);
+        self.ts.gateway.vanish(&self.conns[slot].id);
         self.check();
     }
 
@@ -430,10 +398,12 @@ impl Harness {
             meta: None,
             from: from.map(str::to_owned),
         };
-        let result = block_on(
-            self.service
-                .publish(&identity, room, publish.clone(), self.now),
-        );
+        let result = block_on(self.ts.service.publish(
+            &identity,
+            room,
+            publish.clone(),
+            self.ts.now(),
+        ));
         self.next_publish += 1;
         if let Ok(appended) = &result {
             let from = publish.from.clone().unwrap_or_else(|| "svc".to_owned());
@@ -480,7 +450,7 @@ impl Harness {
     }
 
     fn absorb(&mut self, slot: usize) -> Vec<ServerFrame> {
-        let raw = self.outbox.take(&self.conns[slot].id);
+        let raw = self.ts.gateway.take_raw(&self.conns[slot].id);
         let mut out = Vec::with_capacity(raw.len());
         for text in raw {
             assert!(
@@ -499,11 +469,11 @@ impl Harness {
     }
 
     fn stored(&self, user: usize, room: &str, seq: u64) -> Option<MessageView> {
-        block_on(self.history.message(&room_ref(user, room), seq)).expect("memory store")
+        block_on(self.ts.history.message(&room_ref(user, room), seq)).expect("memory store")
     }
 
     fn head(&self, user: usize, room: &str) -> u64 {
-        block_on(self.history.head(&room_ref(user, room))).expect("memory store")
+        block_on(self.ts.history.head(&room_ref(user, room))).expect("memory store")
     }
 
     /// Connection-level checks of one frame, in the order received.
@@ -863,7 +833,11 @@ impl Harness {
             self.conns[slot].pending_replay = Some((room, since));
         }
         let id = self.conns[slot].id.clone();
-        let outcome = block_on(self.service.frame(&id, text, self.now));
+        let outcome = block_on(
+            self.ts
+                .service
+                .frame(&id, Inbound::Text(text), self.ts.now()),
+        );
         let mine = self.absorb_all(slot).frames;
         self.conns[slot].pending_replay = None;
         assert!(
@@ -872,7 +846,7 @@ impl Harness {
         );
         if outcome.closed.is_some() {
             self.clients[c].conn = None;
-            block_on(self.service.disconnect(&id, self.now));
+            block_on(self.ts.service.disconnect(&id, self.ts.now()));
             let _ = self.absorb_all(slot);
             self.check();
             return None;
@@ -897,7 +871,7 @@ impl Harness {
             if !limited {
                 return Some(frames);
             }
-            self.now += 1_000;
+            self.ts.advance(1_000);
         }
         panic!("still rate-limited after 8 s of backing off");
     }
@@ -945,8 +919,9 @@ impl Harness {
         let room = ROOMS[room % ROOMS.len()];
         let user = Self::client_user(c);
         let r = room_ref(user, room);
-        let cursor =
-            |h: &Self| block_on(h.history.read_cursor(&r, USERS[user].user)).expect("memory store");
+        let cursor = |h: &Self| {
+            block_on(h.ts.history.read_cursor(&r, USERS[user].user)).expect("memory store")
+        };
         let (before, head) = (cursor(self), self.head(user, room));
         let member = self.clients[c].conn.is_some() && self.clients[c].joined.contains(room);
         let text = json!({"action": "read", "room": room, "seq": seq}).to_string();
@@ -1010,11 +985,11 @@ impl Harness {
         for tenant in TENANTS {
             for room in ROOMS {
                 let r = RoomRef::new(*tenant, *room);
-                let head = block_on(self.history.head(&r)).expect("memory store");
+                let head = block_on(self.ts.history.head(&r)).expect("memory store");
                 let mut ids = HashSet::new();
                 let mut after = 0;
                 loop {
-                    let page = block_on(self.history.messages(
+                    let page = block_on(self.ts.history.messages(
                         &r,
                         HistoryQuery {
                             after: Some(after),
@@ -1041,7 +1016,7 @@ impl Harness {
                 assert_eq!(after, head, "`{}` pages end at the head", r.key());
                 for spec in USERS.iter().filter(|u| u.tenant == *tenant) {
                     let cursor =
-                        block_on(self.history.read_cursor(&r, spec.user)).expect("memory store");
+                        block_on(self.ts.history.read_cursor(&r, spec.user)).expect("memory store");
                     let key = (tenant.to_string(), room.to_string(), spec.user.to_owned());
                     let last = self.cursors.entry(key).or_insert(0);
                     assert!(
@@ -1060,8 +1035,8 @@ impl Harness {
     fn check_connections(&mut self) {
         let mut per_user: HashMap<usize, usize> = HashMap::new();
         for slot in 0..self.conns.len() {
-            let stored =
-                block_on(self.connections.connection(&self.conns[slot].id)).expect("memory store");
+            let stored = block_on(self.ts.connections.connection(&self.conns[slot].id))
+                .expect("memory store");
             let conn = &mut self.conns[slot];
             match stored {
                 None => {
@@ -1127,54 +1102,5 @@ impl Harness {
                 );
             }
         }
-    }
-}
-
-/// A [`Gateway`] that keeps every frame as sent (raw text, so sizes can be checked) and can play
-/// a vanished connection (API Gateway's 410).
-#[derive(Default)]
-pub struct Outbox {
-    frames: Mutex<HashMap<String, Vec<String>>>,
-    closed: Mutex<HashMap<String, u16>>,
-    gone: Mutex<std::collections::HashSet<String>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-impl Outbox {
-    /// Takes the frames sent to `conn_id` so far.
-    pub fn take(&self, conn_id: &str) -> Vec<String> {
-        lock(&self.frames).remove(conn_id).unwrap_or_default()
-    }
-
-    /// The close code sent to `conn_id`, if any.
-    pub fn closed(&self, conn_id: &str) -> Option<u16> {
-        lock(&self.closed).get(conn_id).copied()
-    }
-
-    /// From now on sends to `conn_id` fail with [`GatewayError::Gone`].
-    pub fn vanish(&self, conn_id: &str) {
-        lock(&self.gone).insert(conn_id.to_owned());
-    }
-}
-
-#[async_trait::async_trait]
-impl Gateway for Outbox {
-    async fn send(&self, conn_id: &str, frame: &str) -> Result<(), GatewayError> {
-        if lock(&self.gone).contains(conn_id) {
-            return Err(GatewayError::Gone);
-        }
-        lock(&self.frames)
-            .entry(conn_id.to_owned())
-            .or_default()
-            .push(frame.to_owned());
-        Ok(())
-    }
-
-    async fn close(&self, conn_id: &str, code: u16, _reason: &str) -> Result<(), GatewayError> {
-        lock(&self.closed).insert(conn_id.to_owned(), code);
-        Ok(())
     }
 }

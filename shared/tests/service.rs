@@ -1,31 +1,34 @@
-//! Unit tests of [`ChatService`] over the memory stores and a [`RecordingGateway`], with a fake
-//! clock: every call gets `now_ms` from [`World`], which only moves when a test says so.
+//! Tests of the core's `ChatService` through its typed front door, over the memory stores and a
+//! `RecordingGateway` with a fake clock (`roomcast_testkit::service::TestService`): every call
+//! gets `now_ms` from the [`World`], which only moves when a test says so.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+#![allow(
+    clippy::unwrap_used,
+    reason = "tests: a failing store call or a missing frame is a test failure"
+)]
+
+use std::cell::RefCell;
+use std::ops::Deref;
 use std::sync::{Arc, Mutex};
 
 use futures::executor::block_on;
-use serde_json::{Value, json};
-
-use super::{ChatService, ConnectRefusal, FrameOutcome, Publish, ServiceConfig};
-use crate::auth::{AuthConfig, Claims, Identity, Role, TokenSigner, TokenVerifier, VerifyKey};
-use crate::event::{SUBPROTOCOL, WsEvent, WsRequestContext, WsResponse, handle_event};
-use crate::gateway::{Gateway, GatewayError, RoomRelay};
-use crate::limits::{MAX_BODY_BYTES, MAX_META_BYTES, MAX_REPLAY, TYPING_TTL_MS};
-use crate::protocol::{
+use roomcast_core::auth::{Claims, Identity, Role};
+use roomcast_core::gateway::{Gateway, GatewayError, RoomRelay};
+use roomcast_core::limits::{MAX_BODY_BYTES, MAX_META_BYTES, MAX_REPLAY, TYPING_TTL_MS};
+use roomcast_core::protocol::{
     Conversation, ConversationStatus, ErrorCode, MessageView, SYSTEM_SENDER, close,
 };
-use crate::ratelimit::RatePolicy;
-use crate::store::memory::{MemoryConnections, MemoryHistory};
-use crate::store::{
-    Appended, ConnectionStore, HistoryQuery, HistoryStore, NewMessage, RoomRef, StoreError,
+use roomcast_core::ratelimit::RatePolicy;
+use roomcast_core::service::{
+    ConnectRefusal, FrameOutcome, Inbound, Publish, ServiceConfig, Upgrade, fit_page,
 };
-use crate::testing::RecordingGateway;
-
-const SECRET: &[u8] = b"roomcast-service-tests";
-/// The fake clock's start, epoch milliseconds (a whole second).
-const T0: u64 = 1_800_000_000_000;
+use roomcast_core::store::memory::MemoryHistory;
+use roomcast_core::store::{
+    Appended, ConnectionStore, HistoryQuery, HistoryStore, NewMessage, Page, RoomRef, StoreError,
+};
+use roomcast_testkit::gateway::RecordingGateway;
+use roomcast_testkit::service::{T0, TestService};
+use serde_json::{Value, json};
 const TENANT: &str = "acme";
 const OTHER_TENANT: &str = "globex";
 const TOKEN_LIFETIME_SECS: u64 = 3_600;
@@ -39,16 +42,19 @@ fn roomy() -> RatePolicy {
     }
 }
 
-/// The service over memory stores, a recording gateway, a token signer and a fake clock.
+/// The [`TestService`] with the helpers these tests share.
 struct World {
-    service: Arc<ChatService>,
-    gateway: Arc<RecordingGateway>,
-    connections: Arc<MemoryConnections>,
-    history: Arc<MemoryHistory>,
-    signer: TokenSigner,
-    clock: Cell<u64>,
+    ts: TestService,
     /// Every connection accepted so far, for [`World::settle`].
     opened: RefCell<Vec<String>>,
+}
+
+impl Deref for World {
+    type Target = TestService;
+
+    fn deref(&self) -> &TestService {
+        &self.ts
+    }
 }
 
 impl World {
@@ -60,54 +66,14 @@ impl World {
     }
 
     fn with_config(config: ServiceConfig) -> Self {
-        let gateway = Arc::new(RecordingGateway::new());
-        Self::build(
-            config,
-            Arc::new(MemoryHistory::new()),
-            gateway.clone(),
-            gateway,
-        )
+        Self::of(TestService::new(config))
     }
 
-    /// `outbound` is what the service sends through; `gateway` is what tests read.
-    fn build(
-        config: ServiceConfig,
-        history: Arc<MemoryHistory>,
-        gateway: Arc<RecordingGateway>,
-        outbound: Arc<dyn Gateway>,
-    ) -> Self {
-        let verifier = TokenVerifier::new(&AuthConfig {
-            key: VerifyKey::Hs256(SECRET.to_vec()),
-            issuer: None,
-            audience: None,
-            leeway_secs: 0,
-        })
-        .unwrap();
-        let connections = Arc::new(MemoryConnections::new());
-        let service = ChatService::new(
-            verifier,
-            connections.clone(),
-            history.clone(),
-            outbound,
-            config,
-        );
+    fn of(ts: TestService) -> Self {
         Self {
-            service: Arc::new(service),
-            gateway,
-            connections,
-            history,
-            signer: TokenSigner::hs256(SECRET),
-            clock: Cell::new(T0),
+            ts,
             opened: RefCell::new(Vec::new()),
         }
-    }
-
-    fn now(&self) -> u64 {
-        self.clock.get()
-    }
-
-    fn advance(&self, ms: u64) {
-        self.clock.set(self.clock.get() + ms);
     }
 
     /// Claims for `user` of [`TENANT`] granting `grants`, valid for an hour from now.
@@ -122,7 +88,7 @@ impl World {
     }
 
     fn token(&self, claims: &Claims) -> String {
-        self.signer.sign(claims)
+        self.sign(claims)
     }
 
     fn identity(&self, claims: &Claims) -> Identity {
@@ -137,7 +103,7 @@ impl World {
         let user = claims.sub.as_deref().unwrap_or("anon");
         let id = format!("{user}-{}", self.opened.borrow().len() + 1);
         let token = self.token(claims);
-        block_on(self.service.connect(&id, Some(&token), self.now()))?;
+        block_on(self.service.connect(&id, query_token(&token), self.now()))?;
         self.opened.borrow_mut().push(id.clone());
         Ok(id)
     }
@@ -174,7 +140,7 @@ impl World {
     }
 
     fn send_text(&self, conn: &str, text: &str) -> FrameOutcome {
-        block_on(self.service.frame(conn, text, self.now()))
+        block_on(self.service.frame(conn, Inbound::Text(text), self.now()))
     }
 
     /// Takes the frames sent to `conn` since the last look.
@@ -256,29 +222,13 @@ impl World {
             .unwrap()
             .is_some()
     }
+}
 
-    /// An API Gateway event of `event_type` for `conn`, arriving now.
-    fn event(&self, event_type: &str, conn: &str) -> WsEvent {
-        let route_key = match event_type {
-            "CONNECT" => "$connect",
-            "DISCONNECT" => "$disconnect",
-            _ => "$default",
-        };
-        WsEvent {
-            request_context: WsRequestContext {
-                route_key: route_key.into(),
-                event_type: event_type.into(),
-                connection_id: conn.into(),
-                connected_at: self.now(),
-                request_time_epoch: self.now(),
-                ..WsRequestContext::default()
-            },
-            ..WsEvent::default()
-        }
-    }
-
-    fn handle(&self, event: &WsEvent) -> WsResponse {
-        block_on(handle_event(&self.service, event)).response
+/// An upgrade carrying `token` as `?token=`.
+fn query_token(token: &str) -> Upgrade<'_> {
+    Upgrade {
+        token_param: Some(token),
+        protocols: None,
     }
 }
 
@@ -345,7 +295,9 @@ fn connect_accepts_a_good_token_and_registers_the_connection() {
         ..w.claims("alice", &["support-*", "lobby"])
     };
     let token = w.token(&claims);
-    let conn = block_on(w.service.connect("c-1", Some(&token), w.now())).unwrap();
+    let conn = block_on(w.service.connect("c-1", query_token(&token), w.now()))
+        .unwrap()
+        .connection;
     assert_eq!(conn.id, "c-1");
     assert_eq!(conn.tenant, TENANT);
     assert_eq!(conn.user, "alice");
@@ -364,7 +316,7 @@ fn connect_accepts_a_good_token_and_registers_the_connection() {
     );
     assert_eq!(
         block_on(w.connections.presence(TENANT, &["alice".into()])).unwrap(),
-        vec![Some(crate::protocol::PresenceStatus::Online)]
+        vec![Some(roomcast_core::protocol::PresenceStatus::Online)]
     );
     assert!(w.frames("c-1").is_empty(), "connect sends no frame");
 }
@@ -387,14 +339,21 @@ fn connect_refuses_missing_bad_and_expired_tokens_with_401() {
         ("garbage", Some("not-a-jwt".into())),
         (
             "other secret",
-            Some(TokenSigner::hs256(b"someone-else").sign(&good)),
+            Some(roomcast_core::auth::TokenSigner::hs256(b"someone-else").sign(&good)),
         ),
         ("expired", Some(w.token(&expired))),
         ("no exp", Some(w.token(&no_exp))),
     ];
     for (what, token) in cases {
-        let refusal =
-            block_on(w.service.connect("c-x", token.as_deref(), w.now())).expect_err(what);
+        let refusal = block_on(w.service.connect(
+            "c-x",
+            Upgrade {
+                token_param: token.as_deref(),
+                protocols: None,
+            },
+            w.now(),
+        ))
+        .expect_err(what);
         assert_eq!(refusal.status, 401, "{what}: {refusal:?}");
         assert!(!refusal.reason.is_empty(), "{what}");
         assert!(!w.is_live("c-x"), "{what}: nothing stored");
@@ -753,7 +712,12 @@ fn ack_goes_out_only_once_the_message_is_stored() {
         rate: roomy(),
         ..ServiceConfig::default()
     };
-    let w = World::build(config, history, recording, audit.clone());
+    let w = World::of(TestService::with_parts(
+        config,
+        history,
+        recording,
+        audit.clone(),
+    ));
     let a1 = w.member("alice", &["lobby"]);
     w.say(&a1, "lobby", "m-1", "one");
     w.say(&a1, "lobby", "m-2", "two");
@@ -1581,8 +1545,7 @@ fn history_page_needs_a_grant_except_for_services_and_stays_in_the_tenant() {
         before,
         limit,
     };
-    let seqs =
-        |p: crate::store::Page| (p.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), p.more);
+    let seqs = |p: Page| (p.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), p.more);
     let user = w.identity(&w.claims("alice", &["support-*"]));
     let page = block_on(w.service.history_page(&user, "support-1", q(None, None, 2))).unwrap();
     assert_eq!(seqs(page), (vec![2, 3], true));
@@ -1622,121 +1585,8 @@ fn history_page_needs_a_grant_except_for_services_and_stays_in_the_tenant() {
     );
 }
 
-// ---------------------------------------------------------------------------------------------
-// API Gateway events
-
-#[test]
-fn connect_event_with_query_token_is_accepted_and_echoes_the_subprotocol() {
-    let w = World::new();
-    let token = w.token(&w.claims("alice", &["lobby"]));
-    let mut ev = w.event("CONNECT", "abc=");
-    ev.query_string_parameters = Some(HashMap::from([("token".to_owned(), token.clone())]));
-    ev.headers = Some(HashMap::from([(
-        "Sec-WebSocket-Protocol".to_owned(),
-        format!("chat, {SUBPROTOCOL}"),
-    )]));
-    assert_eq!(
-        w.handle(&ev),
-        WsResponse {
-            status_code: 200,
-            headers: Some(HashMap::from([(
-                "Sec-WebSocket-Protocol".to_owned(),
-                SUBPROTOCOL.to_owned()
-            )])),
-            body: None,
-        }
-    );
-    let conn = block_on(w.connections.connection("abc=")).unwrap().unwrap();
-    assert_eq!(
-        (conn.tenant.as_str(), conn.user.as_str()),
-        (TENANT, "alice")
-    );
-    // No protocols offered: none echoed.
-    let mut ev = w.event("CONNECT", "def=");
-    ev.query_string_parameters = Some(HashMap::from([("token".to_owned(), token.clone())]));
-    assert_eq!(
-        w.handle(&ev),
-        WsResponse {
-            status_code: 200,
-            headers: None,
-            body: None
-        }
-    );
-    // The token as a subprotocol entry next to roomcast.v1.
-    let mut ev = w.event("CONNECT", "ghi=");
-    ev.headers = Some(HashMap::from([(
-        "sec-websocket-protocol".to_owned(),
-        format!("{SUBPROTOCOL}, {token}"),
-    )]));
-    let resp = w.handle(&ev);
-    assert_eq!(resp.status_code, 200);
-    assert_eq!(resp.headers.unwrap()["Sec-WebSocket-Protocol"], SUBPROTOCOL);
-    assert!(w.is_live("ghi="));
-}
-
-#[test]
-fn connect_event_with_a_bad_token_is_refused() {
-    let w = World::new();
-    let mut ev = w.event("CONNECT", "abc=");
-    ev.query_string_parameters = Some(HashMap::from([("token".to_owned(), "x.y.z".to_owned())]));
-    let resp = w.handle(&ev);
-    assert_eq!(resp.status_code, 401);
-    assert!(resp.body.is_some_and(|b| !b.is_empty()));
-    assert!(!w.is_live("abc="));
-    let ev = w.event("CONNECT", "def=");
-    assert_eq!(w.handle(&ev).status_code, 401, "no token at all");
-    let mut ev = w.event("CONNECT", "ghi=");
-    let no_rooms = w.token(&w.claims("alice", &[]));
-    ev.query_string_parameters = Some(HashMap::from([("token".to_owned(), no_rooms)]));
-    assert_eq!(w.handle(&ev).status_code, 403);
-    assert!(!w.is_live("ghi="));
-}
-
-#[test]
-fn message_events_run_text_frames_and_close_binary_ones_with_1003() {
-    let w = World::new();
-    let a1 = w.member("alice", &["lobby"]);
-    let mut ev = w.event("MESSAGE", &a1);
-    ev.body = Some(r#"{"action":"ping"}"#.into());
-    assert_eq!(w.handle(&ev).status_code, 200);
-    assert_eq!(w.frames(&a1), vec![json!({"type": "pong", "ts": T0})]);
-    assert_eq!(w.gateway.closed(&a1), None);
-    ev.is_base64_encoded = true;
-    assert_eq!(w.handle(&ev).status_code, 200);
-    assert_eq!(w.gateway.closed(&a1), Some(close::UNSUPPORTED_DATA));
-    assert_eq!(
-        w.frames(&a1),
-        vec![closing(
-            close::UNSUPPORTED_DATA,
-            "binary frames are not supported"
-        )],
-        "the binary frame was not processed"
-    );
-}
-
-#[test]
-fn disconnect_event_removes_the_connection() {
-    let w = World::new();
-    let a1 = w.member("alice", &["lobby"]);
-    let b1 = w.member("bob", &["lobby"]);
-    w.advance(8);
-    let resp = w.handle(&w.event("DISCONNECT", &a1));
-    assert_eq!(resp.status_code, 200);
-    assert!(!w.is_live(&a1));
-    assert_eq!(w.subscribers("lobby"), vec![b1.clone()]);
-    assert_eq!(
-        w.frames(&b1),
-        vec![presence_json("alice", "offline", T0 + 8)]
-    );
-    assert_eq!(
-        w.handle(&w.event("UPGRADE", &b1)).status_code,
-        400,
-        "unknown event type"
-    );
-}
-
-fn big_page(count: u64) -> crate::store::Page {
-    let body = "x".repeat(crate::limits::MAX_BODY_BYTES);
+fn big_page(count: u64) -> Page {
+    let body = "x".repeat(MAX_BODY_BYTES);
     let messages = (1..=count)
         .map(|seq| MessageView {
             room: "r".into(),
@@ -1751,7 +1601,7 @@ fn big_page(count: u64) -> crate::store::Page {
             deleted: false,
         })
         .collect();
-    crate::store::Page {
+    Page {
         messages,
         more: false,
     }
@@ -1759,16 +1609,16 @@ fn big_page(count: u64) -> crate::store::Page {
 
 #[test]
 fn history_pages_are_cut_to_one_server_frame_next_to_their_anchor() {
-    use crate::limits::MAX_SERVER_FRAME_BYTES;
-    let seqs = |p: &crate::store::Page| p.messages.iter().map(|m| m.seq).collect::<Vec<_>>();
-    let newest = super::fit_page(big_page(20), false);
+    use roomcast_core::limits::MAX_SERVER_FRAME_BYTES;
+    let seqs = |p: &Page| p.messages.iter().map(|m| m.seq).collect::<Vec<_>>();
+    let newest = fit_page(big_page(20), false);
     assert!(newest.more, "the cut-off messages remain to be paged");
     assert_eq!(
         seqs(&newest).last(),
         Some(&20),
         "paging back keeps the newest"
     );
-    let forward = super::fit_page(big_page(20), true);
+    let forward = fit_page(big_page(20), true);
     assert!(forward.more);
     assert_eq!(
         seqs(&forward).first(),
@@ -1776,14 +1626,14 @@ fn history_pages_are_cut_to_one_server_frame_next_to_their_anchor() {
         "paging forward keeps the oldest"
     );
     for page in [newest, forward] {
-        let frame = crate::protocol::ServerFrame::History {
+        let frame = roomcast_core::protocol::ServerFrame::History {
             room: "r".into(),
             messages: page.messages,
             more: true,
         };
         assert!(frame.to_json().len() <= MAX_SERVER_FRAME_BYTES);
     }
-    let small = super::fit_page(big_page(3), false);
+    let small = fit_page(big_page(3), false);
     assert_eq!(
         (seqs(&small), small.more),
         (vec![1, 2, 3], false),
@@ -2009,7 +1859,7 @@ fn a_change_stored_without_its_system_message_is_recorded_when_retried() {
 
 /// Stands in for a Durable Object stub: the owning room's service records the message at the
 /// message's own time.
-struct ServiceRelay(Arc<ChatService>);
+struct ServiceRelay(Arc<roomcast_core::ChatService>);
 
 #[async_trait::async_trait]
 impl RoomRelay for ServiceRelay {
@@ -2034,12 +1884,12 @@ impl World {
     }
 
     /// This world with its rooms other than the bound one recorded by `owner`'s service.
-    fn relaying_to(mut self, owner: &World) -> Self {
-        let service = Arc::try_unwrap(self.service)
-            .ok()
-            .expect("nothing else holds a new world's service");
-        self.service = Arc::new(service.with_relay(Arc::new(ServiceRelay(owner.service.clone()))));
-        self
+    fn relaying_to(self, owner: &World) -> Self {
+        let relay = Arc::new(ServiceRelay(owner.service.clone()));
+        Self {
+            ts: self.ts.with_relay(relay),
+            opened: self.opened,
+        }
     }
 }
 

@@ -1,0 +1,262 @@
+//! [`App`]: the running server's shared state (the chat service over its stores, the socket
+//! registry, metrics, the configuration), and the three calls the sockets make into the service:
+//! in-process through the core's typed front door, or, in forwarding mode, as API Gateway events
+//! to Lambda functions.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use roomcast_apigw::emulated::Socket;
+use roomcast_core::service::{ChatService, ConnectRefusal, FrameOutcome, Inbound, Upgrade};
+use roomcast_core::store::memory::{MemoryConnections, MemoryHistory};
+use roomcast_core::store::{Connection, ConnectionStore, HistoryStore};
+use serde_json::json;
+
+use crate::config::{ServerConfig, StoreKind};
+use crate::embedded::EmbeddedHistory;
+use crate::forward::LambdaForwarder;
+use crate::gateway::{LocalGateway, Outbound};
+use crate::metrics::Metrics;
+
+/// Epoch milliseconds: the adapter's clock, passed to the service as `now`.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The running server's shared state.
+pub struct App {
+    pub(crate) service: ChatService,
+    pub(crate) gateway: Arc<LocalGateway>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) live: Option<Arc<MemoryConnections>>,
+    forwarder: Option<LambdaForwarder>,
+    pub(crate) config: ServerConfig,
+    request_ids: AtomicU64,
+    /// Live WebSocket connections (and upgrades in progress) per client address.
+    pub(crate) per_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// A `$connect` the route accepted: the subprotocol to echo and, when the service ran
+/// in-process, the connection (its token expiry is a lifecycle deadline; behind Lambda
+/// functions, as behind API Gateway, the functions check expiry on each frame instead).
+pub(crate) struct Connected {
+    pub(crate) subprotocol: Option<String>,
+    pub(crate) connection: Option<Connection>,
+}
+
+type Stores = (
+    Arc<dyn ConnectionStore>,
+    Arc<dyn HistoryStore>,
+    Option<Arc<MemoryConnections>>,
+);
+
+impl App {
+    /// Opens the store named by `config` and builds the service over it.
+    pub async fn build(config: ServerConfig) -> anyhow::Result<Arc<Self>> {
+        let metrics = Arc::new(Metrics::default());
+        let gateway = Arc::new(LocalGateway::new(metrics.clone()));
+        let (connections, history, live) = open_stores(&config).await?;
+        let service = ChatService::new(
+            config.settings.verifier()?,
+            connections,
+            history,
+            gateway.clone(),
+            config.settings.service.clone(),
+        );
+        let forwarder = config.lambda_endpoint.as_deref().map(LambdaForwarder::new);
+        Ok(Arc::new(Self {
+            service,
+            gateway,
+            metrics,
+            live,
+            forwarder,
+            config,
+            request_ids: AtomicU64::new(0),
+            per_ip: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// The resolved configuration.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    fn request_id(&self) -> String {
+        format!("local-{}", self.request_ids.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// `$connect` for a socket whose upgrade request carried `headers` and `query`.
+    pub(crate) async fn connect(
+        &self,
+        socket: &Socket,
+        headers: HashMap<String, String>,
+        query: HashMap<String, String>,
+        now: u64,
+    ) -> Result<Connected, ConnectRefusal> {
+        let Some(forwarder) = &self.forwarder else {
+            let upgrade = Upgrade {
+                token_param: query.get("token").map(String::as_str),
+                protocols: headers.get("sec-websocket-protocol").map(String::as_str),
+            };
+            let accepted = self.service.connect(&socket.id, upgrade, now).await?;
+            return Ok(Connected {
+                subprotocol: accepted.subprotocol,
+                connection: Some(accepted.connection),
+            });
+        };
+        let event = socket.connect(self.request_id(), now, headers, query);
+        let response = match forwarder.invoke(&event).await {
+            Ok(response) => response,
+            Err(e) => {
+                tracing::warn!(route = "$connect", error = %e, "route integration failed");
+                return Err(ConnectRefusal {
+                    status: 500,
+                    reason: "Internal server error".into(),
+                });
+            }
+        };
+        if response.status_code != 200 {
+            return Err(ConnectRefusal {
+                status: response.status_code,
+                reason: response.body.unwrap_or_default(),
+            });
+        }
+        Ok(Connected {
+            subprotocol: response
+                .headers
+                .and_then(|mut h| h.remove("Sec-WebSocket-Protocol")),
+            connection: None,
+        })
+    }
+
+    /// One text frame from a socket.
+    ///
+    /// Boxed: the service's future is the largest part of a socket task's state (kilobytes),
+    /// and inline every idle connection would carry it; boxed, only a frame being handled does.
+    pub(crate) fn frame<'a>(
+        &'a self,
+        socket: &'a Socket,
+        text: &'a str,
+        now: u64,
+    ) -> futures::future::BoxFuture<'a, FrameOutcome> {
+        Box::pin(async move {
+            let Some(forwarder) = &self.forwarder else {
+                return self
+                    .service
+                    .frame(&socket.id, Inbound::Text(text), now)
+                    .await;
+            };
+            let event = socket.message(self.request_id(), now, text);
+            if let Err(e) = forwarder.invoke(&event).await {
+                tracing::warn!(route = %event.request_context.route_key, error = %e, "route integration failed");
+                // What API Gateway sends a client whose route integration failed.
+                let frame = json!({
+                    "message": "Internal server error",
+                    "connectionId": socket.id,
+                    "requestId": event.request_context.request_id,
+                });
+                let _ = self
+                    .gateway
+                    .enqueue(&socket.id, Outbound::Text(frame.to_string()));
+            }
+            FrameOutcome::default()
+        })
+    }
+
+    /// `$disconnect`; `code` is the client's close code when the client closed.
+    pub(crate) async fn disconnect(&self, socket: &Socket, code: Option<u16>, now: u64) {
+        let Some(forwarder) = &self.forwarder else {
+            return self.service.disconnect(&socket.id, now).await;
+        };
+        let event = socket.disconnect(self.request_id(), now, code);
+        if let Err(e) = forwarder.invoke(&event).await {
+            tracing::warn!(route = "$disconnect", error = %e, "route integration failed");
+        }
+    }
+
+    /// Takes one of `ip`'s connection slots ([`ServerConfig::max_connections_per_ip`]), or
+    /// returns how many it holds already.
+    pub(crate) fn take_ip_slot(self: &Arc<Self>, ip: IpAddr) -> Result<IpSlot, usize> {
+        let mut per_ip = self.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
+        let held = per_ip.entry(ip).or_insert(0);
+        if *held >= self.config.max_connections_per_ip {
+            return Err(*held);
+        }
+        *held += 1;
+        Ok(IpSlot {
+            app: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// One of an address's connection slots, held from the upgrade request until its socket ends
+/// (or the upgrade is refused or fails).
+pub(crate) struct IpSlot {
+    app: Arc<App>,
+    ip: IpAddr,
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut per_ip = self
+            .app
+            .per_ip
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(held) = per_ip.get_mut(&self.ip) {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Live state in memory with history embedded or in memory; or everything in DynamoDB.
+async fn open_stores(config: &ServerConfig) -> anyhow::Result<Stores> {
+    if let Some((endpoint, table)) = &config.dynamodb {
+        return dynamodb_stores(endpoint, table).await;
+    }
+    let live = Arc::new(MemoryConnections::new());
+    let history: Arc<dyn HistoryStore> = match config.store {
+        StoreKind::Embedded => Arc::new(EmbeddedHistory::open(&config.data_dir)?),
+        StoreKind::Memory => Arc::new(MemoryHistory::new()),
+    };
+    Ok((live.clone(), history, Some(live)))
+}
+
+#[cfg(feature = "dynamodb")]
+async fn dynamodb_stores(endpoint: &str, table: &str) -> anyhow::Result<Stores> {
+    use anyhow::Context;
+    use roomcast_aws::{DynamoConfig, DynamoStore};
+    // Emulators accept any credentials; real DynamoDB gets the usual credential chain.
+    let client = if std::env::var_os("AWS_ACCESS_KEY_ID").is_some()
+        || std::env::var_os("AWS_PROFILE").is_some()
+    {
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .load()
+            .await;
+        aws_sdk_dynamodb::Client::new(&sdk)
+    } else {
+        roomcast_aws::dynamo::emulator_client(endpoint).await
+    };
+    let store = Arc::new(DynamoStore::new(client, table, DynamoConfig::default()));
+    store
+        .ensure_table()
+        .await
+        .with_context(|| format!("creating table `{table}` at {endpoint}"))?;
+    tracing::info!(endpoint, table, "store: DynamoDB");
+    Ok((store.clone(), store, None))
+}
+
+#[cfg(not(feature = "dynamodb"))]
+async fn dynamodb_stores(_endpoint: &str, _table: &str) -> anyhow::Result<Stores> {
+    anyhow::bail!("this build has no DynamoDB support: rebuild with `--features dynamodb`")
+}

@@ -1,0 +1,355 @@
+//! The WebSocket side of the emulator: the upgrade (`$connect` before the socket is accepted),
+//! then one task per socket. Its reader routes each text frame to the service and drives the
+//! connection's deadlines from the core's [`ConnectionClock`] with one tokio timer; its writer
+//! drains the connection's bounded outbound queue into the socket.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{
+    CloseFrame, Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
+};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use base64::Engine;
+use futures::{SinkExt, StreamExt};
+use roomcast_apigw::emulated::Socket;
+use roomcast_core::lifecycle::{ConnectionClock, LifecyclePolicy, Timeout};
+use roomcast_core::limits::{MAX_FRAME_BYTES, MAX_WS_MESSAGE_BYTES};
+use roomcast_core::protocol::{ErrorCode, close};
+use roomcast_core::store::Connection;
+
+use crate::app::{App, IpSlot, now_ms};
+use crate::gateway::{ConnHandle, Outbound};
+use crate::metrics::Metrics;
+
+/// How long a socket whose input can no longer be read stays open after its close frame was sent.
+const LINGER: Duration = Duration::from_millis(250);
+/// How long a closing socket may spend sending the frames queued before its close frame.
+const CLOSE_DRAIN: Duration = Duration::from_secs(1);
+/// Bytes read from a socket at a time (and zero-filled before each read by tungstenite). Every
+/// connection holds this much for its lifetime, so it is sized for chat frames (a few hundred
+/// bytes): 2 KiB instead of 4 KiB took 2 KB off every idle connection (docs/benchmarks.md);
+/// a larger frame grows the buffer as it arrives.
+const READ_BUFFER_BYTES: usize = 2048;
+/// Most queued frames written to a socket before one flush: enough to make a burst one
+/// syscall, few enough that one connection's backlog does not hold its writer for long.
+const WRITE_BATCH_FRAMES: usize = 64;
+
+const INFO_PAGE: &str = "<!doctype html><title>roomcast</title><h1>roomcast local server</h1>\
+<p>Connect a WebSocket to this URL with <code>?token=&lt;JWT&gt;</code> (mint one with \
+<code>roomcast-local token --user alice</code>). See docs/protocol.md.</p>\
+<p>Widget demo: <a href=\"/demo\">/demo</a>, agent console: <a href=\"/console\">/console</a> \
+(with <code>--dev-tokens</code>; see docs/widget.md).</p>";
+
+fn new_connection_id() -> String {
+    use rand::RngCore;
+    // API Gateway ids are 16 base64 characters ending in `=`, and may hold `+` and `/`, so
+    // clients must URL-encode them; ours do too.
+    let mut bytes = [0u8; 11];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// `GET /`: a WebSocket upgrade runs `$connect` before it is answered; anything else gets a
+/// short info page.
+pub(crate) async fn upgrade(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let Ok(upgrade) = upgrade else {
+        return Html(INFO_PAGE).into_response();
+    };
+    // Before the token is looked at: one host cannot take every socket, valid tokens or not.
+    let slot = match app.take_ip_slot(peer.ip()) {
+        Ok(slot) => slot,
+        Err(held) => {
+            app.metrics.connect_refused(429);
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("address has {held} connections already"),
+            )
+                .into_response();
+        }
+    };
+    let now = now_ms();
+    let header_map: HashMap<String, String> = headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let socket = Socket {
+        id: new_connection_id(),
+        connected_at_ms: now,
+        domain: header_map.get("host").cloned().unwrap_or_default(),
+        stage: app.config.stage.clone(),
+        source_ip: peer.ip().to_string(),
+        user_agent: header_map.get("user-agent").cloned(),
+    };
+    let connected = match app.connect(&socket, header_map, query, now).await {
+        Ok(connected) => connected,
+        Err(refusal) => {
+            app.metrics.connect_refused(refusal.status);
+            let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::FORBIDDEN);
+            return (status, refusal.reason).into_response();
+        }
+    };
+    let mut upgrade = upgrade
+        .max_frame_size(MAX_FRAME_BYTES)
+        .max_message_size(MAX_WS_MESSAGE_BYTES)
+        // tungstenite zero-fills `read_buffer_size` bytes before every socket read (128 KiB by
+        // default): that was the top of the server's profile under load and, once touched, 128
+        // KiB of RSS per connection (docs/benchmarks.md). Frames are small; larger ones still
+        // grow the buffer as needed.
+        .read_buffer_size(READ_BUFFER_BYTES);
+    if let Some(protocol) = connected.subprotocol {
+        upgrade = upgrade.protocols([protocol]);
+    }
+    let clock = clock_for(&socket, connected.connection.as_ref());
+    let failed = (app.clone(), socket.clone());
+    upgrade
+        .on_failed_upgrade(move |e| {
+            tracing::debug!(error = %e, "upgrade failed after $connect");
+            let (app, socket) = failed;
+            tokio::spawn(async move { app.disconnect(&socket, None, now_ms()).await });
+        })
+        .on_upgrade(move |ws| run(app, ws, socket, clock, slot))
+}
+
+/// The connection's deadlines. Behind Lambda functions the emulator, like API Gateway, knows no
+/// token: only idleness and age close the socket, and the functions refuse expired tokens.
+fn clock_for(socket: &Socket, connection: Option<&Connection>) -> ConnectionClock {
+    connection.map_or(
+        ConnectionClock {
+            connected_at_ms: socket.connected_at_ms,
+            token_expires_at_ms: u64::MAX,
+            active_ms: socket.connected_at_ms,
+            closing: None,
+        },
+        ConnectionClock::new,
+    )
+}
+
+/// What the read loop does next.
+enum Step {
+    Continue,
+    /// Ask the writer to close with this code and reason.
+    Close(u16, &'static str),
+    /// A close was asked for elsewhere (the service, the gateway, `@connections`).
+    Closing,
+    WriterDone,
+    End(ReadEnd),
+}
+
+/// Why the read side of a socket stopped.
+enum ReadEnd {
+    /// The client closed or the connection dropped.
+    Client(Option<u16>),
+    /// The server closed it (the writer sent the close frame, or the grace ran out).
+    Server,
+}
+
+async fn run(app: Arc<App>, ws: WebSocket, socket: Socket, clock: ConnectionClock, slot: IpSlot) {
+    let handle = ConnHandle::new(
+        socket.connected_at_ms,
+        socket.source_ip.clone(),
+        socket.user_agent.clone().unwrap_or_default(),
+    );
+    app.gateway.register(&socket.id, handle.clone());
+    app.metrics.connection_opened();
+    let (sink, stream) = ws.split();
+    let writer = tokio::spawn(write_loop(sink, handle.clone(), app.metrics.clone()));
+    let end = read_loop(&app, stream, &socket, &handle, writer, clock).await;
+    app.gateway.unregister(&socket.id);
+    let code = match end {
+        ReadEnd::Client(code) => code,
+        ReadEnd::Server => None,
+    };
+    app.disconnect(&socket, code, now_ms()).await;
+    drop(slot);
+}
+
+async fn write_loop(
+    mut sink: futures::stream::SplitSink<WebSocket, Message>,
+    handle: Arc<ConnHandle>,
+    metrics: Arc<Metrics>,
+) {
+    loop {
+        tokio::select! {
+            biased;
+            (code, reason) = handle.close_requested() => {
+                metrics.closed(code);
+                // Frames queued before the close (the error explaining it, say) go out first,
+                // within CLOSE_DRAIN: a slow consumer's backlog must not delay its close.
+                let _ = tokio::time::timeout(CLOSE_DRAIN, async {
+                    while write_queued(&mut sink, &handle).await.is_ok_and(|n| n > 0) {}
+                })
+                .await;
+                let frame = CloseFrame { code, reason: reason.into() };
+                let _ = sink.send(Message::Close(Some(frame))).await;
+                break;
+            }
+            () = handle.frames_queued() => {
+                if write_queued(&mut sink, &handle).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    handle.writer_stopped();
+}
+
+fn message(frame: Outbound) -> Message {
+    match frame {
+        Outbound::Text(t) => Message::Text(t.into()),
+        Outbound::Binary(b) => Message::Binary(b.into()),
+    }
+}
+
+/// Writes the frames queued for the socket (at most [`WRITE_BATCH_FRAMES`]), then flushes once:
+/// a burst for one connection costs one `write` syscall instead of one per frame. Returns how
+/// many it wrote.
+async fn write_queued(
+    sink: &mut futures::stream::SplitSink<WebSocket, Message>,
+    handle: &ConnHandle,
+) -> Result<usize, axum::Error> {
+    let mut written = 0;
+    while written < WRITE_BATCH_FRAMES {
+        let Some(frame) = handle.take_frame() else {
+            break;
+        };
+        sink.feed(message(frame)).await?;
+        written += 1;
+    }
+    if written > 0 {
+        sink.flush().await?;
+    }
+    Ok(written)
+}
+
+fn is_too_big(error: &axum::Error) -> bool {
+    use std::error::Error;
+    let mut source: Option<&(dyn Error + 'static)> = error.source();
+    while let Some(e) = source {
+        if let Some(tungstenite::Error::Capacity(_)) = e.downcast_ref::<tungstenite::Error>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// The tokio instant of an epoch-milliseconds deadline.
+fn instant_of(deadline_ms: u64) -> tokio::time::Instant {
+    let wait = Duration::from_millis(deadline_ms.saturating_sub(now_ms()));
+    // Far deadlines (a token valid for years, `u64::MAX` behind Lambda) are capped: the timer
+    // re-arms from the clock whenever it fires.
+    tokio::time::Instant::now() + wait.min(Duration::from_secs(86_400))
+}
+
+async fn read_loop(
+    app: &App,
+    mut stream: futures::stream::SplitStream<WebSocket>,
+    socket: &Socket,
+    handle: &ConnHandle,
+    mut writer: tokio::task::JoinHandle<()>,
+    mut clock: ConnectionClock,
+) -> ReadEnd {
+    let policy: LifecyclePolicy = app.config.settings.lifecycle;
+    let deadline = tokio::time::sleep_until(instant_of(clock.poll_timeout(&policy)));
+    tokio::pin!(deadline);
+    let mut writer_done = false;
+    // After a capacity error the frame decoder is mid-frame: nothing more can be read.
+    let mut stream_broken = false;
+    // The close frame is out but unread input remains: the socket stays for LINGER, then goes.
+    let mut lingering = false;
+    let end = loop {
+        let step = tokio::select! {
+            _ = &mut writer, if !writer_done => Step::WriterDone,
+            message = stream.next(), if !stream_broken => match message {
+                // Once closing, data frames are drained unread until the client's close arrives.
+                Some(Ok(Message::Text(_))) if clock.is_closing() => Step::Continue,
+                Some(Ok(Message::Text(text))) => {
+                    let now = now_ms();
+                    handle.touch(now);
+                    clock.activity(now);
+                    let started = Instant::now();
+                    // Replies reach the client through the gateway, as on AWS; the outcome is
+                    // for metrics.
+                    let outcome = app.frame(socket, text.as_str(), now).await;
+                    app.metrics.frame_in(outcome.action, outcome.rejected.map(ErrorCode::as_str), started.elapsed());
+                    // A close the frame caused (4001, 4008, …) stops routing at once: frames
+                    // already in flight must not trigger a second close notice.
+                    Step::Closing
+                }
+                Some(Ok(Message::Binary(_))) => Step::Close(close::UNSUPPORTED_DATA, "binary frames are not supported"),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                    let now = now_ms();
+                    handle.touch(now);
+                    clock.activity(now);
+                    Step::Continue
+                }
+                Some(Ok(Message::Close(frame))) => Step::End(ReadEnd::Client(frame.map(|f| f.code))),
+                Some(Err(e)) if is_too_big(&e) => {
+                    stream_broken = true;
+                    Step::Close(close::TOO_BIG, "frame or message too large")
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(conn = %socket.id, error = %e, "socket read failed");
+                    Step::End(ReadEnd::Client(None))
+                }
+                None => Step::End(ReadEnd::Client(None)),
+            },
+            () = &mut deadline => match clock.handle_timeout(&policy, now_ms()) {
+                _ if lingering => Step::End(ReadEnd::Server),
+                Some(Timeout::Close { code, reason }) => Step::Close(code, reason),
+                Some(Timeout::Forget) => Step::End(ReadEnd::Server),
+                None => Step::Continue,
+            },
+            // A close asked for by the service, the gateway (slow consumer) or @connections.
+            _ = handle.close_requested(), if !clock.is_closing() => Step::Closing,
+        };
+        match step {
+            Step::Continue => {}
+            Step::Closing => {
+                if let Some(code) = handle.close_code() {
+                    clock.close_requested(code, now_ms());
+                }
+            }
+            Step::Close(code, reason) => {
+                clock.close_requested(code, now_ms());
+                handle.request_close(code, reason);
+            }
+            Step::WriterDone => {
+                writer_done = true;
+                if !clock.is_closing() {
+                    // The socket failed under the writer: nothing more can be sent.
+                    break ReadEnd::Server;
+                }
+                if stream_broken {
+                    // Unread bytes make the kernel answer our close with a reset; give the
+                    // client a moment to read the close frame first.
+                    lingering = true;
+                    deadline
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + LINGER);
+                }
+            }
+            Step::End(end) => break end,
+        }
+        if !lingering {
+            deadline
+                .as_mut()
+                .reset(instant_of(clock.poll_timeout(&policy)));
+        }
+    };
+    if !writer.is_finished() {
+        writer.abort();
+    }
+    end
+}

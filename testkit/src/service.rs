@@ -1,0 +1,111 @@
+//! [`TestService`]: the core's `ChatService` over the memory stores and a
+//! [`RecordingGateway`], with an HS256 token signer and a fake clock that only moves when a
+//! test says so. The service's unit tests, the property tests' model ([`crate::harness`]) and
+//! the fuzz targets all drive the service through it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use roomcast_core::ChatService;
+use roomcast_core::auth::{AuthConfig, Claims, TokenSigner, TokenVerifier, VerifyKey};
+use roomcast_core::gateway::{Gateway, RoomRelay};
+use roomcast_core::service::ServiceConfig;
+use roomcast_core::store::memory::{MemoryConnections, MemoryHistory};
+
+use crate::gateway::RecordingGateway;
+
+/// The HS256 secret of every [`TestService`].
+pub const SECRET: &[u8] = b"roomcast-testkit-service-secret";
+/// The fake clock's start, epoch milliseconds (a whole second).
+pub const T0: u64 = 1_800_000_000_000;
+
+/// The service under test with everything a test inspects.
+pub struct TestService {
+    /// The service.
+    pub service: Arc<ChatService>,
+    /// What it sent: frames and closes per connection.
+    pub gateway: Arc<RecordingGateway>,
+    /// Its live-state store.
+    pub connections: Arc<MemoryConnections>,
+    /// Its durable store.
+    pub history: Arc<MemoryHistory>,
+    signer: TokenSigner,
+    now: AtomicU64,
+}
+
+impl TestService {
+    /// A service with `config` over fresh stores, at [`T0`].
+    pub fn new(config: ServiceConfig) -> Self {
+        let gateway = Arc::new(RecordingGateway::new());
+        Self::with_parts(
+            config,
+            Arc::new(MemoryHistory::new()),
+            gateway.clone(),
+            gateway,
+        )
+    }
+
+    /// A service over `history`, sending through `outbound` (a test may wrap the recording
+    /// `gateway` to inject failures) while tests read `gateway`.
+    pub fn with_parts(
+        config: ServiceConfig,
+        history: Arc<MemoryHistory>,
+        gateway: Arc<RecordingGateway>,
+        outbound: Arc<dyn Gateway>,
+    ) -> Self {
+        let connections = Arc::new(MemoryConnections::new());
+        let service = ChatService::new(
+            verifier(),
+            connections.clone(),
+            history.clone(),
+            outbound,
+            config,
+        );
+        Self {
+            service: Arc::new(service),
+            gateway,
+            connections,
+            history,
+            signer: TokenSigner::hs256(SECRET),
+            now: AtomicU64::new(T0),
+        }
+    }
+
+    /// This service, recording rooms other than its bound one through `relay` (see
+    /// `ChatService::with_relay`).
+    #[must_use]
+    pub fn with_relay(mut self, relay: Arc<dyn RoomRelay>) -> Self {
+        let service = Arc::try_unwrap(self.service)
+            .ok()
+            .expect("a TestService's service is not shared before with_relay");
+        self.service = Arc::new(service.with_relay(relay));
+        self
+    }
+
+    /// The fake clock, epoch milliseconds.
+    pub fn now(&self) -> u64 {
+        self.now.load(Ordering::Relaxed)
+    }
+
+    /// Moves the fake clock forward.
+    pub fn advance(&self, ms: u64) {
+        self.now.fetch_add(ms, Ordering::Relaxed);
+    }
+
+    /// Signs `claims` with [`SECRET`].
+    pub fn sign(&self, claims: &Claims) -> String {
+        self.signer.sign(claims)
+    }
+}
+
+/// The verifier of tokens signed with [`SECRET`].
+pub fn verifier() -> TokenVerifier {
+    // Invariant: an HS256 key is any byte string; building its verifier cannot fail.
+    TokenVerifier::new(&AuthConfig {
+        key: VerifyKey::Hs256(SECRET.to_vec()),
+        issuer: None,
+        audience: None,
+        leeway_secs: 0,
+    })
+    .expect("an HS256 key always loads")
+}
