@@ -1,11 +1,12 @@
-//! Dev-only routes (`ROOMCAST_DEV_ROUTES=1`, set by scripts/edge.sh; never in a deployment).
+//! Dev-only routes: compiled only with the `dev` feature (the bundle scripts/edge.sh tests), and
+//! served only with `ROOMCAST_DEV_ROUTES=1` (set by scripts/edge.sh; never in a deployment).
 //!
 //! `POST /__dev/conformance` runs, inside a fresh `ChatRoom` object (named
 //! `#dev/conformance-…`: `#` is never in a tenant name, so it shares nothing with real rooms):
 //!
-//! - the core's `history_conformance` against [`SqlHistory`] on that object's SQLite storage
+//! - the testkit's `history_conformance` against [`SqlHistory`] on that object's SQLite storage
 //!   (every case: the store holds any room in this mode);
-//! - the core's `connection_conformance` against [`EdgeConnections`] without sockets (the
+//! - the testkit's `connection_conformance` against [`EdgeConnections`] without sockets (the
 //!   in-memory indexes and the write-through path; there are no sockets to write to);
 //! - a hibernation round trip: connections on real accepted sockets, written to their
 //!   attachments, read back by a second [`Sockets`] as a woken-up object would, must be equal.
@@ -16,17 +17,27 @@
 use std::rc::Rc;
 
 use roomcast_core::auth::{Identity, Role};
-use roomcast_core::store::{Connection, ConnectionStore, RoomRef};
+use roomcast_core::lifecycle::ConnectionClock;
 use roomcast_core::protocol::PresenceStatus;
 use roomcast_core::ratelimit::RatePolicy;
-use roomcast_core::testing::{Namer, connection_conformance, history_conformance};
-use worker::{Response, Result, State, WebSocketPair};
+use roomcast_core::store::{Connection, ConnectionStore, RoomRef};
+use roomcast_testkit::conformance::{Namer, connection_conformance, history_conformance};
+use worker::{Env, Request, Response, Result, State, WebSocketPair};
 
 use crate::history::{Rooms, SqlHistory};
 use crate::now_ms;
+use crate::relay::room_object;
 use crate::sockets::{EdgeConnections, Sockets};
 
-/// Runs the conformance suites in this object; 200 with a summary when all pass.
+/// The Worker's side: forwards the request to a fresh object, so every run starts empty.
+pub async fn forward(req: Request, env: &Env) -> Result<Response> {
+    // `#` is not allowed in tenant names: no real room's object has this name.
+    let name = format!("#dev/conformance-{}", now_ms());
+    room_object(env, &name)?.fetch_with_request(req).await
+}
+
+/// The object's side: runs the conformance suites in this object; 200 with a summary when all
+/// pass.
 pub async fn conformance(state: &Rc<State>) -> Result<Response> {
     let prefix = format!("edge{}", now_ms());
     let history = SqlHistory::open(state.storage().sql(), Rooms::Any)
@@ -41,7 +52,7 @@ pub async fn conformance(state: &Rc<State>) -> Result<Response> {
 }
 
 /// Connections on accepted sockets survive a new object instance (what waking from
-/// hibernation is): same connection, rooms, status and rate bucket. Returns how many.
+/// hibernation is): same connection, rooms, status, rate bucket and timers. Returns how many.
 async fn hibernation_round_trip(state: &Rc<State>) -> Result<usize> {
     let fail = |what: String| worker::Error::RustError(format!("hibernation round trip: {what}"));
     let now = now_ms();
@@ -63,12 +74,14 @@ async fn hibernation_round_trip(state: &Rc<State>) -> Result<usize> {
         let id = format!("dev{now}x{i}");
         let pair = WebSocketPair::new()?;
         state.accept_websocket_with_tags(&pair.server, &[id.as_str()]);
+        before.accepted(&id, pair.server.clone());
+        let conn = Connection::new(&id, &identity, now);
         store
-            .put_connection(&Connection::new(&id, &identity, now))
+            .put_connection(&conn)
             .await
             .map_err(|e| fail(e.to_string()))?;
         before
-            .register(&id, pair.server.clone(), now)
+            .connected(&id, ConnectionClock::new(&conn))
             .await
             .map_err(|e| fail(e.to_string()))?;
         store
@@ -102,6 +115,10 @@ async fn hibernation_round_trip(state: &Rc<State>) -> Result<usize> {
             .map_err(|e| fail(e.to_string()))?;
         if was.is_none() || was != is {
             return Err(fail(format!("connection {id}: {was:?} became {is:?}")));
+        }
+        let (was, is) = (before.clock(id), after.clock(id));
+        if was.is_none() || was != is {
+            return Err(fail(format!("clock of {id}: {was:?} became {is:?}")));
         }
         restored += 1;
     }

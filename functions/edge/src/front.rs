@@ -1,25 +1,20 @@
 //! The Worker: verifies the token (the same rules as everywhere, pure-Rust crypto) to learn the
 //! tenant, and routes each request to the `ChatRoom` object of (tenant, room), named
 //! `tenant/room`. Every chat decision is the object's, through the core service; the Worker only
-//! refuses what it cannot route (no valid token, no valid room name).
+//! refuses what it cannot route (no valid token, no valid room name), with the core's replies.
 
-use roomcast_core::event::connect_credentials;
-use roomcast_core::http::{self as core_http, HttpReply};
-use roomcast_core::limits::MAX_WS_MESSAGE_BYTES;
-use roomcast_core::store::RoomRef;
+use roomcast_core::auth::TokenVerifier;
+use roomcast_core::http::{self, HttpReply, Route};
 use roomcast_core::protocol::validate_name;
-use worker::{Context, Env, Request, Response, Result, event};
+use roomcast_core::store::RoomRef;
+use worker::{Context, Env, Method, Request, Response, Result, event};
 
 use crate::config::EdgeConfig;
-use crate::events::{ConnectRequest, connect_event};
-use crate::relay::room_object as object;
+use crate::relay::room_object;
 use crate::room::json_reply;
-use crate::routes::{Route, route};
+use crate::routes::{EdgeRoute, edge_route};
+use crate::socket::UpgradeRequest;
 use crate::{log, now_ms};
-
-fn not_found() -> Result<Response> {
-    json_reply(&HttpReply::error(404, "NOT_FOUND", "no such endpoint"))
-}
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
@@ -30,24 +25,34 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
             return Response::error(format!("not configured: {e}"), 500);
         }
     };
-    log::init(config.log);
-    match route(&req.path()) {
-        Route::Health => json_reply(&core_http::health(None)),
-        Route::Socket(room) => socket(req, &env, &config, &room).await,
-        Route::Messages(room) => messages(req, &env, &config, &room).await,
-        Route::DevConformance if config.dev_routes => {
-            // `#` is not allowed in tenant names: no real room's object has this name.
-            let name = format!("#dev/conformance-{}", now_ms());
-            object(&env, &name)?.fetch_with_request(req).await
+    log::init(config.settings.log);
+    let path = req.path();
+    match edge_route(&path) {
+        Some(EdgeRoute::Socket(room)) => socket(req, &env, &config, &room).await,
+        Some(EdgeRoute::BadSocketRoom) => json_reply(&http::bad_room()),
+        #[cfg(feature = "dev")]
+        Some(EdgeRoute::DevConformance) if config.dev_routes => {
+            crate::dev::forward(req, &env).await
         }
-        Route::BadRoom => json_reply(&HttpReply::error(
-            400,
-            "INVALID",
-            "room is not valid percent-encoded UTF-8",
-        )),
         // Relayed records come from objects through stubs, never from clients.
-        Route::DevConformance | Route::Relay | Route::NotFound => not_found(),
+        Some(EdgeRoute::DevConformance | EdgeRoute::Relay) => json_reply(&http::not_found()),
+        None => match http::route(&path) {
+            // Answered here: the Worker needs no object (and no room) for it.
+            Route::Health if req.method() == Method::Get => json_reply(&http::health(None)),
+            Route::Health => json_reply(&http::method_not_allowed()),
+            Route::Messages(room) => messages(req, &env, &config, &room).await,
+            Route::BadRoom => json_reply(&http::bad_room()),
+            Route::NotFound => json_reply(&http::not_found()),
+        },
     }
+}
+
+/// The token verifier of the configuration, or the 500 the Worker answers without one.
+fn verifier(config: &EdgeConfig) -> Result<TokenVerifier> {
+    config
+        .settings
+        .verifier()
+        .map_err(|e| worker::Error::RustError(e.to_string()))
 }
 
 /// `GET /rooms/{room}/ws`.
@@ -59,45 +64,36 @@ async fn socket(req: Request, env: &Env, config: &EdgeConfig, room: &str) -> Res
     if let Err(r) = validate_name("room", room) {
         return Response::error(r.message, 400);
     }
-    // The same token extraction the core's `$connect` uses (`?token=` or a subprotocol entry).
-    let mut request = ConnectRequest::default();
-    for (name, value) in req.headers().entries() {
-        request.headers.insert(name.to_ascii_lowercase(), value);
-    }
-    request.query = req
-        .url()?
-        .query_pairs()
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    let (token, _) = connect_credentials(&connect_event("", 0, request));
-    let verifier = config.verifier().map_err(worker::Error::RustError)?;
-    let identity = match verifier.verify(token.as_deref().unwrap_or(""), now_ms()) {
+    // The token `connect` will verify again in the object: here only to learn the tenant.
+    let request = UpgradeRequest::from_request(&req)?;
+    let token = request.upgrade().token().unwrap_or("");
+    let identity = match verifier(config)?.verify(token, now_ms()) {
         Ok(identity) => identity,
         Err(e) => return Response::error(e.to_string(), 401),
     };
     let name = RoomRef::new(identity.tenant, room).key();
-    object(env, &name)?.fetch_with_request(req).await
+    room_object(env, &name)?.fetch_with_request(req).await
 }
 
 /// `GET|POST /rooms/{room}/messages`.
 async fn messages(req: Request, env: &Env, config: &EdgeConfig, room: &str) -> Result<Response> {
     if let Err(r) = validate_name("room", room) {
-        return json_reply(&HttpReply::error(400, r.code.as_str(), &r.message));
+        return json_reply(&HttpReply::rejection(r));
     }
     let too_big = req
         .headers()
         .get("Content-Length")?
         .and_then(|n| n.parse::<usize>().ok())
-        .is_some_and(|n| n > MAX_WS_MESSAGE_BYTES);
+        .is_some_and(|n| n > http::MAX_BODY_BYTES);
     if too_big {
-        return Response::error("request body over 131072 bytes", 413);
+        return json_reply(&http::payload_too_large());
     }
-    let verifier = config.verifier().map_err(worker::Error::RustError)?;
     let authorization = req.headers().get("Authorization")?;
-    let identity = match core_http::bearer_identity(&verifier, authorization.as_deref(), now_ms()) {
-        Ok(identity) => identity,
-        Err(reply) => return json_reply(&reply),
-    };
+    let identity =
+        match http::bearer_identity(&verifier(config)?, authorization.as_deref(), now_ms()) {
+            Ok(identity) => identity,
+            Err(reply) => return json_reply(&reply),
+        };
     let name = RoomRef::new(identity.tenant, room).key();
-    object(env, &name)?.fetch_with_request(req).await
+    room_object(env, &name)?.fetch_with_request(req).await
 }

@@ -9,9 +9,11 @@
 //! request. Every write is one SQL statement besides. Durability: the runtime's output gate holds
 //! every outgoing message (the `ack` included) until the writes before it are durable.
 
-use roomcast_core::store::rules::{apply_amendment, check_conversation_version, page_range};
-use roomcast_core::store::{Amendment, Appended, HistoryQuery, HistoryStore, Member, NewMessage, Page, RoomRef, StoreError};
 use roomcast_core::protocol::{Conversation, MessageView};
+use roomcast_core::store::rules::{apply_amendment, check_conversation_version, page_range};
+use roomcast_core::store::{
+    Amendment, Appended, HistoryQuery, HistoryStore, Member, NewMessage, Page, RoomRef, StoreError,
+};
 use worker::{SqlStorage, SqlStorageValue};
 
 /// Which rooms a store may hold.
@@ -327,7 +329,7 @@ impl HistoryStore for SqlHistory {
     }
 
     async fn members(&self, room: &RoomRef, limit: usize) -> Result<Vec<Member>, StoreError> {
-        // The order of `memory::sort_members`: most recently seen first, then by user id
+        // The order of `rules::sort_members`: most recently seen first, then by user id
         // (SQLite compares text bytewise, as Rust compares strings).
         let rows = self.rows(
             "SELECT user, last_seen FROM members WHERE rk = ?

@@ -6,16 +6,16 @@
 //! hibernatable WebSockets ([`sockets::Sockets`]). docs/architecture.md ("The edge build") has
 //! the design; docs/protocol.md §14 the differences clients see.
 //!
-//! Pure modules ([`attachment`], [`config`], [`events`], [`routes`]) build and are unit-tested
+//! Pure modules ([`attachment`], [`config`], [`routes`], [`socket`]) build and are unit-tested
 //! on the host; the rest is wasm32-only (JavaScript handles are `!Send`, as the core's ports
-//! are on wasm32).
+//! are on wasm32). The `dev` feature adds the dev-only conformance route (`dev`).
 
 pub mod attachment;
 pub mod config;
-pub mod events;
 pub mod routes;
+pub mod socket;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "dev"))]
 mod dev;
 #[cfg(target_arch = "wasm32")]
 pub mod front;

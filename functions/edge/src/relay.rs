@@ -6,8 +6,8 @@
 //! and the inbox object records and delivers it with its own service. The route is reachable only
 //! through a stub: the Worker forwards client requests for room paths alone.
 
-use roomcast_core::store::{Appended, NewMessage, RoomRef, StoreError};
 use roomcast_core::gateway::RoomRelay;
+use roomcast_core::store::{Appended, NewMessage, RoomRef, StoreError};
 use worker::wasm_bindgen::JsValue;
 use worker::{Env, Method, Request, RequestInit, Stub};
 

@@ -1,66 +1,76 @@
 //! The `ChatRoom` Durable Object: one per (tenant, room), named `tenant/room`. A thin adapter:
-//! it turns runtime events (upgrade, hibernatable WebSocket message/close/error, alarm, HTTP)
-//! into the core's API Gateway-shaped events and runs the one `ChatService` over
-//! [`SqlHistory`] (durable) and [`Sockets`] (live).
+//! it translates runtime events (upgrade, hibernatable WebSocket message/close/error, alarm,
+//! HTTP) into the core's front door (`ChatService::connect`, `frame`, `disconnect`,
+//! `roomcast_core::http::handle`) over [`SqlHistory`] (durable) and [`Sockets`] (live).
 //!
-//! - **Join is implicit.** A connection belongs to the room in its URL: the upgrade runs the
-//!   core `join` for it (others see its `presence`; the `joined` reply is not sent, a client
-//!   asks for it with `join`, as everywhere). The service is bound to the room
-//!   (`ServiceConfig::bound_room`), so a `join` of another room is refused with `INVALID`.
+//! - **Join is implicit.** A connection belongs to the room in its URL: the service is bound to
+//!   the room (`ServiceConfig::bound_room`), so its `connect` joins it (others see its
+//!   `presence`; the `joined` reply is not sent, a client asks for it with `join`, as
+//!   everywhere) and refuses the upgrade when that join is refused; `join` of another room is
+//!   refused with `INVALID`.
 //! - **Hibernation.** Sockets are accepted with `acceptWebSocket` and tagged with the connection
-//!   id; every connection change is written to the socket's attachment; nothing uses timers.
-//! - **Alarms** do the housekeeping timers would do elsewhere: token expiry (4001), idle and
-//!   maximum-age closes (1001), and forgetting sockets that never completed a close.
+//!   id; every connection change is written to the socket's attachment, with the connection's
+//!   `ConnectionClock`; nothing uses timers.
+//! - **Alarms** do what timers do elsewhere: one per object, at the earliest deadline of any
+//!   socket's clock (token expiry 4001, idle and maximum-age closes 1001, forgetting sockets
+//!   that never completed a close). The core's lifecycle computes every deadline.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use roomcast_core::event::handle_event;
-use roomcast_core::http::{self as core_http, HttpReply};
-use roomcast_core::limits::{MAX_FRAME_BYTES, MAX_WS_MESSAGE_BYTES};
-use roomcast_core::store::{NewMessage, RoomRef};
+use roomcast_core::ChatService;
+use roomcast_core::http::{self, HttpReply, HttpRequest};
+use roomcast_core::lifecycle::{ConnectionClock, LifecyclePolicy, Timeout};
+use roomcast_core::limits::MAX_FRAME_BYTES;
 use roomcast_core::protocol::close;
-use roomcast_core::{ChatService, ServiceConfig};
+use roomcast_core::service::{Inbound, ServiceConfig};
+use roomcast_core::store::{NewMessage, RoomRef};
 use worker::{
     DurableObject, Env, Method, Request, Response, Result, ScheduledTime, Socket, State, WebSocket,
     WebSocketIncomingMessage, WebSocketPair, durable_object,
 };
 
-use crate::attachment::close_reason;
 use crate::config::EdgeConfig;
-use crate::events::{
-    ConnectRequest, connect_event, connection_id, disconnect_code, disconnect_event,
-    join_refusal_status, message_event, reply_close_code,
-};
 use crate::history::{Rooms, SqlHistory};
+use crate::now_ms;
 use crate::relay::DurableRelay;
-use crate::routes::{Route, route};
+use crate::routes::{EdgeRoute, edge_route};
+use crate::socket::{
+    UpgradeRequest, close_reason, connection_id, disconnect_code, reply_close_code,
+};
 use crate::sockets::{EdgeConnections, EdgeGateway, Sockets};
-use crate::{dev, now_ms};
 
-/// After the server asks a socket to close, how long the client has to answer before the
-/// connection is forgotten anyway (the local server's `CLOSE_GRACE`).
-pub const CLOSE_GRACE_MS: u64 = 5_000;
+pub use class::ChatRoom;
 
 /// The JSON reply of the core HTTP API as a Worker response.
 pub fn json_reply(reply: &HttpReply) -> Result<Response> {
     Ok(Response::from_json(&reply.body)?.with_status(reply.status))
 }
 
-/// One chat room.
-#[durable_object]
-pub struct ChatRoom {
-    state: Rc<State>,
-    env: Env,
-    core: RefCell<Option<Rc<Core>>>,
+/// The class the runtime instantiates, alone in a module: the `durable_object` macro generates
+/// its JavaScript bindings (constructor, `fetch`, `alarm`, `webSocket*`), which have no docs.
+mod class {
+    #![allow(
+        missing_docs,
+        reason = "the durable_object macro's generated bindings are undocumented"
+    )]
+
+    use super::{Core, Env, Rc, RefCell, State, durable_object};
+
+    /// One chat room.
+    #[durable_object]
+    pub struct ChatRoom {
+        pub(super) state: Rc<State>,
+        pub(super) env: Env,
+        pub(super) core: RefCell<Option<Rc<Core>>>,
+    }
 }
 
 /// What the object runs, built on first use (it needs the environment and the object's name).
 struct Core {
     room: RoomRef,
-    config: EdgeConfig,
+    lifecycle: LifecyclePolicy,
     service: ChatService,
     sockets: Rc<Sockets>,
     /// The alarm known to be set, if known.
@@ -107,8 +117,8 @@ impl ChatRoom {
 
 impl Core {
     fn build(state: &Rc<State>, env: &Env) -> std::result::Result<Self, String> {
-        let config = EdgeConfig::from_env(env)?;
-        crate::log::init(config.log);
+        let EdgeConfig { settings, .. } = EdgeConfig::from_env(env).map_err(|e| e.to_string())?;
+        crate::log::init(settings.log);
         let name = state
             .id()
             .name()
@@ -120,16 +130,17 @@ impl Core {
         let history = SqlHistory::open(state.storage().sql(), Rooms::One(room.clone()))
             .map_err(|e| e.to_string())?;
         let sockets = Rc::new(Sockets::new(state.clone()));
+        let verifier = settings.verifier().map_err(|e| e.to_string())?;
         let service_config = ServiceConfig {
             bound_room: Some(room.room.clone()),
-            ..config.service.clone()
+            ..settings.service
         };
         #[allow(
             clippy::arc_with_non_send_sync,
             reason = "ChatService holds its ports in Arcs; on wasm32 they are !Send (JS handles) and one thread runs everything"
         )]
         let service = ChatService::new(
-            config.verifier()?,
+            verifier,
             Arc::new(EdgeConnections(sockets.clone())),
             Arc::new(history),
             Arc::new(EdgeGateway(sockets.clone())),
@@ -138,15 +149,15 @@ impl Core {
         .with_relay(Arc::new(DurableRelay::new(env.clone())));
         Ok(Self {
             room,
-            config,
+            lifecycle: settings.lifecycle,
             service,
             sockets,
             alarm: Cell::new(AlarmKnown::Unknown),
         })
     }
 
-    /// `GET /rooms/{room}/ws`: `$connect` through the core, then accept the socket for
-    /// hibernation and join it to the room.
+    /// `GET /rooms/{room}/ws`: the socket accepted for hibernation, `connect` through the core
+    /// (which joins the room), then the connection's clock started and the alarm armed.
     async fn connect(&self, state: &State, req: &Request, room: &str) -> Result<Response> {
         if room != self.room.room {
             tracing::error!(room, own = %self.room.key(), "request routed to the wrong object");
@@ -156,127 +167,78 @@ impl Core {
         let mut random = [0u8; 12];
         getrandom::fill(&mut random).map_err(|e| worker::Error::RustError(e.to_string()))?;
         let conn_id = connection_id(random);
-        let routed = handle_event(
-            &self.service,
-            &connect_event(&conn_id, now, connect_request(req)?),
-        )
-        .await;
-        let response = routed.response;
-        if response.status_code != 200 {
-            let reason = response.body.unwrap_or_else(|| "refused".into());
-            tracing::info!(status = response.status_code, %reason, "connect refused");
-            return Response::error(reason, response.status_code);
-        }
-        let pair = match WebSocketPair::new() {
-            Ok(pair) => pair,
-            Err(e) => {
-                self.service.disconnect(&conn_id, now).await;
-                return Err(e);
-            }
-        };
+        let upgrade = UpgradeRequest::from_request(req)?;
+        // The socket first: the connect's join makes the connection one of the room's, and the
+        // room's frames (another connection's departure, say) must find its socket.
+        let pair = WebSocketPair::new()?;
         // The raw call reports failure (too many sockets on the object) where the wrapper panics.
         let tags = vec![worker::wasm_bindgen::JsValue::from_str(&conn_id)];
         if let Err(e) = state
             .as_raw()
             .accept_websocket_with_tags(pair.server.as_ref(), tags)
         {
-            let reason = format!("socket not accepted: {e:?}");
-            return self.refuse(&conn_id, &pair.server, now, 503, reason).await;
+            tracing::warn!(error = ?e, "socket not accepted");
+            return Response::error(format!("socket not accepted: {e:?}"), 503);
         }
-        if let Err(e) = self
-            .sockets
-            .register(&conn_id, pair.server.clone(), now)
-            .await
-        {
+        self.sockets.accepted(&conn_id, pair.server.clone());
+        let accepted = match self.service.connect(&conn_id, upgrade.upgrade(), now).await {
+            Ok(accepted) => accepted,
+            Err(refusal) => {
+                return self
+                    .refuse(&conn_id, &pair.server, refusal.status, refusal.reason)
+                    .await;
+            }
+        };
+        let clock = ConnectionClock::new(&accepted.connection);
+        if let Err(e) = self.sockets.connected(&conn_id, clock).await {
+            self.service.disconnect(&conn_id, now).await;
             return self
-                .refuse(&conn_id, &pair.server, now, 500, e.to_string())
+                .refuse(&conn_id, &pair.server, 500, e.to_string())
                 .await;
         }
-        // The implicit join: the core `join`, its reply held back (the client asks with `join`).
-        let join = serde_json::json!({"action": "join", "room": room}).to_string();
-        let (joined, replies) = self
-            .sockets
-            .muted(
-                &conn_id,
-                handle_event(
-                    &self.service,
-                    &message_event(&conn_id, now, now, Some(&join)),
-                ),
-            )
+        self.schedule(state, clock.poll_timeout(&self.lifecycle))
             .await;
-        if let Some(code) = joined.outcome.rejected {
-            let reason = replies
-                .iter()
-                .filter_map(|f| serde_json::from_str::<serde_json::Value>(f).ok())
-                .find_map(|f| f["message"].as_str().map(str::to_owned))
-                .unwrap_or_else(|| code.as_str().to_owned());
-            let status = join_refusal_status(code);
-            return self
-                .refuse(&conn_id, &pair.server, now, status, reason)
-                .await;
-        }
-        if let Some(code) = joined.outcome.closed {
-            let reason = format!("closed with {code} while joining");
-            return self.refuse(&conn_id, &pair.server, now, 500, reason).await;
-        }
-        let conn = self.sockets.connection(&conn_id).await;
-        let deadline = conn.map_or(now, |c| {
-            c.token_expires_at_ms
-                .min(now.saturating_add(self.config.idle_timeout_ms))
-                .min(now.saturating_add(self.config.max_connection_ms))
-        });
-        self.schedule(state, deadline).await;
-        let mut accepted = Response::from_websocket(pair.client)?;
-        for (name, value) in response.headers.unwrap_or_default() {
-            accepted.headers_mut().set(&name, &value)?;
+        let mut response = Response::from_websocket(pair.client)?;
+        if let Some(protocol) = accepted.subprotocol {
+            response
+                .headers_mut()
+                .set("Sec-WebSocket-Protocol", &protocol)?;
         }
         tracing::debug!(conn = %conn_id, room = %self.room.key(), "connected");
-        Ok(accepted)
+        Ok(response)
     }
 
-    /// Undoes an accepted connection and answers the upgrade with `status`.
+    /// Closes the socket of a connection that is not (or no longer) connected, and answers the
+    /// upgrade with `status`.
     async fn refuse(
         &self,
         conn_id: &str,
         server: &WebSocket,
-        now: u64,
         status: u16,
         reason: String,
     ) -> Result<Response> {
-        self.service.disconnect(conn_id, now).await;
         let _ = server.close(Some(close::NORMAL), Some(close_reason(&reason)));
         self.sockets.unregister(conn_id);
         tracing::info!(status, %reason, "connect refused");
         Response::error(reason, status)
     }
 
-    /// `GET|POST /rooms/{room}/messages`: the core HTTP API.
-    async fn http(&self, mut req: Request, room: &str) -> Result<Response> {
+    /// `GET|POST /rooms/{room}/messages`, and any path no route claims: the core HTTP API.
+    async fn http(&self, mut req: Request) -> Result<Response> {
         let now = now_ms();
         let authorization = req.headers().get("Authorization")?;
-        let reply = match req.method() {
-            Method::Get => {
-                let url = req.url()?;
-                core_http::get_messages(
-                    &self.service,
-                    authorization.as_deref(),
-                    room,
-                    url.query(),
-                    now,
-                )
-                .await
-            }
-            Method::Post => {
-                let body = req.bytes().await?;
-                if body.len() > MAX_WS_MESSAGE_BYTES {
-                    return Response::error("request body over 131072 bytes", 413);
-                }
-                core_http::post_message(&self.service, authorization.as_deref(), room, &body, now)
-                    .await
-            }
-            _ => HttpReply::error(405, "BAD_FRAME", "use GET or POST"),
+        let url = req.url()?;
+        let body = req.bytes().await?;
+        let method = req.method();
+        let request = HttpRequest {
+            method: method.as_ref(),
+            path: url.path(),
+            query: url.query(),
+            authorization: authorization.as_deref(),
+            body: &body,
         };
-        json_reply(&reply)
+        // `/health` is the Worker's: objects do not count the connections of other rooms.
+        json_reply(&http::handle(&self.service, &request, None, now).await)
     }
 
     /// `POST /__relay/record` from another room's object (see [`crate::relay`]): the message is
@@ -298,35 +260,26 @@ impl Core {
     /// A frame on a socket.
     async fn message(&self, state: &State, conn_id: &str, message: WebSocketIncomingMessage) {
         let now = now_ms();
-        let Some(socket) = self.sockets.socket_state(conn_id) else {
-            return;
-        };
-        if socket.closing.is_some() {
-            return; // a close was requested: frames in flight are not routed
+        match self.sockets.clock(conn_id) {
+            None => return,
+            // A close was requested: frames still in flight are not routed.
+            Some(clock) if clock.is_closing() => return,
+            Some(_) => self.sockets.activity(conn_id, now),
         }
-        self.sockets.touch(conn_id, now);
-        let connected_at = self
-            .sockets
-            .connection(conn_id)
-            .await
-            .map_or(now, |c| c.connected_at_ms);
-        let event = match &message {
+        let inbound = match &message {
             WebSocketIncomingMessage::String(text) if text.len() > MAX_FRAME_BYTES => {
                 // The runtime hands over whole messages; a message over the frame limit
                 // contains a frame over it, or is a fragmented one (see protocol.md §14).
                 self.service
                     .close_with(conn_id, close::TOO_BIG, "frame too big")
                     .await;
-                self.schedule(state, now + CLOSE_GRACE_MS).await;
+                self.arm(state, conn_id).await;
                 return;
             }
-            WebSocketIncomingMessage::String(text) => {
-                message_event(conn_id, connected_at, now, Some(text))
-            }
-            WebSocketIncomingMessage::Binary(_) => message_event(conn_id, connected_at, now, None),
+            WebSocketIncomingMessage::String(text) => Inbound::Text(text),
+            WebSocketIncomingMessage::Binary(_) => Inbound::Binary,
         };
-        let routed = handle_event(&self.service, &event).await;
-        let outcome = routed.outcome;
+        let outcome = self.service.frame(conn_id, inbound, now).await;
         tracing::debug!(
             conn = conn_id,
             action = outcome.action,
@@ -336,79 +289,56 @@ impl Core {
             "frame"
         );
         if outcome.closed.is_some() {
-            self.schedule(state, now + CLOSE_GRACE_MS).await;
+            self.arm(state, conn_id).await;
         }
     }
 
-    /// The socket of `conn_id` is gone (closed by either side, or failed).
-    async fn gone(&self, conn_id: &str, code: Option<u16>) {
-        let now = now_ms();
-        let connected_at = self
-            .sockets
-            .connection(conn_id)
-            .await
-            .map_or(now, |c| c.connected_at_ms);
-        handle_event(
-            &self.service,
-            &disconnect_event(conn_id, connected_at, now, code),
-        )
-        .await;
+    /// The socket of `conn_id` is gone (closed by either side, failed, or forgotten after a
+    /// close the client never completed); `client_code` is the client's close code, if it sent
+    /// one.
+    async fn gone(&self, conn_id: &str, client_code: Option<u16>) {
+        self.service.disconnect(conn_id, now_ms()).await;
         self.sockets.unregister(conn_id);
-        tracing::debug!(conn = conn_id, ?code, "disconnected");
+        tracing::debug!(conn = conn_id, ?client_code, "disconnected");
     }
 
-    /// The timers of every connection: token expiry (4001), idle and maximum age (1001), and
-    /// the grace of a requested close. Schedules the next alarm.
+    /// Runs every socket's due timeouts (closes, and forgetting sockets whose close was never
+    /// completed), then sets the alarm for the next deadline.
     async fn housekeeping(&self, state: &State) {
         let now = now_ms();
-        let mut next: Option<u64> = None;
-        let mut due = |at: u64| next = Some(next.map_or(at, |n| n.min(at)));
-        for (id, socket) in self.sockets.all() {
-            let conn = self.sockets.connection(&id).await;
-            match (conn, socket.closing) {
-                (_, Some((_, since))) if now >= since.saturating_add(CLOSE_GRACE_MS) => {
+        for id in self.sockets.ids() {
+            let closing = self.sockets.clock(&id).is_some_and(|c| c.is_closing());
+            let timeout = if !closing && self.sockets.connection(&id).await.is_none() {
+                // A socket whose connection the store no longer holds: it cannot be served.
+                Some(Timeout::Close {
+                    code: close::GOING_AWAY,
+                    reason: "connection unknown; reconnect",
+                })
+            } else {
+                self.sockets.handle_timeout(&id, &self.lifecycle, now)
+            };
+            match timeout {
+                Some(Timeout::Close { code, reason }) => {
+                    tracing::debug!(conn = %id, code, reason, "closing");
+                    self.service.close_with(&id, code, reason).await;
+                }
+                Some(Timeout::Forget) => {
                     tracing::debug!(conn = %id, "close not completed within the grace");
                     self.gone(&id, None).await;
                 }
-                (_, Some((_, since))) => due(since + CLOSE_GRACE_MS),
-                (None, None) => {
-                    self.service
-                        .close_with(&id, close::GOING_AWAY, "connection unknown; reconnect")
-                        .await;
-                    due(now + CLOSE_GRACE_MS);
-                }
-                (Some(c), None) => {
-                    let timers = [
-                        (c.token_expires_at_ms, close::TOKEN_EXPIRED, "token expired"),
-                        (
-                            socket.active_ms.saturating_add(self.config.idle_timeout_ms),
-                            close::GOING_AWAY,
-                            "idle timeout",
-                        ),
-                        (
-                            c.connected_at_ms
-                                .saturating_add(self.config.max_connection_ms),
-                            close::GOING_AWAY,
-                            "maximum connection duration reached",
-                        ),
-                    ];
-                    match timers.iter().filter(|t| t.0 <= now).min_by_key(|t| t.0) {
-                        Some(&(_, code, reason)) => {
-                            tracing::debug!(conn = %id, code, reason, "closing");
-                            self.service.close_with(&id, code, reason).await;
-                            due(now + CLOSE_GRACE_MS);
-                        }
-                        None => {
-                            if let Some(at) = timers.iter().map(|t| t.0).min() {
-                                due(at);
-                            }
-                        }
-                    }
-                }
+                None => {}
             }
         }
-        if let Some(at) = next {
+        if let Some(at) = self.sockets.next_timeout(&self.lifecycle) {
             self.schedule(state, at).await;
+        }
+    }
+
+    /// Makes sure the alarm fires by the next deadline of `conn_id`'s socket.
+    async fn arm(&self, state: &State, conn_id: &str) {
+        if let Some(clock) = self.sockets.clock(conn_id) {
+            self.schedule(state, clock.poll_timeout(&self.lifecycle))
+                .await;
         }
     }
 
@@ -437,26 +367,6 @@ impl Core {
     }
 }
 
-/// What the connect event needs from the upgrade request.
-fn connect_request(req: &Request) -> Result<ConnectRequest> {
-    let headers: HashMap<String, String> = req
-        .headers()
-        .entries()
-        .map(|(k, v)| (k.to_ascii_lowercase(), v))
-        .collect();
-    let url = req.url()?;
-    let query = url
-        .query_pairs()
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    Ok(ConnectRequest {
-        host: headers.get("host").cloned().unwrap_or_default(),
-        source_ip: headers.get("cf-connecting-ip").cloned(),
-        headers,
-        query,
-    })
-}
-
 impl DurableObject for ChatRoom {
     fn new(state: State, env: Env) -> Self {
         Self {
@@ -467,9 +377,10 @@ impl DurableObject for ChatRoom {
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
-        let path = req.path();
-        if route(&path) == Route::DevConformance {
-            return dev::conformance(&self.state).await;
+        let route = edge_route(&req.path());
+        #[cfg(feature = "dev")]
+        if route == Some(EdgeRoute::DevConformance) {
+            return crate::dev::conformance(&self.state).await;
         }
         let core = match self.ready().await {
             Ok(core) => core,
@@ -478,11 +389,14 @@ impl DurableObject for ChatRoom {
                 return Response::error(format!("not configured: {e}"), 500);
             }
         };
-        match route(&path) {
-            Route::Socket(room) => core.connect(&self.state, &req, &room).await,
-            Route::Messages(room) => core.http(req, &room).await,
-            Route::Relay => core.relayed(req).await,
-            _ => Response::error("not found", 404),
+        match route {
+            Some(EdgeRoute::Socket(room)) => core.connect(&self.state, &req, &room).await,
+            Some(EdgeRoute::Relay) => core.relayed(req).await,
+            // The HTTP API's paths, and 404 for everything else (no object serves the
+            // conformance route without the `dev` feature).
+            Some(EdgeRoute::BadSocketRoom | EdgeRoute::DevConformance) | None => {
+                core.http(req).await
+            }
         }
     }
 
@@ -512,13 +426,10 @@ impl DurableObject for ChatRoom {
         // Answer the client's close frame (fails harmlessly when the server closed first).
         let _ = ws.close(Some(reply_close_code(code)), Some(close_reason(&reason)));
         if let (Ok(core), Some(conn_id)) = (self.ready().await, self.conn_id(&ws)) {
-            let closing = core.sockets.socket_state(&conn_id).and_then(|s| s.closing);
-            let code = if closing.is_some() {
-                None
-            } else {
-                disconnect_code(code)
-            };
-            core.gone(&conn_id, code).await;
+            // After a close the server asked for, the code is the client's answer, not its own.
+            let closing = core.sockets.clock(&conn_id).is_some_and(|c| c.is_closing());
+            let client_code = disconnect_code(code).filter(|_| !closing);
+            core.gone(&conn_id, client_code).await;
         }
         Ok(())
     }

@@ -11,18 +11,25 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use roomcast_core::store::memory::MemoryConnections;
-use roomcast_core::store::{Connection, ConnectionStore, JoinOutcome, RoomRef, StoreError, Subscriber};
 use roomcast_core::gateway::{Gateway, GatewayError};
+use roomcast_core::lifecycle::{ConnectionClock, LifecyclePolicy, Timeout};
 use roomcast_core::protocol::PresenceStatus;
 use roomcast_core::ratelimit::{RateDecision, RatePolicy};
+use roomcast_core::store::memory::MemoryConnections;
+use roomcast_core::store::{
+    Connection, ConnectionStore, JoinOutcome, RoomRef, StoreError, Subscriber,
+};
 use worker::{State, WebSocket};
 
-use crate::attachment::{Attachment, SocketState, close_reason};
+use crate::attachment::Attachment;
+use crate::now_ms;
+use crate::socket::close_reason;
 
+/// An accepted socket and its connection's timers.
 struct Open {
     ws: WebSocket,
-    state: SocketState,
+    /// `None` while the service connects it: the timers start with the connection.
+    clock: Option<ConnectionClock>,
 }
 
 /// The sockets of one Durable Object and the connections on them.
@@ -31,8 +38,6 @@ pub struct Sockets {
     state: Option<Rc<State>>,
     mem: MemoryConnections,
     open: RefCell<HashMap<String, Open>>,
-    /// While set, frames for this connection are captured instead of sent (the implicit join).
-    muted: RefCell<Option<(String, Vec<String>)>>,
     loaded: Cell<bool>,
 }
 
@@ -52,7 +57,6 @@ impl Sockets {
             state,
             mem: MemoryConnections::new(),
             open: RefCell::new(HashMap::new()),
-            muted: RefCell::new(None),
             loaded: Cell::new(false),
         }
     }
@@ -96,7 +100,7 @@ impl Sockets {
                         id,
                         Open {
                             ws,
-                            state: a.socket,
+                            clock: Some(a.clock),
                         },
                     );
                 }
@@ -110,18 +114,21 @@ impl Sockets {
         orphans
     }
 
-    /// Registers an accepted socket for connection `id` and writes its attachment.
-    pub async fn register(&self, id: &str, ws: WebSocket, now_ms: u64) -> Result<(), StoreError> {
-        self.open.borrow_mut().insert(
-            id.to_owned(),
-            Open {
-                ws,
-                state: SocketState {
-                    active_ms: now_ms,
-                    closing: None,
-                },
-            },
-        );
+    /// Registers the accepted socket of connection `id` before the service connects it: the
+    /// connect joins the room, and from then on the room's frames reach the connection (a
+    /// connection without a socket would count as gone and be disconnected).
+    pub fn accepted(&self, id: &str, ws: WebSocket) {
+        self.open
+            .borrow_mut()
+            .insert(id.to_owned(), Open { ws, clock: None });
+    }
+
+    /// Starts the timers of connection `id` once the service has connected it, and writes the
+    /// socket's attachment.
+    pub async fn connected(&self, id: &str, clock: ConnectionClock) -> Result<(), StoreError> {
+        if let Some(open) = self.open.borrow_mut().get_mut(id) {
+            open.clock = Some(clock);
+        }
         self.persist(id).await
     }
 
@@ -130,53 +137,57 @@ impl Sockets {
         self.open.borrow_mut().remove(id);
     }
 
-    /// The adapter state of connection `id`'s socket.
-    pub fn socket_state(&self, id: &str) -> Option<SocketState> {
-        self.open.borrow().get(id).map(|o| o.state)
+    /// The timers of connection `id`'s socket, once connected and while open.
+    pub fn clock(&self, id: &str) -> Option<ConnectionClock> {
+        self.open.borrow().get(id).and_then(|o| o.clock)
     }
 
     /// Records inbound activity (written with the next store write: every routed frame takes a
     /// rate token, which persists the connection).
-    pub fn touch(&self, id: &str, now_ms: u64) {
-        if let Some(open) = self.open.borrow_mut().get_mut(id) {
-            open.state.active_ms = now_ms;
-        }
+    pub fn activity(&self, id: &str, now_ms: u64) {
+        self.with_clock(id, |clock| clock.activity(now_ms));
     }
 
-    /// Every open socket: (connection id, its state).
-    pub fn all(&self) -> Vec<(String, SocketState)> {
+    /// What is due on connection `id`'s socket at `now_ms` (see
+    /// [`ConnectionClock::handle_timeout`]). A close it answers counts as requested from now
+    /// on; the gateway's close that follows writes that to the attachment.
+    pub fn handle_timeout(
+        &self,
+        id: &str,
+        policy: &LifecyclePolicy,
+        now_ms: u64,
+    ) -> Option<Timeout> {
+        self.with_clock(id, |clock| clock.handle_timeout(policy, now_ms))
+            .flatten()
+    }
+
+    /// The connection ids of every connected socket.
+    pub fn ids(&self) -> Vec<String> {
         self.open
             .borrow()
             .iter()
-            .map(|(id, o)| (id.clone(), o.state))
+            .filter(|(_, o)| o.clock.is_some())
+            .map(|(id, _)| id.clone())
             .collect()
     }
 
-    /// Number of open sockets.
-    pub fn count(&self) -> usize {
-        self.open.borrow().len()
+    /// The earliest deadline of any connected socket, epoch milliseconds: when the alarm is due.
+    pub fn next_timeout(&self, policy: &LifecyclePolicy) -> Option<u64> {
+        self.open
+            .borrow()
+            .values()
+            .filter_map(|o| o.clock)
+            .map(|clock| clock.poll_timeout(policy))
+            .min()
     }
 
-    /// Every connection in the store (live or not yet on a socket).
+    /// Connection `id` as the store holds it (on a socket, or not yet).
     pub async fn connection(&self, id: &str) -> Option<Connection> {
         self.mem.connection(id).await.ok().flatten()
     }
 
-    /// Runs `f` with frames to `id` captured instead of sent; returns its result and them.
-    pub async fn muted<T>(&self, id: &str, f: impl Future<Output = T>) -> (T, Vec<String>) {
-        *self.muted.borrow_mut() = Some((id.to_owned(), Vec::new()));
-        let result = f.await;
-        let captured = self
-            .muted
-            .borrow_mut()
-            .take()
-            .map(|(_, frames)| frames)
-            .unwrap_or_default();
-        (result, captured)
-    }
-
-    /// Writes connection `id` through to its socket's attachment (nothing when it has no socket
-    /// yet, or no longer: then the attachment is cleared).
+    /// Writes connection `id` through to its socket's attachment (nothing when it has no socket,
+    /// or is not connected yet; when the connection is gone, the attachment is cleared).
     async fn persist(&self, id: &str) -> Result<(), StoreError> {
         let conn = self.mem.connection(id).await?;
         let status = match &conn {
@@ -191,7 +202,7 @@ impl Sockets {
             None => PresenceStatus::default(),
         };
         let open = self.open.borrow();
-        let Some(open) = open.get(id) else {
+        let Some((ws, Some(clock))) = open.get(id).map(|o| (&o.ws, o.clock)) else {
             return Ok(());
         };
         let stored = match conn {
@@ -199,14 +210,13 @@ impl Sockets {
                 Attachment {
                     conn,
                     status,
-                    socket: open.state,
+                    clock,
                 }
                 .encode()?,
             ),
             None => None,
         };
-        open.ws
-            .serialize_attachment(stored)
+        ws.serialize_attachment(stored)
             .map_err(|e| StoreError::Other(format!("socket attachment: {e}")))
     }
 
@@ -214,20 +224,9 @@ impl Sockets {
         self.open.borrow().get(id).map(|o| o.ws.clone())
     }
 
-    fn capture(&self, id: &str, frame: &str) -> bool {
-        match self.muted.borrow_mut().as_mut() {
-            Some((muted, frames)) if muted == id => {
-                frames.push(frame.to_owned());
-                true
-            }
-            _ => false,
-        }
-    }
-
-    fn mark_closing(&self, id: &str, code: u16, now_ms: u64) {
-        if let Some(open) = self.open.borrow_mut().get_mut(id) {
-            open.state.closing.get_or_insert((code, now_ms));
-        }
+    /// Applies `f` to the timers of connection `id`'s socket, once connected.
+    fn with_clock<T>(&self, id: &str, f: impl FnOnce(&mut ConnectionClock) -> T) -> Option<T> {
+        self.open.borrow_mut().get_mut(id)?.clock.as_mut().map(f)
     }
 }
 
@@ -323,9 +322,6 @@ pub struct EdgeGateway(pub Rc<Sockets>);
 #[async_trait::async_trait(?Send)]
 impl Gateway for EdgeGateway {
     async fn send(&self, conn_id: &str, frame: &str) -> Result<(), GatewayError> {
-        if self.0.capture(conn_id, frame) {
-            return Ok(());
-        }
         let ws = self.0.ws(conn_id).ok_or(GatewayError::Gone)?;
         // The runtime buffers outbound frames; a send fails only on a socket that is closed.
         ws.send_with_str(frame).map_err(|e| {
@@ -336,8 +332,10 @@ impl Gateway for EdgeGateway {
 
     async fn close(&self, conn_id: &str, code: u16, reason: &str) -> Result<(), GatewayError> {
         let ws = self.0.ws(conn_id).ok_or(GatewayError::Gone)?;
-        let now_ms = worker::Date::now().as_millis();
-        self.0.mark_closing(conn_id, code, now_ms);
+        // Frames still in flight from the client are not routed from now on, and the alarm
+        // forgets the socket if the client never completes the close.
+        self.0
+            .with_clock(conn_id, |clock| clock.close_requested(code, now_ms()));
         if let Err(e) = self.0.persist(conn_id).await {
             tracing::warn!(conn = conn_id, error = %e, "closing state not persisted");
         }
