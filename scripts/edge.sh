@@ -5,9 +5,11 @@
 #   1. tools: the wasm32 target; worker-build and the wasm-bindgen CLI matching the crate's
 #      Cargo.lock (crates.io, `cargo install`); wrangler with workerd and esbuild, and a Node 22
 #      for it (npm, pinned by functions/edge/package-lock.json),
-#   2. format, clippy for wasm32 (warnings are errors), and the unit tests of the crate's pure
-#      modules on the host,
-#   3. the bundle: `worker-build --release --no-opt` with the local wasm-bindgen and esbuild
+#   2. format, clippy for wasm32 with and without the `dev` feature (warnings are errors), the
+#      unit tests of the crate's pure modules on the host, and a check that the production
+#      dependency graph (no features) holds no test code (roomcast-testkit),
+#   3. the bundle with the `dev` feature (the conformance route the tests use):
+#      `worker-build --release --no-opt --features dev` with the local wasm-bindgen and esbuild
 #      (nothing downloaded), and its gzipped size,
 #   4. against `wrangler dev` (tests/tests/edge.rs): the store conformance suites inside a
 #      Durable Object, every protocol suite case that applies to the edge build, the limits
@@ -64,19 +66,37 @@ export WRANGLER_SEND_METRICS=false
 WRANGLER="$NPM_DIR/node_modules/.bin/wrangler"
 echo "node $(node --version), wrangler $("$WRANGLER" --version 2>/dev/null | tail -1)"
 
-step "format and clippy (edge crate, wasm32; warnings are errors)"
+step "format and clippy (edge crate, wasm32, without and with the dev feature; warnings are errors)"
 edge_cargo fmt --manifest-path "$EDGE/Cargo.toml" -- --check
-edge_cargo clippy --manifest-path "$EDGE/Cargo.toml" --target wasm32-unknown-unknown --all-targets --locked -- -D warnings
+for features in "" dev; do
+  edge_cargo clippy --manifest-path "$EDGE/Cargo.toml" --target wasm32-unknown-unknown --all-targets \
+    --locked --features "$features" -- -D warnings
+done
+
+step "no test code in the production build's dependencies"
+edge_tree() {
+  edge_cargo tree --manifest-path "$EDGE/Cargo.toml" --target wasm32-unknown-unknown -e normal \
+    --locked -i roomcast-testkit "$@" 2>&1
+}
+# The dev feature does pull it in, so the check below cannot pass by naming the wrong package.
+edge_tree --features dev >/dev/null || { echo "roomcast-testkit not found with --features dev" >&2; exit 1; }
+if tree=$(edge_tree); then
+  printf 'roomcast-testkit is in the production dependency graph of the edge build:\n%s\n' "$tree" >&2
+  exit 1
+fi
+grep -q "did not match any packages" <<<"$tree" || { printf 'cargo tree failed:\n%s\n' "$tree" >&2; exit 1; }
+echo "roomcast-testkit: not a dependency without features"
 
 step "unit tests of the edge crate's pure modules (host)"
 edge_cargo test --manifest-path "$EDGE/Cargo.toml" --lib --locked --quiet
 
-step "bundle: worker-build --release --no-opt (offline: local wasm-bindgen and esbuild)"
+step "bundle with the dev feature: worker-build --release --no-opt --features dev (offline: local wasm-bindgen and esbuild)"
 (
   cd "$EDGE"
+  # worker-build passes the arguments it does not know (`--features dev`) on to `cargo build`.
   CARGO_TARGET_DIR="$EDGE_TARGET" WASM_BINDGEN_BIN="$TOOLS/bin/wasm-bindgen" \
     ESBUILD_BIN="$NPM_DIR/node_modules/@esbuild/linux-x64/bin/esbuild" \
-    "$TOOLS/bin/worker-build" --release --no-opt
+    "$TOOLS/bin/worker-build" --release --no-opt --features dev
 )
 WASM_BYTES=$(wc -c <"$EDGE/build/index_bg.wasm")
 GZIP_BYTES=$(cat "$EDGE/build/index_bg.wasm" "$EDGE/build/index.js" | gzip -9 | wc -c)
