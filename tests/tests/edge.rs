@@ -411,6 +411,8 @@ edge_test!(edge_restart_under_load_loses_no_acked_message, main_edge(), [Restart
 edge_test!(edge_latency_of_acks_and_fanout, main_edge(), [], d => latency(d));
 edge_test!(edge_relay_route_is_not_served_to_clients, main_edge(), [HttpApi], d =>
     relay_route_not_public(d));
+edge_test!(edge_departure_during_a_connect_reaches_the_new_connection, main_edge(), [], d =>
+    departure_during_connect(d));
 
 /// `/__relay/record` is how one room's object records in another's (the desk's inbox notices);
 /// the Worker never forwards it, whatever the path's form.
@@ -548,6 +550,32 @@ async fn join_is_implicit_and_bound(d: &dyn Deployment) -> anyhow::Result<()> {
         .context("`support-*` covers the URL's room")?;
     ensure!(joined["head"] == 0, "{joined}");
     let _ = bob.sync().await?;
+    Ok(())
+}
+
+/// The connect joins the URL's room before the upgrade is answered, so the new connection must
+/// have its socket by then: here the connect's `presence` finds another connection gone (the
+/// server closed it; its client never answers, so a send to it fails), the room is told that
+/// user is offline while the new connection is being joined, and that frame must reach the new
+/// connection rather than count it gone too.
+async fn departure_during_connect(d: &dyn Deployment) -> anyhow::Result<()> {
+    let s = Scope::new(d, "edge_departure_in_connect");
+    let mut alice = s.connect("alice").await?;
+    // Closed with 1003; alice's client does not read again, so it never answers the close.
+    alice.send_binary(b"x".to_vec()).await?;
+    // No frame tells others that the object has handled it: give it ample time.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut bob = s.connect("bob").await?;
+    let departure = bob
+        .expect("alice's departure", |f| {
+            frame_type(f) == "presence" && f["user"] == "alice"
+        })
+        .await?;
+    ensure!(departure["status"] == "offline", "alice left: {departure}");
+    bob.join(EDGE_ROOM)
+        .await
+        .context("bob is still connected")?;
+    drop(alice);
     Ok(())
 }
 
