@@ -11,10 +11,18 @@
 //! - [`service`]: [`service::TestService`], the service over memory stores with a fake clock.
 //! - [`harness`]: a model-checking driver of the service over [`service::TestService`] (the
 //!   property tests and the `service` fuzz target).
+//! - `process` (feature `process`): server processes bound to the test process's life.
+//! - `aws` (feature `aws`): moto, a DynamoDB fault proxy, the DynamoDB capacity meter.
 //!
-//! Builds for wasm32 (the edge build runs the conformance suites inside a Durable Object).
+//! Without features it builds for wasm32 (the edge build runs the conformance suites inside a
+//! Durable Object).
 
 pub mod conformance;
 pub mod gateway;
 pub mod harness;
 pub mod service;
+
+#[cfg(feature = "aws")]
+pub mod aws;
+#[cfg(feature = "process")]
+pub mod process;

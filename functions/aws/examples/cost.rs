@@ -40,8 +40,8 @@ use aws_sdk_dynamodb::types::{
 };
 use common::{SECRET, World, member_token, world};
 use futures::StreamExt;
-use roomcast_aws::capacity::{Billed, Meter, Tally, bill, tally};
 use roomcast_aws::dynamo::emulator_client;
+use roomcast_testkit::aws::capacity::{Billed, Meter, Tally, bill, tally};
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
 

@@ -12,8 +12,8 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{World, member_token, types, world};
-use roomcast_aws::capacity::{bill, tally};
 use roomcast_aws::dynamo::emulator_client;
+use roomcast_testkit::aws::capacity::{bill, tally};
 use serde_json::json;
 
 /// The rooms are `chat-*`, not support rooms: a visitor's first message in a support room adds

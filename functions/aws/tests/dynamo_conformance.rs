@@ -1,6 +1,6 @@
 //! [`DynamoStore`] against a real local DynamoDB implementation: moto server.
 //!
-//! Each test gets its DynamoDB from [`roomcast_aws::moto::dynamo`]: `ROOMCAST_DYNAMODB_ENDPOINT`
+//! Each test gets its DynamoDB from [`roomcast_testkit::aws::moto::dynamo`]: `ROOMCAST_DYNAMODB_ENDPOINT`
 //! when set, else a moto server of its own (see that module for why moto runs serially).
 
 #![allow(
@@ -19,7 +19,6 @@ use roomcast_aws::dynamo::{
     IDEMPOTENCY_SK_PREFIX, MESSAGE_SK_PREFIX, ROOM_PK_PREFIX, SUBSCRIPTION_SK_PREFIX,
     USER_CONNECTION_SK_PREFIX, USER_PK_PREFIX, USER_STATUS_SK, emulator_client,
 };
-use roomcast_aws::moto::{Dynamo, dynamo};
 use roomcast_aws::{Consumed, DynamoConfig, DynamoStore};
 use roomcast_core::auth::{Identity, Role};
 use roomcast_core::protocol::PresenceStatus;
@@ -28,6 +27,7 @@ use roomcast_core::store::{
     Amendment, Connection, ConnectionStore, HistoryQuery, HistoryStore, NewMessage, RoomRef,
     StoreError,
 };
+use roomcast_testkit::aws::moto::{Dynamo, dynamo};
 use roomcast_testkit::conformance::{Namer, connection_conformance, history_conformance};
 
 fn unique(what: &str) -> String {

@@ -1,5 +1,5 @@
 //! Faults between the Lambda functions and DynamoDB (issue 8, "Faults"), through
-//! `roomcast_aws::fault_proxy` in front of moto: 500 `InternalServerError`, 400
+//! `roomcast_testkit::aws::fault_proxy` in front of moto: 500 `InternalServerError`, 400
 //! `ThrottlingException` and `ProvisionedThroughputExceededException`, dropped connections, lost
 //! responses (the write done, its outcome unknown) and latency. Under each: no `ack` without a
 //! stored message, a clear `UNAVAILABLE` to the sender, a bounded number of attempts and bounded
@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::{World, member_token, world_with_faults};
-use roomcast_aws::fault_proxy::{Fault, FaultProxy};
+use roomcast_testkit::aws::fault_proxy::{Fault, FaultProxy};
 use serde_json::{Value, json};
 
 const ROOM: &str = "faults";

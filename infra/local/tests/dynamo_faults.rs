@@ -1,5 +1,5 @@
 //! Faults between the local server in DynamoDB mode (`--dynamodb-endpoint`) and DynamoDB
-//! (issue 8, "Faults"): the real binary talks to moto through `roomcast_aws::fault_proxy`, real
+//! (issue 8, "Faults"): the real binary talks to moto through `roomcast_testkit::aws::fault_proxy`, real
 //! WebSocket clients send. Under 500s, throttling and dropped connections a message is never
 //! acknowledged without being stored and its sender gets `UNAVAILABLE`; with one request in four
 //! failing, three clients sending at once resend until acknowledged; when the faults stop, the
@@ -14,8 +14,8 @@ use std::time::Instant;
 
 use anyhow::{Context, bail, ensure};
 use process::{Server, Target};
-use roomcast_aws::fault_proxy::{Fault, FaultProxy};
 use roomcast_protocol_tests::client::{Client, frame_type};
+use roomcast_testkit::aws::fault_proxy::{Fault, FaultProxy};
 use serde_json::{Value, json};
 
 const ROOM: &str = "faults";
@@ -71,7 +71,7 @@ async fn joined(target: &Target, user: &str) -> anyhow::Result<Client> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_server_on_dynamodb_survives_faults_and_loses_nothing() -> anyhow::Result<()> {
-    let moto = roomcast_aws::moto::dynamo();
+    let moto = roomcast_testkit::aws::moto::dynamo();
     let proxy = FaultProxy::start(&moto.endpoint).await?;
     let dir = tempfile::tempdir()?;
     let (endpoint, table) = (

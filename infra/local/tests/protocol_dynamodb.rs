@@ -1,6 +1,6 @@
 //! The black-box protocol suite against the real `roomcast-local` binary keeping everything in
 //! DynamoDB (`--dynamodb-endpoint`): the store the Lambda functions use, on a real local
-//! DynamoDB implementation (moto, see `roomcast_aws::moto`). Same cases as `protocol.rs`.
+//! DynamoDB implementation (moto, see `roomcast_testkit::aws::moto`). Same cases as `protocol.rs`.
 #![cfg(all(unix, feature = "dynamodb"))]
 
 mod common;
@@ -9,9 +9,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::{Local, start};
-use roomcast_aws::moto::{Dynamo, dynamo};
+use roomcast_testkit::aws::moto::{Dynamo, dynamo};
 
-/// One moto for the process; it goes when the process does (see `roomcast_aws::moto`).
+/// One moto for the process; it goes when the process does (see `roomcast_testkit::aws::moto`).
 fn moto() -> &'static Dynamo {
     static MOTO: OnceLock<Dynamo> = OnceLock::new();
     MOTO.get_or_init(dynamo)

@@ -9,18 +9,14 @@
 
 mod common;
 
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Local, start};
-use roomcast_aws::moto::{Dynamo, dynamo};
-
-/// Runs `cargo lambda watch` in its own process group and stops the whole group (the watcher and
-/// the function processes it spawned) when stdin closes, that is when this test process exits.
-const LIFELINE: &str = r#"setsid "$@" & pid=$!; read -r _; kill -TERM "-$pid" 2>/dev/null; sleep 1; kill -KILL "-$pid" 2>/dev/null"#;
+use roomcast_testkit::aws::moto::{Dynamo, dynamo};
+use roomcast_testkit::process::{Lifeline, free_port, wait_listening};
 
 /// How long the watcher may take to listen.
 const WATCH_START: Duration = Duration::from_secs(120);
@@ -28,7 +24,7 @@ const WATCH_START: Duration = Duration::from_secs(120);
 struct Stack {
     local: Local,
     _dynamo: Dynamo,
-    _watch: (Child, ChildStdin),
+    _watch: Lifeline,
 }
 
 fn cargo_lambda() -> PathBuf {
@@ -39,13 +35,6 @@ fn cargo_lambda() -> PathBuf {
         },
         PathBuf::from,
     )
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
 }
 
 fn workspace() -> PathBuf {
@@ -100,40 +89,24 @@ fn start_stack() -> Result<Stack, String> {
         "ROOMCAST_RATE_PER_SEC=1000".to_owned(),
         "ROOMCAST_RATE_BURST=1000".to_owned(),
     ];
-    let mut command = Command::new("sh");
-    command.args(["-c", LIFELINE, "sh"]).arg(&bin).args([
-        "lambda",
-        "watch",
-        "-p",
-        "roomcast-aws",
-        "-A",
-        "127.0.0.1",
-    ]);
+    let mut command = Lifeline::command(None, &bin);
+    command.args(["lambda", "watch", "-p", "roomcast-aws", "-A", "127.0.0.1"]);
     command.args(["-P", &invoke_port.to_string()]);
     for var in &env {
         command.args(["--env-var", var]);
     }
-    let mut child = command
+    command
         .current_dir(workspace())
-        .stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("starting cargo lambda watch: {e}"))?;
-    let lifeline = child.stdin.take().ok_or("stdin is piped")?;
-    let deadline = Instant::now() + WATCH_START;
-    while TcpStream::connect(("127.0.0.1", invoke_port)).is_err() {
-        if Instant::now() > deadline {
-            return Err(format!(
-                "cargo lambda watch did not listen within {WATCH_START:?}"
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        .stderr(Stdio::null());
+    let mut watch =
+        Lifeline::spawn(command).map_err(|e| format!("starting cargo lambda watch: {e}"))?;
+    wait_listening(invoke_port, WATCH_START, || watch.exited())
+        .map_err(|e| format!("cargo lambda watch: {e}"))?;
     Ok(Stack {
         local,
         _dynamo: dynamo,
-        _watch: (child, lifeline),
+        _watch: watch,
     })
 }
 

@@ -23,10 +23,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use roomcast_apigw::{WsEvent, WsResponse};
-use roomcast_aws::fault_proxy::FaultProxy;
 use roomcast_aws::lambda::{FunctionConfig, Runtime, env};
-use roomcast_aws::moto::{Dynamo, dynamo};
 use roomcast_core::auth::{Claims, Role, TokenSigner};
+use roomcast_testkit::aws::fault_proxy::FaultProxy;
+use roomcast_testkit::aws::moto::{Dynamo, dynamo};
 use serde_json::{Value, json};
 
 pub const SECRET: &str = "handler-test-secret";
@@ -134,7 +134,7 @@ pub struct World {
     pub connections: Shared,
     pub operations: Operations,
     /// Every DynamoDB call with its units (the cost tests and benchmark).
-    pub meter: roomcast_aws::capacity::Meter,
+    pub meter: roomcast_testkit::aws::capacity::Meter,
     pub dynamo: Dynamo,
     /// Between the functions and DynamoDB, when the world was made with [`world_with_faults`].
     pub faults: Option<FaultProxy>,
@@ -189,7 +189,7 @@ async fn build(
         .load()
         .await;
     let operations = Operations::default();
-    let meter = roomcast_aws::capacity::Meter::default();
+    let meter = roomcast_testkit::aws::capacity::Meter::default();
     let dynamodb = aws_sdk_dynamodb::Client::from_conf(
         aws_sdk_dynamodb::config::Builder::from(&sdk)
             .interceptor(operations.clone())

@@ -1,14 +1,13 @@
 //! The harness that runs the real `roomcast-local` binary as a suite deployment: a child process
 //! on a free port, in a fresh data directory.
 //!
-//! Each server runs under a small `sh` wrapper that SIGKILLs it and removes its data directory
-//! when the wrapper's stdin closes — that is, when this test process exits, however it exits
-//! (statics are never dropped). `restart` asks the wrapper to SIGKILL the server but keep the
-//! data, then starts a new one on the same port. Unix only.
+//! Each server runs under a [`Lifeline`]: it is stopped and its data directory removed when this
+//! test process exits, however it exits (statics are never dropped). `restart` SIGKILLs the
+//! server but keeps the data, then starts a new one on the same port. Unix only.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
@@ -16,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 use roomcast_core::auth::{Claims, TokenSigner};
 use roomcast_protocol_tests::{Capabilities, Deployment};
+use roomcast_testkit::process::Lifeline;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_roomcast-local");
 const SECRET: &str = "roomcast-protocol-suite-secret";
@@ -23,23 +23,10 @@ const READY_LINE: &str = "roomcast-local listening on http://";
 /// How long a start (or the wrapper's exit) may take.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// `$1` is the directory to remove at the end; the rest is the server command line. A first
-/// line `keep` on stdin keeps the directory (restart); EOF removes it (the test process ended).
-const WRAPPER: &str = r#"
-dir=$1; shift
-"$@" &
-pid=$!
-read -r cmd
-kill -9 "$pid" 2>/dev/null
-wait "$pid" 2>/dev/null
-[ "$cmd" = keep ] || rm -rf "$dir"
-"#;
-
 /// One running server process.
 struct Running {
     port: u16,
-    wrapper: Child,
-    control: ChildStdin,
+    lifeline: Lifeline,
 }
 
 /// A `roomcast-local` server the suite drives.
@@ -80,10 +67,9 @@ impl LocalServer {
         let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
         let port = running.port;
         running
-            .control
-            .write_all(b"keep\n")
-            .context("asking the wrapper to kill the server")?;
-        wait_exit(&mut running.wrapper)?;
+            .lifeline
+            .kill_keeping_data()
+            .context("killing the server")?;
         // The port may take a moment to be free again after SIGKILL; retry within the bound.
         let deadline = Instant::now() + START_TIMEOUT;
         *running = loop {
@@ -97,20 +83,7 @@ impl LocalServer {
     }
 }
 
-/// Waits (bounded) for a wrapper to exit.
-fn wait_exit(wrapper: &mut Child) -> anyhow::Result<()> {
-    let deadline = Instant::now() + START_TIMEOUT;
-    while wrapper.try_wait()?.is_none() {
-        if Instant::now() >= deadline {
-            let _ = wrapper.kill();
-            bail!("the server wrapper did not exit within {START_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Ok(())
-}
-
-/// Starts the wrapper and the server under it; returns once the server printed its address.
+/// Starts the server under a lifeline; returns once it printed its address.
 fn spawn(root: &Path, flags: &[String], port: u16) -> anyhow::Result<Running> {
     let log_path = root.join("server.log");
     let log = std::fs::OpenOptions::new()
@@ -120,12 +93,8 @@ fn spawn(root: &Path, flags: &[String], port: u16) -> anyhow::Result<Running> {
         .with_context(|| format!("opening {}", log_path.display()))?;
     let data = root.join("data");
     let port_text = port.to_string();
-    let mut wrapper = Command::new("sh")
-        .arg("-c")
-        .arg(WRAPPER)
-        .arg("roomcast-server-wrapper")
-        .arg(root)
-        .arg(BINARY)
+    let mut command = Lifeline::command(Some(root), BINARY);
+    command
         .args([
             "serve",
             "--host",
@@ -142,13 +111,10 @@ fn spawn(root: &Path, flags: &[String], port: u16) -> anyhow::Result<Running> {
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
         )
-        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .context("starting sh")?;
-    let control = wrapper.stdin.take().context("wrapper stdin")?;
-    let stdout = wrapper.stdout.take().context("wrapper stdout")?;
+        .stderr(log);
+    let mut lifeline = Lifeline::spawn(command).context("starting the server")?;
+    let stdout = lifeline.stdout().context("server stdout")?;
     let (ready_tx, ready_rx) = mpsc::channel();
     // Reads the address, then keeps draining stdout so the server never blocks on it.
     std::thread::spawn(move || {
@@ -164,8 +130,7 @@ fn spawn(root: &Path, flags: &[String], port: u16) -> anyhow::Result<Running> {
     let addr = match ready_rx.recv_timeout(START_TIMEOUT) {
         Ok(addr) => addr,
         Err(e) => {
-            drop(control);
-            let _ = wait_exit(&mut wrapper);
+            let _ = lifeline.stop();
             let mut log = String::new();
             let _ = std::fs::File::open(&log_path).and_then(|mut f| f.read_to_string(&mut log));
             bail!("roomcast-local did not print `{READY_LINE}…` ({e}); its log:\n{log}");
@@ -182,8 +147,7 @@ fn spawn(root: &Path, flags: &[String], port: u16) -> anyhow::Result<Running> {
     );
     Ok(Running {
         port: bound,
-        wrapper,
-        control,
+        lifeline,
     })
 }
 

@@ -15,37 +15,18 @@
     reason = "test support: a missing emulator is a test failure"
 )]
 
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
-/// A moto server this test started; killed on drop.
-pub struct Moto {
-    /// The `sh` wrapper around moto.
-    child: Child,
-    /// Closing it (on drop, or when the test process exits) makes the wrapper kill moto.
-    lifeline: Option<ChildStdin>,
-}
+use crate::process::{Lifeline, free_port, wait_listening};
 
-impl Drop for Moto {
-    fn drop(&mut self) {
-        drop(self.lifeline.take());
-        // Already exited is fine; there is nothing else to clean up.
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs moto in the background and kills it when stdin closes: a `Dynamo` kept in a `static`
-/// (never dropped) still takes its moto along when the test process exits, however it exits.
-const LIFELINE: &str =
-    r#""$@" & pid=$!; read -r _; kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null"#;
-
-/// Where the tests' DynamoDB is, and the moto process behind it when they started one.
+/// Where the tests' DynamoDB is, and the moto process behind it when they started one (stopped
+/// on drop, or with the test process).
 pub struct Dynamo {
     /// The endpoint URL.
     pub endpoint: String,
-    _moto: Option<Moto>,
+    _moto: Option<Lifeline>,
 }
 
 /// Runs `moto.server.main` with werkzeug's server single-threaded (`python -c SERIAL_MOTO -H
@@ -93,14 +74,9 @@ pub fn dynamo() -> Dynamo {
         "{} has no python beside it; run scripts/test.sh",
         bin.display()
     );
-    // A free port: bind, read it, release it for moto.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port();
-    let mut child = Command::new("sh")
-        .args(["-c", LIFELINE, "sh"])
-        .arg(&python)
+    let port = free_port();
+    let mut command = Lifeline::command(None, &python);
+    command
         .args([
             "-c",
             SERIAL_MOTO,
@@ -109,23 +85,12 @@ pub fn dynamo() -> Dynamo {
             "-p",
             &port.to_string(),
         ])
-        .stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
+        .stderr(Stdio::null());
+    let mut moto = Lifeline::spawn(command)
         .unwrap_or_else(|e| panic!("cannot start {}: {e}; run scripts/test.sh", bin.display()));
-    let lifeline = child.stdin.take();
-    let mut moto = Moto { child, lifeline };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Some(status) = moto.child.try_wait().expect("waiting on a child process") {
-            panic!("moto_server exited at startup ({status}); run scripts/test.sh");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "moto_server did not listen within 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
+    if let Err(e) = wait_listening(port, Duration::from_secs(60), || moto.exited()) {
+        panic!("moto_server did not start: {e}; run scripts/test.sh");
     }
     Dynamo {
         endpoint: format!("http://127.0.0.1:{port}"),

@@ -1,4 +1,4 @@
-//! A fault-injecting HTTP proxy in front of a DynamoDB endpoint, for tests (feature `testing`):
+//! A fault-injecting HTTP proxy in front of a DynamoDB endpoint, for tests (`roomcast-testkit`, feature `aws`):
 //! the SDK talks to the proxy, the proxy to the emulator. While a [`Fault`] is set, the requests
 //! it selects are answered as DynamoDB answers under that fault (a 500 `InternalServerError`, a
 //! 400 `ThrottlingException`), delayed, dropped (the connection closed with no response), or

@@ -1,4 +1,4 @@
-//! DynamoDB capacity metering for the cost benchmark and the cost tests (feature `testing`).
+//! DynamoDB capacity metering for the cost benchmark and the cost tests (`roomcast-testkit`, feature `aws`).
 //!
 //! [`Meter`] is an SDK interceptor: it makes every DynamoDB request ask for
 //! `"ReturnConsumedCapacity": "TOTAL"` (added to the JSON body before signing when the caller did

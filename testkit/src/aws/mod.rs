@@ -1,0 +1,7 @@
+//! AWS test gear (feature `aws`): a real DynamoDB implementation for tests ([`moto`]), a fault
+//! proxy in front of it ([`fault_proxy`]), and the capacity meter of the cost tests and the
+//! cost model ([`capacity`]).
+
+pub mod capacity;
+pub mod fault_proxy;
+pub mod moto;
