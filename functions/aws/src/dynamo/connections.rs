@@ -1,0 +1,334 @@
+//! The [`ConnectionStore`]: connection items, the user partition's connection index and status,
+//! and room subscriptions. A connection's list of rooms and its rate bucket change by optimistic
+//! conditional updates of its one item.
+
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
+use futures::StreamExt;
+use roomcast_core::protocol::PresenceStatus;
+use roomcast_core::ratelimit::{RateDecision, RatePolicy, RateState};
+use roomcast_core::store::{
+    Connection, ConnectionStore, JoinOutcome, RoomRef, StoreError, Subscriber,
+};
+
+use super::DynamoStore;
+use super::calls::{SortRange, Written};
+use super::codec::{
+    Fields, connection_item, decode_connection, enum_attr, json_attr, n, s, string_of,
+    subscription_item,
+};
+use super::errors::build_error;
+use super::expiry::{CONNECTION_TTL_SECS, connection_ttl, is_live, live_condition, now_secs};
+use super::expr::Expr;
+use super::retry::backoff;
+use super::schema::{
+    ATTR_RATE, ATTR_ROOMS, ATTR_SK, ATTR_STATUS, ATTR_TTL, ATTR_USER, CONNECTION_SK,
+    SUBSCRIPTION_SK_PREFIX, USER_CONNECTION_SK_PREFIX, USER_STATUS_SK, connection_pk, key, room_pk,
+    subscription_key, subscription_pk_sk, user_connection_sk, user_pk,
+};
+
+/// Attempts of an optimistic read-modify-write (rate token, leave, join) before `Conflict`.
+const OPTIMISTIC_ATTEMPTS: u32 = 8;
+/// Users whose presence is queried at once.
+const PRESENCE_CONCURRENCY: usize = 8;
+
+impl DynamoStore {
+    /// Writes a subscription item (idempotent: a join that failed half-way heals on retry).
+    async fn put_subscription(
+        &self,
+        conn: &Connection,
+        room: &str,
+        ttl: u64,
+    ) -> Result<(), StoreError> {
+        let item = subscription_item(conn, room, ttl);
+        self.put(item, None).await.map(|_| ())
+    }
+
+    /// One user's presence: their chosen status (default online) while a connection lives.
+    async fn user_presence(
+        &self,
+        tenant: &str,
+        user: &str,
+    ) -> Result<Option<PresenceStatus>, StoreError> {
+        let items = self.query(&user_pk(tenant, user), SortRange::All).await?;
+        let connected = items
+            .iter()
+            .any(|item| string_of(item, ATTR_SK).starts_with(USER_CONNECTION_SK_PREFIX));
+        if !connected {
+            return Ok(None);
+        }
+        let chosen = items
+            .iter()
+            .find(|item| string_of(item, ATTR_SK) == USER_STATUS_SK)
+            .map(|item| Fields(item).enum_value(ATTR_STATUS))
+            .transpose()?;
+        Ok(Some(chosen.unwrap_or_default()))
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionStore for DynamoStore {
+    async fn put_connection(&self, conn: &Connection) -> Result<(), StoreError> {
+        let ttl = connection_ttl(conn.connected_at_ms);
+        let mut items = vec![connection_item(conn, ttl)?];
+        let mut index = key(
+            &user_pk(&conn.tenant, &conn.user),
+            &user_connection_sk(&conn.id),
+        );
+        index.insert(ATTR_TTL.into(), n(ttl));
+        items.push(index);
+        items.extend(
+            conn.rooms
+                .iter()
+                .map(|room| subscription_item(conn, room, ttl)),
+        );
+        let puts = items
+            .into_iter()
+            .map(|item| {
+                PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .map(|put| WriteRequest::builder().put_request(put).build())
+                    .map_err(build_error)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.batch_write(puts).await
+    }
+
+    async fn connection(&self, id: &str) -> Result<Option<Connection>, StoreError> {
+        self.get(&connection_pk(id), CONNECTION_SK)
+            .await?
+            .map(|item| decode_connection(&item))
+            .transpose()
+    }
+
+    async fn remove_connection(&self, id: &str) -> Result<Option<Connection>, StoreError> {
+        let Some(item) = self.delete(&connection_pk(id), CONNECTION_SK).await? else {
+            return Ok(None);
+        };
+        let conn = decode_connection(&item)?;
+        // Clean up after an expired connection too, but report it as absent.
+        let mut keys = vec![key(
+            &user_pk(&conn.tenant, &conn.user),
+            &user_connection_sk(id),
+        )];
+        keys.extend(
+            conn.rooms
+                .iter()
+                .map(|room| subscription_key(&conn.tenant, room, id)),
+        );
+        let deletes = keys
+            .into_iter()
+            .map(|k| {
+                DeleteRequest::builder()
+                    .set_key(Some(k))
+                    .build()
+                    .map(|d| WriteRequest::builder().delete_request(d).build())
+                    .map_err(build_error)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.batch_write(deletes).await?;
+        Ok(is_live(&item, now_secs()).then_some(conn))
+    }
+
+    async fn join_room(
+        &self,
+        conn_id: &str,
+        room: &str,
+        max_rooms: usize,
+    ) -> Result<JoinOutcome, StoreError> {
+        let pk = connection_pk(conn_id);
+        for attempt in 0..OPTIMISTIC_ATTEMPTS {
+            let mut x = Expr::default();
+            let rooms = x.name(ATTR_ROOMS);
+            let update = format!(
+                "SET {rooms} = list_append({rooms}, {})",
+                x.value(AttributeValue::L(vec![s(room)]))
+            );
+            let condition = format!(
+                "{} AND size({rooms}) < {} AND NOT contains({rooms}, {})",
+                live_condition(&mut x, now_secs()),
+                x.value(n(max_rooms as u64)),
+                x.value(s(room))
+            );
+            match self
+                .update(&pk, CONNECTION_SK, &update, Some(&condition), x, true)
+                .await?
+            {
+                Written::Done(item) => {
+                    let item = item.ok_or_else(|| {
+                        StoreError::Other("UpdateItem ALL_NEW returned nothing".into())
+                    })?;
+                    let conn = decode_connection(&item)?;
+                    let ttl = Fields(&item).u64(ATTR_TTL)?;
+                    self.put_subscription(&conn, room, ttl).await?;
+                    return Ok(JoinOutcome::Joined);
+                }
+                Written::ConditionFailed => {
+                    // Which part failed? Read the connection to tell.
+                    let Some(item) = self.get(&pk, CONNECTION_SK).await? else {
+                        return Err(StoreError::NotFound);
+                    };
+                    let conn = decode_connection(&item)?;
+                    if conn.in_room(room) {
+                        let ttl = Fields(&item).u64(ATTR_TTL)?;
+                        self.put_subscription(&conn, room, ttl).await?;
+                        return Ok(JoinOutcome::AlreadyJoined);
+                    }
+                    if conn.rooms.len() >= max_rooms {
+                        return Ok(JoinOutcome::TooManyRooms);
+                    }
+                    // A concurrent leave or join changed the list in between: try again.
+                    backoff(attempt).await;
+                }
+            }
+        }
+        Err(StoreError::Conflict(format!(
+            "join {conn_id} to {room}: the connection kept changing"
+        )))
+    }
+
+    async fn leave_room(&self, conn_id: &str, room: &str) -> Result<bool, StoreError> {
+        let pk = connection_pk(conn_id);
+        for attempt in 0..OPTIMISTIC_ATTEMPTS {
+            let Some(item) = self.get(&pk, CONNECTION_SK).await? else {
+                return Ok(false);
+            };
+            let conn = decode_connection(&item)?;
+            let Some(index) = conn.rooms.iter().position(|r| r == room) else {
+                return Ok(false);
+            };
+            // Lists can only be edited by index: remove it only if it still holds this room.
+            let mut x = Expr::default();
+            let element = format!("{}[{index}]", x.name(ATTR_ROOMS));
+            let condition = format!("{element} = {}", x.value(s(room)));
+            let update = format!("REMOVE {element}");
+            match self
+                .update(&pk, CONNECTION_SK, &update, Some(&condition), x, false)
+                .await?
+            {
+                Written::Done(_) => {
+                    let (pk, sk) = subscription_pk_sk(&conn.tenant, room, conn_id);
+                    self.delete(&pk, &sk).await?;
+                    return Ok(true);
+                }
+                Written::ConditionFailed => backoff(attempt).await,
+            }
+        }
+        Err(StoreError::Conflict(format!(
+            "leave {conn_id} from {room}: the connection kept changing"
+        )))
+    }
+
+    async fn room_connections(&self, room: &RoomRef) -> Result<Vec<Subscriber>, StoreError> {
+        self.query(&room_pk(room), SortRange::Prefix(SUBSCRIPTION_SK_PREFIX))
+            .await?
+            .iter()
+            .map(|item| {
+                let f = Fields(item);
+                Ok(Subscriber {
+                    conn_id: f.suffix(ATTR_SK, SUBSCRIPTION_SK_PREFIX)?,
+                    user: f.s(ATTR_USER)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn user_connections(
+        &self,
+        tenant: &str,
+        user: &str,
+    ) -> Result<Vec<Connection>, StoreError> {
+        let index = self
+            .query(
+                &user_pk(tenant, user),
+                SortRange::Prefix(USER_CONNECTION_SK_PREFIX),
+            )
+            .await?;
+        if index.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = index
+            .iter()
+            .map(|item| {
+                let id = Fields(item).suffix(ATTR_SK, USER_CONNECTION_SK_PREFIX)?;
+                Ok(key(&connection_pk(&id), CONNECTION_SK))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let mut conns = self
+            .batch_get(keys)
+            .await?
+            .iter()
+            .map(decode_connection)
+            .collect::<Result<Vec<_>, _>>()?;
+        conns.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(conns)
+    }
+
+    async fn take_rate_token(
+        &self,
+        conn_id: &str,
+        policy: &RatePolicy,
+        now_ms: u64,
+    ) -> Result<RateDecision, StoreError> {
+        let pk = connection_pk(conn_id);
+        for attempt in 0..OPTIMISTIC_ATTEMPTS {
+            let item = self
+                .get(&pk, CONNECTION_SK)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            let previous = item
+                .get(ATTR_RATE)
+                .cloned()
+                .unwrap_or(AttributeValue::Null(true));
+            let mut state: RateState = Fields(&item).json(ATTR_RATE)?.unwrap_or_default();
+            let decision = state.take(policy, now_ms);
+            // Optimistic: write back only if nobody else took a token since we read.
+            let mut x = Expr::default();
+            let rate = x.name(ATTR_RATE);
+            let update = format!("SET {rate} = {}", x.value(json_attr(&state)?));
+            let condition = format!("{rate} = {}", x.value(previous));
+            match self
+                .update(&pk, CONNECTION_SK, &update, Some(&condition), x, false)
+                .await?
+            {
+                Written::Done(_) => return Ok(decision),
+                Written::ConditionFailed => backoff(attempt).await,
+            }
+        }
+        Err(StoreError::Conflict(format!(
+            "rate bucket of {conn_id} kept changing"
+        )))
+    }
+
+    async fn set_status(
+        &self,
+        tenant: &str,
+        user: &str,
+        status: PresenceStatus,
+    ) -> Result<(), StoreError> {
+        let mut item = key(&user_pk(tenant, user), USER_STATUS_SK);
+        item.insert(ATTR_STATUS.into(), enum_attr(&status)?);
+        // Outlives every connection the user has now; a status only shows while one lives.
+        item.insert(ATTR_TTL.into(), n(now_secs() + CONNECTION_TTL_SECS));
+        self.put(item, None).await.map(|_| ())
+    }
+
+    async fn presence(
+        &self,
+        tenant: &str,
+        users: &[String],
+    ) -> Result<Vec<Option<PresenceStatus>>, StoreError> {
+        // Owned names: a closure over borrowed ones trips the compiler's higher-ranked lifetime
+        // inference inside async_trait futures.
+        let lookups = users
+            .iter()
+            .cloned()
+            .map(|user| async move { self.user_presence(tenant, &user).await });
+        let statuses: Vec<Result<Option<PresenceStatus>, StoreError>> =
+            futures::stream::iter(lookups)
+                .buffered(PRESENCE_CONCURRENCY)
+                .collect()
+                .await;
+        statuses.into_iter().collect()
+    }
+}

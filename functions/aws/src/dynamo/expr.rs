@@ -1,0 +1,128 @@
+//! Expressions: the placeholders of one request's expressions ([`Expr`]), and the update
+//! expression of an amendment.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use roomcast_core::protocol::MessageView;
+use roomcast_core::store::rules::apply_amendment;
+use roomcast_core::store::{Amendment, StoreError};
+
+use super::codec::message_attributes;
+
+/// Placeholders of one expression set: `#attr` for names (every attribute goes through one, so
+/// reserved words like `ttl`, `from` and `name` need no care) and `:vN` for values.
+#[derive(Default)]
+pub(super) struct Expr {
+    /// `#attr` → attribute name.
+    names: HashMap<String, String>,
+    /// `:vN` → value.
+    values: HashMap<String, AttributeValue>,
+}
+
+impl Expr {
+    /// The placeholder of attribute name `attr`.
+    pub(super) fn name(&mut self, attr: &str) -> String {
+        let placeholder = format!("#{attr}");
+        self.names.insert(placeholder.clone(), attr.to_owned());
+        placeholder
+    }
+
+    /// A placeholder for `value`.
+    pub(super) fn value(&mut self, value: AttributeValue) -> String {
+        let placeholder = format!(":v{}", self.values.len());
+        self.values.insert(placeholder.clone(), value);
+        placeholder
+    }
+
+    /// The names to send. DynamoDB rejects empty maps, so an unused one is not sent.
+    pub(super) fn names(&self) -> Option<HashMap<String, String>> {
+        (!self.names.is_empty()).then(|| self.names.clone())
+    }
+
+    /// The values to send, unless there are none (see [`Expr::names`]).
+    pub(super) fn values(&self) -> Option<HashMap<String, AttributeValue>> {
+        (!self.values.is_empty()).then(|| self.values.clone())
+    }
+}
+
+/// The UpdateItem for an amendment, derived from [`apply_amendment`] so that edits and
+/// tombstones mean the same here as in every other backend: it is applied to two messages that
+/// differ in every amendable attribute. An attribute that comes out equal in both no longer
+/// depends on its old value, so the amendment sets it (or removes it, when absent); one that still
+/// differs is kept as stored.
+pub(super) fn amendment_update(change: Amendment) -> Result<(String, Expr), StoreError> {
+    let probe = |body: Option<&str>, meta, edited_ts, deleted| MessageView {
+        room: String::new(),
+        seq: 1,
+        id: String::new(),
+        from: String::new(),
+        name: None,
+        body: body.map(str::to_owned),
+        meta,
+        ts: 0,
+        edited_ts,
+        deleted,
+    };
+    let mut a = probe(Some("a"), Some(serde_json::json!(1)), Some(1), false);
+    let mut b = probe(None, None, Some(2), true);
+    let (before_a, before_b) = (message_attributes(&a)?, message_attributes(&b)?);
+    apply_amendment(&mut a, change.clone());
+    apply_amendment(&mut b, change);
+    let (after_a, after_b) = (message_attributes(&a)?, message_attributes(&b)?);
+
+    let mut amendable: Vec<&String> = before_a
+        .keys()
+        .chain(before_b.keys())
+        .filter(|attr| before_a.get(*attr) != before_b.get(*attr))
+        .collect();
+    amendable.sort();
+    amendable.dedup();
+
+    let mut x = Expr::default();
+    let (mut set, mut remove) = (Vec::new(), Vec::new());
+    for attr in amendable {
+        if after_a.get(attr) != after_b.get(attr) {
+            continue;
+        }
+        match after_a.get(attr) {
+            Some(value) => set.push(format!("{} = {}", x.name(attr), x.value(value.clone()))),
+            None => remove.push(x.name(attr)),
+        }
+    }
+    let mut update = String::new();
+    if !set.is_empty() {
+        update = format!("SET {}", set.join(", "));
+    }
+    if !remove.is_empty() {
+        update = format!("{update} REMOVE {}", remove.join(", "));
+    }
+    if update.is_empty() {
+        return Err(StoreError::Other("the amendment changes nothing".into()));
+    }
+    Ok((update.trim().to_owned(), x))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::codec::{n, s};
+    use super::*;
+
+    #[test]
+    fn amendments_follow_apply_amendment() {
+        let (edit, x) = amendment_update(Amendment::Edit {
+            body: "new".into(),
+            at_ms: 7,
+        })
+        .unwrap();
+        assert_eq!(edit, "SET #body = :v0, #edited_ts = :v1");
+        assert_eq!(x.values[":v0"], s("new"));
+        assert_eq!(x.values[":v1"], n(7));
+        let (delete, x) = amendment_update(Amendment::Delete { at_ms: 9 }).unwrap();
+        assert_eq!(
+            delete,
+            "SET #deleted = :v0, #edited_ts = :v1 REMOVE #body, #meta"
+        );
+        assert_eq!(x.values[":v0"], AttributeValue::Bool(true));
+    }
+}

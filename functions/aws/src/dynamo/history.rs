@@ -1,0 +1,184 @@
+//! The [`HistoryStore`]: messages (through the [`append`](super::append) transaction), the room
+//! head, read cursors, members and the support conversation, all in the room's partition.
+
+use roomcast_core::protocol::{Conversation, MessageView};
+use roomcast_core::store::rules::{page_range, sort_members};
+use roomcast_core::store::{
+    Amendment, Appended, HistoryQuery, HistoryStore, Member, NewMessage, Page, RoomRef, StoreError,
+};
+
+use super::DynamoStore;
+use super::calls::{SortRange, Written};
+use super::codec::{Fields, decode_message, enum_attr, n, s};
+use super::expiry::{live_condition, now_secs};
+use super::expr::{Expr, amendment_update};
+use super::schema::{
+    ATTR_AGENT, ATTR_LAST_SEEN, ATTR_PK, ATTR_SEQ, ATTR_SINCE, ATTR_SK, ATTR_STATUS, ATTR_VERSION,
+    CONVERSATION_SK, MEMBER_SK_PREFIX, key, member_sk, message_sk, read_cursor_sk, room_pk,
+};
+
+#[async_trait::async_trait]
+impl HistoryStore for DynamoStore {
+    async fn append(&self, room: &RoomRef, msg: NewMessage) -> Result<Appended, StoreError> {
+        self.append_message(room, msg).await
+    }
+
+    async fn head(&self, room: &RoomRef) -> Result<u64, StoreError> {
+        self.head_of(&room_pk(room)).await
+    }
+
+    async fn messages(&self, room: &RoomRef, query: HistoryQuery) -> Result<Page, StoreError> {
+        let pk = room_pk(room);
+        let head = self.head_of(&pk).await?;
+        let Some((lo, hi, more)) = page_range(query, head) else {
+            return Ok(Page::default());
+        };
+        let messages = self
+            .query(&pk, SortRange::Between(message_sk(lo), message_sk(hi)))
+            .await?
+            .iter()
+            .map(|item| decode_message(room, item))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page { messages, more })
+    }
+
+    async fn message(&self, room: &RoomRef, seq: u64) -> Result<Option<MessageView>, StoreError> {
+        if seq == 0 {
+            return Ok(None);
+        }
+        self.get(&room_pk(room), &message_sk(seq))
+            .await?
+            .map(|item| decode_message(room, &item))
+            .transpose()
+    }
+
+    async fn amend(
+        &self,
+        room: &RoomRef,
+        seq: u64,
+        change: Amendment,
+    ) -> Result<MessageView, StoreError> {
+        let (update, mut x) = amendment_update(change)?;
+        let condition = live_condition(&mut x, now_secs());
+        match self
+            .update(
+                &room_pk(room),
+                &message_sk(seq),
+                &update,
+                Some(&condition),
+                x,
+                true,
+            )
+            .await?
+        {
+            Written::Done(Some(item)) => decode_message(room, &item),
+            Written::Done(None) => Err(StoreError::Other(
+                "UpdateItem ALL_NEW returned nothing".into(),
+            )),
+            Written::ConditionFailed => Err(StoreError::NotFound),
+        }
+    }
+
+    async fn advance_read(
+        &self,
+        room: &RoomRef,
+        user: &str,
+        seq: u64,
+    ) -> Result<(u64, bool), StoreError> {
+        if seq == 0 {
+            // Never an advance; without this a missing cursor would be "moved" to 0.
+            return Ok((self.read_cursor(room, user).await?, false));
+        }
+        let mut x = Expr::default();
+        let (cursor, to) = (x.name(ATTR_SEQ), x.value(n(seq)));
+        let update = format!("SET {cursor} = {to}");
+        let condition = format!("attribute_not_exists({cursor}) OR {cursor} < {to}");
+        let sk = read_cursor_sk(user);
+        match self
+            .update(&room_pk(room), &sk, &update, Some(&condition), x, false)
+            .await?
+        {
+            Written::Done(_) => Ok((seq, true)),
+            Written::ConditionFailed => Ok((self.read_cursor(room, user).await?, false)),
+        }
+    }
+
+    async fn read_cursor(&self, room: &RoomRef, user: &str) -> Result<u64, StoreError> {
+        let sk = read_cursor_sk(user);
+        match self.get(&room_pk(room), &sk).await? {
+            Some(item) => Fields(&item).u64(ATTR_SEQ),
+            None => Ok(0),
+        }
+    }
+
+    async fn touch_member(&self, room: &RoomRef, user: &str, at_ms: u64) -> Result<(), StoreError> {
+        let mut x = Expr::default();
+        let (seen, at) = (x.name(ATTR_LAST_SEEN), x.value(n(at_ms)));
+        let update = format!("SET {seen} = {at}");
+        // Last seen never goes back; a failed condition means it is already later.
+        let condition = format!("attribute_not_exists({seen}) OR {seen} < {at}");
+        let sk = member_sk(user);
+        self.update(&room_pk(room), &sk, &update, Some(&condition), x, false)
+            .await
+            .map(|_| ())
+    }
+
+    async fn members(&self, room: &RoomRef, limit: usize) -> Result<Vec<Member>, StoreError> {
+        let mut members = self
+            .query(&room_pk(room), SortRange::Prefix(MEMBER_SK_PREFIX))
+            .await?
+            .iter()
+            .map(|item| {
+                let f = Fields(item);
+                Ok(Member {
+                    user: f.suffix(ATTR_SK, MEMBER_SK_PREFIX)?,
+                    last_seen: f.u64(ATTR_LAST_SEEN)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        sort_members(&mut members);
+        members.truncate(limit);
+        Ok(members)
+    }
+
+    async fn conversation(&self, room: &RoomRef) -> Result<Option<Conversation>, StoreError> {
+        let Some(item) = self.get(&room_pk(room), CONVERSATION_SK).await? else {
+            return Ok(None);
+        };
+        let f = Fields(&item);
+        Ok(Some(Conversation {
+            status: f.enum_value(ATTR_STATUS)?,
+            agent: f.opt_s(ATTR_AGENT)?,
+            version: f.u64(ATTR_VERSION)?,
+            since: f.u64(ATTR_SINCE)?,
+        }))
+    }
+
+    async fn put_conversation(
+        &self,
+        room: &RoomRef,
+        next: &Conversation,
+    ) -> Result<(), StoreError> {
+        let mut item = key(&room_pk(room), CONVERSATION_SK);
+        item.insert(ATTR_STATUS.into(), enum_attr(&next.status)?);
+        if let Some(agent) = &next.agent {
+            item.insert(ATTR_AGENT.into(), s(agent));
+        }
+        item.insert(ATTR_VERSION.into(), n(next.version));
+        item.insert(ATTR_SINCE.into(), n(next.since));
+        let mut x = Expr::default();
+        let condition = match next.version {
+            0 => return Err(StoreError::Conflict("versions start at 1".into())),
+            1 => format!("attribute_not_exists({})", x.name(ATTR_PK)),
+            v => format!("{} = {}", x.name(ATTR_VERSION), x.value(n(v - 1))),
+        };
+        match self.put(item, Some((condition, x))).await? {
+            Written::Done(_) => Ok(()),
+            Written::ConditionFailed => Err(StoreError::Conflict(format!(
+                "conversation {} is not at version {}",
+                room.key(),
+                next.version.saturating_sub(1)
+            ))),
+        }
+    }
+}

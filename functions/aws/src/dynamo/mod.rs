@@ -1,0 +1,200 @@
+//! [`DynamoStore`]: the [`ConnectionStore`] and the [`HistoryStore`] on ONE DynamoDB table.
+//!
+//! # Table
+//!
+//! Partition key [`ATTR_PK`] (`pk`, S), sort key [`ATTR_SK`] (`sk`, S), on-demand billing, TTL on
+//! [`ATTR_TTL`] (`ttl`, N, epoch **seconds**). [`DynamoStore::ensure_table`] creates exactly this.
+//! Names (tenant, user, room) cannot contain `/` or `#` (protocol validation), so the keys below
+//! are unambiguous; a client message id may contain `#`, and is therefore always last.
+//!
+//! | item | `pk` | `sk` | other attributes | `ttl` |
+//! | --- | --- | --- | --- | --- |
+//! | connection | `C#{conn_id}` | `C` | tenant, user, name, role, grants (L), connected_at, token_expires_at (ms), rooms (L), rate (JSON) | connection |
+//! | user's connection index | `U#{tenant}#{user}` | `C#{conn_id}` | | connection |
+//! | user status | `U#{tenant}#{user}` | `S` | status | connection, from `set_status` |
+//! | room subscription | `R#{tenant}/{room}` | `S#{conn_id}` | user | connection |
+//! | room head | `R#{tenant}/{room}` | `HEAD` | seq | never |
+//! | message | `R#{tenant}/{room}` | `M#{seq:020}` | seq, id, from, name, body, meta (JSON), ts, edited_ts, deleted | retention, if set |
+//! | idempotency key | `R#{tenant}/{room}` | `I#{from}#{id}` | seq | retention, if set |
+//! | read cursor | `R#{tenant}/{room}` | `RC#{user}` | seq | never |
+//! | member | `R#{tenant}/{room}` | `MB#{user}` | last_seen (ms) | never |
+//! | support conversation | `R#{tenant}/{room}` | `CONV` | status, agent, version, since (ms) | never |
+//!
+//! The connection TTL is [`CONNECTION_TTL_SECS`] (API Gateway's 2-hour maximum plus a margin)
+//! after the connection was made: `$disconnect` is best effort, the TTL collects what it misses.
+//! The head never expires, even when messages do: a seq is never reused, so a resuming client
+//! can never mistake a new message for one it has.
+//!
+//! # Access patterns (no Scan anywhere; nothing grows with the number of connections or rooms)
+//!
+//! - Fan-out, `room_connections`: Query `pk = R#…` and `begins_with(sk, "S#")`. No other sort key
+//!   in a room partition starts with `S#`, and history ranges (`M#` + 20 digits) never include
+//!   `MB#` members (`B` sorts after every digit).
+//! - `user_connections`: Query of the `U#` partition's `C#` index items, then one BatchGetItem of
+//!   the connection items. The index items carry no copy of the connection, because copies would
+//!   have to be rewritten on every join, leave and — per frame — rate-limit token, doubling the
+//!   hottest writes; reading a user's few connections (on connect, disconnect, presence change)
+//!   costs 1 RCU per connection instead.
+//! - `presence`: one Query of each asked user's `U#` partition (bounded concurrency).
+//! - History pages: the head (GetItem), then Query `sk BETWEEN M#lo AND M#hi` from
+//!   [`page_range`].
+//! - Members: Query `begins_with(sk, "MB#")`: grows with the room's members only.
+//!
+//! Every read is strongly consistent: a subscription written by `join` must be seen by the next
+//! message's fan-out, and history reads must see every acknowledged append.
+//!
+//! # Expired items
+//!
+//! DynamoDB deletes expired items lazily (within days), so every read treats an item whose `ttl`
+//! is not in the future as absent, every conditional write that expects an item requires a live
+//! `ttl`, and an expired idempotency key may be overwritten.
+//!
+//! # Appends: gap-free and exactly once across processes
+//!
+//! 1. GetItem the head (consistent): `h`.
+//! 2. TransactWriteItems: Update head `seq = h + 1` if `seq = h` (or absent when `h = 0`); Put the
+//!    message at `M#{h+1}` if absent; Put the idempotency key `I#{from}#{id} → h+1` if absent.
+//! 3. Cancelled because the idempotency key exists: read the message at the seq the cancelled
+//!    key returned (ReturnValuesOnConditionCheckFailure ALL_OLD), answer `duplicate = true`.
+//!    Cancelled because the head moved: the failure returns the new head, so retry with it
+//!    without a read (after a concurrent transaction: read it again), after a random pause that
+//!    shrinks as the writer keeps losing, so the longest waiters go first. At most
+//!    [`DynamoConfig::max_append_attempts`] rounds, then [`StoreError::Conflict`].
+//!
+//! The SDK gives every TransactWriteItems a client request token, so its own retries of a request
+//! whose answer was lost are idempotent for ten minutes instead of looking like a duplicate.
+//!
+//! # Cost per message (on-demand units; small message ≤ 1 KB)
+//!
+//! A new message: 1 RCU (consistent head read) + 6 WCU (transactional writes cost 2 per item per
+//! KB: head, message, idempotency key). A resent id: 1 RCU for the head, the cancelled
+//! transaction (its error response reports no capacity; DynamoDB still bills the attempted
+//! writes), then 1 RCU to read the original message. Each lost race adds one cancelled
+//! transaction. Every request records what the backend reports in [`DynamoStore::consumed`];
+//! moto reports flat placeholders (0.5 per GetItem, nothing for TransactWriteItems), not
+//! DynamoDB's billing.
+//!
+//! # Code
+//!
+//! - `mod.rs`: [`DynamoStore`], [`DynamoConfig`], [`Consumed`], [`emulator_client`].
+//! - `schema.rs`: key and attribute names, key builders (re-exported here).
+//! - `admin.rs`: [`DynamoStore::ensure_table`].
+//! - `calls.rs`: the request wrappers (consistent reads without expired items, conditional
+//!   writes, batches) and capacity recording.
+//! - `errors.rs`: SDK errors → [`StoreError`], transaction cancellation reasons.
+//! - `retry.rs`: pauses between retries.
+//! - `expiry.rs`: connection TTLs and what counts as expired.
+//! - `codec.rs`: items ⇄ core types. `expr.rs`: expression placeholders, amendment updates.
+//! - `append.rs`: the gap-free append.
+//! - `connections.rs`: the [`ConnectionStore`]. `history.rs`: the [`HistoryStore`].
+//!
+//! [`ConnectionStore`]: roomcast_core::store::ConnectionStore
+//! [`HistoryStore`]: roomcast_core::store::HistoryStore
+//! [`StoreError`]: roomcast_core::store::StoreError
+//! [`StoreError::Conflict`]: roomcast_core::store::StoreError::Conflict
+//! [`page_range`]: roomcast_core::store::rules::page_range
+
+mod admin;
+mod append;
+mod calls;
+mod codec;
+mod connections;
+mod errors;
+mod expiry;
+mod expr;
+mod history;
+mod retry;
+mod schema;
+
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+
+pub use expiry::{CONNECTION_TTL_MARGIN_SECS, CONNECTION_TTL_SECS};
+// Every public name of the schema (the key design) is part of this module's API.
+pub use schema::*;
+
+/// What the store does beyond the fixed key design.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DynamoConfig {
+    /// How long messages and their idempotency keys are kept; `None` keeps them forever.
+    pub message_retention: Option<Duration>,
+    /// Rounds an append may lose the race for the room head before giving up with
+    /// [`StoreError::Conflict`](roomcast_core::store::StoreError::Conflict).
+    pub max_append_attempts: u32,
+}
+
+impl Default for DynamoConfig {
+    fn default() -> Self {
+        Self {
+            message_retention: None,
+            max_append_attempts: 50,
+        }
+    }
+}
+
+/// Capacity units DynamoDB reported as consumed (ReturnConsumedCapacity TOTAL).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Consumed {
+    /// Read capacity units.
+    pub read_units: f64,
+    /// Write capacity units.
+    pub write_units: f64,
+}
+
+/// Connections, rooms, presence and history on one DynamoDB table (see the module doc).
+pub struct DynamoStore {
+    /// The SDK client every request goes through.
+    client: Client,
+    /// The table name.
+    table: String,
+    /// Retention and append attempts.
+    config: DynamoConfig,
+    /// What the successful requests so far consumed ([`DynamoStore::consumed`]).
+    consumed: Mutex<Consumed>,
+}
+
+/// An SDK client for a local DynamoDB implementation (moto, DynamoDB Local) at `endpoint_url`:
+/// region `us-east-1` and static dummy credentials, which emulators accept and sign-check only
+/// for shape. Never use it against AWS; there, load the environment's configuration.
+pub async fn emulator_client(endpoint_url: &str) -> Client {
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint_url)
+        .credentials_provider(Credentials::new(
+            "roomcast-local",
+            "roomcast-local",
+            None,
+            None,
+            "roomcast-emulator",
+        ))
+        .load()
+        .await;
+    Client::new(&config)
+}
+
+impl DynamoStore {
+    /// A store on `table` through `client`. Call [`ensure_table`](Self::ensure_table) first
+    /// where the table may not exist yet (local runs); deployments create it in Terraform/SAM.
+    pub fn new(client: Client, table: impl Into<String>, config: DynamoConfig) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            config,
+            consumed: Mutex::new(Consumed::default()),
+        }
+    }
+
+    /// The table name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Capacity consumed by this store's successful requests so far, as DynamoDB reported it.
+    /// Take the difference around an operation to see what it cost.
+    pub fn consumed(&self) -> Consumed {
+        *self.consumed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}

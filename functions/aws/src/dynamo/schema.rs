@@ -1,0 +1,185 @@
+//! The table's names: key and attribute names, the sort-key layout of each partition, and the
+//! builders of every key. The module doc of [`super`] shows the whole layout as a table.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use roomcast_core::store::RoomRef;
+
+/// An item (or a key) as the SDK sends and returns it.
+pub(super) type Item = HashMap<String, AttributeValue>;
+
+/// Default table name (the local server's `--table` default, Terraform's and SAM's).
+pub const DEFAULT_TABLE: &str = "roomcast";
+
+/// Partition key attribute (S).
+pub const ATTR_PK: &str = "pk";
+/// Sort key attribute (S).
+pub const ATTR_SK: &str = "sk";
+/// TTL attribute (N, epoch seconds); the table's TimeToLiveSpecification names it.
+pub const ATTR_TTL: &str = "ttl";
+
+/// Connection item: `pk` prefix, followed by the connection id.
+pub const CONNECTION_PK_PREFIX: &str = "C#";
+/// Connection item: its one sort key.
+pub const CONNECTION_SK: &str = "C";
+/// User partition (`U#{tenant}#{user}`): connection index and status.
+pub const USER_PK_PREFIX: &str = "U#";
+/// User partition: connection index items, `C#{conn_id}`.
+pub const USER_CONNECTION_SK_PREFIX: &str = "C#";
+/// User partition: the chosen presence status.
+pub const USER_STATUS_SK: &str = "S";
+/// Room partition (`R#{tenant}/{room}`): subscriptions, head, messages, idempotency keys, read
+/// cursors, members.
+pub const ROOM_PK_PREFIX: &str = "R#";
+/// Room partition: subscriptions, `S#{conn_id}`.
+pub const SUBSCRIPTION_SK_PREFIX: &str = "S#";
+/// Room partition: the head (highest seq).
+pub const HEAD_SK: &str = "HEAD";
+/// Room partition: messages, `M#{seq:020}` (zero-padded so string order is seq order).
+pub const MESSAGE_SK_PREFIX: &str = "M#";
+/// Room partition: idempotency keys, `I#{from}#{client id}`.
+pub const IDEMPOTENCY_SK_PREFIX: &str = "I#";
+/// Room partition: read cursors, `RC#{user}`.
+pub const READ_CURSOR_SK_PREFIX: &str = "RC#";
+/// Room partition: members, `MB#{user}`.
+pub const MEMBER_SK_PREFIX: &str = "MB#";
+/// Room partition: the support conversation.
+pub const CONVERSATION_SK: &str = "CONV";
+
+/// Connection: tenant id (S).
+pub const ATTR_TENANT: &str = "tenant";
+/// Connection, subscription: user id (S).
+pub const ATTR_USER: &str = "user";
+/// Connection, message: display name (S, optional).
+pub const ATTR_NAME: &str = "name";
+/// Connection: role (S, the protocol's snake_case name).
+pub const ATTR_ROLE: &str = "role";
+/// Connection: room grants from the token (L of S).
+pub const ATTR_GRANTS: &str = "grants";
+/// Connection: connect time (N, epoch ms).
+pub const ATTR_CONNECTED_AT: &str = "connected_at";
+/// Connection: token expiry (N, epoch ms).
+pub const ATTR_TOKEN_EXPIRES_AT: &str = "token_expires_at";
+/// Connection: rooms joined, in join order (L of S).
+pub const ATTR_ROOMS: &str = "rooms";
+/// Connection: rate-limit bucket (S, JSON of `RateState`; compared whole in conditional writes).
+pub const ATTR_RATE: &str = "rate";
+/// User status: the chosen status (S).
+pub const ATTR_STATUS: &str = "status";
+/// Head, message, idempotency key, read cursor: a seq (N).
+pub const ATTR_SEQ: &str = "seq";
+/// Message: the client's id (S).
+pub const ATTR_ID: &str = "id";
+/// Message: sender's user id (S).
+pub const ATTR_FROM: &str = "from";
+/// Message: text (S; absent once deleted).
+pub const ATTR_BODY: &str = "body";
+/// Message: application data (S, JSON; optional).
+pub const ATTR_META: &str = "meta";
+/// Message: store time (N, epoch ms).
+pub const ATTR_TS: &str = "ts";
+/// Message: last edit (N, epoch ms; optional).
+pub const ATTR_EDITED_TS: &str = "edited_ts";
+/// Message: tombstone flag (BOOL; present only when true).
+pub const ATTR_DELETED: &str = "deleted";
+/// Member: last seen in the room (N, epoch ms).
+pub const ATTR_LAST_SEEN: &str = "last_seen";
+/// Conversation: its agent (S; optional).
+pub const ATTR_AGENT: &str = "agent";
+/// Conversation: its version (N), the compare-and-set guard.
+pub const ATTR_VERSION: &str = "version";
+/// Conversation: when it last changed (N, epoch ms).
+pub const ATTR_SINCE: &str = "since";
+
+/// `pk` of a connection item.
+pub(super) fn connection_pk(conn_id: &str) -> String {
+    format!("{CONNECTION_PK_PREFIX}{conn_id}")
+}
+
+/// `pk` of a user's partition (connection index, status).
+pub(super) fn user_pk(tenant: &str, user: &str) -> String {
+    format!("{USER_PK_PREFIX}{tenant}#{user}")
+}
+
+/// `sk` of a connection's index item in its user's partition.
+pub(super) fn user_connection_sk(conn_id: &str) -> String {
+    format!("{USER_CONNECTION_SK_PREFIX}{conn_id}")
+}
+
+/// `pk` of a room's partition.
+pub(super) fn room_pk(room: &RoomRef) -> String {
+    format!("{ROOM_PK_PREFIX}{}", room.key())
+}
+
+/// `sk` of the message at `seq`.
+pub(super) fn message_sk(seq: u64) -> String {
+    format!("{MESSAGE_SK_PREFIX}{seq:020}")
+}
+
+/// `sk` of the idempotency key of `(from, id)`; the id goes last because it may contain `#`.
+pub(super) fn idempotency_sk(from: &str, id: &str) -> String {
+    format!("{IDEMPOTENCY_SK_PREFIX}{from}#{id}")
+}
+
+/// `sk` of a user's read cursor.
+pub(super) fn read_cursor_sk(user: &str) -> String {
+    format!("{READ_CURSOR_SK_PREFIX}{user}")
+}
+
+/// `sk` of a user's member item.
+pub(super) fn member_sk(user: &str) -> String {
+    format!("{MEMBER_SK_PREFIX}{user}")
+}
+
+/// The key attributes of the item at (pk, sk).
+pub(super) fn key(pk: &str, sk: &str) -> Item {
+    HashMap::from([
+        (ATTR_PK.to_owned(), AttributeValue::S(pk.to_owned())),
+        (ATTR_SK.to_owned(), AttributeValue::S(sk.to_owned())),
+    ])
+}
+
+/// (pk, sk) of a connection's subscription to a room of its tenant.
+pub(super) fn subscription_pk_sk(tenant: &str, room: &str, conn_id: &str) -> (String, String) {
+    (
+        room_pk(&RoomRef::new(tenant, room)),
+        format!("{SUBSCRIPTION_SK_PREFIX}{conn_id}"),
+    )
+}
+
+/// The key of a connection's subscription to a room of its tenant.
+pub(super) fn subscription_key(tenant: &str, room: &str, conn_id: &str) -> Item {
+    let (pk, sk) = subscription_pk_sk(tenant, room, conn_id);
+    key(&pk, &sk)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sort_key_prefixes_do_not_overlap() {
+        let room_sks = [
+            SUBSCRIPTION_SK_PREFIX,
+            HEAD_SK,
+            MESSAGE_SK_PREFIX,
+            IDEMPOTENCY_SK_PREFIX,
+            READ_CURSOR_SK_PREFIX,
+            MEMBER_SK_PREFIX,
+        ];
+        for a in room_sks {
+            for b in room_sks {
+                if a != b {
+                    assert!(!b.starts_with(a), "{b} starts with {a}");
+                }
+            }
+        }
+        // A history range never reaches a member key.
+        let (lo, hi) = (message_sk(0), message_sk(u64::MAX));
+        let member = member_sk("alice");
+        assert!(!(lo.as_str()..=hi.as_str()).contains(&member.as_str()));
+        assert!(message_sk(9) < message_sk(10));
+        assert!(!USER_STATUS_SK.starts_with(USER_CONNECTION_SK_PREFIX));
+    }
+}
