@@ -7,6 +7,7 @@
 //! - [`conformance`]: the store conformance suites every `ConnectionStore` and `HistoryStore`
 //!   backend runs (memory, embedded, DynamoDB, the Durable Object's SQLite), with fresh names
 //!   from a [`conformance::Namer`] so runs can share one store.
+//! - [`config_cases`]: the configurations every deployment's loader is checked against.
 //! - [`gateway`]: [`gateway::RecordingGateway`], a `Gateway` that records frames and closes.
 //! - [`service`]: [`service::TestService`], the service over memory stores with a fake clock.
 //! - [`harness`]: a model-checking driver of the service over [`service::TestService`] (the
@@ -17,6 +18,7 @@
 //! Without features it builds for wasm32 (the edge build runs the conformance suites inside a
 //! Durable Object).
 
+pub mod config_cases;
 pub mod conformance;
 pub mod gateway;
 pub mod harness;

@@ -138,6 +138,10 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Log level: error, warn, info, debug or trace [env: ROOMCAST_LOG; default: info];
+    /// `RUST_LOG`, when set, filters instead.
+    #[arg(long)]
+    pub log_level: Option<String>,
     /// Serve `GET /dev/token`, which signs development tokens for the widget demo page (`/demo`)
     /// and the agent console (`/console`). Loopback callers only; never for production.
     #[arg(long)]
@@ -296,6 +300,7 @@ impl ServeArgs {
             names::MAX_CONNECTIONS_PER_USER => self.max_connections_per_user.clone(),
             names::IDLE_TIMEOUT_SECS => self.idle_timeout_secs.clone(),
             names::MAX_CONNECTION_SECS => self.max_connection_secs.clone(),
+            names::LOG => self.log_level.clone(),
             _ => None,
         };
         Ok(flag.or_else(|| env(name)))
