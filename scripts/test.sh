@@ -65,6 +65,19 @@ cargo fmt --all -- --check
 step "clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
+step "production builds carry no test support (roomcast-testkit is a dev-dependency only)"
+# The Lambda zips (roomcast-aws with its default `lambda` feature) and the local server (with
+# and without DynamoDB) must not link the testkit: its conformance suites, harness and process
+# and AWS test gear stay out of every shipped artifact. (scripts/edge.sh checks the Worker.)
+for target in "roomcast-aws" "roomcast-local" "roomcast-local --features dynamodb"; do
+  # shellcheck disable=SC2086 # word splitting of the features is wanted
+  if cargo tree --locked -e normal,build -p $target 2>/dev/null | grep -q roomcast-testkit; then
+    echo "$target depends on roomcast-testkit outside its dev-dependencies" >&2
+    exit 1
+  fi
+done
+echo "no production build depends on roomcast-testkit"
+
 step "core crate for wasm32-unknown-unknown"
 cargo check -p roomcast-core --target wasm32-unknown-unknown --locked
 
