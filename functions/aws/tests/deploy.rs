@@ -84,9 +84,14 @@ fn binaries() -> BTreeMap<String, Option<String>> {
     out
 }
 
-/// The actions a transaction's items need: the item kinds dynamo.rs puts in TransactWriteItems.
+/// The actions a transaction's items need: the item kinds the store (src/dynamo/) puts in
+/// TransactWriteItems.
 fn transaction_item_actions() -> BTreeSet<String> {
-    let source = read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src/dynamo.rs"));
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/dynamo");
+    let source: String = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| read(&entry.unwrap().path()))
+        .collect();
     [
         ("Put::builder()", "PutItem"),
         ("Update::builder()", "UpdateItem"),
