@@ -43,29 +43,12 @@ impl EdgeConfig {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
-    use roomcast_core::auth::VerifyKey;
     use roomcast_core::config::{LogLevel, names};
     use roomcast_core::lifecycle::LifecyclePolicy;
-    use roomcast_core::ratelimit::RatePolicy;
     use roomcast_core::service::ServiceConfig;
+    use roomcast_testkit::config_cases::{CASES, lookup};
 
     use super::*;
-
-    /// A P-256 public key (generated for this test; no private key is kept).
-    const EC_PUBLIC_KEY: &str = "-----BEGIN PUBLIC KEY-----
-MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEx8T9XhREHK582FU9sw4T/1zC978d
-sm9j/BwjKsNHHSNR95usFvSqGCSxekybYg4byHKQ3vnPs9WVrDNbSnlxtA==
------END PUBLIC KEY-----";
-
-    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        move |name| map.get(name).cloned()
-    }
 
     fn config(pairs: &[(&str, &str)]) -> Result<EdgeConfig, ConfigError> {
         EdgeConfig::from_lookup(lookup(pairs))
@@ -81,119 +64,33 @@ sm9j/BwjKsNHHSNR95usFvSqGCSxekybYg4byHKQ3vnPs9WVrDNbSnlxtA==
     }
 
     #[test]
-    fn values_and_the_dev_flag_are_read() {
-        let c = config(&[
-            (names::JWT_SECRET, "s"),
-            (names::RATE_BURST, "500"),
-            (names::IDLE_TIMEOUT_SECS, "2"),
-            (DEV_ROUTES, "1"),
-        ])
-        .unwrap();
-        assert_eq!(
-            (
-                c.settings.service.rate.burst,
-                c.settings.lifecycle.idle_timeout_ms,
-                c.dev_routes
-            ),
-            (500, 2000, true)
-        );
+    fn the_dev_flag_is_read_with_the_same_rules() {
+        let with = |value| config(&[(names::JWT_SECRET, "s"), (DEV_ROUTES, value)]);
+        assert!(with("1").unwrap().dev_routes);
+        assert!(!with("0").unwrap().dev_routes);
+        let e = with("yes").unwrap_err();
         assert!(
-            !config(&[(names::JWT_SECRET, "s"), (DEV_ROUTES, "0")])
-                .unwrap()
-                .dev_routes
+            matches!(e, ConfigError::Invalid { name, .. } if name == DEV_ROUTES),
+            "{e}"
         );
-        let e = config(&[(names::JWT_SECRET, "s"), (DEV_ROUTES, "yes")]).unwrap_err();
-        assert!(e.to_string().contains(DEV_ROUTES), "{e}");
     }
 
-    /// The edge reads the shared settings exactly as the core does: same values, same errors.
+    /// The edge reads the shared settings exactly as the core does: the same settings, or the
+    /// same error, for every case of the table all deployments are checked against.
     #[test]
-    fn settings_are_the_cores() {
-        let cases: &[&[(&str, &str)]] = &[
-            &[],
-            &[(names::JWT_SECRET, "s")],
-            &[(names::JWT_SECRET, "  ")],
-            &[
-                (names::JWT_SECRET, "s"),
-                (names::JWT_PUBLIC_KEY, EC_PUBLIC_KEY),
-            ],
-            &[(names::JWT_SECRET, "s"), (names::JWT_ALG, "HS512")],
-            &[(names::JWT_SECRET, "s"), (names::JWT_ALG, "RS256")],
-            &[
-                (names::JWT_PUBLIC_KEY, EC_PUBLIC_KEY),
-                (names::JWT_ALG, "es256"),
-            ],
-            &[
-                (names::JWT_PUBLIC_KEY, EC_PUBLIC_KEY),
-                (names::JWT_ALG, "HS256"),
-            ],
-            // No algorithm with a public key: RS256, which this EC key does not load as.
-            &[(names::JWT_PUBLIC_KEY, EC_PUBLIC_KEY)],
-            &[
-                (names::JWT_PUBLIC_KEY, "not a key"),
-                (names::JWT_ALG, "ES256"),
-            ],
-            &[
-                (names::JWT_SECRET, "s"),
-                (names::JWT_ISSUER, "https://issuer"),
-                (names::JWT_AUDIENCE, " chat "),
-                (names::JWT_LEEWAY_SECS, "30"),
-            ],
-            &[(names::JWT_SECRET, "s"), (names::JWT_LEEWAY_SECS, "-1")],
-            &[
-                (names::JWT_SECRET, "s"),
-                (names::RATE_PER_SEC, "50"),
-                (names::RATE_BURST, "500"),
-            ],
-            &[(names::JWT_SECRET, "s"), (names::RATE_BURST, "-1")],
-            &[(names::JWT_SECRET, "s"), (names::RATE_PER_SEC, "0")],
-            &[(names::JWT_SECRET, "s"), (names::RATE_BURST, "99999999999")],
-            &[
-                (names::JWT_SECRET, "s"),
-                (names::MAX_CONNECTIONS_PER_USER, "3"),
-            ],
-            &[
-                (names::JWT_SECRET, "s"),
-                (names::MAX_CONNECTIONS_PER_USER, "x"),
-            ],
-            &[
-                (names::JWT_SECRET, "s"),
-                (names::IDLE_TIMEOUT_SECS, "2"),
-                (names::MAX_CONNECTION_SECS, "4"),
-            ],
-            &[(names::JWT_SECRET, "s"), (names::IDLE_TIMEOUT_SECS, "0")],
-            &[
-                (names::JWT_SECRET, "s"),
-                (names::MAX_CONNECTION_SECS, "1.5"),
-            ],
-            &[(names::JWT_SECRET, "s"), (names::LOG, "DEBUG")],
-            &[(names::JWT_SECRET, "s"), (names::LOG, "verbose")],
-            &[(names::JWT_SECRET, "s"), (DEV_ROUTES, "1")],
-        ];
-        for pairs in cases {
+    fn shared_settings_parse_as_the_cores() {
+        for pairs in CASES {
             assert_eq!(
-                EdgeConfig::from_lookup(lookup(pairs)).map(|c| c.settings),
+                config(pairs).map(|c| c.settings),
                 Settings::from_lookup(lookup(pairs)),
                 "{pairs:?}"
             );
+            let with_dev_routes = [*pairs, &[(DEV_ROUTES, "1")]].concat();
+            assert_eq!(
+                config(&with_dev_routes).map(|c| c.settings),
+                Settings::from_lookup(lookup(pairs)),
+                "{pairs:?} with {DEV_ROUTES}"
+            );
         }
-        // The table covers the outcomes that matter, not just errors.
-        let es256 = config(&[
-            (names::JWT_PUBLIC_KEY, EC_PUBLIC_KEY),
-            (names::JWT_ALG, "ES256"),
-        ])
-        .unwrap();
-        assert!(matches!(es256.settings.auth.key, VerifyKey::Es256Pem(_)));
-        assert_eq!(
-            config(&[(names::JWT_SECRET, "s"), (names::RATE_BURST, "500")])
-                .unwrap()
-                .settings
-                .service
-                .rate,
-            RatePolicy {
-                burst: 500,
-                ..RatePolicy::default()
-            }
-        );
     }
 }
