@@ -43,7 +43,7 @@ async fn online_room(w: &World, room: &str, k: usize) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_message_costs_six_dynamodb_calls_and_one_post_per_online_member() {
+async fn a_message_costs_five_dynamodb_calls_and_one_post_per_online_member() {
     let w = world().await;
     let readback = emulator_client(&w.dynamo.endpoint).await;
     for k in [2, 7] {
@@ -65,12 +65,12 @@ async fn a_message_costs_six_dynamodb_calls_and_one_post_per_online_member() {
             .iter()
             .map(|(op, t)| (op.as_str(), t.calls))
             .collect();
-        // The connection (frame), the connection again and its rate token (take_rate_token),
-        // the head, the append transaction, the room's subscriptions.
+        // The connection and its rate token (admit_frame: one read, one conditional write), the
+        // head, the append transaction, the room's subscriptions.
         assert_eq!(
             counts,
             BTreeMap::from([
-                ("GetItem", 3),
+                ("GetItem", 2),
                 ("Query", 1),
                 ("TransactWriteItems", 1),
                 ("UpdateItem", 1),
@@ -91,12 +91,12 @@ async fn a_message_costs_six_dynamodb_calls_and_one_post_per_online_member() {
         for other in &members[1..] {
             assert_eq!(types(&w.received(other)), ["message"]);
         }
-        // DynamoDB's size-based units: three consistent reads of items under 4 KB and a Query
+        // DynamoDB's size-based units: two consistent reads of items under 4 KB and a Query
         // of k small subscriptions (1 RRU each), one update of a connection under 1 KB (1 WRU)
         // and a transaction of three items under 1 KB (2 WRU each).
         let read: f64 = per_op.values().map(|t| t.read).sum();
         let write: f64 = per_op.values().map(|t| t.write).sum();
-        assert_eq!((read, write), (4.0, 7.0), "room of {k}: {per_op:?}");
+        assert_eq!((read, write), (3.0, 7.0), "room of {k}: {per_op:?}");
     }
 }
 

@@ -22,11 +22,12 @@ use roomcast_aws::dynamo::{
 use roomcast_aws::{Consumed, DynamoConfig, DynamoStore};
 use roomcast_core::auth::{Identity, Role};
 use roomcast_core::protocol::PresenceStatus;
-use roomcast_core::ratelimit::RatePolicy;
+use roomcast_core::ratelimit::{RateDecision, RatePolicy};
 use roomcast_core::store::{
-    Amendment, Connection, ConnectionStore, HistoryQuery, HistoryStore, NewMessage, RoomRef,
-    StoreError,
+    Admitted, Amendment, Connection, ConnectionStore, HistoryQuery, HistoryStore, NewMessage,
+    RoomRef, StoreError,
 };
+use roomcast_testkit::aws::capacity::Meter;
 use roomcast_testkit::aws::moto::{Dynamo, dynamo};
 use roomcast_testkit::conformance::{Namer, connection_conformance, history_conformance};
 
@@ -49,6 +50,46 @@ async fn fresh_store(dynamo: &Dynamo, config: DynamoConfig) -> DynamoStore {
     // Idempotent: a second call (another process starting) is fine.
     store.ensure_table().await.unwrap();
     store
+}
+
+/// A store on a fresh table whose every request the meter records.
+async fn metered_store(dynamo: &Dynamo) -> (DynamoStore, Meter) {
+    let meter = Meter::default();
+    let client = emulator_client(&dynamo.endpoint).await;
+    let client = Client::from_conf(
+        client
+            .config()
+            .to_builder()
+            .interceptor(meter.clone())
+            .build(),
+    );
+    let store = DynamoStore::new(client, unique("roomcast-test"), DynamoConfig::default());
+    store.ensure_table().await.unwrap();
+    meter.take();
+    (store, meter)
+}
+
+/// The operations of the calls the meter recorded since the last take.
+fn operations(meter: &Meter) -> Vec<String> {
+    meter.take().into_iter().map(|c| c.operation).collect()
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn identity(tenant: &str, user: &str) -> Identity {
+    Identity {
+        tenant: tenant.into(),
+        user: user.into(),
+        name: Some(user.to_uppercase()),
+        role: Role::User,
+        rooms: vec!["*".into()],
+        expires_at_ms: u64::MAX / 2,
+    }
 }
 
 fn msg(id: &str, from: &str, body: &str) -> NewMessage {
@@ -206,18 +247,8 @@ async fn expired_items_are_absent_everywhere() {
     let table = store.table().to_owned();
     let tenant = unique("t");
     let room = RoomRef::new(&tenant, "r");
-    let identity = Identity {
-        tenant: tenant.clone(),
-        user: "alice".into(),
-        name: None,
-        role: Role::User,
-        rooms: vec!["*".into()],
-        expires_at_ms: u64::MAX / 2,
-    };
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
+    let identity = identity(&tenant, "alice");
+    let now_ms = now_ms();
 
     // A live connection in the room with a chosen status, then every item of it expired.
     let conn = Connection::new("c-old", &identity, now_ms);
@@ -404,4 +435,76 @@ async fn capacity_of_one_message() {
     );
     // A cancelled transaction is an error response: it carries no ConsumedCapacity.
     assert_eq!(resend.write_units, 0.0);
+}
+
+/// `admit_frame` answers what the default implementation (`connection`, then
+/// `take_rate_token`) answers on the same data, from one read and one conditional write: two
+/// connections with the same state, one admitted by the override, its twin by the
+/// fine-grained calls, frame after frame until the bucket is empty.
+#[tokio::test(flavor = "multi_thread")]
+async fn admit_frame_is_the_default_answer_from_one_read() {
+    let dynamo = dynamo();
+    let (store, meter) = metered_store(&dynamo).await;
+    let tenant = unique("t");
+    let now = now_ms();
+    let policy = RatePolicy {
+        burst: 2,
+        per_sec: 1,
+        max_strikes: 1,
+    };
+    for id in ["c-override", "c-default"] {
+        let mut conn = Connection::new(id, &identity(&tenant, "alice"), now);
+        conn.rooms = vec!["r".into()];
+        store.put_connection(&conn).await.unwrap();
+    }
+    meter.take();
+
+    let mut decisions = Vec::new();
+    for frame in 0..4 {
+        let at = now + frame;
+        let admitted = store
+            .admit_frame("c-override", &policy, at)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            operations(&meter),
+            ["GetItem", "UpdateItem"],
+            "frame {frame}: one read of the connection, one conditional write of its bucket"
+        );
+
+        let connection = store.connection("c-default").await.unwrap().unwrap();
+        let rate = store
+            .take_rate_token("c-default", &policy, at)
+            .await
+            .unwrap();
+        assert_eq!(operations(&meter), ["GetItem", "GetItem", "UpdateItem"]);
+        let expected = Admitted {
+            connection: Connection {
+                id: "c-override".into(),
+                ..connection
+            },
+            rate,
+        };
+        assert_eq!(admitted, expected, "frame {frame}");
+        decisions.push(admitted.rate);
+    }
+    assert_eq!(
+        decisions,
+        [
+            RateDecision::Allow,
+            RateDecision::Allow,
+            RateDecision::Reject,
+            RateDecision::Close
+        ]
+    );
+
+    // Gone (or never there): `None`, like the default, after the one read.
+    assert_eq!(store.admit_frame("c-gone", &policy, now).await, Ok(None));
+    assert_eq!(operations(&meter), ["GetItem"]);
+    store.remove_connection("c-override").await.unwrap();
+    assert_eq!(
+        store.admit_frame("c-override", &policy, now).await,
+        Ok(None)
+    );
 }

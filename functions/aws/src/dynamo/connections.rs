@@ -7,7 +7,7 @@ use futures::StreamExt;
 use roomcast_core::protocol::PresenceStatus;
 use roomcast_core::ratelimit::{RateDecision, RatePolicy, RateState};
 use roomcast_core::store::{
-    Connection, ConnectionStore, JoinOutcome, RoomRef, StoreError, Subscriber,
+    Admitted, Connection, ConnectionStore, JoinOutcome, RoomRef, StoreError, Subscriber,
 };
 
 use super::DynamoStore;
@@ -21,7 +21,7 @@ use super::expiry::{CONNECTION_TTL_SECS, connection_ttl, is_live, live_condition
 use super::expr::Expr;
 use super::retry::backoff;
 use super::schema::{
-    ATTR_RATE, ATTR_ROOMS, ATTR_SK, ATTR_STATUS, ATTR_TTL, ATTR_USER, CONNECTION_SK,
+    ATTR_RATE, ATTR_ROOMS, ATTR_SK, ATTR_STATUS, ATTR_TTL, ATTR_USER, CONNECTION_SK, Item,
     SUBSCRIPTION_SK_PREFIX, USER_CONNECTION_SK_PREFIX, USER_STATUS_SK, connection_pk, key, room_pk,
     subscription_key, subscription_pk_sk, user_connection_sk, user_pk,
 };
@@ -62,6 +62,50 @@ impl DynamoStore {
             .map(|item| Fields(item).enum_value(ATTR_STATUS))
             .transpose()?;
         Ok(Some(chosen.unwrap_or_default()))
+    }
+
+    /// Takes a rate token from the connection's bucket: optimistic, the new bucket is written
+    /// only if the stored one is still the one read. The first round uses `read`, the
+    /// connection item when the caller has just read it; every other round reads it afresh.
+    /// `NotFound` when the connection is gone.
+    async fn take_token(
+        &self,
+        conn_id: &str,
+        mut read: Option<Item>,
+        policy: &RatePolicy,
+        now_ms: u64,
+    ) -> Result<RateDecision, StoreError> {
+        let pk = connection_pk(conn_id);
+        for attempt in 0..OPTIMISTIC_ATTEMPTS {
+            let item = match read.take() {
+                Some(item) => item,
+                None => self
+                    .get(&pk, CONNECTION_SK)
+                    .await?
+                    .ok_or(StoreError::NotFound)?,
+            };
+            let previous = item
+                .get(ATTR_RATE)
+                .cloned()
+                .unwrap_or(AttributeValue::Null(true));
+            let mut state: RateState = Fields(&item).json(ATTR_RATE)?.unwrap_or_default();
+            let decision = state.take(policy, now_ms);
+            // Optimistic: write back only if nobody else took a token since we read.
+            let mut x = Expr::default();
+            let rate = x.name(ATTR_RATE);
+            let update = format!("SET {rate} = {}", x.value(json_attr(&state)?));
+            let condition = format!("{rate} = {}", x.value(previous));
+            match self
+                .update(&pk, CONNECTION_SK, &update, Some(&condition), x, false)
+                .await?
+            {
+                Written::Done(_) => return Ok(decision),
+                Written::ConditionFailed => backoff(attempt).await,
+            }
+        }
+        Err(StoreError::Conflict(format!(
+            "rate bucket of {conn_id} kept changing"
+        )))
     }
 }
 
@@ -270,34 +314,32 @@ impl ConnectionStore for DynamoStore {
         policy: &RatePolicy,
         now_ms: u64,
     ) -> Result<RateDecision, StoreError> {
-        let pk = connection_pk(conn_id);
-        for attempt in 0..OPTIMISTIC_ATTEMPTS {
-            let item = self
-                .get(&pk, CONNECTION_SK)
-                .await?
-                .ok_or(StoreError::NotFound)?;
-            let previous = item
-                .get(ATTR_RATE)
-                .cloned()
-                .unwrap_or(AttributeValue::Null(true));
-            let mut state: RateState = Fields(&item).json(ATTR_RATE)?.unwrap_or_default();
-            let decision = state.take(policy, now_ms);
-            // Optimistic: write back only if nobody else took a token since we read.
-            let mut x = Expr::default();
-            let rate = x.name(ATTR_RATE);
-            let update = format!("SET {rate} = {}", x.value(json_attr(&state)?));
-            let condition = format!("{rate} = {}", x.value(previous));
-            match self
-                .update(&pk, CONNECTION_SK, &update, Some(&condition), x, false)
-                .await?
-            {
-                Written::Done(_) => return Ok(decision),
-                Written::ConditionFailed => backoff(attempt).await,
+        self.take_token(conn_id, None, policy, now_ms).await
+    }
+
+    /// One consistent read of the connection item answers both the connection and the bucket
+    /// the token is taken from: 1 read and 1 conditional write per frame (the default reads
+    /// the item twice). Another read follows only when a concurrent frame took a token first.
+    async fn admit_frame(
+        &self,
+        conn_id: &str,
+        policy: &RatePolicy,
+        now_ms: u64,
+    ) -> Result<Option<Admitted>, StoreError> {
+        let Some(item) = self.get(&connection_pk(conn_id), CONNECTION_SK).await? else {
+            return Ok(None);
+        };
+        let connection = decode_connection(&item)?;
+        // As the default: a gone connection is `None`, any other failure lets the frame through.
+        let rate = match self.take_token(conn_id, Some(item), policy, now_ms).await {
+            Ok(decision) => decision,
+            Err(StoreError::NotFound) => return Ok(None),
+            Err(e) => {
+                tracing::warn!(conn = conn_id, error = %e, "rate token not taken; frame let through");
+                RateDecision::Allow
             }
-        }
-        Err(StoreError::Conflict(format!(
-            "rate bucket of {conn_id} kept changing"
-        )))
+        };
+        Ok(Some(Admitted { connection, rate }))
     }
 
     async fn set_status(

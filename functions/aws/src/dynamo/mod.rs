@@ -66,11 +66,16 @@
 //!
 //! # Cost per message (on-demand units; small message ≤ 1 KB)
 //!
-//! A new message: 1 RCU (consistent head read) + 6 WCU (transactional writes cost 2 per item per
-//! KB: head, message, idempotency key). A resent id: 1 RCU for the head, the cancelled
-//! transaction (its error response reports no capacity; DynamoDB still bills the attempted
-//! writes), then 1 RCU to read the original message. Each lost race adds one cancelled
-//! transaction. Every request records what the backend reports in [`DynamoStore::consumed`];
+//! Every client frame is admitted first (`admit_frame`): one consistent read of the connection
+//! item answers both the connection and its rate bucket, and one conditional UpdateItem takes
+//! the token: 1 RCU + 1 WCU (a concurrent frame that took a token in between costs one more of
+//! each).
+//!
+//! The append of a new message: 1 RCU (consistent head read) + 6 WCU (transactional writes cost
+//! 2 per item per KB: head, message, idempotency key). A resent id: 1 RCU for the head, the
+//! cancelled transaction (its error response reports no capacity; DynamoDB still bills the
+//! attempted writes), then 1 RCU to read the original message. Each lost race adds one
+//! cancelled transaction. Every request records what the backend reports in [`DynamoStore::consumed`];
 //! moto reports flat placeholders (0.5 per GetItem, nothing for TransactWriteItems), not
 //! DynamoDB's billing.
 //!
