@@ -83,6 +83,13 @@ pub trait Deployment: Send + Sync {
     /// Which optional cases apply.
     fn capabilities(&self) -> Capabilities;
 
+    /// Why the deployment cannot run at all here (its build was not made for this run, say):
+    /// every case then prints `NOT APPLICABLE` with the reason instead of running. `None`: it
+    /// runs.
+    fn unavailable(&self) -> Option<String> {
+        None
+    }
+
     /// Kills the server with SIGKILL and starts it again on the same address with the same
     /// data; returns once it accepts connections. Called only when
     /// [`Capabilities::restart`] is set, and never while another case runs.
@@ -125,6 +132,10 @@ impl Deployment for InRoom<'_> {
 
     fn capabilities(&self) -> Capabilities {
         self.d.capabilities()
+    }
+
+    fn unavailable(&self) -> Option<String> {
+        self.d.unavailable()
     }
 
     async fn restart(&self) -> anyhow::Result<()> {

@@ -111,9 +111,12 @@ impl<'d> Scope<'d> {
         Client::connect(&InRoom::new(self.d, room), token, &label).await
     }
 
-    /// Connects `user` and joins `room`; returns the client and its `joined` frame.
+    /// Connects `user` for use of `room` and joins it; returns the client and its `joined`
+    /// frame.
     pub async fn member(&self, user: &str, room: &str) -> anyhow::Result<(Client, Value)> {
-        let mut client = self.connect(user).await?;
+        let mut client = self
+            .connect_in(room, user, &self.token(user, &["*"]))
+            .await?;
         let joined = client.join(room).await?;
         Ok((client, joined))
     }

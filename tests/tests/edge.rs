@@ -21,9 +21,8 @@
 )]
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -32,7 +31,8 @@ use roomcast_core::auth::{Claims, TokenSigner};
 use roomcast_protocol_tests::client::{Client, ConnectError, Credentials, frame_type, u64_field};
 use roomcast_protocol_tests::http::Request;
 use roomcast_protocol_tests::scope::{Scope, message_seqs, now_ms, seqs};
-use roomcast_protocol_tests::{Capabilities, Capability, Deployment, cases, suite};
+use roomcast_protocol_tests::{Capabilities, Deployment};
+use roomcast_testkit::process::{Lifeline, free_port};
 use serde_json::{Value, json};
 
 const SECRET: &str = "roomcast-protocol-suite-secret";
@@ -43,32 +43,12 @@ const START_TIMEOUT: Duration = Duration::from_secs(90);
 const IDLE: Duration = Duration::from_secs(2);
 const MAX_AGE: Duration = Duration::from_secs(4);
 
-/// Runs `wrangler dev` in its own session (so it and workerd form one process group) and
-/// SIGKILLs the group when stdin closes (this test process ended, however) or says `keep`
-/// (restart: the persist directory stays). `$1` is the directory to remove at the end.
-const WRAPPER: &str = r#"
-dir=$1; shift
-setsid "$@" &
-pid=$!
-read -r cmd
-kill -KILL "-$pid" 2>/dev/null
-wait "$pid" 2>/dev/null
-[ "$cmd" = keep ] || rm -rf "$dir"
-"#;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
-}
-
 /// One `wrangler dev` and how to start it again.
 struct Wrangler {
     root: PathBuf,
     port: u16,
     vars: Vec<(&'static str, String)>,
-    running: Mutex<(Child, ChildStdin)>,
+    running: Mutex<Lifeline>,
 }
 
 impl Wrangler {
@@ -94,10 +74,8 @@ impl Wrangler {
     fn restart(&self) -> anyhow::Result<()> {
         let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
         running
-            .1
-            .write_all(b"keep\n")
-            .context("asking the wrapper to kill wrangler")?;
-        wait_exit(&mut running.0)?;
+            .kill_keeping_data()
+            .context("killing wrangler dev")?;
         let deadline = Instant::now() + START_TIMEOUT;
         *running = loop {
             match spawn(&self.root, self.port, &self.vars) {
@@ -108,18 +86,6 @@ impl Wrangler {
         };
         Ok(())
     }
-}
-
-fn wait_exit(wrapper: &mut Child) -> anyhow::Result<()> {
-    let deadline = Instant::now() + START_TIMEOUT;
-    while wrapper.try_wait()?.is_none() {
-        if Instant::now() >= deadline {
-            let _ = wrapper.kill();
-            bail!("the wrangler wrapper did not exit within {START_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Ok(())
 }
 
 /// `GET /health` over a plain socket: the status code.
@@ -133,11 +99,7 @@ fn health(port: u16) -> Option<u16> {
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
-fn spawn(
-    root: &Path,
-    port: u16,
-    vars: &[(&'static str, String)],
-) -> anyhow::Result<(Child, ChildStdin)> {
+fn spawn(root: &Path, port: u16, vars: &[(&'static str, String)]) -> anyhow::Result<Lifeline> {
     let edge_dir =
         PathBuf::from(std::env::var_os("ROOMCAST_EDGE_DIR").context("ROOMCAST_EDGE_DIR")?);
     let wrangler = std::env::var_os("ROOMCAST_WRANGLER").context("ROOMCAST_WRANGLER is not set")?;
@@ -151,11 +113,8 @@ fn spawn(
         .create(true)
         .append(true)
         .open(&log_path)?;
-    let mut command = Command::new("sh");
+    let mut command = Lifeline::command(Some(root), &wrangler);
     command
-        .args(["-c", WRAPPER, "roomcast-edge-wrapper"])
-        .arg(root)
-        .arg(&wrangler)
         .arg("dev")
         .arg("--config")
         .arg(edge_dir.join("wrangler.toml"))
@@ -169,25 +128,21 @@ fn spawn(
     for (name, value) in vars.iter().chain([&secret, &dev]) {
         command.args(["--var", &format!("{name}:{value}")]);
     }
-    let mut wrapper = command
+    command
         .current_dir(&edge_dir)
         .env("WRANGLER_SEND_METRICS", "false")
         .env("XDG_CONFIG_HOME", root.join("config"))
         .env("CI", "true")
-        .stdin(Stdio::piped())
         .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .context("starting wrangler dev")?;
-    let control = wrapper.stdin.take().context("wrapper stdin")?;
+        .stderr(log);
+    let mut lifeline = Lifeline::spawn(command).context("starting wrangler dev")?;
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         if health(port) == Some(200) {
-            return Ok((wrapper, control));
+            return Ok(lifeline);
         }
-        if Instant::now() >= deadline || wrapper.try_wait()?.is_some() {
-            drop(control);
-            let _ = wait_exit(&mut wrapper);
+        if Instant::now() >= deadline || lifeline.exited() {
+            let _ = lifeline.kill_keeping_data();
             let mut text = String::new();
             let _ = std::fs::File::open(&log_path).and_then(|mut f| f.read_to_string(&mut text));
             let tail: String = text
@@ -204,19 +159,19 @@ fn spawn(
     }
 }
 
-/// A running edge build as a suite deployment, bound to one room.
+/// The edge build as a suite deployment, its sockets bound to one room: a running `wrangler dev`,
+/// or, when this run built no bundle, a deployment every case reports NOT APPLICABLE for.
 struct Edge {
-    server: &'static Wrangler,
+    server: Option<&'static Wrangler>,
     room: &'static str,
 }
 
 impl Edge {
-    /// The same deployment, with sockets to `room`.
-    fn in_room(&self, room: &'static str) -> Edge {
-        Edge {
-            server: self.server,
-            room,
-        }
+    fn server(&self) -> &'static Wrangler {
+        // Invariant: the suite asks `unavailable` first and runs nothing against an edge with
+        // no server.
+        self.server
+            .expect("cases run only against a running edge build")
     }
 }
 
@@ -227,11 +182,11 @@ impl Deployment for Edge {
     }
 
     fn room_ws_url(&self, room: &str) -> String {
-        format!("ws://127.0.0.1:{}/rooms/{room}/ws", self.server.port)
+        format!("ws://127.0.0.1:{}/rooms/{room}/ws", self.server().port)
     }
 
     fn http_url(&self) -> Option<String> {
-        Some(format!("http://127.0.0.1:{}", self.server.port))
+        Some(format!("http://127.0.0.1:{}", self.server().port))
     }
 
     fn sign(&self, claims: &Claims) -> String {
@@ -247,8 +202,14 @@ impl Deployment for Edge {
         }
     }
 
+    fn unavailable(&self) -> Option<String> {
+        self.server
+            .is_none()
+            .then(|| "no edge bundle (scripts/edge.sh builds it and runs this file)".to_owned())
+    }
+
     async fn restart(&self) -> anyhow::Result<()> {
-        self.server.restart()
+        self.server().restart()
     }
 }
 
@@ -257,21 +218,25 @@ fn built() -> bool {
     std::env::var_os("ROOMCAST_EDGE_DIR").is_some()
 }
 
+/// The `wrangler dev` in `slot`, started on first use with `vars`, when a bundle was built.
 fn server(
     slot: &'static OnceLock<Result<Wrangler, String>>,
     name: &str,
     vars: &[(&'static str, String)],
-) -> &'static Wrangler {
+) -> Option<&'static Wrangler> {
+    if !built() {
+        return None;
+    }
     match slot.get_or_init(|| Wrangler::start(name, vars).map_err(|e| format!("{e:#}"))) {
-        Ok(w) => w,
+        Ok(w) => Some(w),
         Err(e) => panic!("the {name} wrangler dev could not start: {e}"),
     }
 }
 
 /// The main deployment: rate limit raised (cases send bursts).
-fn main_edge() -> Option<Edge> {
+fn main_edge() -> Edge {
     static SERVER: OnceLock<Result<Wrangler, String>> = OnceLock::new();
-    built().then(|| Edge {
+    Edge {
         server: server(
             &SERVER,
             "main",
@@ -281,13 +246,13 @@ fn main_edge() -> Option<Edge> {
             ],
         ),
         room: EDGE_ROOM,
-    })
+    }
 }
 
 /// The strict deployment: default rate limit, short idle and maximum-age timeouts.
-fn limits_edge() -> Option<Edge> {
+fn limits_edge() -> Edge {
     static SERVER: OnceLock<Result<Wrangler, String>> = OnceLock::new();
-    built().then(|| Edge {
+    Edge {
         server: server(
             &SERVER,
             "limits",
@@ -300,119 +265,33 @@ fn limits_edge() -> Option<Edge> {
             ],
         ),
         room: EDGE_ROOM,
-    })
+    }
 }
 
+// Every case of the protocol suite, as on every deployment; those needing a capability the
+// edge build lacks (several rooms on one connection, the Management API) say NOT APPLICABLE.
+roomcast_protocol_tests::protocol_suite!(Box::new(main_edge()));
+roomcast_protocol_tests::limits_suite!(Box::new(limits_edge()), idle: IDLE, max_age: MAX_AGE);
+
+// ---- edge-only cases ---------------------------------------------------------------------------
+
+/// Writes past the test harness's output capture, so a figure shows for a passing test.
 fn note(text: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
 
-/// One test: `$make` yields `Option<Edge>` (`None`: not built), `$d` names it in `$run`.
-macro_rules! edge_test {
-    ($name:ident, $make:expr, [$($cap:ident),*], $d:ident => $run:expr) => {
-        #[test]
-        fn $name() {
-            let Some(deployment) = $make else {
-                note(concat!(
-                    "NOT APPLICABLE: edge case `", stringify!($name),
-                    "` did not run: no edge bundle (scripts/edge.sh builds it and runs this file)"
-                ));
-                return;
-            };
-            suite::runtime().block_on(async {
-                let $d: &dyn Deployment = &deployment;
-                let Some(_turn) =
-                    suite::begin(stringify!($name), $d, &[$(Capability::$cap),*]).await
-                else {
-                    return;
-                };
-                suite::finish(stringify!($name), $run).await;
-            });
-        }
-    };
-}
-
-/// Suite cases against the main deployment.
-macro_rules! suite_cases {
-    ($($case:ident [$($cap:ident),*],)*) => {
-        $( edge_test!($case, main_edge(), [$($cap),*], d => cases::$case(d)); )*
-    };
-}
-
-// Every case of `protocol_suite!` that applies to a deployment whose sockets belong to `lobby`.
-suite_cases! {
-    bad_tokens_refused_401 [],
-    token_granting_no_rooms_refused_403 [],
-    subprotocol_token_accepted_and_echoed [],
-    token_expiry_closes_4001 [],
-    too_many_connections_refused_429 [],
-    leave_stops_delivery [],
-    join_limit_exceeded [ManyRoomsPerConnection],
-    message_acked_then_delivered_to_others_and_own_devices [],
-    resend_same_id_returns_original_seq [],
-    edit_and_delete_author_only [],
-    typing_is_delivered_not_stored [],
-    read_cursor_moves_forward_only [],
-    ping_answered_with_pong [],
-    presence_aggregates_devices_with_last_seen [],
-    history_pages_before_after_limit [],
-    rejected_frames_get_stable_error_codes [],
-    oversized_frame_closed_1009 [],
-    binary_frame_closed_1003 [],
-    tenants_are_isolated [],
-    concurrent_senders_gap_free_exactly_once [],
-    resume_replays_exactly_the_missed_messages [],
-    resume_replay_is_bounded_then_paged [],
-    support_conversation_through_the_inbox [],
-    acked_messages_survive_restart [Restart],
-    http_health_ok [HttpApi],
-    http_publish_needs_service_role [HttpApi],
-    management_unknown_connection_gone_410 [ManagementApi],
-    management_oversized_post_413 [ManagementApi],
-    jwt_attacks_refused_401 [],
-    non_members_cannot_act_in_a_room [],
-    nobody_changes_another_users_message [],
-    tenants_are_isolated_on_every_path [],
-    http_api_is_tenant_isolated [HttpApi],
-}
-
-// Its HTTP history case works in `orders-1`: the same case, with sockets to that room.
-edge_test!(http_history_needs_a_granted_token, main_edge().map(|e| e.in_room("orders-1")), [HttpApi], d =>
-    cases::http_history_needs_a_granted_token(d));
-
-/// Suite cases that need several rooms on one connection, which the edge build refuses.
-#[test]
-fn suite_cases_needing_several_rooms() {
-    let (case, why) = (
-        "join_reports_head_members_and_presence",
-        "it also joins `support-42` on a connection to `lobby`; \
-         edge_join_is_implicit_and_bound_to_the_url_room covers joined, presence and grants",
-    );
-    note(&format!(
-        "NOT APPLICABLE: protocol case `{case}` did not run against the edge build: {why}"
-    ));
-}
-
-edge_test!(rate_limited_then_closed_4008, limits_edge(), [], d =>
-    cases::rate_limited_then_closed_4008(d));
-edge_test!(idle_connection_closed, limits_edge(), [], d =>
-    cases::idle_connection_closed(d, IDLE));
-edge_test!(max_age_connection_closed, limits_edge(), [], d =>
-    cases::max_age_connection_closed(d, MAX_AGE));
-
-// ---- edge-only cases ---------------------------------------------------------------------------
-
-edge_test!(store_conformance_inside_a_durable_object, main_edge(), [HttpApi], d =>
-    store_conformance(d));
-edge_test!(edge_join_is_implicit_and_bound_to_the_url_room, main_edge(), [], d =>
-    join_is_implicit_and_bound(d));
-edge_test!(edge_restart_under_load_loses_no_acked_message, main_edge(), [Restart], d =>
-    restart_under_load(d));
-edge_test!(edge_latency_of_acks_and_fanout, main_edge(), [], d => latency(d));
-edge_test!(edge_relay_route_is_not_served_to_clients, main_edge(), [HttpApi], d =>
-    relay_route_not_public(d));
-edge_test!(edge_departure_during_a_connect_reaches_the_new_connection, main_edge(), [], d =>
-    departure_during_connect(d));
+roomcast_protocol_tests::protocol_test!(store_conformance_inside_a_durable_object,
+    Box::new(main_edge()), [HttpApi], d => store_conformance(d));
+roomcast_protocol_tests::protocol_test!(edge_join_is_implicit_and_bound_to_the_url_room,
+    Box::new(main_edge()), [], d => join_is_implicit_and_bound(d));
+roomcast_protocol_tests::protocol_test!(edge_restart_under_load_loses_no_acked_message,
+    Box::new(main_edge()), [Restart], d => restart_under_load(d));
+roomcast_protocol_tests::protocol_test!(edge_latency_of_acks_and_fanout,
+    Box::new(main_edge()), [], d => latency(d));
+roomcast_protocol_tests::protocol_test!(edge_relay_route_is_not_served_to_clients,
+    Box::new(main_edge()), [HttpApi], d => relay_route_not_public(d));
+roomcast_protocol_tests::protocol_test!(edge_departure_during_a_connect_reaches_the_new_connection,
+    Box::new(main_edge()), [], d => departure_during_connect(d));
 
 /// `/__relay/record` is how one room's object records in another's (the desk's inbox notices);
 /// the Worker never forwards it, whatever the path's form.
@@ -516,9 +395,7 @@ async fn join_is_implicit_and_bound(d: &dyn Deployment) -> anyhow::Result<()> {
     alice.expect_error("NOT_MEMBER").await?;
     alice.ping().await.context("the connection lives on")?;
 
-    let support = main_edge()
-        .context("the main edge deployment")?
-        .in_room("support-42");
+    let support = roomcast_protocol_tests::InRoom::new(d, "support-42");
     let token = s.token("dave", &["support-*"]);
     match Client::try_connect(d, Credentials::Query(&token), "dave#lobby").await {
         Err(ConnectError::Refused { status: 403, .. }) => {}
