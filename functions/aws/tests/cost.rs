@@ -12,7 +12,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{World, member_token, types, world};
-use roomcast_aws::dynamo::emulator_client;
+use roomcast_aws::dynamo::{ROOM_STATE_SK_PREFIX, emulator_client};
 use roomcast_testkit::aws::capacity::{bill, tally};
 use serde_json::json;
 
@@ -98,6 +98,55 @@ async fn a_message_costs_five_dynamodb_calls_and_one_post_per_online_member() {
         let write: f64 = per_op.values().map(|t| t.write).sum();
         assert_eq!((read, write), (3.0, 7.0), "room of {k}: {per_op:?}");
     }
+}
+
+/// A third member joins a room of two: the room's state (head, read cursor, members,
+/// conversation) is one Query of its `ST#` items.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_join_reads_the_room_state_with_one_query() {
+    let w = world().await;
+    let readback = emulator_client(&w.dynamo.endpoint).await;
+    let room = "chat-join";
+    online_room(&w, room, 2).await;
+    let conn = "CostJoinNew0001=";
+    assert_eq!(
+        w.connect(conn, &member_token("newcomer", &["chat-*"]))
+            .await
+            .status_code,
+        200
+    );
+    w.meter.take();
+    w.frame(conn, "$default", json!({"action": "join", "room": room}))
+        .await;
+    assert_eq!(types(&w.received(conn)), ["joined"]);
+    let calls = w.meter.take();
+    let state_queries = calls
+        .iter()
+        .filter(|c| c.operation == "Query" && c.request.to_string().contains(ROOM_STATE_SK_PREFIX))
+        .count();
+    assert_eq!(state_queries, 1, "the room's state: one Query");
+    let per_op = tally(&bill(&calls, &readback).await);
+    let counts: BTreeMap<&str, u64> = per_op
+        .iter()
+        .map(|(op, t)| (op.as_str(), t.calls))
+        .collect();
+    // The connection and its rate token (admit_frame); the connection's rooms (UpdateItem) and
+    // the subscription (PutItem); the member's last seen (UpdateItem); the room's state (Query);
+    // the listed members' presence (3 Queries); the room's subscriptions, the newcomer's
+    // presence and the fan-out of their arrival (3 Queries).
+    assert_eq!(
+        counts,
+        BTreeMap::from([
+            ("GetItem", 1),
+            ("PutItem", 1),
+            ("Query", 7),
+            ("UpdateItem", 3),
+        ])
+    );
+    // Every read and write is of small items: 1 unit each.
+    let read: f64 = per_op.values().map(|t| t.read).sum();
+    let write: f64 = per_op.values().map(|t| t.write).sum();
+    assert_eq!((read, write), (8.0, 4.0), "{per_op:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

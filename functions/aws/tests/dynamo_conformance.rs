@@ -15,17 +15,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use roomcast_aws::dynamo::{
-    ATTR_PK, ATTR_SK, ATTR_TTL, ATTR_USER, CONNECTION_PK_PREFIX, CONNECTION_SK,
-    IDEMPOTENCY_SK_PREFIX, MESSAGE_SK_PREFIX, ROOM_PK_PREFIX, SUBSCRIPTION_SK_PREFIX,
-    USER_CONNECTION_SK_PREFIX, USER_PK_PREFIX, USER_STATUS_SK, emulator_client,
+    ATTR_LAST_SEEN, ATTR_PK, ATTR_SK, ATTR_TTL, ATTR_USER, CONNECTION_PK_PREFIX, CONNECTION_SK,
+    IDEMPOTENCY_SK_PREFIX, MEMBER_SK_PREFIX, MESSAGE_SK_PREFIX, ROOM_PK_PREFIX,
+    SUBSCRIPTION_SK_PREFIX, USER_CONNECTION_SK_PREFIX, USER_PK_PREFIX, USER_STATUS_SK,
+    emulator_client,
 };
 use roomcast_aws::{Consumed, DynamoConfig, DynamoStore};
 use roomcast_core::auth::{Identity, Role};
-use roomcast_core::protocol::PresenceStatus;
+use roomcast_core::protocol::{Conversation, ConversationStatus, PresenceStatus};
 use roomcast_core::ratelimit::{RateDecision, RatePolicy};
 use roomcast_core::store::{
     Admitted, Amendment, Connection, ConnectionStore, HistoryQuery, HistoryStore, NewMessage,
-    RoomRef, StoreError,
+    RoomRef, RoomState, StoreError, Subscriber,
 };
 use roomcast_testkit::aws::capacity::Meter;
 use roomcast_testkit::aws::moto::{Dynamo, dynamo};
@@ -507,4 +508,185 @@ async fn admit_frame_is_the_default_answer_from_one_read() {
         store.admit_frame("c-override", &policy, now).await,
         Ok(None)
     );
+}
+
+/// What the default `room_state` answers: the fine-grained calls, one after the other.
+async fn default_room_state(
+    store: &DynamoStore,
+    room: &RoomRef,
+    user: &str,
+    members_limit: usize,
+    with_conversation: bool,
+) -> RoomState {
+    RoomState {
+        head: store.head(room).await.unwrap(),
+        read_seq: store.read_cursor(room, user).await.unwrap(),
+        members: store.members(room, members_limit).await.unwrap(),
+        conversation: if with_conversation {
+            store.conversation(room).await.unwrap()
+        } else {
+            None
+        },
+    }
+}
+
+/// Every `room_state` a join can ask of `room` equals the default's answer, each from exactly
+/// `queries` Query requests and nothing else.
+async fn assert_room_state_is_the_default(
+    store: &DynamoStore,
+    meter: &Meter,
+    room: &RoomRef,
+    queries: usize,
+) {
+    for user in ["alice", "dave", "erin"] {
+        for limit in [0, 2, 100] {
+            for with_conversation in [false, true] {
+                meter.take();
+                let state = store
+                    .room_state(room, user, limit, with_conversation)
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    operations(meter),
+                    vec!["Query"; queries],
+                    "{user}, {limit}, {with_conversation}"
+                );
+                let expected =
+                    default_room_state(store, room, user, limit, with_conversation).await;
+                assert_eq!(state, expected, "{user}, {limit}, {with_conversation}");
+            }
+        }
+    }
+}
+
+/// `room_state` answers what the default (head, read cursor, members, conversation: up to four
+/// requests) answers, from one Query of the room's state items; the other room queries (fan-out,
+/// history) still see only their own items.
+#[tokio::test(flavor = "multi_thread")]
+async fn room_state_is_the_default_answer_from_one_query() {
+    let dynamo = dynamo();
+    let (store, meter) = metered_store(&dynamo).await;
+    let tenant = unique("t");
+    let room = RoomRef::new(&tenant, "support-1");
+
+    // Empty: nothing stored yet.
+    assert_eq!(
+        store.room_state(&room, "alice", 10, true).await.unwrap(),
+        RoomState::default()
+    );
+    assert_eq!(operations(&meter), ["Query"]);
+
+    for (i, from) in ["alice", "bob", "alice"].into_iter().enumerate() {
+        store
+            .append(&room, msg(&format!("m{i}"), from, "hi"))
+            .await
+            .unwrap();
+    }
+    for (user, at) in [("alice", 300), ("bob", 100), ("carol", 300), ("bob", 200)] {
+        store.touch_member(&room, user, at).await.unwrap();
+    }
+    store.advance_read(&room, "alice", 2).await.unwrap();
+    // A cursor without a membership: not listed as a member.
+    store.advance_read(&room, "dave", 3).await.unwrap();
+    let conn = Connection::new("c-1", &identity(&tenant, "alice"), now_ms());
+    store.put_connection(&conn).await.unwrap();
+    store.join_room("c-1", &room.room, 10).await.unwrap();
+
+    let state = store.room_state(&room, "alice", 100, true).await.unwrap();
+    assert_eq!(
+        (state.head, state.read_seq, state.members.len()),
+        (3, 2, 3),
+        "{state:?}"
+    );
+    assert_eq!(state.conversation, None);
+    assert_room_state_is_the_default(&store, &meter, &room, 1).await;
+
+    store
+        .put_conversation(
+            &room,
+            &Conversation {
+                status: ConversationStatus::Waiting,
+                agent: None,
+                version: 1,
+                since: 5,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .room_state(&room, "bob", 1, true)
+            .await
+            .unwrap()
+            .conversation
+            .is_some()
+    );
+    assert_room_state_is_the_default(&store, &meter, &room, 1).await;
+
+    // The state items share the partition with subscriptions and messages; the fan-out and
+    // history queries still select exactly theirs.
+    assert_eq!(
+        store.room_connections(&room).await.unwrap(),
+        vec![Subscriber {
+            conn_id: "c-1".into(),
+            user: "alice".into()
+        }]
+    );
+    let page = store
+        .messages(
+            &room,
+            HistoryQuery {
+                after: Some(0),
+                before: None,
+                limit: 100,
+            },
+        )
+        .await
+        .unwrap();
+    let ids: Vec<&str> = page.messages.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, ["m0", "m1", "m2"]);
+}
+
+/// A room whose state items exceed one Query page (1 MB): `room_state` reads every page, and
+/// still answers what the default answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn room_state_reads_every_page() {
+    let dynamo = dynamo();
+    let (store, meter) = metered_store(&dynamo).await;
+    let raw = emulator_client(&dynamo.endpoint).await;
+    let room = RoomRef::new(unique("t"), "big");
+    store.append(&room, msg("m", "alice", "hi")).await.unwrap();
+    store.touch_member(&room, "alice", 1).await.unwrap();
+    store.advance_read(&room, "alice", 1).await.unwrap();
+    // Members that only padding makes big (300 KB each, DynamoDB allows 400 KB): five of them
+    // are 1.5 MB, two pages.
+    let padding = "x".repeat(300_000);
+    for (i, user) in ["bob", "carol", "dave", "erin", "frank"]
+        .into_iter()
+        .enumerate()
+    {
+        raw.put_item()
+            .table_name(store.table())
+            .item(
+                ATTR_PK,
+                AttributeValue::S(format!("{ROOM_PK_PREFIX}{}", room.key())),
+            )
+            .item(
+                ATTR_SK,
+                AttributeValue::S(format!("{MEMBER_SK_PREFIX}{user}")),
+            )
+            .item(ATTR_LAST_SEEN, AttributeValue::N((10 + i).to_string()))
+            .item("padding", AttributeValue::S(padding.clone()))
+            .send()
+            .await
+            .unwrap();
+    }
+    meter.take();
+    let state = store.room_state(&room, "alice", 100, true).await.unwrap();
+    let queries = operations(&meter);
+    assert_eq!(queries, ["Query", "Query"], "one request per 1 MB page");
+    assert_eq!((state.head, state.read_seq), (1, 1));
+    let users: Vec<&str> = state.members.iter().map(|m| m.user.as_str()).collect();
+    assert_eq!(users, ["frank", "erin", "dave", "carol", "bob", "alice"]);
+    assert_room_state_is_the_default(&store, &meter, &room, 2).await;
 }

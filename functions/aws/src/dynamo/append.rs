@@ -14,7 +14,7 @@ use roomcast_core::store::rules::stored_message;
 use roomcast_core::store::{Appended, NewMessage, RoomRef, StoreError};
 
 use super::DynamoStore;
-use super::codec::{Fields, decode_message, message_item, n};
+use super::codec::{Fields, decode_head, decode_message, message_item, n};
 use super::errors::{build_error, cancellation_codes, sdk_error};
 use super::expiry::now_secs;
 use super::expr::Expr;
@@ -94,7 +94,7 @@ impl DynamoStore {
     /// The highest seq of room partition `pk` (0 before the first message).
     pub(super) async fn head_of(&self, pk: &str) -> Result<u64, StoreError> {
         match self.get(pk, HEAD_SK).await? {
-            Some(item) => Fields(&item).u64(ATTR_SEQ),
+            Some(item) => decode_head(&item),
             None => Ok(0),
         }
     }

@@ -1,17 +1,19 @@
 //! Items ⇄ core types: attribute values, typed reads of stored attributes ([`Fields`]), and
-//! the items of connections, subscriptions and messages.
+//! the items of connections, subscriptions, messages and the room's state (head, members with
+//! their read cursors, support conversation).
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use roomcast_core::protocol::MessageView;
-use roomcast_core::store::{Connection, RoomRef, StoreError};
+use roomcast_core::protocol::{Conversation, MessageView};
+use roomcast_core::store::{Connection, Member, RoomRef, StoreError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::schema::{
-    ATTR_BODY, ATTR_CONNECTED_AT, ATTR_DELETED, ATTR_EDITED_TS, ATTR_FROM, ATTR_GRANTS, ATTR_ID,
-    ATTR_META, ATTR_NAME, ATTR_PK, ATTR_RATE, ATTR_ROLE, ATTR_ROOMS, ATTR_SEQ, ATTR_TENANT,
-    ATTR_TOKEN_EXPIRES_AT, ATTR_TS, ATTR_TTL, ATTR_USER, CONNECTION_PK_PREFIX, CONNECTION_SK, Item,
-    connection_pk, key, message_sk, subscription_key,
+    ATTR_AGENT, ATTR_BODY, ATTR_CONNECTED_AT, ATTR_DELETED, ATTR_EDITED_TS, ATTR_FROM, ATTR_GRANTS,
+    ATTR_ID, ATTR_LAST_SEEN, ATTR_META, ATTR_NAME, ATTR_PK, ATTR_RATE, ATTR_READ_SEQ, ATTR_ROLE,
+    ATTR_ROOMS, ATTR_SEQ, ATTR_SINCE, ATTR_SK, ATTR_STATUS, ATTR_TENANT, ATTR_TOKEN_EXPIRES_AT,
+    ATTR_TS, ATTR_TTL, ATTR_USER, ATTR_VERSION, CONNECTION_PK_PREFIX, CONNECTION_SK,
+    CONVERSATION_SK, Item, MEMBER_SK_PREFIX, connection_pk, key, message_sk, subscription_key,
 };
 
 /// A string attribute.
@@ -245,6 +247,51 @@ pub(super) fn decode_message(room: &RoomRef, item: &Item) -> Result<MessageView,
         ts: f.u64(ATTR_TS)?,
         edited_ts: f.opt_u64(ATTR_EDITED_TS)?,
         deleted: f.flag(ATTR_DELETED)?,
+    })
+}
+
+/// The seq a head item holds.
+pub(super) fn decode_head(item: &Item) -> Result<u64, StoreError> {
+    Fields(item).u64(ATTR_SEQ)
+}
+
+/// The member a member item holds; `None` when the user has only a read cursor in the room.
+pub(super) fn decode_member(item: &Item) -> Result<Option<Member>, StoreError> {
+    let f = Fields(item);
+    let Some(last_seen) = f.opt_u64(ATTR_LAST_SEEN)? else {
+        return Ok(None);
+    };
+    Ok(Some(Member {
+        user: f.suffix(ATTR_SK, MEMBER_SK_PREFIX)?,
+        last_seen,
+    }))
+}
+
+/// The read cursor a member item holds (0 until it first moved).
+pub(super) fn decode_read_seq(item: &Item) -> Result<u64, StoreError> {
+    Ok(Fields(item).opt_u64(ATTR_READ_SEQ)?.unwrap_or(0))
+}
+
+/// The support conversation's item in room partition `pk`.
+pub(super) fn conversation_item(pk: &str, c: &Conversation) -> Result<Item, StoreError> {
+    let mut item = key(pk, CONVERSATION_SK);
+    item.insert(ATTR_STATUS.into(), enum_attr(&c.status)?);
+    if let Some(agent) = &c.agent {
+        item.insert(ATTR_AGENT.into(), s(agent));
+    }
+    item.insert(ATTR_VERSION.into(), n(c.version));
+    item.insert(ATTR_SINCE.into(), n(c.since));
+    Ok(item)
+}
+
+/// The support conversation a conversation item holds.
+pub(super) fn decode_conversation(item: &Item) -> Result<Conversation, StoreError> {
+    let f = Fields(item);
+    Ok(Conversation {
+        status: f.enum_value(ATTR_STATUS)?,
+        agent: f.opt_s(ATTR_AGENT)?,
+        version: f.u64(ATTR_VERSION)?,
+        since: f.u64(ATTR_SINCE)?,
     })
 }
 

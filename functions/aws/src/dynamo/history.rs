@@ -4,18 +4,37 @@
 use roomcast_core::protocol::{Conversation, MessageView};
 use roomcast_core::store::rules::{page_range, sort_members};
 use roomcast_core::store::{
-    Amendment, Appended, HistoryQuery, HistoryStore, Member, NewMessage, Page, RoomRef, StoreError,
+    Amendment, Appended, HistoryQuery, HistoryStore, Member, NewMessage, Page, RoomRef, RoomState,
+    StoreError,
 };
 
 use super::DynamoStore;
 use super::calls::{SortRange, Written};
-use super::codec::{Fields, decode_message, enum_attr, n, s};
+use super::codec::{
+    conversation_item, decode_conversation, decode_head, decode_member, decode_message,
+    decode_read_seq, n, string_of,
+};
 use super::expiry::{live_condition, now_secs};
 use super::expr::{Expr, amendment_update};
 use super::schema::{
-    ATTR_AGENT, ATTR_LAST_SEEN, ATTR_PK, ATTR_SEQ, ATTR_SINCE, ATTR_SK, ATTR_STATUS, ATTR_VERSION,
-    CONVERSATION_SK, MEMBER_SK_PREFIX, key, member_sk, message_sk, read_cursor_sk, room_pk,
+    ATTR_LAST_SEEN, ATTR_PK, ATTR_READ_SEQ, ATTR_SK, ATTR_VERSION, CONVERSATION_SK, HEAD_SK, Item,
+    MEMBER_SK_PREFIX, ROOM_STATE_SK_PREFIX, member_sk, message_sk, room_pk,
 };
+
+/// The members of a room's member items, listed as every backend lists them: most recently
+/// seen first (the core's [`sort_members`]), at most `limit`.
+fn listed_members<'a>(
+    items: impl IntoIterator<Item = &'a Item>,
+    limit: usize,
+) -> Result<Vec<Member>, StoreError> {
+    let mut members = Vec::new();
+    for item in items {
+        members.extend(decode_member(item)?);
+    }
+    sort_members(&mut members);
+    members.truncate(limit);
+    Ok(members)
+}
 
 #[async_trait::async_trait]
 impl HistoryStore for DynamoStore {
@@ -90,10 +109,10 @@ impl HistoryStore for DynamoStore {
             return Ok((self.read_cursor(room, user).await?, false));
         }
         let mut x = Expr::default();
-        let (cursor, to) = (x.name(ATTR_SEQ), x.value(n(seq)));
+        let (cursor, to) = (x.name(ATTR_READ_SEQ), x.value(n(seq)));
         let update = format!("SET {cursor} = {to}");
         let condition = format!("attribute_not_exists({cursor}) OR {cursor} < {to}");
-        let sk = read_cursor_sk(user);
+        let sk = member_sk(user);
         match self
             .update(&room_pk(room), &sk, &update, Some(&condition), x, false)
             .await?
@@ -104,9 +123,8 @@ impl HistoryStore for DynamoStore {
     }
 
     async fn read_cursor(&self, room: &RoomRef, user: &str) -> Result<u64, StoreError> {
-        let sk = read_cursor_sk(user);
-        match self.get(&room_pk(room), &sk).await? {
-            Some(item) => Fields(&item).u64(ATTR_SEQ),
+        match self.get(&room_pk(room), &member_sk(user)).await? {
+            Some(item) => decode_read_seq(&item),
             None => Ok(0),
         }
     }
@@ -124,34 +142,52 @@ impl HistoryStore for DynamoStore {
     }
 
     async fn members(&self, room: &RoomRef, limit: usize) -> Result<Vec<Member>, StoreError> {
-        let mut members = self
+        let items = self
             .query(&room_pk(room), SortRange::Prefix(MEMBER_SK_PREFIX))
-            .await?
-            .iter()
-            .map(|item| {
-                let f = Fields(item);
-                Ok(Member {
-                    user: f.suffix(ATTR_SK, MEMBER_SK_PREFIX)?,
-                    last_seen: f.u64(ATTR_LAST_SEEN)?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        sort_members(&mut members);
-        members.truncate(limit);
-        Ok(members)
+            .await?;
+        listed_members(&items, limit)
+    }
+
+    /// One Query of the room's state items (`ST#`, every page of it) answers what the default
+    /// answers with up to four requests: the head, the user's read cursor (on their member
+    /// item), the members and the conversation.
+    async fn room_state(
+        &self,
+        room: &RoomRef,
+        user: &str,
+        members_limit: usize,
+        with_conversation: bool,
+    ) -> Result<RoomState, StoreError> {
+        let items = self
+            .query(&room_pk(room), SortRange::Prefix(ROOM_STATE_SK_PREFIX))
+            .await?;
+        let user_sk = member_sk(user);
+        let mut state = RoomState::default();
+        let mut member_items = Vec::new();
+        for item in &items {
+            let sk = string_of(item, ATTR_SK);
+            if sk == HEAD_SK {
+                state.head = decode_head(item)?;
+            } else if sk == CONVERSATION_SK {
+                if with_conversation {
+                    state.conversation = Some(decode_conversation(item)?);
+                }
+            } else if sk.starts_with(MEMBER_SK_PREFIX) {
+                if sk == user_sk {
+                    state.read_seq = decode_read_seq(item)?;
+                }
+                member_items.push(item);
+            }
+        }
+        state.members = listed_members(member_items, members_limit)?;
+        Ok(state)
     }
 
     async fn conversation(&self, room: &RoomRef) -> Result<Option<Conversation>, StoreError> {
-        let Some(item) = self.get(&room_pk(room), CONVERSATION_SK).await? else {
-            return Ok(None);
-        };
-        let f = Fields(&item);
-        Ok(Some(Conversation {
-            status: f.enum_value(ATTR_STATUS)?,
-            agent: f.opt_s(ATTR_AGENT)?,
-            version: f.u64(ATTR_VERSION)?,
-            since: f.u64(ATTR_SINCE)?,
-        }))
+        self.get(&room_pk(room), CONVERSATION_SK)
+            .await?
+            .map(|item| decode_conversation(&item))
+            .transpose()
     }
 
     async fn put_conversation(
@@ -159,13 +195,7 @@ impl HistoryStore for DynamoStore {
         room: &RoomRef,
         next: &Conversation,
     ) -> Result<(), StoreError> {
-        let mut item = key(&room_pk(room), CONVERSATION_SK);
-        item.insert(ATTR_STATUS.into(), enum_attr(&next.status)?);
-        if let Some(agent) = &next.agent {
-            item.insert(ATTR_AGENT.into(), s(agent));
-        }
-        item.insert(ATTR_VERSION.into(), n(next.version));
-        item.insert(ATTR_SINCE.into(), n(next.since));
+        let item = conversation_item(&room_pk(room), next)?;
         let mut x = Expr::default();
         let condition = match next.version {
             0 => return Err(StoreError::Conflict("versions start at 1".into())),

@@ -13,12 +13,15 @@
 //! | user's connection index | `U#{tenant}#{user}` | `C#{conn_id}` | | connection |
 //! | user status | `U#{tenant}#{user}` | `S` | status | connection, from `set_status` |
 //! | room subscription | `R#{tenant}/{room}` | `S#{conn_id}` | user | connection |
-//! | room head | `R#{tenant}/{room}` | `HEAD` | seq | never |
 //! | message | `R#{tenant}/{room}` | `M#{seq:020}` | seq, id, from, name, body, meta (JSON), ts, edited_ts, deleted | retention, if set |
 //! | idempotency key | `R#{tenant}/{room}` | `I#{from}#{id}` | seq | retention, if set |
-//! | read cursor | `R#{tenant}/{room}` | `RC#{user}` | seq | never |
-//! | member | `R#{tenant}/{room}` | `MB#{user}` | last_seen (ms) | never |
-//! | support conversation | `R#{tenant}/{room}` | `CONV` | status, agent, version, since (ms) | never |
+//! | room head | `R#{tenant}/{room}` | `ST#HEAD` | seq | never |
+//! | support conversation | `R#{tenant}/{room}` | `ST#CONV` | status, agent, version, since (ms) | never |
+//! | member and read cursor | `R#{tenant}/{room}` | `ST#MB#{user}` | last_seen (ms; once the user joined), read_seq (once their cursor moved) | never |
+//!
+//! The items a join reads, the room's state, share the sort-key prefix `ST#`
+//! ([`ROOM_STATE_SK_PREFIX`]). A user's read cursor lives on their member item; a member item
+//! without `last_seen` (a cursor moved in a room the user never joined) is not a member.
 //!
 //! The connection TTL is [`CONNECTION_TTL_SECS`] (API Gateway's 2-hour maximum plus a margin)
 //! after the connection was made: `$disconnect` is best effort, the TTL collects what it misses.
@@ -28,8 +31,8 @@
 //! # Access patterns (no Scan anywhere; nothing grows with the number of connections or rooms)
 //!
 //! - Fan-out, `room_connections`: Query `pk = R#…` and `begins_with(sk, "S#")`. No other sort key
-//!   in a room partition starts with `S#`, and history ranges (`M#` + 20 digits) never include
-//!   `MB#` members (`B` sorts after every digit).
+//!   in a room partition starts with `S#` (the state's `ST#` does not), and history ranges
+//!   (`M#` + 20 digits) never reach a state item.
 //! - `user_connections`: Query of the `U#` partition's `C#` index items, then one BatchGetItem of
 //!   the connection items. The index items carry no copy of the connection, because copies would
 //!   have to be rewritten on every join, leave and — per frame — rate-limit token, doubling the
@@ -38,7 +41,11 @@
 //! - `presence`: one Query of each asked user's `U#` partition (bounded concurrency).
 //! - History pages: the head (GetItem), then Query `sk BETWEEN M#lo AND M#hi` from
 //!   [`page_range`].
-//! - Members: Query `begins_with(sk, "MB#")`: grows with the room's members only.
+//! - Join, `room_state`: one Query `begins_with(sk, "ST#")`, every page of it: the head, the
+//!   conversation, and each member item (members, and the joining user's read cursor). Grows
+//!   with the room's members only; 1 RCU per 4 KB (about 60 members).
+//! - Members: Query `begins_with(sk, "ST#MB#")`. The head alone (appends, history pages), a read
+//!   cursor, the conversation: GetItem.
 //!
 //! Every read is strongly consistent: a subscription written by `join` must be seen by the next
 //! message's fan-out, and history reads must see every acknowledged append.

@@ -29,23 +29,24 @@ pub const USER_PK_PREFIX: &str = "U#";
 pub const USER_CONNECTION_SK_PREFIX: &str = "C#";
 /// User partition: the chosen presence status.
 pub const USER_STATUS_SK: &str = "S";
-/// Room partition (`R#{tenant}/{room}`): subscriptions, head, messages, idempotency keys, read
-/// cursors, members.
+/// Room partition (`R#{tenant}/{room}`): subscriptions, messages, idempotency keys, and the
+/// room's state (head, members with their read cursors, support conversation).
 pub const ROOM_PK_PREFIX: &str = "R#";
 /// Room partition: subscriptions, `S#{conn_id}`.
 pub const SUBSCRIPTION_SK_PREFIX: &str = "S#";
-/// Room partition: the head (highest seq).
-pub const HEAD_SK: &str = "HEAD";
 /// Room partition: messages, `M#{seq:020}` (zero-padded so string order is seq order).
 pub const MESSAGE_SK_PREFIX: &str = "M#";
 /// Room partition: idempotency keys, `I#{from}#{client id}`.
 pub const IDEMPOTENCY_SK_PREFIX: &str = "I#";
-/// Room partition: read cursors, `RC#{user}`.
-pub const READ_CURSOR_SK_PREFIX: &str = "RC#";
-/// Room partition: members, `MB#{user}`.
-pub const MEMBER_SK_PREFIX: &str = "MB#";
+/// Room partition: the prefix of every item of the room's state (what a join reads), so one
+/// Query reads them all: [`HEAD_SK`], [`CONVERSATION_SK`], [`MEMBER_SK_PREFIX`].
+pub const ROOM_STATE_SK_PREFIX: &str = "ST#";
+/// Room partition: the head (highest seq).
+pub const HEAD_SK: &str = "ST#HEAD";
 /// Room partition: the support conversation.
-pub const CONVERSATION_SK: &str = "CONV";
+pub const CONVERSATION_SK: &str = "ST#CONV";
+/// Room partition: members with their read cursors, `ST#MB#{user}`.
+pub const MEMBER_SK_PREFIX: &str = "ST#MB#";
 
 /// Connection: tenant id (S).
 pub const ATTR_TENANT: &str = "tenant";
@@ -67,7 +68,7 @@ pub const ATTR_ROOMS: &str = "rooms";
 pub const ATTR_RATE: &str = "rate";
 /// User status: the chosen status (S).
 pub const ATTR_STATUS: &str = "status";
-/// Head, message, idempotency key, read cursor: a seq (N).
+/// Head, message, idempotency key: a seq (N).
 pub const ATTR_SEQ: &str = "seq";
 /// Message: the client's id (S).
 pub const ATTR_ID: &str = "id";
@@ -83,8 +84,11 @@ pub const ATTR_TS: &str = "ts";
 pub const ATTR_EDITED_TS: &str = "edited_ts";
 /// Message: tombstone flag (BOOL; present only when true).
 pub const ATTR_DELETED: &str = "deleted";
-/// Member: last seen in the room (N, epoch ms).
+/// Member: last seen in the room (N, epoch ms; absent while the user has only a read cursor
+/// there, which does not make them a member).
 pub const ATTR_LAST_SEEN: &str = "last_seen";
+/// Member: the user's read cursor (N, a seq; absent until it first moves).
+pub const ATTR_READ_SEQ: &str = "read_seq";
 /// Conversation: its agent (S; optional).
 pub const ATTR_AGENT: &str = "agent";
 /// Conversation: its version (N), the compare-and-set guard.
@@ -122,12 +126,7 @@ pub(super) fn idempotency_sk(from: &str, id: &str) -> String {
     format!("{IDEMPOTENCY_SK_PREFIX}{from}#{id}")
 }
 
-/// `sk` of a user's read cursor.
-pub(super) fn read_cursor_sk(user: &str) -> String {
-    format!("{READ_CURSOR_SK_PREFIX}{user}")
-}
-
-/// `sk` of a user's member item.
+/// `sk` of a user's member item (which holds their read cursor too).
 pub(super) fn member_sk(user: &str) -> String {
     format!("{MEMBER_SK_PREFIX}{user}")
 }
@@ -158,28 +157,36 @@ pub(super) fn subscription_key(tenant: &str, room: &str, conn_id: &str) -> Item 
 mod tests {
     use super::*;
 
-    #[test]
-    fn sort_key_prefixes_do_not_overlap() {
-        let room_sks = [
-            SUBSCRIPTION_SK_PREFIX,
-            HEAD_SK,
-            MESSAGE_SK_PREFIX,
-            IDEMPOTENCY_SK_PREFIX,
-            READ_CURSOR_SK_PREFIX,
-            MEMBER_SK_PREFIX,
-        ];
-        for a in room_sks {
-            for b in room_sks {
+    /// No prefix of `sks` starts another.
+    fn prefix_free(sks: &[&str]) {
+        for a in sks {
+            for b in sks {
                 if a != b {
                     assert!(!b.starts_with(a), "{b} starts with {a}");
                 }
             }
         }
-        // A history range never reaches a member key.
+    }
+
+    #[test]
+    fn sort_key_prefixes_do_not_overlap() {
+        // Each room Query (fan-out `S#`, history `M#`, the state `ST#`) and each idempotency key
+        // selects its kind only.
+        prefix_free(&[
+            SUBSCRIPTION_SK_PREFIX,
+            MESSAGE_SK_PREFIX,
+            IDEMPOTENCY_SK_PREFIX,
+            ROOM_STATE_SK_PREFIX,
+        ]);
+        let state = [HEAD_SK, CONVERSATION_SK, MEMBER_SK_PREFIX];
+        prefix_free(&state);
+        // A history range never reaches a state key.
         let (lo, hi) = (message_sk(0), message_sk(u64::MAX));
-        let member = member_sk("alice");
-        assert!(!(lo.as_str()..=hi.as_str()).contains(&member.as_str()));
+        for sk in state.iter().copied().chain([member_sk("alice").as_str()]) {
+            assert!(sk.starts_with(ROOM_STATE_SK_PREFIX), "{sk}");
+            assert!(!(lo.as_str()..=hi.as_str()).contains(&sk), "{sk}");
+        }
         assert!(message_sk(9) < message_sk(10));
-        assert!(!USER_STATUS_SK.starts_with(USER_CONNECTION_SK_PREFIX));
+        prefix_free(&[USER_STATUS_SK, USER_CONNECTION_SK_PREFIX]);
     }
 }
