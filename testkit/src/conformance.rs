@@ -17,7 +17,7 @@ use roomcast_core::protocol::{Conversation, ConversationStatus, PresenceStatus};
 use roomcast_core::ratelimit::{RateDecision, RatePolicy};
 use roomcast_core::store::{
     Amendment, Connection, ConnectionStore, HistoryQuery, HistoryStore, JoinOutcome, NewMessage,
-    RoomRef, StoreError,
+    RoomRef, RoomState, StoreError,
 };
 
 /// Makes names unique within a process and across runs against one store.
@@ -73,6 +73,7 @@ pub async fn history_conformance(store: &dyn HistoryStore, names: &Namer) {
     read_cursor_only_moves_forward(store, names).await;
     members_are_listed_most_recent_first(store, names).await;
     conversation_changes_are_compare_and_set(store, names).await;
+    room_state_is_what_the_single_reads_say(store, names).await;
 }
 
 /// Seqs start at 1 and increase by one; the head follows.
@@ -427,6 +428,7 @@ pub async fn connection_conformance(store: &dyn ConnectionStore, names: &Namer) 
     users_have_many_connections(store, names).await;
     presence_follows_connections(store, names).await;
     rate_tokens_follow_the_policy(store, names).await;
+    admitting_a_frame_reads_the_connection_and_takes_a_token(store, names).await;
 }
 
 /// Put, get, remove.
@@ -618,4 +620,100 @@ pub async fn rate_tokens_follow_the_policy(store: &dyn ConnectionStore, names: &
         Allow
     );
     store.remove_connection(&c).await.unwrap();
+}
+
+/// [`HistoryStore::room_state`] answers exactly what `head`, `read_cursor`, `members` and
+/// `conversation` answer, whatever the backend does to answer it in fewer reads.
+pub async fn room_state_is_what_the_single_reads_say(store: &dyn HistoryStore, names: &Namer) {
+    let room = names.room();
+    let empty = store.room_state(&room, "alice", 10, true).await.unwrap();
+    assert_eq!(empty, RoomState::default());
+    for (i, user) in ["alice", "bob", "carol"].into_iter().enumerate() {
+        store
+            .append(&room, new_message(&format!("m{i}"), user, "hi", 100))
+            .await
+            .unwrap();
+        store
+            .touch_member(&room, user, 1_000 + i as u64)
+            .await
+            .unwrap();
+    }
+    store.advance_read(&room, "alice", 2).await.unwrap();
+    // A cursor alone does not make a member.
+    store.advance_read(&room, "dave", 1).await.unwrap();
+    let conversation = Conversation {
+        status: ConversationStatus::Waiting,
+        agent: None,
+        version: 1,
+        since: 5,
+    };
+    store.put_conversation(&room, &conversation).await.unwrap();
+    for (user, limit, with_conversation) in [
+        ("alice", 10, true),
+        ("alice", 2, false),
+        ("dave", 10, true),
+        ("erin", 1, true),
+    ] {
+        let state = store
+            .room_state(&room, user, limit, with_conversation)
+            .await
+            .unwrap();
+        let expected = RoomState {
+            head: store.head(&room).await.unwrap(),
+            read_seq: store.read_cursor(&room, user).await.unwrap(),
+            members: store.members(&room, limit).await.unwrap(),
+            conversation: if with_conversation {
+                store.conversation(&room).await.unwrap()
+            } else {
+                None
+            },
+        };
+        assert_eq!(state, expected, "{user}, limit {limit}");
+    }
+    let state = store.room_state(&room, "alice", 10, true).await.unwrap();
+    assert_eq!((state.head, state.read_seq), (3, 2));
+    let members: Vec<&str> = state.members.iter().map(|m| m.user.as_str()).collect();
+    assert_eq!(members, ["carol", "bob", "alice"]);
+    assert_eq!(state.conversation, Some(conversation));
+}
+
+/// [`ConnectionStore::admit_frame`]: the connection and a rate decision that follows the
+/// policy; `None` once the connection is gone.
+pub async fn admitting_a_frame_reads_the_connection_and_takes_a_token(
+    store: &dyn ConnectionStore,
+    names: &Namer,
+) {
+    let policy = RatePolicy {
+        burst: 2,
+        per_sec: 1,
+        max_strikes: 1,
+    };
+    let c = names.name("c");
+    assert_eq!(store.admit_frame(&c, &policy, 0).await, Ok(None));
+    let mut conn = Connection::new(&c, &identity(&names.name("t"), "alice"), 1);
+    conn.name = Some("Alice".into());
+    store.put_connection(&conn).await.unwrap();
+    store.join_room(&c, "lobby", 3).await.unwrap();
+    conn.rooms.push("lobby".into());
+    let mut decisions = Vec::new();
+    for _ in 0..4 {
+        let admitted = store
+            .admit_frame(&c, &policy, 10_000)
+            .await
+            .unwrap()
+            .expect("a live connection is admitted");
+        assert_eq!(
+            Connection {
+                rate: conn.rate,
+                ..admitted.connection.clone()
+            },
+            conn,
+            "the connection as stored"
+        );
+        decisions.push(admitted.rate);
+    }
+    use RateDecision::{Allow, Close, Reject};
+    assert_eq!(decisions, vec![Allow, Allow, Reject, Close]);
+    store.remove_connection(&c).await.unwrap();
+    assert_eq!(store.admit_frame(&c, &policy, 20_000).await, Ok(None));
 }

@@ -1,0 +1,14 @@
+//! The in-memory backend runs the same store conformance suites as every other backend.
+
+use roomcast_core::store::memory::{MemoryConnections, MemoryHistory};
+use roomcast_testkit::conformance::{Namer, connection_conformance, history_conformance};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_history_conforms() {
+    history_conformance(&MemoryHistory::new(), &Namer::new("mem")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_connections_conform() {
+    connection_conformance(&MemoryConnections::new(), &Namer::new("mem")).await;
+}
