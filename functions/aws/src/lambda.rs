@@ -17,7 +17,7 @@ use serde_json::json;
 use crate::dynamo::{DEFAULT_TABLE, DynamoConfig, DynamoStore};
 use crate::management::{GatewayCounters, ManagementGateway};
 
-/// The settings the functions read from their environment: the core's [`names`] (JWT key and
+/// The settings the functions read from their environment: the core's [`names`](roomcast_core::config::names) (JWT key and
 /// rules, rate, connection limits) and the AWS build's own (the deploy templates set them; a
 /// consistency test checks that they do).
 pub mod env {

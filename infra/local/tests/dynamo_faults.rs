@@ -22,9 +22,9 @@ const ROOM: &str = "faults";
 const SENDERS: [&str; 3] = ["alice", "bob", "carol"];
 /// Messages each sender sends while one DynamoDB request in four fails.
 const EACH: usize = 8;
-/// Most DynamoDB requests one refused frame may cost: the SDK's 3 attempts for each of the 6
+/// Most DynamoDB requests one refused frame may cost: the SDK's 3 attempts for each of the 5
 /// calls a `message` can make. More would mean retries without bound.
-const MAX_REQUESTS_PER_REFUSAL: u64 = 3 * 6;
+const MAX_REQUESTS_PER_REFUSAL: u64 = 3 * 5;
 
 /// What a sender heard about one message.
 #[derive(Debug)]

@@ -7,7 +7,7 @@ use super::ChatService;
 use crate::gateway::GatewayError;
 use crate::limits::FANOUT_CONCURRENCY;
 use crate::protocol::ServerFrame;
-use crate::store::RoomRef;
+use crate::store::{RoomRef, Subscriber};
 
 /// Which subscribers a broadcast leaves out.
 #[derive(Clone, Copy)]
@@ -27,10 +27,28 @@ impl ChatService {
         now_ms: u64,
     ) -> usize {
         let (delivered, gone) = self.broadcast(room, frame, skip).await;
+        self.forget(gone, now_ms).await;
+        delivered
+    }
+
+    /// [`ChatService::deliver`] to `subscribers`, listed already by the caller.
+    pub(super) async fn deliver_to(
+        &self,
+        subscribers: Vec<Subscriber>,
+        frame: &ServerFrame,
+        skip: Skip<'_>,
+        now_ms: u64,
+    ) -> usize {
+        let (delivered, gone) = self.send_all(subscribers, frame, skip).await;
+        self.forget(gone, now_ms).await;
+        delivered
+    }
+
+    /// Disconnects the recipients a send found gone.
+    async fn forget(&self, gone: Vec<String>, now_ms: u64) {
         for id in gone {
             self.disconnect(&id, now_ms).await;
         }
-        delivered
     }
 
     /// Sends `frame` to the room's subscribers with bounded concurrency. One failing recipient
@@ -41,13 +59,22 @@ impl ChatService {
         frame: &ServerFrame,
         skip: Skip<'_>,
     ) -> (usize, Vec<String>) {
-        let subscribers = match self.connections.room_connections(room).await {
-            Ok(s) => s,
+        match self.connections.room_connections(room).await {
+            Ok(subscribers) => self.send_all(subscribers, frame, skip).await,
             Err(e) => {
                 tracing::warn!(room = %room.key(), error = %e, "fan-out skipped: cannot list subscribers");
-                return (0, Vec::new());
+                (0, Vec::new())
             }
-        };
+        }
+    }
+
+    /// Sends `frame` to `subscribers` but those `skip` leaves out.
+    async fn send_all(
+        &self,
+        subscribers: Vec<Subscriber>,
+        frame: &ServerFrame,
+        skip: Skip<'_>,
+    ) -> (usize, Vec<String>) {
         let text = frame.to_json();
         let targets = subscribers.into_iter().filter(|s| match skip {
             Skip::Nobody => true,

@@ -204,7 +204,7 @@ impl ChatService {
             last_seen: now_ms,
         };
         Ok(self
-            .deliver(r, &frame, Skip::Connection(&conn.id), now_ms)
+            .deliver_to(subscribers, &frame, Skip::Connection(&conn.id), now_ms)
             .await)
     }
 }

@@ -172,8 +172,7 @@ pub trait ConnectionStore: MaybeSendSync {
     ) -> Result<RateDecision, StoreError>;
     /// A client frame arrived on the connection: the connection (`None` when it is gone) and
     /// the rate decision for the frame. A backend that reads the connection to take the token
-    /// answers both from that one read. A failure to take the token lets the frame through:
-    /// rate limiting protects the service, it must not take it down with the store.
+    /// answers both from that one read; [`rules::admission`] is the rule for the answer.
     async fn admit_frame(
         &self,
         conn_id: &str,
@@ -183,15 +182,8 @@ pub trait ConnectionStore: MaybeSendSync {
         let Some(connection) = self.connection(conn_id).await? else {
             return Ok(None);
         };
-        let rate = match self.take_rate_token(conn_id, policy, now_ms).await {
-            Ok(decision) => decision,
-            Err(StoreError::NotFound) => return Ok(None),
-            Err(e) => {
-                tracing::warn!(conn = conn_id, error = %e, "rate token not taken; frame let through");
-                RateDecision::Allow
-            }
-        };
-        Ok(Some(Admitted { connection, rate }))
+        let token = self.take_rate_token(conn_id, policy, now_ms).await;
+        Ok(rules::admission(conn_id, connection, token))
     }
     /// Records the status a user chose.
     async fn set_status(

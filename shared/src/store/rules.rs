@@ -2,8 +2,11 @@
 //! order are identical whatever the storage: a backend that keeps whole messages calls these
 //! instead of re-implementing them.
 
-use super::{Amendment, HistoryQuery, Member, NewMessage, RoomRef, StoreError};
+use super::{
+    Admitted, Amendment, Connection, HistoryQuery, Member, NewMessage, RoomRef, StoreError,
+};
 use crate::protocol::{Conversation, MessageView};
+use crate::ratelimit::RateDecision;
 
 /// Applies an [`Amendment`] to a stored message: shared by every backend that keeps whole
 /// messages, so edits and tombstones look the same everywhere.
@@ -87,6 +90,25 @@ pub fn sort_members(members: &mut [Member]) {
             .cmp(&a.last_seen)
             .then_with(|| a.user.cmp(&b.user))
     });
+}
+
+/// The rule of [`super::ConnectionStore::admit_frame`] once the connection was read and a token
+/// asked for: a gone connection is not admitted; a failure to take the token lets the frame
+/// through (rate limiting protects the service, it must not take it down with the store).
+pub fn admission(
+    conn_id: &str,
+    connection: Connection,
+    token: Result<RateDecision, StoreError>,
+) -> Option<Admitted> {
+    let rate = match token {
+        Ok(decision) => decision,
+        Err(StoreError::NotFound) => return None,
+        Err(e) => {
+            tracing::warn!(conn = conn_id, error = %e, "rate token not taken; frame let through");
+            RateDecision::Allow
+        }
+    };
+    Some(Admitted { connection, rate })
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRe
 use futures::StreamExt;
 use roomcast_core::protocol::PresenceStatus;
 use roomcast_core::ratelimit::{RateDecision, RatePolicy, RateState};
+use roomcast_core::store::rules::admission;
 use roomcast_core::store::{
     Admitted, Connection, ConnectionStore, JoinOutcome, RoomRef, StoreError, Subscriber,
 };
@@ -330,16 +331,8 @@ impl ConnectionStore for DynamoStore {
             return Ok(None);
         };
         let connection = decode_connection(&item)?;
-        // As the default: a gone connection is `None`, any other failure lets the frame through.
-        let rate = match self.take_token(conn_id, Some(item), policy, now_ms).await {
-            Ok(decision) => decision,
-            Err(StoreError::NotFound) => return Ok(None),
-            Err(e) => {
-                tracing::warn!(conn = conn_id, error = %e, "rate token not taken; frame let through");
-                RateDecision::Allow
-            }
-        };
-        Ok(Some(Admitted { connection, rate }))
+        let token = self.take_token(conn_id, Some(item), policy, now_ms).await;
+        Ok(admission(conn_id, connection, token))
     }
 
     async fn set_status(
