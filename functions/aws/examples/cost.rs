@@ -24,10 +24,6 @@
 //!    `GET /2018-06-01/runtime/invocation/next`.
 //! 4. **Zipped size.** The stripped binary as `bootstrap`, `zip -9`.
 
-// The handler tests' harness (its own `allow`s cover its unwraps and the parts unused here).
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -38,10 +34,10 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, PutRequest,
     ScalarAttributeType, WriteRequest,
 };
-use common::{SECRET, World, member_token, world};
 use futures::StreamExt;
 use roomcast_aws::dynamo::emulator_client;
 use roomcast_testkit::aws::capacity::{Billed, Meter, Tally, bill, tally};
+use roomcast_testkit::aws::lambda::{SECRET, World, member_token, world};
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
 

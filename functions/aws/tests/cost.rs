@@ -7,13 +7,11 @@
     reason = "test code: a failing call is a test failure"
 )]
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::{World, member_token, types, world};
 use roomcast_aws::dynamo::{ROOM_STATE_SK_PREFIX, emulator_client};
 use roomcast_testkit::aws::capacity::{bill, tally};
+use roomcast_testkit::aws::lambda::{World, member_token, types, world};
 use serde_json::json;
 
 /// The rooms are `chat-*`, not support rooms: a visitor's first message in a support room adds

@@ -20,17 +20,15 @@
     reason = "test code: a failing call is a test failure"
 )]
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{SECRET, World, world};
 use roomcast_aws::dynamo::{ATTR_PK, ATTR_SK, ATTR_TTL};
 use roomcast_aws::lambda::env;
 use roomcast_core::auth::{Claims, Role, TokenSigner};
 use roomcast_core::http::HttpRequest;
+use roomcast_testkit::aws::lambda::{SECRET, World, world};
 use serde_json::{Value, json};
 
 /// The HTTP API's routes (shared/src/http.rs serves these and answers 404 to anything else).
@@ -130,13 +128,24 @@ fn signed(user: &str, role: Role, rooms: &[&str]) -> String {
         tid: Some("acme".into()),
         rooms: rooms.iter().map(|r| (*r).to_owned()).collect(),
         role,
-        exp: Some(common::now_ms() / 1000 + 3600),
+        exp: Some(roomcast_testkit::aws::lambda::now_ms() / 1000 + 3600),
         ..Claims::default()
     };
     TokenSigner::hs256(SECRET.as_bytes()).sign(&claims)
 }
 
-impl World {
+/// What the deploy test asks of the handler tests' world.
+trait Observing {
+    /// What ran since the last look.
+    fn observed(&self) -> Observed;
+    /// A fresh connection of `user` in `rooms`, then forgets everything recorded.
+    async fn member(&self, conn: &str, user: &str, role: Role, rooms: &[&str]);
+    /// A member of `support-1` with two connections, one of whose clients then vanishes: the
+    /// next fan-out meets a 410 and cleans it up, while the user stays online.
+    async fn vanishing_member(&self, conn: &str);
+}
+
+impl Observing for World {
     /// What ran since the last look.
     fn observed(&self) -> Observed {
         let mut c = self.connections.lock().unwrap();

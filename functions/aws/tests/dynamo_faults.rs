@@ -7,13 +7,11 @@
 //! exactly once. The room's history is then checked: every acknowledged message exactly once,
 //! seqs gap-free. Run with `--nocapture` for the figures.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{World, member_token, world_with_faults};
 use roomcast_testkit::aws::fault_proxy::{Fault, FaultProxy};
+use roomcast_testkit::aws::lambda::{World, member_token, world_with_faults};
 use serde_json::{Value, json};
 
 const ROOM: &str = "faults";

@@ -5,15 +5,13 @@
     reason = "test code: a failing call is a test failure"
 )]
 
-mod common;
-
 use std::collections::HashMap;
 
-use common::{World, fixture, now_ms, token, types, world, world_with};
 use roomcast_aws::lambda::{FunctionConfig, env, with_key_from_parameter};
 use roomcast_core::auth::Role;
 use roomcast_core::http::HttpRequest;
 use roomcast_core::store::ConnectionStore;
+use roomcast_testkit::aws::lambda::{World, fixture, now_ms, token, types, world, world_with};
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,18 +1,21 @@
-//! The harness of the handler tests: the Lambda runtime on a real DynamoDB (moto), a Management
-//! API that follows API Gateway's documented behaviour (AWS itself cannot run here, so a small
-//! server plays it: POST/DELETE `@connections/{id}`, 410 `GoneException`, 429
-//! `LimitExceededException`, errors typed by `x-amzn-ErrorType`), API Gateway event fixtures
-//! (`fixtures/*.json`, with `connectedAt` and `requestTimeEpoch`), and a record of every DynamoDB
-//! operation the runtime calls.
+//! The harness of the Lambda handler tests and the AWS cost model (feature `aws-lambda`): the
+//! functions' runtime on a real DynamoDB (moto), a Management API that follows API Gateway's
+//! documented behaviour (AWS itself cannot run here, so a small server plays it: POST/DELETE
+//! `@connections/{id}`, 410 `GoneException`, 429 `LimitExceededException`, errors typed by
+//! `x-amzn-ErrorType`), API Gateway event fixtures (`testkit/fixtures/apigw/*.json`, with
+//! `connectedAt` and `requestTimeEpoch`), and a record of every DynamoDB operation the runtime
+//! calls.
 #![allow(
     clippy::unwrap_used,
-    dead_code,
-    reason = "test code: a failing call is a test failure; each test file uses part of the harness"
+    missing_docs,
+    reason = "test support: a failing call is a test failure; the fields are the harness's state"
 )]
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
+use super::fault_proxy::FaultProxy;
+use super::moto::{Dynamo, dynamo};
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Credentials, Intercept, RuntimeComponents};
@@ -25,8 +28,6 @@ use axum::routing::post;
 use roomcast_apigw::{WsEvent, WsResponse};
 use roomcast_aws::lambda::{FunctionConfig, Runtime, env};
 use roomcast_core::auth::{Claims, Role, TokenSigner};
-use roomcast_testkit::aws::fault_proxy::FaultProxy;
-use roomcast_testkit::aws::moto::{Dynamo, dynamo};
 use serde_json::{Value, json};
 
 pub const SECRET: &str = "handler-test-secret";
@@ -134,7 +135,7 @@ pub struct World {
     pub connections: Shared,
     pub operations: Operations,
     /// Every DynamoDB call with its units (the cost tests and benchmark).
-    pub meter: roomcast_testkit::aws::capacity::Meter,
+    pub meter: super::capacity::Meter,
     pub dynamo: Dynamo,
     /// Between the functions and DynamoDB, when the world was made with [`world_with_faults`].
     pub faults: Option<FaultProxy>,
@@ -189,7 +190,7 @@ async fn build(
         .load()
         .await;
     let operations = Operations::default();
-    let meter = roomcast_testkit::aws::capacity::Meter::default();
+    let meter = super::capacity::Meter::default();
     let dynamodb = aws_sdk_dynamodb::Client::from_conf(
         aws_sdk_dynamodb::config::Builder::from(&sdk)
             .interceptor(operations.clone())
@@ -211,7 +212,7 @@ async fn build(
 }
 
 pub fn fixture(name: &str) -> WsEvent {
-    let path = format!("{}/tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/fixtures/apigw/{name}.json", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
