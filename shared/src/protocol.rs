@@ -450,6 +450,25 @@ pub fn validate_body(body: &str) -> Result<(), Rejection> {
     Ok(())
 }
 
+/// `meta` keys only the service writes: the desk's system messages carry `kind` (`"status"`),
+/// and clients have used it to tell system lines from people's messages. A message from a
+/// `user` or `agent` naming one is refused, so no client can pass for the service.
+pub const RESERVED_META_KEYS: &[&str] = &["kind"];
+
+/// Refuses `meta` naming a [`RESERVED_META_KEYS`] key (for senders other than services).
+pub fn refuse_reserved_meta(meta: Option<&Value>) -> Result<(), Rejection> {
+    let Some(object) = meta.and_then(Value::as_object) else {
+        return Ok(());
+    };
+    match RESERVED_META_KEYS.iter().find(|k| object.contains_key(**k)) {
+        Some(key) => Err(Rejection::new(
+            ErrorCode::Invalid,
+            format!("meta key `{key}` is reserved for the service"),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Validates message meta.
 pub fn validate_meta(meta: Option<&Value>) -> Result<(), Rejection> {
     let Some(meta) = meta else { return Ok(()) };
@@ -482,6 +501,10 @@ pub struct MessageView {
     /// The sender's display name, when its token had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The service user that published it over the HTTP API, naming `from` as the sender (a
+    /// bot, say): `from` did not write it, so nobody may change it over the WebSocket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
     /// Text; absent once deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
@@ -853,6 +876,7 @@ mod tests {
             id: "c".into(),
             from: "u".into(),
             name: None,
+            via: None,
             body: Some("hi".into()),
             meta: None,
             ts: 5,
@@ -863,5 +887,23 @@ mod tests {
             msg.to_json(),
             r#"{"type":"message","room":"r","seq":1,"id":"c","from":"u","body":"hi","ts":5}"#
         );
+    }
+
+    #[test]
+    fn reserved_meta_keys_are_named_in_the_refusal() {
+        let refused = refuse_reserved_meta(Some(&serde_json::json!({"kind": "status"})));
+        assert_eq!(
+            refused,
+            Err(Rejection::new(
+                ErrorCode::Invalid,
+                "meta key `kind` is reserved for the service"
+            ))
+        );
+        for fine in [
+            None,
+            Some(serde_json::json!({"order": "A-17", "status": "x"})),
+        ] {
+            assert_eq!(refuse_reserved_meta(fine.as_ref()), Ok(()));
+        }
     }
 }

@@ -109,6 +109,7 @@ pub fn room_event(c: &Conversation, by: Option<&str>) -> NewMessage {
         id: format!("status-{}", c.version),
         from: SYSTEM_SENDER.to_owned(),
         name: None,
+        via: None,
         body: status_text(c),
         meta: Some(json!({
             "kind": "status",
@@ -128,6 +129,7 @@ pub fn inbox_event(room: &str, c: &Conversation) -> NewMessage {
         id: format!("{room}/{}", c.version),
         from: SYSTEM_SENDER.to_owned(),
         name: None,
+        via: None,
         body: format!("{room}: {}", c.status.as_str()),
         meta: Some(json!({
             "kind": "status",

@@ -1486,6 +1486,7 @@ fn publish_stores_and_fans_out_to_the_tenants_room_once() {
         id: "p-1".into(),
         from: "bot".into(),
         name: None,
+        via: Some("backend".into()),
         body: Some("maintenance at 5".into()),
         meta: Some(json!({"kind": "notice"})),
         ts: T0 + 4,
@@ -1497,7 +1498,8 @@ fn publish_stores_and_fans_out_to_the_tenants_room_once() {
         w.frames(&a1),
         vec![
             json!({"type": "message", "room": "lobby", "seq": 1, "id": "p-1", "from": "bot",
-                    "body": "maintenance at 5", "meta": {"kind": "notice"}, "ts": T0 + 4})
+                    "via": "backend", "body": "maintenance at 5", "meta": {"kind": "notice"},
+                    "ts": T0 + 4})
         ]
     );
     assert!(w.frames(&e1).is_empty(), "another tenant");
@@ -1594,6 +1596,7 @@ fn big_page(count: u64) -> Page {
             id: format!("m{seq}"),
             from: "alice".into(),
             name: None,
+            via: None,
             body: Some(body.clone()),
             meta: None,
             ts: seq,
@@ -1920,4 +1923,111 @@ fn a_service_bound_to_a_support_room_lists_it_in_the_inbox_through_the_relay() {
         status_messages(&inbox_object.frames(&inbox)),
         vec![(2, "assigned".into(), json!("ann"))]
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// forgery: reserved meta keys, messages published in another user's name
+
+#[test]
+fn users_and_agents_cannot_send_meta_the_service_reserves() {
+    let w = World::new();
+    let inbox = w.agent("ann");
+    let visitor = w.member("vic", &[CONVERSATION]);
+    let agent = w.member_with(&Claims {
+        role: Role::Agent,
+        ..w.claims("bo", &[CONVERSATION])
+    });
+    // What a forged desk line looked like: a visitor closing the conversation in the console.
+    let forged = json!({"kind": "status", "status": "closed", "room": CONVERSATION, "version": 99});
+    for (conn, id) in [(&visitor, "f-1"), (&agent, "f-2")] {
+        let outcome = w.send(
+            conn,
+            json!({"action": "message", "room": CONVERSATION, "id": id, "body": "Re-enter your card at …", "meta": forged}),
+        );
+        assert_eq!(outcome, refused(Some("message"), ErrorCode::Invalid));
+        let frames = w.frames(conn);
+        assert_error(&frames, ErrorCode::Invalid, Some(id));
+        assert!(
+            frames[0]["message"].as_str().unwrap().contains("`kind`"),
+            "the refusal names the key: {}",
+            frames[0]
+        );
+    }
+    assert_eq!(
+        w.head(CONVERSATION),
+        0,
+        "nothing stored, no conversation opened"
+    );
+    assert!(w.frames(&inbox).is_empty());
+    // Other keys are the application's, `status` included.
+    let app_meta = json!({"status": "urgent", "order": "A-17"});
+    w.send(
+        &visitor,
+        json!({"action": "message", "room": CONVERSATION, "id": "ok-1", "body": "hi", "meta": app_meta}),
+    );
+    assert_eq!(w.stored(CONVERSATION, 1).unwrap().meta, Some(app_meta));
+    // A service writes what it likes, over the WebSocket as over HTTP.
+    let service = w.member_with(&Claims {
+        role: Role::Service,
+        ..w.claims("backend", &[])
+    });
+    w.join(&service, CONVERSATION);
+    let outcome = w.send(
+        &service,
+        json!({"action": "message", "room": CONVERSATION, "id": "s-1", "body": "note", "meta": {"kind": "note"}}),
+    );
+    assert_eq!(outcome.rejected, None, "{outcome:?}");
+}
+
+#[test]
+fn messages_a_service_published_for_a_user_cannot_be_changed_by_anyone() {
+    let w = World::new();
+    let b1 = w.member("bob", &["lobby"]);
+    let backend = w.identity(&Claims {
+        role: Role::Service,
+        ..w.claims("backend", &[])
+    });
+    let p = publish("p-1", "bob agrees to the terms", Some("bob"));
+    let appended = block_on(w.service.publish(&backend, "lobby", p, w.now())).unwrap();
+    assert_eq!(appended.message.via.as_deref(), Some("backend"));
+    let delivered = w.frames(&b1);
+    assert_eq!(delivered[0]["from"], "bob");
+    assert_eq!(
+        delivered[0]["via"], "backend",
+        "clients can tell: {delivered:?}"
+    );
+    // Neither the user named in `from` nor the service's own connection may change it.
+    let service_conn = w.member_with(&Claims {
+        role: Role::Service,
+        ..w.claims("backend", &[])
+    });
+    w.join(&service_conn, "lobby");
+    w.settle();
+    for conn in [&b1, &service_conn] {
+        for (action, frame) in [
+            (
+                "edit",
+                json!({"action": "edit", "room": "lobby", "seq": 1, "body": "no", "ref": "x"}),
+            ),
+            (
+                "delete",
+                json!({"action": "delete", "room": "lobby", "seq": 1, "ref": "x"}),
+            ),
+        ] {
+            assert_eq!(
+                w.send(conn, frame),
+                refused(Some(action), ErrorCode::Forbidden),
+                "{conn} {action}"
+            );
+            assert_error(&w.frames(conn), ErrorCode::Forbidden, Some("x"));
+        }
+    }
+    assert_eq!(w.stored("lobby", 1).unwrap(), appended.message);
+    // Bob's own messages stay his to change.
+    let seq = w.say(&b1, "lobby", "own-1", "mine");
+    let outcome = w.send(
+        &b1,
+        json!({"action": "edit", "room": "lobby", "seq": seq, "body": "still mine"}),
+    );
+    assert_eq!(outcome.rejected, None, "{outcome:?}");
 }

@@ -56,6 +56,7 @@ pub fn new_message(id: &str, from: &str, body: &str, ts: u64) -> NewMessage {
         id: id.into(),
         from: from.into(),
         name: None,
+        via: None,
         body: body.into(),
         meta: None,
         ts,
@@ -74,6 +75,7 @@ pub async fn history_conformance(store: &dyn HistoryStore, names: &Namer) {
     members_are_listed_most_recent_first(store, names).await;
     conversation_changes_are_compare_and_set(store, names).await;
     room_state_is_what_the_single_reads_say(store, names).await;
+    published_messages_keep_their_service(store, names).await;
 }
 
 /// Seqs start at 1 and increase by one; the head follows.
@@ -313,6 +315,58 @@ pub async fn edit_and_delete(store: &dyn HistoryStore, names: &Namer) {
         Err(StoreError::NotFound)
     );
     assert_eq!(store.head(&room).await.unwrap(), 2);
+}
+
+/// A message published in another user's name keeps `via` (the publishing service) through
+/// every read: the append's answer (and a duplicate's), one message, a page, an edit.
+pub async fn published_messages_keep_their_service(store: &dyn HistoryStore, names: &Namer) {
+    let room = names.room();
+    let published = NewMessage {
+        via: Some("backend".into()),
+        ..new_message("p1", "bob", "from the bot", 3)
+    };
+    let appended = store.append(&room, published.clone()).await.unwrap();
+    assert_eq!(appended.message.via.as_deref(), Some("backend"));
+    let again = store.append(&room, published).await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.message, appended.message);
+    store
+        .append(&room, new_message("own", "bob", "his own", 4))
+        .await
+        .unwrap();
+    let stored = store.message(&room, 1).await.unwrap().unwrap();
+    assert_eq!(stored, appended.message);
+    let page = store
+        .messages(
+            &room,
+            HistoryQuery {
+                after: None,
+                before: None,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    let vias: Vec<Option<&str>> = page.messages.iter().map(|m| m.via.as_deref()).collect();
+    assert_eq!(vias, [Some("backend"), None]);
+    let edited = store
+        .amend(
+            &room,
+            1,
+            Amendment::Edit {
+                body: "changed".into(),
+                at_ms: 5,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(edited.via.as_deref(), Some("backend"));
+    let stored = store.message(&room, 1).await.unwrap().unwrap();
+    assert_eq!(
+        stored.via.as_deref(),
+        Some("backend"),
+        "an edit keeps `via`"
+    );
 }
 
 /// Read cursors never move back.

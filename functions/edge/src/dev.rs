@@ -4,8 +4,10 @@
 //! `POST /__dev/conformance` runs, inside a fresh `ChatRoom` object (named
 //! `#dev/conformance-…`: `#` is never in a tenant name, so it shares nothing with real rooms):
 //!
+//! - the migration of a `messages` table made before it had the `via` column: an old message
+//!   reads back, and a new one keeps its `via`;
 //! - the testkit's `history_conformance` against [`SqlHistory`] on that object's SQLite storage
-//!   (every case: the store holds any room in this mode);
+//!   (every case: the store holds any room in this mode), on the migrated table;
 //! - the testkit's `connection_conformance` against [`EdgeConnections`] without sockets (the
 //!   in-memory indexes and the write-through path; there are no sockets to write to);
 //! - a hibernation round trip: connections on real accepted sockets, written to their
@@ -20,7 +22,7 @@ use roomcast_core::auth::{Identity, Role};
 use roomcast_core::lifecycle::ConnectionClock;
 use roomcast_core::protocol::PresenceStatus;
 use roomcast_core::ratelimit::RatePolicy;
-use roomcast_core::store::{Connection, ConnectionStore, RoomRef};
+use roomcast_core::store::{Connection, ConnectionStore, HistoryStore, NewMessage, RoomRef};
 use roomcast_testkit::conformance::{Namer, connection_conformance, history_conformance};
 use worker::{Env, Request, Response, Result, State, WebSocketPair};
 
@@ -36,19 +38,70 @@ pub async fn forward(req: Request, env: &Env) -> Result<Response> {
     room_object(env, &name)?.fetch_with_request(req).await
 }
 
+/// The `messages` table as objects made before the `via` column have it, with one message.
+const MESSAGES_BEFORE_VIA: &[&str] = &[
+    "CREATE TABLE messages (
+        rk TEXT NOT NULL, seq INTEGER NOT NULL, cid TEXT NOT NULL, sender TEXT NOT NULL,
+        name TEXT, body TEXT, meta TEXT, ts INTEGER NOT NULL, edited_ts INTEGER,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (rk, seq), UNIQUE (rk, sender, cid)) WITHOUT ROWID",
+    "INSERT INTO messages (rk, seq, cid, sender, body, ts)
+        VALUES ('#legacy/r', 1, 'old', 'alice', 'before via', 1)",
+];
+
 /// The object's side: runs the conformance suites in this object; 200 with a summary when all
 /// pass.
 pub async fn conformance(state: &Rc<State>) -> Result<Response> {
     let prefix = format!("edge{}", now_ms());
+    for statement in MESSAGES_BEFORE_VIA {
+        state.storage().sql().exec(statement, None)?;
+    }
     let history = SqlHistory::open(state.storage().sql(), Rooms::Any)
         .map_err(|e| worker::Error::RustError(e.to_string()))?;
+    migrated_table_keeps_old_messages(&history).await?;
     history_conformance(&history, &Namer::new(format!("{prefix}h"))).await;
     let detached = EdgeConnections(Rc::new(Sockets::detached()));
     connection_conformance(&detached, &Namer::new(format!("{prefix}c"))).await;
     let restored = hibernation_round_trip(state).await?;
     Response::ok(format!(
-        "ok: history_conformance, connection_conformance, hibernation round trip of {restored} connections\n"
+        "ok: messages table migrated, history_conformance, connection_conformance, hibernation round trip of {restored} connections\n"
     ))
+}
+
+/// After [`MESSAGES_BEFORE_VIA`] and [`SqlHistory::open`]: the old message reads back without
+/// `via`, and a message appended to the migrated table keeps its `via`.
+async fn migrated_table_keeps_old_messages(history: &SqlHistory) -> Result<()> {
+    let fail = |what: String| worker::Error::RustError(format!("migration: {what}"));
+    let room = RoomRef::new("#legacy", "r");
+    let old = history
+        .message(&room, 1)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    match old {
+        Some(m) if m.body.as_deref() == Some("before via") && m.via.is_none() => {}
+        other => return Err(fail(format!("the old message reads {other:?}"))),
+    }
+    let published = NewMessage {
+        id: "new".into(),
+        from: "bob".into(),
+        name: None,
+        via: Some("backend".into()),
+        body: "after via".into(),
+        meta: None,
+        ts: 2,
+    };
+    history
+        .append(&room, published)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let new = history
+        .message(&room, 2)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    match new {
+        Some(m) if m.via.as_deref() == Some("backend") => Ok(()),
+        other => Err(fail(format!("the new message reads {other:?}"))),
+    }
 }
 
 /// Connections on accepted sockets survive a new object instance (what waking from

@@ -34,7 +34,7 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS messages (
         rk TEXT NOT NULL, seq INTEGER NOT NULL, cid TEXT NOT NULL, sender TEXT NOT NULL,
         name TEXT, body TEXT, meta TEXT, ts INTEGER NOT NULL, edited_ts INTEGER,
-        deleted INTEGER NOT NULL DEFAULT 0,
+        deleted INTEGER NOT NULL DEFAULT 0, via TEXT,
         PRIMARY KEY (rk, seq), UNIQUE (rk, sender, cid)) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS read_cursors (
         rk TEXT NOT NULL, user TEXT NOT NULL, seq INTEGER NOT NULL,
@@ -48,7 +48,14 @@ const SCHEMA: &[&str] = &[
         WITHOUT ROWID",
 ];
 
-const MESSAGE_COLUMNS: &str = "seq, cid, sender, name, body, meta, ts, edited_ts, deleted";
+/// Columns `messages` gained after objects had stored messages, each with the statement that
+/// adds it to such an object's older table (SQLite has no `ADD COLUMN IF NOT EXISTS`, so
+/// [`SqlHistory::open`] reads the table's columns first). Added columns are nullable: old rows
+/// read as `NULL`, which is what they hold.
+const ADDED_MESSAGE_COLUMNS: &[(&str, &str)] =
+    &[("via", "ALTER TABLE messages ADD COLUMN via TEXT")];
+
+const MESSAGE_COLUMNS: &str = "seq, cid, sender, name, body, meta, ts, edited_ts, deleted, via";
 
 /// History in the Durable Object's SQLite database.
 pub struct SqlHistory {
@@ -120,6 +127,7 @@ fn message_from(room: &RoomRef, row: &Row) -> Result<MessageView, StoreError> {
         id: get_string(row, 1)?,
         from: get_string(row, 2)?,
         name: get_opt_string(row, 3)?,
+        via: get_opt_string(row, 9)?,
         body: get_opt_string(row, 4)?,
         meta,
         ts: get_u64(row, 6)?,
@@ -129,12 +137,25 @@ fn message_from(room: &RoomRef, row: &Row) -> Result<MessageView, StoreError> {
 }
 
 impl SqlHistory {
-    /// Opens the store, creating its tables when missing.
+    /// Opens the store, creating its tables when missing and adding the columns an older
+    /// object's table lacks.
     pub fn open(sql: SqlStorage, rooms: Rooms) -> Result<Self, StoreError> {
         for statement in SCHEMA {
             sql.exec(statement, None).map_err(failed)?;
         }
-        Ok(Self { sql, rooms })
+        let store = Self { sql, rooms };
+        // `table_info` rows: (cid, name, type, notnull, dflt_value, pk).
+        let columns: Vec<String> = store
+            .rows("PRAGMA table_info(messages)", Vec::new())?
+            .iter()
+            .map(|row| get_string(row, 1))
+            .collect::<Result<_, _>>()?;
+        for (column, statement) in ADDED_MESSAGE_COLUMNS {
+            if !columns.iter().any(|c| c == column) {
+                store.run(statement, Vec::new())?;
+            }
+        }
+        Ok(store)
     }
 
     fn rows(&self, query: &str, bindings: Vec<SqlStorageValue>) -> Result<Vec<Row>, StoreError> {
@@ -211,8 +232,9 @@ impl HistoryStore for SqlHistory {
             .map_err(|e| StoreError::Other(format!("meta: {e}")))?;
         // One statement: the next seq is computed where it is inserted.
         let rows = self.rows(
-            "INSERT INTO messages (rk, seq, cid, sender, name, body, meta, ts)
-             SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5, ?6, ?7 FROM messages WHERE rk = ?1
+            "INSERT INTO messages (rk, seq, cid, sender, name, body, meta, ts, via)
+             SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 FROM messages
+             WHERE rk = ?1
              RETURNING seq",
             vec![
                 rk,
@@ -222,6 +244,7 @@ impl HistoryStore for SqlHistory {
                 text(&msg.body),
                 opt_text(meta.as_deref()),
                 int(msg.ts),
+                opt_text(msg.via.as_deref()),
             ],
         )?;
         let seq = rows

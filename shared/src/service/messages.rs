@@ -5,7 +5,7 @@ use super::fanout::Skip;
 use super::{ChatService, unavailable};
 use crate::auth::Role;
 use crate::limits::{DEFAULT_HISTORY_LIMIT, MAX_SERVER_FRAME_BYTES};
-use crate::protocol::{ErrorCode, MessageView, Rejection, ServerFrame};
+use crate::protocol::{ErrorCode, MessageView, Rejection, ServerFrame, refuse_reserved_meta};
 use crate::store::{Amendment, Connection, HistoryQuery, NewMessage, Page, RoomRef};
 use crate::support::{DeskRequest, INBOX_ROOM};
 
@@ -27,10 +27,14 @@ impl ChatService {
                 "only the service writes in the inbox",
             ));
         }
+        if conn.role != Role::Service {
+            refuse_reserved_meta(meta.as_ref())?;
+        }
         let msg = NewMessage {
             id,
             from: conn.user.clone(),
             name: conn.name.clone(),
+            via: None,
             body,
             meta,
             ts: now_ms,
@@ -185,6 +189,15 @@ impl ChatService {
                 format!("no message {seq}"),
             ));
         };
+        if let Some(service) = &original.via {
+            // Published in `from`'s name by a service: `from` did not write it.
+            return Err(Rejection::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "message {seq} was published by the service `{service}`; it cannot be changed"
+                ),
+            ));
+        }
         if original.from != conn.user {
             return Err(Rejection::new(
                 ErrorCode::Forbidden,

@@ -66,7 +66,9 @@ impl ChatService {
         Ok((appended, delivered))
     }
 
-    /// Server-side publish (HTTP, role `service`): stores and fans out to every connection.
+    /// Server-side publish (HTTP, role `service`): stores and fans out to every connection. The
+    /// message names the service in `via`, so nobody (`from` included) can change it over the
+    /// WebSocket.
     pub async fn publish(
         &self,
         identity: &Identity,
@@ -102,6 +104,7 @@ impl ChatService {
             id: publish.id,
             from,
             name,
+            via: Some(identity.user.clone()),
             body: publish.body,
             meta: publish.meta,
             ts: now_ms,

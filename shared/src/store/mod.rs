@@ -209,6 +209,8 @@ pub struct NewMessage {
     pub from: String,
     /// Sender's display name.
     pub name: Option<String>,
+    /// The service user publishing it in `from`'s name ([`MessageView::via`]).
+    pub via: Option<String>,
     /// Text.
     pub body: String,
     /// Application data.

@@ -12,7 +12,7 @@ use super::schema::{
     ATTR_AGENT, ATTR_BODY, ATTR_CONNECTED_AT, ATTR_DELETED, ATTR_EDITED_TS, ATTR_FROM, ATTR_GRANTS,
     ATTR_ID, ATTR_LAST_SEEN, ATTR_META, ATTR_NAME, ATTR_PK, ATTR_RATE, ATTR_READ_SEQ, ATTR_ROLE,
     ATTR_ROOMS, ATTR_SEQ, ATTR_SINCE, ATTR_SK, ATTR_STATUS, ATTR_TENANT, ATTR_TOKEN_EXPIRES_AT,
-    ATTR_TS, ATTR_TTL, ATTR_USER, ATTR_VERSION, CONNECTION_PK_PREFIX, CONNECTION_SK,
+    ATTR_TS, ATTR_TTL, ATTR_USER, ATTR_VERSION, ATTR_VIA, CONNECTION_PK_PREFIX, CONNECTION_SK,
     CONVERSATION_SK, Item, MEMBER_SK_PREFIX, connection_pk, key, message_sk, subscription_key,
 };
 
@@ -204,6 +204,9 @@ pub(super) fn message_attributes(m: &MessageView) -> Result<Item, StoreError> {
     if let Some(name) = &m.name {
         item.insert(ATTR_NAME.into(), s(name.as_str()));
     }
+    if let Some(via) = &m.via {
+        item.insert(ATTR_VIA.into(), s(via.as_str()));
+    }
     if let Some(body) = &m.body {
         item.insert(ATTR_BODY.into(), s(body.as_str()));
     }
@@ -242,6 +245,7 @@ pub(super) fn decode_message(room: &RoomRef, item: &Item) -> Result<MessageView,
         id: f.s(ATTR_ID)?,
         from: f.s(ATTR_FROM)?,
         name: f.opt_s(ATTR_NAME)?,
+        via: f.opt_s(ATTR_VIA)?,
         body: f.opt_s(ATTR_BODY)?,
         meta: f.json(ATTR_META)?,
         ts: f.u64(ATTR_TS)?,
@@ -312,6 +316,7 @@ mod tests {
                 id: "a#b".into(),
                 from: "alice".into(),
                 name: Some("Alice".into()),
+                via: Some("backend".into()),
                 body: "hi".into(),
                 meta: Some(serde_json::json!({"k": [1, null]})),
                 ts: 5,

@@ -13,7 +13,7 @@
 //! | user's connection index | `U#{tenant}#{user}` | `C#{conn_id}` | | connection |
 //! | user status | `U#{tenant}#{user}` | `S` | status | connection, from `set_status` |
 //! | room subscription | `R#{tenant}/{room}` | `S#{conn_id}` | user | connection |
-//! | message | `R#{tenant}/{room}` | `M#{seq:020}` | seq, id, from, name, body, meta (JSON), ts, edited_ts, deleted | retention, if set |
+//! | message | `R#{tenant}/{room}` | `M#{seq:020}` | seq, id, from, name, via, body, meta (JSON), ts, edited_ts, deleted | retention, if set |
 //! | idempotency key | `R#{tenant}/{room}` | `I#{from}#{id}` | seq | retention, if set |
 //! | room head | `R#{tenant}/{room}` | `ST#HEAD` | seq | never |
 //! | support conversation | `R#{tenant}/{room}` | `ST#CONV` | status, agent, version, since (ms) | never |

@@ -74,6 +74,8 @@ pub const ATTR_SEQ: &str = "seq";
 pub const ATTR_ID: &str = "id";
 /// Message: sender's user id (S).
 pub const ATTR_FROM: &str = "from";
+/// Message: the service user that published it in `from`'s name (S; optional).
+pub const ATTR_VIA: &str = "via";
 /// Message: text (S; absent once deleted).
 pub const ATTR_BODY: &str = "body";
 /// Message: application data (S, JSON; optional).
