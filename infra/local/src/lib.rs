@@ -10,6 +10,9 @@
 //! - [`app`]: [`app::App`], the shared state, and the connect / frame / disconnect calls into
 //!   the service (in-process, or as API Gateway events to Lambda functions: [`forward`]).
 //! - [`router`]: every route and the module serving it; [`router::serve`] and shutdown.
+//! - [`listener`]: the accept loop: connection caps (server-wide, below the open-file limit,
+//!   and per address) before any HTTP is read, then HTTP/1 with a request-head deadline and
+//!   size bound.
 //! - [`sockets`]: the upgrade and one task per socket (reader driving the core's lifecycle
 //!   deadlines, writer draining the outbound queue).
 //! - [`http`]: the core HTTP API behind axum, and `/metrics`.
@@ -32,6 +35,7 @@ pub mod embedded;
 pub mod forward;
 pub mod gateway;
 pub mod http;
+pub mod listener;
 pub mod management;
 pub mod metrics;
 pub mod router;

@@ -1,20 +1,20 @@
 //! The router: every route of the server and the module serving it, and [`serve`], which runs
-//! it until shutdown and then closes every socket with 1001.
+//! it behind the accept loop ([`crate::listener`]) until shutdown and then closes every socket
+//! with 1001.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use roomcast_core::http::MAX_BODY_BYTES;
 use roomcast_core::protocol::close;
 use tokio::net::TcpListener;
 
 use crate::app::App;
+use crate::listener::{ConnectionLimits, Connections, DEFAULT_HEADER_READ_TIMEOUT};
 use crate::{assets, dev_token, http, management, sockets};
 
 /// How long shutdown waits for sockets to take their 1001 close.
@@ -47,33 +47,43 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// Serves on `listener` until `shutdown` resolves, then closes every socket with 1001.
+/// Serves on `listener` until `shutdown` resolves, under the default [`ConnectionLimits`] (the
+/// open-file limit's cap, `--max-connections-per-ip`, [`DEFAULT_HEADER_READ_TIMEOUT`]); then
+/// closes every socket with 1001.
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let gateway = app.gateway.clone();
-    // Frames are small and written one by one: with Nagle's algorithm a frame written while an
-    // earlier one is unacknowledged waits for the peer's delayed ACK (up to 40 ms on Linux),
-    // which the benchmarks measured as a 40 ms p99 (docs/benchmarks.md).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let service = axum::serve(
-        listener,
-        router(app).into_make_service_with_connect_info::<SocketAddr>(),
+    let limits = ConnectionLimits::new(
+        None,
+        app.config.max_connections_per_ip,
+        DEFAULT_HEADER_READ_TIMEOUT,
     )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        tracing::info!("shutting down: closing sockets with 1001");
-        gateway.close_all(close::GOING_AWAY, "server shutting down");
-        let deadline = Instant::now() + SHUTDOWN_GRACE;
-        while !gateway.is_empty() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    });
-    service.await
+    .map_err(std::io::Error::other)?;
+    serve_with(listener, app, limits, shutdown).await;
+    Ok(())
+}
+
+/// Serves on `listener` under `limits` until `shutdown` resolves. Then it stops accepting,
+/// closes every socket with 1001 and waits for them up to [`SHUTDOWN_GRACE`], and lets the HTTP
+/// requests in flight finish within as long again.
+pub async fn serve_with(
+    listener: TcpListener,
+    app: Arc<App>,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let gateway = app.gateway.clone();
+    let connections = Connections::new(limits);
+    connections
+        .accept_until(listener, router(app), shutdown)
+        .await;
+    tracing::info!("shutting down: closing sockets with 1001");
+    gateway.close_all(close::GOING_AWAY, "server shutting down");
+    let deadline = Instant::now() + SHUTDOWN_GRACE;
+    while !gateway.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    connections.finish(SHUTDOWN_GRACE).await;
 }
