@@ -2,6 +2,12 @@
 //! then one task per socket. Its reader routes each text frame to the service and drives the
 //! connection's deadlines from the core's [`ConnectionClock`] with one tokio timer; its writer
 //! drains the connection's bounded outbound queue into the socket.
+//!
+//! Whatever a client sends, a connection's memory stays bounded: frames and messages by their
+//! size limits (1009), frames queued for it by the gateway's bounds (4009), and tungstenite's
+//! write buffer by [`MAX_WRITE_BUFFER_BYTES`]. Control frames are rate limited like data frames
+//! (4008), but are not activity: only data frames keep a connection from its idle timeout, as on
+//! API Gateway.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,8 +24,9 @@ use base64::Engine;
 use futures::{SinkExt, StreamExt};
 use roomcast_apigw::emulated::Socket;
 use roomcast_core::lifecycle::{ConnectionClock, LifecyclePolicy, Timeout};
-use roomcast_core::limits::{MAX_FRAME_BYTES, MAX_WS_MESSAGE_BYTES};
+use roomcast_core::limits::{MAX_FRAME_BYTES, MAX_SERVER_FRAME_BYTES, MAX_WS_MESSAGE_BYTES};
 use roomcast_core::protocol::{ErrorCode, close};
+use roomcast_core::ratelimit::{RateDecision, RatePolicy, RateState};
 use roomcast_core::store::Connection;
 
 use crate::app::{App, IpSlot, now_ms};
@@ -38,6 +45,18 @@ const READ_BUFFER_BYTES: usize = 2048;
 /// Most queued frames written to a socket before one flush: enough to make a burst one
 /// syscall, few enough that one connection's backlog does not hold its writer for long.
 const WRITE_BATCH_FRAMES: usize = 64;
+/// Bytes tungstenite buffers before writing them to the socket (its default, made explicit
+/// because [`MAX_WRITE_BUFFER_BYTES`] is reckoned from it). A flush writes everything anyway.
+const WRITE_BUFFER_BYTES: usize = 128 * 1024;
+/// Most bytes tungstenite may hold for a socket whose peer is not reading. Without a bound it
+/// grows without limit: tungstenite answers every ping by moving a pong into this buffer, and a
+/// client that pings without reading its pongs took the server past a gigabyte in seconds
+/// (issue 15). At the bound the pending pong waits in tungstenite's one-frame slot, where each
+/// newer pong replaces it, so at most one unsent pong is kept. The writer never needs more
+/// than one buffer's worth and its largest frame: it waits for the socket whenever a write
+/// would block, so only a peer that stops reading reaches the bound (and its next data frame
+/// fails the writer: the socket ends, as a slow consumer's would).
+const MAX_WRITE_BUFFER_BYTES: usize = WRITE_BUFFER_BYTES + MAX_SERVER_FRAME_BYTES + 4 * 1024;
 
 const INFO_PAGE: &str = "<!doctype html><title>roomcast</title><h1>roomcast local server</h1>\
 <p>Connect a WebSocket to this URL with <code>?token=&lt;JWT&gt;</code> (mint one with \
@@ -106,7 +125,9 @@ pub(crate) async fn upgrade(
         // default): that was the top of the server's profile under load and, once touched, 128
         // KiB of RSS per connection (docs/benchmarks.md). Frames are small; larger ones still
         // grow the buffer as needed.
-        .read_buffer_size(READ_BUFFER_BYTES);
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
+        .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES);
     if let Some(protocol) = connected.subprotocol {
         upgrade = upgrade.protocols([protocol]);
     }
@@ -261,6 +282,14 @@ async fn read_loop(
     mut clock: ConnectionClock,
 ) -> ReadEnd {
     let policy: LifecyclePolicy = app.config.settings.lifecycle;
+    // Control frames never reach the service (as on API Gateway, which answers pings itself),
+    // so they are metered here, under the service's frame rate policy: a local bucket costs no
+    // store call per ping (DynamoDB would pay a write for each) and works as well in forwarding
+    // mode, where the service's buckets live behind the Lambda functions. A client may thus
+    // send its rate in control frames besides its rate in data frames; each costs at most a
+    // pong of 125 bytes, and the pongs in flight are bounded by MAX_WRITE_BUFFER_BYTES.
+    let control_rate: RatePolicy = app.config.settings.service.rate;
+    let mut control_bucket = RateState::default();
     let deadline = tokio::time::sleep_until(instant_of(clock.poll_timeout(&policy)));
     tokio::pin!(deadline);
     let mut writer_done = false;
@@ -269,9 +298,14 @@ async fn read_loop(
     // The close frame is out but unread input remains: the socket stays for LINGER, then goes.
     let mut lingering = false;
     let end = loop {
+        // From a close request until the writer has sent the close frame, nothing is read:
+        // tungstenite answers every ping it reads, and pongs queued then could fill the write
+        // buffer before the close frame (which would not fit, and be lost). Once the close frame
+        // is out tungstenite answers no more pings, and reading resumes, for the client's close.
+        let reading = !stream_broken && (writer_done || !clock.is_closing());
         let step = tokio::select! {
             _ = &mut writer, if !writer_done => Step::WriterDone,
-            message = stream.next(), if !stream_broken => match message {
+            message = stream.next(), if reading => match message {
                 // Once closing, data frames are drained unread until the client's close arrives.
                 Some(Ok(Message::Text(_))) if clock.is_closing() => Step::Continue,
                 Some(Ok(Message::Text(text))) => {
@@ -288,12 +322,15 @@ async fn read_loop(
                     Step::Closing
                 }
                 Some(Ok(Message::Binary(_))) => Step::Close(close::UNSUPPORTED_DATA, "binary frames are not supported"),
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
-                    let now = now_ms();
-                    handle.touch(now);
-                    clock.activity(now);
-                    Step::Continue
-                }
+                // Pings and unsolicited pongs are not activity: only data frames hold off the
+                // idle timeout, as on API Gateway, and the SDK's keep-alive is the `ping`
+                // action, a data frame. tungstenite has queued the pong already (coalesced with
+                // any unsent one); over the rate the ping costs a strike, as a frame would.
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) if clock.is_closing() => Step::Continue,
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => match control_bucket.take(&control_rate, now_ms()) {
+                    RateDecision::Allow | RateDecision::Reject => Step::Continue,
+                    RateDecision::Close => Step::Close(close::RATE_LIMITED, "rate limit exceeded"),
+                },
                 Some(Ok(Message::Close(frame))) => Step::End(ReadEnd::Client(frame.map(|f| f.code))),
                 Some(Err(e)) if is_too_big(&e) => {
                     stream_broken = true;
