@@ -7,7 +7,8 @@
 //! size limits (1009), frames queued for it by the gateway's bounds (4009), and tungstenite's
 //! write buffer by [`MAX_WRITE_BUFFER_BYTES`]. Control frames are rate limited like data frames
 //! (4008), but are not activity: only data frames keep a connection from its idle timeout, as on
-//! API Gateway.
+//! API Gateway. A frame that breaks the protocol gets its close code (1007 for a text frame that
+//! is not UTF-8, 1002 for any other violation) before the socket ends.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -28,12 +29,15 @@ use roomcast_core::limits::{MAX_FRAME_BYTES, MAX_SERVER_FRAME_BYTES, MAX_WS_MESS
 use roomcast_core::protocol::{ErrorCode, close};
 use roomcast_core::ratelimit::{RateDecision, RatePolicy, RateState};
 use roomcast_core::store::Connection;
+use tungstenite::error::ProtocolError;
 
 use crate::app::{App, IpSlot, now_ms};
 use crate::gateway::{ConnHandle, Outbound};
 use crate::metrics::Metrics;
 
-/// How long a socket whose input can no longer be read stays open after its close frame was sent.
+/// How long a socket stays open once its close handshake is as complete as it will get: after
+/// our close frame when its input can no longer be read, or after the client's close frame while
+/// the echo goes out.
 const LINGER: Duration = Duration::from_millis(250);
 /// How long a closing socket may spend sending the frames queued before its close frame.
 const CLOSE_DRAIN: Duration = Duration::from_secs(1);
@@ -57,6 +61,11 @@ const WRITE_BUFFER_BYTES: usize = 128 * 1024;
 /// would block, so only a peer that stops reading reaches the bound (and its next data frame
 /// fails the writer: the socket ends, as a slow consumer's would).
 const MAX_WRITE_BUFFER_BYTES: usize = WRITE_BUFFER_BYTES + MAX_SERVER_FRAME_BYTES + 4 * 1024;
+/// RFC 6455 §7.4.1: a frame broke the protocol (reserved bits, an unmasked frame, a fragmented
+/// or oversized control frame, an unknown opcode, a continuation with nothing to continue, …).
+const PROTOCOL_ERROR: u16 = 1002;
+/// RFC 6455 §7.4.1: a text frame (or close reason) that is not UTF-8.
+const INVALID_PAYLOAD: u16 = 1007;
 
 const INFO_PAGE: &str = "<!doctype html><title>roomcast</title><h1>roomcast local server</h1>\
 <p>Connect a WebSocket to this URL with <code>?token=&lt;JWT&gt;</code> (mint one with \
@@ -164,10 +173,13 @@ enum Step {
     /// A close was asked for elsewhere (the service, the gateway, `@connections`).
     Closing,
     WriterDone,
+    /// The client's close frame arrived, with this code.
+    ClientClosed(Option<u16>),
     End(ReadEnd),
 }
 
 /// Why the read side of a socket stopped.
+#[derive(Clone, Copy)]
 enum ReadEnd {
     /// The client closed or the connection dropped.
     Client(Option<u16>),
@@ -253,16 +265,51 @@ async fn write_queued(
     Ok(written)
 }
 
-fn is_too_big(error: &axum::Error) -> bool {
-    use std::error::Error;
-    let mut source: Option<&(dyn Error + 'static)> = error.source();
-    while let Some(e) = source {
-        if let Some(tungstenite::Error::Capacity(_)) = e.downcast_ref::<tungstenite::Error>() {
-            return true;
+/// What a failed read means. After any of them nothing more can be read: tokio-tungstenite
+/// ends the stream at its first error, and after a size error the decoder is mid-frame.
+enum ReadFailure {
+    /// A frame or message over the size limits: close 1009.
+    TooBig,
+    /// A text frame (or close reason) that is not UTF-8: close 1007.
+    InvalidUtf8,
+    /// Any other protocol violation: close 1002.
+    ProtocolViolation,
+    /// The connection is gone (reset, closed without a close frame): nothing to send.
+    Gone,
+}
+
+impl ReadFailure {
+    /// Finds tungstenite's error under axum's.
+    fn of(error: &axum::Error) -> Self {
+        use std::error::Error;
+        let mut source: Option<&(dyn Error + 'static)> = error.source();
+        while let Some(e) = source {
+            if let Some(e) = e.downcast_ref::<tungstenite::Error>() {
+                return match e {
+                    tungstenite::Error::Capacity(_) => Self::TooBig,
+                    tungstenite::Error::Utf8(_) => Self::InvalidUtf8,
+                    // The peer went away mid-conversation: there is no one to tell.
+                    tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+                        Self::Gone
+                    }
+                    tungstenite::Error::Protocol(_) => Self::ProtocolViolation,
+                    _ => Self::Gone,
+                };
+            }
+            source = e.source();
         }
-        source = e.source();
+        Self::Gone
     }
-    false
+
+    /// The close to send, unless the connection is gone.
+    fn close(&self) -> Option<(u16, &'static str)> {
+        match self {
+            Self::TooBig => Some((close::TOO_BIG, "frame or message too large")),
+            Self::InvalidUtf8 => Some((INVALID_PAYLOAD, "text frame is not valid UTF-8")),
+            Self::ProtocolViolation => Some((PROTOCOL_ERROR, "WebSocket protocol violation")),
+            Self::Gone => None,
+        }
+    }
 }
 
 /// The tokio instant of an epoch-milliseconds deadline.
@@ -293,10 +340,12 @@ async fn read_loop(
     let deadline = tokio::time::sleep_until(instant_of(clock.poll_timeout(&policy)));
     tokio::pin!(deadline);
     let mut writer_done = false;
-    // After a capacity error the frame decoder is mid-frame: nothing more can be read.
+    // After a read error nothing more can be read (see ReadFailure).
     let mut stream_broken = false;
-    // The close frame is out but unread input remains: the socket stays for LINGER, then goes.
-    let mut lingering = false;
+    // The socket is ending, as this, once the deadline (LINGER) passes or the stream ends: our
+    // close frame is out but unread input remains, or the client's close frame is in and
+    // tungstenite is sending its echo.
+    let mut winding_down: Option<ReadEnd> = None;
     let end = loop {
         // From a close request until the writer has sent the close frame, nothing is read:
         // tungstenite answers every ping it reads, and pongs queued then could fill the write
@@ -331,22 +380,26 @@ async fn read_loop(
                     RateDecision::Allow | RateDecision::Reject => Step::Continue,
                     RateDecision::Close => Step::Close(close::RATE_LIMITED, "rate limit exceeded"),
                 },
-                Some(Ok(Message::Close(frame))) => Step::End(ReadEnd::Client(frame.map(|f| f.code))),
-                Some(Err(e)) if is_too_big(&e) => {
-                    stream_broken = true;
-                    Step::Close(close::TOO_BIG, "frame or message too large")
-                }
+                Some(Ok(Message::Close(frame))) => Step::ClientClosed(frame.map(|f| f.code)),
+                // After the client's close frame the stream ends once the echo is out.
+                None | Some(Err(_)) if winding_down.is_some() => Step::End(winding_down.unwrap_or(ReadEnd::Client(None))),
                 Some(Err(e)) => {
                     tracing::debug!(conn = %socket.id, error = %e, "socket read failed");
-                    Step::End(ReadEnd::Client(None))
+                    stream_broken = true;
+                    match ReadFailure::of(&e).close() {
+                        Some((code, reason)) => Step::Close(code, reason),
+                        None => Step::End(ReadEnd::Client(None)),
+                    }
                 }
                 None => Step::End(ReadEnd::Client(None)),
             },
-            () = &mut deadline => match clock.handle_timeout(&policy, now_ms()) {
-                _ if lingering => Step::End(ReadEnd::Server),
-                Some(Timeout::Close { code, reason }) => Step::Close(code, reason),
-                Some(Timeout::Forget) => Step::End(ReadEnd::Server),
-                None => Step::Continue,
+            () = &mut deadline => match winding_down {
+                Some(end) => Step::End(end),
+                None => match clock.handle_timeout(&policy, now_ms()) {
+                    Some(Timeout::Close { code, reason }) => Step::Close(code, reason),
+                    Some(Timeout::Forget) => Step::End(ReadEnd::Server),
+                    None => Step::Continue,
+                },
             },
             // A close asked for by the service, the gateway (slow consumer) or @connections.
             _ = handle.close_requested(), if !clock.is_closing() => Step::Closing,
@@ -364,22 +417,32 @@ async fn read_loop(
             }
             Step::WriterDone => {
                 writer_done = true;
-                if !clock.is_closing() {
+                if !clock.is_closing() && winding_down.is_none() {
                     // The socket failed under the writer: nothing more can be sent.
                     break ReadEnd::Server;
                 }
-                if stream_broken {
-                    // Unread bytes make the kernel answer our close with a reset; give the
-                    // client a moment to read the close frame first.
-                    lingering = true;
-                    deadline
-                        .as_mut()
-                        .reset(tokio::time::Instant::now() + LINGER);
-                }
+            }
+            Step::ClientClosed(code) => {
+                // tungstenite has queued the echo the close handshake needs (RFC 6455 §5.5.1):
+                // the next read sends it, then ends the stream. Ending now would drop the
+                // connection without it, and the client would see 1006 instead of its code.
+                winding_down = Some(ReadEnd::Client(code));
+                deadline
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + LINGER);
             }
             Step::End(end) => break end,
         }
-        if !lingering {
+        if stream_broken && writer_done && winding_down.is_none() {
+            // The close frame is out and nothing more will be read. Unread bytes make the
+            // kernel answer our close with a reset; give the client a moment to read the close
+            // frame first.
+            winding_down = Some(ReadEnd::Server);
+            deadline
+                .as_mut()
+                .reset(tokio::time::Instant::now() + LINGER);
+        }
+        if winding_down.is_none() {
             deadline
                 .as_mut()
                 .reset(instant_of(clock.poll_timeout(&policy)));
