@@ -1,24 +1,29 @@
-//! Abuse of the real `roomcast-local` binary (issue 8, "Attacks"): floods closed with 4008,
-//! connection limits per user and per address, oversized and binary frames, slow readers, and
-//! thousands of joins — each run while the server's resident memory (`VmRSS` of
-//! `/proc/<pid>/status`) is sampled, asserting that it stays bounded during the pattern and
-//! returns near its baseline after. The figures are printed (`--nocapture` shows them).
+//! Abuse of the real `roomcast-local` binary (issue 8, "Attacks"; issue 15): floods closed with
+//! 4008, connection limits per user and per address, oversized and binary frames, slow readers,
+//! thousands of joins, ping floods whose pongs nobody reads, and request heads that never end —
+//! each run while the server's resident memory (`VmRSS` of `/proc/<pid>/status`) is sampled,
+//! asserting that it stays bounded during the pattern and returns near its baseline after. The
+//! figures are printed (`--nocapture` shows them).
 #![cfg(target_os = "linux")]
 
 mod process;
+mod raw;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
+use futures::future::join_all;
 use process::{Server, Target, metric, rss_of, runtime};
 use roomcast_core::limits::{
     DEFAULT_MAX_CONNECTIONS_PER_USER, MAX_BODY_BYTES, MAX_FRAME_BYTES, MAX_ROOMS_PER_CONNECTION,
     OUTBOUND_QUEUE_BYTES,
 };
+use roomcast_core::ratelimit::RatePolicy;
 use roomcast_protocol_tests::client::{Client, ConnectError, Credentials, frame_type};
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MIB: u64 = 1024 * 1024;
 /// How much a pattern may leave behind once its connections are gone (allocator slack, store
@@ -410,6 +415,231 @@ fn slow_readers_bad_frames_and_join_churn_keep_memory_bounded() -> anyhow::Resul
             }
             let rooms = metric(target.port, "roomcast_rooms").await?;
             ensure!(rooms == 0, "every room was left, yet {rooms} have subscribers");
+            Ok(())
+        })
+        .await?;
+        anyhow::Ok(())
+    })
+}
+
+/// How long each ping flooder floods.
+const FLOOD: Duration = Duration::from_secs(3);
+/// RSS growth at which a flood stops early: far past any bound below, well short of what an
+/// unbounded server would reach (gigabytes in seconds, issue 15), so a regression fails without
+/// taking the machine's memory.
+const FLOOD_ABORT_GROWTH: u64 = 512 * MIB;
+
+/// `n` authenticated raw sockets.
+async fn raw_sockets(
+    target: &Target,
+    label: &str,
+    n: usize,
+) -> anyhow::Result<Vec<raw::RawSocket>> {
+    let mut sockets = Vec::with_capacity(n);
+    for i in 0..n {
+        let token = target.token(&format!("{label}-{i}"), &["*"]);
+        sockets.push(
+            raw::RawSocket::connect(std::net::Ipv4Addr::LOCALHOST, target.port, &token).await?,
+        );
+    }
+    Ok(sockets)
+}
+
+/// Writes 125-byte pings on `socket` as fast as the server takes them, never reading, for
+/// [`FLOOD`] or until the server's RSS has grown [`FLOOD_ABORT_GROWTH`] past `baseline`, or
+/// the server stops taking them. Returns how many it wrote.
+async fn flood_pings(
+    socket: &mut raw::RawSocket,
+    pid: u32,
+    baseline: u64,
+) -> anyhow::Result<usize> {
+    const PER_WRITE: usize = 1000;
+    let ping = raw::frame(true, raw::opcode::PING, &[b'p'; 125], true);
+    let batch = ping.repeat(PER_WRITE);
+    let started = Instant::now();
+    let mut sent = 0;
+    while started.elapsed() < FLOOD {
+        if process::rss_of(pid)?.saturating_sub(baseline) > FLOOD_ABORT_GROWTH {
+            break;
+        }
+        if !socket
+            .send_within(&batch, Duration::from_millis(500))
+            .await
+            .unwrap_or(false)
+        {
+            break;
+        }
+        sent += PER_WRITE;
+    }
+    Ok(sent)
+}
+
+/// While `flooding` runs, an ordinary client keeps messaging another and `/health` keeps
+/// answering; returns the slowest round trip seen.
+async fn served_meanwhile<F: Future<Output = anyhow::Result<()>>>(
+    target: &Target,
+    flooding: F,
+) -> anyhow::Result<Duration> {
+    let mut alice = target.connect("bystander-alice").await?;
+    alice.join("bystanders").await?;
+    let mut bob = target.connect("bystander-bob").await?;
+    bob.join("bystanders").await?;
+    let (flooded, slowest) = tokio::join!(flooding, async {
+        let mut slowest = Duration::ZERO;
+        for i in 0..10 {
+            let started = Instant::now();
+            let id = format!("b-{i}");
+            alice.message("bystanders", &id, "still here").await?;
+            let m = bob.expect_message("bystanders").await?;
+            ensure!(m["id"] == id, "{m}");
+            let status = raw::health_from(
+                std::net::Ipv4Addr::LOCALHOST,
+                target.port,
+                Duration::from_secs(5),
+            )
+            .await?;
+            ensure!(status == 200, "/health answered {status}");
+            slowest = slowest.max(started.elapsed());
+            tokio::time::sleep(FLOOD / 10).await;
+        }
+        anyhow::Ok(slowest)
+    });
+    flooded?;
+    let slowest = slowest?;
+    alice.close().await?;
+    bob.close().await?;
+    Ok(slowest)
+}
+
+/// Issue 15: pings are frames for the rate limit. Four connections that ping as fast as they
+/// can without reading get at most a rate limit's worth of pongs (the burst and the strikes),
+/// then close 4008; memory stays flat and everyone else is served meanwhile.
+#[test]
+fn ping_floods_are_closed_with_4008() -> anyhow::Result<()> {
+    const FLOODERS: usize = 4;
+    let dir = tempfile::tempdir()?;
+    // The default rate limit (`--rate-*` unset): the core's RatePolicy.
+    let server = Server::start(dir.path(), 0, &[])?;
+    let policy = RatePolicy::default();
+    let most_pongs = (policy.burst + policy.max_strikes + 1) as usize;
+    let target = server.target();
+    let pid = server.pid();
+    runtime().block_on(async {
+        let baseline = server.rss()?;
+        measured(&server, "ping flood: 4 connections, default rate", 16 * MIB, || async {
+            let flooders = raw_sockets(&target, "pinger", FLOODERS).await?;
+            let floods = flooders.into_iter().map(|mut socket| {
+                tokio::spawn(async move {
+                    let sent = flood_pings(&mut socket, pid, baseline).await?;
+                    let (code, before) = socket.expect_close(Duration::from_secs(10)).await?;
+                    let pongs = before.iter().filter(|f| f.opcode == raw::opcode::PONG).count();
+                    ensure!(code == 4008, "closed {code} after {sent} pings and {pongs} pongs");
+                    ensure!(
+                        pongs <= most_pongs,
+                        "{pongs} pongs for {sent} pings: more than the rate limit allows ({most_pongs})"
+                    );
+                    anyhow::Ok((sent, pongs))
+                })
+            });
+            let slowest = served_meanwhile(&target, async {
+                for flood in join_all(floods).await {
+                    let (sent, pongs) = flood??;
+                    eprintln!("abuse: ping flooder wrote {sent} pings, got {pongs} pongs, then 4008");
+                }
+                Ok(())
+            })
+            .await?;
+            eprintln!("abuse: slowest bystander round trip (message + /health) during the ping flood: {slowest:?}");
+            Ok(())
+        })
+        .await?;
+        anyhow::Ok(())
+    })
+}
+
+/// Issue 15: with the rate limit out of the way, what bounds a ping flood is tungstenite's
+/// write buffer. Four connections pinging at full speed without reading for three seconds:
+/// the server's memory stays flat (it reached gigabytes before the bound) and everyone else is
+/// served meanwhile.
+#[test]
+fn unread_pongs_do_not_grow_memory() -> anyhow::Result<()> {
+    const FLOODERS: usize = 4;
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(
+        dir.path(),
+        0,
+        &["--rate-per-sec", "1000000000", "--rate-burst", "1000000000"],
+    )?;
+    let target = server.target();
+    let pid = server.pid();
+    runtime().block_on(async {
+        let baseline = server.rss()?;
+        measured(&server, "ping flood: 4 connections, no rate limit", 16 * MIB, || async {
+            let flooders = raw_sockets(&target, "pinger", FLOODERS).await?;
+            let floods = flooders.into_iter().map(|mut socket| {
+                tokio::spawn(async move {
+                    let sent = flood_pings(&mut socket, pid, baseline).await?;
+                    anyhow::Ok((sent, socket))
+                })
+            });
+            let slowest = served_meanwhile(&target, async {
+                for flood in join_all(floods).await {
+                    let (sent, _socket) = flood??;
+                    eprintln!("abuse: unlimited ping flooder wrote {sent} pings without reading");
+                }
+                Ok(())
+            })
+            .await?;
+            eprintln!("abuse: slowest bystander round trip (message + /health) during the ping flood: {slowest:?}");
+            Ok(())
+        })
+        .await?;
+        anyhow::Ok(())
+    })
+}
+
+/// Issue 15: a request head is read up to 16 KiB. Five hundred connections each sending 384 KB
+/// of headers that never end are refused (431, or closed) instead of each buffering it all.
+#[test]
+fn endless_request_heads_are_refused_at_their_bound() -> anyhow::Result<()> {
+    const SOCKETS: usize = 500;
+    const HEAD_BYTES: usize = 384 * 1024;
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path(), 0, &[])?;
+    let target = server.target();
+    runtime().block_on(async {
+        measured(&server, "500 endless 384 KB request heads", 32 * MIB, || async {
+            let line = format!("X-Pad: {}\r\n", "a".repeat(1016));
+            let mut sockets = Vec::with_capacity(SOCKETS);
+            for _ in 0..SOCKETS {
+                let mut socket = raw::connect_from(std::net::Ipv4Addr::LOCALHOST, target.port).await?;
+                socket.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n").await?;
+                sockets.push(socket);
+            }
+            let outcomes = join_all(sockets.into_iter().map(|mut socket| {
+                let line = line.clone();
+                async move {
+                    let mut sent = 0;
+                    while sent < HEAD_BYTES {
+                        match tokio::time::timeout(Duration::from_secs(2), socket.write_all(line.as_bytes())).await {
+                            Ok(Ok(())) => sent += line.len(),
+                            // Refused: the server closed the connection under the writes.
+                            Ok(Err(_)) => break,
+                            Err(_) => bail!("the server stopped reading after {sent} bytes without closing"),
+                        }
+                    }
+                    let mut response = Vec::new();
+                    let read = tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut response)).await;
+                    ensure!(read.is_ok(), "still open after {sent} bytes of request head");
+                    anyhow::Ok(response.starts_with(b"HTTP/1.1 431"))
+                }
+            }))
+            .await;
+            let mut answered_431 = 0;
+            for outcome in outcomes {
+                answered_431 += usize::from(outcome?);
+            }
+            eprintln!("abuse: {SOCKETS} endless request heads: {answered_431} answered 431, the rest closed");
             Ok(())
         })
         .await?;

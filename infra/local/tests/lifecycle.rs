@@ -1,9 +1,11 @@
 //! Process lifecycle of the real `roomcast-local` binary: SIGTERM closes every socket with 1001
 //! and exits cleanly; `kill -9` in the middle of pipelined concurrent sends loses no
-//! acknowledged message and leaves no gap in the seqs.
+//! acknowledged message and leaves no gap in the seqs; WebSocket pings do not keep an idle
+//! connection open.
 #![cfg(unix)]
 
 mod process;
+mod raw;
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -181,6 +183,53 @@ fn slow_consumer_is_closed_and_the_sender_is_unaffected() -> anyhow::Result<()> 
             anyhow::ensure!(Instant::now() < deadline, "the stalled socket was never dropped");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        anyhow::Ok(())
+    })
+}
+
+/// Only data frames are activity (as on API Gateway, where the idle timeout counts messages):
+/// a client that sends nothing but WebSocket pings gets its pongs, and is closed 1001 when the
+/// idle timeout passes. (The SDK keeps connections alive with the `ping` action, a data frame.)
+#[test]
+fn pings_do_not_hold_off_the_idle_timeout() -> anyhow::Result<()> {
+    const IDLE: Duration = Duration::from_secs(2);
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(
+        dir.path(),
+        0,
+        &["--idle-timeout-secs", &IDLE.as_secs().to_string()],
+    )?;
+    let target = server.target();
+    runtime().block_on(async {
+        let token = target.token("pinger", &["*"]);
+        // Before the upgrade: the server's idle clock starts after it.
+        let started = Instant::now();
+        let mut socket =
+            raw::RawSocket::connect(std::net::Ipv4Addr::LOCALHOST, target.port, &token).await?;
+        let ping = raw::frame(true, raw::opcode::PING, b"still here", true);
+        let mut pongs = 0;
+        let code = 'pinging: loop {
+            anyhow::ensure!(
+                started.elapsed() < 4 * IDLE,
+                "still open after {:?} of pings ({pongs} pongs)",
+                started.elapsed()
+            );
+            socket.send(&ping).await?;
+            let next_ping = Instant::now() + IDLE / 5;
+            while let Some(frame) = socket.next_frame(next_ping).await? {
+                match frame.opcode {
+                    raw::opcode::PONG => pongs += 1,
+                    raw::opcode::CLOSE => break 'pinging frame.close_code(),
+                    _ => {}
+                }
+            }
+        };
+        let after = started.elapsed();
+        anyhow::ensure!(
+            // (Less a few milliseconds: the server's clock counts whole ones.)
+            code == Some(1001) && after + Duration::from_millis(20) >= IDLE && pongs >= 3,
+            "closed {code:?} after {after:?} and {pongs} pongs: want 1001 once the idle timeout ({IDLE:?}) passed"
+        );
         anyhow::Ok(())
     })
 }
