@@ -12,8 +12,10 @@
 //! - [`engineio`]: Engine.IO v4 / Socket.IO v5 packet parsing and encoding.
 //! - [`procstat`]: CPU time and RSS from `/proc`.
 //! - [`report`] and [`svg`]: markdown tables and SVG charts from the JSON results.
+//! - [`soak`]: the soak run (issue 15): an hour of mixed traffic with connection churn, sampling
+//!   the server's RSS and open fds; `scripts/soak.sh` runs it against the local server.
 //!
-//! Binaries: `roomcast-bench` (the generator: `run`, `report`) and `raw-broadcast` (a minimal
+//! Binaries: `roomcast-bench` (the generator: `run`, `report`, `soak`) and `raw-broadcast` (a minimal
 //! broadcast server on the same WebSocket stack as roomcast, the "raw limit"). The Socket.IO peer
 //! is `bench/socketio/server.js`; `scripts/bench.sh` runs every scenario.
 
@@ -21,5 +23,6 @@ pub mod engineio;
 pub mod load;
 pub mod procstat;
 pub mod report;
+pub mod soak;
 pub mod svg;
 pub mod tracker;

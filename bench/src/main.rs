@@ -1,10 +1,13 @@
-//! `roomcast-bench`: the load generator (`run`) and the report renderer (`report`).
+//! `roomcast-bench`: the load generator (`run`), the report renderer (`report`) and the soak
+//! run (`soak`, issue 15; `scripts/soak.sh` starts the server and runs it).
 //!
 //! ```sh
 //! roomcast-bench run --protocol v1 --url ws://127.0.0.1:3001/ --jwt-secret S \
 //!     --connections 10000 --rooms 1000 --rates 1000 --step-secs 20 --server-pid PID \
 //!     --label s1-seed-roomcast --out bench/results/s1-seed-roomcast-embedded.json
 //! roomcast-bench report --results bench/results --charts docs/img
+//! ROOMCAST_JWT_SECRET=S roomcast-bench soak --url ws://127.0.0.1:3001/ --server-pid PID \
+//!     --minutes 60 --out-dir /tmp/soak
 //! ```
 
 use std::net::SocketAddr;
@@ -14,6 +17,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use roomcast_bench::load::{self, LoadConfig, Protocol};
 use roomcast_bench::report::Results;
+use roomcast_bench::soak::{self, SoakConfig};
 
 /// Load generator for roomcast, its raw WebSocket limit and a Socket.IO peer.
 #[derive(Debug, Parser)]
@@ -29,6 +33,9 @@ enum Command {
     Run(RunArgs),
     /// Print markdown tables (and write SVG charts) from a results directory.
     Report(ReportArgs),
+    /// Soak a running server: mixed traffic with churn for a bounded time, sampling its RSS
+    /// and fds; exits with status 1 when the verdict fails.
+    Soak(Box<SoakArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -97,6 +104,94 @@ struct RunArgs {
 }
 
 #[derive(Debug, Args)]
+struct SoakArgs {
+    /// Server URL, loopback only.
+    #[arg(long, default_value = "ws://127.0.0.1:3001/")]
+    url: String,
+    /// The server's pid (RSS, fds, CPU from /proc).
+    #[arg(long)]
+    server_pid: u32,
+    /// HS256 secret of the server, at least 32 bytes.
+    #[arg(long, env = "ROOMCAST_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: String,
+    /// Traffic time, minutes.
+    #[arg(long, default_value_t = 60.0)]
+    minutes: f64,
+    /// Warm-up, minutes (at most a quarter of the run): the baseline is taken at its end.
+    #[arg(long, default_value_t = 5.0)]
+    warmup_minutes: f64,
+    /// Time between samples, seconds.
+    #[arg(long, default_value_t = 30.0)]
+    sample_secs: f64,
+    /// Client slots (one connection each at a time).
+    #[arg(long, default_value_t = 400)]
+    connections: usize,
+    /// Rooms.
+    #[arg(long, default_value_t = 40)]
+    rooms: usize,
+    /// Share of each room's members that never disconnect.
+    #[arg(long, default_value_t = 0.5)]
+    stable_share: f64,
+    /// Messages per second, all rooms together.
+    #[arg(long, default_value_t = 150.0)]
+    rate: f64,
+    /// Disconnects (each followed by a reconnect) per second.
+    #[arg(long, default_value_t = 2.0)]
+    churn_per_sec: f64,
+    /// Share of reconnects that come back as a new user.
+    #[arg(long, default_value_t = 0.25)]
+    new_user_share: f64,
+    /// Shortest time away after a disconnect, ms.
+    #[arg(long, default_value_t = 500)]
+    offline_min_ms: u64,
+    /// Longest time away after a disconnect, ms.
+    #[arg(long, default_value_t = 5000)]
+    offline_max_ms: u64,
+    /// `typing` frames per second.
+    #[arg(long, default_value_t = 20.0)]
+    typing_per_sec: f64,
+    /// `presence` changes per second.
+    #[arg(long, default_value_t = 2.0)]
+    presence_per_sec: f64,
+    /// `read` cursor moves per second.
+    #[arg(long, default_value_t = 5.0)]
+    read_per_sec: f64,
+    /// `history` requests per second.
+    #[arg(long, default_value_t = 2.0)]
+    history_per_sec: f64,
+    /// HTTP `GET /rooms/{room}/messages` requests per second (service tokens).
+    #[arg(long, default_value_t = 1.0)]
+    http_per_sec: f64,
+    /// Message body size, bytes.
+    #[arg(long, default_value_t = 64)]
+    body_bytes: usize,
+    /// Loopback source addresses 127.0.0.1..=127.0.0.N.
+    #[arg(long, default_value_t = 4)]
+    sources: u8,
+    /// Tenant of the tokens.
+    #[arg(long, default_value = "soak")]
+    tenant: String,
+    /// The server's data directory (its size is sampled).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Where timeseries.csv and summary.json go.
+    #[arg(long)]
+    out_dir: PathBuf,
+    /// Longest wait after the traffic for every ack and delivery, seconds.
+    #[arg(long, default_value_t = 60.0)]
+    drain_secs: f64,
+    /// Fail when RSS grows by more than this after the warm-up, percent.
+    #[arg(long, default_value_t = 20.0)]
+    max_rss_growth_pct: f64,
+    /// Fds the end may have above the warm-up's end (and the idle end above the idle start).
+    #[arg(long, default_value_t = 0)]
+    fd_slack: u64,
+    /// Seed of the generator's random choices.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(Debug, Args)]
 struct ReportArgs {
     /// Directory of `<scenario>-<server>.json` files.
     #[arg(long, default_value = "bench/results")]
@@ -127,6 +222,7 @@ fn parse_url(url: &str, protocol: Protocol) -> anyhow::Result<(SocketAddr, Strin
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Run(args) => run(args),
+        Command::Soak(args) => soak(*args),
         Command::Report(args) => {
             let results = Results::load(&args.results)
                 .with_context(|| format!("reading {}", args.results.display()))?;
@@ -139,6 +235,52 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn soak(args: SoakArgs) -> anyhow::Result<()> {
+    let (server, _) = parse_url(&args.url, Protocol::V1)?;
+    anyhow::ensure!(args.minutes > 0.0, "--minutes must be positive");
+    let duration_secs = args.minutes * 60.0;
+    let config = SoakConfig {
+        server,
+        duration_secs,
+        warmup_secs: (args.warmup_minutes * 60.0).min(duration_secs / 4.0),
+        sample_secs: args.sample_secs.max(1.0),
+        connections: args.connections,
+        rooms: args.rooms,
+        stable_share: args.stable_share,
+        message_rate: args.rate,
+        churn_per_sec: args.churn_per_sec,
+        new_user_share: args.new_user_share,
+        offline_min_ms: args.offline_min_ms,
+        offline_max_ms: args.offline_max_ms.max(args.offline_min_ms),
+        typing_per_sec: args.typing_per_sec,
+        presence_per_sec: args.presence_per_sec,
+        read_per_sec: args.read_per_sec,
+        history_per_sec: args.history_per_sec,
+        http_per_sec: args.http_per_sec,
+        body_bytes: args.body_bytes,
+        sources: args.sources,
+        jwt_secret: args.jwt_secret,
+        tenant: args.tenant,
+        server_pid: args.server_pid,
+        data_dir: args.data_dir,
+        out_dir: args.out_dir,
+        drain_secs: args.drain_secs,
+        max_rss_growth: args.max_rss_growth_pct / 100.0,
+        fd_slack: args.fd_slack,
+        seed: args.seed,
+    };
+    let out_dir = config.out_dir.clone();
+    let report = soak::run(config)?;
+    let markdown = report.markdown();
+    std::fs::write(out_dir.join("summary.md"), &markdown)
+        .with_context(|| format!("writing {}", out_dir.join("summary.md").display()))?;
+    println!("{markdown}");
+    if !report.passed {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {

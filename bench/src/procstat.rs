@@ -72,6 +72,30 @@ pub fn status_kib(status: &str, key: &str) -> Option<u64> {
         .ok()
 }
 
+/// Open file descriptors of process `pid` (the entries of `/proc/<pid>/fd`); `None` when the
+/// directory cannot be read (the process is gone, or belongs to another user).
+pub fn open_fds(pid: u32) -> Option<usize> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
+}
+
+/// Resident memory of process `pid` split as `/proc/<pid>/status` reports it, KiB.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Resident {
+    /// Anonymous memory (heap, stacks): where a leak shows (`RssAnon`).
+    pub anon_kib: u64,
+    /// File-backed pages (the binary, mapped files: `RssFile`).
+    pub file_kib: u64,
+}
+
+/// `RssAnon` and `RssFile` of process `pid`; `None` when it is gone.
+pub fn resident(pid: u32) -> Option<Resident> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    Some(Resident {
+        anon_kib: status_kib(&status, "RssAnon:").unwrap_or(0),
+        file_kib: status_kib(&status, "RssFile:").unwrap_or(0),
+    })
+}
+
 /// CPU use between two samples as a share of one core (1.0 = one core busy).
 pub fn cpu_share(before: &ProcSample, after: &ProcSample, wall_secs: f64) -> f64 {
     if wall_secs <= 0.0 {
@@ -98,6 +122,15 @@ mod tests {
         assert_eq!(status_kib(status, "VmRSS:"), Some(1024));
         assert_eq!(status_kib(status, "VmHWM:"), Some(2048));
         assert_eq!(status_kib(status, "VmSwap:"), None);
+    }
+
+    #[test]
+    fn this_process_has_fds_and_anonymous_memory() {
+        let pid = std::process::id();
+        assert!(open_fds(pid).expect("own fds are readable") >= 3);
+        let r = resident(pid).expect("own status is readable");
+        assert!(r.anon_kib > 0);
+        assert_eq!(open_fds(u32::MAX), None);
     }
 
     #[test]
