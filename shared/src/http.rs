@@ -214,11 +214,14 @@ async fn get_messages(
         Ok(i) => i,
         Err(reply) => return reply,
     };
+    if let Err(r) = service.admit_request(&identity, now_ms).await {
+        return HttpReply::rejection(r);
+    }
     let query = match history_query(raw_query) {
         Ok(q) => q,
         Err(reply) => return reply,
     };
-    match service.history_page(&identity, room, query).await {
+    match service.history_page(&identity, room, query, now_ms).await {
         Ok(page) => HttpReply {
             status: 200,
             body: json!({"room": room, "messages": page.messages, "more": page.more}),
@@ -252,6 +255,9 @@ async fn post_message(
         Ok(i) => i,
         Err(reply) => return reply,
     };
+    if let Err(r) = service.admit_request(&identity, now_ms).await {
+        return HttpReply::rejection(r);
+    }
     let publish: PublishBody = match serde_json::from_slice(body) {
         Ok(p) => p,
         Err(e) => {

@@ -22,8 +22,17 @@ pub const DEFAULT_HISTORY_LIMIT: u32 = 50;
 /// Largest frame the server sends (API Gateway's Management API accepts 128 KB per post).
 /// `history` pages are cut to fit, with `more` set.
 pub const MAX_SERVER_FRAME_BYTES: usize = 128 * 1024;
+/// Most bytes of messages (each one's JSON and a separator) one `history` page, HTTP history
+/// page or replay after `join {since}` carries: a page within one [`MAX_SERVER_FRAME_BYTES`]
+/// frame with room for its own fields. Past it the page is cut, with `more`.
+pub const MAX_PAGE_BYTES: usize = MAX_SERVER_FRAME_BYTES - 512;
 /// Most messages replayed after `join {since}`; past that the client pages with `history`.
 pub const MAX_REPLAY: u32 = 100;
+/// Bytes of messages sent in a replay or a history page that one rate-limit token pays for (the
+/// largest message body). The frame's (or request's) own token pays for the first; each further
+/// one started costs another, so a full page costs 8 tokens and replaying is throttled like
+/// sending.
+pub const RATE_TOKEN_BYTES: usize = MAX_BODY_BYTES;
 /// Most rooms one connection may have joined at once.
 pub const MAX_ROOMS_PER_CONNECTION: usize = 100;
 /// Most members listed in a `joined` frame.

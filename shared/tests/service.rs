@@ -14,7 +14,10 @@ use std::sync::{Arc, Mutex};
 use futures::executor::block_on;
 use roomcast_core::auth::{Claims, Identity, Role};
 use roomcast_core::gateway::{Gateway, GatewayError, RoomRelay};
-use roomcast_core::limits::{MAX_BODY_BYTES, MAX_META_BYTES, MAX_REPLAY, TYPING_TTL_MS};
+use roomcast_core::http::{HttpReply, HttpRequest};
+use roomcast_core::limits::{
+    MAX_BODY_BYTES, MAX_META_BYTES, MAX_REPLAY, MAX_SERVER_FRAME_BYTES, TYPING_TTL_MS,
+};
 use roomcast_core::protocol::{
     Conversation, ConversationStatus, ErrorCode, MessageView, SYSTEM_SENDER, close,
 };
@@ -1549,23 +1552,35 @@ fn history_page_needs_a_grant_except_for_services_and_stays_in_the_tenant() {
     };
     let seqs = |p: Page| (p.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), p.more);
     let user = w.identity(&w.claims("alice", &["support-*"]));
-    let page = block_on(w.service.history_page(&user, "support-1", q(None, None, 2))).unwrap();
+    let page = block_on(
+        w.service
+            .history_page(&user, "support-1", q(None, None, 2), w.now()),
+    )
+    .unwrap();
     assert_eq!(seqs(page), (vec![2, 3], true));
     let page = block_on(
         w.service
-            .history_page(&user, "support-1", q(Some(1), None, 10)),
+            .history_page(&user, "support-1", q(Some(1), None, 10), w.now()),
     )
     .unwrap();
     assert_eq!(seqs(page), (vec![2, 3], false));
-    let err = block_on(w.service.history_page(&user, "lobby", q(None, None, 10))).unwrap_err();
+    let err = block_on(
+        w.service
+            .history_page(&user, "lobby", q(None, None, 10), w.now()),
+    )
+    .unwrap_err();
     assert_eq!(err.code, ErrorCode::Forbidden);
     let err = block_on(
         w.service
-            .history_page(&user, "support/1", q(None, None, 10)),
+            .history_page(&user, "support/1", q(None, None, 10), w.now()),
     )
     .unwrap_err();
     assert_eq!(err.code, ErrorCode::Invalid);
-    let page = block_on(w.service.history_page(&service, "lobby", q(None, None, 10))).unwrap();
+    let page = block_on(
+        w.service
+            .history_page(&service, "lobby", q(None, None, 10), w.now()),
+    )
+    .unwrap();
     assert_eq!(
         seqs(page),
         (vec![1, 2], false),
@@ -1577,7 +1592,7 @@ fn history_page_needs_a_grant_except_for_services_and_stays_in_the_tenant() {
     });
     let page = block_on(
         w.service
-            .history_page(&outsider, "lobby", q(None, None, 10)),
+            .history_page(&outsider, "lobby", q(None, None, 10), w.now()),
     )
     .unwrap();
     assert_eq!(
@@ -2030,4 +2045,247 @@ fn messages_a_service_published_for_a_user_cannot_be_changed_by_anyone() {
         json!({"action": "edit", "room": "lobby", "seq": seq, "body": "still mine"}),
     );
     assert_eq!(outcome.rejected, None, "{outcome:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// rate limit by work: replays, pages, HTTP requests, presence
+
+/// The default rate policy: burst 30, 10 tokens a second.
+fn default_rate_world() -> World {
+    World::with_config(ServiceConfig::default())
+}
+
+/// Stores `count` messages of the largest body in `room`, straight into the store.
+fn store_big_messages(w: &World, room: &str, count: u64) {
+    let body = "x".repeat(MAX_BODY_BYTES);
+    for i in 1..=count {
+        let m = NewMessage {
+            id: format!("big-{i}"),
+            from: "alice".into(),
+            name: None,
+            via: None,
+            body: body.clone(),
+            meta: None,
+            ts: w.now(),
+        };
+        block_on(w.history.append(&RoomRef::new(TENANT, room), m)).unwrap();
+    }
+}
+
+/// Sends `frame` until it is refused with `RATE_LIMITED`; returns how many were served.
+fn served_until_limited(w: &World, conn: &str, frame: &Value) -> usize {
+    for served in 0..1_000 {
+        let outcome = w.send(conn, frame.clone());
+        w.frames(conn);
+        if outcome.rejected == Some(ErrorCode::RateLimited) {
+            return served;
+        }
+    }
+    panic!("never rate-limited");
+}
+
+#[test]
+fn a_join_replay_is_cut_to_a_page_and_charged_by_its_size() {
+    let w = default_rate_world();
+    store_big_messages(&w, "lobby", 20);
+    let b1 = w.connect("bob", &["lobby"]);
+    let rejoin = json!({"action": "join", "room": "lobby", "since": 0});
+    w.send(&b1, rejoin.clone());
+    let frames = w.frames(&b1);
+    // 7 messages of 16 KB fill a page; the 8th would pass 128 KB.
+    let replayed_seqs: Vec<u64> = frames
+        .iter()
+        .filter(|f| f["type"] == "message")
+        .map(|f| f["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(replayed_seqs, (1..=7).collect::<Vec<_>>());
+    assert_eq!(
+        frames.last().unwrap(),
+        &json!({"type": "replayed", "room": "lobby", "through": 7, "more": true})
+    );
+    let replayed: usize = frames[1..frames.len() - 1]
+        .iter()
+        .map(|f| f.to_string().len())
+        .sum();
+    assert!(
+        replayed <= MAX_SERVER_FRAME_BYTES,
+        "{replayed} bytes replayed"
+    );
+    // Each replay costs 8 tokens (one per 16 KB started): of the 30, the first took 8; three
+    // more are served (the last into debt), then frames wait for the refill.
+    assert_eq!(served_until_limited(&w, &b1, &rejoin), 3);
+    // A second buys 10 tokens: the debt of 2 and one replay, not two.
+    w.advance(1_000);
+    assert_eq!(served_until_limited(&w, &b1, &rejoin), 1);
+}
+
+#[test]
+fn history_pages_are_charged_by_their_size_over_the_websocket() {
+    let w = default_rate_world();
+    store_big_messages(&w, "lobby", 20);
+    let b1 = w.member("bob", &["lobby"]);
+    let page = json!({"action": "history", "room": "lobby", "after": 0, "limit": 100});
+    // The join took one token; each page of 7 big messages costs 8.
+    assert_eq!(served_until_limited(&w, &b1, &page), 4);
+    // Small pages cost one token, as any frame.
+    let w = default_rate_world();
+    let a1 = w.member("alice", &["lobby"]);
+    w.say(&a1, "lobby", "m1", "hi");
+    let small = json!({"action": "history", "room": "lobby", "limit": 100});
+    assert_eq!(served_until_limited(&w, &a1, &small), 28);
+}
+
+/// An HTTP request through the core's HTTP API; `target` is the path and query.
+fn http(w: &World, method: &str, target: &str, token: &str, body: &Value) -> HttpReply {
+    let authorization = format!("Bearer {token}");
+    let body = body.to_string();
+    let (path, query) = target
+        .split_once('?')
+        .map_or((target, None), |(p, q)| (p, Some(q)));
+    let request = HttpRequest {
+        method,
+        path,
+        query,
+        authorization: Some(&authorization),
+        body: body.as_bytes(),
+    };
+    block_on(roomcast_core::http::handle(
+        &w.service,
+        &request,
+        None,
+        w.now(),
+    ))
+}
+
+#[test]
+fn http_requests_are_rate_limited_per_user_of_a_tenant() {
+    let w = default_rate_world();
+    let alice = w.token(&w.claims("alice", &["lobby"]));
+    let get = |token: &str| http(&w, "GET", "/rooms/lobby/messages", token, &Value::Null);
+    for i in 0..30 {
+        assert_eq!(get(&alice).status, 200, "request {i} of the burst");
+    }
+    let limited = get(&alice);
+    assert_eq!(
+        (limited.status, limited.body["code"].as_str()),
+        (429, Some("RATE_LIMITED"))
+    );
+    // Another user, and the same user of another tenant, have their own buckets.
+    let bob = w.token(&w.claims("bob", &["lobby"]));
+    assert_eq!(get(&bob).status, 200);
+    let other_alice = w.token(&Claims {
+        tid: Some(OTHER_TENANT.into()),
+        ..w.claims("alice", &["lobby"])
+    });
+    assert_eq!(get(&other_alice).status, 200);
+    // A new token of the same user shares the bucket; the refill brings one token a 100 ms.
+    let alice_again = w.token(&w.claims("alice", &["*"]));
+    assert_eq!(get(&alice_again).status, 429);
+    w.advance(100);
+    assert_eq!(get(&alice).status, 200);
+    assert_eq!(get(&alice).status, 429);
+    // Publishing takes from the same kind of bucket.
+    let backend = w.token(&Claims {
+        role: Role::Service,
+        ..w.claims("backend", &[])
+    });
+    let statuses: Vec<u16> = (0..31)
+        .map(|i| {
+            let body = json!({"id": format!("p-{i}"), "body": "x"});
+            http(&w, "POST", "/rooms/lobby/messages", &backend, &body).status
+        })
+        .collect();
+    assert_eq!(statuses[..30], [201; 30]);
+    assert_eq!(statuses[30], 429);
+    assert_eq!(w.head("lobby"), 30, "the refused publish stored nothing");
+}
+
+#[test]
+fn http_history_pages_are_cut_to_one_frame_and_charged_by_their_size() {
+    let w = default_rate_world();
+    store_big_messages(&w, "lobby", 20);
+    let alice = w.token(&w.claims("alice", &["lobby"]));
+    let page = |query: &str| {
+        let path = format!("/rooms/lobby/messages{query}");
+        http(&w, "GET", &path, &alice, &Value::Null)
+    };
+    let seqs = |r: &HttpReply| -> Vec<u64> {
+        r.body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["seq"].as_u64().unwrap())
+            .collect()
+    };
+    let newest = page("?limit=100");
+    assert_eq!(newest.status, 200);
+    assert_eq!(
+        seqs(&newest),
+        (14..=20).collect::<Vec<_>>(),
+        "the newest that fit"
+    );
+    assert_eq!(newest.body["more"], true);
+    assert!(newest.body.to_string().len() <= MAX_SERVER_FRAME_BYTES);
+    let oldest = page("?after=0&limit=100");
+    assert_eq!(
+        seqs(&oldest),
+        (1..=7).collect::<Vec<_>>(),
+        "the oldest that fit"
+    );
+    assert_eq!(oldest.body["more"], true);
+    // 8 tokens a page (one and 7 for its size): after the two above, two more are served (the
+    // second into debt), then 429.
+    let statuses: Vec<u16> = (0..3).map(|_| page("?limit=100").status).collect();
+    assert_eq!(statuses, [200, 200, 429]);
+}
+
+#[test]
+fn a_repeated_status_is_answered_to_the_sender_alone() {
+    let w = World::new();
+    let a1 = w.member("alice", &["lobby"]);
+    let a2 = w.member("alice", &["other"]);
+    let b1 = w.member("bob", &["lobby"]);
+    let online = presence_json("alice", "online", T0);
+    assert_eq!(
+        w.send(&a1, json!({"action": "presence", "status": "online"})),
+        handled("presence", 0)
+    );
+    assert_eq!(w.frames(&a1), vec![online]);
+    assert!(w.frames(&a2).is_empty() && w.frames(&b1).is_empty());
+    // A change is announced; the same change again is not.
+    assert_eq!(
+        w.send(&a2, json!({"action": "presence", "status": "away"})),
+        handled("presence", 3)
+    );
+    w.settle();
+    assert_eq!(
+        w.send(&a1, json!({"action": "presence", "status": "away"})),
+        handled("presence", 0)
+    );
+    assert!(w.frames(&b1).is_empty());
+}
+
+#[test]
+fn a_status_change_costs_a_token_for_each_further_room_it_is_announced_in() {
+    let w = World::with_config(ServiceConfig {
+        rate: RatePolicy {
+            burst: 10,
+            per_sec: 1,
+            max_strikes: 100,
+        },
+        ..ServiceConfig::default()
+    });
+    let rooms = ["r1", "r2", "r3", "r4", "r5"];
+    // Five joins take five tokens.
+    let a1 = w.member("alice", &rooms);
+    let away = json!({"action": "presence", "status": "away"});
+    assert_eq!(w.send(&a1, away), handled("presence", rooms.len()));
+    // One token for the frame and one for each of the four further rooms: the bucket is empty.
+    let ping = json!({"action": "ping"});
+    assert_eq!(
+        w.send(&a1, ping.clone()),
+        refused(None, ErrorCode::RateLimited)
+    );
+    w.advance(1_000);
+    assert_eq!(w.send(&a1, ping), handled("ping", 0));
 }

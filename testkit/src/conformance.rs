@@ -17,7 +17,7 @@ use roomcast_core::protocol::{Conversation, ConversationStatus, PresenceStatus};
 use roomcast_core::ratelimit::{RateDecision, RatePolicy};
 use roomcast_core::store::{
     Amendment, Connection, ConnectionStore, HistoryQuery, HistoryStore, JoinOutcome, NewMessage,
-    RoomRef, RoomState, StoreError,
+    RateBucket, RoomRef, RoomState, StoreError,
 };
 
 /// Makes names unique within a process and across runs against one store.
@@ -483,6 +483,8 @@ pub async fn connection_conformance(store: &dyn ConnectionStore, names: &Namer) 
     presence_follows_connections(store, names).await;
     rate_tokens_follow_the_policy(store, names).await;
     admitting_a_frame_reads_the_connection_and_takes_a_token(store, names).await;
+    charged_work_is_a_debt_of_the_bucket(store, names).await;
+    requests_take_tokens_per_user_and_tenant(store, names).await;
 }
 
 /// Put, get, remove.
@@ -674,6 +676,102 @@ pub async fn rate_tokens_follow_the_policy(store: &dyn ConnectionStore, names: &
         Allow
     );
     store.remove_connection(&c).await.unwrap();
+}
+
+/// [`ConnectionStore::charge_rate`] on a connection's bucket: work charged after a frame is a
+/// debt the next frames wait out; `NotFound` once the connection is gone.
+pub async fn charged_work_is_a_debt_of_the_bucket(store: &dyn ConnectionStore, names: &Namer) {
+    let policy = RatePolicy {
+        burst: 3,
+        per_sec: 1,
+        max_strikes: 10,
+    };
+    let c = names.name("c");
+    assert_eq!(
+        store
+            .charge_rate(RateBucket::Connection(&c), 1, &policy, 0)
+            .await,
+        Err(StoreError::NotFound)
+    );
+    store
+        .put_connection(&Connection::new(
+            &c,
+            &identity(&names.name("t"), "alice"),
+            1,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.take_rate_token(&c, &policy, 10_000).await.unwrap(),
+        RateDecision::Allow
+    );
+    // 2 tokens left, 4 charged: a debt of 2, then a token to earn: 3 s at 1/s.
+    store
+        .charge_rate(RateBucket::Connection(&c), 4, &policy, 10_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.take_rate_token(&c, &policy, 12_999).await.unwrap(),
+        RateDecision::Reject
+    );
+    assert_eq!(
+        store.take_rate_token(&c, &policy, 13_000).await.unwrap(),
+        RateDecision::Allow
+    );
+    store.remove_connection(&c).await.unwrap();
+}
+
+/// [`ConnectionStore::take_request_token`]: one bucket per user and tenant, new ones full,
+/// charged like a connection's.
+pub async fn requests_take_tokens_per_user_and_tenant(store: &dyn ConnectionStore, names: &Namer) {
+    let policy = RatePolicy {
+        burst: 2,
+        per_sec: 1,
+        max_strikes: 1,
+    };
+    let (tenant, other_tenant) = (names.name("t"), names.name("t"));
+    let mut decisions = Vec::new();
+    for _ in 0..3 {
+        decisions.push(
+            store
+                .take_request_token(&tenant, "alice", &policy, 50_000)
+                .await
+                .unwrap(),
+        );
+    }
+    use RateDecision::{Allow, Reject};
+    assert_eq!(decisions[..2], [Allow, Allow]);
+    assert_ne!(decisions[2], Allow, "the burst is spent");
+    for (t, user) in [(&tenant, "bob"), (&other_tenant, "alice")] {
+        assert_eq!(
+            store
+                .take_request_token(t, user, &policy, 50_000)
+                .await
+                .unwrap(),
+            Allow,
+            "{t}/{user} has its own bucket"
+        );
+    }
+    // Bob's page cost 3 tokens more: after one second he has none yet; after three, one.
+    let bob = RateBucket::Requests {
+        tenant: &tenant,
+        user: "bob",
+    };
+    store.charge_rate(bob, 3, &policy, 50_000).await.unwrap();
+    assert_eq!(
+        store
+            .take_request_token(&tenant, "bob", &policy, 52_999)
+            .await
+            .unwrap(),
+        Reject
+    );
+    assert_eq!(
+        store
+            .take_request_token(&tenant, "bob", &policy, 54_000)
+            .await
+            .unwrap(),
+        Allow
+    );
 }
 
 /// [`HistoryStore::room_state`] answers exactly what `head`, `read_cursor`, `members` and

@@ -17,7 +17,7 @@ use roomcast_core::protocol::PresenceStatus;
 use roomcast_core::ratelimit::{RateDecision, RatePolicy};
 use roomcast_core::store::memory::MemoryConnections;
 use roomcast_core::store::{
-    Connection, ConnectionStore, JoinOutcome, RoomRef, StoreError, Subscriber,
+    Connection, ConnectionStore, JoinOutcome, RateBucket, RoomRef, StoreError, Subscriber,
 };
 use worker::{State, WebSocket};
 
@@ -292,6 +292,38 @@ impl ConnectionStore for EdgeConnections {
         let decision = self.0.mem.take_rate_token(conn_id, policy, now_ms).await?;
         self.0.persist(conn_id).await?;
         Ok(decision)
+    }
+
+    /// In memory only: HTTP API requests reach the object of the room they name, so the bucket
+    /// is per user and room here, and starts full again after the object is evicted.
+    async fn take_request_token(
+        &self,
+        tenant: &str,
+        user: &str,
+        policy: &RatePolicy,
+        now_ms: u64,
+    ) -> Result<RateDecision, StoreError> {
+        self.0
+            .mem
+            .take_request_token(tenant, user, policy, now_ms)
+            .await
+    }
+
+    async fn charge_rate(
+        &self,
+        bucket: RateBucket<'_>,
+        tokens: u32,
+        policy: &RatePolicy,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.0
+            .mem
+            .charge_rate(bucket, tokens, policy, now_ms)
+            .await?;
+        if let RateBucket::Connection(conn_id) = bucket {
+            self.0.persist(conn_id).await?;
+        }
+        Ok(())
     }
 
     async fn set_status(

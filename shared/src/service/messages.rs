@@ -4,9 +4,9 @@
 use super::fanout::Skip;
 use super::{ChatService, unavailable};
 use crate::auth::Role;
-use crate::limits::{DEFAULT_HISTORY_LIMIT, MAX_SERVER_FRAME_BYTES};
+use crate::limits::{DEFAULT_HISTORY_LIMIT, MAX_PAGE_BYTES, RATE_TOKEN_BYTES};
 use crate::protocol::{ErrorCode, MessageView, Rejection, ServerFrame, refuse_reserved_meta};
-use crate::store::{Amendment, Connection, HistoryQuery, NewMessage, Page, RoomRef};
+use crate::store::{Amendment, Connection, HistoryQuery, NewMessage, Page, RateBucket, RoomRef};
 use crate::support::{DeskRequest, INBOX_ROOM};
 
 impl ChatService {
@@ -144,7 +144,8 @@ impl ChatService {
             .await)
     }
 
-    /// `history {room, before?, after?, limit?}`: one page, cut to fit one frame.
+    /// `history {room, before?, after?, limit?}`: one page, cut to fit one frame, its size
+    /// charged to the connection's rate.
     pub(super) async fn history(
         &self,
         conn: &Connection,
@@ -152,6 +153,7 @@ impl ChatService {
         before: Option<u64>,
         after: Option<u64>,
         limit: Option<u32>,
+        now_ms: u64,
     ) -> Result<usize, Rejection> {
         let r = self.member_room(conn, &room)?;
         let query = HistoryQuery {
@@ -165,6 +167,12 @@ impl ChatService {
             .await
             .map_err(unavailable)?;
         let page = fit_page(page, after.is_some());
+        self.charge(
+            RateBucket::Connection(&conn.id),
+            work_tokens(&page.messages),
+            now_ms,
+        )
+        .await;
         let frame = ServerFrame::History {
             room,
             messages: page.messages,
@@ -211,18 +219,15 @@ impl ChatService {
     }
 }
 
-/// Cuts a history page to fit one server frame ([`MAX_SERVER_FRAME_BYTES`]), keeping the messages
-/// next to the page's anchor: the oldest when paging forward (`after`), else the newest. What is
-/// cut is still there for the next page, so `more` becomes true.
+/// Cuts a history page (or a replay) to [`MAX_PAGE_BYTES`] of messages, so it fits one server
+/// frame, keeping the messages next to the page's anchor: the oldest when paging forward
+/// (`after`), else the newest. What is cut is still there for the next page, so `more` becomes
+/// true.
 pub fn fit_page(mut page: Page, forward: bool) -> Page {
-    // Room for the frame's own fields around the messages.
-    const ENVELOPE_BYTES: usize = 512;
-    let budget = MAX_SERVER_FRAME_BYTES - ENVELOPE_BYTES;
-    let size = |m: &MessageView| serde_json::to_string(m).map_or(usize::MAX, |s| s.len() + 1);
-    let mut used = 0;
+    let mut used = 0usize;
     let mut fits = |m: &&MessageView| {
-        used += size(m);
-        used <= budget
+        used = used.saturating_add(message_bytes(m));
+        used <= MAX_PAGE_BYTES
     };
     let keep = if forward {
         page.messages.iter().take_while(&mut fits).count()
@@ -239,4 +244,18 @@ pub fn fit_page(mut page: Page, forward: bool) -> Page {
         page.more = true;
     }
     page
+}
+
+/// What one message weighs in a page: its JSON and a separator.
+fn message_bytes(m: &MessageView) -> usize {
+    serde_json::to_string(m).map_or(usize::MAX, |s| s.len() + 1)
+}
+
+/// The rate-limit tokens sending `messages` costs beyond the token of the frame (or request)
+/// that asked for them: one per [`RATE_TOKEN_BYTES`] started, the first paid already.
+pub(super) fn work_tokens(messages: &[MessageView]) -> u32 {
+    let bytes = messages
+        .iter()
+        .fold(0usize, |sum, m| sum.saturating_add(message_bytes(m)));
+    u32::try_from(bytes.div_ceil(RATE_TOKEN_BYTES).saturating_sub(1)).unwrap_or(u32::MAX)
 }

@@ -30,7 +30,7 @@ use crate::protocol::{
     ClientFrame, ErrorCode, PresenceStatus, Rejection, ServerFrame, close, parse_client_frame,
 };
 use crate::ratelimit::{RateDecision, RatePolicy};
-use crate::store::{Connection, ConnectionStore, HistoryStore, StoreError};
+use crate::store::{Connection, ConnectionStore, HistoryStore, RateBucket, StoreError};
 use crate::support::DEFAULT_SUPPORT_ROOM_PREFIX;
 
 /// The subprotocol clients may offer next to their token.
@@ -39,7 +39,9 @@ pub const SUBPROTOCOL: &str = "roomcast.v1";
 /// Tunables of the service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceConfig {
-    /// Per-connection frame rate.
+    /// The rate of each connection's frames, and of each user's HTTP API requests (per tenant);
+    /// work beyond a frame's reply (replays, history pages, presence in many rooms) is charged
+    /// on top ([`crate::ratelimit`]).
     pub rate: RatePolicy,
     /// Most live connections per user; more are refused with 429.
     pub max_connections_per_user: usize,
@@ -366,6 +368,23 @@ impl ChatService {
         outcome
     }
 
+    /// Charges `bucket` the `tokens` the work of an admitted frame or request cost beyond its
+    /// own token. Never refuses (the work is done); a store failure is logged and forgiven, as
+    /// in admission: rate limiting protects the service, it must not take it down with the
+    /// store.
+    pub(super) async fn charge(&self, bucket: RateBucket<'_>, tokens: u32, now_ms: u64) {
+        if tokens == 0 {
+            return;
+        }
+        if let Err(e) = self
+            .connections
+            .charge_rate(bucket, tokens, &self.config.rate, now_ms)
+            .await
+        {
+            tracing::warn!(?bucket, tokens, error = %e, "work not charged to the rate limit");
+        }
+    }
+
     /// Runs a parsed frame's action; returns the frames fanned out to other connections.
     async fn dispatch(
         &self,
@@ -393,7 +412,7 @@ impl ChatService {
                 before,
                 after,
                 limit,
-            } => self.history(conn, room, before, after, limit).await,
+            } => self.history(conn, room, before, after, limit, now_ms).await,
             ClientFrame::Assign { room } => self.assign(conn, &room, reference, now_ms).await,
             ClientFrame::Close { room } => self.close(conn, &room, reference, now_ms).await,
             ClientFrame::Ping => {

@@ -5,7 +5,7 @@ use super::fanout::Skip;
 use super::{ChatService, unavailable};
 use crate::limits::TYPING_TTL_MS;
 use crate::protocol::{PresenceStatus, Rejection, ServerFrame, TypingState, VisibleStatus};
-use crate::store::{Connection, RoomRef};
+use crate::store::{Connection, RateBucket, RoomRef};
 
 impl ChatService {
     /// `typing {room, state}`: to the room's other users, with how long to show it.
@@ -33,13 +33,30 @@ impl ChatService {
     }
 
     /// `presence {status}`: stored for the user, announced in every room their connections are
-    /// in.
+    /// in, each room after the first charged one rate token to the connection (as many as
+    /// messages to those rooms would cost), so a user changing status in many rooms is
+    /// throttled like one writing there. The user's current status again changes nothing and
+    /// is answered to the sender alone.
     pub(super) async fn presence(
         &self,
         conn: &Connection,
         status: PresenceStatus,
         now_ms: u64,
     ) -> Result<usize, Rejection> {
+        let frame = ServerFrame::Presence {
+            user: conn.user.clone(),
+            status: status.into(),
+            last_seen: now_ms,
+        };
+        let current = self
+            .connections
+            .presence(&conn.tenant, std::slice::from_ref(&conn.user))
+            .await
+            .map_err(unavailable)?;
+        if current.first() == Some(&Some(status)) {
+            self.reply(&conn.id, &frame).await;
+            return Ok(0);
+        }
         self.connections
             .set_status(&conn.tenant, &conn.user, status)
             .await
@@ -54,11 +71,9 @@ impl ChatService {
             .collect();
         rooms.sort_unstable();
         rooms.dedup();
-        let frame = ServerFrame::Presence {
-            user: conn.user.clone(),
-            status: status.into(),
-            last_seen: now_ms,
-        };
+        let extra_rooms = u32::try_from(rooms.len().saturating_sub(1)).unwrap_or(u32::MAX);
+        self.charge(RateBucket::Connection(&conn.id), extra_rooms, now_ms)
+            .await;
         let mut fanout = 0;
         for room in rooms {
             let r = RoomRef::new(&conn.tenant, room);

@@ -1,9 +1,10 @@
-//! What the service does for its HTTP API and for itself: a server-side `publish` (role
-//! `service`), a `history_page` for a granted room, and `record`, which stores and delivers the
-//! messages the service writes itself (publishes, desk notices), through the relay when their
-//! room lives elsewhere.
+//! What the service does for its HTTP API and for itself: `admit_request` (each user's request
+//! rate), a server-side `publish` (role `service`), a `history_page` for a granted room, and
+//! `record`, which stores and delivers the messages the service writes itself (publishes, desk
+//! notices), through the relay when their room lives elsewhere.
 
 use super::fanout::Skip;
+use super::messages::{fit_page, work_tokens};
 use super::{ChatService, unavailable};
 use crate::auth::{Identity, Role};
 use crate::limits::MAX_HISTORY_LIMIT;
@@ -11,7 +12,8 @@ use crate::protocol::{
     ErrorCode, Rejection, ServerFrame, validate_body, validate_client_id, validate_meta,
     validate_name,
 };
-use crate::store::{Appended, HistoryQuery, NewMessage, Page, RoomRef};
+use crate::ratelimit::RateDecision;
+use crate::store::{Appended, HistoryQuery, NewMessage, Page, RateBucket, RoomRef, StoreError};
 use crate::support::INBOX_ROOM;
 
 /// A server-side publish (HTTP, role `service`).
@@ -27,7 +29,39 @@ pub struct Publish {
     pub from: Option<String>,
 }
 
+/// The rule of [`ChatService::admit_request`] once the store answered.
+fn request_admission(
+    user: &str,
+    decision: Result<RateDecision, StoreError>,
+) -> Result<(), Rejection> {
+    match decision {
+        Ok(RateDecision::Allow) => Ok(()),
+        // No connection to close: every refusal is an answer.
+        Ok(RateDecision::Reject | RateDecision::Close) | Err(StoreError::Conflict(_)) => Err(
+            Rejection::new(ErrorCode::RateLimited, "too many requests: slow down"),
+        ),
+        Err(e) => {
+            tracing::warn!(user, error = %e, "request rate token not taken; request let through");
+            Ok(())
+        }
+    }
+}
+
 impl ChatService {
+    /// Takes the rate token of an HTTP API request by `identity`: one bucket per user and
+    /// tenant under [`super::ServiceConfig::rate`], kept by the connection store (HTTP requests
+    /// of one user may reach any instance). `RATE_LIMITED` when it is empty, and when the
+    /// user's concurrent requests kept changing it (`Conflict`: a backend with optimistic
+    /// writes would otherwise let a flood of parallel requests through); any other store
+    /// failure lets the request through, as frames are.
+    pub async fn admit_request(&self, identity: &Identity, now_ms: u64) -> Result<(), Rejection> {
+        let decision = self
+            .connections
+            .take_request_token(&identity.tenant, &identity.user, &self.config.rate, now_ms)
+            .await;
+        request_admission(&identity.user, decision)
+    }
+
     /// Stores a message the service itself writes (a server-side publish, a desk event) and
     /// delivers it to the room unless it was already stored. Rooms this service is not bound to
     /// go through the relay, which delivers them where they live. Returns what was stored and the
@@ -115,11 +149,14 @@ impl ChatService {
     }
 
     /// History over HTTP: any room the token grants (every room of the tenant for `service`).
+    /// The page is cut as a `history` frame's is ([`fit_page`]), and its size charged to the
+    /// user's request rate.
     pub async fn history_page(
         &self,
         identity: &Identity,
         room: &str,
         query: HistoryQuery,
+        now_ms: u64,
     ) -> Result<Page, Rejection> {
         validate_name("room", room)?;
         if query.limit == 0 || query.limit > MAX_HISTORY_LIMIT {
@@ -135,6 +172,39 @@ impl ChatService {
             ));
         }
         let r = RoomRef::new(&identity.tenant, room);
-        self.history.messages(&r, query).await.map_err(unavailable)
+        let page = self
+            .history
+            .messages(&r, query)
+            .await
+            .map_err(unavailable)?;
+        let page = fit_page(page, query.after.is_some());
+        let bucket = RateBucket::Requests {
+            tenant: &identity.tenant,
+            user: &identity.user,
+        };
+        self.charge(bucket, work_tokens(&page.messages), now_ms)
+            .await;
+        Ok(page)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_refused_when_limited_or_contended_and_let_through_on_failures() {
+        let limited = Err(Rejection::new(
+            ErrorCode::RateLimited,
+            "too many requests: slow down",
+        ));
+        assert_eq!(request_admission("u", Ok(RateDecision::Allow)), Ok(()));
+        assert_eq!(request_admission("u", Ok(RateDecision::Reject)), limited);
+        assert_eq!(request_admission("u", Ok(RateDecision::Close)), limited);
+        // Parallel requests kept changing the bucket: a flood, not a failure.
+        let contended = Err(StoreError::Conflict("kept changing".into()));
+        assert_eq!(request_admission("u", contended), limited);
+        let down = Err(StoreError::Unavailable("throttled".into()));
+        assert_eq!(request_admission("u", down), Ok(()));
     }
 }

@@ -2,11 +2,12 @@
 //! room action starts with.
 
 use super::fanout::Skip;
+use super::messages::{fit_page, work_tokens};
 use super::{ChatService, unavailable};
 use crate::auth::{Role, room_granted};
 use crate::limits::{MAX_MEMBERS_LISTED, MAX_REPLAY};
 use crate::protocol::{ErrorCode, MemberView, Rejection, ServerFrame, VisibleStatus};
-use crate::store::{Connection, HistoryQuery, JoinOutcome, RoomRef};
+use crate::store::{Connection, HistoryQuery, JoinOutcome, RateBucket, RoomRef};
 use crate::support::INBOX_ROOM;
 
 impl ChatService {
@@ -79,7 +80,7 @@ impl ChatService {
             self.send_joined(conn, &r).await?;
         }
         if let Some(since) = since {
-            self.replay(conn, &r, since).await?;
+            self.replay(conn, &r, since, now_ms).await?;
         }
         if joined != JoinOutcome::Joined {
             return Ok(0);
@@ -128,14 +129,29 @@ impl ChatService {
         Ok(())
     }
 
-    /// The messages after `since` (at most [`MAX_REPLAY`]), then `replayed`.
-    async fn replay(&self, conn: &Connection, r: &RoomRef, since: u64) -> Result<(), Rejection> {
+    /// The messages after `since` (at most [`MAX_REPLAY`], cut like a page going forward to
+    /// [`crate::limits::MAX_PAGE_BYTES`]), then `replayed`. Their size is charged to the
+    /// connection's rate, so repeated replays are throttled like the frames they amount to.
+    async fn replay(
+        &self,
+        conn: &Connection,
+        r: &RoomRef,
+        since: u64,
+        now_ms: u64,
+    ) -> Result<(), Rejection> {
         let query = HistoryQuery {
             after: Some(since),
             before: None,
             limit: MAX_REPLAY,
         };
         let page = self.history.messages(r, query).await.map_err(unavailable)?;
+        let page = fit_page(page, true);
+        self.charge(
+            RateBucket::Connection(&conn.id),
+            work_tokens(&page.messages),
+            now_ms,
+        )
+        .await;
         let through = page.messages.last().map_or(since, |m| m.seq);
         for m in page.messages {
             self.reply(&conn.id, &ServerFrame::Message(m)).await;

@@ -9,10 +9,10 @@ use super::rules::{
 };
 use super::{
     Amendment, Appended, Connection, ConnectionStore, HistoryQuery, HistoryStore, JoinOutcome,
-    Member, NewMessage, Page, RoomRef, StoreError, Subscriber,
+    Member, NewMessage, Page, RateBucket, RoomRef, StoreError, Subscriber,
 };
 use crate::protocol::{Conversation, MessageView, PresenceStatus};
-use crate::ratelimit::{RateDecision, RatePolicy};
+use crate::ratelimit::{RateDecision, RatePolicy, RateState};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves plain maps behind; they stay usable.
@@ -32,6 +32,25 @@ struct Live {
     users: HashMap<String, BTreeSet<String>>,
     /// tenant/user → chosen status
     status: HashMap<String, PresenceStatus>,
+    /// tenant/user → the bucket of their HTTP API requests
+    requests: HashMap<String, RateState>,
+    /// Request buckets held when idle ones are next forgotten.
+    requests_sweep_at: usize,
+}
+
+/// Request buckets held before idle ones are first forgotten; then twice as many as remained,
+/// so forgetting costs O(1) per request however many users make requests.
+const REQUESTS_SWEEP_MIN: usize = 1024;
+
+impl Live {
+    /// The request bucket of `tenant/user`, first forgetting idle buckets when many are held.
+    fn request_bucket(&mut self, key: String, policy: &RatePolicy, now_ms: u64) -> &mut RateState {
+        if self.requests.len() >= self.requests_sweep_at.max(REQUESTS_SWEEP_MIN) {
+            self.requests.retain(|_, s| !s.is_idle(policy, now_ms));
+            self.requests_sweep_at = self.requests.len() * 2;
+        }
+        self.requests.entry(key).or_default()
+    }
 }
 
 /// Live state in memory.
@@ -197,6 +216,42 @@ impl ConnectionStore for MemoryConnections {
             .get_mut(conn_id)
             .ok_or(StoreError::NotFound)?;
         Ok(conn.rate.take(policy, now_ms))
+    }
+
+    async fn take_request_token(
+        &self,
+        tenant: &str,
+        user: &str,
+        policy: &RatePolicy,
+        now_ms: u64,
+    ) -> Result<RateDecision, StoreError> {
+        let mut live = lock(&self.live);
+        let bucket = live.request_bucket(user_key(tenant, user), policy, now_ms);
+        Ok(bucket.take(policy, now_ms))
+    }
+
+    async fn charge_rate(
+        &self,
+        bucket: RateBucket<'_>,
+        tokens: u32,
+        policy: &RatePolicy,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let mut live = lock(&self.live);
+        let state = match bucket {
+            RateBucket::Connection(id) => {
+                &mut live
+                    .connections
+                    .get_mut(id)
+                    .ok_or(StoreError::NotFound)?
+                    .rate
+            }
+            RateBucket::Requests { tenant, user } => {
+                live.request_bucket(user_key(tenant, user), policy, now_ms)
+            }
+        };
+        state.charge(policy, now_ms, tokens);
+        Ok(())
     }
 
     async fn set_status(

@@ -125,6 +125,20 @@ pub struct Admitted {
     pub rate: RateDecision,
 }
 
+/// A rate bucket work is charged to ([`ConnectionStore::charge_rate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateBucket<'a> {
+    /// A live connection's, which its frames take tokens from.
+    Connection(&'a str),
+    /// A user's HTTP API requests ([`ConnectionStore::take_request_token`]).
+    Requests {
+        /// Tenant id.
+        tenant: &'a str,
+        /// User id.
+        user: &'a str,
+    },
+}
+
 /// Result of [`ConnectionStore::join_room`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JoinOutcome {
@@ -170,6 +184,26 @@ pub trait ConnectionStore: MaybeSendSync {
         policy: &RatePolicy,
         now_ms: u64,
     ) -> Result<RateDecision, StoreError>;
+    /// Takes a rate token for an HTTP API request of `user` of `tenant`: one bucket per user
+    /// and tenant, shared by every request whatever answers it, new (full) on first use; a
+    /// backend may forget it once idle ([`RateState::is_idle`]).
+    async fn take_request_token(
+        &self,
+        tenant: &str,
+        user: &str,
+        policy: &RatePolicy,
+        now_ms: u64,
+    ) -> Result<RateDecision, StoreError>;
+    /// Charges `tokens` more to `bucket` for the work an admitted frame or request did beyond
+    /// its own token ([`RateState::charge`]: no decision, the bucket may go into debt).
+    /// `NotFound` when a connection's bucket is charged and the connection is gone.
+    async fn charge_rate(
+        &self,
+        bucket: RateBucket<'_>,
+        tokens: u32,
+        policy: &RatePolicy,
+        now_ms: u64,
+    ) -> Result<(), StoreError>;
     /// A client frame arrived on the connection: the connection (`None` when it is gone) and
     /// the rate decision for the frame. A backend that reads the connection to take the token
     /// answers both from that one read; [`rules::admission`] is the rule for the answer.

@@ -2,6 +2,7 @@
 
 use anyhow::{Context, ensure};
 use roomcast_core::auth::{Claims, TokenSigner};
+use roomcast_core::limits::{MAX_BODY_BYTES, MAX_SERVER_FRAME_BYTES};
 use serde_json::json;
 
 use super::history::page_seqs;
@@ -209,4 +210,41 @@ pub async fn http_publish_needs_service_role(d: &dyn Deployment) -> anyhow::Resu
         "nothing delivered for the duplicate or refused publishes; got {next} after {before:?}"
     );
     Ok(())
+}
+
+/// `GET /rooms/{room}/messages` is cut like a `history` frame: at most 128 KB of messages
+/// (`MAX_PAGE_BYTES`), keeping those next to the anchor, with `more: true`.
+pub async fn http_history_page_capped_at_128_kb(d: &dyn Deployment) -> anyhow::Result<()> {
+    let s = Scope::new(d, "http_page_cap");
+    let base = base(d)?;
+    let (mut alice, _) = s.member("alice", "big").await?;
+    let body = "x".repeat(MAX_BODY_BYTES);
+    for _ in 0..10 {
+        alice.message("big", &s.id("big"), &body).await?;
+    }
+    let token = s.token("alice", &["big"]);
+    let mut f = Failures::default();
+    for (query, first, last) in [("?limit=100", 4, 10), ("?after=0&limit=100", 1, 7)] {
+        let result = async {
+            let r = Request::new("GET", &format!("/rooms/big/messages{query}"))
+                .bearer(&token)
+                .send(&base)
+                .await?;
+            ensure_status(&r, 200, query)?;
+            ensure!(
+                r.body.len() <= MAX_SERVER_FRAME_BYTES,
+                "a page of {} bytes",
+                r.body.len()
+            );
+            let page = r.json()?;
+            ensure!(
+                page_seqs(&page) == ((first..=last).collect(), true),
+                "seqs {first}..={last} that fit, and more: {:?}",
+                page_seqs(&page)
+            );
+            Ok(())
+        };
+        f.check(query, result.await);
+    }
+    f.finish()
 }

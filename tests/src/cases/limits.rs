@@ -1,14 +1,16 @@
-//! Frame limits, the rate limit, idle timeout and maximum connection age: the close codes.
+//! Frame limits, the rate limit (of frames, of the work they cause, of HTTP requests), idle
+//! timeout and maximum connection age: the close codes.
 
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
-use roomcast_core::limits::MAX_FRAME_BYTES;
-use serde_json::json;
+use roomcast_core::limits::{MAX_BODY_BYTES, MAX_FRAME_BYTES};
+use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::client::{frame_type, wait_timeout};
+use crate::client::{Client, frame_type, wait_timeout};
 use crate::deployment::Deployment;
+use crate::http::Request;
 use crate::scope::Scope;
 
 /// How early (clock granularity) a timed close may come.
@@ -142,6 +144,143 @@ pub async fn max_age_connection_closed(
     ensure!(
         elapsed + EARLY >= max_age,
         "closed after {elapsed:?}, before max_age {max_age:?}"
+    );
+    Ok(())
+}
+
+/// Sends `frame` one at a time, each after the answer to the last, until one is refused with
+/// `RATE_LIMITED`; returns the answers served before (whose type is `answer`).
+async fn served_in_a_row(
+    c: &mut Client,
+    frame: &Value,
+    answer: &str,
+) -> anyhow::Result<Vec<Value>> {
+    const MOST: usize = 200;
+    let mut served = Vec::new();
+    while served.len() < MOST {
+        c.send_json(frame).await?;
+        let (_, reply) = c
+            .take_until(&format!("`{answer}` or an error"), |f| {
+                frame_type(f) == answer || frame_type(f) == "error"
+            })
+            .await?;
+        if frame_type(&reply) == "error" {
+            ensure!(reply["code"] == "RATE_LIMITED", "{reply}");
+            return Ok(served);
+        }
+        served.push(reply);
+    }
+    bail!("{MOST} frames `{frame}` in a row were never rate-limited")
+}
+
+/// Sends `message {room, id, body}`, resending it after `RATE_LIMITED` (as clients do, a
+/// second later) until it is acknowledged.
+async fn message_despite_the_limit(
+    c: &mut Client,
+    room: &str,
+    id: &str,
+    body: &str,
+) -> anyhow::Result<()> {
+    loop {
+        c.send_json(&json!({"action": "message", "room": room, "id": id, "body": body}))
+            .await?;
+        let (_, reply) = c
+            .take_until(&format!("`ack` for {id} or an error"), |f| {
+                (frame_type(f) == "ack" && f["id"] == id) || frame_type(f) == "error"
+            })
+            .await?;
+        if frame_type(&reply) == "ack" {
+            return Ok(());
+        }
+        ensure!(reply["code"] == "RATE_LIMITED", "{reply}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// A replay costs rate-limit tokens by its size (one per 16 KB started, 8 for a replay cut to a
+/// page of 128 KB): a connection rejoining a room of big messages with `since: 0` is served a
+/// third of the frames in a row a fresh connection gets served, or fewer (4 replays of 30
+/// under the default limit).
+pub async fn replays_rate_limited_by_size(d: &dyn Deployment) -> anyhow::Result<()> {
+    let s = Scope::new(d, "replay_cost");
+    let body = "x".repeat(MAX_BODY_BYTES);
+    // Two of alice's devices, each within a burst of 5 (a join and 4 messages): a deployment
+    // with a tight limit and a short maximum connection age still sends them at once.
+    for _ in 0..2 {
+        let (mut alice, _) = s.member("alice", "big").await?;
+        for _ in 0..4 {
+            message_despite_the_limit(&mut alice, "big", &s.id("big"), &body).await?;
+        }
+    }
+    let mut carol = s
+        .connect_in("big", "carol", &s.token("carol", &["big"]))
+        .await?;
+    let pings = served_in_a_row(&mut carol, &json!({"action": "ping"}), "pong")
+        .await?
+        .len();
+    let mut bob = s
+        .connect_in("big", "bob", &s.token("bob", &["big"]))
+        .await?;
+    let rejoin = json!({"action": "join", "room": "big", "since": 0});
+    let replays = served_in_a_row(&mut bob, &rejoin, "replayed").await?;
+    for replayed in &replays {
+        ensure!(
+            replayed["through"] == 7 && replayed["more"] == true,
+            "a replay is cut to a page of 7 big messages: {replayed}"
+        );
+    }
+    ensure!(
+        !replays.is_empty() && replays.len() * 3 <= pings,
+        "{} replays in a row, against {pings} pings",
+        replays.len()
+    );
+    Ok(())
+}
+
+/// HTTP API requests take tokens from one bucket per user (as a connection's frames do: burst
+/// 30 by default): 40 requests at once with one user's token get some `429 RATE_LIMITED`, while
+/// another user's request is served.
+pub async fn http_requests_rate_limited_per_user(d: &dyn Deployment) -> anyhow::Result<()> {
+    const BURST: usize = 40;
+    let s = Scope::new(d, "http_rate");
+    let base = d
+        .http_url()
+        .context("the deployment reports http_api but gives no http_url")?;
+    let alice = s.token("alice", &["lobby"]);
+    let requests = (0..BURST).map(|_| {
+        Request::new("GET", "/rooms/lobby/messages")
+            .bearer(&alice)
+            .send(&base)
+    });
+    let responses = futures::future::join_all(requests).await;
+    let mut served = 0;
+    let mut limited = 0;
+    for r in responses {
+        let r = r?;
+        match r.status {
+            200 => served += 1,
+            429 => {
+                let body = r.json()?;
+                ensure!(body["code"] == "RATE_LIMITED", "429 body: {body}");
+                limited += 1;
+            }
+            other => bail!("unexpected HTTP {other} `{}`", r.text()),
+        }
+    }
+    ensure!(
+        served > 0 && limited > 0,
+        "{served} served and {limited} limited of {BURST}"
+    );
+    let bob = s.token("bob", &["lobby"]);
+    let r = Request::new("GET", "/rooms/lobby/messages")
+        .bearer(&bob)
+        .send(&base)
+        .await?;
+    ensure!(
+        r.status == 200,
+        "another user has a bucket of his own: HTTP {} `{}`",
+        r.status,
+        r.text()
     );
     Ok(())
 }

@@ -5,6 +5,7 @@
 mod connect;
 mod durability;
 mod errors;
+mod forgery;
 mod history;
 mod http_api;
 mod isolation;
@@ -21,6 +22,7 @@ mod support;
 pub use connect::*;
 pub use durability::*;
 pub use errors::*;
+pub use forgery::*;
 pub use history::*;
 pub use http_api::*;
 pub use isolation::*;

@@ -74,3 +74,29 @@ pub async fn presence_aggregates_devices_with_last_seen(d: &dyn Deployment) -> a
     );
     Ok(())
 }
+
+/// Choosing the status one has already is answered to the sender alone: the room hears the
+/// change once, and next the status after it.
+pub async fn repeated_presence_status_not_announced(d: &dyn Deployment) -> anyhow::Result<()> {
+    let s = Scope::new(d, "presence_repeat");
+    let (mut bob, _) = s.member("bob", "lobby").await?;
+    let (mut alice, _) = s.member("alice", "lobby").await?;
+    bob.expect("alice's arrival", of_alice).await?;
+    for status in ["away", "away", "busy"] {
+        alice
+            .send_json(&json!({"action": "presence", "status": status}))
+            .await?;
+        let own = alice.expect("alice's own presence", of_alice).await?;
+        ensure!(own["status"] == status, "answered to the sender: {own}");
+    }
+    let mut heard = Vec::new();
+    while heard.last().is_none_or(|s: &String| s != "busy") {
+        let f = bob.expect("alice's presence", of_alice).await?;
+        heard.push(f["status"].as_str().unwrap_or_default().to_owned());
+    }
+    ensure!(
+        heard == ["away", "busy"],
+        "the room hears each change once: {heard:?}"
+    );
+    Ok(())
+}

@@ -1,5 +1,9 @@
 // The support desk's conventions (protocol.md §15): the sender of the messages the service
 // writes itself, the agents' inbox room, and the conversation changes those messages record.
+//
+// Only the sender tells a system message: `from` is "$system", which no token or publish can
+// use. `meta` is the sender's to fill, so nothing in it (not `meta.kind`, not `meta.status`)
+// makes a message a system line or changes a conversation.
 
 /** The sender of the messages the service writes itself (support-desk status changes). */
 export const SYSTEM_SENDER = '$system';
@@ -8,13 +12,17 @@ export const INBOX_ROOM = 'inbox';
 
 /** Whether a message is a service-written event (a support-desk status change). */
 export function isSystem(msg) {
-  return msg.from === SYSTEM_SENDER || msg.kind === 'system' || msg.meta?.kind === 'system';
+  return msg.from === SYSTEM_SENDER;
 }
 
-/** The conversation change a system message records, or null. */
+/** The conversation change a system message records, or null (for every other message). */
 export function statusOf(msg) {
-  const m = msg.meta || {};
-  const status = m.status || msg.status;
-  if (!isSystem(msg) || !status) return null;
-  return { room: m.room || msg.room, status, agent: m.agent ?? msg.agent ?? null, version: m.version ?? null, ts: msg.ts };
+  const m = msg.meta;
+  if (!isSystem(msg) || !m?.status) return null;
+  return { room: m.room || msg.room, status: m.status, agent: m.agent ?? null, version: m.version ?? null, ts: msg.ts };
+}
+
+/** Whether a service published the message in its sender's name (a bot): it names the service in `via`. */
+export function isBot(msg) {
+  return typeof msg.via === 'string';
 }

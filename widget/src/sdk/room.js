@@ -2,7 +2,7 @@
 // and the view an app renders. The client updates it as frames arrive; the room only derives
 // from it (unread count, "seen" ticks, the list to show).
 
-import { SYSTEM_SENDER, isSystem } from './desk.js';
+import { SYSTEM_SENDER, isBot, isSystem } from './desk.js';
 import { Timeline } from './timeline.js';
 
 /** One room as this client sees it. */
@@ -67,17 +67,21 @@ export class Room {
 
   /**
    * What to show: stored messages in seq order, then this user's unacknowledged ones in the
-   * order written. Own messages carry `status`: 'pending' | 'failed' | 'sent' | 'seen'.
+   * order written. Own messages carry `status`: 'pending' | 'failed' | 'sent' | 'seen'. `system`
+   * marks the service's own lines (sender "$system" only), `bot` a message a service published
+   * in a sender's name (`via`): never this user's own, even in their name.
    */
   view() {
     const me = this.client.user;
     const seen = this.othersRead;
     const items = this.timeline.list().map((m) => {
-      const mine = m.from === me;
+      const bot = isBot(m);
+      const mine = m.from === me && !bot;
       return {
         ...m,
         key: `s${m.seq}`,
         mine,
+        bot,
         system: isSystem(m),
         status: mine ? (m.seq <= seen ? 'seen' : 'sent') : undefined,
       };
@@ -92,6 +96,7 @@ export class Room {
         meta: e.meta,
         ts: e.createdAt,
         mine: true,
+        bot: false,
         system: false,
         status: e.status === 'failed' ? 'failed' : 'pending',
         error: e.error,

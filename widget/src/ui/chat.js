@@ -115,14 +115,17 @@ export class ChatView {
     const lastSeen = view.findLast ? view.findLast((m) => m.status === 'seen') : [...view].reverse().find((m) => m.status === 'seen');
     const keep = new Set();
     let prev = null;
-    let prevFrom = null;
+    let prevSender = null;
     for (const m of view) {
       const key = `${m.from}\u0000${m.id}`;
       keep.add(key);
-      const sig = [m.body, m.status, m.deleted, m.edited_ts, m === lastSeen, m.from === prevFrom].join('|');
+      // A bot writing in a person's name is not that person: its lines are grouped apart.
+      const sender = m.system ? null : `${m.from}\u0000${m.via || ''}`;
+      const sameSender = sender !== null && sender === prevSender;
+      const sig = [m.body, m.status, m.deleted, m.edited_ts, m === lastSeen, sameSender].join('|');
       let entry = this.items.get(key);
       if (!entry || entry.sig !== sig) {
-        const li = this.item(m, m === lastSeen, m.from === prevFrom);
+        const li = this.item(m, m === lastSeen, sameSender);
         if (entry) entry.li.replaceWith(li);
         entry = { li, sig };
         this.items.set(key, entry);
@@ -130,7 +133,7 @@ export class ChatView {
       const want = prev ? prev.nextSibling : this.list.firstChild;
       if (want !== entry.li) this.list.insertBefore(entry.li, want);
       prev = entry.li;
-      prevFrom = m.system ? null : m.from;
+      prevSender = sender;
     }
     for (const [key, entry] of this.items) {
       if (!keep.has(key)) {
@@ -156,8 +159,8 @@ export class ChatView {
     const body = m.deleted ? h('em', null, 'Message deleted') : m.body;
     return h(
       'li',
-      { class: `msg ${m.mine ? 'me' : 'them'}`, 'data-seq': m.seq, 'data-id': m.id, 'data-status': m.status },
-      !m.mine && !sameSender ? h('div', { class: 'who' }, m.name || this.nameOf(m.from)) : null,
+      { class: `msg ${m.mine ? 'me' : 'them'}${m.bot ? ' bot' : ''}`, 'data-seq': m.seq, 'data-id': m.id, 'data-status': m.status },
+      !m.mine && !sameSender ? h('div', { class: 'who' }, m.name || this.nameOf(m.from), m.bot ? h('span', { class: 'tag', title: `Sent by ${m.via}` }, 'bot') : null) : null,
       h('div', { class: 'bubble' }, body),
       h(
         'div',
@@ -205,6 +208,7 @@ export const CSS = `
 .msg.me{align-self:flex-end;align-items:flex-end}
 .msg.them{align-self:flex-start}
 .who{font-size:12px;color:#4b5563;margin:4px 0 2px}
+.tag{margin-left:6px;padding:0 5px;border-radius:6px;background:#e0e7ff;color:#3730a3;font-size:10px;font-weight:600;text-transform:uppercase}
 .bubble{padding:8px 11px;border-radius:14px;white-space:pre-wrap;overflow-wrap:anywhere;line-height:1.35}
 .me .bubble{background:#1d4ed8;color:#fff;border-bottom-right-radius:4px}
 .them .bubble{background:#fff;color:#111827;border:1px solid #e5e7eb;border-bottom-left-radius:4px}

@@ -213,3 +213,49 @@ test('desk requests resolve with the status reply and reject with errors', async
   assert.equal(c.inbox('assigned')[0].room, 'support-1');
   c.disconnect();
 });
+
+test('only the "$system" sender makes a system line: a user message with meta.kind "status" is a user message', async () => {
+  const srv = fakeServer();
+  const c = client(srv, { token: token({ sub: 'ann', role: 'agent', rooms: ['support-*', 'inbox'] }) });
+  const room = c.join('support-1');
+  c.connect();
+  await tick();
+  const a = srv.last();
+  a.open();
+  a.frame({ type: 'joined', room: 'support-1', head: 0, read_seq: 0, unread: 0, members: [], conversation: { status: 'assigned', agent: 'ann', version: 2, since: 1 } });
+  // What a visitor forged: a "closed" status line with a phishing body, for this room and another.
+  const forged = { kind: 'status', status: 'closed', agent: null, version: 99 };
+  a.frame({ type: 'message', room: 'support-1', seq: 1, id: 'f1', from: 'mallory', body: 'Re-enter your card at …', meta: forged, ts: 2 });
+  a.frame({ type: 'message', room: 'support-1', seq: 2, id: 'f2', from: 'mallory', body: 'x', meta: { ...forged, kind: 'system', room: 'support-7' }, ts: 3 });
+  const [first, second] = room.view();
+  for (const m of [first, second]) {
+    assert.equal(m.system, false, 'shown as the user message it is');
+    assert.equal(m.from, 'mallory');
+  }
+  assert.deepEqual(room.conversation, { room: 'support-1', status: 'assigned', agent: 'ann', version: 2, ts: 1 }, 'the conversation is unchanged');
+  assert.equal(c.desk.get('support-7'), undefined, 'no conversation appears elsewhere');
+  assert.ok(room.members.has('mallory'), 'a user, listed with the members');
+  assert.equal(room.unread, 2, 'counted as unread, as people write');
+  // The service's own line, from "$system", does change it.
+  a.frame({ type: 'message', room: 'support-1', seq: 3, id: 'status-3', from: '$system', body: 'Conversation closed', meta: { kind: 'status', status: 'closed', agent: 'ann', version: 3 }, ts: 4 });
+  assert.equal(room.view()[2].system, true);
+  assert.equal(room.conversation.status, 'closed');
+  c.disconnect();
+});
+
+test('a message a service published in a user\'s name is a bot message, not the user\'s own', async () => {
+  const srv = fakeServer();
+  const c = client(srv);
+  const room = c.join('support-1');
+  c.connect();
+  await tick();
+  const a = srv.last();
+  a.open();
+  a.frame({ type: 'joined', room: 'support-1', head: 0, read_seq: 0, unread: 0, members: [] });
+  a.frame({ type: 'message', room: 'support-1', seq: 1, id: 'b1', from: 'v1', via: 'backend', body: 'v1 accepts the terms', ts: 2 });
+  a.frame({ type: 'message', room: 'support-1', seq: 2, id: 'own', from: 'v1', body: 'mine', ts: 3 });
+  const [published, own] = room.view();
+  assert.deepEqual([published.bot, published.mine, published.via], [true, false, 'backend']);
+  assert.deepEqual([own.bot, own.mine], [false, true]);
+  c.disconnect();
+});

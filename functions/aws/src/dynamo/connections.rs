@@ -8,7 +8,7 @@ use roomcast_core::protocol::PresenceStatus;
 use roomcast_core::ratelimit::{RateDecision, RatePolicy, RateState};
 use roomcast_core::store::rules::admission;
 use roomcast_core::store::{
-    Admitted, Connection, ConnectionStore, JoinOutcome, RoomRef, StoreError, Subscriber,
+    Admitted, Connection, ConnectionStore, JoinOutcome, RateBucket, RoomRef, StoreError, Subscriber,
 };
 
 use super::DynamoStore;
@@ -23,14 +23,17 @@ use super::expr::Expr;
 use super::retry::backoff;
 use super::schema::{
     ATTR_RATE, ATTR_ROOMS, ATTR_SK, ATTR_STATUS, ATTR_TTL, ATTR_USER, CONNECTION_SK, Item,
-    SUBSCRIPTION_SK_PREFIX, USER_CONNECTION_SK_PREFIX, USER_STATUS_SK, connection_pk, key, room_pk,
-    subscription_key, subscription_pk_sk, user_connection_sk, user_pk,
+    REQUESTS_SK, SUBSCRIPTION_SK_PREFIX, USER_CONNECTION_SK_PREFIX, USER_STATUS_SK, connection_pk,
+    key, requests_pk, room_pk, subscription_key, subscription_pk_sk, user_connection_sk, user_pk,
 };
 
 /// Attempts of an optimistic read-modify-write (rate token, leave, join) before `Conflict`.
 const OPTIMISTIC_ATTEMPTS: u32 = 8;
 /// Users whose presence is queried at once.
 const PRESENCE_CONCURRENCY: usize = 8;
+/// A request bucket's item lives this long after a user's last HTTP API request: far longer
+/// than a bucket takes to refill after any page or replay, so forgetting it forgives nothing.
+const REQUEST_BUCKET_TTL_SECS: u64 = 60 * 60;
 
 impl DynamoStore {
     /// Writes a subscription item (idempotent: a join that failed half-way heals on retry).
@@ -65,47 +68,68 @@ impl DynamoStore {
         Ok(Some(chosen.unwrap_or_default()))
     }
 
-    /// Takes a rate token from the connection's bucket: optimistic, the new bucket is written
-    /// only if the stored one is still the one read. The first round uses `read`, the
-    /// connection item when the caller has just read it; every other round reads it afresh.
-    /// `NotFound` when the connection is gone.
-    async fn take_token(
+    /// Applies `change` to a rate bucket: optimistic, the new bucket is written only if the
+    /// stored one is still the one read. The first round uses `read`, the bucket's item when the
+    /// caller has just read it; every other round reads it afresh. A connection's bucket is on
+    /// its item, which must exist (`NotFound` when the connection is gone); a request bucket
+    /// is an item of its own, made on first use and kept [`REQUEST_BUCKET_TTL_SECS`] after the
+    /// last.
+    async fn update_bucket<T>(
         &self,
-        conn_id: &str,
+        bucket: RateBucket<'_>,
         mut read: Option<Item>,
-        policy: &RatePolicy,
         now_ms: u64,
-    ) -> Result<RateDecision, StoreError> {
-        let pk = connection_pk(conn_id);
+        mut change: impl FnMut(&mut RateState) -> T,
+    ) -> Result<T, StoreError> {
+        let (pk, sk) = match bucket {
+            RateBucket::Connection(conn_id) => (connection_pk(conn_id), CONNECTION_SK),
+            RateBucket::Requests { tenant, user } => (requests_pk(tenant, user), REQUESTS_SK),
+        };
         for attempt in 0..OPTIMISTIC_ATTEMPTS {
             let item = match read.take() {
-                Some(item) => item,
-                None => self
-                    .get(&pk, CONNECTION_SK)
-                    .await?
-                    .ok_or(StoreError::NotFound)?,
+                Some(item) => Some(item),
+                None => self.get(&pk, sk).await?,
             };
-            let previous = item
-                .get(ATTR_RATE)
-                .cloned()
-                .unwrap_or(AttributeValue::Null(true));
-            let mut state: RateState = Fields(&item).json(ATTR_RATE)?.unwrap_or_default();
-            let decision = state.take(policy, now_ms);
-            // Optimistic: write back only if nobody else took a token since we read.
             let mut x = Expr::default();
             let rate = x.name(ATTR_RATE);
-            let update = format!("SET {rate} = {}", x.value(json_attr(&state)?));
-            let condition = format!("{rate} = {}", x.value(previous));
+            let (item, condition) = match (item, bucket) {
+                (Some(item), _) => {
+                    let previous = item
+                        .get(ATTR_RATE)
+                        .cloned()
+                        .unwrap_or(AttributeValue::Null(true));
+                    let condition = format!("{rate} = {}", x.value(previous));
+                    (item, condition)
+                }
+                (None, RateBucket::Connection(_)) => return Err(StoreError::NotFound),
+                (None, RateBucket::Requests { .. }) => {
+                    // New, or expired (DynamoDB deletes lazily): start a full bucket.
+                    let now = x.value(n(now_secs()));
+                    let condition = format!(
+                        "attribute_not_exists({rate}) OR {} <= {now}",
+                        x.name(ATTR_TTL)
+                    );
+                    (Item::new(), condition)
+                }
+            };
+            let mut state: RateState = Fields(&item).json(ATTR_RATE)?.unwrap_or_default();
+            let outcome = change(&mut state);
+            let mut update = format!("SET {rate} = {}", x.value(json_attr(&state)?));
+            if let RateBucket::Requests { .. } = bucket {
+                let ttl = (now_ms / 1000).max(now_secs()) + REQUEST_BUCKET_TTL_SECS;
+                update.push_str(&format!(", {} = {}", x.name(ATTR_TTL), x.value(n(ttl))));
+            }
+            // Optimistic: write back only if nobody else changed the bucket since we read it.
             match self
-                .update(&pk, CONNECTION_SK, &update, Some(&condition), x, false)
+                .update(&pk, sk, &update, Some(&condition), x, false)
                 .await?
             {
-                Written::Done(_) => return Ok(decision),
+                Written::Done(_) => return Ok(outcome),
                 Written::ConditionFailed => backoff(attempt).await,
             }
         }
         Err(StoreError::Conflict(format!(
-            "rate bucket of {conn_id} kept changing"
+            "rate bucket {pk} kept changing"
         )))
     }
 }
@@ -315,7 +339,34 @@ impl ConnectionStore for DynamoStore {
         policy: &RatePolicy,
         now_ms: u64,
     ) -> Result<RateDecision, StoreError> {
-        self.take_token(conn_id, None, policy, now_ms).await
+        self.update_bucket(RateBucket::Connection(conn_id), None, now_ms, |s| {
+            s.take(policy, now_ms)
+        })
+        .await
+    }
+
+    /// GetItem and a conditional UpdateItem of the user's request bucket item.
+    async fn take_request_token(
+        &self,
+        tenant: &str,
+        user: &str,
+        policy: &RatePolicy,
+        now_ms: u64,
+    ) -> Result<RateDecision, StoreError> {
+        let bucket = RateBucket::Requests { tenant, user };
+        self.update_bucket(bucket, None, now_ms, |s| s.take(policy, now_ms))
+            .await
+    }
+
+    async fn charge_rate(
+        &self,
+        bucket: RateBucket<'_>,
+        tokens: u32,
+        policy: &RatePolicy,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.update_bucket(bucket, None, now_ms, |s| s.charge(policy, now_ms, tokens))
+            .await
     }
 
     /// One consistent read of the connection item answers both the connection and the bucket
@@ -331,7 +382,11 @@ impl ConnectionStore for DynamoStore {
             return Ok(None);
         };
         let connection = decode_connection(&item)?;
-        let token = self.take_token(conn_id, Some(item), policy, now_ms).await;
+        let token = self
+            .update_bucket(RateBucket::Connection(conn_id), Some(item), now_ms, |s| {
+                s.take(policy, now_ms)
+            })
+            .await;
         Ok(admission(conn_id, connection, token))
     }
 

@@ -12,6 +12,7 @@
 //! | connection | `C#{conn_id}` | `C` | tenant, user, name, role, grants (L), connected_at, token_expires_at (ms), rooms (L), rate (JSON) | connection |
 //! | user's connection index | `U#{tenant}#{user}` | `C#{conn_id}` | | connection |
 //! | user status | `U#{tenant}#{user}` | `S` | status | connection, from `set_status` |
+//! | request bucket | `Q#{tenant}#{user}` | `Q` | rate (JSON): the user's HTTP API request rate | an hour after the last request |
 //! | room subscription | `R#{tenant}/{room}` | `S#{conn_id}` | user | connection |
 //! | message | `R#{tenant}/{room}` | `M#{seq:020}` | seq, id, from, name, via, body, meta (JSON), ts, edited_ts, deleted | retention, if set |
 //! | idempotency key | `R#{tenant}/{room}` | `I#{from}#{id}` | seq | retention, if set |
@@ -44,6 +45,9 @@
 //! - Join, `room_state`: one Query `begins_with(sk, "ST#")`, every page of it: the head, the
 //!   conversation, and each member item (members, and the joining user's read cursor). Grows
 //!   with the room's members only; 1 RCU per 4 KB (about 60 members).
+//! - Rate buckets: a frame's token is taken in `admit_frame` (below); an HTTP API request's is a
+//!   GetItem and a conditional UpdateItem of the user's request bucket; work charged after a
+//!   replay, a page over 16 KB or a presence change in several rooms is one more of each.
 //! - Members: Query `begins_with(sk, "ST#MB#")`. The head alone (appends, history pages), a read
 //!   cursor, the conversation: GetItem.
 //!

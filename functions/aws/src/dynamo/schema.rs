@@ -29,6 +29,10 @@ pub const USER_PK_PREFIX: &str = "U#";
 pub const USER_CONNECTION_SK_PREFIX: &str = "C#";
 /// User partition: the chosen presence status.
 pub const USER_STATUS_SK: &str = "S";
+/// Request bucket (`Q#{tenant}#{user}`): the rate bucket of a user's HTTP API requests.
+pub const REQUESTS_PK_PREFIX: &str = "Q#";
+/// Request bucket: its one sort key.
+pub const REQUESTS_SK: &str = "Q";
 /// Room partition (`R#{tenant}/{room}`): subscriptions, messages, idempotency keys, and the
 /// room's state (head, members with their read cursors, support conversation).
 pub const ROOM_PK_PREFIX: &str = "R#";
@@ -64,7 +68,8 @@ pub const ATTR_CONNECTED_AT: &str = "connected_at";
 pub const ATTR_TOKEN_EXPIRES_AT: &str = "token_expires_at";
 /// Connection: rooms joined, in join order (L of S).
 pub const ATTR_ROOMS: &str = "rooms";
-/// Connection: rate-limit bucket (S, JSON of `RateState`; compared whole in conditional writes).
+/// Connection, request bucket: rate-limit bucket (S, JSON of `RateState`; compared whole in
+/// conditional writes).
 pub const ATTR_RATE: &str = "rate";
 /// User status: the chosen status (S).
 pub const ATTR_STATUS: &str = "status";
@@ -111,6 +116,11 @@ pub(super) fn user_pk(tenant: &str, user: &str) -> String {
 /// `sk` of a connection's index item in its user's partition.
 pub(super) fn user_connection_sk(conn_id: &str) -> String {
     format!("{USER_CONNECTION_SK_PREFIX}{conn_id}")
+}
+
+/// `pk` of a user's request bucket.
+pub(super) fn requests_pk(tenant: &str, user: &str) -> String {
+    format!("{REQUESTS_PK_PREFIX}{tenant}#{user}")
 }
 
 /// `pk` of a room's partition.
