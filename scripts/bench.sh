@@ -51,7 +51,7 @@ step() { printf '\n==> %s\n' "$*"; }
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/roomcast"
 RESULTS="${RESULTS:-bench/results}"
 CHARTS="${CHARTS:-docs/img}"
-SECRET="bench-secret-$RANDOM$RANDOM"
+SECRET="bench-secret-$(head -c 24 /dev/urandom | base64 | tr -d '/+=')"
 SERVER_CPU="${SERVER_CPU:-0}"
 GENERATOR_CPU="${GENERATOR_CPU:-1}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"

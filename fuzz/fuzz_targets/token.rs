@@ -26,7 +26,7 @@ use roomcast_testkit::gateway::RecordingGateway;
 use roomcast_fuzz::{Field, Json, interesting_u64, name_like};
 use serde_json::{Map, Value, json};
 
-const SECRET: &[u8] = b"roomcast-fuzz-secret";
+const SECRET: &[u8] = b"roomcast-fuzz-secret-0123456789abcdef";
 /// 2027-01-15, epoch seconds: the clock's centre.
 const NOW_S: u64 = 1_800_000_000;
 

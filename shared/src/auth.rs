@@ -3,7 +3,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation, errors::ErrorKind};
 use serde::{Deserialize, Serialize};
 
 use crate::limits::MAX_TOKEN_BYTES;
@@ -150,8 +150,12 @@ impl std::fmt::Debug for VerifyKey {
 /// Auth configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthConfig {
-    /// The key and, with it, the one algorithm accepted.
+    /// The key and, with it, the one algorithm accepted, for tokens without a `kid` header or
+    /// with one no key of [`AuthConfig::keys_by_kid`] has.
     pub key: VerifyKey,
+    /// Further keys, each for the tokens whose `kid` header names it (each pins its own
+    /// algorithm): the next key of a rotation, or the local server's development key.
+    pub keys_by_kid: Vec<(String, VerifyKey)>,
     /// Required `iss`, when set.
     pub issuer: Option<String>,
     /// Required `aud` member, when set.
@@ -165,30 +169,18 @@ pub struct AuthConfig {
 #[error("invalid verification key: {0}")]
 pub struct KeyError(String);
 
-/// Verifies tokens against one key with one pinned algorithm.
+/// One key with its pinned algorithm.
 #[derive(Clone)]
-pub struct TokenVerifier {
+struct PinnedKey {
     key: DecodingKey,
-    /// The one algorithm accepted.
+    /// The one algorithm accepted with this key.
     alg: Algorithm,
     validation: Validation,
-    issuer: Option<String>,
-    audience: Option<String>,
-    leeway_secs: u64,
 }
 
-impl std::fmt::Debug for TokenVerifier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenVerifier")
-            .field("alg", &self.validation.algorithms)
-            .finish()
-    }
-}
-
-impl TokenVerifier {
-    /// A verifier for `config`.
-    pub fn new(config: &AuthConfig) -> Result<Self, KeyError> {
-        let (key, alg) = match &config.key {
+impl PinnedKey {
+    fn new(key: &VerifyKey) -> Result<Self, KeyError> {
+        let (key, alg) = match key {
             VerifyKey::Hs256(secret) => (DecodingKey::from_secret(secret), Algorithm::HS256),
             VerifyKey::Rs256Pem(pem) => (
                 DecodingKey::from_rsa_pem(pem).map_err(|e| KeyError(e.to_string()))?,
@@ -209,6 +201,60 @@ impl TokenVerifier {
             key,
             alg,
             validation,
+        })
+    }
+
+    /// The token's claims when its signature verifies with this key and algorithm.
+    fn decode(&self, token: &str) -> Result<Claims, AuthError> {
+        jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
+                ErrorKind::InvalidSignature => AuthError::BadSignature,
+                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                    AuthError::WrongAlgorithm
+                }
+                // jsonwebtoken cannot parse a header naming an algorithm it does not know
+                // (`none`, `None`, …): that is a wrong algorithm, not a malformed token.
+                _ if header(token).is_some_and(|h| h.alg.parse() != Ok(self.alg)) => {
+                    AuthError::WrongAlgorithm
+                }
+                _ => AuthError::Malformed,
+            })
+    }
+}
+
+/// Verifies tokens: each against the one key its `kid` header chooses (the default key when
+/// it names none), with that key's one pinned algorithm.
+#[derive(Clone)]
+pub struct TokenVerifier {
+    default_key: PinnedKey,
+    keys_by_kid: Vec<(String, PinnedKey)>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    leeway_secs: u64,
+}
+
+impl std::fmt::Debug for TokenVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kids: Vec<&str> = self.keys_by_kid.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("TokenVerifier")
+            .field("alg", &self.default_key.alg)
+            .field("kids", &kids)
+            .finish()
+    }
+}
+
+impl TokenVerifier {
+    /// A verifier for `config`.
+    pub fn new(config: &AuthConfig) -> Result<Self, KeyError> {
+        let keys_by_kid = config
+            .keys_by_kid
+            .iter()
+            .map(|(kid, key)| Ok((kid.clone(), PinnedKey::new(key)?)))
+            .collect::<Result<_, KeyError>>()?;
+        Ok(Self {
+            default_key: PinnedKey::new(&config.key)?,
+            keys_by_kid,
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
             leeway_secs: config.leeway_secs,
@@ -223,21 +269,17 @@ impl TokenVerifier {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::TooLarge);
         }
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
-            |e| match e.kind() {
-                ErrorKind::InvalidSignature => AuthError::BadSignature,
-                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-                    AuthError::WrongAlgorithm
-                }
-                // jsonwebtoken cannot parse a header naming an algorithm it does not know
-                // (`none`, `None`, …): that is a wrong algorithm, not a malformed token.
-                _ if header_alg(token).is_some_and(|alg| alg.parse() != Ok(self.alg)) => {
-                    AuthError::WrongAlgorithm
-                }
-                _ => AuthError::Malformed,
-            },
-        )?;
-        self.check_claims(data.claims, now_ms)
+        let kid = header(token).and_then(|h| h.kid);
+        let key = kid
+            .and_then(|kid| {
+                self.keys_by_kid
+                    .iter()
+                    .find(|(k, _)| *k == kid)
+                    .map(|(_, key)| key)
+            })
+            .unwrap_or(&self.default_key);
+        let claims = key.decode(token)?;
+        self.check_claims(claims, now_ms)
     }
 
     fn check_claims(&self, c: Claims, now_ms: u64) -> Result<Identity, AuthError> {
@@ -294,22 +336,28 @@ impl TokenVerifier {
     }
 }
 
-/// The `alg` a token's header names, trusting nothing else in it; `None` when the header is
-/// not base64url JSON with a string `alg`.
-fn header_alg(token: &str) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Header {
-        alg: String,
-    }
+/// What a token's header says: its `alg` and `kid`.
+#[derive(Deserialize)]
+struct Header {
+    alg: String,
+    #[serde(default)]
+    kid: Option<String>,
+}
+
+/// The header of a token, trusting nothing in it but for choosing a key; `None` when the header
+/// is not base64url JSON with a string `alg`.
+fn header(token: &str) -> Option<Header> {
     // JWT segments are unpadded base64url (RFC 7515 §2): padding or `+`/`/` is not a header.
     let json = URL_SAFE_NO_PAD.decode(token.split('.').next()?).ok()?;
-    serde_json::from_slice::<Header>(&json).ok().map(|h| h.alg)
+    serde_json::from_slice::<Header>(&json).ok()
 }
 
 /// Signs HS256 tokens: dev tokens from the CLI, and tests.
 #[derive(Clone)]
 pub struct TokenSigner {
     key: EncodingKey,
+    /// The `kid` header of every token signed, when set.
+    kid: Option<String>,
 }
 
 impl TokenSigner {
@@ -317,14 +365,23 @@ impl TokenSigner {
     pub fn hs256(secret: &[u8]) -> Self {
         Self {
             key: EncodingKey::from_secret(secret),
+            kid: None,
         }
+    }
+
+    /// This signer, naming its key `kid` in every token's header.
+    #[must_use]
+    pub fn with_kid(mut self, kid: impl Into<String>) -> Self {
+        self.kid = Some(kid.into());
+        self
     }
 
     /// Signs `claims`.
     pub fn sign(&self, claims: &Claims) -> String {
+        let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
+        header.kid.clone_from(&self.kid);
         // Invariant: HS256 signing of a serializable struct cannot fail.
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.key)
-            .expect("HS256 signing does not fail")
+        jsonwebtoken::encode(&header, claims, &self.key).expect("HS256 signing does not fail")
     }
 }
 
@@ -348,6 +405,7 @@ mod tests {
     fn verifier(issuer: Option<&str>, audience: Option<&str>) -> TokenVerifier {
         TokenVerifier::new(&AuthConfig {
             key: VerifyKey::Hs256(b"secret".to_vec()),
+            keys_by_kid: Vec::new(),
             issuer: issuer.map(Into::into),
             audience: audience.map(Into::into),
             leeway_secs: 0,
@@ -471,7 +529,7 @@ mod tests {
             Err(AuthError::Malformed)
         );
         let hs384 = jsonwebtoken::encode(
-            &Header::new(Algorithm::HS384),
+            &jsonwebtoken::Header::new(Algorithm::HS384),
             &claims(),
             &EncodingKey::from_secret(b"secret"),
         )
@@ -485,26 +543,30 @@ mod tests {
     #[test]
     fn header_alg_reads_only_an_unpadded_base64url_json_header() {
         let none = URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#);
-        assert_eq!(header_alg(&format!("{none}.x.y")).as_deref(), Some("none"));
-        assert_eq!(header_alg("not base64!.x.y"), None);
+        assert_eq!(
+            header(&format!("{none}.x.y")).map(|h| h.alg).as_deref(),
+            Some("none")
+        );
+        assert_eq!(header("not base64!.x.y").map(|h| h.alg), None);
         let padded = base64::engine::general_purpose::URL_SAFE.encode(br#"{"alg":"none"}"#);
         assert!(padded.ends_with('='), "the test needs padding");
-        assert_eq!(header_alg(&format!("{padded}.x.y")), None);
+        assert_eq!(header(&format!("{padded}.x.y")).map(|h| h.alg), None);
         let standard =
             base64::engine::general_purpose::STANDARD_NO_PAD.encode(br#"{"alg":"HS256??>"}"#);
         assert!(
             standard.contains(['+', '/']),
             "the test needs the standard alphabet"
         );
-        assert_eq!(header_alg(&format!("{standard}.x.y")), None);
+        assert_eq!(header(&format!("{standard}.x.y")).map(|h| h.alg), None);
         let no_alg = URL_SAFE_NO_PAD.encode(br#"{"typ":"JWT"}"#);
-        assert_eq!(header_alg(&format!("{no_alg}.x.y")), None);
+        assert_eq!(header(&format!("{no_alg}.x.y")).map(|h| h.alg), None);
     }
 
     #[test]
     fn leeway_tolerates_small_skew() {
         let v = TokenVerifier::new(&AuthConfig {
             key: VerifyKey::Hs256(b"secret".to_vec()),
+            keys_by_kid: Vec::new(),
             issuer: None,
             audience: None,
             leeway_secs: 30,
@@ -516,5 +578,35 @@ mod tests {
             ..claims()
         };
         assert!(v.verify(&sign(&c), NOW_MS).is_ok());
+    }
+
+    #[test]
+    fn the_kid_header_chooses_the_key() {
+        let next = b"the-next-key-of-a-rotation-0123456789".to_vec();
+        let v = TokenVerifier::new(&AuthConfig {
+            key: VerifyKey::Hs256(b"secret".to_vec()),
+            keys_by_kid: vec![("next".into(), VerifyKey::Hs256(next.clone()))],
+            issuer: None,
+            audience: None,
+            leeway_secs: 0,
+        })
+        .unwrap();
+        let by_next = TokenSigner::hs256(&next).with_kid("next");
+        assert!(v.verify(&by_next.sign(&claims()), NOW_MS).is_ok());
+        // Unknown kids fall back to the default key.
+        let by_default = TokenSigner::hs256(b"secret").with_kid("old");
+        assert!(v.verify(&by_default.sign(&claims()), NOW_MS).is_ok());
+        assert!(v.verify(&sign(&claims()), NOW_MS).is_ok());
+        // A key never verifies another kid's tokens.
+        let wrong = TokenSigner::hs256(b"secret").with_kid("next");
+        assert_eq!(
+            v.verify(&wrong.sign(&claims()), NOW_MS),
+            Err(AuthError::BadSignature)
+        );
+        let wrong = TokenSigner::hs256(&next);
+        assert_eq!(
+            v.verify(&wrong.sign(&claims()), NOW_MS),
+            Err(AuthError::BadSignature)
+        );
     }
 }

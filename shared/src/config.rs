@@ -79,6 +79,17 @@ pub enum ConfigError {
     /// Both a secret and a public key are set.
     #[error("set {} or {}, not both", names::JWT_SECRET, names::JWT_PUBLIC_KEY)]
     ConflictingKeys,
+    /// An HS256 secret shorter than the hash: anyone could guess it and forge tokens, the
+    /// `service` role's included (RFC 7518 §3.2 requires at least 256 bits).
+    #[error(
+        "{}: an HS256 secret needs at least {MIN_HS256_SECRET_BYTES} bytes, this one has {bytes} \
+         (generate one with `openssl rand -base64 48`)",
+        names::JWT_SECRET
+    )]
+    WeakSecret {
+        /// The secret's length, bytes.
+        bytes: usize,
+    },
     /// The algorithm does not go with the key that is set.
     #[error("{}={alg} needs {needs}", names::JWT_ALG)]
     KeyDoesNotMatchAlgorithm {
@@ -103,6 +114,19 @@ pub enum ConfigError {
         /// What is wrong with its value.
         problem: String,
     },
+}
+
+/// The shortest HS256 secret accepted, bytes: the hash's output size (RFC 7518 §3.2).
+pub const MIN_HS256_SECRET_BYTES: usize = 32;
+
+/// Refuses an HS256 secret shorter than [`MIN_HS256_SECRET_BYTES`].
+pub fn check_hs256_secret(secret: &[u8]) -> Result<(), ConfigError> {
+    if secret.len() < MIN_HS256_SECRET_BYTES {
+        return Err(ConfigError::WeakSecret {
+            bytes: secret.len(),
+        });
+    }
+    Ok(())
 }
 
 /// How much to log.
@@ -240,6 +264,7 @@ impl Settings {
         let lookup = Lookup::new(get);
         let auth = AuthConfig {
             key: verify_key(&lookup)?,
+            keys_by_kid: Vec::new(),
             issuer: lookup.string(names::JWT_ISSUER),
             audience: lookup.string(names::JWT_AUDIENCE),
             leeway_secs: lookup.parsed(names::JWT_LEEWAY_SECS, 0)?,
@@ -305,7 +330,10 @@ fn verify_key<F: Fn(&str) -> Option<String>>(lookup: &Lookup<F>) -> Result<Verif
     match (secret, pem, alg.as_deref()) {
         (Some(_), Some(_), _) => Err(ConfigError::ConflictingKeys),
         (None, None, _) => Err(ConfigError::MissingKey),
-        (Some(secret), None, None | Some("HS256")) => Ok(VerifyKey::Hs256(secret.into_bytes())),
+        (Some(secret), None, None | Some("HS256")) => {
+            check_hs256_secret(secret.as_bytes())?;
+            Ok(VerifyKey::Hs256(secret.into_bytes()))
+        }
         (None, Some(pem), None | Some("RS256")) => Ok(VerifyKey::Rs256Pem(pem.into_bytes())),
         (None, Some(pem), Some("ES256")) => Ok(VerifyKey::Es256Pem(pem.into_bytes())),
         (Some(_), None, Some(alg @ ("RS256" | "ES256"))) => {

@@ -8,7 +8,7 @@ use roomcast_core::config::{ConfigError, LogLevel, Settings, names};
 use roomcast_core::lifecycle::LifecyclePolicy;
 use roomcast_core::ratelimit::RatePolicy;
 use roomcast_core::service::ServiceConfig;
-use roomcast_testkit::config_cases::{CASES, EC_PUBLIC_KEY, lookup};
+use roomcast_testkit::config_cases::{CASES, EC_PUBLIC_KEY, SECRET, lookup};
 
 fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
     Settings::from_lookup(lookup(pairs))
@@ -23,8 +23,8 @@ fn invalid(pairs: &[(&str, &str)]) -> &'static str {
 
 #[test]
 fn defaults_are_api_gateways_and_the_services() {
-    let s = settings(&[(names::JWT_SECRET, "s")]).unwrap();
-    assert_eq!(s.auth.key, VerifyKey::Hs256(b"s".to_vec()));
+    let s = settings(&[(names::JWT_SECRET, SECRET)]).unwrap();
+    assert_eq!(s.auth.key, VerifyKey::Hs256(SECRET.as_bytes().to_vec()));
     assert_eq!(
         (s.auth.issuer, s.auth.audience, s.auth.leeway_secs),
         (None, None, 0)
@@ -32,6 +32,21 @@ fn defaults_are_api_gateways_and_the_services() {
     assert_eq!(s.service, ServiceConfig::default());
     assert_eq!(s.lifecycle, LifecyclePolicy::default());
     assert_eq!(s.log, LogLevel::Info);
+}
+
+#[test]
+fn a_short_or_empty_hs256_secret_is_refused() {
+    let short = "a".repeat(31);
+    assert_eq!(
+        settings(&[(names::JWT_SECRET, &short)]),
+        Err(ConfigError::WeakSecret { bytes: 31 })
+    );
+    assert!(settings(&[(names::JWT_SECRET, &"a".repeat(32))]).is_ok());
+    // Empty is unset, never a key anyone can forge tokens with.
+    assert_eq!(
+        settings(&[(names::JWT_SECRET, "")]),
+        Err(ConfigError::MissingKey)
+    );
 }
 
 #[test]
@@ -44,7 +59,7 @@ fn the_key_decides_the_algorithm_unless_it_is_named() {
     );
     assert_eq!(
         settings(&[
-            (names::JWT_SECRET, "s"),
+            (names::JWT_SECRET, SECRET),
             (names::JWT_PUBLIC_KEY, EC_PUBLIC_KEY)
         ]),
         Err(ConfigError::ConflictingKeys)
@@ -60,11 +75,11 @@ fn the_key_decides_the_algorithm_unless_it_is_named() {
         names::JWT_PUBLIC_KEY
     );
     assert!(matches!(
-        settings(&[(names::JWT_SECRET, "s"), (names::JWT_ALG, "RS256")]),
+        settings(&[(names::JWT_SECRET, SECRET), (names::JWT_ALG, "RS256")]),
         Err(ConfigError::KeyDoesNotMatchAlgorithm { .. })
     ));
     assert_eq!(
-        invalid(&[(names::JWT_SECRET, "s"), (names::JWT_ALG, "HS512")]),
+        invalid(&[(names::JWT_SECRET, SECRET), (names::JWT_ALG, "HS512")]),
         names::JWT_ALG
     );
 }
@@ -72,7 +87,7 @@ fn the_key_decides_the_algorithm_unless_it_is_named() {
 #[test]
 fn values_are_read_trimmed_and_checked() {
     let s = settings(&[
-        (names::JWT_SECRET, "s"),
+        (names::JWT_SECRET, SECRET),
         (names::JWT_ISSUER, "https://issuer"),
         (names::JWT_AUDIENCE, " chat "),
         (names::JWT_LEEWAY_SECS, "30"),
@@ -87,7 +102,7 @@ fn values_are_read_trimmed_and_checked() {
         (Some("https://issuer"), Some("chat"), 30)
     );
     let s = settings(&[
-        (names::JWT_SECRET, "s"),
+        (names::JWT_SECRET, SECRET),
         (names::RATE_PER_SEC, "50"),
         (names::RATE_BURST, "500"),
     ])
@@ -101,7 +116,7 @@ fn values_are_read_trimmed_and_checked() {
         }
     );
     let s = settings(&[
-        (names::JWT_SECRET, "s"),
+        (names::JWT_SECRET, SECRET),
         (names::IDLE_TIMEOUT_SECS, "2"),
         (names::MAX_CONNECTION_SECS, "4"),
     ])
@@ -123,9 +138,9 @@ fn values_are_read_trimmed_and_checked() {
         (names::MAX_CONNECTION_SECS, "1.5"),
         (names::LOG, "verbose"),
     ] {
-        assert_eq!(invalid(&[(names::JWT_SECRET, "s"), (name, value)]), name);
+        assert_eq!(invalid(&[(names::JWT_SECRET, SECRET), (name, value)]), name);
     }
-    let debug = settings(&[(names::JWT_SECRET, "s"), (names::LOG, "DEBUG")]).unwrap();
+    let debug = settings(&[(names::JWT_SECRET, SECRET), (names::LOG, "DEBUG")]).unwrap();
     assert_eq!(debug.log, LogLevel::Debug);
 }
 

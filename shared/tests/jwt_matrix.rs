@@ -231,6 +231,7 @@ fn setups() -> Vec<Setup> {
 fn verifier(setup: &Setup, leeway_secs: u64) -> TokenVerifier {
     TokenVerifier::new(&AuthConfig {
         key: setup.verify.clone(),
+        keys_by_kid: Vec::new(),
         issuer: Some(ISSUER.into()),
         audience: Some(AUDIENCE.into()),
         leeway_secs,

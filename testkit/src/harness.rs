@@ -9,8 +9,8 @@
 //! - each connection, per room, from its `joined` on: every message stored after the `head` it
 //!   was told is delivered (or, for its own, acknowledged) exactly once, in seq order, equal to
 //!   what is stored; nothing arrives for rooms it is not in; a replay after `join {since}` is
-//!   exactly the stored messages after `since` (at most `MAX_REPLAY`), and `replayed` says where
-//!   it stopped and whether more remain;
+//!   exactly the stored messages after `since` (at most `MAX_REPLAY`, and no more than fit
+//!   `MAX_PAGE_BYTES`), and `replayed` says where it stopped and whether more remain;
 //! - each client (a device that reconnects and resumes with `join {since: last seq}` and pages
 //!   `history {after}` while `more`), per room: the messages it has form exactly `1..=n` in
 //!   order, with no duplicate, and `n == head` while it is connected and in the room;
@@ -22,7 +22,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use futures::executor::block_on;
 use roomcast_core::auth::{Claims, Identity, Role};
-use roomcast_core::limits::{MAX_HISTORY_LIMIT, MAX_REPLAY, MAX_SERVER_FRAME_BYTES};
+use roomcast_core::limits::{
+    MAX_HISTORY_LIMIT, MAX_PAGE_BYTES, MAX_REPLAY, MAX_SERVER_FRAME_BYTES,
+};
 use roomcast_core::protocol::{ClientFrame, MessageView, ServerFrame, parse_client_frame};
 use roomcast_core::ratelimit::RatePolicy;
 use roomcast_core::service::{Inbound, Publish, ServiceConfig, Upgrade};
@@ -138,6 +140,13 @@ struct Replay {
     room: String,
     last: u64,
     count: u32,
+    /// What the replayed messages weigh in a page (JSON and a separator each).
+    bytes: usize,
+}
+
+/// What `m` weighs in a page or replay (`MAX_PAGE_BYTES`).
+fn page_bytes(m: &MessageView) -> usize {
+    serde_json::to_string(m).map_or(usize::MAX, |s| s.len() + 1)
 }
 
 #[derive(Debug)]
@@ -505,6 +514,7 @@ impl Harness {
                         room: room.clone(),
                         last: *since,
                         count: 0,
+                        bytes: 0,
                     });
                 }
             }
@@ -521,7 +531,15 @@ impl Harness {
                 assert_eq!(&replay.room, room);
                 assert_eq!(*through, replay.last, "replayed.through");
                 assert_eq!(*more, *through < head, "replayed.more at head {head}");
-                assert!(*more == (replay.count == MAX_REPLAY) || !*more, "{frame:?}");
+                if *more && replay.count < MAX_REPLAY {
+                    let next = self
+                        .stored(user, room, *through + 1)
+                        .expect("`more` names a stored message");
+                    assert!(
+                        replay.bytes + page_bytes(&next) > MAX_PAGE_BYTES,
+                        "a replay cut short of {MAX_REPLAY} messages with room left: {frame:?}"
+                    );
+                }
             }
             ServerFrame::Message(m) => {
                 let stored = self.stored(user, &m.room, m.seq);
@@ -536,6 +554,7 @@ impl Harness {
                         assert_eq!(m.seq, replay.last + 1, "replay is contiguous");
                         replay.last = m.seq;
                         replay.count += 1;
+                        replay.bytes += page_bytes(m);
                         assert!(replay.count <= MAX_REPLAY);
                     }
                     _ => {

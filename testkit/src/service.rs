@@ -15,7 +15,7 @@ use roomcast_core::store::memory::{MemoryConnections, MemoryHistory};
 use crate::gateway::RecordingGateway;
 
 /// The HS256 secret of every [`TestService`].
-pub const SECRET: &[u8] = b"roomcast-testkit-service-secret";
+pub const SECRET: &[u8] = b"roomcast-testkit-service-secret-0123456789";
 /// The fake clock's start, epoch milliseconds (a whole second).
 pub const T0: u64 = 1_800_000_000_000;
 
@@ -103,6 +103,7 @@ pub fn verifier() -> TokenVerifier {
     // Invariant: an HS256 key is any byte string; building its verifier cannot fail.
     TokenVerifier::new(&AuthConfig {
         key: VerifyKey::Hs256(SECRET.to_vec()),
+        keys_by_kid: Vec::new(),
         issuer: None,
         audience: None,
         leeway_secs: 0,

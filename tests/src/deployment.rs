@@ -13,7 +13,7 @@ pub struct Capabilities {
     /// [`Deployment::http_url`].
     pub http_api: bool,
     /// The API Gateway Management API (`POST|GET|DELETE /@connections/{id}`) is served at
-    /// [`Deployment::http_url`].
+    /// [`Deployment::management_url`].
     pub management_api: bool,
     /// Each connection may join only one room (the edge build routes a socket to one Durable
     /// Object). Cases that join several rooms on one connection are then not applicable.
@@ -76,6 +76,12 @@ pub trait Deployment: Send + Sync {
 
     /// The HTTP base URL (`http://host:port`, no trailing slash needed), when HTTP is served.
     fn http_url(&self) -> Option<String>;
+
+    /// The Management API's base URL, when the deployment serves one (clients never reach
+    /// it: it is not under [`Deployment::http_url`]).
+    fn management_url(&self) -> Option<String> {
+        None
+    }
 
     /// Signs `claims` with the key the deployment verifies (HS256 with its secret).
     fn sign(&self, claims: &Claims) -> String;

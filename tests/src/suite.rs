@@ -153,11 +153,16 @@ macro_rules! protocol_suite {
             http_publish_needs_service_role [HttpApi],
             management_unknown_connection_gone_410 [ManagementApi],
             management_oversized_post_413 [ManagementApi],
+            management_api_is_not_public [ManagementApi],
             jwt_attacks_refused_401 [],
             non_members_cannot_act_in_a_room [],
             nobody_changes_another_users_message [],
             tenants_are_isolated_on_every_path [],
             http_api_is_tenant_isolated [HttpApi],
+            http_history_page_capped_at_128_kb [HttpApi],
+            reserved_meta_keys_refused_invalid [],
+            service_published_messages_carry_via_and_stay_unchanged [HttpApi],
+            repeated_presence_status_not_announced [],
         }
     };
 }
@@ -183,8 +188,9 @@ macro_rules! protocol_cases {
     };
 }
 
-/// The cases that need a deployment configured with the default rate limit (10 frames/s, burst
-/// 30) and short timeouts: expands to `rate_limited_then_closed_4008`,
+/// The cases that need a deployment configured with a tight rate limit (the default 10 frames/s,
+/// burst 30, or tighter; the same for each user's HTTP requests) and short timeouts: expands to `rate_limited_then_closed_4008`,
+/// `replays_rate_limited_by_size`, `http_requests_rate_limited_per_user`,
 /// `idle_connection_closed` and `max_age_connection_closed`, the latter two expecting close
 /// 1001 after `idle` and `max_age` (`Duration`s the deployment was started with). Keep `idle`
 /// above 1 s (the max-age case stays active with a ping every 400 ms) and `max_age` at least
@@ -194,6 +200,10 @@ macro_rules! limits_suite {
     ($make:expr, idle: $idle:expr, max_age: $max_age:expr $(,)?) => {
         $crate::protocol_test!(rate_limited_then_closed_4008, $make, [], d =>
             $crate::cases::rate_limited_then_closed_4008(d));
+        $crate::protocol_test!(replays_rate_limited_by_size, $make, [], d =>
+            $crate::cases::replays_rate_limited_by_size(d));
+        $crate::protocol_test!(http_requests_rate_limited_per_user, $make, [HttpApi], d =>
+            $crate::cases::http_requests_rate_limited_per_user(d));
         $crate::protocol_test!(idle_connection_closed, $make, [], d =>
             $crate::cases::idle_connection_closed(d, $idle));
         $crate::protocol_test!(max_age_connection_closed, $make, [], d =>

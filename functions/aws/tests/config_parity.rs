@@ -5,7 +5,7 @@
 
 use roomcast_aws::lambda::{FunctionConfig, env};
 use roomcast_core::config::{ConfigError, Settings, names};
-use roomcast_testkit::config_cases::{CASES, lookup};
+use roomcast_testkit::config_cases::{CASES, SECRET, lookup};
 
 #[test]
 fn shared_settings_parse_as_the_cores() {
@@ -21,7 +21,7 @@ fn shared_settings_parse_as_the_cores() {
 #[test]
 fn the_aws_settings_read_with_the_same_rules() {
     let c = FunctionConfig::from_env(lookup(&[
-        (names::JWT_SECRET, "s"),
+        (names::JWT_SECRET, SECRET),
         (env::TABLE, " chat "),
         (env::MESSAGE_RETENTION_DAYS, "7"),
     ]))
@@ -32,7 +32,7 @@ fn the_aws_settings_read_with_the_same_rules() {
         Some(std::time::Duration::from_secs(7 * 86_400))
     );
     let bad = FunctionConfig::from_env(lookup(&[
-        (names::JWT_SECRET, "s"),
+        (names::JWT_SECRET, SECRET),
         (env::MESSAGE_RETENTION_DAYS, "a week"),
     ]));
     assert!(

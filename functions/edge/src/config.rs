@@ -46,7 +46,7 @@ mod tests {
     use roomcast_core::config::{LogLevel, names};
     use roomcast_core::lifecycle::LifecyclePolicy;
     use roomcast_core::service::ServiceConfig;
-    use roomcast_testkit::config_cases::{CASES, lookup};
+    use roomcast_testkit::config_cases::{CASES, SECRET, lookup};
 
     use super::*;
 
@@ -56,7 +56,7 @@ mod tests {
 
     #[test]
     fn defaults_are_the_other_builds() {
-        let c = config(&[(names::JWT_SECRET, "s")]).unwrap();
+        let c = config(&[(names::JWT_SECRET, SECRET)]).unwrap();
         assert_eq!(c.settings.service, ServiceConfig::default());
         assert_eq!(c.settings.lifecycle, LifecyclePolicy::default());
         assert_eq!(c.settings.log, LogLevel::Info);
@@ -65,7 +65,7 @@ mod tests {
 
     #[test]
     fn the_dev_flag_is_read_with_the_same_rules() {
-        let with = |value| config(&[(names::JWT_SECRET, "s"), (DEV_ROUTES, value)]);
+        let with = |value| config(&[(names::JWT_SECRET, SECRET), (DEV_ROUTES, value)]);
         assert!(with("1").unwrap().dev_routes);
         assert!(!with("0").unwrap().dev_routes);
         let e = with("yes").unwrap_err();

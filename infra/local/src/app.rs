@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use roomcast_apigw::emulated::Socket;
+use roomcast_core::ratelimit::{RateDecision, RatePolicy, RateState};
 use roomcast_core::service::{ChatService, ConnectRefusal, FrameOutcome, Inbound, Upgrade};
 use roomcast_core::store::memory::{MemoryConnections, MemoryHistory};
 use roomcast_core::store::{Connection, ConnectionStore, HistoryStore};
@@ -39,7 +40,17 @@ pub struct App {
     request_ids: AtomicU64,
     /// Live WebSocket connections (and upgrades in progress) per client address.
     pub(crate) per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// HTTP API request rate per client address ([`App::admit_http`]).
+    http_rates: Mutex<HashMap<IpAddr, RateState>>,
 }
+
+/// How many users' worth of HTTP API requests one client address may make: an office or a
+/// carrier NAT puts several users behind one address, and each user has a rate of their own
+/// besides.
+pub const HTTP_USERS_PER_ADDRESS: u32 = 5;
+
+/// Addresses whose HTTP rate is remembered before idle ones are forgotten.
+const HTTP_RATES_PRUNE_AT: usize = 10_000;
 
 /// A `$connect` the route accepted: the subprotocol to echo and, when the service ran
 /// in-process, the connection (its token expiry is a lifecycle deadline; behind Lambda
@@ -78,6 +89,7 @@ impl App {
             config,
             request_ids: AtomicU64::new(0),
             per_ip: Mutex::new(HashMap::new()),
+            http_rates: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -177,6 +189,29 @@ impl App {
         if let Err(e) = forwarder.invoke(&event).await {
             tracing::warn!(route = "$disconnect", error = %e, "route integration failed");
         }
+    }
+
+    /// Takes a token for an HTTP API request from `ip`: [`HTTP_USERS_PER_ADDRESS`] times the
+    /// configured rate, with its burst, before the token in the request is even looked at (so
+    /// an address cannot make the server verify signatures without bound either). False:
+    /// answer 429.
+    pub(crate) fn admit_http(&self, ip: IpAddr, now_ms: u64) -> bool {
+        let rate = self.config.settings.service.rate;
+        let policy = RatePolicy {
+            burst: rate.burst.saturating_mul(HTTP_USERS_PER_ADDRESS),
+            per_sec: rate.per_sec.saturating_mul(HTTP_USERS_PER_ADDRESS),
+            // No connection to close: every refusal is a 429.
+            max_strikes: u32::MAX,
+        };
+        let mut rates = self
+            .http_rates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if rates.len() >= HTTP_RATES_PRUNE_AT {
+            rates.retain(|_, state| !state.is_idle(&policy, now_ms));
+        }
+        let state = rates.entry(ip).or_default();
+        state.take(&policy, now_ms) == RateDecision::Allow
     }
 
     /// Takes one of `ip`'s connection slots ([`ServerConfig::max_connections_per_ip`]), or

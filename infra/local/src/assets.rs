@@ -33,24 +33,38 @@ pub const ASSETS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// What the pages (`/demo`, `/console`) may load and who may frame them: their own scripts,
+/// inline styles (the widget styles its shadow root), connections to this origin; no framing
+/// (the console acts for an agent: a page framing it could trick clicks).
+pub const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' \
+    'unsafe-inline'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; \
+    form-action 'none'; frame-ancestors 'none'";
+
 /// Adds the asset routes to `router`.
 pub fn routes<S: Clone + Send + Sync + 'static>(mut router: Router<S>) -> Router<S> {
     for &(path, content_type, body) in ASSETS {
-        router = router.route(
-            path,
+        let common = [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ];
+        let handler = if content_type == JS {
+            // Scripts may be embedded, or imported as modules, from any origin.
+            get(move || async move { (common, [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")], body) })
+        } else {
             get(move || async move {
                 (
+                    common,
                     [
-                        (header::CONTENT_TYPE, content_type),
-                        (header::CACHE_CONTROL, "no-cache"),
-                        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-                        // Scripts may be embedded, or imported as modules, from any origin.
-                        (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+                        (header::CONTENT_SECURITY_POLICY, PAGE_CSP),
+                        (header::X_FRAME_OPTIONS, "DENY"),
+                        (header::REFERRER_POLICY, "no-referrer"),
                     ],
                     body,
                 )
-            }),
-        );
+            })
+        };
+        router = router.route(path, handler);
     }
     router
 }

@@ -4,12 +4,12 @@
 //! `Settings::from_lookup` parses them with the same rules, defaults and errors as the Lambda
 //! functions and the Worker.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use roomcast_core::auth::Role;
+use roomcast_core::auth::{Role, VerifyKey};
 use roomcast_core::config::{Settings, names};
 use roomcast_core::limits::DEFAULT_MAX_CONNECTIONS_PER_IP;
 
@@ -143,9 +143,28 @@ pub struct ServeArgs {
     #[arg(long)]
     pub log_level: Option<String>,
     /// Serve `GET /dev/token`, which signs development tokens for the widget demo page (`/demo`)
-    /// and the agent console (`/console`). Loopback callers only; never for production.
+    /// and the agent console (`/console`). Loopback callers only; never for production. The
+    /// tokens are signed with a key made for this process (`kid` `roomcast-dev`), not with the
+    /// server's secret, so they stop working when it exits.
     #[arg(long)]
     pub dev_tokens: bool,
+    /// Serve the API Gateway Management API (`POST|GET|DELETE /@connections/{id}`) on this
+    /// address (port 0 picks one; the bound address is printed), and nowhere else. Off by
+    /// default: whoever reaches it can send any frame to any connection or close it, so bind it
+    /// where only your backends reach it. Needed with `--lambda-endpoint` (the functions post
+    /// their replies there).
+    #[arg(long)]
+    pub management_listen: Option<SocketAddr>,
+    /// A reverse proxy whose `X-Forwarded-For` names the client (comma-separated or repeated).
+    /// Requests from other addresses are taken to come from their peer address, whatever they
+    /// say; a request that says it was forwarded but does not come from a trusted proxy gets no
+    /// development token.
+    #[arg(long, value_delimiter = ',')]
+    pub trusted_proxy: Vec<IpAddr>,
+    /// Require `Authorization: Bearer METRICS_TOKEN` on `GET /metrics` [env:
+    /// ROOMCAST_METRICS_TOKEN; default: /metrics is open].
+    #[arg(long, env = "ROOMCAST_METRICS_TOKEN", hide_env = true)]
+    pub metrics_token: Option<String>,
 }
 
 /// `token` options.
@@ -157,8 +176,9 @@ pub struct TokenArgs {
     /// Tenant id (`tid`).
     #[arg(long, default_value = "demo")]
     pub tenant: String,
-    /// Rooms granted (comma-separated; `support-*` grants a prefix).
-    #[arg(long, value_delimiter = ',', default_value = "*")]
+    /// Rooms granted (comma-separated; `support-*` grants a prefix, `*` every room of the
+    /// tenant). Required: a token grants only what was asked for.
+    #[arg(long, value_delimiter = ',', required = true)]
     pub rooms: Vec<String>,
     /// Display name.
     #[arg(long)]
@@ -213,9 +233,19 @@ pub struct ServerConfig {
     pub stage: String,
     /// Lambda Invoke API endpoint to forward route events to.
     pub lambda_endpoint: Option<String>,
-    /// Whether `GET /dev/token` signs development tokens.
-    pub dev_tokens: bool,
+    /// The key `GET /dev/token` signs development tokens with (made for this process; the
+    /// verifier knows it by [`DEV_TOKEN_KID`]), when they are served.
+    pub dev_token_key: Option<Vec<u8>>,
+    /// Where the Management API is served, when it is.
+    pub management_listen: Option<SocketAddr>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// The bearer token `GET /metrics` requires, when set.
+    pub metrics_token: Option<String>,
 }
+
+/// The `kid` header of development tokens, which selects the process's development key.
+pub const DEV_TOKEN_KID: &str = "roomcast-dev";
 
 const SECRET_FILE: &str = "jwt-secret";
 
@@ -233,6 +263,12 @@ impl SecretArgs {
         }
         let path = self.data_dir.join(SECRET_FILE);
         match std::fs::read_to_string(&path) {
+            Ok(s) if s.trim().is_empty() => anyhow::bail!(
+                "{} is empty: delete it to have a secret generated, or write one of at least {} \
+                 bytes",
+                path.display(),
+                roomcast_core::config::MIN_HS256_SECRET_BYTES
+            ),
             Ok(s) => Ok((s.trim().as_bytes().to_vec(), false)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let secret = generate_secret();
@@ -251,15 +287,38 @@ impl SecretArgs {
 }
 
 fn generate_secret() -> String {
+    random_key().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// 32 random bytes: an HS256 key of the length RFC 7518 asks for.
+fn random_key() -> Vec<u8> {
     use rand::RngCore;
-    let mut bytes = [0u8; 32];
+    let mut bytes = vec![0u8; roomcast_core::config::MIN_HS256_SECRET_BYTES];
     rand::rng().fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    bytes
+}
+
+/// Creates `dir` (and its parents) if missing, readable by the server's user only (0700): it
+/// holds the dev secret and every tenant's history.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    owner_only(dir)
+}
+
+/// Restricts `path` to the server's user: 0700 for a directory, 0600 for a file.
+pub fn owner_only(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = if path.is_dir() { 0o700 } else { 0o600 };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
 }
 
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        private_dir(dir)?;
     }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -346,11 +405,29 @@ impl ServeArgs {
         &self,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> anyhow::Result<(ServerConfig, bool)> {
-        let (settings, generated) = self.settings(env)?;
+        let (mut settings, generated) = self.settings(env)?;
         anyhow::ensure!(
             self.max_connections_per_ip > 0,
             "--max-connections-per-ip must be positive"
         );
+        anyhow::ensure!(
+            self.lambda_endpoint.is_none() || self.management_listen.is_some(),
+            "--lambda-endpoint needs --management-listen: the functions post their replies to \
+             the Management API"
+        );
+        anyhow::ensure!(
+            self.metrics_token
+                .as_deref()
+                .is_none_or(|t| !t.trim().is_empty()),
+            "--metrics-token (ROOMCAST_METRICS_TOKEN) is empty: unset it to leave /metrics open"
+        );
+        let dev_token_key = self.dev_tokens.then(random_key);
+        if let Some(key) = &dev_token_key {
+            settings
+                .auth
+                .keys_by_kid
+                .push((DEV_TOKEN_KID.to_owned(), VerifyKey::Hs256(key.clone())));
+        }
         let config = ServerConfig {
             settings,
             store: self.store,
@@ -362,7 +439,10 @@ impl ServeArgs {
             max_connections_per_ip: self.max_connections_per_ip,
             stage: self.stage.clone(),
             lambda_endpoint: self.lambda_endpoint.clone(),
-            dev_tokens: self.dev_tokens,
+            dev_token_key,
+            management_listen: self.management_listen,
+            trusted_proxies: self.trusted_proxy.clone(),
+            metrics_token: self.metrics_token.clone(),
         };
         Ok((config, generated))
     }

@@ -1,6 +1,8 @@
-//! Development tokens, minted in one place: the `token` subcommand prints one, and
-//! `GET /dev/token` (with `--dev-tokens`; loopback callers and a loopback `Host` only) serves
-//! them to the widget demo page and the agent console.
+//! Development tokens, minted in one place: the `token` subcommand prints one (signed with the
+//! server's secret: whoever runs it holds that), and `GET /dev/token` (with `--dev-tokens`;
+//! loopback callers, a loopback `Host`, nothing forwarded by an untrusted proxy) serves them to
+//! the widget demo page and the agent console, signed with the process's development key
+//! ([`crate::config::DEV_TOKEN_KID`]): a leaked one dies with the process.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,12 +11,14 @@ use axum::Json;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use roomcast_core::auth::{Claims, Role, TokenSigner, VerifyKey};
+use roomcast_core::auth::{Claims, Role, TokenSigner};
 use roomcast_core::protocol::validate_name;
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::app::{App, now_ms};
+use crate::client_ip::{client_ip, says_forwarded};
+use crate::config::DEV_TOKEN_KID;
 
 /// Longest lifetime of a token `/dev/token` serves, seconds.
 const MAX_DEV_TTL_SECS: u64 = 24 * 3600;
@@ -37,9 +41,9 @@ pub struct DevToken {
 }
 
 impl DevToken {
-    /// Checks the names, then signs the token with the HS256 `secret` at `now_secs`; returns it
-    /// and its expiry (epoch seconds).
-    pub fn mint(self, secret: &[u8], now_secs: u64) -> Result<(String, u64), String> {
+    /// Checks the names, then signs the token with `signer` at `now_secs`; returns it and its
+    /// expiry (epoch seconds).
+    pub fn mint(self, signer: &TokenSigner, now_secs: u64) -> Result<(String, u64), String> {
         let names = [
             ("user", self.user.as_str()),
             ("tenant", self.tenant.as_str()),
@@ -63,7 +67,7 @@ impl DevToken {
             iat: Some(now_secs),
             ..Claims::default()
         };
-        Ok((TokenSigner::hs256(secret).sign(&claims), exp))
+        Ok((signer.sign(&claims), exp))
     }
 }
 
@@ -115,24 +119,23 @@ pub(crate) async fn issue(
     query: Result<Query<DevTokenQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let config = app.config();
-    if !config.dev_tokens {
+    let Some(key) = &config.dev_token_key else {
         return refuse(
             StatusCode::NOT_FOUND,
             "NOT_FOUND",
             "development tokens are off (start the server with --dev-tokens)",
         );
-    }
-    let VerifyKey::Hs256(secret) = &config.settings.auth.key else {
-        return refuse(
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-            "development tokens need an HS256 secret",
-        );
     };
     let cross_site = headers
         .get("sec-fetch-site")
         .is_some_and(|v| v.as_bytes() == b"cross-site");
-    if !peer.ip().is_loopback() || !loopback_host(&headers) || cross_site {
+    let trusted = &config.trusted_proxies;
+    let from_proxy = trusted.contains(&peer.ip().to_canonical());
+    // Behind a proxy on this host every peer is loopback: a request that says it was forwarded
+    // counts as this machine's only when a trusted proxy says the client is.
+    let untrusted_forward = !from_proxy && says_forwarded(&headers);
+    let client = client_ip(peer.ip(), &headers, trusted);
+    if !client.is_loopback() || untrusted_forward || !loopback_host(&headers) || cross_site {
         return refuse(
             StatusCode::FORBIDDEN,
             "FORBIDDEN",
@@ -168,7 +171,8 @@ pub(crate) async fn issue(
         role,
         ttl_secs: q.ttl.unwrap_or(3600).clamp(1, MAX_DEV_TTL_SECS),
     };
-    match request.mint(secret, now_ms() / 1000) {
+    let signer = TokenSigner::hs256(key).with_kid(DEV_TOKEN_KID);
+    match request.mint(&signer, now_ms() / 1000) {
         Ok((token, exp)) => (
             [(header::CACHE_CONTROL, "no-store")],
             Json(json!({"token": token, "exp": exp})),

@@ -83,11 +83,14 @@ impl EmbeddedHistory {
     /// Opens (or creates) `dir/roomcast.redb`, creating `dir` if needed, and starts the writer
     /// thread. Fails when another process has the file open.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir)
+        crate::config::private_dir(dir)
             .map_err(|e| StoreError::Other(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join(FILE_NAME);
         let db = Database::create(&path)
             .map_err(|e| StoreError::Other(format!("cannot open {}: {e}", path.display())))?;
+        // Every tenant's history is in this file: only the server's user may read it.
+        crate::config::owner_only(&path)
+            .map_err(|e| StoreError::Other(format!("cannot restrict {}: {e}", path.display())))?;
         // Create every table up front so read transactions never meet a missing one.
         let create = || -> Result<(), redb::Error> {
             let txn = db.begin_write()?;

@@ -1,22 +1,27 @@
 //! The HTTP API, translated: axum's request into the core's [`HttpRequest`], the core's
-//! [`HttpReply`] back; and `/metrics`, which only the local server has.
+//! [`HttpReply`] back, after the client address's request rate ([`App::admit_http`]); and
+//! `/metrics`, which only the local server has (behind `--metrics-token` when set).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use roomcast_core::http::{self, HttpReply, HttpRequest};
+use roomcast_core::protocol::{ErrorCode, Rejection};
 
 use crate::app::{App, now_ms};
+use crate::client_ip::client_ip;
 use crate::metrics::Gauges;
 
 /// Any request no other route takes: the core's HTTP API answers it.
 pub(crate) async fn api(
     State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -26,6 +31,16 @@ pub(crate) async fn api(
     let Ok(body) = body else {
         return reply(http::payload_too_large());
     };
+    let now = now_ms();
+    // Load balancers' health checks are cheap and must not be refused.
+    let health = uri.path() == "/health";
+    let client = client_ip(peer.ip(), &headers, &app.config.trusted_proxies);
+    if !health && !app.admit_http(client, now) {
+        return reply(HttpReply::rejection(Rejection::new(
+            ErrorCode::RateLimited,
+            "too many requests from this address: slow down",
+        )));
+    }
     let request = HttpRequest {
         method: method.as_str(),
         path: uri.path(),
@@ -35,11 +50,38 @@ pub(crate) async fn api(
             .and_then(|v| v.to_str().ok()),
         body: &body,
     };
-    reply(http::handle(&app.service, &request, Some(app.gateway.len()), now_ms()).await)
+    reply(http::handle(&app.service, &request, Some(app.gateway.len()), now).await)
 }
 
-/// `GET /metrics`: Prometheus text.
-pub(crate) async fn metrics(State(app): State<Arc<App>>) -> Response {
+/// Whether `headers` carry `Authorization: Bearer {expected}`, compared in constant time.
+fn bearer_is(headers: &HeaderMap, expected: &str) -> bool {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .as_bytes();
+    let expected = expected.as_bytes();
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0
+}
+
+/// `GET /metrics`: Prometheus text; with `--metrics-token`, only for a bearer of it.
+pub(crate) async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if let Some(token) = &app.config.metrics_token
+        && !bearer_is(&headers, token)
+    {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "/metrics needs the metrics token",
+        )
+            .into_response();
+    }
     let gauges = Gauges {
         connections: app.gateway.len(),
         rooms: app.live.as_ref().map(|l| l.room_count()),
@@ -54,4 +96,32 @@ pub(crate) async fn metrics(State(app): State<Arc<App>>) -> Response {
 fn reply(r: HttpReply) -> Response {
     let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, Json(r.body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_metrics_token_must_match_exactly() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                header::AUTHORIZATION,
+                v.parse().unwrap_or_else(|_| unreachable!("ASCII")),
+            );
+            h
+        };
+        assert!(bearer_is(&with("Bearer s3cret"), "s3cret"));
+        for wrong in [
+            "Bearer s3cre",
+            "Bearer s3cretx",
+            "bearer s3cret",
+            "s3cret",
+            "Bearer ",
+        ] {
+            assert!(!bearer_is(&with(wrong), "s3cret"), "{wrong}");
+        }
+        assert!(!bearer_is(&HeaderMap::new(), "s3cret"));
+    }
 }

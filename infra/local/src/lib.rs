@@ -9,14 +9,17 @@
 //!   settings through the core's `config::Settings`).
 //! - [`app`]: [`app::App`], the shared state, and the connect / frame / disconnect calls into
 //!   the service (in-process, or as API Gateway events to Lambda functions: [`forward`]).
-//! - [`router`]: every route and the module serving it; [`router::serve`] and shutdown.
+//! - [`router`]: every public route and the module serving it; [`router::serve`],
+//!   [`router::serve_management`] and shutdown.
 //! - [`listener`]: the accept loop: connection caps (server-wide, below the open-file limit,
 //!   and per address) before any HTTP is read, then HTTP/1 with a request-head deadline and
 //!   size bound.
 //! - [`sockets`]: the upgrade and one task per socket (reader driving the core's lifecycle
 //!   deadlines, writer draining the outbound queue).
 //! - [`http`]: the core HTTP API behind axum, and `/metrics`.
-//! - [`management`]: the `@connections` Management API.
+//! - [`management`]: the `@connections` Management API, on its own listener
+//!   (`--management-listen`).
+//! - [`client_ip`]: the client's address (`X-Forwarded-For` from `--trusted-proxy` only).
 //! - [`assets`]: the widget, SDK, demo page and console (`widget/dist/`, embedded).
 //! - [`dev_token`]: development tokens (`token` subcommand, `GET /dev/token`).
 //! - [`gateway`]: the socket registry implementing the core `Gateway` port, with bounded
@@ -29,6 +32,7 @@
 
 pub mod app;
 pub mod assets;
+pub mod client_ip;
 pub mod config;
 pub mod dev_token;
 pub mod embedded;

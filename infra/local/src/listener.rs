@@ -69,6 +69,10 @@ pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
     /// Largest request head, bytes (431 past it).
     pub max_request_head_bytes: usize,
+    /// Addresses [`ConnectionLimits::max_connections_per_ip`] does not apply to: trusted
+    /// reverse proxies (`--trusted-proxy`), whose connections carry many clients. Their
+    /// clients are capped by the address the proxy forwards for, at the upgrade.
+    pub per_ip_exempt: Vec<IpAddr>,
 }
 
 impl ConnectionLimits {
@@ -101,6 +105,7 @@ impl ConnectionLimits {
             max_connections_per_ip: max_websockets_per_ip.saturating_add(PER_IP_HTTP_ALLOWANCE),
             header_read_timeout,
             max_request_head_bytes: MAX_REQUEST_HEAD_BYTES,
+            per_ip_exempt: Vec::new(),
         })
     }
 }
@@ -142,6 +147,7 @@ enum Refusal {
 struct OpenConnections {
     max_total: usize,
     max_per_ip: usize,
+    per_ip_exempt: Vec<IpAddr>,
     counts: Mutex<Counts>,
     /// Whether the server-wide cap was reported since it was last reached (one warning per
     /// episode, not one per refused connection).
@@ -159,6 +165,7 @@ impl OpenConnections {
         Arc::new(Self {
             max_total: limits.max_connections,
             max_per_ip: limits.max_connections_per_ip,
+            per_ip_exempt: limits.per_ip_exempt.clone(),
             counts: Mutex::new(Counts::default()),
             full_reported: AtomicBool::new(false),
         })
@@ -171,7 +178,7 @@ impl OpenConnections {
             return Err(Refusal::ServerFull);
         }
         let held = counts.per_ip.entry(ip).or_insert(0);
-        if *held >= self.max_per_ip {
+        if *held >= self.max_per_ip && !self.per_ip_exempt.contains(&ip) {
             return Err(Refusal::AddressFull);
         }
         *held += 1;
@@ -450,6 +457,7 @@ mod tests {
             max_connections_per_ip: 2,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             max_request_head_bytes: MAX_REQUEST_HEAD_BYTES,
+            per_ip_exempt: Vec::new(),
         };
         let open = OpenConnections::new(&limits);
         let a: IpAddr = [127, 0, 0, 2].into();
@@ -467,5 +475,21 @@ mod tests {
         let counts = open.counts.lock().unwrap_or_else(PoisonError::into_inner);
         assert_eq!(counts.total, 0);
         assert!(counts.per_ip.is_empty(), "no address is remembered");
+    }
+
+    #[test]
+    fn a_trusted_proxy_is_capped_only_in_total() {
+        let proxy: IpAddr = [127, 0, 0, 1].into();
+        let limits = ConnectionLimits {
+            max_connections: 3,
+            max_connections_per_ip: 1,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            max_request_head_bytes: MAX_REQUEST_HEAD_BYTES,
+            per_ip_exempt: vec![proxy],
+        };
+        let open = OpenConnections::new(&limits);
+        let held: Vec<_> = (0..3).map(|_| open.admit(proxy)).collect();
+        assert!(held.iter().all(Result::is_ok));
+        assert_eq!(open.admit(proxy).err(), Some(Refusal::ServerFull));
     }
 }

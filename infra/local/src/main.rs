@@ -8,7 +8,7 @@ use clap::Parser;
 use roomcast_local::app::App;
 use roomcast_local::config::{Cli, Command, LogFormat, ServeArgs, TokenArgs};
 use roomcast_local::dev_token::DevToken;
-use roomcast_local::router::serve;
+use roomcast_local::router::{serve, serve_management};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
@@ -22,6 +22,7 @@ fn main() -> anyhow::Result<()> {
 
 fn token(args: &TokenArgs) -> anyhow::Result<()> {
     let (secret, generated) = args.secret.resolve(&|name| std::env::var(name).ok())?;
+    roomcast_core::config::check_hs256_secret(&secret)?;
     if generated {
         eprintln!(
             "generated a dev JWT secret in {}",
@@ -37,7 +38,8 @@ fn token(args: &TokenArgs) -> anyhow::Result<()> {
         role: args.role.into(),
         ttl_secs: args.ttl_secs,
     };
-    let (token, _) = request.mint(&secret, now).map_err(anyhow::Error::msg)?;
+    let signer = roomcast_core::auth::TokenSigner::hs256(&secret);
+    let (token, _) = request.mint(&signer, now).map_err(anyhow::Error::msg)?;
     println!("{token}");
     Ok(())
 }
@@ -78,7 +80,40 @@ async fn run(args: &ServeArgs) -> anyhow::Result<()> {
         "connect: ws://{addr}/?token=$(roomcast-local token --user alice --rooms 'support-*')"
     );
     tracing::info!(%addr, store = ?args.store, data_dir = %args.secret.data_dir.display(), "serving");
-    serve(listener, app, shutdown_signal()).await?;
+    // One signal ends both listeners.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            // An error means the sender is gone, which is a stop too.
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let management = match app.config().management_listen {
+        Some(at) => {
+            let listener = tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("binding the Management API to {at}"))?;
+            println!(
+                "roomcast-local Management API on http://{}",
+                listener.local_addr()?
+            );
+            Some(tokio::spawn(serve_management(
+                listener,
+                app.clone(),
+                until_stopped(),
+            )))
+        }
+        None => None,
+    };
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    serve(listener, app, until_stopped()).await?;
+    if let Some(management) = management {
+        management.await??;
+    }
     Ok(())
 }
 

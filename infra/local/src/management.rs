@@ -1,15 +1,19 @@
 //! The API Gateway Management API (`POST|GET|DELETE /@connections/{id}`), as API Gateway
-//! answers it, for the Lambda functions behind the emulator and for backends on this machine.
+//! answers it, for the Lambda functions behind the emulator and for backends. It has a router
+//! of its own, served only on `--management-listen`: API Gateway requires IAM-signed calls,
+//! and here the listener's address is what keeps clients out (behind a proxy on the same host
+//! every client is a loopback peer, so the peer address cannot).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use roomcast_core::http::MAX_BODY_BYTES;
 use roomcast_core::protocol::close;
 use serde::Deserialize;
 use serde_json::json;
@@ -17,14 +21,20 @@ use serde_json::json;
 use crate::app::App;
 use crate::gateway::Outbound;
 
-/// The management API is for backends on this machine (API Gateway requires IAM-signed calls).
-#[allow(clippy::result_large_err)]
-fn allowed(peer: &SocketAddr) -> Result<(), Response> {
-    if peer.ip().is_loopback() {
-        Ok(())
-    } else {
-        Err(error(StatusCode::FORBIDDEN, "ForbiddenException"))
-    }
+/// The Management API's routes: `/@connections/{id}`, and `/{stage}/@connections/{id}` for SDK
+/// clients built with API Gateway's `https://{domain}/{stage}` endpoint (any stage).
+pub fn router(app: Arc<App>) -> Router {
+    let connection = || {
+        get(get_connection)
+            .post(post_connection)
+            .delete(delete_connection)
+    };
+    Router::new()
+        .route("/@connections/{id}", connection())
+        .route("/{stage}/@connections/{id}", connection())
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "NotFoundException") })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(app)
 }
 
 /// A Management API error as API Gateway sends it: AWS SDKs read the error type from the
@@ -44,7 +54,7 @@ fn gone() -> Response {
 
 /// `/@connections/{id}` or `/{stage}/@connections/{id}`: the stage is ignored.
 #[derive(Deserialize)]
-pub(crate) struct ConnectionPath {
+struct ConnectionPath {
     id: String,
 }
 
@@ -54,14 +64,10 @@ fn iso8601(ms: u64) -> String {
 }
 
 /// `GET @connections/{id}`: when it connected, its address and agent, its last activity.
-pub(crate) async fn get_connection(
+async fn get_connection(
     State(app): State<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(ConnectionPath { id }): Path<ConnectionPath>,
 ) -> Response {
-    if let Err(r) = allowed(&peer) {
-        return r;
-    }
     let Some(h) = app.gateway.handle(&id) else {
         return gone();
     };
@@ -74,15 +80,11 @@ pub(crate) async fn get_connection(
 }
 
 /// `POST @connections/{id}`: sends the body as one frame (text when it is UTF-8).
-pub(crate) async fn post_connection(
+async fn post_connection(
     State(app): State<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(ConnectionPath { id }): Path<ConnectionPath>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    if let Err(r) = allowed(&peer) {
-        return r;
-    }
     let Ok(body) = body else {
         // The body limit (the core's 128 KB) is what API Gateway's 128 KB is.
         return error(StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLargeException");
@@ -98,14 +100,10 @@ pub(crate) async fn post_connection(
 }
 
 /// `DELETE @connections/{id}`: closes the connection (1000).
-pub(crate) async fn delete_connection(
+async fn delete_connection(
     State(app): State<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(ConnectionPath { id }): Path<ConnectionPath>,
 ) -> Response {
-    if let Err(r) = allowed(&peer) {
-        return r;
-    }
     match app.gateway.handle(&id) {
         Some(h) => {
             h.request_close(close::NORMAL, "closed by @connections DELETE");

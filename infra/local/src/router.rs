@@ -26,20 +26,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/", get(sockets::upgrade))
         .route("/metrics", get(http::metrics))
         .route("/dev/token", get(dev_token::issue))
-        .route(
-            "/@connections/{id}",
-            get(management::get_connection)
-                .post(management::post_connection)
-                .delete(management::delete_connection),
-        )
-        // SDK clients built with API Gateway's `https://{domain}/{stage}` endpoint put the stage
-        // first; any stage is accepted.
-        .route(
-            "/{stage}/@connections/{id}",
-            get(management::get_connection)
-                .post(management::post_connection)
-                .delete(management::delete_connection),
-        )
+        // `@connections` is not here: it is served only on its own listener
+        // (`--management-listen`, [`serve_management`]).
         // Everything else is the core's HTTP API (`/health`, `/rooms/{room}/messages`), which
         // routes, decodes and answers it the same way on every deployment.
         .fallback(http::api)
@@ -47,21 +35,43 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// Serves on `listener` until `shutdown` resolves, under the default [`ConnectionLimits`] (the
-/// open-file limit's cap, `--max-connections-per-ip`, [`DEFAULT_HEADER_READ_TIMEOUT`]); then
-/// closes every socket with 1001.
-pub async fn serve(
-    listener: TcpListener,
-    app: Arc<App>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let limits = ConnectionLimits::new(
+/// The default [`ConnectionLimits`] for `app`: the open-file limit's cap,
+/// `--max-connections-per-ip` (trusted proxies exempt), [`DEFAULT_HEADER_READ_TIMEOUT`].
+pub fn default_limits(app: &App) -> std::io::Result<ConnectionLimits> {
+    let mut limits = ConnectionLimits::new(
         None,
         app.config.max_connections_per_ip,
         DEFAULT_HEADER_READ_TIMEOUT,
     )
     .map_err(std::io::Error::other)?;
+    limits.per_ip_exempt.clone_from(&app.config.trusted_proxies);
+    Ok(limits)
+}
+
+/// Serves on `listener` until `shutdown` resolves, under the [`default_limits`]; then closes
+/// every socket with 1001.
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let limits = default_limits(&app)?;
     serve_with(listener, app, limits, shutdown).await;
+    Ok(())
+}
+
+/// Serves the Management API ([`management::router`]) on `listener` until `shutdown`
+/// resolves, under the [`default_limits`].
+pub async fn serve_management(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let connections = Connections::new(default_limits(&app)?);
+    connections
+        .accept_until(listener, management::router(app), shutdown)
+        .await;
+    connections.finish(SHUTDOWN_GRACE).await;
     Ok(())
 }
 

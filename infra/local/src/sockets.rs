@@ -32,6 +32,7 @@ use roomcast_core::store::Connection;
 use tungstenite::error::ProtocolError;
 
 use crate::app::{App, IpSlot, now_ms};
+use crate::client_ip::client_ip;
 use crate::gateway::{ConnHandle, Outbound};
 use crate::metrics::Metrics;
 
@@ -69,7 +70,7 @@ const INVALID_PAYLOAD: u16 = 1007;
 
 const INFO_PAGE: &str = "<!doctype html><title>roomcast</title><h1>roomcast local server</h1>\
 <p>Connect a WebSocket to this URL with <code>?token=&lt;JWT&gt;</code> (mint one with \
-<code>roomcast-local token --user alice</code>). See docs/protocol.md.</p>\
+<code>roomcast-local token --user alice --rooms lobby</code>). See docs/protocol.md.</p>\
 <p>Widget demo: <a href=\"/demo\">/demo</a>, agent console: <a href=\"/console\">/console</a> \
 (with <code>--dev-tokens</code>; see docs/widget.md).</p>";
 
@@ -94,8 +95,9 @@ pub(crate) async fn upgrade(
     let Ok(upgrade) = upgrade else {
         return Html(INFO_PAGE).into_response();
     };
+    let client = client_ip(peer.ip(), &headers, &app.config.trusted_proxies);
     // Before the token is looked at: one host cannot take every socket, valid tokens or not.
-    let slot = match app.take_ip_slot(peer.ip()) {
+    let slot = match app.take_ip_slot(client) {
         Ok(slot) => slot,
         Err(held) => {
             app.metrics.connect_refused(429);
@@ -116,7 +118,7 @@ pub(crate) async fn upgrade(
         connected_at_ms: now,
         domain: header_map.get("host").cloned().unwrap_or_default(),
         stage: app.config.stage.clone(),
-        source_ip: peer.ip().to_string(),
+        source_ip: client.to_string(),
         user_agent: header_map.get("user-agent").cloned(),
     };
     let connected = match app.connect(&socket, header_map, query, now).await {

@@ -542,6 +542,7 @@ async fn chaos(target: Target, seed: u64, started: std::time::Instant) -> anyhow
     let churned = started.elapsed();
     let target = Arc::new(Target {
         port: shared.target.port,
+        management_port: None,
     });
     // Every client is connected again, and the server holds exactly those connections.
     await_connections(&target, CLIENTS as u64).await?;

@@ -83,7 +83,10 @@ fn kill_9_under_concurrent_load_loses_no_acknowledged_message() -> anyhow::Resul
     let port = server.port;
     let rt = runtime();
     let acked: Vec<(String, u64)> = rt.block_on(async {
-        let target = std::sync::Arc::new(Target { port });
+        let target = std::sync::Arc::new(Target {
+            port,
+            management_port: None,
+        });
         let senders: Vec<_> = (0..SENDERS)
             .map(|k| {
                 let target = target.clone();

@@ -76,11 +76,11 @@ fn start_stack() -> Result<Stack, String> {
         "1000",
     ]);
     let env = [
-        "ROOMCAST_JWT_SECRET=roomcast-protocol-suite-secret".to_owned(),
+        "ROOMCAST_JWT_SECRET=roomcast-protocol-suite-secret-0123456789".to_owned(),
         format!("ROOMCAST_TABLE={table}"),
         format!(
             "ROOMCAST_MANAGEMENT_ENDPOINT=http://127.0.0.1:{}",
-            local.port()
+            local.management_port()
         ),
         format!("AWS_ENDPOINT_URL_DYNAMODB={}", dynamo.endpoint),
         "AWS_ACCESS_KEY_ID=test".to_owned(),

@@ -10,15 +10,23 @@ use clap::Parser;
 use roomcast_core::auth::{AuthConfig, Role, TokenVerifier, VerifyKey};
 use roomcast_local::app::App;
 use roomcast_local::assets::ASSETS;
-use roomcast_local::config::Cli;
+use roomcast_local::config::{Cli, ServerConfig};
 use roomcast_local::router::serve;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-const SECRET: &str = "widget-route-test-secret";
+const SECRET: &str = "widget-route-test-secret-0123456789abcdef";
 
 /// A server in this process, stopped when the returned sender is dropped.
 async fn server(flags: &[&str]) -> anyhow::Result<(SocketAddr, tokio::sync::oneshot::Sender<()>)> {
+    let (addr, stop, _) = server_with_config(flags).await?;
+    Ok((addr, stop))
+}
+
+/// [`server`], and the configuration it runs with.
+async fn server_with_config(
+    flags: &[&str],
+) -> anyhow::Result<(SocketAddr, tokio::sync::oneshot::Sender<()>, ServerConfig)> {
     let mut argv = vec![
         "roomcast-local",
         "--store",
@@ -29,14 +37,14 @@ async fn server(flags: &[&str]) -> anyhow::Result<(SocketAddr, tokio::sync::ones
     argv.extend_from_slice(flags);
     let cli = Cli::try_parse_from(argv)?;
     let (config, _) = cli.serve.resolve()?;
-    let app = App::build(config).await?;
+    let app = App::build(config.clone()).await?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(serve(listener, app, async {
         let _ = stopped.await;
     }));
-    Ok((addr, stop))
+    Ok((addr, stop, config))
 }
 
 struct Reply {
@@ -152,7 +160,7 @@ async fn dev_tokens_are_off_by_default() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn dev_tokens_sign_what_the_server_accepts_for_loopback_only() -> anyhow::Result<()> {
-    let (addr, _stop) = server(&["--dev-tokens"]).await?;
+    let (addr, _stop, config) = server_with_config(&["--dev-tokens"]).await?;
     let host = addr.to_string();
     let reply = get(
         addr,
@@ -164,14 +172,20 @@ async fn dev_tokens_sign_what_the_server_accepts_for_loopback_only() -> anyhow::
     assert_eq!(reply.header("cache-control"), Some("no-store"));
     let body: serde_json::Value = serde_json::from_slice(&reply.body)?;
     let token = body["token"].as_str().context("token")?;
-    let verifier = TokenVerifier::new(&AuthConfig {
+    // Not with the server's secret: with the process's development key.
+    let by_secret = TokenVerifier::new(&AuthConfig {
         key: VerifyKey::Hs256(SECRET.as_bytes().to_vec()),
+        keys_by_kid: Vec::new(),
         issuer: None,
         audience: None,
         leeway_secs: 0,
     })?;
     let now = roomcast_local::app::now_ms();
-    let id = verifier.verify(token, now)?;
+    assert!(
+        by_secret.verify(token, now).is_err(),
+        "signed with the secret"
+    );
+    let id = config.settings.verifier()?.verify(token, now)?;
     assert_eq!(
         (id.user.as_str(), id.tenant.as_str(), id.role),
         ("ann", "demo", Role::Agent)

@@ -30,7 +30,7 @@ use roomcast_aws::lambda::{FunctionConfig, Runtime, env};
 use roomcast_core::auth::{Claims, Role, TokenSigner};
 use serde_json::{Value, json};
 
-pub const SECRET: &str = "handler-test-secret";
+pub const SECRET: &str = "handler-test-secret-0123456789abcdef";
 
 /// The Management API as API Gateway documents it.
 #[derive(Default)]

@@ -8,8 +8,8 @@ use crate::http::Request;
 use crate::scope::{Failures, unique};
 
 fn base(d: &dyn Deployment) -> anyhow::Result<String> {
-    d.http_url()
-        .context("the deployment reports management_api but gives no http_url")
+    d.management_url()
+        .context("the deployment reports management_api but gives no management_url")
 }
 
 /// A connection id no server issued (URL-encoded like real ids, which end in `=`).
@@ -40,6 +40,36 @@ pub async fn management_unknown_connection_gone_410(d: &dyn Deployment) -> anyho
                 ))
             },
         );
+    }
+    f.finish()
+}
+
+/// The public endpoint serves no `@connections`: a client cannot post a frame to another
+/// connection, or close it, by knowing its id.
+pub async fn management_api_is_not_public(d: &dyn Deployment) -> anyhow::Result<()> {
+    let public = d
+        .http_url()
+        .context("the deployment reports management_api but gives no http_url")?;
+    let mut f = Failures::default();
+    for path in [
+        format!("/@connections/{}", unknown_id()),
+        format!("/prod/@connections/{}", unknown_id()),
+    ] {
+        for method in ["POST", "GET", "DELETE"] {
+            let r = Request::new(method, &path).send(&public).await?;
+            f.check(
+                &format!("{method} {path}"),
+                if r.status == 404 {
+                    Ok(())
+                } else {
+                    Err(anyhow::anyhow!(
+                        "expected 404, got {} `{}`",
+                        r.status,
+                        r.text()
+                    ))
+                },
+            );
+        }
     }
     f.finish()
 }

@@ -11,7 +11,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 export const repo = resolve(here, '../../..');
 export const BIN = process.env.ROOMCAST_BIN || join(repo, 'target/debug/roomcast-local');
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const SECRET = 'widget-browser-test-secret';
+const SECRET = 'widget-browser-test-secret-0123456789abcdef';
 
 // Servers die with this process, however it ends (a timeout's SIGTERM included).
 const live = new Set();

@@ -56,7 +56,8 @@ test('connections are replaced before the 2-hour-style cut-off and before token 
 });
 
 test('history scroll-back pages through a long conversation in order', { timeout: 120000 }, async (t) => {
-  const server = await Server.start();
+  // The bot seeds 75 messages at once: more than the default rate of one user's HTTP requests.
+  const server = await Server.start(['--rate-per-sec', '1000', '--rate-burst', '1000']);
   const browser = await launch();
   t.after(async () => {
     await browser.close();
@@ -64,7 +65,7 @@ test('history scroll-back pages through a long conversation in order', { timeout
   });
   const visitor = 'paging0123456789abcdef01';
   const room = `support-${visitor}`;
-  const bot = cliToken(['--user', 'bot', '--tenant', 'demo', '--role', 'service']);
+  const bot = cliToken(['--user', 'bot', '--tenant', 'demo', '--role', 'service', '--rooms', '*']);
   for (let i = 1; i <= 75; i++) {
     const r = await fetch(`${server.base}/rooms/${room}/messages`, {
       method: 'POST',
@@ -84,6 +85,8 @@ test('history scroll-back pages through a long conversation in order', { timeout
   await until('the newest page', async () => (await widgetItems(p)).length === 30);
   const seqs = async () => (await widgetItems(p)).map((i) => i.seq);
   assert.deepEqual(await seqs(), Array.from({ length: 30 }, (_, i) => 46 + i), 'the newest 30, oldest first');
+  const tags = await p.evaluate(() => [...document.querySelector('#roomcast-widget').shadowRoot.querySelectorAll('.list li.bot .who .tag')].map((tag) => tag.textContent));
+  assert.ok(tags.length && tags.every((tag) => tag === 'bot'), `a service's messages in ann's name are labelled a bot's: ${tags}`);
   const older = p.locator('#roomcast-widget >> .older');
   assert.ok(await older.isVisible(), 'older messages are offered');
   const log = p.locator('#roomcast-widget >> .log');

@@ -18,14 +18,17 @@ use roomcast_protocol_tests::{Capabilities, Deployment};
 use roomcast_testkit::process::Lifeline;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_roomcast-local");
-const SECRET: &str = "roomcast-protocol-suite-secret";
+const SECRET: &str = "roomcast-protocol-suite-secret-0123456789";
 const READY_LINE: &str = "roomcast-local listening on http://";
+const MANAGEMENT_LINE: &str = "roomcast-local Management API on http://";
 /// How long a start (or the wrapper's exit) may take.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One running server process.
 struct Running {
     port: u16,
+    /// Where its Management API listens (each start picks a free port).
+    management_port: u16,
     lifeline: Lifeline,
 }
 
@@ -60,6 +63,13 @@ impl LocalServer {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .port
+    }
+
+    fn management_port(&self) -> u16 {
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .management_port
     }
 
     /// SIGKILL, then start again on the same port with the same data.
@@ -103,6 +113,8 @@ fn spawn(root: &Path, flags: &[String], port: u16) -> anyhow::Result<Running> {
             &port_text,
             "--jwt-secret",
             SECRET,
+            "--management-listen",
+            "127.0.0.1:0",
         ])
         .arg("--data-dir")
         .arg(&data)
@@ -116,19 +128,24 @@ fn spawn(root: &Path, flags: &[String], port: u16) -> anyhow::Result<Running> {
     let mut lifeline = Lifeline::spawn(command).context("starting the server")?;
     let stdout = lifeline.stdout().context("server stdout")?;
     let (ready_tx, ready_rx) = mpsc::channel();
-    // Reads the address, then keeps draining stdout so the server never blocks on it.
+    // Reads both addresses, then keeps draining stdout so the server never blocks on it.
     std::thread::spawn(move || {
         let mut lines = BufReader::new(stdout).lines();
+        let mut public = None;
         for line in lines.by_ref().map_while(Result::ok) {
             if let Some(addr) = line.strip_prefix(READY_LINE) {
-                let _ = ready_tx.send(addr.trim().to_owned());
+                public = Some(addr.trim().to_owned());
+            } else if let Some(addr) = line.strip_prefix(MANAGEMENT_LINE) {
+                if let Some(public) = public.take() {
+                    let _ = ready_tx.send((public, addr.trim().to_owned()));
+                }
                 break;
             }
         }
         for _ in lines {}
     });
-    let addr = match ready_rx.recv_timeout(START_TIMEOUT) {
-        Ok(addr) => addr,
+    let (addr, management) = match ready_rx.recv_timeout(START_TIMEOUT) {
+        Ok(addrs) => addrs,
         Err(e) => {
             let _ = lifeline.stop();
             let mut log = String::new();
@@ -136,19 +153,24 @@ fn spawn(root: &Path, flags: &[String], port: u16) -> anyhow::Result<Running> {
             bail!("roomcast-local did not print `{READY_LINE}…` ({e}); its log:\n{log}");
         }
     };
-    let bound: u16 = addr
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.trim_end_matches('/').parse().ok())
-        .ok_or_else(|| anyhow!("no port in `{addr}`"))?;
+    let bound = port_of(&addr)?;
     anyhow::ensure!(
         port == 0 || bound == port,
         "asked for port {port}, got {bound}"
     );
     Ok(Running {
         port: bound,
+        management_port: port_of(&management)?,
         lifeline,
     })
+}
+
+/// The port of a printed `host:port` address.
+fn port_of(addr: &str) -> anyhow::Result<u16> {
+    addr.rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .ok_or_else(|| anyhow!("no port in `{addr}`"))
 }
 
 /// The local server as a suite deployment.
@@ -159,6 +181,12 @@ impl Local {
     #[allow(dead_code, reason = "not every test file needs it")]
     pub fn port(&self) -> u16 {
         self.server().port()
+    }
+
+    /// The port of the server's Management API (`--management-listen`; it changes on restart).
+    #[allow(dead_code, reason = "not every test file needs it")]
+    pub fn management_port(&self) -> u16 {
+        self.server().management_port()
     }
 
     fn server(&self) -> &LocalServer {
@@ -177,6 +205,13 @@ impl Deployment for Local {
 
     fn http_url(&self) -> Option<String> {
         Some(format!("http://127.0.0.1:{}", self.server().port()))
+    }
+
+    fn management_url(&self) -> Option<String> {
+        Some(format!(
+            "http://127.0.0.1:{}",
+            self.server().management_port()
+        ))
     }
 
     fn sign(&self, claims: &Claims) -> String {

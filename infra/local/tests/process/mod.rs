@@ -16,7 +16,7 @@ use roomcast_protocol_tests::deployment::{Capabilities, Deployment};
 use roomcast_protocol_tests::scope::claims;
 
 /// The HS256 secret every server started here verifies with.
-const SECRET: &str = "roomcast-process-test-secret";
+const SECRET: &str = "roomcast-process-test-secret-0123456789";
 /// The tenant of [`Target::token`].
 const TENANT: &str = "acme";
 
@@ -25,15 +25,49 @@ pub struct Server {
     child: Child,
     /// The port it listens on.
     pub port: u16,
+    /// The port its Management API listens on.
+    pub management_port: u16,
 }
 
 impl Server {
     /// Starts the binary on `data_dir` and `port` (0: any free port) with `extra` flags, and
     /// waits for its "listening" line.
     pub fn start(data_dir: &Path, port: u16, extra: &[&str]) -> anyhow::Result<Self> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_roomcast-local"))
+        Self::spawn(
+            Command::new(env!("CARGO_BIN_EXE_roomcast-local")),
+            data_dir,
+            port,
+            extra,
+        )
+    }
+
+    /// Like [`Server::start`], with the process's open-file limit (`ulimit -n`) lowered to
+    /// `limit`. (Through the shell: setting a child's limit from Rust takes `pre_exec`, which
+    /// is unsafe.)
+    pub fn start_with_open_files(
+        data_dir: &Path,
+        limit: u64,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
+        let mut shell = Command::new("sh");
+        shell
+            .arg("-c")
+            .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_roomcast-local"));
+        Self::spawn(shell, data_dir, 0, extra)
+    }
+
+    /// Runs `command` with the server's arguments (`serve` and the rest) appended.
+    fn spawn(
+        mut command: Command,
+        data_dir: &Path,
+        port: u16,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
+        let mut child = command
             .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--jwt-secret", SECRET])
+            .args(["--management-listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra)
@@ -43,15 +77,24 @@ impl Server {
             .spawn()
             .context("spawning roomcast-local")?;
         let stdout = child.stdout.take().context("stdout is piped")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let port = line
-            .trim()
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .ok_or_else(|| anyhow!("unexpected first line {line:?}"))?;
-        Ok(Self { child, port })
+        // The public address, then the Management API's.
+        let mut lines = BufReader::new(stdout);
+        let mut port_line = || -> anyhow::Result<u16> {
+            let mut line = String::new();
+            lines.read_line(&mut line)?;
+            line.trim()
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .ok_or_else(|| anyhow!("unexpected line {line:?}"))
+        };
+        let port = port_line()?;
+        let management_port = port_line()?;
+        Ok(Self {
+            child,
+            port,
+            management_port,
+        })
     }
 
     /// Its process id.
@@ -88,7 +131,10 @@ impl Server {
 
     /// A suite deployment pointing at it.
     pub fn target(&self) -> Target {
-        Target { port: self.port }
+        Target {
+            port: self.port,
+            management_port: Some(self.management_port),
+        }
     }
 }
 
@@ -115,6 +161,8 @@ pub fn rss_of(pid: u32) -> anyhow::Result<u64> {
 pub struct Target {
     /// The port.
     pub port: u16,
+    /// The port of its Management API, when known.
+    pub management_port: Option<u16>,
 }
 
 #[async_trait::async_trait]
@@ -125,13 +173,17 @@ impl Deployment for Target {
     fn http_url(&self) -> Option<String> {
         Some(format!("http://127.0.0.1:{}", self.port))
     }
+    fn management_url(&self) -> Option<String> {
+        self.management_port
+            .map(|p| format!("http://127.0.0.1:{p}"))
+    }
     fn sign(&self, claims: &Claims) -> String {
         TokenSigner::hs256(SECRET.as_bytes()).sign(claims)
     }
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             http_api: true,
-            management_api: true,
+            management_api: self.management_port.is_some(),
             ..Capabilities::default()
         }
     }
