@@ -70,6 +70,11 @@ const HTTP_PAGE: u32 = 100;
 const HTTP_IN_FLIGHT: usize = 4;
 /// Service users the HTTP checks rotate over (each has its own request-rate bucket).
 const HTTP_USERS: usize = 4;
+/// Rooms read back at once after the run (each with its own service user; all from 127.0.0.1,
+/// whose HTTP request rate the server also limits).
+const READBACK_WORKERS: usize = 8;
+/// Longest the read-back may take before 429s count as failures.
+const READBACK_LIMIT: Duration = Duration::from_secs(900);
 /// Connection attempts in flight at once.
 const CONNECT_CONCURRENCY: usize = 32;
 
@@ -2053,17 +2058,20 @@ async fn http_check(state: &StateRef, room: usize, after: u64, token: &str) {
 /// Reads every room back over HTTP (one service user per room, in parallel) and checks that
 /// each acknowledged message is stored once, at its seq, and that seqs are gap-free.
 async fn read_back(state: &StateRef, config: &Rc<SoakConfig>) {
-    let tasks: Vec<_> = (0..config.rooms)
-        .map(|room| {
+    let deadline = Instant::now() + READBACK_LIMIT;
+    let tasks: Vec<_> = (0..READBACK_WORKERS.min(config.rooms))
+        .map(|worker| {
             let (state, config) = (state.clone(), config.clone());
             tokio::task::spawn_local(async move {
-                let token = sign(
-                    &config,
-                    &format!("svc-readback-{room}"),
-                    Vec::new(),
-                    "service",
-                );
-                read_back_room(&state, &config, room, &token).await;
+                for room in (worker..config.rooms).step_by(READBACK_WORKERS) {
+                    let token = sign(
+                        &config,
+                        &format!("svc-readback-{room}"),
+                        Vec::new(),
+                        "service",
+                    );
+                    read_back_room(&state, &config, room, &token, deadline).await;
+                }
             })
         })
         .collect();
@@ -2087,9 +2095,14 @@ async fn read_back(state: &StateRef, config: &Rc<SoakConfig>) {
     s.integrity.stored_duplicates += twice;
 }
 
-async fn read_back_room(state: &StateRef, config: &SoakConfig, room: usize, token: &str) {
+async fn read_back_room(
+    state: &StateRef,
+    config: &SoakConfig,
+    room: usize,
+    token: &str,
+    deadline: Instant,
+) {
     let mut after = 0u64;
-    let mut retries = 0u32;
     loop {
         let path = format!(
             "/rooms/{}/messages?after={after}&limit={HTTP_PAGE}",
@@ -2102,10 +2115,10 @@ async fn read_back_room(state: &StateRef, config: &SoakConfig, room: usize, toke
                 return;
             }
         };
-        if status == 429 && retries < 600 {
-            retries += 1;
+        // The server's request rates (per user and per client address) pace the read-back.
+        if status == 429 && Instant::now() < deadline {
             state.borrow_mut().integrity.readback_retries += 1;
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(Duration::from_millis(250)).await;
             continue;
         }
         if status != 200 {
