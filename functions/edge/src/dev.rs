@@ -15,21 +15,39 @@
 //!
 //! A failing case panics (the suites assert); the runtime turns that into an error response,
 //! and the worker's panic recovery resets the module.
+//!
+//! `POST /__dev/fault?room={room}&kind={kind}` (bearer token: the tenant) injects a fault into
+//! that room's object, for the fault tests of tests/tests/edge.rs:
+//!
+//! - `abort-after-sends&sends={n}`: the object lets `n` more frames out (the next message's
+//!   `ack` and the first of its fan-out), waits until its writes are durable (so those frames
+//!   leave the output gate), and aborts itself (`ctx.abort`) in the middle of the fan-out: the
+//!   runtime resets it and drops every socket ([`FaultyGateway`]);
+//! - `fail-appends` / `heal-appends`: installs / removes a SQLite trigger that aborts every
+//!   insert into `messages` after its row (and seq) was written: a real storage error from
+//!   inside the append's statement;
+//! - `alarm-twice` (served by `room.rs`): the object's alarm handler runs twice in a row.
 
+use std::cell::Cell;
 use std::rc::Rc;
+use std::time::Duration;
 
-use roomcast_core::auth::{Identity, Role};
+use roomcast_core::auth::{Identity, Role, TokenVerifier};
+use roomcast_core::gateway::{Gateway, GatewayError};
+use roomcast_core::http;
 use roomcast_core::lifecycle::ConnectionClock;
 use roomcast_core::protocol::PresenceStatus;
 use roomcast_core::ratelimit::RatePolicy;
 use roomcast_core::store::{Connection, ConnectionStore, HistoryStore, NewMessage, RoomRef};
 use roomcast_testkit::conformance::{Namer, connection_conformance, history_conformance};
-use worker::{Env, Request, Response, Result, State, WebSocketPair};
+use worker::wasm_bindgen::{JsCast, JsValue};
+use worker::{Delay, Env, Request, Response, Result, State, WebSocketPair, js_sys};
 
 use crate::history::{Rooms, SqlHistory};
 use crate::now_ms;
 use crate::relay::room_object;
-use crate::sockets::{EdgeConnections, Sockets};
+use crate::room::json_reply;
+use crate::sockets::{EdgeConnections, EdgeGateway, Sockets};
 
 /// The Worker's side: forwards the request to a fresh object, so every run starts empty.
 pub async fn forward(req: Request, env: &Env) -> Result<Response> {
@@ -205,4 +223,165 @@ async fn hibernation_round_trip(state: &Rc<State>) -> Result<usize> {
         let _ = pair.server.close(Some(1000), Some("dev round trip done"));
     }
     Ok(restored)
+}
+
+/// The Worker's side of `POST /__dev/fault`: forwards to the object of the bearer token's tenant
+/// and the `room` parameter.
+pub async fn forward_fault(req: Request, env: &Env, verifier: &TokenVerifier) -> Result<Response> {
+    let authorization = req.headers().get("Authorization")?;
+    let identity = match http::bearer_identity(verifier, authorization.as_deref(), now_ms()) {
+        Ok(identity) => identity,
+        Err(reply) => return json_reply(&reply),
+    };
+    let Some(room) = param(&req, "room")? else {
+        return Response::error("missing `room`", 400);
+    };
+    let name = RoomRef::new(identity.tenant, room).key();
+    room_object(env, &name)?.fetch_with_request(req).await
+}
+
+fn param(req: &Request, name: &str) -> Result<Option<String>> {
+    Ok(req
+        .url()?
+        .query_pairs()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.into_owned()))
+}
+
+/// A fault `POST /__dev/fault` asks for (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Let this many more frames out, then abort the object.
+    AbortAfterSends(usize),
+    /// Every append fails inside its statement, after its seq was taken.
+    FailAppends,
+    /// Appends work again.
+    HealAppends,
+    /// The alarm handler runs twice.
+    AlarmTwice,
+}
+
+impl Fault {
+    /// The fault `req` names, or what is wrong with it.
+    pub fn of(req: &Request) -> Result<std::result::Result<Self, String>> {
+        let kind = param(req, "kind")?.unwrap_or_default();
+        Ok(match kind.as_str() {
+            "abort-after-sends" => match param(req, "sends")?.map(|n| n.parse()) {
+                Some(Ok(n)) => Ok(Self::AbortAfterSends(n)),
+                _ => Err("`sends` must be a count".to_owned()),
+            },
+            "fail-appends" => Ok(Self::FailAppends),
+            "heal-appends" => Ok(Self::HealAppends),
+            "alarm-twice" => Ok(Self::AlarmTwice),
+            other => Err(format!("unknown fault `{other}`")),
+        })
+    }
+}
+
+/// The trigger [`Fault::FailAppends`] installs: SQLite runs it inside the append's `INSERT`,
+/// after the row and its seq are written, and `RAISE(ABORT)` fails that statement.
+const FAIL_APPENDS: &str = "CREATE TRIGGER IF NOT EXISTS dev_fail_appends AFTER INSERT ON messages
+    BEGIN SELECT RAISE(ABORT, 'dev fault: storage failed after the seq was taken'); END";
+const HEAL_APPENDS: &str = "DROP TRIGGER IF EXISTS dev_fail_appends";
+
+/// Arms `fault` on the object with `state` (all but [`Fault::AlarmTwice`], which `room.rs` runs).
+pub fn inject(state: &State, faults: &Faults, fault: Fault) -> Result<Response> {
+    match fault {
+        Fault::AbortAfterSends(n) => faults.abort.set(Abort::After(n)),
+        Fault::FailAppends => drop(state.storage().sql().exec(FAIL_APPENDS, None)?),
+        Fault::HealAppends => drop(state.storage().sql().exec(HEAL_APPENDS, None)?),
+        Fault::AlarmTwice => return Response::error("the object runs the alarm itself", 500),
+    }
+    Response::ok(format!("armed: {fault:?}\n"))
+}
+
+/// Where an armed abort stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Abort {
+    #[default]
+    Off,
+    /// This many more frames go out first.
+    After(usize),
+    /// Under way: no frame goes out any more.
+    Aborting,
+}
+
+/// The faults armed on one object instance (an abort resets them with the instance).
+#[derive(Debug, Default)]
+pub struct Faults {
+    abort: Cell<Abort>,
+}
+
+/// The object's [`Gateway`] in the dev build: [`EdgeGateway`], and the armed abort.
+pub struct FaultyGateway {
+    inner: EdgeGateway,
+    state: Rc<State>,
+    faults: Rc<Faults>,
+}
+
+impl FaultyGateway {
+    /// `inner`, aborting the object with `state` when `faults` says so.
+    pub fn new(inner: EdgeGateway, state: Rc<State>, faults: Rc<Faults>) -> Self {
+        Self {
+            inner,
+            state,
+            faults,
+        }
+    }
+
+    /// Makes the frames sent so far durable and delivered, then resets the object. Returns only
+    /// if the runtime did not reset it.
+    async fn abort(&self) -> GatewayError {
+        if let Err(e) = self.state.storage().sync().await {
+            return GatewayError::Other(format!("dev abort: storage sync failed: {e}"));
+        }
+        // The frames the output gate released are on their way to the clients.
+        Delay::from(Duration::from_millis(200)).await;
+        // `abort` throws an exception nothing can catch: called from here it would unwind
+        // through this wasm task and leave the module's executor mid-poll (every later request
+        // of the isolate hangs). A timer calls it from the event loop instead; this task waits.
+        let raw: &JsValue = self.state.as_raw().as_ref();
+        let global = js_sys::global();
+        let scheduled = js_sys::Reflect::get(raw, &JsValue::from_str("abort"))
+            .and_then(|f| f.dyn_into::<js_sys::Function>())
+            .and_then(|abort| {
+                let abort = abort.bind1(raw, &JsValue::from_str("dev fault: abort mid-fan-out"));
+                js_sys::Reflect::get(&global, &JsValue::from_str("setTimeout"))?
+                    .dyn_into::<js_sys::Function>()?
+                    .call2(&global, &abort, &JsValue::from_f64(0.0))
+            });
+        if let Err(e) = scheduled {
+            return GatewayError::Other(format!("dev abort: not scheduled: {e:?}"));
+        }
+        Delay::from(Duration::from_secs(5)).await;
+        GatewayError::Other("dev abort: the object was not reset".to_owned())
+    }
+}
+
+#[async_trait::async_trait(?Send)]
+impl Gateway for FaultyGateway {
+    async fn send(&self, conn_id: &str, frame: &str) -> std::result::Result<(), GatewayError> {
+        match self.faults.abort.get() {
+            Abort::Off => {}
+            Abort::After(n) if n > 0 => self.faults.abort.set(Abort::After(n - 1)),
+            Abort::After(_) => {
+                self.faults.abort.set(Abort::Aborting);
+                let failed = self.abort().await;
+                self.faults.abort.set(Abort::Off);
+                return Err(failed);
+            }
+            // The rest of the fan-out waits for the reset that drops it.
+            Abort::Aborting => std::future::pending().await,
+        }
+        self.inner.send(conn_id, frame).await
+    }
+
+    async fn close(
+        &self,
+        conn_id: &str,
+        code: u16,
+        reason: &str,
+    ) -> std::result::Result<(), GatewayError> {
+        self.inner.close(conn_id, code, reason).await
+    }
 }

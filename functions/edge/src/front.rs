@@ -34,8 +34,14 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
         Some(EdgeRoute::DevConformance) if config.dev_routes => {
             crate::dev::forward(req, &env).await
         }
+        #[cfg(feature = "dev")]
+        Some(EdgeRoute::DevFault) if config.dev_routes => {
+            crate::dev::forward_fault(req, &env, &verifier(&config)?).await
+        }
         // Relayed records come from objects through stubs, never from clients.
-        Some(EdgeRoute::DevConformance | EdgeRoute::Relay) => json_reply(&http::not_found()),
+        Some(EdgeRoute::DevConformance | EdgeRoute::DevFault | EdgeRoute::Relay) => {
+            json_reply(&http::not_found())
+        }
         None => match http::route(&path) {
             // Answered here: the Worker needs no object (and no room) for it.
             Route::Health if req.method() == Method::Get => json_reply(&http::health(None)),

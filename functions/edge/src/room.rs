@@ -75,6 +75,9 @@ struct Core {
     sockets: Rc<Sockets>,
     /// The alarm known to be set, if known.
     alarm: Cell<AlarmKnown>,
+    /// The faults `POST /__dev/fault` armed (dev build only).
+    #[cfg(feature = "dev")]
+    faults: Rc<crate::dev::Faults>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +112,23 @@ impl ChatRoom {
         Ok(core)
     }
 
+    /// `POST /__dev/fault` (dev build only): arms the fault the request names on this object,
+    /// or runs the alarm handler twice.
+    #[cfg(feature = "dev")]
+    async fn dev_fault(&self, core: &Core, req: &Request) -> Result<Response> {
+        use crate::dev::Fault;
+        match Fault::of(req)? {
+            Err(e) => Response::error(e, 400),
+            Ok(Fault::AlarmTwice) => {
+                for _ in 0..2 {
+                    self.alarm().await?;
+                }
+                Response::ok("the alarm handler ran twice\n")
+            }
+            Ok(fault) => crate::dev::inject(&self.state, &core.faults, fault),
+        }
+    }
+
     fn conn_id(&self, ws: &WebSocket) -> Option<String> {
         let tags = self.state.as_raw().get_tags(ws.as_ref()).ok()?;
         tags.into_iter().next()
@@ -130,6 +150,11 @@ impl Core {
         let history = SqlHistory::open(state.storage().sql(), Rooms::One(room.clone()))
             .map_err(|e| e.to_string())?;
         let sockets = Rc::new(Sockets::new(state.clone()));
+        let gateway = EdgeGateway(sockets.clone());
+        #[cfg(feature = "dev")]
+        let faults = Rc::new(crate::dev::Faults::default());
+        #[cfg(feature = "dev")]
+        let gateway = crate::dev::FaultyGateway::new(gateway, state.clone(), faults.clone());
         let verifier = settings.verifier().map_err(|e| e.to_string())?;
         let service_config = ServiceConfig {
             bound_room: Some(room.room.clone()),
@@ -143,7 +168,7 @@ impl Core {
             verifier,
             Arc::new(EdgeConnections(sockets.clone())),
             Arc::new(history),
-            Arc::new(EdgeGateway(sockets.clone())),
+            Arc::new(gateway),
             service_config,
         )
         .with_relay(Arc::new(DurableRelay::new(env.clone())));
@@ -153,6 +178,8 @@ impl Core {
             service,
             sockets,
             alarm: Cell::new(AlarmKnown::Unknown),
+            #[cfg(feature = "dev")]
+            faults,
         })
     }
 
@@ -389,14 +416,17 @@ impl DurableObject for ChatRoom {
                 return Response::error(format!("not configured: {e}"), 500);
             }
         };
+        #[cfg(feature = "dev")]
+        if route == Some(EdgeRoute::DevFault) {
+            return self.dev_fault(&core, &req).await;
+        }
         match route {
             Some(EdgeRoute::Socket(room)) => core.connect(&self.state, &req, &room).await,
             Some(EdgeRoute::Relay) => core.relayed(req).await,
-            // The HTTP API's paths, and 404 for everything else (no object serves the
-            // conformance route without the `dev` feature).
-            Some(EdgeRoute::BadSocketRoom | EdgeRoute::DevConformance) | None => {
-                core.http(req).await
-            }
+            // The HTTP API's paths, and 404 for everything else (no object serves the dev
+            // routes without the `dev` feature).
+            Some(EdgeRoute::BadSocketRoom | EdgeRoute::DevConformance | EdgeRoute::DevFault)
+            | None => core.http(req).await,
         }
     }
 

@@ -12,6 +12,9 @@ pub enum EdgeRoute {
     BadSocketRoom,
     /// `POST /__dev/conformance`: the store conformance suites inside a Durable Object.
     DevConformance,
+    /// `POST /__dev/fault?room={room}&kind={kind}`: a fault injected into the object of the
+    /// bearer token's tenant and `room` (see `dev.rs`).
+    DevFault,
     /// `POST /__relay/record`: a message another room's object records here (the support
     /// desk's inbox notices). Objects serve it; the Worker never forwards it.
     Relay,
@@ -26,6 +29,7 @@ pub fn edge_route(path: &str) -> Option<EdgeRoute> {
             Some(percent_decode(room).map_or(EdgeRoute::BadSocketRoom, EdgeRoute::Socket))
         }
         ["__dev", "conformance"] => Some(EdgeRoute::DevConformance),
+        ["__dev", "fault"] => Some(EdgeRoute::DevFault),
         ["__relay", "record"] => Some(EdgeRoute::Relay),
         _ => None,
     }
@@ -51,6 +55,7 @@ mod tests {
             edge_route("/__dev/conformance"),
             Some(EdgeRoute::DevConformance)
         );
+        assert_eq!(edge_route("/__dev/fault"), Some(EdgeRoute::DevFault));
         assert_eq!(edge_route("/__relay/record"), Some(EdgeRoute::Relay));
         for api in [
             "/health",
