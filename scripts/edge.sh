@@ -14,7 +14,11 @@
 #   4. against `wrangler dev` (tests/tests/edge.rs): the store conformance suites inside a
 #      Durable Object, every protocol suite case that applies to the edge build, the limits
 #      cases (rate limit, idle and maximum-age closes by alarms), a SIGKILL of wrangler dev under
-#      load that must lose no acknowledged message, and a latency measurement.
+#      load that must lose no acknowledged message, the fault cases (`edge_fault_*`, through the
+#      dev build's `POST /__dev/fault`: the object reset in the middle of a fan-out, a SQLite
+#      error inside an append, the alarm handler run twice; each must lose no acknowledged
+#      message, duplicate none, and let clients resume with `join {since}`), and a latency
+#      measurement.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -107,7 +111,7 @@ GZIP_BYTES=$(cat "$EDGE/build/index_bg.wasm" "$EDGE/build/index.js" | gzip -9 | 
 echo "bundle: index_bg.wasm $WASM_BYTES bytes; wasm + index.js gzipped $GZIP_BYTES bytes (Workers free plan limit: 3 MB)"
 [ "$GZIP_BYTES" -lt 3000000 ] || { echo "the bundle is over the 3 MB limit" >&2; exit 1; }
 
-step "protocol suite, store conformance and restart under load against wrangler dev"
+step "protocol suite, store conformance, restart under load and faults against wrangler dev"
 export ROOMCAST_EDGE_DIR="$EDGE" ROOMCAST_WRANGLER="$WRANGLER"
 cargo test --manifest-path "$ROOT/Cargo.toml" -p roomcast-protocol-tests --test edge --locked \
   -- --skip edge_latency

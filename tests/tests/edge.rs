@@ -6,9 +6,11 @@
 //! binary, with a Node 22 first on `PATH`). Without `ROOMCAST_EDGE_DIR` every test prints
 //! `NOT APPLICABLE` and passes: the workspace test run has no edge bundle.
 //!
-//! Two `wrangler dev` processes per test process, each in its own persist directory:
+//! Three `wrangler dev` processes per test process, each in its own persist directory:
 //! - the main one, rate limit raised, for the suite's cases that apply to the edge build and
 //!   the edge-only cases below; it can be SIGKILLed and restarted on the same data;
+//! - one for the fault case that resets a Durable Object mid-fan-out (`ctx.abort`), so no other
+//!   case shares its runtime;
 //! - a strict one with the default rate limit and 2 s idle / 4 s maximum connection age (the
 //!   alarms that close connections), for the limits cases.
 //!
@@ -35,7 +37,7 @@ use roomcast_protocol_tests::{Capabilities, Deployment};
 use roomcast_testkit::process::{Lifeline, free_port};
 use serde_json::{Value, json};
 
-const SECRET: &str = "roomcast-protocol-suite-secret";
+const SECRET: &str = "roomcast-protocol-suite-secret-0123456789";
 /// The room of the default deployment: the one the suite's cases use.
 const EDGE_ROOM: &str = "lobby";
 /// How long `wrangler dev` may take to serve `/health`.
@@ -249,6 +251,22 @@ fn main_edge() -> Edge {
     }
 }
 
+/// The deployment whose objects the fault cases reset, apart so no other case runs there.
+fn fault_edge() -> Edge {
+    static SERVER: OnceLock<Result<Wrangler, String>> = OnceLock::new();
+    Edge {
+        server: server(
+            &SERVER,
+            "faults",
+            &[
+                ("ROOMCAST_RATE_PER_SEC", "1000".into()),
+                ("ROOMCAST_RATE_BURST", "1000".into()),
+            ],
+        ),
+        room: EDGE_ROOM,
+    }
+}
+
 /// The strict deployment: default rate limit, short idle and maximum-age timeouts.
 fn limits_edge() -> Edge {
     static SERVER: OnceLock<Result<Wrangler, String>> = OnceLock::new();
@@ -292,6 +310,12 @@ roomcast_protocol_tests::protocol_test!(edge_relay_route_is_not_served_to_client
     Box::new(main_edge()), [HttpApi], d => relay_route_not_public(d));
 roomcast_protocol_tests::protocol_test!(edge_departure_during_a_connect_reaches_the_new_connection,
     Box::new(main_edge()), [], d => departure_during_connect(d));
+roomcast_protocol_tests::protocol_test!(edge_fault_object_reset_mid_fanout_loses_nothing,
+    Box::new(fault_edge()), [HttpApi], d => reset_mid_fanout(d));
+roomcast_protocol_tests::protocol_test!(edge_fault_storage_error_in_an_append_leaves_no_gap,
+    Box::new(main_edge()), [HttpApi], d => storage_error_in_append(d));
+roomcast_protocol_tests::protocol_test!(edge_fault_alarm_fired_twice_closes_once,
+    Box::new(limits_edge()), [HttpApi], d => alarm_fired_twice(d));
 
 /// `/__relay/record` is how one room's object records in another's (the desk's inbox notices);
 /// the Worker never forwards it, whatever the path's form.
@@ -617,5 +641,279 @@ async fn latency(d: &dyn Deployment) -> anyhow::Result<()> {
         percentile(&rtt, 0.5) < Duration::from_secs(1),
         "ack round trips are sane"
     );
+    Ok(())
+}
+
+// ---- faults (the dev build's `POST /__dev/fault`, functions/edge/src/dev.rs) ------------------
+
+/// Arms the fault `kind` (a query string tail) in the object of this scope's [`EDGE_ROOM`].
+async fn inject(s: &Scope<'_>, kind: &str) -> anyhow::Result<()> {
+    let base = s.d.http_url().context("http_url")?;
+    let path = format!("/__dev/fault?room={EDGE_ROOM}&kind={kind}");
+    let r = Request::new("POST", &path)
+        .bearer(&s.token("tester", &["*"]))
+        .send(&base)
+        .await?;
+    ensure!(
+        r.status == 200,
+        "fault {kind}: HTTP {} `{}`",
+        r.status,
+        r.text()
+    );
+    Ok(())
+}
+
+/// Every frame `c` receives until its connection ends (closed or dropped).
+async fn until_dropped(c: &mut Client, limit: Duration) -> anyhow::Result<Vec<Value>> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut frames = Vec::new();
+    loop {
+        match c.recv_before(deadline).await {
+            Ok(Some(f)) => frames.push(f),
+            Ok(None) => bail!("{}: still connected after {limit:?}", c.label()),
+            Err(_) => return Ok(frames),
+        }
+    }
+}
+
+/// The `message` frames of [`EDGE_ROOM`] among `frames`.
+fn messages_in(frames: &[Value]) -> Vec<Value> {
+    frames
+        .iter()
+        .filter(|f| frame_type(f) == "message" && f["room"] == EDGE_ROOM)
+        .cloned()
+        .collect()
+}
+
+/// A client resuming: `join {since}` on a new connection of `user`; returns the new client, the
+/// room's head and the replayed messages (every page).
+async fn resume(
+    s: &Scope<'_>,
+    user: &str,
+    since: u64,
+) -> anyhow::Result<(Client, u64, Vec<Value>)> {
+    let mut c = s.connect(user).await.context("reconnecting")?;
+    let (joined, mut replay, mut replayed) = c.join_since(EDGE_ROOM, since).await?;
+    while replayed["more"] == true {
+        let after = u64_field(&replayed, "through")?;
+        let page = c
+            .history(EDGE_ROOM, json!({"after": after, "limit": 100}))
+            .await?;
+        let messages = page["messages"].as_array().cloned().unwrap_or_default();
+        let last = messages.last().map_or(json!(after), |m| m["seq"].clone());
+        replay.extend(messages);
+        replayed = json!({"through": last, "more": page["more"]});
+    }
+    Ok((c, u64_field(&joined, "head")?, replay))
+}
+
+/// What a client saw live before its connection ended, then replayed after `join {since}` with
+/// the last seq it saw, is every message `1..=head` exactly once.
+fn exactly_once(who: &str, live: &[Value], replay: &[Value], head: u64) -> anyhow::Result<()> {
+    let mut all = message_seqs(live);
+    let since = all.last().copied().unwrap_or(0);
+    let replayed = seqs(replay);
+    ensure!(
+        replayed == (since + 1..=head).collect::<Vec<_>>(),
+        "{who}: saw {all:?} live, resumed since {since}, replayed {replayed:?} (head {head})"
+    );
+    all.extend(replayed);
+    ensure!(
+        all == (1..=head).collect::<Vec<_>>(),
+        "{who}: every message exactly once: {all:?}"
+    );
+    Ok(())
+}
+
+/// The room's whole history as a new client reads it: seqs gap-free, every id once.
+async fn whole_history(s: &Scope<'_>) -> anyhow::Result<Vec<Value>> {
+    let (_, head, stored) = resume(s, "auditor", 0).await?;
+    ensure!(
+        seqs(&stored) == (1..=head).collect::<Vec<_>>(),
+        "gap-free seqs 1..={head}: {:?}",
+        seqs(&stored)
+    );
+    let mut ids: Vec<&str> = stored.iter().filter_map(|m| m["id"].as_str()).collect();
+    ids.sort_unstable();
+    let count = ids.len();
+    ids.dedup();
+    ensure!(ids.len() == count, "an id was stored twice: {stored:?}");
+    Ok(stored)
+}
+
+/// (a) The object is reset (`ctx.abort`) in the middle of a fan-out, after its write is durable:
+/// the sender has its `ack`, two of four receivers have the message, two never get it live,
+/// and every socket is dropped. Each receiver resumes with `join {since}` its last seq and gets
+/// exactly what it missed; the acknowledged message is stored once with its acknowledged seq;
+/// a resend of it is a duplicate; the reset object fans out again.
+async fn reset_mid_fanout(d: &dyn Deployment) -> anyhow::Result<()> {
+    const RECEIVERS: usize = 4;
+    let s = Scope::new(d, "edge_fault_fanout");
+    let mut receivers = Vec::new();
+    for i in 0..RECEIVERS {
+        receivers.push(s.connect(&format!("r{i}")).await?);
+    }
+    let mut sender = s.connect("sender").await?;
+    for n in 1..=2 {
+        sender
+            .message(EDGE_ROOM, &format!("m{n}"), "before")
+            .await?;
+    }
+    for r in &mut receivers {
+        r.ping().await?;
+    }
+    // The ack and two receivers' frames go out; then the object is reset.
+    inject(&s, "abort-after-sends&sends=3").await?;
+    sender
+        .send_json(&json!({"action": "message", "room": EDGE_ROOM, "id": "m3", "body": "cut"}))
+        .await?;
+    let limit = Duration::from_secs(20);
+    let sender_frames = until_dropped(&mut sender, limit).await?;
+    let ack = sender_frames
+        .iter()
+        .find(|f| frame_type(f) == "ack" && f["id"] == "m3")
+        .cloned()
+        .context("the ack left before the reset")?;
+    let mut live = Vec::new();
+    for r in &mut receivers {
+        live.push(messages_in(&until_dropped(r, limit).await?));
+    }
+    let got = live.iter().filter(|m| message_seqs(m).contains(&3)).count();
+    ensure!(
+        got == 2,
+        "the reset came after two of {RECEIVERS} deliveries, {got} got m3: {live:?}"
+    );
+
+    for (i, seen) in live.iter().enumerate() {
+        let since = message_seqs(seen).last().copied().unwrap_or(0);
+        let (_, head, replay) = resume(&s, &format!("r{i}"), since).await?;
+        exactly_once(&format!("r{i}"), seen, &replay, head)?;
+        ensure!(head == 3, "head after the reset: {head}");
+    }
+    let (mut sender, _, _) = resume(&s, "sender", 3).await?;
+    let again = sender.message(EDGE_ROOM, "m3", "cut").await?;
+    ensure!(
+        again["duplicate"] == true && again["seq"] == ack["seq"],
+        "the resent m3 is the stored one: {again} vs {ack}"
+    );
+    let (mut watcher, _, _) = resume(&s, "r0", 3).await?;
+    let m4 = sender.message(EDGE_ROOM, "m4", "after").await?;
+    let seen = watcher.expect_message(EDGE_ROOM).await?;
+    ensure!(
+        m4["seq"] == 4 && seen["seq"] == 4,
+        "fan-out after the reset: {m4} {seen}"
+    );
+    let stored = whole_history(&s).await?;
+    let m3 = stored.iter().find(|m| m["id"] == "m3");
+    ensure!(
+        m3.is_some_and(|m| m["seq"] == ack["seq"] && m["ts"] == ack["ts"]),
+        "acknowledged m3 {ack} stored as {m3:?}"
+    );
+    note(&format!(
+        "edge fault, reset mid-fan-out: {got} of {RECEIVERS} got m3 live, all resumed exactly"
+    ));
+    Ok(())
+}
+
+/// (b) A storage error inside an append, after SQLite wrote the row and took its seq (a trigger
+/// fails the `INSERT`): the sender gets `UNAVAILABLE` and nobody the message; resent once the
+/// storage is healthy it takes that same seq (no gap), is no duplicate, and reaches the room
+/// once; a client resuming with `join {since}` gets exactly the messages after `since`.
+async fn storage_error_in_append(d: &dyn Deployment) -> anyhow::Result<()> {
+    let s = Scope::new(d, "edge_fault_append");
+    let mut bob = s.connect("bob").await?;
+    let mut alice = s.connect("alice").await?;
+    alice.message(EDGE_ROOM, "m1", "fine").await?;
+    inject(&s, "fail-appends").await?;
+    alice
+        .send_json(&json!({"action": "message", "room": EDGE_ROOM, "id": "m2", "body": "x"}))
+        .await?;
+    let error = alice.expect_error("UNAVAILABLE").await?;
+    alice
+        .assert_none(
+            "an ack for the failed m2",
+            Duration::from_millis(300),
+            |f| frame_type(f) == "ack",
+        )
+        .await?;
+    inject(&s, "heal-appends").await?;
+    let ack = alice.message(EDGE_ROOM, "m2", "x").await?;
+    ensure!(
+        ack["seq"] == 2 && ack["duplicate"] != true,
+        "after {error}, the resent m2 is new with the next seq: {ack}"
+    );
+    alice.message(EDGE_ROOM, "m3", "fine").await?;
+    let live = messages_in(&bob.sync().await?);
+    ensure!(
+        message_seqs(&live) == [1, 2, 3],
+        "bob got each message once: {live:?}"
+    );
+    let (_, head, replay) = resume(&s, "carol", 1).await?;
+    ensure!(
+        head == 3 && seqs(&replay) == [2, 3],
+        "resumed since 1: head {head}, {replay:?}"
+    );
+    whole_history(&s).await?;
+    Ok(())
+}
+
+/// (c) The alarm handler runs twice (a dev request runs it twice in a row, repeated around the
+/// idle deadline, besides the runtime's own alarm): the idle connection gets one `closing` and
+/// one 1001 close, the room one `offline` for it; it resumes with `join {since}` and gets
+/// exactly the messages sent while it was away; every acknowledged message is stored once.
+async fn alarm_fired_twice(d: &dyn Deployment) -> anyhow::Result<()> {
+    let s = Scope::new(d, "edge_fault_alarm");
+    let start = Instant::now();
+    let mut alice = s.connect("alice").await?;
+    // Bob stays active, so only alice is due at her idle deadline.
+    tokio::time::sleep(IDLE / 2).await;
+    let mut bob = s.connect("bob").await?;
+    for n in 1..=2 {
+        bob.message(EDGE_ROOM, &format!("m{n}"), "before").await?;
+    }
+    let mut seen = vec![
+        alice.expect_message(EDGE_ROOM).await?,
+        alice.expect_message(EDGE_ROOM).await?,
+    ];
+    tokio::time::sleep((IDLE - Duration::from_millis(200)).saturating_sub(start.elapsed())).await;
+    let mut runs = 0;
+    let (frames, code, _) = loop {
+        inject(&s, "alarm-twice").await?;
+        runs += 2;
+        if let Some(closed) = alice.close_within(Duration::from_millis(100)).await? {
+            break closed;
+        }
+        ensure!(start.elapsed() < IDLE * 3, "alice not closed for idleness");
+    };
+    inject(&s, "alarm-twice").await?;
+    runs += 2;
+    let closing = frames.iter().filter(|f| frame_type(f) == "closing").count();
+    ensure!(
+        code == 1001 && closing == 1,
+        "one close for idleness after {runs} alarm runs: {code}, {frames:?}"
+    );
+    seen.extend(messages_in(&frames));
+    for n in 3..=4 {
+        bob.message(EDGE_ROOM, &format!("m{n}"), "while away")
+            .await?;
+    }
+    let (_alice, head, replay) = resume(
+        &s,
+        "alice",
+        message_seqs(&seen).last().copied().unwrap_or(0),
+    )
+    .await?;
+    exactly_once("alice", &seen, &replay, head)?;
+    let offline = bob
+        .sync()
+        .await?
+        .iter()
+        .filter(|f| frame_type(f) == "presence" && f["user"] == "alice" && f["status"] == "offline")
+        .count();
+    ensure!(offline == 1, "the room was told alice left {offline} times");
+    whole_history(&s).await?;
+    note(&format!(
+        "edge fault, alarm fired twice: {runs} runs around the idle deadline, one close"
+    ));
     Ok(())
 }
