@@ -32,15 +32,47 @@ resource "aws_cloudwatch_log_group" "websocket_access" {
   kms_key_id        = aws_kms_key.roomcast.arn
 }
 
+# The WebSocket API's execution logs (websocket_execution_log_level). API Gateway writes them to
+# a group it names itself and would create with no retention and no key: created here first,
+# so it has both and `terraform destroy` removes it.
+resource "aws_cloudwatch_log_group" "websocket_execution" {
+  name              = "API-Gateway-Execution-Logs_${aws_apigatewayv2_api.websocket.id}/${var.stage_name}"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = aws_kms_key.roomcast.arn
+}
+
+# WebSocket stages do not auto-deploy (auto_deploy is for HTTP APIs): an explicit deployment,
+# replaced whenever a route or an integration changes, so route edits go live on apply. The new
+# deployment is created before the stage moves to it and the old one is deleted.
+resource "aws_apigatewayv2_deployment" "websocket" {
+  api_id      = aws_apigatewayv2_api.websocket.id
+  description = "roomcast WebSocket routes"
+
+  triggers = {
+    redeployment = sha1(jsonencode([
+      aws_apigatewayv2_route.websocket,
+      aws_apigatewayv2_integration.websocket,
+    ]))
+  }
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
 resource "aws_apigatewayv2_stage" "websocket" {
   # checkov:skip=CKV2_AWS_51:Clients are browsers and apps authenticated by JWT on $connect; they cannot present client certificates (mutual TLS is for server-to-server APIs).
-  api_id      = aws_apigatewayv2_api.websocket.id
-  name        = var.stage_name
-  auto_deploy = true
+  api_id        = aws_apigatewayv2_api.websocket.id
+  name          = var.stage_name
+  deployment_id = aws_apigatewayv2_deployment.websocket.id
 
+  # Execution logs at websocket_execution_log_level; never data traces (they would log frames
+  # and tokens).
   default_route_settings {
     throttling_rate_limit  = var.websocket_throttle_rate
     throttling_burst_limit = var.websocket_throttle_burst
+    logging_level          = var.websocket_execution_log_level
+    data_trace_enabled     = false
   }
 
   dynamic "route_settings" {
@@ -49,6 +81,8 @@ resource "aws_apigatewayv2_stage" "websocket" {
       route_key              = route_settings.value.route
       throttling_rate_limit  = route_settings.value.route == "$connect" ? var.connect_throttle_rate : var.websocket_throttle_rate
       throttling_burst_limit = var.websocket_throttle_burst
+      logging_level          = var.websocket_execution_log_level
+      data_trace_enabled     = false
     }
   }
 
@@ -68,7 +102,7 @@ resource "aws_apigatewayv2_stage" "websocket" {
     })
   }
 
-  depends_on = [aws_api_gateway_account.this, aws_apigatewayv2_route.websocket]
+  depends_on = [aws_api_gateway_account.this, aws_cloudwatch_log_group.websocket_execution]
 }
 
 resource "aws_apigatewayv2_api" "http" {
@@ -100,10 +134,27 @@ resource "aws_cloudwatch_log_group" "http_access" {
   kms_key_id        = aws_kms_key.roomcast.arn
 }
 
-resource "aws_apigatewayv2_stage" "http" {
+# Deployed like the WebSocket API: explicitly, again whenever a route or the integration changes.
+resource "aws_apigatewayv2_deployment" "http" {
   api_id      = aws_apigatewayv2_api.http.id
-  name        = "$default"
-  auto_deploy = true
+  description = "roomcast HTTP routes"
+
+  triggers = {
+    redeployment = sha1(jsonencode([
+      aws_apigatewayv2_route.http,
+      aws_apigatewayv2_integration.http,
+    ]))
+  }
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_apigatewayv2_stage" "http" {
+  api_id        = aws_apigatewayv2_api.http.id
+  name          = "$default"
+  deployment_id = aws_apigatewayv2_deployment.http.id
 
   default_route_settings {
     throttling_rate_limit  = var.http_throttle_rate
@@ -124,13 +175,16 @@ resource "aws_apigatewayv2_stage" "http" {
   }
 }
 
-# WebSocket access logs need the region's API Gateway CloudWatch role (one per account/region).
+# WebSocket access and execution logs need the region's API Gateway CloudWatch role: one
+# setting per account and region, shared by every API there. Only with
+# manage_api_gateway_account = true does this stack set it (and, AWS provider 6, reset it on
+# destroy); docs/deploy.md says when.
 data "aws_iam_policy_document" "assume_apigateway" {
   statement {
     actions = ["sts:AssumeRole"]
     principals {
       type        = "Service"
-      identifiers = ["apigateway.amazonaws.com"]
+      identifiers = [data.aws_service_principal.apigateway.name]
     }
   }
 }
@@ -138,13 +192,21 @@ data "aws_iam_policy_document" "assume_apigateway" {
 resource "aws_iam_role" "apigateway_logs" {
   count = var.manage_api_gateway_account ? 1 : 0
 
-  name                = "${var.name}-apigateway-logs"
-  assume_role_policy  = data.aws_iam_policy_document.assume_apigateway.json
-  managed_policy_arns = ["arn:${local.partition}:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"]
+  name               = "${var.name}-apigateway-logs"
+  assume_role_policy = data.aws_iam_policy_document.assume_apigateway.json
+}
+
+resource "aws_iam_role_policy_attachment" "apigateway_logs" {
+  count = var.manage_api_gateway_account ? 1 : 0
+
+  role       = aws_iam_role.apigateway_logs[0].name
+  policy_arn = "arn:${local.partition}:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"
 }
 
 resource "aws_api_gateway_account" "this" {
   count = var.manage_api_gateway_account ? 1 : 0
 
   cloudwatch_role_arn = aws_iam_role.apigateway_logs[0].arn
+
+  depends_on = [aws_iam_role_policy_attachment.apigateway_logs]
 }

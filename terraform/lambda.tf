@@ -13,7 +13,7 @@ data "aws_iam_policy_document" "assume_lambda" {
     actions = ["sts:AssumeRole"]
     principals {
       type        = "Service"
-      identifiers = ["lambda.amazonaws.com"]
+      identifiers = [data.aws_service_principal.lambda.name]
     }
   }
 }
@@ -52,7 +52,7 @@ data "aws_iam_policy_document" "function" {
   statement {
     sid       = "JwtKey"
     actions   = ["ssm:GetParameter"]
-    resources = ["arn:${local.partition}:ssm:${local.region}:${local.account}:parameter${var.jwt_key_parameter_name}"]
+    resources = [data.aws_ssm_parameter.jwt_key.arn]
   }
 
   statement {
@@ -70,7 +70,7 @@ data "aws_iam_policy_document" "function" {
       condition {
         test     = "StringEquals"
         variable = "kms:ViaService"
-        values   = ["ssm.${local.region}.amazonaws.com"]
+        values   = ["ssm.${local.region}.${local.dns_suffix}"]
       }
     }
   }
@@ -132,7 +132,7 @@ resource "aws_lambda_permission" "websocket" {
   statement_id  = "AllowApiGatewayWebSocket"
   action        = "lambda:InvokeFunction"
   function_name = aws_lambda_function.function[each.key].function_name
-  principal     = "apigateway.amazonaws.com"
+  principal     = data.aws_service_principal.apigateway.name
   source_arn    = "${aws_apigatewayv2_api.websocket.execution_arn}/${var.stage_name}/${each.value.route}"
 }
 
@@ -140,6 +140,6 @@ resource "aws_lambda_permission" "http" {
   statement_id  = "AllowApiGatewayHttp"
   action        = "lambda:InvokeFunction"
   function_name = aws_lambda_function.function["http"].function_name
-  principal     = "apigateway.amazonaws.com"
+  principal     = data.aws_service_principal.apigateway.name
   source_arn    = "${aws_apigatewayv2_api.http.execution_arn}/*/*"
 }

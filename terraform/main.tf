@@ -6,10 +6,36 @@ data "aws_caller_identity" "current" {}
 data "aws_partition" "current" {}
 data "aws_region" "current" {}
 
+# Service principals as the partition names them (not always `<service>.<dns suffix>`).
+data "aws_service_principal" "lambda" {
+  service_name = "lambda"
+}
+
+data "aws_service_principal" "apigateway" {
+  service_name = "apigateway"
+}
+
+# The JWT key parameter must exist, in this region, before anything is created: a missing or
+# misplaced parameter fails `terraform plan` here instead of every cold start later. Read
+# without decryption (no kms:Decrypt needed to plan; the state holds the KMS ciphertext, never
+# the key).
+data "aws_ssm_parameter" "jwt_key" {
+  name            = var.jwt_key_parameter_name
+  with_decryption = false
+
+  lifecycle {
+    postcondition {
+      condition     = self.type == "SecureString"
+      error_message = "The JWT key parameter ${var.jwt_key_parameter_name} must be a SecureString (docs/deploy.md, step 2)."
+    }
+  }
+}
+
 locals {
-  account   = data.aws_caller_identity.current.account_id
-  partition = data.aws_partition.current.partition
-  region    = data.aws_region.current.name
+  account    = data.aws_caller_identity.current.account_id
+  partition  = data.aws_partition.current.partition
+  dns_suffix = data.aws_partition.current.dns_suffix
+  region     = data.aws_region.current.region
 
   # Every function: the API Gateway route it serves (null: the HTTP API), the DynamoDB actions
   # its code calls (a transaction's items are authorized as PutItem/UpdateItem), and whether it
@@ -53,7 +79,7 @@ locals {
 
   # The Management API endpoint of the stage. Built from the API id, not from the stage
   # resource: the stage depends on the functions, which need this.
-  management_endpoint = "https://${aws_apigatewayv2_api.websocket.id}.execute-api.${local.region}.amazonaws.com/${var.stage_name}"
+  management_endpoint = "https://${aws_apigatewayv2_api.websocket.id}.execute-api.${local.region}.${local.dns_suffix}/${var.stage_name}"
 
   # Set on every function; the code's list is roomcast_aws::lambda::env::DEPLOYED. The key comes
   # from SSM at cold start: no plain-text key is ever set here.
@@ -114,19 +140,24 @@ data "aws_iam_policy_document" "kms" {
     resources = ["*"]
     principals {
       type        = "Service"
-      identifiers = ["logs.${local.region}.amazonaws.com"]
+      identifiers = ["logs.${local.region}.${local.dns_suffix}"]
     }
     condition {
       test     = "ArnLike"
       variable = "kms:EncryptionContext:aws:logs:arn"
-      values   = ["arn:${local.partition}:logs:${local.region}:${local.account}:log-group:*${var.name}*"]
+      values = [
+        "arn:${local.partition}:logs:${local.region}:${local.account}:log-group:*${var.name}*",
+        # The WebSocket stage's execution logs (API Gateway names that group itself).
+        "arn:${local.partition}:logs:${local.region}:${local.account}:log-group:API-Gateway-Execution-Logs_${aws_apigatewayv2_api.websocket.id}/*",
+      ]
     }
   }
 }
 
 # The single table of roomcast_aws::dynamo (key design in its module doc and in
 # docs/architecture.md): pk/sk strings, TTL on `ttl`, no secondary index (no access pattern
-# needs one; fan-out and history are Queries of a room's partition).
+# needs one; fan-out and history are Queries of a room's partition). Deletion protection is on
+# unless table_deletion_protection is false: teardown (docs/deploy.md) turns it off first.
 resource "aws_dynamodb_table" "chat" {
   name         = local.table_name
   billing_mode = "PAY_PER_REQUEST"
@@ -157,5 +188,5 @@ resource "aws_dynamodb_table" "chat" {
     kms_key_arn = aws_kms_key.roomcast.arn
   }
 
-  deletion_protection_enabled = true
+  deletion_protection_enabled = var.table_deletion_protection
 }

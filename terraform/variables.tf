@@ -32,18 +32,19 @@ variable "stage_name" {
 }
 
 variable "artifacts_dir" {
-  description = "Directory holding <function>/bootstrap.zip for every function, as built by scripts/build-lambdas.sh (cargo lambda build --release --arm64 --output-format zip)."
+  description = "Directory holding <function>/bootstrap.zip for every function, as built by scripts/build-lambdas.sh (cargo lambda build --profile lambda --arm64 --output-format zip); SAM deploys the same files."
   type        = string
   default     = "../target/lambda"
 }
 
 variable "jwt_key_parameter_name" {
-  description = "Name of the SSM Parameter Store SecureString that holds the JWT key: the HS256 secret, or the PEM public key for RS256/ES256. Create it before applying (see docs/deploy.md); Terraform never reads its value."
+  description = "Name of the SSM Parameter Store SecureString that holds the JWT key: the HS256 secret, or the PEM public key for RS256/ES256. Create it, in var.region, before planning (docs/deploy.md): plan fails when it is missing or not a SecureString. Terraform never decrypts it."
   type        = string
   default     = "/roomcast/jwt-key"
 
   validation {
-    condition     = can(regex("^/[A-Za-z0-9_.\\-/]{1,1010}$", var.jwt_key_parameter_name))
+    # RE2 (Terraform's regex) repeats at most 1000 times: the length is checked apart.
+    condition     = can(regex("^/[A-Za-z0-9_.\\-/]+$", var.jwt_key_parameter_name)) && length(var.jwt_key_parameter_name) <= 1011
     error_message = "jwt_key_parameter_name must be a fully qualified parameter name starting with /."
   }
 }
@@ -248,9 +249,26 @@ variable "log_retention_days" {
 }
 
 variable "manage_api_gateway_account" {
-  description = "Set the region's API Gateway CloudWatch role (needed once per account and region for WebSocket access logs). Set false if the account already has one."
+  description = "Let this stack set the region's API Gateway CloudWatch role (one setting per account and region, shared by every API there; WebSocket access and execution logs need it). Leave false when the region already has one (aws apigateway get-account); set true only when it has none and no other stack manages it: destroy then resets the setting."
+  type        = bool
+  default     = false
+}
+
+variable "table_deletion_protection" {
+  description = "DynamoDB deletion protection on the chat table. Keep it on; set false and apply before `terraform destroy` (docs/deploy.md, teardown)."
   type        = bool
   default     = true
+}
+
+variable "websocket_execution_log_level" {
+  description = "API Gateway execution logging of the WebSocket stage: OFF, ERROR (integration and authorization failures) or INFO (every request; verbose). HTTP APIs have access logs only."
+  type        = string
+  default     = "ERROR"
+
+  validation {
+    condition     = contains(["OFF", "ERROR", "INFO"], var.websocket_execution_log_level)
+    error_message = "websocket_execution_log_level must be OFF, ERROR or INFO."
+  }
 }
 
 variable "alarm_actions" {
