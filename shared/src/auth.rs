@@ -133,6 +133,33 @@ pub enum VerifyKey {
     Rs256Pem(Vec<u8>),
     /// ECDSA P-256 public key, PEM.
     Es256Pem(Vec<u8>),
+    /// An RSA (RS256) or EC P-256 (ES256) public key as a JWK (RFC 7517), as identity
+    /// providers publish them in a JWKS document.
+    Jwk(Box<jsonwebtoken::jwk::Jwk>),
+}
+
+/// The one algorithm a public JWK verifies: RS256 for RSA, ES256 for EC P-256, and its `alg`
+/// member, when present, must agree.
+fn jwk_algorithm(jwk: &jsonwebtoken::jwk::Jwk) -> Result<Algorithm, KeyError> {
+    use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, KeyAlgorithm};
+    let (alg, named) = match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => (Algorithm::RS256, KeyAlgorithm::RS256),
+        AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => {
+            (Algorithm::ES256, KeyAlgorithm::ES256)
+        }
+        _ => {
+            return Err(KeyError(
+                "a JWK must be RSA (RS256) or EC P-256 (ES256); HS256 secrets are `oct` keys"
+                    .into(),
+            ));
+        }
+    };
+    match jwk.common.key_algorithm {
+        Some(given) if given != named => Err(KeyError(format!(
+            "the JWK says `alg` {given:?} but its key is for {alg:?}"
+        ))),
+        _ => Ok(alg),
+    }
 }
 
 impl std::fmt::Debug for VerifyKey {
@@ -142,6 +169,8 @@ impl std::fmt::Debug for VerifyKey {
             Self::Hs256(k) => ("HS256", k),
             Self::Rs256Pem(k) => ("RS256", k),
             Self::Es256Pem(k) => ("ES256", k),
+            // A public key: nothing secret in it.
+            Self::Jwk(jwk) => return write!(f, "JWK({:?})", jwk.common.key_id),
         };
         write!(f, "{alg}({} bytes)", key.len())
     }
@@ -189,6 +218,10 @@ impl PinnedKey {
             VerifyKey::Es256Pem(pem) => (
                 DecodingKey::from_ec_pem(pem).map_err(|e| KeyError(e.to_string()))?,
                 Algorithm::ES256,
+            ),
+            VerifyKey::Jwk(jwk) => (
+                DecodingKey::from_jwk(jwk).map_err(|e| KeyError(e.to_string()))?,
+                jwk_algorithm(jwk)?,
             ),
         };
         let mut validation = Validation::new(alg);
@@ -352,10 +385,11 @@ fn header(token: &str) -> Option<Header> {
     serde_json::from_slice::<Header>(&json).ok()
 }
 
-/// Signs HS256 tokens: dev tokens from the CLI, and tests.
+/// Signs tokens: the `token` command's, the local server's development tokens, and tests'.
 #[derive(Clone)]
 pub struct TokenSigner {
     key: EncodingKey,
+    alg: Algorithm,
     /// The `kid` header of every token signed, when set.
     kid: Option<String>,
 }
@@ -365,8 +399,27 @@ impl TokenSigner {
     pub fn hs256(secret: &[u8]) -> Self {
         Self {
             key: EncodingKey::from_secret(secret),
+            alg: Algorithm::HS256,
             kid: None,
         }
+    }
+
+    /// A signer with an RSA private key (PEM, PKCS#1 or PKCS#8): RS256.
+    pub fn rs256_pem(pem: &[u8]) -> Result<Self, KeyError> {
+        Ok(Self {
+            key: EncodingKey::from_rsa_pem(pem).map_err(|e| KeyError(e.to_string()))?,
+            alg: Algorithm::RS256,
+            kid: None,
+        })
+    }
+
+    /// A signer with an EC P-256 private key (PEM, PKCS#8): ES256.
+    pub fn es256_pem(pem: &[u8]) -> Result<Self, KeyError> {
+        Ok(Self {
+            key: EncodingKey::from_ec_pem(pem).map_err(|e| KeyError(e.to_string()))?,
+            alg: Algorithm::ES256,
+            kid: None,
+        })
     }
 
     /// This signer, naming its key `kid` in every token's header.
@@ -378,10 +431,11 @@ impl TokenSigner {
 
     /// Signs `claims`.
     pub fn sign(&self, claims: &Claims) -> String {
-        let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
+        let mut header = jsonwebtoken::Header::new(self.alg);
         header.kid.clone_from(&self.kid);
-        // Invariant: HS256 signing of a serializable struct cannot fail.
-        jsonwebtoken::encode(&header, claims, &self.key).expect("HS256 signing does not fail")
+        // Invariant: the key was loaded for this algorithm by the constructor, and the claims
+        // serialize (plain strings and numbers), so signing cannot fail.
+        jsonwebtoken::encode(&header, claims, &self.key).expect("signing with a loaded key")
     }
 }
 

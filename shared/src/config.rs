@@ -29,6 +29,11 @@ pub mod names {
     pub const JWT_PUBLIC_KEY: &str = "ROOMCAST_JWT_PUBLIC_KEY";
     /// `HS256`, `RS256` or `ES256`; by default HS256 with a secret, RS256 with a public key.
     pub const JWT_ALG: &str = "ROOMCAST_JWT_ALG";
+    /// Further verification keys, chosen by a token's `kid` header: a JWKS document (RFC 7517
+    /// §5, `{"keys": [...]}`) of `oct` (HS256), `RSA` (RS256) and `EC` P-256 (ES256) keys, each
+    /// with its `kid`. Keys rotate by adding the next one here, signing with it, then retiring
+    /// the old.
+    pub const JWT_JWKS: &str = "ROOMCAST_JWT_JWKS";
     /// Required `iss`.
     pub const JWT_ISSUER: &str = "ROOMCAST_JWT_ISSUER";
     /// Required `aud`.
@@ -53,6 +58,7 @@ pub mod names {
         JWT_SECRET,
         JWT_PUBLIC_KEY,
         JWT_ALG,
+        JWT_JWKS,
         JWT_ISSUER,
         JWT_AUDIENCE,
         JWT_LEEWAY_SECS,
@@ -264,7 +270,7 @@ impl Settings {
         let lookup = Lookup::new(get);
         let auth = AuthConfig {
             key: verify_key(&lookup)?,
-            keys_by_kid: Vec::new(),
+            keys_by_kid: keys_by_kid(&lookup)?,
             issuer: lookup.string(names::JWT_ISSUER),
             audience: lookup.string(names::JWT_AUDIENCE),
             leeway_secs: lookup.parsed(names::JWT_LEEWAY_SECS, 0)?,
@@ -273,6 +279,7 @@ impl Settings {
         // refusing every connection.
         TokenVerifier::new(&auth).map_err(|e| ConfigError::BadKey {
             name: match auth.key {
+                _ if !auth.keys_by_kid.is_empty() => names::JWT_JWKS,
                 VerifyKey::Hs256(_) => names::JWT_SECRET,
                 _ => names::JWT_PUBLIC_KEY,
             },
@@ -317,6 +324,54 @@ impl Settings {
 }
 
 /// The key and, with it, the one algorithm accepted.
+/// The keys of [`names::JWT_JWKS`], by `kid`: each key must name its `kid` (once), `oct` keys
+/// are HS256 secrets held to [`MIN_HS256_SECRET_BYTES`], and each must load.
+fn keys_by_kid<F: Fn(&str) -> Option<String>>(
+    lookup: &Lookup<F>,
+) -> Result<Vec<(String, VerifyKey)>, ConfigError> {
+    use base64::Engine;
+    use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
+    let Some(text) = lookup.string(names::JWT_JWKS) else {
+        return Ok(Vec::new());
+    };
+    let bad = |problem: String| ConfigError::BadKey {
+        name: names::JWT_JWKS,
+        problem,
+    };
+    let set: JwkSet = serde_json::from_str(&text)
+        .map_err(|e| bad(format!("not a JWKS document ({{\"keys\": [...]}}): {e}")))?;
+    let mut keys: Vec<(String, VerifyKey)> = Vec::with_capacity(set.keys.len());
+    for jwk in set.keys {
+        let kid = jwk
+            .common
+            .key_id
+            .clone()
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| bad("every key needs its `kid`".into()))?;
+        if keys.iter().any(|(k, _)| *k == kid) {
+            return Err(bad(format!("`kid` {kid} is there twice")));
+        }
+        let key = match &jwk.algorithm {
+            AlgorithmParameters::OctetKey(oct) => {
+                let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(oct.value.trim_end_matches('='))
+                    .map_err(|e| bad(format!("`kid` {kid}: `k` is not base64url: {e}")))?;
+                if secret.len() < MIN_HS256_SECRET_BYTES {
+                    return Err(bad(format!(
+                        "`kid` {kid}: an HS256 secret needs at least {MIN_HS256_SECRET_BYTES} \
+                         bytes, this one has {}",
+                        secret.len()
+                    )));
+                }
+                VerifyKey::Hs256(secret)
+            }
+            _ => VerifyKey::Jwk(Box::new(jwk)),
+        };
+        keys.push((kid, key));
+    }
+    Ok(keys)
+}
+
 fn verify_key<F: Fn(&str) -> Option<String>>(lookup: &Lookup<F>) -> Result<VerifyKey, ConfigError> {
     let secret = lookup.string(names::JWT_SECRET);
     let pem = lookup.string(names::JWT_PUBLIC_KEY);

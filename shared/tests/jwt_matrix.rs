@@ -748,3 +748,185 @@ fn the_tenant_is_the_signed_tid_and_nothing_else() {
         assert!(identity.may_join("acme-1") && !identity.may_join("lobby"));
     }
 }
+
+/// A JWK (with `kid`) of the public half of `private_pem`, as an identity provider publishes it.
+fn public_jwk(alg: Algorithm, private_pem: &str, kid: &str) -> Value {
+    let jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&pem_key(alg, private_pem), alg)
+        .unwrap_or_else(|e| panic!("JWK of the {alg:?} test key: {e}"));
+    let mut v = serde_json::to_value(jwk).unwrap_or_else(|e| panic!("JWK to JSON: {e}"));
+    v["kid"] = json!(kid);
+    v
+}
+
+/// A JWKS `oct` key (HS256) with `kid`.
+fn oct_jwk(secret: &[u8], kid: &str) -> Value {
+    let k = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
+    json!({"kty": "oct", "kid": kid, "k": k})
+}
+
+/// Settings from `ROOMCAST_JWT_SECRET` and `ROOMCAST_JWT_JWKS` (and the issuer and audience the
+/// good claims carry).
+fn rotation_settings(jwks: &Value) -> Result<roomcast_core::config::Settings, String> {
+    use roomcast_core::config::names;
+    let values = [
+        (
+            names::JWT_SECRET,
+            String::from_utf8_lossy(SECRET).into_owned(),
+        ),
+        (names::JWT_JWKS, jwks.to_string()),
+        (names::JWT_ISSUER, ISSUER.to_owned()),
+        (names::JWT_AUDIENCE, AUDIENCE.to_owned()),
+    ];
+    roomcast_core::config::Settings::from_lookup(|name| {
+        values
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
+    })
+    .map_err(|e| e.to_string())
+}
+
+fn signed_with_kid(alg: Algorithm, key: &EncodingKey, kid: Option<&str>) -> String {
+    let mut header = jsonwebtoken::Header::new(alg);
+    header.kid = kid.map(str::to_owned);
+    jsonwebtoken::encode(&header, &good_claims(), key).unwrap_or_else(|e| panic!("signing: {e}"))
+}
+
+/// Key rotation (`ROOMCAST_JWT_JWKS`): tokens naming a key's `kid` verify with that key and its
+/// algorithm only; tokens without a `kid` still verify with the deployment's key; a key never
+/// verifies another kid's tokens, and a JWK's algorithm cannot be swapped (HS256 keyed with the
+/// published RSA key is refused).
+#[test]
+fn keys_rotate_by_kid_from_a_jwks_document() {
+    const NEXT_SECRET: &[u8] = b"the-next-hs256-secret-of-the-rotation-0123";
+    let jwks = json!({"keys": [
+        oct_jwk(NEXT_SECRET, "hs-next"),
+        public_jwk(Algorithm::RS256, RSA_PRIVATE, "rsa-1"),
+        public_jwk(Algorithm::ES256, EC_PRIVATE, "ec-1"),
+    ]});
+    let settings = rotation_settings(&jwks).unwrap_or_else(|e| panic!("{e}"));
+    let v = settings.verifier().unwrap_or_else(|e| panic!("{e}"));
+    let rsa = pem_key(Algorithm::RS256, RSA_PRIVATE);
+    let ec = pem_key(Algorithm::ES256, EC_PRIVATE);
+    let accepted = [
+        (
+            "the old key, no kid",
+            signed_with_kid(Algorithm::HS256, &EncodingKey::from_secret(SECRET), None),
+        ),
+        (
+            "the next secret",
+            signed_with_kid(
+                Algorithm::HS256,
+                &EncodingKey::from_secret(NEXT_SECRET),
+                Some("hs-next"),
+            ),
+        ),
+        (
+            "the RSA key",
+            signed_with_kid(Algorithm::RS256, &rsa, Some("rsa-1")),
+        ),
+        (
+            "the EC key",
+            signed_with_kid(Algorithm::ES256, &ec, Some("ec-1")),
+        ),
+    ];
+    for (what, token) in accepted {
+        assert!(
+            v.verify(&token, NOW_MS).is_ok(),
+            "{what}: {:?}",
+            v.verify(&token, NOW_MS)
+        );
+    }
+    let rsa_public_as_secret = EncodingKey::from_secret(RSA_PUBLIC.as_bytes());
+    let refused = [
+        (
+            "the RSA key under the EC kid",
+            signed_with_kid(Algorithm::RS256, &rsa, Some("ec-1")),
+        ),
+        (
+            "the next secret without its kid",
+            signed_with_kid(
+                Algorithm::HS256,
+                &EncodingKey::from_secret(NEXT_SECRET),
+                None,
+            ),
+        ),
+        (
+            "HS256 keyed with the published RSA key",
+            signed_with_kid(Algorithm::HS256, &rsa_public_as_secret, Some("rsa-1")),
+        ),
+        (
+            "an attacker's RSA key",
+            signed_with_kid(
+                Algorithm::RS256,
+                &pem_key(Algorithm::RS256, OTHER_RSA_PRIVATE),
+                Some("rsa-1"),
+            ),
+        ),
+    ];
+    for (what, token) in refused {
+        assert!(v.verify(&token, NOW_MS).is_err(), "{what} was accepted");
+    }
+}
+
+#[test]
+fn a_jwks_document_that_cannot_work_stops_the_deployment() {
+    let cases = [
+        (json!({"keys": [{"kty": "oct", "k": "AAAA"}]}), "`kid`"),
+        (
+            json!({"keys": [oct_jwk(&[7; 31], "short")]}),
+            "at least 32 bytes",
+        ),
+        (
+            json!({"keys": [oct_jwk(&[7; 32], "twice"), oct_jwk(&[8; 32], "twice")]}),
+            "twice",
+        ),
+        (json!([1, 2]), "not a JWKS document"),
+        (
+            json!({"keys": [{"kty": "RSA", "kid": "bad", "n": "AQAB", "e": "AQAB", "alg": "ES256"}]}),
+            "ROOMCAST_JWT_JWKS",
+        ),
+    ];
+    for (jwks, expected) in cases {
+        let err = rotation_settings(&jwks)
+            .err()
+            .unwrap_or_else(|| panic!("{jwks} accepted"));
+        assert!(err.contains(expected), "{jwks}: {err}");
+    }
+}
+
+/// The `token` command's RS256 and ES256 signers make tokens the matching public key verifies.
+#[test]
+fn pem_signers_sign_what_the_public_key_verifies() {
+    use roomcast_core::auth::{Claims, TokenSigner};
+    let claims = Claims {
+        sub: Some("alice".into()),
+        tid: Some("acme".into()),
+        rooms: vec!["lobby".into()],
+        exp: Some(NOW + 60),
+        ..Claims::default()
+    };
+    let cases = [
+        (
+            TokenSigner::rs256_pem(RSA_PRIVATE.as_bytes()),
+            VerifyKey::Rs256Pem(RSA_PUBLIC.as_bytes().to_vec()),
+        ),
+        (
+            TokenSigner::es256_pem(EC_PRIVATE.as_bytes()),
+            VerifyKey::Es256Pem(EC_PUBLIC.as_bytes().to_vec()),
+        ),
+    ];
+    for (signer, key) in cases {
+        let signer = signer.unwrap_or_else(|e| panic!("{e}"));
+        let v = TokenVerifier::new(&AuthConfig {
+            key,
+            keys_by_kid: Vec::new(),
+            issuer: None,
+            audience: None,
+            leeway_secs: 0,
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(v.verify(&signer.sign(&claims), NOW_MS).is_ok());
+    }
+    assert!(TokenSigner::rs256_pem(b"not a key").is_err());
+}

@@ -32,7 +32,7 @@ pub enum Command {
     /// Run the server (the default).
     Serve(Box<ServeArgs>),
     /// Print a signed development token.
-    Token(TokenArgs),
+    Token(Box<TokenArgs>),
 }
 
 /// Where the embedded-mode store lives.
@@ -85,6 +85,11 @@ pub struct ServeArgs {
     /// secret, RS256 with a public key].
     #[arg(long)]
     pub jwt_alg: Option<String>,
+    /// Further verification keys chosen by the token's `kid`, for key rotation: a JWKS file
+    /// (`{"keys": [...]}` of `oct`, `RSA` and `EC` P-256 keys, each with its `kid`) [env:
+    /// ROOMCAST_JWT_JWKS, the JSON itself].
+    #[arg(long)]
+    pub jwt_jwks: Option<PathBuf>,
     /// Required `iss` claim [env: ROOMCAST_JWT_ISSUER].
     #[arg(long)]
     pub jwt_issuer: Option<String>,
@@ -189,6 +194,23 @@ pub struct TokenArgs {
     /// Lifetime in seconds.
     #[arg(long, default_value_t = 24 * 3600)]
     pub ttl_secs: u64,
+    /// `iss` claim: what the server's `--jwt-issuer` (`ROOMCAST_JWT_ISSUER`) requires.
+    #[arg(long)]
+    pub issuer: Option<String>,
+    /// `aud` claim: what the server's `--jwt-audience` (`ROOMCAST_JWT_AUDIENCE`) requires.
+    #[arg(long)]
+    pub audience: Option<String>,
+    /// Algorithm: HS256 (with the secret; the default) or RS256 / ES256 (with
+    /// `--private-key`; RS256 is the default there).
+    #[arg(long)]
+    pub alg: Option<String>,
+    /// Sign with this PEM private key (RSA for RS256, EC P-256 for ES256) instead of the
+    /// secret.
+    #[arg(long)]
+    pub private_key: Option<PathBuf>,
+    /// `kid` header: which of the server's keys verifies the token (`--jwt-jwks`).
+    #[arg(long)]
+    pub kid: Option<String>,
     /// JWT secret and data directory.
     #[command(flatten)]
     pub secret: SecretArgs,
@@ -351,6 +373,13 @@ impl ServeArgs {
                 None => None,
             },
             names::JWT_ALG => self.jwt_alg.clone(),
+            names::JWT_JWKS => match &self.jwt_jwks {
+                Some(path) => Some(
+                    std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?,
+                ),
+                None => None,
+            },
             names::JWT_ISSUER => self.jwt_issuer.clone(),
             names::JWT_AUDIENCE => self.jwt_audience.clone(),
             names::JWT_LEEWAY_SECS => self.jwt_leeway_secs.clone(),

@@ -38,6 +38,10 @@ pub struct DevToken {
     pub role: Role,
     /// Lifetime, seconds.
     pub ttl_secs: u64,
+    /// `iss`, when the server requires one.
+    pub issuer: Option<String>,
+    /// `aud`, when the server requires one.
+    pub audience: Option<String>,
 }
 
 impl DevToken {
@@ -65,6 +69,8 @@ impl DevToken {
             role: self.role,
             exp: Some(exp),
             iat: Some(now_secs),
+            iss: self.issuer,
+            aud: self.audience.map(serde_json::Value::String),
             ..Claims::default()
         };
         Ok((signer.sign(&claims), exp))
@@ -170,6 +176,9 @@ pub(crate) async fn issue(
         name: q.name,
         role,
         ttl_secs: q.ttl.unwrap_or(3600).clamp(1, MAX_DEV_TTL_SECS),
+        // What the server requires, so its own development tokens pass.
+        issuer: config.settings.auth.issuer.clone(),
+        audience: config.settings.auth.audience.clone(),
     };
     let signer = TokenSigner::hs256(key).with_kid(DEV_TOKEN_KID);
     match request.mint(&signer, now_ms() / 1000) {

@@ -5,6 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::Parser;
+use roomcast_core::auth::TokenSigner;
 use roomcast_local::app::App;
 use roomcast_local::config::{Cli, Command, LogFormat, ServeArgs, TokenArgs};
 use roomcast_local::dev_token::DevToken;
@@ -21,14 +22,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn token(args: &TokenArgs) -> anyhow::Result<()> {
-    let (secret, generated) = args.secret.resolve(&|name| std::env::var(name).ok())?;
-    roomcast_core::config::check_hs256_secret(&secret)?;
-    if generated {
-        eprintln!(
-            "generated a dev JWT secret in {}",
-            args.secret.secret_path().display()
-        );
-    }
+    let signer = token_signer(args)?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let request = DevToken {
         user: args.user.clone(),
@@ -37,11 +31,44 @@ fn token(args: &TokenArgs) -> anyhow::Result<()> {
         name: args.name.clone(),
         role: args.role.into(),
         ttl_secs: args.ttl_secs,
+        issuer: args.issuer.clone(),
+        audience: args.audience.clone(),
     };
-    let signer = roomcast_core::auth::TokenSigner::hs256(&secret);
     let (token, _) = request.mint(&signer, now).map_err(anyhow::Error::msg)?;
     println!("{token}");
     Ok(())
+}
+
+/// The `token` command's signer: the PEM private key with RS256 (default) or ES256, else the
+/// HS256 secret the server would use; named `--kid` when given.
+fn token_signer(args: &TokenArgs) -> anyhow::Result<TokenSigner> {
+    let alg = args.alg.as_deref().map(str::to_ascii_uppercase);
+    let signer = match (&args.private_key, alg.as_deref()) {
+        (Some(path), alg) => {
+            let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            match alg {
+                None | Some("RS256") => TokenSigner::rs256_pem(&pem)?,
+                Some("ES256") => TokenSigner::es256_pem(&pem)?,
+                Some(other) => anyhow::bail!("--alg {other} with --private-key: RS256 or ES256"),
+            }
+        }
+        (None, None | Some("HS256")) => {
+            let (secret, generated) = args.secret.resolve(&|name| std::env::var(name).ok())?;
+            roomcast_core::config::check_hs256_secret(&secret)?;
+            if generated {
+                eprintln!(
+                    "generated a dev JWT secret in {}",
+                    args.secret.secret_path().display()
+                );
+            }
+            TokenSigner::hs256(&secret)
+        }
+        (None, Some(other)) => anyhow::bail!("--alg {other} needs --private-key FILE"),
+    };
+    Ok(match &args.kid {
+        Some(kid) => signer.with_kid(kid.clone()),
+        None => signer,
+    })
 }
 
 #[tokio::main]

@@ -93,9 +93,10 @@ fn each_flag_is_its_setting() {
 
 #[test]
 fn flags_win_over_the_environment() {
-    let args = serve_args(&["--jwt-secret=flag", "--rate-burst=7"]);
+    let flag = "a-secret-given-by-flag-0123456789";
+    let args = serve_args(&[&format!("--jwt-secret={flag}"), "--rate-burst=7"]);
     let env = lookup(&[
-        (names::JWT_SECRET, "env"),
+        (names::JWT_SECRET, "a-secret-from-the-environment-012345"),
         (names::RATE_BURST, "9"),
         (names::RATE_PER_SEC, "3"),
     ]);
@@ -103,7 +104,7 @@ fn flags_win_over_the_environment() {
     assert!(!generated);
     assert_eq!(
         s.auth.key,
-        roomcast_core::auth::VerifyKey::Hs256(b"flag".to_vec())
+        roomcast_core::auth::VerifyKey::Hs256(flag.as_bytes().to_vec())
     );
     assert_eq!((s.service.rate.burst, s.service.rate.per_sec), (7, 3));
 }

@@ -15,8 +15,10 @@ use roomcast_protocol_tests::client::Client;
 use roomcast_protocol_tests::deployment::{Capabilities, Deployment};
 use roomcast_protocol_tests::scope::claims;
 
-/// The HS256 secret every server started here verifies with.
-const SECRET: &str = "roomcast-process-test-secret-0123456789";
+/// The HS256 secret every server started here verifies with (but those of
+/// [`Server::start_with_key`]).
+#[allow(dead_code, reason = "not every test file needs it")]
+pub const SECRET: &str = "roomcast-process-test-secret-0123456789";
 /// The tenant of [`Target::token`].
 const TENANT: &str = "acme";
 
@@ -37,7 +39,20 @@ impl Server {
             Command::new(env!("CARGO_BIN_EXE_roomcast-local")),
             data_dir,
             port,
-            extra,
+            &[&["--jwt-secret", SECRET], extra].concat(),
+        )
+    }
+
+    /// Like [`Server::start`] on any port, verifying tokens with the key `key_flags` give
+    /// (`--jwt-public-key FILE`, `--jwt-secret S`, …) instead of [`SECRET`]; then
+    /// [`Target::sign`] does not sign what it accepts.
+    #[allow(dead_code, reason = "not every test file needs it")]
+    pub fn start_with_key(data_dir: &Path, key_flags: &[&str]) -> anyhow::Result<Self> {
+        Self::spawn(
+            Command::new(env!("CARGO_BIN_EXE_roomcast-local")),
+            data_dir,
+            0,
+            key_flags,
         )
     }
 
@@ -54,7 +69,12 @@ impl Server {
             .arg("-c")
             .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
             .arg(env!("CARGO_BIN_EXE_roomcast-local"));
-        Self::spawn(shell, data_dir, 0, extra)
+        Self::spawn(
+            shell,
+            data_dir,
+            0,
+            &[&["--jwt-secret", SECRET], extra].concat(),
+        )
     }
 
     /// Runs `command` with the server's arguments (`serve` and the rest) appended.
@@ -66,8 +86,8 @@ impl Server {
     ) -> anyhow::Result<Self> {
         let mut child = command
             .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--jwt-secret", SECRET])
             .args(["--management-listen", "127.0.0.1:0"])
+            .env_remove("ROOMCAST_JWT_SECRET")
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra)
