@@ -2,8 +2,9 @@
 # Builds every roomcast Lambda function for the deploy templates:
 #   target/lambda/<function>/bootstrap.zip   (connect, disconnect, message, typing, default, http)
 # arm64 (Graviton, provided.al2023), optimized and stripped (the `lambda` profile in Cargo.toml:
-# release without debug info). terraform/ reads these zips (variable artifacts_dir); `sam build`
-# builds the same binaries itself (BuildMethod: rust-cargolambda).
+# release without debug info, stripped). Both deploy templates deploy these very zips:
+# terraform/ reads them (variable artifacts_dir) and infra/template.yaml names them (CodeUri), so
+# `sam deploy` uploads the same artifacts Terraform does.
 #
 # Needs cargo-lambda (pip install cargo-lambda, which brings zig for cross-linking), or set
 # ROOMCAST_CARGO_LAMBDA to its path. The first build takes several minutes.
