@@ -90,6 +90,17 @@ step "deploy templates: checkov (offline), cfn-lint, sam validate --lint"
 "$CACHE/sam-venv/bin/cfn-lint" infra/template.yaml
 SAM_CLI_TELEMETRY=0 "$CACHE/sam-venv/bin/sam" validate --lint --template-file infra/template.yaml
 
+# -- token examples (issue 16): infra/local/tests/backend_tokens.rs runs them; it fails, naming
+# these variables, when they are not set.
+step "token examples: jsonwebtoken (npm ci, examples/tokens/node), PyJWT (venv)"
+(cd examples/tokens/node && npm ci --no-audit --no-fund --loglevel=error)
+export ROOMCAST_TOKENS_NODE_DIR="$PWD/examples/tokens/node"
+mapfile -t token_requirements < <(grep -Ev '^[[:space:]]*(#|$)' examples/tokens/python/requirements.txt)
+venv tokens "${token_requirements[@]}"
+export ROOMCAST_TOKENS_PYTHON="$CACHE/tokens-venv/bin/python"
+"$ROOMCAST_TOKENS_PYTHON" -c 'import jwt, cryptography'
+# -- end token examples
+
 step "workspace tests"
 cargo test --workspace --all-features --locked
 
