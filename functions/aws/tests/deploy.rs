@@ -11,7 +11,14 @@
 //!   function's events (every action a route carries, with a vanished client so the 410 clean-up
 //!   runs too) are played through the Lambda runtime on moto while an SDK interceptor records
 //!   every DynamoDB operation and the Management API fake counts its requests;
-//! - no IAM action is a wildcard.
+//! - no IAM action is a wildcard;
+//! - (`deploy_properties`) the deployment properties docs/deploy.md promises: table deletion
+//!   protection a variable on by default; no auto-deploy, and deployments replaced when routes or
+//!   integrations change (Terraform triggers; SAM's hash in the logical ID); the SAM stage's
+//!   conditional wait on the API Gateway account; `manage_api_gateway_account` off; the JWT key
+//!   parameter read at plan; AWS provider 6 without deprecated attributes; no hard-coded
+//!   `amazonaws.com`; `required_version` equal to the newest feature used; API Gateway alarms and
+//!   execution logs; SAM deploying Terraform's zips; `--region` on every AWS command of the doc.
 //!
 //! The templates are parsed by `scripts/deploy_model.py` (python-hcl2 and PyYAML, in the venv the
 //! test command installs; `ROOMCAST_DEPLOY_PYTHON` names its interpreter).
@@ -600,4 +607,461 @@ fn every_variable_the_functions_read_is_deployed_or_accounted_for() {
             "{v} is deployed but the functions never read it"
         );
     }
+}
+
+/// What `deploy_properties` reads from the templates: python-hcl2 and PyYAML through
+/// `scripts/deploy_model.py`'s readers, plus the SAM deployment hash. Parsing only.
+const PROPERTIES_PY: &str = r#"
+import hashlib, json, sys
+sys.path.insert(0, sys.argv[1] + "/scripts")
+import deploy_model as dm
+import yaml
+tf = dm.load_terraform(sys.argv[1] + "/terraform")
+variables = {}
+import glob, hcl2
+for path in sorted(glob.glob(sys.argv[1] + "/terraform/*.tf")):
+    with open(path) as f:
+        doc = dm.unquote(hcl2.load(f))
+    for block in doc.get("variable", []):
+        variables.update(block)
+    for block in doc.get("terraform", []):
+        variables["__terraform__"] = block
+with open(sys.argv[1] + "/infra/template.yaml") as f:
+    sam = yaml.load(f, Loader=dm.CfnLoader)
+res = sam["Resources"]
+routes = {k: v for k, v in sorted(res.items())
+          if v.get("Type") in ("AWS::ApiGatewayV2::Route", "AWS::ApiGatewayV2::Integration")
+          and v.get("Properties", {}).get("ApiId") == {"Ref": "WebSocketApi"}}
+digest = hashlib.sha256(json.dumps(routes, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:10]
+def strings(v):
+    if isinstance(v, str): yield v
+    elif isinstance(v, list):
+        for x in v: yield from strings(x)
+    elif isinstance(v, dict):
+        for k, x in v.items(): yield from strings(k); yield from strings(x)
+json.dump({
+    "terraform": {"resource": tf["resource"], "data": tf["data"], "variables": variables},
+    "sam": {
+        "parameters": sam.get("Parameters", {}),
+        "conditions": sam.get("Conditions", {}),
+        "resources": res,
+        "deployment_id": "WebSocketDeployment" + digest.upper(),
+        "hashed": sorted(routes),
+        "amazonaws": sorted({s for s in strings(sam) if "amazonaws.com" in s}),
+    },
+}, sys.stdout)
+"#;
+
+fn properties() -> Value {
+    let python = std::env::var("ROOMCAST_DEPLOY_PYTHON").unwrap_or_else(|_| {
+        let cache = std::env::var("XDG_CACHE_HOME")
+            .unwrap_or_else(|_| format!("{}/.cache", std::env::var("HOME").unwrap()));
+        format!("{cache}/roomcast/deploy-venv/bin/python")
+    });
+    let out = Command::new(&python)
+        .arg("-c")
+        .arg(PROPERTIES_PY)
+        .arg(repo())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    assert!(
+        out.status.success(),
+        "reading the templates failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Every `.tf` file of terraform/ (and the examples), by name.
+fn terraform_texts() -> BTreeMap<String, String> {
+    std::fs::read_dir(repo().join("terraform"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_str().unwrap();
+            name.ends_with(".tf") || name.ends_with(".tf.example")
+        })
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_str().unwrap().to_owned(),
+                read(&p),
+            )
+        })
+        .collect()
+}
+
+/// `1.10.0` as (1, 10, 0).
+fn version(v: &str) -> (u32, u32, u32) {
+    let mut parts = v.trim().split('.').map(|p| p.parse::<u32>().unwrap());
+    (
+        parts.next().unwrap(),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    )
+}
+
+/// The `region = "…"` of a tfvars or TOML file.
+fn region_setting(text: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let (key, value) = l.split_once('=')?;
+        (key.trim() == "region").then(|| value.trim().trim_matches('"').to_owned())
+    })
+}
+
+/// The `aws …` and AWS-facing `sam …` commands in docs/deploy.md's shell blocks, continuation
+/// lines joined, comments dropped; each cut at the end of its command (`)`, `|`, `;`, `&&`).
+fn documented_aws_commands(doc: &str) -> Vec<String> {
+    let mut commands = Vec::new();
+    let mut in_block = false;
+    let mut joined = String::new();
+    for line in doc.lines() {
+        if line.trim_start().starts_with("```") {
+            in_block = !in_block && line.trim_start().len() > 3;
+            continue;
+        }
+        if !in_block {
+            continue;
+        }
+        let code = match line.find(" #") {
+            Some(i) if !line[..i].contains('"') || line[..i].matches('"').count() % 2 == 0 => {
+                &line[..i]
+            }
+            _ => line,
+        };
+        let code = if code.trim_start().starts_with('#') {
+            ""
+        } else {
+            code
+        };
+        if let Some(head) = code.trim_end().strip_suffix('\\') {
+            joined.push_str(head);
+            joined.push(' ');
+            continue;
+        }
+        joined.push_str(code);
+        let text = std::mem::take(&mut joined);
+        let bytes = text.as_bytes();
+        for (i, _) in text.match_indices("aws ").chain(text.match_indices("sam ")) {
+            let before = if i == 0 { b' ' } else { bytes[i - 1] };
+            if before.is_ascii_alphanumeric() || b"/:-_.".contains(&before) {
+                continue;
+            }
+            let rest = &text[i..];
+            let end = [")", "|", ";", "&&"]
+                .iter()
+                .filter_map(|t| rest.find(t))
+                .min()
+                .unwrap_or(rest.len());
+            let command = rest[..end].trim().to_owned();
+            let local_sam = command.starts_with("sam ")
+                && !["sam deploy", "sam delete", "sam sync", "sam logs"]
+                    .iter()
+                    .any(|c| command.starts_with(c));
+            if !local_sam {
+                commands.push(command);
+            }
+        }
+    }
+    commands
+}
+
+#[test]
+fn deploy_properties() {
+    let p = properties();
+    let tf = &p["terraform"];
+    let sam = &p["sam"];
+    let texts = terraform_texts();
+    let mut failures = Vec::new();
+    let mut check = |ok: bool, what: String| {
+        if !ok {
+            failures.push(what);
+        }
+    };
+
+    // Deletion protection: a variable (parameter), on by default, and what the table uses.
+    let var = &tf["variables"]["table_deletion_protection"];
+    check(
+        var["default"] == json!(true) && var["type"].as_str().is_some_and(|t| t.contains("bool")),
+        format!("terraform: table_deletion_protection must be a bool defaulting to true: {var}"),
+    );
+    check(
+        tf["resource"]["aws_dynamodb_table.chat"]["deletion_protection_enabled"]
+            == json!("${var.table_deletion_protection}"),
+        "terraform: the table's deletion_protection_enabled must be var.table_deletion_protection"
+            .into(),
+    );
+    let table = sam["resources"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|r| r["Type"] == "AWS::DynamoDB::Table")
+        .unwrap();
+    check(
+        sam["parameters"]["TableDeletionProtection"]["Default"] == json!("true")
+            && sam["conditions"]["TableProtected"]
+                == json!({"Fn::Equals": [{"Ref": "TableDeletionProtection"}, "true"]})
+            && table["Properties"]["DeletionProtectionEnabled"]
+                == json!({"Fn::If": ["TableProtected", true, false]}),
+        format!(
+            "sam: DeletionProtectionEnabled must follow TableDeletionProtection (default \"true\"): {}",
+            table["Properties"]["DeletionProtectionEnabled"]
+        ),
+    );
+
+    // The region's API Gateway account setting: off unless asked for.
+    check(
+        tf["variables"]["manage_api_gateway_account"]["default"] == json!(false),
+        "terraform: manage_api_gateway_account must default to false".into(),
+    );
+    check(
+        sam["parameters"]["ManageApiGatewayAccount"]["Default"] == json!("false"),
+        "sam: ManageApiGatewayAccount must default to \"false\"".into(),
+    );
+
+    // Terraform: explicit deployments, replaced when routes or integrations change.
+    let resources = tf["resource"].as_object().unwrap();
+    for (name, stage) in resources
+        .iter()
+        .filter(|(k, _)| k.starts_with("aws_apigatewayv2_stage."))
+    {
+        check(
+            stage.get("auto_deploy").is_none(),
+            format!("terraform: {name} sets auto_deploy"),
+        );
+        let deployment = stage["deployment_id"]
+            .as_str()
+            .and_then(|d| d.strip_prefix("${"))
+            .and_then(|d| d.strip_suffix(".id}"))
+            .unwrap_or("");
+        let api = name.rsplit('.').next().unwrap();
+        let d = &tf["resource"][deployment];
+        let trigger = d["triggers"]["redeployment"].as_str().unwrap_or("");
+        check(
+            deployment.starts_with("aws_apigatewayv2_deployment.")
+                && trigger.starts_with("${sha1(jsonencode([")
+                && trigger.contains(&format!("aws_apigatewayv2_route.{api}"))
+                && trigger.contains(&format!("aws_apigatewayv2_integration.{api}"))
+                && d["lifecycle"][0]["create_before_destroy"] == json!(true),
+            format!(
+                "terraform: {name} must use an aws_apigatewayv2_deployment with triggers = {{ redeployment = sha1(jsonencode([routes, integrations])) }} and create_before_destroy: {d}"
+            ),
+        );
+    }
+    let ws = &tf["resource"]["aws_apigatewayv2_stage.websocket"];
+    check(
+        ws["default_route_settings"][0]["logging_level"]
+            == json!("${var.websocket_execution_log_level}")
+            && ws["default_route_settings"][0]["data_trace_enabled"] == json!(false)
+            && tf["variables"]["websocket_execution_log_level"]["default"] == json!("ERROR"),
+        "terraform: the WebSocket stage must log execution at var.websocket_execution_log_level (ERROR), never data traces".into(),
+    );
+    check(
+        resources.values().any(|r| {
+            r["name"].as_str().is_some_and(|n| {
+                n.starts_with("API-Gateway-Execution-Logs_${aws_apigatewayv2_api.websocket.id}/")
+            })
+        }),
+        "terraform: no log group for the WebSocket stage's execution logs".into(),
+    );
+
+    // Terraform: the JWT key parameter is read at plan, and the functions' grant is on it.
+    let ssm = &tf["data"]["aws_ssm_parameter.jwt_key"];
+    check(
+        ssm["name"] == json!("${var.jwt_key_parameter_name}")
+            && ssm["with_decryption"] == json!(false),
+        format!(
+            "terraform: data.aws_ssm_parameter.jwt_key must read the key parameter without decryption: {ssm}"
+        ),
+    );
+    check(
+        texts["lambda.tf"].contains("resources = [data.aws_ssm_parameter.jwt_key.arn]"),
+        "terraform: the JwtKey statement must be on data.aws_ssm_parameter.jwt_key.arn".into(),
+    );
+
+    // Terraform: provider 6, nothing deprecated, the partition's DNS suffix, the version floor.
+    for (file, text) in &texts {
+        for (deprecated, instead) in [
+            (
+                "data.aws_region.current.name",
+                "data.aws_region.current.region",
+            ),
+            ("managed_policy_arns", "aws_iam_role_policy_attachment"),
+            ("reset_on_delete", "(removed in provider 6)"),
+        ] {
+            check(
+                !text.contains(deprecated),
+                format!("terraform/{file}: `{deprecated}` is deprecated; use {instead}"),
+            );
+        }
+        check(
+            !text.contains("amazonaws.com"),
+            format!(
+                "terraform/{file}: hard-coded amazonaws.com (use data.aws_partition.current.dns_suffix or data.aws_service_principal)"
+            ),
+        );
+    }
+    let terraform_block = &tf["variables"]["__terraform__"];
+    check(
+        terraform_block["required_providers"][0]["aws"]["version"] == json!("~> 6.0"),
+        format!(
+            "terraform: the AWS provider must be \"~> 6.0\": {}",
+            terraform_block["required_providers"]
+        ),
+    );
+    let floor = terraform_block["required_version"]
+        .as_str()
+        .and_then(|v| v.strip_prefix(">= "))
+        .map(version);
+    let features = [
+        ("use_lockfile", "1.10.0"),
+        ("removed {", "1.7.0"),
+        ("check \"", "1.5.0"),
+        ("import {", "1.5.0"),
+        ("terraform_data", "1.4.0"),
+        ("optional(", "1.3.0"),
+        ("precondition {", "1.2.0"),
+        ("postcondition {", "1.2.0"),
+        ("moved {", "1.1.0"),
+    ];
+    let newest = features
+        .iter()
+        .filter(|(f, _)| texts.values().any(|t| t.contains(f)))
+        .map(|(f, v)| (version(v), *f))
+        .max();
+    check(
+        floor.is_some() && floor == newest.map(|(v, _)| v),
+        format!(
+            "terraform: required_version {} must be \">= \" the newest feature used, {newest:?}",
+            terraform_block["required_version"]
+        ),
+    );
+    check(
+        texts
+            .get("backend.tf.example")
+            .is_some_and(|t| t.contains("backend \"s3\"")),
+        "terraform: backend.tf.example with a backend \"s3\" block is missing".into(),
+    );
+
+    // API Gateway alarms on both templates.
+    let tf_alarms: BTreeSet<String> = resources
+        .values()
+        .filter(|r| r["namespace"] == json!("AWS/ApiGateway"))
+        .map(|r| r["metric_name"].as_str().unwrap().to_owned())
+        .collect();
+    let sam_alarms: BTreeSet<String> = sam["resources"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|r| r["Properties"]["Namespace"] == json!("AWS/ApiGateway"))
+        .map(|r| r["Properties"]["MetricName"].as_str().unwrap().to_owned())
+        .collect();
+    let wanted: BTreeSet<String> = ["IntegrationError", "ExecutionError", "5xx"]
+        .map(str::to_owned)
+        .into();
+    check(
+        tf_alarms == wanted && sam_alarms == wanted,
+        format!(
+            "API Gateway alarms must be {wanted:?}: terraform {tf_alarms:?}, sam {sam_alarms:?}"
+        ),
+    );
+
+    // SAM: the deployment's logical ID carries the hash of the routes and integrations; the
+    // stage uses it, never AutoDeploy, and waits for the account setting when there is one.
+    let res = sam["resources"].as_object().unwrap();
+    let expected = sam["deployment_id"].as_str().unwrap();
+    let deployments: Vec<&String> = res
+        .iter()
+        .filter(|(_, r)| {
+            r["Type"] == "AWS::ApiGatewayV2::Deployment"
+                && r["Properties"]["ApiId"] == json!({"Ref": "WebSocketApi"})
+        })
+        .map(|(k, _)| k)
+        .collect();
+    check(
+        deployments == [expected] && strings(&sam["hashed"]).len() == 10,
+        format!(
+            "sam: the WebSocket deployment must be named {expected} (a hash of {}): it is {deployments:?}; rename it (and the stage's DeploymentId)",
+            sam["hashed"]
+        ),
+    );
+    let stage = &res["WebSocketStage"];
+    check(
+        stage["Properties"].get("AutoDeploy").is_none()
+            && stage["Properties"]["DeploymentId"] == json!({"Ref": expected}),
+        format!("sam: WebSocketStage must deploy {expected}, without AutoDeploy"),
+    );
+    check(
+        stage["Properties"]["DefaultRouteSettings"]["LoggingLevel"]
+            == json!({"Ref": "WebSocketExecutionLogLevel"})
+            && stage["Properties"]["DefaultRouteSettings"]["DataTraceEnabled"] == json!(false),
+        "sam: WebSocketStage must log execution at WebSocketExecutionLogLevel, never data traces"
+            .into(),
+    );
+    let account_condition = res["ApiGatewayAccount"]["Condition"].as_str().unwrap_or("");
+    let waits = stage["DependsOn"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| res.get(d.as_str().unwrap()))
+        .any(|gate| {
+            gate.get("Condition").is_none()
+                && gate["Metadata"]
+                    .as_object()
+                    .into_iter()
+                    .flat_map(|m| m.values())
+                    .any(|v| {
+                        v["Fn::If"][0] == json!(account_condition)
+                            && v["Fn::If"][1] == json!({"Ref": "ApiGatewayAccount"})
+                    })
+        });
+    check(
+        !account_condition.is_empty() && waits,
+        "sam: WebSocketStage must depend on an unconditional resource that refers to ApiGatewayAccount under its condition".into(),
+    );
+
+    // SAM deploys the zips Terraform deploys; no hard-coded amazonaws.com but service principals.
+    for (logical, r) in res
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::Serverless::Function")
+    {
+        let binary = r["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap();
+        check(
+            r["Properties"]["CodeUri"] == json!(format!("../target/lambda/{binary}/bootstrap.zip"))
+                && r["Metadata"].get("BuildMethod").is_none(),
+            format!(
+                "sam: {logical} must deploy ../target/lambda/{binary}/bootstrap.zip (scripts/build-lambdas.sh), not build itself"
+            ),
+        );
+    }
+    for s in strings(&sam["amazonaws"]) {
+        check(
+            ["lambda.amazonaws.com", "apigateway.amazonaws.com"].contains(&s.as_str()),
+            format!("sam: hard-coded amazonaws.com in `{s}` (use ${{AWS::URLSuffix}})"),
+        );
+    }
+
+    // docs/deploy.md: every AWS command names the region the examples deploy to.
+    let region = region_setting(&read(&repo().join("terraform/terraform.tfvars.example")));
+    check(
+        region.is_some()
+            && region == region_setting(&read(&repo().join("samconfig.toml")))
+            && region
+                == tf["variables"]["region"]["default"]
+                    .as_str()
+                    .map(str::to_owned),
+        format!("the tfvars example, samconfig.toml and variable region disagree: {region:?}"),
+    );
+    let region = region.unwrap_or_default();
+    let commands = documented_aws_commands(&read(&repo().join("docs/deploy.md")));
+    check(
+        commands.len() >= 5,
+        format!("docs/deploy.md: too few aws commands found: {commands:?}"),
+    );
+    for command in commands {
+        check(
+            command.contains(&format!("--region {region}")),
+            format!("docs/deploy.md: `{command}` does not say --region {region}"),
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
