@@ -87,6 +87,7 @@ locals {
     ROOMCAST_TABLE                    = aws_dynamodb_table.chat.name
     ROOMCAST_JWT_KEY_PARAMETER        = var.jwt_key_parameter_name
     ROOMCAST_JWT_ALG                  = var.jwt_alg
+    ROOMCAST_JWT_JWKS                 = var.jwt_jwks
     ROOMCAST_JWT_ISSUER               = var.jwt_issuer
     ROOMCAST_JWT_AUDIENCE             = var.jwt_audience
     ROOMCAST_MANAGEMENT_ENDPOINT      = local.management_endpoint

@@ -71,6 +71,12 @@ variable "jwt_alg" {
   }
 }
 
+variable "jwt_jwks" {
+  description = "Further verification keys chosen by the token's kid, for key rotation: a JWKS document ({\"keys\": [...]}) of RSA or EC P-256 public keys, each with its kid. Empty: none. It is in the functions' configuration in plain text, so put public keys here, not HS256 secrets."
+  type        = string
+  default     = ""
+}
+
 variable "jwt_issuer" {
   description = "Required iss claim; empty: not checked."
   type        = string

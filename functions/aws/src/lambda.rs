@@ -47,6 +47,7 @@ pub mod env {
         TABLE,
         JWT_KEY_PARAMETER,
         JWT_ALG,
+        JWT_JWKS,
         JWT_ISSUER,
         JWT_AUDIENCE,
         JWT_LEEWAY_SECS,
