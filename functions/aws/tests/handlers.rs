@@ -296,19 +296,21 @@ async fn the_key_is_read_from_an_ssm_secure_string_at_cold_start() {
     let get = with_key_from_parameter(&ssm, |k| environment.get(k).cloned())
         .await
         .unwrap();
-    assert_eq!(get(env::JWT_SECRET).as_deref(), Some("secret-from-ssm-0123456789abcdef0123"));
+    assert_eq!(
+        get(env::JWT_SECRET).as_deref(),
+        Some("secret-from-ssm-0123456789abcdef0123")
+    );
     assert_eq!(get(env::TABLE).as_deref(), Some("unused"));
     let config = FunctionConfig::from_env(get).unwrap();
     let verifier = roomcast_core::auth::TokenVerifier::new(&config.settings.auth).unwrap();
-    let signed = roomcast_core::auth::TokenSigner::hs256(b"secret-from-ssm-0123456789abcdef0123").sign(
-        &roomcast_core::auth::Claims {
+    let signed = roomcast_core::auth::TokenSigner::hs256(b"secret-from-ssm-0123456789abcdef0123")
+        .sign(&roomcast_core::auth::Claims {
             sub: Some("alice".into()),
             tid: Some("acme".into()),
             rooms: vec!["r".into()],
             exp: Some(now_ms() / 1000 + 60),
             ..roomcast_core::auth::Claims::default()
-        },
-    );
+        });
     assert!(verifier.verify(&signed, now_ms()).is_ok());
 
     // With RS256 the parameter holds the public key instead.
@@ -320,7 +322,10 @@ async fn the_key_is_read_from_an_ssm_secure_string_at_cold_start() {
         .await
         .unwrap();
     assert_eq!(get(env::JWT_SECRET), None);
-    assert_eq!(get(env::JWT_PUBLIC_KEY).as_deref(), Some("secret-from-ssm-0123456789abcdef0123"));
+    assert_eq!(
+        get(env::JWT_PUBLIC_KEY).as_deref(),
+        Some("secret-from-ssm-0123456789abcdef0123")
+    );
 
     // A missing parameter or a second key source fails the cold start with the variable named.
     let missing = HashMap::from([(env::JWT_KEY_PARAMETER, "/roomcast/none".to_owned())]);
