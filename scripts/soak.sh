@@ -30,6 +30,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+invocation="bash scripts/soak.sh $*"
 minutes=60
 out=""
 bin_dir=""
@@ -90,7 +91,7 @@ if [ -n "${SERVER_CPU:-}" ]; then server_pin=(taskset -c "$SERVER_CPU"); fi
 if [ -n "${GENERATOR_CPU:-}" ]; then generator_pin=(taskset -c "$GENERATOR_CPU"); fi
 
 {
-  echo "bash scripts/soak.sh --minutes $minutes --port $port${extra[*]:+ -- ${extra[*]}}"
+  echo "$invocation"
   echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (work tree differs)')"
   echo "started $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores"
 } >"$out/command.txt"
