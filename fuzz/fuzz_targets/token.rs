@@ -222,6 +222,7 @@ fuzz_target!(|input: Input| {
     };
     let config = AuthConfig {
         key: VerifyKey::Hs256(SECRET.to_vec()),
+        keys_by_kid: Vec::new(),
         issuer: input.issuer.clone(),
         audience: input.audience.clone(),
         leeway_secs: input.leeway_secs,
