@@ -188,6 +188,12 @@ impl Client {
             .map_err(|e| anyhow!("{label}: {e}"))
     }
 
+    /// Makes every later wait of this client last up to `timeout` (default [`wait_timeout`]):
+    /// for a step whose answer comes after a bounded chain of retries.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
     /// The subprotocol the server echoed, if any.
     pub fn protocol(&self) -> Option<&str> {
         self.protocol.as_deref()

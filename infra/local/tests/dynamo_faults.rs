@@ -10,7 +10,7 @@
 mod process;
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use process::{Server, Target};
@@ -25,6 +25,10 @@ const EACH: usize = 8;
 /// Most DynamoDB requests one refused frame may cost: the SDK's 3 attempts for each of the 5
 /// calls a `message` can make. More would mean retries without bound.
 const MAX_REQUESTS_PER_REFUSAL: u64 = 3 * 5;
+/// How long a refusal may take: each of those requests may wait out the SDK's backoff (up to
+/// about a second between attempts) before the frame is answered `UNAVAILABLE`. Usually it takes
+/// 1–4 s; on a loaded machine a chain of dropped connections took over 5 s (the default wait).
+const REFUSAL_WAIT: Duration = Duration::from_secs(30);
 
 /// What a sender heard about one message.
 #[derive(Debug)]
@@ -100,7 +104,9 @@ async fn local_server_on_dynamodb_survives_faults_and_loses_nothing() -> anyhow:
     let target = server.target();
     let mut clients = Vec::new();
     for user in SENDERS {
-        clients.push(joined(&target, user).await?);
+        let mut client = joined(&target, user).await?;
+        client.set_timeout(REFUSAL_WAIT);
+        clients.push(client);
     }
     let mut acked: BTreeMap<String, u64> = BTreeMap::new();
     let mut figures = Vec::new();
