@@ -21,8 +21,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow, ensure};
 use base64::Engine;
-use process::{Server, Target, runtime};
-use roomcast_protocol_tests::client::{Client, ConnectError, Credentials, frame_type};
+use process::{Server, Target, openssl, runtime, upgrade_status};
+use roomcast_protocol_tests::client::{Client, frame_type};
 use serde_json::Value;
 
 const ISSUER: &str = "https://auth.example.com/";
@@ -180,32 +180,6 @@ fn payload(token: &str) -> anyhow::Result<Value> {
     let part = token.split('.').nth(1).context("no payload")?;
     let json = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part)?;
     Ok(serde_json::from_slice(&json)?)
-}
-
-/// Runs `openssl` with `args`; returns its standard output.
-fn openssl(args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .context("running openssl")?;
-    ensure!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8(out.stdout)?)
-}
-
-/// The HTTP status a WebSocket upgrade with `token` gets (101 when it connects).
-async fn upgrade_status(target: &Target, token: &str) -> anyhow::Result<u16> {
-    match Client::try_connect(target, Credentials::Query(token), "probe").await {
-        Ok(client) => {
-            client.close().await?;
-            Ok(101)
-        }
-        Err(ConnectError::Refused { status, .. }) => Ok(status),
-        Err(e) => Err(anyhow!("{e}")),
-    }
 }
 
 /// The visitor and the agent connect with `?token=` and join [`ROOM`]; the visitor's message

@@ -12,10 +12,10 @@ mod process;
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, anyhow, ensure};
+use anyhow::{Context, ensure};
 use base64::Engine;
-use process::{Server, Target, runtime};
-use roomcast_protocol_tests::client::{Client, ConnectError, Credentials};
+use process::{Server, Target, runtime, upgrade_status};
+use roomcast_protocol_tests::client::Client;
 use roomcast_protocol_tests::deployment::Deployment;
 use roomcast_protocol_tests::http::{Request, Response};
 use roomcast_protocol_tests::scope::claims;
@@ -57,18 +57,6 @@ fn kid(token: &str) -> anyhow::Result<Option<String>> {
     let json = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header)?;
     let v: serde_json::Value = serde_json::from_slice(&json)?;
     Ok(v["kid"].as_str().map(str::to_owned))
-}
-
-/// The HTTP status a WebSocket upgrade with `token` gets (101 when it connects).
-async fn upgrade_status(target: &Target, token: &str) -> anyhow::Result<u16> {
-    match Client::try_connect(target, Credentials::Query(token), "probe").await {
-        Ok(client) => {
-            client.close().await?;
-            Ok(101)
-        }
-        Err(ConnectError::Refused { status, .. }) => Ok(status),
-        Err(e) => Err(anyhow!("{e}")),
-    }
 }
 
 fn now_secs() -> u64 {

@@ -9,10 +9,9 @@ mod process;
 use std::path::Path;
 use std::process::Command;
 
-use anyhow::{Context, ensure};
+use anyhow::ensure;
 use base64::Engine;
-use process::{Server, Target, runtime};
-use roomcast_protocol_tests::client::{Client, ConnectError, Credentials};
+use process::{Server, openssl, runtime, upgrade_status};
 
 const SECRET: &str = "roomcast-token-test-secret-0123456789abcdef";
 const NEXT_SECRET: &str = "roomcast-token-test-next-secret-0123456789";
@@ -34,33 +33,6 @@ fn token(extra: &[&str]) -> anyhow::Result<String> {
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(String::from_utf8(out.stdout)?.trim().to_owned())
-}
-
-/// The HTTP status a WebSocket upgrade with `token` gets (101 when it connects).
-async fn upgrade_status(target: &Target, token: &str) -> anyhow::Result<u16> {
-    match Client::try_connect(target, Credentials::Query(token), "probe").await {
-        Ok(client) => {
-            client.close().await?;
-            Ok(101)
-        }
-        Err(ConnectError::Refused { status, .. }) => Ok(status),
-        Err(e) => Err(anyhow::anyhow!("{e}")),
-    }
-}
-
-/// Runs `openssl` with `args`.
-fn openssl(args: &[&str]) -> anyhow::Result<()> {
-    // Captured: key generation draws progress dots on stderr.
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .context("running openssl")?;
-    ensure!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
 }
 
 /// A fresh key pair in `dir`: `{name}.key` (private, PKCS#8 PEM) and `{name}.pub`.

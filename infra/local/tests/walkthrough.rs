@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, anyhow, bail, ensure};
-use process::Server;
+use process::{Server, openssl};
 use roomcast_core::auth::Claims;
 use roomcast_protocol_tests::client::{Client, Credentials, frame_type};
 use roomcast_protocol_tests::deployment::{Capabilities, Deployment};
@@ -246,20 +246,6 @@ impl Deployment for DocumentedUrl {
     fn capabilities(&self) -> Capabilities {
         Capabilities::default()
     }
-}
-
-/// Runs `openssl` with `args`; returns its standard output.
-fn openssl(args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .context("running openssl")?;
-    ensure!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8(out.stdout)?)
 }
 
 /// Runs the documented token command's arguments (`pairs`) with the binary, the secret for

@@ -243,3 +243,33 @@ pub async fn metric(port: u16, name: &str) -> anyhow::Result<u64> {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
         .ok_or_else(|| anyhow!("no metric {name}"))
 }
+
+/// The HTTP status a WebSocket upgrade with `token` gets (101 when it connects).
+#[allow(dead_code, reason = "not every test file needs it")]
+pub async fn upgrade_status(target: &Target, token: &str) -> anyhow::Result<u16> {
+    use roomcast_protocol_tests::client::{ConnectError, Credentials};
+    match Client::try_connect(target, Credentials::Query(token), "probe").await {
+        Ok(client) => {
+            client.close().await?;
+            Ok(101)
+        }
+        Err(ConnectError::Refused { status, .. }) => Ok(status),
+        Err(e) => Err(anyhow!("{e}")),
+    }
+}
+
+/// Runs `openssl` with `args`; its standard output. (Captured: key generation draws progress
+/// dots on stderr.)
+#[allow(dead_code, reason = "not every test file needs it")]
+pub fn openssl(args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .context("running openssl")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?)
+}
