@@ -16,12 +16,15 @@
 //! - [`gateway`]: the outbound ports (`Gateway`, `RoomRelay`).
 //! - [`service`]: the chat logic over those ports.
 //! - [`support`]: the support desk's conversation rules (pure).
+//! - [`events`]: integration events, Standard Webhooks signing, the delivery policy and the
+//!   endpoint (SSRF) check (pure).
 //! - [`http`]: the HTTP API (history, publish, health) for every deployment's HTTP layer.
 //!
 //! Nothing here reads a clock or does I/O of its own; it compiles for `wasm32-unknown-unknown`.
 
 pub mod auth;
 pub mod config;
+pub mod events;
 pub mod gateway;
 pub mod http;
 pub mod lifecycle;
