@@ -1,7 +1,9 @@
 //! The in-memory backend runs the same store conformance suites as every other backend.
 
-use roomcast_core::store::memory::{MemoryConnections, MemoryHistory};
-use roomcast_testkit::conformance::{Namer, connection_conformance, history_conformance};
+use roomcast_core::store::memory::{MemoryConnections, MemoryHistory, MemoryOutbox};
+use roomcast_testkit::conformance::{
+    Namer, connection_conformance, history_conformance, outbox_conformance,
+};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn memory_history_conforms() {
@@ -11,4 +13,9 @@ async fn memory_history_conforms() {
 #[tokio::test(flavor = "multi_thread")]
 async fn memory_connections_conform() {
     connection_conformance(&MemoryConnections::new(), &Namer::new("mem")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_outbox_conforms() {
+    outbox_conformance(&MemoryOutbox::new(), &Namer::new("mem")).await;
 }

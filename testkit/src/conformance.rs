@@ -1,7 +1,7 @@
 //! Conformance suites every store backend must pass (the in-memory one too).
 //!
 //! Like object_store's shared integration tests: a backend's test calls
-//! [`history_conformance`] / [`connection_conformance`] with a store. Cases use fresh room, tenant
+//! [`history_conformance`] / [`connection_conformance`] / [`outbox_conformance`] with a store. Cases use fresh room, tenant
 //! and user names from a [`Namer`], so they may share one store (one DynamoDB table, say).
 
 #![allow(
@@ -13,11 +13,12 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use roomcast_core::auth::{Identity, Role};
-use roomcast_core::protocol::{Conversation, ConversationStatus, PresenceStatus};
+use roomcast_core::events::{DeadReason, Delivery, Event};
+use roomcast_core::protocol::{Conversation, ConversationStatus, MessageView, PresenceStatus};
 use roomcast_core::ratelimit::{RateDecision, RatePolicy};
 use roomcast_core::store::{
     Amendment, Connection, ConnectionStore, HistoryQuery, HistoryStore, JoinOutcome, NewMessage,
-    RateBucket, RoomRef, RoomState, StoreError,
+    Outbox, OutboxEntry, RateBucket, RoomRef, RoomState, StoreError,
 };
 
 /// Makes names unique within a process and across runs against one store.
@@ -868,4 +869,176 @@ pub async fn admitting_a_frame_reads_the_connection_and_takes_a_token(
     assert_eq!(decisions, vec![Allow, Allow, Reject, Close]);
     store.remove_connection(&c).await.unwrap();
     assert_eq!(store.admit_frame(&c, &policy, 20_000).await, Ok(None));
+}
+
+/// Runs every [`Outbox`] case against `store`.
+pub async fn outbox_conformance(store: &dyn Outbox, names: &Namer) {
+    outbox_append_is_idempotent_per_endpoint_and_event(store, names).await;
+    outbox_pending_is_due_in_order(store, names).await;
+    outbox_endpoints_do_not_crowd_each_other(store, names).await;
+    outbox_ack_dead_letter_and_replay(store, names).await;
+}
+
+/// `message.created` for seq `seq` of `room`, stored at `ts`.
+pub fn created_event(room: &RoomRef, seq: u64, ts: u64) -> Event {
+    let message = MessageView {
+        room: room.room.clone(),
+        seq,
+        id: format!("m{seq}"),
+        from: "alice".into(),
+        name: None,
+        via: None,
+        body: Some(format!("hello {seq}")),
+        meta: None,
+        ts,
+        edited_ts: None,
+        deleted: false,
+    };
+    Event::message_created(room, &message, vec!["bob".into()])
+}
+
+/// The event ids of `endpoint`'s entries in `entries`, in order.
+fn ids_of(entries: &[OutboxEntry], endpoint: &str) -> Vec<String> {
+    entries
+        .iter()
+        .filter(|e| e.endpoint == endpoint)
+        .map(|e| e.event.id.clone())
+        .collect()
+}
+
+/// One entry per (endpoint, event): appending it again adds nothing, another endpoint's entry
+/// for the same event is its own; entries come back exactly as appended.
+pub async fn outbox_append_is_idempotent_per_endpoint_and_event(store: &dyn Outbox, names: &Namer) {
+    let room = names.room();
+    let (a, b) = (names.name("ep"), names.name("ep"));
+    let event = created_event(&room, 1, 100);
+    let entries = [
+        OutboxEntry::new(a.clone(), event.clone(), 100),
+        OutboxEntry::new(b.clone(), event.clone(), 100),
+    ];
+    assert_eq!(store.append(&entries).await.unwrap(), 2);
+    assert_eq!(store.append(&entries).await.unwrap(), 0);
+    assert_eq!(store.append(&entries[..1]).await.unwrap(), 0);
+    let pending = store.pending(100, 10).await.unwrap();
+    let mine: Vec<&OutboxEntry> = pending
+        .iter()
+        .filter(|e| e.endpoint == a || e.endpoint == b)
+        .collect();
+    assert_eq!(mine.len(), 2);
+    for entry in mine {
+        assert_eq!(entry.event, event, "the event as appended");
+        assert_eq!(entry.delivery, Delivery::new(event.id.clone(), 100));
+    }
+}
+
+/// Only due entries are pending: earliest due first, then append order (seq order for one
+/// room); a failed attempt moves its entry later; at most `per_endpoint` per endpoint.
+pub async fn outbox_pending_is_due_in_order(store: &dyn Outbox, names: &Namer) {
+    let room = names.room();
+    let ep = names.name("ep");
+    let events: Vec<Event> = (1..=3).map(|seq| created_event(&room, seq, 100)).collect();
+    let entries: Vec<OutboxEntry> = events
+        .iter()
+        .map(|e| OutboxEntry::new(ep.clone(), e.clone(), 100))
+        .collect();
+    assert_eq!(store.append(&entries).await.unwrap(), 3);
+    let ids = |v: &[usize]| -> Vec<String> { v.iter().map(|&i| events[i].id.clone()).collect() };
+
+    assert!(ids_of(&store.pending(99, 10).await.unwrap(), &ep).is_empty());
+    assert_eq!(
+        ids_of(&store.pending(100, 10).await.unwrap(), &ep),
+        ids(&[0, 1, 2])
+    );
+    assert_eq!(
+        ids_of(&store.pending(100, 2).await.unwrap(), &ep),
+        ids(&[0, 1])
+    );
+
+    let retry = Delivery {
+        attempts: 1,
+        next_at_ms: 500,
+        ..entries[0].delivery.clone()
+    };
+    store.reschedule(&ep, &retry).await.unwrap();
+    assert_eq!(
+        ids_of(&store.pending(499, 10).await.unwrap(), &ep),
+        ids(&[1, 2])
+    );
+    let later = store.pending(500, 10).await.unwrap();
+    assert_eq!(ids_of(&later, &ep), ids(&[1, 2, 0]));
+    let rescheduled = later.iter().find(|e| e.event.id == events[0].id).unwrap();
+    assert_eq!(rescheduled.delivery, retry);
+
+    let gone = Delivery::new("evt_none", 0);
+    assert_eq!(
+        store.reschedule(&ep, &gone).await,
+        Err(StoreError::NotFound)
+    );
+}
+
+/// A dead endpoint's backlog never crowds another endpoint out of `pending`.
+pub async fn outbox_endpoints_do_not_crowd_each_other(store: &dyn Outbox, names: &Namer) {
+    let room = names.room();
+    let (dead, live) = (names.name("ep"), names.name("ep"));
+    let mut entries: Vec<OutboxEntry> = (1..=20)
+        .map(|seq| OutboxEntry::new(dead.clone(), created_event(&room, seq, 1), 1))
+        .collect();
+    entries.push(OutboxEntry::new(
+        live.clone(),
+        created_event(&room, 21, 1),
+        2,
+    ));
+    store.append(&entries).await.unwrap();
+    let pending = store.pending(2, 3).await.unwrap();
+    assert_eq!(ids_of(&pending, &dead).len(), 3);
+    assert_eq!(ids_of(&pending, &live), vec![entries[20].event.id.clone()]);
+}
+
+/// Acknowledged entries are gone; dead-lettered ones are listed with their reason and not
+/// appended again; a replay makes one pending again as a fresh delivery.
+pub async fn outbox_ack_dead_letter_and_replay(store: &dyn Outbox, names: &Namer) {
+    let room = names.room();
+    let ep = names.name("ep");
+    let (e1, e2) = (created_event(&room, 1, 10), created_event(&room, 2, 10));
+    let entries = [
+        OutboxEntry::new(ep.clone(), e1.clone(), 10),
+        OutboxEntry::new(ep.clone(), e2.clone(), 10),
+    ];
+    store.append(&entries).await.unwrap();
+
+    assert!(store.ack(&ep, &e1.id).await.unwrap());
+    assert!(!store.ack(&ep, &e1.id).await.unwrap(), "acknowledged once");
+
+    let tried = Delivery {
+        attempts: 3,
+        next_at_ms: 40,
+        ..entries[1].delivery.clone()
+    };
+    store.reschedule(&ep, &tried).await.unwrap();
+    let reason = DeadReason::Refused { code: 400 };
+    assert!(store.dead_letter(&ep, &e2.id, reason, 50).await.unwrap());
+    assert!(!store.dead_letter(&ep, &e2.id, reason, 51).await.unwrap());
+    assert!(ids_of(&store.pending(1_000, 10).await.unwrap(), &ep).is_empty());
+    let dead = store.dead_letters(&ep, 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].entry.event, e2);
+    assert_eq!(
+        dead[0].entry.delivery, tried,
+        "as it stood at its last attempt"
+    );
+    assert_eq!((dead[0].reason, dead[0].at_ms), (reason, 50));
+    assert_eq!(
+        store.append(&entries[1..]).await.unwrap(),
+        0,
+        "a dead letter is not appended again"
+    );
+
+    assert!(store.replay(&ep, &e2.id, 2_000).await.unwrap());
+    assert!(!store.replay(&ep, &e2.id, 2_000).await.unwrap());
+    assert!(store.dead_letters(&ep, 10).await.unwrap().is_empty());
+    let pending = store.pending(2_000, 10).await.unwrap();
+    let replayed: Vec<&OutboxEntry> = pending.iter().filter(|e| e.endpoint == ep).collect();
+    assert_eq!(replayed.len(), 1);
+    assert_eq!(replayed[0].event, e2);
+    assert_eq!(replayed[0].delivery, Delivery::new(e2.id.clone(), 2_000));
 }

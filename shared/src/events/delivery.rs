@@ -12,6 +12,8 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 /// How deliveries are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -60,7 +62,7 @@ impl RetryPolicy {
 }
 
 /// One event's delivery to one endpoint, as the outbox keeps it between attempts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delivery {
     /// The event id (`webhook-id`).
     pub event_id: String,
@@ -101,7 +103,8 @@ pub enum AttemptResult {
 }
 
 /// Why a delivery was dead-lettered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
 pub enum DeadReason {
     /// The endpoint answered a status that is not retried (a 4xx other than 408/429, a 3xx).
     Refused {

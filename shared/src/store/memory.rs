@@ -1,9 +1,11 @@
 //! In-memory [`ConnectionStore`] and [`HistoryStore`]: the reference backends for tests, and the
 //! local server's live-state store (connections die with the process, so they need no disk).
+//! And [`MemoryOutbox`], the reference [`Outbox`].
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use super::outbox::{DeadLetter, Outbox, OutboxEntry};
 use super::rules::{
     apply_amendment, check_conversation_version, page_range, sort_members, stored_message,
 };
@@ -11,6 +13,7 @@ use super::{
     Amendment, Appended, Connection, ConnectionStore, HistoryQuery, HistoryStore, JoinOutcome,
     Member, NewMessage, Page, RateBucket, RoomRef, StoreError, Subscriber,
 };
+use crate::events::{DeadReason, Delivery};
 use crate::protocol::{Conversation, MessageView, PresenceStatus};
 use crate::ratelimit::{RateDecision, RatePolicy, RateState};
 
@@ -453,5 +456,182 @@ impl HistoryStore for MemoryHistory {
         check_conversation_version(log.conversation.as_ref(), next)?;
         log.conversation = Some(next.clone());
         Ok(())
+    }
+}
+
+#[derive(Default)]
+struct Outboxes {
+    /// endpoint → event id → (append order, entry)
+    pending: BTreeMap<String, BTreeMap<String, (u64, OutboxEntry)>>,
+    /// endpoint → event id → (dead-letter order, dead letter)
+    dead: BTreeMap<String, BTreeMap<String, (u64, DeadLetter)>>,
+    order: u64,
+}
+
+impl Outboxes {
+    fn next_order(&mut self) -> u64 {
+        self.order += 1;
+        self.order
+    }
+
+    fn take_pending(&mut self, endpoint: &str, event_id: &str) -> Option<OutboxEntry> {
+        let entries = self.pending.get_mut(endpoint)?;
+        let (_, entry) = entries.remove(event_id)?;
+        if entries.is_empty() {
+            self.pending.remove(endpoint);
+        }
+        Some(entry)
+    }
+}
+
+/// An outbox in memory. Not durable: for tests and `--store memory`.
+#[derive(Default)]
+pub struct MemoryOutbox {
+    state: Mutex<Outboxes>,
+}
+
+impl MemoryOutbox {
+    /// An empty outbox.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+impl Outbox for MemoryOutbox {
+    async fn append(&self, entries: &[OutboxEntry]) -> Result<usize, StoreError> {
+        let mut state = lock(&self.state);
+        let mut added = 0;
+        for entry in entries {
+            let id = &entry.event.id;
+            let known = state
+                .pending
+                .get(&entry.endpoint)
+                .is_some_and(|e| e.contains_key(id))
+                || state
+                    .dead
+                    .get(&entry.endpoint)
+                    .is_some_and(|e| e.contains_key(id));
+            if known {
+                continue;
+            }
+            let order = state.next_order();
+            state
+                .pending
+                .entry(entry.endpoint.clone())
+                .or_default()
+                .insert(id.clone(), (order, entry.clone()));
+            added += 1;
+        }
+        Ok(added)
+    }
+
+    async fn pending(
+        &self,
+        now_ms: u64,
+        per_endpoint: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let state = lock(&self.state);
+        let mut out = Vec::new();
+        for entries in state.pending.values() {
+            let mut due: Vec<&(u64, OutboxEntry)> = entries
+                .values()
+                .filter(|(_, e)| e.delivery.next_at_ms <= now_ms)
+                .collect();
+            due.sort_by_key(|(order, e)| (e.delivery.next_at_ms, *order));
+            out.extend(due.into_iter().take(per_endpoint).map(|(_, e)| e.clone()));
+        }
+        Ok(out)
+    }
+
+    async fn reschedule(&self, endpoint: &str, delivery: &Delivery) -> Result<(), StoreError> {
+        let mut state = lock(&self.state);
+        let (_, entry) = state
+            .pending
+            .get_mut(endpoint)
+            .and_then(|e| e.get_mut(&delivery.event_id))
+            .ok_or(StoreError::NotFound)?;
+        entry.delivery = delivery.clone();
+        Ok(())
+    }
+
+    async fn ack(&self, endpoint: &str, event_id: &str) -> Result<bool, StoreError> {
+        Ok(lock(&self.state).take_pending(endpoint, event_id).is_some())
+    }
+
+    async fn dead_letter(
+        &self,
+        endpoint: &str,
+        event_id: &str,
+        reason: DeadReason,
+        at_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let mut state = lock(&self.state);
+        let Some(entry) = state.take_pending(endpoint, event_id) else {
+            return Ok(false);
+        };
+        let order = state.next_order();
+        state.dead.entry(endpoint.into()).or_default().insert(
+            event_id.into(),
+            (
+                order,
+                DeadLetter {
+                    entry,
+                    reason,
+                    at_ms,
+                },
+            ),
+        );
+        Ok(true)
+    }
+
+    async fn dead_letters(
+        &self,
+        endpoint: &str,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        let state = lock(&self.state);
+        let mut dead: Vec<&(u64, DeadLetter)> = state
+            .dead
+            .get(endpoint)
+            .map(|d| d.values().collect())
+            .unwrap_or_default();
+        dead.sort_by_key(|(order, d)| (d.at_ms, *order));
+        Ok(dead
+            .into_iter()
+            .take(limit)
+            .map(|(_, d)| d.clone())
+            .collect())
+    }
+
+    async fn replay(
+        &self,
+        endpoint: &str,
+        event_id: &str,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let mut state = lock(&self.state);
+        let Some((_, dead)) = state
+            .dead
+            .get_mut(endpoint)
+            .and_then(|d| d.remove(event_id))
+        else {
+            return Ok(false);
+        };
+        if state.dead.get(endpoint).is_some_and(BTreeMap::is_empty) {
+            state.dead.remove(endpoint);
+        }
+        let entry = OutboxEntry {
+            delivery: Delivery::new(event_id, now_ms),
+            ..dead.entry
+        };
+        let order = state.next_order();
+        state
+            .pending
+            .entry(endpoint.into())
+            .or_default()
+            .insert(event_id.into(), (order, entry));
+        Ok(true)
     }
 }

@@ -2,14 +2,18 @@
 //! [`HistoryStore`] (messages, sequence, idempotency, read cursors, members; durable), their
 //! data types and errors, the [`rules`] every backend shares so they behave identically, and the
 //! in-memory backend ([`memory`]), which runs the same conformance suites as every other backend
-//! (`roomcast-testkit`).
+//! (`roomcast-testkit`). [`outbox`] is the port integration events wait in for delivery
+//! ([`Outbox`]).
 //!
 //! The split lets the local server keep live state in memory and history on disk, while the
 //! DynamoDB backend implements both on one table. Futures are `Send` on native targets and not on
 //! wasm32, where Durable Object handles are `!Send`.
 
 pub mod memory;
+pub mod outbox;
 pub mod rules;
+
+pub use outbox::{DeadLetter, Outbox, OutboxEntry};
 
 use serde::{Deserialize, Serialize};
 
