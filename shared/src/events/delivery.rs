@@ -293,11 +293,11 @@ impl EndpointQueue {
                 let backoff = self.policy.delay_ms(delivery.attempts, jitter);
                 let delay = backoff.max(retry_after_ms.unwrap_or(0));
                 let at = now_ms.saturating_add(delay);
-                if status == Some(429) {
-                    if let Some(pause) = retry_after_ms {
-                        // The endpoint asked everyone to wait, not just this delivery.
-                        self.paused_until_ms = self.paused_until_ms.max(now_ms + pause);
-                    }
+                if status == Some(429)
+                    && let Some(pause) = retry_after_ms
+                {
+                    // The endpoint asked everyone to wait, not just this delivery.
+                    self.paused_until_ms = self.paused_until_ms.max(now_ms.saturating_add(pause));
                 }
                 if at
                     > delivery

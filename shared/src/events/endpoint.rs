@@ -130,10 +130,10 @@ pub fn check_endpoint(
         return Err(EndpointError::Unresolved);
     }
     for &address in addresses {
-        if let Some(class) = classify(address) {
-            if !(rules.development && class.allowed_in_development()) {
-                return Err(EndpointError::Address { address, class });
-            }
+        if let Some(class) = classify(address)
+            && !(rules.development && class.allowed_in_development())
+        {
+            return Err(EndpointError::Address { address, class });
         }
     }
     Ok(())
