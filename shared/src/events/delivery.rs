@@ -10,7 +10,7 @@
 //! that is final or out of time is dead-lettered. Each endpoint has its own queue and its own
 //! in-flight limit, so a slow or dead endpoint never delays another.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -148,12 +148,22 @@ pub struct Attempt {
     pub deadline_ms: u64,
 }
 
-/// Whether a status is delivered (`Some(true)`), retried (`Some(false)`) or final (`None`).
-fn classify(code: u16) -> Option<bool> {
+/// What a status means for the delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StatusClass {
+    /// 2xx.
+    Delivered,
+    /// 408, 429, 5xx.
+    Retry,
+    /// Anything else: 1xx, 3xx (redirects are not followed), other 4xx.
+    Final,
+}
+
+fn classify(code: u16) -> StatusClass {
     match code {
-        200..=299 => Some(true),
-        408 | 429 | 500..=599 => Some(false),
-        _ => None,
+        200..=299 => StatusClass::Delivered,
+        408 | 429 | 500..=599 => StatusClass::Retry,
+        _ => StatusClass::Final,
     }
 }
 
@@ -163,6 +173,8 @@ pub struct EndpointQueue {
     policy: RetryPolicy,
     /// (due, arrival order) → delivery.
     waiting: BTreeMap<(u64, u64), Delivery>,
+    /// The event ids in `waiting`.
+    waiting_ids: BTreeSet<String>,
     /// event id → (delivery, attempt deadline).
     in_flight: BTreeMap<String, (Delivery, u64)>,
     /// Nothing is sent before this (the endpoint's `Retry-After` on 429).
@@ -176,6 +188,7 @@ impl EndpointQueue {
         Self {
             policy,
             waiting: BTreeMap::new(),
+            waiting_ids: BTreeSet::new(),
             in_flight: BTreeMap::new(),
             paused_until_ms: 0,
             arrivals: 0,
@@ -189,6 +202,7 @@ impl EndpointQueue {
             return false;
         }
         self.arrivals += 1;
+        self.waiting_ids.insert(delivery.event_id.clone());
         self.waiting
             .insert((delivery.next_at_ms, self.arrivals), delivery);
         true
@@ -196,8 +210,7 @@ impl EndpointQueue {
 
     /// Whether the event is queued or in flight.
     pub fn contains(&self, event_id: &str) -> bool {
-        self.in_flight.contains_key(event_id)
-            || self.waiting.values().any(|d| d.event_id == event_id)
+        self.in_flight.contains_key(event_id) || self.waiting_ids.contains(event_id)
     }
 
     /// Deliveries waiting or in flight.
@@ -222,6 +235,7 @@ impl EndpointQueue {
             return None;
         }
         let mut delivery = self.waiting.remove(&key)?;
+        self.waiting_ids.remove(&delivery.event_id);
         delivery.attempts += 1;
         let attempt = Attempt {
             event_id: delivery.event_id.clone(),
@@ -284,12 +298,11 @@ impl EndpointQueue {
             } => (Some(code), retry_after_ms),
             AttemptResult::Timeout | AttemptResult::Unreachable => (None, None),
         };
-        let verdict = match status.map(classify) {
-            Some(Some(true)) => Verdict::Delivered,
-            Some(None) => Verdict::DeadLetter(DeadReason::Refused {
-                code: status.unwrap_or_default(),
-            }),
-            Some(Some(false)) | None => {
+        let class = status.map_or(StatusClass::Retry, classify);
+        let verdict = match (class, status) {
+            (StatusClass::Delivered, _) => Verdict::Delivered,
+            (StatusClass::Final, Some(code)) => Verdict::DeadLetter(DeadReason::Refused { code }),
+            (StatusClass::Retry, _) | (StatusClass::Final, None) => {
                 let backoff = self.policy.delay_ms(delivery.attempts, jitter);
                 let delay = backoff.max(retry_after_ms.unwrap_or(0));
                 let at = now_ms.saturating_add(delay);
@@ -400,18 +413,20 @@ mod tests {
 
     #[test]
     fn statuses_are_delivered_retried_or_final() {
+        use StatusClass::{Delivered, Final, Retry};
         for (code, expected) in [
-            (200, Some(true)),
-            (204, Some(true)),
-            (301, None),
-            (400, None),
-            (401, None),
-            (404, None),
-            (410, None),
-            (408, Some(false)),
-            (429, Some(false)),
-            (500, Some(false)),
-            (503, Some(false)),
+            (200, Delivered),
+            (204, Delivered),
+            (101, Final),
+            (301, Final),
+            (400, Final),
+            (401, Final),
+            (404, Final),
+            (410, Final),
+            (408, Retry),
+            (429, Retry),
+            (500, Retry),
+            (503, Retry),
         ] {
             assert_eq!(classify(code), expected, "{code}");
         }

@@ -117,7 +117,8 @@ impl SignedHeaders {
     }
 }
 
-/// Signs one attempt with every secret in `secrets` (the new one first during a rotation).
+/// Signs one attempt with every secret in `secrets` (the new one first during a rotation; an
+/// endpoint always has at least one, and with none the signature header is empty).
 pub fn sign(secrets: &[WebhookSecret], id: &str, now_ms: u64, body: &[u8]) -> SignedHeaders {
     let timestamp_s = now_ms / 1000;
     let signature = secrets
