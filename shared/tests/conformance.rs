@@ -1,8 +1,8 @@
 //! The in-memory backend runs the same store conformance suites as every other backend.
 
-use roomcast_core::store::memory::{MemoryConnections, MemoryHistory, MemoryOutbox};
+use roomcast_core::store::memory::{MemoryConnections, MemoryHistory};
 use roomcast_testkit::conformance::{
-    Namer, connection_conformance, history_conformance, outbox_conformance,
+    Namer, connection_conformance, history_conformance, journal_conformance, outbox_conformance,
 };
 
 #[tokio::test(flavor = "multi_thread")]
@@ -17,5 +17,10 @@ async fn memory_connections_conform() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn memory_outbox_conforms() {
-    outbox_conformance(&MemoryOutbox::new(), &Namer::new("mem")).await;
+    outbox_conformance(&MemoryHistory::new(), &Namer::new("mem")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_journal_conforms() {
+    journal_conformance(&MemoryHistory::new(), &Namer::new("mem")).await;
 }

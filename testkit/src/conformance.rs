@@ -1,8 +1,9 @@
 //! Conformance suites every store backend must pass (the in-memory one too).
 //!
 //! Like object_store's shared integration tests: a backend's test calls
-//! [`history_conformance`] / [`connection_conformance`] / [`outbox_conformance`] with a store. Cases use fresh room, tenant
-//! and user names from a [`Namer`], so they may share one store (one DynamoDB table, say).
+//! [`history_conformance`] / [`connection_conformance`] / [`outbox_conformance`] with a store
+//! ([`journal_conformance`] with a fresh one). Cases use fresh room, tenant and user names
+//! from a [`Namer`], so they may share one store (one DynamoDB table, say).
 
 #![allow(
     clippy::unwrap_used,
@@ -13,13 +14,16 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use roomcast_core::auth::{Identity, Role};
-use roomcast_core::events::{DeadReason, Delivery, Event};
+use roomcast_core::events::{
+    AttemptRecord, DeadReason, Delivery, Endpoint, EndpointSecret, Event, EventType,
+};
 use roomcast_core::protocol::{Conversation, ConversationStatus, MessageView, PresenceStatus};
 use roomcast_core::ratelimit::{RateDecision, RatePolicy};
 use roomcast_core::store::{
     Amendment, Connection, ConnectionStore, HistoryQuery, HistoryStore, JoinOutcome, NewMessage,
-    Outbox, OutboxEntry, RateBucket, RoomRef, RoomState, StoreError,
+    Journaled, Outbox, OutboxEntry, RateBucket, RoomRef, RoomState, StoreError,
 };
+use roomcast_core::support::{INBOX_ROOM, inbox_event, room_event};
 
 /// Makes names unique within a process and across runs against one store.
 pub struct Namer {
@@ -877,6 +881,218 @@ pub async fn outbox_conformance(store: &dyn Outbox, names: &Namer) {
     outbox_pending_is_due_in_order(store, names).await;
     outbox_endpoints_do_not_crowd_each_other(store, names).await;
     outbox_ack_dead_letter_and_replay(store, names).await;
+    outbox_endpoints_are_data(store, names).await;
+    outbox_keeps_the_newest_attempt_records(store, names).await;
+}
+
+/// Runs the journal cases against a **fresh** `store` (no endpoint yet) that keeps history
+/// and outbox in one transaction domain (every backend but DynamoDB, whose stream is its
+/// journal).
+pub async fn journal_conformance<S: HistoryStore + Outbox>(store: &S, names: &Namer) {
+    journal_is_empty_without_endpoints(store, names).await;
+    journal_records_every_change_in_order(store, names).await;
+}
+
+/// An endpoint of `tenant` for every event type.
+pub fn endpoint_for(id: &str, tenant: Option<&str>) -> Endpoint {
+    Endpoint {
+        id: id.into(),
+        tenant: tenant.map(Into::into),
+        url: "https://hooks.example/roomcast".into(),
+        types: Vec::new(),
+        enabled: true,
+        description: Some("conformance".into()),
+        secrets: vec![EndpointSecret {
+            secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+            expires_at: None,
+        }],
+        created_at: 1,
+    }
+}
+
+/// Nothing is journaled while no endpoint exists: a deployment without integrations pays
+/// nothing for them.
+pub async fn journal_is_empty_without_endpoints<S: HistoryStore + Outbox>(
+    store: &S,
+    names: &Namer,
+) {
+    assert!(
+        store.endpoints(None).await.unwrap().is_empty(),
+        "journal_conformance needs a fresh store"
+    );
+    let room = names.room();
+    store.append(&room, new_message("a", "alice", "hi", 1)).await.unwrap();
+    assert!(
+        !store
+            .record(&[Event::member_joined(&room, "alice", 1)])
+            .await
+            .unwrap()
+    );
+    assert!(store.journal(100).await.unwrap().is_empty());
+}
+
+/// With an endpoint, each append, edit and delete journals its event in order (a status
+/// record as `conversation.status_changed`, the inbox's copy not at all, a duplicate append
+/// nothing); `record` journals member events; `dispatch` forgets the journal through a
+/// position in the same step as it records the entries.
+pub async fn journal_records_every_change_in_order<S: HistoryStore + Outbox>(
+    store: &S,
+    names: &Namer,
+) {
+    let ep = names.name("ep");
+    store.put_endpoint(&endpoint_for(&ep, None)).await.unwrap();
+    let room = names.room();
+    let first = store.append(&room, new_message("a", "alice", "hi", 10)).await.unwrap();
+    store.append(&room, new_message("a", "alice", "hi", 11)).await.unwrap();
+    let edit = Amendment::Edit {
+        body: "hello".into(),
+        at_ms: 20,
+    };
+    store.amend(&room, 1, edit.clone()).await.unwrap();
+    let delete = Amendment::Delete { at_ms: 30 };
+    let deleted = store.amend(&room, 1, delete.clone()).await.unwrap();
+    let conversation = Conversation {
+        status: ConversationStatus::Waiting,
+        agent: None,
+        version: 1,
+        since: 40,
+    };
+    let status = store
+        .append(&room, room_event(&conversation, None))
+        .await
+        .unwrap();
+    let inbox = RoomRef::new(&room.tenant, INBOX_ROOM);
+    store
+        .append(&inbox, inbox_event(&room.room, &conversation))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .record(&[Event::member_joined(&room, "bob", 50)])
+            .await
+            .unwrap()
+    );
+
+    let journal = store.journal(100).await.unwrap();
+    let mine: Vec<&Journaled> = journal
+        .iter()
+        .filter(|j| j.event.tenant == room.tenant)
+        .collect();
+    let mut edited = first.message.clone();
+    edited.body = Some("hello".into());
+    let expected = vec![
+        Event::message_created(&room, &first.message, vec![]),
+        Event::message_edited(&room, 1, "hello", "alice", 20),
+        Event::of_amend(&room, &deleted, &delete),
+        Event::status_changed(&room, &conversation, status.message.seq),
+        Event::member_joined(&room, "bob", 50),
+    ];
+    let got: Vec<Event> = mine.iter().map(|j| j.event.clone()).collect();
+    assert_eq!(got, expected);
+    assert!(
+        mine.windows(2).all(|w| w[0].position < w[1].position),
+        "positions increase"
+    );
+
+    let through = mine[1].position;
+    let entries = [OutboxEntry::new(ep.clone(), expected[0].clone(), 60)];
+    assert_eq!(store.dispatch(through, &entries).await.unwrap(), 1);
+    let rest: Vec<Event> = store
+        .journal(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|j| j.event.tenant == room.tenant)
+        .map(|j| j.event)
+        .collect();
+    assert_eq!(rest, expected[2..].to_vec());
+    assert_eq!(ids_of(&store.pending(60, 10).await.unwrap(), &ep), vec![expected[0].id.clone()]);
+    let last = store.journal(100).await.unwrap().last().map(|j| j.position);
+    store.dispatch(last.unwrap_or(0), &[]).await.unwrap();
+    assert!(store.journal(100).await.unwrap().is_empty());
+}
+
+/// Endpoints are stored whole, listed per tenant (operator-wide ones only in the full list),
+/// and deleted with their deliveries, dead letters and attempt records.
+pub async fn outbox_endpoints_are_data(store: &dyn Outbox, names: &Namer) {
+    let tenant = names.name("t");
+    let (a, b, op) = (names.name("ep"), names.name("ep"), names.name("ep"));
+    let mut first = endpoint_for(&a, Some(&tenant));
+    store.put_endpoint(&first).await.unwrap();
+    store.put_endpoint(&endpoint_for(&b, Some(&tenant))).await.unwrap();
+    store.put_endpoint(&endpoint_for(&op, None)).await.unwrap();
+    assert_eq!(store.endpoint(&a).await.unwrap(), Some(first.clone()));
+    let listed: Vec<String> = store
+        .endpoints(Some(&tenant))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let mut want = vec![a.clone(), b.clone()];
+    want.sort();
+    assert_eq!(listed, want);
+    let all = store.endpoints(None).await.unwrap();
+    assert!(all.iter().any(|e| e.id == op) && all.iter().any(|e| e.id == a));
+
+    first.enabled = false;
+    first.types = vec![EventType::MessageCreated];
+    store.put_endpoint(&first).await.unwrap();
+    assert_eq!(store.endpoint(&a).await.unwrap(), Some(first));
+
+    let room = names.room();
+    let (e1, e2) = (created_event(&room, 1, 1), created_event(&room, 2, 1));
+    store
+        .dispatch(
+            0,
+            &[
+                OutboxEntry::new(a.clone(), e1.clone(), 1),
+                OutboxEntry::new(a.clone(), e2.clone(), 1),
+            ],
+        )
+        .await
+        .unwrap();
+    store
+        .dead_letter(&a, &e2.id, DeadReason::Expired, 2)
+        .await
+        .unwrap();
+    store.record_attempt(&a, &attempt(&e1.id, 1)).await.unwrap();
+    assert!(store.delete_endpoint(&a).await.unwrap());
+    assert!(!store.delete_endpoint(&a).await.unwrap());
+    assert_eq!(store.endpoint(&a).await.unwrap(), None);
+    assert!(ids_of(&store.pending(10, 10).await.unwrap(), &a).is_empty());
+    assert!(store.dead_letters(&a, 10).await.unwrap().is_empty());
+    assert!(store.attempts(&a, 10).await.unwrap().is_empty());
+    // Recreated under the same id, nothing of the old one comes back.
+    store.put_endpoint(&endpoint_for(&a, Some(&tenant))).await.unwrap();
+    assert!(store.dead_letters(&a, 10).await.unwrap().is_empty());
+}
+
+fn attempt(event_id: &str, n: u32) -> AttemptRecord {
+    AttemptRecord {
+        event_id: event_id.into(),
+        attempt: n,
+        at: u64::from(n),
+        outcome: "retry".into(),
+        status: Some(503),
+        error: None,
+        latency_ms: 7,
+    }
+}
+
+/// Attempt records come back newest first, at most the newest
+/// [`roomcast_core::events::registry::MAX_ATTEMPT_RECORDS`].
+pub async fn outbox_keeps_the_newest_attempt_records(store: &dyn Outbox, names: &Namer) {
+    let ep = names.name("ep");
+    let max = roomcast_core::events::registry::MAX_ATTEMPT_RECORDS as u32;
+    for n in 1..=max + 5 {
+        store.record_attempt(&ep, &attempt("evt_x", n)).await.unwrap();
+    }
+    let records = store.attempts(&ep, 1_000).await.unwrap();
+    assert_eq!(records.len(), max as usize);
+    assert_eq!(records[0].attempt, max + 5);
+    assert_eq!(records.last().map(|r| r.attempt), Some(6));
+    assert_eq!(store.attempts(&ep, 2).await.unwrap().len(), 2);
 }
 
 /// `message.created` for seq `seq` of `room`, stored at `ts`.
@@ -916,9 +1132,9 @@ pub async fn outbox_append_is_idempotent_per_endpoint_and_event(store: &dyn Outb
         OutboxEntry::new(a.clone(), event.clone(), 100),
         OutboxEntry::new(b.clone(), event.clone(), 100),
     ];
-    assert_eq!(store.append(&entries).await.unwrap(), 2);
-    assert_eq!(store.append(&entries).await.unwrap(), 0);
-    assert_eq!(store.append(&entries[..1]).await.unwrap(), 0);
+    assert_eq!(store.dispatch(0, &entries).await.unwrap(), 2);
+    assert_eq!(store.dispatch(0, &entries).await.unwrap(), 0);
+    assert_eq!(store.dispatch(0, &entries[..1]).await.unwrap(), 0);
     let pending = store.pending(100, 10).await.unwrap();
     let mine: Vec<&OutboxEntry> = pending
         .iter()
@@ -941,7 +1157,7 @@ pub async fn outbox_pending_is_due_in_order(store: &dyn Outbox, names: &Namer) {
         .iter()
         .map(|e| OutboxEntry::new(ep.clone(), e.clone(), 100))
         .collect();
-    assert_eq!(store.append(&entries).await.unwrap(), 3);
+    assert_eq!(store.dispatch(0, &entries).await.unwrap(), 3);
     let ids = |v: &[usize]| -> Vec<String> { v.iter().map(|&i| events[i].id.clone()).collect() };
 
     assert!(ids_of(&store.pending(99, 10).await.unwrap(), &ep).is_empty());
@@ -988,7 +1204,7 @@ pub async fn outbox_endpoints_do_not_crowd_each_other(store: &dyn Outbox, names:
         created_event(&room, 21, 1),
         2,
     ));
-    store.append(&entries).await.unwrap();
+    store.dispatch(0, &entries).await.unwrap();
     let pending = store.pending(2, 3).await.unwrap();
     assert_eq!(ids_of(&pending, &dead).len(), 3);
     assert_eq!(ids_of(&pending, &live), vec![entries[20].event.id.clone()]);
@@ -1004,7 +1220,7 @@ pub async fn outbox_ack_dead_letter_and_replay(store: &dyn Outbox, names: &Namer
         OutboxEntry::new(ep.clone(), e1.clone(), 10),
         OutboxEntry::new(ep.clone(), e2.clone(), 10),
     ];
-    store.append(&entries).await.unwrap();
+    store.dispatch(0, &entries).await.unwrap();
 
     assert!(store.ack(&ep, &e1.id).await.unwrap());
     assert!(!store.ack(&ep, &e1.id).await.unwrap(), "acknowledged once");
@@ -1028,7 +1244,7 @@ pub async fn outbox_ack_dead_letter_and_replay(store: &dyn Outbox, names: &Namer
     );
     assert_eq!((dead[0].reason, dead[0].at_ms), (reason, 50));
     assert_eq!(
-        store.append(&entries[1..]).await.unwrap(),
+        store.dispatch(0, &entries[1..]).await.unwrap(),
         0,
         "a dead letter is not appended again"
     );

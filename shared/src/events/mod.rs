@@ -7,6 +7,7 @@
 //! - [`signing`]: `webhook-id`/`webhook-timestamp`/`webhook-signature` with `whsec_` secrets.
 //! - [`delivery`]: the retry policy and one [`EndpointQueue`] per endpoint, sans-IO.
 //! - [`endpoint`]: which endpoint URLs may be delivered to (SSRF).
+//! - [`registry`]: endpoints as data (filters, secrets and their rotation, attempt records).
 //!
 //! The durable side is the [`crate::store::Outbox`] port. The catalogue, the payloads and the
 //! retry schedule are docs/events.md.
@@ -14,6 +15,7 @@
 pub mod delivery;
 pub mod endpoint;
 pub mod model;
+pub mod registry;
 pub mod signing;
 
 pub use delivery::{
@@ -21,4 +23,5 @@ pub use delivery::{
 };
 pub use endpoint::{EndpointError, EndpointRules, check_endpoint};
 pub use model::{Event, EventData, EventType};
+pub use registry::{AttemptRecord, Endpoint, EndpointSecret};
 pub use signing::{SignedHeaders, WebhookSecret, sign, verify};

@@ -14,8 +14,9 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::protocol::{Conversation, ConversationStatus, MessageView};
-use crate::store::RoomRef;
+use crate::protocol::{Conversation, ConversationStatus, MessageView, SYSTEM_SENDER};
+use crate::store::{Amendment, RoomRef};
+use crate::support::INBOX_ROOM;
 
 /// The kinds of event, as named on the wire (`type`) and in endpoint filters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -38,6 +39,10 @@ pub enum EventType {
     /// A user's last connection left the room.
     #[serde(rename = "member.left")]
     MemberLeft,
+    /// Sent on request to one endpoint (`POST /events/endpoints/{id}/test`); never produced by
+    /// a change, never matched by a filter.
+    #[serde(rename = "endpoint.test")]
+    EndpointTest,
 }
 
 impl EventType {
@@ -60,10 +65,11 @@ impl EventType {
             Self::ConversationStatusChanged => "conversation.status_changed",
             Self::MemberJoined => "member.joined",
             Self::MemberLeft => "member.left",
+            Self::EndpointTest => "endpoint.test",
         }
     }
 
-    /// The type named `name`, if there is one.
+    /// The change type named `name`, if there is one (`endpoint.test` is not a change).
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|t| t.as_str() == name)
     }
@@ -126,6 +132,13 @@ pub struct StatusChanged {
     pub seq: u64,
 }
 
+/// `data` of `endpoint.test`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointTest {
+    /// The endpoint it was sent to.
+    pub endpoint: String,
+}
+
 /// `data` of `member.joined` and `member.left`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberChange {
@@ -157,6 +170,9 @@ pub enum EventData {
     /// `member.left`.
     #[serde(rename = "member.left")]
     MemberLeft(MemberChange),
+    /// `endpoint.test`.
+    #[serde(rename = "endpoint.test")]
+    EndpointTest(EndpointTest),
 }
 
 impl EventData {
@@ -169,6 +185,7 @@ impl EventData {
             Self::ConversationStatusChanged(_) => EventType::ConversationStatusChanged,
             Self::MemberJoined(_) => EventType::MemberJoined,
             Self::MemberLeft(_) => EventType::MemberLeft,
+            Self::EndpointTest(_) => EventType::EndpointTest,
         }
     }
 }
@@ -299,6 +316,66 @@ impl Event {
         };
         // No seq: the user and the time identify the event.
         Self::new(room, None, at_ms, data, &format!("{user}@{at_ms}"))
+    }
+
+    /// `endpoint.test` for `endpoint` of `tenant`, requested at `at_ms`; `nonce` (any random
+    /// number) makes each request its own event.
+    pub fn endpoint_test(tenant: &str, endpoint: &str, at_ms: u64, nonce: u64) -> Self {
+        let data = EventData::EndpointTest(EndpointTest {
+            endpoint: endpoint.into(),
+        });
+        let room = RoomRef::new(tenant, "");
+        Self::new(&room, None, at_ms, data, &format!("{endpoint}@{at_ms}#{nonce}"))
+    }
+
+    /// The event a message just appended to `room` stands for: `message.created` (with no
+    /// offline members yet: the dispatcher fills them in), `conversation.status_changed` for
+    /// the system message that records a conversation's version in its own room, and none
+    /// for the copy of that record in the tenant's inbox (the room's event tells it).
+    pub fn of_append(room: &RoomRef, message: &MessageView) -> Option<Self> {
+        if message.from != SYSTEM_SENDER {
+            return Some(Self::message_created(room, message, Vec::new()));
+        }
+        if room.room == INBOX_ROOM {
+            return None;
+        }
+        let meta = message.meta.as_ref();
+        let field = |name: &str| meta.and_then(|m| m.get(name));
+        if field("kind").and_then(|k| k.as_str()) != Some("status") {
+            return Some(Self::message_created(room, message, Vec::new()));
+        }
+        let status: ConversationStatus =
+            serde_json::from_value(field("status")?.clone()).ok()?;
+        let conversation = Conversation {
+            status,
+            agent: field("agent").and_then(|a| a.as_str()).map(Into::into),
+            version: field("version")?.as_u64()?,
+            since: message.ts,
+        };
+        Some(Self::status_changed(room, &conversation, message.seq))
+    }
+
+    /// The event of an amendment of a message in `room` (`amended` as it stands after it):
+    /// only its author edits or deletes a message, so `by` is its sender.
+    pub fn of_amend(room: &RoomRef, amended: &MessageView, change: &Amendment) -> Self {
+        match change {
+            Amendment::Edit { body, at_ms } => {
+                Self::message_edited(room, amended.seq, body, &amended.from, *at_ms)
+            }
+            Amendment::Delete { at_ms } => {
+                Self::message_deleted(room, amended.seq, &amended.from, *at_ms)
+            }
+        }
+    }
+
+    /// Fills in `message.created`'s offline members (sorted, de-duplicated); any other event
+    /// stays as it is.
+    pub fn set_offline_members(&mut self, mut offline: Vec<String>) {
+        if let EventData::MessageCreated(created) = &mut self.data {
+            offline.sort();
+            offline.dedup();
+            created.offline_members = offline;
+        }
     }
 
     /// Its type.

@@ -1,11 +1,12 @@
 //! In-memory [`ConnectionStore`] and [`HistoryStore`]: the reference backends for tests, and the
 //! local server's live-state store (connections die with the process, so they need no disk).
-//! And [`MemoryOutbox`], the reference [`Outbox`].
+//! [`MemoryHistory`] is also the reference [`Outbox`], journaling in the same lock as its
+//! changes.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::outbox::{DeadLetter, Outbox, OutboxEntry};
+use super::outbox::{DeadLetter, Journaled, Outbox, OutboxEntry};
 use super::rules::{
     apply_amendment, check_conversation_version, page_range, sort_members, stored_message,
 };
@@ -13,7 +14,8 @@ use super::{
     Amendment, Appended, Connection, ConnectionStore, HistoryQuery, HistoryStore, JoinOutcome,
     Member, NewMessage, Page, RateBucket, RoomRef, StoreError, Subscriber,
 };
-use crate::events::{DeadReason, Delivery};
+use crate::events::registry::{AttemptRecord, Endpoint, MAX_ATTEMPT_RECORDS};
+use crate::events::{DeadReason, Delivery, Event};
 use crate::protocol::{Conversation, MessageView, PresenceStatus};
 use crate::ratelimit::{RateDecision, RatePolicy, RateState};
 
@@ -298,10 +300,12 @@ struct RoomLog {
     conversation: Option<Conversation>,
 }
 
-/// History in memory. Not durable: for tests and `--store memory`.
+/// History in memory, with its [`Outbox`]. Not durable: for tests and `--store memory`.
 #[derive(Default)]
 pub struct MemoryHistory {
     rooms: Mutex<HashMap<String, RoomLog>>,
+    /// Locked after `rooms` when both are (an append journals its event), never before.
+    events: Mutex<Events>,
 }
 
 impl MemoryHistory {
@@ -327,6 +331,7 @@ impl HistoryStore for MemoryHistory {
         }
         let seq = log.messages.len() as u64 + 1;
         let message = stored_message(room, seq, msg);
+        lock(&self.events).journal(Event::of_append(room, &message));
         log.messages.push(message.clone());
         log.ids.insert(idem, seq);
         Ok(Appended {
@@ -378,7 +383,8 @@ impl HistoryStore for MemoryHistory {
             .get_mut(&room.key())
             .and_then(|l| l.messages.get_mut(index))
             .ok_or(StoreError::NotFound)?;
-        apply_amendment(message, change);
+        apply_amendment(message, change.clone());
+        lock(&self.events).journal(Some(Event::of_amend(room, message, &change)));
         Ok(message.clone())
     }
 
@@ -459,19 +465,39 @@ impl HistoryStore for MemoryHistory {
     }
 }
 
+/// The outbox's state: journal, endpoints, deliveries, dead letters, attempt records.
 #[derive(Default)]
-struct Outboxes {
+struct Events {
+    journal: VecDeque<Journaled>,
+    next_position: u64,
+    endpoints: BTreeMap<String, Endpoint>,
     /// endpoint → event id → (append order, entry)
     pending: BTreeMap<String, BTreeMap<String, (u64, OutboxEntry)>>,
     /// endpoint → event id → (dead-letter order, dead letter)
     dead: BTreeMap<String, BTreeMap<String, (u64, DeadLetter)>>,
+    /// endpoint → newest first
+    attempts: BTreeMap<String, VecDeque<AttemptRecord>>,
     order: u64,
 }
 
-impl Outboxes {
+impl Events {
     fn next_order(&mut self) -> u64 {
         self.order += 1;
         self.order
+    }
+
+    /// Journals `event` when any endpoint exists (see [`Outbox`]).
+    fn journal(&mut self, event: Option<Event>) -> bool {
+        let Some(event) = event else { return false };
+        if self.endpoints.is_empty() {
+            return false;
+        }
+        self.next_position += 1;
+        self.journal.push_back(Journaled {
+            position: self.next_position,
+            event,
+        });
+        true
     }
 
     fn take_pending(&mut self, endpoint: &str, event_id: &str) -> Option<OutboxEntry> {
@@ -484,24 +510,84 @@ impl Outboxes {
     }
 }
 
-/// An outbox in memory. Not durable: for tests and `--store memory`.
-#[derive(Default)]
-pub struct MemoryOutbox {
-    state: Mutex<Outboxes>,
-}
-
-impl MemoryOutbox {
-    /// An empty outbox.
-    pub fn new() -> Self {
-        Self::default()
-    }
-}
-
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
-impl Outbox for MemoryOutbox {
-    async fn append(&self, entries: &[OutboxEntry]) -> Result<usize, StoreError> {
-        let mut state = lock(&self.state);
+impl Outbox for MemoryHistory {
+    async fn record(&self, events: &[Event]) -> Result<bool, StoreError> {
+        let mut state = lock(&self.events);
+        let mut recorded = false;
+        for event in events {
+            recorded |= state.journal(Some(event.clone()));
+        }
+        Ok(recorded)
+    }
+
+    async fn journal(&self, limit: usize) -> Result<Vec<Journaled>, StoreError> {
+        Ok(lock(&self.events)
+            .journal
+            .iter()
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn put_endpoint(&self, endpoint: &Endpoint) -> Result<(), StoreError> {
+        lock(&self.events)
+            .endpoints
+            .insert(endpoint.id.clone(), endpoint.clone());
+        Ok(())
+    }
+
+    async fn endpoint(&self, id: &str) -> Result<Option<Endpoint>, StoreError> {
+        Ok(lock(&self.events).endpoints.get(id).cloned())
+    }
+
+    async fn endpoints(&self, tenant: Option<&str>) -> Result<Vec<Endpoint>, StoreError> {
+        Ok(lock(&self.events)
+            .endpoints
+            .values()
+            .filter(|e| tenant.is_none() || e.tenant.as_deref() == tenant)
+            .cloned()
+            .collect())
+    }
+
+    async fn delete_endpoint(&self, id: &str) -> Result<bool, StoreError> {
+        let mut state = lock(&self.events);
+        state.pending.remove(id);
+        state.dead.remove(id);
+        state.attempts.remove(id);
+        Ok(state.endpoints.remove(id).is_some())
+    }
+
+    async fn record_attempt(
+        &self,
+        endpoint: &str,
+        attempt: &AttemptRecord,
+    ) -> Result<(), StoreError> {
+        let mut state = lock(&self.events);
+        let records = state.attempts.entry(endpoint.to_owned()).or_default();
+        records.push_front(attempt.clone());
+        records.truncate(MAX_ATTEMPT_RECORDS);
+        Ok(())
+    }
+
+    async fn attempts(
+        &self,
+        endpoint: &str,
+        limit: usize,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        Ok(lock(&self.events)
+            .attempts
+            .get(endpoint)
+            .map(|r| r.iter().take(limit).cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn dispatch(&self, through: u64, entries: &[OutboxEntry]) -> Result<usize, StoreError> {
+        let mut state = lock(&self.events);
+        while state.journal.front().is_some_and(|j| j.position <= through) {
+            state.journal.pop_front();
+        }
         let mut added = 0;
         for entry in entries {
             let id = &entry.event.id;
@@ -532,7 +618,7 @@ impl Outbox for MemoryOutbox {
         now_ms: u64,
         per_endpoint: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
-        let state = lock(&self.state);
+        let state = lock(&self.events);
         let mut out = Vec::new();
         for entries in state.pending.values() {
             let mut due: Vec<&(u64, OutboxEntry)> = entries
@@ -546,7 +632,7 @@ impl Outbox for MemoryOutbox {
     }
 
     async fn reschedule(&self, endpoint: &str, delivery: &Delivery) -> Result<(), StoreError> {
-        let mut state = lock(&self.state);
+        let mut state = lock(&self.events);
         let (_, entry) = state
             .pending
             .get_mut(endpoint)
@@ -557,7 +643,7 @@ impl Outbox for MemoryOutbox {
     }
 
     async fn ack(&self, endpoint: &str, event_id: &str) -> Result<bool, StoreError> {
-        Ok(lock(&self.state).take_pending(endpoint, event_id).is_some())
+        Ok(lock(&self.events).take_pending(endpoint, event_id).is_some())
     }
 
     async fn dead_letter(
@@ -567,7 +653,7 @@ impl Outbox for MemoryOutbox {
         reason: DeadReason,
         at_ms: u64,
     ) -> Result<bool, StoreError> {
-        let mut state = lock(&self.state);
+        let mut state = lock(&self.events);
         let Some(entry) = state.take_pending(endpoint, event_id) else {
             return Ok(false);
         };
@@ -591,7 +677,7 @@ impl Outbox for MemoryOutbox {
         endpoint: &str,
         limit: usize,
     ) -> Result<Vec<DeadLetter>, StoreError> {
-        let state = lock(&self.state);
+        let state = lock(&self.events);
         let mut dead: Vec<&(u64, DeadLetter)> = state
             .dead
             .get(endpoint)
@@ -611,7 +697,7 @@ impl Outbox for MemoryOutbox {
         event_id: &str,
         now_ms: u64,
     ) -> Result<bool, StoreError> {
-        let mut state = lock(&self.state);
+        let mut state = lock(&self.events);
         let Some((_, dead)) = state
             .dead
             .get_mut(endpoint)

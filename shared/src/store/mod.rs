@@ -13,7 +13,7 @@ pub mod memory;
 pub mod outbox;
 pub mod rules;
 
-pub use outbox::{DeadLetter, Outbox, OutboxEntry};
+pub use outbox::{DeadLetter, Journaled, Outbox, OutboxEntry};
 
 use serde::{Deserialize, Serialize};
 

@@ -1,17 +1,20 @@
-//! The outbox port: integration events waiting for delivery, one entry per event and endpoint.
+//! The outbox port: the durable side of integration events. Three parts, one transaction domain:
 //!
-//! **Same transaction.** An event is only as reliable as the write that records it: a backend
-//! that keeps an outbox writes a change's entries in the same transaction as the change (the
-//! embedded store: the same redb write transaction as the append; the edge: the same SQLite
-//! transaction), so a crash loses both or neither and never an event of a change that was
-//! acknowledged. A backend with a change stream (DynamoDB Streams) may use the stream as its
-//! outbox and call [`Outbox::append`] from the stream's consumer instead. Either way nothing
-//! is delivered before the change is durable, and the delivery adds nothing to the `ack`.
+//! - **The journal**: events of stored changes, in the order they were stored, waiting to be
+//!   dispatched. A backend that implements both [`super::HistoryStore`] and [`Outbox`] (memory,
+//!   the embedded store, the edge's SQLite) writes the event of each `append` and `amend`
+//!   ([`Event::of_append`], [`Event::of_amend`]) **in the change's own transaction**, whenever
+//!   at least one endpoint exists, so a crash loses both or neither and never the event of an
+//!   acknowledged change. A backend with a change stream (DynamoDB Streams) uses the stream as
+//!   its journal instead. Member events, which follow live connections rather than a stored
+//!   change, are journaled with [`Outbox::record`].
+//! - **Endpoints**: who receives what ([`Endpoint`]).
+//! - **Deliveries**: one entry per event and endpoint, moved out of the journal in one step
+//!   ([`Outbox::dispatch`]), kept until acknowledged, rescheduled or dead-lettered. An endpoint
+//!   created after a change does not receive its event.
 //!
-//! **Per endpoint.** Entries are keyed by `(endpoint, event id)`; [`Outbox::pending`] answers
-//! at most a bounded number per endpoint, so a dead endpoint's backlog never crowds out another
-//! endpoint's deliveries. Entries are resolved against the endpoints that exist when the change
-//! is stored: an endpoint created later does not receive earlier events.
+//! **Per endpoint.** [`Outbox::pending`] answers at most a bounded number per endpoint, so a
+//! dead endpoint's backlog never crowds out another endpoint's deliveries.
 //!
 //! **At least once.** An entry stays pending until acknowledged, rescheduled or dead-lettered;
 //! a drain that restarts finds it again (the [`crate::events::EndpointQueue`] it feeds ignores
@@ -21,7 +24,17 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 use crate::MaybeSendSync;
+use crate::events::registry::{AttemptRecord, Endpoint};
 use crate::events::{DeadReason, Delivery, Event};
+
+/// An event in the journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Journaled {
+    /// Its position: increasing in the order events were journaled.
+    pub position: u64,
+    /// The event (`message.created` without its offline members).
+    pub event: Event,
+}
 
 /// One event waiting for one endpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,10 +74,32 @@ pub struct DeadLetter {
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
 pub trait Outbox: MaybeSendSync {
-    /// Records entries (in the change's own transaction where the backend can; see the module
-    /// doc). An entry whose `(endpoint, event id)` is pending or dead-lettered already is
-    /// skipped: returns how many were new.
-    async fn append(&self, entries: &[OutboxEntry]) -> Result<usize, StoreError>;
+    /// Journals events that no stored change carries (`member.*`), when at least one endpoint
+    /// exists (like the journaling of changes). Returns whether they were journaled.
+    async fn record(&self, events: &[Event]) -> Result<bool, StoreError>;
+    /// Up to `limit` journaled events, oldest first.
+    async fn journal(&self, limit: usize) -> Result<Vec<Journaled>, StoreError>;
+    /// In one step: forgets the journal through `through` and records `entries` (an entry whose
+    /// `(endpoint, event id)` is pending or dead-lettered already is skipped). Returns how many
+    /// entries were new.
+    async fn dispatch(&self, through: u64, entries: &[OutboxEntry]) -> Result<usize, StoreError>;
+    /// Creates or replaces an endpoint.
+    async fn put_endpoint(&self, endpoint: &Endpoint) -> Result<(), StoreError>;
+    /// The endpoint with this id.
+    async fn endpoint(&self, id: &str) -> Result<Option<Endpoint>, StoreError>;
+    /// Every endpoint (`tenant: None`), or one tenant's (operator-wide ones not included),
+    /// by id.
+    async fn endpoints(&self, tenant: Option<&str>) -> Result<Vec<Endpoint>, StoreError>;
+    /// Removes an endpoint with its pending deliveries, dead letters and attempt records.
+    /// Returns whether it existed.
+    async fn delete_endpoint(&self, id: &str) -> Result<bool, StoreError>;
+    /// Keeps an attempt record for the endpoint (the newest
+    /// [`crate::events::registry::MAX_ATTEMPT_RECORDS`]).
+    async fn record_attempt(&self, endpoint: &str, attempt: &AttemptRecord)
+    -> Result<(), StoreError>;
+    /// The endpoint's attempt records, newest first.
+    async fn attempts(&self, endpoint: &str, limit: usize)
+    -> Result<Vec<AttemptRecord>, StoreError>;
     /// Entries due at `now_ms`: for each endpoint, up to `per_endpoint` of its due entries,
     /// earliest due first, then in the order they were appended (so one room's events keep
     /// their seq order).
