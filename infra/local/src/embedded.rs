@@ -32,6 +32,10 @@
 //! Keys start with [`RoomRef::key`] (`tenant/room`; names cannot contain `/`):
 //! messages `(room, seq) → MessageView` as JSON, heads `room → seq`, idempotency
 //! `(room, from, id) → seq`, read cursors `(room, user) → seq`, members `(room, user) → last seen`.
+//! The integration events' tables are in [`outbox`], which implements the
+//! [`roomcast_core::store::Outbox`] port on the same file and writer.
+
+mod outbox;
 
 use std::fmt::Display;
 use std::path::Path;
@@ -43,6 +47,7 @@ use redb::{
     Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, Table, TableDefinition,
     WriteTransaction,
 };
+use roomcast_core::events::Event;
 use roomcast_core::protocol::{Conversation, MessageView};
 use roomcast_core::store::rules::{
     apply_amendment, check_conversation_version, page_range, sort_members, stored_message,
@@ -141,6 +146,23 @@ impl EmbeddedHistory {
             .map_err(|_| writer_gone())?;
         // A dropped reply means the writer died mid-batch: nothing was acknowledged.
         answer.await.map_err(|_| writer_gone())?
+    }
+
+    /// Applies `work` in the writer's next batch, like every other write.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut WriteTables<'_>) -> Applied<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.write(|reply| {
+            Request::Run(Box::new(move |tables| match tables {
+                Some(tables) => applied(reply, work(tables)),
+                None => (
+                    completion(reply, Err(StoreError::Unavailable("batch aborted".into()))),
+                    None,
+                ),
+            }))
+        })
+        .await
     }
 
     /// Runs `read` in a fresh read transaction on the blocking pool.
@@ -350,7 +372,13 @@ enum Request {
         next: Conversation,
         reply: Reply<()>,
     },
+    /// Any other write ([`EmbeddedHistory::run`]): given the tables to apply it, or `None` to
+    /// abandon it.
+    Run(Job),
 }
+
+/// A write as a closure over the batch's tables.
+type Job = Box<dyn FnOnce(Option<&mut WriteTables<'_>>) -> (Completion, Option<redb::Error>) + Send>;
 
 /// A request's answer, held back until its batch's commit is decided: called with `None` when
 /// the batch committed, with the batch's error otherwise.
@@ -402,6 +430,7 @@ impl Request {
             Request::PutConversation { room, next, reply } => {
                 applied(reply, tables.put_conversation(&room, &next))
             }
+            Request::Run(job) => job(Some(tables)),
         }
     }
 
@@ -416,6 +445,7 @@ impl Request {
             Request::AdvanceRead { reply, .. } => completion(reply, aborted()),
             Request::TouchMember { reply, .. } => completion(reply, aborted()),
             Request::PutConversation { reply, .. } => completion(reply, aborted()),
+            Request::Run(job) => job(None).0,
         }
     }
 }
@@ -510,6 +540,12 @@ struct WriteTables<'txn> {
     cursors: Table<'txn, (&'static str, &'static str), u64>,
     members: Table<'txn, (&'static str, &'static str), u64>,
     conversations: Table<'txn, &'static str, &'static [u8]>,
+    journal: Table<'txn, u64, &'static [u8]>,
+    endpoints: Table<'txn, &'static str, &'static [u8]>,
+    pending: Table<'txn, (&'static str, &'static str), &'static [u8]>,
+    dead: Table<'txn, (&'static str, &'static str), &'static [u8]>,
+    attempts: Table<'txn, (&'static str, u64), &'static [u8]>,
+    counters: Table<'txn, &'static str, u64>,
 }
 
 /// Inner `Result`: the request's own outcome. Outer: a storage error that fails the batch.
@@ -524,6 +560,12 @@ impl<'txn> WriteTables<'txn> {
             cursors: txn.open_table(CURSORS)?,
             members: txn.open_table(MEMBERS)?,
             conversations: txn.open_table(CONVERSATIONS)?,
+            journal: txn.open_table(outbox::JOURNAL)?,
+            endpoints: txn.open_table(outbox::ENDPOINTS)?,
+            pending: txn.open_table(outbox::PENDING)?,
+            dead: txn.open_table(outbox::DEAD)?,
+            attempts: txn.open_table(outbox::ATTEMPTS)?,
+            counters: txn.open_table(outbox::COUNTERS)?,
         })
     }
 
@@ -558,6 +600,9 @@ impl<'txn> WriteTables<'txn> {
             (key.as_str(), message.from.as_str(), message.id.as_str()),
             seq,
         )?;
+        if let Err(e) = self.journal(Event::of_append(room, &message))? {
+            return Ok(Err(e));
+        }
         Ok(Ok(Appended {
             message,
             duplicate: false,
@@ -574,13 +619,16 @@ impl<'txn> WriteTables<'txn> {
             Ok(message) => message,
             Err(e) => return Ok(Err(e)),
         };
-        apply_amendment(&mut message, change);
+        apply_amendment(&mut message, change.clone());
         let bytes = match encode(&message) {
             Ok(bytes) => bytes,
             Err(e) => return Ok(Err(e)),
         };
         self.messages
             .insert((key.as_str(), seq), bytes.as_slice())?;
+        if let Err(e) = self.journal(Some(Event::of_amend(room, &message, &change)))? {
+            return Ok(Err(e));
+        }
         Ok(Ok(message))
     }
 
@@ -656,7 +704,9 @@ fn writer_gone() -> StoreError {
 mod tests {
     use std::collections::BTreeSet;
 
-    use roomcast_testkit::conformance::{Namer, history_conformance};
+    use roomcast_testkit::conformance::{
+        Namer, history_conformance, journal_conformance, outbox_conformance,
+    };
 
     use super::*;
 
@@ -669,6 +719,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedHistory::open(dir.path()).unwrap();
         history_conformance(&store, &Namer::new("emb")).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn outbox_conformance_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedHistory::open(dir.path()).unwrap();
+        let names = Namer::new("emb");
+        journal_conformance(&store, &names).await;
+        outbox_conformance(&store, &names).await;
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -1,0 +1,430 @@
+//! The embedded store's [`Outbox`]: journal, endpoints, deliveries, dead letters and attempt
+//! records in the same redb file as the history, written by the same writer thread. The event
+//! of an `append` or `amend` is journaled inside that write's own transaction (see
+//! [`WriteTables::journal`]), so a `kill -9` loses both or neither.
+//!
+//! Tables: journal `position → Event`, endpoints `id → Endpoint`, pending
+//! `(endpoint, event id) → (order, OutboxEntry)`, dead letters `(endpoint, event id) → (order,
+//! DeadLetter)`, attempts `(endpoint, n) → AttemptRecord`, and counters `name → u64` (the next
+//! journal position, append order and attempt number). Values are JSON.
+
+use redb::{ReadableTable, TableDefinition};
+use roomcast_core::events::registry::{AttemptRecord, Endpoint, MAX_ATTEMPT_RECORDS};
+use roomcast_core::events::{DeadReason, Delivery, Event};
+use roomcast_core::store::{DeadLetter, Journaled, Outbox, OutboxEntry, StoreError};
+use serde::{Deserialize, Serialize};
+
+use super::{Applied, EmbeddedHistory, WriteTables, decode, encode, unavailable};
+
+pub(super) const JOURNAL: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("event_journal");
+pub(super) const ENDPOINTS: TableDefinition<'_, &str, &[u8]> =
+    TableDefinition::new("event_endpoints");
+pub(super) const PENDING: TableDefinition<'_, (&str, &str), &[u8]> =
+    TableDefinition::new("event_pending");
+pub(super) const DEAD: TableDefinition<'_, (&str, &str), &[u8]> =
+    TableDefinition::new("event_dead_letters");
+pub(super) const ATTEMPTS: TableDefinition<'_, (&str, u64), &[u8]> =
+    TableDefinition::new("event_attempts");
+pub(super) const COUNTERS: TableDefinition<'_, &str, u64> = TableDefinition::new("event_counters");
+
+const NEXT_POSITION: &str = "journal_position";
+const NEXT_ORDER: &str = "order";
+const NEXT_ATTEMPT: &str = "attempt";
+
+/// A pending entry or dead letter with the order it was stored in.
+#[derive(Serialize, Deserialize)]
+struct Ordered<T> {
+    order: u64,
+    value: T,
+}
+
+/// Inner errors of a request become its answer; storage errors fail the batch.
+macro_rules! tri {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(e)),
+        }
+    };
+}
+
+impl WriteTables<'_> {
+    fn next(&mut self, counter: &str) -> Result<u64, redb::Error> {
+        let n = self.counters.get(counter)?.map_or(0, |v| v.value()) + 1;
+        self.counters.insert(counter, n)?;
+        Ok(n)
+    }
+
+    /// Journals `event` when an endpoint exists: called inside the write that made the change.
+    pub(super) fn journal(&mut self, event: Option<Event>) -> Applied<bool> {
+        let Some(event) = event else {
+            return Ok(Ok(false));
+        };
+        if self.endpoints.first()?.is_none() {
+            return Ok(Ok(false));
+        }
+        let bytes = tri!(encode(&event));
+        let position = self.next(NEXT_POSITION)?;
+        self.journal.insert(position, bytes.as_slice())?;
+        Ok(Ok(true))
+    }
+
+    fn record(&mut self, events: Vec<Event>) -> Applied<bool> {
+        let mut recorded = false;
+        for event in events {
+            recorded |= tri!(self.journal(Some(event))?);
+        }
+        Ok(Ok(recorded))
+    }
+
+    fn known(&self, endpoint: &str, event_id: &str) -> Result<bool, redb::Error> {
+        Ok(self.pending.get((endpoint, event_id))?.is_some()
+            || self.dead.get((endpoint, event_id))?.is_some())
+    }
+
+    fn add_pending(&mut self, entry: &OutboxEntry) -> Applied<()> {
+        let order = self.next(NEXT_ORDER)?;
+        let bytes = tri!(encode(&Ordered {
+            order,
+            value: entry.clone(),
+        }));
+        self.pending.insert(
+            (entry.endpoint.as_str(), entry.event.id.as_str()),
+            bytes.as_slice(),
+        )?;
+        Ok(Ok(()))
+    }
+
+    fn dispatch(&mut self, through: u64, entries: Vec<OutboxEntry>) -> Applied<usize> {
+        let done: Vec<u64> = self
+            .journal
+            .range(..=through)?
+            .map(|entry| entry.map(|(k, _)| k.value()))
+            .collect::<Result<_, _>>()?;
+        for position in done {
+            self.journal.remove(position)?;
+        }
+        let mut added = 0;
+        for entry in &entries {
+            if self.known(&entry.endpoint, &entry.event.id)? {
+                continue;
+            }
+            tri!(self.add_pending(entry)?);
+            added += 1;
+        }
+        Ok(Ok(added))
+    }
+
+    fn take_pending(&mut self, endpoint: &str, event_id: &str) -> Applied<Option<OutboxEntry>> {
+        let Some(bytes) = self.pending.remove((endpoint, event_id))? else {
+            return Ok(Ok(None));
+        };
+        let stored: Ordered<OutboxEntry> = tri!(decode(bytes.value()));
+        Ok(Ok(Some(stored.value)))
+    }
+
+    fn reschedule(&mut self, endpoint: &str, delivery: Delivery) -> Applied<()> {
+        let key = (endpoint, delivery.event_id.as_str());
+        let Some(bytes) = self.pending.get(key)?.map(|v| v.value().to_vec()) else {
+            return Ok(Err(StoreError::NotFound));
+        };
+        let mut stored: Ordered<OutboxEntry> = tri!(decode(&bytes));
+        stored.value.delivery = delivery.clone();
+        let bytes = tri!(encode(&stored));
+        self.pending.insert(key, bytes.as_slice())?;
+        Ok(Ok(()))
+    }
+
+    fn dead_letter(
+        &mut self,
+        endpoint: &str,
+        event_id: &str,
+        reason: DeadReason,
+        at_ms: u64,
+    ) -> Applied<bool> {
+        let Some(entry) = tri!(self.take_pending(endpoint, event_id)?) else {
+            return Ok(Ok(false));
+        };
+        let order = self.next(NEXT_ORDER)?;
+        let bytes = tri!(encode(&Ordered {
+            order,
+            value: DeadLetter {
+                entry,
+                reason,
+                at_ms,
+            },
+        }));
+        self.dead.insert((endpoint, event_id), bytes.as_slice())?;
+        Ok(Ok(true))
+    }
+
+    fn replay(&mut self, endpoint: &str, event_id: &str, now_ms: u64) -> Applied<bool> {
+        let Some(bytes) = self.dead.remove((endpoint, event_id))? else {
+            return Ok(Ok(false));
+        };
+        let dead: Ordered<DeadLetter> = tri!(decode(bytes.value()));
+        drop(bytes);
+        let entry = OutboxEntry {
+            delivery: Delivery::new(event_id, now_ms),
+            ..dead.value.entry
+        };
+        tri!(self.add_pending(&entry)?);
+        Ok(Ok(true))
+    }
+
+    /// Removes every `(endpoint, …)` key of a table keyed by endpoint first.
+    fn clear_endpoint(&mut self, endpoint: &str) -> Result<(), redb::Error> {
+        let keys = ids_under(&self.pending, endpoint)?;
+        for id in keys {
+            self.pending.remove((endpoint, id.as_str()))?;
+        }
+        let keys = ids_under(&self.dead, endpoint)?;
+        for id in keys {
+            self.dead.remove((endpoint, id.as_str()))?;
+        }
+        let numbers: Vec<u64> = self
+            .attempts
+            .range((endpoint, 0)..=(endpoint, u64::MAX))?
+            .map(|e| e.map(|(k, _)| k.value().1))
+            .collect::<Result<_, _>>()?;
+        for n in numbers {
+            self.attempts.remove((endpoint, n))?;
+        }
+        Ok(())
+    }
+
+    fn put_endpoint(&mut self, endpoint: &Endpoint) -> Applied<()> {
+        let bytes = tri!(encode(endpoint));
+        self.endpoints.insert(endpoint.id.as_str(), bytes.as_slice())?;
+        Ok(Ok(()))
+    }
+
+    fn delete_endpoint(&mut self, id: &str) -> Applied<bool> {
+        self.clear_endpoint(id)?;
+        Ok(Ok(self.endpoints.remove(id)?.is_some()))
+    }
+
+    fn record_attempt(&mut self, endpoint: &str, attempt: &AttemptRecord) -> Applied<()> {
+        let bytes = tri!(encode(attempt));
+        let n = self.next(NEXT_ATTEMPT)?;
+        self.attempts.insert((endpoint, n), bytes.as_slice())?;
+        let numbers: Vec<u64> = self
+            .attempts
+            .range((endpoint, 0)..=(endpoint, u64::MAX))?
+            .map(|e| e.map(|(k, _)| k.value().1))
+            .collect::<Result<_, _>>()?;
+        let excess = numbers.len().saturating_sub(MAX_ATTEMPT_RECORDS);
+        for old in &numbers[..excess] {
+            self.attempts.remove((endpoint, *old))?;
+        }
+        Ok(Ok(()))
+    }
+}
+
+/// The event ids under `endpoint` in a table keyed `(endpoint, event id)`.
+fn ids_under(
+    table: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    endpoint: &str,
+) -> Result<Vec<String>, redb::Error> {
+    let mut ids = Vec::new();
+    for entry in table.range((endpoint, "")..)? {
+        let (k, _) = entry?;
+        let (ep, id) = k.value();
+        if ep != endpoint {
+            break;
+        }
+        ids.push(id.to_owned());
+    }
+    Ok(ids)
+}
+
+#[async_trait::async_trait]
+impl Outbox for EmbeddedHistory {
+    async fn record(&self, events: &[Event]) -> Result<bool, StoreError> {
+        let events = events.to_vec();
+        self.run(move |t| t.record(events)).await
+    }
+
+    async fn journal(&self, limit: usize) -> Result<Vec<Journaled>, StoreError> {
+        self.read(move |txn| {
+            let table = txn.open_table(JOURNAL).map_err(unavailable)?;
+            let mut out = Vec::new();
+            for entry in table.iter().map_err(unavailable)?.take(limit) {
+                let (k, v) = entry.map_err(unavailable)?;
+                out.push(Journaled {
+                    position: k.value(),
+                    event: decode(v.value())?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn dispatch(&self, through: u64, entries: &[OutboxEntry]) -> Result<usize, StoreError> {
+        let entries = entries.to_vec();
+        self.run(move |t| t.dispatch(through, entries)).await
+    }
+
+    async fn put_endpoint(&self, endpoint: &Endpoint) -> Result<(), StoreError> {
+        let endpoint = endpoint.clone();
+        self.run(move |t| t.put_endpoint(&endpoint)).await
+    }
+
+    async fn endpoint(&self, id: &str) -> Result<Option<Endpoint>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |txn| {
+            let table = txn.open_table(ENDPOINTS).map_err(unavailable)?;
+            let stored = table.get(id.as_str()).map_err(unavailable)?;
+            stored.map(|v| decode(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn endpoints(&self, tenant: Option<&str>) -> Result<Vec<Endpoint>, StoreError> {
+        let tenant = tenant.map(str::to_owned);
+        self.read(move |txn| {
+            let table = txn.open_table(ENDPOINTS).map_err(unavailable)?;
+            let mut out = Vec::new();
+            for entry in table.iter().map_err(unavailable)? {
+                let (_, v) = entry.map_err(unavailable)?;
+                let endpoint: Endpoint = decode(v.value())?;
+                if tenant.is_none() || endpoint.tenant == tenant {
+                    out.push(endpoint);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_endpoint(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.run(move |t| t.delete_endpoint(&id)).await
+    }
+
+    async fn record_attempt(
+        &self,
+        endpoint: &str,
+        attempt: &AttemptRecord,
+    ) -> Result<(), StoreError> {
+        let (endpoint, attempt) = (endpoint.to_owned(), attempt.clone());
+        self.run(move |t| t.record_attempt(&endpoint, &attempt))
+            .await
+    }
+
+    async fn attempts(
+        &self,
+        endpoint: &str,
+        limit: usize,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        let endpoint = endpoint.to_owned();
+        self.read(move |txn| {
+            let table = txn.open_table(ATTEMPTS).map_err(unavailable)?;
+            let mut out = Vec::new();
+            let range = table
+                .range((endpoint.as_str(), 0)..=(endpoint.as_str(), u64::MAX))
+                .map_err(unavailable)?;
+            for entry in range.rev().take(limit) {
+                let (_, v) = entry.map_err(unavailable)?;
+                out.push(decode(v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn pending(
+        &self,
+        now_ms: u64,
+        per_endpoint: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.read(move |txn| {
+            let table = txn.open_table(PENDING).map_err(unavailable)?;
+            let mut out = Vec::new();
+            let mut current: Option<String> = None;
+            let mut due: Vec<Ordered<OutboxEntry>> = Vec::new();
+            let flush = |due: &mut Vec<Ordered<OutboxEntry>>, out: &mut Vec<OutboxEntry>| {
+                due.sort_by_key(|o| (o.value.delivery.next_at_ms, o.order));
+                out.extend(due.drain(..).take(per_endpoint).map(|o| o.value));
+            };
+            for entry in table.iter().map_err(unavailable)? {
+                let (k, v) = entry.map_err(unavailable)?;
+                let endpoint = k.value().0;
+                if current.as_deref() != Some(endpoint) {
+                    flush(&mut due, &mut out);
+                    current = Some(endpoint.to_owned());
+                }
+                let stored: Ordered<OutboxEntry> = decode(v.value())?;
+                if stored.value.delivery.next_at_ms <= now_ms {
+                    due.push(stored);
+                }
+            }
+            flush(&mut due, &mut out);
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn reschedule(&self, endpoint: &str, delivery: &Delivery) -> Result<(), StoreError> {
+        let (endpoint, delivery) = (endpoint.to_owned(), delivery.clone());
+        self.run(move |t| t.reschedule(&endpoint, delivery)).await
+    }
+
+    async fn ack(&self, endpoint: &str, event_id: &str) -> Result<bool, StoreError> {
+        let (endpoint, event_id) = (endpoint.to_owned(), event_id.to_owned());
+        self.run(move |t| {
+            t.take_pending(&endpoint, &event_id)
+                .map(|r| r.map(|e| e.is_some()))
+        })
+        .await
+    }
+
+    async fn dead_letter(
+        &self,
+        endpoint: &str,
+        event_id: &str,
+        reason: DeadReason,
+        at_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let (endpoint, event_id) = (endpoint.to_owned(), event_id.to_owned());
+        self.run(move |t| t.dead_letter(&endpoint, &event_id, reason, at_ms))
+            .await
+    }
+
+    async fn dead_letters(
+        &self,
+        endpoint: &str,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        let endpoint = endpoint.to_owned();
+        self.read(move |txn| {
+            let table = txn.open_table(DEAD).map_err(unavailable)?;
+            let mut dead: Vec<Ordered<DeadLetter>> = Vec::new();
+            for entry in table
+                .range((endpoint.as_str(), "")..)
+                .map_err(unavailable)?
+            {
+                let (k, v) = entry.map_err(unavailable)?;
+                if k.value().0 != endpoint {
+                    break;
+                }
+                dead.push(decode(v.value())?);
+            }
+            dead.sort_by_key(|d| (d.value.at_ms, d.order));
+            Ok(dead.into_iter().take(limit).map(|d| d.value).collect())
+        })
+        .await
+    }
+
+    async fn replay(
+        &self,
+        endpoint: &str,
+        event_id: &str,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let (endpoint, event_id) = (endpoint.to_owned(), event_id.to_owned());
+        self.run(move |t| t.replay(&endpoint, &event_id, now_ms))
+            .await
+    }
+}
