@@ -13,6 +13,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::auth::{AuthConfig, TokenVerifier, VerifyKey};
+use crate::events::{EventType, WebhookSecret};
 use crate::lifecycle::LifecyclePolicy;
 use crate::limits::{
     DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_CONNECTION_MS, DEFAULT_MAX_CONNECTIONS_PER_USER,
@@ -52,6 +53,15 @@ pub mod names {
     pub const MAX_CONNECTION_SECS: &str = "ROOMCAST_MAX_CONNECTION_SECS";
     /// Log level: `error`, `warn`, `info` (default), `debug` or `trace`.
     pub const LOG: &str = "ROOMCAST_LOG";
+    /// An operator-wide webhook endpoint: every tenant's integration events are POSTed here.
+    pub const WEBHOOK_URL: &str = "ROOMCAST_WEBHOOK_URL";
+    /// Its `whsec_` secret (required with the URL).
+    pub const WEBHOOK_SECRET: &str = "ROOMCAST_WEBHOOK_SECRET";
+    /// Its event types, comma-separated (default: every type).
+    pub const WEBHOOK_TYPES: &str = "ROOMCAST_WEBHOOK_TYPES";
+    /// Development mode for webhook endpoints: allow loopback and private addresses (never in
+    /// production: a tenant could reach the deployment's network).
+    pub const WEBHOOK_ALLOW_PRIVATE: &str = "ROOMCAST_WEBHOOK_ALLOW_PRIVATE";
 
     /// Every name [`super::Settings::from_lookup`] reads.
     pub const ALL: &[&str] = &[
@@ -68,6 +78,10 @@ pub mod names {
         IDLE_TIMEOUT_SECS,
         MAX_CONNECTION_SECS,
         LOG,
+        WEBHOOK_URL,
+        WEBHOOK_SECRET,
+        WEBHOOK_TYPES,
+        WEBHOOK_ALLOW_PRIVATE,
     ];
 }
 
@@ -190,6 +204,65 @@ pub struct Settings {
     pub lifecycle: LifecyclePolicy,
     /// Log level.
     pub log: LogLevel,
+    /// Integration events.
+    pub events: EventsConfig,
+}
+
+/// What integration events the deployment's configuration sets up (tenants add endpoints over
+/// the HTTP API).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventsConfig {
+    /// The operator-wide endpoint, when [`names::WEBHOOK_URL`] is set.
+    pub operator: Option<OperatorEndpoint>,
+    /// [`names::WEBHOOK_ALLOW_PRIVATE`].
+    pub allow_private: bool,
+}
+
+/// The operator-wide endpoint of [`EventsConfig`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorEndpoint {
+    /// Where deliveries go.
+    pub url: String,
+    /// `whsec_…`.
+    pub secret: String,
+    /// Event types (empty: every type).
+    pub types: Vec<EventType>,
+}
+
+fn events_config(lookup: &Lookup<impl Fn(&str) -> Option<String>>) -> Result<EventsConfig, ConfigError> {
+    let allow_private = lookup.flag(names::WEBHOOK_ALLOW_PRIVATE)?;
+    let Some(url) = lookup.string(names::WEBHOOK_URL) else {
+        return Ok(EventsConfig {
+            operator: None,
+            allow_private,
+        });
+    };
+    let invalid = |name, problem: String| ConfigError::Invalid { name, problem };
+    crate::events::endpoint::parse_endpoint_url(&url)
+        .map_err(|e| invalid(names::WEBHOOK_URL, e.to_string()))?;
+    let secret = lookup.string(names::WEBHOOK_SECRET).ok_or_else(|| {
+        invalid(
+            names::WEBHOOK_SECRET,
+            format!("required with {}", names::WEBHOOK_URL),
+        )
+    })?;
+    WebhookSecret::parse(&secret).map_err(|e| invalid(names::WEBHOOK_SECRET, e.to_string()))?;
+    let types = match lookup.string(names::WEBHOOK_TYPES) {
+        None => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(|t| {
+                EventType::parse(t)
+                    .ok_or_else(|| invalid(names::WEBHOOK_TYPES, format!("no event type `{t}`")))
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(EventsConfig {
+        operator: Some(OperatorEndpoint { url, secret, types }),
+        allow_private,
+    })
 }
 
 /// A lookup of setting values by name, treating empty values as unset, with typed parsing that
@@ -311,6 +384,7 @@ impl Settings {
                 max_connection_ms: seconds(names::MAX_CONNECTION_SECS, DEFAULT_MAX_CONNECTION_MS)?,
             },
             log: lookup.parsed(names::LOG, LogLevel::Info)?,
+            events: events_config(&lookup)?,
         })
     }
 

@@ -1,4 +1,4 @@
-//! The HTTP API (history, server-side publish, health), framework-free and whole: routing with
+//! The HTTP API (history, server-side publish, webhook endpoints, health), framework-free and whole: routing with
 //! percent-decoding, request parsing, authentication, the error codes and their statuses. Each
 //! deployment's HTTP layer (axum locally, lambda_http on AWS, the Worker and its Durable Object
 //! on the edge) only copies the method, path, query, `Authorization` header and body into an
@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::auth::{Identity, TokenVerifier};
 use crate::limits::{DEFAULT_HISTORY_LIMIT, MAX_WS_MESSAGE_BYTES};
 use crate::protocol::Rejection;
-use crate::service::{ChatService, Publish, http_status};
+use crate::service::{ChatService, EndpointChange, Publish, http_status};
 use crate::store::HistoryQuery;
 
 /// Largest request body accepted (the WebSocket message limit, so a publish over HTTP and one
@@ -26,16 +26,52 @@ pub enum Route {
     Messages(String),
     /// A room path whose room segment is not valid percent-encoded UTF-8.
     BadRoom,
+    /// `/events/endpoints…`: the webhook endpoints API.
+    Endpoints(EndpointsRoute),
     /// Not an endpoint of the HTTP API.
     NotFound,
+}
+
+/// What an `/events/endpoints…` path names. Ids are taken as sent: endpoint and event ids are
+/// plain ASCII (`ep_…`, `evt_…`) and need no decoding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointsRoute {
+    /// `/events/endpoints`: list (GET), create (POST).
+    Collection,
+    /// `/events/endpoints/{id}`: read (GET), change (PATCH), delete (DELETE).
+    One(String),
+    /// `/events/endpoints/{id}/rotate` (POST).
+    Rotate(String),
+    /// `/events/endpoints/{id}/test` (POST).
+    Test(String),
+    /// `/events/endpoints/{id}/attempts` (GET).
+    Attempts(String),
+    /// `/events/endpoints/{id}/dead-letters` (GET).
+    DeadLetters(String),
+    /// `/events/endpoints/{id}/dead-letters/{event}/replay` (POST).
+    Replay(String, String),
 }
 
 /// The route of `path` (the URL path as sent, still percent-encoded).
 pub fn route(path: &str) -> Route {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let id = |s: &&str| (*s).to_owned();
     match segments.as_slice() {
         ["health"] => Route::Health,
         ["rooms", room, "messages"] => percent_decode(room).map_or(Route::BadRoom, Route::Messages),
+        ["events", "endpoints"] => Route::Endpoints(EndpointsRoute::Collection),
+        ["events", "endpoints", e] => Route::Endpoints(EndpointsRoute::One(id(e))),
+        ["events", "endpoints", e, "rotate"] => Route::Endpoints(EndpointsRoute::Rotate(id(e))),
+        ["events", "endpoints", e, "test"] => Route::Endpoints(EndpointsRoute::Test(id(e))),
+        ["events", "endpoints", e, "attempts"] => {
+            Route::Endpoints(EndpointsRoute::Attempts(id(e)))
+        }
+        ["events", "endpoints", e, "dead-letters"] => {
+            Route::Endpoints(EndpointsRoute::DeadLetters(id(e)))
+        }
+        ["events", "endpoints", e, "dead-letters", event, "replay"] => {
+            Route::Endpoints(EndpointsRoute::Replay(id(e), id(event)))
+        }
         _ => Route::NotFound,
     }
 }
@@ -93,6 +129,7 @@ pub async fn handle(
             _ => method_not_allowed(),
         },
         Route::Health => method_not_allowed(),
+        Route::Endpoints(route) => endpoints(service, request, route, now_ms).await,
         Route::BadRoom => bad_room(),
         Route::NotFound => not_found(),
     }
@@ -284,6 +321,109 @@ async fn post_message(
         }
         Err(r) => HttpReply::rejection(r),
     }
+}
+
+/// Most attempt records or dead letters one request lists.
+pub const MAX_LISTED: usize = 100;
+
+/// The webhook endpoints API (role `service`; each tenant sees only its own endpoints).
+async fn endpoints(
+    service: &ChatService,
+    request: &HttpRequest<'_>,
+    route: EndpointsRoute,
+    now_ms: u64,
+) -> HttpReply {
+    if request.body.len() > MAX_BODY_BYTES {
+        return payload_too_large();
+    }
+    let identity = match authenticate(service, request.authorization, now_ms) {
+        Ok(i) => i,
+        Err(reply) => return reply,
+    };
+    if let Err(r) = service.admit_request(&identity, now_ms).await {
+        return HttpReply::rejection(r);
+    }
+    let limit = match list_limit(request.query) {
+        Ok(limit) => limit,
+        Err(reply) => return reply,
+    };
+    let change = || -> Result<EndpointChange, HttpReply> {
+        serde_json::from_slice(request.body).map_err(|e| {
+            HttpReply::error(
+                400,
+                "BAD_FRAME",
+                &format!("expected {{url?, types?, enabled?, description?}}: {e}"),
+            )
+        })
+    };
+    let i = &identity;
+    let (created, result) = match (request.method, route) {
+        (method, EndpointsRoute::Collection) => match method {
+            "GET" => (false, service.list_endpoints(i).await),
+            "POST" => match change() {
+                Ok(c) => (true, service.create_endpoint(i, c, now_ms).await),
+                Err(reply) => return reply,
+            },
+            _ => return not_allowed("GET or POST"),
+        },
+        (method, EndpointsRoute::One(id)) => match method {
+            "GET" => (false, service.get_endpoint(i, &id).await),
+            "PATCH" => match change() {
+                Ok(c) => (false, service.update_endpoint(i, &id, c).await),
+                Err(reply) => return reply,
+            },
+            "DELETE" => (false, service.delete_endpoint(i, &id).await),
+            _ => return not_allowed("GET, PATCH or DELETE"),
+        },
+        ("POST", EndpointsRoute::Rotate(id)) => {
+            (false, service.rotate_endpoint_secret(i, &id, now_ms).await)
+        }
+        ("POST", EndpointsRoute::Test(id)) => (true, service.test_endpoint(i, &id, now_ms).await),
+        ("GET", EndpointsRoute::Attempts(id)) => {
+            (false, service.endpoint_attempts(i, &id, limit).await)
+        }
+        ("GET", EndpointsRoute::DeadLetters(id)) => {
+            (false, service.endpoint_dead_letters(i, &id, limit).await)
+        }
+        ("POST", EndpointsRoute::Replay(id, event)) => (
+            false,
+            service.replay_dead_letter(i, &id, &event, now_ms).await,
+        ),
+        (_, EndpointsRoute::Attempts(_) | EndpointsRoute::DeadLetters(_)) => {
+            return not_allowed("GET");
+        }
+        (_, EndpointsRoute::Rotate(_) | EndpointsRoute::Test(_) | EndpointsRoute::Replay(..)) => {
+            return not_allowed("POST");
+        }
+    };
+    match result {
+        Ok(body) => HttpReply {
+            status: if created { 201 } else { 200 },
+            body,
+        },
+        Err(r) => HttpReply::rejection(r),
+    }
+}
+
+fn not_allowed(methods: &str) -> HttpReply {
+    HttpReply::error(
+        405,
+        "INVALID",
+        &format!("method not allowed: use {methods}"),
+    )
+}
+
+/// `limit` of a listing (default and maximum [`MAX_LISTED`]).
+fn list_limit(raw: Option<&str>) -> Result<usize, HttpReply> {
+    for pair in raw.unwrap_or("").split('&') {
+        if let Some(value) = pair.strip_prefix("limit=") {
+            return value
+                .parse::<usize>()
+                .map(|l| l.clamp(1, MAX_LISTED))
+                .map_err(|_| HttpReply::error(400, "INVALID", "limit must be a positive integer"));
+        }
+    }
+    Ok(MAX_LISTED)
 }
 
 /// `GET /health`. Public for HTTP layers that answer it without a service (the edge Worker,

@@ -13,7 +13,11 @@ use roomcast_apigw::emulated::Socket;
 use roomcast_core::ratelimit::{RateDecision, RatePolicy, RateState};
 use roomcast_core::service::{ChatService, ConnectRefusal, FrameOutcome, Inbound, Upgrade};
 use roomcast_core::store::memory::{MemoryConnections, MemoryHistory};
-use roomcast_core::store::{Connection, ConnectionStore, HistoryStore};
+use rand::RngCore;
+use roomcast_core::events::EndpointRules;
+use roomcast_core::service::Events;
+use roomcast_core::store::{Connection, ConnectionStore, HistoryStore, Outbox};
+use tokio::sync::Notify;
 use serde_json::json;
 
 use crate::config::{ServerConfig, StoreKind};
@@ -21,6 +25,7 @@ use crate::embedded::EmbeddedHistory;
 use crate::forward::LambdaForwarder;
 use crate::gateway::{LocalGateway, Outbound};
 use crate::metrics::Metrics;
+use crate::webhooks::CheckedResolver;
 
 /// Epoch milliseconds: the adapter's clock, passed to the service as `now`.
 pub fn now_ms() -> u64 {
@@ -42,6 +47,8 @@ pub struct App {
     pub(crate) per_ip: Mutex<HashMap<IpAddr, usize>>,
     /// HTTP API request rate per client address ([`App::admit_http`]).
     http_rates: Mutex<HashMap<IpAddr, RateState>>,
+    /// Woken after every frame and HTTP request: the webhook deliverer looks at the journal.
+    pub(crate) events_wake: Notify,
 }
 
 /// How many users' worth of HTTP API requests one client address may make: an office or a
@@ -64,6 +71,7 @@ type Stores = (
     Arc<dyn ConnectionStore>,
     Arc<dyn HistoryStore>,
     Option<Arc<MemoryConnections>>,
+    Option<Arc<dyn Outbox>>,
 );
 
 impl App {
@@ -71,14 +79,24 @@ impl App {
     pub async fn build(config: ServerConfig) -> anyhow::Result<Arc<Self>> {
         let metrics = Arc::new(Metrics::default());
         let gateway = Arc::new(LocalGateway::new(metrics.clone()));
-        let (connections, history, live) = open_stores(&config).await?;
-        let service = ChatService::new(
+        let (connections, history, live, outbox) = open_stores(&config).await?;
+        let mut service = ChatService::new(
             config.settings.verifier()?,
             connections,
             history,
             gateway.clone(),
             config.settings.service.clone(),
         );
+        if let Some(outbox) = outbox {
+            let rules = endpoint_rules(&config);
+            service = service.with_events(Events {
+                outbox,
+                resolver: Arc::new(CheckedResolver::new(rules.clone())),
+                rules,
+                config: config.settings.events.clone(),
+                entropy: Arc::new(|bytes: &mut [u8]| rand::rng().fill_bytes(bytes)),
+            });
+        }
         let forwarder = config.lambda_endpoint.as_deref().map(LambdaForwarder::new);
         Ok(Arc::new(Self {
             service,
@@ -90,7 +108,18 @@ impl App {
             request_ids: AtomicU64::new(0),
             per_ip: Mutex::new(HashMap::new()),
             http_rates: Mutex::new(HashMap::new()),
+            events_wake: Notify::new(),
         }))
+    }
+
+    /// Starts delivering integration events (when the store keeps an outbox).
+    pub fn start_webhooks(self: &Arc<Self>) -> anyhow::Result<()> {
+        crate::webhooks::spawn(self.clone(), endpoint_rules(&self.config))
+    }
+
+    /// A frame or request was handled: it may have journaled an event.
+    pub(crate) fn wake_events(&self) {
+        self.events_wake.notify_one();
     }
 
     /// The resolved configuration.
@@ -158,10 +187,12 @@ impl App {
     ) -> futures::future::BoxFuture<'a, FrameOutcome> {
         Box::pin(async move {
             let Some(forwarder) = &self.forwarder else {
-                return self
+                let outcome = self
                     .service
                     .frame(&socket.id, Inbound::Text(text), now)
                     .await;
+                self.wake_events();
+                return outcome;
             };
             let event = socket.message(self.request_id(), now, text);
             if let Err(e) = forwarder.invoke(&event).await {
@@ -183,7 +214,9 @@ impl App {
     /// `$disconnect`; `code` is the client's close code when the client closed.
     pub(crate) async fn disconnect(&self, socket: &Socket, code: Option<u16>, now: u64) {
         let Some(forwarder) = &self.forwarder else {
-            return self.service.disconnect(&socket.id, now).await;
+            self.service.disconnect(&socket.id, now).await;
+            self.wake_events();
+            return;
         };
         let event = socket.disconnect(self.request_id(), now, code);
         if let Err(e) = forwarder.invoke(&event).await {
@@ -259,11 +292,35 @@ async fn open_stores(config: &ServerConfig) -> anyhow::Result<Stores> {
         return dynamodb_stores(endpoint, table).await;
     }
     let live = Arc::new(MemoryConnections::new());
-    let history: Arc<dyn HistoryStore> = match config.store {
-        StoreKind::Embedded => Arc::new(EmbeddedHistory::open(&config.data_dir)?),
-        StoreKind::Memory => Arc::new(MemoryHistory::new()),
+    let (history, outbox): (Arc<dyn HistoryStore>, Arc<dyn Outbox>) = match config.store {
+        StoreKind::Embedded => {
+            let store = Arc::new(EmbeddedHistory::open(&config.data_dir)?);
+            (store.clone(), store)
+        }
+        StoreKind::Memory => {
+            let store = Arc::new(MemoryHistory::new());
+            (store.clone(), store)
+        }
     };
-    Ok((live.clone(), history, Some(live)))
+    Ok((live.clone(), history, Some(live), Some(outbox)))
+}
+
+/// What webhook endpoint URLs may be: public addresses (all kinds with
+/// `--webhook-allow-private`), never this server.
+fn endpoint_rules(config: &ServerConfig) -> EndpointRules {
+    let port = config.listen.port();
+    let mut own_origins = vec![(config.listen.ip().to_string(), port)];
+    if config.listen.ip().is_unspecified() || config.listen.ip().is_loopback() {
+        own_origins.extend(
+            ["localhost", "127.0.0.1", "[::1]"]
+                .into_iter()
+                .map(|h| (h.to_owned(), port)),
+        );
+    }
+    EndpointRules {
+        development: config.settings.events.allow_private,
+        own_origins,
+    }
 }
 
 #[cfg(feature = "dynamodb")]
@@ -288,7 +345,8 @@ async fn dynamodb_stores(endpoint: &str, table: &str) -> anyhow::Result<Stores> 
         .await
         .with_context(|| format!("creating table `{table}` at {endpoint}"))?;
     tracing::info!(endpoint, table, "store: DynamoDB");
-    Ok((store.clone(), store, None))
+    // On AWS the table's stream carries events (the events function); this mode delivers none.
+    Ok((store.clone(), store, None, None))
 }
 
 #[cfg(not(feature = "dynamodb"))]

@@ -153,6 +153,20 @@ pub struct ServeArgs {
     /// server's secret, so they stop working when it exits.
     #[arg(long)]
     pub dev_tokens: bool,
+    /// An operator-wide webhook endpoint: every tenant's integration events are POSTed here,
+    /// signed with the `whsec_` secret in ROOMCAST_WEBHOOK_SECRET (environment only, so it
+    /// stays out of the process list) [env: ROOMCAST_WEBHOOK_URL]. Tenants add their own
+    /// endpoints over the HTTP API (`/events/endpoints`, role `service`).
+    #[arg(long)]
+    pub webhook_url: Option<String>,
+    /// The operator endpoint's event types, comma-separated [env: ROOMCAST_WEBHOOK_TYPES;
+    /// default: every type].
+    #[arg(long)]
+    pub webhook_types: Option<String>,
+    /// Let webhook endpoints be loopback or private addresses (development only: in
+    /// production a tenant could reach your network) [env: ROOMCAST_WEBHOOK_ALLOW_PRIVATE].
+    #[arg(long)]
+    pub webhook_allow_private: bool,
     /// Serve the API Gateway Management API (`POST|GET|DELETE /@connections/{id}`) on this
     /// address (port 0 picks one; the bound address is printed), and nowhere else. Off by
     /// default: whoever reaches it can send any frame to any connection or close it, so bind it
@@ -264,6 +278,9 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<IpAddr>,
     /// The bearer token `GET /metrics` requires, when set.
     pub metrics_token: Option<String>,
+    /// Where the server listens (port 0: picked when bound), so webhook endpoints cannot
+    /// point back at it.
+    pub listen: SocketAddr,
 }
 
 /// The `kid` header of development tokens, which selects the process's development key.
@@ -389,6 +406,9 @@ impl ServeArgs {
             names::IDLE_TIMEOUT_SECS => self.idle_timeout_secs.clone(),
             names::MAX_CONNECTION_SECS => self.max_connection_secs.clone(),
             names::LOG => self.log_level.clone(),
+            names::WEBHOOK_URL => self.webhook_url.clone(),
+            names::WEBHOOK_TYPES => self.webhook_types.clone(),
+            names::WEBHOOK_ALLOW_PRIVATE => self.webhook_allow_private.then(|| "true".to_owned()),
             _ => None,
         };
         Ok(flag.or_else(|| env(name)))
@@ -472,6 +492,7 @@ impl ServeArgs {
             management_listen: self.management_listen,
             trusted_proxies: self.trusted_proxy.clone(),
             metrics_token: self.metrics_token.clone(),
+            listen: SocketAddr::new(self.host, self.port),
         };
         Ok((config, generated))
     }

@@ -50,7 +50,9 @@ pub(crate) async fn api(
             .and_then(|v| v.to_str().ok()),
         body: &body,
     };
-    reply(http::handle(&app.service, &request, Some(app.gateway.len()), now).await)
+    let answer = http::handle(&app.service, &request, Some(app.gateway.len()), now).await;
+    app.wake_events();
+    reply(answer)
 }
 
 /// Whether `headers` carry `Authorization: Bearer {expected}`, compared in constant time.

@@ -26,6 +26,8 @@
 //!   per-connection queues (slow consumers are closed, never buffered without bound).
 //! - [`embedded`]: the durable `HistoryStore` (redb, group commit, fsync before ack).
 //! - [`metrics`]: Prometheus text metrics.
+//! - [`webhooks`]: integration events delivered as signed webhooks (the core dispatches and
+//!   decides retries; this task does the HTTP).
 //!
 //! Live state (connections, rooms joined, presence) is kept in memory: sockets die with the
 //! process, so it needs no disk. History, read cursors and members are durable.
@@ -44,3 +46,4 @@ pub mod management;
 pub mod metrics;
 pub mod router;
 pub mod sockets;
+pub mod webhooks;

@@ -98,6 +98,7 @@ async fn run(args: &ServeArgs) -> anyhow::Result<()> {
         }
     }
     let app = App::build(config).await.context("opening the store")?;
+    app.start_webhooks().context("starting webhook delivery")?;
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(args.host, args.port))
         .await
         .with_context(|| format!("binding {}:{}", args.host, args.port))?;

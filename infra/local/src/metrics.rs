@@ -24,6 +24,8 @@ pub struct Metrics {
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_ns: AtomicU64,
+    webhook_seconds_count: AtomicU64,
+    webhook_seconds_sum_ns: AtomicU64,
 }
 
 /// Gauges sampled when rendering.
@@ -70,6 +72,14 @@ impl Metrics {
         self.latency_count.fetch_add(1, Ordering::Relaxed);
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         self.latency_sum_ns.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// A webhook attempt ended (`delivered`, `retry`, `dead_letter`) after `elapsed`.
+    pub fn webhook_attempt(&self, outcome: &'static str, elapsed: Duration) {
+        self.bump("roomcast_webhook_attempts_total", outcome.to_owned());
+        self.webhook_seconds_count.fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.webhook_seconds_sum_ns.fetch_add(nanos, Ordering::Relaxed);
     }
 
     /// A socket was closed by the server with `code`.
@@ -145,6 +155,11 @@ impl Metrics {
                 "code",
                 "Connections closed by the server, by close code.",
             ),
+            (
+                "roomcast_webhook_attempts_total",
+                "outcome",
+                "Webhook delivery attempts, by outcome (delivered, retry, dead_letter).",
+            ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             for ((n, label), value) in labeled.iter() {
@@ -153,6 +168,13 @@ impl Metrics {
                 }
             }
         }
+        let name = "roomcast_webhook_attempt_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time webhook attempts took, to the answer or the timeout.\n# TYPE {name} summary\n{name}_sum {}\n{name}_count {}",
+            load(&self.webhook_seconds_sum_ns) as f64 / 1e9,
+            load(&self.webhook_seconds_count)
+        );
         let name = "roomcast_frame_handling_seconds";
         let _ = writeln!(
             out,

@@ -213,6 +213,12 @@ impl EndpointQueue {
         self.in_flight.contains_key(event_id) || self.waiting_ids.contains(event_id)
     }
 
+    /// The number of the attempt in flight for `event_id`, if one is (so a caller can tell a
+    /// late answer of an earlier attempt from the current one's).
+    pub fn attempt_in_flight(&self, event_id: &str) -> Option<u32> {
+        self.in_flight.get(event_id).map(|(d, _)| d.attempts)
+    }
+
     /// Deliveries waiting or in flight.
     pub fn len(&self) -> usize {
         self.waiting.len() + self.in_flight.len()

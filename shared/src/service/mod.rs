@@ -12,6 +12,7 @@
 //! Time is an argument (`now_ms`), never read here.
 
 mod desk;
+mod events;
 mod fanout;
 mod messages;
 mod presence;
@@ -20,6 +21,9 @@ mod rooms;
 
 use std::sync::Arc;
 
+pub use events::{
+    EndpointChange, Entropy, Events, MAX_OFFLINE_MEMBERS, OPERATOR_ENDPOINT_ID, Resolver,
+};
 pub use messages::fit_page;
 pub use publish::Publish;
 
@@ -158,6 +162,8 @@ pub struct ChatService {
     gateway: Arc<dyn Gateway>,
     /// Where rooms other than `config.bound_room` are recorded, when the service is bound.
     relay: Option<Arc<dyn RoomRelay>>,
+    /// Integration events, when the deployment delivers them.
+    events: Option<Events>,
     config: ServiceConfig,
 }
 
@@ -202,6 +208,7 @@ impl ChatService {
             history,
             gateway,
             relay: None,
+            events: None,
             config,
         }
     }
@@ -395,7 +402,7 @@ impl ChatService {
     ) -> Result<usize, Rejection> {
         match frame {
             ClientFrame::Join { room, since } => self.join(conn, &room, since, now_ms).await,
-            ClientFrame::Leave { room } => self.leave(conn, room).await,
+            ClientFrame::Leave { room } => self.leave(conn, room, now_ms).await,
             ClientFrame::Message {
                 room,
                 id,

@@ -3,7 +3,9 @@
 
 use super::fanout::Skip;
 use super::{ChatService, unavailable};
+use crate::events::Event;
 use crate::limits::TYPING_TTL_MS;
+
 use crate::protocol::{PresenceStatus, Rejection, ServerFrame, TypingState, VisibleStatus};
 use crate::store::{Connection, RateBucket, RoomRef};
 
@@ -108,6 +110,15 @@ impl ChatService {
             Ok(rest) => !rest.is_empty(),
             Err(_) => true,
         };
+        for room in &conn.rooms {
+            let r = RoomRef::new(&conn.tenant, room);
+            if still_online {
+                self.record_departure(&r, &conn.user, now_ms).await;
+            } else {
+                self.record_event(Event::member_left(&r, &conn.user, now_ms))
+                    .await;
+            }
+        }
         let mut gone = Vec::new();
         if !still_online {
             let frame = ServerFrame::Presence {

@@ -4,6 +4,7 @@
 use super::fanout::Skip;
 use super::messages::{fit_page, work_tokens};
 use super::{ChatService, unavailable};
+use crate::events::Event;
 use crate::auth::{Role, room_granted};
 use crate::limits::{MAX_MEMBERS_LISTED, MAX_REPLAY};
 use crate::protocol::{ErrorCode, MemberView, Rejection, ServerFrame, VisibleStatus};
@@ -166,13 +167,35 @@ impl ChatService {
     }
 
     /// `leave {room}`.
-    pub(super) async fn leave(&self, conn: &Connection, room: String) -> Result<usize, Rejection> {
-        self.connections
+    pub(super) async fn leave(
+        &self,
+        conn: &Connection,
+        room: String,
+        now_ms: u64,
+    ) -> Result<usize, Rejection> {
+        let left = self
+            .connections
             .leave_room(&conn.id, &room)
             .await
             .map_err(unavailable)?;
+        if left {
+            self.record_departure(&RoomRef::new(&conn.tenant, &room), &conn.user, now_ms)
+                .await;
+        }
         self.reply(&conn.id, &ServerFrame::Left { room }).await;
         Ok(0)
+    }
+
+    /// `member.left` for `user` in `r` unless another of their connections is still there.
+    pub(super) async fn record_departure(&self, r: &RoomRef, user: &str, now_ms: u64) {
+        if self.outbox().is_none() {
+            return;
+        }
+        match self.connections.room_connections(r).await {
+            Ok(rest) if rest.iter().any(|s| s.user == user) => {}
+            Ok(_) => self.record_event(Event::member_left(r, user, now_ms)).await,
+            Err(e) => tracing::warn!(error = %e, "member.left not journaled"),
+        }
     }
 
     /// The room of an action on `room`, if `conn` has joined it.
@@ -205,6 +228,8 @@ impl ChatService {
         {
             return Ok(0);
         }
+        self.record_event(Event::member_joined(r, &conn.user, now_ms))
+            .await;
         let status = self
             .connections
             .presence(&conn.tenant, std::slice::from_ref(&conn.user))
