@@ -13,7 +13,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::auth::{AuthConfig, TokenVerifier, VerifyKey};
-use crate::events::{EventType, WebhookSecret};
+use crate::events::{EventType, RetryPolicy, WebhookSecret};
 use crate::lifecycle::LifecyclePolicy;
 use crate::limits::{
     DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_CONNECTION_MS, DEFAULT_MAX_CONNECTIONS_PER_USER,
@@ -62,6 +62,13 @@ pub mod names {
     /// Development mode for webhook endpoints: allow loopback and private addresses (never in
     /// production: a tenant could reach the deployment's network).
     pub const WEBHOOK_ALLOW_PRIVATE: &str = "ROOMCAST_WEBHOOK_ALLOW_PRIVATE";
+    /// A webhook attempt without an answer within this is a timeout, milliseconds (15000).
+    pub const WEBHOOK_TIMEOUT_MS: &str = "ROOMCAST_WEBHOOK_TIMEOUT_MS";
+    /// Backoff after a delivery's first failure, milliseconds (5000); it doubles after each
+    /// further one, to at most two hours.
+    pub const WEBHOOK_FIRST_RETRY_MS: &str = "ROOMCAST_WEBHOOK_FIRST_RETRY_MS";
+    /// How long a delivery is retried before it is dead-lettered, seconds (86400).
+    pub const WEBHOOK_RETRY_FOR_SECS: &str = "ROOMCAST_WEBHOOK_RETRY_FOR_SECS";
 
     /// Every name [`super::Settings::from_lookup`] reads.
     pub const ALL: &[&str] = &[
@@ -82,6 +89,9 @@ pub mod names {
         WEBHOOK_SECRET,
         WEBHOOK_TYPES,
         WEBHOOK_ALLOW_PRIVATE,
+        WEBHOOK_TIMEOUT_MS,
+        WEBHOOK_FIRST_RETRY_MS,
+        WEBHOOK_RETRY_FOR_SECS,
     ];
 }
 
@@ -210,12 +220,14 @@ pub struct Settings {
 
 /// What integration events the deployment's configuration sets up (tenants add endpoints over
 /// the HTTP API).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventsConfig {
     /// The operator-wide endpoint, when [`names::WEBHOOK_URL`] is set.
     pub operator: Option<OperatorEndpoint>,
     /// [`names::WEBHOOK_ALLOW_PRIVATE`].
     pub allow_private: bool,
+    /// How deliveries are retried.
+    pub retry: RetryPolicy,
 }
 
 /// The operator-wide endpoint of [`EventsConfig`].
@@ -229,12 +241,28 @@ pub struct OperatorEndpoint {
     pub types: Vec<EventType>,
 }
 
-fn events_config(lookup: &Lookup<impl Fn(&str) -> Option<String>>) -> Result<EventsConfig, ConfigError> {
+fn events_config(
+    lookup: &Lookup<impl Fn(&str) -> Option<String>>,
+) -> Result<EventsConfig, ConfigError> {
     let allow_private = lookup.flag(names::WEBHOOK_ALLOW_PRIVATE)?;
+    let defaults = RetryPolicy::default();
+    let retry = RetryPolicy {
+        attempt_timeout_ms: lookup
+            .positive(names::WEBHOOK_TIMEOUT_MS, defaults.attempt_timeout_ms)?,
+        first_delay_ms: lookup.positive(names::WEBHOOK_FIRST_RETRY_MS, defaults.first_delay_ms)?,
+        give_up_after_ms: lookup
+            .positive(
+                names::WEBHOOK_RETRY_FOR_SECS,
+                defaults.give_up_after_ms / 1000,
+            )?
+            .saturating_mul(1000),
+        ..defaults
+    };
     let Some(url) = lookup.string(names::WEBHOOK_URL) else {
         return Ok(EventsConfig {
             operator: None,
             allow_private,
+            retry,
         });
     };
     let invalid = |name, problem: String| ConfigError::Invalid { name, problem };
@@ -262,6 +290,7 @@ fn events_config(lookup: &Lookup<impl Fn(&str) -> Option<String>>) -> Result<Eve
     Ok(EventsConfig {
         operator: Some(OperatorEndpoint { url, secret, types }),
         allow_private,
+        retry,
     })
 }
 

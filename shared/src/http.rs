@@ -63,9 +63,7 @@ pub fn route(path: &str) -> Route {
         ["events", "endpoints", e] => Route::Endpoints(EndpointsRoute::One(id(e))),
         ["events", "endpoints", e, "rotate"] => Route::Endpoints(EndpointsRoute::Rotate(id(e))),
         ["events", "endpoints", e, "test"] => Route::Endpoints(EndpointsRoute::Test(id(e))),
-        ["events", "endpoints", e, "attempts"] => {
-            Route::Endpoints(EndpointsRoute::Attempts(id(e)))
-        }
+        ["events", "endpoints", e, "attempts"] => Route::Endpoints(EndpointsRoute::Attempts(id(e))),
         ["events", "endpoints", e, "dead-letters"] => {
             Route::Endpoints(EndpointsRoute::DeadLetters(id(e)))
         }

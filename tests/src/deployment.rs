@@ -18,6 +18,10 @@ pub struct Capabilities {
     /// Each connection may join only one room (the edge build routes a socket to one Durable
     /// Object). Cases that join several rooms on one connection are then not applicable.
     pub one_room_per_connection: bool,
+    /// Integration events: the endpoints API (`/events/endpoints`) at
+    /// [`Deployment::http_url`], deliveries to loopback endpoints (development mode), the
+    /// first retry within 500 ms and attempts timed out within 2 s.
+    pub webhooks: bool,
 }
 
 /// A capability a case may need (see [`Capabilities`]).
@@ -32,6 +36,8 @@ pub enum Capability {
     /// Several rooms on one connection: the opposite of
     /// [`Capabilities::one_room_per_connection`].
     ManyRoomsPerConnection,
+    /// [`Capabilities::webhooks`].
+    Webhooks,
 }
 
 impl Capability {
@@ -42,6 +48,7 @@ impl Capability {
             Self::HttpApi => caps.http_api,
             Self::ManagementApi => caps.management_api,
             Self::ManyRoomsPerConnection => !caps.one_room_per_connection,
+            Self::Webhooks => caps.webhooks,
         }
     }
 
@@ -52,6 +59,7 @@ impl Capability {
             Self::HttpApi => "http_api",
             Self::ManagementApi => "management_api",
             Self::ManyRoomsPerConnection => "many rooms per connection",
+            Self::Webhooks => "webhooks",
         }
     }
 }

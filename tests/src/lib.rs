@@ -50,6 +50,7 @@ pub mod deployment;
 pub mod http;
 pub mod scope;
 pub mod suite;
+pub mod webhook;
 
 pub use client::{Client, ConnectError, Credentials};
 pub use deployment::{Capabilities, Capability, Deployment, InRoom};

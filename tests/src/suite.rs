@@ -163,6 +163,13 @@ macro_rules! protocol_suite {
             reserved_meta_keys_refused_invalid [],
             service_published_messages_carry_via_and_stay_unchanged [HttpApi],
             repeated_presence_status_not_announced [],
+            events_are_delivered_signed_with_every_change [HttpApi, Webhooks],
+            endpoints_are_per_tenant_and_filtered [HttpApi, Webhooks],
+            failed_deliveries_are_retried_until_accepted [HttpApi, Webhooks],
+            refused_deliveries_are_dead_lettered_and_replayed [HttpApi, Webhooks],
+            secret_rotation_signs_with_both_secrets [HttpApi, Webhooks],
+            slow_endpoint_delays_nobody [HttpApi, Webhooks],
+            events_survive_kill_between_ack_and_delivery [Restart, HttpApi, Webhooks],
         }
     };
 }

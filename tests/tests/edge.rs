@@ -201,6 +201,8 @@ impl Deployment for Edge {
             http_api: true,
             management_api: false,
             one_room_per_connection: true,
+            // Not yet: the edge build does not deliver integration events (issue 17).
+            webhooks: false,
         }
     }
 

@@ -9,16 +9,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use rand::RngCore;
 use roomcast_apigw::emulated::Socket;
+use roomcast_core::events::EndpointRules;
 use roomcast_core::ratelimit::{RateDecision, RatePolicy, RateState};
+use roomcast_core::service::Events;
 use roomcast_core::service::{ChatService, ConnectRefusal, FrameOutcome, Inbound, Upgrade};
 use roomcast_core::store::memory::{MemoryConnections, MemoryHistory};
-use rand::RngCore;
-use roomcast_core::events::EndpointRules;
-use roomcast_core::service::Events;
 use roomcast_core::store::{Connection, ConnectionStore, HistoryStore, Outbox};
-use tokio::sync::Notify;
 use serde_json::json;
+use tokio::sync::Notify;
 
 use crate::config::{ServerConfig, StoreKind};
 use crate::embedded::EmbeddedHistory;

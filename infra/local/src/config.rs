@@ -167,6 +167,18 @@ pub struct ServeArgs {
     /// production a tenant could reach your network) [env: ROOMCAST_WEBHOOK_ALLOW_PRIVATE].
     #[arg(long)]
     pub webhook_allow_private: bool,
+    /// A webhook attempt without an answer within this is a timeout, milliseconds [env:
+    /// ROOMCAST_WEBHOOK_TIMEOUT_MS; default: 15000].
+    #[arg(long)]
+    pub webhook_timeout_ms: Option<String>,
+    /// Backoff after a delivery's first failure, milliseconds, doubling after each further one
+    /// up to two hours [env: ROOMCAST_WEBHOOK_FIRST_RETRY_MS; default: 5000].
+    #[arg(long)]
+    pub webhook_first_retry_ms: Option<String>,
+    /// How long a delivery is retried before it is dead-lettered, seconds [env:
+    /// ROOMCAST_WEBHOOK_RETRY_FOR_SECS; default: 86400].
+    #[arg(long)]
+    pub webhook_retry_for_secs: Option<String>,
     /// Serve the API Gateway Management API (`POST|GET|DELETE /@connections/{id}`) on this
     /// address (port 0 picks one; the bound address is printed), and nowhere else. Off by
     /// default: whoever reaches it can send any frame to any connection or close it, so bind it
@@ -409,6 +421,9 @@ impl ServeArgs {
             names::WEBHOOK_URL => self.webhook_url.clone(),
             names::WEBHOOK_TYPES => self.webhook_types.clone(),
             names::WEBHOOK_ALLOW_PRIVATE => self.webhook_allow_private.then(|| "true".to_owned()),
+            names::WEBHOOK_TIMEOUT_MS => self.webhook_timeout_ms.clone(),
+            names::WEBHOOK_FIRST_RETRY_MS => self.webhook_first_retry_ms.clone(),
+            names::WEBHOOK_RETRY_FOR_SECS => self.webhook_retry_for_secs.clone(),
             _ => None,
         };
         Ok(flag.or_else(|| env(name)))

@@ -378,7 +378,8 @@ enum Request {
 }
 
 /// A write as a closure over the batch's tables.
-type Job = Box<dyn FnOnce(Option<&mut WriteTables<'_>>) -> (Completion, Option<redb::Error>) + Send>;
+type Job =
+    Box<dyn FnOnce(Option<&mut WriteTables<'_>>) -> (Completion, Option<redb::Error>) + Send>;
 
 /// A request's answer, held back until its batch's commit is decided: called with `None` when
 /// the batch committed, with the batch's error otherwise.

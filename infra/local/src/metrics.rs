@@ -79,7 +79,8 @@ impl Metrics {
         self.bump("roomcast_webhook_attempts_total", outcome.to_owned());
         self.webhook_seconds_count.fetch_add(1, Ordering::Relaxed);
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        self.webhook_seconds_sum_ns.fetch_add(nanos, Ordering::Relaxed);
+        self.webhook_seconds_sum_ns
+            .fetch_add(nanos, Ordering::Relaxed);
     }
 
     /// A socket was closed by the server with `code`.

@@ -67,7 +67,9 @@ impl CheckedResolver {
 
     fn allowed(&self, address: IpAddr) -> Result<(), String> {
         match classify(address) {
-            Some(class) if !(self.rules.development && AddressClass::allowed_in_development(class)) => {
+            Some(class)
+                if !(self.rules.development && AddressClass::allowed_in_development(class)) =>
+            {
                 Err(format!("{address} is a {class:?} address"))
             }
             _ => Ok(()),
@@ -98,9 +100,8 @@ impl tower_service::Service<Name> for CheckedResolver {
     fn call(&mut self, name: Name) -> Self::Future {
         let this = self.clone();
         Box::pin(async move {
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0))
-                .await?
-                .collect();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
             for address in &found {
                 this.allowed(address.ip())
                     .map_err(|e| std::io::Error::new(std::io::ErrorKind::PermissionDenied, e))?;
@@ -110,7 +111,8 @@ impl tower_service::Service<Name> for CheckedResolver {
     }
 }
 
-type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector<CheckedResolver>>, Full<Bytes>>;
+type HttpsClient =
+    Client<hyper_rustls::HttpsConnector<HttpConnector<CheckedResolver>>, Full<Bytes>>;
 
 /// The delivery client: HTTP/1 over TLS (system roots) or plain HTTP, through the checked
 /// resolver. Redirects are not followed (hyper's client never does).
@@ -146,7 +148,10 @@ struct Deliverer {
     /// The event of every delivery held in a queue, by (endpoint, event id).
     events: HashMap<(String, String), Event>,
     endpoints: HashMap<String, Endpoint>,
-    answers: (mpsc::UnboundedSender<Answer>, mpsc::UnboundedReceiver<Answer>),
+    answers: (
+        mpsc::UnboundedSender<Answer>,
+        mpsc::UnboundedReceiver<Answer>,
+    ),
 }
 
 /// Starts the delivery task (a no-op loop when the store has no outbox).
@@ -154,7 +159,7 @@ pub fn spawn(app: Arc<App>, rules: EndpointRules) -> anyhow::Result<()> {
     let Some(outbox) = app.service.outbox().cloned() else {
         return Ok(());
     };
-    let policy = RetryPolicy::default();
+    let policy = app.config.settings.events.retry;
     let client = client(
         CheckedResolver::new(rules),
         Duration::from_millis(policy.attempt_timeout_ms),
@@ -221,7 +226,8 @@ impl Deliverer {
             .collect();
         // Queues of deleted endpoints go with them.
         self.queues.retain(|id, _| self.endpoints.contains_key(id));
-        self.events.retain(|(ep, _), _| self.endpoints.contains_key(ep));
+        self.events
+            .retain(|(ep, _), _| self.endpoints.contains_key(ep));
         for entry in self.outbox.pending(now, LOAD_PER_ENDPOINT).await? {
             let queue = self
                 .queues
@@ -262,10 +268,18 @@ impl Deliverer {
                     continue;
                 };
                 let body = event.to_json();
-                let headers = sign(&endpoint.signing_secrets(now), &event.id, now, body.as_bytes());
+                let headers = sign(
+                    &endpoint.signing_secrets(now),
+                    &event.id,
+                    now,
+                    body.as_bytes(),
+                );
                 let request = hyper::Request::post(endpoint.url.as_str())
                     .header("content-type", "application/json")
-                    .header("user-agent", concat!("roomcast-webhooks/", env!("CARGO_PKG_VERSION")));
+                    .header(
+                        "user-agent",
+                        concat!("roomcast-webhooks/", env!("CARGO_PKG_VERSION")),
+                    );
                 let request = headers
                     .pairs()
                     .into_iter()
@@ -274,8 +288,11 @@ impl Deliverer {
                 let client = self.client.clone();
                 let answers = self.answers.0.clone();
                 let timeout = Duration::from_millis(self.policy.attempt_timeout_ms);
-                let (endpoint, event_id, number) =
-                    (endpoint_id.clone(), attempt.event_id.clone(), attempt.number);
+                let (endpoint, event_id, number) = (
+                    endpoint_id.clone(),
+                    attempt.event_id.clone(),
+                    attempt.number,
+                );
                 tokio::spawn(async move {
                     let started = Instant::now();
                     let result = match request {
@@ -312,7 +329,8 @@ impl Deliverer {
             return Ok(());
         }
         let jitter = rand::rng().random::<u64>();
-        let Some(outcome) = queue.handle_result(&answer.event_id, answer.result, now, jitter) else {
+        let Some(outcome) = queue.handle_result(&answer.event_id, answer.result, now, jitter)
+        else {
             return Ok(());
         };
         self.store_outcome(

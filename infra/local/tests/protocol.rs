@@ -14,10 +14,23 @@ use std::time::Duration;
 
 use common::{Local, start};
 
-/// The server for the main suite: rate limit raised so cases can send bursts.
+/// The server for the main suite: rate limit raised so cases can send bursts; webhooks to
+/// loopback receivers, retried after 200 ms, timed out after 1 s.
 fn main_server() -> &'static Local {
     static SERVER: OnceLock<Local> = OnceLock::new();
-    SERVER.get_or_init(|| start(&["--rate-per-sec", "1000", "--rate-burst", "1000"]))
+    SERVER.get_or_init(|| {
+        start(&[
+            "--rate-per-sec",
+            "1000",
+            "--rate-burst",
+            "1000",
+            "--webhook-allow-private",
+            "--webhook-first-retry-ms",
+            "200",
+            "--webhook-timeout-ms",
+            "1000",
+        ])
+    })
 }
 
 const IDLE: Duration = Duration::from_secs(2);

@@ -325,7 +325,13 @@ impl Event {
             endpoint: endpoint.into(),
         });
         let room = RoomRef::new(tenant, "");
-        Self::new(&room, None, at_ms, data, &format!("{endpoint}@{at_ms}#{nonce}"))
+        Self::new(
+            &room,
+            None,
+            at_ms,
+            data,
+            &format!("{endpoint}@{at_ms}#{nonce}"),
+        )
     }
 
     /// The event a message just appended to `room` stands for: `message.created` (with no
@@ -344,8 +350,7 @@ impl Event {
         if field("kind").and_then(|k| k.as_str()) != Some("status") {
             return Some(Self::message_created(room, message, Vec::new()));
         }
-        let status: ConversationStatus =
-            serde_json::from_value(field("status")?.clone()).ok()?;
+        let status: ConversationStatus = serde_json::from_value(field("status")?.clone()).ok()?;
         let conversation = Conversation {
             status,
             agent: field("agent").and_then(|a| a.as_str()).map(Into::into),

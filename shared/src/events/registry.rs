@@ -82,9 +82,13 @@ impl Endpoint {
     pub fn rotate(&mut self, secret: &WebhookSecret, now_ms: u64) {
         let overlap_until = now_ms.saturating_add(ROTATION_OVERLAP_MS);
         for old in &mut self.secrets {
-            old.expires_at = Some(old.expires_at.map_or(overlap_until, |at| at.min(overlap_until)));
+            old.expires_at = Some(
+                old.expires_at
+                    .map_or(overlap_until, |at| at.min(overlap_until)),
+            );
         }
-        self.secrets.retain(|s| s.expires_at.is_some_and(|at| at > now_ms));
+        self.secrets
+            .retain(|s| s.expires_at.is_some_and(|at| at > now_ms));
         self.secrets.insert(
             0,
             EndpointSecret {
@@ -178,7 +182,10 @@ mod tests {
         disabled.enabled = false;
         assert!(!disabled.wants(&event));
         let test = Event::endpoint_test("acme", "ep_x", 5, 1);
-        assert!(!endpoint(Some("acme"), vec![]).wants(&test), "tests go to one endpoint");
+        assert!(
+            !endpoint(Some("acme"), vec![]).wants(&test),
+            "tests go to one endpoint"
+        );
         assert_eq!(endpoint_id([0xab; 12]).len(), 27);
     }
 

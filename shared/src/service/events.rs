@@ -136,7 +136,12 @@ impl ChatService {
             created_at: now_ms,
         };
         let stored = events.outbox.endpoint(OPERATOR_ENDPOINT_ID).await?;
-        if stored.as_ref().is_some_and(|s| Endpoint { created_at: s.created_at, ..endpoint.clone() } == *s) {
+        if stored.as_ref().is_some_and(|s| {
+            Endpoint {
+                created_at: s.created_at,
+                ..endpoint.clone()
+            } == *s
+        }) {
             return Ok(());
         }
         events.outbox.put_endpoint(&endpoint).await
@@ -179,7 +184,11 @@ impl ChatService {
     }
 
     /// Members of `room` with no connection in it, the author aside.
-    async fn offline_members(&self, room: &RoomRef, author: &str) -> Result<Vec<String>, StoreError> {
+    async fn offline_members(
+        &self,
+        room: &RoomRef,
+        author: &str,
+    ) -> Result<Vec<String>, StoreError> {
         let members = self.history.members(room, MAX_OFFLINE_MEMBERS).await?;
         let connected: HashSet<String> = self
             .connections
@@ -259,7 +268,10 @@ impl ChatService {
         now_ms: u64,
     ) -> Result<Value, Rejection> {
         let events = self.events_for(identity)?;
-        let url = change.url.as_deref().ok_or_else(|| invalid("`url` is required"))?;
+        let url = change
+            .url
+            .as_deref()
+            .ok_or_else(|| invalid("`url` is required"))?;
         let url = self.checked_url(events, url).await?;
         let description = checked_description(change.description)?;
         let existing = events

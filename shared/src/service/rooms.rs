@@ -4,8 +4,8 @@
 use super::fanout::Skip;
 use super::messages::{fit_page, work_tokens};
 use super::{ChatService, unavailable};
-use crate::events::Event;
 use crate::auth::{Role, room_granted};
+use crate::events::Event;
 use crate::limits::{MAX_MEMBERS_LISTED, MAX_REPLAY};
 use crate::protocol::{ErrorCode, MemberView, Rejection, ServerFrame, VisibleStatus};
 use crate::store::{Connection, HistoryQuery, JoinOutcome, RateBucket, RoomRef};

@@ -643,7 +643,9 @@ impl Outbox for MemoryHistory {
     }
 
     async fn ack(&self, endpoint: &str, event_id: &str) -> Result<bool, StoreError> {
-        Ok(lock(&self.events).take_pending(endpoint, event_id).is_some())
+        Ok(lock(&self.events)
+            .take_pending(endpoint, event_id)
+            .is_some())
     }
 
     async fn dead_letter(

@@ -95,11 +95,17 @@ pub trait Outbox: MaybeSendSync {
     async fn delete_endpoint(&self, id: &str) -> Result<bool, StoreError>;
     /// Keeps an attempt record for the endpoint (the newest
     /// [`crate::events::registry::MAX_ATTEMPT_RECORDS`]).
-    async fn record_attempt(&self, endpoint: &str, attempt: &AttemptRecord)
-    -> Result<(), StoreError>;
+    async fn record_attempt(
+        &self,
+        endpoint: &str,
+        attempt: &AttemptRecord,
+    ) -> Result<(), StoreError>;
     /// The endpoint's attempt records, newest first.
-    async fn attempts(&self, endpoint: &str, limit: usize)
-    -> Result<Vec<AttemptRecord>, StoreError>;
+    async fn attempts(
+        &self,
+        endpoint: &str,
+        limit: usize,
+    ) -> Result<Vec<AttemptRecord>, StoreError>;
     /// Entries due at `now_ms`: for each endpoint, up to `per_endpoint` of its due entries,
     /// earliest due first, then in the order they were appended (so one room's events keep
     /// their seq order).

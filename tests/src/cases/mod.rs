@@ -5,6 +5,7 @@
 mod connect;
 mod durability;
 mod errors;
+mod events;
 mod forgery;
 mod history;
 mod http_api;
@@ -22,6 +23,7 @@ mod support;
 pub use connect::*;
 pub use durability::*;
 pub use errors::*;
+pub use events::*;
 pub use forgery::*;
 pub use history::*;
 pub use http_api::*;

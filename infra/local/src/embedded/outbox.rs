@@ -195,7 +195,8 @@ impl WriteTables<'_> {
 
     fn put_endpoint(&mut self, endpoint: &Endpoint) -> Applied<()> {
         let bytes = tri!(encode(endpoint));
-        self.endpoints.insert(endpoint.id.as_str(), bytes.as_slice())?;
+        self.endpoints
+            .insert(endpoint.id.as_str(), bytes.as_slice())?;
         Ok(Ok(()))
     }
 

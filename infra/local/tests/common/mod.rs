@@ -219,11 +219,19 @@ impl Deployment for Local {
     }
 
     fn capabilities(&self) -> Capabilities {
+        let flags = self
+            .0
+            .as_ref()
+            .map(|s| s.flags.as_slice())
+            .unwrap_or_default();
         Capabilities {
             restart: true,
             http_api: true,
             management_api: true,
             one_room_per_connection: false,
+            // Delivered in-process (not behind Lambda functions), to loopback receivers.
+            webhooks: flags.iter().any(|f| f == "--webhook-allow-private")
+                && !flags.iter().any(|f| f == "--lambda-endpoint"),
         }
     }
 
