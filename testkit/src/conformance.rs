@@ -20,8 +20,8 @@ use roomcast_core::events::{
 use roomcast_core::protocol::{Conversation, ConversationStatus, MessageView, PresenceStatus};
 use roomcast_core::ratelimit::{RateDecision, RatePolicy};
 use roomcast_core::store::{
-    Amendment, Connection, ConnectionStore, HistoryQuery, HistoryStore, JoinOutcome, NewMessage,
-    Journaled, Outbox, OutboxEntry, RateBucket, RoomRef, RoomState, StoreError,
+    Amendment, Connection, ConnectionStore, HistoryQuery, HistoryStore, JoinOutcome, Journaled,
+    NewMessage, Outbox, OutboxEntry, RateBucket, RoomRef, RoomState, StoreError,
 };
 use roomcast_core::support::{INBOX_ROOM, inbox_event, room_event};
 
@@ -921,7 +921,10 @@ pub async fn journal_is_empty_without_endpoints<S: HistoryStore + Outbox>(
         "journal_conformance needs a fresh store"
     );
     let room = names.room();
-    store.append(&room, new_message("a", "alice", "hi", 1)).await.unwrap();
+    store
+        .append(&room, new_message("a", "alice", "hi", 1))
+        .await
+        .unwrap();
     assert!(
         !store
             .record(&[Event::member_joined(&room, "alice", 1)])
@@ -942,8 +945,14 @@ pub async fn journal_records_every_change_in_order<S: HistoryStore + Outbox>(
     let ep = names.name("ep");
     store.put_endpoint(&endpoint_for(&ep, None)).await.unwrap();
     let room = names.room();
-    let first = store.append(&room, new_message("a", "alice", "hi", 10)).await.unwrap();
-    store.append(&room, new_message("a", "alice", "hi", 11)).await.unwrap();
+    let first = store
+        .append(&room, new_message("a", "alice", "hi", 10))
+        .await
+        .unwrap();
+    store
+        .append(&room, new_message("a", "alice", "hi", 11))
+        .await
+        .unwrap();
     let edit = Amendment::Edit {
         body: "hello".into(),
         at_ms: 20,
@@ -1006,7 +1015,10 @@ pub async fn journal_records_every_change_in_order<S: HistoryStore + Outbox>(
         .map(|j| j.event)
         .collect();
     assert_eq!(rest, expected[2..].to_vec());
-    assert_eq!(ids_of(&store.pending(60, 10).await.unwrap(), &ep), vec![expected[0].id.clone()]);
+    assert_eq!(
+        ids_of(&store.pending(60, 10).await.unwrap(), &ep),
+        vec![expected[0].id.clone()]
+    );
     let last = store.journal(100).await.unwrap().last().map(|j| j.position);
     store.dispatch(last.unwrap_or(0), &[]).await.unwrap();
     assert!(store.journal(100).await.unwrap().is_empty());
@@ -1019,7 +1031,10 @@ pub async fn outbox_endpoints_are_data(store: &dyn Outbox, names: &Namer) {
     let (a, b, op) = (names.name("ep"), names.name("ep"), names.name("ep"));
     let mut first = endpoint_for(&a, Some(&tenant));
     store.put_endpoint(&first).await.unwrap();
-    store.put_endpoint(&endpoint_for(&b, Some(&tenant))).await.unwrap();
+    store
+        .put_endpoint(&endpoint_for(&b, Some(&tenant)))
+        .await
+        .unwrap();
     store.put_endpoint(&endpoint_for(&op, None)).await.unwrap();
     assert_eq!(store.endpoint(&a).await.unwrap(), Some(first.clone()));
     let listed: Vec<String> = store
@@ -1064,7 +1079,10 @@ pub async fn outbox_endpoints_are_data(store: &dyn Outbox, names: &Namer) {
     assert!(store.dead_letters(&a, 10).await.unwrap().is_empty());
     assert!(store.attempts(&a, 10).await.unwrap().is_empty());
     // Recreated under the same id, nothing of the old one comes back.
-    store.put_endpoint(&endpoint_for(&a, Some(&tenant))).await.unwrap();
+    store
+        .put_endpoint(&endpoint_for(&a, Some(&tenant)))
+        .await
+        .unwrap();
     assert!(store.dead_letters(&a, 10).await.unwrap().is_empty());
 }
 
@@ -1086,7 +1104,10 @@ pub async fn outbox_keeps_the_newest_attempt_records(store: &dyn Outbox, names: 
     let ep = names.name("ep");
     let max = roomcast_core::events::registry::MAX_ATTEMPT_RECORDS as u32;
     for n in 1..=max + 5 {
-        store.record_attempt(&ep, &attempt("evt_x", n)).await.unwrap();
+        store
+            .record_attempt(&ep, &attempt("evt_x", n))
+            .await
+            .unwrap();
     }
     let records = store.attempts(&ep, 1_000).await.unwrap();
     assert_eq!(records.len(), max as usize);
