@@ -48,6 +48,12 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
             Route::Health => json_reply(&http::method_not_allowed()),
             Route::Messages(room) => messages(req, &env, &config, &room).await,
             Route::BadRoom => json_reply(&http::bad_room()),
+            // Integration events are not delivered by the edge build yet (docs/events.md).
+            Route::Endpoints(_) => json_reply(&HttpReply::error(
+                404,
+                "NOT_FOUND",
+                "integration events are not enabled on this deployment",
+            )),
             Route::NotFound => json_reply(&http::not_found()),
         },
     }
