@@ -121,7 +121,7 @@ fn client(resolver: CheckedResolver, timeout: Duration) -> anyhow::Result<HttpsC
     http.enforce_http(false);
     http.set_connect_timeout(Some(timeout));
     let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_native_roots()?
+        .with_provider_and_native_roots(rustls::crypto::ring::default_provider())?
         .https_or_http()
         .enable_http1()
         .wrap_connector(http);

@@ -43,6 +43,23 @@ impl Server {
         )
     }
 
+    /// Like [`Server::start`] on any port, with `env` set in the server's environment.
+    #[allow(dead_code, reason = "not every test file needs it")]
+    pub fn start_with_env(
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_roomcast-local"));
+        command.envs(env.iter().copied());
+        Self::spawn(
+            command,
+            data_dir,
+            0,
+            &[&["--jwt-secret", SECRET], extra].concat(),
+        )
+    }
+
     /// Like [`Server::start`] on any port, verifying tokens with the key `key_flags` give
     /// (`--jwt-public-key FILE`, `--jwt-secret S`, …) instead of [`SECRET`]; then
     /// [`Target::sign`] does not sign what it accepts.
@@ -242,6 +259,13 @@ pub async fn metric(port: u16, name: &str) -> anyhow::Result<u64> {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
         .ok_or_else(|| anyhow!("no metric {name}"))
+}
+
+/// The value of metric `name` with the label set `labels` (as rendered, e.g.
+/// `outcome="delivered"`) on the server's `/metrics`.
+#[allow(dead_code, reason = "not every test file needs it")]
+pub async fn metric_labeled(port: u16, name: &str, labels: &str) -> anyhow::Result<u64> {
+    metric(port, &format!("{name}{{{labels}}}")).await
 }
 
 /// The HTTP status a WebSocket upgrade with `token` gets (101 when it connects).
