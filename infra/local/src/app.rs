@@ -305,17 +305,28 @@ async fn open_stores(config: &ServerConfig) -> anyhow::Result<Stores> {
     Ok((live.clone(), history, Some(live), Some(outbox)))
 }
 
+/// An address as a URL host (IPv6 in brackets).
+fn host_text(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
 /// What webhook endpoint URLs may be: public addresses (all kinds with
-/// `--webhook-allow-private`), never this server.
+/// `--webhook-allow-private`), never this server's listeners (the Management API included).
 fn endpoint_rules(config: &ServerConfig) -> EndpointRules {
-    let port = config.listen.port();
-    let mut own_origins = vec![(config.listen.ip().to_string(), port)];
-    if config.listen.ip().is_unspecified() || config.listen.ip().is_loopback() {
-        own_origins.extend(
-            ["localhost", "127.0.0.1", "[::1]"]
-                .into_iter()
-                .map(|h| (h.to_owned(), port)),
-        );
+    let mut own_origins = Vec::new();
+    for at in std::iter::once(config.listen).chain(config.management_listen) {
+        let port = at.port();
+        own_origins.push((host_text(at.ip()), port));
+        if at.ip().is_unspecified() || at.ip().is_loopback() {
+            own_origins.extend(
+                ["localhost", "127.0.0.1", "[::1]"]
+                    .into_iter()
+                    .map(|h| (h.to_owned(), port)),
+            );
+        }
     }
     EndpointRules {
         development: config.settings.events.allow_private,

@@ -97,12 +97,26 @@ async fn run(args: &ServeArgs) -> anyhow::Result<()> {
             );
         }
     }
-    let app = App::build(config).await.context("opening the store")?;
-    app.start_webhooks().context("starting webhook delivery")?;
+    // Both listeners are bound before the service is built, so the addresses webhook
+    // endpoints may not point at are the real ones (port 0 is picked at bind).
+    let mut config = config;
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(args.host, args.port))
         .await
         .with_context(|| format!("binding {}:{}", args.host, args.port))?;
     let addr = listener.local_addr()?;
+    config.listen = addr;
+    let management_listener = match config.management_listen {
+        Some(at) => {
+            let listener = tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("binding the Management API to {at}"))?;
+            config.management_listen = Some(listener.local_addr()?);
+            Some(listener)
+        }
+        None => None,
+    };
+    let app = App::build(config).await.context("opening the store")?;
+    app.start_webhooks().context("starting webhook delivery")?;
     println!("roomcast-local listening on http://{addr}");
     eprintln!(
         "connect: ws://{addr}/?token=$(roomcast-local token --user alice --rooms 'support-*')"
@@ -117,11 +131,8 @@ async fn run(args: &ServeArgs) -> anyhow::Result<()> {
             let _ = stopped.wait_for(|s| *s).await;
         }
     };
-    let management = match app.config().management_listen {
-        Some(at) => {
-            let listener = tokio::net::TcpListener::bind(at)
-                .await
-                .with_context(|| format!("binding the Management API to {at}"))?;
+    let management = match management_listener {
+        Some(listener) => {
             println!(
                 "roomcast-local Management API on http://{}",
                 listener.local_addr()?

@@ -127,13 +127,15 @@ pub async fn events_are_delivered_signed_with_every_change(
         );
         ensure!(d.header("content-type") == Some("application/json"));
     }
-    let created = of_types(&events, &["message.created"]);
+    // Concurrent attempts may reorder arrivals: consumers order by seq (docs/events.md).
+    let mut created = of_types(&events, &["message.created"]);
+    created.sort_by_key(|e| e["seq"].as_u64());
     for (i, e) in created.iter().enumerate() {
-        ensure!(e["seq"] == seq(i), "created events in seq order: {e}");
-        let m = &e["data"]["message"];
+        ensure!(e["seq"] == seq(i), "one created event per message: {e}");
+        let m = &e["data"];
         ensure!(
             m["seq"] == seq(i) && m["from"] == "alice" && m["id"] == format!("m{i}"),
-            "data.message is the stored message: {e}"
+            "data is the stored message: {e}"
         );
         ensure!(
             e["data"]["offline_members"] == json!(["bob"]),
@@ -477,9 +479,15 @@ pub async fn slow_endpoint_delays_nobody(d: &dyn Deployment) -> anyhow::Result<(
     )
     .await?;
     ensure!(chat < Duration::from_secs(5), "20 acks took {chat:?}");
+    let behind: std::collections::HashSet<String> = slow
+        .received()
+        .iter()
+        .filter_map(|d| d.header("webhook-id").map(str::to_owned))
+        .collect();
     ensure!(
-        slow.received().iter().all(|d| !d.accepted()) || slow.received().is_empty(),
-        "the slow endpoint has not answered yet"
+        behind.len() < 20,
+        "the slow endpoint is still behind (it saw {} of 20 events), the fast one is done",
+        behind.len()
     );
     Ok(())
 }
@@ -523,10 +531,14 @@ pub async fn events_survive_kill_between_ack_and_delivery(
         .json()?;
     let stored = &history["messages"][0];
     ensure!(stored["seq"] == ack["seq"], "{history}");
+    let mut data = events[0]["data"].clone();
+    let offline = data
+        .as_object_mut()
+        .and_then(|d| d.remove("offline_members"));
+    ensure!(offline.is_some(), "message.created lists offline members: {data}");
     ensure!(
-        events[0]["data"]["message"] == *stored,
-        "the event carries the message exactly as stored: {} vs {stored}",
-        events[0]["data"]["message"]
+        data == *stored,
+        "the event carries the message exactly as stored: {data} vs {stored}"
     );
     let by_id: HashMap<String, usize> =
         receiver.received().iter().fold(HashMap::new(), |mut m, d| {
