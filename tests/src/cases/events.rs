@@ -535,7 +535,10 @@ pub async fn events_survive_kill_between_ack_and_delivery(
     let offline = data
         .as_object_mut()
         .and_then(|d| d.remove("offline_members"));
-    ensure!(offline.is_some(), "message.created lists offline members: {data}");
+    ensure!(
+        offline.is_some(),
+        "message.created lists offline members: {data}"
+    );
     ensure!(
         data == *stored,
         "the event carries the message exactly as stored: {data} vs {stored}"
