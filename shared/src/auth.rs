@@ -22,6 +22,17 @@ pub enum Role {
     Service,
 }
 
+impl Role {
+    /// The role as it appears on the wire (the token's `role`, a message's `role`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Agent => "agent",
+            Self::Service => "service",
+        }
+    }
+}
+
 /// The JWT claims of protocol v1.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Claims {

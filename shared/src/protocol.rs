@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::auth::Role;
 use crate::limits::{
     MAX_BODY_BYTES, MAX_CLIENT_ID_LEN, MAX_HISTORY_LIMIT, MAX_META_BYTES, MAX_NAME_LEN,
 };
@@ -501,6 +502,11 @@ pub struct MessageView {
     /// The sender's display name, when its token had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The author's role: `user` (a visitor or team member), `agent`, or `service` (a bot or
+    /// backend, and the desk's `$system` lines). `None` on messages stored before roles were
+    /// recorded; clients treat those as `user`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
     /// The service user that published it over the HTTP API, naming `from` as the sender (a
     /// bot, say): `from` did not write it, so nobody may change it over the WebSocket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -876,6 +882,7 @@ mod tests {
             id: "c".into(),
             from: "u".into(),
             name: None,
+            role: Some(Role::Agent),
             via: None,
             body: Some("hi".into()),
             meta: None,
@@ -885,8 +892,18 @@ mod tests {
         });
         assert_eq!(
             msg.to_json(),
-            r#"{"type":"message","room":"r","seq":1,"id":"c","from":"u","body":"hi","ts":5}"#
+            r#"{"type":"message","room":"r","seq":1,"id":"c","from":"u","role":"agent","body":"hi","ts":5}"#
         );
+    }
+
+    #[test]
+    fn messages_stored_before_roles_read_without_one() {
+        // What a store keeping `MessageView` as JSON (the embedded store) holds from before
+        // roles were recorded: it reads back with no role and is written out without one.
+        let old = r#"{"room":"r","seq":1,"id":"c","from":"u","body":"hi","ts":5}"#;
+        let message: MessageView = serde_json::from_str(old).unwrap();
+        assert_eq!(message.role, None);
+        assert_eq!(serde_json::to_string(&message).unwrap(), old);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 use serde_json::json;
 
+use crate::auth::Role;
 use crate::protocol::{Conversation, ConversationStatus, ErrorCode, Rejection, SYSTEM_SENDER};
 use crate::store::NewMessage;
 
@@ -109,6 +110,7 @@ pub fn room_event(c: &Conversation, by: Option<&str>) -> NewMessage {
         id: format!("status-{}", c.version),
         from: SYSTEM_SENDER.to_owned(),
         name: None,
+        role: Role::Service,
         via: None,
         body: status_text(c),
         meta: Some(json!({
@@ -129,6 +131,7 @@ pub fn inbox_event(room: &str, c: &Conversation) -> NewMessage {
         id: format!("{room}/{}", c.version),
         from: SYSTEM_SENDER.to_owned(),
         name: None,
+        role: Role::Service,
         via: None,
         body: format!("{room}: {}", c.status.as_str()),
         meta: Some(json!({

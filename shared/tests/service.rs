@@ -269,9 +269,10 @@ fn assert_error(frames: &[Value], code: ErrorCode, reference: Option<&str>) {
     assert_eq!(f.as_object().unwrap().len(), 4, "no other fields: {f}");
 }
 
-/// A `message` frame as clients see it (no name, meta, edit or tombstone).
+/// A `message` frame from a user as clients see it (no name, meta, edit or tombstone).
 fn message_json(room: &str, seq: u64, id: &str, from: &str, body: &str, ts: u64) -> Value {
-    json!({"type": "message", "room": room, "seq": seq, "id": id, "from": from, "body": body, "ts": ts})
+    json!({"type": "message", "room": room, "seq": seq, "id": id, "from": from, "role": "user",
+           "body": body, "ts": ts})
 }
 
 fn presence_json(user: &str, status: &str, last_seen: u64) -> Value {
@@ -644,7 +645,7 @@ fn message_is_acked_to_the_sender_and_fanned_out_to_the_room_only() {
     );
     let delivered = json!({
         "type": "message", "room": "lobby", "seq": 1, "id": "m-1", "from": "alice",
-        "name": "Alice", "body": "hello", "meta": {"k": 1}, "ts": now,
+        "name": "Alice", "role": "user", "body": "hello", "meta": {"k": 1}, "ts": now,
     });
     assert_eq!(
         w.frames(&a2),
@@ -886,7 +887,7 @@ fn the_author_deletes_leaving_a_tombstone_and_the_room_hears_it() {
     assert_eq!(
         frames[1],
         json!({"type": "message", "room": "lobby", "seq": 1, "id": "m-1", "from": "alice",
-               "ts": T0, "edited_ts": T0 + 9, "deleted": true})
+               "role": "user", "ts": T0, "edited_ts": T0 + 9, "deleted": true})
     );
     assert_eq!(
         frames[2],
@@ -1160,7 +1161,8 @@ fn history_pages_with_before_after_and_limit() {
         w.frames(&a1),
         vec![json!({
             "type": "history", "room": "lobby",
-            "messages": [{"room": "lobby", "seq": 11, "id": "m11", "from": "alice", "body": "b11", "ts": T0 + 11}],
+            "messages": [{"room": "lobby", "seq": 11, "id": "m11", "from": "alice", "role": "user",
+                          "body": "b11", "ts": T0 + 11}],
             "more": true,
         })]
     );
@@ -1489,6 +1491,7 @@ fn publish_stores_and_fans_out_to_the_tenants_room_once() {
         id: "p-1".into(),
         from: "bot".into(),
         name: None,
+        role: Some(Role::Service),
         via: Some("backend".into()),
         body: Some("maintenance at 5".into()),
         meta: Some(json!({"kind": "notice"})),
@@ -1501,8 +1504,8 @@ fn publish_stores_and_fans_out_to_the_tenants_room_once() {
         w.frames(&a1),
         vec![
             json!({"type": "message", "room": "lobby", "seq": 1, "id": "p-1", "from": "bot",
-                    "via": "backend", "body": "maintenance at 5", "meta": {"kind": "notice"},
-                    "ts": T0 + 4})
+                    "role": "service", "via": "backend", "body": "maintenance at 5",
+                    "meta": {"kind": "notice"}, "ts": T0 + 4})
         ]
     );
     assert!(w.frames(&e1).is_empty(), "another tenant");
@@ -1611,6 +1614,7 @@ fn big_page(count: u64) -> Page {
             id: format!("m{seq}"),
             from: "alice".into(),
             name: None,
+            role: Some(Role::User),
             via: None,
             body: Some(body.clone()),
             meta: None,
@@ -1744,6 +1748,64 @@ fn a_visitors_first_message_opens_the_conversation_and_lists_it_in_the_inbox() {
     let joined = w.join(&late, CONVERSATION);
     assert_eq!(joined[0]["conversation"]["status"], "waiting", "{joined:?}");
     assert_eq!(joined[0]["conversation"]["version"], 1);
+}
+
+#[test]
+fn every_message_carries_its_authors_role_and_the_desk_writes_as_the_service() {
+    let w = World::new();
+    let visitor = w.member("vic", &[CONVERSATION]);
+    let agent = w.agent_conn("ann", &[CONVERSATION]);
+    assert_eq!(w.join(&agent, CONVERSATION)[0]["type"], "joined");
+    let service = w.member_with(&Claims {
+        role: Role::Service,
+        ..w.claims("backend", &[CONVERSATION])
+    });
+    w.settle();
+    w.say(&visitor, CONVERSATION, "m1", "hello?"); // seq 1, then the opening at 2
+    w.say(&agent, CONVERSATION, "m2", "hi, ann here"); // 3
+    w.say(&service, CONVERSATION, "m3", "from the backend's socket"); // 4
+    let bot = w.identity(&Claims {
+        role: Role::Service,
+        ..w.claims("backend", &[])
+    });
+    block_on(w.service.publish(
+        &bot,
+        CONVERSATION,
+        publish("m4", "a bot's answer", Some("helpbot")),
+        w.now(),
+    ))
+    .unwrap(); // 5
+    let roles: Vec<(String, Option<Role>)> = (1..=5)
+        .map(|seq| {
+            let m = w.stored(CONVERSATION, seq).unwrap();
+            (m.from, m.role)
+        })
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            ("vic".to_owned(), Some(Role::User)),
+            (SYSTEM_SENDER.to_owned(), Some(Role::Service)),
+            ("ann".to_owned(), Some(Role::Agent)),
+            ("backend".to_owned(), Some(Role::Service)),
+            ("helpbot".to_owned(), Some(Role::Service)),
+        ]
+    );
+    // Live, the visitor sees the same roles on the wire (`say` took what came with its ack).
+    let seen: Vec<(Value, Value)> = w
+        .frames(&visitor)
+        .iter()
+        .filter(|f| f["type"] == "message")
+        .map(|f| (f["seq"].clone(), f["role"].clone()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (json!(3), json!("agent")),
+            (json!(4), json!("service")),
+            (json!(5), json!("service")),
+        ]
+    );
 }
 
 #[test]
@@ -2063,6 +2125,7 @@ fn store_big_messages(w: &World, room: &str, count: u64) {
             id: format!("big-{i}"),
             from: "alice".into(),
             name: None,
+            role: Role::User,
             via: None,
             body: body.clone(),
             meta: None,

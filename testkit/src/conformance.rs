@@ -55,12 +55,13 @@ impl Namer {
     }
 }
 
-/// A plain message for store tests.
+/// A plain message from a user (role `user`) for store tests.
 pub fn new_message(id: &str, from: &str, body: &str, ts: u64) -> NewMessage {
     NewMessage {
         id: id.into(),
         from: from.into(),
         name: None,
+        role: Role::User,
         via: None,
         body: body.into(),
         meta: None,
@@ -81,6 +82,7 @@ pub async fn history_conformance(store: &dyn HistoryStore, names: &Namer) {
     conversation_changes_are_compare_and_set(store, names).await;
     room_state_is_what_the_single_reads_say(store, names).await;
     published_messages_keep_their_service(store, names).await;
+    messages_keep_their_authors_role(store, names).await;
 }
 
 /// Seqs start at 1 and increase by one; the head follows.
@@ -371,6 +373,75 @@ pub async fn published_messages_keep_their_service(store: &dyn HistoryStore, nam
         stored.via.as_deref(),
         Some("backend"),
         "an edit keeps `via`"
+    );
+}
+
+/// Every message keeps its author's role (user, agent, service) through every read: the
+/// append's answer (and a duplicate's), one message, a page, an edit and a tombstone.
+pub async fn messages_keep_their_authors_role(store: &dyn HistoryStore, names: &Namer) {
+    let room = names.room();
+    let authors = [
+        ("visitor", Role::User),
+        ("ann", Role::Agent),
+        ("helpbot", Role::Service),
+    ];
+    for (seq, (from, role)) in (1u64..).zip(authors) {
+        let message = NewMessage {
+            role,
+            ..new_message(&format!("m{seq}"), from, "hello", seq)
+        };
+        let appended = store.append(&room, message.clone()).await.unwrap();
+        assert_eq!(appended.message.role, Some(role), "{from}'s append");
+        let again = store.append(&room, message).await.unwrap();
+        assert!(again.duplicate);
+        assert_eq!(again.message.role, Some(role), "{from}'s duplicate");
+        let stored = store.message(&room, seq).await.unwrap().unwrap();
+        assert_eq!(stored.role, Some(role), "{from}'s stored message");
+    }
+    let page = store
+        .messages(
+            &room,
+            HistoryQuery {
+                after: Some(0),
+                before: None,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    let roles: Vec<Option<Role>> = page.messages.iter().map(|m| m.role).collect();
+    assert_eq!(
+        roles,
+        [Some(Role::User), Some(Role::Agent), Some(Role::Service)]
+    );
+    let edited = store
+        .amend(
+            &room,
+            2,
+            Amendment::Edit {
+                body: "changed".into(),
+                at_ms: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(edited.role, Some(Role::Agent), "an edit keeps the role");
+    let deleted = store
+        .amend(&room, 1, Amendment::Delete { at_ms: 11 })
+        .await
+        .unwrap();
+    assert_eq!(deleted.role, Some(Role::User), "a tombstone keeps the role");
+    let stored = store.message(&room, 2).await.unwrap().unwrap();
+    assert_eq!(
+        stored.role,
+        Some(Role::Agent),
+        "an edit keeps the stored role"
+    );
+    let stored = store.message(&room, 1).await.unwrap().unwrap();
+    assert_eq!(
+        stored.role,
+        Some(Role::User),
+        "a tombstone keeps the stored role"
     );
 }
 
@@ -1124,6 +1195,7 @@ pub fn created_event(room: &RoomRef, seq: u64, ts: u64) -> Event {
         id: format!("m{seq}"),
         from: "alice".into(),
         name: None,
+        role: Some(Role::User),
         via: None,
         body: Some(format!("hello {seq}")),
         meta: None,

@@ -4,8 +4,8 @@
 //! `POST /__dev/conformance` runs, inside a fresh `ChatRoom` object (named
 //! `#dev/conformance-…`: `#` is never in a tenant name, so it shares nothing with real rooms):
 //!
-//! - the migration of a `messages` table made before it had the `via` column: an old message
-//!   reads back, and a new one keeps its `via`;
+//! - the migration of a `messages` table made before it had the `via` and `role` columns: an
+//!   old message reads back without them, and a new one keeps its `via` and `role`;
 //! - the testkit's `history_conformance` against [`SqlHistory`] on that object's SQLite storage
 //!   (every case: the store holds any room in this mode), on the migrated table;
 //! - the testkit's `connection_conformance` against [`EdgeConnections`] without sockets (the
@@ -56,7 +56,8 @@ pub async fn forward(req: Request, env: &Env) -> Result<Response> {
     room_object(env, &name)?.fetch_with_request(req).await
 }
 
-/// The `messages` table as objects made before the `via` column have it, with one message.
+/// The `messages` table as objects made before the `via` and `role` columns have it, with one
+/// message.
 const MESSAGES_BEFORE_VIA: &[&str] = &[
     "CREATE TABLE messages (
         rk TEXT NOT NULL, seq INTEGER NOT NULL, cid TEXT NOT NULL, sender TEXT NOT NULL,
@@ -87,7 +88,7 @@ pub async fn conformance(state: &Rc<State>) -> Result<Response> {
 }
 
 /// After [`MESSAGES_BEFORE_VIA`] and [`SqlHistory::open`]: the old message reads back without
-/// `via`, and a message appended to the migrated table keeps its `via`.
+/// `via` and `role`, and a message appended to the migrated table keeps its `via` and `role`.
 async fn migrated_table_keeps_old_messages(history: &SqlHistory) -> Result<()> {
     let fail = |what: String| worker::Error::RustError(format!("migration: {what}"));
     let room = RoomRef::new("#legacy", "r");
@@ -96,13 +97,15 @@ async fn migrated_table_keeps_old_messages(history: &SqlHistory) -> Result<()> {
         .await
         .map_err(|e| fail(e.to_string()))?;
     match old {
-        Some(m) if m.body.as_deref() == Some("before via") && m.via.is_none() => {}
+        Some(m)
+            if m.body.as_deref() == Some("before via") && m.via.is_none() && m.role.is_none() => {}
         other => return Err(fail(format!("the old message reads {other:?}"))),
     }
     let published = NewMessage {
         id: "new".into(),
         from: "bob".into(),
         name: None,
+        role: Role::Service,
         via: Some("backend".into()),
         body: "after via".into(),
         meta: None,
@@ -117,7 +120,7 @@ async fn migrated_table_keeps_old_messages(history: &SqlHistory) -> Result<()> {
         .await
         .map_err(|e| fail(e.to_string()))?;
     match new {
-        Some(m) if m.via.as_deref() == Some("backend") => Ok(()),
+        Some(m) if m.via.as_deref() == Some("backend") && m.role == Some(Role::Service) => Ok(()),
         other => Err(fail(format!("the new message reads {other:?}"))),
     }
 }

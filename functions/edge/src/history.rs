@@ -9,6 +9,7 @@
 //! request. Every write is one SQL statement besides. Durability: the runtime's output gate holds
 //! every outgoing message (the `ack` included) until the writes before it are durable.
 
+use roomcast_core::auth::Role;
 use roomcast_core::protocol::{Conversation, MessageView};
 use roomcast_core::store::rules::{apply_amendment, check_conversation_version, page_range};
 use roomcast_core::store::{
@@ -34,7 +35,7 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS messages (
         rk TEXT NOT NULL, seq INTEGER NOT NULL, cid TEXT NOT NULL, sender TEXT NOT NULL,
         name TEXT, body TEXT, meta TEXT, ts INTEGER NOT NULL, edited_ts INTEGER,
-        deleted INTEGER NOT NULL DEFAULT 0, via TEXT,
+        deleted INTEGER NOT NULL DEFAULT 0, via TEXT, role TEXT,
         PRIMARY KEY (rk, seq), UNIQUE (rk, sender, cid)) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS read_cursors (
         rk TEXT NOT NULL, user TEXT NOT NULL, seq INTEGER NOT NULL,
@@ -52,10 +53,14 @@ const SCHEMA: &[&str] = &[
 /// adds it to such an object's older table (SQLite has no `ADD COLUMN IF NOT EXISTS`, so
 /// [`SqlHistory::open`] reads the table's columns first). Added columns are nullable: old rows
 /// read as `NULL`, which is what they hold.
-const ADDED_MESSAGE_COLUMNS: &[(&str, &str)] =
-    &[("via", "ALTER TABLE messages ADD COLUMN via TEXT")];
+const ADDED_MESSAGE_COLUMNS: &[(&str, &str)] = &[
+    ("via", "ALTER TABLE messages ADD COLUMN via TEXT"),
+    // The author's role, by its protocol name; `NULL` on messages stored before it.
+    ("role", "ALTER TABLE messages ADD COLUMN role TEXT"),
+];
 
-const MESSAGE_COLUMNS: &str = "seq, cid, sender, name, body, meta, ts, edited_ts, deleted, via";
+const MESSAGE_COLUMNS: &str =
+    "seq, cid, sender, name, body, meta, ts, edited_ts, deleted, via, role";
 
 /// History in the Durable Object's SQLite database.
 pub struct SqlHistory {
@@ -112,6 +117,16 @@ fn get_opt_string(row: &Row, i: usize) -> Result<Option<String>, StoreError> {
     }
 }
 
+/// A role stored by its protocol name (`user`, `agent`, `service`); `NULL` is `None`.
+fn get_opt_role(row: &Row, i: usize) -> Result<Option<Role>, StoreError> {
+    get_opt_string(row, i)?
+        .map(|name| {
+            serde_json::from_value(serde_json::Value::String(name))
+                .map_err(|e| StoreError::Other(format!("column {i}: {e}")))
+        })
+        .transpose()
+}
+
 fn get_string(row: &Row, i: usize) -> Result<String, StoreError> {
     get_opt_string(row, i)?.ok_or_else(|| StoreError::Other(format!("column {i} is null")))
 }
@@ -127,6 +142,7 @@ fn message_from(room: &RoomRef, row: &Row) -> Result<MessageView, StoreError> {
         id: get_string(row, 1)?,
         from: get_string(row, 2)?,
         name: get_opt_string(row, 3)?,
+        role: get_opt_role(row, 10)?,
         via: get_opt_string(row, 9)?,
         body: get_opt_string(row, 4)?,
         meta,
@@ -232,8 +248,8 @@ impl HistoryStore for SqlHistory {
             .map_err(|e| StoreError::Other(format!("meta: {e}")))?;
         // One statement: the next seq is computed where it is inserted.
         let rows = self.rows(
-            "INSERT INTO messages (rk, seq, cid, sender, name, body, meta, ts, via)
-             SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 FROM messages
+            "INSERT INTO messages (rk, seq, cid, sender, name, body, meta, ts, via, role)
+             SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 FROM messages
              WHERE rk = ?1
              RETURNING seq",
             vec![
@@ -245,6 +261,7 @@ impl HistoryStore for SqlHistory {
                 opt_text(meta.as_deref()),
                 int(msg.ts),
                 opt_text(msg.via.as_deref()),
+                text(msg.role.as_str()),
             ],
         )?;
         let seq = rows

@@ -427,6 +427,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::auth::Role;
 
     fn room() -> RoomRef {
         RoomRef::new("acme", "support-1")
@@ -439,6 +440,7 @@ mod tests {
             id: "m1".into(),
             from: "alice".into(),
             name: None,
+            role: Some(Role::User),
             via: None,
             body: Some("hi".into()),
             meta: None,
@@ -463,8 +465,8 @@ mod tests {
                 "seq": 7,
                 "occurred_at": 1_700_000_000_000u64,
                 "data": {
-                    "room": "support-1", "seq": 7, "id": "m1", "from": "alice", "body": "hi",
-                    "ts": 1_700_000_000_000u64, "offline_members": ["bob", "carol"]
+                    "room": "support-1", "seq": 7, "id": "m1", "from": "alice", "role": "user",
+                    "body": "hi", "ts": 1_700_000_000_000u64, "offline_members": ["bob", "carol"]
                 }
             })
         );

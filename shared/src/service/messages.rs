@@ -34,6 +34,7 @@ impl ChatService {
             id,
             from: conn.user.clone(),
             name: conn.name.clone(),
+            role: conn.role,
             via: None,
             body,
             meta,

@@ -138,6 +138,7 @@ impl ChatService {
             id: publish.id,
             from,
             name,
+            role: Role::Service,
             via: Some(identity.user.clone()),
             body: publish.body,
             meta: publish.meta,

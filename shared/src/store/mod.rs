@@ -247,6 +247,9 @@ pub struct NewMessage {
     pub from: String,
     /// Sender's display name.
     pub name: Option<String>,
+    /// The author's role ([`MessageView::role`]): the connection's, `service` for an HTTP
+    /// publish and for the desk's `$system` lines.
+    pub role: Role,
     /// The service user publishing it in `from`'s name ([`MessageView::via`]).
     pub via: Option<String>,
     /// Text.

@@ -33,6 +33,7 @@ pub fn stored_message(room: &RoomRef, seq: u64, msg: NewMessage) -> MessageView 
         id: msg.id,
         from: msg.from,
         name: msg.name,
+        role: Some(msg.role),
         via: msg.via,
         body: Some(msg.body),
         meta: msg.meta,

@@ -140,8 +140,21 @@ impl Fields<'_> {
 
     /// A unit enum stored by its serde name.
     pub(super) fn enum_value<T: DeserializeOwned>(&self, attr: &str) -> Result<T, StoreError> {
-        serde_json::from_value(serde_json::Value::String(self.s(attr)?))
-            .map_err(|_| Self::corrupt(attr, "a known name"))
+        self.opt_enum_value(attr)?
+            .ok_or_else(|| Self::corrupt(attr, "present"))
+    }
+
+    /// A unit enum stored by its serde name; absent (or NULL) is `None`.
+    pub(super) fn opt_enum_value<T: DeserializeOwned>(
+        &self,
+        attr: &str,
+    ) -> Result<Option<T>, StoreError> {
+        self.opt_s(attr)?
+            .map(|name| {
+                serde_json::from_value(serde_json::Value::String(name))
+                    .map_err(|_| Self::corrupt(attr, "a known name"))
+            })
+            .transpose()
     }
 }
 
@@ -204,6 +217,9 @@ pub(super) fn message_attributes(m: &MessageView) -> Result<Item, StoreError> {
     if let Some(name) = &m.name {
         item.insert(ATTR_NAME.into(), s(name.as_str()));
     }
+    if let Some(role) = &m.role {
+        item.insert(ATTR_ROLE.into(), enum_attr(role)?);
+    }
     if let Some(via) = &m.via {
         item.insert(ATTR_VIA.into(), s(via.as_str()));
     }
@@ -245,6 +261,7 @@ pub(super) fn decode_message(room: &RoomRef, item: &Item) -> Result<MessageView,
         id: f.s(ATTR_ID)?,
         from: f.s(ATTR_FROM)?,
         name: f.opt_s(ATTR_NAME)?,
+        role: f.opt_enum_value(ATTR_ROLE)?,
         via: f.opt_s(ATTR_VIA)?,
         body: f.opt_s(ATTR_BODY)?,
         meta: f.json(ATTR_META)?,
@@ -301,6 +318,7 @@ pub(super) fn decode_conversation(item: &Item) -> Result<Conversation, StoreErro
 
 #[cfg(test)]
 mod tests {
+    use roomcast_core::auth::Role;
     use roomcast_core::store::rules::{apply_amendment, stored_message};
     use roomcast_core::store::{Amendment, NewMessage};
 
@@ -316,6 +334,7 @@ mod tests {
                 id: "a#b".into(),
                 from: "alice".into(),
                 name: Some("Alice".into()),
+                role: Role::Service,
                 via: Some("backend".into()),
                 body: "hi".into(),
                 meta: Some(serde_json::json!({"k": [1, null]})),
@@ -326,6 +345,17 @@ mod tests {
         assert_eq!(decode_message(&room, &item).unwrap(), m);
         apply_amendment(&mut m, Amendment::Delete { at_ms: 6 });
         let item = message_item("R#t/r", &m, None).unwrap();
+        assert_eq!(decode_message(&room, &item).unwrap(), m);
+    }
+
+    #[test]
+    fn messages_stored_before_roles_decode_without_one() {
+        let room = RoomRef::new("t", "r");
+        let old = roomcast_testkit::conformance::new_message("old", "alice", "before roles", 1);
+        let mut m = stored_message(&room, 1, old);
+        let mut item = message_item("R#t/r", &m, None).unwrap();
+        assert_eq!(item.remove(ATTR_ROLE), Some(s("user")));
+        m.role = None;
         assert_eq!(decode_message(&room, &item).unwrap(), m);
     }
 }

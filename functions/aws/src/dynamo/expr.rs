@@ -58,6 +58,7 @@ pub(super) fn amendment_update(change: Amendment) -> Result<(String, Expr), Stor
         id: String::new(),
         from: String::new(),
         name: None,
+        role: None,
         via: None,
         body: body.map(str::to_owned),
         meta,

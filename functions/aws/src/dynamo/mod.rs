@@ -14,7 +14,7 @@
 //! | user status | `U#{tenant}#{user}` | `S` | status | connection, from `set_status` |
 //! | request bucket | `Q#{tenant}#{user}` | `Q` | rate (JSON): the user's HTTP API request rate | an hour after the last request |
 //! | room subscription | `R#{tenant}/{room}` | `S#{conn_id}` | user | connection |
-//! | message | `R#{tenant}/{room}` | `M#{seq:020}` | seq, id, from, name, via, body, meta (JSON), ts, edited_ts, deleted | retention, if set |
+//! | message | `R#{tenant}/{room}` | `M#{seq:020}` | seq, id, from, name, role, via, body, meta (JSON), ts, edited_ts, deleted | retention, if set |
 //! | idempotency key | `R#{tenant}/{room}` | `I#{from}#{id}` | seq | retention, if set |
 //! | room head | `R#{tenant}/{room}` | `ST#HEAD` | seq | never |
 //! | support conversation | `R#{tenant}/{room}` | `ST#CONV` | status, agent, version, since (ms) | never |

@@ -58,7 +58,8 @@ pub const ATTR_TENANT: &str = "tenant";
 pub const ATTR_USER: &str = "user";
 /// Connection, message: display name (S, optional).
 pub const ATTR_NAME: &str = "name";
-/// Connection: role (S, the protocol's snake_case name).
+/// Connection, message: role (S, the protocol's snake_case name; optional on messages stored
+/// before roles were recorded).
 pub const ATTR_ROLE: &str = "role";
 /// Connection: room grants from the token (L of S).
 pub const ATTR_GRANTS: &str = "grants";
