@@ -166,6 +166,8 @@ fn spawn(root: &Path, port: u16, vars: &[(&'static str, String)]) -> anyhow::Res
 struct Edge {
     server: Option<&'static Wrangler>,
     room: &'static str,
+    /// Started with webhooks to loopback receivers and short retry timings.
+    webhooks: bool,
 }
 
 impl Edge {
@@ -201,8 +203,7 @@ impl Deployment for Edge {
             http_api: true,
             management_api: false,
             one_room_per_connection: true,
-            // Not yet: the edge build does not deliver integration events (issue 17).
-            webhooks: false,
+            webhooks: self.webhooks,
         }
     }
 
@@ -237,7 +238,8 @@ fn server(
     }
 }
 
-/// The main deployment: rate limit raised (cases send bursts).
+/// The main deployment: rate limit raised (cases send bursts); webhooks to loopback receivers
+/// (development mode), retried after 200 ms, timed out after 1 s.
 fn main_edge() -> Edge {
     static SERVER: OnceLock<Result<Wrangler, String>> = OnceLock::new();
     Edge {
@@ -247,9 +249,13 @@ fn main_edge() -> Edge {
             &[
                 ("ROOMCAST_RATE_PER_SEC", "1000".into()),
                 ("ROOMCAST_RATE_BURST", "1000".into()),
+                ("ROOMCAST_WEBHOOK_ALLOW_PRIVATE", "true".into()),
+                ("ROOMCAST_WEBHOOK_FIRST_RETRY_MS", "200".into()),
+                ("ROOMCAST_WEBHOOK_TIMEOUT_MS", "1000".into()),
             ],
         ),
         room: EDGE_ROOM,
+        webhooks: true,
     }
 }
 
@@ -266,6 +272,7 @@ fn fault_edge() -> Edge {
             ],
         ),
         room: EDGE_ROOM,
+        webhooks: false,
     }
 }
 
@@ -285,6 +292,7 @@ fn limits_edge() -> Edge {
             ],
         ),
         room: EDGE_ROOM,
+        webhooks: false,
     }
 }
 

@@ -7,7 +7,9 @@
 //! - the migration of a `messages` table made before it had the `via` and `role` columns: an
 //!   old message reads back without them, and a new one keeps its `via` and `role`;
 //! - the testkit's `history_conformance` against [`SqlHistory`] on that object's SQLite storage
-//!   (every case: the store holds any room in this mode), on the migrated table;
+//!   (every case: the store holds any room in this mode), on the migrated table; then
+//!   `journal_conformance` and `outbox_conformance` against the same store, which is also the
+//!   edge's `Outbox` (`outbox.rs`);
 //! - the testkit's `connection_conformance` against [`EdgeConnections`] without sockets (the
 //!   in-memory indexes and the write-through path; there are no sockets to write to);
 //! - a hibernation round trip: connections on real accepted sockets, written to their
@@ -39,12 +41,15 @@ use roomcast_core::lifecycle::ConnectionClock;
 use roomcast_core::protocol::PresenceStatus;
 use roomcast_core::ratelimit::RatePolicy;
 use roomcast_core::store::{Connection, ConnectionStore, HistoryStore, NewMessage, RoomRef};
-use roomcast_testkit::conformance::{Namer, connection_conformance, history_conformance};
+use roomcast_testkit::conformance::{
+    Namer, connection_conformance, history_conformance, journal_conformance, outbox_conformance,
+};
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::{Delay, Env, Request, Response, Result, State, WebSocketPair, js_sys};
 
 use crate::history::{Rooms, SqlHistory};
 use crate::now_ms;
+use crate::outbox::Journaling;
 use crate::relay::room_object;
 use crate::room::json_reply;
 use crate::sockets::{EdgeConnections, EdgeGateway, Sockets};
@@ -75,15 +80,17 @@ pub async fn conformance(state: &Rc<State>) -> Result<Response> {
     for statement in MESSAGES_BEFORE_VIA {
         state.storage().sql().exec(statement, None)?;
     }
-    let history = SqlHistory::open(state.storage().sql(), Rooms::Any)
+    let history = SqlHistory::open(state.storage().sql(), Rooms::Any, Journaling::WhenEndpoints)
         .map_err(|e| worker::Error::RustError(e.to_string()))?;
     migrated_table_keeps_old_messages(&history).await?;
     history_conformance(&history, &Namer::new(format!("{prefix}h"))).await;
+    journal_conformance(&history, &Namer::new(format!("{prefix}j"))).await;
+    outbox_conformance(&history, &Namer::new(format!("{prefix}o"))).await;
     let detached = EdgeConnections(Rc::new(Sockets::detached()));
     connection_conformance(&detached, &Namer::new(format!("{prefix}c"))).await;
     let restored = hibernation_round_trip(state).await?;
     Response::ok(format!(
-        "ok: messages table migrated, history_conformance, connection_conformance, hibernation round trip of {restored} connections\n"
+        "ok: messages table migrated, history_conformance, journal_conformance, outbox_conformance, connection_conformance, hibernation round trip of {restored} connections\n"
     ))
 }
 

@@ -2,6 +2,7 @@
 //! tenant, and routes each request to the `ChatRoom` object of (tenant, room), named
 //! `tenant/room`. Every chat decision is the object's, through the core service; the Worker only
 //! refuses what it cannot route (no valid token, no valid room name), with the core's replies.
+//! The endpoints API (`/events/endpoints…`) goes to the tenant's `TenantEvents` object.
 
 use roomcast_core::auth::TokenVerifier;
 use roomcast_core::http::{self, HttpReply, Route};
@@ -10,6 +11,7 @@ use roomcast_core::store::RoomRef;
 use worker::{Context, Env, Method, Request, Response, Result, event};
 
 use crate::config::EdgeConfig;
+use crate::events::tenant_object;
 use crate::relay::room_object;
 use crate::room::json_reply;
 use crate::routes::{EdgeRoute, edge_route};
@@ -38,22 +40,22 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
         Some(EdgeRoute::DevFault) if config.dev_routes => {
             crate::dev::forward_fault(req, &env, &verifier(&config)?).await
         }
-        // Relayed records come from objects through stubs, never from clients.
-        Some(EdgeRoute::DevConformance | EdgeRoute::DevFault | EdgeRoute::Relay) => {
-            json_reply(&http::not_found())
-        }
+        // Relayed records and the events objects' internal paths come from objects through
+        // stubs, never from clients.
+        Some(
+            EdgeRoute::DevConformance
+            | EdgeRoute::DevFault
+            | EdgeRoute::Relay
+            | EdgeRoute::EventsEndpoints
+            | EdgeRoute::EventsDispatch,
+        ) => json_reply(&http::not_found()),
         None => match http::route(&path) {
             // Answered here: the Worker needs no object (and no room) for it.
             Route::Health if req.method() == Method::Get => json_reply(&http::health(None)),
             Route::Health => json_reply(&http::method_not_allowed()),
             Route::Messages(room) => messages(req, &env, &config, &room).await,
             Route::BadRoom => json_reply(&http::bad_room()),
-            // Integration events are not delivered by the edge build yet (docs/events.md).
-            Route::Endpoints(_) => json_reply(&HttpReply::error(
-                404,
-                "NOT_FOUND",
-                "integration events are not enabled on this deployment",
-            )),
+            Route::Endpoints(_) => endpoints(req, &env, &config).await,
             Route::NotFound => json_reply(&http::not_found()),
         },
     }
@@ -108,4 +110,18 @@ async fn messages(req: Request, env: &Env, config: &EdgeConfig, room: &str) -> R
         };
     let name = RoomRef::new(identity.tenant, room).key();
     room_object(env, &name)?.fetch_with_request(req).await
+}
+
+/// `/events/endpoints…`: to the events object of the bearer token's tenant, which answers with
+/// the core's endpoints API (role `service` only).
+async fn endpoints(req: Request, env: &Env, config: &EdgeConfig) -> Result<Response> {
+    let authorization = req.headers().get("Authorization")?;
+    let identity =
+        match http::bearer_identity(&verifier(config)?, authorization.as_deref(), now_ms()) {
+            Ok(identity) => identity,
+            Err(reply) => return json_reply(&reply),
+        };
+    tenant_object(env, &identity.tenant)?
+        .fetch_with_request(req)
+        .await
 }

@@ -10,12 +10,15 @@
 //! every outgoing message (the `ack` included) until the writes before it are durable.
 
 use roomcast_core::auth::Role;
+use roomcast_core::events::Event;
 use roomcast_core::protocol::{Conversation, MessageView};
 use roomcast_core::store::rules::{apply_amendment, check_conversation_version, page_range};
 use roomcast_core::store::{
     Amendment, Appended, HistoryQuery, HistoryStore, Member, NewMessage, Page, RoomRef, StoreError,
 };
 use worker::{SqlStorage, SqlStorageValue};
+
+use crate::outbox::{Journaling, create_tables};
 
 /// Which rooms a store may hold.
 #[derive(Debug, Clone)]
@@ -62,33 +65,58 @@ const ADDED_MESSAGE_COLUMNS: &[(&str, &str)] = &[
 const MESSAGE_COLUMNS: &str =
     "seq, cid, sender, name, body, meta, ts, edited_ts, deleted, via, role";
 
+/// Runs `query` and collects its rows.
+pub(crate) fn rows(
+    sql: &SqlStorage,
+    query: &str,
+    bindings: Vec<SqlStorageValue>,
+) -> Result<Vec<Row>, StoreError> {
+    sql.exec(query, bindings)
+        .map_err(failed)?
+        .raw()
+        .collect::<worker::Result<Vec<Row>>>()
+        .map_err(failed)
+}
+
+/// Runs a statement whose rows are not needed.
+pub(crate) fn run(
+    sql: &SqlStorage,
+    query: &str,
+    bindings: Vec<SqlStorageValue>,
+) -> Result<(), StoreError> {
+    sql.exec(query, bindings).map_err(failed).map(drop)
+}
+
 /// History in the Durable Object's SQLite database.
 pub struct SqlHistory {
     sql: SqlStorage,
     rooms: Rooms,
+    /// When appends and amendments journal their events ([`crate::outbox`]).
+    journaling: Journaling,
 }
 
-type Row = Vec<SqlStorageValue>;
+/// One result row.
+pub(crate) type Row = Vec<SqlStorageValue>;
 
-fn failed(e: worker::Error) -> StoreError {
+pub(crate) fn failed(e: worker::Error) -> StoreError {
     // A failed statement wrote nothing (SQLite statements are atomic), but a full database or
     // an internal error is not worth retrying at once: report it as a failure.
     StoreError::Other(format!("sqlite: {e}"))
 }
 
-fn int(v: u64) -> SqlStorageValue {
+pub(crate) fn int(v: u64) -> SqlStorageValue {
     SqlStorageValue::Integer(i64::try_from(v.min(MAX_SAFE_INTEGER)).unwrap_or(i64::MAX))
 }
 
-fn text(v: &str) -> SqlStorageValue {
+pub(crate) fn text(v: &str) -> SqlStorageValue {
     SqlStorageValue::String(v.to_owned())
 }
 
-fn opt_text(v: Option<&str>) -> SqlStorageValue {
+pub(crate) fn opt_text(v: Option<&str>) -> SqlStorageValue {
     v.map_or(SqlStorageValue::Null, text)
 }
 
-fn get_u64(row: &Row, i: usize) -> Result<u64, StoreError> {
+pub(crate) fn get_u64(row: &Row, i: usize) -> Result<u64, StoreError> {
     match row.get(i) {
         Some(SqlStorageValue::Integer(n)) => {
             u64::try_from(*n).map_err(|_| StoreError::Other(format!("negative integer {n}")))
@@ -100,7 +128,7 @@ fn get_u64(row: &Row, i: usize) -> Result<u64, StoreError> {
     }
 }
 
-fn get_opt_u64(row: &Row, i: usize) -> Result<Option<u64>, StoreError> {
+pub(crate) fn get_opt_u64(row: &Row, i: usize) -> Result<Option<u64>, StoreError> {
     match row.get(i) {
         Some(SqlStorageValue::Null) | None => Ok(None),
         _ => get_u64(row, i).map(Some),
@@ -127,7 +155,7 @@ fn get_opt_role(row: &Row, i: usize) -> Result<Option<Role>, StoreError> {
         .transpose()
 }
 
-fn get_string(row: &Row, i: usize) -> Result<String, StoreError> {
+pub(crate) fn get_string(row: &Row, i: usize) -> Result<String, StoreError> {
     get_opt_string(row, i)?.ok_or_else(|| StoreError::Other(format!("column {i} is null")))
 }
 
@@ -154,12 +182,19 @@ fn message_from(room: &RoomRef, row: &Row) -> Result<MessageView, StoreError> {
 
 impl SqlHistory {
     /// Opens the store, creating its tables when missing and adding the columns an older
-    /// object's table lacks.
-    pub fn open(sql: SqlStorage, rooms: Rooms) -> Result<Self, StoreError> {
+    /// object's table lacks, and the outbox's tables ([`crate::outbox`]). Each append and
+    /// amendment journals its event as `journaling` says, in the same synchronous turn as the
+    /// change.
+    pub fn open(sql: SqlStorage, rooms: Rooms, journaling: Journaling) -> Result<Self, StoreError> {
         for statement in SCHEMA {
             sql.exec(statement, None).map_err(failed)?;
         }
-        let store = Self { sql, rooms };
+        create_tables(&sql)?;
+        let store = Self {
+            sql,
+            rooms,
+            journaling,
+        };
         // `table_info` rows: (cid, name, type, notnull, dflt_value, pk).
         let columns: Vec<String> = store
             .rows("PRAGMA table_info(messages)", Vec::new())?
@@ -174,17 +209,42 @@ impl SqlHistory {
         Ok(store)
     }
 
+    /// The database.
+    pub(crate) fn sql(&self) -> &SqlStorage {
+        &self.sql
+    }
+
+    /// When changes are journaled.
+    pub(crate) fn journaling(&self) -> Journaling {
+        self.journaling
+    }
+
     fn rows(&self, query: &str, bindings: Vec<SqlStorageValue>) -> Result<Vec<Row>, StoreError> {
-        self.sql
-            .exec(query, bindings)
-            .map_err(failed)?
-            .raw()
-            .collect::<worker::Result<Vec<Row>>>()
-            .map_err(failed)
+        rows(&self.sql, query, bindings)
     }
 
     fn run(&self, query: &str, bindings: Vec<SqlStorageValue>) -> Result<(), StoreError> {
-        self.sql.exec(query, bindings).map_err(failed).map(drop)
+        run(&self.sql, query, bindings)
+    }
+
+    /// Journals the event of a change just written by `undo`-able statements: no `await` lies
+    /// between the change and this call, so the runtime commits both in one implicit
+    /// transaction. A failed journal write is a failed change: `undo` takes the change back
+    /// (both or neither), and the error is reported.
+    fn journal_change(
+        &self,
+        event: Option<Event>,
+        undo: impl FnOnce() -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        match self.journal_write(event) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                if let Err(undo_error) = undo() {
+                    tracing::error!(error = %undo_error, "a change without its event could not be taken back");
+                }
+                Err(e)
+            }
+        }
     }
 
     /// The room key, once the room is known to live here.
@@ -213,6 +273,27 @@ impl SqlHistory {
             vec![rk, int(seq)],
         )?;
         rows.first().map(|row| message_from(room, row)).transpose()
+    }
+
+    /// Stores a message's amendable columns as `message` has them.
+    fn write_amended(&self, rk: &SqlStorageValue, message: &MessageView) -> Result<(), StoreError> {
+        self.run(
+            "UPDATE messages SET body = ?, meta = ?, edited_ts = ?, deleted = ? WHERE rk = ? AND seq = ?",
+            vec![
+                opt_text(message.body.as_deref()),
+                opt_text(
+                    message
+                        .meta
+                        .as_ref()
+                        .map(serde_json::Value::to_string)
+                        .as_deref(),
+                ),
+                message.edited_ts.map_or(SqlStorageValue::Null, int),
+                SqlStorageValue::Integer(i64::from(message.deleted)),
+                rk.clone(),
+                int(message.seq),
+            ],
+        )
     }
 
     fn head_of(&self, rk: SqlStorageValue) -> Result<u64, StoreError> {
@@ -268,8 +349,15 @@ impl HistoryStore for SqlHistory {
             .first()
             .ok_or_else(|| StoreError::Other("insert returned no seq".into()))
             .and_then(|row| get_u64(row, 0))?;
+        let message = roomcast_core::store::rules::stored_message(room, seq, msg);
+        self.journal_change(Event::of_append(room, &message), || {
+            self.run(
+                "DELETE FROM messages WHERE rk = ? AND seq = ?",
+                vec![text(&room.key()), int(seq)],
+            )
+        })?;
         Ok(Appended {
-            message: roomcast_core::store::rules::stored_message(room, seq, msg),
+            message,
             duplicate: false,
         })
     }
@@ -310,27 +398,15 @@ impl HistoryStore for SqlHistory {
         change: Amendment,
     ) -> Result<MessageView, StoreError> {
         let rk = self.key(room)?;
-        let mut message = self
+        let before = self
             .find(room, rk.clone(), seq)?
             .ok_or(StoreError::NotFound)?;
-        apply_amendment(&mut message, change);
-        self.run(
-            "UPDATE messages SET body = ?, meta = ?, edited_ts = ?, deleted = ? WHERE rk = ? AND seq = ?",
-            vec![
-                opt_text(message.body.as_deref()),
-                opt_text(
-                    message
-                        .meta
-                        .as_ref()
-                        .map(serde_json::Value::to_string)
-                        .as_deref(),
-                ),
-                message.edited_ts.map_or(SqlStorageValue::Null, int),
-                SqlStorageValue::Integer(i64::from(message.deleted)),
-                rk,
-                int(seq),
-            ],
-        )?;
+        let mut message = before.clone();
+        apply_amendment(&mut message, change.clone());
+        self.write_amended(&rk, &message)?;
+        self.journal_change(Some(Event::of_amend(room, &message, &change)), || {
+            self.write_amended(&rk, &before)
+        })?;
         Ok(message)
     }
 

@@ -3,7 +3,8 @@
 //! roomcast on Cloudflare Workers: the [`front`] Worker verifies tokens and routes each
 //! connection and HTTP request to the [`room::ChatRoom`] Durable Object of its (tenant, room),
 //! which runs the core `ChatService` over its SQLite storage ([`history::SqlHistory`]) and its
-//! hibernatable WebSockets ([`sockets::Sockets`]). docs/architecture.md ("The edge build") has
+//! hibernatable WebSockets ([`sockets::Sockets`]); integration events go through one
+//! [`events::TenantEvents`] object per tenant. docs/architecture.md ("The edge build") has
 //! the design; docs/protocol.md §14 the differences clients see.
 //!
 //! Pure modules ([`attachment`], [`config`], [`routes`], [`socket`]) build and are unit-tested
@@ -18,11 +19,15 @@ pub mod socket;
 #[cfg(all(target_arch = "wasm32", feature = "dev"))]
 mod dev;
 #[cfg(target_arch = "wasm32")]
+pub mod events;
+#[cfg(target_arch = "wasm32")]
 pub mod front;
 #[cfg(target_arch = "wasm32")]
 pub mod history;
 #[cfg(target_arch = "wasm32")]
 mod log;
+#[cfg(target_arch = "wasm32")]
+pub mod outbox;
 #[cfg(target_arch = "wasm32")]
 pub mod relay;
 #[cfg(target_arch = "wasm32")]
@@ -30,6 +35,8 @@ pub mod room;
 #[cfg(target_arch = "wasm32")]
 pub mod sockets;
 
+#[cfg(target_arch = "wasm32")]
+pub use events::TenantEvents;
 #[cfg(target_arch = "wasm32")]
 pub use room::ChatRoom;
 

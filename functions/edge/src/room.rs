@@ -13,7 +13,9 @@
 //!   `ConnectionClock`; nothing uses timers.
 //! - **Alarms** do what timers do elsewhere: one per object, at the earliest deadline of any
 //!   socket's clock (token expiry 4001, idle and maximum-age closes 1001, forgetting sockets
-//!   that never completed a close). The core's lifecycle computes every deadline.
+//!   that never completed a close). The core's lifecycle computes every deadline. The alarm
+//!   also dispatches the journal of integration events ([`crate::events`]): a change that
+//!   journals an event sets it for now.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -32,8 +34,10 @@ use worker::{
 };
 
 use crate::config::EdgeConfig;
+use crate::events::{RoomOutbox, events};
 use crate::history::{Rooms, SqlHistory};
 use crate::now_ms;
+use crate::outbox::Journaling;
 use crate::relay::DurableRelay;
 use crate::routes::{EdgeRoute, edge_route};
 use crate::socket::{
@@ -73,6 +77,8 @@ struct Core {
     lifecycle: LifecyclePolicy,
     service: ChatService,
     sockets: Rc<Sockets>,
+    /// The journal of integration events (dispatched to the tenant's events object).
+    outbox: Arc<RoomOutbox>,
     /// The alarm known to be set, if known.
     alarm: Cell<AlarmKnown>,
     /// The faults `POST /__dev/fault` armed (dev build only).
@@ -147,8 +153,24 @@ impl Core {
             .split_once('/')
             .ok_or_else(|| format!("object name `{name}` is not `tenant/room`"))?;
         let room = RoomRef::new(tenant, room);
-        let history = SqlHistory::open(state.storage().sql(), Rooms::One(room.clone()))
-            .map_err(|e| e.to_string())?;
+        #[allow(
+            clippy::arc_with_non_send_sync,
+            reason = "the service's ports are Arcs; on wasm32 they are !Send (JS handles)"
+        )]
+        let history = Arc::new(
+            SqlHistory::open(
+                state.storage().sql(),
+                Rooms::One(room.clone()),
+                Journaling::Always,
+            )
+            .map_err(|e| e.to_string())?,
+        );
+        #[allow(
+            clippy::arc_with_non_send_sync,
+            reason = "the service's ports are Arcs; on wasm32 they are !Send (JS handles)"
+        )]
+        let outbox =
+            Arc::new(RoomOutbox::new(history.clone(), env, tenant).map_err(|e| e.to_string())?);
         let sockets = Rc::new(Sockets::new(state.clone()));
         let gateway = EdgeGateway(sockets.clone());
         #[cfg(feature = "dev")]
@@ -167,16 +189,18 @@ impl Core {
         let service = ChatService::new(
             verifier,
             Arc::new(EdgeConnections(sockets.clone())),
-            Arc::new(history),
+            history,
             Arc::new(gateway),
             service_config,
         )
-        .with_relay(Arc::new(DurableRelay::new(env.clone())));
+        .with_relay(Arc::new(DurableRelay::new(env.clone())))
+        .with_events(events(outbox.clone(), &settings.events, Vec::new()));
         Ok(Self {
             room,
             lifecycle: settings.lifecycle,
             service,
             sockets,
+            outbox,
             alarm: Cell::new(AlarmKnown::Unknown),
             #[cfg(feature = "dev")]
             faults,
@@ -394,6 +418,39 @@ impl Core {
     }
 }
 
+impl Core {
+    /// After a change: when events wait in the journal, the alarm fires now to dispatch them.
+    async fn events_due(&self, state: &State) {
+        match self.outbox.has_journal() {
+            Ok(true) => self.schedule(state, now_ms()).await,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "events journal unreadable"),
+        }
+    }
+
+    /// Hands the journal to the tenant's events object (the core's `dispatch_events`); on a
+    /// failure the alarm tries again in a second.
+    async fn dispatch_events(&self, state: &State) {
+        loop {
+            match self.service.dispatch_events(now_ms(), DISPATCH_BATCH).await {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "events not dispatched; retrying");
+                    self.schedule(state, now_ms().saturating_add(DISPATCH_RETRY_MS))
+                        .await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Journal events dispatched per batch.
+const DISPATCH_BATCH: usize = 128;
+/// The next try after a failed dispatch.
+const DISPATCH_RETRY_MS: u64 = 1_000;
+
 impl DurableObject for ChatRoom {
     fn new(state: State, env: Env) -> Self {
         Self {
@@ -420,14 +477,22 @@ impl DurableObject for ChatRoom {
         if route == Some(EdgeRoute::DevFault) {
             return self.dev_fault(&core, &req).await;
         }
-        match route {
+        let response = match route {
             Some(EdgeRoute::Socket(room)) => core.connect(&self.state, &req, &room).await,
             Some(EdgeRoute::Relay) => core.relayed(req).await,
             // The HTTP API's paths, and 404 for everything else (no object serves the dev
-            // routes without the `dev` feature).
-            Some(EdgeRoute::BadSocketRoom | EdgeRoute::DevConformance | EdgeRoute::DevFault)
+            // routes without the `dev` feature, nor the events objects' paths).
+            Some(
+                EdgeRoute::BadSocketRoom
+                | EdgeRoute::DevConformance
+                | EdgeRoute::DevFault
+                | EdgeRoute::EventsEndpoints
+                | EdgeRoute::EventsDispatch,
+            )
             | None => core.http(req).await,
-        }
+        };
+        core.events_due(&self.state).await;
+        response
     }
 
     async fn websocket_message(
@@ -443,6 +508,7 @@ impl DurableObject for ChatRoom {
             return Ok(());
         };
         core.message(&self.state, &conn_id, message).await;
+        core.events_due(&self.state).await;
         Ok(())
     }
 
@@ -460,6 +526,7 @@ impl DurableObject for ChatRoom {
             let closing = core.sockets.clock(&conn_id).is_some_and(|c| c.is_closing());
             let client_code = disconnect_code(code).filter(|_| !closing);
             core.gone(&conn_id, client_code).await;
+            core.events_due(&self.state).await;
         }
         Ok(())
     }
@@ -468,6 +535,7 @@ impl DurableObject for ChatRoom {
         tracing::debug!(%error, "socket failed");
         if let (Ok(core), Some(conn_id)) = (self.ready().await, self.conn_id(&ws)) {
             core.gone(&conn_id, None).await;
+            core.events_due(&self.state).await;
         }
         Ok(())
     }
@@ -477,6 +545,7 @@ impl DurableObject for ChatRoom {
             Ok(core) => {
                 core.alarm.set(AlarmKnown::Unset);
                 core.housekeeping(&self.state).await;
+                core.dispatch_events(&self.state).await;
             }
             Err(e) => worker::console_error!("roomcast: alarm without configuration: {e}"),
         }

@@ -18,6 +18,12 @@ pub enum EdgeRoute {
     /// `POST /__relay/record`: a message another room's object records here (the support
     /// desk's inbox notices). Objects serve it; the Worker never forwards it.
     Relay,
+    /// `GET /__events/endpoints`: a tenant's endpoints (and the operator's), asked of the
+    /// tenant's events object by its room objects. Never forwarded by the Worker.
+    EventsEndpoints,
+    /// `POST /__events/dispatch`: deliveries a room object hands to its tenant's events
+    /// object. Never forwarded by the Worker.
+    EventsDispatch,
 }
 
 /// The edge route of `path` (the URL path, still percent-encoded); `None` for any other path,
@@ -31,6 +37,8 @@ pub fn edge_route(path: &str) -> Option<EdgeRoute> {
         ["__dev", "conformance"] => Some(EdgeRoute::DevConformance),
         ["__dev", "fault"] => Some(EdgeRoute::DevFault),
         ["__relay", "record"] => Some(EdgeRoute::Relay),
+        ["__events", "endpoints"] => Some(EdgeRoute::EventsEndpoints),
+        ["__events", "dispatch"] => Some(EdgeRoute::EventsDispatch),
         _ => None,
     }
 }
@@ -57,11 +65,20 @@ mod tests {
         );
         assert_eq!(edge_route("/__dev/fault"), Some(EdgeRoute::DevFault));
         assert_eq!(edge_route("/__relay/record"), Some(EdgeRoute::Relay));
+        assert_eq!(
+            edge_route("/__events/endpoints"),
+            Some(EdgeRoute::EventsEndpoints)
+        );
+        assert_eq!(
+            edge_route("/__events/dispatch"),
+            Some(EdgeRoute::EventsDispatch)
+        );
         for api in [
             "/health",
             "/rooms/lobby/messages",
             "/rooms/a/b/ws",
             "/rooms/lobby",
+            "/events/endpoints",
             "/",
         ] {
             assert_eq!(edge_route(api), None, "{api}");
