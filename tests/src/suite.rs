@@ -162,6 +162,7 @@ macro_rules! protocol_suite {
             http_history_page_capped_at_128_kb [HttpApi],
             reserved_meta_keys_refused_invalid [],
             service_published_messages_carry_via_and_stay_unchanged [HttpApi],
+            messages_carry_their_authors_role [HttpApi],
             repeated_presence_status_not_announced [],
             events_are_delivered_signed_with_every_change [HttpApi, Webhooks],
             endpoints_are_per_tenant_and_filtered [HttpApi, Webhooks],
