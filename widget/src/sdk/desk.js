@@ -26,3 +26,13 @@ export function statusOf(msg) {
 export function isBot(msg) {
   return typeof msg.via === 'string';
 }
+
+/**
+ * Who wrote a message (protocol.md, "Who wrote a message"): 'user', 'agent' or 'service' (a bot
+ * or backend, and the desk's own lines). Only the server sets `role`; messages stored before it
+ * did have none and count as a user's, unless a service published them (`via`).
+ */
+export function roleOf(msg) {
+  if (msg.role === 'agent' || msg.role === 'service') return msg.role;
+  return isBot(msg) ? 'service' : 'user';
+}

@@ -2,7 +2,7 @@
 // and the view an app renders. The client updates it as frames arrive; the room only derives
 // from it (unread count, "seen" ticks, the list to show).
 
-import { SYSTEM_SENDER, isBot, isSystem } from './desk.js';
+import { SYSTEM_SENDER, isBot, isSystem, roleOf } from './desk.js';
 import { Timeline } from './timeline.js';
 
 /** One room as this client sees it. */
@@ -69,7 +69,8 @@ export class Room {
    * What to show: stored messages in seq order, then this user's unacknowledged ones in the
    * order written. Own messages carry `status`: 'pending' | 'failed' | 'sent' | 'seen'. `system`
    * marks the service's own lines (sender "$system" only), `bot` a message a service published
-   * in a sender's name (`via`): never this user's own, even in their name.
+   * in a sender's name (`via`): never this user's own, even in their name. `author` is who wrote
+   * it ('user', 'agent' or 'service': see `roleOf`).
    */
   view() {
     const me = this.client.user;
@@ -82,6 +83,7 @@ export class Room {
         key: `s${m.seq}`,
         mine,
         bot,
+        author: roleOf(m),
         system: isSystem(m),
         status: mine ? (m.seq <= seen ? 'seen' : 'sent') : undefined,
       };
@@ -97,6 +99,7 @@ export class Room {
         ts: e.createdAt,
         mine: true,
         bot: false,
+        author: this.client.role || 'user',
         system: false,
         status: e.status === 'failed' ? 'failed' : 'pending',
         error: e.error,

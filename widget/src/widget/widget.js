@@ -124,11 +124,11 @@ function start(script) {
     if (bannerMsg.textContent !== text) bannerMsg.textContent = text;
     banner.dataset.state = info.state;
     bannerBtn.hidden = !(info.retryAt || ['unauthorized', 'closed'].includes(info.state));
-    // The agent: the conversation's, else the last person other than the visitor who wrote.
+    // The agent: the conversation's, else the last person (not a bot) other than the visitor who wrote.
     const conv = r?.conversation;
     let agent = conv?.status === 'assigned' ? conv.agent : null;
     if (!agent && r && conv?.status !== 'closed' && conv?.status !== 'waiting') {
-      agent = [...r.view()].reverse().find((m) => !m.mine && !m.system)?.from;
+      agent = [...r.view()].reverse().find((m) => !m.mine && !m.system && m.author !== 'service')?.from;
     }
     const p = agent && (client.presence.get(agent) || r.members.get(agent));
     const status = p?.status || 'offline';
