@@ -14,8 +14,11 @@
 //! - [`report`] and [`svg`]: markdown tables and SVG charts from the JSON results.
 //! - [`soak`]: the soak run (issue 15): an hour of mixed traffic with connection churn, sampling
 //!   the server's RSS and open fds; `scripts/soak.sh` runs it against the local server.
+//! - [`webhooks`]: webhook delivery latency and events per second one endpoint receives
+//!   (issue 17); `scripts/bench-webhooks.sh` runs it against the local server.
+//! - [`token`]: the HS256 tokens the generators present.
 //!
-//! Binaries: `roomcast-bench` (the generator: `run`, `report`, `soak`) and `raw-broadcast` (a minimal
+//! Binaries: `roomcast-bench` (the generator: `run`, `report`, `soak`, `webhooks`) and `raw-broadcast` (a minimal
 //! broadcast server on the same WebSocket stack as roomcast, the "raw limit"). The Socket.IO peer
 //! is `bench/socketio/server.js`; `scripts/bench.sh` runs every scenario.
 
@@ -25,4 +28,6 @@ pub mod procstat;
 pub mod report;
 pub mod soak;
 pub mod svg;
+pub mod token;
 pub mod tracker;
+pub mod webhooks;

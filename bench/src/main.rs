@@ -18,6 +18,7 @@ use clap::{Args, Parser, Subcommand};
 use roomcast_bench::load::{self, LoadConfig, Protocol};
 use roomcast_bench::report::Results;
 use roomcast_bench::soak::{self, SoakConfig};
+use roomcast_bench::webhooks::WebhooksConfig;
 
 /// Load generator for roomcast, its raw WebSocket limit and a Socket.IO peer.
 #[derive(Debug, Parser)]
@@ -36,6 +37,37 @@ enum Command {
     /// Soak a running server: mixed traffic with churn for a bounded time, sampling its RSS
     /// and fds; exits with status 1 when the verdict fails.
     Soak(Box<SoakArgs>),
+    /// Webhook delivery latency (store → endpoint) and events per second one endpoint
+    /// receives, against a running roomcast server that delivers to loopback endpoints.
+    Webhooks(WebhooksArgs),
+}
+
+#[derive(Debug, Args)]
+struct WebhooksArgs {
+    /// Server URL, loopback only.
+    #[arg(long, default_value = "ws://127.0.0.1:3001/")]
+    url: String,
+    /// HS256 secret of the server, at least 32 bytes.
+    #[arg(long, env = "ROOMCAST_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: String,
+    /// Tenant of the run.
+    #[arg(long, default_value = "bench")]
+    tenant: String,
+    /// Rooms, one sending connection each.
+    #[arg(long, default_value_t = 10)]
+    rooms: usize,
+    /// Messages of the paced (latency) phase.
+    #[arg(long, default_value_t = 2000)]
+    messages: usize,
+    /// Messages per second in the paced phase.
+    #[arg(long, default_value_t = 200.0)]
+    rate: f64,
+    /// Messages of the throughput phase.
+    #[arg(long, default_value_t = 5000)]
+    burst: usize,
+    /// Also write the report as JSON here.
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -223,6 +255,24 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Run(args) => run(args),
         Command::Soak(args) => soak(*args),
+        Command::Webhooks(args) => {
+            let (server, _) = parse_url(&args.url, Protocol::V1)?;
+            let report = roomcast_bench::webhooks::run(WebhooksConfig {
+                server,
+                jwt_secret: args.jwt_secret,
+                tenant: args.tenant,
+                rooms: args.rooms.max(1),
+                messages: args.messages,
+                rate: args.rate,
+                burst: args.burst,
+            })?;
+            print!("{}", report.markdown());
+            if let Some(out) = args.out {
+                std::fs::write(&out, serde_json::to_string_pretty(&report)?)
+                    .with_context(|| format!("writing {}", out.display()))?;
+            }
+            Ok(())
+        }
         Command::Report(args) => {
             let results = Results::load(&args.results)
                 .with_context(|| format!("reading {}", args.results.display()))?;

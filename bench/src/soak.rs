@@ -638,37 +638,8 @@ fn latency_of(h: &Histogram<u64>) -> LatencySummary {
     }
 }
 
-/// Token claims (protocol.md §3).
-#[derive(Serialize)]
-struct Claims<'a> {
-    sub: &'a str,
-    tid: &'a str,
-    rooms: Vec<String>,
-    role: &'static str,
-    exp: u64,
-    iat: u64,
-}
-
 fn sign(config: &SoakConfig, user: &str, rooms: Vec<String>, role: &'static str) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let claims = Claims {
-        sub: user,
-        tid: &config.tenant,
-        rooms,
-        role,
-        exp: now + 48 * 3600,
-        iat: now,
-    };
-    let key = jsonwebtoken::EncodingKey::from_secret(config.jwt_secret.as_bytes());
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &key,
-    )
-    // HS256 signing of a serialisable struct with a byte secret has no failure path.
-    .expect("HS256 signing cannot fail")
+    crate::token::sign_hs256(&config.jwt_secret, &config.tenant, user, rooms, role)
 }
 
 fn room_name(room: usize) -> String {
@@ -2183,13 +2154,33 @@ pub async fn http_get(
     path: &str,
     token: Option<&str>,
 ) -> Result<(u16, Vec<u8>), String> {
+    http_request(server, "GET", path, token, None).await
+}
+
+/// One HTTP/1.1 request with `Connection: close` and an optional JSON body: (status, body).
+/// Loopback only.
+pub async fn http_request(
+    server: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    json: Option<&str>,
+) -> Result<(u16, Vec<u8>), String> {
     let exchange = async {
         let mut stream = TcpStream::connect(server)
             .await
             .map_err(|e| format!("http: connect {:?}", e.kind()))?;
         let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
-        let request =
-            format!("GET {path} HTTP/1.1\r\nHost: {server}\r\n{auth}Connection: close\r\n\r\n");
+        let body = json.map_or_else(String::new, |b| {
+            format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                b.len()
+            )
+        });
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {server}\r\n{auth}{body}Connection: close\r\n\r\n{}",
+            json.unwrap_or_default()
+        );
         stream
             .write_all(request.as_bytes())
             .await

@@ -557,6 +557,7 @@ struct WriteTables<'txn> {
     dead: Table<'txn, (&'static str, &'static str), &'static [u8]>,
     attempts: Table<'txn, (&'static str, u64), &'static [u8]>,
     counters: Table<'txn, &'static str, u64>,
+    due: Table<'txn, (&'static str, u64, u64), &'static str>,
 }
 
 /// Inner `Result`: the request's own outcome. Outer: a storage error that fails the batch.
@@ -577,6 +578,7 @@ impl<'txn> WriteTables<'txn> {
             dead: txn.open_table(outbox::DEAD)?,
             attempts: txn.open_table(outbox::ATTEMPTS)?,
             counters: txn.open_table(outbox::COUNTERS)?,
+            due: txn.open_table(outbox::DUE)?,
         })
     }
 

@@ -198,9 +198,16 @@ impl Deliverer {
             tokio::select! {
                 () = self.app.events_wake.notified() => {}
                 Some(answer) = self.answers.1.recv() => {
-                    if let Err(e) = self.settle(answer).await {
-                        tracing::warn!(error = %e, "delivery outcome not stored; it will be retried");
+                    // Every answer in hand at once: their writes share the store's commits.
+                    let mut answers = vec![answer];
+                    while let Ok(more) = self.answers.1.try_recv() {
+                        answers.push(more);
                     }
+                    let now = now_ms();
+                    let settled: Vec<Settled> =
+                        answers.into_iter().filter_map(|a| self.settle(a, now)).collect();
+                    self.start_attempts(now);
+                    self.persist(settled).await;
                 }
                 () = tokio::time::sleep(deadline) => {}
             }
@@ -248,12 +255,15 @@ impl Deliverer {
                 timed_out.push((endpoint.clone(), outcome));
             }
         }
-        for (endpoint, outcome) in timed_out {
-            let record = (now, Duration::from_millis(self.policy.attempt_timeout_ms));
-            self.store_outcome(&endpoint, outcome, AttemptResult::Timeout, record)
-                .await?;
-        }
+        let timeout = Duration::from_millis(self.policy.attempt_timeout_ms);
+        let settled: Vec<Settled> = timed_out
+            .into_iter()
+            .map(|(endpoint, outcome)| {
+                self.settled(endpoint, outcome, AttemptResult::Timeout, (now, timeout))
+            })
+            .collect();
         self.start_attempts(now);
+        self.persist(settled).await;
         Ok(())
     }
 
@@ -318,62 +328,43 @@ impl Deliverer {
         }
     }
 
-    /// An attempt's answer: the queue's verdict, stored.
-    async fn settle(&mut self, answer: Answer) -> Result<(), StoreError> {
-        let now = now_ms();
-        let Some(queue) = self.queues.get_mut(&answer.endpoint) else {
-            return Ok(());
-        };
+    /// An attempt's answer: the queue's verdict, to be stored (`None` for a late answer, counted
+    /// as a timeout already while another attempt may be in flight).
+    fn settle(&mut self, answer: Answer, now: u64) -> Option<Settled> {
+        let queue = self.queues.get_mut(&answer.endpoint)?;
         if queue.attempt_in_flight(&answer.event_id) != Some(answer.number) {
-            // Late: counted as a timeout already (another attempt may be in flight).
-            return Ok(());
+            return None;
         }
         let jitter = rand::rng().random::<u64>();
-        let Some(outcome) = queue.handle_result(&answer.event_id, answer.result, now, jitter)
-        else {
-            return Ok(());
-        };
-        self.store_outcome(
-            &answer.endpoint,
+        let outcome = queue.handle_result(&answer.event_id, answer.result, now, jitter)?;
+        Some(self.settled(
+            answer.endpoint,
             outcome,
             answer.result,
             (answer.started_ms, answer.elapsed),
-        )
-        .await?;
-        self.start_attempts(now);
-        Ok(())
+        ))
     }
 
-    async fn store_outcome(
+    /// Counts an outcome and says what to store for it.
+    fn settled(
         &mut self,
-        endpoint: &str,
+        endpoint: String,
         outcome: Outcome,
         result: AttemptResult,
         (started_ms, elapsed): (u64, Duration),
-    ) -> Result<(), StoreError> {
-        let event_id = outcome.delivery.event_id.clone();
+    ) -> Settled {
         let label = match outcome.verdict {
-            Verdict::Delivered => {
-                self.outbox.ack(endpoint, &event_id).await?;
-                "delivered"
-            }
-            Verdict::RetryAt(_) => {
-                self.outbox.reschedule(endpoint, &outcome.delivery).await?;
-                "retry"
-            }
-            Verdict::DeadLetter(reason) => {
-                self.outbox
-                    .dead_letter(endpoint, &event_id, reason, now_ms())
-                    .await?;
-                "dead_letter"
-            }
+            Verdict::Delivered => "delivered",
+            Verdict::RetryAt(_) => "retry",
+            Verdict::DeadLetter(_) => "dead_letter",
         };
         if !matches!(outcome.verdict, Verdict::RetryAt(_)) {
-            self.events.remove(&(endpoint.to_owned(), event_id.clone()));
+            self.events
+                .remove(&(endpoint.clone(), outcome.delivery.event_id.clone()));
         }
         self.app.metrics.webhook_attempt(label, elapsed);
         let record = AttemptRecord {
-            event_id,
+            event_id: outcome.delivery.event_id.clone(),
             attempt: outcome.delivery.attempts,
             at: started_ms,
             outcome: label.to_owned(),
@@ -385,8 +376,55 @@ impl Deliverer {
             },
             latency_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
         };
-        self.outbox.record_attempt(endpoint, &record).await
+        Settled {
+            endpoint,
+            outcome,
+            record,
+        }
     }
+
+    /// Stores outcomes, all at once. A write that fails leaves the entry pending as it was, so
+    /// the delivery is made again (at least once).
+    async fn persist(&self, settled: Vec<Settled>) {
+        let writes = settled.into_iter().map(|s| {
+            let outbox = self.outbox.clone();
+            async move {
+                let Settled {
+                    endpoint,
+                    outcome,
+                    record,
+                } = s;
+                let event_id = &outcome.delivery.event_id;
+                let verdict = async {
+                    match outcome.verdict {
+                        Verdict::Delivered => outbox.ack(&endpoint, event_id).await.map(drop),
+                        Verdict::RetryAt(_) => {
+                            outbox.reschedule(&endpoint, &outcome.delivery).await
+                        }
+                        Verdict::DeadLetter(reason) => outbox
+                            .dead_letter(&endpoint, event_id, reason, now_ms())
+                            .await
+                            .map(drop),
+                    }
+                };
+                let (stored, recorded) =
+                    futures::join!(verdict, outbox.record_attempt(&endpoint, &record));
+                stored.and(recorded)
+            }
+        });
+        for result in futures::future::join_all(writes).await {
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "delivery outcome not stored; it will be retried");
+            }
+        }
+    }
+}
+
+/// What to store for one attempt's outcome.
+struct Settled {
+    endpoint: String,
+    outcome: Outcome,
+    record: AttemptRecord,
 }
 
 /// One POST: its status (and `Retry-After`), a timeout, or no connection.

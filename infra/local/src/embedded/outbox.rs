@@ -4,9 +4,10 @@
 //! [`WriteTables::journal`]), so a `kill -9` loses both or neither.
 //!
 //! Tables: journal `position → Event`, endpoints `id → Endpoint`, pending
-//! `(endpoint, event id) → (order, OutboxEntry)`, dead letters `(endpoint, event id) → (order,
-//! DeadLetter)`, attempts `(endpoint, n) → AttemptRecord`, and counters `name → u64` (the next
-//! journal position, append order and attempt number). Values are JSON.
+//! `(endpoint, event id) → (order, OutboxEntry)` with its index by due time `(endpoint, due,
+//! order) → event id`, dead letters `(endpoint, event id) → (order, DeadLetter)`, attempts
+//! `(endpoint, n) → AttemptRecord`, and counters `name → u64` (the next journal position,
+//! append order and attempt number). Values are JSON.
 
 use redb::{ReadableTable, TableDefinition};
 use roomcast_core::events::registry::{AttemptRecord, Endpoint, MAX_ATTEMPT_RECORDS};
@@ -26,6 +27,10 @@ pub(super) const DEAD: TableDefinition<'_, (&str, &str), &[u8]> =
 pub(super) const ATTEMPTS: TableDefinition<'_, (&str, u64), &[u8]> =
     TableDefinition::new("event_attempts");
 pub(super) const COUNTERS: TableDefinition<'_, &str, u64> = TableDefinition::new("event_counters");
+/// The pending entries by when they are due: `(endpoint, next attempt ms, order) → event id`,
+/// so `pending` reads only what is due (a dead endpoint's backlog costs nothing per turn).
+pub(super) const DUE: TableDefinition<'_, (&str, u64, u64), &str> =
+    TableDefinition::new("event_due");
 
 const NEXT_POSITION: &str = "journal_position";
 const NEXT_ORDER: &str = "order";
@@ -92,6 +97,10 @@ impl WriteTables<'_> {
             (entry.endpoint.as_str(), entry.event.id.as_str()),
             bytes.as_slice(),
         )?;
+        self.due.insert(
+            (entry.endpoint.as_str(), entry.delivery.next_at_ms, order),
+            entry.event.id.as_str(),
+        )?;
         Ok(Ok(()))
     }
 
@@ -120,6 +129,9 @@ impl WriteTables<'_> {
             return Ok(Ok(None));
         };
         let stored: Ordered<OutboxEntry> = tri!(decode(bytes.value()));
+        drop(bytes);
+        self.due
+            .remove((endpoint, stored.value.delivery.next_at_ms, stored.order))?;
         Ok(Ok(Some(stored.value)))
     }
 
@@ -129,6 +141,10 @@ impl WriteTables<'_> {
             return Ok(Err(StoreError::NotFound));
         };
         let mut stored: Ordered<OutboxEntry> = tri!(decode(&bytes));
+        self.due
+            .remove((endpoint, stored.value.delivery.next_at_ms, stored.order))?;
+        self.due
+            .insert((endpoint, delivery.next_at_ms, stored.order), key.1)?;
         stored.value.delivery = delivery.clone();
         let bytes = tri!(encode(&stored));
         self.pending.insert(key, bytes.as_slice())?;
@@ -189,6 +205,14 @@ impl WriteTables<'_> {
             .collect::<Result<_, _>>()?;
         for n in numbers {
             self.attempts.remove((endpoint, n))?;
+        }
+        let due: Vec<(u64, u64)> = self
+            .due
+            .range((endpoint, 0, 0)..=(endpoint, u64::MAX, u64::MAX))?
+            .map(|e| e.map(|(k, _)| (k.value().1, k.value().2)))
+            .collect::<Result<_, _>>()?;
+        for (at, order) in due {
+            self.due.remove((endpoint, at, order))?;
         }
         Ok(())
     }
@@ -341,27 +365,36 @@ impl Outbox for EmbeddedHistory {
         per_endpoint: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
         self.read(move |txn| {
-            let table = txn.open_table(PENDING).map_err(unavailable)?;
+            let due = txn.open_table(DUE).map_err(unavailable)?;
+            let pending = txn.open_table(PENDING).map_err(unavailable)?;
             let mut out = Vec::new();
-            let mut current: Option<String> = None;
-            let mut due: Vec<Ordered<OutboxEntry>> = Vec::new();
-            let flush = |due: &mut Vec<Ordered<OutboxEntry>>, out: &mut Vec<OutboxEntry>| {
-                due.sort_by_key(|o| (o.value.delivery.next_at_ms, o.order));
-                out.extend(due.drain(..).take(per_endpoint).map(|o| o.value));
-            };
-            for entry in table.iter().map_err(unavailable)? {
-                let (k, v) = entry.map_err(unavailable)?;
-                let endpoint = k.value().0;
-                if current.as_deref() != Some(endpoint) {
-                    flush(&mut due, &mut out);
-                    current = Some(endpoint.to_owned());
+            // One range per endpoint: its due entries in (due, order) order; then skip to the
+            // next endpoint's first key.
+            let mut next = due
+                .first()
+                .map_err(unavailable)?
+                .map(|(k, _)| k.value().0.to_owned());
+            while let Some(endpoint) = next.take() {
+                let ep = endpoint.as_str();
+                for entry in due
+                    .range((ep, 0, 0)..=(ep, now_ms, u64::MAX))
+                    .map_err(unavailable)?
+                    .take(per_endpoint)
+                {
+                    let (_, id) = entry.map_err(unavailable)?;
+                    if let Some(bytes) = pending.get((ep, id.value())).map_err(unavailable)? {
+                        let stored: Ordered<OutboxEntry> = decode(bytes.value())?;
+                        out.push(stored.value);
+                    }
                 }
-                let stored: Ordered<OutboxEntry> = decode(v.value())?;
-                if stored.value.delivery.next_at_ms <= now_ms {
-                    due.push(stored);
-                }
+                next = due
+                    .range((ep, u64::MAX, u64::MAX)..)
+                    .map_err(unavailable)?
+                    .map(|e| e.map(|(k, _)| k.value().0.to_owned()))
+                    .find(|k| k.as_deref().map_or(true, |k| k != ep))
+                    .transpose()
+                    .map_err(unavailable)?;
             }
-            flush(&mut due, &mut out);
             Ok(out)
         })
         .await
