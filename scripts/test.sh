@@ -18,6 +18,8 @@
 #      conformance inside a Durable Object, the protocol suite against `wrangler dev`, a restart
 #      of wrangler dev under load, a latency measurement,
 #   6. the widget: bundle check, SDK unit tests, real-Chromium browser tests (scripts/widget.sh).
+# Webhook deliveries in the tests are checked with the official `standardwebhooks` verifier
+# (PyPI, its own venv), and the benchmark smoke runs end with the webhook delivery one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -101,6 +103,11 @@ export ROOMCAST_TOKENS_PYTHON="$CACHE/tokens-venv/bin/python"
 "$ROOMCAST_TOKENS_PYTHON" -c 'import jwt, cryptography'
 # -- end token examples
 
+step "webhook signature verifier: the official standardwebhooks (PyPI, venv)"
+venv webhooks 'standardwebhooks>=1.0.0,<2'
+export ROOMCAST_WEBHOOKS_PYTHON="$CACHE/webhooks-venv/bin/python"
+"$ROOMCAST_WEBHOOKS_PYTHON" -c 'import standardwebhooks'
+
 step "workspace tests"
 cargo test --workspace --all-features --locked
 
@@ -115,5 +122,8 @@ bash scripts/fuzz.sh
 
 step "benchmark smoke run (scripts/bench.sh --smoke): the load generator, seconds against roomcast, raw-broadcast and the Socket.IO peer; fails on loss, duplicates or errors"
 bash scripts/bench.sh --smoke
+
+step "webhook delivery smoke run (scripts/bench-webhooks.sh --smoke): latency and events/s against the release server"
+bash scripts/bench-webhooks.sh --smoke --bin-dir "${CARGO_TARGET_DIR:-$PWD/target}/release"
 
 step "all suites passed"
