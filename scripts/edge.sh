@@ -24,8 +24,9 @@
 #      load that must lose no acknowledged message, the fault cases (`edge_fault_*`, through the
 #      dev build's `POST /__dev/fault`: the object reset in the middle of a fan-out, a SQLite
 #      error inside an append, the alarm handler run twice; each must lose no acknowledged
-#      message, duplicate none, and let clients resume with `join {since}`), and a latency
-#      measurement.
+#      message, duplicate none, and let clients resume with `join {since}`), the integration
+#      events cases (webhooks to loopback receivers, a SIGKILL between the ack and the delivery),
+#      and the latency measurements (acks and fan-out; store to webhook).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 START=$(date +%s)
@@ -136,8 +137,9 @@ export ROOMCAST_EDGE_DIR="$EDGE" ROOMCAST_WRANGLER="$WRANGLER"
 cargo test --manifest-path "$ROOT/Cargo.toml" -p roomcast-protocol-tests --test edge --locked \
   -- --skip edge_latency
 
-step "latency under wrangler dev (alone, so other cases do not skew it)"
+step "latency under wrangler dev (alone, one at a time, so other cases do not skew it)"
 cargo test --manifest-path "$ROOT/Cargo.toml" -p roomcast-protocol-tests --test edge --locked \
-  -- --exact edge_latency_of_acks_and_fanout --nocapture
+  -- --exact edge_latency_of_acks_and_fanout edge_latency_of_webhook_deliveries \
+  --test-threads 1 --nocapture
 
 step "edge suites passed"

@@ -316,6 +316,8 @@ roomcast_protocol_tests::protocol_test!(edge_restart_under_load_loses_no_acked_m
     Box::new(main_edge()), [Restart], d => restart_under_load(d));
 roomcast_protocol_tests::protocol_test!(edge_latency_of_acks_and_fanout,
     Box::new(main_edge()), [], d => latency(d));
+roomcast_protocol_tests::protocol_test!(edge_latency_of_webhook_deliveries,
+    Box::new(main_edge()), [HttpApi, Webhooks], d => webhook_latency(d));
 roomcast_protocol_tests::protocol_test!(edge_relay_route_is_not_served_to_clients,
     Box::new(main_edge()), [HttpApi], d => relay_route_not_public(d));
 roomcast_protocol_tests::protocol_test!(edge_departure_during_a_connect_reaches_the_new_connection,
@@ -650,6 +652,81 @@ async fn latency(d: &dyn Deployment) -> anyhow::Result<()> {
     ensure!(
         percentile(&rtt, 0.5) < Duration::from_secs(1),
         "ack round trips are sane"
+    );
+    Ok(())
+}
+
+/// Event delivery latency under `wrangler dev` (not an assertion beyond sanity): a loopback
+/// endpoint for `message.created`, [`N`] messages sent one after another, paced; for each, the
+/// time from sending the message (before the store) and from its `ack` (stored) to the first
+/// arrival of its event at the endpoint. Printed for docs/benchmarks.md.
+async fn webhook_latency(d: &dyn Deployment) -> anyhow::Result<()> {
+    const N: usize = 200;
+    const PACE: Duration = Duration::from_millis(25);
+    let s = Scope::new(d, "edge_hook_latency");
+    let base = d.http_url().context("http_url")?;
+    let receiver = roomcast_protocol_tests::webhook::Receiver::start().await?;
+    let created = Request::new("POST", "/events/endpoints")
+        .bearer(&s.service_token("ops"))
+        .json(&json!({"url": receiver.url(), "types": ["message.created"]}))
+        .send(&base)
+        .await?;
+    ensure!(created.status == 201, "endpoint: {}", created.text());
+    let mut alice = s.connect("alice").await?;
+    let mut sent = std::collections::HashMap::new();
+    let mut acked = std::collections::HashMap::new();
+    for i in 0..N {
+        let id = format!("hook-{i}");
+        sent.insert(id.clone(), Instant::now());
+        alice
+            .send_json(&json!({"action": "message", "room": EDGE_ROOM, "id": id, "body": "x"}))
+            .await?;
+        alice.expect_ack(&id).await?;
+        acked.insert(id, Instant::now());
+        tokio::time::sleep(PACE).await;
+    }
+    let deliveries = receiver
+        .wait_for(Duration::from_secs(60), "every message's event", |r| {
+            roomcast_protocol_tests::webhook::accepted_events(r).is_ok_and(|e| e.len() == N)
+        })
+        .await?;
+    let mut from_send = Vec::with_capacity(N);
+    let mut from_ack = Vec::with_capacity(N);
+    let mut seen = std::collections::HashSet::new();
+    for delivery in &deliveries {
+        let event = delivery.event()?;
+        let id = event["data"]["id"].as_str().unwrap_or_default().to_owned();
+        if !seen.insert(id.clone()) {
+            continue;
+        }
+        let (Some(s), Some(a)) = (sent.get(&id), acked.get(&id)) else {
+            bail!("an event for a message not sent: {event}");
+        };
+        from_send.push(delivery.at.saturating_duration_since(*s));
+        from_ack.push(delivery.at.saturating_duration_since(*a));
+    }
+    ensure!(from_send.len() == N, "{} of {N} events", from_send.len());
+    for v in [&mut from_send, &mut from_ack] {
+        v.sort();
+    }
+    let show = |v: &[Duration]| {
+        format!(
+            "p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            percentile(v, 0.50).as_secs_f64() * 1e3,
+            percentile(v, 0.99).as_secs_f64() * 1e3,
+            v.last().map_or(0.0, |d| d.as_secs_f64() * 1e3)
+        )
+    };
+    note(&format!(
+        "edge webhook latency under wrangler dev, {N} messages {} ms apart: send → event received {}; \
+         ack → event received {}",
+        PACE.as_millis(),
+        show(&from_send),
+        show(&from_ack)
+    ));
+    ensure!(
+        percentile(&from_ack, 0.5) < Duration::from_secs(5),
+        "deliveries are sane"
     );
     Ok(())
 }
