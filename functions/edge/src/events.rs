@@ -72,8 +72,10 @@ pub fn tenant_object(env: &Env, tenant: &str) -> Result<Stub> {
         .get_stub()
 }
 
+/// A failed request to the tenant object. Not `Unavailable`: the object may have written before
+/// the answer was lost (its `dispatch` is idempotent, so the caller just tries again).
 fn store_error(what: &str) -> impl Fn(worker::Error) -> StoreError + '_ {
-    move |e| StoreError::Unavailable(format!("{what}: {e}"))
+    move |e| StoreError::Other(format!("{what}: {e}"))
 }
 
 /// A request to the tenant object; its JSON answer.
