@@ -1,7 +1,8 @@
 //! Integration events on the local server, beyond the black-box cases every deployment runs:
 //! endpoint URLs to private addresses refused outside development mode (SSRF), the
-//! operator-wide endpoint from the configuration, and 1,000 messages in 10 rooms delivered
-//! through an endpoint that keeps flapping, none lost.
+//! operator-wide endpoint from the configuration, 1,000 messages in 10 rooms delivered through
+//! an endpoint that keeps flapping, none lost, and an endpoint down (connection refused) for a
+//! while, its secret rotated meanwhile, then back: every event arrives, signed with both.
 #![cfg(unix)]
 
 mod process;
@@ -256,6 +257,78 @@ fn flapping_endpoint_loses_no_event() -> anyhow::Result<()> {
             deliveries.len(),
             ROOMS * PER_ROOM
         );
+        Ok(())
+    })
+}
+
+#[test]
+fn endpoint_down_then_back_with_a_rotation_in_flight() -> anyhow::Result<()> {
+    let rt = runtime();
+    // A port with nothing listening: the endpoint is down (connection refused) until the
+    // receiver starts on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(
+        dir.path(),
+        0,
+        &[
+            "--webhook-allow-private",
+            "--webhook-first-retry-ms",
+            "200",
+            "--webhook-timeout-ms",
+            "1000",
+        ],
+    )?;
+    rt.block_on(async {
+        let base = format!("http://127.0.0.1:{}", server.port);
+        let token = service_token(&server, TENANT);
+        let created = Request::new("POST", "/events/endpoints")
+            .bearer(&token)
+            .json(&json!({"url": format!("http://127.0.0.1:{port}/hooks"), "types": ["message.created"]}))
+            .send(&base)
+            .await?;
+        ensure!(created.status == 201, "{}", created.text());
+        let created = created.json()?;
+        let id = created["id"].as_str().context("id")?.to_owned();
+        let old = created["secret"].as_str().context("secret")?.to_owned();
+
+        let target = server.target();
+        let mut alice = Client::connect(&target, &target.token("alice", &["*"]), "alice").await?;
+        alice.join("down").await?;
+        for i in 0..5 {
+            alice.message("down", &format!("d{i}"), "while down").await?;
+        }
+        // Attempts fail for a while; the secret is rotated with the deliveries still pending.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let attempts = Request::new("GET", &format!("/events/endpoints/{id}/attempts"))
+            .bearer(&token)
+            .send(&base)
+            .await?
+            .json()?;
+        let failed = attempts["attempts"].as_array().map_or(0, Vec::len);
+        ensure!(failed >= 5, "attempts while down: {attempts}");
+        ensure!(
+            attempts["attempts"][0]["error"] == "unreachable",
+            "refused connections are recorded as unreachable: {attempts}"
+        );
+        let rotated = Request::new("POST", &format!("/events/endpoints/{id}/rotate"))
+            .bearer(&token)
+            .send(&base)
+            .await?
+            .json()?;
+        let new = rotated["secret"].as_str().context("new secret")?.to_owned();
+
+        let receiver = Receiver::start_on(port).await?;
+        let deliveries = receiver
+            .wait_for(Duration::from_secs(30), "the five events once the endpoint is back", |r| {
+                accepted_events(r).is_ok_and(|e| e.len() == 5)
+            })
+            .await?;
+        // Signed after the rotation: both secrets verify every delivery.
+        assert_all_verify(&new, &deliveries).await?;
+        assert_all_verify(&old, &deliveries).await?;
         Ok(())
     })
 }
