@@ -17,7 +17,9 @@
 #   5. the edge build (scripts/edge.sh): the Worker and its Durable Object built offline, store
 #      conformance inside a Durable Object, the protocol suite against `wrangler dev`, a restart
 #      of wrangler dev under load, a latency measurement,
-#   6. the widget: bundle check, SDK unit tests, real-Chromium browser tests (scripts/widget.sh).
+#   6. the widget: bundle check, SDK unit tests, real-Chromium browser tests, and the support
+#      bot example (examples/support-bot) driven through the widget and the console
+#      (scripts/widget.sh).
 # Webhook deliveries in the tests are checked with the official `standardwebhooks` verifier
 # (PyPI, its own venv), and the benchmark smoke runs end with the webhook delivery one.
 set -euo pipefail

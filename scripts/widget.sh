@@ -7,7 +7,9 @@
 #   3. builds the real roomcast-local binary and runs the browser tests in headless Chromium
 #      (Debian's package, driven by playwright-core): visitor and agent in two browser contexts,
 #      kill -9 and restart of the server mid-conversation, 360-px and keyboard use, connection
-#      rotation before the server's cut-off, history scroll-back.
+#      rotation before the server's cut-off, history scroll-back; and examples/support-bot
+#      (Python 3.11+, its venv made from PyPI) answering in the widget, handing off to the agent
+#      console, silent once an agent accepts, with axe-core finding no violation in either UI.
 #
 #   bash scripts/widget.sh                 everything
 #   bash scripts/widget.sh --screenshots   also write the screenshots to docs/img/
@@ -47,7 +49,7 @@ if [ ! -x "$CHROMIUM" ]; then
 fi
 "$CHROMIUM" --version 2>/dev/null | head -n1
 
-step "npm dependencies (esbuild, playwright-core: exact versions from widget/package-lock.json)"
+step "npm dependencies (esbuild, playwright-core, axe-core: exact versions from widget/package-lock.json)"
 stamp=widget/node_modules/.roomcast-package-lock.json
 if ! cmp -s widget/package-lock.json "$stamp" 2>/dev/null; then
   (cd widget && npm ci --no-audit --no-fund --loglevel=error)
@@ -61,6 +63,26 @@ node widget/build.mjs --check
 
 step "SDK unit tests"
 (cd widget && node --test test/unit/)
+
+step "support bot (examples/support-bot): Python 3.11+ and a venv from PyPI"
+python3 - <<'PY'
+import sys
+v = sys.version_info
+print(f"python {v.major}.{v.minor}")
+sys.exit("python 3.11 or newer is needed" if v < (3, 11) else 0)
+PY
+bot_venv="${XDG_CACHE_HOME:-$HOME/.cache}/roomcast/support-bot-venv"
+bot_requirements=examples/support-bot/requirements.txt
+if ! cmp -s "$bot_requirements" "$bot_venv/.requirements" 2>/dev/null; then
+  rm -rf "$bot_venv"
+  python3 -m venv "$bot_venv"
+  "$bot_venv/bin/pip" install --quiet --disable-pip-version-check -r "$bot_requirements"
+  cp "$bot_requirements" "$bot_venv/.requirements"
+else
+  echo "up to date"
+fi
+export ROOMCAST_SUPPORT_BOT_PYTHON="$bot_venv/bin/python"
+"$ROOMCAST_SUPPORT_BOT_PYTHON" -c 'import standardwebhooks'
 
 step "roomcast-local"
 if [ -z "${ROOMCAST_BIN:-}" ]; then
