@@ -3,6 +3,8 @@
 
 /** The label an author's role gets next to its name ('user' gets none): protocol.md, "Who wrote a message". */
 const BADGES = { agent: 'Support', service: 'Bot' };
+/** The class of an agent's and a bot's message items. */
+const AUTHOR_CLASSES = { agent: 'agent', service: 'bot' };
 
 const TICKS = {
   pending: ['○', 'Sending'],
@@ -166,7 +168,7 @@ export class ChatView {
     const badgeTitle = m.author === 'service' ? (m.via ? `Sent by ${m.via}` : 'Automated message') : 'Support team';
     return h(
       'li',
-      { class: `msg ${m.mine ? 'me' : 'them'}${badge ? ` ${m.author}` : ''}`, 'data-seq': m.seq, 'data-id': m.id, 'data-status': m.status, 'data-author': m.author },
+      { class: `msg ${m.mine ? 'me' : 'them'}${badge ? ` ${AUTHOR_CLASSES[m.author]}` : ''}`, 'data-seq': m.seq, 'data-id': m.id, 'data-status': m.status, 'data-author': m.author },
       !m.mine && !sameSender ? h('div', { class: 'who' }, m.name || this.nameOf(m.from), badge ? h('span', { class: 'tag', title: badgeTitle }, badge) : null) : null,
       badge && sameSender ? h('span', { class: 'sr' }, `${badge}: `) : null,
       h('div', { class: 'bubble' }, body),
@@ -217,12 +219,12 @@ export const CSS = `
 .msg.them{align-self:flex-start}
 .who{font-size:12px;color:#4b5563;margin:4px 0 2px}
 .tag{margin-left:6px;padding:0 5px;border-radius:6px;background:#e0e7ff;color:#3730a3;font-size:10px;font-weight:600;text-transform:uppercase}
-.service .tag{background:#d1fae5;color:#065f46}
+.bot .tag{background:#d1fae5;color:#065f46}
 .bubble{padding:8px 11px;border-radius:14px;white-space:pre-wrap;overflow-wrap:anywhere;line-height:1.35}
 .me .bubble{background:#1d4ed8;color:#fff;border-bottom-right-radius:4px}
 .them .bubble{background:#fff;color:#111827;border:1px solid #e5e7eb;border-bottom-left-radius:4px}
 .them.agent .bubble{background:#eef2ff;border-color:#c7d2fe}
-.them.service .bubble{background:#ecfdf5;border-color:#6ee7b7;border-left:3px solid #059669}
+.them.bot .bubble{background:#ecfdf5;border-color:#6ee7b7;border-left:3px solid #059669}
 .meta{font-size:11px;color:#6b7280;margin-top:2px;display:flex;gap:4px;align-items:center}
 .tick.seen,.seen{color:#15803d;font-weight:600}
 .tick.failed{color:#b91c1c;font-weight:700}

@@ -86,7 +86,7 @@ test('history scroll-back pages through a long conversation in order', { timeout
   const seqs = async () => (await widgetItems(p)).map((i) => i.seq);
   assert.deepEqual(await seqs(), Array.from({ length: 30 }, (_, i) => 46 + i), 'the newest 30, oldest first');
   const tags = await p.evaluate(() => [...document.querySelector('#roomcast-widget').shadowRoot.querySelectorAll('.list li.bot .who .tag')].map((tag) => tag.textContent));
-  assert.ok(tags.length && tags.every((tag) => tag === 'bot'), `a service's messages in ann's name are labelled a bot's: ${tags}`);
+  assert.ok(tags.length && tags.every((tag) => tag === 'Bot'), `a service's messages in ann's name are labelled a bot's: ${tags}`);
   const older = p.locator('#roomcast-widget >> .older');
   assert.ok(await older.isVisible(), 'older messages are offered');
   const log = p.locator('#roomcast-widget >> .log');
