@@ -6,7 +6,8 @@
 # one endpoint receives while messages are stored as fast as acknowledged.
 #
 #   bash scripts/bench-webhooks.sh                  2,000 paced messages at 200/s, then 5,000
-#   bash scripts/bench-webhooks.sh --smoke          200 at 100/s, then 500 (seconds; CI)
+#   bash scripts/bench-webhooks.sh --smoke          200 at 100/s, then 500 (seconds; the debug
+#                                                   build; CI)
 #   bash scripts/bench-webhooks.sh --bin-dir DIR    use binaries from DIR (no build)
 #   bash scripts/bench-webhooks.sh -- --rate 500    anything after -- goes to the generator
 #
@@ -27,8 +28,15 @@ while [ $# -gt 0 ]; do
 done
 
 if [ -z "$bin_dir" ]; then
-  cargo build --release --locked -p roomcast-local -p roomcast-bench
-  bin_dir="${CARGO_TARGET_DIR:-$PWD/target}/release"
+  # Like scripts/bench.sh: the smoke run checks the path, not the speed, so it takes the
+  # debug build the tests already made; a measurement takes release.
+  if $smoke; then
+    cargo build --locked -p roomcast-local -p roomcast-bench
+    bin_dir="${CARGO_TARGET_DIR:-$PWD/target}/debug"
+  else
+    cargo build --release --locked -p roomcast-local -p roomcast-bench
+    bin_dir="${CARGO_TARGET_DIR:-$PWD/target}/release"
+  fi
 fi
 
 ROOMCAST_JWT_SECRET="hooks-$(head -c 36 /dev/urandom | base64 | tr -d '/+=' | head -c 43)"

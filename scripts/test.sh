@@ -125,7 +125,7 @@ bash scripts/fuzz.sh
 step "benchmark smoke run (scripts/bench.sh --smoke): the load generator, seconds against roomcast, raw-broadcast and the Socket.IO peer; fails on loss, duplicates or errors"
 bash scripts/bench.sh --smoke
 
-step "webhook delivery smoke run (scripts/bench-webhooks.sh --smoke): latency and events/s against the release server"
-bash scripts/bench-webhooks.sh --smoke --bin-dir "${CARGO_TARGET_DIR:-$PWD/target}/release"
+step "webhook delivery smoke run (scripts/bench-webhooks.sh --smoke): latency and events/s, seconds, against the debug build"
+bash scripts/bench-webhooks.sh --smoke
 
 step "all suites passed"
