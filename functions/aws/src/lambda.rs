@@ -34,12 +34,20 @@ pub mod env {
     pub const MANAGEMENT_ENDPOINT: &str = "ROOMCAST_MANAGEMENT_ENDPOINT";
     /// Days messages are kept (default: forever).
     pub const MESSAGE_RETENTION_DAYS: &str = "ROOMCAST_MESSAGE_RETENTION_DAYS";
+    /// URL of the SQS queue of webhook deliveries (one message per event and endpoint). Unset:
+    /// integration events are off (the endpoints API answers 404).
+    pub const DELIVERY_QUEUE_URL: &str = "ROOMCAST_DELIVERY_QUEUE_URL";
+    /// Name of an SSM Parameter Store parameter (a SecureString) holding the operator-wide
+    /// endpoint's `whsec_` secret ([`WEBHOOK_SECRET`] without putting it in the configuration).
+    pub const WEBHOOK_SECRET_PARAMETER: &str = "ROOMCAST_WEBHOOK_SECRET_PARAMETER";
     /// The AWS build's own settings (the shared ones are [`ALL`]).
     pub const AWS: &[&str] = &[
         TABLE,
         JWT_KEY_PARAMETER,
         MANAGEMENT_ENDPOINT,
         MESSAGE_RETENTION_DAYS,
+        DELIVERY_QUEUE_URL,
+        WEBHOOK_SECRET_PARAMETER,
     ];
     /// The variables a deployment (Terraform, SAM) sets on every function: the key's parameter
     /// and the settings it configures, never a plain-text key.
@@ -57,23 +65,21 @@ pub mod env {
         RATE_BURST,
         MAX_CONNECTIONS_PER_USER,
         LOG,
-    ];
-    /// Plain-text keys: never set by a deployment.
-    pub const PLAINTEXT_KEYS: &[&str] = &[JWT_SECRET, JWT_PUBLIC_KEY];
-    /// Shared settings API Gateway fixes on AWS (10 minutes idle, 2 hours in all): the
-    /// functions parse them like every deployment but nothing of theirs applies them.
-    pub const FIXED_BY_API_GATEWAY: &[&str] = &[IDLE_TIMEOUT_SECS, MAX_CONNECTION_SECS];
-    /// Shared settings of integration events, which the AWS build does not deliver yet
-    /// (docs/events.md, "Plan"): parsed like every deployment, deployed by no template.
-    pub const NOT_YET_ON_AWS: &[&str] = &[
+        DELIVERY_QUEUE_URL,
         WEBHOOK_URL,
-        WEBHOOK_SECRET,
         WEBHOOK_TYPES,
-        WEBHOOK_ALLOW_PRIVATE,
+        WEBHOOK_SECRET_PARAMETER,
         WEBHOOK_TIMEOUT_MS,
         WEBHOOK_FIRST_RETRY_MS,
         WEBHOOK_RETRY_FOR_SECS,
     ];
+    /// Plain-text keys: never set by a deployment.
+    pub const PLAINTEXT_KEYS: &[&str] = &[JWT_SECRET, JWT_PUBLIC_KEY, WEBHOOK_SECRET];
+    /// Development-only settings: never set by a deployment (endpoints at private addresses).
+    pub const DEVELOPMENT_ONLY: &[&str] = &[WEBHOOK_ALLOW_PRIVATE];
+    /// Shared settings API Gateway fixes on AWS (10 minutes idle, 2 hours in all): the
+    /// functions parse them like every deployment but nothing of theirs applies them.
+    pub const FIXED_BY_API_GATEWAY: &[&str] = &[IDLE_TIMEOUT_SECS, MAX_CONNECTION_SECS];
 }
 
 /// Everything a function needs, from the environment.

@@ -595,12 +595,12 @@ fn every_variable_the_functions_read_is_deployed_or_accounted_for() {
         let deployed = env::DEPLOYED.contains(v);
         let plaintext = env::PLAINTEXT_KEYS.contains(v);
         let fixed = env::FIXED_BY_API_GATEWAY.contains(v);
-        let not_yet = env::NOT_YET_ON_AWS.contains(v);
+        let development = env::DEVELOPMENT_ONLY.contains(v);
         assert_eq!(
-            u8::from(deployed) + u8::from(plaintext) + u8::from(fixed) + u8::from(not_yet),
+            u8::from(deployed) + u8::from(plaintext) + u8::from(fixed) + u8::from(development),
             1,
-            "{v} must be exactly one of: deployed, a plain-text key, fixed by API Gateway, not \
-             yet on AWS"
+            "{v} must be exactly one of: deployed, a plain-text key, fixed by API Gateway, \
+             development only"
         );
     }
     for v in env::DEPLOYED {
