@@ -1,4 +1,5 @@
-# Six functions, one role each, each role granted only what its function's code calls.
+# Eight functions, one role each, each role granted only what its function's code (and, for
+# events and deliver, its event source mapping: events.tf) calls.
 
 resource "aws_cloudwatch_log_group" "function" {
   for_each = local.functions
@@ -61,6 +62,26 @@ data "aws_iam_policy_document" "function" {
     resources = [aws_kms_key.roomcast.arn]
   }
 
+  # The queues, the stream and their key, per function (locals.function_statements).
+  dynamic "statement" {
+    for_each = local.function_statements[each.key]
+    content {
+      sid       = statement.value.sid
+      actions   = statement.value.actions
+      resources = statement.value.resources
+    }
+  }
+
+  # The operator endpoint's secret: the events function installs that endpoint at cold start.
+  dynamic "statement" {
+    for_each = each.key == "events" ? data.aws_ssm_parameter.webhook_secret[*].arn : []
+    content {
+      sid       = "WebhookSecret"
+      actions   = ["ssm:GetParameter"]
+      resources = [statement.value]
+    }
+  }
+
   dynamic "statement" {
     for_each = var.jwt_key_kms_key_arn == null ? [] : [var.jwt_key_kms_key_arn]
     content {
@@ -91,13 +112,13 @@ resource "aws_iam_role_policy" "function" {
 }
 
 resource "aws_lambda_function" "function" {
-  # checkov:skip=CKV_AWS_117:The functions call only AWS APIs (DynamoDB, API Gateway, SSM); a VPC would add NAT or endpoint costs and cold-start latency and protect nothing.
-  # checkov:skip=CKV_AWS_116:API Gateway invokes the functions synchronously; a dead-letter queue applies only to asynchronous invocations.
+  # checkov:skip=CKV_AWS_117:The functions call AWS APIs (DynamoDB, API Gateway, SSM, SQS) and deliver POSTs to customers' webhook endpoints on the Internet; a VPC would add NAT or endpoint costs and cold-start latency and protect nothing.
+  # checkov:skip=CKV_AWS_116:API Gateway invokes the API functions synchronously and event source mappings invoke events and deliver; a dead-letter queue applies only to asynchronous invocations (events' failed batches go to events-failures, deliveries to deliveries-dlq: events.tf).
   # checkov:skip=CKV_AWS_272:Code signing needs an AWS Signer profile the user owns; the artifacts are built from this repository by scripts/build-lambdas.sh.
   for_each = local.functions
 
   function_name    = "${var.name}-${each.key}"
-  description      = "roomcast ${each.value.route == null ? "HTTP API" : "WebSocket route ${each.value.route}"}"
+  description      = each.value.description
   role             = aws_iam_role.function[each.key].arn
   filename         = "${var.artifacts_dir}/${each.key}/bootstrap.zip"
   source_code_hash = filebase64sha256("${var.artifacts_dir}/${each.key}/bootstrap.zip")
@@ -105,7 +126,7 @@ resource "aws_lambda_function" "function" {
   runtime          = "provided.al2023"
   architectures    = ["arm64"]
   memory_size      = var.lambda_memory_mb
-  timeout          = var.lambda_timeout_seconds
+  timeout          = coalesce(each.value.timeout, var.lambda_timeout_seconds)
   kms_key_arn      = aws_kms_key.roomcast.arn
 
   reserved_concurrent_executions = var.reserved_concurrency

@@ -1,5 +1,5 @@
-# roomcast on AWS: API Gateway WebSocket + HTTP APIs, six Rust Lambda functions (arm64,
-# provided.al2023), one DynamoDB table. The layout and the reasons are in docs/deploy.md; a test
+# roomcast on AWS: API Gateway WebSocket + HTTP APIs, eight Rust Lambda functions (arm64,
+# provided.al2023), one DynamoDB table with a stream, the SQS queues of integration events. The layout and the reasons are in docs/deploy.md; a test
 # (functions/aws/tests/deploy.rs) fails when this module and the code disagree.
 
 data "aws_caller_identity" "current" {}
@@ -31,46 +31,96 @@ data "aws_ssm_parameter" "jwt_key" {
   }
 }
 
+# The operator endpoint's secret, when var.webhook_secret_parameter_name names one: read at plan
+# like the JWT key (without decryption), so a missing or plain-text parameter fails plan.
+data "aws_ssm_parameter" "webhook_secret" {
+  count = var.webhook_secret_parameter_name == "" ? 0 : 1
+
+  name            = var.webhook_secret_parameter_name
+  with_decryption = false
+
+  lifecycle {
+    postcondition {
+      condition     = self.type == "SecureString"
+      error_message = "The webhook secret parameter ${var.webhook_secret_parameter_name} must be a SecureString (docs/deploy.md)."
+    }
+  }
+}
+
 locals {
   account    = data.aws_caller_identity.current.account_id
   partition  = data.aws_partition.current.partition
   dns_suffix = data.aws_partition.current.dns_suffix
   region     = data.aws_region.current.region
 
-  # Every function: the API Gateway route it serves (null: the HTTP API), the DynamoDB actions
-  # its code calls (a transaction's items are authorized as PutItem/UpdateItem), and whether it
-  # posts to or deletes connections (Management API). functions/aws/tests/deploy.rs observes
-  # what each function's code calls and fails when these lists differ from it.
+  # Every function: the API Gateway route it serves (null: the HTTP API, or no API at all for
+  # events and deliver, which event source mappings invoke: events.tf), the DynamoDB actions its
+  # code calls (a transaction's items are authorized as PutItem/UpdateItem), whether it posts to
+  # or deletes connections (Management API), and its timeout (null: var.lambda_timeout_seconds).
+  # functions/aws/tests/deploy.rs observes what each API function's code calls and fails when
+  # these lists differ from it; events' and deliver's lists are checked against the test's own.
   functions = {
     connect = {
       route             = "$connect"
       dynamodb_actions  = ["BatchGetItem", "BatchWriteItem", "PutItem", "Query"]
       manages_websocket = false
+      description       = "roomcast WebSocket route $connect"
+      timeout           = null
     }
     disconnect = {
       route             = "$disconnect"
       dynamodb_actions  = ["BatchGetItem", "BatchWriteItem", "DeleteItem", "Query", "UpdateItem"]
       manages_websocket = true
+      description       = "roomcast WebSocket route $disconnect"
+      timeout           = null
     }
     message = {
       route             = "message"
       dynamodb_actions  = ["BatchGetItem", "BatchWriteItem", "DeleteItem", "GetItem", "PutItem", "Query", "UpdateItem"]
       manages_websocket = true
+      description       = "roomcast WebSocket route message"
+      timeout           = null
     }
     typing = {
       route             = "typing"
       dynamodb_actions  = ["BatchGetItem", "BatchWriteItem", "DeleteItem", "GetItem", "Query", "UpdateItem"]
       manages_websocket = true
+      description       = "roomcast WebSocket route typing"
+      timeout           = null
     }
     default = {
       route             = "$default"
       dynamodb_actions  = ["BatchGetItem", "BatchWriteItem", "DeleteItem", "GetItem", "PutItem", "Query", "UpdateItem"]
       manages_websocket = true
+      description       = "roomcast WebSocket route $default"
+      timeout           = null
     }
     http = {
       route             = null
       dynamodb_actions  = ["BatchGetItem", "BatchWriteItem", "DeleteItem", "GetItem", "PutItem", "Query", "UpdateItem"]
       manages_websocket = true
+      description       = "roomcast HTTP API"
+      timeout           = null
+    }
+    # Integration events (docs/events.md, "AWS"): reads the table's stream, finds the endpoints
+    # that want each event and queues one delivery per event and endpoint; at cold start it
+    # writes the operator's endpoint item from its configuration. A batch is up to 100 records.
+    events = {
+      route             = null
+      dynamodb_actions  = ["DeleteItem", "GetItem", "PutItem", "Query"]
+      manages_websocket = false
+      description       = "roomcast integration events: the table's stream to the deliveries queue"
+      timeout           = 60
+    }
+    # POSTs each queued delivery to its endpoint (10 at once, each at most
+    # var.webhook_timeout_ms), records the attempt, schedules a retry through the message's
+    # visibility or dead-letters it in the table.
+    deliver = {
+      route             = null
+      dynamodb_actions  = ["GetItem", "PutItem"]
+      manages_websocket = false
+      description       = "roomcast integration events: webhook deliveries from the deliveries queue"
+      timeout           = 30
     }
   }
   websocket_functions = { for name, f in local.functions : name => f if f.route != null }
@@ -97,12 +147,48 @@ locals {
     ROOMCAST_JWT_LEEWAY_SECS          = tostring(var.jwt_leeway_secs)
     ROOMCAST_MAX_CONNECTIONS_PER_USER = tostring(var.max_connections_per_user)
     ROOMCAST_LOG                      = var.log_level
+    ROOMCAST_DELIVERY_QUEUE_URL       = aws_sqs_queue.deliveries.url
+    ROOMCAST_WEBHOOK_URL              = var.webhook_url
+    ROOMCAST_WEBHOOK_TYPES            = var.webhook_types
+    ROOMCAST_WEBHOOK_SECRET_PARAMETER = var.webhook_secret_parameter_name
+    ROOMCAST_WEBHOOK_TIMEOUT_MS       = tostring(var.webhook_timeout_ms)
+    ROOMCAST_WEBHOOK_FIRST_RETRY_MS   = tostring(var.webhook_first_retry_ms)
+    ROOMCAST_WEBHOOK_RETRY_FOR_SECS   = tostring(var.webhook_retry_for_secs)
+  }
+
+  # Statements some functions need beyond the ones every function has (lambda.tf): sending
+  # deliveries (the http function's test event and dead-letter replay, and events), reading the
+  # stream and sending a failed batch's record to events-failures (events' event source mapping
+  # does both with the function's role), consuming deliveries (deliver's mapping receives and
+  # deletes; its code changes a message's visibility to schedule the retry). Senders to the
+  # KMS-encrypted queues need kms:GenerateDataKey on the stack key (kms:Decrypt every function
+  # has). functions/aws/tests/deploy.rs holds these lists, and SAM's, to its own.
+  function_statements = {
+    connect    = []
+    disconnect = []
+    message    = []
+    typing     = []
+    default    = []
+    http = [
+      { sid = "EnqueueDeliveries", actions = ["sqs:SendMessage"], resources = [aws_sqs_queue.deliveries.arn] },
+      { sid = "QueueKey", actions = ["kms:GenerateDataKey"], resources = [aws_kms_key.roomcast.arn] },
+    ]
+    events = [
+      { sid = "EnqueueDeliveries", actions = ["sqs:SendMessage"], resources = [aws_sqs_queue.deliveries.arn] },
+      { sid = "QueueKey", actions = ["kms:GenerateDataKey"], resources = [aws_kms_key.roomcast.arn] },
+      { sid = "ReadStream", actions = ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"], resources = [aws_dynamodb_table.chat.stream_arn] },
+      { sid = "ListStreams", actions = ["dynamodb:ListStreams"], resources = ["${aws_dynamodb_table.chat.arn}/stream/*"] },
+      { sid = "StreamFailures", actions = ["sqs:SendMessage"], resources = [aws_sqs_queue.events_failures.arn] },
+    ]
+    deliver = [
+      { sid = "ConsumeDeliveries", actions = ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"], resources = [aws_sqs_queue.deliveries.arn] },
+    ]
   }
 }
 
-# One customer managed key for the table, the logs and the functions' environment.
+# One customer managed key for the table, the logs, the functions' environment and the queues.
 resource "aws_kms_key" "roomcast" {
-  description             = "${var.name}: DynamoDB table, CloudWatch logs, Lambda environment"
+  description             = "${var.name}: DynamoDB table, CloudWatch logs, Lambda environment, SQS queues"
   enable_key_rotation     = true
   deletion_window_in_days = 30
   policy                  = data.aws_iam_policy_document.kms.json
@@ -157,7 +243,8 @@ data "aws_iam_policy_document" "kms" {
 
 # The single table of roomcast_aws::dynamo (key design in its module doc and in
 # docs/architecture.md): pk/sk strings, TTL on `ttl`, no secondary index (no access pattern
-# needs one; fan-out and history are Queries of a room's partition). Deletion protection is on
+# needs one; fan-out and history are Queries of a room's partition), a stream for the events
+# function. Deletion protection is on
 # unless table_deletion_protection is false: teardown (docs/deploy.md) turns it off first.
 resource "aws_dynamodb_table" "chat" {
   name         = local.table_name
@@ -190,4 +277,9 @@ resource "aws_dynamodb_table" "chat" {
   }
 
   deletion_protection_enabled = var.table_deletion_protection
+
+  # Integration events: the events function reads every change, old and new item (an edit and a
+  # tombstone are told apart by comparing them).
+  stream_enabled   = true
+  stream_view_type = "NEW_AND_OLD_IMAGES"
 }

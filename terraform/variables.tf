@@ -222,7 +222,7 @@ variable "lambda_memory_mb" {
 }
 
 variable "lambda_timeout_seconds" {
-  description = "Timeout of each function. API Gateway's integration timeout is 29 s."
+  description = "Timeout of each API function. API Gateway's integration timeout is 29 s. (events: 60 s, deliver: 30 s, main.tf.)"
   type        = number
   default     = 10
 
@@ -274,6 +274,78 @@ variable "websocket_execution_log_level" {
   validation {
     condition     = contains(["OFF", "ERROR", "INFO"], var.websocket_execution_log_level)
     error_message = "websocket_execution_log_level must be OFF, ERROR or INFO."
+  }
+}
+
+variable "webhook_url" {
+  description = "The operator's webhook endpoint: receives every tenant's integration events (docs/events.md). Empty: none. Needs webhook_secret_parameter_name."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.webhook_url == "" || (can(regex("^https?://", var.webhook_url)) && var.webhook_secret_parameter_name != "")
+    error_message = "webhook_url must be an http(s) URL, and needs webhook_secret_parameter_name (its secret)."
+  }
+}
+
+variable "webhook_types" {
+  description = "Event types the operator's endpoint receives, comma-separated (docs/events.md, catalogue). Empty: every type."
+  type        = string
+  default     = ""
+}
+
+variable "webhook_secret_parameter_name" {
+  description = "Name of the SSM Parameter Store SecureString holding the operator endpoint's whsec_ secret, read by the events function at cold start. Encrypt it with aws/ssm or the key of jwt_key_kms_key_arn. Empty: none (no operator endpoint). Terraform reads it at plan, without decryption."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.webhook_secret_parameter_name == "" || (can(regex("^/[A-Za-z0-9_.\\-/]+$", var.webhook_secret_parameter_name)) && length(var.webhook_secret_parameter_name) <= 1011)
+    error_message = "webhook_secret_parameter_name must be empty or a fully qualified parameter name starting with /."
+  }
+}
+
+variable "webhook_timeout_ms" {
+  description = "Timeout of one webhook attempt, ms. The deliver function (30 s) runs a batch of 10 attempts at once, so at most 20000."
+  type        = number
+  default     = 10000
+
+  validation {
+    condition     = var.webhook_timeout_ms >= 1000 && var.webhook_timeout_ms <= 20000 && floor(var.webhook_timeout_ms) == var.webhook_timeout_ms
+    error_message = "webhook_timeout_ms must be a whole number, 1000 to 20000."
+  }
+}
+
+variable "webhook_first_retry_ms" {
+  description = "Backoff after a delivery's first failure, ms; it doubles after each further one, to at most two hours."
+  type        = number
+  default     = 5000
+
+  validation {
+    condition     = var.webhook_first_retry_ms >= 1000 && var.webhook_first_retry_ms <= 3600000 && floor(var.webhook_first_retry_ms) == var.webhook_first_retry_ms
+    error_message = "webhook_first_retry_ms must be a whole number, 1000 to 3600000."
+  }
+}
+
+variable "webhook_retry_for_secs" {
+  description = "How long a delivery is retried before it is dead-lettered, seconds. At most 3 days: the deliveries queue keeps a message 4 days."
+  type        = number
+  default     = 86400
+
+  validation {
+    condition     = var.webhook_retry_for_secs >= 60 && var.webhook_retry_for_secs <= 259200 && floor(var.webhook_retry_for_secs) == var.webhook_retry_for_secs
+    error_message = "webhook_retry_for_secs must be a whole number, 60 to 259200."
+  }
+}
+
+variable "deliver_max_concurrency" {
+  description = "Most deliver functions the deliveries queue's event source mapping runs at once (each POSTs 10 webhooks at a time)."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.deliver_max_concurrency >= 2 && var.deliver_max_concurrency <= 1000 && floor(var.deliver_max_concurrency) == var.deliver_max_concurrency
+    error_message = "deliver_max_concurrency must be a whole number, 2 to 1000 (SQS event source mappings' range)."
   }
 }
 
