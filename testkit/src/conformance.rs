@@ -1215,8 +1215,9 @@ fn ids_of(entries: &[OutboxEntry], endpoint: &str) -> Vec<String> {
         .collect()
 }
 
-/// One entry per (endpoint, event): appending it again adds nothing, another endpoint's entry
-/// for the same event is its own; entries come back exactly as appended.
+/// One entry per (endpoint, event): appending it again (dispatched or enqueued) adds nothing,
+/// another endpoint's entry for the same event is its own; entries come back exactly as
+/// appended.
 pub async fn outbox_append_is_idempotent_per_endpoint_and_event(store: &dyn Outbox, names: &Namer) {
     let room = names.room();
     let (a, b) = (names.name("ep"), names.name("ep"));
@@ -1227,7 +1228,7 @@ pub async fn outbox_append_is_idempotent_per_endpoint_and_event(store: &dyn Outb
     ];
     assert_eq!(store.dispatch(0, &entries).await.unwrap(), 2);
     assert_eq!(store.dispatch(0, &entries).await.unwrap(), 0);
-    assert_eq!(store.dispatch(0, &entries[..1]).await.unwrap(), 0);
+    assert_eq!(store.enqueue(&entries[..1]).await.unwrap(), 0);
     let pending = store.pending(100, 10).await.unwrap();
     let mine: Vec<&OutboxEntry> = pending
         .iter()
@@ -1250,7 +1251,7 @@ pub async fn outbox_pending_is_due_in_order(store: &dyn Outbox, names: &Namer) {
         .iter()
         .map(|e| OutboxEntry::new(ep.clone(), e.clone(), 100))
         .collect();
-    assert_eq!(store.dispatch(0, &entries).await.unwrap(), 3);
+    assert_eq!(store.enqueue(&entries).await.unwrap(), 3);
     let ids = |v: &[usize]| -> Vec<String> { v.iter().map(|&i| events[i].id.clone()).collect() };
 
     assert!(ids_of(&store.pending(99, 10).await.unwrap(), &ep).is_empty());
@@ -1297,7 +1298,7 @@ pub async fn outbox_endpoints_do_not_crowd_each_other(store: &dyn Outbox, names:
         created_event(&room, 21, 1),
         2,
     ));
-    store.dispatch(0, &entries).await.unwrap();
+    store.enqueue(&entries).await.unwrap();
     let pending = store.pending(2, 3).await.unwrap();
     assert_eq!(ids_of(&pending, &dead).len(), 3);
     assert_eq!(ids_of(&pending, &live), vec![entries[20].event.id.clone()]);
@@ -1313,7 +1314,7 @@ pub async fn outbox_ack_dead_letter_and_replay(store: &dyn Outbox, names: &Namer
         OutboxEntry::new(ep.clone(), e1.clone(), 10),
         OutboxEntry::new(ep.clone(), e2.clone(), 10),
     ];
-    store.dispatch(0, &entries).await.unwrap();
+    store.enqueue(&entries).await.unwrap();
 
     assert!(store.ack(&ep, &e1.id).await.unwrap());
     assert!(!store.ack(&ep, &e1.id).await.unwrap(), "acknowledged once");
@@ -1337,7 +1338,7 @@ pub async fn outbox_ack_dead_letter_and_replay(store: &dyn Outbox, names: &Namer
     );
     assert_eq!((dead[0].reason, dead[0].at_ms), (reason, 50));
     assert_eq!(
-        store.dispatch(0, &entries[1..]).await.unwrap(),
+        store.enqueue(&entries[1..]).await.unwrap(),
         0,
         "a dead letter is not appended again"
     );

@@ -9,7 +9,7 @@
 //! - the testkit's `history_conformance` against [`SqlHistory`] on that object's SQLite storage
 //!   (every case: the store holds any room in this mode), on the migrated table; then
 //!   `journal_conformance` and `outbox_conformance` against the same store, which is also the
-//!   edge's `Outbox` (`outbox.rs`);
+//!   edge's outbox ports (`outbox.rs`);
 //! - the testkit's `connection_conformance` against [`EdgeConnections`] without sockets (the
 //!   in-memory indexes and the write-through path; there are no sockets to write to);
 //! - a hibernation round trip: connections on real accepted sockets, written to their

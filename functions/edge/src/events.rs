@@ -1,9 +1,9 @@
 //! Integration events on the edge (docs/events.md, "The edge"): one [`TenantEvents`] Durable
-//! Object per tenant, named after the tenant, and the room objects' side of it, [`RoomOutbox`].
+//! Object per tenant, named after the tenant, and the room objects' side of it, [`RoomJournal`].
 //!
 //! - A `ChatRoom` journals each change's event in its own SQLite, in the same synchronous turn
 //!   as the change ([`crate::outbox::Journal`]), so a crash loses both or neither. Its alarm runs
-//!   the core's `ChatService::dispatch_events` over a [`RoomOutbox`]: the journal is the room's,
+//!   the core's `ChatService::dispatch_events` over a [`RoomJournal`]: the journal is the room's,
 //!   the endpoints and deliveries are the tenant object's (two stub requests per batch), and
 //!   the room forgets its journal only once the tenant object has stored the deliveries.
 //! - A `TenantEvents` keeps the tenant's endpoints (and a copy of the operator's), pending
@@ -31,12 +31,13 @@ use roomcast_core::events::delivery::parse_retry_after;
 use roomcast_core::events::registry::AttemptRecord;
 use roomcast_core::events::signing::sign;
 use roomcast_core::events::{
-    AttemptResult, DeadReason, Delivery, Endpoint, EndpointQueue, EndpointRules, Event, Outcome,
-    Verdict,
+    AttemptResult, Endpoint, EndpointQueue, EndpointRules, Event, Outcome, Verdict,
 };
 use roomcast_core::http::{self, HttpRequest};
 use roomcast_core::service::{Events, Resolver};
-use roomcast_core::store::{DeadLetter, Journaled, Outbox, OutboxEntry, StoreError};
+use roomcast_core::store::{
+    DeliveryBacklog, EndpointRegistry, EventJournal, EventLog, Journaled, OutboxEntry, StoreError,
+};
 use worker::wasm_bindgen::JsValue;
 use worker::{
     AbortController, Delay, DurableObject, Env, Fetch, Headers, Method, Request, RequestInit,
@@ -104,17 +105,15 @@ async fn ask_tenant<T: serde::de::DeserializeOwned>(
     response.json().await
 }
 
-/// A room object's [`Outbox`]: the journal in the room's own SQLite; endpoints and deliveries
-/// in the tenant's [`TenantEvents`]. Only what `ChatService::dispatch_events` and the journaling
-/// of member events need is served here; the rest of the port is the tenant object's, and a
-/// call of it here is refused (no room object makes one).
-pub struct RoomOutbox {
+/// A room object's journal: in the room's own SQLite, dispatched to the tenant's
+/// [`TenantEvents`], which keeps endpoints and deliveries (and serves the endpoints API).
+pub struct RoomJournal {
     local: Arc<SqlHistory>,
     tenant: Stub,
 }
 
-impl RoomOutbox {
-    /// The outbox of a room object of `tenant`, journaling in the room's `local` store.
+impl RoomJournal {
+    /// The journal of a room object of `tenant`, in the room's `local` store.
     pub fn new(local: Arc<SqlHistory>, env: &Env, tenant: &str) -> Result<Self> {
         Ok(Self {
             local,
@@ -126,18 +125,24 @@ impl RoomOutbox {
     pub fn has_journal(&self) -> std::result::Result<bool, StoreError> {
         self.local.has_journal()
     }
-}
 
-fn kept_by_the_tenant() -> StoreError {
-    StoreError::Other("kept by the tenant's events object, not by a room object".into())
+    /// The tenant's endpoints and the operator's (a room's events are its tenant's).
+    pub async fn endpoints(&self) -> std::result::Result<Vec<Endpoint>, StoreError> {
+        ask_tenant(&self.tenant, ENDPOINTS_URL, None)
+            .await
+            .map_err(store_error("the tenant's endpoints"))
+    }
 }
 
 #[async_trait::async_trait(?Send)]
-impl Outbox for RoomOutbox {
+impl EventLog for RoomJournal {
     async fn record(&self, events: &[Event]) -> std::result::Result<bool, StoreError> {
         self.local.record(events).await
     }
+}
 
+#[async_trait::async_trait(?Send)]
+impl EventJournal for RoomJournal {
     async fn journal(&self, limit: usize) -> std::result::Result<Vec<Journaled>, StoreError> {
         self.local.journal(limit).await
     }
@@ -160,79 +165,6 @@ impl Outbox for RoomOutbox {
         };
         self.local.forget_journal(through)?;
         Ok(added)
-    }
-
-    /// The tenant's endpoints and the operator's, whatever `tenant` asks: a room's events are
-    /// its tenant's.
-    async fn endpoints(
-        &self,
-        _tenant: Option<&str>,
-    ) -> std::result::Result<Vec<Endpoint>, StoreError> {
-        ask_tenant(&self.tenant, ENDPOINTS_URL, None)
-            .await
-            .map_err(store_error("the tenant's endpoints"))
-    }
-
-    async fn endpoint(&self, id: &str) -> std::result::Result<Option<Endpoint>, StoreError> {
-        Ok(self.endpoints(None).await?.into_iter().find(|e| e.id == id))
-    }
-
-    async fn put_endpoint(&self, _: &Endpoint) -> std::result::Result<(), StoreError> {
-        Err(kept_by_the_tenant())
-    }
-
-    async fn delete_endpoint(&self, _: &str) -> std::result::Result<bool, StoreError> {
-        Err(kept_by_the_tenant())
-    }
-
-    async fn record_attempt(
-        &self,
-        _: &str,
-        _: &AttemptRecord,
-    ) -> std::result::Result<(), StoreError> {
-        Err(kept_by_the_tenant())
-    }
-
-    async fn attempts(
-        &self,
-        _: &str,
-        _: usize,
-    ) -> std::result::Result<Vec<AttemptRecord>, StoreError> {
-        Err(kept_by_the_tenant())
-    }
-
-    async fn pending(&self, _: u64, _: usize) -> std::result::Result<Vec<OutboxEntry>, StoreError> {
-        Err(kept_by_the_tenant())
-    }
-
-    async fn reschedule(&self, _: &str, _: &Delivery) -> std::result::Result<(), StoreError> {
-        Err(kept_by_the_tenant())
-    }
-
-    async fn ack(&self, _: &str, _: &str) -> std::result::Result<bool, StoreError> {
-        Err(kept_by_the_tenant())
-    }
-
-    async fn dead_letter(
-        &self,
-        _: &str,
-        _: &str,
-        _: DeadReason,
-        _: u64,
-    ) -> std::result::Result<bool, StoreError> {
-        Err(kept_by_the_tenant())
-    }
-
-    async fn dead_letters(
-        &self,
-        _: &str,
-        _: usize,
-    ) -> std::result::Result<Vec<DeadLetter>, StoreError> {
-        Err(kept_by_the_tenant())
-    }
-
-    async fn replay(&self, _: &str, _: &str, _: u64) -> std::result::Result<bool, StoreError> {
-        Err(kept_by_the_tenant())
     }
 }
 
@@ -280,16 +212,19 @@ impl Resolver for EdgeResolver {
     }
 }
 
-/// What a `ChatService` needs for integration events on the edge: `outbox`, the configuration's
+/// What a `ChatService` needs for integration events on the edge: where member events go
+/// (`log`), the endpoint registry where it is kept (the tenant object), the configuration's
 /// part, endpoint URLs checked with [`EdgeResolver`] (`own_origins` refused), the runtime's
 /// randomness.
 pub fn events(
-    outbox: Arc<dyn Outbox>,
+    log: Arc<dyn EventLog>,
+    registry: Option<Arc<dyn EndpointRegistry>>,
     config: &EventsConfig,
     own_origins: Vec<(String, u16)>,
 ) -> Events {
     Events {
-        outbox,
+        log,
+        registry,
         resolver: Arc::new(EdgeResolver),
         rules: EndpointRules {
             development: config.allow_private,
@@ -403,6 +338,7 @@ impl Hub {
         )
         .with_events(events(
             self.outbox.clone(),
+            Some(self.outbox.clone()),
             &self.settings.events,
             own_origin.into_iter().collect(),
         ));

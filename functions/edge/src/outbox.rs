@@ -1,5 +1,5 @@
-//! The core's [`Outbox`] port on a Durable Object's SQLite storage, implemented by
-//! [`SqlHistory`] itself: its appends and amendments journal their events in the same
+//! The core's [`roomcast_core::store::Outbox`] ports on a Durable Object's SQLite storage,
+//! implemented by [`SqlHistory`] itself: its appends and amendments journal their events in the same
 //! synchronous turn as the change (so the runtime commits the change and its event together),
 //! as the port asks of a backend that keeps history and outbox in one transaction domain.
 //!
@@ -19,7 +19,10 @@
 
 use roomcast_core::events::registry::{AttemptRecord, MAX_ATTEMPT_RECORDS};
 use roomcast_core::events::{DeadReason, Delivery, Endpoint, Event};
-use roomcast_core::store::{DeadLetter, Journaled, Outbox, OutboxEntry, StoreError};
+use roomcast_core::store::{
+    DeadLetter, DeliveryBacklog, EndpointRegistry, EventJournal, EventLog, Journaled, OutboxEntry,
+    StoreError,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use worker::{SqlStorage, SqlStorageValue};
@@ -145,6 +148,22 @@ impl SqlHistory {
         .is_empty())
     }
 
+    /// Adds the entries not pending or dead-lettered already; returns how many.
+    fn insert_new(&self, entries: &[OutboxEntry]) -> Result<usize, StoreError> {
+        let mut added = 0;
+        for entry in entries {
+            let id = &entry.event.id;
+            if self.known("ob_pending", &entry.endpoint, id)?
+                || self.known("ob_dead", &entry.endpoint, id)?
+            {
+                continue;
+            }
+            self.insert_pending(entry)?;
+            added += 1;
+        }
+        Ok(added)
+    }
+
     fn insert_pending(&self, entry: &OutboxEntry) -> Result<(), StoreError> {
         let ord = next(self.sql(), "order")?;
         run(
@@ -175,7 +194,7 @@ impl SqlHistory {
 }
 
 #[async_trait::async_trait(?Send)]
-impl Outbox for SqlHistory {
+impl EventLog for SqlHistory {
     async fn record(&self, events: &[Event]) -> Result<bool, StoreError> {
         let mut recorded = false;
         for event in events {
@@ -183,7 +202,10 @@ impl Outbox for SqlHistory {
         }
         Ok(recorded)
     }
+}
 
+#[async_trait::async_trait(?Send)]
+impl EventJournal for SqlHistory {
     async fn journal(&self, limit: usize) -> Result<Vec<Journaled>, StoreError> {
         rows(
             self.sql(),
@@ -202,20 +224,12 @@ impl Outbox for SqlHistory {
 
     async fn dispatch(&self, through: u64, entries: &[OutboxEntry]) -> Result<usize, StoreError> {
         self.forget_journal(through)?;
-        let mut added = 0;
-        for entry in entries {
-            let id = &entry.event.id;
-            if self.known("ob_pending", &entry.endpoint, id)?
-                || self.known("ob_dead", &entry.endpoint, id)?
-            {
-                continue;
-            }
-            self.insert_pending(entry)?;
-            added += 1;
-        }
-        Ok(added)
+        self.insert_new(entries)
     }
+}
 
+#[async_trait::async_trait(?Send)]
+impl EndpointRegistry for SqlHistory {
     async fn put_endpoint(&self, endpoint: &Endpoint) -> Result<(), StoreError> {
         run(
             self.sql(),
@@ -311,6 +325,53 @@ impl Outbox for SqlHistory {
         .collect()
     }
 
+    async fn enqueue(&self, entries: &[OutboxEntry]) -> Result<usize, StoreError> {
+        self.insert_new(entries)
+    }
+
+    async fn dead_letters(
+        &self,
+        endpoint: &str,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        rows(
+            self.sql(),
+            "SELECT letter FROM ob_dead WHERE endpoint = ? ORDER BY at_ms, ord LIMIT ?",
+            vec![text(endpoint), int(limit as u64)],
+        )?
+        .iter()
+        .map(|row| from_json(row, 0))
+        .collect()
+    }
+
+    async fn replay(
+        &self,
+        endpoint: &str,
+        event_id: &str,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let found = rows(
+            self.sql(),
+            "DELETE FROM ob_dead WHERE endpoint = ? AND event_id = ? RETURNING letter",
+            vec![text(endpoint), text(event_id)],
+        )?;
+        let Some(letter) = found
+            .first()
+            .map(|row| from_json::<DeadLetter>(row, 0))
+            .transpose()?
+        else {
+            return Ok(false);
+        };
+        self.insert_pending(&OutboxEntry {
+            delivery: Delivery::new(event_id, now_ms),
+            ..letter.entry
+        })?;
+        Ok(true)
+    }
+}
+
+#[async_trait::async_trait(?Send)]
+impl DeliveryBacklog for SqlHistory {
     async fn pending(
         &self,
         now_ms: u64,
@@ -388,46 +449,6 @@ impl Outbox for SqlHistory {
                 text(&to_json(&letter)?),
             ],
         )?;
-        Ok(true)
-    }
-
-    async fn dead_letters(
-        &self,
-        endpoint: &str,
-        limit: usize,
-    ) -> Result<Vec<DeadLetter>, StoreError> {
-        rows(
-            self.sql(),
-            "SELECT letter FROM ob_dead WHERE endpoint = ? ORDER BY at_ms, ord LIMIT ?",
-            vec![text(endpoint), int(limit as u64)],
-        )?
-        .iter()
-        .map(|row| from_json(row, 0))
-        .collect()
-    }
-
-    async fn replay(
-        &self,
-        endpoint: &str,
-        event_id: &str,
-        now_ms: u64,
-    ) -> Result<bool, StoreError> {
-        let found = rows(
-            self.sql(),
-            "DELETE FROM ob_dead WHERE endpoint = ? AND event_id = ? RETURNING letter",
-            vec![text(endpoint), text(event_id)],
-        )?;
-        let Some(letter) = found
-            .first()
-            .map(|row| from_json::<DeadLetter>(row, 0))
-            .transpose()?
-        else {
-            return Ok(false);
-        };
-        self.insert_pending(&OutboxEntry {
-            delivery: Delivery::new(event_id, now_ms),
-            ..letter.entry
-        })?;
         Ok(true)
     }
 }

@@ -34,7 +34,7 @@ use worker::{
 };
 
 use crate::config::EdgeConfig;
-use crate::events::{RoomOutbox, events};
+use crate::events::{RoomJournal, events};
 use crate::history::{Rooms, SqlHistory};
 use crate::now_ms;
 use crate::outbox::Journaling;
@@ -78,7 +78,7 @@ struct Core {
     service: ChatService,
     sockets: Rc<Sockets>,
     /// The journal of integration events (dispatched to the tenant's events object).
-    outbox: Arc<RoomOutbox>,
+    journal: Arc<RoomJournal>,
     /// The alarm known to be set, if known.
     alarm: Cell<AlarmKnown>,
     /// The faults `POST /__dev/fault` armed (dev build only).
@@ -169,8 +169,8 @@ impl Core {
             clippy::arc_with_non_send_sync,
             reason = "the service's ports are Arcs; on wasm32 they are !Send (JS handles)"
         )]
-        let outbox =
-            Arc::new(RoomOutbox::new(history.clone(), env, tenant).map_err(|e| e.to_string())?);
+        let journal =
+            Arc::new(RoomJournal::new(history.clone(), env, tenant).map_err(|e| e.to_string())?);
         let sockets = Rc::new(Sockets::new(state.clone()));
         let gateway = EdgeGateway(sockets.clone());
         #[cfg(feature = "dev")]
@@ -194,13 +194,13 @@ impl Core {
             service_config,
         )
         .with_relay(Arc::new(DurableRelay::new(env.clone())))
-        .with_events(events(outbox.clone(), &settings.events, Vec::new()));
+        .with_events(events(journal.clone(), None, &settings.events, Vec::new()));
         Ok(Self {
             room,
             lifecycle: settings.lifecycle,
             service,
             sockets,
-            outbox,
+            journal,
             alarm: Cell::new(AlarmKnown::Unknown),
             #[cfg(feature = "dev")]
             faults,
@@ -421,7 +421,7 @@ impl Core {
 impl Core {
     /// After a change: when events wait in the journal, the alarm fires now to dispatch them.
     async fn events_due(&self, state: &State) {
-        match self.outbox.has_journal() {
+        match self.journal.has_journal() {
             Ok(true) => self.schedule(state, now_ms()).await,
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "events journal unreadable"),
@@ -431,8 +431,21 @@ impl Core {
     /// Hands the journal to the tenant's events object (the core's `dispatch_events`); on a
     /// failure the alarm tries again in a second.
     async fn dispatch_events(&self, state: &State) {
+        let endpoints = match self.journal.endpoints().await {
+            Ok(endpoints) => endpoints,
+            Err(e) => {
+                tracing::warn!(error = %e, "endpoints unknown; dispatch retried");
+                self.schedule(state, now_ms().saturating_add(DISPATCH_RETRY_MS))
+                    .await;
+                return;
+            }
+        };
         loop {
-            match self.service.dispatch_events(now_ms(), DISPATCH_BATCH).await {
+            let dispatched = self
+                .service
+                .dispatch_events(self.journal.as_ref(), &endpoints, now_ms(), DISPATCH_BATCH)
+                .await;
+            match dispatched {
                 Ok(0) => return,
                 Ok(_) => {}
                 Err(e) => {

@@ -37,6 +37,8 @@ pub fn now_ms() -> u64 {
 /// The running server's shared state.
 pub struct App {
     pub(crate) service: ChatService,
+    /// The store's outbox, when integration events are on (the webhook deliverer drains it).
+    pub(crate) outbox: Option<Arc<dyn Outbox>>,
     pub(crate) gateway: Arc<LocalGateway>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) live: Option<Arc<MemoryConnections>>,
@@ -87,10 +89,11 @@ impl App {
             gateway.clone(),
             config.settings.service.clone(),
         );
-        if let Some(outbox) = outbox {
+        if let Some(outbox) = &outbox {
             let rules = endpoint_rules(&config);
             service = service.with_events(Events {
-                outbox,
+                log: outbox.clone(),
+                registry: Some(outbox.clone()),
                 resolver: Arc::new(CheckedResolver::new(rules.clone())),
                 rules,
                 config: config.settings.events.clone(),
@@ -100,6 +103,7 @@ impl App {
         let forwarder = config.lambda_endpoint.as_deref().map(LambdaForwarder::new);
         Ok(Arc::new(Self {
             service,
+            outbox,
             gateway,
             metrics,
             live,

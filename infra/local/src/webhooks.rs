@@ -156,7 +156,7 @@ struct Deliverer {
 
 /// Starts the delivery task (a no-op loop when the store has no outbox).
 pub fn spawn(app: Arc<App>, rules: EndpointRules) -> anyhow::Result<()> {
-    let Some(outbox) = app.service.outbox().cloned() else {
+    let Some(outbox) = app.outbox.clone() else {
         return Ok(());
     };
     let policy = app.config.settings.events.retry;
@@ -217,20 +217,15 @@ impl Deliverer {
     /// Dispatch, load, time out, start attempts.
     async fn turn(&mut self) -> Result<(), StoreError> {
         let now = now_ms();
+        let endpoints = self.outbox.endpoints(None).await?;
         while self
             .app
             .service
-            .dispatch_events(now, DISPATCH_BATCH)
+            .dispatch_events(self.outbox.as_ref(), &endpoints, now, DISPATCH_BATCH)
             .await?
             > 0
         {}
-        self.endpoints = self
-            .outbox
-            .endpoints(None)
-            .await?
-            .into_iter()
-            .map(|e| (e.id.clone(), e))
-            .collect();
+        self.endpoints = endpoints.into_iter().map(|e| (e.id.clone(), e)).collect();
         // Queues of deleted endpoints go with them.
         self.queues.retain(|id, _| self.endpoints.contains_key(id));
         self.events

@@ -21,7 +21,7 @@ use crate::events::registry::{
 };
 use crate::events::{Endpoint, Event, EventData, EventType, WebhookSecret};
 use crate::protocol::{ErrorCode, Rejection};
-use crate::store::{Outbox, OutboxEntry, RoomRef, StoreError};
+use crate::store::{EndpointRegistry, EventJournal, EventLog, OutboxEntry, RoomRef, StoreError};
 
 /// The id of the operator-wide endpoint ([`EventsConfig::operator`]).
 pub const OPERATOR_ENDPOINT_ID: &str = "ep_operator";
@@ -42,8 +42,11 @@ pub type Entropy = Arc<dyn Fn(&mut [u8]) + Send + Sync>;
 
 /// What the service needs for integration events.
 pub struct Events {
-    /// Journal, endpoints, deliveries.
-    pub outbox: Arc<dyn Outbox>,
+    /// Where member events go.
+    pub log: Arc<dyn EventLog>,
+    /// Endpoints, dead letters, attempt records: the endpoints API's. `None` where a service
+    /// only produces events (an edge room object: its tenant's object serves the API).
+    pub registry: Option<Arc<dyn EndpointRegistry>>,
     /// Endpoint host resolution for the SSRF check.
     pub resolver: Arc<dyn Resolver>,
     /// What endpoint URLs may be.
@@ -66,6 +69,18 @@ pub struct EndpointChange {
     pub enabled: Option<bool>,
     /// Free text.
     pub description: Option<String>,
+}
+
+impl Events {
+    /// The registry, for the endpoints API.
+    fn registry(&self) -> Result<&dyn EndpointRegistry, Rejection> {
+        self.registry.as_deref().ok_or_else(|| {
+            Rejection::new(
+                ErrorCode::NotFound,
+                "the endpoints API is served by another object of this deployment",
+            )
+        })
+    }
 }
 
 fn invalid(message: impl Into<String>) -> Rejection {
@@ -99,16 +114,21 @@ impl ChatService {
         self
     }
 
-    /// The outbox, when integration events are on.
-    pub fn outbox(&self) -> Option<&Arc<dyn Outbox>> {
-        self.events.as_ref().map(|e| &e.outbox)
+    /// Whether integration events are on.
+    pub fn has_events(&self) -> bool {
+        self.events.is_some()
+    }
+
+    /// The endpoint registry, when integration events are on and this service keeps one.
+    pub fn endpoint_registry(&self) -> Option<&Arc<dyn EndpointRegistry>> {
+        self.events.as_ref().and_then(|e| e.registry.as_ref())
     }
 
     /// Journals a member event; a failure is logged (a member event has no stored change to
     /// lose with it).
     pub(super) async fn record_event(&self, event: Event) {
         let Some(events) = &self.events else { return };
-        if let Err(e) = events.outbox.record(std::slice::from_ref(&event)).await {
+        if let Err(e) = events.log.record(std::slice::from_ref(&event)).await {
             tracing::warn!(event = event.event_type().as_str(), error = %e, "event not journaled");
         }
     }
@@ -118,8 +138,11 @@ impl ChatService {
         let Some(events) = &self.events else {
             return Ok(());
         };
+        let Some(registry) = &events.registry else {
+            return Ok(());
+        };
         let Some(operator) = &events.config.operator else {
-            events.outbox.delete_endpoint(OPERATOR_ENDPOINT_ID).await?;
+            registry.delete_endpoint(OPERATOR_ENDPOINT_ID).await?;
             return Ok(());
         };
         let endpoint = Endpoint {
@@ -135,7 +158,7 @@ impl ChatService {
             }],
             created_at: now_ms,
         };
-        let stored = events.outbox.endpoint(OPERATOR_ENDPOINT_ID).await?;
+        let stored = registry.endpoint(OPERATOR_ENDPOINT_ID).await?;
         if stored.as_ref().is_some_and(|s| {
             Endpoint {
                 created_at: s.created_at,
@@ -144,26 +167,42 @@ impl ChatService {
         }) {
             return Ok(());
         }
-        events.outbox.put_endpoint(&endpoint).await
+        registry.put_endpoint(&endpoint).await
     }
 
-    /// Moves up to `limit` journaled events to the deliveries of the endpoints that want
-    /// them, `message.created` with its offline members (members not connected when it is
-    /// dispatched, which is within moments of the store). Returns how many events were taken
-    /// from the journal (0: it is empty).
-    pub async fn dispatch_events(&self, now_ms: u64, limit: usize) -> Result<usize, StoreError> {
-        let Some(events) = &self.events else {
-            return Ok(0);
-        };
-        let journal = events.outbox.journal(limit).await?;
-        let Some(last) = journal.last() else {
+    /// Moves up to `limit` events of `journal` to the deliveries of the `endpoints` that want
+    /// them ([`ChatService::route_events`]). Returns how many events were taken from the
+    /// journal (0: it is empty).
+    pub async fn dispatch_events(
+        &self,
+        journal: &dyn EventJournal,
+        endpoints: &[Endpoint],
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let journaled = journal.journal(limit).await?;
+        let Some(last) = journaled.last() else {
             return Ok(0);
         };
         let through = last.position;
-        let endpoints = events.outbox.endpoints(None).await?;
+        let taken = journaled.len();
+        let events = journaled.into_iter().map(|j| j.event).collect();
+        let entries = self.route_events(events, endpoints, now_ms).await?;
+        journal.dispatch(through, &entries).await?;
+        Ok(taken)
+    }
+
+    /// The deliveries of `events`: one per endpoint of `endpoints` that wants the event, due
+    /// at `now_ms`; `message.created` with its offline members (members not connected now,
+    /// which is within moments of the store), looked up only when some endpoint wants it.
+    pub async fn route_events(
+        &self,
+        events: Vec<Event>,
+        endpoints: &[Endpoint],
+        now_ms: u64,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
         let mut entries = Vec::new();
-        for journaled in journal.iter() {
-            let mut event = journaled.event.clone();
+        for mut event in events {
             let targets: Vec<&Endpoint> = endpoints.iter().filter(|e| e.wants(&event)).collect();
             if targets.is_empty() {
                 continue;
@@ -179,8 +218,7 @@ impl ChatService {
                     .map(|t| OutboxEntry::new(t.id.clone(), event.clone(), now_ms)),
             );
         }
-        events.outbox.dispatch(through, &entries).await?;
-        Ok(journal.len())
+        Ok(entries)
     }
 
     /// Members of `room` with no connection in it, the author aside.
@@ -226,7 +264,7 @@ impl ChatService {
         identity: &Identity,
         id: &str,
     ) -> Result<Endpoint, Rejection> {
-        match events.outbox.endpoint(id).await.map_err(unavailable)? {
+        match events.registry()?.endpoint(id).await.map_err(unavailable)? {
             Some(e) if e.tenant.as_deref() == Some(identity.tenant.as_str()) => Ok(e),
             _ => Err(no_endpoint()),
         }
@@ -275,7 +313,7 @@ impl ChatService {
         let url = self.checked_url(events, url).await?;
         let description = checked_description(change.description)?;
         let existing = events
-            .outbox
+            .registry()?
             .endpoints(Some(&identity.tenant))
             .await
             .map_err(unavailable)?;
@@ -302,7 +340,7 @@ impl ChatService {
             created_at: now_ms,
         };
         events
-            .outbox
+            .registry()?
             .put_endpoint(&endpoint)
             .await
             .map_err(unavailable)?;
@@ -315,7 +353,7 @@ impl ChatService {
     pub async fn list_endpoints(&self, identity: &Identity) -> Result<Value, Rejection> {
         let events = self.events_for(identity)?;
         let endpoints = events
-            .outbox
+            .registry()?
             .endpoints(Some(&identity.tenant))
             .await
             .map_err(unavailable)?;
@@ -350,7 +388,7 @@ impl ChatService {
             endpoint.description = checked_description(change.description)?;
         }
         events
-            .outbox
+            .registry()?
             .put_endpoint(&endpoint)
             .await
             .map_err(unavailable)?;
@@ -362,7 +400,7 @@ impl ChatService {
         let events = self.events_for(identity)?;
         self.own_endpoint(events, identity, id).await?;
         events
-            .outbox
+            .registry()?
             .delete_endpoint(id)
             .await
             .map_err(unavailable)?;
@@ -382,7 +420,7 @@ impl ChatService {
         let secret = Self::new_secret(events);
         endpoint.rotate(&secret, now_ms);
         events
-            .outbox
+            .registry()?
             .put_endpoint(&endpoint)
             .await
             .map_err(unavailable)?;
@@ -405,8 +443,8 @@ impl ChatService {
         let event = Event::endpoint_test(&identity.tenant, id, now_ms, u64::from_le_bytes(nonce));
         let entry = OutboxEntry::new(id, event.clone(), now_ms);
         events
-            .outbox
-            .dispatch(0, &[entry])
+            .registry()?
+            .enqueue(&[entry])
             .await
             .map_err(unavailable)?;
         Ok(json!({"id": id, "event_id": event.id}))
@@ -422,7 +460,7 @@ impl ChatService {
         let events = self.events_for(identity)?;
         self.own_endpoint(events, identity, id).await?;
         let attempts = events
-            .outbox
+            .registry()?
             .attempts(id, limit)
             .await
             .map_err(unavailable)?;
@@ -439,7 +477,7 @@ impl ChatService {
         let events = self.events_for(identity)?;
         self.own_endpoint(events, identity, id).await?;
         let dead = events
-            .outbox
+            .registry()?
             .dead_letters(id, limit)
             .await
             .map_err(unavailable)?;
@@ -469,7 +507,7 @@ impl ChatService {
         let events = self.events_for(identity)?;
         self.own_endpoint(events, identity, id).await?;
         if !events
-            .outbox
+            .registry()?
             .replay(id, event_id, now_ms)
             .await
             .map_err(unavailable)?

@@ -188,7 +188,7 @@ impl ChatService {
 
     /// `member.left` for `user` in `r` unless another of their connections is still there.
     pub(super) async fn record_departure(&self, r: &RoomRef, user: &str, now_ms: u64) {
-        if self.outbox().is_none() {
+        if !self.has_events() {
             return;
         }
         match self.connections.room_connections(r).await {

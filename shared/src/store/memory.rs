@@ -1,12 +1,14 @@
 //! In-memory [`ConnectionStore`] and [`HistoryStore`]: the reference backends for tests, and the
 //! local server's live-state store (connections die with the process, so they need no disk).
-//! [`MemoryHistory`] is also the reference [`Outbox`], journaling in the same lock as its
+//! [`MemoryHistory`] is also the reference [`super::Outbox`], journaling in the same lock as its
 //! changes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::outbox::{DeadLetter, Journaled, Outbox, OutboxEntry};
+use super::outbox::{
+    DeadLetter, DeliveryBacklog, EndpointRegistry, EventJournal, EventLog, Journaled, OutboxEntry,
+};
 use super::rules::{
     apply_amendment, check_conversation_version, page_range, sort_members, stored_message,
 };
@@ -300,7 +302,7 @@ struct RoomLog {
     conversation: Option<Conversation>,
 }
 
-/// History in memory, with its [`Outbox`]. Not durable: for tests and `--store memory`.
+/// History in memory, with its [`super::Outbox`]. Not durable: for tests and `--store memory`.
 #[derive(Default)]
 pub struct MemoryHistory {
     rooms: Mutex<HashMap<String, RoomLog>>,
@@ -486,7 +488,7 @@ impl Events {
         self.order
     }
 
-    /// Journals `event` when any endpoint exists (see [`Outbox`]).
+    /// Journals `event` when any endpoint exists (see [`super::Outbox`]).
     fn journal(&mut self, event: Option<Event>) -> bool {
         let Some(event) = event else { return false };
         if self.endpoints.is_empty() {
@@ -498,6 +500,32 @@ impl Events {
             event,
         });
         true
+    }
+
+    /// Adds the entries not pending or dead-lettered already; returns how many.
+    fn enqueue(&mut self, entries: &[OutboxEntry]) -> usize {
+        let mut added = 0;
+        for entry in entries {
+            let id = &entry.event.id;
+            let known = self
+                .pending
+                .get(&entry.endpoint)
+                .is_some_and(|e| e.contains_key(id))
+                || self
+                    .dead
+                    .get(&entry.endpoint)
+                    .is_some_and(|e| e.contains_key(id));
+            if known {
+                continue;
+            }
+            let order = self.next_order();
+            self.pending
+                .entry(entry.endpoint.clone())
+                .or_default()
+                .insert(id.clone(), (order, entry.clone()));
+            added += 1;
+        }
+        added
     }
 
     fn take_pending(&mut self, endpoint: &str, event_id: &str) -> Option<OutboxEntry> {
@@ -512,7 +540,7 @@ impl Events {
 
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
-impl Outbox for MemoryHistory {
+impl EventLog for MemoryHistory {
     async fn record(&self, events: &[Event]) -> Result<bool, StoreError> {
         let mut state = lock(&self.events);
         let mut recorded = false;
@@ -521,7 +549,11 @@ impl Outbox for MemoryHistory {
         }
         Ok(recorded)
     }
+}
 
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+impl EventJournal for MemoryHistory {
     async fn journal(&self, limit: usize) -> Result<Vec<Journaled>, StoreError> {
         Ok(lock(&self.events)
             .journal
@@ -531,6 +563,18 @@ impl Outbox for MemoryHistory {
             .collect())
     }
 
+    async fn dispatch(&self, through: u64, entries: &[OutboxEntry]) -> Result<usize, StoreError> {
+        let mut state = lock(&self.events);
+        while state.journal.front().is_some_and(|j| j.position <= through) {
+            state.journal.pop_front();
+        }
+        Ok(state.enqueue(entries))
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+impl EndpointRegistry for MemoryHistory {
     async fn put_endpoint(&self, endpoint: &Endpoint) -> Result<(), StoreError> {
         lock(&self.events)
             .endpoints
@@ -583,36 +627,63 @@ impl Outbox for MemoryHistory {
             .unwrap_or_default())
     }
 
-    async fn dispatch(&self, through: u64, entries: &[OutboxEntry]) -> Result<usize, StoreError> {
-        let mut state = lock(&self.events);
-        while state.journal.front().is_some_and(|j| j.position <= through) {
-            state.journal.pop_front();
-        }
-        let mut added = 0;
-        for entry in entries {
-            let id = &entry.event.id;
-            let known = state
-                .pending
-                .get(&entry.endpoint)
-                .is_some_and(|e| e.contains_key(id))
-                || state
-                    .dead
-                    .get(&entry.endpoint)
-                    .is_some_and(|e| e.contains_key(id));
-            if known {
-                continue;
-            }
-            let order = state.next_order();
-            state
-                .pending
-                .entry(entry.endpoint.clone())
-                .or_default()
-                .insert(id.clone(), (order, entry.clone()));
-            added += 1;
-        }
-        Ok(added)
+    async fn enqueue(&self, entries: &[OutboxEntry]) -> Result<usize, StoreError> {
+        Ok(lock(&self.events).enqueue(entries))
     }
 
+    async fn dead_letters(
+        &self,
+        endpoint: &str,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        let state = lock(&self.events);
+        let mut dead: Vec<&(u64, DeadLetter)> = state
+            .dead
+            .get(endpoint)
+            .map(|d| d.values().collect())
+            .unwrap_or_default();
+        dead.sort_by_key(|(order, d)| (d.at_ms, *order));
+        Ok(dead
+            .into_iter()
+            .take(limit)
+            .map(|(_, d)| d.clone())
+            .collect())
+    }
+
+    async fn replay(
+        &self,
+        endpoint: &str,
+        event_id: &str,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let mut state = lock(&self.events);
+        let Some((_, dead)) = state
+            .dead
+            .get_mut(endpoint)
+            .and_then(|d| d.remove(event_id))
+        else {
+            return Ok(false);
+        };
+        if state.dead.get(endpoint).is_some_and(BTreeMap::is_empty) {
+            state.dead.remove(endpoint);
+        }
+        let entry = OutboxEntry {
+            delivery: Delivery::new(event_id, now_ms),
+            ..dead.entry
+        };
+        let order = state.next_order();
+        state
+            .pending
+            .entry(endpoint.into())
+            .or_default()
+            .insert(event_id.into(), (order, entry));
+        Ok(true)
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+impl DeliveryBacklog for MemoryHistory {
     async fn pending(
         &self,
         now_ms: u64,
@@ -671,55 +742,6 @@ impl Outbox for MemoryHistory {
                 },
             ),
         );
-        Ok(true)
-    }
-
-    async fn dead_letters(
-        &self,
-        endpoint: &str,
-        limit: usize,
-    ) -> Result<Vec<DeadLetter>, StoreError> {
-        let state = lock(&self.events);
-        let mut dead: Vec<&(u64, DeadLetter)> = state
-            .dead
-            .get(endpoint)
-            .map(|d| d.values().collect())
-            .unwrap_or_default();
-        dead.sort_by_key(|(order, d)| (d.at_ms, *order));
-        Ok(dead
-            .into_iter()
-            .take(limit)
-            .map(|(_, d)| d.clone())
-            .collect())
-    }
-
-    async fn replay(
-        &self,
-        endpoint: &str,
-        event_id: &str,
-        now_ms: u64,
-    ) -> Result<bool, StoreError> {
-        let mut state = lock(&self.events);
-        let Some((_, dead)) = state
-            .dead
-            .get_mut(endpoint)
-            .and_then(|d| d.remove(event_id))
-        else {
-            return Ok(false);
-        };
-        if state.dead.get(endpoint).is_some_and(BTreeMap::is_empty) {
-            state.dead.remove(endpoint);
-        }
-        let entry = OutboxEntry {
-            delivery: Delivery::new(event_id, now_ms),
-            ..dead.entry
-        };
-        let order = state.next_order();
-        state
-            .pending
-            .entry(endpoint.into())
-            .or_default()
-            .insert(event_id.into(), (order, entry));
         Ok(true)
     }
 }

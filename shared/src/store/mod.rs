@@ -13,7 +13,10 @@ pub mod memory;
 pub mod outbox;
 pub mod rules;
 
-pub use outbox::{DeadLetter, Journaled, Outbox, OutboxEntry};
+pub use outbox::{
+    DeadLetter, DeliveryBacklog, EndpointRegistry, EventJournal, EventLog, Journaled, Outbox,
+    OutboxEntry,
+};
 
 use serde::{Deserialize, Serialize};
 

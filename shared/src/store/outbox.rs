@@ -1,4 +1,6 @@
-//! The outbox port: the durable side of integration events. Three parts, one transaction domain:
+//! The outbox ports: the durable side of integration events, in four parts ([`EventLog`],
+//! [`EventJournal`], [`EndpointRegistry`], [`DeliveryBacklog`]; [`Outbox`] is all four in one
+//! store). What they keep:
 //!
 //! - **The journal**: events of stored changes, in the order they were stored, waiting to be
 //!   dispatched. A backend that implements both [`super::HistoryStore`] and [`Outbox`] (memory,
@@ -7,13 +9,13 @@
 //!   at least one endpoint exists, so a crash loses both or neither and never the event of an
 //!   acknowledged change. A backend with a change stream (DynamoDB Streams) uses the stream as
 //!   its journal instead. Member events, which follow live connections rather than a stored
-//!   change, are journaled with [`Outbox::record`].
+//!   change, are recorded with [`EventLog::record`].
 //! - **Endpoints**: who receives what ([`Endpoint`]).
 //! - **Deliveries**: one entry per event and endpoint, moved out of the journal in one step
-//!   ([`Outbox::dispatch`]), kept until acknowledged, rescheduled or dead-lettered. An endpoint
+//!   ([`EventJournal::dispatch`]), kept until acknowledged, rescheduled or dead-lettered. An endpoint
 //!   created after a change does not receive its event.
 //!
-//! **Per endpoint.** [`Outbox::pending`] answers at most a bounded number per endpoint, so a
+//! **Per endpoint.** [`DeliveryBacklog::pending`] answers at most a bounded number per endpoint, so a
 //! dead endpoint's backlog never crowds out another endpoint's deliveries.
 //!
 //! **At least once.** An entry stays pending until acknowledged, rescheduled or dead-lettered;
@@ -70,19 +72,33 @@ pub struct DeadLetter {
     pub at_ms: u64,
 }
 
-/// Integration events waiting for delivery, and the dead-letter list.
+/// Where events without a stored change go: member events (`member.*`), which follow live
+/// connections. Journaled like the events of changes (memory, the embedded store, a room
+/// object's SQLite) or written where the change stream carries them (DynamoDB).
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
-pub trait Outbox: MaybeSendSync {
-    /// Journals events that no stored change carries (`member.*`), when at least one endpoint
-    /// exists (like the journaling of changes). Returns whether they were journaled.
+pub trait EventLog: MaybeSendSync {
+    /// Records `events` when at least one endpoint exists (like the journaling of changes).
+    /// Returns whether they were recorded.
     async fn record(&self, events: &[Event]) -> Result<bool, StoreError>;
+}
+
+/// A journal read by polling (a backend without a change stream).
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+pub trait EventJournal: EventLog {
     /// Up to `limit` journaled events, oldest first.
     async fn journal(&self, limit: usize) -> Result<Vec<Journaled>, StoreError>;
     /// In one step: forgets the journal through `through` and records `entries` (an entry whose
     /// `(endpoint, event id)` is pending or dead-lettered already is skipped). Returns how many
     /// entries were new.
     async fn dispatch(&self, through: u64, entries: &[OutboxEntry]) -> Result<usize, StoreError>;
+}
+
+/// Endpoints, what they are owed and what became of it: the endpoints API's side.
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+pub trait EndpointRegistry: MaybeSendSync {
     /// Creates or replaces an endpoint.
     async fn put_endpoint(&self, endpoint: &Endpoint) -> Result<(), StoreError>;
     /// The endpoint with this id.
@@ -106,6 +122,26 @@ pub trait Outbox: MaybeSendSync {
         endpoint: &str,
         limit: usize,
     ) -> Result<Vec<AttemptRecord>, StoreError>;
+    /// Queues deliveries that no journal carries (an `endpoint.test`): like
+    /// [`EventJournal::dispatch`] with nothing to forget. Returns how many were new.
+    async fn enqueue(&self, entries: &[OutboxEntry]) -> Result<usize, StoreError>;
+    /// Up to `limit` of the endpoint's dead letters, oldest first.
+    async fn dead_letters(
+        &self,
+        endpoint: &str,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StoreError>;
+    /// Queues a dead letter again as a new delivery due at `now_ms` (attempts from 0, a fresh
+    /// retry window) and forgets it. Returns whether there was one.
+    async fn replay(&self, endpoint: &str, event_id: &str, now_ms: u64)
+    -> Result<bool, StoreError>;
+}
+
+/// Deliveries kept in the store and polled by a delivery loop (the local server, the edge's
+/// tenant object); a deployment with a queue service (SQS) keeps them there instead.
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+pub trait DeliveryBacklog: MaybeSendSync {
     /// Entries due at `now_ms`: for each endpoint, up to `per_endpoint` of its due entries,
     /// earliest due first, then in the order they were appended (so one room's events keep
     /// their seq order).
@@ -127,14 +163,10 @@ pub trait Outbox: MaybeSendSync {
         reason: DeadReason,
         at_ms: u64,
     ) -> Result<bool, StoreError>;
-    /// Up to `limit` of the endpoint's dead letters, oldest first.
-    async fn dead_letters(
-        &self,
-        endpoint: &str,
-        limit: usize,
-    ) -> Result<Vec<DeadLetter>, StoreError>;
-    /// Moves a dead letter back to pending as a new delivery due at `now_ms` (attempts from 0,
-    /// a fresh retry window). Returns whether there was one.
-    async fn replay(&self, endpoint: &str, event_id: &str, now_ms: u64)
-    -> Result<bool, StoreError>;
 }
+
+/// All of it in one store, in one transaction domain (memory, the embedded store, the edge's
+/// SQLite): what the conformance suite runs against.
+pub trait Outbox: EventJournal + EndpointRegistry + DeliveryBacklog {}
+
+impl<T: EventJournal + EndpointRegistry + DeliveryBacklog> Outbox for T {}

@@ -1,7 +1,7 @@
-//! The embedded store's [`Outbox`]: journal, endpoints, deliveries, dead letters and attempt
-//! records in the same redb file as the history, written by the same writer thread. The event
-//! of an `append` or `amend` is journaled inside that write's own transaction (see
-//! [`WriteTables::journal`]), so a `kill -9` loses both or neither.
+//! The embedded store's [`roomcast_core::store::Outbox`]: journal, endpoints, deliveries, dead
+//! letters and attempt records in the same redb file as the history, written by the same writer
+//! thread. The event of an `append` or `amend` is journaled inside that write's own transaction
+//! (see [`WriteTables::journal`]), so a `kill -9` loses both or neither.
 //!
 //! Tables: journal `position → Event`, endpoints `id → Endpoint`, pending
 //! `(endpoint, event id) → (order, OutboxEntry)` with its index by due time `(endpoint, due,
@@ -12,7 +12,10 @@
 use redb::{ReadableTable, TableDefinition};
 use roomcast_core::events::registry::{AttemptRecord, Endpoint, MAX_ATTEMPT_RECORDS};
 use roomcast_core::events::{DeadReason, Delivery, Event};
-use roomcast_core::store::{DeadLetter, Journaled, Outbox, OutboxEntry, StoreError};
+use roomcast_core::store::{
+    DeadLetter, DeliveryBacklog, EndpointRegistry, EventJournal, EventLog, Journaled, OutboxEntry,
+    StoreError,
+};
 use serde::{Deserialize, Serialize};
 
 use super::{Applied, EmbeddedHistory, WriteTables, decode, encode, unavailable};
@@ -264,12 +267,15 @@ fn ids_under(
 }
 
 #[async_trait::async_trait]
-impl Outbox for EmbeddedHistory {
+impl EventLog for EmbeddedHistory {
     async fn record(&self, events: &[Event]) -> Result<bool, StoreError> {
         let events = events.to_vec();
         self.run(move |t| t.record(events)).await
     }
+}
 
+#[async_trait::async_trait]
+impl EventJournal for EmbeddedHistory {
     async fn journal(&self, limit: usize) -> Result<Vec<Journaled>, StoreError> {
         self.read(move |txn| {
             let table = txn.open_table(JOURNAL).map_err(unavailable)?;
@@ -290,7 +296,10 @@ impl Outbox for EmbeddedHistory {
         let entries = entries.to_vec();
         self.run(move |t| t.dispatch(through, entries)).await
     }
+}
 
+#[async_trait::async_trait]
+impl EndpointRegistry for EmbeddedHistory {
     async fn put_endpoint(&self, endpoint: &Endpoint) -> Result<(), StoreError> {
         let endpoint = endpoint.clone();
         self.run(move |t| t.put_endpoint(&endpoint)).await
@@ -359,6 +368,51 @@ impl Outbox for EmbeddedHistory {
         .await
     }
 
+    /// Position 0 precedes every journaled event: nothing is forgotten.
+    async fn enqueue(&self, entries: &[OutboxEntry]) -> Result<usize, StoreError> {
+        let entries = entries.to_vec();
+        self.run(move |t| t.dispatch(0, entries)).await
+    }
+
+    async fn dead_letters(
+        &self,
+        endpoint: &str,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        let endpoint = endpoint.to_owned();
+        self.read(move |txn| {
+            let table = txn.open_table(DEAD).map_err(unavailable)?;
+            let mut dead: Vec<Ordered<DeadLetter>> = Vec::new();
+            for entry in table
+                .range((endpoint.as_str(), "")..)
+                .map_err(unavailable)?
+            {
+                let (k, v) = entry.map_err(unavailable)?;
+                if k.value().0 != endpoint {
+                    break;
+                }
+                dead.push(decode(v.value())?);
+            }
+            dead.sort_by_key(|d| (d.value.at_ms, d.order));
+            Ok(dead.into_iter().take(limit).map(|d| d.value).collect())
+        })
+        .await
+    }
+
+    async fn replay(
+        &self,
+        endpoint: &str,
+        event_id: &str,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let (endpoint, event_id) = (endpoint.to_owned(), event_id.to_owned());
+        self.run(move |t| t.replay(&endpoint, &event_id, now_ms))
+            .await
+    }
+}
+
+#[async_trait::async_trait]
+impl DeliveryBacklog for EmbeddedHistory {
     async fn pending(
         &self,
         now_ms: u64,
@@ -423,42 +477,6 @@ impl Outbox for EmbeddedHistory {
     ) -> Result<bool, StoreError> {
         let (endpoint, event_id) = (endpoint.to_owned(), event_id.to_owned());
         self.run(move |t| t.dead_letter(&endpoint, &event_id, reason, at_ms))
-            .await
-    }
-
-    async fn dead_letters(
-        &self,
-        endpoint: &str,
-        limit: usize,
-    ) -> Result<Vec<DeadLetter>, StoreError> {
-        let endpoint = endpoint.to_owned();
-        self.read(move |txn| {
-            let table = txn.open_table(DEAD).map_err(unavailable)?;
-            let mut dead: Vec<Ordered<DeadLetter>> = Vec::new();
-            for entry in table
-                .range((endpoint.as_str(), "")..)
-                .map_err(unavailable)?
-            {
-                let (k, v) = entry.map_err(unavailable)?;
-                if k.value().0 != endpoint {
-                    break;
-                }
-                dead.push(decode(v.value())?);
-            }
-            dead.sort_by_key(|d| (d.value.at_ms, d.order));
-            Ok(dead.into_iter().take(limit).map(|d| d.value).collect())
-        })
-        .await
-    }
-
-    async fn replay(
-        &self,
-        endpoint: &str,
-        event_id: &str,
-        now_ms: u64,
-    ) -> Result<bool, StoreError> {
-        let (endpoint, event_id) = (endpoint.to_owned(), event_id.to_owned());
-        self.run(move |t| t.replay(&endpoint, &event_id, now_ms))
             .await
     }
 }
