@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TableStatus,
-    TimeToLiveSpecification, TimeToLiveStatus,
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    StreamSpecification, StreamViewType, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
 };
 use roomcast_core::store::StoreError;
 
@@ -18,8 +18,9 @@ use super::schema::{ATTR_PK, ATTR_SK, ATTR_TTL};
 const TABLE_ACTIVE_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl DynamoStore {
-    /// Creates the table (on-demand, `pk`/`sk` strings) unless it exists, waits until it is
-    /// ACTIVE, and enables TTL on [`ATTR_TTL`]. Idempotent, safe to run from several processes.
+    /// Creates the table (on-demand, `pk`/`sk` strings, a stream of new and old images as the
+    /// deployed table has) unless it exists, waits until it is ACTIVE, and enables TTL on
+    /// [`ATTR_TTL`]. Idempotent, safe to run from several processes.
     pub async fn ensure_table(&self) -> Result<(), StoreError> {
         let key = |name: &str, key_type| {
             KeySchemaElement::builder()
@@ -44,6 +45,13 @@ impl DynamoStore {
             .attribute_definitions(string_attr(ATTR_SK)?)
             .key_schema(key(ATTR_PK, KeyType::Hash)?)
             .key_schema(key(ATTR_SK, KeyType::Range)?)
+            .stream_specification(
+                StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(StreamViewType::NewAndOldImages)
+                    .build()
+                    .map_err(build_error)?,
+            )
             .send()
             .await;
         match created {
