@@ -47,8 +47,8 @@ venv() {
   fi
 }
 
-step "DynamoDB and SSM emulator (moto server from PyPI)"
-venv moto 'moto[dynamodb,ssm]>=5,<6' flask flask-cors
+step "DynamoDB, SSM and SQS emulator (moto server from PyPI)"
+venv moto 'moto[dynamodb,ssm,sqs]>=5,<6' flask flask-cors
 export ROOMCAST_MOTO_BIN="$CACHE/moto-venv/bin/moto_server"
 "$ROOMCAST_MOTO_BIN" --help >/dev/null
 
