@@ -12,6 +12,14 @@
 //!   runs too) are played through the Lambda runtime on moto while an SDK interceptor records
 //!   every DynamoDB operation and the Management API fake counts its requests;
 //! - no IAM action is a wildcard;
+//! - (integration events) the functions no API Gateway route invokes, `events` (the table's
+//!   stream) and `deliver` (the deliveries queue), have their binaries and are deployed by both
+//!   with the DynamoDB actions [`EVENT_FUNCTIONS`] states (not observed: their handlers are not
+//!   driven here), and the two templates agree, reference for reference, on the table's stream,
+//!   the queues (encryption, retention, visibility, redrive, TLS-only policies), the event source
+//!   mappings and every setting of theirs, every function's IAM statements (the queue, stream and
+//!   secret ones checked against [`extra_statements`]), the alarms, the webhook variables and the
+//!   queue outputs; the values are the ones docs/deploy.md and docs/events.md promise;
 //! - (`deploy_properties`) the deployment properties docs/deploy.md promises: table deletion
 //!   protection a variable on by default; no auto-deploy, and deployments replaced when routes or
 //!   integrations change (Terraform triggers; SAM's hash in the logical ID); the SAM stage's
@@ -45,6 +53,25 @@ const HTTP_ROUTES: &[&str] = &[
     "POST /rooms/{room}/messages",
 ];
 
+/// The functions event source mappings invoke (no API Gateway route) and the DynamoDB actions
+/// their code calls: `events` reads the endpoints (Query, GetItem) and writes or removes the
+/// operator's endpoint item at cold start (PutItem, DeleteItem); `deliver` reads the endpoint
+/// (GetItem) and writes attempt records and dead letters (PutItem). Stated, not observed: the
+/// deploy test does not drive their handlers (the handler tests do).
+const EVENT_FUNCTIONS: &[(&str, &[&str])] = &[
+    ("deliver", &["GetItem", "PutItem"]),
+    ("events", &["DeleteItem", "GetItem", "PutItem", "Query"]),
+];
+
+/// The DynamoDB Streams actions the events function's event source mapping needs (only in its
+/// `ReadStream` and `ListStreams` statements: [`extra_statements`]).
+const IAM_DYNAMODB_STREAM_ACTIONS: &[&str] = &[
+    "DescribeStream",
+    "GetRecords",
+    "GetShardIterator",
+    "ListStreams",
+];
+
 /// DynamoDB IAM actions that exist. `TransactWriteItems` is not one: DynamoDB authorizes each
 /// item of a transaction by its own action.
 const IAM_DYNAMODB_ACTIONS: &[&str] = &[
@@ -67,13 +94,29 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Every binary in src/bin and the route its `main` serves (`None`: the HTTP API).
+/// The names of the binaries in src/bin.
+fn binary_names() -> BTreeSet<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bin");
+    std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| {
+            let path = e.unwrap().path();
+            path.file_stem().unwrap().to_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+/// Every API function's binary in src/bin and the route its `main` serves (`None`: the HTTP
+/// API); the [`EVENT_FUNCTIONS`] aside.
 fn binaries() -> BTreeMap<String, Option<String>> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bin");
     let mut out = BTreeMap::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_stem().unwrap().to_str().unwrap().to_owned();
+        if EVENT_FUNCTIONS.iter().any(|(f, _)| *f == name) {
+            continue;
+        }
         let source = read(&path);
         let route = if let Some(rest) = source.split("run_websocket_function(\"").nth(1) {
             Some(rest.split('"').next().unwrap().to_owned())
@@ -411,6 +454,288 @@ async fn code_table(w: &World) -> Value {
     })
 }
 
+/// The statements a function's role has beyond the ones every function has (`OwnLogs`,
+/// `ChatTable`, `JwtKey`, `StackKey`, `Tracing`, the conditional `JwtKeyParameterKey`) and
+/// `ManageConnections`: Sid → (actions, resources, conditional), in the model's reference names.
+fn extra_statements(function: &str) -> Value {
+    let enqueue = json!({
+        "EnqueueDeliveries": {"actions": ["sqs:SendMessage"], "resources": ["queue:deliveries"], "conditional": false},
+        "QueueKey": {"actions": ["kms:GenerateDataKey"], "resources": ["stack-key"], "conditional": false},
+    });
+    match function {
+        // The endpoints API's test event and dead-letter replay queue a delivery.
+        "http" => enqueue,
+        // Its code queues deliveries and reads the operator's secret; its event source mapping
+        // reads the stream and sends a failed batch's record to events-failures.
+        "events" => {
+            let mut s = enqueue;
+            s.as_object_mut().unwrap().extend(
+                json!({
+                    "ReadStream": {"actions": ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"], "resources": ["table-stream"], "conditional": false},
+                    "ListStreams": {"actions": ["dynamodb:ListStreams"], "resources": ["table/stream/*"], "conditional": false},
+                    "StreamFailures": {"actions": ["sqs:SendMessage"], "resources": ["queue:events-failures"], "conditional": false},
+                    "WebhookSecret": {"actions": ["ssm:GetParameter"], "resources": ["ssm:webhook-secret"], "conditional": true},
+                })
+                .as_object()
+                .unwrap()
+                .clone(),
+            );
+            s
+        }
+        // Its mapping receives and deletes; its code changes a message's visibility (a retry).
+        "deliver" => json!({
+            "ConsumeDeliveries": {"actions": ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"], "resources": ["queue:deliveries"], "conditional": false},
+        }),
+        _ => json!({}),
+    }
+}
+
+/// The integration-event pipeline: Terraform and SAM agree on every part, and the parts are
+/// what the docs promise.
+fn check_pipeline(model: &Value, check: &mut impl FnMut(bool, String)) {
+    let tf = &model["terraform"]["pipeline"];
+    let sam = &model["sam"]["pipeline"];
+    for part in ["stream", "queues", "mappings", "alarms", "statements"] {
+        let (a, b) = (
+            tf[part].as_object().unwrap(),
+            sam[part].as_object().unwrap(),
+        );
+        for key in a.keys().chain(b.keys()).collect::<BTreeSet<_>>() {
+            check(
+                a.get(key) == b.get(key),
+                format!(
+                    "{part} {key}: terraform {} but sam {}",
+                    a.get(key).unwrap_or(&Value::Null),
+                    b.get(key).unwrap_or(&Value::Null)
+                ),
+            );
+        }
+    }
+    check(
+        tf["stream"] == json!({"enabled": true, "view_type": "NEW_AND_OLD_IMAGES"}),
+        format!(
+            "the table's stream must carry NEW_AND_OLD_IMAGES: {}",
+            tf["stream"]
+        ),
+    );
+
+    // Timeouts: deliver's batch of 10 concurrent attempts, the queue's visibility six times it.
+    for name in ["events", "deliver"] {
+        check(
+            tf["timeouts"][name] == sam["timeouts"][name] && tf["timeouts"][name].is_u64(),
+            format!(
+                "{name}'s timeout: terraform {}, sam {}",
+                tf["timeouts"][name], sam["timeouts"][name]
+            ),
+        );
+    }
+    let deliver_timeout = tf["timeouts"]["deliver"].as_u64().unwrap_or(0);
+    check(
+        deliver_timeout >= 30,
+        format!(
+            "deliver's timeout must hold a batch of 10 attempts of up to 20 s: {deliver_timeout}"
+        ),
+    );
+
+    // Queues: KMS with the stack key, TLS only; deliveries redrives to its DLQ after 50 receives.
+    let queue = |retention: u64, redrive: Value| json!({"retention": retention, "kms_key": "stack-key", "redrive": redrive, "tls_only": true});
+    let expected = [
+        (
+            "deliveries",
+            queue(
+                345_600,
+                json!({"target": "queue:deliveries-dlq", "max_receive": 50}),
+            ),
+        ),
+        ("deliveries-dlq", queue(1_209_600, Value::Null)),
+        ("events-failures", queue(1_209_600, Value::Null)),
+    ];
+    let queues = tf["queues"].as_object().unwrap();
+    check(
+        queues.keys().map(String::as_str).collect::<Vec<_>>()
+            == ["deliveries", "deliveries-dlq", "events-failures"],
+        format!("the queues are {:?}", queues.keys()),
+    );
+    for (name, want) in expected {
+        let mut got = queues.get(name).cloned().unwrap_or(Value::Null);
+        let visibility = got
+            .as_object_mut()
+            .and_then(|q| q.remove("visibility"))
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0);
+        check(got == want, format!("queue {name}: {got}, expected {want}"));
+        if name == "deliveries" {
+            check(
+                visibility >= 6 * deliver_timeout,
+                format!(
+                    "the deliveries queue's visibility timeout {visibility} s must be at least six times deliver's timeout ({deliver_timeout} s)"
+                ),
+            );
+        }
+    }
+
+    // The event source mappings and every setting of theirs.
+    let expected = json!({
+        "events": {
+            "source": "table-stream", "starting_position": "TRIM_HORIZON", "batch_size": 100,
+            "batching_window": 1, "bisect": true, "response_types": ["ReportBatchItemFailures"],
+            "retries": 10, "max_record_age": 86400, "on_failure": "queue:events-failures",
+            "max_concurrency": null,
+        },
+        "deliver": {
+            "source": "queue:deliveries", "starting_position": null, "batch_size": 10,
+            "batching_window": 0, "bisect": false, "response_types": ["ReportBatchItemFailures"],
+            "retries": null, "max_record_age": null, "on_failure": null,
+            "max_concurrency": "param:delivermaxconcurrency",
+        },
+    });
+    check(
+        tf["mappings"] == expected,
+        format!(
+            "event source mappings: {}, expected {expected}",
+            tf["mappings"]
+        ),
+    );
+
+    // Every function's statements: the common ones, ManageConnections where granted, the extras.
+    for (name, statements) in tf["statements"].as_object().unwrap() {
+        let mut want: BTreeSet<String> = [
+            "OwnLogs",
+            "ChatTable",
+            "JwtKey",
+            "StackKey",
+            "Tracing",
+            "JwtKeyParameterKey",
+        ]
+        .map(str::to_owned)
+        .into();
+        if model["terraform"]["functions"][name]["manages_websocket"] == json!(true) {
+            want.insert("ManageConnections".into());
+        }
+        let extra = extra_statements(name);
+        want.extend(extra.as_object().unwrap().keys().cloned());
+        let got: BTreeSet<String> = statements.as_object().unwrap().keys().cloned().collect();
+        check(
+            got == want,
+            format!("{name}'s role has statements {got:?}, expected {want:?}"),
+        );
+        for (sid, s) in extra.as_object().unwrap() {
+            check(
+                &statements[sid] == s,
+                format!(
+                    "{name}'s statement {sid} is {}, expected {s}",
+                    statements[sid]
+                ),
+            );
+        }
+        check(
+            statements["OwnLogs"]["resources"] == json!([format!("log-group:{name}")])
+                && statements["StackKey"]
+                    == json!({"actions": ["kms:Decrypt"], "resources": ["stack-key"], "conditional": false}),
+            format!(
+                "{name}: OwnLogs on its own log group, kms:Decrypt on the stack key: {statements}"
+            ),
+        );
+    }
+
+    // Alarms: errors and throttles of every function; the pipeline's four.
+    let alarms = tf["alarms"].as_object().unwrap();
+    for name in tf["statements"].as_object().unwrap().keys() {
+        for kind in ["errors", "throttles"] {
+            check(
+                alarms.contains_key(&format!("{name}-{kind}")),
+                format!("no alarm {name}-{kind}"),
+            );
+        }
+    }
+    for (alarm, metric, dimension, statistic, threshold) in [
+        (
+            "events-iterator-age",
+            "IteratorAge",
+            json!({"FunctionName": "function:events"}),
+            "Maximum",
+            60_000,
+        ),
+        (
+            "events-failures-depth",
+            "ApproximateNumberOfMessagesVisible",
+            json!({"QueueName": "queue-name:events-failures"}),
+            "Maximum",
+            0,
+        ),
+        (
+            "deliveries-dlq-depth",
+            "ApproximateNumberOfMessagesVisible",
+            json!({"QueueName": "queue-name:deliveries-dlq"}),
+            "Maximum",
+            0,
+        ),
+        (
+            "deliveries-age",
+            "ApproximateAgeOfOldestMessage",
+            json!({"QueueName": "queue-name:deliveries"}),
+            "Maximum",
+            3600,
+        ),
+    ] {
+        let a = &tf["alarms"][alarm];
+        check(
+            a["metric"] == json!(metric)
+                && a["dimensions"] == dimension
+                && a["statistic"] == json!(statistic)
+                && a["threshold"] == json!(threshold)
+                && a["comparison"] == json!("GreaterThanThreshold")
+                && a["notifies"] == json!(true),
+            format!("alarm {alarm}: {a}"),
+        );
+    }
+
+    // The webhook settings: the variables (parameters) and the queue, alike in both.
+    for (variable, value) in [
+        ("ROOMCAST_DELIVERY_QUEUE_URL", "queue-url:deliveries"),
+        ("ROOMCAST_WEBHOOK_URL", "param:webhookurl"),
+        ("ROOMCAST_WEBHOOK_TYPES", "param:webhooktypes"),
+        (
+            "ROOMCAST_WEBHOOK_SECRET_PARAMETER",
+            "param:webhooksecretparametername",
+        ),
+        ("ROOMCAST_WEBHOOK_TIMEOUT_MS", "param:webhooktimeoutms"),
+        (
+            "ROOMCAST_WEBHOOK_FIRST_RETRY_MS",
+            "param:webhookfirstretryms",
+        ),
+        (
+            "ROOMCAST_WEBHOOK_RETRY_FOR_SECS",
+            "param:webhookretryforsecs",
+        ),
+    ] {
+        for (deploy, m) in [("terraform", tf), ("sam", sam)] {
+            check(
+                m["environment"][variable] == json!(value),
+                format!(
+                    "{deploy}: {variable} is {}, expected {value}",
+                    m["environment"][variable]
+                ),
+            );
+        }
+    }
+
+    // The queue outputs.
+    for output in [
+        "deliveriesqueueurl",
+        "deliveriesqueuearn",
+        "deliveriesdlqurl",
+        "eventsfailuresqueueurl",
+    ] {
+        for (deploy, m) in [("terraform", tf), ("sam", sam)] {
+            check(
+                strings(&m["outputs"]).contains(output),
+                format!("{deploy}: no output {output}"),
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn deploy_templates_match_the_code() {
     let w = world().await;
@@ -445,6 +770,18 @@ async fn deploy_templates_match_the_code() {
         }
     };
 
+    let names = binary_names();
+    for (name, _) in EVENT_FUNCTIONS {
+        check(
+            names.contains(*name),
+            format!("functions/aws/src/bin/{name}.rs is missing: both templates deploy it"),
+        );
+    }
+    let functions: BTreeSet<String> = bins
+        .keys()
+        .cloned()
+        .chain(EVENT_FUNCTIONS.iter().map(|(f, _)| (*f).to_owned()))
+        .collect();
     for deploy in ["terraform", "sam"] {
         let m = &model[deploy];
         let deployed: BTreeSet<String> = m["functions"]
@@ -454,12 +791,24 @@ async fn deploy_templates_match_the_code() {
             .cloned()
             .collect();
         check(
-            deployed == bins.keys().cloned().collect(),
-            format!(
-                "{deploy}: deploys {deployed:?}, the binaries are {:?}",
-                bins.keys()
-            ),
+            deployed == functions,
+            format!("{deploy}: deploys {deployed:?}, the functions are {functions:?}"),
         );
+        for (name, actions) in EVENT_FUNCTIONS {
+            let f = &m["functions"][name];
+            let granted = strings(&f["dynamodb_actions"]);
+            let stated: BTreeSet<String> = actions.iter().map(|a| (*a).to_owned()).collect();
+            check(
+                f["route"].is_null() && f["manages_websocket"] == json!(false),
+                format!("{deploy}: {name} must have no route and no ManageConnections: {f}"),
+            );
+            check(
+                granted == stated,
+                format!(
+                    "{deploy}: {name} is granted DynamoDB {granted:?}; its code calls {stated:?}"
+                ),
+            );
+        }
         for (name, route) in &bins {
             let f = &m["functions"][name];
             check(
@@ -500,7 +849,8 @@ async fn deploy_templates_match_the_code() {
             );
             if service == "dynamodb" {
                 check(
-                    IAM_DYNAMODB_ACTIONS.contains(&name) && name != "Scan",
+                    (IAM_DYNAMODB_ACTIONS.contains(&name) && name != "Scan")
+                        || IAM_DYNAMODB_STREAM_ACTIONS.contains(&name),
                     format!("{deploy}: `{action}` is not a DynamoDB action the code may use"),
                 );
             }
@@ -574,6 +924,7 @@ async fn deploy_templates_match_the_code() {
             ),
         );
     }
+    check_pipeline(&model, &mut check);
     let sam_http = strings(&model["sam"]["functions"]["http"]["http_events"]);
     check(
         sam_http == HTTP_ROUTES.iter().map(|r| (*r).to_owned()).collect(),
