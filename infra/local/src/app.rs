@@ -25,7 +25,7 @@ use crate::embedded::EmbeddedHistory;
 use crate::forward::LambdaForwarder;
 use crate::gateway::{LocalGateway, Outbound};
 use crate::metrics::Metrics;
-use crate::webhooks::CheckedResolver;
+use roomcast_webhook::CheckedResolver;
 
 /// Epoch milliseconds: the adapter's clock, passed to the service as `now`.
 pub fn now_ms() -> u64 {

@@ -7,34 +7,20 @@
 //! with an attempt record. It sleeps until a frame or request may have journaled something
 //! ([`App::wake_events`]), an answer comes back, or the earliest queue deadline.
 //!
-//! Addresses are checked at delivery too ([`CheckedResolver`]): a host whose DNS later points
-//! at a private address is refused then (outside development mode), and the connection goes to
-//! the addresses checked, so rebinding between check and connect cannot walk around it.
+//! The POSTs are [`WebhookClient`]'s, which checks addresses again at delivery (SSRF).
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::connect::dns::Name;
-use hyper_util::rt::TokioExecutor;
 use rand::Rng;
-use roomcast_core::events::delivery::parse_retry_after;
-use roomcast_core::events::endpoint::{AddressClass, EndpointRules, classify};
+use roomcast_core::events::endpoint::EndpointRules;
 use roomcast_core::events::registry::AttemptRecord;
-use roomcast_core::events::signing::sign;
 use roomcast_core::events::{
     AttemptResult, Endpoint, EndpointQueue, Event, Outcome, RetryPolicy, Verdict,
 };
-use roomcast_core::service::Resolver;
 use roomcast_core::store::{Outbox, StoreError};
+use roomcast_webhook::WebhookClient;
 use tokio::sync::mpsc;
 
 use crate::app::{App, now_ms};
@@ -48,85 +34,6 @@ const QUEUE_HIGH_WATER: usize = 256;
 /// Longest sleep without a wake-up: the outbox is re-read at least this often (deliveries
 /// replayed over the API, retries due).
 const IDLE_POLL: Duration = Duration::from_millis(500);
-/// Response bytes read (and discarded) before the connection is dropped.
-const MAX_RESPONSE_BYTES: usize = 64 * 1024;
-
-/// Resolves endpoint hosts with the system resolver and refuses addresses the rules forbid.
-#[derive(Clone)]
-pub struct CheckedResolver {
-    rules: Arc<EndpointRules>,
-}
-
-impl CheckedResolver {
-    /// A resolver under `rules`.
-    pub fn new(rules: EndpointRules) -> Self {
-        Self {
-            rules: Arc::new(rules),
-        }
-    }
-
-    fn allowed(&self, address: IpAddr) -> Result<(), String> {
-        match classify(address) {
-            Some(class)
-                if !(self.rules.development && AddressClass::allowed_in_development(class)) =>
-            {
-                Err(format!("{address} is a {class:?} address"))
-            }
-            _ => Ok(()),
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl Resolver for CheckedResolver {
-    async fn resolve(&self, host: &str, port: u16) -> Result<Vec<IpAddr>, String> {
-        let found = tokio::net::lookup_host((host, port))
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(found.map(|a| a.ip()).collect())
-    }
-}
-
-/// hyper's DNS hook: every address must pass, and only those are connected to.
-impl tower_service::Service<Name> for CheckedResolver {
-    type Response = std::vec::IntoIter<SocketAddr>;
-    type Error = std::io::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, name: Name) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move {
-            let found: Vec<SocketAddr> =
-                tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
-            for address in &found {
-                this.allowed(address.ip())
-                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::PermissionDenied, e))?;
-            }
-            Ok(found.into_iter())
-        })
-    }
-}
-
-type HttpsClient =
-    Client<hyper_rustls::HttpsConnector<HttpConnector<CheckedResolver>>, Full<Bytes>>;
-
-/// The delivery client: HTTP/1 over TLS (system roots) or plain HTTP, through the checked
-/// resolver. Redirects are not followed (hyper's client never does).
-fn client(resolver: CheckedResolver, timeout: Duration) -> anyhow::Result<HttpsClient> {
-    let mut http = HttpConnector::new_with_resolver(resolver);
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(timeout));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_native_roots(rustls::crypto::ring::default_provider())?
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new()).build(https))
-}
 
 /// An attempt's answer, back from its task.
 struct Answer {
@@ -142,7 +49,7 @@ struct Answer {
 struct Deliverer {
     app: Arc<App>,
     outbox: Arc<dyn Outbox>,
-    client: HttpsClient,
+    client: WebhookClient,
     policy: RetryPolicy,
     queues: HashMap<String, EndpointQueue>,
     /// The event of every delivery held in a queue, by (endpoint, event id).
@@ -160,10 +67,7 @@ pub fn spawn(app: Arc<App>, rules: EndpointRules) -> anyhow::Result<()> {
         return Ok(());
     };
     let policy = app.config.settings.events.retry;
-    let client = client(
-        CheckedResolver::new(rules),
-        Duration::from_millis(policy.attempt_timeout_ms),
-    )?;
+    let client = WebhookClient::new(rules, Duration::from_millis(policy.attempt_timeout_ms))?;
     let deliverer = Deliverer {
         app,
         outbox,
@@ -272,47 +176,17 @@ impl Deliverer {
                 let Some(event) = self.events.get(&key) else {
                     continue;
                 };
-                let body = event.to_json();
-                let headers = sign(
-                    &endpoint.signing_secrets(now),
-                    &event.id,
-                    now,
-                    body.as_bytes(),
-                );
-                let request = hyper::Request::post(endpoint.url.as_str())
-                    .header("content-type", "application/json")
-                    .header(
-                        "user-agent",
-                        concat!("roomcast-webhooks/", env!("CARGO_PKG_VERSION")),
-                    );
-                let request = headers
-                    .pairs()
-                    .into_iter()
-                    .fold(request, |r, (name, value)| r.header(name, value))
-                    .body(Full::new(Bytes::from(body)));
+                let (endpoint, event) = (endpoint.clone(), event.clone());
                 let client = self.client.clone();
                 let answers = self.answers.0.clone();
-                let timeout = Duration::from_millis(self.policy.attempt_timeout_ms);
-                let (endpoint, event_id, number) = (
-                    endpoint_id.clone(),
-                    attempt.event_id.clone(),
-                    attempt.number,
-                );
+                let number = attempt.number;
                 tokio::spawn(async move {
                     let started = Instant::now();
-                    let result = match request {
-                        Ok(request) => post(&client, request, timeout).await,
-                        // An endpoint URL that does not make a request (stored before a
-                        // check existed) cannot be delivered to: a final answer.
-                        Err(_) => AttemptResult::Status {
-                            code: 400,
-                            retry_after_ms: None,
-                        },
-                    };
+                    let result = client.send(&endpoint, &event, now).await;
                     // The loop is gone only when the server is stopping.
                     let _ = answers.send(Answer {
-                        endpoint,
-                        event_id,
+                        endpoint: endpoint.id,
+                        event_id: event.id,
                         number,
                         started_ms: now,
                         elapsed: started.elapsed(),
@@ -348,29 +222,14 @@ impl Deliverer {
         result: AttemptResult,
         (started_ms, elapsed): (u64, Duration),
     ) -> Settled {
-        let label = match outcome.verdict {
-            Verdict::Delivered => "delivered",
-            Verdict::RetryAt(_) => "retry",
-            Verdict::DeadLetter(_) => "dead_letter",
-        };
+        let label = outcome.verdict.label();
         if !matches!(outcome.verdict, Verdict::RetryAt(_)) {
             self.events
                 .remove(&(endpoint.clone(), outcome.delivery.event_id.clone()));
         }
         self.app.metrics.webhook_attempt(label, elapsed);
-        let record = AttemptRecord {
-            event_id: outcome.delivery.event_id.clone(),
-            attempt: outcome.delivery.attempts,
-            at: started_ms,
-            outcome: label.to_owned(),
-            status: outcome.status,
-            error: match result {
-                AttemptResult::Timeout => Some("timeout".into()),
-                AttemptResult::Unreachable => Some("unreachable".into()),
-                AttemptResult::Status { .. } => None,
-            },
-            latency_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
-        };
+        let latency_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        let record = AttemptRecord::of(&outcome, result, started_ms, latency_ms);
         Settled {
             endpoint,
             outcome,
@@ -420,41 +279,4 @@ struct Settled {
     endpoint: String,
     outcome: Outcome,
     record: AttemptRecord,
-}
-
-/// One POST: its status (and `Retry-After`), a timeout, or no connection.
-async fn post(
-    client: &HttpsClient,
-    request: hyper::Request<Full<Bytes>>,
-    timeout: Duration,
-) -> AttemptResult {
-    let exchange = async {
-        let response = client.request(request).await.map_err(|e| {
-            tracing::debug!(error = %e, "webhook endpoint unreachable");
-        })?;
-        let code = response.status().as_u16();
-        let retry_after_ms = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, now_ms()));
-        // Read a bounded part of the body so the connection can be reused; the rest is dropped.
-        let mut body = response.into_body();
-        let mut read = 0;
-        while read < MAX_RESPONSE_BYTES {
-            match body.frame().await {
-                Some(Ok(frame)) => read += frame.data_ref().map_or(0, |d| d.len()),
-                _ => break,
-            }
-        }
-        Ok::<_, ()>(AttemptResult::Status {
-            code,
-            retry_after_ms,
-        })
-    };
-    match tokio::time::timeout(timeout, exchange).await {
-        Err(_) => AttemptResult::Timeout,
-        Ok(Err(())) => AttemptResult::Unreachable,
-        Ok(Ok(result)) => result,
-    }
 }

@@ -126,6 +126,17 @@ pub enum Verdict {
     DeadLetter(DeadReason),
 }
 
+impl Verdict {
+    /// Its name in attempt records and metrics: `delivered`, `retry`, `dead_letter`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::RetryAt(_) => "retry",
+            Self::DeadLetter(_) => "dead_letter",
+        }
+    }
+}
+
 /// A decision with the delivery as it now stands (attempts counted), for the outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {

@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::delivery::{AttemptResult, Outcome};
 use super::model::{Event, EventType};
 use super::signing::WebhookSecret;
 
@@ -141,6 +142,26 @@ pub struct AttemptRecord {
     pub error: Option<String>,
     /// Time to the answer (or to giving up), ms.
     pub latency_ms: u64,
+}
+
+impl AttemptRecord {
+    /// The record of an attempt that started at `started_ms`, took `latency_ms`, and came to
+    /// `result`, which the queue judged as `outcome`.
+    pub fn of(outcome: &Outcome, result: AttemptResult, started_ms: u64, latency_ms: u64) -> Self {
+        Self {
+            event_id: outcome.delivery.event_id.clone(),
+            attempt: outcome.delivery.attempts,
+            at: started_ms,
+            outcome: outcome.verdict.label().to_owned(),
+            status: outcome.status,
+            error: match result {
+                AttemptResult::Timeout => Some("timeout".into()),
+                AttemptResult::Unreachable => Some("unreachable".into()),
+                AttemptResult::Status { .. } => None,
+            },
+            latency_ms,
+        }
+    }
 }
 
 /// Most attempt records kept per endpoint (the newest).
