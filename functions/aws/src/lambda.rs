@@ -9,12 +9,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use aws_config::SdkConfig;
 use roomcast_apigw::{WsEvent, WsRequestContext, WsResponse, handle_event};
 use roomcast_core::auth::TokenVerifier;
-use roomcast_core::config::{ConfigError, LogLevel, Lookup, Settings};
+use roomcast_core::config::{ConfigError, EventsConfig, LogLevel, Lookup, Settings};
+use roomcast_core::events::EndpointRules;
 use roomcast_core::http::{self, HttpReply, HttpRequest};
-use roomcast_core::service::{ChatService, FrameOutcome, ServiceConfig};
+use roomcast_core::service::{
+    ChatService, Events, FrameOutcome, ServiceConfig, sync_operator_endpoint,
+};
+use roomcast_core::store::StoreError;
+use roomcast_webhook::{CheckedResolver, ClientError, WebhookClient};
 use serde_json::json;
 
 use crate::dynamo::{DEFAULT_TABLE, DynamoConfig, DynamoStore};
+use crate::events::{AwsEvents, Deliverer, DeliveryQueue, EventsFunction};
 use crate::management::{GatewayCounters, ManagementGateway};
 
 /// The settings the functions read from their environment: the core's [`names`](roomcast_core::config::names) (JWT key and
@@ -93,6 +99,8 @@ pub struct FunctionConfig {
     pub store: DynamoConfig,
     /// Fixed Management API endpoint.
     pub management_endpoint: Option<String>,
+    /// The delivery queue; `None`: integration events are off.
+    pub delivery_queue_url: Option<String>,
 }
 
 impl FunctionConfig {
@@ -111,6 +119,7 @@ impl FunctionConfig {
                 ..DynamoConfig::default()
             },
             management_endpoint: lookup.string(env::MANAGEMENT_ENDPOINT),
+            delivery_queue_url: lookup.string(env::DELIVERY_QUEUE_URL),
         })
     }
 }
@@ -120,12 +129,16 @@ pub struct Runtime {
     store: Arc<DynamoStore>,
     verifier: TokenVerifier,
     service: ServiceConfig,
+    events_config: EventsConfig,
+    /// Registry and queue, when integration events are on.
+    events: Option<(Arc<AwsEvents>, DeliveryQueue)>,
     sdk: SdkConfig,
     management_endpoint: Option<String>,
     management_clients: Mutex<HashMap<String, aws_sdk_apigatewaymanagement::Client>>,
 }
 
-fn now_ms() -> u64 {
+/// The wall clock, epoch milliseconds.
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -144,10 +157,18 @@ impl Runtime {
         dynamodb: aws_sdk_dynamodb::Client,
         sdk: SdkConfig,
     ) -> Result<Self, ConfigError> {
+        let store = Arc::new(DynamoStore::new(dynamodb, config.table, config.store));
+        let events = config.delivery_queue_url.map(|url| {
+            let queue = DeliveryQueue::new(aws_sdk_sqs::Client::new(&sdk), url);
+            let events = Arc::new(AwsEvents::new(store.clone(), queue.clone()));
+            (events, queue)
+        });
         Ok(Self {
-            store: Arc::new(DynamoStore::new(dynamodb, config.table, config.store)),
+            store,
             verifier: config.settings.verifier()?,
             service: config.settings.service,
+            events_config: config.settings.events,
+            events,
             sdk,
             management_endpoint: config.management_endpoint,
             management_clients: Mutex::new(HashMap::new()),
@@ -183,13 +204,76 @@ impl Runtime {
     }
 
     fn service(&self, gateway: Arc<ManagementGateway>) -> ChatService {
-        ChatService::new(
+        let service = ChatService::new(
             self.verifier.clone(),
             self.store.clone(),
             self.store.clone(),
             gateway,
             self.service.clone(),
-        )
+        );
+        let Some((events, _)) = &self.events else {
+            return service;
+        };
+        let rules = self.endpoint_rules();
+        service.with_events(Events {
+            log: events.clone(),
+            registry: Some(events.clone()),
+            resolver: Arc::new(CheckedResolver::new(rules.clone())),
+            rules,
+            config: self.events_config.clone(),
+            entropy: Arc::new(|bytes: &mut [u8]| {
+                rand::RngCore::fill_bytes(&mut rand::rng(), bytes)
+            }),
+        })
+    }
+
+    /// Endpoint URLs may not point at the deployment's own API.
+    fn endpoint_rules(&self) -> EndpointRules {
+        let own = self
+            .management_endpoint
+            .as_deref()
+            .and_then(|e| url::Url::parse(e).ok())
+            .and_then(|u| Some((u.host_str()?.to_owned(), u.port_or_known_default()?)));
+        EndpointRules {
+            development: self.events_config.allow_private,
+            own_origins: own.into_iter().collect(),
+        }
+    }
+
+    /// The events function's work, when integration events are on.
+    pub fn events_function(&self) -> Option<EventsFunction> {
+        let (_, queue) = self.events.as_ref()?;
+        Some(EventsFunction {
+            store: self.store.clone(),
+            queue: queue.clone(),
+        })
+    }
+
+    /// The deliver function's work, when integration events are on.
+    pub fn deliverer(&self) -> Result<Option<Deliverer>, ClientError> {
+        let Some((_, queue)) = &self.events else {
+            return Ok(None);
+        };
+        let policy = self.events_config.retry;
+        Ok(Some(Deliverer {
+            store: self.store.clone(),
+            queue: queue.clone(),
+            client: WebhookClient::new(
+                self.endpoint_rules(),
+                Duration::from_millis(policy.attempt_timeout_ms),
+            )?,
+            policy,
+        }))
+    }
+
+    /// Installs the operator-wide endpoint as configured (the events function, at cold start).
+    pub async fn sync_operator_endpoint(&self) -> Result<(), StoreError> {
+        match &self.events {
+            Some((events, _)) => {
+                sync_operator_endpoint(events.as_ref(), &self.events_config, now_ms()).await
+            }
+            None => Ok(()),
+        }
     }
 
     /// A WebSocket route event (`$connect`, `$disconnect`, `message`, `typing`, `$default`).
@@ -222,6 +306,28 @@ impl Runtime {
         let service = self.service(self.gateway(&endpoint));
         http::handle(&service, request, None, now_ms()).await
     }
+}
+
+/// One EMF line per webhook attempt of the deliver function: `WebhookAttempts` by `Outcome`
+/// (`delivered`, `retry`, `dead_letter`) and `WebhookMillis`.
+pub(crate) fn emit_delivery_metrics(outcome: &str, latency_ms: u64) {
+    let line = json!({
+        "_aws": {
+            "Timestamp": now_ms(),
+            "CloudWatchMetrics": [{
+                "Namespace": "roomcast",
+                "Dimensions": [["Outcome"]],
+                "Metrics": [
+                    {"Name": "WebhookAttempts", "Unit": "Count"},
+                    {"Name": "WebhookMillis", "Unit": "Milliseconds"},
+                ],
+            }],
+        },
+        "Outcome": outcome,
+        "WebhookAttempts": 1,
+        "WebhookMillis": latency_ms,
+    });
+    println!("{line}");
 }
 
 /// One CloudWatch Embedded Metric Format line per invocation (CloudWatch Logs turns it into
@@ -269,7 +375,7 @@ fn emit_metrics(
 /// start; functions/aws/tests/deploy.rs holds the deploy templates to it).
 pub async fn run_websocket_function(route: &'static str) -> Result<(), lambda_runtime::Error> {
     init_logs();
-    let runtime = Arc::new(load().await?);
+    let runtime = Arc::new(load(Function::Api).await?);
     tracing::info!(route, "cold start complete");
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<WsEvent>| {
@@ -287,7 +393,7 @@ pub async fn run_websocket_function(route: &'static str) -> Result<(), lambda_ru
 /// Entry point of the HTTP API function.
 pub async fn run_http_function() -> Result<(), lambda_http::Error> {
     init_logs();
-    let runtime = Arc::new(load().await?);
+    let runtime = Arc::new(load(Function::Api).await?);
     lambda_http::run(lambda_http::service_fn(
         move |request: lambda_http::Request| {
             let runtime = runtime.clone();
@@ -316,14 +422,121 @@ pub async fn run_http_function() -> Result<(), lambda_http::Error> {
     .await
 }
 
-async fn load() -> Result<Runtime, ConfigError> {
+/// Entry point of the function on the table's stream: at cold start, the operator-wide
+/// endpoint as configured; then batches of stream records until the runtime stops.
+pub async fn run_events_function() -> Result<(), lambda_runtime::Error> {
+    init_logs();
+    let runtime = load(Function::Events).await?;
+    runtime.sync_operator_endpoint().await?;
+    let function = Arc::new(runtime.events_function().ok_or(EVENTS_OFF)?);
+    tracing::info!("cold start complete");
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<aws_lambda_events::dynamodb::Event>| {
+            let function = function.clone();
+            async move {
+                Ok::<_, lambda_runtime::Error>(
+                    function
+                        .handle_stream(&event.payload.records, now_ms())
+                        .await,
+                )
+            }
+        },
+    ))
+    .await
+}
+
+/// Entry point of the function on the delivery queue.
+pub async fn run_deliver_function() -> Result<(), lambda_runtime::Error> {
+    init_logs();
+    let runtime = load(Function::Deliver).await?;
+    let deliverer = Arc::new(runtime.deliverer()?.ok_or(EVENTS_OFF)?);
+    tracing::info!("cold start complete");
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<aws_lambda_events::sqs::SqsEvent>| {
+            let deliverer = deliverer.clone();
+            async move {
+                Ok::<_, lambda_runtime::Error>(
+                    deliverer.handle_messages(&event.payload.records).await,
+                )
+            }
+        },
+    ))
+    .await
+}
+
+const EVENTS_OFF: &str = "ROOMCAST_DELIVERY_QUEUE_URL is not set: integration events are off";
+
+/// Which function is starting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Function {
+    /// A WebSocket route or the HTTP API.
+    Api,
+    /// The stream's: it installs the operator-wide endpoint, so only it reads that secret.
+    Events,
+    /// The queue's.
+    Deliver,
+}
+
+async fn load(function: Function) -> Result<Runtime, ConfigError> {
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     // An empty variable is an unset one: templates cannot always leave a variable out.
     let environment = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let ssm = aws_sdk_ssm::Client::new(&sdk);
     let get = with_key_from_parameter(&ssm, environment).await?;
+    let get = with_webhook_secret(&ssm, get, function == Function::Events).await?;
     let config = FunctionConfig::from_env(get)?;
     Runtime::new(config, sdk)
+}
+
+/// The decrypted value of SSM parameter `name`, which `variable` named.
+async fn read_parameter(
+    ssm: &aws_sdk_ssm::Client,
+    variable: &'static str,
+    name: &str,
+) -> Result<String, ConfigError> {
+    let invalid = |problem: String| ConfigError::Invalid {
+        name: variable,
+        problem,
+    };
+    let read = ssm
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+        .map_err(|e| {
+            invalid(format!(
+                "cannot read SSM parameter `{name}`: {}",
+                aws_sdk_ssm::error::DisplayErrorContext(e)
+            ))
+        })?;
+    read.parameter
+        .and_then(|p| p.value)
+        .filter(|v| !v.trim().is_empty())
+        .ok_or_else(|| invalid(format!("SSM parameter `{name}` is empty")))
+}
+
+/// The operator-wide endpoint's settings as a function should see them: the events function
+/// (`installs`) gets [`env::WEBHOOK_SECRET`] from the SSM parameter
+/// [`env::WEBHOOK_SECRET_PARAMETER`] names; every other function sees no operator endpoint
+/// (it neither installs it nor may read its secret).
+pub async fn with_webhook_secret(
+    ssm: &aws_sdk_ssm::Client,
+    get: impl Fn(&str) -> Option<String>,
+    installs: bool,
+) -> Result<impl Fn(&str) -> Option<String>, ConfigError> {
+    let parameter = Lookup::new(&get).string(env::WEBHOOK_SECRET_PARAMETER);
+    let secret = match parameter {
+        Some(name) if installs => {
+            Some(read_parameter(ssm, env::WEBHOOK_SECRET_PARAMETER, &name).await?)
+        }
+        _ => None,
+    };
+    Ok(move |name: &str| match name {
+        env::WEBHOOK_SECRET if secret.is_some() => secret.clone(),
+        env::WEBHOOK_URL | env::WEBHOOK_TYPES | env::WEBHOOK_SECRET if !installs => None,
+        _ => get(name),
+    })
 }
 
 /// When [`env::JWT_KEY_PARAMETER`] is set, reads that SSM parameter (decrypted) and returns a
@@ -350,23 +563,7 @@ pub async fn with_key_from_parameter(
                     env::JWT_PUBLIC_KEY
                 )));
             }
-            let read = ssm
-                .get_parameter()
-                .name(&name)
-                .with_decryption(true)
-                .send()
-                .await
-                .map_err(|e| {
-                    invalid(format!(
-                        "cannot read SSM parameter `{name}`: {}",
-                        aws_sdk_ssm::error::DisplayErrorContext(e)
-                    ))
-                })?;
-            let value = read
-                .parameter
-                .and_then(|p| p.value)
-                .filter(|v| !v.trim().is_empty())
-                .ok_or_else(|| invalid(format!("SSM parameter `{name}` is empty")))?;
+            let value = read_parameter(ssm, env::JWT_KEY_PARAMETER, &name).await?;
             let alg = lookup.string(env::JWT_ALG).map(|a| a.to_ascii_uppercase());
             let holds = match alg.as_deref() {
                 None | Some("HS256") => env::JWT_SECRET,

@@ -10,8 +10,11 @@
 //! - [`management`] (feature `lambda`): the API Gateway Management API as the core `Gateway`
 //!   port (410 → `Gone`, 429 → backoff with jitter).
 //! - [`lambda`] (feature `lambda`): configuration from the environment, clients built once,
-//!   the WebSocket and HTTP handlers, EMF metrics; `src/bin/*` are one thin binary per function
-//!   (`connect`, `disconnect`, `message`, `typing`, `default`, `http`).
+//!   the WebSocket, HTTP, stream and queue handlers, EMF metrics; `src/bin/*` are one thin
+//!   binary per function (`connect`, `disconnect`, `message`, `typing`, `default`, `http`,
+//!   `events`, `deliver`).
+//! - [`events`] (feature `lambda`): integration events: the stream to the delivery queue
+//!   (`events`), the queue to signed webhooks (`deliver`), the registry on the table.
 //!
 //! Test gear (moto, the DynamoDB fault proxy, the capacity meter) is in `roomcast-testkit`
 //! (feature `aws`), which no shipped build depends on.
@@ -19,6 +22,8 @@
 //! Native only: the SDK needs tokio and hyper, so this crate is never built for wasm32.
 
 pub mod dynamo;
+#[cfg(feature = "lambda")]
+pub mod events;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 #[cfg(feature = "lambda")]

@@ -373,6 +373,33 @@ impl Event {
         }
     }
 
+    /// The event a change of a stored message stands for, from its images before and after (a
+    /// change stream's record): a new message as [`Event::of_append`]; a message that became
+    /// deleted, or whose edit time moved, as [`Event::of_amend`]; nothing for a removal (the
+    /// retention TTL) or an unchanged message.
+    pub fn of_change(
+        room: &RoomRef,
+        before: Option<&MessageView>,
+        after: Option<&MessageView>,
+    ) -> Option<Self> {
+        let after = after?;
+        let Some(before) = before else {
+            return Self::of_append(room, after);
+        };
+        let at_ms = after.edited_ts?;
+        let change = if after.deleted && !before.deleted {
+            Amendment::Delete { at_ms }
+        } else if !after.deleted && before.edited_ts != after.edited_ts {
+            Amendment::Edit {
+                body: after.body.clone().unwrap_or_default(),
+                at_ms,
+            }
+        } else {
+            return None;
+        };
+        Some(Self::of_amend(room, after, &change))
+    }
+
     /// Fills in `message.created`'s offline members (sorted, de-duplicated); any other event
     /// stays as it is.
     pub fn set_offline_members(&mut self, mut offline: Vec<String>) {
@@ -428,6 +455,7 @@ mod tests {
 
     use super::*;
     use crate::auth::Role;
+    use crate::store::rules::apply_amendment;
 
     fn room() -> RoomRef {
         RoomRef::new("acme", "support-1")
@@ -540,5 +568,37 @@ mod tests {
             Event::message_deleted(&room(), 7, "alice", 1).id,
             Event::message_deleted(&room(), 7, "bob", 99).id
         );
+    }
+
+    /// A change stream's images give the same events as the store's own calls.
+    #[test]
+    fn changes_of_stored_messages_are_the_events_of_append_and_amend() {
+        let r = room();
+        let stored = message(7);
+        assert_eq!(
+            Event::of_change(&r, None, Some(&stored)),
+            Event::of_append(&r, &stored)
+        );
+        let mut edited = stored.clone();
+        apply_amendment(
+            &mut edited,
+            Amendment::Edit {
+                body: "hello".into(),
+                at_ms: 5,
+            },
+        );
+        assert_eq!(
+            Event::of_change(&r, Some(&stored), Some(&edited)),
+            Some(Event::message_edited(&r, 7, "hello", "alice", 5))
+        );
+        let mut deleted = edited.clone();
+        apply_amendment(&mut deleted, Amendment::Delete { at_ms: 9 });
+        assert_eq!(
+            Event::of_change(&r, Some(&edited), Some(&deleted)),
+            Some(Event::message_deleted(&r, 7, "alice", 9))
+        );
+        assert_eq!(Event::of_change(&r, Some(&deleted), None), None, "expired");
+        assert_eq!(Event::of_change(&r, Some(&deleted), Some(&deleted)), None);
+        assert_eq!(Event::of_change(&r, Some(&stored), Some(&stored)), None);
     }
 }

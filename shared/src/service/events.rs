@@ -21,7 +21,10 @@ use crate::events::registry::{
 };
 use crate::events::{Endpoint, Event, EventData, EventType, WebhookSecret};
 use crate::protocol::{ErrorCode, Rejection};
-use crate::store::{EndpointRegistry, EventJournal, EventLog, OutboxEntry, RoomRef, StoreError};
+use crate::store::{
+    ConnectionStore, EndpointRegistry, EventJournal, EventLog, HistoryStore, OutboxEntry, RoomRef,
+    StoreError,
+};
 
 /// The id of the operator-wide endpoint ([`EventsConfig::operator`]).
 pub const OPERATOR_ENDPOINT_ID: &str = "ep_operator";
@@ -133,41 +136,17 @@ impl ChatService {
         }
     }
 
-    /// Installs, replaces or removes the operator-wide endpoint as the configuration says.
+    /// Installs, replaces or removes the operator-wide endpoint as the configuration says
+    /// ([`sync_operator_endpoint`]), when this service keeps the registry.
     pub async fn sync_operator_endpoint(&self, now_ms: u64) -> Result<(), StoreError> {
-        let Some(events) = &self.events else {
-            return Ok(());
-        };
-        let Some(registry) = &events.registry else {
-            return Ok(());
-        };
-        let Some(operator) = &events.config.operator else {
-            registry.delete_endpoint(OPERATOR_ENDPOINT_ID).await?;
-            return Ok(());
-        };
-        let endpoint = Endpoint {
-            id: OPERATOR_ENDPOINT_ID.into(),
-            tenant: None,
-            url: operator.url.clone(),
-            types: operator.types.clone(),
-            enabled: true,
-            description: Some("operator-wide, from the configuration".into()),
-            secrets: vec![EndpointSecret {
-                secret: operator.secret.clone(),
-                expires_at: None,
-            }],
-            created_at: now_ms,
-        };
-        let stored = registry.endpoint(OPERATOR_ENDPOINT_ID).await?;
-        if stored.as_ref().is_some_and(|s| {
-            Endpoint {
-                created_at: s.created_at,
-                ..endpoint.clone()
-            } == *s
-        }) {
-            return Ok(());
+        match &self.events {
+            Some(Events {
+                registry: Some(registry),
+                config,
+                ..
+            }) => sync_operator_endpoint(registry.as_ref(), config, now_ms).await,
+            _ => Ok(()),
         }
-        registry.put_endpoint(&endpoint).await
     }
 
     /// Moves up to `limit` events of `journal` to the deliveries of the `endpoints` that want
@@ -192,54 +171,21 @@ impl ChatService {
         Ok(taken)
     }
 
-    /// The deliveries of `events`: one per endpoint of `endpoints` that wants the event, due
-    /// at `now_ms`; `message.created` with its offline members (members not connected now,
-    /// which is within moments of the store), looked up only when some endpoint wants it.
+    /// The deliveries of `events` to `endpoints` ([`route_events`]).
     pub async fn route_events(
         &self,
         events: Vec<Event>,
         endpoints: &[Endpoint],
         now_ms: u64,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
-        let mut entries = Vec::new();
-        for mut event in events {
-            let targets: Vec<&Endpoint> = endpoints.iter().filter(|e| e.wants(&event)).collect();
-            if targets.is_empty() {
-                continue;
-            }
-            if let EventData::MessageCreated(created) = &event.data {
-                let room = RoomRef::new(&event.tenant, &event.room);
-                let offline = self.offline_members(&room, &created.message.from).await?;
-                event.set_offline_members(offline);
-            }
-            entries.extend(
-                targets
-                    .into_iter()
-                    .map(|t| OutboxEntry::new(t.id.clone(), event.clone(), now_ms)),
-            );
-        }
-        Ok(entries)
-    }
-
-    /// Members of `room` with no connection in it, the author aside.
-    async fn offline_members(
-        &self,
-        room: &RoomRef,
-        author: &str,
-    ) -> Result<Vec<String>, StoreError> {
-        let members = self.history.members(room, MAX_OFFLINE_MEMBERS).await?;
-        let connected: HashSet<String> = self
-            .connections
-            .room_connections(room)
-            .await?
-            .into_iter()
-            .map(|s| s.user)
-            .collect();
-        Ok(members
-            .into_iter()
-            .map(|m| m.user)
-            .filter(|u| u != author && !connected.contains(u))
-            .collect())
+        route_events(
+            self.history.as_ref(),
+            self.connections.as_ref(),
+            events,
+            endpoints,
+            now_ms,
+        )
+        .await
     }
 
     fn events_for(&self, identity: &Identity) -> Result<&Events, Rejection> {
@@ -519,6 +465,94 @@ impl ChatService {
         }
         Ok(json!({"id": id, "event_id": event_id, "replayed": true}))
     }
+}
+
+/// Installs, replaces or removes the operator-wide endpoint in `registry` as `config` says.
+pub async fn sync_operator_endpoint(
+    registry: &dyn EndpointRegistry,
+    config: &EventsConfig,
+    now_ms: u64,
+) -> Result<(), StoreError> {
+    let Some(operator) = &config.operator else {
+        registry.delete_endpoint(OPERATOR_ENDPOINT_ID).await?;
+        return Ok(());
+    };
+    let endpoint = Endpoint {
+        id: OPERATOR_ENDPOINT_ID.into(),
+        tenant: None,
+        url: operator.url.clone(),
+        types: operator.types.clone(),
+        enabled: true,
+        description: Some("operator-wide, from the configuration".into()),
+        secrets: vec![EndpointSecret {
+            secret: operator.secret.clone(),
+            expires_at: None,
+        }],
+        created_at: now_ms,
+    };
+    let stored = registry.endpoint(OPERATOR_ENDPOINT_ID).await?;
+    if stored.as_ref().is_some_and(|s| {
+        Endpoint {
+            created_at: s.created_at,
+            ..endpoint.clone()
+        } == *s
+    }) {
+        return Ok(());
+    }
+    registry.put_endpoint(&endpoint).await
+}
+
+/// The deliveries of `events`: one per endpoint of `endpoints` that wants the event, due at
+/// `now_ms`; `message.created` with its offline members (members of the room in `history` not
+/// connected now in `connections`, which is within moments of the store), looked up only when
+/// some endpoint wants it.
+pub async fn route_events(
+    history: &dyn HistoryStore,
+    connections: &dyn ConnectionStore,
+    events: Vec<Event>,
+    endpoints: &[Endpoint],
+    now_ms: u64,
+) -> Result<Vec<OutboxEntry>, StoreError> {
+    let mut entries = Vec::new();
+    for mut event in events {
+        let targets: Vec<&Endpoint> = endpoints.iter().filter(|e| e.wants(&event)).collect();
+        if targets.is_empty() {
+            continue;
+        }
+        if let EventData::MessageCreated(created) = &event.data {
+            let room = RoomRef::new(&event.tenant, &event.room);
+            let offline =
+                offline_members(history, connections, &room, &created.message.from).await?;
+            event.set_offline_members(offline);
+        }
+        entries.extend(
+            targets
+                .into_iter()
+                .map(|t| OutboxEntry::new(t.id.clone(), event.clone(), now_ms)),
+        );
+    }
+    Ok(entries)
+}
+
+/// Members of `room` with no connection in it, the author aside.
+async fn offline_members(
+    history: &dyn HistoryStore,
+    connections: &dyn ConnectionStore,
+    room: &RoomRef,
+    author: &str,
+) -> Result<Vec<String>, StoreError> {
+    let members = history.members(room, MAX_OFFLINE_MEMBERS).await?;
+    let connected: HashSet<String> = connections
+        .room_connections(room)
+        .await?
+        .into_iter()
+        .map(|s| s.user)
+        .collect();
+    Ok(members
+        .into_iter()
+        .map(|m| m.user)
+        .filter(|u| u != author && !connected.contains(u))
+        .collect())
 }
 
 fn checked_description(description: Option<String>) -> Result<Option<String>, Rejection> {

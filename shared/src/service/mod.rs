@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 pub use events::{
     EndpointChange, Entropy, Events, MAX_OFFLINE_MEMBERS, OPERATOR_ENDPOINT_ID, Resolver,
+    route_events, sync_operator_endpoint,
 };
 pub use messages::fit_page;
 pub use publish::Publish;

@@ -37,7 +37,7 @@ pub(super) enum SortRange {
     /// The whole partition.
     All,
     /// Sort keys that start with this.
-    Prefix(&'static str),
+    Prefix(String),
     /// Inclusive bounds.
     Between(String, String),
 }
@@ -124,6 +124,40 @@ impl DynamoStore {
                 _ => return Ok(items),
             }
         }
+    }
+
+    /// Up to `limit` live items of partition `pk`, first or (`forward` false) last in sort-key
+    /// order, strongly consistent: one page (expired items count against `limit`).
+    pub(super) async fn query_page(
+        &self,
+        pk: &str,
+        forward: bool,
+        limit: usize,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut x = Expr::default();
+        let condition = format!("{} = {}", x.name(ATTR_PK), x.value(s(pk)));
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression(condition)
+            .set_expression_attribute_names(x.names())
+            .set_expression_attribute_values(x.values())
+            .consistent_read(true)
+            .scan_index_forward(forward)
+            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| sdk_error("Query", e))?;
+        self.record(out.consumed_capacity(), false);
+        let now = now_secs();
+        Ok(out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|item| is_live(item, now))
+            .collect())
     }
 
     /// PutItem, optionally conditional.

@@ -289,7 +289,7 @@ impl ConnectionStore for DynamoStore {
     }
 
     async fn room_connections(&self, room: &RoomRef) -> Result<Vec<Subscriber>, StoreError> {
-        self.query(&room_pk(room), SortRange::Prefix(SUBSCRIPTION_SK_PREFIX))
+        self.query(&room_pk(room), SortRange::Prefix(SUBSCRIPTION_SK_PREFIX.into()))
             .await?
             .iter()
             .map(|item| {
@@ -310,7 +310,7 @@ impl ConnectionStore for DynamoStore {
         let index = self
             .query(
                 &user_pk(tenant, user),
-                SortRange::Prefix(USER_CONNECTION_SK_PREFIX),
+                SortRange::Prefix(USER_CONNECTION_SK_PREFIX.into()),
             )
             .await?;
         if index.is_empty() {

@@ -143,7 +143,7 @@ impl HistoryStore for DynamoStore {
 
     async fn members(&self, room: &RoomRef, limit: usize) -> Result<Vec<Member>, StoreError> {
         let items = self
-            .query(&room_pk(room), SortRange::Prefix(MEMBER_SK_PREFIX))
+            .query(&room_pk(room), SortRange::Prefix(MEMBER_SK_PREFIX.into()))
             .await?;
         listed_members(&items, limit)
     }
@@ -159,7 +159,7 @@ impl HistoryStore for DynamoStore {
         with_conversation: bool,
     ) -> Result<RoomState, StoreError> {
         let items = self
-            .query(&room_pk(room), SortRange::Prefix(ROOM_STATE_SK_PREFIX))
+            .query(&room_pk(room), SortRange::Prefix(ROOM_STATE_SK_PREFIX.into()))
             .await?;
         let user_sk = member_sk(user);
         let mut state = RoomState::default();

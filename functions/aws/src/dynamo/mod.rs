@@ -116,6 +116,7 @@ mod calls;
 mod codec;
 mod connections;
 mod errors;
+mod events;
 mod expiry;
 mod expr;
 mod history;
@@ -128,6 +129,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 
+pub use events::event_of_stream_record;
 pub use expiry::{CONNECTION_TTL_MARGIN_SECS, CONNECTION_TTL_SECS};
 // Every public name of the schema (the key design) is part of this module's API.
 pub use schema::*;

@@ -52,6 +52,33 @@ pub const CONVERSATION_SK: &str = "ST#CONV";
 /// Room partition: members with their read cursors, `ST#MB#{user}`.
 pub const MEMBER_SK_PREFIX: &str = "ST#MB#";
 
+/// Endpoint item (`EP#{id}`): the endpoint by its id.
+pub const ENDPOINT_PK_PREFIX: &str = "EP#";
+/// Endpoint item: its one sort key.
+pub const ENDPOINT_SK: &str = "EP";
+/// The endpoint directory: one partition listing every endpoint, `{tenant}#{id}` (operator-wide
+/// ones under [`OPERATOR_TENANT`]), so a tenant's are one Query of a prefix.
+pub const ENDPOINT_DIRECTORY_PK: &str = "EPS";
+/// The directory's tenant of operator-wide endpoints (`*` is never in a tenant name).
+pub const OPERATOR_TENANT: &str = "*";
+/// Dead letters of an endpoint (`DL#{endpoint}`), `{at:020}#{event id}`: oldest first.
+pub const DEAD_LETTER_PK_PREFIX: &str = "DL#";
+/// Attempt records of an endpoint (`AT#{endpoint}`), `{at:020}#{event id}#{attempt:010}`.
+pub const ATTEMPT_PK_PREFIX: &str = "AT#";
+/// Member events (`EV#{tenant}/{room}`), `{event id}`: written for the stream to carry.
+pub const MEMBER_EVENT_PK_PREFIX: &str = "EV#";
+/// Endpoint, directory entry, dead letter, attempt record, member event: the value (S, JSON).
+pub const ATTR_DATA: &str = "data";
+/// Dead letter: its event's id (S).
+pub const ATTR_EVENT: &str = "event";
+/// How long attempt records are kept (the API lists the newest).
+pub const ATTEMPT_TTL_SECS: u64 = 7 * 86_400;
+/// How long dead letters are kept for listing and replay (as long as an SQS dead-letter queue
+/// keeps messages at most).
+pub const DEAD_LETTER_TTL_SECS: u64 = 14 * 86_400;
+/// How long a member event item lives: only the stream reads it, within seconds.
+pub const MEMBER_EVENT_TTL_SECS: u64 = 86_400;
+
 /// Connection: tenant id (S).
 pub const ATTR_TENANT: &str = "tenant";
 /// Connection, subscription: user id (S).

@@ -1,0 +1,322 @@
+//! Integration events on the table: the endpoint registry (endpoints, their directory, dead
+//! letters, attempt records), member events written for the stream to carry, and the event a
+//! stream record stands for ([`event_of_stream_record`]). Deliveries themselves are queued in
+//! SQS by the AWS functions, not here.
+//!
+//! An endpoint is two items written in one transaction: `EP#{id}` (read by id: the endpoints
+//! API, the delivery function) and its directory entry `EPS` / `{tenant}#{id}` (a tenant's
+//! endpoints, with the operator's under `*#`, are one Query of a prefix).
+
+use aws_sdk_dynamodb::types::{
+    Delete, Put, ReturnConsumedCapacity, TransactWriteItem, WriteRequest,
+};
+use roomcast_core::events::registry::AttemptRecord;
+use roomcast_core::events::{Endpoint, Event};
+use roomcast_core::store::{DeadLetter, RoomRef, StoreError};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::DynamoStore;
+use super::calls::SortRange;
+use super::codec::{Fields, decode_message, json_attr, n, s};
+use super::errors::{build_error, sdk_error};
+use super::expiry::now_secs;
+use super::schema::{
+    ATTEMPT_PK_PREFIX, ATTEMPT_TTL_SECS, ATTR_DATA, ATTR_EVENT, ATTR_PK, ATTR_SK, ATTR_TTL,
+    DEAD_LETTER_PK_PREFIX, DEAD_LETTER_TTL_SECS, ENDPOINT_DIRECTORY_PK, ENDPOINT_PK_PREFIX,
+    ENDPOINT_SK, Item, MEMBER_EVENT_PK_PREFIX, MEMBER_EVENT_TTL_SECS, MESSAGE_SK_PREFIX,
+    OPERATOR_TENANT, ROOM_PK_PREFIX, key,
+};
+
+fn endpoint_pk(id: &str) -> String {
+    format!("{ENDPOINT_PK_PREFIX}{id}")
+}
+
+fn directory_sk(endpoint: &Endpoint) -> String {
+    format!(
+        "{}#{}",
+        endpoint.tenant.as_deref().unwrap_or(OPERATOR_TENANT),
+        endpoint.id
+    )
+}
+
+fn dead_letter_pk(endpoint: &str) -> String {
+    format!("{DEAD_LETTER_PK_PREFIX}{endpoint}")
+}
+
+fn attempt_pk(endpoint: &str) -> String {
+    format!("{ATTEMPT_PK_PREFIX}{endpoint}")
+}
+
+fn data_item<T: Serialize>(pk: &str, sk: &str, value: &T) -> Result<Item, StoreError> {
+    let mut item = key(pk, sk);
+    item.insert(ATTR_DATA.into(), json_attr(value)?);
+    Ok(item)
+}
+
+fn decode_data<T: DeserializeOwned>(item: &Item) -> Result<T, StoreError> {
+    Fields(item)
+        .json(ATTR_DATA)?
+        .ok_or_else(|| StoreError::Other(format!("item without `{ATTR_DATA}`")))
+}
+
+impl DynamoStore {
+    /// Creates or replaces an endpoint (its item and directory entry, in one transaction).
+    pub async fn put_endpoint(&self, endpoint: &Endpoint) -> Result<(), StoreError> {
+        let put = |item: Item| {
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .build()
+                .map(|p| TransactWriteItem::builder().put(p).build())
+                .map_err(build_error)
+        };
+        let main = put(data_item(
+            &endpoint_pk(&endpoint.id),
+            ENDPOINT_SK,
+            endpoint,
+        )?)?;
+        let entry = put(data_item(
+            ENDPOINT_DIRECTORY_PK,
+            &directory_sk(endpoint),
+            endpoint,
+        )?)?;
+        let out = self
+            .client
+            .transact_write_items()
+            .transact_items(main)
+            .transact_items(entry)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| sdk_error("TransactWriteItems", e))?;
+        self.record(out.consumed_capacity(), true);
+        Ok(())
+    }
+
+    /// The endpoint with this id.
+    pub async fn endpoint(&self, id: &str) -> Result<Option<Endpoint>, StoreError> {
+        self.get(&endpoint_pk(id), ENDPOINT_SK)
+            .await?
+            .map(|item| decode_data(&item))
+            .transpose()
+    }
+
+    /// Every endpoint (`None`), or one tenant's without the operator's, by id.
+    pub async fn endpoints(&self, tenant: Option<&str>) -> Result<Vec<Endpoint>, StoreError> {
+        let range = match tenant {
+            None => SortRange::All,
+            Some(t) => SortRange::Prefix(format!("{t}#")),
+        };
+        let mut endpoints: Vec<Endpoint> = self
+            .query(ENDPOINT_DIRECTORY_PK, range)
+            .await?
+            .iter()
+            .map(decode_data)
+            .collect::<Result<_, _>>()?;
+        endpoints.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(endpoints)
+    }
+
+    /// The endpoints `tenant`'s events go to: its own and the operator-wide ones.
+    pub async fn tenant_and_operator_endpoints(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<Endpoint>, StoreError> {
+        let mut endpoints = self.endpoints(Some(tenant)).await?;
+        endpoints.extend(self.endpoints(Some(OPERATOR_TENANT)).await?);
+        Ok(endpoints)
+    }
+
+    /// Whether any endpoint exists (one item read).
+    pub async fn any_endpoint(&self) -> Result<bool, StoreError> {
+        Ok(!self
+            .query_page(ENDPOINT_DIRECTORY_PK, true, 1)
+            .await?
+            .is_empty())
+    }
+
+    /// Removes an endpoint (item and directory entry in one transaction), then its dead
+    /// letters and attempt records. Returns whether it existed.
+    pub async fn delete_endpoint(&self, id: &str) -> Result<bool, StoreError> {
+        let Some(endpoint) = self.endpoint(id).await? else {
+            return Ok(false);
+        };
+        let delete = |pk: String, sk: String| {
+            Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(&pk, &sk)))
+                .build()
+                .map(|d| TransactWriteItem::builder().delete(d).build())
+                .map_err(build_error)
+        };
+        let out = self
+            .client
+            .transact_write_items()
+            .transact_items(delete(endpoint_pk(id), ENDPOINT_SK.into())?)
+            .transact_items(delete(
+                ENDPOINT_DIRECTORY_PK.into(),
+                directory_sk(&endpoint),
+            )?)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| sdk_error("TransactWriteItems", e))?;
+        self.record(out.consumed_capacity(), true);
+        for pk in [dead_letter_pk(id), attempt_pk(id)] {
+            let keys: Vec<WriteRequest> = self
+                .query(&pk, SortRange::All)
+                .await?
+                .into_iter()
+                .filter_map(|item| {
+                    let key = [ATTR_PK, ATTR_SK]
+                        .into_iter()
+                        .filter_map(|k| item.get(k).map(|v| (k.to_owned(), v.clone())))
+                        .collect();
+                    let delete = aws_sdk_dynamodb::types::DeleteRequest::builder()
+                        .set_key(Some(key))
+                        .build()
+                        .ok()?;
+                    Some(WriteRequest::builder().delete_request(delete).build())
+                })
+                .collect();
+            self.batch_write(keys).await?;
+        }
+        Ok(true)
+    }
+
+    /// Keeps an attempt record (for [`ATTEMPT_TTL_SECS`]).
+    pub async fn record_attempt(
+        &self,
+        endpoint: &str,
+        attempt: &AttemptRecord,
+    ) -> Result<(), StoreError> {
+        let sk = format!(
+            "{:020}#{}#{:010}",
+            attempt.at, attempt.event_id, attempt.attempt
+        );
+        let mut item = data_item(&attempt_pk(endpoint), &sk, attempt)?;
+        item.insert(ATTR_TTL.into(), n(now_secs() + ATTEMPT_TTL_SECS));
+        self.put(item, None).await.map(drop)
+    }
+
+    /// The endpoint's newest `limit` attempt records, newest first.
+    pub async fn attempts(
+        &self,
+        endpoint: &str,
+        limit: usize,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        self.query_page(&attempt_pk(endpoint), false, limit)
+            .await?
+            .iter()
+            .map(decode_data)
+            .collect()
+    }
+
+    /// Keeps a dead letter (for [`DEAD_LETTER_TTL_SECS`]).
+    pub async fn put_dead_letter(&self, dead: &DeadLetter) -> Result<(), StoreError> {
+        let event = &dead.entry.event.id;
+        let sk = format!("{:020}#{event}", dead.at_ms);
+        let mut item = data_item(&dead_letter_pk(&dead.entry.endpoint), &sk, dead)?;
+        item.insert(ATTR_EVENT.into(), s(event.as_str()));
+        item.insert(ATTR_TTL.into(), n(now_secs() + DEAD_LETTER_TTL_SECS));
+        self.put(item, None).await.map(drop)
+    }
+
+    /// The endpoint's oldest `limit` dead letters, oldest first.
+    pub async fn dead_letters(
+        &self,
+        endpoint: &str,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        self.query_page(&dead_letter_pk(endpoint), true, limit)
+            .await?
+            .iter()
+            .map(decode_data)
+            .collect()
+    }
+
+    /// The endpoint's dead letter of `event_id` with its sort key (a Query of the endpoint's
+    /// dead letters: replays are rare, listings are not, so the sort key serves listings).
+    pub async fn dead_letter(
+        &self,
+        endpoint: &str,
+        event_id: &str,
+    ) -> Result<Option<(String, DeadLetter)>, StoreError> {
+        for item in self
+            .query(&dead_letter_pk(endpoint), SortRange::All)
+            .await?
+        {
+            let f = Fields(&item);
+            if f.s(ATTR_EVENT)? == event_id {
+                return Ok(Some((f.s(ATTR_SK)?, decode_data(&item)?)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Forgets the dead letter at `sk` of the endpoint.
+    pub async fn delete_dead_letter(&self, endpoint: &str, sk: &str) -> Result<(), StoreError> {
+        self.delete(&dead_letter_pk(endpoint), sk).await.map(drop)
+    }
+
+    /// Writes member events where the table's stream carries them to the events function.
+    pub async fn put_member_events(&self, events: &[Event]) -> Result<(), StoreError> {
+        let ttl = now_secs() + MEMBER_EVENT_TTL_SECS;
+        let writes = events
+            .iter()
+            .map(|event| {
+                let pk = format!(
+                    "{MEMBER_EVENT_PK_PREFIX}{}",
+                    RoomRef::new(&event.tenant, &event.room).key()
+                );
+                let mut item = data_item(&pk, &event.id, event)?;
+                item.insert(ATTR_TTL.into(), n(ttl));
+                Ok(WriteRequest::builder()
+                    .put_request(
+                        aws_sdk_dynamodb::types::PutRequest::builder()
+                            .set_item(Some(item))
+                            .build()
+                            .map_err(build_error)?,
+                    )
+                    .build())
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.batch_write(writes).await
+    }
+}
+
+/// The room of a room partition key (`R#{tenant}/{room}`).
+fn room_of(pk: &str) -> Option<RoomRef> {
+    let (tenant, room) = pk.strip_prefix(ROOM_PK_PREFIX)?.split_once('/')?;
+    Some(RoomRef::new(tenant, room))
+}
+
+/// The event a record of the table's stream stands for, from its keys and images (empty when
+/// the stream record has none): a message's insert, edit or deletion ([`Event::of_change`]),
+/// or a member event item's insert. Every other item: none.
+pub fn event_of_stream_record(
+    keys: &Item,
+    old: &Item,
+    new: &Item,
+) -> Result<Option<Event>, StoreError> {
+    let key = Fields(keys);
+    let (pk, sk) = (key.s(ATTR_PK)?, key.s(ATTR_SK)?);
+    if pk.starts_with(MEMBER_EVENT_PK_PREFIX) {
+        return if old.is_empty() && !new.is_empty() {
+            decode_data(new).map(Some)
+        } else {
+            Ok(None)
+        };
+    }
+    let Some(room) = room_of(&pk).filter(|_| sk.starts_with(MESSAGE_SK_PREFIX)) else {
+        return Ok(None);
+    };
+    let image = |item: &Item| {
+        (!item.is_empty())
+            .then(|| decode_message(&room, item))
+            .transpose()
+    };
+    let (before, after) = (image(old)?, image(new)?);
+    Ok(Event::of_change(&room, before.as_ref(), after.as_ref()))
+}
