@@ -39,9 +39,9 @@ const SEND_BATCH_MAX: usize = 10;
 const MAX_SEND_DELAY_SECS: u64 = 900;
 /// Longest visibility timeout SQS allows (12 hours).
 const MAX_VISIBILITY_SECS: u64 = 12 * 3_600;
-/// How long an answer of "does any endpoint exist" is trusted by member events (an endpoint
-/// created within this misses member events of functions that asked before, like an endpoint
-/// created after a change misses its event).
+/// How long a "some endpoint exists" is trusted by member events (after the last endpoint is
+/// deleted, member events are written for this long more, for nobody). "None exists" is asked
+/// again every time: a new endpoint gets the member events that follow its creation.
 const ENDPOINTS_KNOWN_FOR: Duration = Duration::from_secs(10);
 
 fn queue_error(operation: &str, e: impl std::fmt::Display) -> StoreError {
@@ -144,8 +144,8 @@ impl DeliveryQueue {
 pub struct AwsEvents {
     store: Arc<DynamoStore>,
     queue: DeliveryQueue,
-    /// When "does any endpoint exist" was last answered, and the answer.
-    endpoints_known: Mutex<Option<(Instant, bool)>>,
+    /// When "some endpoint exists" was last answered.
+    endpoints_known: Mutex<Option<Instant>>,
 }
 
 impl AwsEvents {
@@ -163,16 +163,16 @@ impl AwsEvents {
             .endpoints_known
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some((at, answer)) = known
-            && at.elapsed() < ENDPOINTS_KNOWN_FOR
-        {
-            return Ok(answer);
+        if known.is_some_and(|at| at.elapsed() < ENDPOINTS_KNOWN_FOR) {
+            return Ok(true);
         }
         let answer = self.store.any_endpoint().await?;
-        *self
-            .endpoints_known
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some((Instant::now(), answer));
+        if answer {
+            *self
+                .endpoints_known
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+        }
         Ok(answer)
     }
 

@@ -203,7 +203,8 @@ impl Runtime {
         Arc::new(ManagementGateway::new(client))
     }
 
-    fn service(&self, gateway: Arc<ManagementGateway>) -> ChatService {
+    /// The service; `host`, the API's own host as a request named it, may not be an endpoint.
+    fn service(&self, gateway: Arc<ManagementGateway>, host: Option<&str>) -> ChatService {
         let service = ChatService::new(
             self.verifier.clone(),
             self.store.clone(),
@@ -214,7 +215,8 @@ impl Runtime {
         let Some((events, _)) = &self.events else {
             return service;
         };
-        let rules = self.endpoint_rules();
+        let mut rules = self.endpoint_rules();
+        rules.own_origins.extend(host.and_then(origin_of_host));
         service.with_events(Events {
             log: events.clone(),
             registry: Some(events.clone()),
@@ -227,7 +229,8 @@ impl Runtime {
         })
     }
 
-    /// Endpoint URLs may not point at the deployment's own API.
+    /// Endpoint URLs may not point at the deployment's own APIs (the Management API here; the
+    /// HTTP API's host comes with each request).
     fn endpoint_rules(&self) -> EndpointRules {
         let own = self
             .management_endpoint
@@ -283,7 +286,7 @@ impl Runtime {
             .management_endpoint(Some(&event.request_context))
             .unwrap_or_default();
         let gateway = self.gateway(&endpoint);
-        let routed = handle_event(&self.service(gateway.clone()), &event).await;
+        let routed = handle_event(&self.service(gateway.clone(), None), &event).await;
         emit_metrics(
             &event.request_context.route_key,
             &routed.outcome,
@@ -296,6 +299,11 @@ impl Runtime {
     /// An HTTP API request (`GET|POST /rooms/{room}/messages`, `GET /health`): the core's HTTP
     /// API, with replies to sockets through the Management API.
     pub async fn handle_http(&self, request: &HttpRequest<'_>) -> HttpReply {
+        self.handle_http_to(request, None).await
+    }
+
+    /// [`Runtime::handle_http`] of a request sent to `host` (its `Host` header).
+    pub async fn handle_http_to(&self, request: &HttpRequest<'_>, host: Option<&str>) -> HttpReply {
         let Some(endpoint) = self.management_endpoint(None) else {
             return HttpReply::error(
                 500,
@@ -303,9 +311,15 @@ impl Runtime {
                 "ROOMCAST_MANAGEMENT_ENDPOINT is not set",
             );
         };
-        let service = self.service(self.gateway(&endpoint));
+        let service = self.service(self.gateway(&endpoint), host);
         http::handle(&service, request, None, now_ms()).await
     }
+}
+
+/// `host[:port]` as an origin (port 443 when absent: API Gateway serves HTTPS).
+fn origin_of_host(host: &str) -> Option<(String, u16)> {
+    let url = url::Url::parse(&format!("https://{host}")).ok()?;
+    Some((url.host_str()?.to_owned(), url.port_or_known_default()?))
 }
 
 /// One EMF line per webhook attempt of the deliver function: `WebhookAttempts` by `Outcome`
@@ -402,15 +416,15 @@ pub async fn run_http_function() -> Result<(), lambda_http::Error> {
                     .headers()
                     .get("authorization")
                     .and_then(|v| v.to_str().ok());
-                let reply = runtime
-                    .handle_http(&HttpRequest {
-                        method: request.method().as_str(),
-                        path: request.uri().path(),
-                        query: request.uri().query(),
-                        authorization,
-                        body: request.body(),
-                    })
-                    .await;
+                let host = request.headers().get("host").and_then(|v| v.to_str().ok());
+                let http_request = HttpRequest {
+                    method: request.method().as_str(),
+                    path: request.uri().path(),
+                    query: request.uri().query(),
+                    authorization,
+                    body: request.body(),
+                };
+                let reply = runtime.handle_http_to(&http_request, host).await;
                 lambda_http::Response::builder()
                     .status(reply.status)
                     .header("content-type", "application/json")

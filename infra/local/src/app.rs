@@ -131,7 +131,7 @@ impl App {
         &self.config
     }
 
-    fn request_id(&self) -> String {
+    pub(crate) fn request_id(&self) -> String {
         format!("local-{}", self.request_ids.fetch_add(1, Ordering::Relaxed))
     }
 
@@ -226,6 +226,11 @@ impl App {
         if let Err(e) = forwarder.invoke(&event).await {
             tracing::warn!(route = "$disconnect", error = %e, "route integration failed");
         }
+    }
+
+    /// The Lambda forwarder, in forwarding mode.
+    pub(crate) fn forwarder(&self) -> Option<&LambdaForwarder> {
+        self.forwarder.as_ref()
     }
 
     /// Takes a token for an HTTP API request from `ip`: [`HTTP_USERS_PER_ADDRESS`] times the

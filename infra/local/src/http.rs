@@ -2,7 +2,9 @@
 //! [`HttpReply`] back, after the client address's request rate ([`App::admit_http`]); and
 //! `/metrics`, which only the local server has (behind `--metrics-token` when set).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+
+use base64::Engine as _;
 use std::sync::Arc;
 
 use axum::Json;
@@ -16,6 +18,7 @@ use roomcast_core::protocol::{ErrorCode, Rejection};
 
 use crate::app::{App, now_ms};
 use crate::client_ip::client_ip;
+use crate::forward::{HttpApiRequest, LambdaForwarder};
 use crate::metrics::Gauges;
 
 /// Any request no other route takes: the core's HTTP API answers it.
@@ -41,6 +44,9 @@ pub(crate) async fn api(
             "too many requests from this address: slow down",
         )));
     }
+    if let Some(forwarder) = app.forwarder() {
+        return forward(&app, forwarder, &method, &uri, &headers, &body, client, now).await;
+    }
     let request = HttpRequest {
         method: method.as_str(),
         path: uri.path(),
@@ -53,6 +59,71 @@ pub(crate) async fn api(
     let answer = http::handle(&app.service, &request, Some(app.gateway.len()), now).await;
     app.wake_events();
     reply(answer)
+}
+
+/// Forwarding mode: the request goes to the `http` function, as API Gateway's HTTP API
+/// integration passes it; a failed invocation is API Gateway's 500.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the request's parts as axum hands them over"
+)]
+async fn forward(
+    app: &App,
+    forwarder: &LambdaForwarder,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+    client: IpAddr,
+    now: u64,
+) -> Response {
+    let request = HttpApiRequest {
+        method: method.as_str(),
+        path: uri.path(),
+        query: uri.query(),
+        headers: headers
+            .iter()
+            .filter_map(|(name, value)| {
+                Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+            })
+            .collect(),
+        body,
+        source_ip: client.to_string(),
+        request_id: app.request_id(),
+        now_ms: now,
+    };
+    let answered = match forwarder.invoke_http(&request).await {
+        Ok(answered) => answered,
+        Err(e) => {
+            tracing::warn!(route = "http", error = %e, "route integration failed");
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(serde_json::json!({"message": "Internal Server Error"})),
+            )
+                .into_response();
+        }
+    };
+    let body = if answered.is_base64_encoded {
+        base64::engine::general_purpose::STANDARD
+            .decode(&answered.body)
+            .unwrap_or_default()
+    } else {
+        answered.body.into_bytes()
+    };
+    let mut response = (
+        StatusCode::from_u16(answered.status_code).unwrap_or(StatusCode::BAD_GATEWAY),
+        body,
+    )
+        .into_response();
+    for (name, value) in answered.headers {
+        if let (Ok(name), Ok(value)) = (
+            header::HeaderName::try_from(name),
+            header::HeaderValue::try_from(value),
+        ) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
 }
 
 /// Whether `headers` carry `Authorization: Bearer {expected}`, compared in constant time.

@@ -3,6 +3,11 @@
 //! binaries of `functions/aws` under `cargo lambda watch`, which run the service on DynamoDB
 //! (moto) and answer clients through the local server's `@connections` endpoint.
 //!
+//! Integration events run as deployed: the table's stream (moto's DynamoDB Streams API) feeds
+//! the `events` function and the SQS delivery queue (moto's, with its dead-letter queue) the
+//! `deliver` function, each through an emulation of Lambda's event source mapping
+//! ([`roomcast_testkit::aws::mappings`]); the webhook cases then run against the whole.
+//!
 //! `cargo lambda` comes from `ROOMCAST_CARGO_LAMBDA` (default: the venv `scripts/test.sh`
 //! installs, `~/.cache/roomcast/lambda-venv/bin/cargo-lambda`); without it the tests FAIL.
 #![cfg(all(unix, feature = "dynamodb"))]
@@ -15,16 +20,53 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::{Local, start};
+use roomcast_core::auth::Claims;
+use roomcast_protocol_tests::{Capabilities, Deployment};
+use roomcast_testkit::aws::mappings::{
+    AwsEndpoint, Function, QueueMapping, QueueSettings, StreamMapping, StreamSettings,
+    create_queue, create_queue_with_dlq, warm,
+};
 use roomcast_testkit::aws::moto::{Dynamo, dynamo};
 use roomcast_testkit::process::{Lifeline, free_port, wait_listening};
 
 /// How long the watcher may take to listen.
 const WATCH_START: Duration = Duration::from_secs(120);
 
+/// Receives before a delivery goes to the dead-letter queue (as deployed).
+const MAX_RECEIVES: u32 = 50;
+
+/// The stack; dropped in reverse order of start (the mappings before the functions they call).
 struct Stack {
+    _deliveries: QueueMapping,
+    _stream: StreamMapping,
     local: Local,
-    _dynamo: Dynamo,
     _watch: Lifeline,
+    _dynamo: Dynamo,
+}
+
+/// The SQS queues the stack creates on moto: (deliveries, on-failure destination of the
+/// stream mapping).
+fn queues(aws: &AwsEndpoint, name: &str) -> Result<(String, String), String> {
+    let (aws, name) = (aws.clone(), name.to_owned());
+    // Its own runtime: the stack starts inside a test's.
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        runtime.block_on(async {
+            let sqs = aws.sqs();
+            let (deliveries, _) = create_queue_with_dlq(&sqs, &name, 30, MAX_RECEIVES)
+                .await
+                .map_err(|e| e.to_string())?;
+            let failures = create_queue(&sqs, &format!("{name}-failures"), 30, None)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok((deliveries.url, failures.url))
+        })
+    })
+    .join()
+    .map_err(|_| "creating the queues panicked".to_owned())?
 }
 
 fn cargo_lambda() -> PathBuf {
@@ -62,6 +104,8 @@ fn start_stack() -> Result<Stack, String> {
     let dynamo = dynamo();
     let invoke_port = free_port();
     let table = format!("lambda-{}", std::process::id());
+    let aws = AwsEndpoint::new(&dynamo.endpoint);
+    let (delivery_queue, failures_queue) = queues(&aws, &table)?;
     let lambda_endpoint = format!("http://127.0.0.1:{invoke_port}");
     let local = start(&[
         "--dynamodb-endpoint",
@@ -83,6 +127,12 @@ fn start_stack() -> Result<Stack, String> {
             local.management_port()
         ),
         format!("AWS_ENDPOINT_URL_DYNAMODB={}", dynamo.endpoint),
+        format!("AWS_ENDPOINT_URL_SQS={}", dynamo.endpoint),
+        format!("ROOMCAST_DELIVERY_QUEUE_URL={delivery_queue}"),
+        // Webhooks to the cases' loopback receivers, retried quickly.
+        "ROOMCAST_WEBHOOK_ALLOW_PRIVATE=true".to_owned(),
+        "ROOMCAST_WEBHOOK_FIRST_RETRY_MS=200".to_owned(),
+        "ROOMCAST_WEBHOOK_TIMEOUT_MS=1000".to_owned(),
         "AWS_ACCESS_KEY_ID=test".to_owned(),
         "AWS_SECRET_ACCESS_KEY=test".to_owned(),
         "AWS_REGION=us-east-1".to_owned(),
@@ -91,29 +141,99 @@ fn start_stack() -> Result<Stack, String> {
     ];
     let mut command = Lifeline::command(None, &bin);
     command.args(["lambda", "watch", "-p", "roomcast-aws", "-A", "127.0.0.1"]);
+    // As Lambda, several instances of a function at once (the queue mapping's batches).
+    command.args([
+        "--concurrency",
+        &QueueSettings::default().concurrency.to_string(),
+    ]);
     command.args(["-P", &invoke_port.to_string()]);
     for var in &env {
         command.args(["--env-var", var]);
     }
+    // The functions' logs go to the file `ROOMCAST_LAMBDA_LOG` names, when set.
+    let log = |()| -> Stdio {
+        std::env::var_os("ROOMCAST_LAMBDA_LOG")
+            .and_then(|path| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .ok()
+            })
+            .map_or_else(Stdio::null, Stdio::from)
+    };
     command
         .current_dir(workspace())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stdout(log(()))
+        .stderr(log(()));
     let mut watch =
         Lifeline::spawn(command).map_err(|e| format!("starting cargo lambda watch: {e}"))?;
     wait_listening(invoke_port, WATCH_START, || watch.exited())
         .map_err(|e| format!("cargo lambda watch: {e}"))?;
+    let (events, deliver) = (
+        Function::new(&lambda_endpoint, "events"),
+        Function::new(&lambda_endpoint, "deliver"),
+    );
+    let queue_settings = QueueSettings::default();
+    warm(&events, 1).map_err(|e| e.to_string())?;
+    warm(&deliver, queue_settings.concurrency).map_err(|e| e.to_string())?;
+    // The local server made the table (with its stream) before it listened.
+    let stream = StreamMapping::start(
+        &aws,
+        &table,
+        events,
+        StreamSettings {
+            on_failure_queue_url: Some(failures_queue),
+            ..StreamSettings::default()
+        },
+    )
+    .map_err(|e| format!("stream mapping: {e}"))?;
+    let deliveries = QueueMapping::start(&aws, &delivery_queue, deliver, queue_settings)
+        .map_err(|e| format!("queue mapping: {e}"))?;
     Ok(Stack {
+        _deliveries: deliveries,
+        _stream: stream,
         local,
-        _dynamo: dynamo,
         _watch: watch,
+        _dynamo: dynamo,
     })
 }
 
-fn stack() -> &'static Local {
+/// The stack as a suite deployment: the local server's addresses, with webhooks delivered by
+/// the functions (never restarted: a Lambda deployment has no server to kill).
+struct LambdaStack(&'static Local);
+
+#[async_trait::async_trait]
+impl Deployment for LambdaStack {
+    fn ws_url(&self) -> String {
+        self.0.ws_url()
+    }
+
+    fn http_url(&self) -> Option<String> {
+        self.0.http_url()
+    }
+
+    fn management_url(&self) -> Option<String> {
+        self.0.management_url()
+    }
+
+    fn sign(&self, claims: &Claims) -> String {
+        self.0.sign(claims)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            restart: false,
+            webhooks: true,
+            ..self.0.capabilities()
+        }
+    }
+}
+
+fn stack() -> Box<LambdaStack> {
     static STACK: OnceLock<Result<Stack, String>> = OnceLock::new();
     match STACK.get_or_init(start_stack) {
-        Ok(stack) => &stack.local,
+        Ok(stack) => Box::new(LambdaStack(&stack.local)),
         Err(e) => panic!("the Lambda stack did not start: {e}"),
     }
 }
@@ -140,3 +260,16 @@ roomcast_protocol_tests::protocol_cases!(stack();
     tenants_are_isolated_on_every_path,
     http_api_is_tenant_isolated,
 );
+
+roomcast_protocol_tests::protocol_test!(events_are_delivered_signed_with_every_change, stack(),
+    [HttpApi, Webhooks], d => roomcast_protocol_tests::cases::events_are_delivered_signed_with_every_change(d));
+roomcast_protocol_tests::protocol_test!(endpoints_are_per_tenant_and_filtered, stack(),
+    [HttpApi, Webhooks], d => roomcast_protocol_tests::cases::endpoints_are_per_tenant_and_filtered(d));
+roomcast_protocol_tests::protocol_test!(failed_deliveries_are_retried_until_accepted, stack(),
+    [HttpApi, Webhooks], d => roomcast_protocol_tests::cases::failed_deliveries_are_retried_until_accepted(d));
+roomcast_protocol_tests::protocol_test!(refused_deliveries_are_dead_lettered_and_replayed, stack(),
+    [HttpApi, Webhooks], d => roomcast_protocol_tests::cases::refused_deliveries_are_dead_lettered_and_replayed(d));
+roomcast_protocol_tests::protocol_test!(secret_rotation_signs_with_both_secrets, stack(),
+    [HttpApi, Webhooks], d => roomcast_protocol_tests::cases::secret_rotation_signs_with_both_secrets(d));
+roomcast_protocol_tests::protocol_test!(slow_endpoint_delays_nobody, stack(),
+    [HttpApi, Webhooks], d => roomcast_protocol_tests::cases::slow_endpoint_delays_nobody(d));

@@ -60,9 +60,12 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// Whether it receives `event` (enabled, same tenant, type in the filter).
+    /// Whether it receives `event` (enabled, same tenant, type in the filter, and not older than
+    /// the endpoint: a deployment that routes events a while after their change, as a stream
+    /// reader does, gives a new endpoint no event of a change made before it existed).
     pub fn wants(&self, event: &Event) -> bool {
         self.enabled
+            && event.occurred_at >= self.created_at
             && self.tenant.as_deref().is_none_or(|t| t == event.tenant)
             && event.event_type() != EventType::EndpointTest
             && (self.types.is_empty() || self.types.contains(&event.event_type()))
@@ -207,6 +210,9 @@ mod tests {
             !endpoint(Some("acme"), vec![]).wants(&test),
             "tests go to one endpoint"
         );
+        let mut newer = endpoint(Some("acme"), vec![]);
+        newer.created_at = 6;
+        assert!(!newer.wants(&event), "an event older than the endpoint");
         assert_eq!(endpoint_id([0xab; 12]).len(), 27);
     }
 

@@ -15,8 +15,10 @@
 //!   with the documented SQS event (`aws_lambda_events::sqs::SqsEvent`), deletes the messages
 //!   the function did not list in `batchItemFailures` (DeleteMessageBatch) and leaves the
 //!   listed ones, and the whole batch on a function error, to come back when their visibility
-//!   timeout ends. Redrive to a dead-letter queue after `maxReceiveCount` receives is SQS's
-//!   work: moto does it on ReceiveMessage, as SQS does (see [`create_queue`]).
+//!   timeout ends. Several batches are in flight at once ([`QueueSettings::concurrency`], five
+//!   by default as Lambda starts), so one slow batch does not hold the queue. Redrive to a
+//!   dead-letter queue after `maxReceiveCount` receives is SQS's work: moto does it on
+//!   ReceiveMessage, as SQS does (see [`create_queue`]).
 //!
 //! The function is reached through the Lambda Invoke API that `cargo lambda watch` serves
 //! ([`Function`]): `POST {url}/2015-03-31/functions/{name}/invocations` with the event as the
@@ -181,6 +183,37 @@ impl Function {
             self.name
         )
     }
+}
+
+/// Starts `instances` instances of `function` before a test needs them (as provisioned
+/// concurrency would): that many concurrent invocations with an empty batch (`{"Records":
+/// []}`), waited for. `cargo lambda watch` starts an instance per concurrent invocation, and a
+/// first start (a `cargo run`) takes seconds, longer than a delivery may.
+pub fn warm(function: &Function, instances: usize) -> Result<(), MappingError> {
+    let function = function.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| MappingError::new(format!("no runtime: {e}")))?;
+        runtime.block_on(async {
+            let invoker = Invoker::new(function);
+            let event = json!({"Records": []});
+            let answers =
+                futures::future::join_all((0..instances).map(|_| invoker.invoke(&event))).await;
+            for answer in answers {
+                if let Invocation::Failed { detail, .. } = answer {
+                    return Err(MappingError::new(format!(
+                        "warming {}: {detail}",
+                        invoker.function.name
+                    )));
+                }
+            }
+            Ok(())
+        })
+    })
+    .join()
+    .map_err(|_| MappingError::new("warming panicked"))?
 }
 
 /// What an invocation came to.
@@ -779,7 +812,13 @@ impl StreamReader {
             if parent_busy {
                 return false;
             }
-            return self.start_shard(index, "TRIM_HORIZON", None).await;
+            let after = self.shards[index].last_read.clone();
+            let kind = if after.is_some() {
+                "AFTER_SEQUENCE_NUMBER"
+            } else {
+                "TRIM_HORIZON"
+            };
+            return self.start_shard(index, kind, after).await;
         }
         if self.shards[index].pending.is_empty() {
             return self.read(index).await;
@@ -870,6 +909,13 @@ impl StreamReader {
             shard.last_read = Some(last.sequence_number.clone());
         }
         let any = !records.is_empty();
+        if !any && !shard.closed {
+            // Caught up: the next read starts from a fresh iterator after the last record.
+            // moto swaps a table's stream shard for a copy when it rolls back a cancelled
+            // transaction, and an iterator of the old shard would never see another record;
+            // DynamoDB gives the same records either way.
+            shard.started = false;
+        }
         shard.pending.extend(records);
         any
     }
@@ -1149,10 +1195,14 @@ pub struct QueueSettings {
     /// `batchItemFailures` stay in the queue, the others are deleted; an invalid list keeps the
     /// whole batch. Off, a successful invocation deletes the whole batch.
     pub report_batch_item_failures: bool,
-    /// The pause after an empty receive (polls are short, see the module doc).
+    /// How often an idle queue is polled: short polls, see the module doc (each of the
+    /// `concurrency` pollers pauses that many times as long after an empty receive).
     pub empty_poll_delay: Duration,
     /// The visibility timeout asked for on receive (seconds); `None` keeps the queue's.
     pub visibility_timeout: Option<i32>,
+    /// Batches in flight at once (default 5: Lambda's pollers start with five concurrent
+    /// batches on a standard queue).
+    pub concurrency: usize,
 }
 
 impl Default for QueueSettings {
@@ -1162,6 +1212,7 @@ impl Default for QueueSettings {
             report_batch_item_failures: true,
             empty_poll_delay: Duration::from_millis(75),
             visibility_timeout: None,
+            concurrency: 5,
         }
     }
 }
@@ -1260,11 +1311,21 @@ impl QueuePoller {
     }
 
     async fn run(self) {
-        loop {
-            if !self.poll().await {
-                tokio::time::sleep(self.settings.empty_poll_delay).await;
+        // Staggered, and each pausing `concurrency` times as long after an empty receive: an
+        // idle queue gets one receive per `empty_poll_delay` in all.
+        let pollers = self.settings.concurrency.max(1);
+        let idle = self.settings.empty_poll_delay * u32::try_from(pollers).unwrap_or(u32::MAX);
+        let this = &self;
+        let pollers = (0..pollers).map(|i| async move {
+            tokio::time::sleep(this.settings.empty_poll_delay * u32::try_from(i).unwrap_or(0))
+                .await;
+            loop {
+                if !this.poll().await {
+                    tokio::time::sleep(idle).await;
+                }
             }
-        }
+        });
+        futures::future::join_all(pollers).await;
     }
 
     /// One receive and, when messages came, one invocation; whether messages came.
