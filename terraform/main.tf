@@ -107,7 +107,7 @@ locals {
     # writes the operator's endpoint item from its configuration. A batch is up to 100 records.
     events = {
       route             = null
-      dynamodb_actions  = ["DeleteItem", "GetItem", "PutItem", "Query"]
+      dynamodb_actions  = ["BatchWriteItem", "DeleteItem", "GetItem", "PutItem", "Query"]
       manages_websocket = false
       description       = "roomcast integration events: the table's stream to the deliveries queue"
       timeout           = 60

@@ -60,7 +60,7 @@ const HTTP_ROUTES: &[&str] = &[
 /// deploy test does not drive their handlers (the handler tests do).
 const EVENT_FUNCTIONS: &[(&str, &[&str])] = &[
     ("deliver", &["GetItem", "PutItem"]),
-    ("events", &["DeleteItem", "GetItem", "PutItem", "Query"]),
+    ("events", &["BatchWriteItem", "DeleteItem", "GetItem", "PutItem", "Query"]),
 ];
 
 /// The DynamoDB Streams actions the events function's event source mapping needs (only in its
