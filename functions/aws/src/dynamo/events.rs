@@ -320,3 +320,88 @@ pub fn event_of_stream_record(
     let (before, after) = (image(old)?, image(new)?);
     Ok(Event::of_change(&room, before.as_ref(), after.as_ref()))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use roomcast_core::protocol::MessageView;
+    use roomcast_core::store::Amendment;
+    use roomcast_core::store::rules::apply_amendment;
+
+    use super::*;
+    use crate::dynamo::codec::message_item;
+    use crate::dynamo::schema::{CONNECTION_SK, connection_pk, room_pk};
+
+    fn keys_of(item: &Item) -> Item {
+        [ATTR_PK, ATTR_SK]
+            .into_iter()
+            .map(|k| (k.to_owned(), item[k].clone()))
+            .collect()
+    }
+
+    fn stored(seq: u64) -> MessageView {
+        MessageView {
+            room: "lobby".into(),
+            seq,
+            id: "m1".into(),
+            from: "alice".into(),
+            name: None,
+            role: None,
+            via: None,
+            body: Some("hi".into()),
+            meta: None,
+            ts: 10,
+            edited_ts: None,
+            deleted: false,
+        }
+    }
+
+    /// The images a stream record carries give the events the store's own calls would.
+    #[test]
+    fn stream_records_become_the_events_of_their_changes() {
+        let room = RoomRef::new("acme", "lobby");
+        let pk = room_pk(&room);
+        let message = stored(3);
+        let item = message_item(&pk, &message, None).unwrap();
+        let none = Item::new();
+        assert_eq!(
+            event_of_stream_record(&keys_of(&item), &none, &item).unwrap(),
+            Event::of_append(&room, &message),
+            "insert"
+        );
+        let mut edited = message.clone();
+        apply_amendment(
+            &mut edited,
+            Amendment::Edit {
+                body: "hey".into(),
+                at_ms: 20,
+            },
+        );
+        let after = message_item(&pk, &edited, None).unwrap();
+        assert_eq!(
+            event_of_stream_record(&keys_of(&item), &item, &after).unwrap(),
+            Some(Event::message_edited(&room, 3, "hey", "alice", 20)),
+            "edit"
+        );
+        assert_eq!(
+            event_of_stream_record(&keys_of(&item), &after, &none).unwrap(),
+            None,
+            "expiry"
+        );
+
+        let joined = Event::member_joined(&room, "bob", 5);
+        let mut member = data_item("EV#acme/lobby", &joined.id, &joined).unwrap();
+        member.insert(ATTR_TTL.into(), n(1));
+        assert_eq!(
+            event_of_stream_record(&keys_of(&member), &none, &member).unwrap(),
+            Some(joined)
+        );
+        let connection = key(&connection_pk("c1"), CONNECTION_SK);
+        assert_eq!(
+            event_of_stream_record(&connection, &none, &connection).unwrap(),
+            None,
+            "other items"
+        );
+    }
+}
