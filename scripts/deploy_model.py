@@ -123,6 +123,11 @@ def terraform_model(directory):
     }
 
 
+def filters(patterns):
+    """A mapping's filter patterns, parsed, in one order for both templates (Lambda ORs them)."""
+    return sorted(patterns, key=lambda p: json.dumps(p, sort_keys=True))
+
+
 def param(name):
     """A Terraform variable or SAM parameter, named alike: `webhook_url`, `WebhookUrl` → webhookurl."""
     return "param:" + name.replace("_", "").lower()
@@ -223,6 +228,51 @@ def terraform_statements(tf):
     return out
 
 
+def hcl_object_json(text):
+    """A literal HCL expression as python-hcl2 prints it (`{dynamodb = {Keys = {pk = {S =
+    [{prefix = "R#"}]}}}}`) as the JSON value it stands for: bare or quoted keys before `=`,
+    string literals, numbers, true/false/null. Anything else (a reference, a function call) is
+    not a literal: the text comes back unparsed, so the Rust test reports it."""
+    out, i = [], 0
+    while i < len(text):
+        c = text[i]
+        if c == '"':
+            j = i + 1
+            while j < len(text) and text[j] != '"':
+                j += 2 if text[j] == "\\" else 1
+            out.append(text[i : j + 1])
+            i = j + 1
+        elif c == "=":
+            out.append(":")
+            i += 1
+        elif c.isalpha() or c == "_":
+            m = re.match(r"[A-Za-z_][\w-]*", text[i:])
+            word = m.group(0)
+            i += len(word)
+            if re.match(r"\s*=", text[i:]):
+                out.append(json.dumps(word))
+            else:
+                out.append(word)
+        else:
+            out.append(c)
+            i += 1
+    try:
+        return json.loads("".join(out))
+    except json.JSONDecodeError:
+        return text
+
+
+def tf_filter_pattern(pattern):
+    """A filter's `pattern`: `jsonencode({...})` of a literal, or a JSON string."""
+    m = re.fullmatch(r"\$\{jsonencode\((.*)\)\}", pattern or "", re.S)
+    if m:
+        return hcl_object_json(m.group(1))
+    try:
+        return json.loads(pattern)
+    except (TypeError, json.JSONDecodeError):
+        return pattern
+
+
 def terraform_pipeline(tf):
     res = tf["resource"]
     table = res.get("aws_dynamodb_table.chat", {})
@@ -269,6 +319,9 @@ def terraform_pipeline(tf):
             "max_record_age": m.get("maximum_record_age_in_seconds"),
             "on_failure": tf_canon(tf, on_failure),
             "max_concurrency": tf_canon(tf, first(m.get("scaling_config")).get("maximum_concurrency")),
+            "filters": filters(
+                tf_filter_pattern(f.get("pattern")) for f in first(m.get("filter_criteria")).get("filter", [])
+            ),
         }
     alarms = {}
     functions = tf["locals"].get("functions", {})
@@ -504,6 +557,14 @@ def sam_canon(resources, value):
 doc_parameters = {}
 
 
+def sam_filter_pattern(pattern):
+    """A filter's `Pattern`: a JSON string (anything else comes back as it is)."""
+    try:
+        return json.loads(pattern)
+    except (TypeError, json.JSONDecodeError):
+        return pattern
+
+
 def sam_pipeline(doc):
     resources = doc.get("Resources", {})
     doc_parameters.clear()
@@ -554,6 +615,7 @@ def sam_pipeline(doc):
             "max_record_age": p.get("MaximumRecordAgeInSeconds"),
             "on_failure": canon(p.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")),
             "max_concurrency": canon(p.get("ScalingConfig", {}).get("MaximumConcurrency")),
+            "filters": filters(sam_filter_pattern(f.get("Pattern")) for f in p.get("FilterCriteria", {}).get("Filters", [])),
         }
     alarms = {}
     topic = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}

@@ -88,6 +88,10 @@ resource "aws_sqs_queue_policy" "tls" {
 # function reports the records it could not process (ReportBatchItemFailures), a failing batch
 # is split in two to isolate the bad record, a record is retried 10 times or for a day, then its
 # shard, sequence numbers and the batch's size go to events-failures and the stream moves on.
+# Only messages (sort key M# in a room partition R#) and member events (EV#) become events:
+# the filters drop every other record (connections, subscriptions, heads, …) before the
+# function, so those are not billed (STREAM_FILTER_PATTERNS in functions/aws/src/events.rs;
+# the deploy test holds these to it).
 resource "aws_lambda_event_source_mapping" "events" {
   function_name                      = aws_lambda_function.function["events"].arn
   event_source_arn                   = aws_dynamodb_table.chat.stream_arn
@@ -98,6 +102,15 @@ resource "aws_lambda_event_source_mapping" "events" {
   function_response_types            = ["ReportBatchItemFailures"]
   maximum_retry_attempts             = 10
   maximum_record_age_in_seconds      = 86400
+
+  filter_criteria {
+    filter {
+      pattern = jsonencode({ dynamodb = { Keys = { pk = { S = [{ prefix = "R#" }] }, sk = { S = [{ prefix = "M#" }] } } } })
+    }
+    filter {
+      pattern = jsonencode({ dynamodb = { Keys = { pk = { S = [{ prefix = "EV#" }] } } } })
+    }
+  }
 
   destination_config {
     on_failure {

@@ -17,9 +17,11 @@
 //!   with the DynamoDB actions [`EVENT_FUNCTIONS`] states (not observed: their handlers are not
 //!   driven here), and the two templates agree, reference for reference, on the table's stream,
 //!   the queues (encryption, retention, visibility, redrive, TLS-only policies), the event source
-//!   mappings and every setting of theirs, every function's IAM statements (the queue, stream and
-//!   secret ones checked against [`extra_statements`]), the alarms, the webhook variables and the
-//!   queue outputs; the values are the ones docs/deploy.md and docs/events.md promise;
+//!   mappings and every setting of theirs (the stream's filter patterns are the code's
+//!   `STREAM_FILTER_PATTERNS`, compared parsed), every function's IAM statements (the queue,
+//!   stream and secret ones checked against [`extra_statements`]), the alarms, the webhook
+//!   variables and the queue outputs; the values are the ones docs/deploy.md and docs/events.md
+//!   promise;
 //! - (`deploy_properties`) the deployment properties docs/deploy.md promises: table deletion
 //!   protection a variable on by default; no auto-deploy, and deployments replaced when routes or
 //!   integrations change (Terraform triggers; SAM's hash in the logical ID); the SAM stage's
@@ -40,6 +42,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use roomcast_aws::dynamo::{ATTR_PK, ATTR_SK, ATTR_TTL};
+use roomcast_aws::events::STREAM_FILTER_PATTERNS;
 use roomcast_aws::lambda::env;
 use roomcast_core::auth::{Claims, Role, TokenSigner};
 use roomcast_core::http::HttpRequest;
@@ -60,7 +63,16 @@ const HTTP_ROUTES: &[&str] = &[
 /// deploy test does not drive their handlers (the handler tests do).
 const EVENT_FUNCTIONS: &[(&str, &[&str])] = &[
     ("deliver", &["GetItem", "PutItem"]),
-    ("events", &["BatchWriteItem", "DeleteItem", "GetItem", "PutItem", "Query"]),
+    (
+        "events",
+        &[
+            "BatchWriteItem",
+            "DeleteItem",
+            "GetItem",
+            "PutItem",
+            "Query",
+        ],
+    ),
 ];
 
 /// The DynamoDB Streams actions the events function's event source mapping needs (only in its
@@ -490,6 +502,22 @@ fn extra_statements(function: &str) -> Value {
     }
 }
 
+/// Patterns in one order (their JSON text's).
+fn sorted(mut patterns: Vec<Value>) -> Vec<Value> {
+    patterns.sort_by_key(Value::to_string);
+    patterns
+}
+
+/// [`STREAM_FILTER_PATTERNS`], parsed, [`sorted`].
+fn stream_filter_patterns() -> Vec<Value> {
+    sorted(
+        STREAM_FILTER_PATTERNS
+            .iter()
+            .map(|p| serde_json::from_str(p).unwrap())
+            .collect(),
+    )
+}
+
 /// The integration-event pipeline: Terraform and SAM agree on every part, and the parts are
 /// what the docs promise.
 fn check_pipeline(model: &Value, check: &mut impl FnMut(bool, String)) {
@@ -580,17 +608,33 @@ fn check_pipeline(model: &Value, check: &mut impl FnMut(bool, String)) {
             "source": "table-stream", "starting_position": "TRIM_HORIZON", "batch_size": 100,
             "batching_window": 1, "bisect": true, "response_types": ["ReportBatchItemFailures"],
             "retries": 10, "max_record_age": 86400, "on_failure": "queue:events-failures",
-            "max_concurrency": null,
+            "max_concurrency": null, "filters": stream_filter_patterns(),
         },
         "deliver": {
             "source": "queue:deliveries", "starting_position": null, "batch_size": 10,
             "batching_window": 0, "bisect": false, "response_types": ["ReportBatchItemFailures"],
             "retries": null, "max_record_age": null, "on_failure": null,
-            "max_concurrency": "param:delivermaxconcurrency",
+            "max_concurrency": "param:delivermaxconcurrency", "filters": [],
         },
     });
+    // The stream's filters are the code's, parsed (in any order: Lambda ORs them), in both.
+    for (deploy, m) in [("terraform", tf), ("sam", sam)] {
+        let filters = m["mappings"]["events"]["filters"].clone();
+        let got = filters.as_array().map(|f| sorted(f.clone()));
+        check(
+            got.as_ref() == Some(&stream_filter_patterns()),
+            format!(
+                "{deploy}: the events mapping's filter patterns are {filters}, expected roomcast_aws::events::STREAM_FILTER_PATTERNS {}",
+                Value::Array(stream_filter_patterns())
+            ),
+        );
+    }
+    let mut tf_mappings = tf["mappings"].clone();
+    if let Some(filters) = tf_mappings["events"]["filters"].as_array().cloned() {
+        tf_mappings["events"]["filters"] = Value::Array(sorted(filters));
+    }
     check(
-        tf["mappings"] == expected,
+        tf_mappings == expected,
         format!(
             "event source mappings: {}, expected {expected}",
             tf["mappings"]
