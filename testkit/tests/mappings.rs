@@ -2,7 +2,8 @@
 //! a small HTTP server on loopback standing in for `cargo lambda watch`'s Invoke API: the events
 //! they send deserialize as `aws_lambda_events` types, and they follow Lambda's documented
 //! handling of partial batch failures, function errors (bisection, retries, the on-failure
-//! destination) and, for SQS, visibility timeouts and redrive to a dead-letter queue.
+//! destination), event filtering for streams, and, for SQS, visibility timeouts and redrive to
+//! a dead-letter queue.
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
@@ -477,6 +478,173 @@ async fn without_bisection_a_failing_batch_is_given_up_whole() {
     let failure: Value = serde_json::from_str(failures[0].body().unwrap()).unwrap();
     assert_eq!(failure["DDBStreamBatchInfo"]["batchSize"], json!(2));
     assert_eq!(failure["responseContext"]["statusCode"], json!(500));
+}
+
+/// A table with the deployments' key schema (`pk`, `sk`) and a stream.
+async fn table_with_sort_key_and_stream(aws: &AwsEndpoint, name: &str) {
+    let attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    let key = |name: &str, kind| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .unwrap()
+    };
+    aws.dynamodb()
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute("pk"))
+        .attribute_definitions(attribute("sk"))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn put_keyed(aws: &AwsEndpoint, table: &str, pk: &str, sk: &str, v: u32) {
+    aws.dynamodb()
+        .put_item()
+        .table_name(table)
+        .item("pk", AttributeValue::S(pk.into()))
+        .item("sk", AttributeValue::S(sk.into()))
+        .item("v", AttributeValue::N(v.to_string()))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// roomcast's patterns (`roomcast_aws::events::STREAM_FILTER_PATTERNS`): messages, member events.
+fn roomcast_filters() -> Vec<Value> {
+    vec![
+        json!({"dynamodb": {"Keys": {
+            "pk": {"S": [{"prefix": "R#"}]},
+            "sk": {"S": [{"prefix": "M#"}]},
+        }}}),
+        json!({"dynamodb": {"Keys": {"pk": {"S": [{"prefix": "EV#"}]}}}}),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_send_only_the_matching_records_and_move_past_the_others() {
+    let aws = aws();
+    let table = unique("stream-filters");
+    table_with_sort_key_and_stream(&aws, &table).await;
+    let (room, message) = ("R#t/lobby", |seq: u32| format!("M#{seq:020}"));
+    put_keyed(&aws, &table, room, &message(1), 1).await; // passes
+    put_keyed(&aws, &table, "C#c1", "C", 1).await;
+    put_keyed(&aws, &table, "EV#t/lobby", "ev-1", 1).await; // passes
+    put_keyed(&aws, &table, room, "S#c1", 1).await;
+    put_keyed(&aws, &table, room, "ST#HEAD", 1).await;
+    // A tenant named `M`: its endpoint directory entries start `M#` as messages do.
+    put_keyed(&aws, &table, "EPS", "M#e1", 1).await;
+    put_keyed(&aws, &table, room, &message(1), 2).await; // passes (an edit)
+    put_keyed(&aws, &table, room, &message(2), 1).await; // passes
+    aws.dynamodb()
+        .delete_item()
+        .table_name(&table)
+        .key("pk", AttributeValue::S(room.into()))
+        .key("sk", AttributeValue::S(message(2)))
+        .send()
+        .await
+        .unwrap(); // passes (a deletion)
+    put_keyed(&aws, &table, room, "ST#HEAD", 2).await; // the last record read is dropped
+
+    let function = fake_function(|_| async { Reply::ok(json!({})) }).await;
+    let settings = StreamSettings {
+        filter_patterns: roomcast_filters(),
+        ..StreamSettings::default()
+    };
+    let mapping = StreamMapping::start(&aws, &table, function.function.clone(), settings).unwrap();
+    let counters = mapping
+        .wait_until(WITHIN, |c| c.records_succeeded + c.records_filtered >= 10)
+        .await
+        .unwrap();
+    assert_eq!(counters.records_succeeded, 5);
+    assert_eq!(counters.records_delivered, 5);
+    assert_eq!(counters.records_filtered, 5);
+    assert_eq!(counters.invocation_errors, 0);
+    let sent: Vec<(String, String, String)> = records(&function.events())
+        .iter()
+        .map(|r| {
+            let key = |k: &str| r["dynamodb"]["Keys"][k]["S"].as_str().unwrap().to_owned();
+            (
+                r["eventName"].as_str().unwrap().to_owned(),
+                key("pk"),
+                key("sk"),
+            )
+        })
+        .collect();
+    let want = |name: &str, pk: &str, sk: &str| (name.to_owned(), pk.to_owned(), sk.to_owned());
+    assert_eq!(
+        sent,
+        [
+            want("INSERT", room, &message(1)),
+            want("INSERT", "EV#t/lobby", "ev-1"),
+            want("MODIFY", room, &message(1)),
+            want("INSERT", room, &message(2)),
+            want("REMOVE", room, &message(2)),
+        ]
+    );
+
+    // The stream goes on past the dropped records, none of them sent later.
+    put_keyed(&aws, &table, "C#c1", "C", 2).await;
+    put_keyed(&aws, &table, room, &message(3), 1).await;
+    let counters = mapping
+        .wait_until(WITHIN, |c| {
+            c.records_succeeded >= 6 && c.records_filtered >= 6
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (counters.records_delivered, counters.records_filtered),
+        (6, 6)
+    );
+    let last = records(&function.events()).pop().unwrap();
+    assert_eq!(last["dynamodb"]["Keys"]["sk"]["S"], json!(message(3)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_pattern_outside_the_emulated_rules_fails_the_start() {
+    let aws = aws();
+    let table = unique("stream-bad-filter");
+    table_with_sort_key_and_stream(&aws, &table).await;
+    let function = fake_function(|_| async { Reply::ok(json!({})) }).await;
+    for (pattern, says) in [
+        (
+            json!({"dynamodb": {"Keys": {"pk": {"S": [{"suffix": "#"}]}}}}),
+            "not emulated",
+        ),
+        (json!({"eventName": ["INSERT"]}), "`dynamodb` key"),
+    ] {
+        let settings = StreamSettings {
+            filter_patterns: vec![roomcast_filters()[0].clone(), pattern.clone()],
+            ..StreamSettings::default()
+        };
+        let error = StreamMapping::start(&aws, &table, function.function.clone(), settings)
+            .err()
+            .unwrap_or_else(|| panic!("{pattern} accepted"))
+            .to_string();
+        assert!(
+            error.contains("filter pattern 2") && error.contains(says),
+            "{pattern}: {error}"
+        );
+    }
+    assert!(function.events().is_empty());
 }
 
 // ---- SQS ----

@@ -8,7 +8,10 @@
 //!   deserializes), in batches of up to [`StreamSettings::batch_size`] records of one shard, in
 //!   order. Errors are handled as Lambda documents for DynamoDB streams with
 //!   `ReportBatchItemFailures`, `BisectBatchOnFunctionError`, `MaximumRetryAttempts` and an SQS
-//!   on-failure destination (see [`StreamSettings`]).
+//!   on-failure destination (see [`StreamSettings`]). With
+//!   [`StreamSettings::filter_patterns`] (Lambda's `FilterCriteria`), records matching none of
+//!   the patterns are dropped before batching, as Lambda's event filtering does: never sent,
+//!   checkpointed past ([`FilterPattern`] says which part of the rules is emulated).
 //! - [`QueueMapping`]: an SQS queue → a function. It polls with ReceiveMessage (short polls:
 //!   `WaitTimeSeconds` 0, then a pause when the queue is empty, because the tests' moto serves
 //!   one request at a time and a long poll would hold every other request), invokes the function
@@ -370,6 +373,9 @@ pub struct MappingCounters {
     pub batches_bisected: u64,
     /// Records given up after their retries (stream).
     pub records_discarded: u64,
+    /// Records that matched none of [`StreamSettings::filter_patterns`]: never sent, and
+    /// checkpointed past (stream).
+    pub records_filtered: u64,
     /// Failure records sent to the on-failure destination (stream).
     pub failures_sent: u64,
     /// Errors from AWS itself (reading the stream, receiving, deleting, sending), retried.
@@ -385,6 +391,7 @@ struct Counters {
     invocation_errors: AtomicU64,
     batches_bisected: AtomicU64,
     records_discarded: AtomicU64,
+    records_filtered: AtomicU64,
     failures_sent: AtomicU64,
     aws_errors: AtomicU64,
 }
@@ -412,6 +419,7 @@ impl Shared {
             invocation_errors: get(&c.invocation_errors),
             batches_bisected: get(&c.batches_bisected),
             records_discarded: get(&c.records_discarded),
+            records_filtered: get(&c.records_filtered),
             failures_sent: get(&c.failures_sent),
             aws_errors: get(&c.aws_errors),
         }
@@ -561,6 +569,11 @@ pub struct StreamSettings {
     pub poll_interval: Duration,
     /// The pause before retrying a failed batch.
     pub retry_delay: Duration,
+    /// `FilterCriteria`: the filters' patterns, parsed (default none: every record is sent).
+    /// A record is sent when it matches any of them (see [`FilterPattern`]); the others are
+    /// dropped before batching and counted in [`MappingCounters::records_filtered`]. A pattern
+    /// outside the emulated rules fails [`StreamMapping::start`].
+    pub filter_patterns: Vec<Value>,
 }
 
 impl Default for StreamSettings {
@@ -573,6 +586,7 @@ impl Default for StreamSettings {
             on_failure_queue_url: None,
             poll_interval: Duration::from_millis(100),
             retry_delay: Duration::from_millis(50),
+            filter_patterns: Vec::new(),
         }
     }
 }
@@ -587,7 +601,8 @@ pub struct StreamMapping {
 
 impl StreamMapping {
     /// Starts delivering the stream of `table` (which must have one) at `aws` to `function`.
-    /// Blocks until the stream is found (a few requests), then delivers in the background.
+    /// Blocks until the stream is found (a few requests), then delivers in the background. An
+    /// invalid or unsupported filter pattern is an error here, before anything is read.
     pub fn start(
         aws: &AwsEndpoint,
         table: &str,
@@ -692,6 +707,8 @@ struct StreamReader {
     shards: Vec<ShardState>,
     discovered: Option<tokio::time::Instant>,
     failure_records: u64,
+    /// The compiled [`StreamSettings::filter_patterns`] (empty: no filtering).
+    filters: Vec<FilterPattern>,
 }
 
 impl StreamReader {
@@ -703,6 +720,16 @@ impl StreamReader {
         shared: Arc<Shared>,
     ) -> Result<Self, MappingError> {
         settings.batch_size = settings.batch_size.max(1);
+        let filters = settings
+            .filter_patterns
+            .iter()
+            .enumerate()
+            .map(|(i, pattern)| {
+                FilterPattern::new(pattern).map_err(|e| {
+                    MappingError::new(format!("filter pattern {} ({pattern}): {e}", i + 1))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let described = aws
             .dynamodb()
             .describe_table()
@@ -730,6 +757,7 @@ impl StreamReader {
             shards: Vec::new(),
             discovered: None,
             failure_records: 0,
+            filters,
         };
         reader.discover().await?;
         Ok(reader)
@@ -895,20 +923,28 @@ impl StreamReader {
                 return false;
             }
         };
-        let records: Vec<PendingRecord> = output
+        let mut records: Vec<PendingRecord> = output
             .records()
             .iter()
             .filter_map(|r| self.event_record(r))
             .collect();
+        let last = records.last().map(|r| r.sequence_number.clone());
+        let any = !records.is_empty();
+        if !self.filters.is_empty() {
+            // Lambda filters before batching: a dropped record is never sent, and the
+            // checkpoint (`last_read`) moves past it with the others.
+            let read = records.len();
+            records.retain(|r| self.filters.iter().any(|f| f.matches(&r.event)));
+            add(&self.shared.counters.records_filtered, read - records.len());
+        }
         let shard = &mut self.shards[index];
         shard.iterator = output.next_shard_iterator().map(str::to_owned);
         if shard.iterator.is_none() {
             shard.closed = true;
         }
-        if let Some(last) = records.last() {
-            shard.last_read = Some(last.sequence_number.clone());
+        if let Some(last) = last {
+            shard.last_read = Some(last);
         }
-        let any = !records.is_empty();
         if !any && !shard.closed {
             // Caught up: the next read starts from a fresh iterator after the last record.
             // moto swaps a table's stream shard for a copy when it rolls back a cancelled
@@ -1133,6 +1169,130 @@ impl StreamReader {
                     tokio::time::sleep(self.settings.retry_delay).await;
                 }
             }
+        }
+    }
+}
+
+/// A filter pattern of Lambda's event filtering (`FilterCriteria.Filters[].Pattern`, parsed),
+/// the part of the documented rules that the deployments' patterns use:
+///
+/// - a pattern is a JSON object; each key names a field of the record, and its value is either
+///   an object (a pattern for the nested field) or an array of matchers (a leaf);
+/// - a record matches when every leaf's field exists and its value matches ANY of the leaf's
+///   matchers (an array value: when any of its elements does);
+/// - matchers: an exact string, an exact number (compared as numbers, and only with JSON
+///   numbers: DynamoDB's `{"N": "7"}` is a string), and `{"prefix": "..."}` on strings.
+///
+/// For DynamoDB streams Lambda filters on the record's `dynamodb` key only, so a pattern must
+/// have that one top-level key. Anything else (`anything-but`, `numeric`, `exists`, `null`,
+/// booleans, an empty leaf or object) is refused rather than emulated wrongly.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FilterPattern {
+    /// Fields and the patterns their values must match, every one.
+    Object(Vec<(String, FilterPattern)>),
+    /// Matchers, any one of which the value must match.
+    Leaf(Vec<FilterMatcher>),
+}
+
+/// One matcher of a [`FilterPattern`] leaf.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FilterMatcher {
+    /// The string itself.
+    String(String),
+    /// The number itself.
+    Number(f64),
+    /// `{"prefix": "..."}`: a string starting with it.
+    Prefix(String),
+}
+
+impl FilterPattern {
+    /// A stream mapping's pattern, checked against the rules above.
+    pub fn new(pattern: &Value) -> Result<Self, String> {
+        let Value::Object(top) = pattern else {
+            return Err("a pattern must be a JSON object".into());
+        };
+        if let Some(key) = top.keys().find(|k| *k != "dynamodb") {
+            return Err(format!(
+                "DynamoDB stream filters may only filter on the `dynamodb` key, not `{key}`"
+            ));
+        }
+        Self::of(pattern, "")
+    }
+
+    fn of(pattern: &Value, path: &str) -> Result<Self, String> {
+        let at = |key: &str| {
+            if path.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{path}.{key}")
+            }
+        };
+        match pattern {
+            Value::Object(fields) if !fields.is_empty() => fields
+                .iter()
+                .map(|(key, value)| Ok((key.clone(), Self::of(value, &at(key))?)))
+                .collect::<Result<_, String>>()
+                .map(Self::Object),
+            Value::Array(matchers) if !matchers.is_empty() => matchers
+                .iter()
+                .map(|m| FilterMatcher::new(m).map_err(|e| format!("at `{path}`: {e}")))
+                .collect::<Result<_, String>>()
+                .map(Self::Leaf),
+            Value::Object(_) | Value::Array(_) => Err(format!(
+                "at `{path}`: an empty object or array matches nothing"
+            )),
+            other => Err(format!(
+                "at `{path}`: {other} is neither a nested pattern (an object) nor a list of \
+                 matchers (an array)"
+            )),
+        }
+    }
+
+    /// Whether `record` (a stream record as the function's event carries it) matches.
+    pub fn matches(&self, record: &Value) -> bool {
+        match self {
+            Self::Object(fields) => fields
+                .iter()
+                .all(|(key, pattern)| record.get(key).is_some_and(|value| pattern.matches(value))),
+            Self::Leaf(matchers) => {
+                let one = |v: &Value| matchers.iter().any(|m| m.matches(v));
+                match record {
+                    Value::Array(values) => values.iter().any(one),
+                    value => one(value),
+                }
+            }
+        }
+    }
+}
+
+impl FilterMatcher {
+    fn new(matcher: &Value) -> Result<Self, String> {
+        match matcher {
+            Value::String(s) => Ok(Self::String(s.clone())),
+            Value::Number(n) => n
+                .as_f64()
+                .map(Self::Number)
+                .ok_or_else(|| format!("the number {n} is out of range")),
+            Value::Object(rule) => match (rule.len(), rule.get("prefix")) {
+                (1, Some(Value::String(prefix))) => Ok(Self::Prefix(prefix.clone())),
+                _ => Err(format!(
+                    "the matcher {matcher} is not emulated (exact strings and numbers and \
+                     {{\"prefix\": \"...\"}} are)"
+                )),
+            },
+            other => Err(format!(
+                "the matcher {other} is not emulated (exact strings and numbers and \
+                 {{\"prefix\": \"...\"}} are)"
+            )),
+        }
+    }
+
+    fn matches(&self, value: &Value) -> bool {
+        match (self, value) {
+            (Self::String(want), Value::String(got)) => want == got,
+            (Self::Number(want), Value::Number(got)) => got.as_f64() == Some(*want),
+            (Self::Prefix(prefix), Value::String(got)) => got.starts_with(prefix.as_str()),
+            _ => false,
         }
     }
 }
@@ -1665,6 +1825,81 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(invalid)
             );
+        }
+    }
+
+    #[test]
+    fn filter_patterns_match_by_lambda_rules() {
+        let message = FilterPattern::new(&json!({"dynamodb": {"Keys": {
+            "pk": {"S": [{"prefix": "R#"}]},
+            "sk": {"S": [{"prefix": "M#"}, "HEAD"]},
+        }}}))
+        .unwrap();
+        let record = |pk: &str, sk: &str| {
+            json!({"eventName": "INSERT", "dynamodb": {
+                "Keys": {"pk": {"S": pk}, "sk": {"S": sk}},
+                "NewImage": {"pk": {"S": pk}, "sk": {"S": sk}, "n": {"N": "7"}},
+            }})
+        };
+        assert!(message.matches(&record("R#t/r", "M#0001")));
+        assert!(message.matches(&record("R#t/r", "HEAD")));
+        // Every leaf must hold; an exact value is the whole value.
+        assert!(!message.matches(&record("EPS", "M#e1")));
+        assert!(!message.matches(&record("R#t/r", "S#c1")));
+        assert!(!message.matches(&record("R#t/r", "HEADS")));
+        // A missing field, or one of another type, matches nothing.
+        assert!(!message.matches(&json!({"dynamodb": {"Keys": {"pk": {"S": "R#t/r"}}}})));
+        assert!(!message.matches(&json!({"dynamodb": {"Keys": {
+            "pk": {"S": "R#t/r"}, "sk": {"N": "1"},
+        }}})));
+        assert!(!message.matches(&json!({"eventName": "INSERT"})));
+
+        let numbers = FilterPattern::new(&json!({"dynamodb": {"SizeBytes": [26, 27.5]}})).unwrap();
+        assert!(numbers.matches(&json!({"dynamodb": {"SizeBytes": 26}})));
+        assert!(numbers.matches(&json!({"dynamodb": {"SizeBytes": 26.0}})));
+        assert!(numbers.matches(&json!({"dynamodb": {"SizeBytes": [1, 27.5]}})));
+        assert!(!numbers.matches(&json!({"dynamodb": {"SizeBytes": "26"}})));
+        assert!(!numbers.matches(&json!({"dynamodb": {"SizeBytes": 25}})));
+    }
+
+    #[test]
+    fn filter_patterns_outside_the_emulated_rules_are_refused() {
+        for (pattern, says) in [
+            (json!(["x"]), "JSON object"),
+            (
+                json!({"eventName": ["INSERT"]}),
+                "only filter on the `dynamodb` key",
+            ),
+            (json!({"dynamodb": {}}), "empty"),
+            (json!({"dynamodb": {"Keys": []}}), "empty"),
+            (json!({"dynamodb": {"Keys": "x"}}), "neither"),
+            (
+                json!({"dynamodb": {"SizeBytes": [{"numeric": [">", 5]}]}}),
+                "not emulated",
+            ),
+            (
+                json!({"dynamodb": {"Keys": {"pk": {"S": [{"anything-but": ["x"]}]}}}}),
+                "not emulated",
+            ),
+            (
+                json!({"dynamodb": {"Keys": {"pk": {"S": [{"prefix": 5}]}}}}),
+                "not emulated",
+            ),
+            (
+                json!({"dynamodb": {"Keys": {"pk": {"S": [{"prefix": "a", "x": 1}]}}}}),
+                "not emulated",
+            ),
+            (
+                json!({"dynamodb": {"NewImage": {"on": {"BOOL": [true]}}}}),
+                "not emulated",
+            ),
+            (
+                json!({"dynamodb": {"NewImage": {"x": [null]}}}),
+                "not emulated",
+            ),
+        ] {
+            let error = FilterPattern::new(&pattern).unwrap_err();
+            assert!(error.contains(says), "{pattern}: {error}");
         }
     }
 
