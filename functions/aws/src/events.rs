@@ -534,6 +534,10 @@ fn entry_of(message: &SqsMessage) -> Option<OutboxEntry> {
 ///
 /// Only the `dynamodb` key of a record can be filtered on (Lambda's rule for DynamoDB sources),
 /// so the member events' removals by TTL still pass; the function ignores them.
+///
+/// Each pattern stays a raw string literal (`r#"…"#`) in this list: the Lambda stack test
+/// (`infra/local/tests/protocol_lambda.rs`) reads them from this source, as this module is
+/// behind the `lambda` feature that the local server's build leaves off.
 pub const STREAM_FILTER_PATTERNS: &[&str] = &[
     r#"{"dynamodb":{"Keys":{"pk":{"S":[{"prefix":"R#"}]},"sk":{"S":[{"prefix":"M#"}]}}}}"#,
     r#"{"dynamodb":{"Keys":{"pk":{"S":[{"prefix":"EV#"}]}}}}"#,

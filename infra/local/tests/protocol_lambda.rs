@@ -6,7 +6,9 @@
 //! Integration events run as deployed: the table's stream (moto's DynamoDB Streams API) feeds
 //! the `events` function and the SQS delivery queue (moto's, with its dead-letter queue) the
 //! `deliver` function, each through an emulation of Lambda's event source mapping
-//! ([`roomcast_testkit::aws::mappings`]); the webhook cases then run against the whole.
+//! ([`roomcast_testkit::aws::mappings`]), the stream's with the deployed filter criteria
+//! (`STREAM_FILTER_PATTERNS`: only messages and member events reach `events`); the webhook
+//! cases then run against the whole.
 //!
 //! `cargo lambda` comes from `ROOMCAST_CARGO_LAMBDA` (default: the venv `scripts/test.sh`
 //! installs, `~/.cache/roomcast/lambda-venv/bin/cargo-lambda`); without it the tests FAIL.
@@ -42,6 +44,40 @@ struct Stack {
     local: Local,
     _watch: Lifeline,
     _dynamo: Dynamo,
+}
+
+/// `roomcast_aws::events::STREAM_FILTER_PATTERNS`, parsed: the deployed filter criteria of the
+/// stream mapping. Read from its source, because `roomcast_aws::events` is behind roomcast-aws's
+/// `lambda` feature, which this crate's `dynamodb` feature leaves off (the local server needs
+/// only the store); functions/aws/tests/deploy.rs holds the templates to the same constant.
+fn stream_filter_patterns() -> Result<Vec<serde_json::Value>, String> {
+    const SOURCE: &str = include_str!("../../../functions/aws/src/events.rs");
+    const START: &str = "pub const STREAM_FILTER_PATTERNS: &[&str] = &[";
+    let unreadable = |why: &str| {
+        format!(
+            "STREAM_FILTER_PATTERNS in functions/aws/src/events.rs: {why} (raw strings r#\"…\"# expected)"
+        )
+    };
+    let list = SOURCE
+        .split_once(START)
+        .and_then(|(_, rest)| rest.split_once("\n];"))
+        .ok_or_else(|| unreadable("not found"))?
+        .0;
+    let patterns: Vec<serde_json::Value> = list
+        .split("r#\"")
+        .skip(1)
+        .map(|literal| {
+            let text = literal
+                .split_once("\"#")
+                .ok_or_else(|| unreadable("unterminated literal"))?
+                .0;
+            serde_json::from_str(text).map_err(|e| unreadable(&format!("{text}: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    if patterns.is_empty() {
+        return Err(unreadable("no pattern"));
+    }
+    Ok(patterns)
 }
 
 /// The SQS queues the stack creates on moto: (deliveries, on-failure destination of the
@@ -177,13 +213,16 @@ fn start_stack() -> Result<Stack, String> {
     let queue_settings = QueueSettings::default();
     warm(&events, 1).map_err(|e| e.to_string())?;
     warm(&deliver, queue_settings.concurrency).map_err(|e| e.to_string())?;
-    // The local server made the table (with its stream) before it listened.
+    // The local server made the table (with its stream) before it listened. The filters are
+    // the deployed ones: only messages and member events reach the function.
+    let filter_patterns = stream_filter_patterns()?;
     let stream = StreamMapping::start(
         &aws,
         &table,
         events,
         StreamSettings {
             on_failure_queue_url: Some(failures_queue),
+            filter_patterns,
             ..StreamSettings::default()
         },
     )
