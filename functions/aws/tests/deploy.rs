@@ -41,8 +41,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use roomcast_aws::dynamo::STREAM_FILTER_PATTERNS;
 use roomcast_aws::dynamo::{ATTR_PK, ATTR_SK, ATTR_TTL};
-use roomcast_aws::events::STREAM_FILTER_PATTERNS;
 use roomcast_aws::lambda::env;
 use roomcast_core::auth::{Claims, Role, TokenSigner};
 use roomcast_core::http::HttpRequest;
@@ -624,7 +624,7 @@ fn check_pipeline(model: &Value, check: &mut impl FnMut(bool, String)) {
         check(
             got.as_ref() == Some(&stream_filter_patterns()),
             format!(
-                "{deploy}: the events mapping's filter patterns are {filters}, expected roomcast_aws::events::STREAM_FILTER_PATTERNS {}",
+                "{deploy}: the events mapping's filter patterns are {filters}, expected roomcast_aws::dynamo::STREAM_FILTER_PATTERNS {}",
                 Value::Array(stream_filter_patterns())
             ),
         );

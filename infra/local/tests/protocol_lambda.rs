@@ -22,6 +22,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::{Local, start};
+use roomcast_aws::dynamo::STREAM_FILTER_PATTERNS;
 use roomcast_core::auth::Claims;
 use roomcast_protocol_tests::{Capabilities, Deployment};
 use roomcast_testkit::aws::mappings::{
@@ -46,38 +47,12 @@ struct Stack {
     _dynamo: Dynamo,
 }
 
-/// `roomcast_aws::events::STREAM_FILTER_PATTERNS`, parsed: the deployed filter criteria of the
-/// stream mapping. Read from its source, because `roomcast_aws::events` is behind roomcast-aws's
-/// `lambda` feature, which this crate's `dynamodb` feature leaves off (the local server needs
-/// only the store); functions/aws/tests/deploy.rs holds the templates to the same constant.
+/// The deployed filter patterns of the events function's stream mapping.
 fn stream_filter_patterns() -> Result<Vec<serde_json::Value>, String> {
-    const SOURCE: &str = include_str!("../../../functions/aws/src/events.rs");
-    const START: &str = "pub const STREAM_FILTER_PATTERNS: &[&str] = &[";
-    let unreadable = |why: &str| {
-        format!(
-            "STREAM_FILTER_PATTERNS in functions/aws/src/events.rs: {why} (raw strings r#\"…\"# expected)"
-        )
-    };
-    let list = SOURCE
-        .split_once(START)
-        .and_then(|(_, rest)| rest.split_once("\n];"))
-        .ok_or_else(|| unreadable("not found"))?
-        .0;
-    let patterns: Vec<serde_json::Value> = list
-        .split("r#\"")
-        .skip(1)
-        .map(|literal| {
-            let text = literal
-                .split_once("\"#")
-                .ok_or_else(|| unreadable("unterminated literal"))?
-                .0;
-            serde_json::from_str(text).map_err(|e| unreadable(&format!("{text}: {e}")))
-        })
-        .collect::<Result<_, _>>()?;
-    if patterns.is_empty() {
-        return Err(unreadable("no pattern"));
-    }
-    Ok(patterns)
+    STREAM_FILTER_PATTERNS
+        .iter()
+        .map(|p| serde_json::from_str(p).map_err(|e| format!("filter pattern {p}: {e}")))
+        .collect()
 }
 
 /// The SQS queues the stack creates on moto: (deliveries, on-failure destination of the

@@ -321,6 +321,153 @@ pub fn event_of_stream_record(
     Ok(Event::of_change(&room, before.as_ref(), after.as_ref()))
 }
 
+// ---- Stream filtering ----------------------------------------------------------------------
+
+/// The filter criteria of the events function's stream mapping (Lambda event filtering, the
+/// `FilterCriteria` of `terraform/events.tf` and `infra/template.yaml`; `functions/aws/tests/
+/// deploy.rs` holds both templates to this list): the only records [`event_of_stream_record`]
+/// turns into events.
+///
+/// The table's stream carries every write, most of them connection items updated per frame
+/// (rate tokens), subscriptions, heads and member items, none of which is an event; records
+/// that match no pattern never invoke the function and are not billed, and the mapping
+/// checkpoints past them. A record passes when it matches either pattern (Lambda ORs them):
+///
+/// - a message: partition key in a room ([`ROOM_PK_PREFIX`]) and
+///   sort key of a message ([`MESSAGE_SK_PREFIX`]), every
+///   change of it (insert, edit, deletion). The partition matters: an endpoint directory entry
+///   is `{tenant}#{id}`, so a tenant named `M` has sort keys starting `M#` too;
+/// - a member event item ([`MEMBER_EVENT_PK_PREFIX`]).
+///
+/// Only the `dynamodb` key of a record can be filtered on (Lambda's rule for DynamoDB sources),
+/// so the member events' removals by TTL still pass; the function ignores them.
+pub const STREAM_FILTER_PATTERNS: &[&str] = &[
+    r#"{"dynamodb":{"Keys":{"pk":{"S":[{"prefix":"R#"}]},"sk":{"S":[{"prefix":"M#"}]}}}}"#,
+    r#"{"dynamodb":{"Keys":{"pk":{"S":[{"prefix":"EV#"}]}}}}"#,
+];
+
+#[cfg(test)]
+mod stream_filter_tests {
+    use std::collections::HashMap;
+
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use serde_json::{Value, json};
+
+    use super::{STREAM_FILTER_PATTERNS, event_of_stream_record};
+    use crate::dynamo::{
+        ATTR_PK, ATTR_SK, CONNECTION_PK_PREFIX, CONNECTION_SK, CONVERSATION_SK,
+        DEAD_LETTER_PK_PREFIX, ENDPOINT_DIRECTORY_PK, ENDPOINT_PK_PREFIX, ENDPOINT_SK, HEAD_SK,
+        IDEMPOTENCY_SK_PREFIX, MEMBER_EVENT_PK_PREFIX, MEMBER_SK_PREFIX, MESSAGE_SK_PREFIX,
+        REQUESTS_PK_PREFIX, REQUESTS_SK, ROOM_PK_PREFIX, SUBSCRIPTION_SK_PREFIX,
+        USER_CONNECTION_SK_PREFIX, USER_PK_PREFIX, USER_STATUS_SK,
+    };
+
+    fn patterns() -> Vec<Value> {
+        STREAM_FILTER_PATTERNS
+            .iter()
+            .map(|p| serde_json::from_str(p).unwrap_or_else(|e| panic!("{p}: {e}")))
+            .collect()
+    }
+
+    /// Whether a `{"S": [{"prefix": …}]}` leaf of `pattern` holds for `key` (the only matcher
+    /// these patterns use).
+    fn matches(pattern: &Value, pk: &str, sk: &str) -> bool {
+        let Some(keys) = pattern["dynamodb"]["Keys"].as_object() else {
+            return false;
+        };
+        keys.iter().all(|(name, leaf)| {
+            let value = match name.as_str() {
+                ATTR_PK => pk,
+                ATTR_SK => sk,
+                _ => return false,
+            };
+            leaf["S"].as_array().is_some_and(|matchers| {
+                matchers.iter().any(|m| {
+                    m["prefix"]
+                        .as_str()
+                        .is_some_and(|prefix| value.starts_with(prefix))
+                })
+            })
+        })
+    }
+
+    #[test]
+    fn the_patterns_are_the_schema_prefixes() {
+        let leaf = |prefix: &str| json!({"S": [{"prefix": prefix}]});
+        assert_eq!(
+            patterns(),
+            [
+                json!({"dynamodb": {"Keys": {
+                    ATTR_PK: leaf(ROOM_PK_PREFIX),
+                    ATTR_SK: leaf(MESSAGE_SK_PREFIX),
+                }}}),
+                json!({"dynamodb": {"Keys": {ATTR_PK: leaf(MEMBER_EVENT_PK_PREFIX)}}}),
+            ]
+        );
+        // Lambda takes at most five filters, each pattern at most 4096 characters.
+        assert!(STREAM_FILTER_PATTERNS.len() <= 5);
+        assert!(STREAM_FILTER_PATTERNS.iter().all(|p| p.len() <= 4096));
+    }
+
+    #[test]
+    fn only_messages_and_member_events_pass() {
+        let room = format!("{ROOM_PK_PREFIX}t/lobby");
+        let pass = [
+            (room.clone(), format!("{MESSAGE_SK_PREFIX}{:020}", 7)),
+            (
+                format!("{MEMBER_EVENT_PK_PREFIX}t/lobby"),
+                "ev-1".to_owned(),
+            ),
+        ];
+        let drop = [
+            (
+                format!("{CONNECTION_PK_PREFIX}c1"),
+                CONNECTION_SK.to_owned(),
+            ),
+            (
+                format!("{USER_PK_PREFIX}t#u"),
+                format!("{USER_CONNECTION_SK_PREFIX}c1"),
+            ),
+            (format!("{USER_PK_PREFIX}t#u"), USER_STATUS_SK.to_owned()),
+            (format!("{REQUESTS_PK_PREFIX}t#u"), REQUESTS_SK.to_owned()),
+            (room.clone(), format!("{SUBSCRIPTION_SK_PREFIX}c1")),
+            (room.clone(), format!("{IDEMPOTENCY_SK_PREFIX}u#M#1")),
+            (room.clone(), HEAD_SK.to_owned()),
+            (room.clone(), CONVERSATION_SK.to_owned()),
+            (room.clone(), format!("{MEMBER_SK_PREFIX}u")),
+            (format!("{ENDPOINT_PK_PREFIX}e1"), ENDPOINT_SK.to_owned()),
+            // A tenant named `M`: its directory entries start `M#` as messages do.
+            (ENDPOINT_DIRECTORY_PK.to_owned(), "M#e1".to_owned()),
+            (
+                format!("{DEAD_LETTER_PK_PREFIX}e1"),
+                format!("{:020}#ev-1", 1),
+            ),
+        ];
+        let patterns = patterns();
+        for (pk, sk) in pass {
+            assert!(patterns.iter().any(|p| matches(p, &pk, &sk)), "{pk} {sk}");
+        }
+        for (pk, sk) in drop {
+            assert!(!patterns.iter().any(|p| matches(p, &pk, &sk)), "{pk} {sk}");
+            // And the function would make nothing of them: what the filters drop, it ignores.
+            let keys = HashMap::from([
+                (ATTR_PK.to_owned(), AttributeValue::S(pk.clone())),
+                (ATTR_SK.to_owned(), AttributeValue::S(sk.clone())),
+            ]);
+            for (old, new) in [
+                (&keys, &keys),
+                (&HashMap::new(), &keys),
+                (&keys, &HashMap::new()),
+            ] {
+                assert!(
+                    matches!(event_of_stream_record(&keys, old, new), Ok(None)),
+                    "{pk} {sk}"
+                );
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]

@@ -129,7 +129,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 
-pub use events::event_of_stream_record;
+pub use events::{STREAM_FILTER_PATTERNS, event_of_stream_record};
 pub use expiry::{CONNECTION_TTL_MARGIN_SECS, CONNECTION_TTL_SECS};
 // Every public name of the schema (the key design) is part of this module's API.
 pub use schema::*;
