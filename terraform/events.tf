@@ -100,7 +100,7 @@ resource "aws_lambda_event_source_mapping" "events" {
   maximum_batching_window_in_seconds = 1
   bisect_batch_on_function_error     = true
   function_response_types            = ["ReportBatchItemFailures"]
-  maximum_retry_attempts             = 10
+  maximum_retry_attempts             = -1
   maximum_record_age_in_seconds      = 86400
 
   filter_criteria {

@@ -607,7 +607,7 @@ fn check_pipeline(model: &Value, check: &mut impl FnMut(bool, String)) {
         "events": {
             "source": "table-stream", "starting_position": "TRIM_HORIZON", "batch_size": 100,
             "batching_window": 1, "bisect": true, "response_types": ["ReportBatchItemFailures"],
-            "retries": 10, "max_record_age": 86400, "on_failure": "queue:events-failures",
+            "retries": -1, "max_record_age": 86400, "on_failure": "queue:events-failures",
             "max_concurrency": null, "filters": stream_filter_patterns(),
         },
         "deliver": {

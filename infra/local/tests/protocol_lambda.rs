@@ -196,6 +196,8 @@ fn start_stack() -> Result<Stack, String> {
         &table,
         events,
         StreamSettings {
+            // As deployed: retried until the record ages out (`-1`).
+            maximum_retry_attempts: None,
             on_failure_queue_url: Some(failures_queue),
             filter_patterns,
             ..StreamSettings::default()
