@@ -23,21 +23,38 @@
 //!    environment against a local Runtime API stub: time from spawn to its first
 //!    `GET /2018-06-01/runtime/invocation/next`.
 //! 4. **Zipped size.** The stripped binary as `bootstrap`, `zip -9`.
+//! 5. **Integration events** ([`measure_events`]): what one chat message adds when webhook
+//!    endpoints exist. The `events` function's handler ([`EventsFunction::handle_stream`]) on
+//!    batches of stream records of real message items (the items the `message` handler put),
+//!    with a metered DynamoDB client and the delivery queue on moto's SQS; then the queued
+//!    deliveries through the `deliver` function's handler ([`Deliverer::handle_messages`]) in
+//!    batches of 10, as its event source mapping hands them out, POSTing to a loopback
+//!    receiver; each handler call timed. 1 and 3 endpoints, rooms of 2, 10 and 100 online.
+//!    Priced by [`events_cost`] with the assumptions of [`EventsModel`]. `--events-only` runs
+//!    just this part (and the rooms it needs).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use aws_lambda_events::dynamodb::EventRecord;
+use aws_lambda_events::sqs::SqsMessage;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, PutRequest,
     ScalarAttributeType, WriteRequest,
 };
 use futures::StreamExt;
-use roomcast_aws::dynamo::emulator_client;
-use roomcast_testkit::aws::capacity::{Billed, Meter, Tally, bill, tally};
-use roomcast_testkit::aws::lambda::{SECRET, World, member_token, world};
+use roomcast_aws::dynamo::{ATTR_PK, ATTR_SK, MESSAGE_SK_PREFIX, emulator_client};
+use roomcast_aws::events::{Deliverer, EventsFunction};
+use roomcast_aws::lambda::{FunctionConfig, Runtime, env};
+use roomcast_core::events::registry::endpoint_id;
+use roomcast_core::events::{Endpoint, EndpointSecret, Event, WebhookSecret};
+use roomcast_core::store::RoomRef;
+use roomcast_testkit::aws::capacity::{Billed, Meter, Tally, bill, item_size, tally};
+use roomcast_testkit::aws::lambda::{SECRET, World, member_token, now_ms, world};
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
 
@@ -53,6 +70,20 @@ mod price {
     pub const WRU: f64 = 0.625e-6;
     /// DynamoDB on-demand, per read request unit.
     pub const RRU: f64 = 0.125e-6;
+    /// DynamoDB Streams read by a Lambda event source mapping (GetRecords, GetShardIterator):
+    /// free ("reads from DynamoDB Streams by AWS Lambda triggers are free",
+    /// aws.amazon.com/dynamodb/pricing/on-demand). Stated, so the model says it counted them.
+    pub const STREAM_READ_BY_LAMBDA: f64 = 0.0;
+    /// SQS standard queue, per request; each 64 KB chunk of a request's payload is billed as one
+    /// request (us-east-1 list price, aws.amazon.com/sqs/pricing, as published when this model
+    /// was written, 2026-11; the first million requests a month are free, not counted here).
+    pub const SQS_REQUEST: f64 = 0.40e-6;
+    /// The unit SQS bills a request's payload in.
+    pub const SQS_CHUNK_BYTES: usize = 64 * 1024;
+    /// Data transfer out from EC2/Lambda to the Internet, per GB: the first 10 TB a month
+    /// (aws.amazon.com/ec2/pricing/on-demand, "Data Transfer", us-east-1, 2026-11; the first
+    /// 100 GB a month of the account are free, not counted here). The webhook POSTs leave AWS.
+    pub const TRANSFER_OUT_GB: f64 = 0.09;
 }
 
 /// Lambda duration model (not measured here: moto and a local Management API are not AWS's
@@ -91,6 +122,9 @@ struct Args {
     totals: Vec<usize>,
     cold_runs: usize,
     bins: PathBuf,
+    events_only: bool,
+    events_batch: usize,
+    events_batches: usize,
 }
 
 fn args() -> Args {
@@ -102,6 +136,9 @@ fn args() -> Args {
         totals: vec![1_000, 100_000],
         cold_runs: 10,
         bins: workspace.join("target/release"),
+        events_only: false,
+        events_batch: EventsModel::DEFAULT.messages_per_events_batch,
+        events_batches: 3,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -116,6 +153,9 @@ fn args() -> Args {
             "--totals" => a.totals = value().split(',').map(number).collect(),
             "--cold-runs" => a.cold_runs = number(&value()),
             "--bins" => a.bins = PathBuf::from(value()),
+            "--events-only" => a.events_only = true,
+            "--events-batch" => a.events_batch = number(&value()).max(1),
+            "--events-batches" => a.events_batches = number(&value()).max(1),
             _ => usage(&format!("unknown flag {flag}")),
         }
     }
@@ -133,7 +173,8 @@ fn usage(problem: &str) -> ! {
     eprintln!(
         "{problem}\nusage: cost [--out FILE.json] [--messages 50] [--messages-large 3] \
          [--totals 1000,100000] \
-         [--cold-runs 10] [--bins target/release]"
+         [--cold-runs 10] [--bins target/release] [--events-only] [--events-batch 10] \
+         [--events-batches 3]"
     );
     std::process::exit(2)
 }
@@ -547,6 +588,750 @@ async fn functions(args: &Args, moto: &str) -> Vec<Value> {
     out
 }
 
+// ---------------------------------------------------------------------------------------------
+// Integration events: what a chat message adds when webhook endpoints exist.
+
+/// The assumptions the integration-event figures rest on; everything else is measured.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EventsModel {
+    /// Message records per `events` invocation. The stream's mapping waits up to 1 s for up to
+    /// 100 records (terraform/events.tf, infra/template.yaml); at 10 messages a second on a
+    /// stream shard a batch is that second's 10 messages (from 100 a second on, 100).
+    pub messages_per_events_batch: usize,
+    /// Memory of `events` and `deliver`: 256 MB arm64, as the templates deploy every function.
+    pub lambda_gb: f64,
+    /// How long an endpoint takes to answer a POST, ms. `deliver` POSTs its batch of 10 at
+    /// once, so an invocation lasts its own work (measured here against moto and a loopback
+    /// receiver that answers at once) plus about one POST: 250 ms stands for a TLS connection
+    /// to a receiver elsewhere on the Internet and its handling. Not measured: it is the
+    /// endpoint's.
+    pub post_ms: f64,
+    /// Bytes out per delivery besides the HTTP request the receiver saw (measured): a new TLS
+    /// 1.3 connection per POST (ClientHello, Finished, record framing) and TCP/IP headers.
+    /// Conservative: a warm function keeps its connection to an endpoint.
+    pub tls_bytes_per_delivery: f64,
+}
+
+impl EventsModel {
+    pub(crate) const DEFAULT: EventsModel = EventsModel {
+        messages_per_events_batch: 10,
+        lambda_gb: 0.25,
+        post_ms: 250.0,
+        tls_bytes_per_delivery: 1024.0,
+    };
+}
+
+/// What the `events` and `deliver` handlers did for `messages` messages (measured).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct EventsMeasured {
+    pub room_online: usize,
+    pub endpoints: usize,
+    /// `message.created` records handled.
+    pub messages: usize,
+    /// Items the `message` handler wrote per message: the stream records it makes (the
+    /// mapping's filter passes only the message's to `events`).
+    pub table_writes_per_message: f64,
+    /// Duration of each `events` invocation (one per batch), ms.
+    pub events_ms: Vec<f64>,
+    /// DynamoDB calls of `events`, billed by item size.
+    pub events_ops: BTreeMap<String, Tally>,
+    /// Deliveries queued (one SQS message each).
+    pub deliveries: usize,
+    /// Bytes of the queued message bodies.
+    pub queued_bytes: u64,
+    /// SQS requests as billed (64 KB chunks): SendMessageBatch by `events`, ReceiveMessage and
+    /// DeleteMessageBatch by `deliver`'s event source mapping.
+    pub sqs_send: f64,
+    pub sqs_receive: f64,
+    pub sqs_delete: f64,
+    /// Duration of each `deliver` invocation (one per batch of up to 10), ms, against a
+    /// receiver that answers at once.
+    pub deliver_ms: Vec<f64>,
+    /// DynamoDB calls of `deliver` (endpoint reads, attempt records), billed by item size.
+    pub deliver_ops: BTreeMap<String, Tally>,
+    /// POSTs the receiver got, and their bytes (request line, headers, body).
+    pub posts: u64,
+    pub post_bytes: u64,
+}
+
+/// Dollars per million chat messages that integration events add.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct EventsCost {
+    /// `events` invocations (a share of one per batch) and GB-seconds.
+    pub events_lambda: f64,
+    /// `events`'s DynamoDB reads (endpoints per batch, members and connections per message).
+    pub events_dynamodb: f64,
+    /// DynamoDB Streams reads by the mapping: free.
+    pub stream_reads: f64,
+    /// SQS requests.
+    pub sqs: f64,
+    /// `deliver` invocations and GB-seconds, with the POST's wait.
+    pub deliver_lambda: f64,
+    /// `deliver`'s DynamoDB units (endpoint reads, attempt records).
+    pub deliver_dynamodb: f64,
+    /// The POSTs leaving AWS.
+    pub transfer: f64,
+}
+
+impl EventsCost {
+    pub(crate) fn total(&self) -> f64 {
+        self.events_lambda
+            + self.events_dynamodb
+            + self.stream_reads
+            + self.sqs
+            + self.deliver_lambda
+            + self.deliver_dynamodb
+            + self.transfer
+    }
+}
+
+fn add_tally(into: &mut BTreeMap<String, Tally>, billed: &[Billed]) {
+    for (op, t) in tally(billed) {
+        let entry = into.entry(op).or_default();
+        entry.calls += t.calls;
+        entry.items += t.items;
+        entry.bytes += t.bytes;
+        entry.read += t.read;
+        entry.write += t.write;
+        entry.reported_read += t.reported_read;
+        entry.reported_write += t.reported_write;
+    }
+}
+
+fn units(ops: &BTreeMap<String, Tally>) -> (f64, f64) {
+    (
+        ops.values().map(|t| t.read).sum(),
+        ops.values().map(|t| t.write).sum(),
+    )
+}
+
+/// Prices what was measured (see [`EventsModel`] for what was not), per million messages.
+pub(crate) fn events_cost(m: &EventsMeasured, model: &EventsModel) -> EventsCost {
+    let n = m.messages.max(1) as f64;
+    let million = 1e6;
+    // Lambda bills each invocation's duration rounded up to the millisecond.
+    let lambda = |durations: &[f64], extra_ms: f64| {
+        durations
+            .iter()
+            .map(|ms| {
+                price::LAMBDA_REQUEST
+                    + model.lambda_gb * (ms + extra_ms).ceil() / 1000.0 * price::LAMBDA_GB_SECOND
+            })
+            .sum::<f64>()
+            / n
+            * million
+    };
+    let dynamodb = |ops: &BTreeMap<String, Tally>| {
+        let (read, write) = units(ops);
+        (read * price::RRU + write * price::WRU) / n * million
+    };
+    let bytes_out = m.post_bytes as f64 + m.deliveries as f64 * model.tls_bytes_per_delivery;
+    EventsCost {
+        events_lambda: lambda(&m.events_ms, 0.0),
+        events_dynamodb: dynamodb(&m.events_ops),
+        stream_reads: m.messages as f64 * price::STREAM_READ_BY_LAMBDA / n * million,
+        sqs: (m.sqs_send + m.sqs_receive + m.sqs_delete) * price::SQS_REQUEST / n * million,
+        deliver_lambda: lambda(&m.deliver_ms, model.post_ms),
+        deliver_dynamodb: dynamodb(&m.deliver_ops),
+        transfer: bytes_out / 1e9 * price::TRANSFER_OUT_GB / n * million,
+    }
+}
+
+/// Requests SQS bills for a request carrying `bytes` of messages.
+fn sqs_requests(bytes: usize) -> f64 {
+    bytes.div_ceil(price::SQS_CHUNK_BYTES).max(1) as f64
+}
+
+#[derive(Debug, Default)]
+struct Received {
+    posts: u64,
+    bytes: u64,
+}
+
+/// A webhook receiver on loopback: answers every request 204 at once, counting its bytes.
+async fn receive(
+    axum::extract::State(seen): axum::extract::State<Arc<Mutex<Received>>>,
+    request: axum::extract::Request,
+) -> axum::http::StatusCode {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .map_or(0, |b| b.len());
+    let head = format!("{} {} HTTP/1.1\r\n", parts.method, parts.uri).len()
+        + parts
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + 2 + v.len() + 2)
+            .sum::<usize>()
+        + 2;
+    let mut seen = seen
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    seen.posts += 1;
+    seen.bytes += (head + body) as u64;
+    axum::http::StatusCode::NO_CONTENT
+}
+
+/// The `events` and `deliver` functions' runtime on the world's moto (its table, a delivery
+/// queue on moto's SQS), with its own meter, and the loopback receiver.
+pub(crate) struct EventsRig {
+    runtime: Runtime,
+    meter: Meter,
+    readback: Client,
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    queue_arn: String,
+    receiver: Arc<Mutex<Received>>,
+    receiver_url: String,
+    endpoints: usize,
+    sequence: u64,
+    /// Messages sent so far (their ids, apart from the chat scenarios').
+    messages: u64,
+}
+
+impl EventsRig {
+    pub(crate) async fn start(w: &World) -> Self {
+        use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+        let moto = &w.dynamo.endpoint;
+        let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(moto)
+            .credentials_provider(Credentials::new("cost", "cost", None, None, "cost"))
+            .load()
+            .await;
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let queue_url = sqs
+            .create_queue()
+            .queue_name(format!("cost-deliveries-{}", std::process::id()))
+            .attributes(
+                aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+                "180",
+            )
+            .send()
+            .await
+            .expect("CreateQueue")
+            .queue_url
+            .expect("a queue URL");
+        let queue_arn = format!(
+            "arn:aws:sqs:us-east-1:123456789012:cost-deliveries-{}",
+            std::process::id()
+        );
+        let meter = Meter::default();
+        let dynamodb = Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&sdk)
+                .interceptor(meter.clone())
+                .build(),
+        );
+        let table = w.runtime.store().table().to_owned();
+        let vars: HashMap<&str, String> = HashMap::from([
+            (env::JWT_SECRET, SECRET.to_owned()),
+            (env::TABLE, table),
+            (env::MANAGEMENT_ENDPOINT, "http://127.0.0.1:9".to_owned()),
+            (env::DELIVERY_QUEUE_URL, queue_url.clone()),
+            // The receiver is on loopback.
+            (env::WEBHOOK_ALLOW_PRIVATE, "true".to_owned()),
+        ]);
+        let config =
+            FunctionConfig::from_env(|k| vars.get(k).cloned()).expect("the functions' config");
+        let runtime = Runtime::with_dynamodb(config, dynamodb, sdk).expect("a runtime");
+        let receiver = Arc::new(Mutex::new(Received::default()));
+        let app = axum::Router::new()
+            .fallback(receive)
+            .with_state(receiver.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let receiver_url = format!("http://{}", listener.local_addr().expect("bound"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self {
+            runtime,
+            meter,
+            readback: emulator_client(moto).await,
+            sqs,
+            queue_url,
+            queue_arn,
+            receiver,
+            receiver_url,
+            endpoints: 0,
+            sequence: 0,
+            messages: 0,
+        }
+    }
+
+    /// Tenant `acme`'s endpoints, every event type, up to `n` (created now: they receive the
+    /// events of changes from now on).
+    pub(crate) async fn endpoints(&mut self, n: usize) {
+        for i in self.endpoints..n {
+            let endpoint = Endpoint {
+                id: endpoint_id([u8::try_from(i + 1).unwrap_or(u8::MAX); 12]),
+                tenant: Some("acme".into()),
+                url: format!("{}/hooks/{i}", self.receiver_url),
+                types: Vec::new(),
+                enabled: true,
+                description: None,
+                secrets: vec![EndpointSecret {
+                    secret: WebhookSecret::from_bytes(vec![7; 32])
+                        .expect("a secret")
+                        .expose(),
+                    expires_at: None,
+                }],
+                created_at: now_ms(),
+            };
+            self.runtime
+                .store()
+                .put_endpoint(&endpoint)
+                .await
+                .expect("put an endpoint");
+        }
+        self.endpoints = self.endpoints.max(n);
+        self.meter.take();
+    }
+
+    /// The stream record (`NEW_AND_OLD_IMAGES`) of the insert of `item` (DynamoDB JSON).
+    fn stream_record(&mut self, item: &Value) -> EventRecord {
+        self.sequence += 1;
+        let size = item.as_object().map_or(0, item_size);
+        serde_json::from_value(json!({
+            "eventID": format!("{:032x}", self.sequence),
+            "eventName": "INSERT",
+            "eventVersion": "1.1",
+            "eventSource": "aws:dynamodb",
+            "awsRegion": "us-east-1",
+            "dynamodb": {
+                "ApproximateCreationDateTime": now_ms() / 1000,
+                "Keys": {ATTR_PK: item[ATTR_PK], ATTR_SK: item[ATTR_SK]},
+                "NewImage": item,
+                "SequenceNumber": format!("{:021}", self.sequence),
+                "SizeBytes": size,
+                "StreamViewType": "NEW_AND_OLD_IMAGES",
+            },
+            "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/roomcast/stream/cost",
+        }))
+        .expect("a stream record")
+    }
+
+    /// Every message in the queue (short polls until one comes back empty).
+    async fn receive_all(&self) -> Vec<aws_sdk_sqs::types::Message> {
+        let mut all = Vec::new();
+        loop {
+            let got = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(0)
+                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+                .send()
+                .await
+                .expect("ReceiveMessage")
+                .messages
+                .unwrap_or_default();
+            if got.is_empty() {
+                return all;
+            }
+            all.extend(got);
+        }
+    }
+
+    /// The queue message as the SQS event source mapping hands it to `deliver`.
+    fn sqs_message(&self, message: &aws_sdk_sqs::types::Message) -> SqsMessage {
+        let attributes: serde_json::Map<String, Value> = message
+            .attributes()
+            .into_iter()
+            .flatten()
+            .map(|(name, value)| (name.as_str().to_owned(), json!(value)))
+            .collect();
+        serde_json::from_value(json!({
+            "messageId": message.message_id(),
+            "receiptHandle": message.receipt_handle(),
+            "body": message.body(),
+            "attributes": attributes,
+            "messageAttributes": {},
+            "md5OfBody": message.md5_of_body(),
+            "eventSource": "aws:sqs",
+            "eventSourceARN": self.queue_arn,
+            "awsRegion": "us-east-1",
+        }))
+        .expect("an SQS event record")
+    }
+
+    /// What the mapping does with the messages `deliver` did not report: DeleteMessageBatch.
+    async fn delete(&self, messages: &[aws_sdk_sqs::types::Message]) {
+        let entries = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .build()
+                    .expect("a delete entry")
+            })
+            .collect();
+        let out = self
+            .sqs
+            .delete_message_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .expect("DeleteMessageBatch");
+        assert!(out.failed().is_empty(), "deletes failed: {out:?}");
+    }
+
+    /// The `deliver` function on `queued`, in batches of 10 as its mapping hands them out.
+    async fn deliver(
+        &self,
+        deliverer: &Deliverer,
+        queued: &[aws_sdk_sqs::types::Message],
+        m: &mut EventsMeasured,
+    ) {
+        for batch in queued.chunks(10) {
+            let messages: Vec<SqsMessage> = batch.iter().map(|q| self.sqs_message(q)).collect();
+            let bytes: usize = batch.iter().map(|q| q.body().map_or(0, str::len)).sum();
+            self.meter.take();
+            let started = Instant::now();
+            let response = deliverer.handle_messages(&messages).await;
+            m.deliver_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+            assert!(
+                response.batch_item_failures.is_empty(),
+                "deliveries to the loopback receiver failed: {response:?}"
+            );
+            add_tally(
+                &mut m.deliver_ops,
+                &bill(&self.meter.take(), &self.readback).await,
+            );
+            self.delete(batch).await;
+            m.sqs_receive += sqs_requests(bytes);
+            m.sqs_delete += 1.0;
+        }
+    }
+}
+
+/// The message item (DynamoDB JSON) the `message` handler put in `calls`' transaction.
+fn message_item(calls: &[roomcast_testkit::aws::capacity::Call]) -> Value {
+    calls
+        .iter()
+        .filter(|c| c.operation == "TransactWriteItems")
+        .flat_map(|c| {
+            c.request["TransactItems"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|action| action["Put"]["Item"].clone())
+        .find(|item| {
+            item[ATTR_SK]["S"]
+                .as_str()
+                .is_some_and(|sk| sk.starts_with(MESSAGE_SK_PREFIX))
+        })
+        .expect("the message handler put a message item")
+}
+
+/// `batches` batches of `batch` messages in `room` (sent through the `message` handler) through
+/// `events` with `endpoints` endpoints, and their deliveries through `deliver` (module doc, 5).
+pub(crate) async fn measure_events(
+    w: &World,
+    rig: &mut EventsRig,
+    room: &str,
+    members: &[String],
+    endpoints: usize,
+    batch: usize,
+    batches: usize,
+) -> EventsMeasured {
+    rig.endpoints(endpoints).await;
+    let function: EventsFunction = rig.runtime.events_function().expect("events are on");
+    let deliverer = rig
+        .runtime
+        .deliverer()
+        .expect("a webhook client")
+        .expect("events are on");
+    let mut m = EventsMeasured {
+        room_online: members.len(),
+        endpoints,
+        ..EventsMeasured::default()
+    };
+    let mut writes = 0;
+    for _ in 0..batches {
+        let mut records = Vec::new();
+        for i in 0..batch {
+            let sender = &members[i % members.len()];
+            rig.messages += 1;
+            let id = format!("01JEV{:021}", rig.messages);
+            w.meter.take();
+            w.frame(
+                sender,
+                "message",
+                json!({"action": "message", "room": room, "id": id, "body": BODY}),
+            )
+            .await;
+            let calls = w.meter.take();
+            writes += tally(&bill(&calls, &rig.readback).await)
+                .values()
+                .filter(|t| t.write > 0.0)
+                .map(|t| t.items)
+                .sum::<u64>();
+            records.push(rig.stream_record(&message_item(&calls)));
+            for member in members {
+                w.received(member);
+            }
+        }
+        rig.meter.take();
+        let started = Instant::now();
+        let response = function.handle_stream(&records, now_ms()).await;
+        m.events_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+        assert!(
+            response.batch_item_failures.is_empty(),
+            "events failed: {response:?}"
+        );
+        add_tally(
+            &mut m.events_ops,
+            &bill(&rig.meter.take(), &rig.readback).await,
+        );
+        m.messages += records.len();
+        let queued = rig.receive_all().await;
+        assert_eq!(
+            queued.len(),
+            batch * endpoints,
+            "one delivery per message and endpoint"
+        );
+        let sizes: Vec<usize> = queued
+            .iter()
+            .map(|q| q.body().map_or(0, str::len))
+            .collect();
+        m.deliveries += queued.len();
+        m.queued_bytes += sizes.iter().sum::<usize>() as u64;
+        // `events` sends them ten to a SendMessageBatch.
+        m.sqs_send += sizes
+            .chunks(10)
+            .map(|c| sqs_requests(c.iter().sum()))
+            .sum::<f64>();
+        let before = {
+            let r = rig
+                .receiver
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            (r.posts, r.bytes)
+        };
+        rig.deliver(&deliverer, &queued, &mut m).await;
+        let r = rig
+            .receiver
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        m.posts += r.posts - before.0;
+        m.post_bytes += r.bytes - before.1;
+    }
+    m.table_writes_per_message = writes as f64 / m.messages.max(1) as f64;
+    m
+}
+
+/// One member event (`member.joined`) as the service writes it with endpoints on: "does any
+/// endpoint exist" (one Query, remembered 10 s by a warm function) and the `EV#` item
+/// (BatchWriteItem), then its stream record through `events` alone in a batch.
+pub(crate) async fn measure_member_event(rig: &mut EventsRig, room: &str) -> Value {
+    let function = rig.runtime.events_function().expect("events are on");
+    rig.meter.take();
+    assert!(rig.runtime.store().any_endpoint().await.expect("Query"));
+    let event = Event::member_joined(&RoomRef::new("acme", room), "newcomer", now_ms());
+    rig.runtime
+        .store()
+        .put_member_events(std::slice::from_ref(&event))
+        .await
+        .expect("BatchWriteItem");
+    let calls = rig.meter.take();
+    let item = calls
+        .iter()
+        .find(|c| c.operation == "BatchWriteItem")
+        .and_then(|c| {
+            c.request["RequestItems"]
+                .as_object()?
+                .values()
+                .next()?
+                .get(0)
+                .map(|r| r["PutRequest"]["Item"].clone())
+        })
+        .expect("the member event item");
+    let service = tally(&bill(&calls, &rig.readback).await);
+    let record = rig.stream_record(&item);
+    let response = function.handle_stream(&[record], now_ms()).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    let events = tally(&bill(&rig.meter.take(), &rig.readback).await);
+    let queued = rig.receive_all().await;
+    assert_eq!(queued.len(), rig.endpoints, "one delivery per endpoint");
+    for batch in queued.chunks(10) {
+        rig.delete(batch).await;
+    }
+    let (write_rru, write_wru) = units(&BTreeMap::from([(
+        "BatchWriteItem".to_owned(),
+        service.get("BatchWriteItem").cloned().unwrap_or_default(),
+    )]));
+    let query = service.get("Query").cloned().unwrap_or_default();
+    json!({
+        "endpoints": rig.endpoints,
+        "any_endpoint_query": {"calls": query.calls, "rru": query.read},
+        "member_event_item": {"bytes": item.as_object().map_or(0, item_size), "rru": write_rru, "wru": write_wru},
+        "events_calls_alone_in_a_batch": events,
+        "deliveries": queued.len(),
+        "cost_per_million_joins_usd": {
+            "member_event_write": write_wru * price::WRU * 1e6,
+            "any_endpoint_query_at_most": query.read * price::RRU * 1e6,
+        },
+    })
+}
+
+fn events_json(m: &EventsMeasured, model: &EventsModel) -> Value {
+    let n = m.messages.max(1) as f64;
+    let per_op = |ops: &BTreeMap<String, Tally>| -> BTreeMap<String, Value> {
+        ops.iter()
+            .map(|(op, t)| {
+                (
+                    op.clone(),
+                    json!({
+                        "calls": t.calls as f64 / n,
+                        "items": t.items as f64 / n,
+                        "bytes": t.bytes as f64 / n,
+                        "rru": t.read / n,
+                        "wru": t.write / n,
+                    }),
+                )
+            })
+            .collect()
+    };
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let (er, ew) = units(&m.events_ops);
+    let (dr, dw) = units(&m.deliver_ops);
+    let c = events_cost(m, model);
+    json!({
+        "room_online": m.room_online,
+        "endpoints": m.endpoints,
+        "messages_measured": m.messages,
+        "events_invocations": m.events_ms.len(),
+        "table_writes_per_message": m.table_writes_per_message,
+        "per_message": {
+            "events_invocations": m.events_ms.len() as f64 / n,
+            "events_dynamodb": per_op(&m.events_ops),
+            "events_rru": er / n,
+            "events_wru": ew / n,
+            "deliveries": m.deliveries as f64 / n,
+            "sqs_send_requests": m.sqs_send / n,
+            "sqs_receive_requests": m.sqs_receive / n,
+            "sqs_delete_requests": m.sqs_delete / n,
+            "deliver_invocations": m.deliver_ms.len() as f64 / n,
+            "deliver_dynamodb": per_op(&m.deliver_ops),
+            "deliver_rru": dr / n,
+            "deliver_wru": dw / n,
+            "post_bytes": m.post_bytes as f64 / n,
+        },
+        "queued_message_bytes": m.queued_bytes as f64 / m.deliveries.max(1) as f64,
+        "events_ms_measured": {"runs": m.events_ms, "mean": mean(&m.events_ms)},
+        "deliver_ms_measured_without_post": {"runs": m.deliver_ms, "mean": mean(&m.deliver_ms)},
+        "cost_per_million_messages_usd": {
+            "events_lambda": c.events_lambda,
+            "events_dynamodb": c.events_dynamodb,
+            "stream_reads": c.stream_reads,
+            "sqs": c.sqs,
+            "deliver_lambda": c.deliver_lambda,
+            "deliver_dynamodb": c.deliver_dynamodb,
+            "transfer_out": c.transfer,
+            "total": c.total(),
+        },
+    })
+}
+
+/// Section 5 of the module doc, every room with 1 and then 3 endpoints.
+async fn integration_events(
+    args: &Args,
+    w: &World,
+    rooms: &[(usize, String, Vec<String>)],
+) -> Value {
+    let model = EventsModel {
+        messages_per_events_batch: args.events_batch,
+        ..EventsModel::DEFAULT
+    };
+    let mut rig = EventsRig::start(w).await;
+    let mut runs = Vec::new();
+    for endpoints in [1, 3] {
+        for (k, room, members) in rooms {
+            let started = Instant::now();
+            let m = measure_events(
+                w,
+                &mut rig,
+                room,
+                members,
+                endpoints,
+                model.messages_per_events_batch,
+                args.events_batches,
+            )
+            .await;
+            eprintln!(
+                "  events: room of {k}, {endpoints} endpoint(s): {} messages in {:.1} s",
+                m.messages,
+                started.elapsed().as_secs_f64()
+            );
+            runs.push(events_json(&m, &model));
+        }
+    }
+    let member_event = measure_member_event(&mut rig, &rooms[0].1).await;
+    json!({
+        "model": {
+            "messages_per_events_batch": model.messages_per_events_batch,
+            "deliveries_per_deliver_batch": 10,
+            "lambda_memory_gb": model.lambda_gb,
+            "post_ms": model.post_ms,
+            "tls_bytes_per_delivery": model.tls_bytes_per_delivery,
+            "events_duration": "measured: the handler against moto (DynamoDB, SQS) on loopback",
+            "deliver_duration": "measured against moto and a loopback receiver, plus post_ms",
+        },
+        "prices_usd": {
+            "sqs_per_million_requests": price::SQS_REQUEST * 1e6,
+            "sqs_request_chunk_bytes": price::SQS_CHUNK_BYTES,
+            "dynamodb_stream_reads_by_lambda": price::STREAM_READ_BY_LAMBDA,
+            "transfer_out_per_gb": price::TRANSFER_OUT_GB,
+        },
+        "runs": runs,
+        "member_event": member_event,
+    })
+}
+
+fn events_markdown(events: &Value) {
+    let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+    println!(
+        "\n| room online | endpoints | events: DynamoDB per message | SQS requests per message | deliver: DynamoDB per message | events ms per batch (measured) | events Lambda | DynamoDB (events + deliver) | SQS | deliver Lambda | transfer out | **added per million messages** |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for r in events["runs"].as_array().into_iter().flatten() {
+        let p = &r["per_message"];
+        let c = &r["cost_per_million_messages_usd"];
+        println!(
+            "| {} | {} | {:.2} RRU ({:.1} Query) | {:.2} | {:.2} RRU + {:.0} WRU | {:.1} | ${:.3} | ${:.2} | ${:.2} | ${:.2} | ${:.2} | **${:.2}** |",
+            r["room_online"],
+            r["endpoints"],
+            f(&p["events_rru"]),
+            f(&p["events_dynamodb"]["Query"]["calls"]),
+            f(&p["sqs_send_requests"])
+                + f(&p["sqs_receive_requests"])
+                + f(&p["sqs_delete_requests"]),
+            f(&p["deliver_rru"]),
+            f(&p["deliver_wru"]),
+            f(&r["events_ms_measured"]["mean"]),
+            f(&c["events_lambda"]),
+            f(&c["events_dynamodb"]) + f(&c["deliver_dynamodb"]),
+            f(&c["sqs"]),
+            f(&c["deliver_lambda"]),
+            f(&c["transfer_out"]),
+            f(&c["total"]),
+        );
+    }
+    let me = &events["member_event"];
+    println!(
+        "\nmember event: EV# item {} bytes = {} WRU; any-endpoint Query {} RRU (at most once per 10 s per warm function); events alone in a batch: {}",
+        me["member_event_item"]["bytes"],
+        me["member_event_item"]["wru"],
+        me["any_endpoint_query"]["rru"],
+        me["events_calls_alone_in_a_batch"],
+    );
+}
+
 fn markdown(results: &Value) {
     let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
     println!(
@@ -641,6 +1426,16 @@ async fn main() {
             w.received(conn);
         }
     }
+    eprintln!(
+        "integration events ({} batches of {} messages per room and endpoint count)",
+        args.events_batches, args.events_batch
+    );
+    let events = integration_events(&args, &w, &rooms).await;
+    if args.events_only {
+        events_markdown(&events);
+        write(&args, &json!({"integration_events": events}));
+        return;
+    }
     let template = template_items(&w, &readback).await;
     let mut connections = ROOM_SIZES.iter().sum::<usize>() + 1;
     create_sample_table(&readback).await;
@@ -725,10 +1520,16 @@ async fn main() {
         "scenarios": scenarios,
         "sample": samples,
         "functions": functions,
+        "integration_events": events,
     });
     markdown(&results);
+    events_markdown(&results["integration_events"]);
+    write(&args, &results);
+}
+
+fn write(args: &Args, results: &Value) {
     if let Some(out) = &args.out {
-        let text = serde_json::to_string_pretty(&results).expect("JSON");
+        let text = serde_json::to_string_pretty(results).expect("JSON");
         std::fs::write(out, text + "\n")
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", out.display()));
         eprintln!("wrote {}", out.display());

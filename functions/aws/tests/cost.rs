@@ -9,6 +9,16 @@
 
 use std::collections::BTreeMap;
 
+/// The cost example itself, so the integration-event model tested is the one that prints the
+/// published table.
+#[allow(
+    dead_code,
+    clippy::all,
+    reason = "the example's main and its other parts are not used here"
+)]
+#[path = "../examples/cost.rs"]
+mod cost_example;
+
 use roomcast_aws::dynamo::{ROOM_STATE_SK_PREFIX, emulator_client};
 use roomcast_testkit::aws::capacity::{bill, tally};
 use roomcast_testkit::aws::lambda::{World, member_token, types, world};
@@ -189,4 +199,85 @@ async fn the_meter_asks_for_consumed_capacity_when_the_caller_does_not() {
     // What $connect wrote (the connection, its user index item, the user's status): well under
     // 4 KB, eventually consistent.
     assert_eq!((billed[0].items, billed[0].read), (3, 0.5));
+}
+
+/// Integration events: what `events` and `deliver` do for messages of a room with 1 and then 3
+/// endpoints (measured through their handlers, as the cost example does), and the model's
+/// structure: the cost comes from the measured units and requests, and grows with endpoints.
+#[tokio::test(flavor = "multi_thread")]
+async fn integration_events_cost_comes_from_measured_units_and_grows_with_endpoints() {
+    use cost_example::{EventsModel, EventsRig, events_cost, measure_events};
+    let w = world().await;
+    let room = "chat-events";
+    let members = online_room(&w, room, 3).await;
+    let mut rig = EventsRig::start(&w).await;
+    let (batch, batches) = (4, 2);
+    let one = measure_events(&w, &mut rig, room, &members, 1, batch, batches).await;
+    let three = measure_events(&w, &mut rig, room, &members, 3, batch, batches).await;
+    let model = EventsModel::DEFAULT;
+    for m in [&one, &three] {
+        let e = m.endpoints;
+        let calls = |ops: &BTreeMap<String, roomcast_testkit::aws::capacity::Tally>, op: &str| {
+            ops.get(op).map_or(0, |t| t.calls)
+        };
+        assert_eq!(m.messages, batch * batches);
+        // Per batch: the tenant's and the operator's endpoints (2 Queries); per message.created:
+        // the room's members and connections (2 Queries). Nothing else, no writes.
+        assert_eq!(
+            m.events_ops.keys().collect::<Vec<_>>(),
+            ["Query"],
+            "{:?}",
+            m.events_ops
+        );
+        assert_eq!(
+            calls(&m.events_ops, "Query"),
+            (2 * batches + 2 * m.messages) as u64
+        );
+        // One queued delivery, one POST and one attempt record per message and endpoint.
+        assert_eq!(m.deliveries, m.messages * e);
+        assert_eq!(m.posts, m.deliveries as u64);
+        assert_eq!(calls(&m.deliver_ops, "PutItem"), m.deliveries as u64);
+        // Each deliver batch reads each of its endpoints once.
+        let gets = calls(&m.deliver_ops, "GetItem");
+        let deliver_batches = m.deliver_ms.len() as u64;
+        assert!(
+            (deliver_batches..=deliver_batches * e as u64).contains(&gets),
+            "{gets} GetItem for {deliver_batches} batches of {e} endpoints"
+        );
+        // SQS: at least a SendMessageBatch, a receive and a delete per 10 deliveries.
+        let tens = m.deliveries.div_ceil(10) as f64;
+        assert!(m.sqs_send >= (m.deliveries as f64 / 10.0).ceil().min(tens));
+        assert!(m.sqs_receive >= tens && m.sqs_delete >= tens);
+        assert_eq!(m.events_ms.len(), batches);
+
+        // The cost is computed from what was measured: one more RRU per message in `events`
+        // adds exactly its price, and no units cost nothing.
+        let base = events_cost(m, &model);
+        let mut more = m.clone();
+        more.events_ops.get_mut("Query").unwrap().read += m.messages as f64;
+        let delta = events_cost(&more, &model).events_dynamodb - base.events_dynamodb;
+        assert!(
+            (delta - 0.125).abs() < 1e-9,
+            "1 RRU per message is $0.125 per million: {delta}"
+        );
+        let mut none = m.clone();
+        none.events_ops.clear();
+        none.deliver_ops.clear();
+        let free = events_cost(&none, &model);
+        assert_eq!((free.events_dynamodb, free.deliver_dynamodb), (0.0, 0.0));
+        assert_eq!(base.stream_reads, 0.0, "Lambda reads the stream for free");
+        assert!(base.total() > 0.0);
+        // The POST's wait is billed to `deliver`: a slower endpoint costs more.
+        let slow = EventsModel {
+            post_ms: model.post_ms * 2.0,
+            ..model
+        };
+        assert!(events_cost(m, &slow).deliver_lambda > base.deliver_lambda);
+    }
+    // More endpoints: more deliveries, requests, attempt records and bytes out; the `events`
+    // reads per message stay about the same (the endpoints are one Query per batch).
+    let (c1, c3) = (events_cost(&one, &model), events_cost(&three, &model));
+    assert!(c3.total() > c1.total(), "{c1:?} vs {c3:?}");
+    assert!(c3.sqs > c1.sqs && c3.deliver_dynamodb > c1.deliver_dynamodb);
+    assert!(c3.deliver_lambda > c1.deliver_lambda && c3.transfer > c1.transfer);
 }
