@@ -289,17 +289,20 @@ impl ConnectionStore for DynamoStore {
     }
 
     async fn room_connections(&self, room: &RoomRef) -> Result<Vec<Subscriber>, StoreError> {
-        self.query(&room_pk(room), SortRange::Prefix(SUBSCRIPTION_SK_PREFIX.into()))
-            .await?
-            .iter()
-            .map(|item| {
-                let f = Fields(item);
-                Ok(Subscriber {
-                    conn_id: f.suffix(ATTR_SK, SUBSCRIPTION_SK_PREFIX)?,
-                    user: f.s(ATTR_USER)?,
-                })
+        self.query(
+            &room_pk(room),
+            SortRange::Prefix(SUBSCRIPTION_SK_PREFIX.into()),
+        )
+        .await?
+        .iter()
+        .map(|item| {
+            let f = Fields(item);
+            Ok(Subscriber {
+                conn_id: f.suffix(ATTR_SK, SUBSCRIPTION_SK_PREFIX)?,
+                user: f.s(ATTR_USER)?,
             })
-            .collect()
+        })
+        .collect()
     }
 
     async fn user_connections(

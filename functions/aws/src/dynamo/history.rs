@@ -159,7 +159,10 @@ impl HistoryStore for DynamoStore {
         with_conversation: bool,
     ) -> Result<RoomState, StoreError> {
         let items = self
-            .query(&room_pk(room), SortRange::Prefix(ROOM_STATE_SK_PREFIX.into()))
+            .query(
+                &room_pk(room),
+                SortRange::Prefix(ROOM_STATE_SK_PREFIX.into()),
+            )
             .await?;
         let user_sk = member_sk(user);
         let mut state = RoomState::default();
