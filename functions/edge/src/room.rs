@@ -431,19 +431,15 @@ impl Core {
     /// Hands the journal to the tenant's events object (the core's `dispatch_events`); on a
     /// failure the alarm tries again in a second.
     async fn dispatch_events(&self, state: &State) {
-        let endpoints = match self.journal.endpoints().await {
-            Ok(endpoints) => endpoints,
-            Err(e) => {
-                tracing::warn!(error = %e, "endpoints unknown; dispatch retried");
-                self.schedule(state, now_ms().saturating_add(DISPATCH_RETRY_MS))
-                    .await;
-                return;
-            }
-        };
         loop {
             let dispatched = self
                 .service
-                .dispatch_events(self.journal.as_ref(), &endpoints, now_ms(), DISPATCH_BATCH)
+                .dispatch_events(
+                    self.journal.as_ref(),
+                    || self.journal.endpoints(),
+                    now_ms(),
+                    DISPATCH_BATCH,
+                )
                 .await;
             match dispatched {
                 Ok(0) => return,

@@ -121,15 +121,20 @@ impl Deliverer {
     /// Dispatch, load, time out, start attempts.
     async fn turn(&mut self) -> Result<(), StoreError> {
         let now = now_ms();
-        let endpoints = self.outbox.endpoints(None).await?;
+        let outbox = self.outbox.as_ref();
         while self
             .app
             .service
-            .dispatch_events(self.outbox.as_ref(), &endpoints, now, DISPATCH_BATCH)
+            .dispatch_events(outbox, || outbox.endpoints(None), now, DISPATCH_BATCH)
             .await?
             > 0
         {}
-        self.endpoints = endpoints.into_iter().map(|e| (e.id.clone(), e)).collect();
+        self.endpoints = outbox
+            .endpoints(None)
+            .await?
+            .into_iter()
+            .map(|e| (e.id.clone(), e))
+            .collect();
         // Queues of deleted endpoints go with them.
         self.queues.retain(|id, _| self.endpoints.contains_key(id));
         self.events

@@ -5,6 +5,7 @@
 //! is the deployment's, driven by [`crate::events::EndpointQueue`].
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -149,24 +150,31 @@ impl ChatService {
         }
     }
 
-    /// Moves up to `limit` events of `journal` to the deliveries of the `endpoints` that want
-    /// them ([`ChatService::route_events`]). Returns how many events were taken from the
-    /// journal (0: it is empty).
-    pub async fn dispatch_events(
+    /// Moves up to `limit` events of `journal` to the deliveries of the endpoints that want
+    /// them ([`ChatService::route_events`]). `endpoints` answers the endpoints as they stand;
+    /// it is asked after the journal is read, so an endpoint disabled before an event was
+    /// journaled never gets it. Returns how many events were taken from the journal (0: it is
+    /// empty).
+    pub async fn dispatch_events<F, Fut>(
         &self,
         journal: &dyn EventJournal,
-        endpoints: &[Endpoint],
+        endpoints: F,
         now_ms: u64,
         limit: usize,
-    ) -> Result<usize, StoreError> {
+    ) -> Result<usize, StoreError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Vec<Endpoint>, StoreError>>,
+    {
         let journaled = journal.journal(limit).await?;
         let Some(last) = journaled.last() else {
             return Ok(0);
         };
         let through = last.position;
         let taken = journaled.len();
+        let endpoints = endpoints().await?;
         let events = journaled.into_iter().map(|j| j.event).collect();
-        let entries = self.route_events(events, endpoints, now_ms).await?;
+        let entries = self.route_events(events, &endpoints, now_ms).await?;
         journal.dispatch(through, &entries).await?;
         Ok(taken)
     }
