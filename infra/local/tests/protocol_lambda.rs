@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use common::{Local, start};
 use roomcast_aws::dynamo::STREAM_FILTER_PATTERNS;
+use roomcast_aws::{DynamoConfig, DynamoStore};
 use roomcast_core::auth::Claims;
 use roomcast_protocol_tests::{Capabilities, Deployment};
 use roomcast_testkit::aws::mappings::{
@@ -53,6 +54,24 @@ fn stream_filter_patterns() -> Result<Vec<serde_json::Value>, String> {
         .iter()
         .map(|p| serde_json::from_str(p).map_err(|e| format!("filter pattern {p}: {e}")))
         .collect()
+}
+
+/// Turns on the stream of `table` at `aws`.
+fn enable_stream(aws: &AwsEndpoint, table: &str) -> Result<(), String> {
+    let (client, table) = (aws.dynamodb(), table.to_owned());
+    // Its own runtime: the stack starts inside a test's.
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let store = DynamoStore::new(client, table, DynamoConfig::default());
+        runtime
+            .block_on(store.enable_stream())
+            .map_err(|e| format!("enabling the table's stream: {e}"))
+    })
+    .join()
+    .map_err(|_| "enabling the stream panicked".to_owned())?
 }
 
 /// The SQS queues the stack creates on moto: (deliveries, on-failure destination of the
@@ -188,8 +207,10 @@ fn start_stack() -> Result<Stack, String> {
     let queue_settings = QueueSettings::default();
     warm(&events, 1).map_err(|e| e.to_string())?;
     warm(&deliver, queue_settings.concurrency).map_err(|e| e.to_string())?;
-    // The local server made the table (with its stream) before it listened. The filters are
-    // the deployed ones: only messages and member events reach the function.
+    // The local server made the table before it listened; the events function reads its
+    // stream, as deployed.
+    enable_stream(&aws, &table)?;
+    // The filters are the deployed ones: only messages and member events reach the function.
     let filter_patterns = stream_filter_patterns()?;
     let stream = StreamMapping::start(
         &aws,

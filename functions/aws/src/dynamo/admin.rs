@@ -18,9 +18,9 @@ use super::schema::{ATTR_PK, ATTR_SK, ATTR_TTL};
 const TABLE_ACTIVE_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl DynamoStore {
-    /// Creates the table (on-demand, `pk`/`sk` strings, a stream of new and old images as the
-    /// deployed table has) unless it exists, waits until it is ACTIVE, and enables TTL on
-    /// [`ATTR_TTL`]. Idempotent, safe to run from several processes.
+    /// Creates the table (on-demand, `pk`/`sk` strings) unless it exists, waits until it is
+    /// ACTIVE, and enables TTL on [`ATTR_TTL`]. Idempotent, safe to run from several processes.
+    /// No stream: only integration events read one ([`DynamoStore::enable_stream`]).
     pub async fn ensure_table(&self) -> Result<(), StoreError> {
         let key = |name: &str, key_type| {
             KeySchemaElement::builder()
@@ -45,13 +45,6 @@ impl DynamoStore {
             .attribute_definitions(string_attr(ATTR_SK)?)
             .key_schema(key(ATTR_PK, KeyType::Hash)?)
             .key_schema(key(ATTR_SK, KeyType::Range)?)
-            .stream_specification(
-                StreamSpecification::builder()
-                    .stream_enabled(true)
-                    .stream_view_type(StreamViewType::NewAndOldImages)
-                    .build()
-                    .map_err(build_error)?,
-            )
             .send()
             .await;
         match created {
@@ -61,6 +54,40 @@ impl DynamoStore {
         }
         self.wait_until_active().await?;
         self.enable_ttl().await
+    }
+
+    /// Turns on the table's stream of new and old images, as the deployed table has it for
+    /// integration events (the events function reads it). Idempotent. Local runs leave it off
+    /// unless they run that function: an emulator copies the whole table, stream included, on
+    /// every transaction.
+    pub async fn enable_stream(&self) -> Result<(), StoreError> {
+        let described = self
+            .client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map_err(|e| sdk_error("DescribeTable", e))?;
+        let enabled = described
+            .table()
+            .and_then(|t| t.stream_specification())
+            .is_some_and(|s| s.stream_enabled());
+        if enabled {
+            return Ok(());
+        }
+        let stream = StreamSpecification::builder()
+            .stream_enabled(true)
+            .stream_view_type(StreamViewType::NewAndOldImages)
+            .build()
+            .map_err(build_error)?;
+        self.client
+            .update_table()
+            .table_name(&self.table)
+            .stream_specification(stream)
+            .send()
+            .await
+            .map_err(|e| sdk_error("UpdateTable", e))?;
+        self.wait_until_active().await
     }
 
     /// Polls DescribeTable until the table is ACTIVE, at most [`TABLE_ACTIVE_TIMEOUT`].
