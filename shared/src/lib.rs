@@ -5,6 +5,8 @@
 //! (`functions/edge`).
 //!
 //! Layout:
+//! - [`attachments`]: files in chat: the upload policy, safe file names, content sniffing
+//!   (pure).
 //! - [`protocol`]: protocol v1 frames, error and close codes, validation (pure).
 //! - [`config`]: the one configuration every deployment parses from its own lookup.
 //! - [`lifecycle`]: each connection's deadlines (token expiry, idle, maximum age), sans-IO.
@@ -22,6 +24,7 @@
 //!
 //! Nothing here reads a clock or does I/O of its own; it compiles for `wasm32-unknown-unknown`.
 
+pub mod attachments;
 pub mod auth;
 pub mod config;
 pub mod events;
