@@ -56,47 +56,48 @@ fn stream_filter_patterns() -> Result<Vec<serde_json::Value>, String> {
         .collect()
 }
 
-/// Turns on the stream of `table` at `aws`.
-fn enable_stream(aws: &AwsEndpoint, table: &str) -> Result<(), String> {
-    let (client, table) = (aws.dynamodb(), table.to_owned());
-    // Its own runtime: the stack starts inside a test's.
+/// Runs `work` to completion on a runtime of its own, on a thread of its own: the stack
+/// starts inside a test's runtime, which cannot block on another future.
+fn on_own_runtime<T, Fut>(work: impl FnOnce() -> Fut + Send + 'static) -> Result<T, String>
+where
+    T: Send + 'static,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
     std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| e.to_string())?;
-        let store = DynamoStore::new(client, table, DynamoConfig::default());
-        runtime
-            .block_on(store.enable_stream())
-            .map_err(|e| format!("enabling the table's stream: {e}"))
+            .map_err(|e| e.to_string())?
+            .block_on(work())
     })
     .join()
-    .map_err(|_| "enabling the stream panicked".to_owned())?
+    .map_err(|_| "a set-up step panicked".to_owned())?
+}
+
+/// Turns on the stream of `table` at `aws`.
+fn enable_stream(aws: &AwsEndpoint, table: &str) -> Result<(), String> {
+    let store = DynamoStore::new(aws.dynamodb(), table.to_owned(), DynamoConfig::default());
+    on_own_runtime(async move || {
+        store
+            .enable_stream()
+            .await
+            .map_err(|e| format!("enabling the table's stream: {e}"))
+    })
 }
 
 /// The SQS queues the stack creates on moto: (deliveries, on-failure destination of the
 /// stream mapping).
 fn queues(aws: &AwsEndpoint, name: &str) -> Result<(String, String), String> {
-    let (aws, name) = (aws.clone(), name.to_owned());
-    // Its own runtime: the stack starts inside a test's.
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+    let (sqs, name) = (aws.sqs(), name.to_owned());
+    on_own_runtime(async move || {
+        let (deliveries, _) = create_queue_with_dlq(&sqs, &name, 30, MAX_RECEIVES)
+            .await
             .map_err(|e| e.to_string())?;
-        runtime.block_on(async {
-            let sqs = aws.sqs();
-            let (deliveries, _) = create_queue_with_dlq(&sqs, &name, 30, MAX_RECEIVES)
-                .await
-                .map_err(|e| e.to_string())?;
-            let failures = create_queue(&sqs, &format!("{name}-failures"), 30, None)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok((deliveries.url, failures.url))
-        })
+        let failures = create_queue(&sqs, &format!("{name}-failures"), 30, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((deliveries.url, failures.url))
     })
-    .join()
-    .map_err(|_| "creating the queues panicked".to_owned())?
 }
 
 fn cargo_lambda() -> PathBuf {
