@@ -12,6 +12,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::attachments::link::MIN_KEY_BYTES as MIN_LINK_KEY_BYTES;
+use crate::attachments::{AttachmentPolicy, LinkSigner, UploadQuota};
 use crate::auth::{AuthConfig, TokenVerifier, VerifyKey};
 use crate::events::{EventType, RetryPolicy, WebhookSecret};
 use crate::lifecycle::LifecyclePolicy;
@@ -70,6 +72,24 @@ pub mod names {
     /// How long a delivery is retried before it is dead-lettered, seconds (86400).
     pub const WEBHOOK_RETRY_FOR_SECS: &str = "ROOMCAST_WEBHOOK_RETRY_FOR_SECS";
 
+    /// Largest attachment, bytes (10 MB).
+    pub const ATTACHMENT_MAX_BYTES: &str = "ROOMCAST_ATTACHMENT_MAX_BYTES";
+    /// Allowed attachment types, comma-separated MIME types (default: raster images, PDF,
+    /// text, CSV, SVG as a download, the office formats).
+    pub const ATTACHMENT_TYPES: &str = "ROOMCAST_ATTACHMENT_TYPES";
+    /// Upload slots per user per UTC day (200).
+    pub const UPLOADS_PER_USER_DAY: &str = "ROOMCAST_UPLOADS_PER_USER_DAY";
+    /// Declared upload bytes per user per UTC day (500 MB).
+    pub const UPLOAD_BYTES_PER_USER_DAY: &str = "ROOMCAST_UPLOAD_BYTES_PER_USER_DAY";
+    /// Upload slots per tenant per UTC day (20,000).
+    pub const UPLOADS_PER_TENANT_DAY: &str = "ROOMCAST_UPLOADS_PER_TENANT_DAY";
+    /// Declared upload bytes per tenant per UTC day (20 GB).
+    pub const UPLOAD_BYTES_PER_TENANT_DAY: &str = "ROOMCAST_UPLOAD_BYTES_PER_TENANT_DAY";
+    /// The key upload and download links are signed with where the deployment serves the bytes
+    /// itself (the local server, the edge), at least 32 bytes; by default derived from the
+    /// HS256 token secret.
+    pub const ATTACHMENT_LINK_SECRET: &str = "ROOMCAST_ATTACHMENT_LINK_SECRET";
+
     /// Every name [`super::Settings::from_lookup`] reads.
     pub const ALL: &[&str] = &[
         JWT_SECRET,
@@ -92,6 +112,13 @@ pub mod names {
         WEBHOOK_TIMEOUT_MS,
         WEBHOOK_FIRST_RETRY_MS,
         WEBHOOK_RETRY_FOR_SECS,
+        ATTACHMENT_MAX_BYTES,
+        ATTACHMENT_TYPES,
+        UPLOADS_PER_USER_DAY,
+        UPLOAD_BYTES_PER_USER_DAY,
+        UPLOADS_PER_TENANT_DAY,
+        UPLOAD_BYTES_PER_TENANT_DAY,
+        ATTACHMENT_LINK_SECRET,
     ];
 }
 
@@ -216,6 +243,100 @@ pub struct Settings {
     pub log: LogLevel,
     /// Integration events.
     pub events: EventsConfig,
+    /// Attachments.
+    pub attachments: AttachmentsConfig,
+}
+
+/// What uploads are allowed and how links are signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachmentsConfig {
+    /// Size limit and type allowlist.
+    pub policy: AttachmentPolicy,
+    /// Per-day quotas.
+    pub quota: UploadQuota,
+    /// The key of signed links ([`names::ATTACHMENT_LINK_SECRET`], or derived from the HS256
+    /// token secret); `None` when neither is set.
+    pub link_key: Option<Vec<u8>>,
+}
+
+impl AttachmentsConfig {
+    /// The link signer of a deployment that serves the bytes itself; an error naming the
+    /// setting when there is no key.
+    pub fn link_signer(&self) -> Result<LinkSigner, ConfigError> {
+        self.link_key
+            .as_deref()
+            .and_then(LinkSigner::new)
+            .ok_or(ConfigError::Invalid {
+                name: names::ATTACHMENT_LINK_SECRET,
+                problem: format!(
+                    "required (at least {MIN_LINK_KEY_BYTES} bytes) with an RS256 or ES256 token key"
+                ),
+            })
+    }
+}
+
+fn attachments_config(
+    lookup: &Lookup<impl Fn(&str) -> Option<String>>,
+    auth: &AuthConfig,
+) -> Result<AttachmentsConfig, ConfigError> {
+    let defaults = AttachmentPolicy::default();
+    let types = match lookup.string(names::ATTACHMENT_TYPES) {
+        None => defaults.types,
+        Some(list) => list
+            .split(',')
+            .map(|t| t.trim().to_ascii_lowercase())
+            .filter(|t| !t.is_empty())
+            .map(|t| {
+                if t.contains('/') && !t.contains(';') {
+                    Ok(t)
+                } else {
+                    Err(ConfigError::Invalid {
+                        name: names::ATTACHMENT_TYPES,
+                        problem: format!("`{t}` is not a MIME type"),
+                    })
+                }
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let policy = AttachmentPolicy {
+        max_bytes: lookup.positive(names::ATTACHMENT_MAX_BYTES, defaults.max_bytes)?,
+        types,
+    };
+    let q = UploadQuota::default();
+    let quota = UploadQuota {
+        user_count: lookup.positive(names::UPLOADS_PER_USER_DAY, q.user_count)?,
+        user_bytes: lookup.positive(names::UPLOAD_BYTES_PER_USER_DAY, q.user_bytes)?,
+        tenant_count: lookup.positive(names::UPLOADS_PER_TENANT_DAY, q.tenant_count)?,
+        tenant_bytes: lookup.positive(names::UPLOAD_BYTES_PER_TENANT_DAY, q.tenant_bytes)?,
+    };
+    let link_key = match lookup.string(names::ATTACHMENT_LINK_SECRET) {
+        Some(secret) if secret.len() < MIN_LINK_KEY_BYTES => {
+            return Err(ConfigError::Invalid {
+                name: names::ATTACHMENT_LINK_SECRET,
+                problem: format!("needs at least {MIN_LINK_KEY_BYTES} bytes"),
+            });
+        }
+        Some(secret) => Some(secret.into_bytes()),
+        None => match &auth.key {
+            // A key of its own, derived: a leaked link key must not sign tokens.
+            VerifyKey::Hs256(secret) => Some(derive_link_key(secret)),
+            _ => None,
+        },
+    };
+    Ok(AttachmentsConfig {
+        policy,
+        quota,
+        link_key,
+    })
+}
+
+/// HMAC-SHA256 of a fixed label under the token secret.
+fn derive_link_key(secret: &[u8]) -> Vec<u8> {
+    use hmac::{Hmac, Mac};
+    // Invariant: HMAC takes keys of any length.
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC accepts any key");
+    mac.update(b"roomcast attachment links v1");
+    mac.finalize().into_bytes().to_vec()
 }
 
 /// What integration events the deployment's configuration sets up (tenants add endpoints over
@@ -399,7 +520,6 @@ impl Settings {
                 .saturating_mul(1000))
         };
         Ok(Self {
-            auth,
             service: ServiceConfig {
                 rate,
                 max_connections_per_user: lookup.positive(
@@ -414,6 +534,8 @@ impl Settings {
             },
             log: lookup.parsed(names::LOG, LogLevel::Info)?,
             events: events_config(&lookup)?,
+            attachments: attachments_config(&lookup, &auth)?,
+            auth,
         })
     }
 

@@ -7,6 +7,7 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::attachments::{AttachmentRef, UploadRequest};
 use crate::auth::{Identity, TokenVerifier};
 use crate::limits::{DEFAULT_HISTORY_LIMIT, MAX_WS_MESSAGE_BYTES};
 use crate::protocol::Rejection;
@@ -24,12 +25,29 @@ pub enum Route {
     Health,
     /// `/rooms/{room}/messages`, the room percent-decoded.
     Messages(String),
+    /// `/rooms/{room}/uploads`: upload slots (POST).
+    Uploads(String),
+    /// `/rooms/{room}/attachments/{id}`: a download link (GET).
+    Attachment(String, String),
+    /// `/uploads/{token}` (PUT) and `/files/{token}` (GET): the bytes behind signed links, on
+    /// the deployments that serve them themselves. Their HTTP layer streams the bytes; [`handle`]
+    /// answers 404.
+    Blob(BlobRoute),
     /// A room path whose room segment is not valid percent-encoded UTF-8.
     BadRoom,
     /// `/events/endpoints…`: the webhook endpoints API.
     Endpoints(EndpointsRoute),
     /// Not an endpoint of the HTTP API.
     NotFound,
+}
+
+/// A signed link's route ([`crate::attachments::link`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobRoute {
+    /// `PUT /uploads/{token}`.
+    Upload(String),
+    /// `GET /files/{token}`.
+    Download(String),
 }
 
 /// What an `/events/endpoints…` path names. Ids are taken as sent: endpoint and event ids are
@@ -59,6 +77,11 @@ pub fn route(path: &str) -> Route {
     match segments.as_slice() {
         ["health"] => Route::Health,
         ["rooms", room, "messages"] => percent_decode(room).map_or(Route::BadRoom, Route::Messages),
+        ["rooms", room, "uploads"] => percent_decode(room).map_or(Route::BadRoom, Route::Uploads),
+        ["rooms", room, "attachments", a] => percent_decode(room)
+            .map_or(Route::BadRoom, |room| Route::Attachment(room, id(a))),
+        ["uploads", token] => Route::Blob(BlobRoute::Upload(id(token))),
+        ["files", token] => Route::Blob(BlobRoute::Download(id(token))),
         ["events", "endpoints"] => Route::Endpoints(EndpointsRoute::Collection),
         ["events", "endpoints", e] => Route::Endpoints(EndpointsRoute::One(id(e))),
         ["events", "endpoints", e, "rotate"] => Route::Endpoints(EndpointsRoute::Rotate(id(e))),
@@ -126,7 +149,14 @@ pub async fn handle(
             }
             _ => method_not_allowed(),
         },
-        Route::Health => method_not_allowed(),
+        Route::Uploads(room) if request.method == "POST" => {
+            post_upload(service, request.authorization, &room, request.body, now_ms).await
+        }
+        Route::Attachment(room, id) if request.method == "GET" => {
+            get_attachment(service, request.authorization, &room, &id, now_ms).await
+        }
+        Route::Health | Route::Uploads(_) | Route::Attachment(..) => method_not_allowed(),
+        Route::Blob(_) => not_found(),
         Route::Endpoints(route) => endpoints(service, request, route, now_ms).await,
         Route::BadRoom => bad_room(),
         Route::NotFound => not_found(),
@@ -268,11 +298,75 @@ async fn get_messages(
 #[derive(Deserialize)]
 struct PublishBody {
     id: String,
+    #[serde(default)]
     body: String,
     #[serde(default)]
     meta: Option<Value>,
     #[serde(default)]
     from: Option<String>,
+    #[serde(default)]
+    attachments: Vec<AttachmentRef>,
+}
+
+/// `POST /rooms/{room}/uploads` `{name, size, type}`: 201 with the slot and its upload target.
+async fn post_upload(
+    service: &ChatService,
+    authorization: Option<&str>,
+    room: &str,
+    body: &[u8],
+    now_ms: u64,
+) -> HttpReply {
+    if body.len() > MAX_BODY_BYTES {
+        return payload_too_large();
+    }
+    let identity = match authenticate(service, authorization, now_ms) {
+        Ok(i) => i,
+        Err(reply) => return reply,
+    };
+    if let Err(r) = service.admit_request(&identity, now_ms).await {
+        return HttpReply::rejection(r);
+    }
+    let request: UploadRequest = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) => {
+            return HttpReply::error(
+                400,
+                "BAD_FRAME",
+                &format!("expected {{name, size, type}}: {e}"),
+            );
+        }
+    };
+    match service.upload_slot(&identity, room, request, now_ms).await {
+        Ok(grant) => HttpReply {
+            status: 201,
+            body: json!(grant),
+        },
+        Err(r) => HttpReply::rejection(r),
+    }
+}
+
+/// `GET /rooms/{room}/attachments/{id}`: a short-lived link to the bytes, for members.
+async fn get_attachment(
+    service: &ChatService,
+    authorization: Option<&str>,
+    room: &str,
+    id: &str,
+    now_ms: u64,
+) -> HttpReply {
+    let identity = match authenticate(service, authorization, now_ms) {
+        Ok(i) => i,
+        Err(reply) => return reply,
+    };
+    if let Err(r) = service.admit_request(&identity, now_ms).await {
+        return HttpReply::rejection(r);
+    }
+    match service.download_link(&identity, room, id, now_ms).await {
+        Ok(link) => HttpReply {
+            status: 200,
+            body: json!(link),
+        },
+        Err(r) => HttpReply::rejection(r),
+    }
 }
 
 /// `POST /rooms/{room}/messages` (role `service`): 201 when stored, 200 for a resent `id`.
@@ -308,6 +402,7 @@ async fn post_message(
         body: publish.body,
         meta: publish.meta,
         from: publish.from,
+        attachments: publish.attachments,
     };
     match service.publish(&identity, room, request, now_ms).await {
         Ok(appended) => {

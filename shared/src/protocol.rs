@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::attachments::{AttachmentRef, AttachmentView, UploadGrant};
 use crate::auth::Role;
 use crate::limits::{
     MAX_BODY_BYTES, MAX_CLIENT_ID_LEN, MAX_HISTORY_LIMIT, MAX_META_BYTES, MAX_NAME_LEN,
@@ -171,6 +172,22 @@ pub enum ClientFrame {
         /// Application data stored and delivered with the message.
         #[serde(default)]
         meta: Option<Value>,
+        /// Uploaded files to carry (each granted by `upload` in this room), at most
+        /// [`crate::attachments::MAX_ATTACHMENTS_PER_MESSAGE`]; with some, `body` may be empty.
+        #[serde(default)]
+        attachments: Vec<AttachmentRef>,
+    },
+    /// Ask for an upload slot: the reply is an `upload` frame with where to send the bytes.
+    Upload {
+        /// Room name.
+        room: String,
+        /// The file's name.
+        name: String,
+        /// Its size, bytes.
+        size: u64,
+        /// Its content type.
+        #[serde(rename = "type")]
+        content_type: String,
     },
     /// Replace the body of one's own message.
     Edit {
@@ -242,6 +259,7 @@ impl ClientFrame {
             ClientFrame::Join { .. } => "join",
             ClientFrame::Leave { .. } => "leave",
             ClientFrame::Message { .. } => "message",
+            ClientFrame::Upload { .. } => "upload",
             ClientFrame::Edit { .. } => "edit",
             ClientFrame::Delete { .. } => "delete",
             ClientFrame::Typing { .. } => "typing",
@@ -261,7 +279,7 @@ pub const SYSTEM_SENDER: &str = "$system";
 
 /// Every action protocol v1 knows, for telling `UNKNOWN_ACTION` from `BAD_FRAME`.
 pub const ACTIONS: &[&str] = &[
-    "join", "leave", "message", "edit", "delete", "typing", "read", "presence", "history",
+    "join", "leave", "message", "upload", "edit", "delete", "typing", "read", "presence", "history",
     "assign", "close", "ping",
 ];
 
@@ -377,12 +395,15 @@ fn validate(frame: &ClientFrame) -> Result<(), Rejection> {
             id,
             body,
             meta,
+            attachments,
         } => {
             validate_name("room", room)?;
             validate_client_id(id)?;
-            validate_body(body)?;
+            validate_attachment_refs(attachments)?;
+            validate_message_body(body, !attachments.is_empty())?;
             validate_meta(meta.as_ref())
         }
+        ClientFrame::Upload { room, .. } => validate_name("room", room),
         ClientFrame::Edit { room, body, .. } => {
             validate_name("room", room)?;
             validate_body(body)
@@ -431,6 +452,42 @@ pub fn validate_client_id(id: &str) -> Result<(), Rejection> {
             ErrorCode::Invalid,
             format!("id must be 1-{MAX_CLIENT_ID_LEN} printable ASCII characters"),
         ))
+    }
+}
+
+/// Validates the attachments named on a message: at most
+/// [`crate::attachments::MAX_ATTACHMENTS_PER_MESSAGE`], each an attachment id, none twice.
+pub fn validate_attachment_refs(refs: &[AttachmentRef]) -> Result<(), Rejection> {
+    use crate::attachments::{MAX_ATTACHMENTS_PER_MESSAGE, is_attachment_id};
+    if refs.len() > MAX_ATTACHMENTS_PER_MESSAGE {
+        return Err(Rejection::new(
+            ErrorCode::Invalid,
+            format!("at most {MAX_ATTACHMENTS_PER_MESSAGE} attachments per message"),
+        ));
+    }
+    for (i, r) in refs.iter().enumerate() {
+        if !is_attachment_id(&r.id) {
+            return Err(Rejection::new(
+                ErrorCode::Invalid,
+                "attachment ids are `att_` and 16-64 letters or digits",
+            ));
+        }
+        if refs[..i].iter().any(|earlier| earlier.id == r.id) {
+            return Err(Rejection::new(
+                ErrorCode::Invalid,
+                format!("attachment {} is named twice", r.id),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Validates the body of a new message: it may be empty when the message carries attachments.
+pub fn validate_message_body(body: &str, has_attachments: bool) -> Result<(), Rejection> {
+    if body.is_empty() && has_attachments {
+        Ok(())
+    } else {
+        validate_body(body)
     }
 }
 
@@ -525,6 +582,9 @@ pub struct MessageView {
     /// True once deleted.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deleted: bool,
+    /// Files it carries (gone once deleted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<AttachmentView>,
 }
 
 /// Where a support conversation stands.
@@ -710,6 +770,15 @@ pub enum ServerFrame {
         #[serde(rename = "ref")]
         reference: Option<String>,
     },
+    /// Reply to `upload`: the slot granted and where to send the bytes.
+    Upload {
+        /// The grant.
+        #[serde(flatten)]
+        grant: UploadGrant,
+        /// The `ref` of the request.
+        #[serde(rename = "ref")]
+        reference: Option<String>,
+    },
     /// Reply to `ping`.
     Pong {
         /// Server time, epoch milliseconds.
@@ -761,6 +830,7 @@ mod tests {
             r#"{"action":"join","room":"r1","since":4}"#,
             r#"{"action":"leave","room":"r1"}"#,
             r#"{"action":"message","room":"r1","id":"01J","body":"hi","meta":{"k":1}}"#,
+            r#"{"action":"upload","room":"r1","name":"a.png","size":10,"type":"image/png","ref":"u1"}"#,
             r#"{"action":"edit","room":"r1","seq":1,"body":"x"}"#,
             r#"{"action":"delete","room":"r1","seq":1}"#,
             r#"{"action":"typing","room":"r1","state":"start"}"#,
@@ -775,6 +845,27 @@ mod tests {
             parse_client_frame(f).unwrap_or_else(|e| panic!("{f}: {e:?}"));
         }
         assert_eq!(frames.len(), ACTIONS.len());
+    }
+
+    #[test]
+    fn attachments_are_bounded_and_allow_an_empty_body() {
+        use serde_json::json;
+        let id = |i: usize| format!("att_{i:026}");
+        let with = |ids: Vec<String>, body: &str| {
+            let refs: Vec<_> = ids.iter().map(|i| json!({"id": i})).collect();
+            json!({"action": "message", "room": "r", "id": "m", "body": body, "attachments": refs})
+                .to_string()
+        };
+        assert!(parse_client_frame(&with(vec![id(1)], "")).is_ok());
+        assert_eq!(code_of(&with(vec![], "")), ErrorCode::Invalid);
+        let eleven = (0..=crate::attachments::MAX_ATTACHMENTS_PER_MESSAGE)
+            .map(id)
+            .collect();
+        assert_eq!(code_of(&with(eleven, "x")), ErrorCode::Invalid);
+        assert_eq!(code_of(&with(vec![id(1), id(1)], "x")), ErrorCode::Invalid);
+        assert_eq!(code_of(&with(vec!["../etc/passwd".into()], "x")), ErrorCode::Invalid);
+        let extra = r#"{"action":"message","room":"r","id":"m","body":"x","attachments":[{"id":"att_00000000000000000000000001","url":"x"}]}"#;
+        assert_eq!(code_of(extra), ErrorCode::BadFrame);
     }
 
     #[test]
@@ -889,6 +980,7 @@ mod tests {
             ts: 5,
             edited_ts: None,
             deleted: false,
+            attachments: Vec::new(),
         });
         assert_eq!(
             msg.to_json(),

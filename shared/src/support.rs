@@ -120,6 +120,7 @@ pub fn room_event(c: &Conversation, by: Option<&str>) -> NewMessage {
             "version": c.version,
             "by": by,
         })),
+        attachments: Vec::new(),
         ts: c.since,
     }
 }
@@ -141,6 +142,7 @@ pub fn inbox_event(room: &str, c: &Conversation) -> NewMessage {
             "agent": c.agent,
             "version": c.version,
         })),
+        attachments: Vec::new(),
         ts: c.since,
     }
 }

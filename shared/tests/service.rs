@@ -1416,6 +1416,7 @@ fn publish(id: &str, body: &str, from: Option<&str>) -> Publish {
         body: body.into(),
         meta: None,
         from: from.map(Into::into),
+        attachments: Vec::new(),
     }
 }
 
@@ -1498,6 +1499,7 @@ fn publish_stores_and_fans_out_to_the_tenants_room_once() {
         ts: T0 + 4,
         edited_ts: None,
         deleted: false,
+        attachments: Vec::new(),
     };
     assert_eq!(appended.message, expected);
     assert_eq!(
@@ -1621,6 +1623,7 @@ fn big_page(count: u64) -> Page {
             ts: seq,
             edited_ts: None,
             deleted: false,
+            attachments: Vec::new(),
         })
         .collect();
     Page {
@@ -2129,6 +2132,7 @@ fn store_big_messages(w: &World, room: &str, count: u64) {
             via: None,
             body: body.clone(),
             meta: None,
+            attachments: Vec::new(),
             ts: w.now(),
         };
         block_on(w.history.append(&RoomRef::new(TENANT, room), m)).unwrap();

@@ -65,6 +65,7 @@ pub fn new_message(id: &str, from: &str, body: &str, ts: u64) -> NewMessage {
         via: None,
         body: body.into(),
         meta: None,
+        attachments: Vec::new(),
         ts,
     }
 }
@@ -83,6 +84,7 @@ pub async fn history_conformance(store: &dyn HistoryStore, names: &Namer) {
     room_state_is_what_the_single_reads_say(store, names).await;
     published_messages_keep_their_service(store, names).await;
     messages_keep_their_authors_role(store, names).await;
+    crate::attachment_conformance::messages_keep_their_attachments(store, names).await;
 }
 
 /// Seqs start at 1 and increase by one; the head follows.
@@ -1202,6 +1204,7 @@ pub fn created_event(room: &RoomRef, seq: u64, ts: u64) -> Event {
         ts,
         edited_ts: None,
         deleted: false,
+        attachments: Vec::new(),
     };
     Event::message_created(room, &message, vec!["bob".into()])
 }

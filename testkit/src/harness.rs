@@ -406,6 +406,7 @@ impl Harness {
             body: body.to_owned(),
             meta: None,
             from: from.map(str::to_owned),
+            attachments: Vec::new(),
         };
         let result = block_on(self.ts.service.publish(
             &identity,
@@ -670,6 +671,7 @@ impl Harness {
             ServerFrame::Presence { .. }
             | ServerFrame::Status { .. }
             | ServerFrame::Pong { .. }
+            | ServerFrame::Upload { .. }
             | ServerFrame::Error { .. } => {}
         }
     }

@@ -7,6 +7,7 @@
 //! - [`conformance`]: the store conformance suites every `ConnectionStore` and `HistoryStore`
 //!   backend runs (memory, embedded, DynamoDB, the Durable Object's SQLite), with fresh names
 //!   from a [`conformance::Namer`] so runs can share one store.
+//! - [`attachment_conformance`]: the suite every `AttachmentIndex` backend runs.
 //! - [`config_cases`]: the configurations every deployment's loader is checked against.
 //! - [`gateway`]: [`gateway::RecordingGateway`], a `Gateway` that records frames and closes.
 //! - [`service`]: [`service::TestService`], the service over memory stores with a fake clock.
@@ -18,6 +19,7 @@
 //! Without features it builds for wasm32 (the edge build runs the conformance suites inside a
 //! Durable Object).
 
+pub mod attachment_conformance;
 pub mod config_cases;
 pub mod conformance;
 pub mod gateway;

@@ -9,8 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use roomcast_core::ChatService;
 use roomcast_core::auth::{AuthConfig, Claims, TokenSigner, TokenVerifier, VerifyKey};
 use roomcast_core::gateway::{Gateway, RoomRelay};
-use roomcast_core::service::ServiceConfig;
+use roomcast_core::attachments::{AttachmentPolicy, LinkSigner, UploadQuota};
+use roomcast_core::service::{Attachments, ServiceConfig};
 use roomcast_core::store::memory::{MemoryConnections, MemoryHistory};
+use roomcast_core::store::memory_attachments::{MemoryAttachments, MemoryBlobs};
 
 use crate::gateway::RecordingGateway;
 
@@ -80,6 +82,38 @@ impl TestService {
             .expect("a TestService's service is not shared before with_relay");
         self.service = Arc::new(service.with_relay(relay));
         self
+    }
+
+    /// This service with attachments over memory stores (`quota` per day), returning them for
+    /// tests to upload into and inspect.
+    #[must_use]
+    pub fn with_attachments(
+        mut self,
+        quota: UploadQuota,
+    ) -> (Self, Arc<MemoryAttachments>, Arc<MemoryBlobs>) {
+        let index = Arc::new(MemoryAttachments::new());
+        // Invariant: the key is 32 bytes, the least a signer takes.
+        let signer = LinkSigner::new(&[9u8; 32]).expect("32-byte key");
+        let blobs = Arc::new(MemoryBlobs::new(signer));
+        let counter = Arc::new(AtomicU64::new(1));
+        let entropy: roomcast_core::service::Entropy = Arc::new(move |bytes: &mut [u8]| {
+            // Distinct ids, reproducible runs.
+            let n = counter.fetch_add(1, Ordering::Relaxed);
+            for (i, b) in bytes.iter_mut().enumerate() {
+                *b = n.to_le_bytes()[i % 8] ^ (i as u8).wrapping_mul(31);
+            }
+        });
+        let service = Arc::try_unwrap(self.service)
+            .ok()
+            .expect("a TestService's service is not shared before with_attachments");
+        self.service = Arc::new(service.with_attachments(Attachments {
+            index: index.clone(),
+            blobs: blobs.clone(),
+            policy: AttachmentPolicy::default(),
+            quota,
+            entropy,
+        }));
+        (self, index, blobs)
     }
 
     /// The fake clock, epoch milliseconds.

@@ -17,8 +17,12 @@ pub const OFFICE_TYPES: &[&str] = &[
     "application/vnd.oasis.opendocument.text",
     "application/vnd.oasis.opendocument.spreadsheet",
 ];
-/// The other types allowed by default.
-pub const DOCUMENT_TYPES: &[&str] = &["application/pdf", "text/plain", "text/csv"];
+/// The other types allowed by default. SVG is among them as a file to download: it is never
+/// shown inline ([`Disposition::of`]), so its scripts never run in a viewer's page.
+pub const DOCUMENT_TYPES: &[&str] = &["application/pdf", "text/plain", "text/csv", "image/svg+xml"];
+/// Markup types: a browser runs scripts in them, so they are only ever served as downloads, and
+/// only these may carry markup bytes ([`super::sniff::Sniffed::matches`]).
+pub const MARKUP_TYPES: &[&str] = &["image/svg+xml", "text/html", "application/xml", "text/xml"];
 
 /// How a stored file is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +55,7 @@ pub struct AttachmentPolicy {
 }
 
 impl Default for AttachmentPolicy {
-    /// 10 MB; raster images, PDF, plain text and CSV, and the office formats.
+    /// 10 MB; raster images, PDF, plain text, CSV, SVG (as a download), and the office formats.
     fn default() -> Self {
         Self {
             max_bytes: DEFAULT_MAX_BYTES,
@@ -181,7 +185,10 @@ mod tests {
             policy.allowed_type("Image/PNG; charset=binary").as_deref(),
             Some("image/png")
         );
-        assert_eq!(policy.allowed_type("image/svg+xml"), None);
+        assert_eq!(
+            policy.allowed_type("image/svg+xml").as_deref(),
+            Some("image/svg+xml")
+        );
         assert_eq!(policy.allowed_type("text/html"), None);
         assert_eq!(policy.allowed_type("application/x-msdownload"), None);
         assert_eq!(Disposition::of("image/webp"), Disposition::Inline);

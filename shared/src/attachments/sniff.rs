@@ -81,8 +81,8 @@ fn is_text(head: &[u8]) -> bool {
 
 impl Sniffed {
     /// Whether bytes of this kind may be declared as `content_type` (a lower-case MIME type
-    /// without parameters). Markup matches nothing: it is never accepted as an upload of any
-    /// declared type, so an SVG or HTML file cannot pass for an image or for text.
+    /// without parameters). Markup matches only the markup types (SVG, HTML, XML), which are
+    /// served as downloads: an SVG or HTML file cannot pass for an image or for text.
     pub fn matches(self, content_type: &str) -> bool {
         match self {
             Self::Png => content_type == "image/png",
@@ -92,7 +92,8 @@ impl Sniffed {
             Self::Pdf => content_type == "application/pdf",
             Self::Zip => super::policy::OFFICE_TYPES.contains(&content_type),
             Self::Text => matches!(content_type, "text/plain" | "text/csv"),
-            Self::Markup | Self::Unknown => false,
+            Self::Markup => super::policy::MARKUP_TYPES.contains(&content_type),
+            Self::Unknown => false,
         }
     }
 }
@@ -130,9 +131,10 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(svg)
             );
-            for declared in ["image/png", "image/svg+xml", "text/plain", "text/html"] {
+            for declared in ["image/png", "image/gif", "text/plain", "application/pdf"] {
                 assert!(!sniff(svg).matches(declared), "{declared}");
             }
+            assert!(sniff(svg).matches("image/svg+xml"));
         }
         assert_eq!(
             sniff(b"1 < 2 and 3 > 2"),

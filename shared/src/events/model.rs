@@ -475,6 +475,7 @@ mod tests {
             ts: 1_700_000_000_000,
             edited_ts: None,
             deleted: false,
+            attachments: Vec::new(),
         }
     }
 

@@ -3,23 +3,41 @@
 
 use super::fanout::Skip;
 use super::{ChatService, unavailable};
+use crate::attachments::{AttachmentRef, claimant};
 use crate::auth::Role;
 use crate::limits::{DEFAULT_HISTORY_LIMIT, MAX_PAGE_BYTES, RATE_TOKEN_BYTES};
 use crate::protocol::{ErrorCode, MessageView, Rejection, ServerFrame, refuse_reserved_meta};
 use crate::store::{Amendment, Connection, HistoryQuery, NewMessage, Page, RateBucket, RoomRef};
 use crate::support::{DeskRequest, INBOX_ROOM};
 
+/// A `message` frame's content.
+pub(super) struct Draft {
+    /// Client id.
+    pub id: String,
+    /// Text.
+    pub body: String,
+    /// Application data.
+    pub meta: Option<serde_json::Value>,
+    /// Files named.
+    pub attachments: Vec<AttachmentRef>,
+}
+
 impl ChatService {
-    /// `message {room, id, body, meta?}`: `ack` once stored, then the message to the room.
+    /// `message {room, id, body, meta?, attachments?}`: `ack` once stored, then the message to
+    /// the room. Its attachments are checked and claimed first.
     pub(super) async fn message(
         &self,
         conn: &Connection,
         room: String,
-        id: String,
-        body: String,
-        meta: Option<serde_json::Value>,
+        draft: Draft,
         now_ms: u64,
     ) -> Result<usize, Rejection> {
+        let Draft {
+            id,
+            body,
+            meta,
+            attachments,
+        } = draft;
         let r = self.member_room(conn, &room)?;
         if room == INBOX_ROOM {
             return Err(Rejection::new(
@@ -30,6 +48,10 @@ impl ChatService {
         if conn.role != Role::Service {
             refuse_reserved_meta(meta.as_ref())?;
         }
+        let claim = claimant(&conn.user, &id);
+        let attachments = self
+            .attach(&r, &conn.user, &claim, &attachments, now_ms)
+            .await?;
         let msg = NewMessage {
             id,
             from: conn.user.clone(),
@@ -38,6 +60,7 @@ impl ChatService {
             via: None,
             body,
             meta,
+            attachments,
             ts: now_ms,
         };
         let appended = self.history.append(&r, msg).await.map_err(unavailable)?;
@@ -87,7 +110,7 @@ impl ChatService {
             body,
             at_ms: now_ms,
         };
-        let edited = self.amend_own(conn, &r, seq, change).await?;
+        let (_, edited) = self.amend_own(conn, &r, seq, change).await?;
         let frame = ServerFrame::Edited {
             room,
             seq,
@@ -98,7 +121,8 @@ impl ChatService {
         Ok(self.deliver(&r, &frame, Skip::Nobody, now_ms).await)
     }
 
-    /// `delete {room, seq}` by the author: the message becomes a tombstone.
+    /// `delete {room, seq}` by the author: the message becomes a tombstone, and its
+    /// attachments' bytes are deleted.
     pub(super) async fn delete(
         &self,
         conn: &Connection,
@@ -107,8 +131,10 @@ impl ChatService {
         now_ms: u64,
     ) -> Result<usize, Rejection> {
         let r = self.member_room(conn, &room)?;
-        self.amend_own(conn, &r, seq, Amendment::Delete { at_ms: now_ms })
+        let (original, _) = self
+            .amend_own(conn, &r, seq, Amendment::Delete { at_ms: now_ms })
             .await?;
+        self.discard_attachments(&r, &original.attachments).await;
         let frame = ServerFrame::Deleted {
             room,
             seq,
@@ -183,14 +209,15 @@ impl ChatService {
         Ok(0)
     }
 
-    /// Applies `change` to message `seq` if `conn`'s user wrote it and it is not deleted.
+    /// Applies `change` to message `seq` if `conn`'s user wrote it and it is not deleted;
+    /// returns the message before and after.
     async fn amend_own(
         &self,
         conn: &Connection,
         r: &RoomRef,
         seq: u64,
         change: Amendment,
-    ) -> Result<MessageView, Rejection> {
+    ) -> Result<(MessageView, MessageView), Rejection> {
         let original = self.history.message(r, seq).await.map_err(unavailable)?;
         let Some(original) = original.filter(|m| !m.deleted) else {
             return Err(Rejection::new(
@@ -213,10 +240,12 @@ impl ChatService {
                 "only the author may change a message",
             ));
         }
-        self.history
+        let amended = self
+            .history
             .amend(r, seq, change)
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        Ok((original, amended))
     }
 }
 

@@ -11,6 +11,7 @@
 //!
 //! Time is an argument (`now_ms`), never read here.
 
+mod attachments;
 mod desk;
 mod events;
 mod fanout;
@@ -21,6 +22,7 @@ mod rooms;
 
 use std::sync::Arc;
 
+pub use attachments::Attachments;
 pub use events::{
     EndpointChange, Entropy, Events, MAX_OFFLINE_MEMBERS, OPERATOR_ENDPOINT_ID, Resolver,
     route_events, sync_operator_endpoint,
@@ -28,6 +30,7 @@ pub use events::{
 pub use messages::fit_page;
 pub use publish::Publish;
 
+use crate::attachments::UploadRequest;
 use crate::auth::{Role, TokenVerifier};
 use crate::gateway::{Gateway, RoomRelay};
 use crate::limits::{DEFAULT_MAX_CONNECTIONS_PER_USER, MAX_ROOMS_PER_CONNECTION};
@@ -165,6 +168,8 @@ pub struct ChatService {
     relay: Option<Arc<dyn RoomRelay>>,
     /// Integration events, when the deployment delivers them.
     events: Option<Events>,
+    /// Attachments, when the deployment stores them.
+    attachments: Option<Attachments>,
     config: ServiceConfig,
 }
 
@@ -210,6 +215,7 @@ impl ChatService {
             gateway,
             relay: None,
             events: None,
+            attachments: None,
             config,
         }
     }
@@ -409,7 +415,33 @@ impl ChatService {
                 id,
                 body,
                 meta,
-            } => self.message(conn, room, id, body, meta, now_ms).await,
+                attachments,
+            } => {
+                let draft = messages::Draft {
+                    id,
+                    body,
+                    meta,
+                    attachments,
+                };
+                self.message(conn, room, draft, now_ms).await
+            }
+            ClientFrame::Upload {
+                room,
+                name,
+                size,
+                content_type,
+            } => {
+                let r = self.member_room(conn, &room)?;
+                let request = UploadRequest {
+                    name,
+                    size,
+                    content_type,
+                };
+                let grant = self.grant_upload(&r, &conn.user, request, now_ms).await?;
+                let frame = ServerFrame::Upload { grant, reference };
+                self.reply(&conn.id, &frame).await;
+                Ok(0)
+            }
             ClientFrame::Edit { room, seq, body } => self.edit(conn, room, seq, body, now_ms).await,
             ClientFrame::Delete { room, seq } => self.delete(conn, room, seq, now_ms).await,
             ClientFrame::Typing { room, state } => self.typing(conn, room, state, now_ms).await,

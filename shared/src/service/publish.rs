@@ -6,11 +6,12 @@
 use super::fanout::Skip;
 use super::messages::{fit_page, work_tokens};
 use super::{ChatService, unavailable};
+use crate::attachments::{AttachmentRef, claimant};
 use crate::auth::{Identity, Role};
 use crate::limits::MAX_HISTORY_LIMIT;
 use crate::protocol::{
-    ErrorCode, Rejection, ServerFrame, validate_body, validate_client_id, validate_meta,
-    validate_name,
+    ErrorCode, Rejection, ServerFrame, validate_attachment_refs, validate_client_id,
+    validate_message_body, validate_meta, validate_name,
 };
 use crate::ratelimit::RateDecision;
 use crate::store::{Appended, HistoryQuery, NewMessage, Page, RateBucket, RoomRef, StoreError};
@@ -27,6 +28,8 @@ pub struct Publish {
     pub meta: Option<serde_json::Value>,
     /// Sender shown to clients (a bot's user id); the token's `sub` when absent.
     pub from: Option<String>,
+    /// Files uploaded by the token's holder in this room.
+    pub attachments: Vec<AttachmentRef>,
 }
 
 /// The rule of [`ChatService::admit_request`] once the store answered.
@@ -125,7 +128,8 @@ impl ChatService {
             ));
         }
         validate_client_id(&publish.id)?;
-        validate_body(&publish.body)?;
+        validate_attachment_refs(&publish.attachments)?;
+        validate_message_body(&publish.body, !publish.attachments.is_empty())?;
         validate_meta(publish.meta.as_ref())?;
         // A bot named in `from` is not the service token's holder: do not show its name.
         let (from, name) = match publish.from {
@@ -134,6 +138,10 @@ impl ChatService {
         };
         validate_name("from", &from)?;
         let r = RoomRef::new(&identity.tenant, room);
+        let claim = claimant(&from, &publish.id);
+        let attachments = self
+            .attach(&r, &identity.user, &claim, &publish.attachments, now_ms)
+            .await?;
         let msg = NewMessage {
             id: publish.id,
             from,
@@ -142,6 +150,7 @@ impl ChatService {
             via: Some(identity.user.clone()),
             body: publish.body,
             meta: publish.meta,
+            attachments,
             ts: now_ms,
         };
         self.record(&r, msg, now_ms)

@@ -9,10 +9,13 @@
 //! DynamoDB backend implements both on one table. Futures are `Send` on native targets and not on
 //! wasm32, where Durable Object handles are `!Send`.
 
+pub mod attachments;
 pub mod memory;
+pub mod memory_attachments;
 pub mod outbox;
 pub mod rules;
 
+pub use attachments::{AttachmentIndex, BlobHead, BlobStore};
 pub use outbox::{
     DeadLetter, DeliveryBacklog, EndpointRegistry, EventJournal, EventLog, Journaled, Outbox,
     OutboxEntry,
@@ -21,6 +24,7 @@ pub use outbox::{
 use serde::{Deserialize, Serialize};
 
 use crate::MaybeSendSync;
+use crate::attachments::AttachmentView;
 use crate::auth::{Identity, Role};
 use crate::protocol::{Conversation, MessageView, PresenceStatus};
 use crate::ratelimit::{RateDecision, RatePolicy, RateState};
@@ -259,6 +263,9 @@ pub struct NewMessage {
     pub body: String,
     /// Application data.
     pub meta: Option<serde_json::Value>,
+    /// Files, checked and claimed by the service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<AttachmentView>,
     /// Timestamp to store, epoch milliseconds.
     pub ts: u64,
 }

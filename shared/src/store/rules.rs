@@ -19,6 +19,7 @@ pub fn apply_amendment(message: &mut MessageView, change: Amendment) {
         Amendment::Delete { at_ms } => {
             message.body = None;
             message.meta = None;
+            message.attachments.clear();
             message.deleted = true;
             message.edited_ts = Some(at_ms);
         }
@@ -40,6 +41,7 @@ pub fn stored_message(room: &RoomRef, seq: u64, msg: NewMessage) -> MessageView 
         ts: msg.ts,
         edited_ts: None,
         deleted: false,
+        attachments: msg.attachments,
     }
 }
 

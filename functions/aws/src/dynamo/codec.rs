@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::schema::{
+    ATTR_ATTACHMENTS,
     ATTR_AGENT, ATTR_BODY, ATTR_CONNECTED_AT, ATTR_DELETED, ATTR_EDITED_TS, ATTR_FROM, ATTR_GRANTS,
     ATTR_ID, ATTR_LAST_SEEN, ATTR_META, ATTR_NAME, ATTR_PK, ATTR_RATE, ATTR_READ_SEQ, ATTR_ROLE,
     ATTR_ROOMS, ATTR_SEQ, ATTR_SINCE, ATTR_SK, ATTR_STATUS, ATTR_TENANT, ATTR_TOKEN_EXPIRES_AT,
@@ -229,6 +230,9 @@ pub(super) fn message_attributes(m: &MessageView) -> Result<Item, StoreError> {
     if let Some(meta) = &m.meta {
         item.insert(ATTR_META.into(), json_attr(meta)?);
     }
+    if !m.attachments.is_empty() {
+        item.insert(ATTR_ATTACHMENTS.into(), json_attr(&m.attachments)?);
+    }
     if let Some(edited) = m.edited_ts {
         item.insert(ATTR_EDITED_TS.into(), n(edited));
     }
@@ -268,6 +272,7 @@ pub(super) fn decode_message(room: &RoomRef, item: &Item) -> Result<MessageView,
         ts: f.u64(ATTR_TS)?,
         edited_ts: f.opt_u64(ATTR_EDITED_TS)?,
         deleted: f.flag(ATTR_DELETED)?,
+        attachments: f.json(ATTR_ATTACHMENTS)?.unwrap_or_default(),
     })
 }
 
@@ -338,6 +343,14 @@ mod tests {
                 via: Some("backend".into()),
                 body: "hi".into(),
                 meta: Some(serde_json::json!({"k": [1, null]})),
+                attachments: vec![roomcast_core::attachments::AttachmentView {
+                    id: "att_abcdefghijklmnopqrstuvwxyz".into(),
+                    name: "a.png".into(),
+                    size: 9,
+                    content_type: "image/png".into(),
+                    width: Some(3),
+                    height: Some(2),
+                }],
                 ts: 5,
             },
         );

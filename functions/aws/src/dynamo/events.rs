@@ -501,6 +501,7 @@ mod tests {
             ts: 10,
             edited_ts: None,
             deleted: false,
+            attachments: Vec::new(),
         }
     }
 

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use roomcast_core::attachments::AttachmentView;
 use roomcast_core::protocol::MessageView;
 use roomcast_core::store::rules::apply_amendment;
 use roomcast_core::store::{Amendment, StoreError};
@@ -52,7 +53,7 @@ impl Expr {
 /// depends on its old value, so the amendment sets it (or removes it, when absent); one that still
 /// differs is kept as stored.
 pub(super) fn amendment_update(change: Amendment) -> Result<(String, Expr), StoreError> {
-    let probe = |body: Option<&str>, meta, edited_ts, deleted| MessageView {
+    let probe = |body: Option<&str>, meta, edited_ts, deleted, attachments| MessageView {
         room: String::new(),
         seq: 1,
         id: String::new(),
@@ -65,9 +66,24 @@ pub(super) fn amendment_update(change: Amendment) -> Result<(String, Expr), Stor
         ts: 0,
         edited_ts,
         deleted,
+        attachments,
     };
-    let mut a = probe(Some("a"), Some(serde_json::json!(1)), Some(1), false);
-    let mut b = probe(None, None, Some(2), true);
+    let attachment = AttachmentView {
+        id: "att_a".to_owned(),
+        name: "a".to_owned(),
+        size: 1,
+        content_type: "text/plain".to_owned(),
+        width: None,
+        height: None,
+    };
+    let mut a = probe(
+        Some("a"),
+        Some(serde_json::json!(1)),
+        Some(1),
+        false,
+        vec![attachment],
+    );
+    let mut b = probe(None, None, Some(2), true, Vec::new());
     let (before_a, before_b) = (message_attributes(&a)?, message_attributes(&b)?);
     apply_amendment(&mut a, change.clone());
     apply_amendment(&mut b, change);

@@ -113,6 +113,8 @@ pub const ATTR_VIA: &str = "via";
 pub const ATTR_BODY: &str = "body";
 /// Message: application data (S, JSON; optional).
 pub const ATTR_META: &str = "meta";
+/// Message: its attachments (S, JSON array; absent when none and once deleted).
+pub const ATTR_ATTACHMENTS: &str = "att";
 /// Message: store time (N, epoch ms).
 pub const ATTR_TS: &str = "ts";
 /// Message: last edit (N, epoch ms; optional).
