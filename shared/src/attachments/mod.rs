@@ -17,7 +17,7 @@ pub use link::{Grant, LinkError, LinkSigner};
 pub use model::{
     ABANDONED_AFTER_MS, AttachmentRef, AttachmentView, DOWNLOAD_LINK_MS, DownloadLink,
     MAX_ATTACHMENTS_PER_MESSAGE, Slot, UPLOAD_WINDOW_MS, UploadGrant, UploadRequest, UploadTarget,
-    claimant, is_attachment_id, new_attachment_id, object_key,
+    base32, claimant, is_attachment_id, new_attachment_id, object_key,
 };
 pub use policy::{AttachmentPolicy, Disposition, NameError, sanitize_name};
 pub use quota::{QuotaExceeded, UploadQuota, Usage, day_of};

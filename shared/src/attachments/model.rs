@@ -91,25 +91,30 @@ pub fn is_attachment_id(id: &str) -> bool {
 
 /// A fresh attachment id from 16 random bytes (`entropy` fills them).
 pub fn new_attachment_id(entropy: &dyn Fn(&mut [u8])) -> String {
-    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
     let mut bytes = [0u8; 16];
     entropy(&mut bytes);
-    let mut id = String::with_capacity(ID_PREFIX.len() + 26);
-    id.push_str(ID_PREFIX);
+    format!("{ID_PREFIX}{}", base32(&bytes))
+}
+
+/// `bytes` in lower-case base32 (RFC 4648's alphabet, no padding): letters and digits only,
+/// the same in any case, so it is also a safe file name for any segment of a key.
+pub fn base32(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let mut out = String::with_capacity(bytes.len().div_ceil(5) * 8);
     let mut acc: u32 = 0;
     let mut bits = 0;
-    for b in bytes {
+    for &b in bytes {
         acc = (acc << 8) | u32::from(b);
         bits += 8;
         while bits >= 5 {
             bits -= 5;
-            id.push(char::from(ALPHABET[((acc >> bits) & 31) as usize]));
+            out.push(char::from(ALPHABET[((acc >> bits) & 31) as usize]));
         }
     }
     if bits > 0 {
-        id.push(char::from(ALPHABET[((acc << (5 - bits)) & 31) as usize]));
+        out.push(char::from(ALPHABET[((acc << (5 - bits)) & 31) as usize]));
     }
-    id
+    out
 }
 
 /// What a client names on a message: `{"id": "att_…"}`.
@@ -216,6 +221,13 @@ mod tests {
         assert!(!is_attachment_id("att_../../etc"));
         assert!(!is_attachment_id("evt_abcdefghijklmnopqrstuvwxyz"));
         assert_ne!(id, new_attachment_id(&|b: &mut [u8]| b.fill(0x5a)));
+    }
+
+    #[test]
+    fn base32_is_rfc_4648_lower_case_unpadded() {
+        assert_eq!(base32(b""), "");
+        assert_eq!(base32(b"f"), "my");
+        assert_eq!(base32(b"foobar"), "mzxw6ytboi");
     }
 
     #[test]
