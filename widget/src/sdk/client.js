@@ -1,7 +1,8 @@
 // The roomcast client an app uses, RoomcastClient: connect, rooms, sending, typing, read cursors,
-// presence, history and the support desk; and the wiring of the parts doing the work: link.js
-// (the sockets), room.js (each room), frames.js (what the server sends), delivery.js (the
-// outbox), history.js (paging) and requests.js (request/reply).
+// presence, history, attachments and the support desk; and the wiring of the parts doing the
+// work: link.js (the sockets), room.js (each room), frames.js (what the server sends),
+// delivery.js (the outbox), history.js (paging), requests.js (request/reply), uploads.js and
+// downloads.js (files, over http.js).
 // Protocol: docs/protocol.md. Guide: docs/widget.md.
 
 import { Outbox, ulid } from './outbox.js';
@@ -14,6 +15,9 @@ import { Requests } from './requests.js';
 import { Delivery } from './delivery.js';
 import { History } from './history.js';
 import { receive } from './frames.js';
+import { httpBase } from './http.js';
+import { checkFile, fileType, uploadFile, uploadPolicy } from './uploads.js';
+import { Downloads } from './downloads.js';
 
 /**
  * The client.
@@ -33,6 +37,8 @@ export class RoomcastClient extends Emitter {
    * @param {string|(() => Promise<string>)} o.token  a token, or a function fetching a fresh one
    * @param {'auto'|'local'|'aws'|'edge'} [o.mode]
    * @param {'protocol'|'query'} [o.tokenIn]  token in `Sec-WebSocket-Protocol` (default) or `?token=`
+   * @param {string} [o.httpUrl]  the HTTP API's base URL (default: `url` with http(s); AWS: the stack's `HttpApiUrl`)
+   * @param {{maxBytes?: number, types?: string[]}} [o.uploads]  what the deployment accepts, checked before uploading (default: the server's defaults)
    */
   constructor(o) {
     super();
@@ -51,11 +57,16 @@ export class RoomcastClient extends Emitter {
     this.now = o.now || (() => Date.now());
     this.random = o.random || Math.random;
     this.WebSocket = o.WebSocket || globalThis.WebSocket;
+    this.fetch = o.fetch || ((...args) => globalThis.fetch(...args));
+    this.XHR = o.XMLHttpRequest || globalThis.XMLHttpRequest;
     this.tokenFn = typeof o.token === 'function' ? o.token : null;
     this.token = typeof o.token === 'string' ? o.token : null;
     this.claims = this.token ? decodeClaims(this.token) : {};
     const url = String(o.url);
     this.edge = this.opts.mode === 'edge' || url.includes('{room}');
+    this.httpUrl = String(o.httpUrl || httpBase(url)).replace(/\/+$/, '');
+    this.uploadPolicy = uploadPolicy(o.uploads);
+    this.downloads = new Downloads(this);
     const storage = o.storage === undefined ? safeLocalStorage() : o.storage;
     this.outbox = new Outbox(storage, `${this.opts.storageKey}:outbox`);
     /** @type {Map<string, Room>} */
@@ -286,8 +297,17 @@ export class RoomcastClient extends Emitter {
 
   /** Sends a message; returns its client id. It is kept in the outbox until acknowledged. */
   send(name, body, meta) {
+    return this.sendMessage(name, body, { meta });
+  }
+
+  /**
+   * Sends a message, with files uploaded by `attach` (at most 10; `body` may then be empty);
+   * returns its client id. It is kept in the outbox until acknowledged.
+   * @param {{meta?: object, attachments?: Array<{id: string, name: string, size: number, type: string}>}} [o]
+   */
+  sendMessage(name, body, { meta, attachments } = {}) {
     const room = this.join(name);
-    const entry = this.outbox.add({ id: ulid(this.now()), room: name, body, meta, user: this.user });
+    const entry = this.outbox.add({ id: ulid(this.now()), room: name, body, meta, attachments: attachments?.length ? attachments : undefined, user: this.user });
     this.stopTyping(name, false);
     this.delivery.arm(entry);
     this.delivery.flush(entry);
@@ -366,6 +386,36 @@ export class RoomcastClient extends Emitter {
 
   remove(name, seq) {
     return this.request({ action: 'delete', room: name, seq }, { reply: false });
+  }
+
+  // ---- attachments ----
+
+  /**
+   * Asks for an upload slot for `file` in `room` (the `upload` action). Resolves with the
+   * grant `{id, room, name, upload, expires_at}`; rejects with `{code}`: TOO_LARGE or INVALID
+   * (checked here first against `uploads`), LIMIT_EXCEEDED, FORBIDDEN, RATE_LIMITED.
+   */
+  requestUpload(name, file) {
+    const refused = checkFile(file, this.uploadPolicy);
+    if (refused) return Promise.reject(refused);
+    return this.request({ action: 'upload', room: name, name: file.name, size: file.size, type: fileType(file, this.uploadPolicy) });
+  }
+
+  /** Sends `file`'s bytes to a grant's target (uploads.js): `onProgress(fraction)`, `signal` cancels. */
+  upload(grant, file, { onProgress, signal } = {}) {
+    return uploadFile(grant, file, { base: this.httpUrl, onProgress, signal, XHR: this.XHR });
+  }
+
+  /** Slot and upload in one: resolves with the attachment to pass to `sendMessage`. */
+  async attach(name, file, o) {
+    const grant = await this.requestUpload(name, file);
+    await this.upload(grant, file, o);
+    return { id: grant.id, name: grant.name, size: file.size, type: fileType(file, this.uploadPolicy) };
+  }
+
+  /** A download link `{url, inline, expires_at}` for an attachment of `room` (kept until shortly before it expires). */
+  attachmentLink(name, id) {
+    return this.downloads.link(name, id);
   }
 
   // ---- support desk ----

@@ -35,6 +35,8 @@ export class Delivery {
     const link = c.link(e.room);
     const frame = { action: 'message', room: e.room, id: e.id, body: e.body };
     if (e.meta) frame.meta = e.meta;
+    // The server knows the files by id; name, size and type are kept for showing the message.
+    if (e.attachments) frame.attachments = e.attachments.map((a) => ({ id: a.id }));
     if (link.send(frame)) {
       e.attempts = (e.attempts || 0) + 1;
       if (e.status !== 'failed') e.status = 'sending';

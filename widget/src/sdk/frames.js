@@ -53,6 +53,9 @@ function onFrame(client, f, link, ws) {
       return client.changed(room.name);
     case 'presence':
       return onPresence(client, f, link);
+    case 'upload':
+      // The slot an `upload` request asked for.
+      return f.ref && client.requests.settle(f.ref, null, f);
     case 'status':
       applyConversation(client, f.room, f);
       if (f.ref) client.requests.settle(f.ref, null, f);
@@ -123,6 +126,7 @@ function onAck(client, f) {
     const m = { room: f.room, seq: f.seq, id: f.id, from: client.user, body: e.body, ts: f.ts };
     if (client.claims.name) m.name = client.claims.name;
     if (e.meta) m.meta = e.meta;
+    if (e.attachments) m.attachments = e.attachments;
     room.timeline.add(m);
   } else room.timeline.seeHead(f.seq);
   client.history.checkGap(room);

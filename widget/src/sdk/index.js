@@ -6,3 +6,5 @@ export { isBot, isSystem, statusOf, SYSTEM_SENDER, INBOX_ROOM } from './desk.js'
 export { reconnectDecision, fullJitter, rotateAfterMs, BACKOFF } from './backoff.js';
 export { Timeline } from './timeline.js';
 export { Outbox, ulid } from './outbox.js';
+export { DEFAULT_MAX_BYTES, FILE_TYPES, RASTER_TYPES, checkFile, fileType, uploadPolicy } from './uploads.js';
+export { safeUrl } from './http.js';

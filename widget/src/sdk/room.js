@@ -96,6 +96,7 @@ export class Room {
         from: me,
         body: e.body,
         meta: e.meta,
+        attachments: e.attachments,
         ts: e.createdAt,
         mine: true,
         bot: false,

@@ -48,6 +48,7 @@ export class Timeline {
         if (msg.deleted) {
           delete this.bySeq.get(seq).body;
           delete this.bySeq.get(seq).meta;
+          delete this.bySeq.get(seq).attachments;
         }
         this.sorted = null;
         return 'updated';
@@ -68,6 +69,7 @@ export class Timeline {
     if (patch.deleted) {
       delete next.body;
       delete next.meta;
+      delete next.attachments;
     }
     this.bySeq.set(seq, next);
     this.sorted = null;

@@ -1,0 +1,102 @@
+// Sending files: what may be attached (checked here before a slot is asked for, so the user
+// hears at once; the server checks again and has the last word), and the bytes sent to a
+// slot's upload target with progress and cancel (XMLHttpRequest: fetch reports no upload
+// progress). Protocol: docs/protocol.md, attachments.
+
+import { apiError, safeUrl } from './http.js';
+
+/** The server's default largest file: 10 MB. */
+export const DEFAULT_MAX_BYTES = 10 * 1024 * 1024;
+
+/** The types the server allows by default, by file extension (browsers leave `File.type` empty for some). */
+export const FILE_TYPES = {
+  png: 'image/png',
+  jpg: 'image/jpeg',
+  jpeg: 'image/jpeg',
+  gif: 'image/gif',
+  webp: 'image/webp',
+  pdf: 'application/pdf',
+  txt: 'text/plain',
+  csv: 'text/csv',
+  svg: 'image/svg+xml',
+  docx: 'application/vnd.openxmlformats-officedocument.wordprocessingml.document',
+  xlsx: 'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet',
+  pptx: 'application/vnd.openxmlformats-officedocument.presentationml.presentation',
+  odt: 'application/vnd.oasis.opendocument.text',
+  ods: 'application/vnd.oasis.opendocument.spreadsheet',
+};
+
+/** Raster images: the only attachments shown in the page (SVG is markup: a download only). */
+export const RASTER_TYPES = ['image/png', 'image/jpeg', 'image/gif', 'image/webp'];
+
+/** The upload policy the client checks against: the server's defaults unless given. */
+export function uploadPolicy(o = {}) {
+  return { maxBytes: o.maxBytes ?? DEFAULT_MAX_BYTES, types: o.types ?? [...new Set(Object.values(FILE_TYPES))] };
+}
+
+/**
+ * The type to declare for `file`: its own when allowed, else the one its extension names (a
+ * CSV can come as `application/vnd.ms-excel`, a DOCX with no type at all); the server sniffs
+ * the bytes either way.
+ */
+export function fileType(file, policy) {
+  const own = String(file.type || '').split(';')[0].trim().toLowerCase();
+  if (policy.types.includes(own)) return own;
+  return FILE_TYPES[String(file.name).split('.').pop().toLowerCase()] || own;
+}
+
+/** Why `file` cannot be sent under `policy` (an apiError with the code the server would answer), or null. */
+export function checkFile(file, policy) {
+  if (file.size > policy.maxBytes) return apiError('TOO_LARGE', `the file is ${file.size} bytes; the limit is ${policy.maxBytes}`);
+  if (!file.size) return apiError('INVALID', 'the file is empty');
+  if (!policy.types.includes(fileType(file, policy))) return apiError('INVALID', `files of type \`${file.type || 'unknown'}\` are not allowed`);
+  return null;
+}
+
+/** `[[name, value], …]` from the server's pairs (or an object of them). */
+const pairs = (list) => (Array.isArray(list) ? list : Object.entries(list || {}));
+
+/**
+ * Sends `file` to `grant.upload`: `PUT` the bytes with its `headers`, or `POST` a
+ * multipart form (S3): its `fields` in order, then the file as `file`. Resolves when stored;
+ * rejects with an apiError: the server's code, NETWORK, or ABORTED when `signal` aborts.
+ *
+ * @param {{upload: {method: string, url: string, fields?: Array<[string, string]>, headers?: Array<[string, string]>}}} grant
+ * @param {Blob} file
+ * @param {{base: string, onProgress?: (fraction: number) => void, signal?: AbortSignal, XHR?: typeof XMLHttpRequest}} o
+ */
+export function uploadFile(grant, file, { base, onProgress, signal, XHR = globalThis.XMLHttpRequest }) {
+  return new Promise((resolve, reject) => {
+    const { method, url, fields, headers } = grant.upload || {};
+    const target = safeUrl(url, base);
+    if (!target || (method !== 'PUT' && method !== 'POST')) return reject(apiError('INVALID', `cannot upload with ${method} to ${url}`));
+    if (signal?.aborted) return reject(apiError('ABORTED', 'cancelled'));
+    const xhr = new XHR();
+    xhr.open(method, target);
+    let body = file;
+    if (method === 'POST') {
+      body = new FormData();
+      for (const [k, v] of pairs(fields)) body.append(k, v);
+      body.append('file', file);
+    } else for (const [k, v] of pairs(headers)) xhr.setRequestHeader(k, v);
+    xhr.upload.onprogress = (e) => e.lengthComputable && onProgress?.(e.loaded / e.total);
+    xhr.onload = () => {
+      if (xhr.status >= 200 && xhr.status < 300) {
+        onProgress?.(1);
+        return resolve();
+      }
+      let answer = {};
+      try {
+        answer = JSON.parse(xhr.responseText);
+      } catch {
+        // S3 answers XML: the status says enough.
+      }
+      const code = answer.code || { 400: 'INVALID', 403: 'FORBIDDEN', 413: 'TOO_LARGE', 429: 'RATE_LIMITED' }[xhr.status] || 'UNAVAILABLE';
+      reject(apiError(code, answer.message || `upload failed: ${xhr.status}`, xhr.status));
+    };
+    xhr.onerror = () => reject(apiError('NETWORK', 'the upload did not reach the server'));
+    xhr.onabort = () => reject(apiError('ABORTED', 'cancelled'));
+    signal?.addEventListener('abort', () => xhr.abort(), { once: true });
+    xhr.send(body);
+  });
+}
