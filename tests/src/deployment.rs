@@ -22,6 +22,10 @@ pub struct Capabilities {
     /// [`Deployment::http_url`], deliveries to loopback endpoints (development mode), the
     /// first retry within 500 ms and attempts timed out within 2 s.
     pub webhooks: bool,
+    /// Attachments: upload slots and download links at [`Deployment::http_url`], upload
+    /// targets reachable from the test (the deployment's own signed routes, or S3 on loopback),
+    /// and the default size limit and types.
+    pub attachments: bool,
 }
 
 /// A capability a case may need (see [`Capabilities`]).
@@ -38,6 +42,8 @@ pub enum Capability {
     ManyRoomsPerConnection,
     /// [`Capabilities::webhooks`].
     Webhooks,
+    /// [`Capabilities::attachments`].
+    Attachments,
 }
 
 impl Capability {
@@ -49,6 +55,7 @@ impl Capability {
             Self::ManagementApi => caps.management_api,
             Self::ManyRoomsPerConnection => !caps.one_room_per_connection,
             Self::Webhooks => caps.webhooks,
+            Self::Attachments => caps.attachments,
         }
     }
 
@@ -60,6 +67,7 @@ impl Capability {
             Self::ManagementApi => "management_api",
             Self::ManyRoomsPerConnection => "many rooms per connection",
             Self::Webhooks => "webhooks",
+            Self::Attachments => "attachments",
         }
     }
 }

@@ -171,6 +171,10 @@ macro_rules! protocol_suite {
             secret_rotation_signs_with_both_secrets [HttpApi, Webhooks],
             slow_endpoint_delays_nobody [HttpApi, Webhooks],
             events_survive_kill_between_ack_and_delivery [Restart, HttpApi, Webhooks],
+            attachments_reach_members_byte_identical [HttpApi, Attachments],
+            attachment_bad_inputs_are_refused [HttpApi, Attachments],
+            deleted_message_takes_its_attachment [HttpApi, Attachments],
+            upload_slots_are_held_to_a_quota [HttpApi, Attachments],
         }
     };
 }

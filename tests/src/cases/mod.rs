@@ -2,6 +2,7 @@
 //! own tenant and may run concurrently with every other case (except `acked_messages_survive_restart`,
 //! which the suite runs alone).
 
+mod attachments;
 mod connect;
 mod durability;
 mod errors;
@@ -21,6 +22,7 @@ mod rooms;
 mod security;
 mod support;
 
+pub use attachments::*;
 pub use connect::*;
 pub use durability::*;
 pub use errors::*;

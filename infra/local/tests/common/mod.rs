@@ -232,6 +232,8 @@ impl Deployment for Local {
             // Delivered in-process (not behind Lambda functions), to loopback receivers.
             webhooks: flags.iter().any(|f| f == "--webhook-allow-private")
                 && !flags.iter().any(|f| f == "--lambda-endpoint"),
+            // Turned on by the local server's attachments adapter.
+            attachments: false,
         }
     }
 
