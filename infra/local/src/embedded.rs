@@ -33,8 +33,20 @@
 //! messages `(room, seq) → MessageView` as JSON, heads `room → seq`, idempotency
 //! `(room, from, id) → seq`, read cursors `(room, user) → seq`, members `(room, user) → last seen`.
 //! The integration events' tables are in [`outbox`], which implements the
-//! [`roomcast_core::store::Outbox`] port on the same file and writer.
+//! [`roomcast_core::store::Outbox`] port on the same file and writer; the attachments' slots
+//! and quotas are in [`attachments`] ([`roomcast_core::store::AttachmentIndex`]).
 
+/// Inner errors of a request become its answer; storage errors fail the batch.
+macro_rules! tri {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(e)),
+        }
+    };
+}
+
+mod attachments;
 mod outbox;
 
 use std::fmt::Display;
@@ -558,6 +570,9 @@ struct WriteTables<'txn> {
     attempts: Table<'txn, (&'static str, u64), &'static [u8]>,
     counters: Table<'txn, &'static str, u64>,
     due: Table<'txn, (&'static str, u64, u64), &'static str>,
+    slots: Table<'txn, (&'static str, &'static str), &'static [u8]>,
+    unclaimed: Table<'txn, (u64, &'static str, &'static str), ()>,
+    upload_usage: Table<'txn, (u64, &'static str), (u64, u64)>,
 }
 
 /// Inner `Result`: the request's own outcome. Outer: a storage error that fails the batch.
@@ -579,6 +594,9 @@ impl<'txn> WriteTables<'txn> {
             attempts: txn.open_table(outbox::ATTEMPTS)?,
             counters: txn.open_table(outbox::COUNTERS)?,
             due: txn.open_table(outbox::DUE)?,
+            slots: txn.open_table(attachments::SLOTS)?,
+            unclaimed: txn.open_table(attachments::UNCLAIMED)?,
+            upload_usage: txn.open_table(attachments::USAGE)?,
         })
     }
 
@@ -717,6 +735,7 @@ fn writer_gone() -> StoreError {
 mod tests {
     use std::collections::BTreeSet;
 
+    use roomcast_testkit::attachment_conformance::attachment_conformance;
     use roomcast_testkit::conformance::{
         Namer, history_conformance, journal_conformance, outbox_conformance,
     };
@@ -732,6 +751,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedHistory::open(dir.path()).unwrap();
         history_conformance(&store, &Namer::new("emb")).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn attachment_conformance_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedHistory::open(dir.path()).unwrap();
+        attachment_conformance(&store, &Namer::new("emb"), true).await;
     }
 
     #[tokio::test(flavor = "multi_thread")]

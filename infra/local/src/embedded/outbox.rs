@@ -46,16 +46,6 @@ struct Ordered<T> {
     value: T,
 }
 
-/// Inner errors of a request become its answer; storage errors fail the batch.
-macro_rules! tri {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(e) => return Ok(Err(e)),
-        }
-    };
-}
-
 impl WriteTables<'_> {
     fn next(&mut self, counter: &str) -> Result<u64, redb::Error> {
         let n = self.counters.get(counter)?.map_or(0, |v| v.value()) + 1;
