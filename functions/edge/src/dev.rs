@@ -4,12 +4,15 @@
 //! `POST /__dev/conformance` runs, inside a fresh `ChatRoom` object (named
 //! `#dev/conformance-…`: `#` is never in a tenant name, so it shares nothing with real rooms):
 //!
-//! - the migration of a `messages` table made before it had the `via` and `role` columns: an
-//!   old message reads back without them, and a new one keeps its `via` and `role`;
+//! - the migration of a `messages` table made before it had the `via`, `role` and
+//!   `attachments` columns: an old message reads back without them, and a new one keeps its
+//!   `via` and `role` (and `history_conformance` its attachments, on the migrated table);
 //! - the testkit's `history_conformance` against [`SqlHistory`] on that object's SQLite storage
 //!   (every case: the store holds any room in this mode), on the migrated table; then
 //!   `journal_conformance` and `outbox_conformance` against the same store, which is also the
 //!   edge's outbox ports (`outbox.rs`);
+//! - the testkit's `attachment_conformance` against [`SqlSlots`] on the same SQLite storage,
+//!   its quota charges going to the named tenants' `TenantEvents` objects as a room's do;
 //! - the testkit's `connection_conformance` against [`EdgeConnections`] without sockets (the
 //!   in-memory indexes and the write-through path; there are no sockets to write to);
 //! - a hibernation round trip: connections on real accepted sockets, written to their
@@ -41,6 +44,7 @@ use roomcast_core::lifecycle::ConnectionClock;
 use roomcast_core::protocol::PresenceStatus;
 use roomcast_core::ratelimit::RatePolicy;
 use roomcast_core::store::{Connection, ConnectionStore, HistoryStore, NewMessage, RoomRef};
+use roomcast_testkit::attachment_conformance::attachment_conformance;
 use roomcast_testkit::conformance::{
     Namer, connection_conformance, history_conformance, journal_conformance, outbox_conformance,
 };
@@ -53,6 +57,7 @@ use crate::outbox::Journaling;
 use crate::relay::room_object;
 use crate::room::json_reply;
 use crate::sockets::{EdgeConnections, EdgeGateway, Sockets};
+use crate::uploads::SqlSlots;
 
 /// The Worker's side: forwards the request to a fresh object, so every run starts empty.
 pub async fn forward(req: Request, env: &Env) -> Result<Response> {
@@ -75,7 +80,7 @@ const MESSAGES_BEFORE_VIA: &[&str] = &[
 
 /// The object's side: runs the conformance suites in this object; 200 with a summary when all
 /// pass.
-pub async fn conformance(state: &Rc<State>) -> Result<Response> {
+pub async fn conformance(state: &Rc<State>, env: &Env) -> Result<Response> {
     let prefix = format!("edge{}", now_ms());
     for statement in MESSAGES_BEFORE_VIA {
         state.storage().sql().exec(statement, None)?;
@@ -86,11 +91,14 @@ pub async fn conformance(state: &Rc<State>) -> Result<Response> {
     history_conformance(&history, &Namer::new(format!("{prefix}h"))).await;
     journal_conformance(&history, &Namer::new(format!("{prefix}j"))).await;
     outbox_conformance(&history, &Namer::new(format!("{prefix}o"))).await;
+    let slots = SqlSlots::open(state.storage().sql(), Rooms::Any, env.clone())
+        .map_err(|e| worker::Error::RustError(e.to_string()))?;
+    attachment_conformance(&slots, &Namer::new(format!("{prefix}a")), true).await;
     let detached = EdgeConnections(Rc::new(Sockets::detached()));
     connection_conformance(&detached, &Namer::new(format!("{prefix}c"))).await;
     let restored = hibernation_round_trip(state).await?;
     Response::ok(format!(
-        "ok: messages table migrated, history_conformance, journal_conformance, outbox_conformance, connection_conformance, hibernation round trip of {restored} connections\n"
+        "ok: messages table migrated, history_conformance, journal_conformance, outbox_conformance, attachment_conformance, connection_conformance, hibernation round trip of {restored} connections\n"
     ))
 }
 
@@ -117,6 +125,7 @@ async fn migrated_table_keeps_old_messages(history: &SqlHistory) -> Result<()> {
         body: "after via".into(),
         meta: None,
         ts: 2,
+        attachments: Vec::new(),
     };
     history
         .append(&room, published)

@@ -13,6 +13,8 @@
 //!   [`EndpointQueue`] per endpoint, each attempt a `fetch` in its own task, the outcome stored
 //!   (acknowledged, rescheduled or dead-lettered, with an attempt record). Its alarm is set for
 //!   the earliest queue deadline or pending delivery, so deliveries resume after a restart.
+//!   It also keeps the tenant's per-day upload quotas, charged by its room objects
+//!   (`uploads.rs`).
 
 use std::cell::Cell;
 use std::cell::RefCell;
@@ -34,7 +36,7 @@ use roomcast_core::events::{
     AttemptResult, Endpoint, EndpointQueue, EndpointRules, Event, Outcome, Verdict,
 };
 use roomcast_core::http::{self, HttpRequest};
-use roomcast_core::service::{Events, Resolver};
+use roomcast_core::service::{Entropy, Events, Resolver};
 use roomcast_core::store::{
     DeliveryBacklog, EndpointRegistry, EventJournal, EventLog, Journaled, OutboxEntry, StoreError,
 };
@@ -51,6 +53,7 @@ use crate::outbox::Journaling;
 use crate::room::json_reply;
 use crate::routes::{EdgeRoute, edge_route};
 use crate::sockets::{EdgeConnections, EdgeGateway, Sockets};
+use crate::uploads::{create_quota_table, serve_charge};
 
 pub use class::TenantEvents;
 
@@ -80,7 +83,7 @@ fn store_error(what: &str) -> impl Fn(worker::Error) -> StoreError + '_ {
 }
 
 /// A request to the tenant object; its JSON answer.
-async fn ask_tenant<T: serde::de::DeserializeOwned>(
+pub(crate) async fn ask_tenant<T: serde::de::DeserializeOwned>(
     stub: &Stub,
     url: &str,
     body: Option<String>,
@@ -231,11 +234,16 @@ pub fn events(
             own_origins,
         },
         config: config.clone(),
-        entropy: Arc::new(|bytes: &mut [u8]| {
-            // Invariant: the runtime's crypto.getRandomValues does not fail for 32 bytes.
-            getrandom::fill(bytes).expect("the Workers runtime provides randomness");
-        }),
+        entropy: entropy(),
     }
+}
+
+/// The runtime's randomness, for ids and secrets.
+pub fn entropy() -> Entropy {
+    Arc::new(|bytes: &mut [u8]| {
+        // Invariant: the runtime's crypto.getRandomValues does not fail for 32 bytes.
+        getrandom::fill(bytes).expect("the Workers runtime provides randomness");
+    })
 }
 
 /// The class the runtime instantiates (see `room.rs` for why it is alone in a module).
@@ -307,6 +315,7 @@ impl Hub {
         crate::log::init(settings.log);
         let outbox = SqlHistory::open(state.storage().sql(), Rooms::Any, Journaling::WhenEndpoints)
             .map_err(|e| e.to_string())?;
+        create_quota_table(outbox.sql()).map_err(|e| e.to_string())?;
         Ok(Self {
             state: state.clone(),
             settings,
@@ -708,6 +717,7 @@ impl DurableObject for TenantEvents {
             Some(route @ (EdgeRoute::EventsEndpoints | EdgeRoute::EventsDispatch)) => {
                 hub.internal(req, &route).await
             }
+            Some(EdgeRoute::TenantQuota) => serve_charge(hub.outbox.sql(), req).await,
             _ => hub.api(req).await,
         }
     }

@@ -2,7 +2,9 @@
 //! tenant, and routes each request to the `ChatRoom` object of (tenant, room), named
 //! `tenant/room`. Every chat decision is the object's, through the core service; the Worker only
 //! refuses what it cannot route (no valid token, no valid room name), with the core's replies.
-//! The endpoints API (`/events/endpoints…`) goes to the tenant's `TenantEvents` object.
+//! The endpoints API (`/events/endpoints…`) goes to the tenant's `TenantEvents` object. The
+//! Worker itself serves attachment bytes behind signed links (`PUT /uploads/{token}`,
+//! `GET /files/{token}`, [`crate::blobs`]).
 
 use roomcast_core::auth::TokenVerifier;
 use roomcast_core::http::{self, HttpReply, Route};
@@ -47,13 +49,18 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
             | EdgeRoute::DevFault
             | EdgeRoute::Relay
             | EdgeRoute::EventsEndpoints
-            | EdgeRoute::EventsDispatch,
+            | EdgeRoute::EventsDispatch
+            | EdgeRoute::TenantQuota,
         ) => json_reply(&http::not_found()),
         None => match http::route(&path) {
             // Answered here: the Worker needs no object (and no room) for it.
             Route::Health if req.method() == Method::Get => json_reply(&http::health(None)),
             Route::Health => json_reply(&http::method_not_allowed()),
-            Route::Messages(room) => messages(req, &env, &config, &room).await,
+            Route::Messages(room) | Route::Uploads(room) | Route::Attachment(room, _) => {
+                room_api(req, &env, &config, &room).await
+            }
+            // The bytes behind signed links: the Worker's, with no object.
+            Route::Blob(route) => crate::blobs::serve(req, &env, &config, route).await,
             Route::BadRoom => json_reply(&http::bad_room()),
             Route::Endpoints(_) => endpoints(req, &env, &config).await,
             Route::NotFound => json_reply(&http::not_found()),
@@ -89,8 +96,9 @@ async fn socket(req: Request, env: &Env, config: &EdgeConfig, room: &str) -> Res
     room_object(env, &name)?.fetch_with_request(req).await
 }
 
-/// `GET|POST /rooms/{room}/messages`.
-async fn messages(req: Request, env: &Env, config: &EdgeConfig, room: &str) -> Result<Response> {
+/// `GET|POST /rooms/{room}/messages`, `POST /rooms/{room}/uploads`,
+/// `GET /rooms/{room}/attachments/{id}`: to the room's object.
+async fn room_api(req: Request, env: &Env, config: &EdgeConfig, room: &str) -> Result<Response> {
     if let Err(r) = validate_name("room", room) {
         return json_reply(&HttpReply::rejection(r));
     }

@@ -9,6 +9,7 @@
 //! request. Every write is one SQL statement besides. Durability: the runtime's output gate holds
 //! every outgoing message (the `ack` included) until the writes before it are durable.
 
+use roomcast_core::attachments::AttachmentView;
 use roomcast_core::auth::Role;
 use roomcast_core::events::Event;
 use roomcast_core::protocol::{Conversation, MessageView};
@@ -29,6 +30,20 @@ pub enum Rooms {
     Any,
 }
 
+impl Rooms {
+    /// The key of `room` (`tenant/room`), once it is known to live here.
+    pub(crate) fn key(&self, room: &RoomRef) -> Result<SqlStorageValue, StoreError> {
+        match self {
+            Self::One(own) if own != room => Err(StoreError::Other(format!(
+                "room `{}` lives in another Durable Object than `{}`",
+                room.key(),
+                own.key()
+            ))),
+            _ => Ok(text(&room.key())),
+        }
+    }
+}
+
 /// Largest integer a JavaScript number holds exactly; seqs and times stay far below it, so a
 /// larger seq from a client names nothing.
 const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
@@ -38,7 +53,7 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS messages (
         rk TEXT NOT NULL, seq INTEGER NOT NULL, cid TEXT NOT NULL, sender TEXT NOT NULL,
         name TEXT, body TEXT, meta TEXT, ts INTEGER NOT NULL, edited_ts INTEGER,
-        deleted INTEGER NOT NULL DEFAULT 0, via TEXT, role TEXT,
+        deleted INTEGER NOT NULL DEFAULT 0, via TEXT, role TEXT, attachments TEXT,
         PRIMARY KEY (rk, seq), UNIQUE (rk, sender, cid)) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS read_cursors (
         rk TEXT NOT NULL, user TEXT NOT NULL, seq INTEGER NOT NULL,
@@ -60,10 +75,15 @@ const ADDED_MESSAGE_COLUMNS: &[(&str, &str)] = &[
     ("via", "ALTER TABLE messages ADD COLUMN via TEXT"),
     // The author's role, by its protocol name; `NULL` on messages stored before it.
     ("role", "ALTER TABLE messages ADD COLUMN role TEXT"),
+    // The message's attachments as a JSON array; `NULL` when it has none (and once deleted).
+    (
+        "attachments",
+        "ALTER TABLE messages ADD COLUMN attachments TEXT",
+    ),
 ];
 
 const MESSAGE_COLUMNS: &str =
-    "seq, cid, sender, name, body, meta, ts, edited_ts, deleted, via, role";
+    "seq, cid, sender, name, body, meta, ts, edited_ts, deleted, via, role, attachments";
 
 /// Runs `query` and collects its rows.
 pub(crate) fn rows(
@@ -135,7 +155,7 @@ pub(crate) fn get_opt_u64(row: &Row, i: usize) -> Result<Option<u64>, StoreError
     }
 }
 
-fn get_opt_string(row: &Row, i: usize) -> Result<Option<String>, StoreError> {
+pub(crate) fn get_opt_string(row: &Row, i: usize) -> Result<Option<String>, StoreError> {
     match row.get(i) {
         Some(SqlStorageValue::Null) | None => Ok(None),
         Some(SqlStorageValue::String(s)) => Ok(Some(s.clone())),
@@ -164,6 +184,11 @@ fn message_from(room: &RoomRef, row: &Row) -> Result<MessageView, StoreError> {
         .map(|m| serde_json::from_str(&m))
         .transpose()
         .map_err(|e| StoreError::Other(format!("stored meta: {e}")))?;
+    let attachments = get_opt_string(row, 11)?
+        .map(|a| serde_json::from_str(&a))
+        .transpose()
+        .map_err(|e| StoreError::Other(format!("stored attachments: {e}")))?
+        .unwrap_or_default();
     Ok(MessageView {
         room: room.room.clone(),
         seq: get_u64(row, 0)?,
@@ -177,7 +202,18 @@ fn message_from(room: &RoomRef, row: &Row) -> Result<MessageView, StoreError> {
         ts: get_u64(row, 6)?,
         edited_ts: get_opt_u64(row, 7)?,
         deleted: get_u64(row, 8)? != 0,
+        attachments,
     })
+}
+
+/// A message's attachments as stored: a JSON array, or `NULL` for none.
+fn attachments_json(attachments: &[AttachmentView]) -> Result<SqlStorageValue, StoreError> {
+    if attachments.is_empty() {
+        return Ok(SqlStorageValue::Null);
+    }
+    serde_json::to_string(attachments)
+        .map(SqlStorageValue::String)
+        .map_err(|e| StoreError::Other(format!("attachments: {e}")))
 }
 
 impl SqlHistory {
@@ -249,14 +285,7 @@ impl SqlHistory {
 
     /// The room key, once the room is known to live here.
     fn key(&self, room: &RoomRef) -> Result<SqlStorageValue, StoreError> {
-        match &self.rooms {
-            Rooms::One(own) if own != room => Err(StoreError::Other(format!(
-                "room `{}` lives in another Durable Object than `{}`",
-                room.key(),
-                own.key()
-            ))),
-            _ => Ok(text(&room.key())),
-        }
+        self.rooms.key(room)
     }
 
     fn find(
@@ -278,7 +307,8 @@ impl SqlHistory {
     /// Stores a message's amendable columns as `message` has them.
     fn write_amended(&self, rk: &SqlStorageValue, message: &MessageView) -> Result<(), StoreError> {
         self.run(
-            "UPDATE messages SET body = ?, meta = ?, edited_ts = ?, deleted = ? WHERE rk = ? AND seq = ?",
+            "UPDATE messages SET body = ?, meta = ?, edited_ts = ?, deleted = ?, attachments = ?
+             WHERE rk = ? AND seq = ?",
             vec![
                 opt_text(message.body.as_deref()),
                 opt_text(
@@ -290,6 +320,7 @@ impl SqlHistory {
                 ),
                 message.edited_ts.map_or(SqlStorageValue::Null, int),
                 SqlStorageValue::Integer(i64::from(message.deleted)),
+                attachments_json(&message.attachments)?,
                 rk.clone(),
                 int(message.seq),
             ],
@@ -329,8 +360,8 @@ impl HistoryStore for SqlHistory {
             .map_err(|e| StoreError::Other(format!("meta: {e}")))?;
         // One statement: the next seq is computed where it is inserted.
         let rows = self.rows(
-            "INSERT INTO messages (rk, seq, cid, sender, name, body, meta, ts, via, role)
-             SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 FROM messages
+            "INSERT INTO messages (rk, seq, cid, sender, name, body, meta, ts, via, role, attachments)
+             SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 FROM messages
              WHERE rk = ?1
              RETURNING seq",
             vec![
@@ -343,6 +374,7 @@ impl HistoryStore for SqlHistory {
                 int(msg.ts),
                 opt_text(msg.via.as_deref()),
                 text(msg.role.as_str()),
+                attachments_json(&msg.attachments)?,
             ],
         )?;
         let seq = rows

@@ -3,8 +3,9 @@
 //! roomcast on Cloudflare Workers: the [`front`] Worker verifies tokens and routes each
 //! connection and HTTP request to the [`room::ChatRoom`] Durable Object of its (tenant, room),
 //! which runs the core `ChatService` over its SQLite storage ([`history::SqlHistory`]) and its
-//! hibernatable WebSockets ([`sockets::Sockets`]); integration events go through one
-//! [`events::TenantEvents`] object per tenant. docs/architecture.md ("The edge build") has
+//! hibernatable WebSockets ([`sockets::Sockets`]); integration events and upload quotas go
+//! through one [`events::TenantEvents`] object per tenant; attachment bytes are in R2
+//! ([`blobs`], slots in [`uploads`]). docs/architecture.md ("The edge build") has
 //! the design; docs/protocol.md §14 the differences clients see.
 //!
 //! Pure modules ([`attachment`], [`config`], [`routes`], [`socket`]) build and are unit-tested
@@ -16,6 +17,8 @@ pub mod config;
 pub mod routes;
 pub mod socket;
 
+#[cfg(target_arch = "wasm32")]
+pub mod blobs;
 #[cfg(all(target_arch = "wasm32", feature = "dev"))]
 mod dev;
 #[cfg(target_arch = "wasm32")]
@@ -34,6 +37,8 @@ pub mod relay;
 pub mod room;
 #[cfg(target_arch = "wasm32")]
 pub mod sockets;
+#[cfg(target_arch = "wasm32")]
+pub mod uploads;
 
 #[cfg(target_arch = "wasm32")]
 pub use events::TenantEvents;

@@ -15,7 +15,10 @@
 //!   socket's clock (token expiry 4001, idle and maximum-age closes 1001, forgetting sockets
 //!   that never completed a close). The core's lifecycle computes every deadline. The alarm
 //!   also dispatches the journal of integration events ([`crate::events`]): a change that
-//!   journals an event sets it for now.
+//!   journals an event sets it for now; and it sweeps uploads never attached (the core's
+//!   `sweep_abandoned_uploads`): it is set for when the oldest unattached slot is a day old.
+//! - **Attachments**: slots in the object's SQLite ([`SqlSlots`], quotas in the tenant's
+//!   object), bytes in R2 ([`R2Blobs`]) behind the links the Worker serves.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -26,15 +29,16 @@ use roomcast_core::http::{self, HttpReply, HttpRequest};
 use roomcast_core::lifecycle::{ConnectionClock, LifecyclePolicy, Timeout};
 use roomcast_core::limits::MAX_FRAME_BYTES;
 use roomcast_core::protocol::close;
-use roomcast_core::service::{Inbound, ServiceConfig};
+use roomcast_core::service::{Attachments, Inbound, ServiceConfig};
 use roomcast_core::store::{NewMessage, RoomRef};
 use worker::{
     DurableObject, Env, Method, Request, Response, Result, ScheduledTime, Socket, State, WebSocket,
     WebSocketIncomingMessage, WebSocketPair, durable_object,
 };
 
+use crate::blobs::{R2Blobs, bucket};
 use crate::config::EdgeConfig;
-use crate::events::{RoomJournal, events};
+use crate::events::{RoomJournal, entropy, events};
 use crate::history::{Rooms, SqlHistory};
 use crate::now_ms;
 use crate::outbox::Journaling;
@@ -44,6 +48,7 @@ use crate::socket::{
     UpgradeRequest, close_reason, connection_id, disconnect_code, reply_close_code,
 };
 use crate::sockets::{EdgeConnections, EdgeGateway, Sockets};
+use crate::uploads::SqlSlots;
 
 pub use class::ChatRoom;
 
@@ -79,6 +84,8 @@ struct Core {
     sockets: Rc<Sockets>,
     /// The journal of integration events (dispatched to the tenant's events object).
     journal: Arc<RoomJournal>,
+    /// Upload slots (for the sweep's deadline).
+    slots: Arc<SqlSlots>,
     /// The alarm known to be set, if known.
     alarm: Cell<AlarmKnown>,
     /// The faults `POST /__dev/fault` armed (dev build only).
@@ -171,6 +178,33 @@ impl Core {
         )]
         let journal =
             Arc::new(RoomJournal::new(history.clone(), env, tenant).map_err(|e| e.to_string())?);
+        #[allow(
+            clippy::arc_with_non_send_sync,
+            reason = "the service's ports are Arcs; on wasm32 they are !Send (JS handles)"
+        )]
+        let slots = Arc::new(
+            SqlSlots::open(state.storage().sql(), Rooms::One(room.clone()), env.clone())
+                .map_err(|e| e.to_string())?,
+        );
+        let signer = settings
+            .attachments
+            .link_signer()
+            .map_err(|e| e.to_string())?;
+        #[allow(
+            clippy::arc_with_non_send_sync,
+            reason = "the service's ports are Arcs; on wasm32 they are !Send (JS handles)"
+        )]
+        let blobs = Arc::new(R2Blobs::new(
+            bucket(env).map_err(|e| format!("the R2 bucket: {e}"))?,
+            signer,
+        ));
+        let attachments = Attachments {
+            index: slots.clone(),
+            blobs,
+            policy: settings.attachments.policy.clone(),
+            quota: settings.attachments.quota,
+            entropy: entropy(),
+        };
         let sockets = Rc::new(Sockets::new(state.clone()));
         let gateway = EdgeGateway(sockets.clone());
         #[cfg(feature = "dev")]
@@ -194,13 +228,15 @@ impl Core {
             service_config,
         )
         .with_relay(Arc::new(DurableRelay::new(env.clone())))
-        .with_events(events(journal.clone(), None, &settings.events, Vec::new()));
+        .with_events(events(journal.clone(), None, &settings.events, Vec::new()))
+        .with_attachments(attachments);
         Ok(Self {
             room,
             lifecycle: settings.lifecycle,
             service,
             sockets,
             journal,
+            slots,
             alarm: Cell::new(AlarmKnown::Unknown),
             #[cfg(feature = "dev")]
             faults,
@@ -274,7 +310,8 @@ impl Core {
         Response::error(reason, status)
     }
 
-    /// `GET|POST /rooms/{room}/messages`, and any path no route claims: the core HTTP API.
+    /// `GET|POST /rooms/{room}/messages`, `POST /rooms/{room}/uploads`,
+    /// `GET /rooms/{room}/attachments/{id}`, and any path no route claims: the core HTTP API.
     async fn http(&self, mut req: Request) -> Result<Response> {
         let now = now_ms();
         let authorization = req.headers().get("Authorization")?;
@@ -419,12 +456,41 @@ impl Core {
 }
 
 impl Core {
-    /// After a change: when events wait in the journal, the alarm fires now to dispatch them.
-    async fn events_due(&self, state: &State) {
+    /// After a change: when events wait in the journal, the alarm fires now to dispatch them;
+    /// when unattached uploads wait, by the time the oldest is abandoned.
+    async fn work_due(&self, state: &State) {
         match self.journal.has_journal() {
             Ok(true) => self.schedule(state, now_ms()).await,
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "events journal unreadable"),
+        }
+        self.sweep_due(state, now_ms()).await;
+    }
+
+    /// Makes sure the alarm fires when the oldest unattached upload is abandoned (not before
+    /// `earliest`).
+    async fn sweep_due(&self, state: &State, earliest: u64) {
+        match self.slots.next_abandoned_at() {
+            Ok(Some(at)) => self.schedule(state, at.max(earliest)).await,
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "upload slots unreadable"),
+        }
+    }
+
+    /// Removes abandoned uploads (the core's sweep), a batch per alarm; the alarm comes back at
+    /// once while full batches are removed, else when the next one is due (a minute at the
+    /// earliest, so bytes R2 failed to delete are not retried in a loop).
+    async fn sweep(&self, state: &State) {
+        let now = now_ms();
+        let removed = self.service.sweep_abandoned_uploads(now, SWEEP_BATCH).await;
+        if removed > 0 {
+            tracing::info!(removed, room = %self.room.key(), "abandoned uploads removed");
+        }
+        if removed == SWEEP_BATCH {
+            self.schedule(state, now).await;
+        } else {
+            self.sweep_due(state, now.saturating_add(SWEEP_RETRY_MS))
+                .await;
         }
     }
 
@@ -459,6 +525,10 @@ impl Core {
 const DISPATCH_BATCH: usize = 128;
 /// The next try after a failed dispatch.
 const DISPATCH_RETRY_MS: u64 = 1_000;
+/// Abandoned uploads removed per alarm.
+const SWEEP_BATCH: usize = 100;
+/// The sweep's next look at uploads it could not remove.
+const SWEEP_RETRY_MS: u64 = 60_000;
 
 impl DurableObject for ChatRoom {
     fn new(state: State, env: Env) -> Self {
@@ -473,7 +543,7 @@ impl DurableObject for ChatRoom {
         let route = edge_route(&req.path());
         #[cfg(feature = "dev")]
         if route == Some(EdgeRoute::DevConformance) {
-            return crate::dev::conformance(&self.state).await;
+            return crate::dev::conformance(&self.state, &self.env).await;
         }
         let core = match self.ready().await {
             Ok(core) => core,
@@ -496,11 +566,12 @@ impl DurableObject for ChatRoom {
                 | EdgeRoute::DevConformance
                 | EdgeRoute::DevFault
                 | EdgeRoute::EventsEndpoints
-                | EdgeRoute::EventsDispatch,
+                | EdgeRoute::EventsDispatch
+                | EdgeRoute::TenantQuota,
             )
             | None => core.http(req).await,
         };
-        core.events_due(&self.state).await;
+        core.work_due(&self.state).await;
         response
     }
 
@@ -517,7 +588,7 @@ impl DurableObject for ChatRoom {
             return Ok(());
         };
         core.message(&self.state, &conn_id, message).await;
-        core.events_due(&self.state).await;
+        core.work_due(&self.state).await;
         Ok(())
     }
 
@@ -535,7 +606,7 @@ impl DurableObject for ChatRoom {
             let closing = core.sockets.clock(&conn_id).is_some_and(|c| c.is_closing());
             let client_code = disconnect_code(code).filter(|_| !closing);
             core.gone(&conn_id, client_code).await;
-            core.events_due(&self.state).await;
+            core.work_due(&self.state).await;
         }
         Ok(())
     }
@@ -544,7 +615,7 @@ impl DurableObject for ChatRoom {
         tracing::debug!(%error, "socket failed");
         if let (Ok(core), Some(conn_id)) = (self.ready().await, self.conn_id(&ws)) {
             core.gone(&conn_id, None).await;
-            core.events_due(&self.state).await;
+            core.work_due(&self.state).await;
         }
         Ok(())
     }
@@ -555,6 +626,7 @@ impl DurableObject for ChatRoom {
                 core.alarm.set(AlarmKnown::Unset);
                 core.housekeeping(&self.state).await;
                 core.dispatch_events(&self.state).await;
+                core.sweep(&self.state).await;
             }
             Err(e) => worker::console_error!("roomcast: alarm without configuration: {e}"),
         }

@@ -1,5 +1,6 @@
 //! The URL paths only the edge build serves (pure, unit-tested on the host). The HTTP API's
-//! paths (`/health`, `/rooms/{room}/messages`) are the core's `http::route`.
+//! paths (`/health`, `/rooms/{room}/messages`, `/uploads/{token}`, …) are the core's
+//! `http::route`.
 
 use roomcast_core::http::percent_decode;
 
@@ -24,6 +25,10 @@ pub enum EdgeRoute {
     /// `POST /__events/dispatch`: deliveries a room object hands to its tenant's events
     /// object. Never forwarded by the Worker.
     EventsDispatch,
+    /// `POST /__tenant/quota`: an upload slot a room object charges against its tenant's
+    /// per-day quotas, in the tenant's events object (`uploads.rs`). Never forwarded by the
+    /// Worker.
+    TenantQuota,
 }
 
 /// The edge route of `path` (the URL path, still percent-encoded); `None` for any other path,
@@ -39,6 +44,7 @@ pub fn edge_route(path: &str) -> Option<EdgeRoute> {
         ["__relay", "record"] => Some(EdgeRoute::Relay),
         ["__events", "endpoints"] => Some(EdgeRoute::EventsEndpoints),
         ["__events", "dispatch"] => Some(EdgeRoute::EventsDispatch),
+        ["__tenant", "quota"] => Some(EdgeRoute::TenantQuota),
         _ => None,
     }
 }
@@ -73,12 +79,16 @@ mod tests {
             edge_route("/__events/dispatch"),
             Some(EdgeRoute::EventsDispatch)
         );
+        assert_eq!(edge_route("/__tenant/quota"), Some(EdgeRoute::TenantQuota));
         for api in [
             "/health",
             "/rooms/lobby/messages",
             "/rooms/a/b/ws",
             "/rooms/lobby",
             "/events/endpoints",
+            "/rooms/lobby/uploads",
+            "/uploads/abc.def",
+            "/files/abc.def",
             "/",
         ] {
             assert_eq!(edge_route(api), None, "{api}");
