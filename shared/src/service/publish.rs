@@ -175,13 +175,7 @@ impl ChatService {
                 format!("limit must be 1..={MAX_HISTORY_LIMIT}"),
             ));
         }
-        if !(identity.role == Role::Service || identity.may_join(room)) {
-            return Err(Rejection::new(
-                ErrorCode::Forbidden,
-                format!("the token does not grant room `{room}`"),
-            ));
-        }
-        let r = RoomRef::new(&identity.tenant, room);
+        let r = self.granted_room(identity, room)?;
         let page = self
             .history
             .messages(&r, query)
