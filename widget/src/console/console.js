@@ -3,7 +3,8 @@
 // the page's data-token-url (the local server's dev endpoint, with --dev-tokens).
 
 import { RoomcastClient } from '../sdk/client.js';
-import { ChatView, bannerText, h } from '../ui/chat.js';
+import { ChatView, bannerText } from '../ui/chat.js';
+import { h } from '../ui/dom.js';
 
 const script = document.currentScript;
 const params = new URLSearchParams(location.search);

@@ -1,5 +1,9 @@
-// One conversation's view: the message log (status ticks, "Seen", scroll-back), the typing line
-// and the composer. Used by the widget (one) and the agent console (several at once).
+// One conversation's view: the message log (status ticks, "Seen", scroll-back, attachments),
+// the typing line and the composer (files attached with the button, dropped on the view or
+// pasted). Used by the widget (one) and the agent console (several at once).
+
+import { h } from './dom.js';
+import { Tray, attachmentList } from './attachments.js';
 
 /** The label an author's role gets next to its name ('user' gets none): protocol.md, "Who wrote a message". */
 const BADGES = { agent: 'Support', service: 'Bot' };
@@ -13,18 +17,6 @@ const TICKS = {
   failed: ['!', 'Not sent'],
 };
 
-/** Creates an element: h('li', {class: 'x', 'data-seq': 3}, child, 'text'). */
-export function h(tag, attrs, ...children) {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (v == null || v === false) continue;
-    if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
-    else el.setAttribute(k, v === true ? '' : v);
-  }
-  el.append(...children.filter((c) => c != null && c !== false));
-  return el;
-}
-
 const time = (ts) => new Date(ts).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
 
 /** "ann is typing…", "ann and bo are typing…". */
@@ -33,6 +25,13 @@ export function typingText(users, nameOf) {
   const names = users.map(nameOf);
   return names.length === 1 ? `${names[0]} is typing…` : `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]} are typing…`;
 }
+
+/** Why the server refused a message's files (it checks the bytes when the message is sent). */
+const FILE_REFUSALS = {
+  INVALID: "A file's content doesn't match its type.",
+  CONFLICT: 'A file is already on another message.',
+  NOT_FOUND: 'A file was not uploaded.',
+};
 
 let uid = 0;
 
@@ -56,8 +55,43 @@ export class ChatView {
     this.log = h('div', { class: 'log', role: 'log', 'aria-live': 'polite', 'aria-relevant': 'additions', 'aria-label': 'Messages', tabindex: '0' }, this.older, this.list);
     this.typingLine = h('div', { class: 'typing', 'aria-live': 'polite' });
     this.input = h('textarea', { id, rows: '1', placeholder: o.placeholder || 'Write a message…', autocomplete: 'off', 'aria-label': 'Message' });
-    this.form = h('form', { class: 'composer' }, this.input, h('button', { type: 'submit', class: 'send' }, 'Send'));
-    host.append(this.log, this.typingLine, this.form);
+    this.tray = new Tray(client, room, () => this.trayChanged());
+    this.picker = h('input', { type: 'file', multiple: true, hidden: true, tabindex: '-1', 'aria-hidden': 'true', accept: client.uploadPolicy.types.join(',') });
+    this.send = h('button', { type: 'submit', class: 'send' }, 'Send');
+    this.form = h(
+      'form',
+      { class: 'composer' },
+      h('button', { type: 'button', class: 'attach', 'aria-label': 'Attach files', title: 'Attach files', onclick: () => this.picker.click() }, h('span', { 'aria-hidden': 'true' }, '📎')),
+      this.picker,
+      this.input,
+      this.send,
+    );
+    host.append(this.log, this.typingLine, this.tray.el, this.form);
+    this.tray.changed();
+    this.picker.addEventListener('change', () => {
+      this.tray.add([...this.picker.files]);
+      this.picker.value = '';
+    });
+    // Files dropped anywhere on the conversation, or pasted into the composer (a screenshot).
+    host.addEventListener('dragover', (e) => {
+      if (!e.dataTransfer?.types.includes('Files')) return;
+      e.preventDefault();
+      host.classList.add('dropping');
+    });
+    host.addEventListener('dragleave', (e) => !host.contains(e.relatedTarget) && host.classList.remove('dropping'));
+    host.addEventListener('drop', (e) => {
+      host.classList.remove('dropping');
+      if (!e.dataTransfer?.files.length) return;
+      e.preventDefault();
+      this.tray.add([...e.dataTransfer.files]);
+    });
+    this.input.addEventListener('paste', (e) => {
+      const files = [...(e.clipboardData?.files || [])];
+      if (!files.length) return;
+      // Text copied together with an image (from a web page) still pastes as text.
+      if (!e.clipboardData.getData('text/plain')) e.preventDefault();
+      this.tray.add(files);
+    });
     this.form.addEventListener('submit', (e) => {
       e.preventDefault();
       this.submit();
@@ -82,13 +116,22 @@ export class ChatView {
     });
   }
 
+  /** Sends the text and the uploaded files; with uploads still going, once they are done. */
   submit() {
+    this.sendWhenReady = this.tray.busy;
+    this.send.disabled = this.sendWhenReady;
+    this.send.textContent = this.sendWhenReady ? 'Uploading…' : 'Send';
+    if (this.sendWhenReady) return;
     const body = this.input.value.trim();
-    if (!body) return;
-    this.client.send(this.room, body);
+    if (!body && !this.tray.ready().length) return;
+    this.client.sendMessage(this.room, body, { attachments: this.tray.take() });
     this.input.value = '';
     this.stick = true;
     this.render();
+  }
+
+  trayChanged() {
+    if (this.sendWhenReady && !this.tray.busy) this.submit();
   }
 
   loadOlder() {
@@ -127,7 +170,7 @@ export class ChatView {
       // A bot writing in a person's name is not that person: its lines are grouped apart.
       const sender = m.system ? null : `${m.from}\u0000${m.via || ''}\u0000${m.author}`;
       const sameSender = sender !== null && sender === prevSender;
-      const sig = [m.body, m.status, m.deleted, m.edited_ts, m === lastSeen, sameSender].join('|');
+      const sig = [m.body, m.status, m.deleted, m.edited_ts, m === lastSeen, sameSender, m.attachments?.length].join('|');
       let entry = this.items.get(key);
       if (!entry || entry.sig !== sig) {
         const li = this.item(m, m === lastSeen, sameSender);
@@ -171,13 +214,15 @@ export class ChatView {
       { class: `msg ${m.mine ? 'me' : 'them'}${badge ? ` ${AUTHOR_CLASSES[m.author]}` : ''}`, 'data-seq': m.seq, 'data-id': m.id, 'data-status': m.status, 'data-author': m.author },
       !m.mine && !sameSender ? h('div', { class: 'who' }, m.name || this.nameOf(m.from), badge ? h('span', { class: 'tag', title: badgeTitle }, badge) : null) : null,
       badge && sameSender ? h('span', { class: 'sr' }, `${badge}: `) : null,
-      h('div', { class: 'bubble' }, body),
+      body ? h('div', { class: 'bubble' }, body) : null,
+      m.attachments?.length && !m.deleted ? attachmentList(this.client, this.room, m.attachments, m.seq != null) : null,
       h(
         'div',
         { class: 'meta' },
         h('time', { datetime: new Date(m.ts || Date.now()).toISOString() }, time(m.ts || Date.now())),
         tick ? h('span', { class: `tick ${m.status}`, title: label, 'aria-label': label, role: 'img' }, tick) : null,
         lastSeen ? h('span', { class: 'seen' }, 'Seen') : null,
+        m.status === 'failed' && FILE_REFUSALS[m.error] && m.attachments ? h('span', { class: 'err' }, FILE_REFUSALS[m.error]) : null,
         m.status === 'failed' ? h('button', { type: 'button', class: 'retry', 'data-retry': m.id }, 'Retry') : null,
       ),
     );
@@ -232,6 +277,23 @@ export const CSS = `
 .sys{align-self:center;font-size:12px;color:#4b5563;background:#e5e7eb;border-radius:10px;padding:3px 10px;text-align:center}
 .typing{min-height:20px;padding:0 12px;font-size:12px;color:#4b5563;font-style:italic;background:#f6f7f9}
 .composer{display:flex;gap:8px;padding:8px;border-top:1px solid #e5e7eb;background:#fff}
+.attach{font:inherit;font-size:18px;background:none;border:1px solid #9ca3af;border-radius:10px;min-width:40px;cursor:pointer}
+.dropping .log{outline:3px dashed #2563eb;outline-offset:-6px}
+.tray{list-style:none;margin:0;padding:6px 8px 0;border-top:1px solid #e5e7eb;background:#fff;display:flex;flex-direction:column;gap:4px;max-height:140px;overflow-y:auto}
+.up{display:flex;flex-wrap:wrap;align-items:center;gap:6px;font-size:13px}
+.up .fname{flex:1;min-width:0;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+.up progress{width:80px}
+.unattach{font:inherit;font-size:16px;line-height:1;background:none;border:0;color:#4b5563;cursor:pointer;padding:2px 6px;border-radius:6px}
+.err{color:#b91c1c;font-size:12px;flex-basis:100%}
+.fsize{color:#6b7280;font-size:12px;white-space:nowrap}
+.files{display:flex;flex-wrap:wrap;gap:6px;margin-top:4px}
+.me .files{justify-content:flex-end}
+.thumb{display:block;border-radius:10px;overflow:hidden;border:1px solid #e5e7eb;background:#fff;line-height:0}
+.thumb img{display:block;max-width:200px;max-height:160px;object-fit:cover}
+.file{display:flex;flex-direction:column;max-width:220px;padding:6px 10px;border:1px solid #d1d5db;border-radius:10px;background:#fff;color:#1d4ed8;text-decoration:none;font-size:13px}
+.file .fname{overflow-wrap:anywhere;text-decoration:underline}
+.unavailable{opacity:.6}
+a:focus-visible,.attach:focus-visible,.unattach:focus-visible{outline:3px solid #2563eb;outline-offset:2px}
 .composer textarea{flex:1;resize:none;font:inherit;padding:8px 10px;border:1px solid #9ca3af;border-radius:10px;min-height:40px;max-height:120px}
 .send{font:inherit;font-weight:600;background:#1d4ed8;color:#fff;border:0;border-radius:10px;padding:0 14px;cursor:pointer;min-height:40px}
 .banner{padding:6px 12px;font-size:13px;background:#fef3c7;color:#78350f;display:flex;gap:8px;align-items:center;justify-content:space-between}

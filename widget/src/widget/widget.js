@@ -2,6 +2,7 @@
 //
 //   <script src="https://chat.example/widget.js"
 //           data-url="wss://chat.example/"              (default: the script's own host)
+//           data-http-url="https://api.chat.example"    (the HTTP API, for files; default: data-url's host)
 //           data-token-url="/api/chat-token"            (GET → {"token": "…"} or the JWT as text)
 //           data-room="support-{visitor}"               ({visitor}: a random id kept in localStorage)
 //           data-title="Support"></script>
@@ -10,7 +11,8 @@
 
 import { RoomcastClient } from '../sdk/client.js';
 import { decodeClaims } from '../sdk/claims.js';
-import { CSS, ChatView, bannerText, h } from '../ui/chat.js';
+import { CSS, ChatView, bannerText } from '../ui/chat.js';
+import { h } from '../ui/dom.js';
 
 const WIDGET_CSS = `
 :host{all:initial;font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#111827}
@@ -70,6 +72,7 @@ function start(script) {
     url,
     token,
     mode: d.mode || 'auto',
+    httpUrl: d.httpUrl,
     storageKey: `roomcast:${room}`,
     ...(d.maxConnectionSecs ? { maxConnectionMs: Number(d.maxConnectionSecs) * 1000 } : {}),
   });
