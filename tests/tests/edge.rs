@@ -204,8 +204,7 @@ impl Deployment for Edge {
             management_api: false,
             one_room_per_connection: true,
             webhooks: self.webhooks,
-            // Turned on by the edge's attachments adapter.
-            attachments: false,
+            attachments: true,
         }
     }
 
