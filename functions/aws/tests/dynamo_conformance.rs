@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use roomcast_aws::dynamo::{
     ATTR_LAST_SEEN, ATTR_PK, ATTR_SK, ATTR_TTL, ATTR_USER, CONNECTION_PK_PREFIX, CONNECTION_SK,
-    IDEMPOTENCY_SK_PREFIX, MEMBER_SK_PREFIX, MESSAGE_SK_PREFIX, ROOM_PK_PREFIX,
+    IDEMPOTENCY_SK_PREFIX, MEMBER_SK_PREFIX, MESSAGE_SK_PREFIX, ROOM_PK_PREFIX, SLOT_SK_PREFIX,
     SUBSCRIPTION_SK_PREFIX, USER_CONNECTION_SK_PREFIX, USER_PK_PREFIX, USER_STATUS_SK,
     emulator_client,
 };
@@ -28,6 +28,7 @@ use roomcast_core::store::{
     Admitted, Amendment, Connection, ConnectionStore, HistoryQuery, HistoryStore, NewMessage,
     RoomRef, RoomState, StoreError, Subscriber,
 };
+use roomcast_testkit::attachment_conformance::{attachment_conformance, slot_for};
 use roomcast_testkit::aws::capacity::Meter;
 use roomcast_testkit::aws::moto::{Dynamo, dynamo};
 use roomcast_testkit::conformance::{Namer, connection_conformance, history_conformance};
@@ -120,6 +121,59 @@ async fn history_store_conformance() {
     )
     .await;
     history_conformance(&retained, &Namer::new(unique("kept"))).await;
+}
+
+/// Slots, claims and quotas; no sweep: the TTL (and the bucket's lifecycle rule) expire
+/// abandoned uploads.
+#[tokio::test(flavor = "multi_thread")]
+async fn attachment_index_conformance() {
+    let dynamo = dynamo();
+    let store = fresh_store(&dynamo, DynamoConfig::default()).await;
+    attachment_conformance(&store, &Namer::new(unique("att")), false).await;
+}
+
+/// An unclaimed slot carries a `ttl` a day out, so DynamoDB expires it when no message takes
+/// it; a claim removes it, a release puts it back, and an expired slot is gone for every call.
+#[tokio::test(flavor = "multi_thread")]
+async fn unclaimed_slots_expire_by_ttl() {
+    use roomcast_core::attachments::claimant;
+    use roomcast_core::store::AttachmentIndex;
+    let dynamo = dynamo();
+    let store = fresh_store(&dynamo, DynamoConfig::default()).await;
+    let client = emulator_client(&dynamo.endpoint).await;
+    let names = Namer::new(unique("ttl"));
+    let room = names.room();
+    let slot = slot_for(&names, &room, "alice", now_ms());
+    store.put_slot(&slot).await.unwrap();
+    let pk = format!("{ROOM_PK_PREFIX}{}", room.key());
+    let sk = format!("{SLOT_SK_PREFIX}{}", slot.id);
+    let ttl_of = async || {
+        let item = client
+            .get_item()
+            .table_name(store.table())
+            .key(ATTR_PK, AttributeValue::S(pk.clone()))
+            .key(ATTR_SK, AttributeValue::S(sk.clone()))
+            .send()
+            .await
+            .unwrap()
+            .item
+            .unwrap();
+        item.get(ATTR_TTL)
+            .map(|t| t.as_n().unwrap().parse::<u64>().unwrap())
+    };
+    let day = ttl_of().await.unwrap() - slot.created_at_ms / 1000;
+    assert!((86_399..=86_401).contains(&day), "{day}");
+    let claim = claimant("alice", "m1");
+    store.claim_slot(&room, &slot.id, &claim).await.unwrap();
+    assert_eq!(ttl_of().await, None, "a claimed slot never expires");
+    store.release_slot(&room, &slot.id, &claim).await.unwrap();
+    assert!(ttl_of().await.is_some(), "released: it expires again");
+    expire(&client, store.table(), &pk, &sk).await;
+    assert_eq!(store.slot(&room, &slot.id).await.unwrap(), None);
+    assert!(matches!(
+        store.claim_slot(&room, &slot.id, &claim).await,
+        Err(StoreError::NotFound)
+    ));
 }
 
 /// Separate SDK clients stand in for many Lambdas: each appends its own messages while all of

@@ -139,7 +139,7 @@ mod tests {
         let (delete, x) = amendment_update(Amendment::Delete { at_ms: 9 }).unwrap();
         assert_eq!(
             delete,
-            "SET #deleted = :v0, #edited_ts = :v1 REMOVE #body, #meta"
+            "SET #deleted = :v0, #edited_ts = :v1 REMOVE #att, #body, #meta"
         );
         assert_eq!(x.values[":v0"], AttributeValue::Bool(true));
     }

@@ -19,6 +19,8 @@
 //! | room head | `R#{tenant}/{room}` | `ST#HEAD` | seq | never |
 //! | support conversation | `R#{tenant}/{room}` | `ST#CONV` | status, agent, version, since (ms) | never |
 //! | member and read cursor | `R#{tenant}/{room}` | `ST#MB#{user}` | last_seen (ms; once the user joined), read_seq (once their cursor moved) | never |
+//! | attachment upload slot | `R#{tenant}/{room}` | `UP#{attachment id}` | user (uploader), name, size, type, created_at (ms), claimed_by (once a message carries it) | a day after the grant while unclaimed; none once claimed |
+//! | upload quota counter | `UQ#{tenant}#{user}` (user), `UQ#{tenant}` (tenant) | `D#{day}` | count, bytes | two days after the day began |
 //!
 //! The items a join reads, the room's state, share the sort-key prefix `ST#`
 //! ([`ROOM_STATE_SK_PREFIX`]). A user's read cursor lives on their member item; a member item
@@ -103,15 +105,20 @@
 //! - `codec.rs`: items ⇄ core types. `expr.rs`: expression placeholders, amendment updates.
 //! - `append.rs`: the gap-free append.
 //! - `connections.rs`: the [`ConnectionStore`]. `history.rs`: the [`HistoryStore`].
+//! - `attachments.rs`: the [`AttachmentIndex`]: upload slots in the room's partition, claims,
+//!   per-day quotas in one transaction; abandoned slots expire by TTL (and their bytes by the
+//!   bucket's lifecycle rule), so there is nothing to sweep.
 //!
 //! [`ConnectionStore`]: roomcast_core::store::ConnectionStore
 //! [`HistoryStore`]: roomcast_core::store::HistoryStore
+//! [`AttachmentIndex`]: roomcast_core::store::AttachmentIndex
 //! [`StoreError`]: roomcast_core::store::StoreError
 //! [`StoreError::Conflict`]: roomcast_core::store::StoreError::Conflict
 //! [`page_range`]: roomcast_core::store::rules::page_range
 
 mod admin;
 mod append;
+mod attachments;
 mod calls;
 mod codec;
 mod connections;

@@ -52,6 +52,15 @@ pub const CONVERSATION_SK: &str = "ST#CONV";
 /// Room partition: members with their read cursors, `ST#MB#{user}`.
 pub const MEMBER_SK_PREFIX: &str = "ST#MB#";
 
+/// Room partition: attachment upload slots, `UP#{attachment id}`.
+pub const SLOT_SK_PREFIX: &str = "UP#";
+/// Upload quota counters: a user's (`UQ#{tenant}#{user}`) and a tenant's (`UQ#{tenant}`), one
+/// item per UTC day, `D#{day}` ([`roomcast_core::attachments::day_of`]).
+pub const UPLOAD_QUOTA_PK_PREFIX: &str = "UQ#";
+/// How long a day's quota counters are kept after the day began (the day and a margin: they
+/// are never read after it).
+pub const UPLOAD_QUOTA_TTL_SECS: u64 = 2 * 86_400;
+
 /// Endpoint item (`EP#{id}`): the endpoint by its id.
 pub const ENDPOINT_PK_PREFIX: &str = "EP#";
 /// Endpoint item: its one sort key.
@@ -132,6 +141,18 @@ pub const ATTR_AGENT: &str = "agent";
 pub const ATTR_VERSION: &str = "version";
 /// Conversation: when it last changed (N, epoch ms).
 pub const ATTR_SINCE: &str = "since";
+/// Slot: declared size (N, bytes).
+pub const ATTR_SIZE: &str = "size";
+/// Slot: declared content type (S).
+pub const ATTR_TYPE: &str = "type";
+/// Slot: when it was granted (N, epoch ms).
+pub const ATTR_CREATED_AT: &str = "created_at";
+/// Slot: the message that carries it, `{sender}/{client id}` (S; absent while unclaimed).
+pub const ATTR_CLAIMED_BY: &str = "claimed_by";
+/// Quota counter: slots granted that day (N).
+pub const ATTR_COUNT: &str = "count";
+/// Quota counter: declared bytes granted that day (N).
+pub const ATTR_BYTES: &str = "bytes";
 
 /// `pk` of a connection item.
 pub(super) fn connection_pk(conn_id: &str) -> String {
@@ -171,6 +192,20 @@ pub(super) fn idempotency_sk(from: &str, id: &str) -> String {
 /// `sk` of a user's member item (which holds their read cursor too).
 pub(super) fn member_sk(user: &str) -> String {
     format!("{MEMBER_SK_PREFIX}{user}")
+}
+
+/// `sk` of attachment `id`'s upload slot in its room's partition.
+pub(super) fn slot_sk(id: &str) -> String {
+    format!("{SLOT_SK_PREFIX}{id}")
+}
+
+/// (pk, sk) of `user`'s upload counter on `day` (`None`: the tenant's).
+pub(super) fn upload_quota_key(tenant: &str, user: Option<&str>, day: u64) -> (String, String) {
+    let pk = match user {
+        Some(user) => format!("{UPLOAD_QUOTA_PK_PREFIX}{tenant}#{user}"),
+        None => format!("{UPLOAD_QUOTA_PK_PREFIX}{tenant}"),
+    };
+    (pk, format!("D#{day}"))
 }
 
 /// The key attributes of the item at (pk, sk).
@@ -219,6 +254,7 @@ mod tests {
             MESSAGE_SK_PREFIX,
             IDEMPOTENCY_SK_PREFIX,
             ROOM_STATE_SK_PREFIX,
+            SLOT_SK_PREFIX,
         ]);
         let state = [HEAD_SK, CONVERSATION_SK, MEMBER_SK_PREFIX];
         prefix_free(&state);
