@@ -24,7 +24,8 @@ export function uploadError(file, e, policy) {
   const name = file.name || 'The file';
   switch (e.code) {
     case 'TOO_LARGE':
-      return `${name} is too large (${humanSize(file.size)}; the limit is ${humanSize(policy.maxBytes)}).`;
+      // The deployment's limit may be lower than the one this client knows.
+      return file.size > policy.maxBytes ? `${name} is too large (${humanSize(file.size)}; the limit is ${humanSize(policy.maxBytes)}).` : `${name} is too large for this chat (${humanSize(file.size)}).`;
     case 'INVALID':
       if (!file.size) return `${name} is empty.`;
       if (!policy.types.includes(fileType(file, policy))) return `${name}: files of this type can't be sent.`;

@@ -61,7 +61,7 @@ export class ChatView {
     this.form = h(
       'form',
       { class: 'composer' },
-      h('button', { type: 'button', class: 'attach', 'aria-label': 'Attach files', title: 'Attach files', onclick: () => this.picker.click() }, h('span', { 'aria-hidden': 'true' }, '📎')),
+      h('button', { type: 'button', class: 'attach', 'aria-label': 'Attach files', title: 'Attach files', onclick: () => this.picker.click() }, h('span', { 'aria-hidden': 'true' }, '+')),
       this.picker,
       this.input,
       this.send,
@@ -277,7 +277,7 @@ export const CSS = `
 .sys{align-self:center;font-size:12px;color:#4b5563;background:#e5e7eb;border-radius:10px;padding:3px 10px;text-align:center}
 .typing{min-height:20px;padding:0 12px;font-size:12px;color:#4b5563;font-style:italic;background:#f6f7f9}
 .composer{display:flex;gap:8px;padding:8px;border-top:1px solid #e5e7eb;background:#fff}
-.attach{font:inherit;font-size:18px;background:none;border:1px solid #9ca3af;border-radius:10px;min-width:40px;cursor:pointer}
+.attach{font:inherit;font-size:24px;line-height:1;color:#1d4ed8;background:none;border:1px solid #9ca3af;border-radius:10px;min-width:40px;cursor:pointer}
 .dropping .log{outline:3px dashed #2563eb;outline-offset:-6px}
 .tray{list-style:none;margin:0;padding:6px 8px 0;border-top:1px solid #e5e7eb;background:#fff;display:flex;flex-direction:column;gap:4px;max-height:140px;overflow-y:auto}
 .up{display:flex;flex-wrap:wrap;align-items:center;gap:6px;font-size:13px}

@@ -26,15 +26,17 @@ export function screenshotPath(name) {
 }
 
 export class Server {
-  constructor(dataDir, flags) {
+  constructor(dataDir, flags, env) {
     this.dataDir = dataDir;
     this.flags = flags;
+    this.env = env;
     this.port = 0;
     this.child = null;
   }
 
-  static async start(flags = []) {
-    const s = new Server(mkdtempSync(join(tmpdir(), 'roomcast-widget-')), flags);
+  /** `env`: ROOMCAST_* settings on top of this process's environment. */
+  static async start(flags = [], env = {}) {
+    const s = new Server(mkdtempSync(join(tmpdir(), 'roomcast-widget-')), flags, env);
     await s.run();
     return s;
   }
@@ -45,7 +47,7 @@ export class Server {
 
   run() {
     const args = ['serve', '--host', '127.0.0.1', '--port', String(this.port), '--data-dir', this.dataDir, '--jwt-secret', SECRET, '--dev-tokens', ...this.flags];
-    const child = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...this.env } });
     this.child = child;
     live.add(child);
     child.once('exit', () => live.delete(child));
