@@ -8,12 +8,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_config::SdkConfig;
 use roomcast_apigw::{WsEvent, WsRequestContext, WsResponse, handle_event};
+use roomcast_core::attachments::{AttachmentPolicy, UploadQuota};
 use roomcast_core::auth::TokenVerifier;
 use roomcast_core::config::{ConfigError, EventsConfig, LogLevel, Lookup, Settings};
 use roomcast_core::events::EndpointRules;
 use roomcast_core::http::{self, HttpReply, HttpRequest};
 use roomcast_core::service::{
-    ChatService, Events, FrameOutcome, ServiceConfig, sync_operator_endpoint,
+    Attachments, ChatService, Entropy, Events, FrameOutcome, ServiceConfig, sync_operator_endpoint,
 };
 use roomcast_core::store::StoreError;
 use roomcast_webhook::{CheckedResolver, ClientError, WebhookClient};
@@ -22,6 +23,7 @@ use serde_json::json;
 use crate::dynamo::{DEFAULT_TABLE, DynamoConfig, DynamoStore};
 use crate::events::{AwsEvents, Deliverer, DeliveryQueue, EventsFunction};
 use crate::management::{GatewayCounters, ManagementGateway};
+use crate::s3::S3Blobs;
 
 /// The settings the functions read from their environment: the core's [`names`](roomcast_core::config::names) (JWT key and
 /// rules, rate, connection limits) and the AWS build's own (the deploy templates set them; a
@@ -46,6 +48,8 @@ pub mod env {
     /// Name of an SSM Parameter Store parameter (a SecureString) holding the operator-wide
     /// endpoint's `whsec_` secret ([`WEBHOOK_SECRET`] without putting it in the configuration).
     pub const WEBHOOK_SECRET_PARAMETER: &str = "ROOMCAST_WEBHOOK_SECRET_PARAMETER";
+    /// The S3 bucket of attachment bytes. Unset: attachments are off (uploads answer 404).
+    pub const ATTACHMENT_BUCKET: &str = "ROOMCAST_ATTACHMENT_BUCKET";
     /// The AWS build's own settings (the shared ones are [`ALL`]).
     pub const AWS: &[&str] = &[
         TABLE,
@@ -54,6 +58,7 @@ pub mod env {
         MESSAGE_RETENTION_DAYS,
         DELIVERY_QUEUE_URL,
         WEBHOOK_SECRET_PARAMETER,
+        ATTACHMENT_BUCKET,
     ];
     /// The variables a deployment (Terraform, SAM) sets on every function: the key's parameter
     /// and the settings it configures, never a plain-text key.
@@ -78,6 +83,13 @@ pub mod env {
         WEBHOOK_TIMEOUT_MS,
         WEBHOOK_FIRST_RETRY_MS,
         WEBHOOK_RETRY_FOR_SECS,
+        ATTACHMENT_BUCKET,
+        ATTACHMENT_MAX_BYTES,
+        ATTACHMENT_TYPES,
+        UPLOADS_PER_USER_DAY,
+        UPLOAD_BYTES_PER_USER_DAY,
+        UPLOADS_PER_TENANT_DAY,
+        UPLOAD_BYTES_PER_TENANT_DAY,
     ];
     /// Plain-text keys: never set by a deployment.
     pub const PLAINTEXT_KEYS: &[&str] = &[JWT_SECRET, JWT_PUBLIC_KEY, WEBHOOK_SECRET];
@@ -101,6 +113,8 @@ pub struct FunctionConfig {
     pub management_endpoint: Option<String>,
     /// The delivery queue; `None`: integration events are off.
     pub delivery_queue_url: Option<String>,
+    /// The bucket of attachment bytes; `None`: attachments are off.
+    pub attachment_bucket: Option<String>,
 }
 
 impl FunctionConfig {
@@ -120,6 +134,7 @@ impl FunctionConfig {
             },
             management_endpoint: lookup.string(env::MANAGEMENT_ENDPOINT),
             delivery_queue_url: lookup.string(env::DELIVERY_QUEUE_URL),
+            attachment_bucket: lookup.string(env::ATTACHMENT_BUCKET),
         })
     }
 }
@@ -132,9 +147,16 @@ pub struct Runtime {
     events_config: EventsConfig,
     /// Registry and queue, when integration events are on.
     events: Option<(Arc<AwsEvents>, DeliveryQueue)>,
+    /// The bucket of attachment bytes, when attachments are on, and what may be uploaded.
+    attachments: Option<(Arc<S3Blobs>, AttachmentPolicy, UploadQuota)>,
     sdk: SdkConfig,
     management_endpoint: Option<String>,
     management_clients: Mutex<HashMap<String, aws_sdk_apigatewaymanagement::Client>>,
+}
+
+/// Randomness from the OS generator (event and attachment ids).
+fn os_entropy() -> Entropy {
+    Arc::new(|bytes: &mut [u8]| rand::RngCore::fill_bytes(&mut rand::rng(), bytes))
 }
 
 /// The wall clock, epoch milliseconds.
@@ -163,8 +185,21 @@ impl Runtime {
             let events = Arc::new(AwsEvents::new(store.clone(), queue.clone()));
             (events, queue)
         });
+        let attachments = match config.attachment_bucket {
+            None => None,
+            Some(bucket) => {
+                let credentials = sdk.credentials_provider().ok_or(ConfigError::Invalid {
+                    name: env::ATTACHMENT_BUCKET,
+                    problem: "no AWS credentials to sign uploads with".into(),
+                })?;
+                let blobs = S3Blobs::new(aws_sdk_s3::Client::new(&sdk), credentials, bucket);
+                let settings = &config.settings.attachments;
+                Some((Arc::new(blobs), settings.policy.clone(), settings.quota))
+            }
+        };
         Ok(Self {
             store,
+            attachments,
             verifier: config.settings.verifier()?,
             service: config.settings.service,
             events_config: config.settings.events,
@@ -205,13 +240,22 @@ impl Runtime {
 
     /// The service; `host`, the API's own host as a request named it, may not be an endpoint.
     fn service(&self, gateway: Arc<ManagementGateway>, host: Option<&str>) -> ChatService {
-        let service = ChatService::new(
+        let mut service = ChatService::new(
             self.verifier.clone(),
             self.store.clone(),
             self.store.clone(),
             gateway,
             self.service.clone(),
         );
+        if let Some((blobs, policy, quota)) = &self.attachments {
+            service = service.with_attachments(Attachments {
+                index: self.store.clone(),
+                blobs: blobs.clone(),
+                policy: policy.clone(),
+                quota: *quota,
+                entropy: os_entropy(),
+            });
+        }
         let Some((events, _)) = &self.events else {
             return service;
         };
@@ -223,9 +267,7 @@ impl Runtime {
             resolver: Arc::new(CheckedResolver::new(rules.clone())),
             rules,
             config: self.events_config.clone(),
-            entropy: Arc::new(|bytes: &mut [u8]| {
-                rand::RngCore::fill_bytes(&mut rand::rng(), bytes)
-            }),
+            entropy: os_entropy(),
         })
     }
 

@@ -15,6 +15,8 @@
 //!   `events`, `deliver`).
 //! - [`events`] (feature `lambda`): integration events: the stream to the delivery queue
 //!   (`events`), the queue to signed webhooks (`deliver`), the registry on the table.
+//! - [`s3`] (feature `lambda`): attachment bytes on S3 (presigned POST uploads and GET
+//!   downloads); their slots, claims and quotas are the table's (`dynamo`).
 //!
 //! Test gear (moto, the DynamoDB fault proxy, the capacity meter) is in `roomcast-testkit`
 //! (feature `aws`), which no shipped build depends on.
@@ -28,5 +30,7 @@ pub mod events;
 pub mod lambda;
 #[cfg(feature = "lambda")]
 pub mod management;
+#[cfg(feature = "lambda")]
+pub mod s3;
 
 pub use dynamo::{Consumed, DynamoConfig, DynamoStore};
