@@ -13,13 +13,15 @@ use rand::RngCore;
 use roomcast_apigw::emulated::Socket;
 use roomcast_core::events::EndpointRules;
 use roomcast_core::ratelimit::{RateDecision, RatePolicy, RateState};
-use roomcast_core::service::Events;
+use roomcast_core::service::{Attachments, Entropy, Events};
 use roomcast_core::service::{ChatService, ConnectRefusal, FrameOutcome, Inbound, Upgrade};
 use roomcast_core::store::memory::{MemoryConnections, MemoryHistory};
-use roomcast_core::store::{Connection, ConnectionStore, HistoryStore, Outbox};
+use roomcast_core::store::memory_attachments::MemoryAttachments;
+use roomcast_core::store::{AttachmentIndex, Connection, ConnectionStore, HistoryStore, Outbox};
 use serde_json::json;
 use tokio::sync::Notify;
 
+use crate::blobs::FileBlobs;
 use crate::config::{ServerConfig, StoreKind};
 use crate::embedded::EmbeddedHistory;
 use crate::forward::LambdaForwarder;
@@ -39,6 +41,8 @@ pub struct App {
     pub(crate) service: ChatService,
     /// The store's outbox, when integration events are on (the webhook deliverer drains it).
     pub(crate) outbox: Option<Arc<dyn Outbox>>,
+    /// Attachment bytes, when attachments are on (the signed-link routes use them).
+    pub(crate) blobs: Option<Arc<FileBlobs>>,
     pub(crate) gateway: Arc<LocalGateway>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) live: Option<Arc<MemoryConnections>>,
@@ -69,19 +73,38 @@ pub(crate) struct Connected {
     pub(crate) connection: Option<Connection>,
 }
 
-type Stores = (
-    Arc<dyn ConnectionStore>,
-    Arc<dyn HistoryStore>,
-    Option<Arc<MemoryConnections>>,
-    Option<Arc<dyn Outbox>>,
-);
+/// The stores of one mode.
+struct Stores {
+    connections: Arc<dyn ConnectionStore>,
+    history: Arc<dyn HistoryStore>,
+    /// The live connections, when they are in memory (gauges read them).
+    live: Option<Arc<MemoryConnections>>,
+    outbox: Option<Arc<dyn Outbox>>,
+    attachments: Arc<dyn AttachmentIndex>,
+}
+
+/// Uploads never attached are looked for this often.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+/// Most abandoned uploads removed per store call.
+const SWEEP_BATCH: usize = 500;
+
+/// Random bytes from the operating system's generator (seeding a thread-local CSPRNG).
+fn os_entropy() -> Entropy {
+    Arc::new(|bytes: &mut [u8]| rand::rng().fill_bytes(bytes))
+}
 
 impl App {
     /// Opens the store named by `config` and builds the service over it.
     pub async fn build(config: ServerConfig) -> anyhow::Result<Arc<Self>> {
         let metrics = Arc::new(Metrics::default());
         let gateway = Arc::new(LocalGateway::new(metrics.clone()));
-        let (connections, history, live, outbox) = open_stores(&config).await?;
+        let Stores {
+            connections,
+            history,
+            live,
+            outbox,
+            attachments,
+        } = open_stores(&config).await?;
         let mut service = ChatService::new(
             config.settings.verifier()?,
             connections,
@@ -89,6 +112,17 @@ impl App {
             gateway.clone(),
             config.settings.service.clone(),
         );
+        let blobs = open_blobs(&config)?;
+        if let Some(blobs) = &blobs {
+            let settings = &config.settings.attachments;
+            service = service.with_attachments(Attachments {
+                index: attachments,
+                blobs: blobs.clone(),
+                policy: settings.policy.clone(),
+                quota: settings.quota,
+                entropy: os_entropy(),
+            });
+        }
         if let Some(outbox) = &outbox {
             let rules = endpoint_rules(&config);
             service = service.with_events(Events {
@@ -97,13 +131,14 @@ impl App {
                 resolver: Arc::new(CheckedResolver::new(rules.clone())),
                 rules,
                 config: config.settings.events.clone(),
-                entropy: Arc::new(|bytes: &mut [u8]| rand::rng().fill_bytes(bytes)),
+                entropy: os_entropy(),
             });
         }
         let forwarder = config.lambda_endpoint.as_deref().map(LambdaForwarder::new);
         Ok(Arc::new(Self {
             service,
             outbox,
+            blobs,
             gateway,
             metrics,
             live,
@@ -119,6 +154,37 @@ impl App {
     /// Starts delivering integration events (when the store keeps an outbox).
     pub fn start_webhooks(self: &Arc<Self>) -> anyhow::Result<()> {
         crate::webhooks::spawn(self.clone(), endpoint_rules(&self.config))
+    }
+
+    /// Starts removing uploads never attached ([`ChatService::sweep_abandoned_uploads`]) every
+    /// [`SWEEP_EVERY`], first right away (the server may have been down when some expired).
+    pub fn start_sweeping(self: &Arc<Self>) {
+        if self.blobs.is_none() {
+            return;
+        }
+        // Weak: the task must not keep the app (and a scratch directory) alive at shutdown.
+        let app = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(SWEEP_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let Some(app) = app.upgrade() else { return };
+                // A full batch may mean more are waiting: take them now, not in ten minutes.
+                loop {
+                    let removed = app
+                        .service
+                        .sweep_abandoned_uploads(now_ms(), SWEEP_BATCH)
+                        .await;
+                    if removed > 0 {
+                        tracing::info!(removed, "abandoned uploads removed");
+                    }
+                    if removed < SWEEP_BATCH {
+                        break;
+                    }
+                }
+            }
+        });
     }
 
     /// A frame or request was handled: it may have journaled an event.
@@ -295,23 +361,55 @@ impl Drop for IpSlot {
     }
 }
 
-/// Live state in memory with history embedded or in memory; or everything in DynamoDB.
+/// Live state in memory with history (and attachment slots) embedded or in memory; or
+/// everything in DynamoDB but the attachment slots.
 async fn open_stores(config: &ServerConfig) -> anyhow::Result<Stores> {
     if let Some((endpoint, table)) = &config.dynamodb {
         return dynamodb_stores(endpoint, table).await;
     }
     let live = Arc::new(MemoryConnections::new());
-    let (history, outbox): (Arc<dyn HistoryStore>, Arc<dyn Outbox>) = match config.store {
+    let (history, outbox, attachments): (
+        Arc<dyn HistoryStore>,
+        Arc<dyn Outbox>,
+        Arc<dyn AttachmentIndex>,
+    ) = match config.store {
         StoreKind::Embedded => {
             let store = Arc::new(EmbeddedHistory::open(&config.data_dir)?);
-            (store.clone(), store)
+            (store.clone(), store.clone(), store)
         }
         StoreKind::Memory => {
             let store = Arc::new(MemoryHistory::new());
-            (store.clone(), store)
+            (store.clone(), store, Arc::new(MemoryAttachments::new()))
         }
     };
-    Ok((live.clone(), history, Some(live), Some(outbox)))
+    Ok(Stores {
+        connections: live.clone(),
+        history,
+        live: Some(live),
+        outbox: Some(outbox),
+        attachments,
+    })
+}
+
+/// Where attachment bytes go: `{data-dir}/attachments/`, or with `--store memory` (which
+/// keeps nothing) a scratch directory removed on exit. `None`, with a warning, when there is
+/// no key to sign links with (RS256/ES256 tokens and no `ROOMCAST_ATTACHMENT_LINK_SECRET`).
+fn open_blobs(config: &ServerConfig) -> anyhow::Result<Option<Arc<FileBlobs>>> {
+    let signer = match config.settings.attachments.link_signer() {
+        Ok(signer) => signer,
+        Err(e) => {
+            tracing::warn!(error = %e, "attachments are off");
+            return Ok(None);
+        }
+    };
+    let blobs = if config.store == StoreKind::Memory && config.dynamodb.is_none() {
+        FileBlobs::scratch(signer)
+    } else {
+        let root = config.data_dir.join("attachments");
+        FileBlobs::open(&root, signer)
+    }
+    .map_err(|e| anyhow::anyhow!("opening the attachment files: {e}"))?;
+    Ok(Some(Arc::new(blobs)))
 }
 
 /// An address as a URL host (IPv6 in brackets).
@@ -366,7 +464,14 @@ async fn dynamodb_stores(endpoint: &str, table: &str) -> anyhow::Result<Stores> 
         .with_context(|| format!("creating table `{table}` at {endpoint}"))?;
     tracing::info!(endpoint, table, "store: DynamoDB");
     // On AWS the table's stream carries events (the events function); this mode delivers none.
-    Ok((store.clone(), store, None, None))
+    // Attachment slots stay in memory: the DynamoDB index is the Lambda build's.
+    Ok(Stores {
+        connections: store.clone(),
+        history: store,
+        live: None,
+        outbox: None,
+        attachments: Arc::new(MemoryAttachments::new()),
+    })
 }
 
 #[cfg(not(feature = "dynamodb"))]

@@ -35,14 +35,12 @@ pub(crate) async fn api(
         return reply(http::payload_too_large());
     };
     let now = now_ms();
-    // Load balancers' health checks are cheap and must not be refused.
-    let health = uri.path() == "/health";
     let client = client_ip(peer.ip(), &headers, &app.config.trusted_proxies);
-    if !health && !app.admit_http(client, now) {
-        return reply(HttpReply::rejection(Rejection::new(
-            ErrorCode::RateLimited,
-            "too many requests from this address: slow down",
-        )));
+    // Load balancers' health checks are cheap and must not be refused.
+    if uri.path() != "/health"
+        && let Some(refused) = over_rate(&app, client, now)
+    {
+        return refused;
     }
     if let Some(forwarder) = app.forwarder() {
         return forward(&app, forwarder, &method, &uri, &headers, &body, client, now).await;
@@ -59,6 +57,17 @@ pub(crate) async fn api(
     let answer = http::handle(&app.service, &request, Some(app.gateway.len()), now).await;
     app.wake_events();
     reply(answer)
+}
+
+/// Takes a token of the client address's HTTP request rate ([`App::admit_http`]); when there
+/// is none, the 429 to answer.
+pub(crate) fn over_rate(app: &App, client: IpAddr, now: u64) -> Option<Response> {
+    (!app.admit_http(client, now)).then(|| {
+        reply(HttpReply::rejection(Rejection::new(
+            ErrorCode::RateLimited,
+            "too many requests from this address: slow down",
+        )))
+    })
 }
 
 /// Forwarding mode: the request goes to the `http` function, as API Gateway's HTTP API
@@ -166,7 +175,8 @@ pub(crate) async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> 
         .into_response()
 }
 
-fn reply(r: HttpReply) -> Response {
+/// The core's reply as a response: its status, its JSON body.
+pub(crate) fn reply(r: HttpReply) -> Response {
     let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, Json(r.body)).into_response()
 }

@@ -24,7 +24,11 @@
 //! - [`dev_token`]: development tokens (`token` subcommand, `GET /dev/token`).
 //! - [`gateway`]: the socket registry implementing the core `Gateway` port, with bounded
 //!   per-connection queues (slow consumers are closed, never buffered without bound).
-//! - [`embedded`]: the durable `HistoryStore` (redb, group commit, fsync before ack).
+//! - [`embedded`]: the durable `HistoryStore` (redb, group commit, fsync before ack), with
+//!   the outbox and the attachments' `AttachmentIndex` in the same file.
+//! - [`blobs`]: attachment bytes as files under the data directory (`BlobStore`).
+//! - [`transfers`]: the signed-link routes that take and serve those bytes
+//!   (`PUT /uploads/{token}`, `GET /files/{token}`).
 //! - [`metrics`]: Prometheus text metrics.
 //! - [`webhooks`]: integration events delivered as signed webhooks (the core dispatches and
 //!   decides retries; this task does the HTTP).
@@ -34,6 +38,7 @@
 
 pub mod app;
 pub mod assets;
+pub mod blobs;
 pub mod client_ip;
 pub mod config;
 pub mod dev_token;
@@ -46,4 +51,5 @@ pub mod management;
 pub mod metrics;
 pub mod router;
 pub mod sockets;
+pub mod transfers;
 pub mod webhooks;

@@ -8,14 +8,14 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
+use axum::routing::{get, put};
 use roomcast_core::http::MAX_BODY_BYTES;
 use roomcast_core::protocol::close;
 use tokio::net::TcpListener;
 
 use crate::app::App;
 use crate::listener::{ConnectionLimits, Connections, DEFAULT_HEADER_READ_TIMEOUT};
-use crate::{assets, dev_token, http, management, sockets};
+use crate::{assets, dev_token, http, management, sockets, transfers};
 
 /// How long shutdown waits for sockets to take their 1001 close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -26,6 +26,16 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/", get(sockets::upgrade))
         .route("/metrics", get(http::metrics))
         .route("/dev/token", get(dev_token::issue))
+        // Attachment bytes behind signed links: streamed, each held to its slot's size (up to
+        // 10 MB) by the route itself, not by the API's body limit.
+        .route(
+            "/uploads/{token}",
+            put(transfers::upload).options(transfers::preflight),
+        )
+        .route(
+            "/files/{token}",
+            get(transfers::download).options(transfers::preflight),
+        )
         // `@connections` is not here: it is served only on its own listener
         // (`--management-listen`, [`serve_management`]).
         // Everything else is the core's HTTP API (`/health`, `/rooms/{room}/messages`), which

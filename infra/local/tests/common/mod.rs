@@ -101,7 +101,7 @@ fn spawn(root: &Path, flags: &[String], port: u16) -> anyhow::Result<Running> {
         .append(true)
         .open(&log_path)
         .with_context(|| format!("opening {}", log_path.display()))?;
-    let data = root.join("data");
+    let data = data_of(root);
     let port_text = port.to_string();
     let mut command = Lifeline::command(Some(root), BINARY);
     command
@@ -165,6 +165,11 @@ fn spawn(root: &Path, flags: &[String], port: u16) -> anyhow::Result<Running> {
     })
 }
 
+/// The `--data-dir` of the server under `root`.
+fn data_of(root: &Path) -> PathBuf {
+    root.join("data")
+}
+
 /// The port of a printed `host:port` address.
 fn port_of(addr: &str) -> anyhow::Result<u16> {
     addr.rsplit(':')
@@ -187,6 +192,26 @@ impl Local {
     #[allow(dead_code, reason = "not every test file needs it")]
     pub fn management_port(&self) -> u16 {
         self.server().management_port()
+    }
+
+    /// The server's `--data-dir` (it keeps it across restarts).
+    #[allow(dead_code, reason = "not every test file needs it")]
+    pub fn data_dir(&self) -> PathBuf {
+        data_of(&self.server().root)
+    }
+
+    /// The key the server signs attachment links with (derived from its token secret, as
+    /// the server derives it).
+    #[allow(dead_code, reason = "not every test file needs it")]
+    pub fn link_signer(&self) -> roomcast_core::attachments::LinkSigner {
+        let settings = roomcast_core::config::Settings::from_lookup(|name| {
+            (name == roomcast_core::config::names::JWT_SECRET).then(|| SECRET.to_owned())
+        })
+        .unwrap_or_else(|e| panic!("the suite's secret is a valid setting: {e}"));
+        settings
+            .attachments
+            .link_signer()
+            .unwrap_or_else(|e| panic!("an HS256 secret derives a link key: {e}"))
     }
 
     fn server(&self) -> &LocalServer {
@@ -224,16 +249,17 @@ impl Deployment for Local {
             .as_ref()
             .map(|s| s.flags.as_slice())
             .unwrap_or_default();
+        let forwarding = flags.iter().any(|f| f == "--lambda-endpoint");
         Capabilities {
             restart: true,
             http_api: true,
             management_api: true,
             one_room_per_connection: false,
             // Delivered in-process (not behind Lambda functions), to loopback receivers.
-            webhooks: flags.iter().any(|f| f == "--webhook-allow-private")
-                && !flags.iter().any(|f| f == "--lambda-endpoint"),
-            // Turned on by the local server's attachments adapter.
-            attachments: false,
+            webhooks: flags.iter().any(|f| f == "--webhook-allow-private") && !forwarding,
+            // Files under the data directory behind the server's own signed routes; behind
+            // Lambda functions the functions' attachments (S3) apply instead.
+            attachments: !forwarding,
         }
     }
 
