@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use roomcast_core::auth::{Claims, TokenSigner};
 use roomcast_protocol_tests::client::{Client, ConnectError, Credentials, frame_type, u64_field};
-use roomcast_protocol_tests::http::Request;
+use roomcast_protocol_tests::http::{Request, Response};
 use roomcast_protocol_tests::scope::{Scope, message_seqs, now_ms, seqs};
 use roomcast_protocol_tests::{Capabilities, Deployment};
 use roomcast_testkit::process::{Lifeline, free_port};
@@ -329,6 +329,8 @@ roomcast_protocol_tests::protocol_test!(edge_fault_storage_error_in_an_append_le
     Box::new(main_edge()), [HttpApi], d => storage_error_in_append(d));
 roomcast_protocol_tests::protocol_test!(edge_fault_alarm_fired_twice_closes_once,
     Box::new(limits_edge()), [HttpApi], d => alarm_fired_twice(d));
+roomcast_protocol_tests::protocol_test!(edge_alarm_sweeps_abandoned_uploads,
+    Box::new(main_edge()), [HttpApi, Attachments], d => alarm_sweeps_abandoned_uploads(d));
 
 /// `/__relay/record` is how one room's object records in another's (the desk's inbox notices);
 /// the Worker never forwards it, whatever the path's form.
@@ -1003,5 +1005,102 @@ async fn alarm_fired_twice(d: &dyn Deployment) -> anyhow::Result<()> {
     note(&format!(
         "edge fault, alarm fired twice: {runs} runs around the idle deadline, one close"
     ));
+    Ok(())
+}
+
+/// A slot `alice` uploads `bytes` to in [`EDGE_ROOM`]: its id and her own download link.
+async fn uploaded_pdf(
+    s: &Scope<'_>,
+    token: &str,
+    bytes: &[u8],
+) -> anyhow::Result<(String, String)> {
+    let base = s.d.http_url().context("http_url")?;
+    let slot = Request::new("POST", &format!("/rooms/{EDGE_ROOM}/uploads"))
+        .bearer(token)
+        .json(&json!({"name": "a.pdf", "size": bytes.len(), "type": "application/pdf"}))
+        .send(&base)
+        .await?;
+    ensure!(
+        slot.status == 201,
+        "slot: HTTP {} `{}`",
+        slot.status,
+        slot.text()
+    );
+    let grant = slot.json()?;
+    let url = grant["upload"]["url"].as_str().context("upload url")?;
+    let put = Request::new("PUT", url)
+        .body(bytes.to_vec())
+        .send(&base)
+        .await?;
+    ensure!(
+        put.status == 204,
+        "upload: HTTP {} `{}`",
+        put.status,
+        put.text()
+    );
+    let id = grant["id"].as_str().context("id")?.to_owned();
+    let link = attachment_link(s, token, &id).await?;
+    ensure!(link.status == 200, "link: HTTP {}", link.status);
+    let download = link.json()?["url"].as_str().context("url")?.to_owned();
+    Ok((id, download))
+}
+
+async fn attachment_link(s: &Scope<'_>, token: &str, id: &str) -> anyhow::Result<Response> {
+    let base = s.d.http_url().context("http_url")?;
+    Request::new("GET", &format!("/rooms/{EDGE_ROOM}/attachments/{id}"))
+        .bearer(token)
+        .send(&base)
+        .await
+}
+
+/// Uploads no message carried are removed by the room object's alarm a day after their slot
+/// was granted (a dev request ages the slots by a day, then runs the alarm): the slot and its
+/// bytes go; an upload a message carries stays.
+async fn alarm_sweeps_abandoned_uploads(d: &dyn Deployment) -> anyhow::Result<()> {
+    let s = Scope::new(d, "edge_sweep");
+    let base = d.http_url().context("http_url")?;
+    let token = s.token("alice", &[EDGE_ROOM]);
+    let pdf = |tag: &str| {
+        let mut bytes = format!("%PDF-1.7\n%{tag}\n").into_bytes();
+        bytes.resize(600, b'x');
+        bytes
+    };
+    let (abandoned, abandoned_url) = uploaded_pdf(&s, &token, &pdf("abandoned")).await?;
+    let (kept, kept_url) = uploaded_pdf(&s, &token, &pdf("kept")).await?;
+    let mut alice = s.connect("alice").await?;
+    let id = s.id("carried");
+    alice
+        .send_json(
+            &json!({"action": "message", "room": EDGE_ROOM, "id": id, "body": "",
+            "attachments": [{"id": kept}]}),
+        )
+        .await?;
+    alice.expect_ack(&id).await?;
+    inject(&s, "age-uploads").await?;
+    inject(&s, "alarm-twice").await?;
+    let gone = attachment_link(&s, &token, &abandoned).await?;
+    ensure!(
+        gone.status == 404,
+        "the abandoned slot: HTTP {}",
+        gone.status
+    );
+    let bytes = Request::new("GET", &abandoned_url).send(&base).await?;
+    ensure!(
+        bytes.status == 404,
+        "the abandoned bytes: HTTP {}",
+        bytes.status
+    );
+    let still = attachment_link(&s, &token, &kept).await?;
+    ensure!(
+        still.status == 200,
+        "the carried slot: HTTP {}",
+        still.status
+    );
+    let bytes = Request::new("GET", &kept_url).send(&base).await?;
+    ensure!(
+        bytes.status == 200 && bytes.body == pdf("kept"),
+        "the carried bytes: HTTP {}",
+        bytes.status
+    );
     Ok(())
 }

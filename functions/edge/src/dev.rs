@@ -31,12 +31,15 @@
 //! - `fail-appends` / `heal-appends`: installs / removes a SQLite trigger that aborts every
 //!   insert into `messages` after its row (and seq) was written: a real storage error from
 //!   inside the append's statement;
-//! - `alarm-twice` (served by `room.rs`): the object's alarm handler runs twice in a row.
+//! - `alarm-twice` (served by `room.rs`): the object's alarm handler runs twice in a row;
+//! - `age-uploads`: every upload slot of the object is made a day (and a second) older, so the
+//!   next alarm's sweep treats the unattached ones as abandoned.
 
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
+use roomcast_core::attachments::ABANDONED_AFTER_MS;
 use roomcast_core::auth::{Identity, Role, TokenVerifier};
 use roomcast_core::gateway::{Gateway, GatewayError};
 use roomcast_core::http;
@@ -278,6 +281,8 @@ pub enum Fault {
     HealAppends,
     /// The alarm handler runs twice.
     AlarmTwice,
+    /// Every upload slot becomes a day older.
+    AgeUploads,
 }
 
 impl Fault {
@@ -292,6 +297,7 @@ impl Fault {
             "fail-appends" => Ok(Self::FailAppends),
             "heal-appends" => Ok(Self::HealAppends),
             "alarm-twice" => Ok(Self::AlarmTwice),
+            "age-uploads" => Ok(Self::AgeUploads),
             other => Err(format!("unknown fault `{other}`")),
         })
     }
@@ -309,6 +315,11 @@ pub fn inject(state: &State, faults: &Faults, fault: Fault) -> Result<Response> 
         Fault::AbortAfterSends(n) => faults.abort.set(Abort::After(n)),
         Fault::FailAppends => drop(state.storage().sql().exec(FAIL_APPENDS, None)?),
         Fault::HealAppends => drop(state.storage().sql().exec(HEAL_APPENDS, None)?),
+        Fault::AgeUploads => {
+            let older = ABANDONED_AFTER_MS + 1_000;
+            let statement = format!("UPDATE att_slots SET created_at = created_at - {older}");
+            drop(state.storage().sql().exec(&statement, None)?);
+        }
         Fault::AlarmTwice => return Response::error("the object runs the alarm itself", 500),
     }
     Response::ok(format!("armed: {fault:?}\n"))
