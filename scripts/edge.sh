@@ -26,7 +26,8 @@
 #      error inside an append, the alarm handler run twice; each must lose no acknowledged
 #      message, duplicate none, and let clients resume with `join {since}`), the integration
 #      events cases (webhooks to loopback receivers, a SIGKILL between the ack and the delivery),
-#      and the latency measurements (acks and fan-out; store to webhook).
+#      the attachments cases (R2 as wrangler dev simulates it, the Worker's signed byte routes,
+#      the alarm's sweep of abandoned uploads), and the latency measurements (acks and fan-out; store to webhook).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 START=$(date +%s)
