@@ -57,14 +57,14 @@ export class ChatView {
     this.input = h('textarea', { id, rows: '1', placeholder: o.placeholder || 'Write a message…', autocomplete: 'off', 'aria-label': 'Message' });
     this.tray = new Tray(client, room, () => this.trayChanged());
     this.picker = h('input', { type: 'file', multiple: true, hidden: true, tabindex: '-1', 'aria-hidden': 'true', accept: client.uploadPolicy.types.join(',') });
-    this.send = h('button', { type: 'submit', class: 'send' }, 'Send');
+    this.sendButton = h('button', { type: 'submit', class: 'send' }, 'Send');
     this.form = h(
       'form',
       { class: 'composer' },
       h('button', { type: 'button', class: 'attach', 'aria-label': 'Attach files', title: 'Attach files', onclick: () => this.picker.click() }, h('span', { 'aria-hidden': 'true' }, '+')),
       this.picker,
       this.input,
-      this.send,
+      this.sendButton,
     );
     host.append(this.log, this.typingLine, this.tray.el, this.form);
     this.tray.changed();
@@ -119,8 +119,8 @@ export class ChatView {
   /** Sends the text and the uploaded files; with uploads still going, once they are done. */
   submit() {
     this.sendWhenReady = this.tray.busy;
-    this.send.disabled = this.sendWhenReady;
-    this.send.textContent = this.sendWhenReady ? 'Uploading…' : 'Send';
+    this.sendButton.disabled = this.sendWhenReady;
+    this.sendButton.textContent = this.sendWhenReady ? 'Uploading…' : 'Send';
     if (this.sendWhenReady) return;
     const body = this.input.value.trim();
     if (!body && !this.tray.ready().length) return;

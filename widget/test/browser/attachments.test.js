@@ -142,12 +142,21 @@ test('files in the widget and the console: thumbnails, byte-identical downloads,
   await visitor.unroute('**/uploads/**');
   assert.equal(uploads.length, 1, 'only the cancelled upload went out');
 
-  // A pasted screenshot and a dropped PDF, sent with a line of text.
+  // A pasted screenshot and a dropped PDF, sent with a line of text: Enter while they upload
+  // sends once they are done.
+  const uploading = [];
+  await visitor.route('**/uploads/**', (route) => uploading.push(route));
   await give(visitor, 'paste', [file('screenshot.png', 'image/png', PNG)]);
   await give(visitor, 'drop', [file('invoice.pdf', 'application/pdf', PDF)]);
   await visitor.fill('#roomcast-widget >> textarea', 'Here is the error and my invoice');
-  await until('both uploads', async () => (await trayRows(visitor)).filter((r) => r.state === 'ready').length === 2);
+  await until('both uploads on the wire', () => uploading.length === 2);
   await visitor.press('#roomcast-widget >> textarea', 'Enter');
+  const send = visitor.locator('#roomcast-widget >> button.send');
+  assert.equal(await send.textContent(), 'Uploading…');
+  assert.ok(await send.isDisabled());
+  assert.equal((await server.history(room)).length, 0, 'nothing sent before the files are up');
+  for (const route of uploading) await route.continue();
+  await visitor.unroute('**/uploads/**');
   await until('the message stored with its files in the widget', () =>
     visitor.evaluate(() => {
       const li = [...document.querySelector('#roomcast-widget').shadowRoot.querySelectorAll('li.msg.me')].find((l) => l.dataset.status !== 'pending');
