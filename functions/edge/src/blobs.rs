@@ -6,8 +6,14 @@
 //!   equal to the slot's size), then the body streamed into R2 through a stream of exactly the
 //!   slot's size, counted on the way: one byte more and the upload stops (413), fewer and it
 //!   fails (400); R2 stores nothing from a failed put. 204 when stored.
+//!   409 when the slot's bytes are there already (they are checked when a message names them,
+//!   so they are never replaced).
 //! - `GET /files/{token}`: the link admitted, the object streamed from R2 with the headers the
 //!   link says (`admit_download`): 403 for a bad or expired link, 404 once it is gone.
+//!
+//! The token is the whole authorization (no session, no cookie), so any origin may use them, as
+//! on the local server: the widget runs on customers' pages, and a `PUT` with a `Content-Type`
+//! needs a CORS preflight (`OPTIONS`, answered 204).
 
 use std::cell::Cell;
 use std::pin::Pin;
@@ -126,12 +132,30 @@ pub async fn serve(
         }
     };
     let bucket = bucket(env)?;
-    match (route, req.method()) {
+    let mut response = match (route, req.method()) {
+        (_, Method::Options) => preflight(),
         (BlobRoute::Upload(token), Method::Put) => upload(req, &bucket, &signer, &token).await,
         (BlobRoute::Download(token), Method::Get) => download(&bucket, &signer, &token).await,
         (BlobRoute::Upload(_), _) => method_not_allowed("PUT"),
         (BlobRoute::Download(_), _) => method_not_allowed("GET"),
-    }
+    }?;
+    // Any origin may read the answer: the link in the URL is the only credential.
+    response
+        .headers_mut()
+        .set("access-control-allow-origin", "*")?;
+    Ok(response)
+}
+
+/// How long browsers may keep a preflight's answer, seconds.
+const PREFLIGHT_MAX_AGE: &str = "600";
+
+/// The CORS preflight of a cross-origin `PUT` with its `Content-Type`, or of a `GET`.
+fn preflight() -> worker::Result<Response> {
+    let headers = Headers::new();
+    headers.set("access-control-allow-methods", "GET, PUT")?;
+    headers.set("access-control-allow-headers", "content-type")?;
+    headers.set("access-control-max-age", PREFLIGHT_MAX_AGE)?;
+    Ok(Response::empty()?.with_status(204).with_headers(headers))
 }
 
 fn method_not_allowed(allowed: &str) -> worker::Result<Response> {
@@ -175,6 +199,13 @@ async fn upload(
         Ok(admitted) => admitted,
         Err(refusal) => return refused(&refusal),
     };
+    if bucket.head(&admitted.key).await?.is_some() {
+        return json_reply(&HttpReply::error(
+            409,
+            "CONFLICT",
+            "the file was uploaded already",
+        ));
+    }
     let seen = Rc::new(Cell::new(0u64));
     // An empty body is a short one: the stream below ends at once.
     let body = req.stream().ok().map(Box::pin);
