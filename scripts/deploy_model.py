@@ -175,6 +175,8 @@ def tf_canon(tf, value, key=None):
             "aws_dynamodb_table.chat.stream_arn": "table-stream",
             "aws_dynamodb_table.chat.name": "table-name",
             "aws_kms_key.roomcast.arn": "stack-key",
+            "aws_s3_bucket.attachments.arn": "bucket",
+            "aws_s3_bucket.attachments.bucket": "bucket-name",
             "data.aws_ssm_parameter.webhook_secret[0].arn": "ssm:webhook-secret",
         }
         if ref in fixed:
@@ -273,6 +275,46 @@ def tf_filter_pattern(pattern):
         return pattern
 
 
+def terraform_bucket(tf):
+    """The attachments bucket's settings, in the same shape as sam_bucket's."""
+    res = tf["resource"]
+    if "aws_s3_bucket.attachments" not in res:
+        return {}
+    block = res.get("aws_s3_bucket_public_access_block.attachments", {})
+    sse = first(first(res.get("aws_s3_bucket_server_side_encryption_configuration.attachments", {}).get("rule", [])).get("apply_server_side_encryption_by_default", []))
+    sse_rule = first(res.get("aws_s3_bucket_server_side_encryption_configuration.attachments", {}).get("rule", []))
+    rules = []
+    for r in res.get("aws_s3_bucket_lifecycle_configuration.attachments", {}).get("rule", []):
+        tag = first(first(r.get("filter", [])).get("tag", []))
+        rules.append({
+            "id": r.get("id"),
+            "enabled": r.get("status") == "Enabled",
+            "tag": [tag["key"], tag["value"]] if tag else None,
+            "expire_days": first(r.get("expiration", [])).get("days"),
+            "abort_multipart_days": first(r.get("abort_incomplete_multipart_upload", [])).get("days_after_initiation"),
+        })
+    cors = first(res.get("aws_s3_bucket_cors_configuration.attachments", {}).get("cors_rule", []))
+    doc = tf["data"].get("aws_iam_policy_document.attachments_tls", {})
+    tls = any(
+        st.get("effect") == "Deny"
+        and st.get("actions") == ["s3:*"]
+        and sorted(tf_canon(tf, st.get("resources", []))) == ["bucket", "bucket/*"]
+        and first(st.get("condition", [])).get("variable") == "aws:SecureTransport"
+        and first(st.get("condition", [])).get("values") == ["false"]
+        for st in doc.get("statement", [])
+    ) and res.get("aws_s3_bucket_policy.attachments", {}).get("policy") == "${data.aws_iam_policy_document.attachments_tls.json}"
+    versioning = first(res.get("aws_s3_bucket_versioning.attachments", {}).get("versioning_configuration", [])).get("status")
+    return {
+        "public_access_block": [block.get(k) for k in ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets")],
+        "ownership": first(res.get("aws_s3_bucket_ownership_controls.attachments", {}).get("rule", [])).get("object_ownership"),
+        "encryption": {"algorithm": sse.get("sse_algorithm"), "key": tf_canon(tf, sse.get("kms_master_key_id")), "bucket_key": sse_rule.get("bucket_key_enabled")},
+        "lifecycle": sorted(rules, key=lambda r: r["id"] or ""),
+        "cors": {"methods": sorted(cors.get("allowed_methods", [])), "origins": tf_canon(tf, cors.get("allowed_origins"))},
+        "tls_only": tls,
+        "versioned": versioning == "Enabled",
+    }
+
+
 def terraform_pipeline(tf):
     res = tf["resource"]
     table = res.get("aws_dynamodb_table.chat", {})
@@ -352,6 +394,7 @@ def terraform_pipeline(tf):
             }
     lam = res.get("aws_lambda_function.function", {})
     return {
+        "attachments": terraform_bucket(tf),
         "stream": {"enabled": table.get("stream_enabled"), "view_type": table.get("stream_view_type")},
         "queues": queues,
         "mappings": mappings,
@@ -509,6 +552,8 @@ def sam_canon(resources, value):
             return {"Arn": "table", "StreamArn": "table-stream"}[attr]
         if k == "AWS::KMS::Key":
             return "stack-key"
+        if k == "AWS::S3::Bucket":
+            return "bucket"
         if k == "AWS::Logs::LogGroup":
             return f"log-group:{log_group_owner(logical)}"
         if k == "AWS::Serverless::Function":
@@ -523,6 +568,8 @@ def sam_canon(resources, value):
             return f"function:{binary(logical)}"
         if k == "AWS::DynamoDB::Table":
             return "table-name"
+        if k == "AWS::S3::Bucket":
+            return "bucket-name"
         if k == "AWS::ApiGatewayV2::Api":
             return "api:" + name_suffix(logical)
         if k == "AWS::Serverless::HttpApi":
@@ -563,6 +610,50 @@ def sam_filter_pattern(pattern):
         return json.loads(pattern)
     except (TypeError, json.JSONDecodeError):
         return pattern
+
+
+def sam_bucket(resources, canon):
+    """The attachments bucket's settings, in the same shape as terraform_bucket's."""
+    bucket = next((l for l, r in resources.items() if r.get("Type") == "AWS::S3::Bucket"), None)
+    if bucket is None:
+        return {}
+    p = resources[bucket].get("Properties", {})
+    block = p.get("PublicAccessBlockConfiguration", {})
+    sse_rule = first(p.get("BucketEncryption", {}).get("ServerSideEncryptionConfiguration", []))
+    sse = sse_rule.get("ServerSideEncryptionByDefault", {})
+    rules = []
+    for r in p.get("LifecycleConfiguration", {}).get("Rules", []):
+        tag = first(r.get("TagFilters", []))
+        rules.append({
+            "id": r.get("Id"),
+            "enabled": r.get("Status") == "Enabled",
+            "tag": [tag["Key"], tag["Value"]] if tag else None,
+            "expire_days": r.get("ExpirationInDays"),
+            "abort_multipart_days": r.get("AbortIncompleteMultipartUpload", {}).get("DaysAfterInitiation"),
+        })
+    cors = first(p.get("CorsConfiguration", {}).get("CorsRules", []))
+    tls = any(
+        pol.get("Type") == "AWS::S3::BucketPolicy"
+        and pol["Properties"].get("Bucket") == {"Ref": bucket}
+        and any(
+            st.get("Effect") == "Deny"
+            and st.get("Principal") == "*"
+            and st.get("Action") == "s3:*"
+            and sorted(canon(st.get("Resource", []))) == ["bucket", "bucket/*"]
+            and st.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
+            for st in pol["Properties"]["PolicyDocument"]["Statement"]
+        )
+        for pol in resources.values()
+    )
+    return {
+        "public_access_block": [block.get(k) for k in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets")],
+        "ownership": first(p.get("OwnershipControls", {}).get("Rules", [])).get("ObjectOwnership"),
+        "encryption": {"algorithm": sse.get("SSEAlgorithm"), "key": canon(sse.get("KMSMasterKeyID")), "bucket_key": sse_rule.get("BucketKeyEnabled")},
+        "lifecycle": sorted(rules, key=lambda r: r["id"] or ""),
+        "cors": {"methods": sorted(cors.get("AllowedMethods", [])), "origins": canon(cors.get("AllowedOrigins"))},
+        "tls_only": tls,
+        "versioned": p.get("VersioningConfiguration", {}).get("Status") == "Enabled",
+    }
 
 
 def sam_pipeline(doc):
@@ -661,6 +752,7 @@ def sam_pipeline(doc):
         statements[binary] = st
     env = doc.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
     return {
+        "attachments": sam_bucket(resources, canon),
         "stream": {"enabled": stream is not None, "view_type": (stream or {}).get("StreamViewType")},
         "queues": queues,
         "mappings": mappings,

@@ -134,26 +134,33 @@ locals {
   # Set on every function; the code's list is roomcast_aws::lambda::env::DEPLOYED. The key comes
   # from SSM at cold start: no plain-text key is ever set here.
   environment = {
-    ROOMCAST_TABLE                    = aws_dynamodb_table.chat.name
-    ROOMCAST_JWT_KEY_PARAMETER        = var.jwt_key_parameter_name
-    ROOMCAST_JWT_ALG                  = var.jwt_alg
-    ROOMCAST_JWT_JWKS                 = var.jwt_jwks
-    ROOMCAST_JWT_ISSUER               = var.jwt_issuer
-    ROOMCAST_JWT_AUDIENCE             = var.jwt_audience
-    ROOMCAST_MANAGEMENT_ENDPOINT      = local.management_endpoint
-    ROOMCAST_MESSAGE_RETENTION_DAYS   = var.message_retention_days == 0 ? "" : tostring(var.message_retention_days)
-    ROOMCAST_RATE_PER_SEC             = tostring(var.rate_per_sec)
-    ROOMCAST_RATE_BURST               = tostring(var.rate_burst)
-    ROOMCAST_JWT_LEEWAY_SECS          = tostring(var.jwt_leeway_secs)
-    ROOMCAST_MAX_CONNECTIONS_PER_USER = tostring(var.max_connections_per_user)
-    ROOMCAST_LOG                      = var.log_level
-    ROOMCAST_DELIVERY_QUEUE_URL       = aws_sqs_queue.deliveries.url
-    ROOMCAST_WEBHOOK_URL              = var.webhook_url
-    ROOMCAST_WEBHOOK_TYPES            = var.webhook_types
-    ROOMCAST_WEBHOOK_SECRET_PARAMETER = var.webhook_secret_parameter_name
-    ROOMCAST_WEBHOOK_TIMEOUT_MS       = tostring(var.webhook_timeout_ms)
-    ROOMCAST_WEBHOOK_FIRST_RETRY_MS   = tostring(var.webhook_first_retry_ms)
-    ROOMCAST_WEBHOOK_RETRY_FOR_SECS   = tostring(var.webhook_retry_for_secs)
+    ROOMCAST_TABLE                       = aws_dynamodb_table.chat.name
+    ROOMCAST_JWT_KEY_PARAMETER           = var.jwt_key_parameter_name
+    ROOMCAST_JWT_ALG                     = var.jwt_alg
+    ROOMCAST_JWT_JWKS                    = var.jwt_jwks
+    ROOMCAST_JWT_ISSUER                  = var.jwt_issuer
+    ROOMCAST_JWT_AUDIENCE                = var.jwt_audience
+    ROOMCAST_MANAGEMENT_ENDPOINT         = local.management_endpoint
+    ROOMCAST_MESSAGE_RETENTION_DAYS      = var.message_retention_days == 0 ? "" : tostring(var.message_retention_days)
+    ROOMCAST_RATE_PER_SEC                = tostring(var.rate_per_sec)
+    ROOMCAST_RATE_BURST                  = tostring(var.rate_burst)
+    ROOMCAST_JWT_LEEWAY_SECS             = tostring(var.jwt_leeway_secs)
+    ROOMCAST_MAX_CONNECTIONS_PER_USER    = tostring(var.max_connections_per_user)
+    ROOMCAST_LOG                         = var.log_level
+    ROOMCAST_DELIVERY_QUEUE_URL          = aws_sqs_queue.deliveries.url
+    ROOMCAST_WEBHOOK_URL                 = var.webhook_url
+    ROOMCAST_WEBHOOK_TYPES               = var.webhook_types
+    ROOMCAST_WEBHOOK_SECRET_PARAMETER    = var.webhook_secret_parameter_name
+    ROOMCAST_WEBHOOK_TIMEOUT_MS          = tostring(var.webhook_timeout_ms)
+    ROOMCAST_WEBHOOK_FIRST_RETRY_MS      = tostring(var.webhook_first_retry_ms)
+    ROOMCAST_WEBHOOK_RETRY_FOR_SECS      = tostring(var.webhook_retry_for_secs)
+    ROOMCAST_ATTACHMENT_BUCKET           = aws_s3_bucket.attachments.bucket
+    ROOMCAST_ATTACHMENT_MAX_BYTES        = tostring(var.attachment_max_bytes)
+    ROOMCAST_ATTACHMENT_TYPES            = var.attachment_types
+    ROOMCAST_UPLOADS_PER_USER_DAY        = tostring(var.uploads_per_user_day)
+    ROOMCAST_UPLOAD_BYTES_PER_USER_DAY   = tostring(var.upload_bytes_per_user_day)
+    ROOMCAST_UPLOADS_PER_TENANT_DAY      = tostring(var.uploads_per_tenant_day)
+    ROOMCAST_UPLOAD_BYTES_PER_TENANT_DAY = tostring(var.upload_bytes_per_tenant_day)
   }
 
   # Statements some functions need beyond the ones every function has (lambda.tf): sending
@@ -162,14 +169,26 @@ locals {
   # does both with the function's role), consuming deliveries (deliver's mapping receives and
   # deletes; its code changes a message's visibility to schedule the retry). Senders to the
   # KMS-encrypted queues need kms:GenerateDataKey on the stack key (kms:Decrypt every function
-  # has). functions/aws/tests/deploy.rs holds these lists, and SAM's, to its own.
+  # has). The functions that run attachments (the upload action and messages over WebSocket,
+  # uploads, links and publish over HTTP) sign uploads and downloads, read an upload's first
+  # bytes, retag and delete objects, all in the attachments bucket (attachments.tf); a presigned
+  # upload encrypts with the stack key as its signer, hence kms:GenerateDataKey.
+  # functions/aws/tests/deploy.rs holds these lists, and SAM's, to its own.
   function_statements = {
     connect    = []
     disconnect = []
-    message    = []
-    typing     = []
-    default    = []
+    message = [
+      { sid = "AttachmentObjects", actions = ["s3:DeleteObject", "s3:GetObject", "s3:PutObject", "s3:PutObjectTagging"], resources = ["${aws_s3_bucket.attachments.arn}/*"] },
+      { sid = "AttachmentKey", actions = ["kms:GenerateDataKey"], resources = [aws_kms_key.roomcast.arn] },
+    ]
+    typing = []
+    default = [
+      { sid = "AttachmentObjects", actions = ["s3:DeleteObject", "s3:GetObject", "s3:PutObject", "s3:PutObjectTagging"], resources = ["${aws_s3_bucket.attachments.arn}/*"] },
+      { sid = "AttachmentKey", actions = ["kms:GenerateDataKey"], resources = [aws_kms_key.roomcast.arn] },
+    ]
     http = [
+      { sid = "AttachmentObjects", actions = ["s3:DeleteObject", "s3:GetObject", "s3:PutObject", "s3:PutObjectTagging"], resources = ["${aws_s3_bucket.attachments.arn}/*"] },
+      { sid = "AttachmentKey", actions = ["kms:GenerateDataKey"], resources = [aws_kms_key.roomcast.arn] },
       { sid = "EnqueueDeliveries", actions = ["sqs:SendMessage"], resources = [aws_sqs_queue.deliveries.arn] },
       { sid = "QueueKey", actions = ["kms:GenerateDataKey"], resources = [aws_kms_key.roomcast.arn] },
     ]

@@ -360,3 +360,55 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "attachment_allowed_origins" {
+  description = "Origins (scheme://host[:port]) whose pages may upload attachments to the bucket and fetch them (S3 CORS for the presigned POST and GET). [\"*\"] allows any: the presigned request is the authorization either way."
+  type        = list(string)
+  default     = ["*"]
+
+  validation {
+    condition     = length(var.attachment_allowed_origins) > 0 && alltrue([for o in var.attachment_allowed_origins : o == "*" || can(regex("^https?://[^/]+$", o))])
+    error_message = "attachment_allowed_origins must list \"*\" or origins like https://example.com."
+  }
+}
+
+variable "attachment_max_bytes" {
+  description = "Largest attachment, bytes."
+  type        = number
+  default     = 10485760
+
+  validation {
+    condition     = var.attachment_max_bytes >= 1 && var.attachment_max_bytes <= 5368709120 && floor(var.attachment_max_bytes) == var.attachment_max_bytes
+    error_message = "attachment_max_bytes must be a whole number, 1 to 5 GiB (one S3 POST)."
+  }
+}
+
+variable "attachment_types" {
+  description = "Allowed attachment types, comma-separated MIME types. Empty: the built-in list (raster images, PDF, text, CSV, SVG as a download, the office formats)."
+  type        = string
+  default     = ""
+}
+
+variable "uploads_per_user_day" {
+  description = "Upload slots per user per UTC day."
+  type        = number
+  default     = 200
+}
+
+variable "upload_bytes_per_user_day" {
+  description = "Declared upload bytes per user per UTC day."
+  type        = number
+  default     = 524288000
+}
+
+variable "uploads_per_tenant_day" {
+  description = "Upload slots per tenant per UTC day."
+  type        = number
+  default     = 20000
+}
+
+variable "upload_bytes_per_tenant_day" {
+  description = "Declared upload bytes per tenant per UTC day."
+  type        = number
+  default     = 21474836480
+}

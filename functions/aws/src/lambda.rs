@@ -92,7 +92,14 @@ pub mod env {
         UPLOAD_BYTES_PER_TENANT_DAY,
     ];
     /// Plain-text keys: never set by a deployment.
-    pub const PLAINTEXT_KEYS: &[&str] = &[JWT_SECRET, JWT_PUBLIC_KEY, WEBHOOK_SECRET];
+    /// (The link secret signs the links of deployments that serve attachment bytes themselves;
+    /// on AWS, S3 presigns them.)
+    pub const PLAINTEXT_KEYS: &[&str] = &[
+        JWT_SECRET,
+        JWT_PUBLIC_KEY,
+        WEBHOOK_SECRET,
+        ATTACHMENT_LINK_SECRET,
+    ];
     /// Development-only settings: never set by a deployment (endpoints at private addresses).
     pub const DEVELOPMENT_ONLY: &[&str] = &[WEBHOOK_ALLOW_PRIVATE];
     /// Shared settings API Gateway fixes on AWS (10 minutes idle, 2 hours in all): the

@@ -44,6 +44,7 @@ use std::process::Command;
 use roomcast_aws::dynamo::STREAM_FILTER_PATTERNS;
 use roomcast_aws::dynamo::{ATTR_PK, ATTR_SK, ATTR_TTL};
 use roomcast_aws::lambda::env;
+use roomcast_aws::s3::{PENDING, TAG_KEY};
 use roomcast_core::auth::{Claims, Role, TokenSigner};
 use roomcast_core::http::HttpRequest;
 use roomcast_testkit::aws::lambda::{SECRET, World, world};
@@ -54,6 +55,8 @@ const HTTP_ROUTES: &[&str] = &[
     "GET /health",
     "GET /rooms/{room}/messages",
     "POST /rooms/{room}/messages",
+    "POST /rooms/{room}/uploads",
+    "GET /rooms/{room}/attachments/{id}",
 ];
 
 /// The functions event source mappings invoke (no API Gateway route) and the DynamoDB actions
@@ -474,9 +477,24 @@ fn extra_statements(function: &str) -> Value {
         "EnqueueDeliveries": {"actions": ["sqs:SendMessage"], "resources": ["queue:deliveries"], "conditional": false},
         "QueueKey": {"actions": ["kms:GenerateDataKey"], "resources": ["stack-key"], "conditional": false},
     });
+    // Attachments: the functions that run them (the upload action and messages over
+    // WebSocket; uploads, links and publish over HTTP) sign POSTs and GETs, read an upload's
+    // first bytes, retag and delete objects in the bucket, and a presigned upload encrypts with
+    // the stack key as its signer.
+    let attachments = json!({
+        "AttachmentObjects": {"actions": ["s3:DeleteObject", "s3:GetObject", "s3:PutObject", "s3:PutObjectTagging"], "resources": ["bucket/*"], "conditional": false},
+        "AttachmentKey": {"actions": ["kms:GenerateDataKey"], "resources": ["stack-key"], "conditional": false},
+    });
     match function {
+        "message" | "default" => attachments,
         // The endpoints API's test event and dead-letter replay queue a delivery.
-        "http" => enqueue,
+        "http" => {
+            let mut s = enqueue;
+            s.as_object_mut()
+                .unwrap()
+                .extend(attachments.as_object().unwrap().clone());
+            s
+        }
         // Its code queues deliveries and reads the operator's secret; its event source mapping
         // reads the stream and sends a failed batch's record to events-failures.
         "events" => {
@@ -523,7 +541,14 @@ fn stream_filter_patterns() -> Vec<Value> {
 fn check_pipeline(model: &Value, check: &mut impl FnMut(bool, String)) {
     let tf = &model["terraform"]["pipeline"];
     let sam = &model["sam"]["pipeline"];
-    for part in ["stream", "queues", "mappings", "alarms", "statements"] {
+    for part in [
+        "stream",
+        "queues",
+        "mappings",
+        "alarms",
+        "statements",
+        "attachments",
+    ] {
         let (a, b) = (
             tf[part].as_object().unwrap(),
             sam[part].as_object().unwrap(),
@@ -539,6 +564,34 @@ fn check_pipeline(model: &Value, check: &mut impl FnMut(bool, String)) {
             );
         }
     }
+    // The attachments bucket: private, encrypted with the stack key, TLS only, browsers' POST
+    // uploads and GET downloads from the configured origins, unversioned (a deleted message's
+    // file is gone), uploads still tagged as the code tags them expire when their slot does.
+    let abandoned_days = roomcast_core::attachments::ABANDONED_AFTER_MS / 86_400_000;
+    let bucket = json!({
+        "public_access_block": [true, true, true, true],
+        "ownership": "BucketOwnerEnforced",
+        "encryption": {"algorithm": "aws:kms", "key": "stack-key", "bucket_key": true},
+        "lifecycle": [
+            {"id": "abort-incomplete-multipart-uploads", "enabled": true, "tag": null, "expire_days": null, "abort_multipart_days": 1},
+            {"id": "expire-pending-uploads", "enabled": true, "tag": [TAG_KEY, PENDING], "expire_days": abandoned_days, "abort_multipart_days": null},
+        ],
+        "cors": {"methods": ["GET", "POST"], "origins": "param:attachmentallowedorigins"},
+        "tls_only": true,
+        "versioned": false,
+    });
+    check(
+        tf["attachments"] == bucket,
+        format!(
+            "the attachments bucket is {}, not {bucket}",
+            tf["attachments"]
+        ),
+    );
+    check(
+        tf["environment"]["ROOMCAST_ATTACHMENT_BUCKET"] == "bucket-name"
+            && sam["environment"]["ROOMCAST_ATTACHMENT_BUCKET"] == "bucket-name",
+        "ROOMCAST_ATTACHMENT_BUCKET must name the attachments bucket".to_owned(),
+    );
     check(
         tf["stream"] == json!({"enabled": true, "view_type": "NEW_AND_OLD_IMAGES"}),
         format!(
