@@ -361,8 +361,8 @@ impl Drop for IpSlot {
     }
 }
 
-/// Live state in memory with history (and attachment slots) embedded or in memory; or
-/// everything in DynamoDB but the attachment slots.
+/// Live state in memory with history and attachment slots embedded or in memory; or
+/// everything in DynamoDB.
 async fn open_stores(config: &ServerConfig) -> anyhow::Result<Stores> {
     if let Some((endpoint, table)) = &config.dynamodb {
         return dynamodb_stores(endpoint, table).await;
@@ -464,13 +464,15 @@ async fn dynamodb_stores(endpoint: &str, table: &str) -> anyhow::Result<Stores> 
         .with_context(|| format!("creating table `{table}` at {endpoint}"))?;
     tracing::info!(endpoint, table, "store: DynamoDB");
     // On AWS the table's stream carries events (the events function); this mode delivers none.
-    // Attachment slots stay in memory: the DynamoDB index is the Lambda build's.
+    // Attachment slots are in the table as on AWS; their bytes are files here, and an
+    // abandoned upload's file stays (the table expires its slot by TTL, so the sweep never
+    // lists it).
     Ok(Stores {
         connections: store.clone(),
-        history: store,
+        history: store.clone(),
         live: None,
         outbox: None,
-        attachments: Arc::new(MemoryAttachments::new()),
+        attachments: store,
     })
 }
 
