@@ -10,6 +10,9 @@
 //! (`STREAM_FILTER_PATTERNS`: only messages and member events reach `events`); the webhook
 //! cases then run against the whole.
 //!
+//! Attachments go to a bucket on moto's S3 (`AWS_ENDPOINT_URL_S3`): the functions sign the
+//! POST uploads and GET downloads the attachment cases send to it directly.
+//!
 //! `cargo lambda` comes from `ROOMCAST_CARGO_LAMBDA` (default: the venv `scripts/test.sh`
 //! installs, `~/.cache/roomcast/lambda-venv/bin/cargo-lambda`); without it the tests FAIL.
 #![cfg(all(unix, feature = "dynamodb"))]
@@ -100,6 +103,19 @@ fn queues(aws: &AwsEndpoint, name: &str) -> Result<(String, String), String> {
     })
 }
 
+/// Creates the attachments bucket `name` on moto's S3 at `aws`.
+fn attachments_bucket(aws: &AwsEndpoint, name: &str) -> Result<(), String> {
+    let (s3, name) = (aws.s3(), name.to_owned());
+    on_own_runtime(async move || {
+        s3.create_bucket()
+            .bucket(&name)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("creating the attachments bucket: {e}"))
+    })
+}
+
 fn cargo_lambda() -> PathBuf {
     std::env::var_os("ROOMCAST_CARGO_LAMBDA").map_or_else(
         || {
@@ -137,6 +153,8 @@ fn start_stack() -> Result<Stack, String> {
     let table = format!("lambda-{}", std::process::id());
     let aws = AwsEndpoint::new(&dynamo.endpoint);
     let (delivery_queue, failures_queue) = queues(&aws, &table)?;
+    let bucket = format!("attachments-{}", std::process::id());
+    attachments_bucket(&aws, &bucket)?;
     let lambda_endpoint = format!("http://127.0.0.1:{invoke_port}");
     let local = start(&[
         "--dynamodb-endpoint",
@@ -159,6 +177,11 @@ fn start_stack() -> Result<Stack, String> {
         ),
         format!("AWS_ENDPOINT_URL_DYNAMODB={}", dynamo.endpoint),
         format!("AWS_ENDPOINT_URL_SQS={}", dynamo.endpoint),
+        // Attachments in a bucket on moto's S3 (the functions sign POSTs and GETs to it).
+        format!("AWS_ENDPOINT_URL_S3={}", dynamo.endpoint),
+        format!("ROOMCAST_ATTACHMENT_BUCKET={bucket}"),
+        // The quota case asks for slots until refused: a low quota keeps it short.
+        "ROOMCAST_UPLOADS_PER_USER_DAY=20".to_owned(),
         format!("ROOMCAST_DELIVERY_QUEUE_URL={delivery_queue}"),
         // Webhooks to the cases' loopback receivers, retried quickly.
         "ROOMCAST_WEBHOOK_ALLOW_PRIVATE=true".to_owned(),
@@ -263,6 +286,7 @@ impl Deployment for LambdaStack {
         Capabilities {
             restart: false,
             webhooks: true,
+            attachments: true,
             ..self.0.capabilities()
         }
     }
@@ -299,6 +323,14 @@ roomcast_protocol_tests::protocol_cases!(stack();
     http_api_is_tenant_isolated,
 );
 
+roomcast_protocol_tests::protocol_test!(attachments_reach_members_byte_identical, stack(),
+    [HttpApi, Attachments], d => roomcast_protocol_tests::cases::attachments_reach_members_byte_identical(d));
+roomcast_protocol_tests::protocol_test!(attachment_bad_inputs_are_refused, stack(),
+    [HttpApi, Attachments], d => roomcast_protocol_tests::cases::attachment_bad_inputs_are_refused(d));
+roomcast_protocol_tests::protocol_test!(deleted_message_takes_its_attachment, stack(),
+    [HttpApi, Attachments], d => roomcast_protocol_tests::cases::deleted_message_takes_its_attachment(d));
+roomcast_protocol_tests::protocol_test!(upload_slots_are_held_to_a_quota, stack(),
+    [HttpApi, Attachments], d => roomcast_protocol_tests::cases::upload_slots_are_held_to_a_quota(d));
 roomcast_protocol_tests::protocol_test!(events_are_delivered_signed_with_every_change, stack(),
     [HttpApi, Webhooks], d => roomcast_protocol_tests::cases::events_are_delivered_signed_with_every_change(d));
 roomcast_protocol_tests::protocol_test!(endpoints_are_per_tenant_and_filtered, stack(),

@@ -116,6 +116,20 @@ impl AwsEndpoint {
         )
     }
 
+    /// An S3 client for this endpoint (path-style addressing: moto's S3 is one host).
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new(self.region.clone()))
+                .endpoint_url(&self.url)
+                .force_path_style(true)
+                .credentials_provider(Credentials::new("test", "test", None, None, "testkit"))
+                .build(),
+        )
+    }
+
     /// A DynamoDB Streams client for this endpoint.
     pub fn streams(&self) -> streams::Client {
         use streams::config::{BehaviorVersion, Credentials, Region};
