@@ -18,6 +18,35 @@ use crate::store::HistoryQuery;
 /// over a socket carry the same).
 pub const MAX_BODY_BYTES: usize = MAX_WS_MESSAGE_BYTES;
 
+/// CORS for the HTTP API and the signed byte routes. The API authenticates with bearer tokens,
+/// never cookies, and a signed route with its link, so any origin may call them: the widget
+/// runs on customers' pages. Each HTTP layer answers `OPTIONS` with [`cors::PREFLIGHT`] and adds
+/// [`cors::RESPONSE`] to every other answer of these routes (on AWS, API Gateway's CORS
+/// configuration says the same).
+pub mod cors {
+    /// Headers of a preflight's answer (204).
+    pub const PREFLIGHT: &[(&str, &str)] = &[
+        ("access-control-allow-origin", "*"),
+        (
+            "access-control-allow-methods",
+            "GET, POST, PUT, PATCH, DELETE",
+        ),
+        (
+            "access-control-allow-headers",
+            "authorization, content-type",
+        ),
+        ("access-control-max-age", "600"),
+    ];
+    /// Headers of every other answer.
+    pub const RESPONSE: &[(&str, &str)] = &[
+        ("access-control-allow-origin", "*"),
+        (
+            "access-control-expose-headers",
+            "content-disposition, content-length",
+        ),
+    ];
+}
+
 /// What a request path names in the HTTP API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
@@ -78,8 +107,9 @@ pub fn route(path: &str) -> Route {
         ["health"] => Route::Health,
         ["rooms", room, "messages"] => percent_decode(room).map_or(Route::BadRoom, Route::Messages),
         ["rooms", room, "uploads"] => percent_decode(room).map_or(Route::BadRoom, Route::Uploads),
-        ["rooms", room, "attachments", a] => percent_decode(room)
-            .map_or(Route::BadRoom, |room| Route::Attachment(room, id(a))),
+        ["rooms", room, "attachments", a] => {
+            percent_decode(room).map_or(Route::BadRoom, |room| Route::Attachment(room, id(a)))
+        }
         ["uploads", token] => Route::Blob(BlobRoute::Upload(id(token))),
         ["files", token] => Route::Blob(BlobRoute::Download(id(token))),
         ["events", "endpoints"] => Route::Endpoints(EndpointsRoute::Collection),

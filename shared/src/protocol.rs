@@ -279,8 +279,8 @@ pub const SYSTEM_SENDER: &str = "$system";
 
 /// Every action protocol v1 knows, for telling `UNKNOWN_ACTION` from `BAD_FRAME`.
 pub const ACTIONS: &[&str] = &[
-    "join", "leave", "message", "upload", "edit", "delete", "typing", "read", "presence", "history",
-    "assign", "close", "ping",
+    "join", "leave", "message", "upload", "edit", "delete", "typing", "read", "presence",
+    "history", "assign", "close", "ping",
 ];
 
 /// A parsed frame with the client's reference (its `id`, else its `ref`) for error replies.
@@ -863,7 +863,10 @@ mod tests {
             .collect();
         assert_eq!(code_of(&with(eleven, "x")), ErrorCode::Invalid);
         assert_eq!(code_of(&with(vec![id(1), id(1)], "x")), ErrorCode::Invalid);
-        assert_eq!(code_of(&with(vec!["../etc/passwd".into()], "x")), ErrorCode::Invalid);
+        assert_eq!(
+            code_of(&with(vec!["../etc/passwd".into()], "x")),
+            ErrorCode::Invalid
+        );
         let extra = r#"{"action":"message","room":"r","id":"m","body":"x","attachments":[{"id":"att_00000000000000000000000001","url":"x"}]}"#;
         assert_eq!(code_of(extra), ErrorCode::BadFrame);
     }

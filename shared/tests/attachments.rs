@@ -111,17 +111,24 @@ impl World {
 
     fn send(&self, conn: &str, frame: &Value) -> Vec<Value> {
         let text = frame.to_string();
-        block_on(self.ts.service.frame(conn, Inbound::Text(&text), self.ts.now()));
+        block_on(
+            self.ts
+                .service
+                .frame(conn, Inbound::Text(&text), self.ts.now()),
+        );
         self.ts.gateway.take(conn)
     }
 
     /// Sends a message carrying `ids`; the sender's reply frame.
     fn say_with(&self, conn: &str, room: &str, id: &str, ids: &[&str]) -> Value {
         let refs: Vec<Value> = ids.iter().map(|i| json!({"id": i})).collect();
-        let frame = json!({"action": "message", "room": room, "id": id, "body": "", "attachments": refs});
+        let frame =
+            json!({"action": "message", "room": room, "id": id, "body": "", "attachments": refs});
         let frames = self.send(conn, &frame);
         // Presence of others joining may be queued before the reply.
-        let mut replies = frames.into_iter().filter(|f| f["type"] == "ack" || f["type"] == "error");
+        let mut replies = frames
+            .into_iter()
+            .filter(|f| f["type"] == "ack" || f["type"] == "error");
         let reply = replies.next().unwrap();
         assert!(replies.next().is_none());
         reply
@@ -183,10 +190,16 @@ fn non_members_and_other_tenants_get_no_link() {
     assert_eq!(w.say_with(&alice, "lobby", "m1", &[&id])["type"], "ack");
     let path = format!("/rooms/lobby/attachments/{id}");
     let outsider = w.http("GET", &path, &w.token("eve", &["elsewhere"]), &Value::Null);
-    assert_eq!((outsider.status, &outsider.body["code"]), (403, &json!("FORBIDDEN")));
+    assert_eq!(
+        (outsider.status, &outsider.body["code"]),
+        (403, &json!("FORBIDDEN"))
+    );
     let other_tenant = w.token_in("globex", "eve", &["lobby"]);
     let foreign = w.http("GET", &path, &other_tenant, &Value::Null);
-    assert_eq!((foreign.status, &foreign.body["code"]), (404, &json!("NOT_FOUND")));
+    assert_eq!(
+        (foreign.status, &foreign.body["code"]),
+        (404, &json!("NOT_FOUND"))
+    );
     let unsigned = w.http("GET", &path, "not-a-token", &Value::Null);
     assert_eq!(unsigned.status, 401);
 }
@@ -194,8 +207,17 @@ fn non_members_and_other_tenants_get_no_link() {
 #[test]
 fn slots_are_refused_for_size_type_and_non_members_and_names_are_made_safe() {
     let w = World::new();
-    let too_big = w.slot("alice", "lobby", "big.png", 10 * 1024 * 1024 + 1, "image/png");
-    assert_eq!((too_big.status, &too_big.body["code"]), (413, &json!("TOO_LARGE")));
+    let too_big = w.slot(
+        "alice",
+        "lobby",
+        "big.png",
+        10 * 1024 * 1024 + 1,
+        "image/png",
+    );
+    assert_eq!(
+        (too_big.status, &too_big.body["code"]),
+        (413, &json!("TOO_LARGE"))
+    );
     let exe = w.slot("alice", "lobby", "x.exe", 10, "application/x-msdownload");
     assert_eq!((exe.status, &exe.body["code"]), (400, &json!("INVALID")));
     let empty = w.slot("alice", "lobby", "x.txt", 0, "text/plain");
@@ -208,12 +230,26 @@ fn slots_are_refused_for_size_type_and_non_members_and_names_are_made_safe() {
         &json!({"name": "a.png", "size": 10, "type": "image/png"}),
     );
     assert_eq!(elsewhere.status, 403);
-    let sneaky = w.slot("alice", "lobby", "../../etc/\u{202e}gnp.exe\0", 10, "image/png");
+    let sneaky = w.slot(
+        "alice",
+        "lobby",
+        "../../etc/\u{202e}gnp.exe\0",
+        10,
+        "image/png",
+    );
     assert_eq!(sneaky.status, 201, "{:?}", sneaky.body);
     let name = sneaky.body["name"].as_str().unwrap();
     assert!(!name.contains(['/', '\\', '\0', '\u{202e}']), "{name:?}");
-    let garbage = w.http("POST", "/rooms/lobby/uploads", &token, &json!({"name": "a"}));
-    assert_eq!((garbage.status, &garbage.body["code"]), (400, &json!("BAD_FRAME")));
+    let garbage = w.http(
+        "POST",
+        "/rooms/lobby/uploads",
+        &token,
+        &json!({"name": "a"}),
+    );
+    assert_eq!(
+        (garbage.status, &garbage.body["code"]),
+        (400, &json!("BAD_FRAME"))
+    );
 }
 
 #[test]
@@ -244,13 +280,23 @@ fn uploads_must_be_the_announced_size_and_in_time() {
     let url = reply.body["upload"]["url"].as_str().unwrap();
     let larger = w.blobs.upload(url, &pdf(101), w.ts.now()).unwrap_err();
     assert_eq!(larger.status(), 413);
-    assert_eq!(w.blobs.upload(url, &pdf(99), w.ts.now()).unwrap_err().status(), 400);
+    assert_eq!(
+        w.blobs
+            .upload(url, &pdf(99), w.ts.now())
+            .unwrap_err()
+            .status(),
+        400
+    );
     w.ts.advance(UPLOAD_WINDOW_MS);
     let expired = w.blobs.upload(url, &pdf(100), w.ts.now()).unwrap_err();
     assert_eq!(expired.status(), 403, "an expired slot takes nothing");
     let alice = w.member("alice", "lobby");
     let id = reply.body["id"].as_str().unwrap();
-    assert_eq!(code(&w.say_with(&alice, "lobby", "m1", &[id])), "INVALID", "not uploaded");
+    assert_eq!(
+        code(&w.say_with(&alice, "lobby", "m1", &[id])),
+        "INVALID",
+        "not uploaded"
+    );
 }
 
 #[test]
@@ -258,10 +304,16 @@ fn the_bytes_must_be_what_was_declared() {
     let w = World::new();
     let alice = w.member("alice", "lobby");
     let lying = w.uploaded("alice", "lobby", "cat.png", "image/png", &pdf(64));
-    assert_eq!(code(&w.say_with(&alice, "lobby", "m1", &[&lying])), "INVALID");
+    assert_eq!(
+        code(&w.say_with(&alice, "lobby", "m1", &[&lying])),
+        "INVALID"
+    );
     let script = b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>";
     let svg_as_png = w.uploaded("alice", "lobby", "x.png", "image/png", script);
-    assert_eq!(code(&w.say_with(&alice, "lobby", "m2", &[&svg_as_png])), "INVALID");
+    assert_eq!(
+        code(&w.say_with(&alice, "lobby", "m2", &[&svg_as_png])),
+        "INVALID"
+    );
     // Declared as what it is, an SVG is a file to download, never an image to show.
     let svg = w.uploaded("alice", "lobby", "x.svg", "image/svg+xml", script);
     assert_eq!(w.say_with(&alice, "lobby", "m3", &[&svg])["type"], "ack");
@@ -277,7 +329,11 @@ fn the_bytes_must_be_what_was_declared() {
         .download(link.body["url"].as_str().unwrap(), w.ts.now())
         .unwrap();
     assert!(headers.contains(&("content-type", "application/octet-stream".to_owned())));
-    assert!(headers.iter().any(|(k, v)| *k == "content-disposition" && v.starts_with("attachment")));
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| *k == "content-disposition" && v.starts_with("attachment"))
+    );
     assert!(headers.contains(&("x-content-type-options", "nosniff".to_owned())));
 }
 
@@ -287,17 +343,34 @@ fn an_attachment_goes_on_one_message_of_its_room_by_its_uploader() {
     let alice = w.member("alice", "lobby");
     let bob = w.member("bob", "lobby");
     let id = w.uploaded("alice", "lobby", "a.pdf", "application/pdf", &pdf(50));
-    assert_eq!(code(&w.say_with(&bob, "lobby", "b1", &[&id])), "FORBIDDEN", "another user's");
+    assert_eq!(
+        code(&w.say_with(&bob, "lobby", "b1", &[&id])),
+        "FORBIDDEN",
+        "another user's"
+    );
     let alice_elsewhere = w.member("alice", "side");
-    assert_eq!(code(&w.say_with(&alice_elsewhere, "side", "m0", &[&id])), "NOT_FOUND");
+    assert_eq!(
+        code(&w.say_with(&alice_elsewhere, "side", "m0", &[&id])),
+        "NOT_FOUND"
+    );
     let first = w.say_with(&alice, "lobby", "m1", &[&id]);
     assert_eq!(first["type"], "ack");
     let resent = w.say_with(&alice, "lobby", "m1", &[&id]);
-    assert_eq!((resent["type"].as_str(), resent["duplicate"].as_bool()), (Some("ack"), Some(true)));
-    assert_eq!(code(&w.say_with(&alice, "lobby", "m2", &[&id])), "CONFLICT", "reused");
+    assert_eq!(
+        (resent["type"].as_str(), resent["duplicate"].as_bool()),
+        (Some("ack"), Some(true))
+    );
+    assert_eq!(
+        code(&w.say_with(&alice, "lobby", "m2", &[&id])),
+        "CONFLICT",
+        "reused"
+    );
     // A failed message releases what it claimed: the good attachment is usable again.
     let good = w.uploaded("alice", "lobby", "b.pdf", "application/pdf", &pdf(50));
-    assert_eq!(code(&w.say_with(&alice, "lobby", "m3", &[&good, &id])), "CONFLICT");
+    assert_eq!(
+        code(&w.say_with(&alice, "lobby", "m3", &[&good, &id])),
+        "CONFLICT"
+    );
     let reply = w.say_with(&alice, "lobby", "m4", &[&good]);
     assert_eq!(reply["type"], "ack", "{reply}");
     w.ts.gateway.take(&bob);
@@ -326,8 +399,14 @@ fn deleting_a_message_deletes_its_bytes() {
     let seq = ack["seq"].as_u64().unwrap();
     let key = format!("{TENANT}/lobby/{id}");
     assert!(block_on(w.blobs.head(&key, 8)).unwrap().is_some());
-    w.send(&alice, &json!({"action": "delete", "room": "lobby", "seq": seq}));
-    assert!(block_on(w.blobs.head(&key, 8)).unwrap().is_none(), "bytes deleted");
+    w.send(
+        &alice,
+        &json!({"action": "delete", "room": "lobby", "seq": seq}),
+    );
+    assert!(
+        block_on(w.blobs.head(&key, 8)).unwrap().is_none(),
+        "bytes deleted"
+    );
     let room = RoomRef::new(TENANT, "lobby");
     assert_eq!(block_on(w.index.slot(&room, &id)).unwrap(), None);
     let link = w.http(
@@ -347,15 +426,24 @@ fn uploads_never_attached_are_swept_after_a_day() {
     assert_eq!(w.say_with(&alice, "lobby", "m1", &[&kept])["type"], "ack");
     let abandoned = w.uploaded("alice", "lobby", "b.pdf", "application/pdf", &pdf(50));
     w.ts.advance(ABANDONED_AFTER_MS - 1);
-    assert_eq!(block_on(w.ts.service.sweep_abandoned_uploads(w.ts.now(), 100)), 0);
+    assert_eq!(
+        block_on(w.ts.service.sweep_abandoned_uploads(w.ts.now(), 100)),
+        0
+    );
     w.ts.advance(1);
-    assert_eq!(block_on(w.ts.service.sweep_abandoned_uploads(w.ts.now(), 100)), 1);
+    assert_eq!(
+        block_on(w.ts.service.sweep_abandoned_uploads(w.ts.now(), 100)),
+        1
+    );
     let room = RoomRef::new(TENANT, "lobby");
     let abandoned_key = format!("{TENANT}/lobby/{abandoned}");
     assert!(block_on(w.blobs.head(&abandoned_key, 8)).unwrap().is_none());
     assert_eq!(block_on(w.index.slot(&room, &abandoned)).unwrap(), None);
     let kept_key = format!("{TENANT}/lobby/{kept}");
-    assert!(block_on(w.blobs.head(&kept_key, 8)).unwrap().is_some(), "attached ones stay");
+    assert!(
+        block_on(w.blobs.head(&kept_key, 8)).unwrap().is_some(),
+        "attached ones stay"
+    );
 }
 
 #[test]
@@ -371,7 +459,10 @@ fn thousands_of_slot_requests_hit_the_quota() {
         .map(|r| {
             if r.status == 429 {
                 assert!(
-                    matches!(r.body["code"].as_str(), Some("LIMIT_EXCEEDED" | "RATE_LIMITED")),
+                    matches!(
+                        r.body["code"].as_str(),
+                        Some("LIMIT_EXCEEDED" | "RATE_LIMITED")
+                    ),
                     "{:?}",
                     r.body
                 );
@@ -405,7 +496,11 @@ fn a_service_publishes_with_its_own_uploads() {
     );
     assert_eq!(reply.status, 201, "{:?}", reply.body);
     w.blobs
-        .upload(reply.body["upload"]["url"].as_str().unwrap(), b"a,b\n1,", w.ts.now())
+        .upload(
+            reply.body["upload"]["url"].as_str().unwrap(),
+            b"a,b\n1,",
+            w.ts.now(),
+        )
         .unwrap();
     let id = reply.body["id"].as_str().unwrap();
     let published = w.http(

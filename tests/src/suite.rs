@@ -151,6 +151,7 @@ macro_rules! protocol_suite {
             http_health_ok [HttpApi],
             http_history_needs_a_granted_token [HttpApi],
             http_publish_needs_service_role [HttpApi],
+            http_api_answers_cors [HttpApi],
             management_unknown_connection_gone_410 [ManagementApi],
             management_oversized_post_413 [ManagementApi],
             management_api_is_not_public [ManagementApi],

@@ -11,9 +11,9 @@
 //! - `GET /files/{token}`: the link admitted, the object streamed from R2 with the headers the
 //!   link says (`admit_download`): 403 for a bad or expired link, 404 once it is gone.
 //!
-//! The token is the whole authorization (no session, no cookie), so any origin may use them, as
-//! on the local server: the widget runs on customers' pages, and a `PUT` with a `Content-Type`
-//! needs a CORS preflight (`OPTIONS`, answered 204).
+//! The token is the whole authorization (no session, no cookie), so any origin may use them:
+//! the Worker answers their CORS preflight and adds the CORS headers as for the whole HTTP API
+//! ([`roomcast_core::http::cors`]).
 
 use std::cell::Cell;
 use std::pin::Pin;
@@ -132,30 +132,12 @@ pub async fn serve(
         }
     };
     let bucket = bucket(env)?;
-    let mut response = match (route, req.method()) {
-        (_, Method::Options) => preflight(),
+    match (route, req.method()) {
         (BlobRoute::Upload(token), Method::Put) => upload(req, &bucket, &signer, &token).await,
         (BlobRoute::Download(token), Method::Get) => download(&bucket, &signer, &token).await,
         (BlobRoute::Upload(_), _) => method_not_allowed("PUT"),
         (BlobRoute::Download(_), _) => method_not_allowed("GET"),
-    }?;
-    // Any origin may read the answer: the link in the URL is the only credential.
-    response
-        .headers_mut()
-        .set("access-control-allow-origin", "*")?;
-    Ok(response)
-}
-
-/// How long browsers may keep a preflight's answer, seconds.
-const PREFLIGHT_MAX_AGE: &str = "600";
-
-/// The CORS preflight of a cross-origin `PUT` with its `Content-Type`, or of a `GET`.
-fn preflight() -> worker::Result<Response> {
-    let headers = Headers::new();
-    headers.set("access-control-allow-methods", "GET, PUT")?;
-    headers.set("access-control-allow-headers", "content-type")?;
-    headers.set("access-control-max-age", PREFLIGHT_MAX_AGE)?;
-    Ok(Response::empty()?.with_status(204).with_headers(headers))
+    }
 }
 
 fn method_not_allowed(allowed: &str) -> worker::Result<Response> {

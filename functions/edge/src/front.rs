@@ -10,7 +10,7 @@ use roomcast_core::auth::TokenVerifier;
 use roomcast_core::http::{self, HttpReply, Route};
 use roomcast_core::protocol::validate_name;
 use roomcast_core::store::RoomRef;
-use worker::{Context, Env, Method, Request, Response, Result, event};
+use worker::{Context, Env, Headers, Method, Request, Response, Result, event};
 
 use crate::config::EdgeConfig;
 use crate::events::tenant_object;
@@ -52,20 +52,48 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
             | EdgeRoute::EventsDispatch
             | EdgeRoute::TenantQuota,
         ) => json_reply(&http::not_found()),
-        None => match http::route(&path) {
-            // Answered here: the Worker needs no object (and no room) for it.
-            Route::Health if req.method() == Method::Get => json_reply(&http::health(None)),
-            Route::Health => json_reply(&http::method_not_allowed()),
-            Route::Messages(room) | Route::Uploads(room) | Route::Attachment(room, _) => {
-                room_api(req, &env, &config, &room).await
-            }
-            // The bytes behind signed links: the Worker's, with no object.
-            Route::Blob(route) => crate::blobs::serve(req, &env, &config, route).await,
-            Route::BadRoom => json_reply(&http::bad_room()),
-            Route::Endpoints(_) => endpoints(req, &env, &config).await,
-            Route::NotFound => json_reply(&http::not_found()),
-        },
+        None if req.method() == Method::Options => preflight(),
+        None => with_cors(api(req, &env, &config, &path).await?),
     }
+}
+
+/// The HTTP API and the signed byte routes.
+async fn api(req: Request, env: &Env, config: &EdgeConfig, path: &str) -> Result<Response> {
+    match http::route(path) {
+        // Answered here: the Worker needs no object (and no room) for it.
+        Route::Health if req.method() == Method::Get => json_reply(&http::health(None)),
+        Route::Health => json_reply(&http::method_not_allowed()),
+        Route::Messages(room) | Route::Uploads(room) | Route::Attachment(room, _) => {
+            room_api(req, env, config, &room).await
+        }
+        // The bytes behind signed links: the Worker's, with no object.
+        Route::Blob(route) => crate::blobs::serve(req, env, config, route).await,
+        Route::BadRoom => json_reply(&http::bad_room()),
+        Route::Endpoints(_) => endpoints(req, env, config).await,
+        Route::NotFound => json_reply(&http::not_found()),
+    }
+}
+
+/// The CORS preflight of the HTTP API and the byte routes ([`http::cors`]).
+fn preflight() -> Result<Response> {
+    let headers = Headers::new();
+    for (name, value) in http::cors::PREFLIGHT {
+        headers.set(name, value)?;
+    }
+    Ok(Response::empty()?.with_status(204).with_headers(headers))
+}
+
+/// `response` with the CORS headers every answer of the API carries. A response an object
+/// answered has immutable headers, so they are copied.
+fn with_cors(response: Response) -> Result<Response> {
+    let headers = Headers::new();
+    for (name, value) in response.headers().entries() {
+        headers.set(&name, &value)?;
+    }
+    for (name, value) in http::cors::RESPONSE {
+        headers.set(name, value)?;
+    }
+    Ok(response.with_headers(headers))
 }
 
 /// The token verifier of the configuration, or the 500 the Worker answers without one.

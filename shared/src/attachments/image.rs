@@ -7,7 +7,12 @@ pub const HEADER_BYTES: usize = 64 * 1024;
 
 /// `(width, height)` of the image whose first bytes are `head`, for the types shown inline.
 pub fn dimensions(content_type: &str, head: &[u8]) -> Option<(u32, u32)> {
-    let le16 = |at: usize| Some(u32::from(u16::from_le_bytes([*head.get(at)?, *head.get(at + 1)?])));
+    let le16 = |at: usize| {
+        Some(u32::from(u16::from_le_bytes([
+            *head.get(at)?,
+            *head.get(at + 1)?,
+        ])))
+    };
     let be32 = |at: usize| Some(u32::from_be_bytes(head.get(at..at + 4)?.try_into().ok()?));
     let le24 = |at: usize| {
         let b = head.get(at..at + 3)?;
@@ -61,7 +66,10 @@ mod tests {
         png.extend_from_slice(&640u32.to_be_bytes());
         png.extend_from_slice(&480u32.to_be_bytes());
         assert_eq!(dimensions("image/png", &png), Some((640, 480)));
-        assert_eq!(dimensions("image/gif", b"GIF89a\x20\x00\x10\x00"), Some((32, 16)));
+        assert_eq!(
+            dimensions("image/gif", b"GIF89a\x20\x00\x10\x00"),
+            Some((32, 16))
+        );
         // SOI, an APP0 segment of 16 bytes, then SOF0 with height 300 and width 400.
         let mut jpeg = vec![0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10];
         jpeg.extend_from_slice(&[0; 14]);

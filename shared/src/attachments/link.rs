@@ -229,11 +229,7 @@ impl LinkSigner {
     }
 
     /// Checks `GET {DOWNLOAD_PATH}{token}`: the key to serve and the headers to serve it with.
-    pub fn admit_download(
-        &self,
-        token: &str,
-        now_ms: u64,
-    ) -> Result<(String, Headers), LinkError> {
+    pub fn admit_download(&self, token: &str, now_ms: u64) -> Result<(String, Headers), LinkError> {
         match self.verify(token, now_ms)? {
             Grant::Get {
                 key,
@@ -374,19 +370,36 @@ mod tests {
             signer().admit_upload(&put, Some(10), 0).map(|u| u.size),
             Ok(10)
         );
-        let larger = signer().admit_upload(&put, Some(11), 0).expect_err("too large");
+        let larger = signer()
+            .admit_upload(&put, Some(11), 0)
+            .expect_err("too large");
         assert_eq!((larger.status(), larger.code()), (413, "TOO_LARGE"));
-        assert_eq!(signer().admit_upload(&put, Some(9), 0).map_err(|e| e.status()), Err(400));
-        assert_eq!(signer().admit_upload(&put, None, 1_000).map_err(|e| e.status()), Err(403));
+        assert_eq!(
+            signer()
+                .admit_upload(&put, Some(9), 0)
+                .map_err(|e| e.status()),
+            Err(400)
+        );
+        assert_eq!(
+            signer()
+                .admit_upload(&put, None, 1_000)
+                .map_err(|e| e.status()),
+            Err(403)
+        );
         let get = signer().download_url("t/r/att_1", "a.txt", "text/plain", 1_000);
         let get_token = get.strip_prefix(DOWNLOAD_PATH).expect("download path");
         assert_eq!(
-            signer().admit_upload(get_token, Some(10), 0).map_err(|e| e.status()),
+            signer()
+                .admit_upload(get_token, Some(10), 0)
+                .map_err(|e| e.status()),
             Err(403),
             "a download link uploads nothing"
         );
         let put_token = put.as_str();
-        assert_eq!(signer().admit_download(put_token, 0).map(|_| ()), Err(LinkError::Invalid));
+        assert_eq!(
+            signer().admit_download(put_token, 0).map(|_| ()),
+            Err(LinkError::Invalid)
+        );
         assert_eq!(
             signer().admit_download(get_token, 0).map(|(key, _)| key),
             Ok("t/r/att_1".to_owned())
@@ -403,10 +416,16 @@ mod tests {
         };
         let png = header("a.png", "image/png");
         assert!(png.contains(&"content-type: image/png".to_owned()));
-        assert!(png.iter().any(|h| h.starts_with("content-disposition: inline")));
+        assert!(
+            png.iter()
+                .any(|h| h.starts_with("content-disposition: inline"))
+        );
         let svg = header("x.svg", "image/svg+xml");
         assert!(svg.contains(&"content-type: application/octet-stream".to_owned()));
-        assert!(svg.iter().any(|h| h.starts_with("content-disposition: attachment")));
+        assert!(
+            svg.iter()
+                .any(|h| h.starts_with("content-disposition: attachment"))
+        );
         assert!(svg.contains(&"x-content-type-options: nosniff".to_owned()));
         assert_eq!(
             content_disposition("attachment", "résumé \"x\".pdf"),

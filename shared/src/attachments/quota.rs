@@ -102,7 +102,10 @@ mod tests {
         let (user, tenant) = quota.charge(user, tenant, 6).expect("exactly at the limit");
         assert_eq!(quota.charge(user, tenant, 0), Err(QuotaExceeded::User));
         let full_tenant = Usage { count: 3, bytes: 0 };
-        assert_eq!(quota.charge(none, full_tenant, 1), Err(QuotaExceeded::Tenant));
+        assert_eq!(
+            quota.charge(none, full_tenant, 1),
+            Err(QuotaExceeded::Tenant)
+        );
         assert_eq!(day_of(DAY_MS - 1), 0);
         assert_eq!(day_of(DAY_MS), 1);
     }

@@ -9,7 +9,8 @@ use super::events::Entropy;
 use super::{ChatService, unavailable};
 use crate::attachments::{
     ABANDONED_AFTER_MS, AttachmentPolicy, AttachmentRef, AttachmentView, DOWNLOAD_LINK_MS,
-    DownloadLink, QuotaExceeded, Slot, UploadGrant, UploadQuota, UploadRequest, image, is_attachment_id, new_attachment_id, sanitize_name, sniff,
+    DownloadLink, QuotaExceeded, Slot, UploadGrant, UploadQuota, UploadRequest, image,
+    is_attachment_id, new_attachment_id, sanitize_name, sniff,
 };
 use crate::auth::{Identity, Role};
 use crate::protocol::{ErrorCode, Rejection, validate_name};
@@ -67,13 +68,16 @@ impl ChatService {
                 ),
             ));
         }
-        let content_type = a.policy.allowed_type(&request.content_type).ok_or_else(|| {
-            let shown: String = request.content_type.chars().take(64).collect();
-            Rejection::new(
-                ErrorCode::Invalid,
-                format!("files of type `{shown}` are not allowed"),
-            )
-        })?;
+        let content_type = a
+            .policy
+            .allowed_type(&request.content_type)
+            .ok_or_else(|| {
+                let shown: String = request.content_type.chars().take(64).collect();
+                Rejection::new(
+                    ErrorCode::Invalid,
+                    format!("files of type `{shown}` are not allowed"),
+                )
+            })?;
         let name = sanitize_name(&request.name)
             .map_err(|e| Rejection::new(ErrorCode::Invalid, e.to_string()))?;
         match a
@@ -153,7 +157,10 @@ impl ChatService {
         let mut views = Vec::with_capacity(refs.len());
         let mut claimed = Vec::new();
         for reference in refs {
-            match self.attach_one(a, r, uploader, claim, &reference.id, now_ms).await {
+            match self
+                .attach_one(a, r, uploader, claim, &reference.id, now_ms)
+                .await
+            {
                 Ok((view, newly_claimed)) => {
                     if newly_claimed {
                         claimed.push(view.id.clone());
@@ -317,7 +324,13 @@ impl ChatService {
         let expires_at = now_ms.saturating_add(DOWNLOAD_LINK_MS);
         let url = a
             .blobs
-            .download_url(&slot.object_key(), &slot.name, &slot.content_type, now_ms, expires_at)
+            .download_url(
+                &slot.object_key(),
+                &slot.name,
+                &slot.content_type,
+                now_ms,
+                expires_at,
+            )
             .await
             .map_err(unavailable)?;
         Ok(DownloadLink {
@@ -337,7 +350,11 @@ impl ChatService {
             return 0;
         };
         let before = now_ms.saturating_sub(ABANDONED_AFTER_MS);
-        let slots = match a.index.abandoned_slots(before.saturating_add(1), limit).await {
+        let slots = match a
+            .index
+            .abandoned_slots(before.saturating_add(1), limit)
+            .await
+        {
             Ok(slots) => slots,
             Err(e) => {
                 tracing::warn!(error = %e, "abandoned uploads not listed");
@@ -361,7 +378,11 @@ impl ChatService {
 
     /// The room `identity` may use over HTTP: a valid name the token grants (any room of the
     /// tenant for a service).
-    pub(super) fn granted_room(&self, identity: &Identity, room: &str) -> Result<RoomRef, Rejection> {
+    pub(super) fn granted_room(
+        &self,
+        identity: &Identity,
+        room: &str,
+    ) -> Result<RoomRef, Rejection> {
         validate_name("room", room)?;
         if !(identity.role == Role::Service || identity.may_join(room)) {
             return Err(Rejection::new(

@@ -9,7 +9,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use super::attachments::{AttachmentIndex, BlobHead, BlobStore};
 use super::{RoomRef, StoreError};
 use crate::attachments::link::{Headers, UploadRefusal};
-use crate::attachments::{LinkSigner, QuotaExceeded, Slot, UploadQuota, UploadTarget, Usage, day_of};
+use crate::attachments::{
+    LinkSigner, QuotaExceeded, Slot, UploadQuota, UploadTarget, Usage, day_of,
+};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves plain maps behind; they stay usable.
@@ -92,9 +94,9 @@ impl AttachmentIndex for MemoryAttachments {
             .get_mut(&slot_key(room, id))
             .ok_or(StoreError::NotFound)?;
         match &slot.claimed_by {
-            Some(holder) if holder != claimant => {
-                Err(StoreError::Conflict(format!("{id} is attached to another message")))
-            }
+            Some(holder) if holder != claimant => Err(StoreError::Conflict(format!(
+                "{id} is attached to another message"
+            ))),
             _ => {
                 slot.claimed_by = Some(claimant.to_owned());
                 Ok(slot.clone())
@@ -167,11 +169,7 @@ impl MemoryBlobs {
     }
 
     /// `GET {download link}`: the bytes and the headers they are served with.
-    pub fn download(
-        &self,
-        url: &str,
-        now_ms: u64,
-    ) -> Option<(Vec<u8>, Headers)> {
+    pub fn download(&self, url: &str, now_ms: u64) -> Option<(Vec<u8>, Headers)> {
         let token = url
             .strip_prefix(crate::attachments::link::DOWNLOAD_PATH)
             .unwrap_or(url);

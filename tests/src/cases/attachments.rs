@@ -141,11 +141,14 @@ async fn say_with(
 ) -> anyhow::Result<Value> {
     let refs: Vec<Value> = ids.iter().map(|i| json!({"id": i})).collect();
     client
-        .send_json(&json!({"action": "message", "room": room, "id": id, "body": "", "attachments": refs}))
+        .send_json(
+            &json!({"action": "message", "room": room, "id": id, "body": "", "attachments": refs}),
+        )
         .await?;
     client
         .expect(&format!("ack or error for {id}"), |f| {
-            (frame_type(f) == "ack" && f["id"] == id) || (frame_type(f) == "error" && f["ref"] == id)
+            (frame_type(f) == "ack" && f["id"] == id)
+                || (frame_type(f) == "error" && f["ref"] == id)
         })
         .await
 }
@@ -230,13 +233,37 @@ pub async fn attachment_bad_inputs_are_refused(d: &dyn Deployment) -> anyhow::Re
     let token = s.token("alice", &[room]);
     let mut f = Failures::default();
 
-    let r = request_slot(d, &token, room, "big.png", 10 * 1024 * 1024 + 1, "image/png").await?;
+    let r = request_slot(
+        d,
+        &token,
+        room,
+        "big.png",
+        10 * 1024 * 1024 + 1,
+        "image/png",
+    )
+    .await?;
     f.check("too large", ensure_code(&r, 413, "TOO_LARGE"));
     let r = request_slot(d, &token, room, "x.exe", 10, "application/x-msdownload").await?;
     f.check("type not allowed", ensure_code(&r, 400, "INVALID"));
-    let r = request_slot(d, &s.token("alice", &["other"]), room, "a.png", 10, "image/png").await?;
+    let r = request_slot(
+        d,
+        &s.token("alice", &["other"]),
+        room,
+        "a.png",
+        10,
+        "image/png",
+    )
+    .await?;
     f.check("room not granted", ensure_code(&r, 403, "FORBIDDEN"));
-    let r = request_slot(d, &token, room, "../../etc/\u{202e}gnp.exe\u{0}", 10, "image/png").await?;
+    let r = request_slot(
+        d,
+        &token,
+        room,
+        "../../etc/\u{202e}gnp.exe\u{0}",
+        10,
+        "image/png",
+    )
+    .await?;
     f.check(
         "a name with a path, a bidi override and NUL",
         (|| {
@@ -272,7 +299,10 @@ pub async fn attachment_bad_inputs_are_refused(d: &dyn Deployment) -> anyhow::Re
         let refused = if matches!(put.status, 400 | 403 | 413) {
             Ok(())
         } else {
-            Err(anyhow::anyhow!("refused with a client error, not {}", put.status))
+            Err(anyhow::anyhow!(
+                "refused with a client error, not {}",
+                put.status
+            ))
         };
         f.check("larger than announced", refused);
     }
@@ -280,15 +310,24 @@ pub async fn attachment_bad_inputs_are_refused(d: &dyn Deployment) -> anyhow::Re
     let good = uploaded(d, &token, room, "ok.pdf", "application/pdf", &pdf(300)).await?;
     let (mut alice_side, _) = s.member("alice", "side").await?;
     let reply = say_with(&mut alice_side, "side", &s.id("side"), &[&good]).await?;
-    f.check("another room's attachment", ensure_error(&reply, "NOT_FOUND"));
+    f.check(
+        "another room's attachment",
+        ensure_error(&reply, "NOT_FOUND"),
+    );
     let other_tenant = Scope::new(d, "attachments_other");
     let (mut mallory, _) = other_tenant.member("alice", room).await?;
     let reply = say_with(&mut mallory, room, &other_tenant.id("x"), &[&good]).await?;
-    f.check("another tenant's attachment", ensure_error(&reply, "NOT_FOUND"));
+    f.check(
+        "another tenant's attachment",
+        ensure_error(&reply, "NOT_FOUND"),
+    );
     let first = say_with(&mut alice, room, &s.id("first"), &[&good]).await?;
     f.check("first use", ensure_ack(&first));
     let reply = say_with(&mut alice, room, &s.id("second"), &[&good]).await?;
-    f.check("reuse on a second message", ensure_error(&reply, "CONFLICT"));
+    f.check(
+        "reuse on a second message",
+        ensure_error(&reply, "CONFLICT"),
+    );
 
     let r = link(d, &s.token("eve", &["elsewhere"]), room, &good).await?;
     f.check("a non-member's link", ensure_code(&r, 403, "FORBIDDEN"));

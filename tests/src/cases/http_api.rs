@@ -248,3 +248,49 @@ pub async fn http_history_page_capped_at_128_kb(d: &dyn Deployment) -> anyhow::R
     }
     f.finish()
 }
+
+/// The HTTP API answers CORS for any origin (bearer tokens, no cookies): a preflight of a
+/// cross-origin request with `Authorization` gets 204 with the methods and headers allowed,
+/// and answers carry `Access-Control-Allow-Origin`.
+pub async fn http_api_answers_cors(d: &dyn Deployment) -> anyhow::Result<()> {
+    let s = Scope::new(d, "http_cors");
+    let base = base(d)?;
+    let mut preflight = Request::new("OPTIONS", "/rooms/lobby/messages");
+    preflight
+        .headers
+        .push(("Origin", "https://shop.example".into()));
+    preflight
+        .headers
+        .push(("Access-Control-Request-Method", "GET".into()));
+    preflight
+        .headers
+        .push(("Access-Control-Request-Headers", "authorization".into()));
+    let r = preflight.send(&base).await?;
+    ensure!(
+        (200..300).contains(&r.status),
+        "preflight: HTTP {} `{}`",
+        r.status,
+        r.text()
+    );
+    let allowed_headers = r
+        .header("access-control-allow-headers")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    ensure!(
+        r.header("access-control-allow-origin").is_some()
+            && allowed_headers.contains("authorization"),
+        "preflight headers: {:?}",
+        r.headers
+    );
+    let mut get =
+        Request::new("GET", "/rooms/lobby/messages").bearer(&s.token("alice", &["lobby"]));
+    get.headers.push(("Origin", "https://shop.example".into()));
+    let r = get.send(&base).await?;
+    ensure_status(&r, 200, "a cross-origin history read")?;
+    ensure!(
+        r.header("access-control-allow-origin").is_some(),
+        "no Access-Control-Allow-Origin: {:?}",
+        r.headers
+    );
+    Ok(())
+}
