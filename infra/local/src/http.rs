@@ -12,6 +12,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use roomcast_core::http::{self, HttpReply, HttpRequest};
 use roomcast_core::protocol::{ErrorCode, Rejection};
@@ -20,6 +21,33 @@ use crate::app::{App, now_ms};
 use crate::client_ip::client_ip;
 use crate::forward::{HttpApiRequest, LambdaForwarder};
 use crate::metrics::Gauges;
+
+/// CORS of the HTTP API and the byte routes (the paths the core's [`http::route`] knows), as
+/// the core says ([`http::cors`]): `OPTIONS` answered 204 with the preflight headers, every
+/// other answer given the response headers. Other paths (the socket, the widget's pages) are
+/// left alone.
+pub(crate) async fn cors(request: axum::extract::Request, next: Next) -> Response {
+    if matches!(http::route(request.uri().path()), http::Route::NotFound) {
+        return next.run(request).await;
+    }
+    if request.method() == Method::OPTIONS {
+        let mut preflight = StatusCode::NO_CONTENT.into_response();
+        add_headers(&mut preflight, http::cors::PREFLIGHT);
+        return preflight;
+    }
+    let mut response = next.run(request).await;
+    add_headers(&mut response, http::cors::RESPONSE);
+    response
+}
+
+fn add_headers(response: &mut Response, headers: &[(&'static str, &'static str)]) {
+    for (name, value) in headers {
+        response.headers_mut().insert(
+            header::HeaderName::from_static(name),
+            header::HeaderValue::from_static(value),
+        );
+    }
+}
 
 /// Any request no other route takes: the core's HTTP API answers it.
 pub(crate) async fn api(

@@ -28,20 +28,15 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/dev/token", get(dev_token::issue))
         // Attachment bytes behind signed links: streamed, each held to its slot's size (up to
         // 10 MB) by the route itself, not by the API's body limit.
-        .route(
-            "/uploads/{token}",
-            put(transfers::upload).options(transfers::preflight),
-        )
-        .route(
-            "/files/{token}",
-            get(transfers::download).options(transfers::preflight),
-        )
+        .route("/uploads/{token}", put(transfers::upload))
+        .route("/files/{token}", get(transfers::download))
         // `@connections` is not here: it is served only on its own listener
         // (`--management-listen`, [`serve_management`]).
         // Everything else is the core's HTTP API (`/health`, `/rooms/{room}/messages`), which
         // routes, decodes and answers it the same way on every deployment.
         .fallback(http::api)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(http::cors))
         .with_state(app)
 }
 

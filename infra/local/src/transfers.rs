@@ -2,8 +2,7 @@
 //! they move bytes ([`roomcast_core::http::BlobRoute`]): `PUT /uploads/{token}` streams a body
 //! of exactly the slot's size into the [`FileBlobs`], `GET /files/{token}` streams a file back
 //! with the headers the link sets. The token is the whole authorization (no session, no
-//! cookie), so any origin may use them: the widget runs on customers' pages, and a `PUT` with
-//! a `Content-Type` needs a CORS preflight.
+//! cookie), so any origin may use them: their CORS is the whole API's ([`crate::http::cors`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,8 +23,6 @@ use crate::http::{over_rate, reply};
 
 /// Bytes read from a file per chunk of a download.
 const DOWNLOAD_CHUNK: usize = 64 * 1024;
-/// How long browsers may keep a preflight's answer, seconds.
-const PREFLIGHT_MAX_AGE: &str = "600";
 
 /// `PUT /uploads/{token}`: 204 once the bytes are stored, or `{code, message}` with 403 for a
 /// bad or expired link, 413 for a body longer than the slot (announced or sent), 400 for a
@@ -38,7 +35,7 @@ pub(crate) async fn upload(
     body: Body,
 ) -> Response {
     let now = now_ms();
-    let answer = match over_rate(
+    match over_rate(
         &app,
         client_ip(peer.ip(), &headers, &app.config.trusted_proxies),
         now,
@@ -48,8 +45,7 @@ pub(crate) async fn upload(
             None => not_enabled(),
             Some(blobs) => store_upload(blobs, &token, &headers, body, now).await,
         },
-    };
-    shared_across_origins(answer)
+    }
 }
 
 async fn store_upload(
@@ -105,7 +101,7 @@ pub(crate) async fn download(
     headers: HeaderMap,
 ) -> Response {
     let now = now_ms();
-    let answer = match over_rate(
+    match over_rate(
         &app,
         client_ip(peer.ip(), &headers, &app.config.trusted_proxies),
         now,
@@ -115,8 +111,7 @@ pub(crate) async fn download(
             None => not_enabled(),
             Some(blobs) => serve_file(blobs, &token, now).await,
         },
-    };
-    shared_across_origins(answer)
+    }
 }
 
 async fn serve_file(blobs: &FileBlobs, token: &str, now: u64) -> Response {
@@ -160,31 +155,6 @@ fn file_chunks(file: tokio::fs::File) -> impl Stream<Item = std::io::Result<Byte
             Err(e) => Some((Err(e), None)),
         }
     })
-}
-
-/// `OPTIONS` on either route: the CORS preflight of a cross-origin `PUT` with its
-/// `Content-Type`, or of a `GET`.
-pub(crate) async fn preflight() -> Response {
-    shared_across_origins(
-        (
-            StatusCode::NO_CONTENT,
-            [
-                (header::ACCESS_CONTROL_ALLOW_METHODS, "GET, PUT"),
-                (header::ACCESS_CONTROL_ALLOW_HEADERS, "content-type"),
-                (header::ACCESS_CONTROL_MAX_AGE, PREFLIGHT_MAX_AGE),
-            ],
-        )
-            .into_response(),
-    )
-}
-
-/// Lets any origin read the answer: the link in the URL is the only credential.
-fn shared_across_origins(mut response: Response) -> Response {
-    response.headers_mut().insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    response
 }
 
 fn not_enabled() -> Response {
