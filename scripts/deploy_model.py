@@ -395,6 +395,10 @@ def terraform_pipeline(tf):
     lam = res.get("aws_lambda_function.function", {})
     return {
         "attachments": terraform_bucket(tf),
+        "http_cors": {
+            k: sorted(v) if isinstance(v, list) else v
+            for k, v in first(res.get("aws_apigatewayv2_api.http", {}).get("cors_configuration", [])).items()
+        },
         "stream": {"enabled": table.get("stream_enabled"), "view_type": table.get("stream_view_type")},
         "queues": queues,
         "mappings": mappings,
@@ -753,6 +757,12 @@ def sam_pipeline(doc):
     env = doc.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
     return {
         "attachments": sam_bucket(resources, canon),
+        "http_cors": {
+            re.sub(r"(?<!^)(?=[A-Z])", "_", k).lower(): sorted(v) if isinstance(v, list) else v
+            for k, v in next(
+                (r["Properties"] for r in resources.values() if r.get("Type") == "AWS::Serverless::HttpApi"), {}
+            ).get("CorsConfiguration", {}).items()
+        },
         "stream": {"enabled": stream is not None, "view_type": (stream or {}).get("StreamViewType")},
         "queues": queues,
         "mappings": mappings,

@@ -108,7 +108,17 @@ resource "aws_apigatewayv2_stage" "websocket" {
 resource "aws_apigatewayv2_api" "http" {
   name          = "${var.name}-http"
   protocol_type = "HTTP"
-  description   = "roomcast HTTP API: history, server-side publish, health (docs/protocol.md section 12)"
+  description   = "roomcast HTTP API: history, server-side publish, health, upload slots, download links (docs/protocol.md section 12)"
+
+  # Any origin: the API authenticates with bearer tokens, never cookies, and the widget runs on
+  # customers' pages (roomcast_core::http::cors, which deploy.rs holds this to).
+  cors_configuration {
+    allow_origins  = ["*"]
+    allow_methods  = ["DELETE", "GET", "PATCH", "POST", "PUT"]
+    allow_headers  = ["authorization", "content-type"]
+    expose_headers = ["content-disposition", "content-length"]
+    max_age        = 600
+  }
 }
 
 resource "aws_apigatewayv2_integration" "http" {

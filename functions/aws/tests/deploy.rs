@@ -46,7 +46,7 @@ use roomcast_aws::dynamo::{ATTR_PK, ATTR_SK, ATTR_TTL};
 use roomcast_aws::lambda::env;
 use roomcast_aws::s3::{PENDING, TAG_KEY};
 use roomcast_core::auth::{Claims, Role, TokenSigner};
-use roomcast_core::http::HttpRequest;
+use roomcast_core::http::{self, HttpRequest};
 use roomcast_testkit::aws::lambda::{SECRET, World, world};
 use serde_json::{Value, json};
 
@@ -548,6 +548,7 @@ fn check_pipeline(model: &Value, check: &mut impl FnMut(bool, String)) {
         "alarms",
         "statements",
         "attachments",
+        "http_cors",
     ] {
         let (a, b) = (
             tf[part].as_object().unwrap(),
@@ -585,6 +586,31 @@ fn check_pipeline(model: &Value, check: &mut impl FnMut(bool, String)) {
         format!(
             "the attachments bucket is {}, not {bucket}",
             tf["attachments"]
+        ),
+    );
+    // The HTTP API's CORS is the core's (`http::cors`): API Gateway answers the preflights.
+    let header = |headers: &[(&str, &str)], name: &str| -> Vec<String> {
+        let value = headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or("", |(_, v)| v);
+        let mut listed: Vec<String> = value.split(", ").map(str::to_owned).collect();
+        listed.sort();
+        listed
+    };
+    let (preflight, response) = (http::cors::PREFLIGHT, http::cors::RESPONSE);
+    let cors = json!({
+        "allow_origins": header(preflight, "access-control-allow-origin"),
+        "allow_methods": header(preflight, "access-control-allow-methods"),
+        "allow_headers": header(preflight, "access-control-allow-headers"),
+        "expose_headers": header(response, "access-control-expose-headers"),
+        "max_age": header(preflight, "access-control-max-age")[0].parse::<u64>().unwrap(),
+    });
+    check(
+        tf["http_cors"] == cors,
+        format!(
+            "the HTTP API's CORS is {}, the core's {cors}",
+            tf["http_cors"]
         ),
     );
     check(

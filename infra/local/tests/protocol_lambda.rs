@@ -194,7 +194,18 @@ fn start_stack() -> Result<Stack, String> {
         "ROOMCAST_RATE_BURST=1000".to_owned(),
     ];
     let mut command = Lifeline::command(None, &bin);
-    command.args(["lambda", "watch", "-p", "roomcast-aws", "-A", "127.0.0.1"]);
+    // `--ignore-changes`: the functions as built at start serve the whole run; an edit in the
+    // workspace meanwhile (another checkout's work) must not rebuild and reload them mid-suite,
+    // which stalls every invocation past the cases' timeouts.
+    command.args([
+        "lambda",
+        "watch",
+        "--ignore-changes",
+        "-p",
+        "roomcast-aws",
+        "-A",
+        "127.0.0.1",
+    ]);
     // As Lambda, several instances of a function at once (the queue mapping's batches).
     command.args([
         "--concurrency",
