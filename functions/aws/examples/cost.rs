@@ -32,6 +32,14 @@
 //!    receiver; each handler call timed. 1 and 3 endpoints, rooms of 2, 10 and 100 online.
 //!    Priced by [`events_cost`] with the assumptions of [`EventsModel`]. `--events-only` runs
 //!    just this part (and the rooms it needs).
+//! 6. **Attachments** ([`measure_attachments`]): what one attachment adds. Through the `http`
+//!    handler a slot (`POST /rooms/{room}/uploads`), the presigned POST to moto's S3, a message
+//!    carrying it through the `message` handler (against the same message without it) and a
+//!    download link (`GET /rooms/{room}/attachments/{id}`), each with the capacity meter on the
+//!    functions' DynamoDB client; the S3 requests are the code's (`roomcast_aws::s3`): the
+//!    browser's POST, HeadObject + a ranged GetObject + PutObjectTagging at attach, one GET per
+//!    download. Priced by [`attachment_cost`] for a file of [`ATTACHMENT_BYTES`].
+//!    `--attachments-only` runs just this part.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -54,7 +62,7 @@ use roomcast_core::events::registry::endpoint_id;
 use roomcast_core::events::{Endpoint, EndpointSecret, Event, WebhookSecret};
 use roomcast_core::store::RoomRef;
 use roomcast_testkit::aws::capacity::{Billed, Meter, Tally, bill, item_size, tally};
-use roomcast_testkit::aws::lambda::{SECRET, World, member_token, now_ms, world};
+use roomcast_testkit::aws::lambda::{SECRET, World, member_token, now_ms, world_with};
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
 
@@ -84,7 +92,23 @@ mod price {
     /// (aws.amazon.com/ec2/pricing/on-demand, "Data Transfer", us-east-1, 2026-11; the first
     /// 100 GB a month of the account are free, not counted here). The webhook POSTs leave AWS.
     pub const TRANSFER_OUT_GB: f64 = 0.09;
+    /// S3 Standard, per PUT, COPY, POST or LIST request (PutObjectTagging is one): $0.005 per
+    /// 1,000 (aws.amazon.com/s3/pricing, "Requests & data retrievals", us-east-1, 2026-12).
+    pub const S3_PUT_CLASS: f64 = 0.005e-3;
+    /// S3 Standard, per GET, SELECT or other request (HeadObject is one): $0.0004 per 1,000.
+    /// DeleteObject is free.
+    pub const S3_GET_CLASS: f64 = 0.0004e-3;
+    /// S3 Standard storage, per GB-month (the first 50 TB a month, us-east-1, 2026-12).
+    pub const S3_GB_MONTH: f64 = 0.023;
+    /// API Gateway HTTP API, per request up to 512 KB (the first 300 million a month,
+    /// aws.amazon.com/api-gateway/pricing, us-east-1, 2026-12).
+    pub const HTTP_API_REQUEST: f64 = 1.00e-6;
 }
+
+/// The file size the attachment rows are priced at (storage, downloads out of S3).
+const ATTACHMENT_BYTES: u64 = 1_000_000;
+/// The attachments bucket on the example's moto.
+const ATTACHMENT_BUCKET: &str = "cost-attachments";
 
 /// Lambda duration model (not measured here: moto and a local Management API are not AWS's
 /// latencies). A warm `message` invocation: 20 ms including the first round of posts
@@ -123,6 +147,7 @@ struct Args {
     cold_runs: usize,
     bins: PathBuf,
     events_only: bool,
+    attachments_only: bool,
     events_batch: usize,
     events_batches: usize,
 }
@@ -137,6 +162,7 @@ fn args() -> Args {
         cold_runs: 10,
         bins: workspace.join("target/release"),
         events_only: false,
+        attachments_only: false,
         events_batch: EventsModel::DEFAULT.messages_per_events_batch,
         events_batches: 3,
     };
@@ -154,6 +180,7 @@ fn args() -> Args {
             "--cold-runs" => a.cold_runs = number(&value()),
             "--bins" => a.bins = PathBuf::from(value()),
             "--events-only" => a.events_only = true,
+            "--attachments-only" => a.attachments_only = true,
             "--events-batch" => a.events_batch = number(&value()).max(1),
             "--events-batches" => a.events_batches = number(&value()).max(1),
             _ => usage(&format!("unknown flag {flag}")),
@@ -1391,7 +1418,7 @@ fn markdown(results: &Value) {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let args = args();
-    let w = world().await;
+    let w = world_with(&[(env::ATTACHMENT_BUCKET, ATTACHMENT_BUCKET)]).await;
     let moto = w.dynamo.endpoint.clone();
     let readback = emulator_client(&moto).await;
     let metered = Client::from_conf(
@@ -1425,6 +1452,13 @@ async fn main() {
         for conn in members {
             w.received(conn);
         }
+    }
+    eprintln!("attachments");
+    let attachments = measure_attachments(&w, &readback).await;
+    attachments_markdown(&attachments);
+    if args.attachments_only {
+        write(&args, &json!({"attachments": attachments}));
+        return;
     }
     eprintln!(
         "integration events ({} batches of {} messages per room and endpoint count)",
@@ -1521,6 +1555,7 @@ async fn main() {
         "sample": samples,
         "functions": functions,
         "integration_events": events,
+        "attachments": attachments,
     });
     markdown(&results);
     events_markdown(&results["integration_events"]);
@@ -1534,4 +1569,242 @@ fn write(args: &Args, results: &Value) {
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", out.display()));
         eprintln!("wrote {}", out.display());
     }
+}
+
+/// DynamoDB units of some calls: (calls, RRU, WRU).
+async fn units_of(
+    calls: &[roomcast_testkit::aws::capacity::Call],
+    readback: &Client,
+) -> (f64, f64, f64) {
+    let billed = bill(calls, readback).await;
+    let (read, write) = units(&tally(&billed));
+    (calls.len() as f64, read, write)
+}
+
+/// `method path` through the `http` handler as `token`; the reply's body.
+async fn http_call(w: &World, method: &str, path: &str, token: &str, body: &Value) -> Value {
+    let authorization = format!("Bearer {token}");
+    let body = if body.is_null() {
+        Vec::new()
+    } else {
+        body.to_string().into_bytes()
+    };
+    let reply = w
+        .runtime
+        .handle_http(&roomcast_core::http::HttpRequest {
+            method,
+            path,
+            query: None,
+            authorization: Some(&authorization),
+            body: &body,
+        })
+        .await;
+    assert!(
+        reply.status < 300,
+        "{method} {path}: {} {}",
+        reply.status,
+        reply.body
+    );
+    reply.body
+}
+
+/// The browser's presigned POST of `bytes` to `grant`'s target.
+async fn post_upload(grant: &Value, bytes: &[u8]) {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    let boundary = "cost-boundary";
+    let mut body = Vec::new();
+    let fields: Vec<(String, String)> =
+        serde_json::from_value(grant["upload"]["fields"].clone()).expect("fields");
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let request = hyper::Request::post(grant["upload"]["url"].as_str().expect("url"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(Full::new(Bytes::from(body)))
+        .expect("request");
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let status = client.request(request).await.expect("upload").status();
+    assert!(status.is_success(), "upload: {status}");
+}
+
+/// Section 6 of the doc: the DynamoDB units of a slot, of attaching it to a message (the
+/// message with it less the same message without) and of a download link, averaged over a few
+/// rounds, and the S3 requests of the code.
+async fn measure_attachments(w: &World, readback: &Client) -> Value {
+    const ROUNDS: usize = 5;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .endpoint_url(&w.dynamo.endpoint)
+            .force_path_style(true)
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "cost", "cost", None, None, "cost",
+            ))
+            .build(),
+    );
+    s3.create_bucket()
+        .bucket(ATTACHMENT_BUCKET)
+        .send()
+        .await
+        .expect("bucket");
+    let room = "chat-files";
+    let conn = "Files0000000001=";
+    online(w, conn, "uploader", room).await;
+    let token = member_token("uploader", &["chat-*"]);
+    // A 3×2 PNG header, then filler: the bytes the sniffer accepts as image/png.
+    let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x03\0\0\0\x02".to_vec();
+    png.resize(4_096, 0x5a);
+    let mut sums = [[0.0f64; 3]; 4];
+    for round in 0..ROUNDS {
+        w.meter.take();
+        let grant = http_call(
+            w,
+            "POST",
+            &format!("/rooms/{room}/uploads"),
+            &token,
+            &json!({"name": "photo.png", "size": png.len(), "type": "image/png"}),
+        )
+        .await;
+        let slot = units_of(&w.meter.take(), readback).await;
+        post_upload(&grant, &png).await;
+        let id = grant["id"].as_str().expect("id").to_owned();
+        // The same caption with and without the file: the difference is the attachment's.
+        let send = async |message: &str, attachments: Value| {
+            w.meter.take();
+            w.frame(
+                conn,
+                "message",
+                json!({"action": "message", "room": room, "id": message, "body": "a photo", "attachments": attachments}),
+            )
+            .await;
+            let frames = w.received(conn);
+            assert!(frames.iter().any(|f| f["type"] == "ack"), "{frames:?}");
+            units_of(&w.meter.take(), readback).await
+        };
+        let with = send(&format!("att-{round}"), json!([{"id": id}])).await;
+        let without = send(&format!("plain-{round}"), json!([])).await;
+        w.meter.take();
+        http_call(
+            w,
+            "GET",
+            &format!("/rooms/{room}/attachments/{id}"),
+            &token,
+            &Value::Null,
+        )
+        .await;
+        let link = units_of(&w.meter.take(), readback).await;
+        for (sum, part) in sums.iter_mut().zip([slot, with, without, link]) {
+            sum[0] += part.0;
+            sum[1] += part.1;
+            sum[2] += part.2;
+        }
+    }
+    let mean = |i: usize| {
+        let [calls, read, write] = sums[i].map(|v| v / ROUNDS as f64);
+        json!({"calls": calls, "rru": read, "wru": write})
+    };
+    let attach = json!({
+        "calls": (sums[1][0] - sums[2][0]) / ROUNDS as f64,
+        "rru": (sums[1][1] - sums[2][1]) / ROUNDS as f64,
+        "wru": (sums[1][2] - sums[2][2]) / ROUNDS as f64,
+    });
+    let measured = json!({
+        "slot": mean(0),
+        "attach": attach,
+        "download_link": mean(3),
+        "s3_requests": {"upload_post": 1, "attach_get_class": 2, "attach_put_class": 1, "per_download_get_class": 1},
+        "file_bytes": ATTACHMENT_BYTES,
+    });
+    json!({"measured": measured, "cost_per_million_usd": attachment_cost(&measured)})
+}
+
+/// Prices one attachment per million: the slot (an HTTP API request, an `http` invocation, its
+/// DynamoDB units), the browser's POST, the attach (two GET-class and one PUT-class S3 request,
+/// the extra DynamoDB units), a month of storage, and each download (an HTTP API request and
+/// invocation for the link, its units, one S3 GET and the bytes out).
+fn attachment_cost(m: &Value) -> Value {
+    let million = 1e6;
+    let f = |v: &Value| v.as_f64().unwrap_or(0.0);
+    let dynamodb = |part: &Value| f(&part["rru"]) * price::RRU + f(&part["wru"]) * price::WRU;
+    let invocation = price::LAMBDA_REQUEST + LAMBDA_GB * BASE_MS / 1000.0 * price::LAMBDA_GB_SECOND;
+    let gb = f(&m["file_bytes"]) / 1e9;
+    let slot = price::HTTP_API_REQUEST + invocation + dynamodb(&m["slot"]);
+    let upload = price::S3_PUT_CLASS;
+    let attach = 2.0 * price::S3_GET_CLASS + price::S3_PUT_CLASS + dynamodb(&m["attach"]);
+    let storage_month = gb * price::S3_GB_MONTH;
+    let download = price::HTTP_API_REQUEST
+        + invocation
+        + dynamodb(&m["download_link"])
+        + price::S3_GET_CLASS
+        + gb * price::TRANSFER_OUT_GB;
+    json!({
+        "slot": slot * million,
+        "upload": upload * million,
+        "attach": attach * million,
+        "storage_per_month": storage_month * million,
+        "per_download": download * million,
+        "one_attachment_one_month_two_downloads": (slot + upload + attach + storage_month + 2.0 * download) * million,
+    })
+}
+
+fn attachments_markdown(a: &Value) {
+    let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+    let (m, c) = (&a["measured"], &a["cost_per_million_usd"]);
+    let units = |p: &Value| {
+        format!(
+            "{:.1} RRU + {:.1} WRU ({:.1} calls)",
+            f(&p["rru"]),
+            f(&p["wru"]),
+            f(&p["calls"])
+        )
+    };
+    println!("\n| step | DynamoDB | S3 requests | per million |");
+    println!("|---|---|---|---|");
+    println!(
+        "| slot (`POST …/uploads`) | {} | – | ${:.2} |",
+        units(&m["slot"]),
+        f(&c["slot"])
+    );
+    println!(
+        "| upload (presigned POST) | – | 1 PUT-class | ${:.2} |",
+        f(&c["upload"])
+    );
+    println!(
+        "| attach (on a message) | {} | 2 GET-class + 1 PUT-class | ${:.2} |",
+        units(&m["attach"]),
+        f(&c["attach"])
+    );
+    println!(
+        "| storage, a month ({:.1} MB) | – | – | ${:.2} |",
+        f(&m["file_bytes"]) / 1e6,
+        f(&c["storage_per_month"])
+    );
+    println!(
+        "| each download (link + GET + bytes out) | {} | 1 GET-class | ${:.2} |",
+        units(&m["download_link"]),
+        f(&c["per_download"])
+    );
+    println!(
+        "| **one attachment, a month, 2 downloads** | | | **${:.2}** |",
+        f(&c["one_attachment_one_month_two_downloads"])
+    );
 }
