@@ -62,7 +62,7 @@ use roomcast_core::events::registry::endpoint_id;
 use roomcast_core::events::{Endpoint, EndpointSecret, Event, WebhookSecret};
 use roomcast_core::store::RoomRef;
 use roomcast_testkit::aws::capacity::{Billed, Meter, Tally, bill, item_size, tally};
-use roomcast_testkit::aws::lambda::{SECRET, World, member_token, now_ms, world_with};
+use roomcast_testkit::aws::lambda::{SECRET, World, member_token, now_ms, post_upload, world_with};
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
 
@@ -1608,43 +1608,6 @@ async fn http_call(w: &World, method: &str, path: &str, token: &str, body: &Valu
     reply.body
 }
 
-/// The browser's presigned POST of `bytes` to `grant`'s target.
-async fn post_upload(grant: &Value, bytes: &[u8]) {
-    use http_body_util::Full;
-    use hyper::body::Bytes;
-    let boundary = "cost-boundary";
-    let mut body = Vec::new();
-    let fields: Vec<(String, String)> =
-        serde_json::from_value(grant["upload"]["fields"].clone()).expect("fields");
-    for (name, value) in fields {
-        body.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
-            )
-            .as_bytes(),
-        );
-    }
-    body.extend_from_slice(
-        format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\r\n"
-        )
-        .as_bytes(),
-    );
-    body.extend_from_slice(bytes);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let request = hyper::Request::post(grant["upload"]["url"].as_str().expect("url"))
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
-        .body(Full::new(Bytes::from(body)))
-        .expect("request");
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http();
-    let status = client.request(request).await.expect("upload").status();
-    assert!(status.is_success(), "upload: {status}");
-}
-
 /// Section 6 of the doc: the DynamoDB units of a slot, of attaching it to a message (the
 /// message with it less the same message without) and of a download link, averaged over a few
 /// rounds, and the S3 requests of the code.
@@ -1685,7 +1648,8 @@ async fn measure_attachments(w: &World, readback: &Client) -> Value {
         )
         .await;
         let slot = units_of(&w.meter.take(), readback).await;
-        post_upload(&grant, &png).await;
+        let status = post_upload(&grant["upload"], &png).await;
+        assert!((200..300).contains(&status), "upload: {status}");
         let id = grant["id"].as_str().expect("id").to_owned();
         // The same caption with and without the file: the difference is the attachment's.
         let send = async |message: &str, attachments: Value| {

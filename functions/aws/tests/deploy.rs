@@ -47,7 +47,7 @@ use roomcast_aws::lambda::env;
 use roomcast_aws::s3::{PENDING, TAG_KEY};
 use roomcast_core::auth::{Claims, Role, TokenSigner};
 use roomcast_core::http::{self, HttpRequest};
-use roomcast_testkit::aws::lambda::{SECRET, World, world};
+use roomcast_testkit::aws::lambda::{SECRET, World, post_upload, world_with};
 use serde_json::{Value, json};
 
 /// The HTTP API's routes (shared/src/http.rs serves these and answers 404 to anything else).
@@ -249,6 +249,47 @@ impl Observing for World {
     }
 }
 
+/// The attachments bucket of the observed functions, on the world's moto.
+const BUCKET: &str = "deploy-attachments";
+
+/// Creates [`BUCKET`] on the world's moto.
+async fn attachments_bucket(w: &World) {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(&w.dynamo.endpoint)
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
+        .load()
+        .await;
+    aws_sdk_s3::Client::new(&config)
+        .create_bucket()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// A slot `conn` asks for with the `upload` action (on `$default`), with a PDF uploaded to it:
+/// the attachment id.
+async fn uploaded(w: &World, conn: &str) -> String {
+    let mut pdf = b"%PDF-1.7\n".to_vec();
+    pdf.resize(300, b'x');
+    w.frame(
+        conn,
+        "$default",
+        json!({"action": "upload", "room": "support-1", "name": "a.pdf", "size": pdf.len(), "type": "application/pdf"}),
+    )
+    .await;
+    let reply = w
+        .received(conn)
+        .into_iter()
+        .find(|f| f["type"] == "upload")
+        .expect("an upload slot");
+    assert!((200..300).contains(&post_upload(&reply["upload"], &pdf).await));
+    reply["id"].as_str().unwrap().to_owned()
+}
+
 /// Plays every function's events and records what each called.
 async fn observe_functions(w: &World) -> BTreeMap<&'static str, Observed> {
     let mut seen = BTreeMap::new();
@@ -269,6 +310,7 @@ async fn observe_functions(w: &World) -> BTreeMap<&'static str, Observed> {
         json!({"action": "join", "room": "support-1"}),
     )
     .await;
+    let attachment = uploaded(w, "alice").await;
     w.observed();
 
     // message: new (opens the support conversation), resent, refused; a vanished recipient.
@@ -277,6 +319,9 @@ async fn observe_functions(w: &World) -> BTreeMap<&'static str, Observed> {
         json!({"action": "message", "room": "support-1", "id": "m1", "body": "hello?"}),
         json!({"action": "message", "room": "support-1", "id": "m1", "body": "hello?"}),
         json!({"action": "message", "room": "elsewhere", "id": "m2", "body": "x"}),
+        // With an attachment: the slot read, the claim (the S3 calls are not DynamoDB's).
+        json!({"action": "message", "room": "support-1", "id": "m3", "body": "", "attachments": [{"id": attachment}]}),
+        json!({"action": "message", "room": "support-1", "id": "m4", "body": "", "attachments": [{"id": "att_missing0000000000000000"}]}),
     ] {
         w.frame("alice", "message", body).await;
     }
@@ -309,6 +354,10 @@ async fn observe_functions(w: &World) -> BTreeMap<&'static str, Observed> {
             json!({"action": "history", "room": "support-1", "limit": 10}),
         ),
         ("bob", json!({"action": "presence", "status": "away"})),
+        (
+            "bob",
+            json!({"action": "upload", "room": "support-1", "name": "b.png", "size": 10, "type": "image/png"}),
+        ),
         (
             "bob",
             json!({"action": "message", "room": "support-1", "id": "b1", "body": "hi"}),
@@ -375,6 +424,23 @@ async fn observe_functions(w: &World) -> BTreeMap<&'static str, Observed> {
         })
         .await;
     }
+    let slot = json!({"name": "c.pdf", "size": 10, "type": "application/pdf"}).to_string();
+    rt.handle_http(&HttpRequest {
+        method: "POST",
+        path: "/rooms/support-1/uploads",
+        authorization: Some(&reader),
+        query: None,
+        body: slot.as_bytes(),
+    })
+    .await;
+    rt.handle_http(&HttpRequest {
+        method: "GET",
+        path: &format!("/rooms/support-1/attachments/{attachment}"),
+        authorization: Some(&reader),
+        query: None,
+        body: b"",
+    })
+    .await;
     seen.insert("http", w.observed());
     seen
 }
@@ -861,7 +927,8 @@ fn check_pipeline(model: &Value, check: &mut impl FnMut(bool, String)) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn deploy_templates_match_the_code() {
-    let w = world().await;
+    let w = world_with(&[(env::ATTACHMENT_BUCKET, BUCKET)]).await;
+    attachments_bucket(&w).await;
     let table = code_table(&w).await;
     assert_eq!(
         (

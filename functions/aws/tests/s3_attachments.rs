@@ -24,7 +24,7 @@ use roomcast_aws::lambda::env;
 use roomcast_aws::s3::{ATTACHED, PENDING, TAG_KEY, pending_tagging};
 use roomcast_core::auth::Role;
 use roomcast_core::http::HttpRequest;
-use roomcast_testkit::aws::lambda::{World, member_token, now_ms, world_with};
+use roomcast_testkit::aws::lambda::{World, member_token, now_ms, post_upload, world_with};
 use serde_json::{Value, json};
 
 /// A 3×2 PNG header with some pixel bytes after it.
@@ -107,36 +107,7 @@ fn fields(grant: &Value) -> Vec<(String, String)> {
 
 /// Sends `grant`'s POST upload with `bytes` as `file`, as a browser's form does; the status.
 async fn upload(grant: &Value, bytes: &[u8]) -> u16 {
-    assert_eq!(grant["upload"]["method"], "POST");
-    let boundary = "roomcast-test-boundary-7d1f";
-    let mut body = Vec::new();
-    for (name, value) in fields(grant) {
-        body.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
-            )
-            .as_bytes(),
-        );
-    }
-    body.extend_from_slice(
-        format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"upload\"\r\n\
-             Content-Type: application/octet-stream\r\n\r\n"
-        )
-        .as_bytes(),
-    );
-    body.extend_from_slice(bytes);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let request = hyper::Request::post(grant["upload"]["url"].as_str().unwrap())
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
-        .body(Full::new(Bytes::from(body)))
-        .unwrap();
-    let client = HttpClient::builder(TokioExecutor::new()).build_http();
-    let response = client.request(request).await.unwrap();
-    response.status().as_u16()
+    post_upload(&grant["upload"], bytes).await
 }
 
 /// GET `url`: status, headers, body.

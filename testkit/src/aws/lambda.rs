@@ -307,6 +307,45 @@ impl World {
     }
 }
 
+/// Sends `bytes` to an upload target (`{method: "POST", url, fields}`, an S3 presigned POST) as a
+/// browser's form does: `multipart/form-data`, the fields in order, then the file as `file`.
+/// The status.
+pub async fn post_upload(target: &Value, bytes: &[u8]) -> u16 {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    assert_eq!(target["method"], "POST", "{target}");
+    let boundary = "roomcast-test-boundary-7d1f";
+    let mut body = Vec::new();
+    let fields: Vec<(String, String)> = serde_json::from_value(target["fields"].clone()).unwrap();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"upload\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let request = hyper::Request::post(target["url"].as_str().unwrap())
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    client.request(request).await.unwrap().status().as_u16()
+}
+
 pub fn types(frames: &[Value]) -> Vec<&str> {
     frames.iter().map(|f| f["type"].as_str().unwrap()).collect()
 }
