@@ -332,6 +332,7 @@ roomcast_protocol_tests::protocol_cases!(stack();
     nobody_changes_another_users_message,
     tenants_are_isolated_on_every_path,
     http_api_is_tenant_isolated,
+    http_api_answers_cors,
 );
 
 roomcast_protocol_tests::protocol_test!(attachments_reach_members_byte_identical, stack(),
