@@ -47,11 +47,17 @@ pub async fn slots_round_trip_within_their_room(store: &dyn AttachmentIndex, nam
     let room = names.room();
     let slot = slot_for(names, &room, "alice", NOON_MS);
     store.put_slot(&slot).await.expect("put");
-    assert_eq!(store.slot(&room, &slot.id).await.expect("read"), Some(slot.clone()));
+    assert_eq!(
+        store.slot(&room, &slot.id).await.expect("read"),
+        Some(slot.clone())
+    );
     let other_room = RoomRef::new(&room.tenant, names.name("r"));
     let other_tenant = RoomRef::new(names.name("t"), &room.room);
     assert_eq!(store.slot(&other_room, &slot.id).await.expect("read"), None);
-    assert_eq!(store.slot(&other_tenant, &slot.id).await.expect("read"), None);
+    assert_eq!(
+        store.slot(&other_tenant, &slot.id).await.expect("read"),
+        None
+    );
     store.remove_slot(&room, &slot.id).await.expect("remove");
     assert_eq!(store.slot(&room, &slot.id).await.expect("read"), None);
     store
@@ -68,7 +74,10 @@ pub async fn a_slot_is_claimed_by_one_message(store: &dyn AttachmentIndex, names
     store.put_slot(&slot).await.expect("put");
     let first = claimant("alice", "m1");
     let second = claimant("alice", "m2");
-    let claimed = store.claim_slot(&room, &slot.id, &first).await.expect("claim");
+    let claimed = store
+        .claim_slot(&room, &slot.id, &first)
+        .await
+        .expect("claim");
     assert_eq!(claimed.claimed_by.as_deref(), Some(first.as_str()));
     assert_eq!(
         store
@@ -86,7 +95,11 @@ pub async fn a_slot_is_claimed_by_one_message(store: &dyn AttachmentIndex, names
         .release_slot(&room, &slot.id, &second)
         .await
         .expect("release by another");
-    let held = store.slot(&room, &slot.id).await.expect("read").expect("slot");
+    let held = store
+        .slot(&room, &slot.id)
+        .await
+        .expect("read")
+        .expect("slot");
     assert_eq!(held.claimed_by.as_deref(), Some(first.as_str()));
     store
         .release_slot(&room, &slot.id, &first)
@@ -97,7 +110,9 @@ pub async fn a_slot_is_claimed_by_one_message(store: &dyn AttachmentIndex, names
         .await
         .expect("free again");
     assert!(matches!(
-        store.claim_slot(&room, "att_00000000000000000000", &first).await,
+        store
+            .claim_slot(&room, "att_00000000000000000000", &first)
+            .await,
         Err(StoreError::NotFound)
     ));
     let elsewhere = RoomRef::new(&room.tenant, names.name("r"));
@@ -149,11 +164,26 @@ pub async fn quotas_count_per_user_and_tenant(store: &dyn AttachmentIndex, names
         }
     };
     assert_eq!(charge("alice", 60, NOON_MS).await, Ok(()));
-    assert_eq!(charge("alice", 41, NOON_MS).await, Err(QuotaExceeded::User), "bytes");
-    assert_eq!(charge("alice", 40, NOON_MS).await, Ok(()), "the refusal counted nothing");
-    assert_eq!(charge("alice", 1, NOON_MS).await, Err(QuotaExceeded::User), "count");
+    assert_eq!(
+        charge("alice", 41, NOON_MS).await,
+        Err(QuotaExceeded::User),
+        "bytes"
+    );
+    assert_eq!(
+        charge("alice", 40, NOON_MS).await,
+        Ok(()),
+        "the refusal counted nothing"
+    );
+    assert_eq!(
+        charge("alice", 1, NOON_MS).await,
+        Err(QuotaExceeded::User),
+        "count"
+    );
     assert_eq!(charge("bob", 1, NOON_MS).await, Ok(()));
-    assert_eq!(charge("carol", 1, NOON_MS).await, Err(QuotaExceeded::Tenant));
+    assert_eq!(
+        charge("carol", 1, NOON_MS).await,
+        Err(QuotaExceeded::Tenant)
+    );
     let tomorrow = NOON_MS + 86_400_000;
     assert_eq!(charge("alice", 1, tomorrow).await, Ok(()), "a new day");
     assert_eq!(charge("carol", 1, tomorrow).await, Ok(()));
@@ -212,7 +242,11 @@ pub async fn messages_keep_their_attachments(store: &dyn HistoryStore, names: &N
     let stored = store.append(&room, message.clone()).await.expect("append");
     assert_eq!(stored.message.attachments, message.attachments);
     assert_eq!(stored.message.body.as_deref(), Some(""));
-    let read = store.message(&room, 1).await.expect("read").expect("message");
+    let read = store
+        .message(&room, 1)
+        .await
+        .expect("read")
+        .expect("message");
     assert_eq!(read.attachments, message.attachments);
     let edited = store
         .amend(
@@ -225,12 +259,23 @@ pub async fn messages_keep_their_attachments(store: &dyn HistoryStore, names: &N
         )
         .await
         .expect("edit");
-    assert_eq!(edited.attachments, message.attachments, "an edit keeps them");
+    assert_eq!(
+        edited.attachments, message.attachments,
+        "an edit keeps them"
+    );
     let deleted = store
-        .amend(&room, 1, roomcast_core::store::Amendment::Delete { at_ms: 7 })
+        .amend(
+            &room,
+            1,
+            roomcast_core::store::Amendment::Delete { at_ms: 7 },
+        )
         .await
         .expect("delete");
     assert!(deleted.attachments.is_empty());
-    let read = store.message(&room, 1).await.expect("read").expect("message");
+    let read = store
+        .message(&room, 1)
+        .await
+        .expect("read")
+        .expect("message");
     assert!(read.attachments.is_empty(), "{read:?}");
 }

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use roomcast_core::ChatService;
+use roomcast_core::attachments::{AttachmentPolicy, LinkSigner, UploadQuota};
 use roomcast_core::auth::{AuthConfig, Claims, TokenSigner, TokenVerifier, VerifyKey};
 use roomcast_core::gateway::{Gateway, RoomRelay};
-use roomcast_core::attachments::{AttachmentPolicy, LinkSigner, UploadQuota};
 use roomcast_core::service::{Attachments, ServiceConfig};
 use roomcast_core::store::memory::{MemoryConnections, MemoryHistory};
 use roomcast_core::store::memory_attachments::{MemoryAttachments, MemoryBlobs};
