@@ -128,4 +128,7 @@ bash scripts/bench.sh --smoke
 step "webhook delivery smoke run (scripts/bench-webhooks.sh --smoke): latency and events/s, seconds, against the debug build"
 bash scripts/bench-webhooks.sh --smoke
 
+step "attachment benchmark smoke run (docs/benchmarks.md, Attachments): a 5 MiB image uploaded and seen by another member, twice, against the debug build"
+cargo run --locked -p roomcast-local --example attachment_bench -- 2
+
 step "all suites passed"
