@@ -20,6 +20,7 @@
 //! - [`support`]: the support desk's conversation rules (pure).
 //! - [`events`]: integration events, Standard Webhooks signing, the delivery policy and the
 //!   endpoint (SSRF) check (pure).
+//! - [`text`]: characters that hide or reorder text, and text that shows nothing (pure).
 //! - [`http`]: the HTTP API (history, publish, health) for every deployment's HTTP layer.
 //!
 //! Nothing here reads a clock or does I/O of its own; it compiles for `wasm32-unknown-unknown`.
@@ -37,6 +38,7 @@ pub mod ratelimit;
 pub mod service;
 pub mod store;
 pub mod support;
+pub mod text;
 
 pub use gateway::{Gateway, GatewayError, RoomRelay};
 pub use service::{ChatService, ServiceConfig};

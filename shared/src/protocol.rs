@@ -491,10 +491,14 @@ pub fn validate_message_body(body: &str, has_attachments: bool) -> Result<(), Re
     }
 }
 
-/// Validates a message body.
+/// Validates a message body: not blank ([`crate::text::is_blank`]: a body of white space,
+/// zero-width or bidi characters shows nothing), within the size limit.
 pub fn validate_body(body: &str) -> Result<(), Rejection> {
-    if body.is_empty() {
-        return Err(Rejection::new(ErrorCode::Invalid, "body must not be empty"));
+    if crate::text::is_blank(body) {
+        return Err(Rejection::new(
+            ErrorCode::Invalid,
+            "body must not be empty (white space and invisible characters alone count as empty)",
+        ));
     }
     if body.len() > MAX_BODY_BYTES {
         return Err(Rejection::new(

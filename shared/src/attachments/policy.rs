@@ -98,19 +98,6 @@ impl std::fmt::Display for NameError {
     }
 }
 
-/// Characters that reorder or hide text: bidi embeddings, overrides and isolates, marks, and
-/// zero-width characters.
-fn is_invisible_or_reordering(c: char) -> bool {
-    matches!(c,
-        '\u{200b}'..='\u{200f}' // zero-width space, joiners, LRM, RLM
-        | '\u{202a}'..='\u{202e}' // embeddings and overrides
-        | '\u{2060}'..='\u{2064}' // word joiner, invisible operators
-        | '\u{2066}'..='\u{2069}' // isolates
-        | '\u{061c}' // Arabic letter mark
-        | '\u{feff}' // zero-width no-break space
-    )
-}
-
 /// A client's file name made safe to store, show and put in a header: the last path segment
 /// only (`/` and `\` both separate), without control, bidi-reordering or zero-width
 /// characters, without leading dots or surrounding white space, at most [`MAX_NAME_BYTES`]
@@ -119,7 +106,7 @@ pub fn sanitize_name(name: &str) -> Result<String, NameError> {
     let last = name.rsplit(['/', '\\']).next().unwrap_or_default();
     let kept: String = last
         .chars()
-        .filter(|c| !c.is_control() && !is_invisible_or_reordering(*c))
+        .filter(|c| !c.is_control() && !crate::text::is_invisible_or_reordering(*c))
         .collect();
     let kept = kept.trim().trim_start_matches('.').trim();
     if kept.is_empty() {

@@ -80,6 +80,12 @@ pub async fn rejected_frames_get_stable_error_codes(d: &dyn Deployment) -> anyho
             Some("empty-1"),
         ),
         (
+            "a body of white space, zero-width and bidi characters only",
+            json!({"action": "message", "room": "lobby", "id": "blank-1", "body": " \u{200b}\u{202e}\u{2066}\n"}).to_string(),
+            "INVALID",
+            Some("blank-1"),
+        ),
+        (
             "meta that is not an object",
             json!({"action": "message", "room": "lobby", "id": "meta-2", "body": "b", "meta": 3}).to_string(),
             "INVALID",
