@@ -33,7 +33,9 @@ mod tests {
     #[test]
     fn invisible_text_is_blank() {
         assert!(is_blank(""));
-        assert!(is_blank(" \t\n\u{200b}\u{202e}\u{2066}\u{feff}\u{3164}\u{2800}"));
+        assert!(is_blank(
+            " \t\n\u{200b}\u{202e}\u{2066}\u{feff}\u{3164}\u{2800}"
+        ));
         assert!(!is_blank("\u{202e}hello"));
         assert!(!is_blank("👍"));
         assert!(!is_blank("مرحبا"));
