@@ -132,6 +132,7 @@ fn check_valid(frame: &ClientFrame) {
         ClientFrame::Join { room, .. }
         | ClientFrame::Leave { room }
         | ClientFrame::Message { room, .. }
+        | ClientFrame::Upload { room, .. }
         | ClientFrame::Edit { room, .. }
         | ClientFrame::Delete { room, .. }
         | ClientFrame::Typing { room, .. }
@@ -146,16 +147,34 @@ fn check_valid(frame: &ClientFrame) {
         assert!(!room.contains('/') && !room.contains('*'));
     }
     match frame {
-        ClientFrame::Message { id, body, meta, .. } => {
+        ClientFrame::Message {
+            id,
+            body,
+            meta,
+            attachments,
+            ..
+        } => {
             assert!(validate_client_id(id).is_ok(), "id {id:?}");
-            assert!(!body.is_empty() && body.len() <= MAX_BODY_BYTES);
+            // Blank only as the empty caption of a message carrying files.
+            assert!(
+                !roomcast_core::text::is_blank(body) || (body.is_empty() && !attachments.is_empty()),
+                "body {body:?}"
+            );
+            assert!(body.len() <= MAX_BODY_BYTES);
+            assert!(attachments.len() <= roomcast_core::attachments::MAX_ATTACHMENTS_PER_MESSAGE);
+            assert!(
+                attachments
+                    .iter()
+                    .all(|a| roomcast_core::attachments::is_attachment_id(&a.id)),
+                "{attachments:?}"
+            );
             if let Some(meta) = meta {
                 assert!(meta.is_object() || meta.is_null(), "meta {meta}");
                 assert!(meta.to_string().len() <= MAX_META_BYTES);
             }
         }
         ClientFrame::Edit { body, .. } => {
-            assert!(!body.is_empty() && body.len() <= MAX_BODY_BYTES);
+            assert!(!roomcast_core::text::is_blank(body) && body.len() <= MAX_BODY_BYTES);
         }
         ClientFrame::History { limit: Some(l), .. } => {
             assert!((1..=MAX_HISTORY_LIMIT).contains(l), "limit {l}");
