@@ -4,6 +4,7 @@
 
 import { h } from './dom.js';
 import { Tray, attachmentList } from './attachments.js';
+import { MAX_BODY_BYTES, isBlank, richText, utf8Length } from './text.js';
 
 /** The label an author's role gets next to its name ('user' gets none): protocol.md, "Who wrote a message". */
 const BADGES = { agent: 'Support', service: 'Bot' };
@@ -19,11 +20,12 @@ const TICKS = {
 
 const time = (ts) => new Date(ts).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
 
-/** "ann is typing…", "ann and bo are typing…". */
-export function typingText(users, nameOf) {
-  if (!users.length) return '';
+/** "ann is typing…", "ann and bo are typing…"; with `wrap`, each name wrapped (isolated) into a list of parts. */
+export function typingText(users, nameOf, wrap) {
+  if (!users.length) return wrap ? [] : '';
   const names = users.map(nameOf);
-  return names.length === 1 ? `${names[0]} is typing…` : `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]} are typing…`;
+  const parts = names.length === 1 ? [names[0], ' is typing…'] : [...names.slice(0, -1).flatMap((n, i) => (i ? [', ', n] : [n])), ' and ', names[names.length - 1], ' are typing…'];
+  return wrap ? parts.map((p, i) => (i % 2 ? p : wrap(p))) : parts.join('');
 }
 
 /** Why the server refused a message's files (it checks the bytes when the message is sent). */
@@ -31,6 +33,11 @@ const FILE_REFUSALS = {
   INVALID: "A file's content doesn't match its type.",
   CONFLICT: 'A file is already on another message.',
   NOT_FOUND: 'A file was not uploaded.',
+};
+/** Why the server refused a message without files. */
+const REFUSALS = {
+  TOO_LARGE: 'Too long to send: shorten the message.',
+  INVALID: 'Refused: the message has no visible text.',
 };
 
 let uid = 0;
@@ -58,6 +65,7 @@ export class ChatView {
     this.tray = new Tray(client, room, () => this.trayChanged());
     this.picker = h('input', { type: 'file', multiple: true, hidden: true, tabindex: '-1', 'aria-hidden': 'true', accept: client.uploadPolicy.types.join(',') });
     this.sendButton = h('button', { type: 'submit', class: 'send' }, 'Send');
+    this.hint = h('div', { class: 'hint', 'aria-live': 'polite', hidden: true });
     this.form = h(
       'form',
       { class: 'composer' },
@@ -66,7 +74,7 @@ export class ChatView {
       this.input,
       this.sendButton,
     );
-    host.append(this.log, this.typingLine, this.tray.el, this.form);
+    host.append(this.log, this.typingLine, this.tray.el, this.hint, this.form);
     this.tray.changed();
     this.picker.addEventListener('change', () => {
       this.tray.add([...this.picker.files]);
@@ -105,6 +113,7 @@ export class ChatView {
     this.input.addEventListener('input', () => {
       if (this.input.value.trim()) this.client.typing(this.room);
       else this.client.stopTyping(this.room);
+      this.composed();
     });
     this.log.addEventListener('scroll', () => {
       if (this.log.scrollTop < 40) this.loadOlder();
@@ -123,11 +132,29 @@ export class ChatView {
     this.sendButton.textContent = this.sendWhenReady ? 'Uploading…' : 'Send';
     if (this.sendWhenReady) return;
     const body = this.input.value.trim();
-    if (!body && !this.tray.ready().length) return;
+    const files = this.tray.ready().length;
+    if (!body && !files) return;
+    if (body && isBlank(body) && !files) return this.composed("Nothing to send: the message has only invisible characters.");
+    if (utf8Length(body) > MAX_BODY_BYTES) return this.composed();
     this.client.sendMessage(this.room, body, { attachments: this.tray.take() });
     this.input.value = '';
+    this.composed();
     this.stick = true;
     this.render();
+  }
+
+  /** After the text changed: the composer's height, the byte counter near the limit, a hint. */
+  composed(say) {
+    const i = this.input;
+    i.style.height = 'auto';
+    if (i.value) i.style.height = `${Math.min(i.scrollHeight + 2, 120)}px`;
+    const used = utf8Length(i.value.trim());
+    const over = used > MAX_BODY_BYTES;
+    const text = say || (used >= MAX_BODY_BYTES * 0.9 ? (over ? `Too long: ${used - MAX_BODY_BYTES} bytes over the limit of ${MAX_BODY_BYTES}.` : `${MAX_BODY_BYTES - used} bytes left.`) : '');
+    this.hint.hidden = !text;
+    this.hint.className = over || say ? 'hint err' : 'hint';
+    if (this.hint.textContent !== text) this.hint.textContent = text;
+    i.toggleAttribute('aria-invalid', over);
   }
 
   trayChanged() {
@@ -193,7 +220,7 @@ export class ChatView {
     this.older.disabled = r.loadingOlder;
     this.older.textContent = r.loadingOlder ? 'Loading…' : 'Load earlier messages';
     const typing = typingText(r.typing, this.nameOf);
-    if (this.typingLine.textContent !== typing) this.typingLine.textContent = typing;
+    if (this.typingLine.textContent !== typing) this.typingLine.replaceChildren(...typingText(r.typing, this.nameOf, (n) => h('bdi', null, n)));
     if (prepend && !r.loadingOlder) {
       this.log.scrollTop = this.log.scrollHeight - prepend;
       this.anchorHeight = 0;
@@ -204,7 +231,7 @@ export class ChatView {
   item(m, lastSeen, sameSender) {
     if (m.system) return h('li', { class: 'sys', 'data-seq': m.seq }, m.body || '');
     const [tick, label] = TICKS[m.status] || [];
-    const body = m.deleted ? h('em', null, 'Message deleted') : m.body;
+    const body = m.deleted ? h('em', null, 'Message deleted') : m.body && richText(m.body);
     // An agent's and a bot's messages say so: a badge by the name, their own bubble colours, and
     // for screen readers the badge again on lines grouped under the name.
     const badge = m.mine ? null : BADGES[m.author];
@@ -212,9 +239,9 @@ export class ChatView {
     return h(
       'li',
       { class: `msg ${m.mine ? 'me' : 'them'}${badge ? ` ${AUTHOR_CLASSES[m.author]}` : ''}`, 'data-seq': m.seq, 'data-id': m.id, 'data-status': m.status, 'data-author': m.author },
-      !m.mine && !sameSender ? h('div', { class: 'who' }, m.name || this.nameOf(m.from), badge ? h('span', { class: 'tag', title: badgeTitle }, badge) : null) : null,
+      !m.mine && !sameSender ? h('div', { class: 'who' }, h('bdi', null, m.name || this.nameOf(m.from)), badge ? h('span', { class: 'tag', title: badgeTitle }, badge) : null) : null,
       badge && sameSender ? h('span', { class: 'sr' }, `${badge}: `) : null,
-      body ? h('div', { class: 'bubble' }, body) : null,
+      body ? h('div', { class: 'bubble', dir: 'auto' }, ...[body].flat()) : null,
       m.attachments?.length && !m.deleted ? attachmentList(this.client, this.room, m.attachments, m.seq != null) : null,
       h(
         'div',
@@ -222,7 +249,7 @@ export class ChatView {
         h('time', { datetime: new Date(m.ts || Date.now()).toISOString() }, time(m.ts || Date.now())),
         tick ? h('span', { class: `tick ${m.status}`, title: label, 'aria-label': label, role: 'img' }, tick) : null,
         lastSeen ? h('span', { class: 'seen' }, 'Seen') : null,
-        m.status === 'failed' && FILE_REFUSALS[m.error] && m.attachments ? h('span', { class: 'err' }, FILE_REFUSALS[m.error]) : null,
+        m.status === 'failed' && (m.attachments?.length ? FILE_REFUSALS : REFUSALS)[m.error] ? h('span', { class: 'err' }, (m.attachments?.length ? FILE_REFUSALS : REFUSALS)[m.error]) : null,
         m.status === 'failed' ? h('button', { type: 'button', class: 'retry', 'data-retry': m.id }, 'Retry') : null,
       ),
     );
@@ -243,7 +270,7 @@ export function bannerText(info, now = Date.now()) {
       return secs > 1 ? `${lead} Reconnecting in ${secs} s…` : `${lead} Reconnecting…`;
     }
     case 'unauthorized':
-      return 'Your session has expired.';
+      return 'Your session has expired. Reconnect to sign in again.';
     case 'forbidden':
       return 'This chat is not available.';
     default:
@@ -265,7 +292,10 @@ export const CSS = `
 .who{font-size:12px;color:#4b5563;margin:4px 0 2px}
 .tag{margin-left:6px;padding:0 5px;border-radius:6px;background:#e0e7ff;color:#3730a3;font-size:10px;font-weight:600;text-transform:uppercase}
 .bot .tag{background:#d1fae5;color:#065f46}
-.bubble{padding:8px 11px;border-radius:14px;white-space:pre-wrap;overflow-wrap:anywhere;line-height:1.35}
+.bubble a{color:inherit;text-decoration:underline}
+.hint{padding:2px 12px;font-size:12px;color:#4b5563;background:#fff}
+.hint.err{color:#b91c1c;flex-basis:auto}
+.bubble{unicode-bidi:isolate;padding:8px 11px;border-radius:14px;white-space:pre-wrap;overflow-wrap:anywhere;line-height:1.35}
 .me .bubble{background:#1d4ed8;color:#fff;border-bottom-right-radius:4px}
 .them .bubble{background:#fff;color:#111827;border:1px solid #e5e7eb;border-bottom-left-radius:4px}
 .them.agent .bubble{background:#eef2ff;border-color:#c7d2fe}

@@ -117,16 +117,23 @@ function start(script) {
     if (e.key === 'Escape') setOpen(false);
   });
   document.addEventListener('visibilitychange', () => view.markRead());
+  addEventListener('online', () => {
+    render();
+    if (['connecting', 'reconnecting'].includes(client.state)) client.reconnectNow();
+  });
+  addEventListener('offline', render);
 
   function render() {
     const r = client.room(room);
     const info = client.stateInfo();
     let text = bannerText(info);
     if (r?.state === 'forbidden') text = bannerText({ state: 'forbidden' });
+    const offline = !navigator.onLine;
+    if (offline) text = "You're offline. Messages will be sent when you're back online.";
     banner.hidden = !text;
     if (bannerMsg.textContent !== text) bannerMsg.textContent = text;
-    banner.dataset.state = info.state;
-    bannerBtn.hidden = !(info.retryAt || ['unauthorized', 'closed'].includes(info.state));
+    banner.dataset.state = offline ? 'offline' : info.state;
+    bannerBtn.hidden = offline || !(info.retryAt || ['unauthorized', 'closed'].includes(info.state));
     // The agent: the conversation's, else the last person (not a bot) other than the visitor who wrote.
     const conv = r?.conversation;
     let agent = conv?.status === 'assigned' ? conv.agent : null;
@@ -136,16 +143,15 @@ function start(script) {
     const p = agent && (client.presence.get(agent) || r.members.get(agent));
     const status = p?.status || 'offline';
     dot.className = `dot ${agent ? status : ''}`;
+    const rest = agent && (status === 'offline' ? ` was last seen ${ago(p?.last_seen || Date.now())}` : ` is ${status}`);
     const line = agent
-      ? status === 'offline'
-        ? `${agent} was last seen ${ago(p?.last_seen || Date.now())}`
-        : `${agent} is ${status}`
+      ? agent + rest
       : conv?.status === 'waiting'
         ? 'Waiting for an agent…'
         : conv?.status === 'closed'
           ? 'Conversation closed'
           : 'We usually reply in a few minutes';
-    if (agentText.textContent !== line) agentText.textContent = line;
+    if (agentText.textContent !== line) agentText.replaceChildren(...(agent ? [h('bdi', null, agent), rest] : [line]));
     const unread = r ? r.unread : 0;
     badge.hidden = open || !unread;
     badge.textContent = String(unread);
