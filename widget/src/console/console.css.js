@@ -5,6 +5,7 @@ export default `
 body{margin:0;font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#111827;background:#eef0f3;height:100vh;display:flex;flex-direction:column}
 .top{display:flex;justify-content:space-between;align-items:center;padding:10px 16px;background:#111827;color:#fff}
 .top h1{font-size:16px;margin:0}
+.error{margin:0;padding:6px 16px;background:#fee2e2;color:#991b1b}
 main{flex:1;display:flex;min-height:0}
 nav{width:260px;flex:none;background:#fff;border-right:1px solid #d1d5db;padding:8px 12px;overflow-y:auto}
 nav h2{font-size:13px;text-transform:uppercase;letter-spacing:.04em;color:#374151;margin:12px 0 6px}

@@ -25,12 +25,23 @@ const client = new RoomcastClient({
   storageKey: `roomcast:console:${agentName}`,
 });
 window.roomcastConsole = { client };
+// The token is not left in the address bar (history, screenshots, shared links).
+if (fragment.has('token')) history.replaceState(null, '', location.pathname + location.search);
 
 const $ = (sel) => document.querySelector(sel);
 const queue = $('#queue');
 const mine = $('#mine');
 const chats = $('#chats');
 const banner = $('#banner');
+const errorLine = h('p', { class: 'error', role: 'alert', hidden: true });
+banner.after(errorLine);
+/** An error said inline (never alert()), until the next one or 10 s. */
+function failed(text) {
+  errorLine.textContent = text;
+  errorLine.hidden = false;
+  clearTimeout(failed.t);
+  failed.t = setTimeout(() => (errorLine.hidden = true), 10000);
+}
 const who = $('#who');
 const panes = new Map();
 
@@ -52,7 +63,7 @@ function openPane(room) {
     try {
       await client.close(room);
     } catch (e) {
-      alert(`Could not close: ${e.code || e.message}`);
+      failed(`Could not close: ${e.code || e.message}`);
     }
     closeBtn.disabled = false;
     render();
@@ -79,7 +90,7 @@ async function accept(room, button) {
     openPane(room).view.input.focus();
   } catch (e) {
     button.disabled = false;
-    alert(`Could not accept ${room}: ${e.code || e.message}`);
+    failed(`Could not accept ${room}: ${e.code || e.message}`);
   }
   render();
 }

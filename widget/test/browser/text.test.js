@@ -101,3 +101,26 @@ test('links, bidi isolation, invisible bodies, the counter, the growing composer
   await ctx.setOffline(false);
   await until('the banner gone once back online', async () => (await banner()) === '');
 });
+
+test('the console: the token leaves the address bar, no favicon request, errors inline', { timeout: 60000 }, async (t) => {
+  const server = await Server.start();
+  const browser = await launch();
+  t.after(async () => {
+    await browser.close();
+    await server.stop();
+  });
+  const ctx = await browser.newContext();
+  const p = await ctx.newPage();
+  const missing = [];
+  p.on('response', (r) => r.status() === 404 && missing.push(r.url()));
+  const dialogs = [];
+  p.on('dialog', (d) => dialogs.push(d.message()) && d.dismiss());
+  const token = await server.token({ user: 'ann', role: 'agent', rooms: 'support-*,inbox' });
+  await p.goto(`${server.base}/console#token=${token}`);
+  await until('the console to connect', async () => (await p.evaluate(() => window.roomcastConsole.client.state)) === 'connected');
+  assert.equal(await p.evaluate(() => location.hash), '', 'the token is gone from the URL');
+  assert.equal(await p.evaluate(() => location.pathname), '/console');
+  assert.deepEqual(missing, [], 'no 404 (favicon included)');
+  assert.equal(await p.locator('link[rel=icon]').count(), 1);
+  assert.deepEqual(dialogs, []);
+});
