@@ -22,9 +22,8 @@ use std::task::{Context, Poll};
 
 use roomcast_core::attachments::LinkSigner;
 use roomcast_core::attachments::link::UploadRefusal;
-use roomcast_core::attachments::{Slot, UploadTarget};
 use roomcast_core::http::{BlobRoute, HttpReply};
-use roomcast_core::store::{BlobHead, BlobStore, StoreError};
+use roomcast_core::store::{BlobHead, LinkedBytes, StoreError};
 use worker::{
     Bucket, ByteStream, Env, FixedLengthStream, Headers, HttpMetadata, Method, Range, Request,
     Response,
@@ -60,9 +59,9 @@ impl R2Blobs {
 }
 
 #[async_trait::async_trait(?Send)]
-impl BlobStore for R2Blobs {
-    async fn upload_target(&self, slot: &Slot, _now_ms: u64) -> Result<UploadTarget, StoreError> {
-        Ok(self.signer.upload_target(slot))
+impl LinkedBytes for R2Blobs {
+    fn signer(&self) -> &LinkSigner {
+        &self.signer
     }
 
     async fn head(&self, key: &str, max_head: usize) -> Result<Option<BlobHead>, StoreError> {
@@ -88,24 +87,6 @@ impl BlobStore for R2Blobs {
             size,
             head: head.into_iter().take(max_head).collect(),
         }))
-    }
-
-    async fn download_url(
-        &self,
-        key: &str,
-        name: &str,
-        content_type: &str,
-        _now_ms: u64,
-        expires_at_ms: u64,
-    ) -> Result<String, StoreError> {
-        Ok(self
-            .signer
-            .download_url(key, name, content_type, expires_at_ms))
-    }
-
-    async fn mark_attached(&self, _key: &str) -> Result<(), StoreError> {
-        // R2 expires nothing here: the room's alarm sweeps abandoned uploads.
-        Ok(())
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {

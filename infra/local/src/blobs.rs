@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use axum::body::Bytes;
 use futures::{Stream, StreamExt};
 use rand::RngCore;
-use roomcast_core::attachments::{LinkSigner, Slot, UploadTarget, base32};
-use roomcast_core::store::{BlobHead, BlobStore, StoreError};
+use roomcast_core::attachments::{LinkSigner, base32};
+use roomcast_core::store::{BlobHead, LinkedBytes, StoreError};
 use tokio::io::AsyncWriteExt;
 
 /// Why an upload's bytes were not stored.
@@ -88,11 +88,6 @@ impl FileBlobs {
         let mut store = Self::open(&root, signer)?;
         store.scratch = Some(root);
         Ok(store)
-    }
-
-    /// The key the links are signed with.
-    pub fn signer(&self) -> &LinkSigner {
-        &self.signer
     }
 
     /// Where the object at `key` (`{tenant}/{room}/{id}`) lives; `None` for anything else.
@@ -260,9 +255,9 @@ fn io_error(e: std::io::Error) -> StoreError {
 }
 
 #[async_trait::async_trait]
-impl BlobStore for FileBlobs {
-    async fn upload_target(&self, slot: &Slot, _now_ms: u64) -> Result<UploadTarget, StoreError> {
-        Ok(self.signer.upload_target(slot))
+impl LinkedBytes for FileBlobs {
+    fn signer(&self) -> &LinkSigner {
+        &self.signer
     }
 
     async fn head(&self, key: &str, max_head: usize) -> Result<Option<BlobHead>, StoreError> {
@@ -282,24 +277,6 @@ impl BlobStore for FileBlobs {
         })
         .await
         .map_err(|e| StoreError::Other(format!("attachment read task failed: {e}")))?
-    }
-
-    async fn download_url(
-        &self,
-        key: &str,
-        name: &str,
-        content_type: &str,
-        _now_ms: u64,
-        expires_at_ms: u64,
-    ) -> Result<String, StoreError> {
-        Ok(self
-            .signer
-            .download_url(key, name, content_type, expires_at_ms))
-    }
-
-    async fn mark_attached(&self, _key: &str) -> Result<(), StoreError> {
-        // Files never expire on their own: the sweep removes abandoned uploads.
-        Ok(())
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use futures::Stream;
 use roomcast_core::http::HttpReply;
 use roomcast_core::protocol::{ErrorCode, Rejection};
+use roomcast_core::store::LinkedBytes;
 use tokio::io::AsyncReadExt;
 
 use crate::app::{App, now_ms};

@@ -6,7 +6,7 @@
 
 use super::{RoomRef, StoreError};
 use crate::MaybeSendSync;
-use crate::attachments::{QuotaExceeded, Slot, UploadQuota, UploadTarget};
+use crate::attachments::{LinkSigner, QuotaExceeded, Slot, UploadQuota, UploadTarget};
 
 /// Upload slots, claims and quotas. Every backend runs the same conformance suite
 /// (`roomcast-testkit`'s `attachment_conformance`).
@@ -92,4 +92,53 @@ pub trait BlobStore: MaybeSendSync {
     async fn mark_attached(&self, key: &str) -> Result<(), StoreError>;
     /// Deletes the object (nothing when there is none).
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
+}
+
+/// The bytes of a deployment that serves them itself (the local server's files, the edge's R2,
+/// memory), behind links its [`LinkSigner`] signs: every such store is a [`BlobStore`] whose
+/// transfers are the signed routes (`PUT /uploads/{token}`, `GET /files/{token}`) and whose
+/// uploads never expire on their own (the deployment sweeps abandoned ones).
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+pub trait LinkedBytes: MaybeSendSync {
+    /// The signer of its links.
+    fn signer(&self) -> &LinkSigner;
+    /// [`BlobStore::head`].
+    async fn head(&self, key: &str, max_head: usize) -> Result<Option<BlobHead>, StoreError>;
+    /// [`BlobStore::delete`].
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+impl<T: LinkedBytes> BlobStore for T {
+    async fn upload_target(&self, slot: &Slot, _now_ms: u64) -> Result<UploadTarget, StoreError> {
+        Ok(self.signer().upload_target(slot))
+    }
+
+    async fn head(&self, key: &str, max_head: usize) -> Result<Option<BlobHead>, StoreError> {
+        LinkedBytes::head(self, key, max_head).await
+    }
+
+    async fn download_url(
+        &self,
+        key: &str,
+        name: &str,
+        content_type: &str,
+        _now_ms: u64,
+        expires_at_ms: u64,
+    ) -> Result<String, StoreError> {
+        Ok(self
+            .signer()
+            .download_url(key, name, content_type, expires_at_ms))
+    }
+
+    async fn mark_attached(&self, _key: &str) -> Result<(), StoreError> {
+        // Nothing expires on its own here: the deployment sweeps abandoned uploads.
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        LinkedBytes::delete(self, key).await
+    }
 }

@@ -6,12 +6,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::attachments::{AttachmentIndex, BlobHead, BlobStore};
+use super::attachments::{AttachmentIndex, BlobHead, LinkedBytes};
 use super::{RoomRef, StoreError};
 use crate::attachments::link::{Headers, UploadRefusal};
-use crate::attachments::{
-    LinkSigner, QuotaExceeded, Slot, UploadQuota, UploadTarget, Usage, day_of,
-};
+use crate::attachments::{LinkSigner, QuotaExceeded, Slot, UploadQuota, Usage, day_of};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves plain maps behind; they stay usable.
@@ -181,9 +179,9 @@ impl MemoryBlobs {
 
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
-impl BlobStore for MemoryBlobs {
-    async fn upload_target(&self, slot: &Slot, _now_ms: u64) -> Result<UploadTarget, StoreError> {
-        Ok(self.signer.upload_target(slot))
+impl LinkedBytes for MemoryBlobs {
+    fn signer(&self) -> &LinkSigner {
+        &self.signer
     }
 
     async fn head(&self, key: &str, max_head: usize) -> Result<Option<BlobHead>, StoreError> {
@@ -191,24 +189,6 @@ impl BlobStore for MemoryBlobs {
             size: u64::try_from(bytes.len()).unwrap_or(u64::MAX),
             head: bytes[..bytes.len().min(max_head)].to_vec(),
         }))
-    }
-
-    async fn download_url(
-        &self,
-        key: &str,
-        name: &str,
-        content_type: &str,
-        _now_ms: u64,
-        expires_at_ms: u64,
-    ) -> Result<String, StoreError> {
-        Ok(self
-            .signer
-            .download_url(key, name, content_type, expires_at_ms))
-    }
-
-    async fn mark_attached(&self, _key: &str) -> Result<(), StoreError> {
-        // Nothing expires on its own here: the sweep removes abandoned uploads.
-        Ok(())
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {

@@ -15,7 +15,7 @@ pub mod memory_attachments;
 pub mod outbox;
 pub mod rules;
 
-pub use attachments::{AttachmentIndex, BlobHead, BlobStore};
+pub use attachments::{AttachmentIndex, BlobHead, BlobStore, LinkedBytes};
 pub use outbox::{
     DeadLetter, DeliveryBacklog, EndpointRegistry, EventJournal, EventLog, Journaled, Outbox,
     OutboxEntry,
