@@ -245,6 +245,21 @@ impl HttpReply {
     }
 }
 
+/// The identity of a request's bearer token, once its request-rate token is taken: 401 for a
+/// bad token, 429 past the rate.
+async fn admitted_identity(
+    service: &ChatService,
+    authorization: Option<&str>,
+    now_ms: u64,
+) -> Result<Identity, HttpReply> {
+    let identity = authenticate(service, authorization, now_ms)?;
+    service
+        .admit_request(&identity, now_ms)
+        .await
+        .map_err(HttpReply::rejection)?;
+    Ok(identity)
+}
+
 fn authenticate(
     service: &ChatService,
     authorization: Option<&str>,
@@ -305,13 +320,10 @@ async fn get_messages(
     raw_query: Option<&str>,
     now_ms: u64,
 ) -> HttpReply {
-    let identity = match authenticate(service, authorization, now_ms) {
+    let identity = match admitted_identity(service, authorization, now_ms).await {
         Ok(i) => i,
         Err(reply) => return reply,
     };
-    if let Err(r) = service.admit_request(&identity, now_ms).await {
-        return HttpReply::rejection(r);
-    }
     let query = match history_query(raw_query) {
         Ok(q) => q,
         Err(reply) => return reply,
@@ -349,13 +361,10 @@ async fn post_upload(
     if body.len() > MAX_BODY_BYTES {
         return payload_too_large();
     }
-    let identity = match authenticate(service, authorization, now_ms) {
+    let identity = match admitted_identity(service, authorization, now_ms).await {
         Ok(i) => i,
         Err(reply) => return reply,
     };
-    if let Err(r) = service.admit_request(&identity, now_ms).await {
-        return HttpReply::rejection(r);
-    }
     let request: UploadRequest = match serde_json::from_slice(body) {
         Ok(r) => r,
         Err(e) => {
@@ -383,13 +392,10 @@ async fn get_attachment(
     id: &str,
     now_ms: u64,
 ) -> HttpReply {
-    let identity = match authenticate(service, authorization, now_ms) {
+    let identity = match admitted_identity(service, authorization, now_ms).await {
         Ok(i) => i,
         Err(reply) => return reply,
     };
-    if let Err(r) = service.admit_request(&identity, now_ms).await {
-        return HttpReply::rejection(r);
-    }
     match service.download_link(&identity, room, id, now_ms).await {
         Ok(link) => HttpReply {
             status: 200,
@@ -410,13 +416,10 @@ async fn post_message(
     if body.len() > MAX_BODY_BYTES {
         return payload_too_large();
     }
-    let identity = match authenticate(service, authorization, now_ms) {
+    let identity = match admitted_identity(service, authorization, now_ms).await {
         Ok(i) => i,
         Err(reply) => return reply,
     };
-    if let Err(r) = service.admit_request(&identity, now_ms).await {
-        return HttpReply::rejection(r);
-    }
     let publish: PublishBody = match serde_json::from_slice(body) {
         Ok(p) => p,
         Err(e) => {
@@ -459,13 +462,10 @@ async fn endpoints(
     if request.body.len() > MAX_BODY_BYTES {
         return payload_too_large();
     }
-    let identity = match authenticate(service, request.authorization, now_ms) {
+    let identity = match admitted_identity(service, request.authorization, now_ms).await {
         Ok(i) => i,
         Err(reply) => return reply,
     };
-    if let Err(r) = service.admit_request(&identity, now_ms).await {
-        return HttpReply::rejection(r);
-    }
     let limit = match list_limit(request.query) {
         Ok(limit) => limit,
         Err(reply) => return reply,
