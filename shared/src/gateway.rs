@@ -27,6 +27,9 @@ pub enum GatewayError {
 pub trait RoomRelay: MaybeSendSync {
     /// What [`HistoryStore::append`] answers, once the owner has stored and delivered it.
     async fn record(&self, room: &RoomRef, message: NewMessage) -> Result<Appended, StoreError>;
+    /// Has the owner of `room` offer its waiting conversation to an available agent
+    /// ([`crate::service::ChatService::offer_conversation`]): capacity freed elsewhere.
+    async fn offer(&self, room: &RoomRef, now_ms: u64) -> Result<(), StoreError>;
 }
 
 /// Outbound side: deliver frames to connections.

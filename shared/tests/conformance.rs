@@ -31,3 +31,12 @@ async fn memory_journal_conforms() {
 async fn memory_attachments_conform() {
     attachment_conformance(&MemoryAttachments::new(), &Namer::new("mem"), true).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_desk_conforms() {
+    roomcast_testkit::desk_conformance::desk_conformance(
+        &roomcast_core::store::MemoryDesk::new(),
+        &Namer::new("mem"),
+    )
+    .await;
+}

@@ -1954,6 +1954,13 @@ impl RoomRelay for ServiceRelay {
             .map(|(appended, _)| appended)
             .map_err(|rejection| StoreError::Other(rejection.message))
     }
+
+    async fn offer(&self, room: &RoomRef, now_ms: u64) -> Result<(), StoreError> {
+        self.0
+            .offer_conversation(room, now_ms)
+            .await
+            .map_err(|rejection| StoreError::Other(rejection.message))
+    }
 }
 
 impl World {

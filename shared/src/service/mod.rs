@@ -38,7 +38,9 @@ use crate::protocol::{
     ClientFrame, ErrorCode, PresenceStatus, Rejection, ServerFrame, close, parse_client_frame,
 };
 use crate::ratelimit::{RateDecision, RatePolicy};
-use crate::store::{Connection, ConnectionStore, HistoryStore, RateBucket, StoreError};
+use crate::store::{
+    Connection, ConnectionStore, DeskDirectory, HistoryStore, RateBucket, StoreError,
+};
 use crate::support::DEFAULT_SUPPORT_ROOM_PREFIX;
 
 /// The subprotocol clients may offer next to their token.
@@ -170,6 +172,9 @@ pub struct ChatService {
     events: Option<Events>,
     /// Attachments, when the deployment stores them.
     attachments: Option<Attachments>,
+    /// The support desk's tenant-wide records (agents, blocks, visitors, the conversation
+    /// list), when the deployment keeps them.
+    desk: Option<Arc<dyn DeskDirectory>>,
     config: ServiceConfig,
 }
 
@@ -216,8 +221,17 @@ impl ChatService {
             relay: None,
             events: None,
             attachments: None,
+            desk: None,
             config,
         }
+    }
+
+    /// Keeps the support desk's tenant-wide records in `desk`: agents' availability and
+    /// auto-assignment, blocked visitors, visitors' names and the conversation list need it.
+    #[must_use]
+    pub fn with_desk(mut self, desk: Arc<dyn DeskDirectory>) -> Self {
+        self.desk = Some(desk);
+        self
     }
 
     /// Records messages for rooms other than [`ServiceConfig::bound_room`] through `relay` (the

@@ -10,12 +10,14 @@
 //! wasm32, where Durable Object handles are `!Send`.
 
 pub mod attachments;
+pub mod desk;
 pub mod memory;
 pub mod memory_attachments;
 pub mod outbox;
 pub mod rules;
 
 pub use attachments::{AttachmentIndex, BlobHead, BlobStore, LinkedBytes};
+pub use desk::{DeskDirectory, DeskKind, DeskRecord, MemoryDesk};
 pub use outbox::{
     DeadLetter, DeliveryBacklog, EndpointRegistry, EventJournal, EventLog, Journaled, Outbox,
     OutboxEntry,
