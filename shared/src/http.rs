@@ -158,6 +158,11 @@ pub struct HttpRequest<'a> {
     pub authorization: Option<&'a str>,
     /// The body.
     pub body: &'a [u8],
+    /// The `Origin` header, when the request came from a browser page.
+    pub origin: Option<&'a str>,
+    /// The client's address, as the deployment learned it (the socket's peer, or the header a
+    /// trusted proxy sets), for per-address rate limits.
+    pub client_ip: Option<&'a str>,
 }
 
 /// Answers `request` at `now_ms`. `live_connections` is what `/health` reports, where the

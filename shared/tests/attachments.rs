@@ -74,6 +74,8 @@ impl World {
             query: None,
             authorization: Some(&authorization),
             body: body.as_bytes(),
+            origin: None,
+            client_ip: None,
         };
         block_on(handle(&self.ts.service, &request, None, self.ts.now()))
     }
@@ -102,6 +104,7 @@ impl World {
         let upgrade = Upgrade {
             token_param: Some(&token),
             protocols: None,
+            origin: None,
         };
         block_on(self.ts.service.connect(&id, upgrade, self.ts.now())).unwrap();
         self.send(&id, &json!({"action": "join", "room": room}));
@@ -384,6 +387,7 @@ fn an_attachment_id_of_another_tenant_is_not_found() {
     let upgrade = Upgrade {
         token_param: Some(&token),
         protocols: None,
+        origin: None,
     };
     block_on(w.ts.service.connect("g1", upgrade, w.ts.now())).unwrap();
     w.send("g1", &json!({"action": "join", "room": "lobby"}));

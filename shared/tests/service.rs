@@ -231,7 +231,7 @@ impl World {
 fn query_token(token: &str) -> Upgrade<'_> {
     Upgrade {
         token_param: Some(token),
-        protocols: None,
+        ..Upgrade::default()
     }
 }
 
@@ -353,7 +353,7 @@ fn connect_refuses_missing_bad_and_expired_tokens_with_401() {
             "c-x",
             Upgrade {
                 token_param: token.as_deref(),
-                protocols: None,
+                ..Upgrade::default()
             },
             w.now(),
         ))
@@ -2222,6 +2222,8 @@ fn http(w: &World, method: &str, target: &str, token: &str, body: &Value) -> Htt
         query,
         authorization: Some(&authorization),
         body: body.as_bytes(),
+        origin: None,
+        client_ip: None,
     };
     block_on(roomcast_core::http::handle(
         &w.service,

@@ -280,6 +280,7 @@ impl Harness {
             Upgrade {
                 token_param: Some(&token),
                 protocols: None,
+                origin: None,
             },
             self.ts.now(),
         ));

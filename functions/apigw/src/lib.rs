@@ -142,8 +142,8 @@ fn header<'a>(headers: Option<&'a HashMap<String, String>>, name: &str) -> Optio
         .map(|(_, v)| v.as_str())
 }
 
-/// What a `CONNECT` event's request carried for the service: the `token` query parameter and
-/// the `Sec-WebSocket-Protocol` header.
+/// What a `CONNECT` event's request carried for the service: the `token` query parameter, the
+/// `Sec-WebSocket-Protocol` header and the `Origin` header.
 pub fn upgrade(event: &WsEvent) -> Upgrade<'_> {
     Upgrade {
         token_param: event
@@ -152,6 +152,7 @@ pub fn upgrade(event: &WsEvent) -> Upgrade<'_> {
             .and_then(|q| q.get("token"))
             .map(String::as_str),
         protocols: header(event.headers.as_ref(), "sec-websocket-protocol"),
+        origin: header(event.headers.as_ref(), "origin"),
     }
 }
 

@@ -1597,6 +1597,8 @@ async fn http_call(w: &World, method: &str, path: &str, token: &str, body: &Valu
             query: None,
             authorization: Some(&authorization),
             body: &body,
+            origin: None,
+            client_ip: None,
         })
         .await;
     assert!(

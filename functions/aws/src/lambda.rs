@@ -453,6 +453,17 @@ pub async fn run_websocket_function(route: &'static str) -> Result<(), lambda_ru
     .await
 }
 
+/// The caller's address as API Gateway saw it (`requestContext.http.sourceIp`).
+fn source_ip(request: &lambda_http::Request) -> Option<String> {
+    use lambda_http::RequestExt;
+    use lambda_http::request::RequestContext;
+    match request.request_context_ref()? {
+        RequestContext::ApiGatewayV2(ctx) => ctx.http.source_ip.clone(),
+        #[allow(unreachable_patterns, reason = "other event sources, by lambda_http's features")]
+        _ => None,
+    }
+}
+
 /// Entry point of the HTTP API function.
 pub async fn run_http_function() -> Result<(), lambda_http::Error> {
     init_logs();
@@ -466,12 +477,16 @@ pub async fn run_http_function() -> Result<(), lambda_http::Error> {
                     .get("authorization")
                     .and_then(|v| v.to_str().ok());
                 let host = request.headers().get("host").and_then(|v| v.to_str().ok());
+                let origin = request.headers().get("origin").and_then(|v| v.to_str().ok());
+                let client_ip = source_ip(&request);
                 let http_request = HttpRequest {
                     method: request.method().as_str(),
                     path: request.uri().path(),
                     query: request.uri().query(),
                     authorization,
                     body: request.body(),
+                    origin,
+                    client_ip: client_ip.as_deref(),
                 };
                 let reply = runtime.handle_http_to(&http_request, host).await;
                 lambda_http::Response::builder()

@@ -404,6 +404,8 @@ async fn observe_functions(w: &World) -> BTreeMap<&'static str, Observed> {
         authorization: None,
         query: None,
         body: b"",
+        origin: None,
+        client_ip: None,
     })
     .await;
     rt.handle_http(&HttpRequest {
@@ -412,6 +414,8 @@ async fn observe_functions(w: &World) -> BTreeMap<&'static str, Observed> {
         authorization: Some(&reader),
         query: Some("limit=5"),
         body: b"",
+        origin: None,
+        client_ip: None,
     })
     .await;
     for auth in [&service, &reader] {
@@ -421,6 +425,8 @@ async fn observe_functions(w: &World) -> BTreeMap<&'static str, Observed> {
             authorization: Some(auth),
             query: None,
             body: publish.as_bytes(),
+            origin: None,
+            client_ip: None,
         })
         .await;
     }
@@ -431,6 +437,8 @@ async fn observe_functions(w: &World) -> BTreeMap<&'static str, Observed> {
         authorization: Some(&reader),
         query: None,
         body: slot.as_bytes(),
+        origin: None,
+        client_ip: None,
     })
     .await;
     rt.handle_http(&HttpRequest {
@@ -439,6 +447,8 @@ async fn observe_functions(w: &World) -> BTreeMap<&'static str, Observed> {
         authorization: Some(&reader),
         query: None,
         body: b"",
+        origin: None,
+        client_ip: None,
     })
     .await;
     seen.insert("http", w.observed());

@@ -185,6 +185,8 @@ async fn http_function_serves_health_publish_and_history() {
             authorization: None,
             query: None,
             body: b"",
+            origin: None,
+            client_ip: None,
         })
         .await;
     assert_eq!(health.status, 200);
@@ -198,6 +200,8 @@ async fn http_function_serves_health_publish_and_history() {
             authorization: Some(&bot),
             query: None,
             body: body.as_bytes(),
+            origin: None,
+            client_ip: None,
         })
         .await;
     assert_eq!(
@@ -212,6 +216,8 @@ async fn http_function_serves_health_publish_and_history() {
             authorization: Some(&bot),
             query: None,
             body: body.as_bytes(),
+            origin: None,
+            client_ip: None,
         })
         .await;
     assert_eq!(
@@ -227,6 +233,8 @@ async fn http_function_serves_health_publish_and_history() {
             authorization: Some(&reader),
             query: Some("limit=10"),
             body: b"",
+            origin: None,
+            client_ip: None,
         })
         .await;
     assert_eq!(page.status, 200);
@@ -239,6 +247,8 @@ async fn http_function_serves_health_publish_and_history() {
             authorization: Some(&reader),
             query: None,
             body: body.as_bytes(),
+            origin: None,
+            client_ip: None,
         })
         .await;
     assert_eq!(user_publish.status, 403);
@@ -250,6 +260,8 @@ async fn http_function_serves_health_publish_and_history() {
             authorization: None,
             query: None,
             body: b"",
+            origin: None,
+            client_ip: None,
         })
         .await;
     assert_eq!(nowhere.status, 404);

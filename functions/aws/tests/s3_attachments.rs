@@ -74,6 +74,8 @@ async fn http(w: &World, method: &str, path: &str, token: &str, body: &Value) ->
             query: None,
             authorization: Some(&authorization),
             body: &body,
+            origin: None,
+            client_ip: None,
         })
         .await;
     (reply.status, reply.body)

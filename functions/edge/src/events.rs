@@ -415,6 +415,8 @@ impl Hub {
             query: url.query(),
             authorization: authorization.as_deref(),
             body: &body,
+            origin: None,
+            client_ip: None,
         };
         let reply = http::handle(&service, &request, None, now).await;
         self.pump().await;

@@ -324,6 +324,8 @@ impl Core {
             query: url.query(),
             authorization: authorization.as_deref(),
             body: &body,
+            origin: None,
+            client_ip: None,
         };
         // `/health` is the Worker's: objects do not count the connections of other rooms.
         json_reply(&http::handle(&self.service, &request, None, now).await)

@@ -213,6 +213,7 @@ impl App {
             let upgrade = Upgrade {
                 token_param: query.get("token").map(String::as_str),
                 protocols: headers.get("sec-websocket-protocol").map(String::as_str),
+                origin: headers.get("origin").map(String::as_str),
             };
             let accepted = self.service.connect(&socket.id, upgrade, now).await?;
             return Ok(Connected {

@@ -81,6 +81,8 @@ pub(crate) async fn api(
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok()),
         body: &body,
+        origin: headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()),
+        client_ip: Some(&client.to_string()),
     };
     let answer = http::handle(&app.service, &request, Some(app.gateway.len()), now).await;
     app.wake_events();

@@ -87,6 +87,9 @@ pub struct Upgrade<'a> {
     pub token_param: Option<&'a str>,
     /// The `Sec-WebSocket-Protocol` header value (comma-separated protocols).
     pub protocols: Option<&'a str>,
+    /// The `Origin` header: a browser page's, checked against the embed allowlist of the
+    /// token's tenant.
+    pub origin: Option<&'a str>,
 }
 
 impl<'a> Upgrade<'a> {
@@ -487,11 +490,13 @@ mod tests {
         let query = Upgrade {
             token_param: Some("q.t.k"),
             protocols: None,
+            origin: None,
         };
         assert_eq!((query.token(), query.subprotocol()), (Some("q.t.k"), None));
         let offered = Upgrade {
             token_param: None,
             protocols: Some("roomcast.v1, aa.bb.cc"),
+            origin: None,
         };
         assert_eq!(
             (offered.token(), offered.subprotocol()),
@@ -500,6 +505,7 @@ mod tests {
         let token_only = Upgrade {
             token_param: None,
             protocols: Some("aa.bb.cc"),
+            origin: None,
         };
         assert_eq!(
             (token_only.token(), token_only.subprotocol()),
@@ -508,6 +514,7 @@ mod tests {
         let both = Upgrade {
             token_param: Some("q.t.k"),
             protocols: Some("roomcast.v1, aa.bb.cc"),
+            origin: None,
         };
         assert_eq!(both.token(), Some("q.t.k"));
     }
