@@ -625,6 +625,10 @@ pub struct Conversation {
     pub version: u64,
     /// When it last changed, epoch milliseconds.
     pub since: u64,
+    /// The agent who had it when it was last closed: a reopened conversation goes back to
+    /// them when they are available.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_agent: Option<String>,
 }
 
 /// One room member as listed in `joined`.

@@ -55,6 +55,7 @@ pub fn transition(
             agent,
             version: current.map_or(0, |c| c.version) + 1,
             since: now_ms,
+            previous_agent: None,
         })
     };
     let keep = |c: &Conversation| Transition::Keep(c.clone());
@@ -157,6 +158,7 @@ mod tests {
             agent: agent.map(Into::into),
             version,
             since: 5,
+            previous_agent: None,
         }
     }
 

@@ -1928,6 +1928,7 @@ fn a_change_stored_without_its_system_message_is_recorded_when_retried() {
         agent: Some("ann".into()),
         version: 2,
         since: w.now(),
+        previous_agent: None,
     };
     block_on(w.history.put_conversation(&room, &assigned)).unwrap();
     w.settle();

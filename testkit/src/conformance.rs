@@ -506,6 +506,7 @@ pub async fn conversation_changes_are_compare_and_set(store: &dyn HistoryStore, 
         agent: agent.map(Into::into),
         version,
         since: 1_000 + version,
+        previous_agent: None,
     };
     assert_eq!(store.conversation(&room).await.unwrap(), None);
     let waiting = at(1, ConversationStatus::Waiting, None);
@@ -876,6 +877,7 @@ pub async fn room_state_is_what_the_single_reads_say(store: &dyn HistoryStore, n
         agent: None,
         version: 1,
         since: 5,
+        previous_agent: None,
     };
     store.put_conversation(&room, &conversation).await.unwrap();
     for (user, limit, with_conversation) in [
@@ -1038,6 +1040,7 @@ pub async fn journal_records_every_change_in_order<S: HistoryStore + Outbox>(
         agent: None,
         version: 1,
         since: 40,
+        previous_agent: None,
     };
     let status = store
         .append(&room, room_event(&conversation, None))

@@ -663,6 +663,7 @@ async fn room_state_is_the_default_answer_from_one_query() {
                 agent: None,
                 version: 1,
                 since: 5,
+                previous_agent: None,
             },
         )
         .await

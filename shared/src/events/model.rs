@@ -356,6 +356,7 @@ impl Event {
             agent: field("agent").and_then(|a| a.as_str()).map(Into::into),
             version: field("version")?.as_u64()?,
             since: message.ts,
+            previous_agent: None,
         };
         Some(Self::status_changed(room, &conversation, message.seq))
     }
@@ -510,6 +511,7 @@ mod tests {
             agent: Some("agent-1".into()),
             version: 2,
             since: 5,
+            previous_agent: None,
         };
         let events = [
             Event::message_created(&room(), &message(1), vec![]),

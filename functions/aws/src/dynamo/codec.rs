@@ -318,6 +318,7 @@ pub(super) fn decode_conversation(item: &Item) -> Result<Conversation, StoreErro
         agent: f.opt_s(ATTR_AGENT)?,
         version: f.u64(ATTR_VERSION)?,
         since: f.u64(ATTR_SINCE)?,
+        previous_agent: None,
     })
 }
 
