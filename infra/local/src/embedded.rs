@@ -34,7 +34,8 @@
 //! `(room, from, id) → seq`, read cursors `(room, user) → seq`, members `(room, user) → last seen`.
 //! The integration events' tables are in [`outbox`], which implements the
 //! [`roomcast_core::store::Outbox`] port on the same file and writer; the attachments' slots
-//! and quotas are in [`attachments`] ([`roomcast_core::store::AttachmentIndex`]).
+//! and quotas are in [`attachments`] ([`roomcast_core::store::AttachmentIndex`]), the support
+//! desk's versioned records in [`desk`] ([`roomcast_core::store::DeskDirectory`]).
 
 /// Inner errors of a request become its answer; storage errors fail the batch.
 macro_rules! tri {
@@ -47,6 +48,7 @@ macro_rules! tri {
 }
 
 mod attachments;
+mod desk;
 mod outbox;
 
 use std::fmt::Display;
@@ -573,6 +575,7 @@ struct WriteTables<'txn> {
     slots: Table<'txn, (&'static str, &'static str), &'static [u8]>,
     unclaimed: Table<'txn, (u64, &'static str, &'static str), ()>,
     upload_usage: Table<'txn, (u64, &'static str), (u64, u64)>,
+    desk: Table<'txn, (&'static str, &'static str, &'static str), (u64, &'static str)>,
 }
 
 /// Inner `Result`: the request's own outcome. Outer: a storage error that fails the batch.
@@ -597,6 +600,7 @@ impl<'txn> WriteTables<'txn> {
             slots: txn.open_table(attachments::SLOTS)?,
             unclaimed: txn.open_table(attachments::UNCLAIMED)?,
             upload_usage: txn.open_table(attachments::USAGE)?,
+            desk: txn.open_table(desk::RECORDS)?,
         })
     }
 
@@ -735,10 +739,12 @@ fn writer_gone() -> StoreError {
 mod tests {
     use std::collections::BTreeSet;
 
+    use roomcast_core::store::{DeskDirectory, DeskKind, DeskRecord};
     use roomcast_testkit::attachment_conformance::attachment_conformance;
     use roomcast_testkit::conformance::{
         Namer, history_conformance, journal_conformance, outbox_conformance,
     };
+    use roomcast_testkit::desk_conformance::desk_conformance;
 
     use super::*;
 
@@ -758,6 +764,44 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedHistory::open(dir.path()).unwrap();
         attachment_conformance(&store, &Namer::new("emb"), true).await;
+    }
+
+    /// The suite on a fresh file, then on the same file reopened: the records written before
+    /// are still there, at their versions, and compare-and-set goes on from them.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn desk_conformance_on_disk_and_after_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let kept = DeskRecord {
+            key: "ann".into(),
+            version: 1,
+            doc: r#"{"status":"online"}"#.into(),
+        };
+        {
+            let store = EmbeddedHistory::open(dir.path()).unwrap();
+            desk_conformance(&store, &Namer::new("emb")).await;
+            store
+                .put_desk_record("kept", DeskKind::Agent, &kept)
+                .await
+                .unwrap();
+        }
+        let store = EmbeddedHistory::open(dir.path()).unwrap();
+        assert_eq!(
+            store
+                .desk_records("kept", DeskKind::Agent, 10)
+                .await
+                .unwrap(),
+            vec![kept.clone()]
+        );
+        assert!(matches!(
+            store.put_desk_record("kept", DeskKind::Agent, &kept).await,
+            Err(StoreError::Conflict(_))
+        ));
+        let next = DeskRecord { version: 2, ..kept };
+        store
+            .put_desk_record("kept", DeskKind::Agent, &next)
+            .await
+            .unwrap();
+        desk_conformance(&store, &Namer::new("reopened")).await;
     }
 
     #[tokio::test(flavor = "multi_thread")]
