@@ -17,7 +17,9 @@ use roomcast_core::service::{Attachments, Entropy, Events};
 use roomcast_core::service::{ChatService, ConnectRefusal, FrameOutcome, Inbound, Upgrade};
 use roomcast_core::store::memory::{MemoryConnections, MemoryHistory};
 use roomcast_core::store::memory_attachments::MemoryAttachments;
-use roomcast_core::store::{AttachmentIndex, Connection, ConnectionStore, HistoryStore, Outbox};
+use roomcast_core::store::{
+    AttachmentIndex, Connection, ConnectionStore, DeskDirectory, HistoryStore, MemoryDesk, Outbox,
+};
 use serde_json::json;
 use tokio::sync::Notify;
 
@@ -81,6 +83,29 @@ struct Stores {
     live: Option<Arc<MemoryConnections>>,
     outbox: Option<Arc<dyn Outbox>>,
     attachments: Arc<dyn AttachmentIndex>,
+    /// The support desk's records; `None` turns the desk's features off (DynamoDB mode, until
+    /// its backend is wired).
+    desk: Option<Arc<dyn DeskDirectory>>,
+}
+
+impl Stores {
+    /// The stores of a mode whose connections live in this process (embedded or memory).
+    fn in_process(
+        history: Arc<dyn HistoryStore>,
+        outbox: Arc<dyn Outbox>,
+        attachments: Arc<dyn AttachmentIndex>,
+        desk: Arc<dyn DeskDirectory>,
+    ) -> Self {
+        let live = Arc::new(MemoryConnections::new());
+        Self {
+            connections: live.clone(),
+            history,
+            live: Some(live),
+            outbox: Some(outbox),
+            attachments,
+            desk: Some(desk),
+        }
+    }
 }
 
 /// Uploads never attached are looked for this often.
@@ -104,6 +129,7 @@ impl App {
             live,
             outbox,
             attachments,
+            desk,
         } = open_stores(&config).await?;
         let mut service = ChatService::new(
             config.settings.verifier()?,
@@ -112,6 +138,9 @@ impl App {
             gateway.clone(),
             config.settings.service.clone(),
         );
+        if let Some(desk) = desk {
+            service = service.with_desk(desk);
+        }
         let blobs = open_blobs(&config)?;
         if let Some(blobs) = &blobs {
             let settings = &config.settings.attachments;
@@ -368,27 +397,20 @@ async fn open_stores(config: &ServerConfig) -> anyhow::Result<Stores> {
     if let Some((endpoint, table)) = &config.dynamodb {
         return dynamodb_stores(endpoint, table).await;
     }
-    let live = Arc::new(MemoryConnections::new());
-    let (history, outbox, attachments): (
-        Arc<dyn HistoryStore>,
-        Arc<dyn Outbox>,
-        Arc<dyn AttachmentIndex>,
-    ) = match config.store {
+    Ok(match config.store {
         StoreKind::Embedded => {
             let store = Arc::new(EmbeddedHistory::open(&config.data_dir)?);
-            (store.clone(), store.clone(), store)
+            Stores::in_process(store.clone(), store.clone(), store.clone(), store)
         }
         StoreKind::Memory => {
             let store = Arc::new(MemoryHistory::new());
-            (store.clone(), store, Arc::new(MemoryAttachments::new()))
+            Stores::in_process(
+                store.clone(),
+                store,
+                Arc::new(MemoryAttachments::new()),
+                Arc::new(MemoryDesk::new()),
+            )
         }
-    };
-    Ok(Stores {
-        connections: live.clone(),
-        history,
-        live: Some(live),
-        outbox: Some(outbox),
-        attachments,
     })
 }
 
@@ -474,6 +496,7 @@ async fn dynamodb_stores(endpoint: &str, table: &str) -> anyhow::Result<Stores> 
         live: None,
         outbox: None,
         attachments: store,
+        desk: None,
     })
 }
 
