@@ -24,14 +24,16 @@ use roomcast_aws::{Consumed, DynamoConfig, DynamoStore};
 use roomcast_core::auth::{Identity, Role};
 use roomcast_core::protocol::{Conversation, ConversationStatus, PresenceStatus};
 use roomcast_core::ratelimit::{RateDecision, RatePolicy};
+use roomcast_core::store::desk::MAX_DESK_RECORDS;
 use roomcast_core::store::{
-    Admitted, Amendment, Connection, ConnectionStore, HistoryQuery, HistoryStore, NewMessage,
-    RoomRef, RoomState, StoreError, Subscriber,
+    Admitted, Amendment, Connection, ConnectionStore, DeskDirectory, DeskKind, DeskRecord,
+    HistoryQuery, HistoryStore, NewMessage, RoomRef, RoomState, StoreError, Subscriber,
 };
 use roomcast_testkit::attachment_conformance::{attachment_conformance, slot_for};
 use roomcast_testkit::aws::capacity::Meter;
 use roomcast_testkit::aws::moto::{Dynamo, dynamo};
 use roomcast_testkit::conformance::{Namer, connection_conformance, history_conformance};
+use roomcast_testkit::desk_conformance::desk_conformance;
 
 fn unique(what: &str) -> String {
     let nanos = SystemTime::now()
@@ -130,6 +132,80 @@ async fn attachment_index_conformance() {
     let dynamo = dynamo();
     let store = fresh_store(&dynamo, DynamoConfig::default()).await;
     attachment_conformance(&store, &Namer::new(unique("att")), false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn desk_directory_conformance() {
+    let dynamo = dynamo();
+    let store = fresh_store(&dynamo, DynamoConfig::default()).await;
+    desk_conformance(&store, &Namer::new(unique("desk"))).await;
+}
+
+/// A kind's records past one Query page (1 MB): listing reads on until the limit, and stops
+/// there.
+#[tokio::test(flavor = "multi_thread")]
+async fn desk_records_follow_pages_up_to_the_limit() {
+    let dynamo = dynamo();
+    let (store, meter) = metered_store(&dynamo).await;
+    let tenant = unique("t");
+    // 300 KB documents (DynamoDB allows 400 KB items): five of them are 1.5 MB, two pages.
+    let doc = format!("\"{}\"", "x".repeat(300_000));
+    let keys = ["a", "b", "c", "d", "e"];
+    for key in keys.iter().rev() {
+        let record = DeskRecord {
+            key: (*key).to_owned(),
+            version: 1,
+            doc: doc.clone(),
+        };
+        store
+            .put_desk_record(&tenant, DeskKind::Visitor, &record)
+            .await
+            .unwrap();
+    }
+    meter.take();
+    let listed = |limit| {
+        let tenant = tenant.clone();
+        let store = &store;
+        async move {
+            store
+                .desk_records(&tenant, DeskKind::Visitor, limit)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| {
+                    assert_eq!(r.doc.len(), 300_002);
+                    r.key
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(listed(MAX_DESK_RECORDS + 1).await, keys);
+    assert_eq!(
+        operations(&meter),
+        ["Query", "Query"],
+        "one request per 1 MB page"
+    );
+    assert_eq!(listed(2).await, ["a", "b"]);
+    assert_eq!(operations(&meter), ["Query"], "the limit is the Query's");
+    assert!(listed(0).await.is_empty());
+    assert!(operations(&meter).is_empty(), "nothing to ask for");
+}
+
+/// The agent a closed conversation had is kept with it.
+#[tokio::test(flavor = "multi_thread")]
+async fn conversations_keep_their_previous_agent() {
+    let dynamo = dynamo();
+    let store = fresh_store(&dynamo, DynamoConfig::default()).await;
+    let room = RoomRef::new(unique("t"), "support-1");
+    let closed = Conversation {
+        status: ConversationStatus::Closed,
+        agent: Some("ann".into()),
+        version: 1,
+        since: 5,
+        previous_agent: Some("ann".into()),
+    };
+    store.put_conversation(&room, &closed).await.unwrap();
+    assert_eq!(store.conversation(&room).await.unwrap(), Some(closed));
 }
 
 /// An unclaimed slot carries a `ttl` a day out, so DynamoDB expires it when no message takes

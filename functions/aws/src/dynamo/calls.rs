@@ -127,7 +127,8 @@ impl DynamoStore {
     }
 
     /// Up to `limit` live items of partition `pk`, first or (`forward` false) last in sort-key
-    /// order, strongly consistent: one page (expired items count against `limit`).
+    /// order, strongly consistent; reads on when a page ends (at 1 MB) before `limit` (expired
+    /// items count against `limit`).
     pub(super) async fn query_page(
         &self,
         pk: &str,
@@ -136,28 +137,35 @@ impl DynamoStore {
     ) -> Result<Vec<Item>, StoreError> {
         let mut x = Expr::default();
         let condition = format!("{} = {}", x.name(ATTR_PK), x.value(s(pk)));
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression(condition)
-            .set_expression_attribute_names(x.names())
-            .set_expression_attribute_values(x.values())
-            .consistent_read(true)
-            .scan_index_forward(forward)
-            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await
-            .map_err(|e| sdk_error("Query", e))?;
-        self.record(out.consumed_capacity(), false);
         let now = now_secs();
-        Ok(out
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|item| is_live(item, now))
-            .collect())
+        let mut items = Vec::new();
+        let mut left = limit.max(1);
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression(&condition)
+                .set_expression_attribute_names(x.names())
+                .set_expression_attribute_values(x.values())
+                .consistent_read(true)
+                .scan_index_forward(forward)
+                .limit(i32::try_from(left).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query", e))?;
+            self.record(out.consumed_capacity(), false);
+            let page = out.items.unwrap_or_default();
+            left = left.saturating_sub(page.len());
+            items.extend(page.into_iter().filter(|item| is_live(item, now)));
+            match out.last_evaluated_key {
+                Some(next) if !next.is_empty() && left > 0 => start = Some(next),
+                _ => return Ok(items),
+            }
+        }
     }
 
     /// PutItem, optionally conditional.
@@ -227,18 +235,45 @@ impl DynamoStore {
 
     /// DeleteItem; returns the deleted item (expired or not).
     pub(super) async fn delete(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
-        let out = self
+        match self.delete_where(pk, sk, None).await? {
+            Written::Done(item) => Ok(item),
+            Written::ConditionFailed => Err(StoreError::Other(
+                "DeleteItem without a condition failed one".into(),
+            )),
+        }
+    }
+
+    /// DeleteItem, optionally conditional; `Done` holds the deleted item (expired or not), if
+    /// there was one.
+    pub(super) async fn delete_where(
+        &self,
+        pk: &str,
+        sk: &str,
+        condition: Option<(String, Expr)>,
+    ) -> Result<Written, StoreError> {
+        let (condition, x) = condition.map_or((None, Expr::default()), |(c, x)| (Some(c), x));
+        let sent = self
             .client
             .delete_item()
             .table_name(&self.table)
             .set_key(Some(key(pk, sk)))
+            .set_condition_expression(condition)
+            .set_expression_attribute_names(x.names())
+            .set_expression_attribute_values(x.values())
             .return_values(ReturnValue::AllOld)
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
-            .await
-            .map_err(|e| sdk_error("DeleteItem", e))?;
-        self.record(out.consumed_capacity(), true);
-        Ok(out.attributes.filter(|item| !item.is_empty()))
+            .await;
+        match sent {
+            Ok(out) => {
+                self.record(out.consumed_capacity(), true);
+                Ok(Written::Done(
+                    out.attributes.filter(|item| !item.is_empty()),
+                ))
+            }
+            Err(e) if is_condition_failure(&e) => Ok(Written::ConditionFailed),
+            Err(e) => Err(sdk_error("DeleteItem", e)),
+        }
     }
 
     /// Puts and deletes in batches of 25, retrying what DynamoDB leaves unprocessed.

@@ -10,11 +10,11 @@ use serde::de::DeserializeOwned;
 
 use super::schema::{
     ATTR_AGENT, ATTR_ATTACHMENTS, ATTR_BODY, ATTR_CONNECTED_AT, ATTR_DELETED, ATTR_EDITED_TS,
-    ATTR_FROM, ATTR_GRANTS, ATTR_ID, ATTR_LAST_SEEN, ATTR_META, ATTR_NAME, ATTR_PK, ATTR_RATE,
-    ATTR_READ_SEQ, ATTR_ROLE, ATTR_ROOMS, ATTR_SEQ, ATTR_SINCE, ATTR_SK, ATTR_STATUS, ATTR_TENANT,
-    ATTR_TOKEN_EXPIRES_AT, ATTR_TS, ATTR_TTL, ATTR_USER, ATTR_VERSION, ATTR_VIA,
-    CONNECTION_PK_PREFIX, CONNECTION_SK, CONVERSATION_SK, Item, MEMBER_SK_PREFIX, connection_pk,
-    key, message_sk, subscription_key,
+    ATTR_FROM, ATTR_GRANTS, ATTR_ID, ATTR_LAST_SEEN, ATTR_META, ATTR_NAME, ATTR_PK,
+    ATTR_PREVIOUS_AGENT, ATTR_RATE, ATTR_READ_SEQ, ATTR_ROLE, ATTR_ROOMS, ATTR_SEQ, ATTR_SINCE,
+    ATTR_SK, ATTR_STATUS, ATTR_TENANT, ATTR_TOKEN_EXPIRES_AT, ATTR_TS, ATTR_TTL, ATTR_USER,
+    ATTR_VERSION, ATTR_VIA, CONNECTION_PK_PREFIX, CONNECTION_SK, CONVERSATION_SK, Item,
+    MEMBER_SK_PREFIX, connection_pk, key, message_sk, subscription_key,
 };
 
 /// A string attribute.
@@ -307,6 +307,9 @@ pub(super) fn conversation_item(pk: &str, c: &Conversation) -> Result<Item, Stor
     }
     item.insert(ATTR_VERSION.into(), n(c.version));
     item.insert(ATTR_SINCE.into(), n(c.since));
+    if let Some(previous) = &c.previous_agent {
+        item.insert(ATTR_PREVIOUS_AGENT.into(), s(previous));
+    }
     Ok(item)
 }
 
@@ -318,13 +321,14 @@ pub(super) fn decode_conversation(item: &Item) -> Result<Conversation, StoreErro
         agent: f.opt_s(ATTR_AGENT)?,
         version: f.u64(ATTR_VERSION)?,
         since: f.u64(ATTR_SINCE)?,
-        previous_agent: None,
+        previous_agent: f.opt_s(ATTR_PREVIOUS_AGENT)?,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use roomcast_core::auth::Role;
+    use roomcast_core::protocol::ConversationStatus;
     use roomcast_core::store::rules::{apply_amendment, stored_message};
     use roomcast_core::store::{Amendment, NewMessage};
 
@@ -360,6 +364,25 @@ mod tests {
         apply_amendment(&mut m, Amendment::Delete { at_ms: 6 });
         let item = message_item("R#t/r", &m, None).unwrap();
         assert_eq!(decode_message(&room, &item).unwrap(), m);
+    }
+
+    #[test]
+    fn conversations_round_trip() {
+        let mut c = Conversation {
+            status: ConversationStatus::Closed,
+            agent: Some("ann".into()),
+            version: 4,
+            since: 9,
+            previous_agent: Some("bob".into()),
+        };
+        let item = conversation_item("R#t/r", &c).unwrap();
+        assert_eq!(item.get(ATTR_PREVIOUS_AGENT), Some(&s("bob")));
+        assert_eq!(decode_conversation(&item).unwrap(), c);
+        // Items written before the attribute existed decode without one.
+        (c.agent, c.previous_agent) = (None, None);
+        let item = conversation_item("R#t/r", &c).unwrap();
+        assert!(!item.contains_key(ATTR_PREVIOUS_AGENT));
+        assert_eq!(decode_conversation(&item).unwrap(), c);
     }
 
     #[test]

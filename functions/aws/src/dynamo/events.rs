@@ -356,9 +356,9 @@ mod stream_filter_tests {
     use super::{STREAM_FILTER_PATTERNS, event_of_stream_record};
     use crate::dynamo::{
         ATTR_PK, ATTR_SK, CONNECTION_PK_PREFIX, CONNECTION_SK, CONVERSATION_SK,
-        DEAD_LETTER_PK_PREFIX, ENDPOINT_DIRECTORY_PK, ENDPOINT_PK_PREFIX, ENDPOINT_SK, HEAD_SK,
-        IDEMPOTENCY_SK_PREFIX, MEMBER_EVENT_PK_PREFIX, MEMBER_SK_PREFIX, MESSAGE_SK_PREFIX,
-        REQUESTS_PK_PREFIX, REQUESTS_SK, ROOM_PK_PREFIX, SUBSCRIPTION_SK_PREFIX,
+        DEAD_LETTER_PK_PREFIX, DESK_PK_PREFIX, ENDPOINT_DIRECTORY_PK, ENDPOINT_PK_PREFIX,
+        ENDPOINT_SK, HEAD_SK, IDEMPOTENCY_SK_PREFIX, MEMBER_EVENT_PK_PREFIX, MEMBER_SK_PREFIX,
+        MESSAGE_SK_PREFIX, REQUESTS_PK_PREFIX, REQUESTS_SK, ROOM_PK_PREFIX, SUBSCRIPTION_SK_PREFIX,
         USER_CONNECTION_SK_PREFIX, USER_PK_PREFIX, USER_STATUS_SK,
     };
 
@@ -442,6 +442,7 @@ mod stream_filter_tests {
                 format!("{DEAD_LETTER_PK_PREFIX}e1"),
                 format!("{:020}#ev-1", 1),
             ),
+            (format!("{DESK_PK_PREFIX}t#conversation"), "M#1".to_owned()),
         ];
         let patterns = patterns();
         for (pk, sk) in pass {

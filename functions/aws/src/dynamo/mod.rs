@@ -1,4 +1,5 @@
-//! [`DynamoStore`]: the [`ConnectionStore`] and the [`HistoryStore`] on ONE DynamoDB table.
+//! [`DynamoStore`]: the [`ConnectionStore`], the [`HistoryStore`] and the other store ports on ONE
+//! DynamoDB table.
 //!
 //! # Table
 //!
@@ -17,9 +18,10 @@
 //! | message | `R#{tenant}/{room}` | `M#{seq:020}` | seq, id, from, name, role, via, body, meta (JSON), ts, edited_ts, deleted | retention, if set |
 //! | idempotency key | `R#{tenant}/{room}` | `I#{from}#{id}` | seq | retention, if set |
 //! | room head | `R#{tenant}/{room}` | `ST#HEAD` | seq | never |
-//! | support conversation | `R#{tenant}/{room}` | `ST#CONV` | status, agent, version, since (ms) | never |
+//! | support conversation | `R#{tenant}/{room}` | `ST#CONV` | status, agent, version, since (ms), previous_agent | never |
 //! | member and read cursor | `R#{tenant}/{room}` | `ST#MB#{user}` | last_seen (ms; once the user joined), read_seq (once their cursor moved) | never |
 //! | attachment upload slot | `R#{tenant}/{room}` | `UP#{attachment id}` | user (uploader), name, size, type, created_at (ms), claimed_by (once a message carries it) | a day after the grant while unclaimed; none once claimed |
+//! | support desk record | `DESK#{tenant}#{kind}` | the record's key (user id or room) | version, doc (the JSON document) | never |
 //! | upload quota counter | `UQ#{tenant}#{user}` (user), `UQ#{tenant}` (tenant) | `D#{day}` | count, bytes | two days after the day began |
 //!
 //! The items a join reads, the room's state, share the sort-key prefix `ST#`
@@ -50,6 +52,9 @@
 //! - Rate buckets: a frame's token is taken in `admit_frame` (below); an HTTP API request's is a
 //!   GetItem and a conditional UpdateItem of the user's request bucket; work charged after a
 //!   replay, a page over 16 KB or a presence change in several rooms is one more of each.
+//! - Desk records: GetItem; a tenant's records of one kind are a Query of their partition, in
+//!   key order, up to the asked limit (at most 1000); writes and removals are conditional on
+//!   the stored `version`.
 //! - Members: Query `begins_with(sk, "ST#MB#")`. The head alone (appends, history pages), a read
 //!   cursor, the conversation: GetItem.
 //!
@@ -108,10 +113,12 @@
 //! - `attachments.rs`: the [`AttachmentIndex`]: upload slots in the room's partition, claims,
 //!   per-day quotas in one transaction; abandoned slots expire by TTL (and their bytes by the
 //!   bucket's lifecycle rule), so there is nothing to sweep.
+//! - `desk.rs`: the [`DeskDirectory`]: the support desk's versioned records.
 //!
 //! [`ConnectionStore`]: roomcast_core::store::ConnectionStore
 //! [`HistoryStore`]: roomcast_core::store::HistoryStore
 //! [`AttachmentIndex`]: roomcast_core::store::AttachmentIndex
+//! [`DeskDirectory`]: roomcast_core::store::DeskDirectory
 //! [`StoreError`]: roomcast_core::store::StoreError
 //! [`StoreError::Conflict`]: roomcast_core::store::StoreError::Conflict
 //! [`page_range`]: roomcast_core::store::rules::page_range
@@ -122,6 +129,7 @@ mod attachments;
 mod calls;
 mod codec;
 mod connections;
+mod desk;
 mod errors;
 mod events;
 mod expiry;

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use roomcast_core::store::RoomRef;
+use roomcast_core::store::{DeskKind, RoomRef};
 
 /// An item (or a key) as the SDK sends and returns it.
 pub(super) type Item = HashMap<String, AttributeValue>;
@@ -60,6 +60,10 @@ pub const UPLOAD_QUOTA_PK_PREFIX: &str = "UQ#";
 /// How long a day's quota counters are kept after the day began (the day and a margin: they
 /// are never read after it).
 pub const UPLOAD_QUOTA_TTL_SECS: u64 = 2 * 86_400;
+
+/// Desk record partition (`DESK#{tenant}#{kind}`): one support desk record per item, its key
+/// as the sort key, so a kind's records are one Query in key order.
+pub const DESK_PK_PREFIX: &str = "DESK#";
 
 /// Endpoint item (`EP#{id}`): the endpoint by its id.
 pub const ENDPOINT_PK_PREFIX: &str = "EP#";
@@ -137,8 +141,12 @@ pub const ATTR_LAST_SEEN: &str = "last_seen";
 pub const ATTR_READ_SEQ: &str = "read_seq";
 /// Conversation: its agent (S; optional).
 pub const ATTR_AGENT: &str = "agent";
-/// Conversation: its version (N), the compare-and-set guard.
+/// Conversation: the agent who had it when it was last closed (S; optional).
+pub const ATTR_PREVIOUS_AGENT: &str = "previous_agent";
+/// Conversation, desk record: its version (N), the compare-and-set guard.
 pub const ATTR_VERSION: &str = "version";
+/// Desk record: the document (S, the JSON as the core wrote it).
+pub const ATTR_DOC: &str = "doc";
 /// Conversation: when it last changed (N, epoch ms).
 pub const ATTR_SINCE: &str = "since";
 /// Slot: declared size (N, bytes).
@@ -206,6 +214,12 @@ pub(super) fn upload_quota_key(tenant: &str, user: Option<&str>, day: u64) -> (S
         None => format!("{UPLOAD_QUOTA_PK_PREFIX}{tenant}"),
     };
     (pk, format!("D#{day}"))
+}
+
+/// `pk` of a tenant's desk records of `kind`. Tenant names cannot contain `#`, so the kind
+/// after it is unambiguous.
+pub(super) fn desk_pk(tenant: &str, kind: DeskKind) -> String {
+    format!("{DESK_PK_PREFIX}{tenant}#{}", kind.as_str())
 }
 
 /// The key attributes of the item at (pk, sk).
