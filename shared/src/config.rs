@@ -22,6 +22,7 @@ use crate::limits::{
 };
 use crate::ratelimit::RatePolicy;
 use crate::service::ServiceConfig;
+use crate::support::embed::{DEFAULT_VISITOR_TOKEN_SECS, EMBED_KID, EmbedConfig, EmbedKeys};
 
 /// The names of the settings, as environment variables, wrangler vars and the local server's
 /// environment fallbacks for its flags.
@@ -90,6 +91,16 @@ pub mod names {
     /// HS256 token secret.
     pub const ATTACHMENT_LINK_SECRET: &str = "ROOMCAST_ATTACHMENT_LINK_SECRET";
 
+    /// Publishable keys for embedding the widget without a backend: a JSON object by key
+    /// (`pk_…`) of `{"tenant", "origins": [...], "team"?, "greeting"?, "reply_time"?,
+    /// "avatars"?, "office_hours"?}` ([`crate::support::embed`]).
+    pub const EMBED_KEYS: &str = "ROOMCAST_EMBED_KEYS";
+    /// The key visitor tokens are signed with (HS256, at least 32 bytes); by default derived
+    /// from the HS256 token secret.
+    pub const EMBED_SECRET: &str = "ROOMCAST_EMBED_SECRET";
+    /// Visitor token lifetime, seconds (3600).
+    pub const EMBED_TOKEN_SECS: &str = "ROOMCAST_EMBED_TOKEN_SECS";
+
     /// Every name [`super::Settings::from_lookup`] reads.
     pub const ALL: &[&str] = &[
         JWT_SECRET,
@@ -119,6 +130,9 @@ pub mod names {
         UPLOADS_PER_TENANT_DAY,
         UPLOAD_BYTES_PER_TENANT_DAY,
         ATTACHMENT_LINK_SECRET,
+        EMBED_KEYS,
+        EMBED_SECRET,
+        EMBED_TOKEN_SECS,
     ];
 }
 
@@ -332,11 +346,60 @@ fn attachments_config(
 
 /// HMAC-SHA256 of a fixed label under the token secret.
 fn derive_link_key(secret: &[u8]) -> Vec<u8> {
+    derive_key(secret, b"roomcast attachment links v1")
+}
+
+/// A key of its own for `label`, derived from the token secret: a leaked derived key signs
+/// nothing else.
+fn derive_key(secret: &[u8], label: &[u8]) -> Vec<u8> {
     use hmac::{Hmac, Mac};
     // Invariant: HMAC takes keys of any length.
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC accepts any key");
-    mac.update(b"roomcast attachment links v1");
+    mac.update(label);
     mac.finalize().into_bytes().to_vec()
+}
+
+fn embed_config(
+    lookup: &Lookup<impl Fn(&str) -> Option<String>>,
+    auth: &AuthConfig,
+) -> Result<EmbedConfig, ConfigError> {
+    let keys = match lookup.string(names::EMBED_KEYS) {
+        None => EmbedKeys::default(),
+        Some(json) => EmbedKeys::parse(&json).map_err(|problem| ConfigError::Invalid {
+            name: names::EMBED_KEYS,
+            problem,
+        })?,
+    };
+    let signing_key = match lookup.string(names::EMBED_SECRET) {
+        Some(secret) if secret.len() < MIN_LINK_KEY_BYTES => {
+            return Err(ConfigError::Invalid {
+                name: names::EMBED_SECRET,
+                problem: format!("needs at least {MIN_LINK_KEY_BYTES} bytes"),
+            });
+        }
+        Some(secret) => Some(secret.into_bytes()),
+        None if keys.is_empty() => None,
+        None => match &auth.key {
+            VerifyKey::Hs256(secret) => Some(derive_key(secret, b"roomcast visitor tokens v1")),
+            _ => None,
+        },
+    };
+    if !keys.is_empty() && signing_key.is_none() {
+        return Err(ConfigError::Invalid {
+            name: names::EMBED_SECRET,
+            problem: format!(
+                "required with {} when tokens are verified with a public key",
+                names::EMBED_KEYS
+            ),
+        });
+    }
+    Ok(EmbedConfig {
+        keys,
+        signing_key,
+        token_secs: lookup.positive(names::EMBED_TOKEN_SECS, DEFAULT_VISITOR_TOKEN_SECS)?,
+        issuer: auth.issuer.clone(),
+        audience: auth.audience.clone(),
+    })
 }
 
 /// What integration events the deployment's configuration sets up (tenants add endpoints over
@@ -508,6 +571,13 @@ impl Settings {
             },
             problem: e.to_string(),
         })?;
+        let mut auth = auth;
+        let embed = embed_config(&lookup, &auth)?;
+        if let (false, Some(key)) = (embed.keys.is_empty(), &embed.signing_key) {
+            // Visitor tokens name their key, so they verify next to the customer's.
+            auth.keys_by_kid
+                .push((EMBED_KID.to_owned(), VerifyKey::Hs256(key.clone())));
+        }
         let defaults = RatePolicy::default();
         let rate = RatePolicy {
             per_sec: lookup.positive(names::RATE_PER_SEC, defaults.per_sec)?,
@@ -526,6 +596,7 @@ impl Settings {
                     names::MAX_CONNECTIONS_PER_USER,
                     DEFAULT_MAX_CONNECTIONS_PER_USER,
                 )?,
+                embed,
                 ..ServiceConfig::default()
             },
             lifecycle: LifecyclePolicy {

@@ -66,6 +66,8 @@ pub enum Route {
     BadRoom,
     /// `/events/endpoints…`: the webhook endpoints API.
     Endpoints(EndpointsRoute),
+    /// `/embed/token`: a visitor token for a publishable key (POST).
+    EmbedToken,
     /// Not an endpoint of the HTTP API.
     NotFound,
 }
@@ -112,6 +114,7 @@ pub fn route(path: &str) -> Route {
         }
         ["uploads", token] => Route::Blob(BlobRoute::Upload(id(token))),
         ["files", token] => Route::Blob(BlobRoute::Download(id(token))),
+        ["embed", "token"] => Route::EmbedToken,
         ["events", "endpoints"] => Route::Endpoints(EndpointsRoute::Collection),
         ["events", "endpoints", e] => Route::Endpoints(EndpointsRoute::One(id(e))),
         ["events", "endpoints", e, "rotate"] => Route::Endpoints(EndpointsRoute::Rotate(id(e))),
@@ -193,6 +196,10 @@ pub async fn handle(
         Route::Health | Route::Uploads(_) | Route::Attachment(..) => method_not_allowed(),
         Route::Blob(_) => not_found(),
         Route::Endpoints(route) => endpoints(service, request, route, now_ms).await,
+        Route::EmbedToken if request.method == "POST" => {
+            embed_token(service, request, now_ms).await
+        }
+        Route::EmbedToken => method_not_allowed(),
         Route::BadRoom => bad_room(),
         Route::NotFound => not_found(),
     }
@@ -353,6 +360,34 @@ struct PublishBody {
     from: Option<String>,
     #[serde(default)]
     attachments: Vec<AttachmentRef>,
+}
+
+/// `POST /embed/token` `{key, visitor, name?}` from a page whose `Origin` the key allows: 200
+/// with a visitor token and the desk's first-open state.
+async fn embed_token(service: &ChatService, request: &HttpRequest<'_>, now_ms: u64) -> HttpReply {
+    if request.body.len() > MAX_BODY_BYTES {
+        return payload_too_large();
+    }
+    let asked: crate::service::TokenRequest = match serde_json::from_slice(request.body) {
+        Ok(r) => r,
+        Err(e) => {
+            return HttpReply::error(
+                400,
+                "BAD_FRAME",
+                &format!("expected {{key, visitor, name?}}: {e}"),
+            );
+        }
+    };
+    match service
+        .embed_token(asked, request.origin, request.client_ip, now_ms)
+        .await
+    {
+        Ok(token) => HttpReply {
+            status: 200,
+            body: json!(token),
+        },
+        Err(r) => HttpReply::rejection(r),
+    }
 }
 
 /// `POST /rooms/{room}/uploads` `{name, size, type}`: 201 with the slot and its upload target.

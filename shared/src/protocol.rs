@@ -9,6 +9,8 @@ use crate::auth::Role;
 use crate::limits::{
     MAX_BODY_BYTES, MAX_CLIENT_ID_LEN, MAX_HISTORY_LIMIT, MAX_META_BYTES, MAX_NAME_LEN,
 };
+use crate::support::listing::{ConversationEntry, ListFilter};
+use crate::support::roster::Availability;
 
 /// WebSocket close codes roomcast uses. 1xxx are RFC 6455's; 4xxx are ours.
 pub mod close {
@@ -23,6 +25,9 @@ pub mod close {
 
     /// The token expired during the connection: fetch a new token, then reconnect.
     pub const TOKEN_EXPIRED: u16 = 4001;
+    /// Not allowed here any more: the visitor was blocked by the support team, or the page's
+    /// origin is not on the tenant's allowlist. Do not reconnect with the same token.
+    pub const FORBIDDEN: u16 = 4003;
 
     /// Sustained flooding after `RATE_LIMITED` errors: reconnect only after a long backoff.
     pub const RATE_LIMITED: u16 = 4008;
@@ -248,6 +253,68 @@ pub enum ClientFrame {
         /// The conversation's room.
         room: String,
     },
+    /// Support desk, role `agent` assigned the conversation: hand it to another agent.
+    Transfer {
+        /// The conversation's room.
+        room: String,
+        /// The agent taking it.
+        to: String,
+    },
+    /// Support desk, role `agent` assigned the conversation: put it back in the queue.
+    Unassign {
+        /// The conversation's room.
+        room: String,
+    },
+    /// Support desk, the visitor: a name and email agents see (and may answer by, later).
+    Identify {
+        /// Their name.
+        #[serde(default)]
+        name: Option<String>,
+        /// Their email address.
+        #[serde(default)]
+        email: Option<String>,
+    },
+    /// Support desk, the visitor, once the conversation is closed: how it went.
+    Rate {
+        /// The conversation's room.
+        room: String,
+        /// 1 (bad) to 5 (great).
+        score: u8,
+        /// What they want to add.
+        #[serde(default)]
+        comment: Option<String>,
+    },
+    /// Support desk, role `agent`: whether they take conversations, how many at once, and
+    /// whether their console notifies them.
+    Availability {
+        /// Online (auto-assigned up to capacity), away or offline.
+        status: Availability,
+        /// Conversations at once, 1..=50 (unchanged when absent).
+        #[serde(default)]
+        capacity: Option<u32>,
+        /// Notifications off (unchanged when absent).
+        #[serde(default)]
+        muted: Option<bool>,
+    },
+    /// Support desk, role `agent`: the conversation list and the agents.
+    Conversations {
+        /// Which ones (default: waiting and assigned).
+        #[serde(default)]
+        filter: ListFilter,
+        /// Only those whose visitor name, email, id or room contains this.
+        #[serde(default)]
+        query: Option<String>,
+    },
+    /// Support desk, role `agent`: refuse a visitor's tokens in this tenant until unblocked.
+    Block {
+        /// The visitor's user id.
+        user: String,
+    },
+    /// Support desk, role `agent`: lift a block.
+    Unblock {
+        /// The visitor's user id.
+        user: String,
+    },
     /// Liveness check (also resets the idle timer).
     Ping,
 }
@@ -268,6 +335,14 @@ impl ClientFrame {
             ClientFrame::History { .. } => "history",
             ClientFrame::Assign { .. } => "assign",
             ClientFrame::Close { .. } => "close",
+            ClientFrame::Transfer { .. } => "transfer",
+            ClientFrame::Unassign { .. } => "unassign",
+            ClientFrame::Identify { .. } => "identify",
+            ClientFrame::Rate { .. } => "rate",
+            ClientFrame::Availability { .. } => "availability",
+            ClientFrame::Conversations { .. } => "conversations",
+            ClientFrame::Block { .. } => "block",
+            ClientFrame::Unblock { .. } => "unblock",
             ClientFrame::Ping => "ping",
         }
     }
@@ -277,10 +352,32 @@ impl ClientFrame {
 /// appear in a user id, so no token or publish can impersonate it.
 pub const SYSTEM_SENDER: &str = "$system";
 
+/// Longest comment of a `rate`, bytes.
+pub const MAX_RATING_COMMENT_BYTES: usize = 2000;
+
 /// Every action protocol v1 knows, for telling `UNKNOWN_ACTION` from `BAD_FRAME`.
 pub const ACTIONS: &[&str] = &[
-    "join", "leave", "message", "upload", "edit", "delete", "typing", "read", "presence",
-    "history", "assign", "close", "ping",
+    "join",
+    "leave",
+    "message",
+    "upload",
+    "edit",
+    "delete",
+    "typing",
+    "read",
+    "presence",
+    "history",
+    "assign",
+    "close",
+    "transfer",
+    "unassign",
+    "identify",
+    "rate",
+    "availability",
+    "conversations",
+    "block",
+    "unblock",
+    "ping",
 ];
 
 /// A parsed frame with the client's reference (its `id`, else its `ref`) for error replies.
@@ -389,7 +486,38 @@ fn validate(frame: &ClientFrame) -> Result<(), Rejection> {
         | ClientFrame::Read { room, .. }
         | ClientFrame::Delete { room, .. }
         | ClientFrame::Assign { room }
-        | ClientFrame::Close { room } => validate_name("room", room),
+        | ClientFrame::Close { room }
+        | ClientFrame::Unassign { room } => validate_name("room", room),
+        ClientFrame::Transfer { room, to } => {
+            validate_name("room", room)?;
+            validate_name("to", to)
+        }
+        ClientFrame::Block { user } | ClientFrame::Unblock { user } => validate_name("user", user),
+        ClientFrame::Rate {
+            room,
+            score,
+            comment,
+        } => {
+            validate_name("room", room)?;
+            if !(1..=5).contains(score) {
+                return Err(Rejection::new(ErrorCode::Invalid, "score must be 1 to 5"));
+            }
+            match comment {
+                Some(c) if c.len() > MAX_RATING_COMMENT_BYTES => Err(Rejection::new(
+                    ErrorCode::TooLarge,
+                    format!("comment is over {MAX_RATING_COMMENT_BYTES} bytes"),
+                )),
+                _ => Ok(()),
+            }
+        }
+        ClientFrame::Conversations { query, .. } => match query {
+            Some(q) if q.len() > MAX_NAME_LEN => Err(Rejection::new(
+                ErrorCode::Invalid,
+                format!("query is over {MAX_NAME_LEN} bytes"),
+            )),
+            _ => Ok(()),
+        },
+        ClientFrame::Identify { .. } | ClientFrame::Availability { .. } => Ok(()),
         ClientFrame::Message {
             room,
             id,
@@ -631,6 +759,21 @@ pub struct Conversation {
     pub previous_agent: Option<String>,
 }
 
+/// An agent as the conversation list shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentView {
+    /// User id.
+    pub user: String,
+    /// Their availability.
+    pub status: Availability,
+    /// Conversations at once.
+    pub capacity: u32,
+    /// Conversations assigned now.
+    pub load: usize,
+    /// Notifications off.
+    pub muted: bool,
+}
+
 /// One room member as listed in `joined`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberView {
@@ -778,6 +921,46 @@ pub enum ServerFrame {
         #[serde(rename = "ref")]
         reference: Option<String>,
     },
+    /// Reply to `identify`: what agents now see.
+    Identified {
+        /// The name.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// The email address.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        email: Option<String>,
+        /// The frame's reference.
+        #[serde(rename = "ref")]
+        reference: Option<String>,
+    },
+    /// Reply to `conversations`: the list, oldest-waiting first, and the agents.
+    Conversations {
+        /// The conversations.
+        items: Vec<ConversationEntry>,
+        /// Every agent with a record, by id.
+        agents: Vec<AgentView>,
+        /// The frame's reference.
+        #[serde(rename = "ref")]
+        reference: Option<String>,
+    },
+    /// Reply to `availability`: the agent's record as it stands.
+    Agent {
+        /// The agent.
+        agent: AgentView,
+        /// The frame's reference.
+        #[serde(rename = "ref")]
+        reference: Option<String>,
+    },
+    /// Reply to `block` and `unblock`.
+    Blocked {
+        /// The visitor.
+        user: String,
+        /// Whether they are blocked now.
+        blocked: bool,
+        /// The frame's reference.
+        #[serde(rename = "ref")]
+        reference: Option<String>,
+    },
     /// Reply to `upload`: the slot granted and where to send the bytes.
     Upload {
         /// The grant.
@@ -847,12 +1030,51 @@ mod tests {
             r#"{"action":"history","room":"r1","before":10,"limit":20}"#,
             r#"{"action":"assign","room":"support-1","ref":"a"}"#,
             r#"{"action":"close","room":"support-1"}"#,
+            r#"{"action":"transfer","room":"support-1","to":"bo"}"#,
+            r#"{"action":"unassign","room":"support-1"}"#,
+            r#"{"action":"identify","name":"Zoë","email":"zoe@example.com"}"#,
+            r#"{"action":"rate","room":"support-1","score":5,"comment":"great"}"#,
+            r#"{"action":"availability","status":"online","capacity":2,"muted":false}"#,
+            r#"{"action":"conversations","filter":"waiting","query":"zoe"}"#,
+            r#"{"action":"block","user":"v1"}"#,
+            r#"{"action":"unblock","user":"v1"}"#,
             r#"{"action":"ping"}"#,
         ];
         for f in frames {
             parse_client_frame(f).unwrap_or_else(|e| panic!("{f}: {e:?}"));
         }
         assert_eq!(frames.len(), ACTIONS.len());
+    }
+
+    #[test]
+    fn desk_frames_are_validated() {
+        assert_eq!(
+            code_of(r#"{"action":"rate","room":"support-1","score":0}"#),
+            ErrorCode::Invalid
+        );
+        assert_eq!(
+            code_of(r#"{"action":"rate","room":"support-1","score":6}"#),
+            ErrorCode::Invalid
+        );
+        let long = "x".repeat(MAX_RATING_COMMENT_BYTES + 1);
+        assert_eq!(
+            code_of(&format!(
+                r#"{{"action":"rate","room":"support-1","score":3,"comment":"{long}"}}"#
+            )),
+            ErrorCode::TooLarge
+        );
+        assert_eq!(
+            code_of(r#"{"action":"availability","status":"busy"}"#),
+            ErrorCode::BadFrame
+        );
+        assert_eq!(
+            code_of(r#"{"action":"transfer","room":"support-1","to":"a b"}"#),
+            ErrorCode::Invalid
+        );
+        assert_eq!(
+            code_of(r#"{"action":"conversations","filter":"mine"}"#),
+            ErrorCode::BadFrame
+        );
     }
 
     #[test]

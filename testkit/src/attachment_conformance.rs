@@ -267,7 +267,10 @@ pub async fn messages_keep_their_attachments(store: &dyn HistoryStore, names: &N
         .amend(
             &room,
             1,
-            roomcast_core::store::Amendment::Delete { at_ms: 7 },
+            roomcast_core::store::Amendment::Delete {
+                at_ms: 7,
+                moderator: None,
+            },
         )
         .await
         .expect("delete");

@@ -302,7 +302,14 @@ pub async fn edit_and_delete(store: &dyn HistoryStore, names: &Namer) {
         Some("first")
     );
     let deleted = store
-        .amend(&room, 1, Amendment::Delete { at_ms: 11 })
+        .amend(
+            &room,
+            1,
+            Amendment::Delete {
+                at_ms: 11,
+                moderator: None,
+            },
+        )
         .await
         .unwrap();
     assert!(deleted.deleted && deleted.body.is_none() && deleted.meta.is_none());
@@ -320,7 +327,16 @@ pub async fn edit_and_delete(store: &dyn HistoryStore, names: &Namer) {
     assert_eq!(page.messages.len(), 2, "a tombstone keeps its seq");
     assert!(page.messages[0].deleted);
     assert_eq!(
-        store.amend(&room, 9, Amendment::Delete { at_ms: 1 }).await,
+        store
+            .amend(
+                &room,
+                9,
+                Amendment::Delete {
+                    at_ms: 1,
+                    moderator: None
+                }
+            )
+            .await,
         Err(StoreError::NotFound)
     );
     assert_eq!(store.head(&room).await.unwrap(), 2);
@@ -429,7 +445,14 @@ pub async fn messages_keep_their_authors_role(store: &dyn HistoryStore, names: &
         .unwrap();
     assert_eq!(edited.role, Some(Role::Agent), "an edit keeps the role");
     let deleted = store
-        .amend(&room, 1, Amendment::Delete { at_ms: 11 })
+        .amend(
+            &room,
+            1,
+            Amendment::Delete {
+                at_ms: 11,
+                moderator: None,
+            },
+        )
         .await
         .unwrap();
     assert_eq!(deleted.role, Some(Role::User), "a tombstone keeps the role");
@@ -1033,7 +1056,10 @@ pub async fn journal_records_every_change_in_order<S: HistoryStore + Outbox>(
         at_ms: 20,
     };
     store.amend(&room, 1, edit.clone()).await.unwrap();
-    let delete = Amendment::Delete { at_ms: 30 };
+    let delete = Amendment::Delete {
+        at_ms: 30,
+        moderator: None,
+    };
     let deleted = store.amend(&room, 1, delete.clone()).await.unwrap();
     let conversation = Conversation {
         status: ConversationStatus::Waiting,

@@ -123,7 +123,11 @@ pub async fn concurrent_writers_of_one_version_have_one_winner(
         })
         .collect();
     let results = futures::future::join_all(writers).await;
-    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
     assert!(
         results
             .iter()

@@ -673,6 +673,10 @@ impl Harness {
             | ServerFrame::Status { .. }
             | ServerFrame::Pong { .. }
             | ServerFrame::Upload { .. }
+            | ServerFrame::Identified { .. }
+            | ServerFrame::Conversations { .. }
+            | ServerFrame::Agent { .. }
+            | ServerFrame::Blocked { .. }
             | ServerFrame::Error { .. } => {}
         }
     }

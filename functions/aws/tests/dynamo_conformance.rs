@@ -500,7 +500,14 @@ async fn expired_items_are_absent_everywhere() {
     assert_eq!(seqs, vec![2]);
     assert_eq!(
         store
-            .amend(&room, 1, Amendment::Delete { at_ms: now_ms })
+            .amend(
+                &room,
+                1,
+                Amendment::Delete {
+                    at_ms: now_ms,
+                    moderator: None
+                }
+            )
             .await,
         Err(StoreError::NotFound)
     );

@@ -938,7 +938,10 @@ mod tests {
             Request::Amend {
                 room: room.clone(),
                 seq: 7,
-                change: Amendment::Delete { at_ms: 1 },
+                change: Amendment::Delete {
+                    at_ms: 1,
+                    moderator: None,
+                },
                 reply: tx3,
             },
         ];

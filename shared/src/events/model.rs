@@ -362,14 +362,15 @@ impl Event {
     }
 
     /// The event of an amendment of a message in `room` (`amended` as it stands after it):
-    /// only its author edits or deletes a message, so `by` is its sender.
+    /// `by` is its sender, who alone edits it, or the agent who deleted it as a moderator.
     pub fn of_amend(room: &RoomRef, amended: &MessageView, change: &Amendment) -> Self {
         match change {
             Amendment::Edit { body, at_ms } => {
                 Self::message_edited(room, amended.seq, body, &amended.from, *at_ms)
             }
-            Amendment::Delete { at_ms } => {
-                Self::message_deleted(room, amended.seq, &amended.from, *at_ms)
+            Amendment::Delete { at_ms, moderator } => {
+                let by = moderator.as_deref().unwrap_or(&amended.from);
+                Self::message_deleted(room, amended.seq, by, *at_ms)
             }
         }
     }
@@ -389,7 +390,13 @@ impl Event {
         };
         let at_ms = after.edited_ts?;
         let change = if after.deleted && !before.deleted {
-            Amendment::Delete { at_ms }
+            let moderator = after
+                .meta
+                .as_ref()
+                .and_then(|m| m.get("deleted_by"))
+                .and_then(|by| by.as_str())
+                .map(str::to_owned);
+            Amendment::Delete { at_ms, moderator }
         } else if !after.deleted && before.edited_ts != after.edited_ts {
             Amendment::Edit {
                 body: after.body.clone().unwrap_or_default(),
@@ -595,7 +602,13 @@ mod tests {
             Some(Event::message_edited(&r, 7, "hello", "alice", 5))
         );
         let mut deleted = edited.clone();
-        apply_amendment(&mut deleted, Amendment::Delete { at_ms: 9 });
+        apply_amendment(
+            &mut deleted,
+            Amendment::Delete {
+                at_ms: 9,
+                moderator: None,
+            },
+        );
         assert_eq!(
             Event::of_change(&r, Some(&edited), Some(&deleted)),
             Some(Event::message_deleted(&r, 7, "alice", 9))

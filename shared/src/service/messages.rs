@@ -76,6 +76,8 @@ impl ChatService {
         if appended.duplicate {
             return Ok(0);
         }
+        let support = self.is_support_room(&r.room);
+        let listed = support.then(|| (appended.message.body.clone().unwrap_or_default(), m.ts));
         let mut fanout = self
             .deliver(
                 &r,
@@ -84,14 +86,21 @@ impl ChatService {
                 now_ms,
             )
             .await;
-        if conn.role == Role::User && self.is_support_room(&r.room) {
+        if conn.role == Role::User && support {
             // The message is stored and acknowledged whatever happens to the desk.
-            match self.desk(&r, DeskRequest::Open, None, now_ms).await {
+            match self
+                .desk(&r, DeskRequest::Open, Some(&conn.user), now_ms)
+                .await
+            {
                 Ok((_, _, delivered)) => fanout += delivered,
                 Err(rejection) => {
                     tracing::warn!(room = %r.key(), error = %rejection.message, "conversation not opened");
                 }
             }
+        }
+        if let Some((body, ts)) = listed {
+            self.list_message(&r, &conn.user, conn.role, &body, ts)
+                .await;
         }
         Ok(fanout)
     }
@@ -121,7 +130,8 @@ impl ChatService {
         Ok(self.deliver(&r, &frame, Skip::Nobody, now_ms).await)
     }
 
-    /// `delete {room, seq}` by the author: the message becomes a tombstone, and its
+    /// `delete {room, seq}` by the author, or by the agent handling the support conversation
+    /// (moderation: the tombstone records them): the message becomes a tombstone, and its
     /// attachments' bytes are deleted.
     pub(super) async fn delete(
         &self,
@@ -131,9 +141,18 @@ impl ChatService {
         now_ms: u64,
     ) -> Result<usize, Rejection> {
         let r = self.member_room(conn, &room)?;
-        let (original, _) = self
-            .amend_own(conn, &r, seq, Amendment::Delete { at_ms: now_ms })
-            .await?;
+        let moderates = self.handles(conn, &r).await?;
+        let change = |moderator| Amendment::Delete {
+            at_ms: now_ms,
+            moderator,
+        };
+        let (original, _) = match self.amend_own(conn, &r, seq, change(None)).await {
+            Err(refused) if moderates && refused.code == ErrorCode::Forbidden => {
+                self.amend_any(&r, seq, change(Some(conn.user.clone())))
+                    .await?
+            }
+            other => other?,
+        };
         self.discard_attachments(&r, &original.attachments).await;
         let frame = ServerFrame::Deleted {
             room,
@@ -218,13 +237,7 @@ impl ChatService {
         seq: u64,
         change: Amendment,
     ) -> Result<(MessageView, MessageView), Rejection> {
-        let original = self.history.message(r, seq).await.map_err(unavailable)?;
-        let Some(original) = original.filter(|m| !m.deleted) else {
-            return Err(Rejection::new(
-                ErrorCode::NotFound,
-                format!("no message {seq}"),
-            ));
-        };
+        let original = self.live_message(r, seq).await?;
         if let Some(service) = &original.via {
             // Published in `from`'s name by a service: `from` did not write it.
             return Err(Rejection::new(
@@ -246,6 +259,30 @@ impl ChatService {
             .await
             .map_err(unavailable)?;
         Ok((original, amended))
+    }
+
+    /// Amends message `seq` whoever wrote it (a moderator's delete), unless it is gone.
+    async fn amend_any(
+        &self,
+        r: &RoomRef,
+        seq: u64,
+        change: Amendment,
+    ) -> Result<(MessageView, MessageView), Rejection> {
+        let original = self.live_message(r, seq).await?;
+        let amended = self
+            .history
+            .amend(r, seq, change)
+            .await
+            .map_err(unavailable)?;
+        Ok((original, amended))
+    }
+
+    /// Message `seq`, unless there is none or it is deleted (`NOT_FOUND`).
+    async fn live_message(&self, r: &RoomRef, seq: u64) -> Result<MessageView, Rejection> {
+        let original = self.history.message(r, seq).await.map_err(unavailable)?;
+        original
+            .filter(|m| !m.deleted)
+            .ok_or_else(|| Rejection::new(ErrorCode::NotFound, format!("no message {seq}")))
     }
 }
 

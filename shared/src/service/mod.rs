@@ -13,6 +13,7 @@
 
 mod attachments;
 mod desk;
+mod embed;
 mod events;
 mod fanout;
 mod messages;
@@ -23,6 +24,7 @@ mod rooms;
 use std::sync::Arc;
 
 pub use attachments::Attachments;
+pub use embed::{DeskState, TokenRequest, VisitorToken};
 pub use events::{
     EndpointChange, Entropy, Events, MAX_OFFLINE_MEMBERS, OPERATOR_ENDPOINT_ID, Resolver,
     route_events, sync_operator_endpoint,
@@ -42,6 +44,7 @@ use crate::store::{
     Connection, ConnectionStore, DeskDirectory, HistoryStore, RateBucket, StoreError,
 };
 use crate::support::DEFAULT_SUPPORT_ROOM_PREFIX;
+use crate::support::embed::EmbedConfig;
 
 /// The subprotocol clients may offer next to their token.
 pub const SUBPROTOCOL: &str = "roomcast.v1";
@@ -65,6 +68,8 @@ pub struct ServiceConfig {
     /// `join` of another room is refused with `INVALID`. `None` (the default): connections join
     /// rooms freely.
     pub bound_room: Option<String>,
+    /// Publishable keys and visitor tokens ([`crate::support::embed`]).
+    pub embed: EmbedConfig,
 }
 
 impl Default for ServiceConfig {
@@ -75,6 +80,7 @@ impl Default for ServiceConfig {
             max_rooms_per_connection: MAX_ROOMS_PER_CONNECTION,
             support_room_prefix: DEFAULT_SUPPORT_ROOM_PREFIX.to_owned(),
             bound_room: None,
+            embed: EmbedConfig::default(),
         }
     }
 }
@@ -265,6 +271,29 @@ impl ChatService {
             .map_err(|e| refuse(401, e.to_string()))?;
         if identity.role == Role::User && identity.rooms.is_empty() {
             return Err(refuse(403, "the token grants no rooms".into()));
+        }
+        if !self
+            .config
+            .embed
+            .keys
+            .origin_allowed(&identity.tenant, upgrade.origin)
+        {
+            return Err(refuse(
+                403,
+                format!(
+                    "origin {} is not allowed to embed tenant {}",
+                    upgrade.origin.unwrap_or_default(),
+                    identity.tenant
+                ),
+            ));
+        }
+        if identity.role == Role::User
+            && self
+                .is_blocked(&identity.tenant, &identity.user)
+                .await
+                .map_err(|e| refuse(500, e.to_string()))?
+        {
+            return Err(refuse(403, "blocked by the support team".into()));
         }
         let existing = self
             .connections
@@ -472,6 +501,34 @@ impl ChatService {
             } => self.history(conn, room, before, after, limit, now_ms).await,
             ClientFrame::Assign { room } => self.assign(conn, &room, reference, now_ms).await,
             ClientFrame::Close { room } => self.close(conn, &room, reference, now_ms).await,
+            ClientFrame::Transfer { room, to } => {
+                self.transfer(conn, &room, &to, reference, now_ms).await
+            }
+            ClientFrame::Unassign { room } => self.unassign(conn, &room, reference, now_ms).await,
+            ClientFrame::Identify { name, email } => {
+                self.identify(conn, name, email, reference).await
+            }
+            ClientFrame::Rate {
+                room,
+                score,
+                comment,
+            } => self.rate(conn, &room, score, comment, now_ms).await,
+            ClientFrame::Availability {
+                status,
+                capacity,
+                muted,
+            } => {
+                self.availability(conn, status, capacity, muted, reference, now_ms)
+                    .await
+            }
+            ClientFrame::Conversations { filter, query } => {
+                self.conversations(conn, filter, query, reference, now_ms)
+                    .await
+            }
+            ClientFrame::Block { user } => self.block(conn, &user, true, reference, now_ms).await,
+            ClientFrame::Unblock { user } => {
+                self.block(conn, &user, false, reference, now_ms).await
+            }
             ClientFrame::Ping => {
                 self.reply(&conn.id, &ServerFrame::Pong { ts: now_ms })
                     .await;

@@ -33,7 +33,7 @@ pub struct Publish {
 }
 
 /// The rule of [`ChatService::admit_request`] once the store answered.
-fn request_admission(
+pub(super) fn request_admission(
     user: &str,
     decision: Result<RateDecision, StoreError>,
 ) -> Result<(), Rejection> {
@@ -62,7 +62,19 @@ impl ChatService {
             .connections
             .take_request_token(&identity.tenant, &identity.user, &self.config.rate, now_ms)
             .await;
-        request_admission(&identity.user, decision)
+        request_admission(&identity.user, decision)?;
+        if identity.role == crate::auth::Role::User
+            && self
+                .is_blocked(&identity.tenant, &identity.user)
+                .await
+                .map_err(unavailable)?
+        {
+            return Err(Rejection::new(
+                ErrorCode::Forbidden,
+                "blocked by the support team",
+            ));
+        }
+        Ok(())
     }
 
     /// Stores a message the service itself writes (a server-side publish, a desk event) and

@@ -144,9 +144,7 @@ impl MemoryDesk {
         Self::default()
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, BTreeMap<(String, DeskKind, String), DeskRecord>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, DeskKind, String), DeskRecord>> {
         // A panic while holding the lock leaves a plain map behind; it stays usable.
         self.records.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -316,6 +316,9 @@ pub enum Amendment {
     Delete {
         /// When, epoch milliseconds.
         at_ms: u64,
+        /// The agent who deleted another's message in a conversation they handle; the
+        /// tombstone's meta keeps it (`deleted_by`).
+        moderator: Option<String>,
     },
 }
 

@@ -16,9 +16,9 @@ pub fn apply_amendment(message: &mut MessageView, change: Amendment) {
             message.body = Some(body);
             message.edited_ts = Some(at_ms);
         }
-        Amendment::Delete { at_ms } => {
+        Amendment::Delete { at_ms, moderator } => {
             message.body = None;
-            message.meta = None;
+            message.meta = moderator.map(|by| serde_json::json!({ "deleted_by": by }));
             message.attachments.clear();
             message.deleted = true;
             message.edited_ts = Some(at_ms);

@@ -361,7 +361,13 @@ mod tests {
         );
         let item = message_item("R#t/r", &m, Some(10)).unwrap();
         assert_eq!(decode_message(&room, &item).unwrap(), m);
-        apply_amendment(&mut m, Amendment::Delete { at_ms: 6 });
+        apply_amendment(
+            &mut m,
+            Amendment::Delete {
+                at_ms: 6,
+                moderator: None,
+            },
+        );
         let item = message_item("R#t/r", &m, None).unwrap();
         assert_eq!(decode_message(&room, &item).unwrap(), m);
     }

@@ -136,7 +136,11 @@ mod tests {
         assert_eq!(edit, "SET #body = :v0, #edited_ts = :v1");
         assert_eq!(x.values[":v0"], s("new"));
         assert_eq!(x.values[":v1"], n(7));
-        let (delete, x) = amendment_update(Amendment::Delete { at_ms: 9 }).unwrap();
+        let (delete, x) = amendment_update(Amendment::Delete {
+            at_ms: 9,
+            moderator: None,
+        })
+        .unwrap();
         assert_eq!(
             delete,
             "SET #deleted = :v0, #edited_ts = :v1 REMOVE #att, #body, #meta"

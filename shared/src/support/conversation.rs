@@ -1,11 +1,5 @@
-//! The support desk's rules (pure): how a room's [`Conversation`] moves between `waiting`,
+//! A conversation's life (pure): how a room's [`Conversation`] moves between `waiting`,
 //! `assigned` and `closed`, and the system messages that record each change.
-//!
-//! A room is a support conversation when its name starts with the configured prefix
-//! ([`DEFAULT_SUPPORT_ROOM_PREFIX`]). A visitor's (role `user`) message opens it, or reopens it
-//! once closed; an agent `assign`s it to themself and `close`s it. Every change is stored as a
-//! message from [`SYSTEM_SENDER`] in the room, so it replays and resumes like any message, and as
-//! a message in the tenant's [`INBOX_ROOM`], which agents join to see the queue.
 
 use serde_json::json;
 
@@ -13,21 +7,31 @@ use crate::auth::Role;
 use crate::protocol::{Conversation, ConversationStatus, ErrorCode, Rejection, SYSTEM_SENDER};
 use crate::store::NewMessage;
 
-/// Rooms whose name starts with this are support conversations, unless configured otherwise.
-pub const DEFAULT_SUPPORT_ROOM_PREFIX: &str = "support-";
-
-/// The room, in each tenant, where every conversation change is posted for agents. Only agents
-/// (and services) may join it, and nobody may write in it.
-pub const INBOX_ROOM: &str = "inbox";
-
 /// What is asked of a conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeskRequest<'a> {
     /// A visitor wrote: open it unless it is open.
     Open,
-    /// An agent takes it.
+    /// An agent takes it (manual accept: a waiting conversation, whatever their capacity).
     Assign {
         /// The agent.
+        agent: &'a str,
+    },
+    /// Auto-assignment gives a waiting conversation to `agent`; anything else keeps it.
+    Offer {
+        /// The agent chosen by [`super::routing::pick_agent`].
+        agent: &'a str,
+    },
+    /// The assigned agent hands it to another agent.
+    Transfer {
+        /// The assigned agent.
+        from: &'a str,
+        /// The agent taking it.
+        to: &'a str,
+    },
+    /// The assigned agent puts it back in the queue.
+    Unassign {
+        /// The assigned agent.
         agent: &'a str,
     },
     /// An agent closes it.
@@ -49,50 +53,58 @@ pub fn transition(
     request: DeskRequest<'_>,
     now_ms: u64,
 ) -> Result<Transition, Rejection> {
-    let next = |status, agent: Option<String>| {
+    use ConversationStatus::{Assigned, Closed, Waiting};
+    let next = |status, agent: Option<&str>, previous_agent: Option<String>| {
         Transition::Change(Conversation {
             status,
-            agent,
+            agent: agent.map(str::to_owned),
             version: current.map_or(0, |c| c.version) + 1,
             since: now_ms,
-            previous_agent: None,
+            previous_agent,
         })
     };
-    let keep = |c: &Conversation| Transition::Keep(c.clone());
-    use ConversationStatus::{Assigned, Closed, Waiting};
-    match (current, request) {
-        (None, DeskRequest::Open) => Ok(next(Waiting, None)),
-        (Some(c), DeskRequest::Open) if c.status == Closed => Ok(next(Waiting, None)),
-        (Some(c), DeskRequest::Open) => Ok(keep(c)),
-        (None, DeskRequest::Assign { .. } | DeskRequest::Close) => Err(Rejection::new(
-            ErrorCode::NotFound,
-            "no conversation in this room yet",
-        )),
-        (Some(c), DeskRequest::Assign { agent }) => match c.status {
-            Waiting => Ok(next(Assigned, Some(agent.to_owned()))),
-            Assigned if c.agent.as_deref() == Some(agent) => Ok(keep(c)),
-            Assigned => Err(Rejection::new(
-                ErrorCode::Conflict,
-                format!(
-                    "already assigned to {}",
-                    c.agent.as_deref().unwrap_or("another agent")
-                ),
+    let keep = |c: &Conversation| Ok(Transition::Keep(c.clone()));
+    let conflict = |message: String| Err(Rejection::new(ErrorCode::Conflict, message));
+    let Some(c) = current else {
+        return match request {
+            DeskRequest::Open => Ok(next(Waiting, None, None)),
+            _ => Err(Rejection::new(
+                ErrorCode::NotFound,
+                "no conversation in this room yet",
             )),
-            Closed => Err(Rejection::new(
-                ErrorCode::Conflict,
-                "the conversation is closed",
-            )),
-        },
-        (Some(c), DeskRequest::Close) => match c.status {
-            Closed => Ok(keep(c)),
-            Waiting | Assigned => Ok(next(Closed, c.agent.clone())),
-        },
+        };
+    };
+    let holder = c.agent.as_deref().unwrap_or("another agent");
+    let previous = c.previous_agent.clone();
+    match (c.status, request) {
+        (Closed, DeskRequest::Open) => Ok(next(Waiting, None, c.agent.clone())),
+        (_, DeskRequest::Open) => keep(c),
+        (Waiting, DeskRequest::Assign { agent } | DeskRequest::Offer { agent }) => {
+            Ok(next(Assigned, Some(agent), previous))
+        }
+        (Assigned, DeskRequest::Assign { agent }) if c.agent.as_deref() == Some(agent) => keep(c),
+        (Assigned, DeskRequest::Assign { .. }) => conflict(format!("already assigned to {holder}")),
+        (Closed, DeskRequest::Assign { .. }) => conflict("the conversation is closed".into()),
+        (_, DeskRequest::Offer { .. }) => keep(c),
+        (Assigned, DeskRequest::Transfer { from, to }) if c.agent.as_deref() == Some(from) => {
+            if from == to {
+                keep(c)
+            } else {
+                Ok(next(Assigned, Some(to), previous))
+            }
+        }
+        (Assigned, DeskRequest::Unassign { agent }) if c.agent.as_deref() == Some(agent) => {
+            Ok(next(Waiting, None, previous))
+        }
+        (Assigned, DeskRequest::Transfer { .. } | DeskRequest::Unassign { .. }) => {
+            conflict(format!("assigned to {holder}: only they can hand it on"))
+        }
+        (Waiting | Closed, DeskRequest::Transfer { .. } | DeskRequest::Unassign { .. }) => {
+            conflict(format!("the conversation is {}", c.status.as_str()))
+        }
+        (Closed, DeskRequest::Close) => keep(c),
+        (Waiting | Assigned, DeskRequest::Close) => Ok(next(Closed, c.agent.as_deref(), previous)),
     }
-}
-
-/// Whether `room` is a support conversation under `prefix` (an empty prefix: none is).
-pub fn is_support_room(prefix: &str, room: &str) -> bool {
-    !prefix.is_empty() && room.starts_with(prefix) && room.len() > prefix.len()
 }
 
 fn status_text(c: &Conversation) -> String {
@@ -191,7 +203,85 @@ mod tests {
         let closed = changed(transition(Some(&taken), DeskRequest::Close, 30));
         assert_eq!(closed, conv_at(3, Closed, Some("ann"), 30));
         let reopened = changed(transition(Some(&closed), DeskRequest::Open, 40));
-        assert_eq!(reopened, conv_at(4, Waiting, None, 40));
+        assert_eq!(
+            reopened,
+            Conversation {
+                previous_agent: Some("ann".into()),
+                ..conv_at(4, Waiting, None, 40)
+            },
+            "a reopened conversation remembers who had it"
+        );
+    }
+
+    #[test]
+    fn offers_take_only_a_waiting_conversation() {
+        let waiting = conv(1, Waiting, None);
+        let offered = changed(transition(
+            Some(&waiting),
+            DeskRequest::Offer { agent: "bo" },
+            9,
+        ));
+        assert_eq!(offered, conv_at(2, Assigned, Some("bo"), 9));
+        let assigned = conv(2, Assigned, Some("ann"));
+        assert_eq!(
+            transition(Some(&assigned), DeskRequest::Offer { agent: "bo" }, 9),
+            Ok(Transition::Keep(assigned)),
+            "taken meanwhile: the offer changes nothing"
+        );
+        assert_eq!(
+            code(transition(None, DeskRequest::Offer { agent: "bo" }, 9)),
+            ErrorCode::NotFound
+        );
+    }
+
+    #[test]
+    fn only_the_assigned_agent_transfers_or_unassigns() {
+        let assigned = conv(2, Assigned, Some("ann"));
+        let moved = changed(transition(
+            Some(&assigned),
+            DeskRequest::Transfer {
+                from: "ann",
+                to: "bo",
+            },
+            9,
+        ));
+        assert_eq!(moved, conv_at(3, Assigned, Some("bo"), 9));
+        assert_eq!(
+            code(transition(
+                Some(&moved),
+                DeskRequest::Transfer {
+                    from: "ann",
+                    to: "cy",
+                },
+                9
+            )),
+            ErrorCode::Conflict
+        );
+        let back = changed(transition(
+            Some(&moved),
+            DeskRequest::Unassign { agent: "bo" },
+            10,
+        ));
+        assert_eq!(back, conv_at(4, Waiting, None, 10));
+        assert_eq!(
+            code(transition(
+                Some(&back),
+                DeskRequest::Unassign { agent: "bo" },
+                11
+            )),
+            ErrorCode::Conflict
+        );
+        assert_eq!(
+            transition(
+                Some(&assigned),
+                DeskRequest::Transfer {
+                    from: "ann",
+                    to: "ann",
+                },
+                9
+            ),
+            Ok(Transition::Keep(assigned))
+        );
     }
 
     fn conv_at(
@@ -267,14 +357,6 @@ mod tests {
             7,
         ));
         assert_eq!(closed, conv_at(2, Closed, None, 7));
-    }
-
-    #[test]
-    fn support_rooms_by_prefix() {
-        assert!(is_support_room("support-", "support-42"));
-        assert!(!is_support_room("support-", "support-"));
-        assert!(!is_support_room("support-", "team"));
-        assert!(!is_support_room("", "support-42"));
     }
 
     #[test]
