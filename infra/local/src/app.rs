@@ -83,8 +83,7 @@ struct Stores {
     live: Option<Arc<MemoryConnections>>,
     outbox: Option<Arc<dyn Outbox>>,
     attachments: Arc<dyn AttachmentIndex>,
-    /// The support desk's records; `None` turns the desk's features off (DynamoDB mode, until
-    /// its backend is wired).
+    /// The support desk's records; `None` turns the desk's features off.
     desk: Option<Arc<dyn DeskDirectory>>,
 }
 
@@ -495,8 +494,8 @@ async fn dynamodb_stores(endpoint: &str, table: &str) -> anyhow::Result<Stores> 
         history: store.clone(),
         live: None,
         outbox: None,
-        attachments: store,
-        desk: None,
+        attachments: store.clone(),
+        desk: Some(store),
     })
 }
 
