@@ -253,7 +253,8 @@ impl Runtime {
             self.store.clone(),
             gateway,
             self.service.clone(),
-        );
+        )
+        .with_desk(self.store.clone());
         if let Some((blobs, policy, quota)) = &self.attachments {
             service = service.with_attachments(Attachments {
                 index: self.store.clone(),
