@@ -62,7 +62,7 @@ locals {
   functions = {
     connect = {
       route             = "$connect"
-      dynamodb_actions  = ["BatchGetItem", "BatchWriteItem", "PutItem", "Query"]
+      dynamodb_actions  = ["BatchGetItem", "BatchWriteItem", "GetItem", "PutItem", "Query"]
       manages_websocket = false
       description       = "roomcast WebSocket route $connect"
       timeout           = null
