@@ -11,8 +11,10 @@ use roomcast_core::attachments::{AttachmentPolicy, LinkSigner, UploadQuota};
 use roomcast_core::auth::{AuthConfig, Claims, TokenSigner, TokenVerifier, VerifyKey};
 use roomcast_core::gateway::{Gateway, RoomRelay};
 use roomcast_core::service::{Attachments, ServiceConfig};
+use roomcast_core::store::MemoryDesk;
 use roomcast_core::store::memory::{MemoryConnections, MemoryHistory};
 use roomcast_core::store::memory_attachments::{MemoryAttachments, MemoryBlobs};
+use roomcast_core::support::embed::EMBED_KID;
 
 use crate::gateway::RecordingGateway;
 
@@ -31,6 +33,8 @@ pub struct TestService {
     pub connections: Arc<MemoryConnections>,
     /// Its durable store.
     pub history: Arc<MemoryHistory>,
+    /// Its support desk records.
+    pub desk: Arc<MemoryDesk>,
     signer: TokenSigner,
     now: AtomicU64,
 }
@@ -56,18 +60,25 @@ impl TestService {
         outbound: Arc<dyn Gateway>,
     ) -> Self {
         let connections = Arc::new(MemoryConnections::new());
+        let desk = Arc::new(MemoryDesk::new());
+        let verifier = match &config.embed.signing_key {
+            Some(key) => verifier_with(vec![(EMBED_KID.to_owned(), VerifyKey::Hs256(key.clone()))]),
+            None => verifier(),
+        };
         let service = ChatService::new(
-            verifier(),
+            verifier,
             connections.clone(),
             history.clone(),
             outbound,
             config,
-        );
+        )
+        .with_desk(desk.clone());
         Self {
             service: Arc::new(service),
             gateway,
             connections,
             history,
+            desk,
             signer: TokenSigner::hs256(SECRET),
             now: AtomicU64::new(T0),
         }
@@ -134,10 +145,16 @@ impl TestService {
 
 /// The verifier of tokens signed with [`SECRET`].
 pub fn verifier() -> TokenVerifier {
+    verifier_with(Vec::new())
+}
+
+/// The verifier of tokens signed with [`SECRET`], and of those naming one of `keys_by_kid`
+/// (visitor tokens, as configured deployments add them).
+fn verifier_with(keys_by_kid: Vec<(String, VerifyKey)>) -> TokenVerifier {
     // Invariant: an HS256 key is any byte string; building its verifier cannot fail.
     TokenVerifier::new(&AuthConfig {
         key: VerifyKey::Hs256(SECRET.to_vec()),
-        keys_by_kid: Vec::new(),
+        keys_by_kid,
         issuer: None,
         audience: None,
         leeway_secs: 0,

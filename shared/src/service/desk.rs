@@ -202,23 +202,27 @@ impl ChatService {
             .await?;
         let mut fanout = in_room + in_inbox;
         if let (Some(before), true) = (changed_from, self.desk.is_some()) {
+            // Put back in the queue by hand: it waits for a manual accept or the next freed
+            // place, rather than going straight back to an agent.
+            let refill = !matches!(request, DeskRequest::Unassign { .. });
             fanout += self
-                .follow_change(room, before.as_ref(), &conversation, opener, now_ms)
+                .follow_change(room, before.as_ref(), &conversation, opener, refill, now_ms)
                 .await;
         }
         Ok((conversation, recorded.message.seq, fanout))
     }
 
     /// Brings the desk records along with a conversation change: the agents' assigned rooms,
-    /// the list entry; then offers this conversation if it waits, or others if capacity was
-    /// freed. Failures are logged: the change stands, and the next change or listing repairs
-    /// what lags.
+    /// the list entry; then offers this conversation if it was opened, or others if capacity
+    /// was freed (and `refill`). Failures are logged: the change stands, and the next change
+    /// repairs what lags.
     async fn follow_change(
         &self,
         room: &RoomRef,
         before: Option<&Conversation>,
         after: &Conversation,
         opener: Option<&str>,
+        refill: bool,
         now_ms: u64,
     ) -> usize {
         let held_before = before
@@ -252,7 +256,7 @@ impl ChatService {
         if reopened_or_new {
             fanout += self.auto_assign(room, now_ms).await;
         }
-        if freed.is_some() {
+        if freed.is_some() && refill {
             fanout += self.fill(&room.tenant, now_ms).await;
         }
         fanout

@@ -130,14 +130,12 @@ impl ChatService {
             .transpose()?
             .and_then(|v| v.name);
         let claims = visitor_claims(
+            embed,
             &key.tenant,
             &request.visitor,
             &room,
             name.as_deref(),
             now_ms,
-            embed.token_secs,
-            embed.issuer.as_deref(),
-            embed.audience.as_deref(),
         );
         let token = TokenSigner::hs256(signing_key)
             .with_kid(EMBED_KID)

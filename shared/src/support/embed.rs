@@ -264,16 +264,15 @@ pub fn visitor_room(prefix: &str, visitor: &str) -> String {
     format!("{prefix}{visitor}")
 }
 
-/// The claims of a visitor token: role `user` of the key's tenant, granted their room alone.
+/// The claims of a visitor token under `config`: role `user` of the key's tenant, granted
+/// their room alone, for `config.token_secs`.
 pub fn visitor_claims(
+    config: &EmbedConfig,
     tenant: &str,
     visitor: &str,
     room: &str,
     name: Option<&str>,
     now_ms: u64,
-    ttl_secs: u64,
-    issuer: Option<&str>,
-    audience: Option<&str>,
 ) -> Claims {
     let now_s = now_ms / 1000;
     Claims {
@@ -282,11 +281,11 @@ pub fn visitor_claims(
         rooms: vec![room.to_owned()],
         name: name.map(str::to_owned),
         role: Role::User,
-        exp: Some(now_s + ttl_secs),
+        exp: Some(now_s + config.token_secs),
         nbf: None,
         iat: Some(now_s),
-        iss: issuer.map(str::to_owned),
-        aud: audience.map(|a| serde_json::Value::String(a.to_owned())),
+        iss: config.issuer.clone(),
+        aud: config.audience.clone().map(serde_json::Value::String),
     }
 }
 
@@ -391,16 +390,12 @@ mod tests {
         assert!(is_visitor_id("v_0123456789abcdefghijkl"));
         assert!(!is_visitor_id("short"));
         assert!(!is_visitor_id("v_0123456789abcdefghijkl/"));
-        let c = visitor_claims(
-            "acme",
-            "v_x",
-            "support-v_x",
-            Some("Zoë"),
-            5_000,
-            60,
-            Some("iss"),
-            None,
-        );
+        let config = EmbedConfig {
+            token_secs: 60,
+            issuer: Some("iss".into()),
+            ..EmbedConfig::default()
+        };
+        let c = visitor_claims(&config, "acme", "v_x", "support-v_x", Some("Zoë"), 5_000);
         assert_eq!(
             (c.rooms, c.exp, c.role),
             (vec!["support-v_x".to_owned()], Some(65), Role::User)
