@@ -1,6 +1,6 @@
 //! One hibernatable WebSocket, the pure parts (unit-tested on the host): the connection id it is
-//! tagged with, what its upgrade request carried for `$connect`, and the close codes and
-//! reasons that go on the wire.
+//! tagged with, what its upgrade request carried for `$connect` (token, protocols, origin), and
+//! the close codes and reasons that go on the wire.
 
 use roomcast_core::service::Upgrade;
 
@@ -20,10 +20,12 @@ pub struct UpgradeRequest {
     pub token_param: Option<String>,
     /// The `Sec-WebSocket-Protocol` header.
     pub protocols: Option<String>,
+    /// The `Origin` header (a browser page's, for the tenant's embed allowlist).
+    pub origin: Option<String>,
 }
 
 impl UpgradeRequest {
-    /// The token parameter and the protocol header of `req`.
+    /// The token parameter and the protocol and origin headers of `req`.
     #[cfg(target_arch = "wasm32")]
     pub fn from_request(req: &worker::Request) -> worker::Result<Self> {
         let token_param = req
@@ -35,6 +37,7 @@ impl UpgradeRequest {
         Ok(Self {
             token_param,
             protocols: req.headers().get("Sec-WebSocket-Protocol")?,
+            origin: req.headers().get("Origin")?,
         })
     }
 
@@ -43,6 +46,7 @@ impl UpgradeRequest {
         Upgrade {
             token_param: self.token_param.as_deref(),
             protocols: self.protocols.as_deref(),
+            origin: self.origin.as_deref(),
         }
     }
 }
@@ -85,18 +89,24 @@ mod tests {
     }
 
     #[test]
-    fn the_upgrade_lends_the_token_and_the_protocols() {
+    fn the_upgrade_lends_the_token_the_protocols_and_the_origin() {
         let request = UpgradeRequest {
-            token_param: None,
             protocols: Some("roomcast.v1, aa.bb.cc".into()),
+            origin: Some("https://shop.example".into()),
+            ..UpgradeRequest::default()
         };
+        let upgrade = request.upgrade();
         assert_eq!(
-            (request.upgrade().token(), request.upgrade().subprotocol()),
-            (Some("aa.bb.cc"), Some("roomcast.v1"))
+            (upgrade.token(), upgrade.subprotocol(), upgrade.origin),
+            (
+                Some("aa.bb.cc"),
+                Some("roomcast.v1"),
+                Some("https://shop.example")
+            )
         );
         let request = UpgradeRequest {
             token_param: Some("q.t.k".into()),
-            protocols: None,
+            ..UpgradeRequest::default()
         };
         assert_eq!(request.upgrade().token(), Some("q.t.k"));
     }
