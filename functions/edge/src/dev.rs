@@ -13,6 +13,10 @@
 //!   edge's outbox ports (`outbox.rs`);
 //! - the testkit's `attachment_conformance` against [`SqlSlots`] on the same SQLite storage,
 //!   its quota charges going to the named tenants' `TenantEvents` objects as a room's do;
+//! - the testkit's `desk_conformance` against [`EdgeDesk`]: every call a request to the named
+//!   tenant's `TenantEvents` object, as a room's are, so the suite covers its `/__tenant/desk`
+//!   route and the compare-and-set on its SQLite (the concurrent writers are concurrent
+//!   requests);
 //! - the testkit's `connection_conformance` against [`EdgeConnections`] without sockets (the
 //!   in-memory indexes and the write-through path; there are no sockets to write to);
 //! - a hibernation round trip: connections on real accepted sockets, written to their
@@ -51,9 +55,11 @@ use roomcast_testkit::attachment_conformance::attachment_conformance;
 use roomcast_testkit::conformance::{
     Namer, connection_conformance, history_conformance, journal_conformance, outbox_conformance,
 };
+use roomcast_testkit::desk_conformance::desk_conformance;
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::{Delay, Env, Request, Response, Result, State, WebSocketPair, js_sys};
 
+use crate::desk::EdgeDesk;
 use crate::history::{Rooms, SqlHistory};
 use crate::now_ms;
 use crate::outbox::Journaling;
@@ -97,11 +103,16 @@ pub async fn conformance(state: &Rc<State>, env: &Env) -> Result<Response> {
     let slots = SqlSlots::open(state.storage().sql(), Rooms::Any, env.clone())
         .map_err(|e| worker::Error::RustError(e.to_string()))?;
     attachment_conformance(&slots, &Namer::new(format!("{prefix}a")), true).await;
+    desk_conformance(
+        &EdgeDesk::new(env.clone()),
+        &Namer::new(format!("{prefix}d")),
+    )
+    .await;
     let detached = EdgeConnections(Rc::new(Sockets::detached()));
     connection_conformance(&detached, &Namer::new(format!("{prefix}c"))).await;
     let restored = hibernation_round_trip(state).await?;
     Response::ok(format!(
-        "ok: messages table migrated, history_conformance, journal_conformance, outbox_conformance, attachment_conformance, connection_conformance, hibernation round trip of {restored} connections\n"
+        "ok: messages table migrated, history_conformance, journal_conformance, outbox_conformance, attachment_conformance, desk_conformance, connection_conformance, hibernation round trip of {restored} connections\n"
     ))
 }
 

@@ -14,7 +14,8 @@
 //!   (acknowledged, rescheduled or dead-lettered, with an attempt record). Its alarm is set for
 //!   the earliest queue deadline or pending delivery, so deliveries resume after a restart.
 //!   It also keeps the tenant's per-day upload quotas, charged by its room objects
-//!   (`uploads.rs`).
+//!   (`uploads.rs`), and the tenant's support desk records (`desk.rs`), and answers
+//!   `POST /embed/token` for the tenant's publishable keys (their rate limits are its own).
 
 use std::cell::Cell;
 use std::cell::RefCell;
@@ -35,7 +36,7 @@ use roomcast_core::events::signing::sign;
 use roomcast_core::events::{
     AttemptResult, Endpoint, EndpointQueue, EndpointRules, Event, Outcome, Verdict,
 };
-use roomcast_core::http::{self, HttpRequest};
+use roomcast_core::http;
 use roomcast_core::service::{Entropy, Events, Resolver};
 use roomcast_core::store::{
     DeliveryBacklog, EndpointRegistry, EventJournal, EventLog, Journaled, OutboxEntry, StoreError,
@@ -47,10 +48,11 @@ use worker::{
 };
 
 use crate::config::EdgeConfig;
+use crate::desk::{SqlDesk, serve_desk};
 use crate::history::{Rooms, SqlHistory};
 use crate::now_ms;
 use crate::outbox::Journaling;
-use crate::room::json_reply;
+use crate::room::{ApiRequest, json_reply};
 use crate::routes::{EdgeRoute, edge_route};
 use crate::sockets::{EdgeConnections, EdgeGateway, Sockets};
 use crate::uploads::{create_quota_table, serve_charge};
@@ -270,6 +272,8 @@ pub struct Hub {
     state: Rc<State>,
     settings: Settings,
     outbox: Arc<SqlHistory>,
+    /// The tenant's support desk records.
+    desk: Arc<SqlDesk>,
     sockets: Rc<Sockets>,
     driver: RefCell<Driver>,
     /// Whether the operator's endpoint was installed since the object started.
@@ -316,10 +320,17 @@ impl Hub {
         let outbox = SqlHistory::open(state.storage().sql(), Rooms::Any, Journaling::WhenEndpoints)
             .map_err(|e| e.to_string())?;
         create_quota_table(outbox.sql()).map_err(|e| e.to_string())?;
+        let desk = SqlDesk::open(state.storage().sql()).map_err(|e| e.to_string())?;
+        #[allow(
+            clippy::arc_with_non_send_sync,
+            reason = "the service's ports are Arcs; on wasm32 they are !Send (JS handles)"
+        )]
+        let desk = Arc::new(desk);
         Ok(Self {
             state: state.clone(),
             settings,
             outbox: Arc::new(outbox),
+            desk,
             sockets: Rc::new(Sockets::new(state.clone())),
             driver: RefCell::new(Driver::default()),
             operator_synced: Cell::new(false),
@@ -327,8 +338,8 @@ impl Hub {
     }
 
     /// A service for one request: the endpoints API over this object's outbox, the request's
-    /// own origin refused as an endpoint. The tenant object serves only the endpoints API: its
-    /// store holds no messages.
+    /// own origin refused as an endpoint; visitor tokens (`POST /embed/token`) with the tenant's
+    /// desk records. The tenant object serves only these: its store holds no messages.
     fn service(
         &self,
         own_origin: Option<(String, u16)>,
@@ -350,7 +361,8 @@ impl Hub {
             Some(self.outbox.clone()),
             &self.settings.events,
             own_origin.into_iter().collect(),
-        ));
+        ))
+        .with_desk(self.desk.clone());
         Ok(service)
     }
 
@@ -393,32 +405,21 @@ impl Hub {
         }
     }
 
-    /// The endpoints API (`/events/endpoints…`), then a turn of deliveries (a test event or a
-    /// replay is due at once).
-    async fn api(self: &Rc<Self>, mut req: Request) -> Result<Response> {
+    /// The endpoints API (`/events/endpoints…`) and `POST /embed/token`, then a turn of
+    /// deliveries (a test event or a replay is due at once).
+    async fn api(self: &Rc<Self>, req: Request) -> Result<Response> {
         let now = now_ms();
-        let authorization = req.headers().get("Authorization")?;
-        let url = req.url()?;
+        let request = ApiRequest::read(req).await?;
+        let url = &request.url;
         let own_origin = url
             .host_str()
             .zip(url.port_or_known_default())
             .map(|(host, port)| (host.to_ascii_lowercase(), port));
-        let body = req.bytes().await?;
-        let method = req.method();
         let service = match self.service(own_origin) {
             Ok(service) => service,
             Err(e) => return Response::error(format!("not configured: {e}"), 500),
         };
-        let request = HttpRequest {
-            method: method.as_ref(),
-            path: url.path(),
-            query: url.query(),
-            authorization: authorization.as_deref(),
-            body: &body,
-            origin: None,
-            client_ip: None,
-        };
-        let reply = http::handle(&service, &request, None, now).await;
+        let reply = http::handle(&service, &request.http(), None, now).await;
         self.pump().await;
         json_reply(&reply)
     }
@@ -720,6 +721,7 @@ impl DurableObject for TenantEvents {
                 hub.internal(req, &route).await
             }
             Some(EdgeRoute::TenantQuota) => serve_charge(hub.outbox.sql(), req).await,
+            Some(EdgeRoute::TenantDesk) => serve_desk(&hub.desk, req).await,
             _ => hub.api(req).await,
         }
     }

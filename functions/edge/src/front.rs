@@ -2,13 +2,15 @@
 //! tenant, and routes each request to the `ChatRoom` object of (tenant, room), named
 //! `tenant/room`. Every chat decision is the object's, through the core service; the Worker only
 //! refuses what it cannot route (no valid token, no valid room name), with the core's replies.
-//! The endpoints API (`/events/endpoints…`) goes to the tenant's `TenantEvents` object. The
-//! Worker itself serves attachment bytes behind signed links (`PUT /uploads/{token}`,
+//! The endpoints API (`/events/endpoints…`) goes to the tenant's `TenantEvents` object, and so
+//! does `POST /embed/token`, to the object of the publishable key's tenant. The Worker itself
+//! serves attachment bytes behind signed links (`PUT /uploads/{token}`,
 //! `GET /files/{token}`, [`crate::blobs`]).
 
 use roomcast_core::auth::TokenVerifier;
 use roomcast_core::http::{self, HttpReply, Route};
-use roomcast_core::protocol::validate_name;
+use roomcast_core::protocol::{ErrorCode, Rejection, validate_name};
+use roomcast_core::service::TokenRequest;
 use roomcast_core::store::RoomRef;
 use worker::{Context, Env, Headers, Method, Request, Response, Result, event};
 
@@ -48,9 +50,11 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
             EdgeRoute::DevConformance
             | EdgeRoute::DevFault
             | EdgeRoute::Relay
+            | EdgeRoute::RelayOffer
             | EdgeRoute::EventsEndpoints
             | EdgeRoute::EventsDispatch
-            | EdgeRoute::TenantQuota,
+            | EdgeRoute::TenantQuota
+            | EdgeRoute::TenantDesk,
         ) => json_reply(&http::not_found()),
         None if req.method() == Method::Options => preflight(),
         None => with_cors(api(req, &env, &config, &path).await?),
@@ -70,6 +74,7 @@ async fn api(req: Request, env: &Env, config: &EdgeConfig, path: &str) -> Result
         Route::Blob(route) => crate::blobs::serve(req, env, config, route).await,
         Route::BadRoom => json_reply(&http::bad_room()),
         Route::Endpoints(_) => endpoints(req, env, config).await,
+        Route::EmbedToken => embed_token(req, env, config).await,
         Route::NotFound => json_reply(&http::not_found()),
     }
 }
@@ -124,18 +129,22 @@ async fn socket(req: Request, env: &Env, config: &EdgeConfig, room: &str) -> Res
     room_object(env, &name)?.fetch_with_request(req).await
 }
 
+/// Whether `req` says its body is over the API's limit (the object reading it checks again).
+fn too_big(req: &Request) -> Result<bool> {
+    Ok(req
+        .headers()
+        .get("Content-Length")?
+        .and_then(|n| n.parse::<usize>().ok())
+        .is_some_and(|n| n > http::MAX_BODY_BYTES))
+}
+
 /// `GET|POST /rooms/{room}/messages`, `POST /rooms/{room}/uploads`,
 /// `GET /rooms/{room}/attachments/{id}`: to the room's object.
 async fn room_api(req: Request, env: &Env, config: &EdgeConfig, room: &str) -> Result<Response> {
     if let Err(r) = validate_name("room", room) {
         return json_reply(&HttpReply::rejection(r));
     }
-    let too_big = req
-        .headers()
-        .get("Content-Length")?
-        .and_then(|n| n.parse::<usize>().ok())
-        .is_some_and(|n| n > http::MAX_BODY_BYTES);
-    if too_big {
+    if too_big(&req)? {
         return json_reply(&http::payload_too_large());
     }
     let authorization = req.headers().get("Authorization")?;
@@ -158,6 +167,34 @@ async fn endpoints(req: Request, env: &Env, config: &EdgeConfig) -> Result<Respo
             Err(reply) => return json_reply(&reply),
         };
     tenant_object(env, &identity.tenant)?
+        .fetch_with_request(req)
+        .await
+}
+
+/// `POST /embed/token`: to the events object of the publishable key's tenant, whose service
+/// answers it (the key's and the address's rate limits, the tenant's blocks and agents are that
+/// object's). The Worker reads the key to find the object, and answers alone only what it cannot
+/// route: a body that is no token request, or an unknown key.
+async fn embed_token(req: Request, env: &Env, config: &EdgeConfig) -> Result<Response> {
+    if req.method() != Method::Post {
+        return json_reply(&http::method_not_allowed());
+    }
+    if too_big(&req)? {
+        return json_reply(&http::payload_too_large());
+    }
+    // A copy of the body is read; the request goes on with its own.
+    let asked: TokenRequest = match req.clone()?.json().await {
+        Ok(asked) => asked,
+        Err(e) => {
+            let reason = format!("expected {{key, visitor, name?}}: {e}");
+            return json_reply(&HttpReply::error(400, "BAD_FRAME", &reason));
+        }
+    };
+    let Some(key) = config.settings.service.embed.keys.get(&asked.key) else {
+        let unknown = Rejection::new(ErrorCode::Forbidden, "unknown publishable key");
+        return json_reply(&HttpReply::rejection(unknown));
+    };
+    tenant_object(env, &key.tenant)?
         .fetch_with_request(req)
         .await
 }

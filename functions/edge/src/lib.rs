@@ -3,10 +3,10 @@
 //! roomcast on Cloudflare Workers: the [`front`] Worker verifies tokens and routes each
 //! connection and HTTP request to the [`room::ChatRoom`] Durable Object of its (tenant, room),
 //! which runs the core `ChatService` over its SQLite storage ([`history::SqlHistory`]) and its
-//! hibernatable WebSockets ([`sockets::Sockets`]); integration events and upload quotas go
-//! through one [`events::TenantEvents`] object per tenant; attachment bytes are in R2
-//! ([`blobs`], slots in [`uploads`]). docs/architecture.md ("The edge build") has
-//! the design; docs/protocol.md §14 the differences clients see.
+//! hibernatable WebSockets ([`sockets::Sockets`]); integration events, upload quotas and the
+//! support desk's records ([`desk`]) go through one [`events::TenantEvents`] object per tenant;
+//! attachment bytes are in R2 ([`blobs`], slots in [`uploads`]). docs/architecture.md ("The
+//! edge build") has the design; docs/protocol.md §14 the differences clients see.
 //!
 //! Pure modules ([`attachment`], [`config`], [`routes`], [`socket`]) build and are unit-tested
 //! on the host; the rest is wasm32-only (JavaScript handles are `!Send`, as the core's ports
@@ -19,6 +19,8 @@ pub mod socket;
 
 #[cfg(target_arch = "wasm32")]
 pub mod blobs;
+#[cfg(target_arch = "wasm32")]
+pub mod desk;
 #[cfg(all(target_arch = "wasm32", feature = "dev"))]
 mod dev;
 #[cfg(target_arch = "wasm32")]

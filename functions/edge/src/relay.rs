@@ -3,19 +3,31 @@
 //!
 //! The support desk lists each conversation's changes in the tenant's `inbox` room, which is
 //! another object: the conversation's object posts the notice to the inbox object's relay route,
-//! and the inbox object records and delivers it with its own service. The route is reachable only
-//! through a stub: the Worker forwards client requests for room paths alone.
+//! and the inbox object records and delivers it with its own service. Likewise an agent's freed
+//! capacity: the object where it was freed has the waiting conversation's object offer it
+//! (`/__relay/offer`). The routes are reachable only through a stub: the Worker forwards client
+//! requests for room paths alone.
 
 use roomcast_core::gateway::RoomRelay;
 use roomcast_core::store::{Appended, NewMessage, RoomRef, StoreError};
+use serde::{Deserialize, Serialize};
 use worker::wasm_bindgen::JsValue;
-use worker::{Env, Method, Request, RequestInit, Stub};
+use worker::{Env, Method, Request, RequestInit, Response, Stub};
 
 /// The Durable Object namespace binding (wrangler.toml).
 pub const ROOMS_BINDING: &str = "ROOMS";
 
-/// The URL of a relayed record. Only its path matters: a stub's fetch goes to its object.
-const RELAY_URL: &str = "https://chat-room.internal/__relay/record";
+/// The URLs of a relayed record and offer. Only the path matters: a stub's fetch goes to its
+/// object.
+const RECORD_URL: &str = "https://chat-room.internal/__relay/record";
+const OFFER_URL: &str = "https://chat-room.internal/__relay/offer";
+
+/// The body of `POST /__relay/offer`: the offering object's clock (the core passes time in).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Offer {
+    /// Epoch milliseconds.
+    pub now_ms: u64,
+}
 
 /// The stub of the object named `name` (`tenant/room` for a room).
 pub fn room_object(env: &Env, name: &str) -> worker::Result<Stub> {
@@ -24,7 +36,7 @@ pub fn room_object(env: &Env, name: &str) -> worker::Result<Stub> {
         .get_stub()
 }
 
-/// Records messages in other rooms' objects.
+/// Records messages in other rooms' objects, and has them offer their waiting conversations.
 pub struct DurableRelay {
     env: Env,
 }
@@ -35,12 +47,18 @@ impl DurableRelay {
         Self { env }
     }
 
-    async fn post(&self, room: &RoomRef, message: &NewMessage) -> worker::Result<Appended> {
-        let body = serde_json::to_string(message)?;
+    /// `body` (JSON) posted to `url` in `room`'s object; its 200 answer.
+    async fn post(
+        &self,
+        room: &RoomRef,
+        url: &str,
+        body: &impl Serialize,
+    ) -> worker::Result<Response> {
+        let body = serde_json::to_string(body)?;
         let mut init = RequestInit::new();
         init.with_method(Method::Post)
             .with_body(Some(JsValue::from_str(&body)));
-        let request = Request::new_with_init(RELAY_URL, &init)?;
+        let request = Request::new_with_init(url, &init)?;
         let mut response = room_object(&self.env, &room.key())?
             .fetch_with_request(request)
             .await?;
@@ -52,15 +70,27 @@ impl DurableRelay {
                 response.status_code()
             )));
         }
-        response.json().await
+        Ok(response)
     }
 }
 
 #[async_trait::async_trait(?Send)]
 impl RoomRelay for DurableRelay {
     async fn record(&self, room: &RoomRef, message: NewMessage) -> Result<Appended, StoreError> {
-        self.post(room, &message)
-            .await
-            .map_err(|e| StoreError::Other(format!("relay to {}: {e}", room.key())))
+        let relayed = async { self.post(room, RECORD_URL, &message).await?.json().await };
+        relayed.await.map_err(relay_error(room))
     }
+
+    async fn offer(&self, room: &RoomRef, now_ms: u64) -> Result<(), StoreError> {
+        self.post(room, OFFER_URL, &Offer { now_ms })
+            .await
+            .map(drop)
+            .map_err(relay_error(room))
+    }
+}
+
+/// A failed relay to `room`. Not `Unavailable`: the owner may have acted before the answer was
+/// lost.
+fn relay_error(room: &RoomRef) -> impl Fn(worker::Error) -> StoreError + '_ {
+    move |e| StoreError::Other(format!("relay to {}: {e}", room.key()))
 }

@@ -19,6 +19,10 @@
 //!   `sweep_abandoned_uploads`): it is set for when the oldest unattached slot is a day old.
 //! - **Attachments**: slots in the object's SQLite ([`SqlSlots`], quotas in the tenant's
 //!   object), bytes in R2 ([`R2Blobs`]) behind the links the Worker serves.
+//! - **Support desk**: the tenant-wide records (agents, blocks, visitors, the conversation list)
+//!   are in the tenant's object ([`EdgeDesk`]); other rooms' objects have this one record a
+//!   message (`/__relay/record`) or offer its waiting conversation (`/__relay/offer`) through
+//!   [`DurableRelay`].
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -32,17 +36,18 @@ use roomcast_core::protocol::close;
 use roomcast_core::service::{Attachments, Inbound, ServiceConfig};
 use roomcast_core::store::{NewMessage, RoomRef};
 use worker::{
-    DurableObject, Env, Method, Request, Response, Result, ScheduledTime, Socket, State, WebSocket,
-    WebSocketIncomingMessage, WebSocketPair, durable_object,
+    DurableObject, Env, Method, Request, Response, Result, ScheduledTime, Socket, State, Url,
+    WebSocket, WebSocketIncomingMessage, WebSocketPair, durable_object,
 };
 
 use crate::blobs::{R2Blobs, bucket};
 use crate::config::EdgeConfig;
+use crate::desk::EdgeDesk;
 use crate::events::{RoomJournal, entropy, events};
 use crate::history::{Rooms, SqlHistory};
 use crate::now_ms;
 use crate::outbox::Journaling;
-use crate::relay::DurableRelay;
+use crate::relay::{DurableRelay, Offer};
 use crate::routes::{EdgeRoute, edge_route};
 use crate::socket::{
     UpgradeRequest, close_reason, connection_id, disconnect_code, reply_close_code,
@@ -55,6 +60,48 @@ pub use class::ChatRoom;
 /// The JSON reply of the core HTTP API as a Worker response.
 pub fn json_reply(reply: &HttpReply) -> Result<Response> {
     Ok(Response::from_json(&reply.body)?.with_status(reply.status))
+}
+
+/// What the core HTTP API reads of a request that reached an object, owned;
+/// [`ApiRequest::http`] lends it to `http::handle`.
+pub struct ApiRequest {
+    /// The request's URL.
+    pub url: Url,
+    method: Method,
+    authorization: Option<String>,
+    origin: Option<String>,
+    /// `CF-Connecting-IP`: the client's address as Cloudflare's edge saw it (it replaces any
+    /// value a client sent, and the Worker forwards the request with its headers).
+    client_ip: Option<String>,
+    body: Vec<u8>,
+}
+
+impl ApiRequest {
+    /// Reads `req`, body included.
+    pub async fn read(mut req: Request) -> Result<Self> {
+        let headers = req.headers();
+        Ok(Self {
+            authorization: headers.get("Authorization")?,
+            origin: headers.get("Origin")?,
+            client_ip: headers.get("CF-Connecting-IP")?,
+            url: req.url()?,
+            method: req.method(),
+            body: req.bytes().await?,
+        })
+    }
+
+    /// The request as the core takes it.
+    pub fn http(&self) -> HttpRequest<'_> {
+        HttpRequest {
+            method: self.method.as_ref(),
+            path: self.url.path(),
+            query: self.url.query(),
+            authorization: self.authorization.as_deref(),
+            body: &self.body,
+            origin: self.origin.as_deref(),
+            client_ip: self.client_ip.as_deref(),
+        }
+    }
 }
 
 /// The class the runtime instantiates, alone in a module: the `durable_object` macro generates
@@ -228,6 +275,7 @@ impl Core {
             service_config,
         )
         .with_relay(Arc::new(DurableRelay::new(env.clone())))
+        .with_desk(Arc::new(EdgeDesk::new(env.clone())))
         .with_events(events(journal.clone(), None, &settings.events, Vec::new()))
         .with_attachments(attachments);
         Ok(Self {
@@ -312,23 +360,11 @@ impl Core {
 
     /// `GET|POST /rooms/{room}/messages`, `POST /rooms/{room}/uploads`,
     /// `GET /rooms/{room}/attachments/{id}`, and any path no route claims: the core HTTP API.
-    async fn http(&self, mut req: Request) -> Result<Response> {
+    async fn http(&self, req: Request) -> Result<Response> {
         let now = now_ms();
-        let authorization = req.headers().get("Authorization")?;
-        let url = req.url()?;
-        let body = req.bytes().await?;
-        let method = req.method();
-        let request = HttpRequest {
-            method: method.as_ref(),
-            path: url.path(),
-            query: url.query(),
-            authorization: authorization.as_deref(),
-            body: &body,
-            origin: None,
-            client_ip: None,
-        };
+        let request = ApiRequest::read(req).await?;
         // `/health` is the Worker's: objects do not count the connections of other rooms.
-        json_reply(&http::handle(&self.service, &request, None, now).await)
+        json_reply(&http::handle(&self.service, &request.http(), None, now).await)
     }
 
     /// `POST /__relay/record` from another room's object (see [`crate::relay`]): the message is
@@ -344,6 +380,26 @@ impl Core {
         match self.service.record(&self.room, message, now_ms()).await {
             Ok((appended, _)) => Response::from_json(&appended),
             Err(rejection) => Response::error(rejection.message, 503),
+        }
+    }
+
+    /// `POST /__relay/offer` from another room's object (see [`crate::relay`]): capacity was
+    /// freed, and this room's conversation, if it waits, is offered to an available agent.
+    async fn offered(&self, mut req: Request) -> Result<Response> {
+        if req.method() != Method::Post {
+            return Response::error("use POST", 405);
+        }
+        let offer: Offer = match req.json().await {
+            Ok(offer) => offer,
+            Err(e) => return Response::error(format!("not an offer: {e}"), 400),
+        };
+        match self
+            .service
+            .offer_conversation(&self.room, offer.now_ms)
+            .await
+        {
+            Ok(()) => Response::ok(""),
+            Err(rejection) => json_reply(&HttpReply::rejection(rejection)),
         }
     }
 
@@ -561,6 +617,7 @@ impl DurableObject for ChatRoom {
         let response = match route {
             Some(EdgeRoute::Socket(room)) => core.connect(&self.state, &req, &room).await,
             Some(EdgeRoute::Relay) => core.relayed(req).await,
+            Some(EdgeRoute::RelayOffer) => core.offered(req).await,
             // The HTTP API's paths, and 404 for everything else (no object serves the dev
             // routes without the `dev` feature, nor the events objects' paths).
             Some(
@@ -569,7 +626,8 @@ impl DurableObject for ChatRoom {
                 | EdgeRoute::DevFault
                 | EdgeRoute::EventsEndpoints
                 | EdgeRoute::EventsDispatch
-                | EdgeRoute::TenantQuota,
+                | EdgeRoute::TenantQuota
+                | EdgeRoute::TenantDesk,
             )
             | None => core.http(req).await,
         };

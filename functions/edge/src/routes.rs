@@ -19,6 +19,10 @@ pub enum EdgeRoute {
     /// `POST /__relay/record`: a message another room's object records here (the support
     /// desk's inbox notices). Objects serve it; the Worker never forwards it.
     Relay,
+    /// `POST /__relay/offer`: another room's object freed an agent's capacity, and this room's
+    /// waiting conversation is to be offered (the core's `RoomRelay::offer`). Objects serve it;
+    /// the Worker never forwards it.
+    RelayOffer,
     /// `GET /__events/endpoints`: a tenant's endpoints (and the operator's), asked of the
     /// tenant's events object by its room objects. Never forwarded by the Worker.
     EventsEndpoints,
@@ -29,6 +33,10 @@ pub enum EdgeRoute {
     /// per-day quotas, in the tenant's events object (`uploads.rs`). Never forwarded by the
     /// Worker.
     TenantQuota,
+    /// `POST /__tenant/desk`: a read or compare-and-set of the tenant's support desk records,
+    /// which a room object asks of its tenant's events object (`desk.rs`). Never forwarded by
+    /// the Worker.
+    TenantDesk,
 }
 
 /// The edge route of `path` (the URL path, still percent-encoded); `None` for any other path,
@@ -42,9 +50,11 @@ pub fn edge_route(path: &str) -> Option<EdgeRoute> {
         ["__dev", "conformance"] => Some(EdgeRoute::DevConformance),
         ["__dev", "fault"] => Some(EdgeRoute::DevFault),
         ["__relay", "record"] => Some(EdgeRoute::Relay),
+        ["__relay", "offer"] => Some(EdgeRoute::RelayOffer),
         ["__events", "endpoints"] => Some(EdgeRoute::EventsEndpoints),
         ["__events", "dispatch"] => Some(EdgeRoute::EventsDispatch),
         ["__tenant", "quota"] => Some(EdgeRoute::TenantQuota),
+        ["__tenant", "desk"] => Some(EdgeRoute::TenantDesk),
         _ => None,
     }
 }
@@ -71,6 +81,7 @@ mod tests {
         );
         assert_eq!(edge_route("/__dev/fault"), Some(EdgeRoute::DevFault));
         assert_eq!(edge_route("/__relay/record"), Some(EdgeRoute::Relay));
+        assert_eq!(edge_route("/__relay/offer"), Some(EdgeRoute::RelayOffer));
         assert_eq!(
             edge_route("/__events/endpoints"),
             Some(EdgeRoute::EventsEndpoints)
@@ -80,6 +91,7 @@ mod tests {
             Some(EdgeRoute::EventsDispatch)
         );
         assert_eq!(edge_route("/__tenant/quota"), Some(EdgeRoute::TenantQuota));
+        assert_eq!(edge_route("/__tenant/desk"), Some(EdgeRoute::TenantDesk));
         for api in [
             "/health",
             "/rooms/lobby/messages",
