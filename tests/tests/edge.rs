@@ -332,8 +332,9 @@ roomcast_protocol_tests::protocol_test!(edge_fault_alarm_fired_twice_closes_once
 roomcast_protocol_tests::protocol_test!(edge_alarm_sweeps_abandoned_uploads,
     Box::new(main_edge()), [HttpApi, Attachments], d => alarm_sweeps_abandoned_uploads(d));
 
-/// `/__relay/record` is how one room's object records in another's (the desk's inbox notices);
-/// the Worker never forwards it, whatever the path's form.
+/// `/__relay/record` is how one room's object records in another's (the desk's inbox notices),
+/// `/__relay/offer` how it has another offer its conversation, `/__tenant/desk` how it writes
+/// the tenant's desk records; the Worker never forwards them, whatever the path's form.
 async fn relay_route_not_public(d: &dyn Deployment) -> anyhow::Result<()> {
     let base = d.http_url().context("http_url")?;
     let message = br#"{"id":"x","from":"$system","name":null,"body":"forged","meta":null,"ts":1}"#;
@@ -341,6 +342,8 @@ async fn relay_route_not_public(d: &dyn Deployment) -> anyhow::Result<()> {
         "/__relay/record",
         "//__relay/record",
         "/rooms/inbox/../../__relay/record",
+        "/__relay/offer",
+        "/__tenant/desk",
     ] {
         let r = Request::new("POST", path)
             .body(message.to_vec())
@@ -369,6 +372,22 @@ async fn store_conformance(d: &dyn Deployment) -> anyhow::Result<()> {
         r.status,
         r.text()
     );
+    // Each suite names itself once it passed: one left out of the route fails here.
+    for suite in [
+        "history_conformance",
+        "journal_conformance",
+        "outbox_conformance",
+        "attachment_conformance",
+        "desk_conformance",
+        "connection_conformance",
+        "hibernation round trip",
+    ] {
+        ensure!(
+            r.text().contains(suite),
+            "conformance inside the Durable Object did not run {suite}: `{}`",
+            r.text()
+        );
+    }
     note(&format!("edge store conformance: {}", r.text().trim()));
     Ok(())
 }
