@@ -232,6 +232,24 @@ fn nobody_online_means_it_waits_until_an_agent_comes_online() {
 }
 
 #[test]
+fn an_agent_whose_console_closes_takes_no_new_conversations() {
+    let d = Desk::new();
+    let ann = d.agent("ann", 3);
+    let other_tab = d.connect("ann", Role::Agent, &["support-*"]);
+    block_on(d.ts.service.disconnect(&ann, d.now()));
+    let v = d.visitor("v1");
+    d.say(&v, "support-v1", "hi");
+    assert_eq!(
+        d.conversation("support-v1").0,
+        "waiting",
+        "ann's console is gone"
+    );
+    let list = d.list(&d.connect("bo", Role::Agent, &["support-*"]), json!({}));
+    assert_eq!(list["agents"][0]["status"], "offline");
+    let _ = other_tab;
+}
+
+#[test]
 fn away_agents_and_manual_accept_beyond_capacity() {
     let d = Desk::new();
     let ann = d.agent("ann", 1);

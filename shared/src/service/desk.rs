@@ -858,6 +858,24 @@ impl ChatService {
         Ok(0)
     }
 
+    /// An agent's last console (their last connection in the inbox) closed: they take no new
+    /// conversations until a console says otherwise. Theirs stay assigned to them.
+    pub(super) async fn agent_left(&self, tenant: &str, agent: &str) {
+        if self.desk.is_none() {
+            return;
+        }
+        let result = self
+            .update_agent(tenant, agent, |a| {
+                let was = a.status;
+                a.status = Availability::Offline;
+                was != Availability::Offline
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(tenant, agent, error = %e.message, "agent not marked offline");
+        }
+    }
+
     /// Whether `user` of `tenant` is blocked (visitors only; nothing is when the deployment
     /// keeps no desk records).
     pub(super) async fn is_blocked(&self, tenant: &str, user: &str) -> Result<bool, StoreError> {

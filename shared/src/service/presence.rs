@@ -3,11 +3,13 @@
 
 use super::fanout::Skip;
 use super::{ChatService, unavailable};
+use crate::auth::Role;
 use crate::events::Event;
 use crate::limits::TYPING_TTL_MS;
 
 use crate::protocol::{PresenceStatus, Rejection, ServerFrame, TypingState, VisibleStatus};
 use crate::store::{Connection, RateBucket, RoomRef};
+use crate::support::INBOX_ROOM;
 
 impl ChatService {
     /// `typing {room, state}`: to the room's other users, with how long to show it.
@@ -102,13 +104,13 @@ impl ChatService {
                 tracing::warn!(error = %e, "could not record last seen");
             }
         }
-        let still_online = match self
+        let (still_online, console_open) = match self
             .connections
             .user_connections(&conn.tenant, &conn.user)
             .await
         {
-            Ok(rest) => !rest.is_empty(),
-            Err(_) => true,
+            Ok(rest) => (!rest.is_empty(), rest.iter().any(|c| c.in_room(INBOX_ROOM))),
+            Err(_) => (true, true),
         };
         for room in &conn.rooms {
             let r = RoomRef::new(&conn.tenant, room);
@@ -131,6 +133,9 @@ impl ChatService {
                 let (_, g) = self.broadcast(&r, &frame, Skip::Nobody).await;
                 gone.extend(g);
             }
+        }
+        if !console_open && conn.role == Role::Agent && conn.in_room(INBOX_ROOM) {
+            self.agent_left(&conn.tenant, &conn.user).await;
         }
         tracing::debug!(conn = conn_id, user = %conn.user, still_online, "disconnected");
         gone
