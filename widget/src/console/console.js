@@ -1,10 +1,19 @@
-// The agent console (/console): the inbox of waiting conversations, accept, chat in several at
-// once, close. Token: `#token=<JWT>` in the URL (role agent, rooms `support-*` and `inbox`), else
-// the page's data-token-url (the local server's dev endpoint, with --dev-tokens).
+// The agent console (/console): the conversation list (waiting, mine, others', with search),
+// the agent's availability, accept, chat in several conversations at once, transfer, unassign,
+// block, delete, close; notifications (tone, desktop, title count) with mute.
+// Token: `#token=<JWT>` in the URL (role agent, rooms `support-*` and `inbox`), else the page's
+// data-token-url (the local server's dev endpoint, with --dev-tokens).
+// Parts: list.js (the list), pane.js (a conversation), availability.js, notify.js, format.js.
 
 import { RoomcastClient } from '../sdk/client.js';
-import { ChatView, bannerText } from '../ui/chat.js';
+import { INBOX_ROOM, isSystem, statusOf } from '../sdk/desk.js';
+import { bannerText } from '../ui/chat.js';
 import { h } from '../ui/dom.js';
+import { AvailabilityControl } from './availability.js';
+import { preview } from './format.js';
+import { ConversationList } from './list.js';
+import { Notifier } from './notify.js';
+import { Pane } from './pane.js';
 
 const script = document.currentScript;
 const params = new URLSearchParams(location.search);
@@ -12,6 +21,7 @@ const fragment = new URLSearchParams(location.hash.slice(1));
 const agentName = params.get('agent') || 'agent';
 const tokenUrl = (script?.dataset.tokenUrl || '').replaceAll('{agent}', encodeURIComponent(agentName));
 const url = `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}/`;
+const storageKey = `roomcast:console:${agentName}`;
 
 const client = new RoomcastClient({
   url,
@@ -22,17 +32,15 @@ const client = new RoomcastClient({
       if (!r.ok) throw new Error(`token endpoint: ${r.status}`);
       return (await r.json()).token;
     }),
-  storageKey: `roomcast:console:${agentName}`,
+  storageKey,
 });
-window.roomcastConsole = { client };
 // The token is not left in the address bar (history, screenshots, shared links).
 if (fragment.has('token')) history.replaceState(null, '', location.pathname + location.search);
 
 const $ = (sel) => document.querySelector(sel);
-const queue = $('#queue');
-const mine = $('#mine');
 const chats = $('#chats');
 const banner = $('#banner');
+const who = $('#who');
 const errorLine = h('p', { class: 'error', role: 'alert', hidden: true });
 banner.after(errorLine);
 /** An error said inline (never alert()), until the next one or 10 s. */
@@ -42,46 +50,27 @@ function failed(text) {
   clearTimeout(failed.t);
   failed.t = setTimeout(() => (errorLine.hidden = true), 10000);
 }
-const who = $('#who');
-const panes = new Map();
-
-function openPane(room) {
-  if (panes.has(room)) return panes.get(room);
-  client.join(room);
-  const status = h('span', { class: 'status' });
-  const presence = h('span', { class: 'presence' });
-  const closeBtn = h('button', { type: 'button', class: 'close-conv' }, 'Close conversation');
-  const dismiss = h('button', { type: 'button', class: 'dismiss', hidden: true, 'aria-label': `Remove ${room}` }, 'Remove');
-  const pane = h(
-    'section',
-    { class: 'pane', 'data-room': room, 'aria-label': `Conversation ${room}` },
-    h('header', null, h('div', null, h('h3', null, room), h('p', null, presence, ' · ', status)), h('div', null, closeBtn, dismiss)),
-  );
-  const view = new ChatView(client, room, pane, { placeholder: 'Reply…' });
-  closeBtn.addEventListener('click', async () => {
-    closeBtn.disabled = true;
-    try {
-      await client.close(room);
-    } catch (e) {
-      failed(`Could not close: ${e.code || e.message}`);
-    }
-    closeBtn.disabled = false;
-    render();
-  });
-  dismiss.addEventListener('click', () => {
-    client.leave(room);
-    pane.remove();
-    panes.delete(room);
-    dismissed.add(room);
-    render();
-  });
-  chats.append(pane);
-  const p = { pane, view, status, presence, closeBtn, dismiss };
-  panes.set(room, p);
-  return p;
+let storage = null;
+try {
+  storage = localStorage;
+} catch {
+  // Storage disabled: choices last until the page is reloaded.
 }
 
+/** room → Pane; rooms whose pane the agent removed stay closed until they come back to them. */
+const panes = new Map();
 const dismissed = new Set();
+
+function openPane(room) {
+  dismissed.delete(room);
+  let pane = panes.get(room);
+  if (!pane) {
+    pane = new Pane(client, room, { list, failed, changed: render, dismissed: (r) => (panes.delete(r), dismissed.add(r), render()) });
+    panes.set(room, pane);
+    chats.append(pane.el);
+  }
+  return pane;
+}
 
 async function accept(room, button) {
   button.disabled = true;
@@ -90,22 +79,88 @@ async function accept(room, button) {
     openPane(room).view.input.focus();
   } catch (e) {
     button.disabled = false;
-    failed(`Could not accept ${room}: ${e.code || e.message}`);
+    failed(`Could not accept ${list.label(room)}: ${e.code || e.message}`);
   }
   render();
 }
 
-const ago = (ts) => {
-  const m = Math.round((Date.now() - ts) / 60000);
-  return m < 1 ? 'just now' : `${m} min ago`;
+const list = new ConversationList(client, {
+  queue: $('#queue'),
+  mine: $('#mine'),
+  others: $('#others'),
+  search: $('#search'),
+  failed,
+  accept,
+  open: (room) => openPane(room).view.input.focus(),
+  changed: () => render(),
+});
+
+const notifier = new Notifier({
+  storage,
+  key: `${storageKey}:muted`,
+  enable: $('#notify'),
+  mute: $('#mute'),
+  onMute: () => availability.send(),
+});
+
+const availability = new AvailabilityControl(client, {
+  storage,
+  key: `${storageKey}:availability`,
+  status: $('#availability'),
+  capacity: $('#capacity'),
+  shown: $('#agent-state'),
+  muted: () => notifier.muted,
+  failed,
+});
+
+/** `room`'s conversation as last changed: the room's (joined, its messages) or the inbox's, by version. */
+function conversationOf(room) {
+  const a = client.room(room)?.conversation;
+  const b = client.desk.get(room);
+  if (!a || !b) return a || b;
+  return (b.version ?? 0) > (a.version ?? 0) ? b : a;
+}
+
+/** Whether `room`'s conversation is this agent's now. */
+const isMine = (room) => {
+  const c = conversationOf(room);
+  return c?.status === 'assigned' && c.agent === client.user;
 };
 
-/** Replaces a list's children only when what it shows changed (a click must not hit a stale node). */
-function fill(list, signature, build) {
-  if (list.dataset.sig === signature) return;
-  list.dataset.sig = signature;
-  list.replaceChildren(...build());
+// A conversation waiting for a while (one the desk gives someone at once is not news), one given
+// to this agent, and a visitor's message in one of theirs: tone, desktop notification.
+const announced = new Map();
+function announce(s) {
+  const key = `${s.room}/${s.version}`;
+  if (announced.has(key)) return;
+  announced.set(key, true);
+  if (s.status === 'waiting') {
+    setTimeout(() => {
+      if (client.desk.get(s.room)?.status === 'waiting') notifier.notify('A visitor is waiting', list.label(s.room), `waiting:${s.room}`, () => openPane(s.room));
+    }, 1500);
+  } else if (s.status === 'assigned' && s.agent === client.user && s.by !== client.user) {
+    notifier.notify('New conversation for you', list.label(s.room), `mine:${s.room}`, () => openPane(s.room).view.input.focus());
+  }
 }
+
+client.on('message', (m, { room, live }) => {
+  if (!live || client.room(room)?.replaying) return;
+  if (room === INBOX_ROOM) {
+    list.soon();
+    const s = statusOf(m);
+    if (s) announce({ ...s, by: m.meta?.by });
+    return;
+  }
+  if (isSystem(m) || m.from === client.user) return;
+  list.soon();
+  if (isMine(room)) notifier.notify(`Message from ${list.label(room)}`, preview(m.body || 'sent a file'), `msg:${room}`, () => openPane(room).view.input.focus());
+});
+
+client.on('state', (s) => {
+  if (s !== 'connected') return;
+  availability.send();
+  list.refresh();
+});
 
 function render() {
   const info = client.stateInfo();
@@ -114,46 +169,20 @@ function render() {
   banner.textContent = text;
   banner.dataset.state = info.state;
   who.textContent = client.user ? `${client.user} (${client.role})` : agentName;
-  const waiting = client.inbox('waiting');
-  fill(queue, JSON.stringify(waiting.map((c) => [c.room, ago(c.ts)])), () =>
-    waiting.length
-      ? waiting.map((c) =>
-          h(
-            'li',
-            { 'data-room': c.room },
-            h('span', { class: 'room' }, c.room),
-            h('span', { class: 'when' }, ago(c.ts)),
-            h('button', { type: 'button', class: 'accept', onclick: (e) => accept(c.room, e.currentTarget) }, 'Accept'),
-          ),
-        )
-      : [h('li', { class: 'empty' }, 'No one is waiting.')],
-  );
+  const { waiting, mine } = list.render();
   $('#waiting-count').textContent = String(waiting.length);
-  const assigned = client.inbox('assigned').filter((c) => c.agent === client.user);
-  for (const c of assigned) if (!dismissed.has(c.room)) openPane(c.room);
-  const unreadOf = (room) => client.room(room)?.unread || 0;
-  fill(mine, JSON.stringify(assigned.map((c) => [c.room, unreadOf(c.room)])), () =>
-    assigned.length
-      ? assigned.map((c) => {
-          const unread = unreadOf(c.room);
-          return h('li', { 'data-room': c.room }, h('a', { href: '#', onclick: (e) => (e.preventDefault(), openPane(c.room).view.input.focus()) }, c.room), unread ? h('span', { class: 'badge' }, String(unread)) : null);
-        })
-      : [h('li', { class: 'empty' }, 'None.')],
-  );
-  for (const [room, p] of panes) {
-    const r = client.room(room);
-    const conv = r?.conversation || client.desk.get(room);
-    p.status.textContent = conv ? (conv.status === 'assigned' ? `assigned to ${conv.agent}` : conv.status) : '…';
-    p.pane.dataset.status = conv?.status || '';
-    const visitor = r && [...r.members.values()].find((m) => m.user !== client.user);
-    p.presence.textContent = visitor ? `${visitor.user}: ${visitor.status}` : 'visitor';
-    const closed = conv?.status === 'closed';
-    p.closeBtn.hidden = closed;
-    p.dismiss.hidden = !closed;
-    p.view.render();
-  }
+  // The list's view of this agent (their load changes with every assignment), unless the
+  // `agent` reply came after that list.
+  const me = list.agents.find((a) => a.user === client.user);
+  if (me && list.at > availability.at) availability.show(me);
+  for (const c of client.inbox('assigned')) if (c.agent === client.user && !dismissed.has(c.room)) openPane(c.room);
+  let unread = 0;
+  for (const e of mine) if (client.room(e.room)?.unread) unread++;
+  notifier.count(waiting.length + unread);
+  for (const [room, pane] of panes) pane.render(conversationOf(room));
 }
 
+window.roomcastConsole = { client, list, notifier, availability, panes };
 client.on('change', render);
 setInterval(render, 1000);
 client.watchInbox();

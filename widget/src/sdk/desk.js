@@ -36,3 +36,43 @@ export function roleOf(msg) {
   if (msg.role === 'agent' || msg.role === 'service') return msg.role;
   return isBot(msg) ? 'service' : 'user';
 }
+
+// ---- agents' requests (protocol.md §15, "Routing, agents and visitors") ----
+// Each sends `{action, …, ref}` and settles on the reply with that ref, or rejects with the
+// `error` (its `code` kept). Requests naming no room go on the inbox's link (on the edge build
+// every room has its own socket; the inbox's is the one a console always has).
+
+function agentRequest(client, frame) {
+  return client.requests.send(client.link(frame.room || INBOX_ROOM), frame);
+}
+
+/** The agent's availability: `status` online|away|offline, `capacity` 1..50, `muted`. Resolves with `agent {user, status, capacity, load, muted}`. */
+export function setAvailability(client, { status, capacity, muted }) {
+  const frame = { action: 'availability', status };
+  if (capacity != null) frame.capacity = capacity;
+  if (muted != null) frame.muted = muted;
+  return agentRequest(client, frame).then((r) => r.agent);
+}
+
+/** The conversation list: `filter` open|waiting|assigned|closed|all, `query` a search. Resolves with `{items, agents}`. */
+export function listConversations(client, { filter, query } = {}) {
+  const frame = { action: 'conversations' };
+  if (filter) frame.filter = filter;
+  if (query) frame.query = query;
+  return agentRequest(client, frame).then((r) => ({ items: r.items || [], agents: r.agents || [] }));
+}
+
+/** Hands an assigned conversation to agent `to` (the assigned agent only). Resolves with the `status` reply. */
+export function transfer(client, room, to) {
+  return agentRequest(client, { action: 'transfer', room, to });
+}
+
+/** Puts an assigned conversation back in the queue (the assigned agent only). */
+export function unassign(client, room) {
+  return agentRequest(client, { action: 'unassign', room });
+}
+
+/** Blocks (`blocked` true) or unblocks a visitor in the tenant. Resolves with `{user, blocked}`. */
+export function setBlocked(client, user, blocked = true) {
+  return agentRequest(client, { action: blocked ? 'block' : 'unblock', user });
+}

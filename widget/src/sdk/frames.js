@@ -67,7 +67,10 @@ function onFrame(client, f, link, ws) {
       return;
     case 'pong':
     case 'left':
+      return;
     default:
+      // Other replies to a request (`agent`, `conversations`, `blocked`, …) settle it whole.
+      if (f.ref && client.requests.has(f.ref)) client.requests.settle(f.ref, null, f);
       return;
   }
 }

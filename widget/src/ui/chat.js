@@ -47,7 +47,8 @@ export class ChatView {
    * @param {import('../sdk/client.js').RoomcastClient} client
    * @param {string} room
    * @param {HTMLElement} host  where the view is built
-   * @param {{nameOf?: (user: string) => string, placeholder?: string, isOpen?: () => boolean}} o
+   * @param {{nameOf?: (user: string) => string, placeholder?: string, isOpen?: () => boolean, actions?: (m: object) => Node|null}} o
+   *   `actions`: extra controls in a message's meta line (the console's moderation delete)
    */
   constructor(client, room, host, o = {}) {
     this.client = client;
@@ -251,6 +252,7 @@ export class ChatView {
         lastSeen ? h('span', { class: 'seen' }, 'Seen') : null,
         m.status === 'failed' && (m.attachments?.length ? FILE_REFUSALS : REFUSALS)[m.error] ? h('span', { class: 'err' }, (m.attachments?.length ? FILE_REFUSALS : REFUSALS)[m.error]) : null,
         m.status === 'failed' ? h('button', { type: 'button', class: 'retry', 'data-retry': m.id }, 'Retry') : null,
+        this.o.actions?.(m),
       ),
     );
   }

@@ -72,6 +72,8 @@ test('visitor and agent converse; the server is killed and restarted; nothing is
     page.on('pageerror', (e) => console.error(`[${name} page error]`, e));
   }
 
+  // The agent is away: no conversation is auto-assigned (protocol.md §15), so it waits until accepted.
+  await agent.addInitScript(() => localStorage.setItem('roomcast:console:ann:availability', JSON.stringify({ status: 'away', capacity: 3 })));
   await agent.goto(`${server.base}/console?agent=ann`);
   await until('the console to connect', async () => (await consoleState(agent)) === 'connected');
   await visitor.goto(`${server.base}/demo`);

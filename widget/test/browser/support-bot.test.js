@@ -102,6 +102,8 @@ test('the support bot answers in the widget, hands off to a person, and goes qui
   const agent = await (await browser.newContext({ viewport: { width: 1200, height: 760 } })).newPage();
   const visitor = await (await browser.newContext({ viewport: { width: 1000, height: 760 } })).newPage();
   for (const [name, page] of [['agent', agent], ['visitor', visitor]]) page.on('pageerror', (e) => console.error(`[${name} page error]`, e));
+  // The agent is away: no conversation is auto-assigned (protocol.md §15), so it waits until accepted.
+  await agent.addInitScript(() => localStorage.setItem('roomcast:console:ann:availability', JSON.stringify({ status: 'away', capacity: 3 })));
   await agent.goto(`${server.base}/console?agent=ann`);
   await until('the console to connect', () => agent.evaluate(() => window.roomcastConsole.client.state === 'connected'));
   await visitor.goto(`${server.base}/demo`);
