@@ -8,3 +8,5 @@ export { Timeline } from './timeline.js';
 export { Outbox, ulid } from './outbox.js';
 export { DEFAULT_MAX_BYTES, FILE_TYPES, RASTER_TYPES, checkFile, fileType, uploadPolicy } from './uploads.js';
 export { safeUrl } from './http.js';
+export { embedTokens, newVisitorId, visitorFor } from './embed.js';
+export { identify, rate } from './visitor.js';
