@@ -19,8 +19,9 @@ async function axeViolations(page) {
 }
 
 /** Before the console loads: capacity 1, and every desktop notification recorded. */
-function consoleInit(agent) {
-  localStorage.setItem(`roomcast:console:${agent}:availability`, JSON.stringify({ status: 'online', capacity: 1 }));
+function consoleInit([agent, status]) {
+  const key = `roomcast:console:${agent}:availability`;
+  if (!localStorage.getItem(key)) localStorage.setItem(key, JSON.stringify({ status, capacity: 1 }));
   window.__notes = [];
   const Real = window.Notification;
   class Recorded extends Real {
@@ -89,7 +90,7 @@ test('two agents, three visitors: round-robin, waiting, transfer, unassign, bloc
   for (const agent of ['ann', 'bob']) {
     const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
     await ctx.grantPermissions(['notifications'], { origin: server.base });
-    await ctx.addInitScript(consoleInit, agent);
+    await ctx.addInitScript(consoleInit, [agent, 'online']);
     const page = await ctx.newPage();
     page.on('pageerror', (e) => console.error(`[${agent} page error]`, e));
     page.on('console', (m) => m.type() === 'error' && console.error(`[${agent} console]`, m.text()));
@@ -213,6 +214,40 @@ test('two agents, three visitors: round-robin, waiting, transfer, unassign, bloc
   await y.evaluate(() => document.querySelector('.pane[data-room="support-v1"] button.unassign').click());
   await until('the inline error', async () => (await y.textContent('p.error')) === 'Could not unassign שרה כהן: CONFLICT');
 
+  // Mute: persisted, told to the desk (shown back), and no tone or desktop notification after.
+  await x.click('#mute');
+  assert.equal(await x.getAttribute('#mute', 'aria-pressed'), 'true');
+  await until('muted at the desk', async () => (await agentState(x)).endsWith(' · muted'));
+  assert.equal(await x.evaluate((k) => localStorage.getItem(k), `roomcast:console:${xName}:muted`), '1');
+  // The agent accepts v1 by hand (over their capacity: manual assignment still works).
+  await x.locator('#queue li[data-room="support-v1"] button.accept').click();
+  await until('v1 this agent\'s again', async () => (await paneOf(x, 'support-v1')) === 'mine');
+  const heard = (await notes(x)).length;
+  await visitors.evaluate(() => window.say('v1', 'Still there?'));
+  await until('the message in the pane', async () => (await x.locator('.pane[data-room="support-v1"] .bubble', { hasText: 'Still there?' }).count()) === 1);
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal((await notes(x)).length, heard, 'muted: no desktop notification');
+
+  // Capacity from the control: sent, shown back, remembered over a reload.
+  await y.fill('#capacity', '2');
+  await y.press('#capacity', 'Enter');
+  await until('capacity 2 at the desk', async () => (await agentState(y)) === 'online · 1 of 2 conversations');
+  await y.reload();
+  await until('the console back', async () => (await consoleState(y)) === 'connected');
+  assert.equal(await y.inputValue('#capacity'), '2');
+  await until('the desk still says 2', async () => (await agentState(y)) === 'online · 1 of 2 conversations');
+
   await x.screenshot({ path: screenshotPath('console-desk.png') });
   for (const page of [ann, bob]) assert.deepEqual(await axeViolations(page), [], 'axe-core: the console');
+
+  // A console whose notifications are not allowed yet offers to enable them (a user gesture).
+  const carlCtx = await browser.newContext({ viewport: { width: 1000, height: 760 } });
+  await carlCtx.addInitScript(consoleInit, ['carl', 'away']);
+  const carl = await carlCtx.newPage();
+  await carl.goto(`${server.base}/console?agent=carl`);
+  await until('carl away', async () => (await agentState(carl)) === 'away · 0 of 1 conversations');
+  assert.ok(await carl.getByRole('button', { name: 'Enable notifications' }).isVisible());
+  await until('the waiting visitor is none', async () => (await carl.textContent('#waiting-count')) === '0');
+  assert.equal(await carl.title(), 'roomcast agent console', 'nothing to count');
+  assert.deepEqual(await axeViolations(carl), [], 'axe-core: the console with the enable button');
 });
