@@ -10,7 +10,7 @@ import { INBOX_ROOM, isSystem, statusOf } from '../sdk/desk.js';
 import { bannerText } from '../ui/chat.js';
 import { h } from '../ui/dom.js';
 import { AvailabilityControl } from './availability.js';
-import { preview } from './format.js';
+import { isolate, preview } from './format.js';
 import { ConversationList } from './list.js';
 import { Notifier } from './notify.js';
 import { Pane } from './pane.js';
@@ -43,9 +43,9 @@ const banner = $('#banner');
 const who = $('#who');
 const errorLine = h('p', { class: 'error', role: 'alert', hidden: true });
 banner.after(errorLine);
-/** An error said inline (never alert()), until the next one or 10 s. */
-function failed(text) {
-  errorLine.textContent = text;
+/** An error said inline (never alert()), until the next one or 10 s: text, or parts with names in <bdi>. */
+function failed(...parts) {
+  errorLine.replaceChildren(...parts);
   errorLine.hidden = false;
   clearTimeout(failed.t);
   failed.t = setTimeout(() => (errorLine.hidden = true), 10000);
@@ -79,7 +79,7 @@ async function accept(room, button) {
     openPane(room).view.input.focus();
   } catch (e) {
     button.disabled = false;
-    failed(`Could not accept ${list.label(room)}: ${e.code || e.message}`);
+    failed('Could not accept ', h('bdi', null, list.label(room)), `: ${e.code || e.message}`);
   }
   render();
 }
@@ -136,10 +136,10 @@ function announce(s) {
   announced.set(key, true);
   if (s.status === 'waiting') {
     setTimeout(() => {
-      if (client.desk.get(s.room)?.status === 'waiting') notifier.notify('A visitor is waiting', list.label(s.room), `waiting:${s.room}`, () => openPane(s.room));
+      if (client.desk.get(s.room)?.status === 'waiting') notifier.notify('A visitor is waiting', isolate(list.label(s.room)), `waiting:${s.room}`, () => openPane(s.room));
     }, 1500);
   } else if (s.status === 'assigned' && s.agent === client.user && s.by !== client.user) {
-    notifier.notify('New conversation for you', list.label(s.room), `mine:${s.room}`, () => openPane(s.room).view.input.focus());
+    notifier.notify('New conversation for you', isolate(list.label(s.room)), `mine:${s.room}`, () => openPane(s.room).view.input.focus());
   }
 }
 
@@ -153,7 +153,7 @@ client.on('message', (m, { room, live }) => {
   }
   if (isSystem(m) || m.from === client.user) return;
   list.soon();
-  if (isMine(room)) notifier.notify(`Message from ${list.label(room)}`, preview(m.body || 'sent a file'), `msg:${room}`, () => openPane(room).view.input.focus());
+  if (isMine(room)) notifier.notify(`Message from ${isolate(list.label(room))}`, preview(m.body || 'sent a file'), `msg:${room}`, () => openPane(room).view.input.focus());
 });
 
 client.on('state', (s) => {
@@ -168,13 +168,17 @@ function render() {
   banner.hidden = !text;
   banner.textContent = text;
   banner.dataset.state = info.state;
-  who.textContent = client.user ? `${client.user} (${client.role})` : agentName;
+  const me = client.user || agentName;
+  if (who.dataset.user !== me) {
+    who.dataset.user = me;
+    who.replaceChildren(h('bdi', null, me), client.user ? ` (${client.role})` : '');
+  }
   const { waiting, mine } = list.render();
   $('#waiting-count').textContent = String(waiting.length);
   // The list's view of this agent (their load changes with every assignment), unless the
   // `agent` reply came after that list.
-  const me = list.agents.find((a) => a.user === client.user);
-  if (me && list.at > availability.at) availability.show(me);
+  const listed = list.agents.find((a) => a.user === client.user);
+  if (listed && list.at > availability.at) availability.show(listed);
   for (const c of client.inbox('assigned')) if (c.agent === client.user && !dismissed.has(c.room)) openPane(c.room);
   let unread = 0;
   for (const e of mine) if (client.room(e.room)?.unread) unread++;

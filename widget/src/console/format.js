@@ -20,6 +20,11 @@ export function preview(text, max = 80) {
   return line.length > max ? `${line.slice(0, max - 1)}…` : line;
 }
 
+/** A name isolated in plain text (first-strong isolate … pop): for desktop notifications, which take no markup. */
+export function isolate(name) {
+  return `\u2068${name}\u2069`;
+}
+
 /** Who a conversation is with: the visitor's name, else their id, else the room. */
 export function visitorLabel(entry, room) {
   return entry?.name || entry?.visitor || room || entry?.room || '';

@@ -75,7 +75,7 @@ export class Pane {
     try {
       await request();
     } catch (e) {
-      this.o.failed(`Could not ${what} ${this.o.list.label(this.room)}: ${e.code || e.message}`);
+      this.o.failed(`Could not ${what} `, h('bdi', null, this.o.list.label(this.room)), `: ${e.code || e.message}`);
     }
     button.disabled = false;
     this.o.changed();
@@ -127,7 +127,11 @@ export class Pane {
     const label = this.o.list.label(this.room);
     if (this.name.textContent !== label) this.name.textContent = label;
     this.el.setAttribute('aria-label', `Conversation with ${label}`);
-    this.status.textContent = conv ? (conv.status === 'assigned' ? (mine ? 'assigned to you' : `assigned to ${conv.agent}`) : conv.status) : '…';
+    const status = conv ? (conv.status === 'assigned' ? (mine ? 'assigned to you' : `assigned to ${conv.agent}`) : conv.status) : '…';
+    if (this.status.dataset.text !== status) {
+      this.status.dataset.text = status;
+      this.status.replaceChildren(...(conv?.status === 'assigned' && !mine ? ['assigned to ', h('bdi', null, conv.agent)] : [status]));
+    }
     this.el.dataset.status = conv?.status || '';
     this.el.toggleAttribute('data-mine', mine);
     const r = this.client.room(this.room);

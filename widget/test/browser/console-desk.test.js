@@ -145,7 +145,7 @@ test('two agents, three visitors: round-robin, waiting, transfer, unassign, bloc
     assert.match(await item.locator('.when').textContent(), /^waiting <1 min$/);
     assert.equal(await item.locator('.badge').textContent(), '1 unread');
     assert.equal(await page.textContent('#waiting-count'), '1');
-    await until('a desktop notification for the waiting visitor', async () => (await notes(page)).some((n) => n.title === 'A visitor is waiting' && n.body === 'Vic Three'));
+    await until('a desktop notification for the waiting visitor', async () => (await notes(page)).some((n) => n.title === 'A visitor is waiting' && n.body === '\u2068Vic Three\u2069'));
     await until('the title count', async () => (await page.title()).startsWith('(1) roomcast agent console'));
   }
   // Search: the query narrows the list (the desk filters it).
@@ -168,7 +168,7 @@ test('two agents, three visitors: round-robin, waiting, transfer, unassign, bloc
 
   // A visitor's message in an agent's own conversation notifies that agent.
   await visitors.evaluate(() => window.say('v1', 'Are you there?'));
-  await until('a notification for the message', async () => (await notes(x)).some((n) => n.title === 'Message from שרה כהן' && n.body === 'Are you there?'));
+  await until('a notification for the message', async () => (await notes(x)).some((n) => n.title === 'Message from \u2068שרה כהן\u2069' && n.body === 'Are you there?'));
   assert.ok(!(await notes(y)).some((n) => n.body === 'Are you there?'), 'not the other agent');
 
   // Transfer v1 to the other agent: now theirs (over their capacity); this agent's place frees
@@ -179,10 +179,11 @@ test('two agents, three visitors: round-robin, waiting, transfer, unassign, bloc
   await pane1.locator('button.transfer').click();
   await until('v1 now the other agent\'s', async () => (await paneOf(y, 'support-v1')) === 'mine');
   await until('v1 no longer this agent\'s', async () => (await paneOf(x, 'support-v1')) === 'other:assigned');
+  await until('the pane names the new agent, isolated', async () => (await x.textContent('.pane[data-room="support-v1"] .status bdi')) === yName);
   await until('v3 given to the freed agent', async () => (await paneOf(x, 'support-v3')) === 'mine');
   await until('nobody waiting', async () => (await inQueue(ann, 'support-v3')) + (await inQueue(bob, 'support-v3')) === 0);
-  await until('a notification for the conversation given', async () => (await notes(x)).some((n) => n.title === 'New conversation for you' && n.body === 'Vic Three'));
-  await until('a notification for the transfer', async () => (await notes(y)).some((n) => n.title === 'New conversation for you' && n.body === 'שרה כהן'));
+  await until('a notification for the conversation given', async () => (await notes(x)).some((n) => n.title === 'New conversation for you' && n.body === '\u2068Vic Three\u2069'));
+  await until('a notification for the transfer', async () => (await notes(y)).some((n) => n.title === 'New conversation for you' && n.body === '\u2068שרה כהן\u2069'));
 
   // Unassign: back to the queue, waiting in both consoles (both agents are at capacity).
   await y.locator('.pane[data-room="support-v1"] button.unassign').click();
@@ -213,6 +214,7 @@ test('two agents, three visitors: round-robin, waiting, transfer, unassign, bloc
   // (The button is hidden once the conversation is not theirs; clicked from script.)
   await y.evaluate(() => document.querySelector('.pane[data-room="support-v1"] button.unassign').click());
   await until('the inline error', async () => (await y.textContent('p.error')) === 'Could not unassign שרה כהן: CONFLICT');
+  assert.equal(await y.textContent('p.error bdi'), 'שרה כהן', 'the name isolated in the error too');
 
   // Mute: persisted, told to the desk (shown back), and no tone or desktop notification after.
   await x.click('#mute');

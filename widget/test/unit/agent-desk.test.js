@@ -3,7 +3,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { RoomcastClient } from '../../src/sdk/client.js';
 import { listConversations, setAvailability, setBlocked, transfer, unassign } from '../../src/sdk/desk.js';
-import { agentText, preview, storedAvailability, titleWithCount, visitorLabel, waitingFor } from '../../src/console/format.js';
+import { agentText, isolate, preview, storedAvailability, titleWithCount, visitorLabel, waitingFor } from '../../src/console/format.js';
 
 const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
 const token = `${b64({ alg: 'HS256' })}.${b64({ sub: 'ann', role: 'agent', tid: 't', rooms: ['support-*', 'inbox'], exp: Math.floor(Date.now() / 1000) + 3600 })}.sig`;
@@ -84,6 +84,7 @@ test('the console’s words: waiting time, title count, previews, labels, stored
   assert.equal(preview('  two\nlines  '), 'two lines');
   assert.equal(preview('x'.repeat(100), 10), `${'x'.repeat(9)}…`);
   assert.equal(visitorLabel({ name: 'Zoë', visitor: 'v9' }), 'Zoë');
+  assert.equal(isolate('\u202Eevil'), '\u2068\u202Eevil\u2069', 'an override ends with the name');
   assert.equal(visitorLabel({ visitor: 'v9' }), 'v9');
   assert.equal(visitorLabel(undefined, 'support-9'), 'support-9');
   assert.deepEqual(storedAvailability(null), { status: 'online', capacity: 3 });
