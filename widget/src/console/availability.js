@@ -9,7 +9,8 @@ import { agentText, storedAvailability } from './format.js';
 export class AvailabilityControl {
   /**
    * @param {import('../sdk/client.js').RoomcastClient} client
-   * @param {{storage: Storage|null, key: string, status: HTMLSelectElement, capacity: HTMLInputElement, shown: HTMLElement, muted: () => boolean, failed: (text: string) => void}} o
+   * @param {{storage: Storage|null, key: string, status: HTMLSelectElement, capacity: HTMLInputElement, shown: HTMLElement, muted: () => boolean|undefined, failed: (text: string) => void}} o
+   *   `muted`: undefined leaves the desk's as it is
    */
   constructor(client, o) {
     this.client = client;

@@ -109,7 +109,7 @@ const availability = new AvailabilityControl(client, {
   status: $('#availability'),
   capacity: $('#capacity'),
   shown: $('#agent-state'),
-  muted: () => notifier.muted,
+  muted: () => (notifier.chosen ? notifier.muted : undefined),
   failed,
 });
 
@@ -158,7 +158,7 @@ client.on('message', (m, { room, live }) => {
 
 client.on('state', (s) => {
   if (s !== 'connected') return;
-  availability.send();
+  availability.send().then(() => availability.agent && notifier.follow(availability.agent.muted));
   list.refresh();
 });
 

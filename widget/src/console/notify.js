@@ -15,7 +15,10 @@ export class Notifier {
     this.enable = enable;
     this.muteButton = mute;
     this.baseTitle = document.title;
-    this.muted = storage?.getItem(key) === '1';
+    const stored = storage?.getItem(key);
+    /** Whether this browser has the agent's choice; else the desk's (`agent.muted`) is followed. */
+    this.chosen = stored === '1' || stored === '0';
+    this.muted = stored === '1';
     this.audio = null;
     enable.addEventListener('click', async () => {
       try {
@@ -27,6 +30,7 @@ export class Notifier {
     });
     mute.addEventListener('click', () => {
       this.muted = !this.muted;
+      this.chosen = true;
       try {
         storage?.setItem(key, this.muted ? '1' : '0');
       } catch {
@@ -40,6 +44,13 @@ export class Notifier {
     document.addEventListener('pointerdown', wake, { once: true });
     document.addEventListener('keydown', wake, { once: true });
     this.showPermission();
+    this.showMute();
+  }
+
+  /** The desk's `muted`, followed while this browser has no choice of its own (another browser's). */
+  follow(muted) {
+    if (this.chosen || this.muted === Boolean(muted)) return;
+    this.muted = Boolean(muted);
     this.showMute();
   }
 

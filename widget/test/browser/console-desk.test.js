@@ -221,6 +221,13 @@ test('two agents, three visitors: round-robin, waiting, transfer, unassign, bloc
   assert.equal(await x.getAttribute('#mute', 'aria-pressed'), 'true');
   await until('muted at the desk', async () => (await agentState(x)).endsWith(' · muted'));
   assert.equal(await x.evaluate((k) => localStorage.getItem(k), `roomcast:console:${xName}:muted`), '1');
+  // The same agent in another browser (nothing stored there) follows the desk's choice.
+  const elsewhereCtx = await browser.newContext();
+  await elsewhereCtx.addInitScript(consoleInit, [xName, 'online']);
+  const elsewhere = await elsewhereCtx.newPage();
+  await elsewhere.goto(`${server.base}/console?agent=${xName}`);
+  await until('muted there too', async () => (await elsewhere.getAttribute('#mute', 'aria-pressed')) === 'true');
+  await elsewhereCtx.close();
   // The agent accepts v1 by hand (over their capacity: manual assignment still works).
   await x.locator('#queue li[data-room="support-v1"] button.accept').click();
   await until('v1 this agent\'s again', async () => (await paneOf(x, 'support-v1')) === 'mine');
