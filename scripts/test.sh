@@ -131,4 +131,7 @@ bash scripts/bench-webhooks.sh --smoke
 step "attachment benchmark smoke run (docs/benchmarks.md, Attachments): a 5 MiB image uploaded and seen by another member, twice, against the debug build"
 cargo run --locked -p roomcast-local --example attachment_bench -- 2
 
+step "support desk benchmark smoke run (docs/benchmarks.md, Support desk): a visitor's first message to the agent's inbox, three visitors, against the debug build"
+cargo run --locked -p roomcast-local --example desk_bench -- 3
+
 step "all suites passed"
