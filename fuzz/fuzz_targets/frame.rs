@@ -139,8 +139,19 @@ fn check_valid(frame: &ClientFrame) {
         | ClientFrame::Read { room, .. }
         | ClientFrame::History { room, .. }
         | ClientFrame::Assign { room }
-        | ClientFrame::Close { room } => Some(room),
-        ClientFrame::Presence { .. } | ClientFrame::Ping => None,
+        | ClientFrame::Close { room }
+        | ClientFrame::Transfer { room, .. }
+        | ClientFrame::Unassign { room }
+        | ClientFrame::Rate { room, .. } => Some(room),
+        ClientFrame::Block { user } | ClientFrame::Unblock { user } => {
+            assert!(validate_name("user", user).is_ok(), "user {user:?}");
+            None
+        }
+        ClientFrame::Presence { .. }
+        | ClientFrame::Ping
+        | ClientFrame::Identify { .. }
+        | ClientFrame::Availability { .. }
+        | ClientFrame::Conversations { .. } => None,
     };
     if let Some(room) = room {
         assert!(validate_name("room", room).is_ok(), "room {room:?}");
@@ -178,6 +189,13 @@ fn check_valid(frame: &ClientFrame) {
         }
         ClientFrame::History { limit: Some(l), .. } => {
             assert!((1..=MAX_HISTORY_LIMIT).contains(l), "limit {l}");
+        }
+        ClientFrame::Transfer { to, .. } => {
+            assert!(validate_name("to", to).is_ok(), "to {to:?}");
+        }
+        ClientFrame::Rate { score, comment, .. } => {
+            assert!((1..=5).contains(score), "score {score}");
+            assert!(comment.as_ref().is_none_or(|c| c.len() <= roomcast_core::protocol::MAX_RATING_COMMENT_BYTES));
         }
         _ => {}
     }

@@ -293,11 +293,11 @@ fn connect(
     let upgrade = match &offered {
         None => Upgrade {
             token_param: Some(token),
-            protocols: None,
+            ..Upgrade::default()
         },
         Some(list) => Upgrade {
-            token_param: None,
             protocols: Some(list),
+            ..Upgrade::default()
         },
     };
     let token_usable = offered.is_none();
