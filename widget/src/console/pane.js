@@ -48,7 +48,10 @@ export class Pane {
     this.view = new ChatView(client, room, this.el, {
       placeholder: 'Reply…',
       // The visitor by the name they gave (their token may carry none).
-      nameOf: (user) => (user === this.visitor() ? this.o.list.label(room) : user),
+      nameOf: (user) => {
+        const entry = this.o.list.entry(room);
+        return entry?.name && user === entry.visitor ? entry.name : user;
+      },
       actions: (m) => this.deleteControl(m),
     });
   }
@@ -125,7 +128,11 @@ export class Pane {
     const me = this.client.user;
     const mine = conv?.status === 'assigned' && conv.agent === me;
     const label = this.o.list.label(this.room);
-    if (this.name.textContent !== label) this.name.textContent = label;
+    if (this.name.textContent !== label) {
+      this.name.textContent = label;
+      // The visitor's name came (or changed): the message lines drawn before are drawn again.
+      for (const item of this.view.items.values()) item.sig = null;
+    }
     this.el.setAttribute('aria-label', `Conversation with ${label}`);
     const status = conv ? (conv.status === 'assigned' ? (mine ? 'assigned to you' : `assigned to ${conv.agent}`) : conv.status) : '…';
     if (this.status.dataset.text !== status) {

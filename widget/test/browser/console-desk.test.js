@@ -161,6 +161,7 @@ test('two agents, three visitors: round-robin, waiting, transfer, unassign, bloc
   const header = x.locator('.pane[data-room="support-v1"] h3 bdi');
   assert.equal(await header.textContent(), 'שרה כהן');
   assert.equal(await x.textContent('.pane[data-room="support-v1"] h3 .room'), 'support-v1');
+  await until('the message line named by the visitor\'s name', async () => (await x.locator('.pane[data-room="support-v1"] li.msg .who bdi').first().textContent()) === 'שרה כהן');
   const v2Name = y.locator('.pane[data-room="support-v2"] h3 bdi');
   await until('v2 named in its pane', async () => (await v2Name.textContent()).startsWith('Zo'));
   assert.ok(!/[\u200B\u202E]/.test(await v2Name.textContent()), 'invisible and override characters are not shown');
