@@ -19,7 +19,10 @@ export function newVisitorId(getRandomValues = (a) => crypto.getRandomValues(a))
 export function visitorFor(key, storage) {
   const name = `roomcast:visitor:${key}`;
   let id = storage?.getItem(name);
-  if (!/^v_[\w-]{22}$/.test(id)) storage?.setItem(name, (id = newVisitorId()));
+  if (!/^v_[\w-]{22}$/.test(id)) {
+    id = newVisitorId();
+    storage?.setItem(name, id);
+  }
   return id;
 }
 
@@ -39,7 +42,7 @@ export function embedTokens({ httpUrl, key, name, storage, fetch = (...a) => glo
     const r = await fetch(`${httpUrl}/embed/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ key, visitor, name }) }).catch((e) => {
       throw apiError('NETWORK', e.message);
     });
-    const body = await r.json().catch(() => ({}));
+    const body = (await r.json().catch(() => null)) || {};
     if (!r.ok) throw apiError(body.code || 'UNAVAILABLE', body.message, r.status);
     return (unused = body);
   };

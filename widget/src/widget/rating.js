@@ -15,7 +15,7 @@ export function rating(send, restart, done) {
   let score = 0;
   let thanking = false;
   const scores = [1, 2, 3, 4, 5].map((n) => h('button', { type: 'button', 'aria-label': `Rate ${n} out of 5`, onclick: () => pick(n) }, `${n}`));
-  const comment = h('textarea', { id: 'rc-comment', rows: 2, maxlength: 2000 });
+  const comment = h('input', { id: 'rc-comment', maxlength: 2000 });
   const submit = h('button', null, 'Send rating');
   const err = h('p', { class: 'err', role: 'alert' });
   const form = h(

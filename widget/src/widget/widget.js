@@ -38,7 +38,7 @@ h2{margin:0;font-size:16px}
 .intro img{border-radius:50%;margin-right:-6px;border:2px solid #fff;background:#e5e7eb}
 .greet{font-size:15px;font-weight:600}
 .who,.rate form{display:grid;gap:3px}
-input,.rate textarea{font:inherit;padding:5px 8px;border:1px solid #9ca3af;border-radius:8px}
+input{font:inherit;padding:5px 8px;border:1px solid #9ca3af;border-radius:8px}
 .rate button,.who button{font:inherit;margin:2px;padding:4px 10px;border:1px solid #1d4ed8;border-radius:8px;background:#fff;color:#1d4ed8;justify-self:start}
 .rate [aria-pressed=true]{background:#1d4ed8;color:#fff}
 input:focus-visible{outline:3px solid #2563eb}
