@@ -129,11 +129,11 @@ const isMine = (room) => {
 
 // A conversation waiting for a while (one the desk gives someone at once is not news), one given
 // to this agent, and a visitor's message in one of theirs: tone, desktop notification.
-const announced = new Map();
+const announced = new Set();
 function announce(s) {
   const key = `${s.room}/${s.version}`;
   if (announced.has(key)) return;
-  announced.set(key, true);
+  announced.add(key);
   if (s.status === 'waiting') {
     setTimeout(() => {
       if (client.desk.get(s.room)?.status === 'waiting') notifier.notify('A visitor is waiting', isolate(list.label(s.room)), `waiting:${s.room}`, () => openPane(s.room));
