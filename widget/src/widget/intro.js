@@ -30,7 +30,7 @@ export function intro(desk, identify) {
   const hello = h(
     'div',
     null,
-    ...avatars.map((src) => h('img', { src, alt: `${desk.team || 'Support'} team member`, width: 32, height: 32 })),
+    ...avatars.map((src) => h('img', { src, alt: `${desk.team || 'Support'} team member` })),
     desk.greeting && h('p', { class: 'greet', dir: 'auto' }, desk.greeting),
     desk.reply_time && h('p', null, team, ` usually repl${desk.team ? 'ies' : 'y'} ${desk.reply_time}.`),
   );

@@ -35,7 +35,7 @@ h2{margin:0;font-size:16px}
 .dot.online{background:#22c55e}.dot.away,.dot.busy{background:#f59e0b}
 .intro,.rate{padding:8px 12px;border-bottom:1px solid #e5e7eb;font-size:13px;max-height:50%;overflow-y:auto}
 .intro p,.rate p{margin:2px 0}
-.intro img{border-radius:50%;margin-right:-6px;border:2px solid #fff;background:#e5e7eb}
+.intro img{width:32px;height:32px;border-radius:50%;margin-right:-6px;border:2px solid #fff;background:#e5e7eb;overflow:hidden}
 .greet{font-size:15px;font-weight:600}
 .who,.rate form{display:grid;gap:3px}
 input{font:inherit;padding:5px 8px;border:1px solid #9ca3af;border-radius:8px}
