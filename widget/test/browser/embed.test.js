@@ -16,6 +16,8 @@ import { Server, launch, repo, screenshotPath, sleep, until, widgetItems } from 
 
 const AXE = readFileSync(join(repo, 'widget/node_modules/axe-core/axe.min.js'), 'utf8');
 const KEY = 'pk_test_embed_4f9a2c7e1b';
+/** A key whose desk has office hours on no day: always closed. */
+const AFTER_HOURS_KEY = 'pk_test_embed_after_hours';
 const GREETING = 'Hi! How can we help?';
 
 let server;
@@ -27,7 +29,7 @@ function startShop() {
   const http = createServer((req, res) => {
     const body = req.url.startsWith('/shop')
       ? `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Shop</title></head><body><main><h1>Shop</h1></main>
-<script src="${server.base}/widget.js" data-key="${KEY}"${req.url.includes('signed-in') ? ' data-name="Sam Signed" data-email="sam@example.com"' : ''}></script></body></html>`
+<script src="${server.base}/widget.js" data-key="${req.url.includes('after-hours') ? AFTER_HOURS_KEY : KEY}"${req.url.includes('signed-in') ? ' data-name="Sam Signed" data-email="sam@example.com"' : ''}></script></body></html>`
       : '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>blank</title></head><body></body></html>';
     res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(body);
   });
@@ -39,6 +41,7 @@ test.before(async () => {
   const shopOrigin = `http://127.0.0.1:${shop.address().port}`;
   const keys = {
     [KEY]: { tenant: 'demo', origins: [shopOrigin], team: 'Acme support', greeting: GREETING, reply_time: 'in a few minutes', avatars: ['https://cdn.example/ann.png'] },
+    [AFTER_HOURS_KEY]: { tenant: 'demo', origins: [shopOrigin], team: 'Acme support', office_hours: { utc_offset_minutes: 0, days: {} } },
   };
   server = await Server.start([], { ROOMCAST_EMBED_KEYS: JSON.stringify(keys) });
   browser = await launch();
@@ -188,6 +191,15 @@ test('no agent online: the visitor leaves name and email, which agents see in th
   await page.reload();
   await until('the widget to connect again', () => page.evaluate(() => window.roomcastWidget?.client?.state === 'connected'));
   assert.equal(await isShown(page, '.intro form'), false);
+});
+
+test('outside office hours the reply comes by email, even with an agent online', { timeout: 60000 }, async (t) => {
+  const ann = await agent(t);
+  await ann.ask({ action: 'availability', status: 'online' });
+  const { page } = await visitor(t, '/shop?after-hours');
+  assert.equal(await widgetText(page, '.agent'), "We'll reply by email");
+  assert.ok(await isShown(page, '.intro form'), 'name and email asked');
+  await ann.ask({ action: 'availability', status: 'offline' });
 });
 
 test('a signed-in page passes name and email: the desk gets them without asking', { timeout: 60000 }, async (t) => {
