@@ -262,42 +262,68 @@ impl ChatService {
         fanout
     }
 
-    /// Changes agent `agent`'s record with `change` (compare-and-set, retried); returns the
-    /// record as it stands. `change` answers whether it changed anything.
+    /// Changes record `key` of `kind` with `change` (compare-and-set, re-read and retried on a
+    /// lost race): `create` makes the document when there is none (`None`: leave it absent);
+    /// `change` answers whether it changed anything. Returns the document as it stands.
+    async fn change_record<T>(
+        &self,
+        tenant: &str,
+        kind: DeskKind,
+        key: &str,
+        create: impl Fn() -> Option<T>,
+        change: impl Fn(&mut T) -> bool,
+    ) -> Result<Option<T>, Rejection>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        let desk = self.desk_records()?;
+        let mut races = 0;
+        loop {
+            let stored = desk
+                .desk_record(tenant, kind, key)
+                .await
+                .map_err(unavailable)?;
+            let (mut doc, version) = match &stored {
+                Some(r) => (parse_doc::<T>(&r.doc).map_err(unavailable)?, r.version),
+                None => match create() {
+                    Some(doc) => (doc, 0),
+                    None => return Ok(None),
+                },
+            };
+            if !change(&mut doc) && stored.is_some() {
+                return Ok(Some(doc));
+            }
+            let next = DeskRecord {
+                key: key.to_owned(),
+                version: version + 1,
+                doc: to_doc(&doc),
+            };
+            match desk.put_desk_record(tenant, kind, &next).await {
+                Ok(()) => return Ok(Some(doc)),
+                Err(StoreError::Conflict(_)) if races < MAX_DESK_RACES => races += 1,
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+    }
+
+    /// Changes agent `agent`'s record with `change` (a new agent starts offline); returns the
+    /// record as it stands.
     async fn update_agent(
         &self,
         tenant: &str,
         agent: &str,
         change: impl Fn(&mut AgentState) -> bool,
     ) -> Result<AgentState, Rejection> {
-        let desk = self.desk_records()?;
-        let mut races = 0;
-        loop {
-            let stored = desk
-                .desk_record(tenant, DeskKind::Agent, agent)
-                .await
-                .map_err(unavailable)?;
-            let (mut state, version) = match &stored {
-                Some(r) => (
-                    parse_doc::<AgentState>(&r.doc).map_err(unavailable)?,
-                    r.version,
-                ),
-                None => (AgentState::new(), 0),
-            };
-            if !change(&mut state) {
-                return Ok(state);
-            }
-            let next = DeskRecord {
-                key: agent.to_owned(),
-                version: version + 1,
-                doc: to_doc(&state),
-            };
-            match desk.put_desk_record(tenant, DeskKind::Agent, &next).await {
-                Ok(()) => return Ok(state),
-                Err(StoreError::Conflict(_)) if races < MAX_DESK_RACES => races += 1,
-                Err(e) => return Err(unavailable(e)),
-            }
-        }
+        let state = self
+            .change_record(
+                tenant,
+                DeskKind::Agent,
+                agent,
+                || Some(AgentState::new()),
+                change,
+            )
+            .await?;
+        Ok(state.unwrap_or_else(AgentState::new))
     }
 
     /// The tenant's agents with records.
@@ -444,48 +470,23 @@ impl ChatService {
             .collect()
     }
 
-    /// Changes `room`'s list entry with `change` (compare-and-set, retried). `create`: the
-    /// entry when there is none (`None`: leave it absent).
+    /// Changes `room`'s list entry with `change`. `create`: the entry when there is none
+    /// (`None`: leave it absent).
     async fn update_entry(
         &self,
         room: &RoomRef,
         create: impl Fn() -> Option<ConversationEntry>,
         change: impl Fn(&mut ConversationEntry) -> bool,
     ) -> Result<(), Rejection> {
-        let desk = self.desk_records()?;
-        let mut races = 0;
-        loop {
-            let stored = desk
-                .desk_record(&room.tenant, DeskKind::Conversation, &room.room)
-                .await
-                .map_err(unavailable)?;
-            let (entry, version) = match &stored {
-                Some(r) => {
-                    let mut entry: ConversationEntry = parse_doc(&r.doc).map_err(unavailable)?;
-                    if !change(&mut entry) {
-                        return Ok(());
-                    }
-                    (entry, r.version)
-                }
-                None => match create() {
-                    Some(entry) => (entry, 0),
-                    None => return Ok(()),
-                },
-            };
-            let next = DeskRecord {
-                key: room.room.clone(),
-                version: version + 1,
-                doc: to_doc(&entry),
-            };
-            match desk
-                .put_desk_record(&room.tenant, DeskKind::Conversation, &next)
-                .await
-            {
-                Ok(()) => return Ok(()),
-                Err(StoreError::Conflict(_)) if races < MAX_DESK_RACES => races += 1,
-                Err(e) => return Err(unavailable(e)),
-            }
-        }
+        self.change_record(
+            &room.tenant,
+            DeskKind::Conversation,
+            &room.room,
+            create,
+            change,
+        )
+        .await
+        .map(drop)
     }
 
     /// The list entry follows conversation version `c`; a new conversation gets one, with
@@ -571,38 +572,21 @@ impl ChatService {
             ));
         }
         let update = checked_identity(name.as_deref(), email.as_deref())?;
-        let desk = self.desk_records()?;
-        let mut races = 0;
-        let info = loop {
-            let stored = desk
-                .desk_record(&conn.tenant, DeskKind::Visitor, &conn.user)
-                .await
-                .map_err(unavailable)?;
-            let (old, version) = match &stored {
-                Some(r) => (
-                    parse_doc::<VisitorInfo>(&r.doc).map_err(unavailable)?,
-                    r.version,
-                ),
-                None => (VisitorInfo::default(), 0),
-            };
-            let info = old.merged(&update);
-            if info == old && stored.is_some() {
-                break info;
-            }
-            let next = DeskRecord {
-                key: conn.user.clone(),
-                version: version + 1,
-                doc: to_doc(&info),
-            };
-            match desk
-                .put_desk_record(&conn.tenant, DeskKind::Visitor, &next)
-                .await
-            {
-                Ok(()) => break info,
-                Err(StoreError::Conflict(_)) if races < MAX_DESK_RACES => races += 1,
-                Err(e) => return Err(unavailable(e)),
-            }
-        };
+        let info = self
+            .change_record(
+                &conn.tenant,
+                DeskKind::Visitor,
+                &conn.user,
+                || Some(VisitorInfo::default()),
+                |info| {
+                    let merged = info.merged(&update);
+                    let changed = merged != *info;
+                    *info = merged;
+                    changed
+                },
+            )
+            .await?
+            .unwrap_or_default();
         let rooms = conn
             .grants
             .iter()
