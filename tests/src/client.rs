@@ -131,6 +131,17 @@ impl Client {
         credentials: Credentials<'_>,
         label: &str,
     ) -> Result<Self, ConnectError> {
+        Self::try_connect_from(d, credentials, None, label).await
+    }
+
+    /// Connects with `credentials`, the upgrade carrying `Origin: origin` when given (as a
+    /// browser page's does); `label` names the client in failure messages.
+    pub async fn try_connect_from(
+        d: &dyn Deployment,
+        credentials: Credentials<'_>,
+        origin: Option<&str>,
+        label: &str,
+    ) -> Result<Self, ConnectError> {
         let base = d.ws_url();
         let url = match credentials {
             Credentials::Query(token) => with_token(&base, token),
@@ -146,6 +157,11 @@ impl Client {
             request
                 .headers_mut()
                 .insert("Sec-WebSocket-Protocol", value);
+        }
+        if let Some(origin) = origin {
+            let value = HeaderValue::from_str(origin)
+                .map_err(|e| ConnectError::Failed(anyhow!("origin is not a header value: {e}")))?;
+            request.headers_mut().insert("Origin", value);
         }
         let timeout = wait_timeout();
         let connected = tokio::time::timeout(timeout, tokio_tungstenite::connect_async(request))

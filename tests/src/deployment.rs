@@ -26,7 +26,22 @@ pub struct Capabilities {
     /// targets reachable from the test (the deployment's own signed routes, or S3 on loopback),
     /// and the default size limit and types.
     pub attachments: bool,
+    /// Embedding with a publishable key (docs/protocol.md §15): the deployment was started
+    /// with [`EMBED_KEYS`] in `ROOMCAST_EMBED_KEYS`, so `POST /embed/token` at
+    /// [`Deployment::http_url`] answers for the tenant [`EMBED_TENANT`] and upgrades of that
+    /// tenant are checked against [`EMBED_ORIGIN`].
+    pub embed: bool,
 }
+
+/// The tenant of the suite's publishable key ([`Capabilities::embed`]).
+pub const EMBED_TENANT: &str = "embedtest";
+/// The suite's publishable key.
+pub const EMBED_KEY: &str = "pk_embedtest_0123456789";
+/// The one origin the suite's key allows.
+pub const EMBED_ORIGIN: &str = "http://allowed.example";
+/// `ROOMCAST_EMBED_KEYS` for a deployment with [`Capabilities::embed`]: [`EMBED_KEY`] of
+/// [`EMBED_TENANT`], allowing [`EMBED_ORIGIN`].
+pub const EMBED_KEYS: &str = r#"{"pk_embedtest_0123456789":{"tenant":"embedtest","origins":["http://allowed.example"],"team":"Embed test"}}"#;
 
 /// A capability a case may need (see [`Capabilities`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +59,8 @@ pub enum Capability {
     Webhooks,
     /// [`Capabilities::attachments`].
     Attachments,
+    /// [`Capabilities::embed`].
+    Embed,
 }
 
 impl Capability {
@@ -56,6 +73,7 @@ impl Capability {
             Self::ManyRoomsPerConnection => !caps.one_room_per_connection,
             Self::Webhooks => caps.webhooks,
             Self::Attachments => caps.attachments,
+            Self::Embed => caps.embed,
         }
     }
 
@@ -68,6 +86,7 @@ impl Capability {
             Self::ManyRoomsPerConnection => "many rooms per connection",
             Self::Webhooks => "webhooks",
             Self::Attachments => "attachments",
+            Self::Embed => "embed (a publishable key in ROOMCAST_EMBED_KEYS)",
         }
     }
 }

@@ -31,7 +31,8 @@
 //!
 //! Each case becomes one `#[test]`. A case needing a capability the deployment lacks prints
 //! `NOT APPLICABLE: …` to stderr and runs nothing; the capability-gated cases are few (restart,
-//! HTTP API, Management API, several rooms per connection). A case that restarts the server runs
+//! HTTP API, Management API, several rooms per connection, webhooks, attachments, a
+//! publishable key for embedding). A case that restarts the server runs
 //! alone: the suite holds every other case back meanwhile.
 //!
 //! ## Writing a case

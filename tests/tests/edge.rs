@@ -168,6 +168,8 @@ struct Edge {
     room: &'static str,
     /// Started with webhooks to loopback receivers and short retry timings.
     webhooks: bool,
+    /// Started with the suite's publishable key (`ROOMCAST_EMBED_KEYS`).
+    embed: bool,
 }
 
 impl Edge {
@@ -205,6 +207,7 @@ impl Deployment for Edge {
             one_room_per_connection: true,
             webhooks: self.webhooks,
             attachments: true,
+            embed: self.embed,
         }
     }
 
@@ -240,7 +243,7 @@ fn server(
 }
 
 /// The main deployment: rate limit raised (cases send bursts); webhooks to loopback receivers
-/// (development mode), retried after 200 ms, timed out after 1 s.
+/// (development mode), retried after 200 ms, timed out after 1 s; the suite's publishable key.
 fn main_edge() -> Edge {
     static SERVER: OnceLock<Result<Wrangler, String>> = OnceLock::new();
     Edge {
@@ -253,10 +256,15 @@ fn main_edge() -> Edge {
                 ("ROOMCAST_WEBHOOK_ALLOW_PRIVATE", "true".into()),
                 ("ROOMCAST_WEBHOOK_FIRST_RETRY_MS", "200".into()),
                 ("ROOMCAST_WEBHOOK_TIMEOUT_MS", "1000".into()),
+                (
+                    "ROOMCAST_EMBED_KEYS",
+                    roomcast_protocol_tests::deployment::EMBED_KEYS.into(),
+                ),
             ],
         ),
         room: EDGE_ROOM,
         webhooks: true,
+        embed: true,
     }
 }
 
@@ -274,6 +282,7 @@ fn fault_edge() -> Edge {
         ),
         room: EDGE_ROOM,
         webhooks: false,
+        embed: false,
     }
 }
 
@@ -294,6 +303,7 @@ fn limits_edge() -> Edge {
         ),
         room: EDGE_ROOM,
         webhooks: false,
+        embed: false,
     }
 }
 

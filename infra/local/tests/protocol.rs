@@ -12,24 +12,28 @@ mod common;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::{Local, start};
+use common::{Local, start, start_with_env};
+use roomcast_protocol_tests::deployment::EMBED_KEYS;
 
 /// The server for the main suite: rate limit raised so cases can send bursts; webhooks to
-/// loopback receivers, retried after 200 ms, timed out after 1 s.
+/// loopback receivers, retried after 200 ms, timed out after 1 s; the suite's publishable key.
 fn main_server() -> &'static Local {
     static SERVER: OnceLock<Local> = OnceLock::new();
     SERVER.get_or_init(|| {
-        start(&[
-            "--rate-per-sec",
-            "1000",
-            "--rate-burst",
-            "1000",
-            "--webhook-allow-private",
-            "--webhook-first-retry-ms",
-            "200",
-            "--webhook-timeout-ms",
-            "1000",
-        ])
+        start_with_env(
+            &[
+                "--rate-per-sec",
+                "1000",
+                "--rate-burst",
+                "1000",
+                "--webhook-allow-private",
+                "--webhook-first-retry-ms",
+                "200",
+                "--webhook-timeout-ms",
+                "1000",
+            ],
+            &[("ROOMCAST_EMBED_KEYS", EMBED_KEYS)],
+        )
     })
 }
 

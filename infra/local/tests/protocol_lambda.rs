@@ -28,6 +28,7 @@ use common::{Local, start};
 use roomcast_aws::dynamo::STREAM_FILTER_PATTERNS;
 use roomcast_aws::{DynamoConfig, DynamoStore};
 use roomcast_core::auth::Claims;
+use roomcast_protocol_tests::deployment::EMBED_KEYS;
 use roomcast_protocol_tests::{Capabilities, Deployment};
 use roomcast_testkit::aws::mappings::{
     AwsEndpoint, Function, QueueMapping, QueueSettings, StreamMapping, StreamSettings,
@@ -227,6 +228,9 @@ fn start_stack() -> Result<Stack, String> {
             })
             .map_or_else(Stdio::null, Stdio::from)
     };
+    // The suite's publishable key (`--env-var` would split its JSON at the commas): the
+    // functions inherit the watcher's environment.
+    command.env("ROOMCAST_EMBED_KEYS", EMBED_KEYS);
     command
         .current_dir(workspace())
         .stdout(log(()))
@@ -298,6 +302,8 @@ impl Deployment for LambdaStack {
             restart: false,
             webhooks: true,
             attachments: true,
+            // The functions run with the suite's publishable key.
+            embed: true,
             ..self.0.capabilities()
         }
     }
@@ -333,7 +339,16 @@ roomcast_protocol_tests::protocol_cases!(stack();
     tenants_are_isolated_on_every_path,
     http_api_is_tenant_isolated,
     http_api_answers_cors,
+    desk_round_robin_under_capacity_then_the_freed_place,
+    desk_transfer_and_unassign_by_the_assigned_agent_only,
+    desk_identified_visitors_are_listed_and_found,
+    desk_rating_after_close_is_a_system_message,
+    desk_blocked_visitor_closed_4003_and_refused_until_unblocked,
+    desk_assigned_agent_moderates_the_conversation,
 );
+
+roomcast_protocol_tests::protocol_test!(desk_embed_visitor_token_from_an_allowed_origin_only, stack(),
+    [HttpApi, Embed], d => roomcast_protocol_tests::cases::desk_embed_visitor_token_from_an_allowed_origin_only(d));
 
 roomcast_protocol_tests::protocol_test!(attachments_reach_members_byte_identical, stack(),
     [HttpApi, Attachments], d => roomcast_protocol_tests::cases::attachments_reach_members_byte_identical(d));

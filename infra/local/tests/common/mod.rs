@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use roomcast_core::auth::{Claims, TokenSigner};
+use roomcast_protocol_tests::deployment::EMBED_KEYS;
 use roomcast_protocol_tests::{Capabilities, Deployment};
 use roomcast_testkit::process::Lifeline;
 
@@ -36,12 +37,14 @@ struct Running {
 struct LocalServer {
     root: PathBuf,
     flags: Vec<String>,
+    /// Environment variables set for the server (on top of this process's).
+    env: Vec<(String, String)>,
     running: Mutex<Running>,
 }
 
 impl LocalServer {
-    /// Starts the binary with `flags` on a free port, in a fresh directory.
-    fn start(flags: &[&str]) -> anyhow::Result<Self> {
+    /// Starts the binary with `flags` and `env` on a free port, in a fresh directory.
+    fn start(flags: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Self> {
         static SERVERS: AtomicU32 = AtomicU32::new(0);
         let root = std::env::temp_dir().join(format!(
             "roomcast-protocol-{}-{}",
@@ -50,10 +53,15 @@ impl LocalServer {
         ));
         std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
         let flags: Vec<String> = flags.iter().map(|f| (*f).to_owned()).collect();
-        let running = spawn(&root, &flags, 0)?;
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let running = spawn(&root, &flags, &env, 0)?;
         Ok(Self {
             root,
             flags,
+            env,
             running: Mutex::new(running),
         })
     }
@@ -83,7 +91,7 @@ impl LocalServer {
         // The port may take a moment to be free again after SIGKILL; retry within the bound.
         let deadline = Instant::now() + START_TIMEOUT;
         *running = loop {
-            match spawn(&self.root, &self.flags, port) {
+            match spawn(&self.root, &self.flags, &self.env, port) {
                 Ok(r) => break r,
                 Err(e) if Instant::now() >= deadline => return Err(e.context("restarting")),
                 Err(_) => std::thread::sleep(Duration::from_millis(100)),
@@ -94,7 +102,12 @@ impl LocalServer {
 }
 
 /// Starts the server under a lifeline; returns once it printed its address.
-fn spawn(root: &Path, flags: &[String], port: u16) -> anyhow::Result<Running> {
+fn spawn(
+    root: &Path,
+    flags: &[String],
+    env: &[(String, String)],
+    port: u16,
+) -> anyhow::Result<Running> {
     let log_path = root.join("server.log");
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -123,6 +136,7 @@ fn spawn(root: &Path, flags: &[String], port: u16) -> anyhow::Result<Running> {
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
         )
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
         .stderr(log);
     let mut lifeline = Lifeline::spawn(command).context("starting the server")?;
@@ -249,6 +263,11 @@ impl Deployment for Local {
             .as_ref()
             .map(|s| s.flags.as_slice())
             .unwrap_or_default();
+        let env = self
+            .0
+            .as_ref()
+            .map(|s| s.env.as_slice())
+            .unwrap_or_default();
         let forwarding = flags.iter().any(|f| f == "--lambda-endpoint");
         Capabilities {
             restart: true,
@@ -260,6 +279,11 @@ impl Deployment for Local {
             // Files under the data directory behind the server's own signed routes; behind
             // Lambda functions the functions' attachments (S3) apply instead.
             attachments: !forwarding,
+            // The suite's publishable key, in-process; behind Lambda functions, theirs.
+            embed: !forwarding
+                && env
+                    .iter()
+                    .any(|(k, v)| k == "ROOMCAST_EMBED_KEYS" && v == EMBED_KEYS),
         }
     }
 
@@ -270,5 +294,11 @@ impl Deployment for Local {
 }
 
 pub fn start(flags: &[&str]) -> Local {
-    Local(LocalServer::start(flags).map_err(|e| format!("{e:#}")))
+    start_with_env(flags, &[])
+}
+
+/// [`start`] with environment variables `env` set for the server (settings that have no flag,
+/// such as `ROOMCAST_EMBED_KEYS`).
+pub fn start_with_env(flags: &[&str], env: &[(&str, &str)]) -> Local {
+    Local(LocalServer::start(flags, env).map_err(|e| format!("{e:#}")))
 }
