@@ -343,7 +343,8 @@ roomcast_protocol_tests::protocol_cases!(stack();
     desk_transfer_and_unassign_by_the_assigned_agent_only,
     desk_identified_visitors_are_listed_and_found,
     desk_rating_after_close_is_a_system_message,
-    desk_blocked_visitor_closed_4003_and_refused_until_unblocked,
+    desk_block_closes_the_visitors_socket_4003,
+    desk_blocked_visitor_refused_until_unblocked,
     desk_assigned_agent_moderates_the_conversation,
 );
 

@@ -521,17 +521,13 @@ pub async fn desk_rating_after_close_is_a_system_message(d: &dyn Deployment) -> 
     Ok(())
 }
 
-/// `block`: the visitor's live connection closes with 4003, their token is refused (upgrade
-/// 403; HTTP 403 where the HTTP API is served) until `unblock`.
-pub async fn desk_blocked_visitor_closed_4003_and_refused_until_unblocked(
-    d: &dyn Deployment,
-) -> anyhow::Result<()> {
-    let s = Scope::new(d, "desk_block");
+/// `block` from an agent's console (their connection in `inbox`, where the console sends it):
+/// the visitor's live connection in their support room closes with 4003.
+pub async fn desk_block_closes_the_visitors_socket_4003(d: &dyn Deployment) -> anyhow::Result<()> {
+    let s = Scope::new(d, "desk_block_close");
     let mut ann = console(&s, "ann").await?;
     let (mut v, room) = visitor(&s, "v1").await?;
     opens(&s, &mut v, &room, "spam").await?;
-    let token = s.token("v1", &[&room]);
-
     let blocked = ask(&mut ann, "block", json!({"action": "block", "user": "v1"})).await?;
     ensure!(
         frame_type(&blocked) == "blocked" && blocked["user"] == "v1" && blocked["blocked"] == true,
@@ -539,8 +535,28 @@ pub async fn desk_blocked_visitor_closed_4003_and_refused_until_unblocked(
     );
     let (code, reason) = v.expect_close().await?;
     ensure!(
-        code == 4003,
+        code == 4003 && reason == "blocked by the support team",
         "the visitor's socket closes with 4003, not {code} `{reason}`"
+    );
+    Ok(())
+}
+
+/// A blocked visitor's token is refused (upgrade 403; HTTP 403 where the HTTP API is served)
+/// until `unblock`; then it connects and writes again.
+pub async fn desk_blocked_visitor_refused_until_unblocked(
+    d: &dyn Deployment,
+) -> anyhow::Result<()> {
+    let s = Scope::new(d, "desk_block");
+    let mut ann = console(&s, "ann").await?;
+    let (mut v, room) = visitor(&s, "v1").await?;
+    opens(&s, &mut v, &room, "spam").await?;
+    drop(v);
+    let token = s.token("v1", &[&room]);
+
+    let blocked = ask(&mut ann, "block", json!({"action": "block", "user": "v1"})).await?;
+    ensure!(
+        frame_type(&blocked) == "blocked" && blocked["user"] == "v1" && blocked["blocked"] == true,
+        "ann blocks v1: {blocked}"
     );
     match Client::try_connect(
         &crate::deployment::InRoom::new(d, &room),
