@@ -129,8 +129,8 @@ resource "aws_apigatewayv2_integration" "http" {
 }
 
 resource "aws_apigatewayv2_route" "http" {
-  # checkov:skip=CKV_AWS_309:The function verifies the bearer JWT itself, with the same pinned algorithm and claims as the WebSocket API; API Gateway's JWT authorizer cannot verify HS256 tokens. /health is public by design.
-  for_each = toset(["GET /health", "GET /rooms/{room}/messages", "POST /rooms/{room}/messages", "POST /rooms/{room}/uploads", "GET /rooms/{room}/attachments/{id}"])
+  # checkov:skip=CKV_AWS_309:The function verifies the bearer JWT itself, with the same pinned algorithm and claims as the WebSocket API; API Gateway's JWT authorizer cannot verify HS256 tokens. /health is public by design, and so is /embed/token (a publishable key from an allowed Origin, rate-limited per key and address).
+  for_each = toset(["GET /health", "GET /rooms/{room}/messages", "POST /rooms/{room}/messages", "POST /rooms/{room}/uploads", "GET /rooms/{room}/attachments/{id}", "POST /embed/token"])
 
   api_id             = aws_apigatewayv2_api.http.id
   route_key          = each.value

@@ -161,6 +161,8 @@ locals {
     ROOMCAST_UPLOAD_BYTES_PER_USER_DAY   = tostring(var.upload_bytes_per_user_day)
     ROOMCAST_UPLOADS_PER_TENANT_DAY      = tostring(var.uploads_per_tenant_day)
     ROOMCAST_UPLOAD_BYTES_PER_TENANT_DAY = tostring(var.upload_bytes_per_tenant_day)
+    ROOMCAST_EMBED_KEYS                  = var.embed_keys
+    ROOMCAST_EMBED_TOKEN_SECS            = tostring(var.embed_token_secs)
   }
 
   # Statements some functions need beyond the ones every function has (lambda.tf): sending

@@ -412,3 +412,19 @@ variable "upload_bytes_per_tenant_day" {
   type        = number
   default     = 21474836480
 }
+
+variable "embed_keys" {
+  description = "Publishable keys for embedding the widget without a backend: a JSON object by key (pk_...) of {tenant, origins, team?, greeting?, reply_time?, avatars?, office_hours?} (docs/protocol.md section 15). Empty: none. Visitor tokens are signed with a key derived from the HS256 token secret."
+  type        = string
+  default     = ""
+}
+
+variable "embed_token_secs" {
+  description = "Lifetime of the visitor tokens POST /embed/token issues, seconds."
+  type        = number
+  default     = 3600
+  validation {
+    condition     = var.embed_token_secs >= 60 && var.embed_token_secs <= 86400 && floor(var.embed_token_secs) == var.embed_token_secs
+    error_message = "embed_token_secs must be a whole number of seconds, 60 to 86400."
+  }
+}

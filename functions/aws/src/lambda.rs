@@ -90,15 +90,19 @@ pub mod env {
         UPLOAD_BYTES_PER_USER_DAY,
         UPLOADS_PER_TENANT_DAY,
         UPLOAD_BYTES_PER_TENANT_DAY,
+        EMBED_KEYS,
+        EMBED_TOKEN_SECS,
     ];
     /// Plain-text keys: never set by a deployment.
     /// (The link secret signs the links of deployments that serve attachment bytes themselves;
-    /// on AWS, S3 presigns them.)
+    /// on AWS, S3 presigns them. Visitor tokens are signed with a key derived from the HS256
+    /// token secret, which the functions read from SSM.)
     pub const PLAINTEXT_KEYS: &[&str] = &[
         JWT_SECRET,
         JWT_PUBLIC_KEY,
         WEBHOOK_SECRET,
         ATTACHMENT_LINK_SECRET,
+        EMBED_SECRET,
     ];
     /// Development-only settings: never set by a deployment (endpoints at private addresses).
     pub const DEVELOPMENT_ONLY: &[&str] = &[WEBHOOK_ALLOW_PRIVATE];

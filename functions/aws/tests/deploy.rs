@@ -57,6 +57,7 @@ const HTTP_ROUTES: &[&str] = &[
     "POST /rooms/{room}/messages",
     "POST /rooms/{room}/uploads",
     "GET /rooms/{room}/attachments/{id}",
+    "POST /embed/token",
 ];
 
 /// The functions event source mappings invoke (no API Gateway route) and the DynamoDB actions
