@@ -464,7 +464,10 @@ fn source_ip(request: &lambda_http::Request) -> Option<String> {
     use lambda_http::request::RequestContext;
     match request.request_context_ref()? {
         RequestContext::ApiGatewayV2(ctx) => ctx.http.source_ip.clone(),
-        #[allow(unreachable_patterns, reason = "other event sources, by lambda_http's features")]
+        #[allow(
+            unreachable_patterns,
+            reason = "other event sources, by lambda_http's features"
+        )]
         _ => None,
     }
 }
@@ -482,7 +485,10 @@ pub async fn run_http_function() -> Result<(), lambda_http::Error> {
                     .get("authorization")
                     .and_then(|v| v.to_str().ok());
                 let host = request.headers().get("host").and_then(|v| v.to_str().ok());
-                let origin = request.headers().get("origin").and_then(|v| v.to_str().ok());
+                let origin = request
+                    .headers()
+                    .get("origin")
+                    .and_then(|v| v.to_str().ok());
                 let client_ip = source_ip(&request);
                 let http_request = HttpRequest {
                     method: request.method().as_str(),
