@@ -30,6 +30,9 @@ pub trait RoomRelay: MaybeSendSync {
     /// Has the owner of `room` offer its waiting conversation to an available agent
     /// ([`crate::service::ChatService::offer_conversation`]): capacity freed elsewhere.
     async fn offer(&self, room: &RoomRef, now_ms: u64) -> Result<(), StoreError>;
+    /// Has the owner of `room` close `user`'s connections there
+    /// ([`crate::service::ChatService::eject`]): the visitor was blocked elsewhere.
+    async fn eject(&self, room: &RoomRef, user: &str) -> Result<(), StoreError>;
 }
 
 /// Outbound side: deliver frames to connections.

@@ -1962,6 +1962,13 @@ impl RoomRelay for ServiceRelay {
             .await
             .map_err(|rejection| StoreError::Other(rejection.message))
     }
+
+    async fn eject(&self, room: &RoomRef, user: &str) -> Result<(), StoreError> {
+        self.0
+            .eject(&room.tenant, user)
+            .await
+            .map_err(|rejection| StoreError::Other(rejection.message))
+    }
 }
 
 impl World {

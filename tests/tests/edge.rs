@@ -343,7 +343,8 @@ roomcast_protocol_tests::protocol_test!(edge_alarm_sweeps_abandoned_uploads,
     Box::new(main_edge()), [HttpApi, Attachments], d => alarm_sweeps_abandoned_uploads(d));
 
 /// `/__relay/record` is how one room's object records in another's (the desk's inbox notices),
-/// `/__relay/offer` how it has another offer its conversation, `/__tenant/desk` how it writes
+/// `/__relay/offer` how it has another offer its conversation, `/__relay/eject` how it has
+/// another close a blocked visitor's sockets, `/__tenant/desk` how it writes
 /// the tenant's desk records; the Worker never forwards them, whatever the path's form.
 async fn relay_route_not_public(d: &dyn Deployment) -> anyhow::Result<()> {
     let base = d.http_url().context("http_url")?;
@@ -353,6 +354,7 @@ async fn relay_route_not_public(d: &dyn Deployment) -> anyhow::Result<()> {
         "//__relay/record",
         "/rooms/inbox/../../__relay/record",
         "/__relay/offer",
+        "/__relay/eject",
         "/__tenant/desk",
     ] {
         let r = Request::new("POST", path)

@@ -51,6 +51,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
             | EdgeRoute::DevFault
             | EdgeRoute::Relay
             | EdgeRoute::RelayOffer
+            | EdgeRoute::RelayEject
             | EdgeRoute::EventsEndpoints
             | EdgeRoute::EventsDispatch
             | EdgeRoute::TenantQuota

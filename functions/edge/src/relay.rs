@@ -5,8 +5,9 @@
 //! another object: the conversation's object posts the notice to the inbox object's relay route,
 //! and the inbox object records and delivers it with its own service. Likewise an agent's freed
 //! capacity: the object where it was freed has the waiting conversation's object offer it
-//! (`/__relay/offer`). The routes are reachable only through a stub: the Worker forwards client
-//! requests for room paths alone.
+//! (`/__relay/offer`). And a block: the visitor's sockets are in their conversations' objects,
+//! each asked to close them (`/__relay/eject`). The routes are reachable only through a stub: the
+//! Worker forwards client requests for room paths alone.
 
 use roomcast_core::gateway::RoomRelay;
 use roomcast_core::store::{Appended, NewMessage, RoomRef, StoreError};
@@ -17,10 +18,18 @@ use worker::{Env, Method, Request, RequestInit, Response, Stub};
 /// The Durable Object namespace binding (wrangler.toml).
 pub const ROOMS_BINDING: &str = "ROOMS";
 
-/// The URLs of a relayed record and offer. Only the path matters: a stub's fetch goes to its
-/// object.
+/// The URLs of a relayed record, offer and ejection. Only the path matters: a stub's fetch goes
+/// to its object.
 const RECORD_URL: &str = "https://chat-room.internal/__relay/record";
 const OFFER_URL: &str = "https://chat-room.internal/__relay/offer";
+const EJECT_URL: &str = "https://chat-room.internal/__relay/eject";
+
+/// The body of `POST /__relay/eject`: the blocked visitor.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Eject {
+    /// Their user id.
+    pub user: String,
+}
 
 /// The body of `POST /__relay/offer`: the offering object's clock (the core passes time in).
 #[derive(Debug, Serialize, Deserialize)]
@@ -83,6 +92,16 @@ impl RoomRelay for DurableRelay {
 
     async fn offer(&self, room: &RoomRef, now_ms: u64) -> Result<(), StoreError> {
         self.post(room, OFFER_URL, &Offer { now_ms })
+            .await
+            .map(drop)
+            .map_err(relay_error(room))
+    }
+
+    async fn eject(&self, room: &RoomRef, user: &str) -> Result<(), StoreError> {
+        let eject = Eject {
+            user: user.to_owned(),
+        };
+        self.post(room, EJECT_URL, &eject)
             .await
             .map(drop)
             .map_err(relay_error(room))

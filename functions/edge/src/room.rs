@@ -21,8 +21,8 @@
 //!   object), bytes in R2 ([`R2Blobs`]) behind the links the Worker serves.
 //! - **Support desk**: the tenant-wide records (agents, blocks, visitors, the conversation list)
 //!   are in the tenant's object ([`EdgeDesk`]); other rooms' objects have this one record a
-//!   message (`/__relay/record`) or offer its waiting conversation (`/__relay/offer`) through
-//!   [`DurableRelay`].
+//!   message (`/__relay/record`), offer its waiting conversation (`/__relay/offer`) or close a
+//!   blocked visitor's sockets (`/__relay/eject`) through [`DurableRelay`].
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -47,7 +47,7 @@ use crate::events::{RoomJournal, entropy, events};
 use crate::history::{Rooms, SqlHistory};
 use crate::now_ms;
 use crate::outbox::Journaling;
-use crate::relay::{DurableRelay, Offer};
+use crate::relay::{DurableRelay, Eject, Offer};
 use crate::routes::{EdgeRoute, edge_route};
 use crate::socket::{
     UpgradeRequest, close_reason, connection_id, disconnect_code, reply_close_code,
@@ -403,6 +403,22 @@ impl Core {
         }
     }
 
+    /// `POST /__relay/eject` from another room's object (see [`crate::relay`]): a visitor was
+    /// blocked, and their sockets here close with 4003.
+    async fn ejected(&self, mut req: Request) -> Result<Response> {
+        if req.method() != Method::Post {
+            return Response::error("use POST", 405);
+        }
+        let eject: Eject = match req.json().await {
+            Ok(eject) => eject,
+            Err(e) => return Response::error(format!("not an ejection: {e}"), 400),
+        };
+        match self.service.eject(&self.room.tenant, &eject.user).await {
+            Ok(()) => Response::ok(""),
+            Err(rejection) => json_reply(&HttpReply::rejection(rejection)),
+        }
+    }
+
     /// A frame on a socket.
     async fn message(&self, state: &State, conn_id: &str, message: WebSocketIncomingMessage) {
         let now = now_ms();
@@ -618,6 +634,7 @@ impl DurableObject for ChatRoom {
             Some(EdgeRoute::Socket(room)) => core.connect(&self.state, &req, &room).await,
             Some(EdgeRoute::Relay) => core.relayed(req).await,
             Some(EdgeRoute::RelayOffer) => core.offered(req).await,
+            Some(EdgeRoute::RelayEject) => core.ejected(req).await,
             // The HTTP API's paths, and 404 for everything else (no object serves the dev
             // routes without the `dev` feature, nor the events objects' paths).
             Some(

@@ -23,6 +23,10 @@ pub enum EdgeRoute {
     /// waiting conversation is to be offered (the core's `RoomRelay::offer`). Objects serve it;
     /// the Worker never forwards it.
     RelayOffer,
+    /// `POST /__relay/eject`: a visitor was blocked, and their sockets in this room's object are
+    /// to be closed (the core's `RoomRelay::eject`). Objects serve it; the Worker never
+    /// forwards it.
+    RelayEject,
     /// `GET /__events/endpoints`: a tenant's endpoints (and the operator's), asked of the
     /// tenant's events object by its room objects. Never forwarded by the Worker.
     EventsEndpoints,
@@ -51,6 +55,7 @@ pub fn edge_route(path: &str) -> Option<EdgeRoute> {
         ["__dev", "fault"] => Some(EdgeRoute::DevFault),
         ["__relay", "record"] => Some(EdgeRoute::Relay),
         ["__relay", "offer"] => Some(EdgeRoute::RelayOffer),
+        ["__relay", "eject"] => Some(EdgeRoute::RelayEject),
         ["__events", "endpoints"] => Some(EdgeRoute::EventsEndpoints),
         ["__events", "dispatch"] => Some(EdgeRoute::EventsDispatch),
         ["__tenant", "quota"] => Some(EdgeRoute::TenantQuota),
@@ -82,6 +87,7 @@ mod tests {
         assert_eq!(edge_route("/__dev/fault"), Some(EdgeRoute::DevFault));
         assert_eq!(edge_route("/__relay/record"), Some(EdgeRoute::Relay));
         assert_eq!(edge_route("/__relay/offer"), Some(EdgeRoute::RelayOffer));
+        assert_eq!(edge_route("/__relay/eject"), Some(EdgeRoute::RelayEject));
         assert_eq!(
             edge_route("/__events/endpoints"),
             Some(EdgeRoute::EventsEndpoints)

@@ -823,15 +823,8 @@ impl ChatService {
             (true, Some(_)) | (false, None) => {}
         }
         if blocked {
-            let live = self
-                .connections
-                .user_connections(&conn.tenant, user)
-                .await
-                .map_err(unavailable)?;
-            for victim in live.iter().filter(|c| c.role == Role::User) {
-                self.close_with(&victim.id, close::FORBIDDEN, "blocked by the support team")
-                    .await;
-            }
+            self.eject(&conn.tenant, user).await?;
+            self.eject_elsewhere(&conn.tenant, user).await;
         }
         let frame = ServerFrame::Blocked {
             user: user.to_owned(),
@@ -840,6 +833,45 @@ impl ChatService {
         };
         self.reply(&conn.id, &frame).await;
         Ok(0)
+    }
+
+    /// Closes visitor `user`'s connections this service knows of with [`close::FORBIDDEN`]
+    /// (the relay's entry point on a deployment with one service per room).
+    pub async fn eject(&self, tenant: &str, user: &str) -> Result<(), Rejection> {
+        let live = self
+            .connections
+            .user_connections(tenant, user)
+            .await
+            .map_err(unavailable)?;
+        for victim in live.iter().filter(|c| c.role == Role::User) {
+            self.close_with(&victim.id, close::FORBIDDEN, "blocked by the support team")
+                .await;
+        }
+        Ok(())
+    }
+
+    /// On a deployment with one service per room, the visitor's sockets live with their
+    /// conversations' rooms: each listed conversation of theirs is asked to close them.
+    async fn eject_elsewhere(&self, tenant: &str, user: &str) {
+        let (Some(relay), Some(bound)) = (&self.relay, &self.config.bound_room) else {
+            return;
+        };
+        let rooms = match self.list_entries(tenant).await {
+            Ok(entries) => entries
+                .into_iter()
+                .filter(|e| e.visitor == user)
+                .map(|e| e.room),
+            Err(e) => {
+                tracing::warn!(tenant, user, error = %e.message, "blocked visitor's rooms unknown");
+                return;
+            }
+        };
+        for room in rooms.filter(|r| r != bound) {
+            let r = RoomRef::new(tenant, &room);
+            if let Err(e) = relay.eject(&r, user).await {
+                tracing::warn!(room = %r.key(), user, error = %e, "blocked visitor not closed");
+            }
+        }
     }
 
     /// An agent's last console (their last connection in the inbox) closed: they take no new
