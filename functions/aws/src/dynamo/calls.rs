@@ -95,35 +95,7 @@ impl DynamoStore {
                 condition.push_str(&format!(" AND {sk} BETWEEN {lo} AND {hi}"));
             }
         }
-        let now = now_secs();
-        let mut items = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression(&condition)
-                .set_expression_attribute_names(x.names())
-                .set_expression_attribute_values(x.values())
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                .send()
-                .await
-                .map_err(|e| sdk_error("Query", e))?;
-            self.record(out.consumed_capacity(), false);
-            items.extend(
-                out.items
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|item| is_live(item, now)),
-            );
-            match out.last_evaluated_key {
-                Some(next) if !next.is_empty() => start = Some(next),
-                _ => return Ok(items),
-            }
-        }
+        self.pages(&condition, &x, true, None).await
     }
 
     /// Up to `limit` live items of partition `pk`, first or (`forward` false) last in sort-key
@@ -137,21 +109,35 @@ impl DynamoStore {
     ) -> Result<Vec<Item>, StoreError> {
         let mut x = Expr::default();
         let condition = format!("{} = {}", x.name(ATTR_PK), x.value(s(pk)));
+        self.pages(&condition, &x, forward, Some(limit.max(1)))
+            .await
+    }
+
+    /// The live items a key condition selects, in sort-key order (`forward`) or reversed,
+    /// strongly consistent, reading on across pages (a page ends at 1 MB) until there are no
+    /// more or, with a `limit`, that many were read (expired items count against it).
+    async fn pages(
+        &self,
+        condition: &str,
+        x: &Expr,
+        forward: bool,
+        limit: Option<usize>,
+    ) -> Result<Vec<Item>, StoreError> {
         let now = now_secs();
         let mut items = Vec::new();
-        let mut left = limit.max(1);
+        let mut left = limit;
         let mut start = None;
         loop {
             let out = self
                 .client
                 .query()
                 .table_name(&self.table)
-                .key_condition_expression(&condition)
+                .key_condition_expression(condition)
                 .set_expression_attribute_names(x.names())
                 .set_expression_attribute_values(x.values())
                 .consistent_read(true)
                 .scan_index_forward(forward)
-                .limit(i32::try_from(left).unwrap_or(i32::MAX))
+                .set_limit(left.map(|l| i32::try_from(l).unwrap_or(i32::MAX)))
                 .set_exclusive_start_key(start)
                 .return_consumed_capacity(ReturnConsumedCapacity::Total)
                 .send()
@@ -159,10 +145,10 @@ impl DynamoStore {
                 .map_err(|e| sdk_error("Query", e))?;
             self.record(out.consumed_capacity(), false);
             let page = out.items.unwrap_or_default();
-            left = left.saturating_sub(page.len());
+            left = left.map(|l| l.saturating_sub(page.len()));
             items.extend(page.into_iter().filter(|item| is_live(item, now)));
             match out.last_evaluated_key {
-                Some(next) if !next.is_empty() && left > 0 => start = Some(next),
+                Some(next) if !next.is_empty() && left != Some(0) => start = Some(next),
                 _ => return Ok(items),
             }
         }
