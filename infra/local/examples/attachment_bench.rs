@@ -10,26 +10,24 @@
 //! cargo run --release -p roomcast-local --example attachment_bench [-- RUNS]
 //! ```
 
-use std::time::{Duration, Instant};
+mod common;
 
-use anyhow::{Context, bail, ensure};
-use clap::Parser;
-use futures::{SinkExt, StreamExt};
+use std::time::Instant;
+
+use anyhow::{Context, ensure};
+use futures::SinkExt;
 use roomcast_core::auth::TokenSigner;
-use roomcast_local::app::App;
-use roomcast_local::config::Cli;
 use roomcast_protocol_tests::http::Request;
 use roomcast_protocol_tests::scope::claims;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
+
+use common::{Socket, next_of, runs, start_server};
 
 const SECRET: &str = "roomcast-attachment-bench-secret-0123456789";
 const IMAGE_BYTES: usize = 5 * 1024 * 1024;
 const ROOM: &str = "files";
 const TENANT: &str = "bench";
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A PNG header, then filler up to `len` bytes.
 fn png(len: usize) -> Vec<u8> {
@@ -55,26 +53,6 @@ async fn join(port: u16, user: &str) -> anyhow::Result<Socket> {
         .await?;
     next_of(&mut socket, |f| f["type"] == "joined").await?;
     Ok(socket)
-}
-
-/// The next frame `wanted` accepts (others are skipped).
-async fn next_of(socket: &mut Socket, wanted: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(frame) = socket.next().await {
-            if let Message::Text(text) = frame? {
-                let frame: Value = serde_json::from_str(&text)?;
-                if frame["type"] == "error" {
-                    bail!("error frame: {frame}");
-                }
-                if wanted(&frame) {
-                    return Ok(frame);
-                }
-            }
-        }
-        bail!("the socket closed")
-    })
-    .await
-    .context("no frame within 30 s")?
 }
 
 /// One run: (upload seconds, seconds from the upload's start to bob's `message`).
@@ -135,37 +113,8 @@ fn median(mut xs: Vec<f64>) -> f64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let runs: usize = std::env::args()
-        .nth(1)
-        .map(|r| r.parse())
-        .transpose()
-        .context("RUNS is a number")?
-        .unwrap_or(20);
-    ensure!(runs > 0, "RUNS must be positive");
-    let data = tempfile::tempdir()?;
-    let data_dir = data
-        .path()
-        .to_str()
-        .context("a UTF-8 temporary directory")?;
-    let cli = Cli::try_parse_from([
-        "roomcast-local",
-        "--port",
-        "0",
-        "--data-dir",
-        data_dir,
-        "--jwt-secret",
-        SECRET,
-    ])?;
-    let (mut config, _) = cli.serve.resolve()?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    config.listen = listener.local_addr()?;
-    let port = config.listen.port();
-    let app = App::build(config).await?;
-    tokio::spawn(roomcast_local::router::serve(
-        listener,
-        app,
-        std::future::pending(),
-    ));
+    let runs = runs(20)?;
+    let (port, _data) = start_server(SECRET, &[]).await?;
 
     let mut alice = join(port, "alice").await?;
     let mut bob = join(port, "bob").await?;

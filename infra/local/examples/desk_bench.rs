@@ -14,23 +14,21 @@
 //! cargo run --release -p roomcast-local --example desk_bench [-- RUNS]
 //! ```
 
-use std::time::{Duration, Instant};
+mod common;
 
-use anyhow::{Context, bail, ensure};
-use clap::Parser;
-use futures::{SinkExt, StreamExt};
+use std::time::Instant;
+
+use anyhow::ensure;
+use futures::SinkExt;
 use roomcast_core::auth::{Claims, Role, TokenSigner};
-use roomcast_local::app::App;
-use roomcast_local::config::Cli;
 use roomcast_protocol_tests::scope::claims;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
+use common::{Socket, next_of, runs, start_server};
+
 const SECRET: &str = "roomcast-desk-bench-secret-0123456789";
 const TENANT: &str = "bench";
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 fn token(claims: &Claims) -> String {
     TokenSigner::hs256(SECRET.as_bytes()).sign(claims)
@@ -49,26 +47,6 @@ async fn connect(port: u16, claims: &Claims, rooms: &[&str]) -> anyhow::Result<S
 async fn send(socket: &mut Socket, frame: Value) -> anyhow::Result<()> {
     socket.send(Message::text(frame.to_string())).await?;
     Ok(())
-}
-
-/// The next frame `wanted` accepts (others are skipped).
-async fn next_of(socket: &mut Socket, wanted: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(frame) = socket.next().await {
-            if let Message::Text(text) = frame? {
-                let frame: Value = serde_json::from_str(&text)?;
-                if frame["type"] == "error" {
-                    bail!("error frame: {frame}");
-                }
-                if wanted(&frame) {
-                    return Ok(frame);
-                }
-            }
-        }
-        bail!("the socket closed")
-    })
-    .await
-    .context("no frame within 30 s")?
 }
 
 /// The inbox's notice of `room` at `status`.
@@ -129,41 +107,9 @@ fn percentile(xs: &[f64], p: f64) -> f64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let runs: usize = std::env::args()
-        .nth(1)
-        .map(|r| r.parse())
-        .transpose()
-        .context("RUNS is a number")?
-        .unwrap_or(50);
-    ensure!(runs > 0, "RUNS must be positive");
-    let data = tempfile::tempdir()?;
-    let data_dir = data
-        .path()
-        .to_str()
-        .context("a UTF-8 temporary directory")?;
-    let cli = Cli::try_parse_from([
-        "roomcast-local",
-        "--port",
-        "0",
-        "--data-dir",
-        data_dir,
-        "--jwt-secret",
-        SECRET,
-        "--rate-per-sec",
-        "1000",
-        "--rate-burst",
-        "1000",
-    ])?;
-    let (mut config, _) = cli.serve.resolve()?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    config.listen = listener.local_addr()?;
-    let port = config.listen.port();
-    let app = App::build(config).await?;
-    tokio::spawn(roomcast_local::router::serve(
-        listener,
-        app,
-        std::future::pending(),
-    ));
+    let runs = runs(50)?;
+    let (port, _data) =
+        start_server(SECRET, &["--rate-per-sec", "1000", "--rate-burst", "1000"]).await?;
 
     let ann = Claims {
         role: Role::Agent,
