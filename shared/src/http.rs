@@ -11,8 +11,9 @@ use crate::attachments::{AttachmentRef, UploadRequest};
 use crate::auth::{Identity, TokenVerifier};
 use crate::limits::{DEFAULT_HISTORY_LIMIT, MAX_WS_MESSAGE_BYTES};
 use crate::protocol::Rejection;
-use crate::service::{ChatService, EndpointChange, Publish, http_status};
+use crate::service::{ChatService, EndpointChange, Publish, TokenRequest, http_status, key_of};
 use crate::store::HistoryQuery;
+use crate::support::embed::EmbedKeys;
 
 /// Largest request body accepted (the WebSocket message limit, so a publish over HTTP and one
 /// over a socket carry the same).
@@ -362,21 +363,36 @@ struct PublishBody {
     attachments: Vec<AttachmentRef>,
 }
 
+/// The `POST /embed/token` body, or the 400 reply every deployment gives.
+fn token_request(body: &[u8]) -> Result<TokenRequest, HttpReply> {
+    serde_json::from_slice(body).map_err(|e| {
+        HttpReply::error(
+            400,
+            "BAD_FRAME",
+            &format!("expected {{key, visitor, name?}}: {e}"),
+        )
+    })
+}
+
+/// The tenant a `POST /embed/token` body's key embeds, or the 400/403 reply every deployment
+/// gives. For HTTP layers that must know the tenant before they can route the request (the edge
+/// Worker picks the tenant's object); [`handle`] checks it itself.
+pub fn embed_tenant(keys: &EmbedKeys, body: &[u8]) -> Result<String, HttpReply> {
+    let asked = token_request(body)?;
+    key_of(keys, &asked.key)
+        .map(|k| k.tenant.clone())
+        .map_err(HttpReply::rejection)
+}
+
 /// `POST /embed/token` `{key, visitor, name?}` from a page whose `Origin` the key allows: 200
 /// with a visitor token and the desk's first-open state.
 async fn embed_token(service: &ChatService, request: &HttpRequest<'_>, now_ms: u64) -> HttpReply {
     if request.body.len() > MAX_BODY_BYTES {
         return payload_too_large();
     }
-    let asked: crate::service::TokenRequest = match serde_json::from_slice(request.body) {
-        Ok(r) => r,
-        Err(e) => {
-            return HttpReply::error(
-                400,
-                "BAD_FRAME",
-                &format!("expected {{key, visitor, name?}}: {e}"),
-            );
-        }
+    let asked = match token_request(request.body) {
+        Ok(asked) => asked,
+        Err(reply) => return reply,
     };
     match service
         .embed_token(asked, request.origin, request.client_ip, now_ms)

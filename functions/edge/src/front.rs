@@ -9,8 +9,7 @@
 
 use roomcast_core::auth::TokenVerifier;
 use roomcast_core::http::{self, HttpReply, Route};
-use roomcast_core::protocol::{ErrorCode, Rejection, validate_name};
-use roomcast_core::service::TokenRequest;
+use roomcast_core::protocol::validate_name;
 use roomcast_core::store::RoomRef;
 use worker::{Context, Env, Headers, Method, Request, Response, Result, event};
 
@@ -184,18 +183,10 @@ async fn embed_token(req: Request, env: &Env, config: &EdgeConfig) -> Result<Res
         return json_reply(&http::payload_too_large());
     }
     // A copy of the body is read; the request goes on with its own.
-    let asked: TokenRequest = match req.clone()?.json().await {
-        Ok(asked) => asked,
-        Err(e) => {
-            let reason = format!("expected {{key, visitor, name?}}: {e}");
-            return json_reply(&HttpReply::error(400, "BAD_FRAME", &reason));
-        }
+    let body = req.clone()?.bytes().await?;
+    let tenant = match http::embed_tenant(&config.settings.service.embed.keys, &body) {
+        Ok(tenant) => tenant,
+        Err(reply) => return json_reply(&reply),
     };
-    let Some(key) = config.settings.service.embed.keys.get(&asked.key) else {
-        let unknown = Rejection::new(ErrorCode::Forbidden, "unknown publishable key");
-        return json_reply(&HttpReply::rejection(unknown));
-    };
-    tenant_object(env, &key.tenant)?
-        .fetch_with_request(req)
-        .await
+    tenant_object(env, &tenant)?.fetch_with_request(req).await
 }

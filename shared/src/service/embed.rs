@@ -13,7 +13,8 @@ use crate::protocol::{ErrorCode, Rejection};
 use crate::ratelimit::RatePolicy;
 use crate::store::DeskKind;
 use crate::support::embed::{
-    DeskProfile, EMBED_KID, is_visitor_id, origin_matches, visitor_claims, visitor_room,
+    DeskProfile, EMBED_KID, EmbedKey, EmbedKeys, is_visitor_id, origin_matches, visitor_claims,
+    visitor_room,
 };
 use crate::support::parse_doc;
 use crate::support::roster::{AgentState, Availability};
@@ -71,6 +72,12 @@ pub struct DeskState {
     pub agents_online: usize,
 }
 
+/// The configured key `key`; `FORBIDDEN` for an unknown one.
+pub fn key_of<'a>(keys: &'a EmbedKeys, key: &str) -> Result<&'a EmbedKey, Rejection> {
+    keys.get(key)
+        .ok_or_else(|| Rejection::new(ErrorCode::Forbidden, "unknown publishable key"))
+}
+
 impl ChatService {
     /// Answers a visitor token request from a page at `origin` (its `Origin` header) and
     /// `client` (its address).
@@ -83,10 +90,7 @@ impl ChatService {
     ) -> Result<VisitorToken, Rejection> {
         let embed = &self.config.embed;
         let forbidden = |message: &str| Rejection::new(ErrorCode::Forbidden, message);
-        let key = embed
-            .keys
-            .get(&request.key)
-            .ok_or_else(|| forbidden("unknown publishable key"))?;
+        let key = key_of(&embed.keys, &request.key)?;
         let origin = origin
             .ok_or_else(|| forbidden("publishable keys are for browser pages (no Origin)"))?;
         if !key.origins.iter().any(|p| origin_matches(p, origin)) {

@@ -24,7 +24,7 @@ mod rooms;
 use std::sync::Arc;
 
 pub use attachments::Attachments;
-pub use embed::{DeskState, TokenRequest, VisitorToken};
+pub use embed::{DeskState, TokenRequest, VisitorToken, key_of};
 pub use events::{
     EndpointChange, Entropy, Events, MAX_OFFLINE_MEMBERS, OPERATOR_ENDPOINT_ID, Resolver,
     route_events, sync_operator_endpoint,
