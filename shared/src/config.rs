@@ -19,6 +19,7 @@ use crate::events::{EventType, RetryPolicy, WebhookSecret};
 use crate::lifecycle::LifecyclePolicy;
 use crate::limits::{
     DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_CONNECTION_MS, DEFAULT_MAX_CONNECTIONS_PER_USER,
+    DEFAULT_PRESENCE_MAX_CONNECTIONS,
 };
 use crate::ratelimit::RatePolicy;
 use crate::service::ServiceConfig;
@@ -50,6 +51,9 @@ pub mod names {
     pub const RATE_BURST: &str = "ROOMCAST_RATE_BURST";
     /// Live connections per user (more are refused with 429).
     pub const MAX_CONNECTIONS_PER_USER: &str = "ROOMCAST_MAX_CONNECTIONS_PER_USER";
+    /// Most connections a room holds with the presence of individuals (100); a bigger room
+    /// announces its occupancy instead (protocol.md §17).
+    pub const PRESENCE_MAX_CONNECTIONS: &str = "ROOMCAST_PRESENCE_MAX_CONNECTIONS";
     /// Close connections without inbound data for this long, seconds (1001).
     pub const IDLE_TIMEOUT_SECS: &str = "ROOMCAST_IDLE_TIMEOUT_SECS";
     /// Close every connection after this long, seconds (1001).
@@ -113,6 +117,7 @@ pub mod names {
         RATE_PER_SEC,
         RATE_BURST,
         MAX_CONNECTIONS_PER_USER,
+        PRESENCE_MAX_CONNECTIONS,
         IDLE_TIMEOUT_SECS,
         MAX_CONNECTION_SECS,
         LOG,
@@ -595,6 +600,10 @@ impl Settings {
                 max_connections_per_user: lookup.positive(
                     names::MAX_CONNECTIONS_PER_USER,
                     DEFAULT_MAX_CONNECTIONS_PER_USER,
+                )?,
+                presence_max_connections: lookup.positive(
+                    names::PRESENCE_MAX_CONNECTIONS,
+                    DEFAULT_PRESENCE_MAX_CONNECTIONS,
                 )?,
                 embed,
                 ..ServiceConfig::default()

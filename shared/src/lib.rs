@@ -10,6 +10,7 @@
 //! - [`protocol`]: protocol v1 frames, error and close codes, validation (pure).
 //! - [`config`]: the one configuration every deployment parses from its own lookup.
 //! - [`lifecycle`]: each connection's deadlines (token expiry, idle, maximum age), sans-IO.
+//! - [`occupancy`]: when big rooms announce their connection count (coalesced), sans-IO.
 //! - [`limits`]: every named limit (API Gateway's, so all deployments agree).
 //! - [`auth`]: JWT verification with a pinned algorithm and room grants (pure, time passed in).
 //! - [`ratelimit`]: the per-connection token bucket (pure).
@@ -33,6 +34,7 @@ pub mod gateway;
 pub mod http;
 pub mod lifecycle;
 pub mod limits;
+pub mod occupancy;
 pub mod protocol;
 pub mod ratelimit;
 pub mod service;

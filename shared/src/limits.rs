@@ -37,6 +37,15 @@ pub const RATE_TOKEN_BYTES: usize = MAX_BODY_BYTES;
 pub const MAX_ROOMS_PER_CONNECTION: usize = 100;
 /// Most members listed in a `joined` frame.
 pub const MAX_MEMBERS_LISTED: usize = 100;
+/// Default most connections a room may hold with the presence of individuals (`presence` frames
+/// to every member, `joined` listing members); above it the room announces its occupancy
+/// instead (protocol.md §17).
+pub const DEFAULT_PRESENCE_MAX_CONNECTIONS: usize = 100;
+/// Shortest time between two `occupancy` frames of one room: changes within it are coalesced
+/// into one frame at its end.
+pub const OCCUPANCY_INTERVAL_MS: u64 = 1_000;
+/// Most members one `members` page lists (and its default size).
+pub const MAX_MEMBERS_PAGE: u32 = 100;
 /// Default most concurrent connections of one user (more: the upgrade is refused with 429).
 pub const DEFAULT_MAX_CONNECTIONS_PER_USER: usize = 20;
 /// Default most concurrent WebSocket connections from one client address on the local server

@@ -7,7 +7,8 @@ use serde_json::Value;
 use crate::attachments::{AttachmentRef, AttachmentView, UploadGrant};
 use crate::auth::Role;
 use crate::limits::{
-    MAX_BODY_BYTES, MAX_CLIENT_ID_LEN, MAX_HISTORY_LIMIT, MAX_META_BYTES, MAX_NAME_LEN,
+    MAX_BODY_BYTES, MAX_CLIENT_ID_LEN, MAX_HISTORY_LIMIT, MAX_MEMBERS_PAGE, MAX_META_BYTES,
+    MAX_NAME_LEN,
 };
 use crate::support::listing::{ConversationEntry, ListFilter};
 use crate::support::roster::Availability;
@@ -243,6 +244,17 @@ pub enum ClientFrame {
         #[serde(default)]
         limit: Option<u32>,
     },
+    /// Page through the users connected to a room, in user id order (protocol.md §17).
+    Members {
+        /// Room name.
+        room: String,
+        /// Only users after this one (the `next` of the previous page).
+        #[serde(default)]
+        cursor: Option<String>,
+        /// Page size, 1..=100 (default 100).
+        #[serde(default)]
+        limit: Option<u32>,
+    },
     /// Support desk, role `agent`: take a waiting conversation.
     Assign {
         /// The conversation's room.
@@ -333,6 +345,7 @@ impl ClientFrame {
             ClientFrame::Read { .. } => "read",
             ClientFrame::Presence { .. } => "presence",
             ClientFrame::History { .. } => "history",
+            ClientFrame::Members { .. } => "members",
             ClientFrame::Assign { .. } => "assign",
             ClientFrame::Close { .. } => "close",
             ClientFrame::Transfer { .. } => "transfer",
@@ -367,6 +380,7 @@ pub const ACTIONS: &[&str] = &[
     "read",
     "presence",
     "history",
+    "members",
     "assign",
     "close",
     "transfer",
@@ -542,6 +556,23 @@ fn validate(frame: &ClientFrame) -> Result<(), Rejection> {
                 Some(l) if *l == 0 || *l > MAX_HISTORY_LIMIT => Err(Rejection::new(
                     ErrorCode::Invalid,
                     format!("limit must be 1..={MAX_HISTORY_LIMIT}"),
+                )),
+                _ => Ok(()),
+            }
+        }
+        ClientFrame::Members {
+            room,
+            cursor,
+            limit,
+        } => {
+            validate_name("room", room)?;
+            if let Some(cursor) = cursor {
+                validate_name("cursor", cursor)?;
+            }
+            match limit {
+                Some(l) if *l == 0 || *l > MAX_MEMBERS_PAGE => Err(Rejection::new(
+                    ErrorCode::Invalid,
+                    format!("limit must be 1..={MAX_MEMBERS_PAGE}"),
                 )),
                 _ => Ok(()),
             }
@@ -785,6 +816,15 @@ pub struct MemberView {
     pub last_seen: u64,
 }
 
+/// One user connected to a room, as a `members` page lists them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresentMember {
+    /// User id.
+    pub user: String,
+    /// Their status (never `offline`: they are connected).
+    pub status: VisibleStatus,
+}
+
 /// A frame from the server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -799,8 +839,13 @@ pub enum ServerFrame {
         read_seq: u64,
         /// `head - read_seq`.
         unread: u64,
-        /// Users who have joined the room, with presence.
+        /// Users who have joined the room, with presence; empty in a room above the presence
+        /// threshold, which sends `occupancy` instead.
         members: Vec<MemberView>,
+        /// Connections in the room, when it is above the presence threshold (protocol.md §17):
+        /// then no `presence` frames come from it, `occupancy` frames do.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        occupancy: Option<u64>,
         /// The room's support conversation, when it is a support room that has one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         conversation: Option<Conversation>,
@@ -881,6 +926,27 @@ pub enum ServerFrame {
         status: VisibleStatus,
         /// Last seen, epoch milliseconds.
         last_seen: u64,
+    },
+    /// How many connections a room above the presence threshold holds: sent when the count
+    /// changed, at most once per [`crate::limits::OCCUPANCY_INTERVAL_MS`] per room.
+    Occupancy {
+        /// Room name.
+        room: String,
+        /// Connections in the room.
+        connections: u64,
+    },
+    /// Reply to `members`: a page of the users connected to the room, in user id order.
+    Members {
+        /// Room name.
+        room: String,
+        /// The users, with their status.
+        members: Vec<PresentMember>,
+        /// The cursor of the next page; absent on the last.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<String>,
+        /// The frame's reference.
+        #[serde(rename = "ref")]
+        reference: Option<String>,
     },
     /// A page of history, oldest first.
     History {
@@ -1028,6 +1094,7 @@ mod tests {
             r#"{"action":"read","room":"r1","seq":3}"#,
             r#"{"action":"presence","status":"away"}"#,
             r#"{"action":"history","room":"r1","before":10,"limit":20}"#,
+            r#"{"action":"members","room":"r1","cursor":"u7","limit":50}"#,
             r#"{"action":"assign","room":"support-1","ref":"a"}"#,
             r#"{"action":"close","room":"support-1"}"#,
             r#"{"action":"transfer","room":"support-1","to":"bo"}"#,
@@ -1044,6 +1111,48 @@ mod tests {
             parse_client_frame(f).unwrap_or_else(|e| panic!("{f}: {e:?}"));
         }
         assert_eq!(frames.len(), ACTIONS.len());
+    }
+
+    #[test]
+    fn members_pages_are_bounded() {
+        for (frame, code) in [
+            (
+                r#"{"action":"members","room":"r","limit":0}"#,
+                ErrorCode::Invalid,
+            ),
+            (
+                r#"{"action":"members","room":"r","limit":101}"#,
+                ErrorCode::Invalid,
+            ),
+            (
+                r#"{"action":"members","room":"r","cursor":"a/b"}"#,
+                ErrorCode::Invalid,
+            ),
+            (
+                r#"{"action":"members","room":"r","cursor":""}"#,
+                ErrorCode::Invalid,
+            ),
+            (
+                r#"{"action":"members","room":"r","limit":-1}"#,
+                ErrorCode::BadFrame,
+            ),
+            (
+                r#"{"action":"members","room":"r","cursor":7}"#,
+                ErrorCode::BadFrame,
+            ),
+            (r#"{"action":"members"}"#, ErrorCode::BadFrame),
+        ] {
+            assert_eq!(code_of(frame), code, "{frame}");
+        }
+        let parsed = parse_client_frame(r#"{"action":"members","room":"r"}"#).map(|p| p.frame);
+        assert_eq!(
+            parsed,
+            Ok(ClientFrame::Members {
+                room: "r".into(),
+                cursor: None,
+                limit: None
+            })
+        );
     }
 
     #[test]

@@ -16,7 +16,8 @@ use roomcast_core::auth::{Claims, Identity, Role};
 use roomcast_core::gateway::{Gateway, GatewayError, RoomRelay};
 use roomcast_core::http::{HttpReply, HttpRequest};
 use roomcast_core::limits::{
-    MAX_BODY_BYTES, MAX_META_BYTES, MAX_REPLAY, MAX_SERVER_FRAME_BYTES, TYPING_TTL_MS,
+    MAX_BODY_BYTES, MAX_META_BYTES, MAX_REPLAY, MAX_SERVER_FRAME_BYTES, OCCUPANCY_INTERVAL_MS,
+    TYPING_TTL_MS,
 };
 use roomcast_core::protocol::{
     Conversation, ConversationStatus, ErrorCode, MessageView, SYSTEM_SENDER, close,
@@ -2372,4 +2373,148 @@ fn a_status_change_costs_a_token_for_each_further_room_it_is_announced_in() {
     );
     w.advance(1_000);
     assert_eq!(w.send(&a1, ping), handled("ping", 0));
+}
+
+// ---------------------------------------------------------------------------------------------
+// big rooms: occupancy instead of presence (protocol.md §17)
+
+/// A world whose rooms hold the presence of individuals up to `max` connections.
+fn world_with_presence_max(max: usize) -> World {
+    World::with_config(ServiceConfig {
+        rate: roomy(),
+        presence_max_connections: max,
+        ..ServiceConfig::default()
+    })
+}
+
+fn occupancy(room: &str, connections: u64) -> Value {
+    json!({"type": "occupancy", "room": room, "connections": connections})
+}
+
+#[test]
+fn a_room_above_the_presence_threshold_announces_its_occupancy_at_most_once_per_interval() {
+    let w = world_with_presence_max(2);
+    let a = w.member("alice", &["hall"]);
+    w.member("bob", &["hall"]);
+    assert!(w.frames(&a).is_empty(), "settled");
+    // The third connection takes the room over the threshold: its `joined` carries the count
+    // and no members, and everyone hears the count, at once (the room's first change).
+    let c = w.connect("carol", &["hall"]);
+    let t_carol = w.now();
+    let joined = w.join(&c, "hall");
+    assert_eq!(joined[0]["type"], "joined");
+    assert_eq!(joined[0]["occupancy"], 3);
+    assert_eq!(joined[0]["members"], json!([]));
+    assert_eq!(joined[1..], [occupancy("hall", 3)]);
+    assert_eq!(w.frames(&a), vec![occupancy("hall", 3)]);
+    // Further changes within the interval are held: no presence, no count yet.
+    w.advance(10);
+    let d = w.member("dave", &["hall"]);
+    w.advance(10);
+    w.disconnect(&d);
+    let e = w.member("erin", &["hall"]);
+    assert!(w.frames(&a).is_empty());
+    assert_eq!(
+        w.service.poll_timeout(),
+        Some(t_carol + OCCUPANCY_INTERVAL_MS)
+    );
+    // Early: nothing.
+    block_on(
+        w.service
+            .handle_timeout(t_carol + OCCUPANCY_INTERVAL_MS - 1),
+    );
+    assert!(w.frames(&a).is_empty());
+    // At the deadline: one count for all the changes, to every connection.
+    w.advance(OCCUPANCY_INTERVAL_MS);
+    block_on(w.service.handle_timeout(w.now()));
+    for conn in [&a, &c, &e] {
+        assert_eq!(w.frames(conn), vec![occupancy("hall", 4)], "{conn}");
+    }
+    assert_eq!(w.service.poll_timeout(), None);
+    block_on(
+        w.service
+            .handle_timeout(w.now() + 10 * OCCUPANCY_INTERVAL_MS),
+    );
+    assert!(w.frames(&a).is_empty(), "nothing changed since");
+}
+
+#[test]
+fn a_big_rooms_members_hear_no_individual_presence() {
+    let w = world_with_presence_max(2);
+    let a = w.member("alice", &["hall", "den"]);
+    let b = w.member("bob", &["hall", "den"]);
+    w.member("carol", &["hall"]);
+    w.advance(OCCUPANCY_INTERVAL_MS);
+    block_on(w.service.handle_timeout(w.now()));
+    w.settle();
+    // bob's status reaches the small room's members (den), not the big one's.
+    w.send(&b, json!({"action": "presence", "status": "away"}));
+    let at = w.now();
+    assert_eq!(w.frames(&a), vec![presence_json("bob", "away", at)]);
+    w.send(&a, json!({"action": "leave", "room": "den"}));
+    w.settle();
+    // alice is only in the big room now: the change is confirmed to her alone.
+    w.send(&a, json!({"action": "presence", "status": "busy"}));
+    assert_eq!(w.frames(&a), vec![presence_json("alice", "busy", at)]);
+    assert!(w.frames(&b).is_empty());
+    // Leaving a big room changes its count (announced at once: the interval has passed).
+    w.advance(OCCUPANCY_INTERVAL_MS);
+    w.send(&a, json!({"action": "leave", "room": "hall"}));
+    assert_eq!(w.frames(&b), vec![occupancy("hall", 2)]);
+    // Within the threshold again: departures are presence as before.
+    w.advance(OCCUPANCY_INTERVAL_MS);
+    w.disconnect(&a);
+    assert!(
+        w.frames(&b).is_empty(),
+        "alice had left hall; den holds bob alone"
+    );
+}
+
+#[test]
+fn members_pages_list_connected_users_in_id_order_with_a_cursor() {
+    let w = world_with_presence_max(2);
+    let conns: Vec<String> = ["dora", "abe", "cy", "bo", "eve"]
+        .iter()
+        .map(|u| w.member(u, &["hall"]))
+        .collect();
+    // A second connection of one user lists them once.
+    w.member("cy", &["hall"]);
+    w.send(&conns[1], json!({"action": "presence", "status": "away"}));
+    w.settle();
+    let page = |cursor: Option<&str>| {
+        let mut frame = json!({"action": "members", "room": "hall", "limit": 2, "ref": "p"});
+        if let Some(c) = cursor {
+            frame["cursor"] = json!(c);
+        }
+        assert_eq!(w.send(&conns[0], frame), handled("members", 0));
+        let frames = w.frames(&conns[0]);
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        frames[0].clone()
+    };
+    assert_eq!(
+        page(None),
+        json!({"type": "members", "room": "hall", "ref": "p", "next": "bo", "members": [
+            {"user": "abe", "status": "away"}, {"user": "bo", "status": "online"}]})
+    );
+    assert_eq!(
+        page(Some("bo")),
+        json!({"type": "members", "room": "hall", "ref": "p", "next": "dora", "members": [
+            {"user": "cy", "status": "online"}, {"user": "dora", "status": "online"}]})
+    );
+    assert_eq!(
+        page(Some("dora")),
+        json!({"type": "members", "room": "hall", "ref": "p", "members": [
+            {"user": "eve", "status": "online"}]})
+    );
+    let outsider = w.connect("zed", &["hall"]);
+    w.send(
+        &outsider,
+        json!({"action": "members", "room": "hall", "ref": "x"}),
+    );
+    assert_error(&w.frames(&outsider), ErrorCode::NotMember, Some("x"));
+    w.send(
+        &conns[0],
+        json!({"action": "members", "room": "hall", "limit": 101}),
+    );
+    assert_error(&w.frames(&conns[0]), ErrorCode::Invalid, None);
 }

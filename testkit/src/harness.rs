@@ -666,6 +666,12 @@ impl Harness {
             ServerFrame::Left { room } => {
                 self.conns[slot].subs.remove(room);
             }
+            ServerFrame::Occupancy { room, .. } | ServerFrame::Members { room, .. } => {
+                assert!(
+                    self.conns[slot].subs.contains_key(room),
+                    "{frame:?} outside the room"
+                );
+            }
             ServerFrame::Closing { code, .. } => {
                 self.conns[slot].closed = Some(*code);
             }

@@ -45,7 +45,7 @@ impl ChatService {
     }
 
     /// Disconnects the recipients a send found gone.
-    async fn forget(&self, gone: Vec<String>, now_ms: u64) {
+    pub(super) async fn forget(&self, gone: Vec<String>, now_ms: u64) {
         for id in gone {
             self.disconnect(&id, now_ms).await;
         }
@@ -69,7 +69,7 @@ impl ChatService {
     }
 
     /// Sends `frame` to `subscribers` but those `skip` leaves out.
-    async fn send_all(
+    pub(super) async fn send_all(
         &self,
         subscribers: Vec<Subscriber>,
         frame: &ServerFrame,

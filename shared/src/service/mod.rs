@@ -21,7 +21,7 @@ mod presence;
 mod publish;
 mod rooms;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 pub use attachments::Attachments;
 pub use embed::{DeskState, TokenRequest, VisitorToken, key_of};
@@ -35,7 +35,10 @@ pub use publish::Publish;
 use crate::attachments::UploadRequest;
 use crate::auth::{Role, TokenVerifier};
 use crate::gateway::{Gateway, RoomRelay};
-use crate::limits::{DEFAULT_MAX_CONNECTIONS_PER_USER, MAX_ROOMS_PER_CONNECTION};
+use crate::limits::{
+    DEFAULT_MAX_CONNECTIONS_PER_USER, DEFAULT_PRESENCE_MAX_CONNECTIONS, MAX_ROOMS_PER_CONNECTION,
+};
+use crate::occupancy::OccupancyBoard;
 use crate::protocol::{
     ClientFrame, ErrorCode, PresenceStatus, Rejection, ServerFrame, close, parse_client_frame,
 };
@@ -70,6 +73,9 @@ pub struct ServiceConfig {
     pub bound_room: Option<String>,
     /// Publishable keys and visitor tokens ([`crate::support::embed`]).
     pub embed: EmbedConfig,
+    /// Most connections a room holds with the presence of individuals; a bigger room sends
+    /// `occupancy` instead (protocol.md §17).
+    pub presence_max_connections: usize,
 }
 
 impl Default for ServiceConfig {
@@ -81,6 +87,7 @@ impl Default for ServiceConfig {
             support_room_prefix: DEFAULT_SUPPORT_ROOM_PREFIX.to_owned(),
             bound_room: None,
             embed: EmbedConfig::default(),
+            presence_max_connections: DEFAULT_PRESENCE_MAX_CONNECTIONS,
         }
     }
 }
@@ -184,7 +191,15 @@ pub struct ChatService {
     /// The support desk's tenant-wide records (agents, blocks, visitors, the conversation
     /// list), when the deployment keeps them.
     desk: Option<Arc<dyn DeskDirectory>>,
+    /// Big rooms' occupancy announcements due ([`ChatService::poll_timeout`]).
+    occupancy: Mutex<OccupancyBoard>,
     config: ServiceConfig,
+}
+
+/// The lock of plain data no `await` is held across; a panic while holding it leaves the data
+/// usable.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The rejection a failed store call turns into.
@@ -231,6 +246,7 @@ impl ChatService {
             events: None,
             attachments: None,
             desk: None,
+            occupancy: Mutex::new(OccupancyBoard::new()),
             config,
         }
     }
@@ -340,6 +356,25 @@ impl ChatService {
         let mut pending = vec![conn_id.to_owned()];
         while let Some(id) = pending.pop() {
             pending.extend(self.depart(&id, now_ms).await);
+        }
+    }
+
+    /// When [`ChatService::handle_timeout`] has work next: the end of a big room's interval
+    /// with a change not announced yet. The deployment arms its one timer for the earliest of
+    /// this and its connections' deadlines.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        lock(&self.occupancy).poll_timeout()
+    }
+
+    /// Announces the occupancy of the big rooms whose interval ended by `now_ms` with a change
+    /// not announced yet. Early or repeated calls do nothing.
+    pub async fn handle_timeout(&self, now_ms: u64) {
+        let due = lock(&self.occupancy).handle_timeout(now_ms);
+        for r in due {
+            let (_, gone) = self.announce_occupancy(&r).await;
+            for id in gone {
+                self.disconnect(&id, now_ms).await;
+            }
         }
     }
 
@@ -499,6 +534,11 @@ impl ChatService {
                 after,
                 limit,
             } => self.history(conn, room, before, after, limit, now_ms).await,
+            ClientFrame::Members {
+                room,
+                cursor,
+                limit,
+            } => self.members(conn, room, cursor, limit, reference).await,
             ClientFrame::Assign { room } => self.assign(conn, &room, reference, now_ms).await,
             ClientFrame::Close { room } => self.close(conn, &room, reference, now_ms).await,
             ClientFrame::Transfer { room, to } => {

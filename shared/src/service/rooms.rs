@@ -3,6 +3,7 @@
 
 use super::fanout::Skip;
 use super::messages::{fit_page, work_tokens};
+use super::presence::count;
 use super::{ChatService, unavailable};
 use crate::auth::{Role, room_granted};
 use crate::events::Event;
@@ -77,8 +78,16 @@ impl ChatService {
             .touch_member(&r, &conn.user, now_ms)
             .await
             .map_err(unavailable)?;
+        let headcount = self
+            .connections
+            .room_headcount(&r, &conn.user, &conn.id)
+            .await
+            .map_err(unavailable)?;
+        let occupancy = self
+            .is_big(headcount.connections)
+            .then_some(headcount.connections);
         if reply {
-            self.send_joined(conn, &r).await?;
+            self.send_joined(conn, &r, occupancy).await?;
         }
         if let Some(since) = since {
             self.replay(conn, &r, since, now_ms).await?;
@@ -86,20 +95,38 @@ impl ChatService {
         if joined != JoinOutcome::Joined {
             return Ok(0);
         }
+        if !headcount.user_elsewhere {
+            self.record_event(Event::member_joined(&r, &conn.user, now_ms))
+                .await;
+        }
+        if occupancy.is_some() {
+            let (delivered, gone) = self.occupancy_changed(&r, now_ms).await;
+            self.forget(gone, now_ms).await;
+            return Ok(delivered);
+        }
+        if headcount.user_elsewhere {
+            return Ok(0);
+        }
         self.announce_arrival(conn, &r, now_ms).await
     }
 
-    /// The `joined` frame: head, read cursor, unread count, members with their presence, and
-    /// the support conversation (in support rooms). One store call reads the room's state.
-    async fn send_joined(&self, conn: &Connection, r: &RoomRef) -> Result<(), Rejection> {
+    /// The `joined` frame: head, read cursor, unread count, members with their presence (in a
+    /// room above the presence threshold, its `occupancy` instead), and the support
+    /// conversation (in support rooms). One store call reads the room's state.
+    async fn send_joined(
+        &self,
+        conn: &Connection,
+        r: &RoomRef,
+        occupancy: Option<usize>,
+    ) -> Result<(), Rejection> {
+        let listed = if occupancy.is_some() {
+            0
+        } else {
+            MAX_MEMBERS_LISTED
+        };
         let state = self
             .history
-            .room_state(
-                r,
-                &conn.user,
-                MAX_MEMBERS_LISTED,
-                self.is_support_room(&r.room),
-            )
+            .room_state(r, &conn.user, listed, self.is_support_room(&r.room))
             .await
             .map_err(unavailable)?;
         let users: Vec<String> = state.members.iter().map(|m| m.user.clone()).collect();
@@ -124,6 +151,7 @@ impl ChatService {
             read_seq: state.read_seq,
             unread: state.head.saturating_sub(state.read_seq),
             members,
+            occupancy: occupancy.map(count),
             conversation: state.conversation,
         };
         self.reply(&conn.id, &frame).await;
@@ -178,12 +206,17 @@ impl ChatService {
             .leave_room(&conn.id, &room)
             .await
             .map_err(unavailable)?;
+        let mut delivered = 0;
         if left {
-            self.record_departure(&RoomRef::new(&conn.tenant, &room), &conn.user, now_ms)
-                .await;
+            let r = RoomRef::new(&conn.tenant, &room);
+            self.record_departure(&r, &conn.user, now_ms).await;
+            if let Some((n, gone)) = self.departed(&r, &conn.user, &conn.id, now_ms).await {
+                self.forget(gone, now_ms).await;
+                delivered = n;
+            }
         }
         self.reply(&conn.id, &ServerFrame::Left { room }).await;
-        Ok(0)
+        Ok(delivered)
     }
 
     /// `member.left` for `user` in `r` unless another of their connections is still there.
@@ -210,7 +243,8 @@ impl ChatService {
         }
     }
 
-    /// Tells the room `conn`'s user is there, unless another of their connections is already.
+    /// Tells the room's other connections that `conn`'s user is there (the first of their
+    /// connections in a room within the presence threshold).
     async fn announce_arrival(
         &self,
         conn: &Connection,
@@ -222,14 +256,6 @@ impl ChatService {
             .room_connections(r)
             .await
             .map_err(unavailable)?;
-        if subscribers
-            .iter()
-            .any(|s| s.user == conn.user && s.conn_id != conn.id)
-        {
-            return Ok(0);
-        }
-        self.record_event(Event::member_joined(r, &conn.user, now_ms))
-            .await;
         let status = self
             .connections
             .presence(&conn.tenant, std::slice::from_ref(&conn.user))

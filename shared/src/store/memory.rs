@@ -13,8 +13,8 @@ use super::rules::{
     apply_amendment, check_conversation_version, page_range, sort_members, stored_message,
 };
 use super::{
-    Amendment, Appended, Connection, ConnectionStore, HistoryQuery, HistoryStore, JoinOutcome,
-    Member, NewMessage, Page, RateBucket, RoomRef, StoreError, Subscriber,
+    Amendment, Appended, Connection, ConnectionStore, Headcount, HistoryQuery, HistoryStore,
+    JoinOutcome, Member, NewMessage, Page, RateBucket, RoomRef, StoreError, Subscriber,
 };
 use crate::events::registry::{AttemptRecord, Endpoint, MAX_ATTEMPT_RECORDS};
 use crate::events::{DeadReason, Delivery, Event};
@@ -192,6 +192,33 @@ impl ConnectionStore for MemoryConnections {
                     .collect()
             })
             .unwrap_or_default())
+    }
+
+    async fn room_headcount(
+        &self,
+        room: &RoomRef,
+        user: &str,
+        conn_id: &str,
+    ) -> Result<Headcount, StoreError> {
+        let live = lock(&self.live);
+        let Some(subscribers) = live.rooms.get(&room.key()) else {
+            return Ok(Headcount {
+                connections: 0,
+                user_elsewhere: false,
+            });
+        };
+        // The user's own connections are few: look each up instead of listing the room.
+        let user_elsewhere = live
+            .users
+            .get(&user_key(&room.tenant, user))
+            .is_some_and(|ids| {
+                ids.iter()
+                    .any(|id| id != conn_id && subscribers.contains_key(id))
+            });
+        Ok(Headcount {
+            connections: subscribers.len(),
+            user_elsewhere,
+        })
     }
 
     async fn user_connections(

@@ -129,6 +129,15 @@ pub struct Subscriber {
     pub user: String,
 }
 
+/// What [`ConnectionStore::room_headcount`] answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Headcount {
+    /// Connections subscribed to the room.
+    pub connections: usize,
+    /// The user asked about has a connection there other than the one named.
+    pub user_elsewhere: bool,
+}
+
 /// What [`ConnectionStore::admit_frame`] answers for a live connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Admitted {
@@ -184,6 +193,23 @@ pub trait ConnectionStore: MaybeSendSync {
     async fn leave_room(&self, conn_id: &str, room: &str) -> Result<bool, StoreError>;
     /// Every connection subscribed to the room.
     async fn room_connections(&self, room: &RoomRef) -> Result<Vec<Subscriber>, StoreError>;
+    /// How many connections the room has, and whether `user` has one there other than
+    /// `conn_id`: what an arrival or a departure needs to know, on every one of them. The
+    /// default lists the room; a backend that can count answers without listing.
+    async fn room_headcount(
+        &self,
+        room: &RoomRef,
+        user: &str,
+        conn_id: &str,
+    ) -> Result<Headcount, StoreError> {
+        let subscribers = self.room_connections(room).await?;
+        Ok(Headcount {
+            connections: subscribers.len(),
+            user_elsewhere: subscribers
+                .iter()
+                .any(|s| s.user == user && s.conn_id != conn_id),
+        })
+    }
     /// Every live connection of a user.
     async fn user_connections(
         &self,
