@@ -44,6 +44,15 @@ enum Command {
         #[arg(long)]
         cap: u64,
     },
+    /// Reopens a store left by `fill` and reads every room's head (the recovery phase's timing).
+    Recover {
+        #[arg(long, value_enum)]
+        engine: Kind,
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        rooms: usize,
+    },
 }
 
 /// The engines compared.
@@ -80,5 +89,6 @@ fn main() -> Result<()> {
             producers,
             cap,
         } => workload::fill(engine, &dir, rooms, producers, cap),
+        Command::Recover { engine, dir, rooms } => workload::recover(engine, &dir, rooms),
     }
 }

@@ -105,6 +105,7 @@ struct Recovery {
     fill_per_sec: f64,
     killed_mid_stream: bool,
     recovery_secs: f64,
+    recovery_peak_rss_mb: f64,
     stored: u64,
     lost_acked: u64,
     idempotent_resends_checked: u64,
@@ -393,14 +394,24 @@ fn recovery(kind: Kind, dir: &Path, plan: Plan) -> Result<Recovery> {
         bail!("the fill child stopped at {acked} acknowledged");
     }
 
-    let start = Instant::now();
-    let store = kind.open(dir)?;
-    let mut stored = 0;
-    for r in 0..plan.rooms {
-        stored += store.reads().head(&format!("bench/room-{r}"))?;
+    // Timed in a fresh process, as a restart is: its peak memory is the engine's own.
+    let timed = Command::new(std::env::current_exe()?)
+        .args([
+            "recover",
+            "--engine",
+            &format!("{kind:?}").to_lowercase(),
+            "--dir",
+        ])
+        .arg(dir)
+        .args(["--rooms", &plan.rooms.to_string()])
+        .output()
+        .context("cannot start the recover child")?;
+    if !timed.status.success() {
+        bail!("recover: {}", String::from_utf8_lossy(&timed.stderr));
     }
-    let recovery_secs = start.elapsed().as_secs_f64();
+    let timed: Reopened = serde_json::from_slice(&timed.stdout).context("recover's answer")?;
 
+    let store = kind.open(dir)?;
     let mut lost_acked = 0;
     let mut resent = 0;
     for (p, &count) in acked_per_producer.iter().enumerate() {
@@ -431,12 +442,49 @@ fn recovery(kind: Kind, dir: &Path, plan: Plan) -> Result<Recovery> {
         acked,
         fill_per_sec: acked as f64 / fill_secs,
         killed_mid_stream,
-        recovery_secs,
-        stored,
+        recovery_secs: timed.secs,
+        recovery_peak_rss_mb: timed.peak_rss_kb as f64 / 1024.0,
+        stored: timed.stored,
         lost_acked,
         idempotent_resends_checked: resent,
         disk_bytes: disk_usage(dir)?,
     })
+}
+
+/// What the recover child answers.
+#[derive(Serialize, serde::Deserialize)]
+struct Reopened {
+    secs: f64,
+    stored: u64,
+    peak_rss_kb: u64,
+}
+
+/// The recover child: opens the store left by the killed fill child and reads every room's head;
+/// prints how long that took, the messages the heads count, and the process's peak memory.
+pub fn recover(kind: Kind, dir: &Path, rooms: usize) -> Result<()> {
+    let start = Instant::now();
+    let store = kind.open(dir)?;
+    let mut stored = 0;
+    for r in 0..rooms {
+        stored += store.reads().head(&format!("bench/room-{r}"))?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let peak_rss_kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmHWM in /proc/self/status")?;
+    drop(store);
+    println!(
+        "{}",
+        serde_json::to_string(&Reopened {
+            secs,
+            stored,
+            peak_rss_kb
+        })?
+    );
+    Ok(())
 }
 
 /// The child: `producers` threads append their deterministic messages until `cap`; every 20 ms
@@ -483,7 +531,7 @@ pub fn fill(kind: Kind, dir: &Path, rooms: usize, producers: usize, cap: u64) ->
 fn print_table(report: &Report) {
     let plan = report.plan;
     println!(
-        "| engine | saturated msg/s | saturated p99 | {} /s p50 / p99 | {} /s p50 / p99 | CPU µs/msg saturated / {} /s | written B/msg saturated / {} /s | disk B/msg | last {} of {} rooms | recovery ({} acked) | acked lost |",
+        "| engine | saturated msg/s | saturated p99 | {} /s p50 / p99 | {} /s p50 / p99 | CPU µs/msg saturated / {} /s | written B/msg saturated / {} /s | disk B/msg | last {} of {} rooms | recovery ({} acked) | its peak RSS | acked lost |",
         plan.rates[0],
         plan.rates[1],
         plan.rates[0],
@@ -492,11 +540,11 @@ fn print_table(report: &Report) {
         plan.range_rooms,
         plan.recovery_messages
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for e in &report.engines {
         let [low, high] = [&e.open_loop[0], &e.open_loop[1]];
         println!(
-            "| {:?} | {:.0} | {:.1} ms | {:.2} / {:.2} ms | {:.2} / {:.2} ms | {:.0} / {:.0} | {:.0} / {:.0} | {:.0} | {:.3} s | {:.2} s | {} |",
+            "| {:?} | {:.0} | {:.1} ms | {:.2} / {:.2} ms | {:.2} / {:.2} ms | {:.0} / {:.0} | {:.0} / {:.0} | {:.0} | {:.3} s | {:.2} s | {:.0} MB | {} |",
             e.engine,
             e.saturated.per_sec,
             e.saturated.p99_ms,
@@ -511,6 +559,7 @@ fn print_table(report: &Report) {
             e.disk_bytes_per_message,
             e.range_reads.secs,
             e.recovery.recovery_secs,
+            e.recovery.recovery_peak_rss_mb,
             e.recovery.lost_acked,
         );
     }
