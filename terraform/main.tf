@@ -146,6 +146,7 @@ locals {
     ROOMCAST_RATE_BURST                  = tostring(var.rate_burst)
     ROOMCAST_JWT_LEEWAY_SECS             = tostring(var.jwt_leeway_secs)
     ROOMCAST_MAX_CONNECTIONS_PER_USER    = tostring(var.max_connections_per_user)
+    ROOMCAST_PRESENCE_MAX_CONNECTIONS    = tostring(var.presence_max_connections)
     ROOMCAST_LOG                         = var.log_level
     ROOMCAST_DELIVERY_QUEUE_URL          = aws_sqs_queue.deliveries.url
     ROOMCAST_WEBHOOK_URL                 = var.webhook_url

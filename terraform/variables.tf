@@ -144,6 +144,17 @@ variable "max_connections_per_user" {
   }
 }
 
+variable "presence_max_connections" {
+  description = "Most connections a room holds with the presence of individuals; a bigger room announces its occupancy instead (protocol.md §17)."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.presence_max_connections >= 1 && floor(var.presence_max_connections) == var.presence_max_connections
+    error_message = "presence_max_connections must be a whole number, at least 1."
+  }
+}
+
 variable "log_level" {
   description = "The functions' log level: error, warn, info, debug or trace."
   type        = string

@@ -71,6 +71,14 @@ pub const CASES: &[&[(&str, &str)]] = &[
     ],
     &[
         (names::JWT_SECRET, SECRET),
+        (names::PRESENCE_MAX_CONNECTIONS, "5"),
+    ],
+    &[
+        (names::JWT_SECRET, SECRET),
+        (names::PRESENCE_MAX_CONNECTIONS, "0"),
+    ],
+    &[
+        (names::JWT_SECRET, SECRET),
         (names::IDLE_TIMEOUT_SECS, "2"),
         (names::MAX_CONNECTION_SECS, "4"),
     ],

@@ -39,6 +39,11 @@ pub const EMBED_TENANT: &str = "embedtest";
 pub const EMBED_KEY: &str = "pk_embedtest_0123456789";
 /// The one origin the suite's key allows.
 pub const EMBED_ORIGIN: &str = "http://allowed.example";
+/// `ROOMCAST_PRESENCE_MAX_CONNECTIONS` of the suite's deployments: a room of more connections
+/// is big (protocol.md §17). Above every other case's rooms, low enough that a case makes a big
+/// room with a handful of connections.
+pub const PRESENCE_MAX_CONNECTIONS: &str = "8";
+
 /// `ROOMCAST_EMBED_KEYS` for a deployment with [`Capabilities::embed`]: [`EMBED_KEY`] of
 /// [`EMBED_TENANT`], allowing [`EMBED_ORIGIN`].
 pub const EMBED_KEYS: &str = r#"{"pk_embedtest_0123456789":{"tenant":"embedtest","origins":["http://allowed.example"],"team":"Embed test"}}"#;

@@ -173,6 +173,7 @@ macro_rules! protocol_suite {
             service_published_messages_carry_via_and_stay_unchanged [HttpApi],
             messages_carry_their_authors_role [HttpApi],
             repeated_presence_status_not_announced [],
+            big_room_announces_occupancy_not_presence [],
             events_are_delivered_signed_with_every_change [HttpApi, Webhooks],
             endpoints_are_per_tenant_and_filtered [HttpApi, Webhooks],
             failed_deliveries_are_retried_until_accepted [HttpApi, Webhooks],

@@ -260,6 +260,10 @@ fn main_edge() -> Edge {
                     "ROOMCAST_EMBED_KEYS",
                     roomcast_protocol_tests::deployment::EMBED_KEYS.into(),
                 ),
+                (
+                    "ROOMCAST_PRESENCE_MAX_CONNECTIONS",
+                    roomcast_protocol_tests::deployment::PRESENCE_MAX_CONNECTIONS.into(),
+                ),
             ],
         ),
         room: EDGE_ROOM,

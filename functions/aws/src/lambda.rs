@@ -75,6 +75,7 @@ pub mod env {
         RATE_PER_SEC,
         RATE_BURST,
         MAX_CONNECTIONS_PER_USER,
+        PRESENCE_MAX_CONNECTIONS,
         LOG,
         DELIVERY_QUEUE_URL,
         WEBHOOK_URL,

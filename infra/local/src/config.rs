@@ -121,6 +121,10 @@ pub struct ServeArgs {
     /// Live connections allowed per user [env: ROOMCAST_MAX_CONNECTIONS_PER_USER; default: 20].
     #[arg(long)]
     pub max_connections_per_user: Option<String>,
+    /// Most connections a room holds with the presence of individuals; a bigger room announces
+    /// its occupancy instead [env: ROOMCAST_PRESENCE_MAX_CONNECTIONS; default: 100].
+    #[arg(long)]
+    pub presence_max_connections: Option<String>,
     /// Live WebSocket connections allowed per client address (more: the upgrade is refused
     /// with 429 before the token is checked).
     #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS_PER_IP)]
@@ -415,6 +419,7 @@ impl ServeArgs {
             names::RATE_PER_SEC => self.rate_per_sec.clone(),
             names::RATE_BURST => self.rate_burst.clone(),
             names::MAX_CONNECTIONS_PER_USER => self.max_connections_per_user.clone(),
+            names::PRESENCE_MAX_CONNECTIONS => self.presence_max_connections.clone(),
             names::IDLE_TIMEOUT_SECS => self.idle_timeout_secs.clone(),
             names::MAX_CONNECTION_SECS => self.max_connection_secs.clone(),
             names::LOG => self.log_level.clone(),

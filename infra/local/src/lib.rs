@@ -14,6 +14,7 @@
 //! - [`listener`]: the accept loop: connection caps (server-wide, below the open-file limit,
 //!   and per address) before any HTTP is read, then HTTP/1 with a request-head deadline and
 //!   size bound.
+//! - [`deadlines`]: the one task driving the service's own deadlines (big rooms' occupancy).
 //! - [`sockets`]: the upgrade and one task per socket (reader driving the core's lifecycle
 //!   deadlines, writer draining the outbound queue).
 //! - [`http`]: the core HTTP API behind axum, and `/metrics`.
@@ -41,6 +42,7 @@ pub mod assets;
 pub mod blobs;
 pub mod client_ip;
 pub mod config;
+pub mod deadlines;
 pub mod dev_token;
 pub mod embedded;
 pub mod forward;

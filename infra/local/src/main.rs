@@ -118,6 +118,7 @@ async fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let app = App::build(config).await.context("opening the store")?;
     app.start_webhooks().context("starting webhook delivery")?;
     app.start_sweeping();
+    roomcast_local::deadlines::start(&app);
     println!("roomcast-local listening on http://{addr}");
     eprintln!(
         "connect: ws://{addr}/?token=$(roomcast-local token --user alice --rooms 'support-*')"

@@ -28,6 +28,10 @@ const FLAGS: &[(&str, &str)] = &[
         names::MAX_CONNECTIONS_PER_USER,
         "--max-connections-per-user",
     ),
+    (
+        names::PRESENCE_MAX_CONNECTIONS,
+        "--presence-max-connections",
+    ),
     (names::IDLE_TIMEOUT_SECS, "--idle-timeout-secs"),
     (names::MAX_CONNECTION_SECS, "--max-connection-secs"),
     (names::LOG, "--log-level"),

@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::{Local, start, start_with_env};
-use roomcast_protocol_tests::deployment::EMBED_KEYS;
+use roomcast_protocol_tests::deployment::{EMBED_KEYS, PRESENCE_MAX_CONNECTIONS};
 
 /// The server for the main suite: rate limit raised so cases can send bursts; webhooks to
 /// loopback receivers, retried after 200 ms, timed out after 1 s; the suite's publishable key.
@@ -32,7 +32,13 @@ fn main_server() -> &'static Local {
                 "--webhook-timeout-ms",
                 "1000",
             ],
-            &[("ROOMCAST_EMBED_KEYS", EMBED_KEYS)],
+            &[
+                ("ROOMCAST_EMBED_KEYS", EMBED_KEYS),
+                (
+                    "ROOMCAST_PRESENCE_MAX_CONNECTIONS",
+                    PRESENCE_MAX_CONNECTIONS,
+                ),
+            ],
         )
     })
 }

@@ -28,7 +28,7 @@ use common::{Local, start};
 use roomcast_aws::dynamo::STREAM_FILTER_PATTERNS;
 use roomcast_aws::{DynamoConfig, DynamoStore};
 use roomcast_core::auth::Claims;
-use roomcast_protocol_tests::deployment::EMBED_KEYS;
+use roomcast_protocol_tests::deployment::{EMBED_KEYS, PRESENCE_MAX_CONNECTIONS};
 use roomcast_protocol_tests::{Capabilities, Deployment};
 use roomcast_testkit::aws::mappings::{
     AwsEndpoint, Function, QueueMapping, QueueSettings, StreamMapping, StreamSettings,
@@ -193,6 +193,7 @@ fn start_stack() -> Result<Stack, String> {
         "AWS_REGION=us-east-1".to_owned(),
         "ROOMCAST_RATE_PER_SEC=1000".to_owned(),
         "ROOMCAST_RATE_BURST=1000".to_owned(),
+        format!("ROOMCAST_PRESENCE_MAX_CONNECTIONS={PRESENCE_MAX_CONNECTIONS}"),
     ];
     let mut command = Lifeline::command(None, &bin);
     // `--ignore-changes`: the functions as built at start serve the whole run; an edit in the

@@ -95,11 +95,11 @@ impl ChatService {
         if joined != JoinOutcome::Joined {
             return Ok(0);
         }
-        if !headcount.user_elsewhere {
-            self.record_event(Event::member_joined(&r, &conn.user, now_ms))
-                .await;
-        }
         if occupancy.is_some() {
+            if !headcount.user_elsewhere {
+                self.record_event(Event::member_joined(&r, &conn.user, now_ms))
+                    .await;
+            }
             let (delivered, gone) = self.occupancy_changed(&r, now_ms).await;
             self.forget(gone, now_ms).await;
             return Ok(delivered);
@@ -224,8 +224,9 @@ impl ChatService {
         if !self.has_events() {
             return;
         }
-        match self.connections.room_connections(r).await {
-            Ok(rest) if rest.iter().any(|s| s.user == user) => {}
+        // The departed connection is unsubscribed already: no id to leave out.
+        match self.connections.room_headcount(r, user, "").await {
+            Ok(rest) if rest.user_elsewhere => {}
             Ok(_) => self.record_event(Event::member_left(r, user, now_ms)).await,
             Err(e) => tracing::warn!(error = %e, "member.left not journaled"),
         }
@@ -243,8 +244,10 @@ impl ChatService {
         }
     }
 
-    /// Tells the room's other connections that `conn`'s user is there (the first of their
-    /// connections in a room within the presence threshold).
+    /// Records `member.joined` and tells the room's other connections that `conn`'s user is
+    /// there (the first of their connections in a room within the presence threshold). The room
+    /// is listed before the event's durable write, so a connection joining during that write
+    /// does not hear of an arrival that came before its own `joined`.
     async fn announce_arrival(
         &self,
         conn: &Connection,
@@ -256,6 +259,8 @@ impl ChatService {
             .room_connections(r)
             .await
             .map_err(unavailable)?;
+        self.record_event(Event::member_joined(r, &conn.user, now_ms))
+            .await;
         let status = self
             .connections
             .presence(&conn.tenant, std::slice::from_ref(&conn.user))

@@ -3,6 +3,7 @@
 //! which the suite runs alone).
 
 mod attachments;
+mod big_rooms;
 mod connect;
 mod durability;
 mod errors;
@@ -23,6 +24,7 @@ mod security;
 mod support;
 
 pub use attachments::*;
+pub use big_rooms::*;
 pub use connect::*;
 pub use durability::*;
 pub use errors::*;
