@@ -1,6 +1,7 @@
 //! `raw-broadcast`: the benchmarks' "raw limit". A minimal room broadcast server on the same
 //! WebSocket stack as roomcast's local server (axum's `ws` over tokio, one writer task per
-//! socket draining a bounded queue of 1024 frames), with none of roomcast's work: no token, no
+//! socket draining a bounded queue of 1024 frames and writing every frame already queued, up to
+//! 64, before one flush, as roomcast's writer does), with none of roomcast's work: no token, no
 //! route events, no store, no rate limit, no presence. It speaks the subset of protocol v1 the
 //! load generator uses:
 //!
@@ -11,6 +12,7 @@
 //!
 //! ```sh
 //! raw-broadcast --port 3003
+//! raw-broadcast --port 3003 --write-batch 1   # a flush per frame (the A/B in docs/benchmarks.md)
 //! ```
 
 use std::collections::HashMap;
@@ -36,6 +38,11 @@ const OUTBOUND_QUEUE_FRAMES: usize = 1024;
 /// Bytes read from a socket at a time.
 const READ_BUFFER_BYTES: usize = 4096;
 
+/// Most queued frames written to a socket before one flush, by default (roomcast's
+/// `WRITE_BATCH_FRAMES`): a burst for one socket is one `write` syscall, so "% of raw"
+/// compares with the best this stack does, not with one syscall per frame.
+const WRITE_BATCH_FRAMES: u16 = 64;
+
 /// Minimal WebSocket room broadcast server (the benchmarks' raw limit).
 #[derive(Debug, Parser)]
 #[command(name = "raw-broadcast", version, about)]
@@ -50,6 +57,10 @@ struct Cli {
     /// in docs/benchmarks.md). Without it every socket gets TCP_NODELAY.
     #[arg(long)]
     nagle: bool,
+    /// Most queued frames written to a socket before one flush (1: a flush per frame, as
+    /// before issue 20; for the A/B comparison in docs/benchmarks.md).
+    #[arg(long, default_value_t = WRITE_BATCH_FRAMES, value_parser = clap::value_parser!(u16).range(1..))]
+    write_batch: u16,
 }
 
 /// A room: its seq counter and its sockets.
@@ -64,6 +75,8 @@ struct Room {
 struct Hub {
     rooms: Mutex<HashMap<String, Room>>,
     next_id: AtomicU64,
+    /// Most frames written to a socket before one flush.
+    write_batch: usize,
 }
 
 impl Hub {
@@ -129,9 +142,13 @@ fn now_ms() -> u64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let hub = Hub {
+        write_batch: usize::from(cli.write_batch),
+        ..Hub::default()
+    };
     let app = Router::new()
         .route("/", get(upgrade))
-        .with_state(Arc::new(Hub::default()));
+        .with_state(Arc::new(hub));
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(cli.host, cli.port)).await?;
     println!(
         "raw-broadcast listening on http://{}",
@@ -157,9 +174,13 @@ async fn run_socket(hub: Arc<Hub>, socket: WebSocket) {
     let id = hub.next_id.fetch_add(1, Ordering::Relaxed);
     let (mut sink, mut stream) = socket.split();
     let (queue, mut outbound) = mpsc::channel::<Message>(OUTBOUND_QUEUE_FRAMES);
+    let batch = hub.write_batch;
     let writer = tokio::spawn(async move {
-        while let Some(frame) = outbound.recv().await {
-            if sink.send(frame).await.is_err() {
+        while let Some(first) = outbound.recv().await {
+            if write_batch(&mut sink, first, &mut outbound, batch)
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -244,4 +265,22 @@ async fn run_socket(hub: Arc<Hub>, socket: WebSocket) {
     }
     drop(queue);
     let _ = writer.await;
+}
+
+/// Writes `first` and every frame already queued behind it (at most `batch` in all), then
+/// flushes once, as roomcast's `write_queued` does.
+async fn write_batch(
+    sink: &mut futures::stream::SplitSink<WebSocket, Message>,
+    first: Message,
+    outbound: &mut mpsc::Receiver<Message>,
+    batch: usize,
+) -> Result<(), axum::Error> {
+    sink.feed(first).await?;
+    for _ in 1..batch {
+        let Ok(frame) = outbound.try_recv() else {
+            break;
+        };
+        sink.feed(frame).await?;
+    }
+    sink.flush().await
 }
