@@ -17,12 +17,15 @@
 //! - [`webhooks`]: webhook delivery latency and events per second one endpoint receives
 //!   (issue 17); `scripts/bench-webhooks.sh` runs it against the local server.
 //! - [`token`]: the HS256 tokens the generators present.
+//! - [`floor`]: the physical floor of a delivery (issue 20): writer CPU per frame of a minimal
+//!   write loop over loopback TCP or WebSocket, with and without batching.
 //!
-//! Binaries: `roomcast-bench` (the generator: `run`, `report`, `soak`, `webhooks`) and `raw-broadcast` (a minimal
+//! Binaries: `roomcast-bench` (the generator: `run`, `report`, `soak`, `webhooks`, `floor`) and `raw-broadcast` (a minimal
 //! broadcast server on the same WebSocket stack as roomcast, the "raw limit"). The Socket.IO peer
 //! is `bench/socketio/server.js`; `scripts/bench.sh` runs every scenario.
 
 pub mod engineio;
+pub mod floor;
 pub mod load;
 pub mod procstat;
 pub mod report;

@@ -45,7 +45,9 @@ pub struct LoadConfig {
     pub protocol: Protocol,
     /// Server address (loopback only).
     pub server: SocketAddr,
-    /// Request path of the WebSocket upgrade.
+    /// Request path of the WebSocket upgrade; [`ROOM_PLACEHOLDER`] in it becomes the
+    /// connection's room (the edge build binds a socket to the room in its URL:
+    /// `/rooms/{room}/ws`).
     pub path: String,
     /// Connections to open.
     pub connections: usize,
@@ -76,8 +78,21 @@ pub struct LoadConfig {
     pub jwt_secret: Option<String>,
     /// Tenant (`tid`) of the tokens.
     pub tenant: String,
-    /// The server's pid, to read its CPU and memory from `/proc`.
-    pub server_pid: Option<u32>,
+    /// The server's pids, to read its CPU and memory from `/proc`, summed over them (one
+    /// process, or several: `wrangler dev` serves from two workerd processes).
+    pub server_pids: Vec<u32>,
+}
+
+/// Stands for the connection's room (`r<i % rooms>`) in [`LoadConfig::path`].
+pub const ROOM_PLACEHOLDER: &str = "{room}";
+
+/// The upgrade path of a connection to room number `room`.
+pub fn room_path(template: &str, room: usize) -> Cow<'_, str> {
+    if template.contains(ROOM_PLACEHOLDER) {
+        Cow::Owned(template.replace(ROOM_PLACEHOLDER, &format!("r{room}")))
+    } else {
+        Cow::Borrowed(template)
+    }
 }
 
 /// Token claims (protocol.md §3).
@@ -247,9 +262,14 @@ fn sign_tokens(config: &LoadConfig) -> anyhow::Result<Vec<Option<String>>> {
 }
 
 fn server_sample(config: &LoadConfig) -> Option<ProcSample> {
+    if config.server_pids.is_empty() {
+        return None;
+    }
     config
-        .server_pid
-        .and_then(|p| procstat::sample(Pid::Other(p)))
+        .server_pids
+        .iter()
+        .map(|&p| procstat::sample(Pid::Other(p)))
+        .sum()
 }
 
 async fn drive(config: LoadConfig, label: String) -> anyhow::Result<RunReport> {
@@ -514,7 +534,7 @@ async fn connection(
         let stream = open_socket(index, &config)
             .await
             .map_err(|e| format!("connect: {:?}", e.kind()))?;
-        let mut url = format!("ws://{}{}", config.server, config.path);
+        let mut url = format!("ws://{}{}", config.server, room_path(&config.path, room));
         if config.protocol == Protocol::V1
             && let Some(t) = &token
         {
@@ -853,6 +873,12 @@ fn acked(frame: &ServerFrame<'_>, shared: &SharedRef) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_room_placeholder_in_the_path_becomes_the_connections_room() {
+        assert_eq!(room_path("/rooms/{room}/ws", 7), "/rooms/r7/ws");
+        assert_eq!(room_path("/", 7), "/");
+    }
 
     #[test]
     fn message_frames_round_trip_their_index_and_time() {

@@ -1,11 +1,13 @@
-//! `roomcast-bench`: the load generator (`run`), the report renderer (`report`) and the soak
-//! run (`soak`, issue 15; `scripts/soak.sh` starts the server and runs it).
+//! `roomcast-bench`: the load generator (`run`), the report renderer (`report`), the soak
+//! run (`soak`, issue 15; `scripts/soak.sh` starts the server and runs it) and the write-loop
+//! floor (`floor`, issue 20).
 //!
 //! ```sh
 //! roomcast-bench run --protocol v1 --url ws://127.0.0.1:3001/ --jwt-secret S \
 //!     --connections 10000 --rooms 1000 --rates 1000 --step-secs 20 --server-pid PID \
 //!     --label s1-seed-roomcast --out bench/results/s1-seed-roomcast-embedded.json
 //! roomcast-bench report --results bench/results --charts docs/img
+//! roomcast-bench floor --stacks tcp,ws --batches 1,64 --connections 1000 --secs 5
 //! ROOMCAST_JWT_SECRET=S roomcast-bench soak --url ws://127.0.0.1:3001/ --server-pid PID \
 //!     --minutes 60 --out-dir /tmp/soak
 //! ```
@@ -15,6 +17,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use roomcast_bench::floor::{self, FloorConfig};
 use roomcast_bench::load::{self, LoadConfig, Protocol};
 use roomcast_bench::report::Results;
 use roomcast_bench::soak::{self, SoakConfig};
@@ -40,6 +43,32 @@ enum Command {
     /// Webhook delivery latency (store → endpoint) and events per second one endpoint
     /// receives, against a running roomcast server that delivers to loopback endpoints.
     Webhooks(WebhooksArgs),
+    /// The floor of a delivery on this machine: writer CPU per frame of a minimal write loop
+    /// over loopback (no server logic), per stack and batch size.
+    Floor(FloorArgs),
+}
+
+#[derive(Debug, Args)]
+struct FloorArgs {
+    /// Write paths to measure (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "tcp,ws")]
+    stacks: Vec<floor::Stack>,
+    /// Frames written to a connection before moving to the next (comma-separated); 1 is a
+    /// fan-out, one syscall per frame.
+    #[arg(long, value_delimiter = ',', default_value = "1,64")]
+    batches: Vec<usize>,
+    /// Loopback connections.
+    #[arg(long, default_value_t = 1000)]
+    connections: usize,
+    /// Payload bytes per frame (a chat delivery is about 200).
+    #[arg(long, default_value_t = 200)]
+    frame_bytes: usize,
+    /// Writing time per measurement, seconds.
+    #[arg(long, default_value_t = 5.0)]
+    secs: f64,
+    /// Also write the results as JSON here.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -76,7 +105,9 @@ struct RunArgs {
     #[arg(long, value_enum, default_value = "v1")]
     protocol: Protocol,
     /// Server URL, loopback only: ws://127.0.0.1:3001/ (Socket.IO: the path defaults to
-    /// /socket.io/?EIO=4&transport=websocket).
+    /// /socket.io/?EIO=4&transport=websocket). `{room}` in the path becomes each connection's
+    /// room, for servers that bind a socket to a room by URL (the edge build:
+    /// ws://127.0.0.1:8787/rooms/{room}/ws).
     #[arg(long, default_value = "ws://127.0.0.1:3001/")]
     url: String,
     /// Connections.
@@ -121,9 +152,10 @@ struct RunArgs {
     /// Tenant of the tokens.
     #[arg(long, default_value = "bench")]
     tenant: String,
-    /// The server's pid (CPU and RSS from /proc).
-    #[arg(long)]
-    server_pid: Option<u32>,
+    /// The server's pid (CPU and RSS from /proc); several, comma-separated, are added up as
+    /// one server (wrangler dev's workerd processes).
+    #[arg(long, value_delimiter = ',')]
+    server_pid: Vec<u32>,
     /// Name of the run in the results.
     #[arg(long, default_value = "run")]
     label: String,
@@ -273,6 +305,33 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Floor(args) => {
+            let mut results = Vec::new();
+            for &stack in &args.stacks {
+                for &batch in &args.batches {
+                    let result = floor::measure(FloorConfig {
+                        stack,
+                        batch,
+                        connections: args.connections,
+                        frame_bytes: args.frame_bytes,
+                        secs: args.secs,
+                    })?;
+                    eprintln!(
+                        "{stack:?} batch {batch}: {:.2} µs per frame ({:.0} frames/s, writer {:.0} %)",
+                        result.writer_us_per_frame,
+                        result.frames_per_sec,
+                        result.writer_cpu * 100.0
+                    );
+                    results.push(result);
+                }
+            }
+            print!("{}", floor::markdown(&results));
+            if let Some(out) = args.out {
+                std::fs::write(&out, serde_json::to_string_pretty(&results)? + "\n")
+                    .with_context(|| format!("writing {}", out.display()))?;
+            }
+            Ok(())
+        }
         Command::Report(args) => {
             let results = Results::load(&args.results)
                 .with_context(|| format!("reading {}", args.results.display()))?;
@@ -353,7 +412,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         hold_secs: args.hold_secs,
         jwt_secret: args.jwt_secret,
         tenant: args.tenant,
-        server_pid: args.server_pid,
+        server_pids: args.server_pid,
     };
     let report = load::run(config, args.label)?;
     let json = serde_json::to_string_pretty(&report)?;
@@ -405,6 +464,9 @@ mod tests {
         assert_eq!(path, "/socket.io/?EIO=4&transport=websocket");
         let (_, path) = parse_url("ws://127.0.0.1:3001/", Protocol::V1).expect("valid");
         assert_eq!(path, "/");
+        let (_, path) =
+            parse_url("ws://127.0.0.1:8787/rooms/{room}/ws", Protocol::V1).expect("valid");
+        assert_eq!(path, "/rooms/{room}/ws");
         assert!(parse_url("ws://10.0.0.1:3001/", Protocol::V1).is_err());
         assert!(parse_url("http://127.0.0.1:3001/", Protocol::V1).is_err());
     }

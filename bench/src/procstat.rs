@@ -19,6 +19,18 @@ pub struct ProcSample {
     pub threads: u64,
 }
 
+/// Several processes taken as one server: their CPU times, memory and threads added.
+impl std::iter::Sum for ProcSample {
+    fn sum<I: Iterator<Item = Self>>(samples: I) -> Self {
+        samples.fold(Self::default(), |total, s| Self {
+            cpu_secs: total.cpu_secs + s.cpu_secs,
+            rss_kib: total.rss_kib + s.rss_kib,
+            peak_rss_kib: total.peak_rss_kib + s.peak_rss_kib,
+            threads: total.threads + s.threads,
+        })
+    }
+}
+
 /// Which process to read.
 #[derive(Debug, Clone, Copy)]
 pub enum Pid {
@@ -26,6 +38,8 @@ pub enum Pid {
     This,
     /// Another process (the server under test).
     Other(u32),
+    /// The calling thread alone (`/proc/thread-self`): one side of a two-thread measurement.
+    ThisThread,
 }
 
 impl Pid {
@@ -33,6 +47,7 @@ impl Pid {
         match self {
             Pid::This => "/proc/self".to_owned(),
             Pid::Other(pid) => format!("/proc/{pid}"),
+            Pid::ThisThread => "/proc/thread-self".to_owned(),
         }
     }
 }
@@ -131,6 +146,28 @@ mod tests {
         let r = resident(pid).expect("own status is readable");
         assert!(r.anon_kib > 0);
         assert_eq!(open_fds(u32::MAX), None);
+    }
+
+    #[test]
+    fn samples_of_several_processes_add_up() {
+        let one = ProcSample {
+            cpu_secs: 1.5,
+            rss_kib: 100,
+            peak_rss_kib: 200,
+            threads: 3,
+        };
+        let both: ProcSample = [one, one].into_iter().sum();
+        assert_eq!(
+            both,
+            ProcSample {
+                cpu_secs: 3.0,
+                rss_kib: 200,
+                peak_rss_kib: 400,
+                threads: 6
+            }
+        );
+        let gone: Option<ProcSample> = [Some(one), None].into_iter().sum();
+        assert_eq!(gone, None);
     }
 
     #[test]
