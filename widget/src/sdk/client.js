@@ -440,6 +440,11 @@ export class RoomcastClient extends Emitter {
     return [...this.desk.values()].filter((c) => !status || c.status === status).sort((a, b) => (b.ts || 0) - (a.ts || 0));
   }
 
+  /** A page of the users connected to room `name`, in id order: `{members, next}` (protocol §17). */
+  members(name, { cursor, limit } = {}) {
+    return this.request({ action: 'members', room: name, cursor, limit });
+  }
+
   /** Sends `frame` on its room's link; settles on the reply (requests.js). */
   request(frame, options) {
     return this.requests.send(this.link(frame.room), frame, options);

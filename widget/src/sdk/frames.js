@@ -53,6 +53,10 @@ function onFrame(client, f, link, ws) {
       return client.changed(room.name);
     case 'presence':
       return onPresence(client, f, link);
+    case 'occupancy':
+      if (!room) return;
+      room.occupancy = f.connections;
+      return client.changed(room.name);
     case 'upload':
       // The slot an `upload` request asked for.
       return f.ref && client.requests.settle(f.ref, null, f);
@@ -85,6 +89,7 @@ function onJoined(client, room, f, link, ws) {
   room.timeline.anchor(room.fromStart ? 0 : f.head || 0);
   room.myRead = Math.max(room.myRead, f.read_seq || 0);
   room.members = new Map((f.members || []).map((m) => [m.user, m]));
+  room.occupancy = f.occupancy ?? null;
   for (const m of f.members || []) client.presence.set(m.user, m);
   if (f.conversation) applyConversation(client, room.name, f.conversation);
   if (first && !room.fromStart && f.head > 0) client.history.request(room, 'older', { before: f.head + 1, limit: client.opts.pageSize });

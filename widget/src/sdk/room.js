@@ -16,6 +16,8 @@ export class Room {
     this.state = 'idle';
     /** user → {user, status, last_seen} (the `joined` snapshot, updated by `presence`) */
     this.members = new Map();
+    /** Connections in the room while it is above the presence threshold (protocol §17), else null */
+    this.occupancy = null;
     /** user → read cursor of other users */
     this.readers = new Map();
     this.myRead = 0;

@@ -259,3 +259,24 @@ test('a message a service published in a user\'s name is a bot message, not the 
   assert.deepEqual([own.bot, own.mine], [false, true]);
   c.disconnect();
 });
+
+test('a big room keeps its occupancy from joined and occupancy frames; members pages by request', async () => {
+  const srv = fakeServer();
+  const c = client(srv);
+  const room = c.join('support-1');
+  c.connect();
+  await tick();
+  const a = srv.last();
+  a.open();
+  a.frame({ type: 'joined', room: 'support-1', head: 0, read_seq: 0, unread: 0, members: [], occupancy: 150 });
+  assert.equal(room.occupancy, 150);
+  a.frame({ type: 'occupancy', room: 'support-1', connections: 149 });
+  assert.equal(room.occupancy, 149);
+  const page = c.members('support-1', { limit: 2 });
+  const sent = a.frames('members')[0];
+  assert.deepEqual({ ...sent, ref: undefined }, { action: 'members', room: 'support-1', limit: 2, ref: undefined });
+  a.frame({ type: 'members', room: 'support-1', members: [{ user: 'abe', status: 'online' }], next: 'abe', ref: sent.ref });
+  assert.deepEqual(await page, { type: 'members', room: 'support-1', members: [{ user: 'abe', status: 'online' }], next: 'abe', ref: sent.ref });
+  a.frame({ type: 'joined', room: 'support-1', head: 0, read_seq: 0, unread: 0, members: [] });
+  assert.equal(room.occupancy, null, 'within the threshold again');
+});
