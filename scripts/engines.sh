@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Store engine comparison (issue 20; results in docs/benchmarks.md, "Store engines"):
 # roomcast's append workload against redb (today's layout), fjall, SQLite WAL and an
-# append-only log, each behind the same group-commit writer thread (bench/engines).
+# append-only log, each behind the same group-commit writer thread (bench/engines), and the
+# same writer with no engine (memory: the floor, nothing durable).
 #
 #   bash scripts/engines.sh            the full comparison (about 10 minutes): a markdown table on
 #                                      stdout, JSON in bench/results/engines.json
@@ -25,5 +26,5 @@ fi
 
 nice -n 10 cargo build --release --locked --manifest-path bench/engines/Cargo.toml
 exec bench/engines/target/release/engine-bench compare "${smoke[@]}" \
-  --engines "${ENGINES:-redb,fjall,sqlite,log}" \
+  --engines "${ENGINES:-redb,fjall,sqlite,log,memory}" \
   --data-dir bench/engines/data --out "$out"

@@ -6,6 +6,7 @@
 mod fjall_engine;
 mod log_engine;
 mod measure;
+mod memory_engine;
 mod redb_engine;
 mod sqlite_engine;
 mod store;
@@ -63,9 +64,16 @@ pub enum Kind {
     Fjall,
     Sqlite,
     Log,
+    /// Nothing durable: the harness's own cost (no recovery phase, no range reads).
+    Memory,
 }
 
 impl Kind {
+    /// Whether what it stores survives closing (every engine but the memory floor).
+    pub fn durable(self) -> bool {
+        self != Kind::Memory
+    }
+
     /// Opens (or recovers) the engine's store in `dir` behind a writer thread.
     pub fn open(self, dir: &std::path::Path) -> Result<store::Store> {
         let (engine, reads) = self.engine(dir)?;
@@ -83,6 +91,7 @@ impl Kind {
             Kind::Fjall => fjall_engine::open(dir),
             Kind::Sqlite => sqlite_engine::open(dir),
             Kind::Log => log_engine::open(dir),
+            Kind::Memory => Ok(memory_engine::open()),
         }
     }
 }
@@ -106,7 +115,13 @@ mod tests {
     use super::*;
     use crate::store::{Appended, NewMessage};
 
-    const KINDS: [Kind; 4] = [Kind::Redb, Kind::Fjall, Kind::Sqlite, Kind::Log];
+    const KINDS: [Kind; 5] = [
+        Kind::Redb,
+        Kind::Fjall,
+        Kind::Sqlite,
+        Kind::Log,
+        Kind::Memory,
+    ];
 
     fn msg(room: &str, id: &str) -> NewMessage {
         NewMessage {
@@ -173,7 +188,7 @@ mod tests {
     /// What was committed is there after reopening, and keys stay known.
     #[test]
     fn every_engine_keeps_commits_across_reopen() -> Result<()> {
-        for kind in KINDS {
+        for kind in KINDS.into_iter().filter(|k| k.durable()) {
             let dir = tempfile::tempdir()?;
             {
                 let (mut engine, _) = fresh(kind, &dir);

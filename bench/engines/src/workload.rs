@@ -25,7 +25,7 @@ pub struct CompareArgs {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "redb,fjall,sqlite,log"
+        default_value = "redb,fjall,sqlite,log,memory"
     )]
     engines: Vec<Kind>,
     /// Where the stores are created (emptied per engine).
@@ -117,9 +117,9 @@ struct EngineResult {
     engine: Kind,
     saturated: Appends,
     open_loop: Vec<Appends>,
-    range_reads: RangeReads,
+    range_reads: Option<RangeReads>,
     disk_bytes_per_message: f64,
-    recovery: Recovery,
+    recovery: Option<Recovery>,
 }
 
 #[derive(Serialize)]
@@ -176,7 +176,12 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
     }
     std::fs::write(&args.out, serde_json::to_vec_pretty(&report)?)?;
     print_table(&report);
-    let lost: u64 = report.engines.iter().map(|e| e.recovery.lost_acked).sum();
+    let lost: u64 = report
+        .engines
+        .iter()
+        .filter_map(|e| e.recovery.as_ref())
+        .map(|r| r.lost_acked)
+        .sum();
     if lost > 0 {
         bail!("{lost} acknowledged messages were lost (see the table)");
     }
@@ -190,7 +195,11 @@ fn run_engine(kind: Kind, dir: &Path, plan: Plan) -> Result<EngineResult> {
         "   saturated: {:.0} msg/s, p99 {:.2} ms",
         saturated.per_sec, saturated.p99_ms
     );
-    let range_reads = range_reads(kind, &history, plan)?;
+    // The memory floor starts empty at every open: nothing to read back or recover.
+    let range_reads = match kind.durable() {
+        true => Some(range_reads(kind, &history, plan)?),
+        false => None,
+    };
     let mut open_loop = Vec::new();
     for (i, &rate) in plan.rates.iter().enumerate() {
         let appends = open_loop_at(kind, &history, plan, rate, i)?;
@@ -202,11 +211,16 @@ fn run_engine(kind: Kind, dir: &Path, plan: Plan) -> Result<EngineResult> {
     }
     let appended = saturated.messages + open_loop.iter().map(|a| a.messages).sum::<u64>();
     let disk_bytes_per_message = disk_usage(&history)? as f64 / appended as f64;
-    let recovery = recovery(kind, &dir.join("recovery"), plan)?;
-    eprintln!(
-        "   recovery: {:.2} s for {} acked, {} lost",
-        recovery.recovery_secs, recovery.acked, recovery.lost_acked
-    );
+    let recovery = match kind.durable() {
+        true => Some(recovery(kind, &dir.join("recovery"), plan)?),
+        false => None,
+    };
+    if let Some(r) = &recovery {
+        eprintln!(
+            "   recovery: {:.2} s for {} acked, {} lost",
+            r.recovery_secs, r.acked, r.lost_acked
+        );
+    }
     Ok(EngineResult {
         engine: kind,
         saturated,
@@ -543,8 +557,17 @@ fn print_table(report: &Report) {
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for e in &report.engines {
         let [low, high] = [&e.open_loop[0], &e.open_loop[1]];
+        let (reads, recovery, rss, lost) = match (&e.range_reads, &e.recovery) {
+            (Some(reads), Some(r)) => (
+                format!("{:.3} s", reads.secs),
+                format!("{:.2} s", r.recovery_secs),
+                format!("{:.0} MB", r.recovery_peak_rss_mb),
+                r.lost_acked.to_string(),
+            ),
+            _ => ("–".into(), "–".into(), "–".into(), "–".into()),
+        };
         println!(
-            "| {:?} | {:.0} | {:.1} ms | {:.2} / {:.2} ms | {:.2} / {:.2} ms | {:.0} / {:.0} | {:.0} / {:.0} | {:.0} | {:.3} s | {:.2} s | {:.0} MB | {} |",
+            "| {:?} | {:.0} | {:.1} ms | {:.2} / {:.2} ms | {:.2} / {:.2} ms | {:.0} / {:.0} | {:.0} / {:.0} | {:.0} | {reads} | {recovery} | {rss} | {lost} |",
             e.engine,
             e.saturated.per_sec,
             e.saturated.p99_ms,
@@ -557,16 +580,16 @@ fn print_table(report: &Report) {
             e.saturated.written_bytes_per_message,
             low.written_bytes_per_message,
             e.disk_bytes_per_message,
-            e.range_reads.secs,
-            e.recovery.recovery_secs,
-            e.recovery.recovery_peak_rss_mb,
-            e.recovery.lost_acked,
         );
     }
     println!(
         "\n{} (load average {}); recovery rows: every engine killed mid-stream: {}",
         report.date,
         report.load_average,
-        report.engines.iter().all(|e| e.recovery.killed_mid_stream)
+        report
+            .engines
+            .iter()
+            .filter_map(|e| e.recovery.as_ref())
+            .all(|r| r.killed_mid_stream)
     );
 }
