@@ -531,7 +531,8 @@ impl Core {
 
 impl Core {
     /// After a change: when events wait in the journal, the alarm fires now to dispatch them;
-    /// when unattached uploads wait, by the time the oldest is abandoned.
+    /// when unattached uploads wait, by the time the oldest is abandoned; when the room's
+    /// occupancy changed within its interval, at the interval's end.
     async fn work_due(&self, state: &State) {
         match self.journal.has_journal() {
             Ok(true) => self.schedule(state, now_ms()).await,
@@ -539,6 +540,18 @@ impl Core {
             Err(e) => tracing::warn!(error = %e, "events journal unreadable"),
         }
         self.sweep_due(state, now_ms()).await;
+        if let Some(at) = self.service.poll_timeout() {
+            self.schedule(state, at).await;
+        }
+    }
+
+    /// The service's own deadlines (a big room's coalesced occupancy): what is due now, then
+    /// the alarm for the next.
+    async fn service_deadlines(&self, state: &State) {
+        self.service.handle_timeout(now_ms()).await;
+        if let Some(at) = self.service.poll_timeout() {
+            self.schedule(state, at).await;
+        }
     }
 
     /// Makes sure the alarm fires when the oldest unattached upload is abandoned (not before
@@ -702,6 +715,7 @@ impl DurableObject for ChatRoom {
             Ok(core) => {
                 core.alarm.set(AlarmKnown::Unset);
                 core.housekeeping(&self.state).await;
+                core.service_deadlines(&self.state).await;
                 core.dispatch_events(&self.state).await;
                 core.sweep(&self.state).await;
             }

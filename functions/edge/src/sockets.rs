@@ -17,7 +17,8 @@ use roomcast_core::protocol::PresenceStatus;
 use roomcast_core::ratelimit::{RateDecision, RatePolicy};
 use roomcast_core::store::memory::MemoryConnections;
 use roomcast_core::store::{
-    Connection, ConnectionStore, JoinOutcome, RateBucket, RoomRef, StoreError, Subscriber,
+    Connection, ConnectionStore, Headcount, JoinOutcome, RateBucket, RoomRef, StoreError,
+    Subscriber,
 };
 use worker::{State, WebSocket};
 
@@ -273,6 +274,15 @@ impl ConnectionStore for EdgeConnections {
 
     async fn room_connections(&self, room: &RoomRef) -> Result<Vec<Subscriber>, StoreError> {
         self.0.mem.room_connections(room).await
+    }
+
+    async fn room_headcount(
+        &self,
+        room: &RoomRef,
+        user: &str,
+        conn_id: &str,
+    ) -> Result<Headcount, StoreError> {
+        self.0.mem.room_headcount(room, user, conn_id).await
     }
 
     async fn user_connections(
