@@ -6,6 +6,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
@@ -25,13 +26,26 @@ use crate::deployment::Deployment;
 /// The subprotocol a client offers next to its token.
 pub const SUBPROTOCOL: &str = roomcast_core::service::SUBPROTOCOL;
 
-/// How long any single wait may take: `ROOMCAST_TEST_TIMEOUT_MS`, else 5 s. Raise it for
-/// deployments with cold starts; a case never waits longer than this for one event.
+/// The least [`wait_timeout`] this process allows, in ms ([`raise_wait_timeout`]).
+static WAIT_FLOOR_MS: AtomicU64 = AtomicU64::new(0);
+
+/// How long any single wait may take: `ROOMCAST_TEST_TIMEOUT_MS`, else 5 s, and never less
+/// than [`raise_wait_timeout`] asked for. Raise it for deployments with cold starts; a case
+/// never waits longer than this for one event.
 pub fn wait_timeout() -> Duration {
-    std::env::var("ROOMCAST_TEST_TIMEOUT_MS")
+    let configured = std::env::var("ROOMCAST_TEST_TIMEOUT_MS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .map_or(Duration::from_secs(5), Duration::from_millis)
+        .map_or(Duration::from_secs(5), Duration::from_millis);
+    configured.max(Duration::from_millis(WAIT_FLOOR_MS.load(Ordering::Relaxed)))
+}
+
+/// Makes [`wait_timeout`] at least `floor` for the rest of the process: for a deployment whose
+/// every answer takes a chain of slow calls (the Lambda stack on moto, which serves one
+/// request at a time), called when it starts, before any case waits.
+pub fn raise_wait_timeout(floor: Duration) {
+    let ms = u64::try_from(floor.as_millis()).unwrap_or(u64::MAX);
+    WAIT_FLOOR_MS.fetch_max(ms, Ordering::Relaxed);
 }
 
 /// How a client presents its token on connect.

@@ -310,8 +310,14 @@ impl Deployment for LambdaStack {
     }
 }
 
+/// The least any one wait of a case allows here: an agent's desk change is answered after
+/// about a dozen sequential DynamoDB calls, and moto serves one at a time to the suite's
+/// concurrent cases; on a loaded 2-core machine that has passed the default 5 s.
+const LAMBDA_WAIT: Duration = Duration::from_secs(15);
+
 fn stack() -> Box<LambdaStack> {
     static STACK: OnceLock<Result<Stack, String>> = OnceLock::new();
+    roomcast_protocol_tests::client::raise_wait_timeout(LAMBDA_WAIT);
     match STACK.get_or_init(start_stack) {
         Ok(stack) => Box::new(LambdaStack(&stack.local)),
         Err(e) => panic!("the Lambda stack did not start: {e}"),
