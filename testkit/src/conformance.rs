@@ -20,8 +20,8 @@ use roomcast_core::events::{
 use roomcast_core::protocol::{Conversation, ConversationStatus, MessageView, PresenceStatus};
 use roomcast_core::ratelimit::{RateDecision, RatePolicy};
 use roomcast_core::store::{
-    Amendment, Connection, ConnectionStore, HistoryQuery, HistoryStore, JoinOutcome, Journaled,
-    NewMessage, Outbox, OutboxEntry, RateBucket, RoomRef, RoomState, StoreError,
+    Amendment, Appended, Connection, ConnectionStore, HistoryQuery, HistoryStore, JoinOutcome,
+    Journaled, NewMessage, Outbox, OutboxEntry, RateBucket, RoomRef, RoomState, StoreError,
 };
 use roomcast_core::support::{INBOX_ROOM, inbox_event, room_event};
 
@@ -74,6 +74,7 @@ pub fn new_message(id: &str, from: &str, body: &str, ts: u64) -> NewMessage {
 pub async fn history_conformance(store: &dyn HistoryStore, names: &Namer) {
     append_assigns_gap_free_seqs(store, names).await;
     resent_id_is_not_stored_twice(store, names).await;
+    appends_together_keep_their_order(store, names).await;
     concurrent_appends_are_gap_free(store, names).await;
     paging(store, names).await;
     tenants_and_rooms_are_isolated(store, names).await;
@@ -144,6 +145,62 @@ pub async fn resent_id_is_not_stored_twice(store: &dyn HistoryStore, names: &Nam
         .unwrap();
     assert!(!other.duplicate);
     assert_eq!(other.message.seq, 2);
+}
+
+/// `append_all`: one result per message, in order; seqs in each room follow the list, a resend
+/// inside the list or of an earlier message finds the original, and everything is stored as
+/// single appends would store it.
+pub async fn appends_together_keep_their_order(store: &dyn HistoryStore, names: &Namer) {
+    let (a, b) = (names.room(), names.room());
+    let earlier = store
+        .append(&a, new_message("e", "alice", "earlier", 1))
+        .await
+        .unwrap();
+    let list = vec![
+        (a.clone(), new_message("a1", "alice", "one", 2)),
+        (b.clone(), new_message("b1", "alice", "uno", 3)),
+        (a.clone(), new_message("a2", "alice", "two", 4)),
+        (a.clone(), new_message("a1", "alice", "one again", 5)),
+        (a.clone(), new_message("e", "alice", "earlier again", 6)),
+        (b.clone(), new_message("b2", "bob", "dos", 7)),
+    ];
+    let results: Vec<Appended> = store
+        .append_all(list)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let seqs: Vec<(u64, bool)> = results
+        .iter()
+        .map(|r| (r.message.seq, r.duplicate))
+        .collect();
+    assert_eq!(
+        seqs,
+        [
+            (2, false),
+            (1, false),
+            (3, false),
+            (2, true),
+            (1, true),
+            (2, false)
+        ]
+    );
+    assert_eq!(results[3].message, results[0].message);
+    assert_eq!(results[4].message, earlier.message);
+    assert_eq!(store.head(&a).await.unwrap(), 3);
+    assert_eq!(store.head(&b).await.unwrap(), 2);
+    let query = HistoryQuery {
+        limit: 10,
+        ..HistoryQuery::default()
+    };
+    let page = store.messages(&a, query).await.unwrap();
+    let bodies: Vec<_> = page
+        .messages
+        .iter()
+        .map(|m| m.body.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(bodies, ["earlier", "one", "two"]);
+    assert!(store.append_all(Vec::new()).await.is_empty());
 }
 
 /// Many concurrent writers, with resends racing the originals: seqs are exactly 1..=n, each id

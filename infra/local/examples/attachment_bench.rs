@@ -22,7 +22,7 @@ use roomcast_protocol_tests::scope::claims;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
-use common::{Socket, next_of, runs, start_server};
+use common::{Socket, next_of, percentile, runs, start_server};
 
 const SECRET: &str = "roomcast-attachment-bench-secret-0123456789";
 const IMAGE_BYTES: usize = 5 * 1024 * 1024;
@@ -106,11 +106,6 @@ async fn run(
     Ok((uploaded.as_secs_f64(), visible.as_secs_f64()))
 }
 
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let runs = runs(20)?;
@@ -131,13 +126,13 @@ async fn main() -> anyhow::Result<()> {
     println!("{runs} runs of a {mb:.2} MB PNG, embedded store, fsync on");
     println!(
         "upload throughput: median {:.0} MB/s (best {:.0} MB/s); upload median {:.1} ms",
-        mb / median(uploads.clone()),
+        mb / percentile(&uploads, 0.5),
         mb / best,
-        median(uploads) * 1e3
+        percentile(&uploads, 0.5) * 1e3
     );
     println!(
         "time to visible (upload start → the other member's `message`): median {:.1} ms, max {:.1} ms",
-        median(visible.clone()) * 1e3,
+        percentile(&visible, 0.5) * 1e3,
         visible.iter().copied().fold(0.0, f64::max) * 1e3
     );
     Ok(())

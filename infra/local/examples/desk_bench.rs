@@ -25,7 +25,7 @@ use roomcast_protocol_tests::scope::claims;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use common::{Socket, next_of, runs, start_server};
+use common::{Socket, next_of, percentile, runs, start_server};
 
 const SECRET: &str = "roomcast-desk-bench-secret-0123456789";
 const TENANT: &str = "bench";
@@ -97,12 +97,6 @@ async fn plain_run(n: usize, from: &mut Socket, to: &mut Socket) -> anyhow::Resu
     let seen = started.elapsed().as_secs_f64();
     next_of(from, |f| f["type"] == "ack" && f["id"] == id.as_str()).await?;
     Ok(seen)
-}
-
-fn percentile(xs: &[f64], p: f64) -> f64 {
-    let mut xs = xs.to_vec();
-    xs.sort_by(f64::total_cmp);
-    xs[((xs.len() - 1) as f64 * p).round() as usize]
 }
 
 #[tokio::main]

@@ -274,39 +274,42 @@ impl App {
         })
     }
 
-    /// One text frame from a socket.
+    /// Text frames that arrived together on a socket, in order; one outcome each. In process
+    /// the service handles them together ([`ChatService::frames`]: messages sent without
+    /// waiting share a commit); behind Lambda functions each is its own route event, as API
+    /// Gateway makes it.
     ///
     /// Boxed: the service's future is the largest part of a socket task's state (kilobytes),
-    /// and inline every idle connection would carry it; boxed, only a frame being handled does.
-    pub(crate) fn frame<'a>(
+    /// and inline every idle connection would carry it; boxed, only frames being handled do.
+    pub(crate) fn frames<'a>(
         &'a self,
         socket: &'a Socket,
-        text: &'a str,
+        texts: &'a [&'a str],
         now: u64,
-    ) -> futures::future::BoxFuture<'a, FrameOutcome> {
+    ) -> futures::future::BoxFuture<'a, Vec<FrameOutcome>> {
         Box::pin(async move {
             let Some(forwarder) = &self.forwarder else {
-                let outcome = self
-                    .service
-                    .frame(&socket.id, Inbound::Text(text), now)
-                    .await;
+                let inbound: Vec<Inbound<'_>> = texts.iter().map(|t| Inbound::Text(t)).collect();
+                let outcomes = self.service.frames(&socket.id, &inbound, now).await;
                 self.wake_events();
-                return outcome;
+                return outcomes;
             };
-            let event = socket.message(self.request_id(), now, text);
-            if let Err(e) = forwarder.invoke(&event).await {
-                tracing::warn!(route = %event.request_context.route_key, error = %e, "route integration failed");
-                // What API Gateway sends a client whose route integration failed.
-                let frame = json!({
-                    "message": "Internal server error",
-                    "connectionId": socket.id,
-                    "requestId": event.request_context.request_id,
-                });
-                let _ = self
-                    .gateway
-                    .enqueue(&socket.id, Outbound::Text(frame.to_string()));
+            for text in texts {
+                let event = socket.message(self.request_id(), now, text);
+                if let Err(e) = forwarder.invoke(&event).await {
+                    tracing::warn!(route = %event.request_context.route_key, error = %e, "route integration failed");
+                    // What API Gateway sends a client whose route integration failed.
+                    let frame = json!({
+                        "message": "Internal server error",
+                        "connectionId": socket.id,
+                        "requestId": event.request_context.request_id,
+                    });
+                    let _ = self
+                        .gateway
+                        .enqueue(&socket.id, Outbound::Text(frame.to_string()));
+                }
             }
-            FrameOutcome::default()
+            vec![FrameOutcome::default(); texts.len()]
         })
     }
 

@@ -222,6 +222,28 @@ impl HistoryStore for EmbeddedHistory {
             .await
     }
 
+    /// One writer request for them all: the messages share a commit.
+    async fn append_all(
+        &self,
+        messages: Vec<(RoomRef, NewMessage)>,
+    ) -> Vec<Result<Appended, StoreError>> {
+        let count = messages.len();
+        let stored = self
+            .run(move |tables| {
+                let mut results = Vec::with_capacity(messages.len());
+                for (room, msg) in messages {
+                    results.push(tables.append(&room, msg)?);
+                }
+                Ok(Ok(results))
+            })
+            .await;
+        match stored {
+            Ok(results) => results,
+            // The batch failed: none of them was stored.
+            Err(e) => vec![Err(e); count],
+        }
+    }
+
     async fn head(&self, room: &RoomRef) -> Result<u64, StoreError> {
         let key = room.key();
         self.read(move |txn| {

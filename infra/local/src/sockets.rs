@@ -16,13 +16,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{
-    CloseFrame, Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
+    CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade,
+    rejection::WebSocketUpgradeRejection,
 };
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use base64::Engine;
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use roomcast_apigw::emulated::Socket;
 use roomcast_core::lifecycle::{ConnectionClock, LifecyclePolicy, Timeout};
 use roomcast_core::limits::{MAX_FRAME_BYTES, MAX_SERVER_FRAME_BYTES, MAX_WS_MESSAGE_BYTES};
@@ -322,6 +323,43 @@ fn instant_of(deadline_ms: u64) -> tokio::time::Instant {
     tokio::time::Instant::now() + wait.min(Duration::from_secs(86_400))
 }
 
+/// What a socket's stream gives: a message, a read error, or (`None`) its end.
+type StreamItem = Option<Result<Message, axum::Error>>;
+
+/// Most text frames handled together ([`gather_texts`]): a run of messages shares a commit,
+/// and the run is short enough that its first ack does not wait long for its last.
+const MAX_FRAMES_TOGETHER: usize = 64;
+
+/// `first` and the text frames already read after it (none is waited for), up to
+/// [`MAX_FRAMES_TOGETHER`]: a client sending without waiting for acks has its frames handled
+/// together ([`App::frames`]). Returns them and whatever else the stream gave after them (a
+/// control frame, an error, its end), to be handled next.
+fn gather_texts(
+    first: Utf8Bytes,
+    stream: &mut futures::stream::SplitStream<WebSocket>,
+) -> (Vec<Utf8Bytes>, Option<StreamItem>) {
+    let mut texts = vec![first];
+    while texts.len() < MAX_FRAMES_TOGETHER {
+        match stream.next().now_or_never() {
+            Some(Some(Ok(Message::Text(text)))) => texts.push(text),
+            Some(other) => return (texts, Some(other)),
+            None => break,
+        }
+    }
+    (texts, None)
+}
+
+/// The stream's next item: the one [`gather_texts`] read ahead, if any.
+async fn next_message(
+    peeked: &mut Option<StreamItem>,
+    stream: &mut futures::stream::SplitStream<WebSocket>,
+) -> StreamItem {
+    match peeked.take() {
+        Some(item) => item,
+        None => stream.next().await,
+    }
+}
+
 async fn read_loop(
     app: &App,
     mut stream: futures::stream::SplitStream<WebSocket>,
@@ -348,6 +386,8 @@ async fn read_loop(
     // close frame is out but unread input remains, or the client's close frame is in and
     // tungstenite is sending its echo.
     let mut winding_down: Option<ReadEnd> = None;
+    // What the stream gave after the text frames gathered last time ([`gather_texts`]).
+    let mut peeked: Option<StreamItem> = None;
     let end = loop {
         // From a close request until the writer has sent the close frame, nothing is read:
         // tungstenite answers every ping it reads, and pongs queued then could fill the write
@@ -356,7 +396,7 @@ async fn read_loop(
         let reading = !stream_broken && (writer_done || !clock.is_closing());
         let step = tokio::select! {
             _ = &mut writer, if !writer_done => Step::WriterDone,
-            message = stream.next(), if reading => match message {
+            message = next_message(&mut peeked, &mut stream), if reading => match message {
                 // Once closing, data frames are drained unread until the client's close arrives.
                 Some(Ok(Message::Text(_))) if clock.is_closing() => Step::Continue,
                 Some(Ok(Message::Text(text))) => {
@@ -364,11 +404,16 @@ async fn read_loop(
                     handle.touch(now);
                     clock.activity(now);
                     let started = Instant::now();
-                    // Replies reach the client through the gateway, as on AWS; the outcome is
+                    let (texts, next) = gather_texts(text, &mut stream);
+                    peeked = next;
+                    let texts: Vec<&str> = texts.iter().map(|t| t.as_str()).collect();
+                    // Replies reach the client through the gateway, as on AWS; the outcomes are
                     // for metrics.
-                    let outcome = app.frame(socket, text.as_str(), now).await;
-                    app.metrics.frame_in(outcome.action, outcome.rejected.map(ErrorCode::as_str), started.elapsed());
-                    // A close the frame caused (4001, 4008, …) stops routing at once: frames
+                    let outcomes = app.frames(socket, &texts, now).await;
+                    for outcome in outcomes {
+                        app.metrics.frame_in(outcome.action, outcome.rejected.map(ErrorCode::as_str), started.elapsed());
+                    }
+                    // A close the frames caused (4001, 4008, …) stops routing at once: frames
                     // already in flight must not trigger a second close notice.
                     Step::Closing
                 }

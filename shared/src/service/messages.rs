@@ -7,7 +7,9 @@ use crate::attachments::{AttachmentRef, claimant};
 use crate::auth::Role;
 use crate::limits::{DEFAULT_HISTORY_LIMIT, MAX_PAGE_BYTES, RATE_TOKEN_BYTES};
 use crate::protocol::{ErrorCode, MessageView, Rejection, ServerFrame, refuse_reserved_meta};
-use crate::store::{Amendment, Connection, HistoryQuery, NewMessage, Page, RateBucket, RoomRef};
+use crate::store::{
+    Amendment, Appended, Connection, HistoryQuery, NewMessage, Page, RateBucket, RoomRef,
+};
 use crate::support::{DeskRequest, INBOX_ROOM};
 
 /// A `message` frame's content.
@@ -32,13 +34,27 @@ impl ChatService {
         draft: Draft,
         now_ms: u64,
     ) -> Result<usize, Rejection> {
+        let (r, msg) = self.prepare_message(conn, &room, draft, now_ms).await?;
+        let appended = self.history.append(&r, msg).await.map_err(unavailable)?;
+        Ok(self.finish_message(conn, &r, appended, now_ms).await)
+    }
+
+    /// A `message` frame checked (membership, reserved meta) and its attachments claimed: the
+    /// room and the message to append.
+    pub(super) async fn prepare_message(
+        &self,
+        conn: &Connection,
+        room: &str,
+        draft: Draft,
+        now_ms: u64,
+    ) -> Result<(RoomRef, NewMessage), Rejection> {
         let Draft {
             id,
             body,
             meta,
             attachments,
         } = draft;
-        let r = self.member_room(conn, &room)?;
+        let r = self.member_room(conn, room)?;
         if room == INBOX_ROOM {
             return Err(Rejection::new(
                 ErrorCode::Forbidden,
@@ -63,24 +79,35 @@ impl ChatService {
             attachments,
             ts: now_ms,
         };
-        let appended = self.history.append(&r, msg).await.map_err(unavailable)?;
+        Ok((r, msg))
+    }
+
+    /// What follows a stored `message`: the `ack`, then (unless it was a resend) the message to
+    /// the room and, in a support room, the desk's part. Returns frames delivered.
+    pub(super) async fn finish_message(
+        &self,
+        conn: &Connection,
+        r: &RoomRef,
+        appended: Appended,
+        now_ms: u64,
+    ) -> usize {
         let m = &appended.message;
         let ack = ServerFrame::Ack {
             id: m.id.clone(),
-            room,
+            room: r.room.clone(),
             seq: m.seq,
             ts: m.ts,
             duplicate: appended.duplicate,
         };
         self.reply(&conn.id, &ack).await;
         if appended.duplicate {
-            return Ok(0);
+            return 0;
         }
         let support = self.is_support_room(&r.room);
         let listed = support.then(|| (appended.message.body.clone().unwrap_or_default(), m.ts));
         let mut fanout = self
             .deliver(
-                &r,
+                r,
                 &ServerFrame::Message(appended.message),
                 Skip::Connection(&conn.id),
                 now_ms,
@@ -89,7 +116,7 @@ impl ChatService {
         if conn.role == Role::User && support {
             // The message is stored and acknowledged whatever happens to the desk.
             match self
-                .desk(&r, DeskRequest::Open, Some(&conn.user), now_ms)
+                .desk(r, DeskRequest::Open, Some(&conn.user), now_ms)
                 .await
             {
                 Ok((_, _, delivered)) => fanout += delivered,
@@ -99,10 +126,9 @@ impl ChatService {
             }
         }
         if let Some((body, ts)) = listed {
-            self.list_message(&r, &conn.user, conn.role, &body, ts)
-                .await;
+            self.list_message(r, &conn.user, conn.role, &body, ts).await;
         }
-        Ok(fanout)
+        fanout
     }
 
     /// `edit {room, seq, body}` by the author.

@@ -17,6 +17,7 @@ mod embed;
 mod events;
 mod fanout;
 mod messages;
+mod pipeline;
 mod presence;
 mod publish;
 mod rooms;
@@ -40,7 +41,8 @@ use crate::limits::{
 };
 use crate::occupancy::OccupancyBoard;
 use crate::protocol::{
-    ClientFrame, ErrorCode, PresenceStatus, Rejection, ServerFrame, close, parse_client_frame,
+    ClientFrame, ErrorCode, Parsed, PresenceStatus, Rejection, ServerFrame, close,
+    parse_client_frame,
 };
 use crate::ratelimit::{RateDecision, RatePolicy};
 use crate::store::{
@@ -174,6 +176,14 @@ pub struct FrameOutcome {
     pub closed: Option<u16>,
     /// Frames fanned out to other connections.
     pub fanout: usize,
+}
+
+/// Why a frame was not admitted ([`ChatService::admit`]).
+enum Refusal {
+    /// The connection closes with this code and reason.
+    Close(u16, &'static str),
+    /// The frame gets this error (with the frame's `ref`, when it had one).
+    Reject(Rejection, Option<String>),
 }
 
 /// The chat service.
@@ -381,76 +391,16 @@ impl ChatService {
     /// One client frame on a connection.
     pub async fn frame(&self, conn_id: &str, inbound: Inbound<'_>, now_ms: u64) -> FrameOutcome {
         let mut outcome = FrameOutcome::default();
-        let text = match inbound {
-            Inbound::Text(text) => text,
-            Inbound::Binary => {
-                self.close_with(
-                    conn_id,
-                    close::UNSUPPORTED_DATA,
-                    "binary frames are not supported",
-                )
-                .await;
-                outcome.closed = Some(close::UNSUPPORTED_DATA);
-                return outcome;
-            }
-        };
-        let conn = match self
-            .connections
-            .admit_frame(conn_id, &self.config.rate, now_ms)
-            .await
-        {
-            Ok(Some(admitted)) => admitted,
-            Ok(None) => {
-                // The connection was cleaned up (TTL, 410) while its socket lived on.
-                self.close_with(conn_id, close::GOING_AWAY, "connection unknown; reconnect")
-                    .await;
-                outcome.closed = Some(close::GOING_AWAY);
-                return outcome;
-            }
-            Err(e) => {
-                self.reply(conn_id, &ServerFrame::error(unavailable(e), None))
-                    .await;
-                outcome.rejected = Some(ErrorCode::Unavailable);
-                return outcome;
-            }
-        };
-        if now_ms >= conn.connection.token_expires_at_ms {
-            self.close_with(conn_id, close::TOKEN_EXPIRED, "token expired")
-                .await;
-            outcome.closed = Some(close::TOKEN_EXPIRED);
-            return outcome;
-        }
-        match conn.rate {
-            RateDecision::Allow => {}
-            RateDecision::Reject => {
-                let r = Rejection::new(ErrorCode::RateLimited, "slow down: frame dropped");
-                self.reply(conn_id, &ServerFrame::error(r, None)).await;
-                outcome.rejected = Some(ErrorCode::RateLimited);
-                return outcome;
-            }
-            RateDecision::Close => {
-                self.close_with(conn_id, close::RATE_LIMITED, "rate limit exceeded")
-                    .await;
-                outcome.closed = Some(close::RATE_LIMITED);
-                return outcome;
-            }
-        }
-        let parsed = match parse_client_frame(text) {
-            Ok(p) => p,
-            Err(failure) => {
-                outcome.rejected = Some(failure.rejection.code);
-                self.reply(
-                    conn_id,
-                    &ServerFrame::error(failure.rejection, failure.reference),
-                )
-                .await;
+        let (conn, parsed) = match self.admit(conn_id, inbound, now_ms).await {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                self.refuse(conn_id, refusal, &mut outcome).await;
                 return outcome;
             }
         };
         outcome.action = Some(parsed.frame.action());
-        let conn = &conn.connection;
         match self
-            .dispatch(conn, parsed.frame, parsed.reference.clone(), now_ms)
+            .dispatch(&conn, parsed.frame, parsed.reference.clone(), now_ms)
             .await
         {
             Ok(fanout) => outcome.fanout = fanout,
@@ -461,6 +411,70 @@ impl ChatService {
             }
         }
         outcome
+    }
+
+    /// Admits a frame on `conn_id` (the connection is known, its token valid, the frame within
+    /// its rate) and parses it. Sends nothing: a refusal is answered by
+    /// [`ChatService::refuse`], so a caller handling several frames keeps the answers in order.
+    async fn admit(
+        &self,
+        conn_id: &str,
+        inbound: Inbound<'_>,
+        now_ms: u64,
+    ) -> Result<(Connection, Parsed), Refusal> {
+        let Inbound::Text(text) = inbound else {
+            return Err(Refusal::Close(
+                close::UNSUPPORTED_DATA,
+                "binary frames are not supported",
+            ));
+        };
+        let admitted = match self
+            .connections
+            .admit_frame(conn_id, &self.config.rate, now_ms)
+            .await
+        {
+            Ok(Some(admitted)) => admitted,
+            // The connection was cleaned up (TTL, 410) while its socket lived on.
+            Ok(None) => {
+                return Err(Refusal::Close(
+                    close::GOING_AWAY,
+                    "connection unknown; reconnect",
+                ));
+            }
+            Err(e) => return Err(Refusal::Reject(unavailable(e), None)),
+        };
+        if now_ms >= admitted.connection.token_expires_at_ms {
+            return Err(Refusal::Close(close::TOKEN_EXPIRED, "token expired"));
+        }
+        match admitted.rate {
+            RateDecision::Allow => {}
+            RateDecision::Reject => {
+                let r = Rejection::new(ErrorCode::RateLimited, "slow down: frame dropped");
+                return Err(Refusal::Reject(r, None));
+            }
+            RateDecision::Close => {
+                return Err(Refusal::Close(close::RATE_LIMITED, "rate limit exceeded"));
+            }
+        }
+        match parse_client_frame(text) {
+            Ok(parsed) => Ok((admitted.connection, parsed)),
+            Err(failure) => Err(Refusal::Reject(failure.rejection, failure.reference)),
+        }
+    }
+
+    /// Answers a frame [`ChatService::admit`] refused.
+    async fn refuse(&self, conn_id: &str, refusal: Refusal, outcome: &mut FrameOutcome) {
+        match refusal {
+            Refusal::Close(code, reason) => {
+                self.close_with(conn_id, code, reason).await;
+                outcome.closed = Some(code);
+            }
+            Refusal::Reject(rejection, reference) => {
+                outcome.rejected = Some(rejection.code);
+                self.reply(conn_id, &ServerFrame::error(rejection, reference))
+                    .await;
+            }
+        }
     }
 
     /// Charges `bucket` the `tokens` the work of an admitted frame or request cost beyond its

@@ -377,6 +377,19 @@ pub struct RoomState {
 pub trait HistoryStore: MaybeSendSync {
     /// Appends with the next seq, durably, unless `(room, from, id)` is stored already.
     async fn append(&self, room: &RoomRef, msg: NewMessage) -> Result<Appended, StoreError>;
+    /// [`HistoryStore::append`]s each of `messages` in order, with one result each: seqs in a
+    /// room follow the order of the list. A backend that commits in batches stores them all
+    /// with one commit, so messages sent together wait for one fsync, not one each.
+    async fn append_all(
+        &self,
+        messages: Vec<(RoomRef, NewMessage)>,
+    ) -> Vec<Result<Appended, StoreError>> {
+        let mut results = Vec::with_capacity(messages.len());
+        for (room, msg) in messages {
+            results.push(self.append(&room, msg).await);
+        }
+        results
+    }
     /// Highest seq in the room (0 when empty).
     async fn head(&self, room: &RoomRef) -> Result<u64, StoreError>;
     /// A page of messages.
@@ -417,7 +430,12 @@ pub trait HistoryStore: MaybeSendSync {
         Ok(RoomState {
             head: self.head(room).await?,
             read_seq: self.read_cursor(room, user).await?,
-            members: self.members(room, members_limit).await?,
+            // A big room lists none: skip the read of every member (and its sort).
+            members: if members_limit == 0 {
+                Vec::new()
+            } else {
+                self.members(room, members_limit).await?
+            },
             conversation: if with_conversation {
                 self.conversation(room).await?
             } else {

@@ -1,6 +1,7 @@
 //! What the local server's benchmark examples share: the run count from the command line, the
 //! server started in the example's process exactly as `roomcast-local serve` would (embedded
-//! store in a fresh temporary data directory, fsync on every commit), and waiting for a frame.
+//! store in a fresh temporary data directory, fsync on every commit), waiting for a frame, and
+//! percentiles.
 
 use std::time::Duration;
 
@@ -84,4 +85,11 @@ pub async fn next_of(
     })
     .await
     .context("no frame within 30 s")?
+}
+
+/// The `p` quantile (0 to 1) of `xs`, nearest rank; `xs` must not be empty.
+pub fn percentile(xs: &[f64], p: f64) -> f64 {
+    let mut xs = xs.to_vec();
+    xs.sort_by(f64::total_cmp);
+    xs[((xs.len() - 1) as f64 * p).round() as usize]
 }
