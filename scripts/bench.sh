@@ -7,12 +7,16 @@
 #   raw                raw-broadcast: axum ws broadcast, no auth, no store (the stack's limit)
 #   roomcast-embedded  roomcast-local with its durable embedded store (redb, fsync per commit)
 #   roomcast-memory    roomcast-local with the in-memory store
+#   roomcast-memory-presence  the same with the presence of individuals in every room (the
+#                      threshold above any room: the behaviour before issue 20, for A/B in
+#                      s3 and s6; not in the default SERVERS)
 # Scenarios:
 #   s1-seed     10,000 connections in 1,000 rooms of 10, 1,000 messages/s in
 #   s2-max      same topology, rate raised step by step until p99 > 50 ms or loss
 #   s3-bigroom  1 room of 5,000 members, 10 messages/s in
 #   s4-idle     as many idle authenticated (joined) connections as the fd limit allows
 #   s5-storm    connects/s with JWT verification (no join)
+#   s6-largest  1 room of as many members as the fd limit allows (19,500 here), 1 message/s in
 # Writes bench/results/<scenario>-<server>.json, bench/results/summary.md (markdown tables) and
 # docs/img/bench-*.svg.
 #
@@ -41,11 +45,11 @@ scenarios=()
 for arg in "$@"; do
   case "$arg" in
     --smoke) smoke=1 ;;
-    s1-seed | s2-max | s3-bigroom | s4-idle | s5-storm) scenarios+=("$arg") ;;
+    s1-seed | s2-max | s3-bigroom | s4-idle | s5-storm | s6-largest) scenarios+=("$arg") ;;
     *) echo "unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(s1-seed s2-max s3-bigroom s4-idle s5-storm)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(s1-seed s2-max s3-bigroom s4-idle s5-storm s6-largest)
 
 step() { printf '\n==> %s\n' "$*"; }
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/roomcast"
@@ -103,7 +107,7 @@ start_server() {
   local name=$1 port
   DATA_DIR=$(mktemp -d "${TMPDIR:-/tmp}/roomcast-bench.XXXXXX")
   case "$name" in
-    roomcast-embedded | roomcast-memory)
+    roomcast-embedded | roomcast-memory | roomcast-memory-presence)
       port=3101
       # Limits meant for abuse are lifted: one generator sends for thousands of users from a
       # few loopback addresses.
@@ -111,8 +115,13 @@ start_server() {
       if "$BIN/roomcast-local" --help | grep -q -- --max-connections-per-ip; then
         per_ip=(--max-connections-per-ip 1000000)
       fi
+      store=${name#roomcast-}
+      if [ "$name" = roomcast-memory-presence ]; then
+        store=memory
+        per_ip+=(--presence-max-connections 1000000)
+      fi
       RUST_LOG=warn taskset -c "$SERVER_CPU" "$BIN/roomcast-local" --port $port \
-        --data-dir "$DATA_DIR" --jwt-secret "$SECRET" --store "${name#roomcast-}" \
+        --data-dir "$DATA_DIR" --jwt-secret "$SECRET" --store "$store" \
         --rate-per-sec 1000000 --rate-burst 1000000 --max-connections-per-user 1000 \
         "${per_ip[@]}" --idle-timeout-secs 3600 --max-connection-secs 7200 \
         >"$DATA_DIR/log" 2>&1 &
@@ -205,6 +214,13 @@ for scenario in "${scenarios[@]}"; do
         [ "$storm" -gt 30000 ] && storm=30000
         gen "$scenario" "$server" --connections "$storm" --rooms 1000 --no-join \
           --connect-concurrency 512
+        ;;
+      s6-largest)
+        # The largest room one process holds: every socket the fd limit leaves, in one room.
+        largest=$(($(ulimit -Hn) - 500))
+        [ "$largest" -gt 100000 ] && largest=100000
+        gen "$scenario" "$server" --connections "$largest" --rooms 1 --rates 1 --step-secs 10 \
+          --drain-secs 10 --stop-p99-ms 5000 --connect-concurrency 64 --connect-timeout-secs 600
         ;;
     esac || echo "$scenario-$server: generator exited with $?" >&2
     stop_server
