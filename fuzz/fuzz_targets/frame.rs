@@ -14,7 +14,9 @@
 use arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
 use roomcast_apigw::{ROUTES, select_route};
-use roomcast_core::limits::{MAX_BODY_BYTES, MAX_CLIENT_ID_LEN, MAX_HISTORY_LIMIT, MAX_META_BYTES};
+use roomcast_core::limits::{
+    MAX_BODY_BYTES, MAX_CLIENT_ID_LEN, MAX_HISTORY_LIMIT, MAX_MEMBERS_PAGE, MAX_META_BYTES,
+};
 use roomcast_core::protocol::{
     ACTIONS, ClientFrame, ServerFrame, parse_client_frame, validate_client_id, validate_name,
 };
@@ -40,6 +42,7 @@ fn structured_frame(u: &mut Unstructured<'_>) -> arbitrary::Result<String> {
     action.put(&mut map, "action");
     let rooms = ["r1", "support-1", "inbox", "", "a/b", "x*"];
     Field::arbitrary_with(u, |u| Ok(Value::String(name_like(u, &rooms)?)))?.put(&mut map, "room");
+    Field::arbitrary_with(u, |u| Ok(Value::String(name_like(u, &rooms)?)))?.put(&mut map, "cursor");
     Field::arbitrary_with(u, |u| {
         Ok(Value::String(name_like(u, &["m-1", "01J0", " "])?))
     })?
@@ -138,6 +141,7 @@ fn check_valid(frame: &ClientFrame) {
         | ClientFrame::Typing { room, .. }
         | ClientFrame::Read { room, .. }
         | ClientFrame::History { room, .. }
+        | ClientFrame::Members { room, .. }
         | ClientFrame::Assign { room }
         | ClientFrame::Close { room }
         | ClientFrame::Transfer { room, .. }
@@ -158,6 +162,15 @@ fn check_valid(frame: &ClientFrame) {
         assert!(!room.contains('/') && !room.contains('*'));
     }
     match frame {
+        ClientFrame::Members { cursor, limit, .. } => {
+            if let Some(cursor) = cursor {
+                assert!(validate_name("cursor", cursor).is_ok(), "cursor {cursor:?}");
+            }
+            assert!(
+                limit.is_none_or(|l| (1..=MAX_MEMBERS_PAGE).contains(&l)),
+                "limit {limit:?}"
+            );
+        }
         ClientFrame::Message {
             id,
             body,
@@ -168,7 +181,8 @@ fn check_valid(frame: &ClientFrame) {
             assert!(validate_client_id(id).is_ok(), "id {id:?}");
             // Blank only as the empty caption of a message carrying files.
             assert!(
-                !roomcast_core::text::is_blank(body) || (body.is_empty() && !attachments.is_empty()),
+                !roomcast_core::text::is_blank(body)
+                    || (body.is_empty() && !attachments.is_empty()),
                 "body {body:?}"
             );
             assert!(body.len() <= MAX_BODY_BYTES);
@@ -195,7 +209,11 @@ fn check_valid(frame: &ClientFrame) {
         }
         ClientFrame::Rate { score, comment, .. } => {
             assert!((1..=5).contains(score), "score {score}");
-            assert!(comment.as_ref().is_none_or(|c| c.len() <= roomcast_core::protocol::MAX_RATING_COMMENT_BYTES));
+            assert!(
+                comment
+                    .as_ref()
+                    .is_none_or(|c| c.len() <= roomcast_core::protocol::MAX_RATING_COMMENT_BYTES)
+            );
         }
         _ => {}
     }
