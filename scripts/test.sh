@@ -134,4 +134,11 @@ cargo run --locked -p roomcast-local --example attachment_bench -- 2
 step "support desk benchmark smoke run (docs/benchmarks.md, Support desk): a visitor's first message to the agent's inbox, three visitors, against the debug build"
 cargo run --locked -p roomcast-local --example desk_bench -- 3
 
+step "pipelining benchmark smoke run (docs/benchmarks.md, One client pipelining): one client, 200 messages one at a time and pipelined, durable and memory, against the debug build; fails on an ack or a delivery out of order"
+cargo run --locked -p roomcast-local --example pipeline_bench -- 200
+
+step "store engines (docs/benchmarks.md, Store engines): bench/engines' tests, then scripts/engines.sh --smoke, which fails if any engine loses an acknowledged message after kill -9"
+cargo test --release --locked --manifest-path bench/engines/Cargo.toml
+bash scripts/engines.sh --smoke
+
 step "all suites passed"
