@@ -2,6 +2,7 @@
 //! (record a message in a room another instance of the service owns).
 
 use crate::MaybeSendSync;
+use crate::limits::FANOUT_CONCURRENCY;
 use crate::store::{Appended, NewMessage, RoomRef, StoreError};
 
 /// Why a gateway send failed.
@@ -43,4 +44,10 @@ pub trait Gateway: MaybeSendSync {
     async fn send(&self, conn_id: &str, frame: &str) -> Result<(), GatewayError>;
     /// Closes the connection with a close code.
     async fn close(&self, conn_id: &str, code: u16, reason: &str) -> Result<(), GatewayError>;
+    /// Sends one broadcast keeps in flight at once through this gateway. A gateway whose
+    /// sends are network round trips (API Gateway's Management API) allows more than one whose
+    /// sends are queue pushes.
+    fn fanout_concurrency(&self) -> usize {
+        FANOUT_CONCURRENCY
+    }
 }

@@ -14,6 +14,13 @@ use roomcast_core::gateway::{Gateway, GatewayError};
 pub const MAX_THROTTLED_ATTEMPTS: u32 = 4;
 /// First backoff after a 429; doubles each attempt (full jitter).
 pub const THROTTLE_BACKOFF: Duration = Duration::from_millis(50);
+/// Posts one broadcast keeps in flight. Each post is an HTTPS round trip of tens of
+/// milliseconds, so 32 at a time (the core's default) takes ~8 s for a room of 10,000; 400 on
+/// the client's keep-alive pool takes ~0.6 s at 25 ms a post (docs/benchmarks.md, "AWS fan-out
+/// at scale"). 400 sockets stay well inside Lambda's 1,024 file descriptors, and 400 posts per
+/// 25 ms (16,000/s) drain API Gateway's account burst of 5,000 (refilled at 10,000/s) only
+/// after ~13,000 posts, so one broadcast to 10,000 is not throttled.
+pub const MANAGEMENT_FANOUT_CONCURRENCY: usize = 400;
 
 /// What one invocation's fan-out did, for metrics.
 #[derive(Debug, Default)]
@@ -42,15 +49,24 @@ impl GatewayCounters {
 /// The Management API client for one endpoint (`https://{domain}/{stage}`, or configured).
 pub struct ManagementGateway {
     client: Client,
+    concurrency: usize,
     /// What this gateway did.
     pub counters: GatewayCounters,
 }
 
 impl ManagementGateway {
-    /// A gateway over `client` (built once per endpoint).
+    /// A gateway over `client` (built once per endpoint, so its connections are kept alive
+    /// across invocations), [`MANAGEMENT_FANOUT_CONCURRENCY`] posts at a time.
     pub fn new(client: Client) -> Self {
+        Self::with_concurrency(client, MANAGEMENT_FANOUT_CONCURRENCY)
+    }
+
+    /// A gateway keeping `concurrency` posts of a broadcast in flight (the fan-out benchmark
+    /// compares settings).
+    pub fn with_concurrency(client: Client, concurrency: usize) -> Self {
         Self {
             client,
+            concurrency,
             counters: GatewayCounters::default(),
         }
     }
@@ -102,6 +118,10 @@ impl Gateway for ManagementGateway {
             GatewayCounters::bump(&self.counters.failed);
             return Err(GatewayError::Other(error.to_string()));
         }
+    }
+
+    fn fanout_concurrency(&self) -> usize {
+        self.concurrency
     }
 
     async fn close(&self, conn_id: &str, _code: u16, _reason: &str) -> Result<(), GatewayError> {

@@ -5,7 +5,6 @@ use futures::StreamExt;
 
 use super::ChatService;
 use crate::gateway::GatewayError;
-use crate::limits::FANOUT_CONCURRENCY;
 use crate::protocol::ServerFrame;
 use crate::store::{RoomRef, Subscriber};
 
@@ -51,8 +50,8 @@ impl ChatService {
         }
     }
 
-    /// Sends `frame` to the room's subscribers with bounded concurrency. One failing recipient
-    /// never stops the others. Returns (delivered, connections found gone).
+    /// Sends `frame` to the room's subscribers, as many at once as the gateway allows. One
+    /// failing recipient never stops the others. Returns (delivered, connections found gone).
     pub(super) async fn broadcast(
         &self,
         room: &RoomRef,
@@ -89,7 +88,7 @@ impl ChatService {
                     (s.conn_id, r)
                 }
             })
-            .buffer_unordered(FANOUT_CONCURRENCY)
+            .buffer_unordered(self.gateway.fanout_concurrency().max(1))
             .collect()
             .await;
         let mut delivered = 0;
