@@ -2,7 +2,8 @@
 //! functions' runtime on a real DynamoDB (moto), a Management API that follows API Gateway's
 //! documented behaviour (AWS itself cannot run here, so a small server plays it: POST/DELETE
 //! `@connections/{id}`, 410 `GoneException`, 429 `LimitExceededException`, errors typed by
-//! `x-amzn-ErrorType`), API Gateway event fixtures (`testkit/fixtures/apigw/*.json`, with
+//! `x-amzn-ErrorType`; optionally API Gateway's answer times and account throttle,
+//! [`PostTiming`]), API Gateway event fixtures (`testkit/fixtures/apigw/*.json`, with
 //! `connectedAt` and `requestTimeEpoch`), and a record of every DynamoDB operation the runtime
 //! calls.
 #![allow(
@@ -13,6 +14,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::fault_proxy::FaultProxy;
 use super::moto::{Dynamo, dynamo};
@@ -28,13 +30,119 @@ use axum::routing::post;
 use roomcast_apigw::{WsEvent, WsResponse};
 use roomcast_aws::lambda::{FunctionConfig, Runtime, env};
 use roomcast_core::auth::{Claims, Role, TokenSigner};
+use roomcast_core::ratelimit::{RateDecision, RatePolicy, RateState};
 use serde_json::{Value, json};
 
 pub const SECRET: &str = "handler-test-secret-0123456789abcdef";
 
+/// Names of the environment variables that set the fake's [`PostTiming`] (unset: off).
+pub mod timing_env {
+    /// Milliseconds every Management API request takes before its answer.
+    pub const LATENCY_MS: &str = "ROOMCAST_SIM_POST_LATENCY_MS";
+    /// Up to this many milliseconds more, spread evenly (deterministic per request).
+    pub const JITTER_MS: &str = "ROOMCAST_SIM_POST_JITTER_MS";
+    /// API Gateway's account throttle as `PER_SEC/BURST` (`10000/5000`), or `aws` for the
+    /// documented default.
+    pub const THROTTLE: &str = "ROOMCAST_SIM_THROTTLE";
+}
+
+/// How long API Gateway takes to answer a Management API request, and when it throttles.
+/// Default: at once, never throttled.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PostTiming {
+    /// Time every request takes.
+    pub latency: Duration,
+    /// Up to this much more, spread evenly over requests.
+    pub jitter: Duration,
+    /// The account's token bucket: a request finding it empty is answered 429
+    /// `LimitExceededException`, as PostToConnection is documented to be.
+    pub throttle: Option<RatePolicy>,
+}
+
+impl PostTiming {
+    /// API Gateway's default account-level throttle, shared by every REST, HTTP and WebSocket API
+    /// and the WebSocket callback (Management) API of an account in a Region: 10,000 requests
+    /// per second, a token bucket of 5,000 (docs.aws.amazon.com/apigateway/latest/developerguide/
+    /// limits.html).
+    pub const API_GATEWAY_THROTTLE: RatePolicy = RatePolicy {
+        per_sec: 10_000,
+        burst: 5_000,
+        max_strikes: u32::MAX,
+    };
+
+    /// The timing [`timing_env`] sets through `get`.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let millis = |name: &str| -> Result<Duration, String> {
+            get(name).map_or(Ok(Duration::ZERO), |v| {
+                v.trim()
+                    .parse()
+                    .map(Duration::from_millis)
+                    .map_err(|e| format!("{name}={v}: {e}"))
+            })
+        };
+        let throttle = match get(timing_env::THROTTLE).as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some("aws") => Some(Self::API_GATEWAY_THROTTLE),
+            Some(v) => {
+                let number = |n: &str| {
+                    n.trim()
+                        .parse::<u32>()
+                        .map_err(|e| format!("{}={v}: {e}", timing_env::THROTTLE))
+                };
+                let (per_sec, burst) = v
+                    .split_once('/')
+                    .ok_or_else(|| format!("{}={v}: want PER_SEC/BURST", timing_env::THROTTLE))?;
+                Some(RatePolicy {
+                    per_sec: number(per_sec)?,
+                    burst: number(burst)?,
+                    max_strikes: u32::MAX,
+                })
+            }
+        };
+        Ok(Self {
+            latency: millis(timing_env::LATENCY_MS)?,
+            jitter: millis(timing_env::JITTER_MS)?,
+            throttle,
+        })
+    }
+
+    /// The time request number `n` takes: the latency and a share of the jitter spread evenly
+    /// by a hash of `n` (the same run twice takes the same times).
+    fn delay(&self, n: u64) -> Duration {
+        let jitter = u64::try_from(self.jitter.as_micros()).unwrap_or(u64::MAX);
+        let spread = if jitter == 0 {
+            0
+        } else {
+            splitmix64(n) % (jitter + 1)
+        };
+        self.latency + Duration::from_micros(spread)
+    }
+}
+
+/// SplitMix64: an even spread of `n` over u64.
+fn splitmix64(n: u64) -> u64 {
+    let mut z = n.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// The Management API as API Gateway documents it.
 #[derive(Default)]
 pub struct Connections {
+    /// Answer times and throttle ([`PostTiming::default`]: at once, never).
+    pub timing: PostTiming,
+    /// The account's token bucket under `timing.throttle`.
+    pub bucket: RateState,
+    /// When the fake started: the bucket's clock counts from here.
+    pub started: Option<Instant>,
+    /// Posts answered 429 by the account throttle.
+    pub throttled: u64,
+    /// Posts delivered, and when the last delivery was answered.
+    pub delivered: u64,
+    pub last_delivery: Option<Instant>,
+    /// Keep delivered frames in `received` (the fan-out benchmark only counts them).
+    pub discard_frames: bool,
     pub live: HashSet<String>,
     /// 429s still to answer per connection before accepting.
     pub throttle: HashMap<String, u32>,
@@ -57,13 +165,33 @@ fn management_error(status: StatusCode, error_type: &'static str) -> Response {
         .into_response()
 }
 
+/// Whether the account's bucket has a token for a request now; its time.
+fn admit(s: &mut Connections) -> (bool, Duration) {
+    s.calls += 1;
+    let delay = s.timing.delay(s.calls);
+    let Some(policy) = s.timing.throttle else {
+        return (true, delay);
+    };
+    let started = *s.started.get_or_insert_with(Instant::now);
+    let now_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let admitted = s.bucket.take(&policy, now_ms) == RateDecision::Allow;
+    if !admitted {
+        s.throttled += 1;
+    }
+    (admitted, delay)
+}
+
 async fn post_to_connection(
-    State(s): State<Shared>,
+    State(shared): State<Shared>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let mut s = s.lock().unwrap();
-    s.calls += 1;
+    let (admitted, delay) = admit(&mut shared.lock().unwrap());
+    tokio::time::sleep(delay).await;
+    if !admitted {
+        return management_error(StatusCode::TOO_MANY_REQUESTS, "LimitExceededException");
+    }
+    let mut s = shared.lock().unwrap();
     if !s.live.contains(&id) {
         return management_error(StatusCode::GONE, "GoneException");
     }
@@ -78,16 +206,24 @@ async fn post_to_connection(
         *left -= 1;
         return management_error(StatusCode::TOO_MANY_REQUESTS, "LimitExceededException");
     }
-    s.received
-        .entry(id)
-        .or_default()
-        .push(serde_json::from_slice(&body).unwrap());
+    s.delivered += 1;
+    s.last_delivery = Some(Instant::now());
+    if !s.discard_frames {
+        s.received
+            .entry(id)
+            .or_default()
+            .push(serde_json::from_slice(&body).unwrap());
+    }
     StatusCode::OK.into_response()
 }
 
-async fn delete_connection(State(s): State<Shared>, Path(id): Path<String>) -> Response {
-    let mut s = s.lock().unwrap();
-    s.calls += 1;
+async fn delete_connection(State(shared): State<Shared>, Path(id): Path<String>) -> Response {
+    let (admitted, delay) = admit(&mut shared.lock().unwrap());
+    tokio::time::sleep(delay).await;
+    if !admitted {
+        return management_error(StatusCode::TOO_MANY_REQUESTS, "LimitExceededException");
+    }
+    let mut s = shared.lock().unwrap();
     if s.live.remove(&id) {
         StatusCode::NO_CONTENT.into_response()
     } else {
@@ -165,16 +301,8 @@ async fn build(
     faults: Option<FaultProxy>,
     extra: &[(&'static str, &str)],
 ) -> World {
-    let connections = Shared::default();
-    let app = Router::new()
-        .route(
-            "/@connections/{id}",
-            post(post_to_connection).delete(delete_connection),
-        )
-        .with_state(connections.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let management = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let timing = PostTiming::from_lookup(|name| std::env::var(name).ok()).unwrap();
+    let (management, connections) = management_api(timing).await;
     let table = format!("handlers-{}", std::process::id());
     let mut vars = HashMap::from([
         (env::JWT_SECRET, SECRET.to_owned()),
@@ -209,6 +337,24 @@ async fn build(
         dynamo,
         faults,
     }
+}
+
+/// Starts the fake Management API on a loopback port with `timing`: its endpoint and state.
+pub async fn management_api(timing: PostTiming) -> (String, Shared) {
+    let connections = Shared::new(Mutex::new(Connections {
+        timing,
+        ..Connections::default()
+    }));
+    let app = Router::new()
+        .route(
+            "/@connections/{id}",
+            post(post_to_connection).delete(delete_connection),
+        )
+        .with_state(connections.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (endpoint, connections)
 }
 
 pub fn fixture(name: &str) -> WsEvent {
@@ -348,4 +494,53 @@ pub async fn post_upload(target: &Value, bytes: &[u8]) -> u16 {
 
 pub fn types(frames: &[Value]) -> Vec<&str> {
     frames.iter().map(|f| f["type"].as_str().unwrap()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timing_is_off_unless_set_and_reads_the_documented_throttle() {
+        assert_eq!(PostTiming::from_lookup(|_| None), Ok(PostTiming::default()));
+        let vars = HashMap::from([
+            (timing_env::LATENCY_MS, "20"),
+            (timing_env::JITTER_MS, "10"),
+            (timing_env::THROTTLE, "aws"),
+        ]);
+        let timing = PostTiming::from_lookup(|k| vars.get(k).map(|v| (*v).to_owned())).unwrap();
+        assert_eq!(timing.latency, Duration::from_millis(20));
+        assert_eq!(timing.throttle, Some(PostTiming::API_GATEWAY_THROTTLE));
+        let delays: Vec<Duration> = (0..1000).map(|n| timing.delay(n)).collect();
+        assert!(delays.iter().all(|d| (20..=30).contains(&d.as_millis())));
+        assert!(
+            delays.iter().any(|d| d.as_millis() < 22) && delays.iter().any(|d| d.as_millis() >= 28)
+        );
+        let custom = PostTiming::from_lookup(|k| (k == timing_env::THROTTLE).then(|| "7/3".into()));
+        assert_eq!(
+            custom.unwrap().throttle.map(|p| (p.per_sec, p.burst)),
+            Some((7, 3))
+        );
+        assert!(
+            PostTiming::from_lookup(|k| (k == timing_env::THROTTLE).then(|| "7".into())).is_err()
+        );
+    }
+
+    #[test]
+    fn the_throttle_admits_the_burst_then_answers_no() {
+        let mut s = Connections {
+            timing: PostTiming {
+                throttle: Some(RatePolicy {
+                    per_sec: 1,
+                    burst: 3,
+                    max_strikes: u32::MAX,
+                }),
+                ..PostTiming::default()
+            },
+            ..Connections::default()
+        };
+        let admitted: Vec<bool> = (0..5).map(|_| admit(&mut s).0).collect();
+        assert_eq!(admitted, [true, true, true, false, false]);
+        assert_eq!((s.calls, s.throttled), (5, 2));
+    }
 }

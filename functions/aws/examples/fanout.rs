@@ -1,0 +1,321 @@
+//! Fan-out at scale (issue 20; docs/benchmarks.md, "AWS fan-out at scale"): how long one chat
+//! message takes to reach rooms of 10, 100, 1,000 and 10,000 online members on the AWS build,
+//! with the Management API answering as API Gateway does.
+//!
+//! ```sh
+//! cargo run --release -p roomcast-aws --example fanout -- \
+//!   [--sizes 10,100,1000,10000] [--messages 20] [--concurrency 32,400] \
+//!   [--latency-ms 20] [--jitter-ms 10] [--throttle aws|off|PER_SEC/BURST]
+//! ```
+//!
+//! Each message goes through the `message` route's handler as the functions run it
+//! (`roomcast_apigw::handle_event` onto the core's `ChatService`), which posts the ack and the
+//! deliveries with the real Management API client (`aws-sdk-apigatewaymanagement`, SigV4, its
+//! keep-alive pool, `ManagementGateway`) over loopback HTTP to the testkit's fake Management
+//! API ([`management_api`]), which answers each request after the latency and jitter given and
+//! throttles with API Gateway's account token bucket ([`PostTiming`]). The store is the core's
+//! in-memory one behind the same service: moto, one request at a time, would take hours to
+//! hold 10,000 joined connections, and its time per call is not DynamoDB's. A message's
+//! DynamoDB calls (5, docs/benchmarks.md "AWS cost per message") add their own ~10–20 ms on
+//! AWS, whatever the room.
+//!
+//! One message warms the client's connection pool first and is not counted (a warm function
+//! keeps its connections). Per message: the **handler** time (the whole `handle_event` call: what Lambda bills) and the
+//! **fan-out** wall time (from the event's arrival to the fake's answer to the last delivery).
+//! The room's members are connected through the service and subscribed through the store (a
+//! join through the service would announce each arrival to the room). With throttling on, the
+//! example waits for the bucket to refill between messages: one message at a time on an
+//! otherwise idle account.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    reason = "a benchmark: a failing setup step ends it"
+)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_apigatewaymanagement::config::Credentials;
+use roomcast_apigw::handle_event;
+use roomcast_aws::management::{MANAGEMENT_FANOUT_CONCURRENCY, ManagementGateway};
+use roomcast_core::ChatService;
+use roomcast_core::auth::{Claims, Role, TokenSigner};
+use roomcast_core::limits::{FANOUT_CONCURRENCY, MAX_ROOMS_PER_CONNECTION};
+use roomcast_core::service::{ServiceConfig, Upgrade};
+use roomcast_core::store::ConnectionStore;
+use roomcast_core::store::memory::{MemoryConnections, MemoryHistory};
+use roomcast_testkit::aws::lambda::{PostTiming, Shared, fixture, management_api, timing_env};
+use roomcast_testkit::service::{SECRET, verifier};
+use serde_json::json;
+
+struct Args {
+    sizes: Vec<usize>,
+    messages: usize,
+    concurrency: Vec<usize>,
+    timing: PostTiming,
+}
+
+fn usage(problem: &str) -> ! {
+    eprintln!(
+        "{problem}\nusage: fanout [--sizes 10,100,1000,10000] [--messages 20] \
+         [--concurrency 32,400] [--latency-ms 20] [--jitter-ms 10] [--throttle aws|off|R/B]"
+    );
+    std::process::exit(2)
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        sizes: vec![10, 100, 1_000, 10_000],
+        messages: 20,
+        concurrency: vec![FANOUT_CONCURRENCY, MANAGEMENT_FANOUT_CONCURRENCY],
+        timing: PostTiming {
+            latency: Duration::from_millis(20),
+            jitter: Duration::from_millis(10),
+            throttle: Some(PostTiming::API_GATEWAY_THROTTLE),
+        },
+    };
+    let number = |v: &str| -> usize { v.parse().unwrap_or_else(|_| usage(&format!("{v}?"))) };
+    let list = |v: &str| -> Vec<usize> { v.split(',').map(number).collect() };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it
+            .next()
+            .unwrap_or_else(|| usage(&format!("{flag} needs a value")));
+        match flag.as_str() {
+            "--sizes" => args.sizes = list(&value),
+            "--messages" => args.messages = number(&value).max(1),
+            "--concurrency" => args.concurrency = list(&value),
+            "--latency-ms" => args.timing.latency = Duration::from_millis(number(&value) as u64),
+            "--jitter-ms" => args.timing.jitter = Duration::from_millis(number(&value) as u64),
+            "--throttle" => {
+                let set = (value != "off").then_some(value);
+                let lookup = |name: &str| set.clone().filter(|_| name == timing_env::THROTTLE);
+                let timing = PostTiming::from_lookup(lookup).unwrap_or_else(|e| usage(&e));
+                args.timing.throttle = timing.throttle;
+            }
+            _ => usage(&format!("unknown flag {flag}")),
+        }
+    }
+    args
+}
+
+/// The fake Management API on a runtime of its own (its own thread), so its work is not
+/// scheduled behind the handler's.
+fn start_fake(timing: PostTiming) -> (String, Shared) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            tx.send(management_api(timing).await).unwrap();
+            std::future::pending::<()>().await
+        });
+    });
+    let (endpoint, shared) = rx.recv().unwrap();
+    shared.lock().unwrap().discard_frames = true;
+    (endpoint, shared)
+}
+
+/// The Management API client as `lambda::Runtime` builds it: from the loaded SDK configuration,
+/// with the endpoint.
+async fn management_client(endpoint: &str) -> aws_sdk_apigatewaymanagement::Client {
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+        .load()
+        .await;
+    let config = aws_sdk_apigatewaymanagement::config::Builder::from(&sdk)
+        .endpoint_url(endpoint)
+        .build();
+    aws_sdk_apigatewaymanagement::Client::from_conf(config)
+}
+
+fn now_ms() -> u64 {
+    roomcast_testkit::aws::lambda::now_ms()
+}
+
+/// `k` members of `room` (distinct users), connected through the service and subscribed
+/// through the store; their connection ids.
+async fn online_room(
+    service: &ChatService,
+    store: &MemoryConnections,
+    shared: &Shared,
+    room: &str,
+    k: usize,
+) -> Vec<String> {
+    let signer = TokenSigner::hs256(SECRET);
+    let mut members = Vec::with_capacity(k);
+    for i in 0..k {
+        let conn = format!("F{k:05}m{i:09}=");
+        let token = signer.sign(&Claims {
+            sub: Some(format!("u{k}-{i}")),
+            tid: Some("acme".into()),
+            rooms: vec!["chat-*".into()],
+            role: Role::User,
+            exp: Some(now_ms() / 1000 + 3600),
+            ..Claims::default()
+        });
+        let protocols = format!("roomcast.v1, {token}");
+        let upgrade = Upgrade {
+            protocols: Some(&protocols),
+            ..Upgrade::default()
+        };
+        service
+            .connect(&conn, upgrade, now_ms())
+            .await
+            .unwrap_or_else(|e| panic!("connect {conn}: {e:?}"));
+        store
+            .join_room(&conn, room, MAX_ROOMS_PER_CONNECTION)
+            .await
+            .unwrap();
+        members.push(conn);
+    }
+    shared.lock().unwrap().live.extend(members.iter().cloned());
+    members
+}
+
+/// CPU time this process has used (user + system), from `/proc/self/stat` (Linux; zero
+/// elsewhere): the handler's and the fake's together.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name (which may hold spaces) in parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name, in ticks of
+    // 1/100 s (USER_HZ).
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
+}
+
+/// Nearest-rank percentile of sorted `samples`, in milliseconds.
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted[rank.min(sorted.len()) - 1].as_secs_f64() * 1000.0
+}
+
+struct Row {
+    size: usize,
+    concurrency: usize,
+    fanout: Vec<Duration>,
+    handler: Vec<Duration>,
+    throttled: u64,
+    /// Process CPU time per post over the counted messages.
+    cpu_per_post: Duration,
+}
+
+async fn measure(args: &Args, size: usize, concurrency: usize) -> Row {
+    let (endpoint, shared) = start_fake(PostTiming::default());
+    let client = management_client(&endpoint).await;
+    let store = Arc::new(MemoryConnections::new());
+    let history = Arc::new(MemoryHistory::new());
+    // One service per invocation over the same stores and client, as `lambda::Runtime` makes.
+    let service = || {
+        ChatService::new(
+            verifier(),
+            store.clone(),
+            history.clone(),
+            Arc::new(ManagementGateway::with_concurrency(
+                client.clone(),
+                concurrency,
+            )),
+            ServiceConfig::default(),
+        )
+    };
+    let room = format!("chat-{size}");
+    let members = online_room(&service(), &store, &shared, &room, size).await;
+    shared.lock().unwrap().timing = args.timing;
+    let refill = args.timing.throttle.map_or(Duration::ZERO, |p| {
+        Duration::from_secs_f64(f64::from(p.burst) / f64::from(p.per_sec.max(1)))
+    });
+    let mut row = Row {
+        size,
+        concurrency,
+        fanout: Vec::new(),
+        handler: Vec::new(),
+        throttled: 0,
+        cpu_per_post: Duration::ZERO,
+    };
+    let mut cpu = Duration::ZERO;
+    // One message first, not counted: a warm function has its keep-alive pool open.
+    for i in 0..=args.messages {
+        tokio::time::sleep(refill).await;
+        let sender = &members[i % size];
+        let mut event = fixture("message");
+        event.request_context.connection_id = sender.clone();
+        event.request_context.request_time_epoch = now_ms();
+        event.body = Some(
+            json!({"action": "message", "room": room, "id": format!("m{i}"), "body": "x".repeat(94)})
+                .to_string(),
+        );
+        shared.lock().unwrap().delivered = 0;
+        let cpu_before = cpu_time();
+        let started = Instant::now();
+        let routed = handle_event(&service(), &event).await;
+        let handler = started.elapsed();
+        let cpu_used = cpu_time().saturating_sub(cpu_before);
+        assert_eq!(routed.response.status_code, 200);
+        let mut s = shared.lock().unwrap();
+        // The ack to the sender and the message to every other member.
+        assert_eq!(
+            s.delivered, size as u64,
+            "room of {size}: {} throttled",
+            s.throttled
+        );
+        if i > 0 {
+            let last = s.last_delivery.expect("a delivery");
+            row.fanout.push(last.duration_since(started));
+            row.handler.push(handler);
+            row.throttled = s.throttled;
+            cpu += cpu_used;
+        }
+        s.last_delivery = None;
+    }
+    row.fanout.sort();
+    row.handler.sort();
+    row.cpu_per_post = cpu / u32::try_from(args.messages * size).unwrap_or(u32::MAX);
+    row
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let args = parse_args();
+    let t = &args.timing;
+    println!(
+        "post latency {} ms + up to {} ms jitter; throttle {}; {} messages per room",
+        t.latency.as_millis(),
+        t.jitter.as_millis(),
+        t.throttle.map_or("off".into(), |p| format!(
+            "{}/s, burst {}",
+            p.per_sec, p.burst
+        )),
+        args.messages
+    );
+    println!(
+        "\n| members | posts in flight | fan-out p50 | fan-out p99 | handler p50 | handler p99 | 429s | CPU per post |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for &size in &args.sizes {
+        for &concurrency in &args.concurrency {
+            let row = measure(&args, size, concurrency).await;
+            println!(
+                "| {} | {} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {} | {} µs |",
+                row.size,
+                row.concurrency,
+                percentile(&row.fanout, 50.0),
+                percentile(&row.fanout, 99.0),
+                percentile(&row.handler, 50.0),
+                percentile(&row.handler, 99.0),
+                row.throttled,
+                row.cpu_per_post.as_micros()
+            );
+        }
+    }
+}
