@@ -191,7 +191,10 @@ impl RunReport {
         self.connect.failed > 0
             || !self.errors.is_empty()
             || self.phases.iter().any(|p| {
-                p.summary.lost > 0 || p.summary.duplicates > 0 || p.summary.acked < p.summary.sent
+                p.summary.lost > 0
+                    || p.summary.duplicates > 0
+                    || p.summary.out_of_order > 0
+                    || p.summary.acked < p.summary.sent
             })
     }
 }
@@ -485,6 +488,7 @@ async fn phase(config: &LoadConfig, shared: &SharedRef, rate: f64) -> PhaseRepor
     let generator_cpu = procstat::cpu_share(&gen_before, &gen_after, send_wall);
     let passed = summary.lost == 0
         && summary.duplicates == 0
+        && summary.out_of_order == 0
         && summary.acked == summary.sent
         && summary.sent > 0
         && summary.latency.p99_ms <= config.stop_p99_ms;

@@ -162,7 +162,8 @@ struct RunArgs {
     /// Write the results here (JSON); stdout otherwise.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Exit with status 1 when anything was lost, duplicated, unacknowledged or refused.
+    /// Exit with status 1 when anything was lost, duplicated, out of order, unacknowledged or
+    /// refused.
     #[arg(long)]
     fail_on_loss: bool,
 }

@@ -35,6 +35,7 @@ pub mod http;
 pub mod lifecycle;
 pub mod limits;
 pub mod occupancy;
+pub mod order;
 pub mod protocol;
 pub mod ratelimit;
 pub mod service;

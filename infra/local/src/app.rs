@@ -136,7 +136,9 @@ impl App {
             history,
             gateway.clone(),
             config.settings.service.clone(),
-        );
+        )
+        // Many tasks store and deliver at once here: each room's messages go out in seq order.
+        .with_ordered_delivery();
         if let Some(desk) = desk {
             service = service.with_desk(desk);
         }

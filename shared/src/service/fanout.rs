@@ -3,8 +3,11 @@
 
 use futures::StreamExt;
 
-use super::ChatService;
+use std::sync::Mutex;
+
+use super::{ChatService, lock};
 use crate::gateway::GatewayError;
+use crate::order::SeqOrder;
 use crate::protocol::ServerFrame;
 use crate::store::{RoomRef, Subscriber};
 
@@ -16,9 +19,98 @@ pub(super) enum Skip<'a> {
     User(&'a str),
 }
 
+/// [`Skip`], owned: for a delivery held for its turn.
+enum SkipOwned {
+    Nobody,
+    Connection(String),
+    User(String),
+}
+
+impl SkipOwned {
+    fn of(skip: Skip<'_>) -> Self {
+        match skip {
+            Skip::Nobody => Self::Nobody,
+            Skip::Connection(id) => Self::Connection(id.to_owned()),
+            Skip::User(user) => Self::User(user.to_owned()),
+        }
+    }
+
+    fn as_skip(&self) -> Skip<'_> {
+        match self {
+            Self::Nobody => Skip::Nobody,
+            Self::Connection(id) => Skip::Connection(id),
+            Self::User(user) => Skip::User(user),
+        }
+    }
+}
+
+/// A message's broadcast, held until its turn ([`crate::order::SeqOrder`]).
+pub(super) struct Delivery {
+    room: RoomRef,
+    frame: ServerFrame,
+    skip: SkipOwned,
+}
+
 impl ChatService {
-    /// Broadcasts and cleans up recipients found gone. Returns frames delivered.
+    /// Broadcasts and cleans up recipients found gone. Returns frames delivered. With ordered
+    /// delivery, a message waits for the room's message before it (see [`crate::order`]); a
+    /// message held returns 0, and its frames count where it goes out.
     pub(super) async fn deliver(
+        &self,
+        room: &RoomRef,
+        frame: &ServerFrame,
+        skip: Skip<'_>,
+        now_ms: u64,
+    ) -> usize {
+        let (Some(order), ServerFrame::Message(message)) = (&self.order, frame) else {
+            return self.deliver_now(room, frame, skip, now_ms).await;
+        };
+        let key = room.key();
+        let delivery = Delivery {
+            room: room.clone(),
+            frame: frame.clone(),
+            skip: SkipOwned::of(skip),
+        };
+        let ready = lock(order).ready(&key, message.seq, delivery, now_ms);
+        match ready {
+            Some(delivery) => {
+                self.deliver_in_turn(order, &key, message.seq, delivery, now_ms)
+                    .await
+            }
+            None => 0,
+        }
+    }
+
+    /// Delivers message `seq` of the room `key`, whose turn it is, then each message held
+    /// behind it whose turn that makes. Returns frames delivered.
+    pub(super) async fn deliver_in_turn(
+        &self,
+        order: &Mutex<SeqOrder<Delivery>>,
+        key: &str,
+        mut seq: u64,
+        mut delivery: Delivery,
+        now_ms: u64,
+    ) -> usize {
+        let mut delivered = 0;
+        loop {
+            delivered += self
+                .deliver_now(
+                    &delivery.room,
+                    &delivery.frame,
+                    delivery.skip.as_skip(),
+                    now_ms,
+                )
+                .await;
+            let next = lock(order).delivered(key, seq, now_ms);
+            match next {
+                Some((next_seq, next_delivery)) => (seq, delivery) = (next_seq, next_delivery),
+                None => return delivered,
+            }
+        }
+    }
+
+    /// [`ChatService::deliver`] at once, whatever its turn.
+    async fn deliver_now(
         &self,
         room: &RoomRef,
         frame: &ServerFrame,

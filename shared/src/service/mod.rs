@@ -40,6 +40,7 @@ use crate::limits::{
     DEFAULT_MAX_CONNECTIONS_PER_USER, DEFAULT_PRESENCE_MAX_CONNECTIONS, MAX_ROOMS_PER_CONNECTION,
 };
 use crate::occupancy::OccupancyBoard;
+use crate::order::SeqOrder;
 use crate::protocol::{
     ClientFrame, ErrorCode, Parsed, PresenceStatus, Rejection, ServerFrame, close,
     parse_client_frame,
@@ -203,6 +204,9 @@ pub struct ChatService {
     desk: Option<Arc<dyn DeskDirectory>>,
     /// Big rooms' occupancy announcements due ([`ChatService::poll_timeout`]).
     occupancy: Mutex<OccupancyBoard>,
+    /// Each room's messages delivered in seq order, on a deployment where one process stores
+    /// and delivers many at once ([`ChatService::with_ordered_delivery`]).
+    order: Option<Mutex<SeqOrder<fanout::Delivery>>>,
     config: ServiceConfig,
 }
 
@@ -257,8 +261,19 @@ impl ChatService {
             attachments: None,
             desk: None,
             occupancy: Mutex::new(OccupancyBoard::new()),
+            order: None,
             config,
         }
+    }
+
+    /// Delivers each room's messages in seq order ([`crate::order`]): for a process that
+    /// stores and delivers many messages at once (the local server), whose tasks would
+    /// otherwise race to deliver after their commits. Not for a process that sees only some
+    /// of a room's messages (a Lambda function): it would hold each for the ones it never sees.
+    #[must_use]
+    pub fn with_ordered_delivery(mut self) -> Self {
+        self.order = Some(Mutex::new(SeqOrder::default()));
+        self
     }
 
     /// Keeps the support desk's tenant-wide records in `desk`: agents' availability and
@@ -370,15 +385,25 @@ impl ChatService {
     }
 
     /// When [`ChatService::handle_timeout`] has work next: the end of a big room's interval
-    /// with a change not announced yet. The deployment arms its one timer for the earliest of
+    /// with a change not announced yet, or the end of a held message's wait for its turn. The deployment arms its one timer for the earliest of
     /// this and its connections' deadlines.
     pub fn poll_timeout(&self) -> Option<u64> {
-        lock(&self.occupancy).poll_timeout()
+        let order = self.order.as_ref().and_then(|o| lock(o).poll_timeout());
+        let occupancy = lock(&self.occupancy).poll_timeout();
+        order.into_iter().chain(occupancy).min()
     }
 
-    /// Announces the occupancy of the big rooms whose interval ended by `now_ms` with a change
-    /// not announced yet. Early or repeated calls do nothing.
+    /// Delivers the held messages whose wait for their turn ended by `now_ms`, and announces
+    /// the occupancy of the big rooms whose interval ended by then with a change not announced
+    /// yet. Early or repeated calls do nothing.
     pub async fn handle_timeout(&self, now_ms: u64) {
+        if let Some(order) = &self.order {
+            let due = lock(order).handle_timeout(now_ms);
+            for (key, seq, delivery) in due {
+                self.deliver_in_turn(order, &key, seq, delivery, now_ms)
+                    .await;
+            }
+        }
         let due = lock(&self.occupancy).handle_timeout(now_ms);
         for r in due {
             let (_, gone) = self.announce_occupancy(&r).await;
