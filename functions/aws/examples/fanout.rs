@@ -102,22 +102,26 @@ fn parse_args() -> Args {
 }
 
 /// The fake Management API on a runtime of its own (its own thread), so its work is not
-/// scheduled behind the handler's.
-fn start_fake(timing: PostTiming) -> (String, Shared) {
+/// scheduled behind the handler's: its endpoint, state, and the `stat` file of its thread.
+fn start_fake(timing: PostTiming) -> (String, Shared, String) {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
+        let thread = std::fs::read_link("/proc/thread-self")
+            .map(|task| format!("/proc/{}/stat", task.display()))
+            .unwrap_or_default();
         runtime.block_on(async move {
-            tx.send(management_api(timing).await).unwrap();
+            let (endpoint, shared) = management_api(timing).await;
+            tx.send((endpoint, shared, thread)).unwrap();
             std::future::pending::<()>().await
         });
     });
-    let (endpoint, shared) = rx.recv().unwrap();
+    let (endpoint, shared, thread) = rx.recv().unwrap();
     shared.lock().unwrap().discard_frames = true;
-    (endpoint, shared)
+    (endpoint, shared, thread)
 }
 
 /// The Management API client as `lambda::Runtime` builds it: from the loaded SDK configuration,
@@ -178,10 +182,10 @@ async fn online_room(
     members
 }
 
-/// CPU time this process has used (user + system), from `/proc/self/stat` (Linux; zero
-/// elsewhere): the handler's and the fake's together.
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+/// CPU time (user + system) from a `stat` file: `/proc/self/stat` for the process, the fake's
+/// thread's for the fake (Linux; zero elsewhere).
+fn cpu_time(stat: &str) -> Duration {
+    let stat = std::fs::read_to_string(stat).unwrap_or_default();
     // The fields after the command name (which may hold spaces) in parentheses.
     let fields: Vec<&str> = stat
         .rsplit_once(')')
@@ -207,12 +211,14 @@ struct Row {
     fanout: Vec<Duration>,
     handler: Vec<Duration>,
     throttled: u64,
-    /// Process CPU time per post over the counted messages.
+    /// CPU time per post over the counted messages: the handler's (the process's but the
+    /// fake's thread's) and the fake's.
     cpu_per_post: Duration,
+    fake_cpu_per_post: Duration,
 }
 
 async fn measure(args: &Args, size: usize, concurrency: usize) -> Row {
-    let (endpoint, shared) = start_fake(PostTiming::default());
+    let (endpoint, shared, fake_thread) = start_fake(PostTiming::default());
     let client = management_client(&endpoint).await;
     let store = Arc::new(MemoryConnections::new());
     let history = Arc::new(MemoryHistory::new());
@@ -242,8 +248,9 @@ async fn measure(args: &Args, size: usize, concurrency: usize) -> Row {
         handler: Vec::new(),
         throttled: 0,
         cpu_per_post: Duration::ZERO,
+        fake_cpu_per_post: Duration::ZERO,
     };
-    let mut cpu = Duration::ZERO;
+    let (mut cpu, mut fake_cpu) = (Duration::ZERO, Duration::ZERO);
     // One message first, not counted: a warm function has its keep-alive pool open.
     for i in 0..=args.messages {
         tokio::time::sleep(refill).await;
@@ -256,11 +263,14 @@ async fn measure(args: &Args, size: usize, concurrency: usize) -> Row {
                 .to_string(),
         );
         shared.lock().unwrap().delivered = 0;
-        let cpu_before = cpu_time();
+        let (cpu_before, fake_before) = (cpu_time("/proc/self/stat"), cpu_time(&fake_thread));
         let started = Instant::now();
         let routed = handle_event(&service(), &event).await;
         let handler = started.elapsed();
-        let cpu_used = cpu_time().saturating_sub(cpu_before);
+        let fake_used = cpu_time(&fake_thread).saturating_sub(fake_before);
+        let cpu_used = cpu_time("/proc/self/stat")
+            .saturating_sub(cpu_before)
+            .saturating_sub(fake_used);
         assert_eq!(routed.response.status_code, 200);
         let mut s = shared.lock().unwrap();
         // The ack to the sender and the message to every other member.
@@ -275,12 +285,15 @@ async fn measure(args: &Args, size: usize, concurrency: usize) -> Row {
             row.handler.push(handler);
             row.throttled = s.throttled;
             cpu += cpu_used;
+            fake_cpu += fake_used;
         }
         s.last_delivery = None;
     }
     row.fanout.sort();
     row.handler.sort();
-    row.cpu_per_post = cpu / u32::try_from(args.messages * size).unwrap_or(u32::MAX);
+    let posts = u32::try_from(args.messages * size).unwrap_or(u32::MAX);
+    row.cpu_per_post = cpu / posts;
+    row.fake_cpu_per_post = fake_cpu / posts;
     row
 }
 
@@ -299,14 +312,14 @@ async fn main() {
         args.messages
     );
     println!(
-        "\n| members | posts in flight | fan-out p50 | fan-out p99 | handler p50 | handler p99 | 429s | CPU per post |"
+        "\n| members | posts in flight | fan-out p50 | fan-out p99 | handler p50 | handler p99 | 429s | handler CPU per post | fake CPU per post |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for &size in &args.sizes {
         for &concurrency in &args.concurrency {
             let row = measure(&args, size, concurrency).await;
             println!(
-                "| {} | {} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {} | {} µs |",
+                "| {} | {} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {} | {} µs | {} µs |",
                 row.size,
                 row.concurrency,
                 percentile(&row.fanout, 50.0),
@@ -314,7 +327,8 @@ async fn main() {
                 percentile(&row.handler, 50.0),
                 percentile(&row.handler, 99.0),
                 row.throttled,
-                row.cpu_per_post.as_micros()
+                row.cpu_per_post.as_micros(),
+                row.fake_cpu_per_post.as_micros()
             );
         }
     }
