@@ -334,6 +334,7 @@ roomcast_protocol_tests::protocol_cases!(stack();
     typing_is_delivered_not_stored,
     read_cursor_moves_forward_only,
     presence_aggregates_devices_with_last_seen,
+    big_room_announces_occupancy_not_presence,
     history_pages_before_after_limit,
     rejected_frames_get_stable_error_codes,
     tenants_are_isolated,
