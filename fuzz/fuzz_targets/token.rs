@@ -18,12 +18,12 @@ use jsonwebtoken::{Algorithm, EncodingKey};
 use libfuzzer_sys::fuzz_target;
 use roomcast_core::auth::{AuthConfig, AuthError, Role, TokenVerifier, VerifyKey};
 use roomcast_core::limits::MAX_TOKEN_BYTES;
-use roomcast_core::store::memory::{MemoryConnections, MemoryHistory};
 use roomcast_core::protocol::validate_name;
 use roomcast_core::service::{Inbound, SUBPROTOCOL, Upgrade};
+use roomcast_core::store::memory::{MemoryConnections, MemoryHistory};
 use roomcast_core::{ChatService, ServiceConfig};
-use roomcast_testkit::gateway::RecordingGateway;
 use roomcast_fuzz::{Field, Json, interesting_u64, name_like};
+use roomcast_testkit::gateway::RecordingGateway;
 use serde_json::{Map, Value, json};
 
 const SECRET: &[u8] = b"roomcast-fuzz-secret-0123456789abcdef";
