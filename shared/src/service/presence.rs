@@ -93,7 +93,13 @@ impl ChatService {
                 .map_err(unavailable)?;
             // A big room hears counts, not individuals: the status shows in `members` pages.
             if !self.is_big(headcount.connections) {
-                fanout += self.deliver(&r, &frame, Skip::Nobody, now_ms).await;
+                fanout += match headcount.listed {
+                    Some(subscribers) => {
+                        self.deliver_to(subscribers, &frame, Skip::Nobody, now_ms)
+                            .await
+                    }
+                    None => self.deliver(&r, &frame, Skip::Nobody, now_ms).await,
+                };
                 announced = true;
             }
         }

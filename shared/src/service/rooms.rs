@@ -9,7 +9,7 @@ use crate::auth::{Role, room_granted};
 use crate::events::Event;
 use crate::limits::{MAX_MEMBERS_LISTED, MAX_REPLAY};
 use crate::protocol::{ErrorCode, MemberView, Rejection, ServerFrame, VisibleStatus};
-use crate::store::{Connection, HistoryQuery, JoinOutcome, RateBucket, RoomRef};
+use crate::store::{Connection, HistoryQuery, JoinOutcome, RateBucket, RoomRef, Subscriber};
 use crate::support::INBOX_ROOM;
 
 impl ChatService {
@@ -107,7 +107,8 @@ impl ChatService {
         if headcount.user_elsewhere {
             return Ok(0);
         }
-        self.announce_arrival(conn, &r, now_ms).await
+        self.announce_arrival(conn, &r, headcount.listed, now_ms)
+            .await
     }
 
     /// The `joined` frame: head, read cursor, unread count, members with their presence (in a
@@ -246,19 +247,24 @@ impl ChatService {
 
     /// Records `member.joined` and tells the room's other connections that `conn`'s user is
     /// there (the first of their connections in a room within the presence threshold). The room
-    /// is listed before the event's durable write, so a connection joining during that write
-    /// does not hear of an arrival that came before its own `joined`.
+    /// is listed before the event's durable write (`listed`, when counting it listed it
+    /// already), so a connection joining during that write does not hear of an arrival that
+    /// came before its own `joined`.
     async fn announce_arrival(
         &self,
         conn: &Connection,
         r: &RoomRef,
+        listed: Option<Vec<Subscriber>>,
         now_ms: u64,
     ) -> Result<usize, Rejection> {
-        let subscribers = self
-            .connections
-            .room_connections(r)
-            .await
-            .map_err(unavailable)?;
+        let subscribers = match listed {
+            Some(subscribers) => subscribers,
+            None => self
+                .connections
+                .room_connections(r)
+                .await
+                .map_err(unavailable)?,
+        };
         self.record_event(Event::member_joined(r, &conn.user, now_ms))
             .await;
         let status = self

@@ -205,6 +205,7 @@ impl ConnectionStore for MemoryConnections {
             return Ok(Headcount {
                 connections: 0,
                 user_elsewhere: false,
+                listed: None,
             });
         };
         // The user's own connections are few: look each up instead of listing the room.
@@ -218,6 +219,7 @@ impl ConnectionStore for MemoryConnections {
         Ok(Headcount {
             connections: subscribers.len(),
             user_elsewhere,
+            listed: None,
         })
     }
 

@@ -130,12 +130,15 @@ pub struct Subscriber {
 }
 
 /// What [`ConnectionStore::room_headcount`] answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Headcount {
     /// Connections subscribed to the room.
     pub connections: usize,
     /// The user asked about has a connection there other than the one named.
     pub user_elsewhere: bool,
+    /// The room's subscribers, when the store listed them to count: a caller about to
+    /// broadcast to the room uses them instead of listing it again (a Query on DynamoDB).
+    pub listed: Option<Vec<Subscriber>>,
 }
 
 /// What [`ConnectionStore::admit_frame`] answers for a live connection.
@@ -208,6 +211,7 @@ pub trait ConnectionStore: MaybeSendSync {
             user_elsewhere: subscribers
                 .iter()
                 .any(|s| s.user == user && s.conn_id != conn_id),
+            listed: Some(subscribers),
         })
     }
     /// Every live connection of a user.
