@@ -116,6 +116,9 @@ cargo test --workspace --all-features --locked
 step "edge build (Cloudflare Workers) against wrangler dev"
 bash scripts/edge.sh
 
+step "edge under load, briefly (scripts/edge-bench.sh --smoke): the load generator against wrangler dev and the local server; fails on loss, duplicates, out-of-order deliveries or errors"
+bash scripts/edge-bench.sh --smoke
+
 step "widget: SDK unit tests and real-Chromium browser tests"
 bash scripts/widget.sh
 
@@ -136,6 +139,9 @@ cargo run --locked -p roomcast-local --example desk_bench -- 3
 
 step "pipelining benchmark smoke run (docs/benchmarks.md, One client pipelining): one client, 200 messages one at a time and pipelined, durable and memory, against the debug build; fails on an ack or a delivery out of order"
 cargo run --locked -p roomcast-local --example pipeline_bench -- 200
+
+step "AWS fan-out benchmark smoke run (docs/benchmarks.md, AWS fan-out at scale): one message to rooms of 10 and 100 through the message handler and the Management API client, three times, against the debug build"
+cargo run --locked -p roomcast-aws --example fanout -- --sizes 10,100 --messages 3
 
 step "store engines (docs/benchmarks.md, Store engines): bench/engines' tests, then scripts/engines.sh --smoke, which fails if any engine loses an acknowledged message after kill -9"
 cargo test --release --locked --manifest-path bench/engines/Cargo.toml
