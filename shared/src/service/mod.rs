@@ -423,19 +423,42 @@ impl ChatService {
                 return outcome;
             }
         };
+        self.run(&conn, parsed, now_ms, &mut outcome).await;
+        outcome
+    }
+
+    /// Runs an admitted frame's action, answering a rejection with its error.
+    async fn run(
+        &self,
+        conn: &Connection,
+        parsed: Parsed,
+        now_ms: u64,
+        outcome: &mut FrameOutcome,
+    ) {
         outcome.action = Some(parsed.frame.action());
         match self
-            .dispatch(&conn, parsed.frame, parsed.reference.clone(), now_ms)
+            .dispatch(conn, parsed.frame, parsed.reference.clone(), now_ms)
             .await
         {
             Ok(fanout) => outcome.fanout = fanout,
             Err(rejection) => {
-                outcome.rejected = Some(rejection.code);
-                self.reply(&conn.id, &ServerFrame::error(rejection, parsed.reference))
+                self.reject(&conn.id, rejection, parsed.reference, outcome)
                     .await;
             }
         }
-        outcome
+    }
+
+    /// Answers a frame with `rejection` (and its `ref`), as its outcome says.
+    async fn reject(
+        &self,
+        conn_id: &str,
+        rejection: Rejection,
+        reference: Option<String>,
+        outcome: &mut FrameOutcome,
+    ) {
+        outcome.rejected = Some(rejection.code);
+        self.reply(conn_id, &ServerFrame::error(rejection, reference))
+            .await;
     }
 
     /// Admits a frame on `conn_id` (the connection is known, its token valid, the frame within
@@ -495,9 +518,7 @@ impl ChatService {
                 outcome.closed = Some(code);
             }
             Refusal::Reject(rejection, reference) => {
-                outcome.rejected = Some(rejection.code);
-                self.reply(conn_id, &ServerFrame::error(rejection, reference))
-                    .await;
+                self.reject(conn_id, rejection, reference, outcome).await;
             }
         }
     }

@@ -6,7 +6,7 @@
 //! frame order, seqs in a room in frame order.
 
 use super::{ChatService, FrameOutcome, Inbound, messages::Draft};
-use crate::protocol::{ClientFrame, ServerFrame};
+use crate::protocol::ClientFrame;
 use crate::store::{Connection, NewMessage, RoomRef};
 
 /// A `message` frame checked and waiting for its run's append.
@@ -44,8 +44,7 @@ impl ChatService {
                     continue;
                 }
             };
-            let outcome = &mut outcomes[index];
-            outcome.action = Some(parsed.frame.action());
+            outcomes[index].action = Some(parsed.frame.action());
             let ClientFrame::Message {
                 room,
                 id,
@@ -55,18 +54,7 @@ impl ChatService {
             } = parsed.frame
             else {
                 self.store_run(&mut run, &mut outcomes, now_ms).await;
-                let outcome = &mut outcomes[index];
-                match self
-                    .dispatch(&conn, parsed.frame, parsed.reference.clone(), now_ms)
-                    .await
-                {
-                    Ok(fanout) => outcome.fanout = fanout,
-                    Err(rejection) => {
-                        outcome.rejected = Some(rejection.code);
-                        self.reply(&conn.id, &ServerFrame::error(rejection, parsed.reference))
-                            .await;
-                    }
-                }
+                self.run(&conn, parsed, now_ms, &mut outcomes[index]).await;
                 continue;
             };
             let draft = Draft {
@@ -86,8 +74,8 @@ impl ChatService {
                 Err(rejection) => {
                     // Its error goes after the acks of the messages before it.
                     self.store_run(&mut run, &mut outcomes, now_ms).await;
-                    outcomes[index].rejected = Some(rejection.code);
-                    self.reply(&conn.id, &ServerFrame::error(rejection, parsed.reference))
+                    let outcome = &mut outcomes[index];
+                    self.reject(&conn.id, rejection, parsed.reference, outcome)
                         .await;
                 }
             }
@@ -118,9 +106,7 @@ impl ChatService {
                     outcome.fanout = self.finish_message(&conn, &room, appended, now_ms).await;
                 }
                 Err(e) => {
-                    let rejection = super::unavailable(e);
-                    outcome.rejected = Some(rejection.code);
-                    self.reply(&conn.id, &ServerFrame::error(rejection, reference))
+                    self.reject(&conn.id, super::unavailable(e), reference, outcome)
                         .await;
                 }
             }
