@@ -34,12 +34,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ -z "${ROOMCAST_BENCH_SESSION:-}" ] && command -v setsid >/dev/null 2>&1; then
-  ROOMCAST_BENCH_SESSION=1 exec setsid --wait bash "$0" "$@"
-fi
-echo -10 >/proc/self/autogroup 2>/dev/null || true
-renice -n -10 $$ >/dev/null 2>&1 || true
-ulimit -n "$(ulimit -Hn)"
+# shellcheck source=scripts/bench-session.sh
+source scripts/bench-session.sh
 
 smoke=0
 scenarios=()
@@ -110,8 +106,6 @@ start_server() {
   case "$name" in
     roomcast-embedded | roomcast-memory | roomcast-memory-presence)
       port=3101
-      # Limits meant for abuse are lifted: one generator sends for thousands of users from a
-      # few loopback addresses.
       per_ip=()
       if "$BIN/roomcast-local" --help | grep -q -- --max-connections-per-ip; then
         per_ip=(--max-connections-per-ip 1000000)
@@ -123,8 +117,7 @@ start_server() {
       fi
       RUST_LOG=warn taskset -c "$SERVER_CPU" "$BIN/roomcast-local" --port $port \
         --data-dir "$DATA_DIR" --jwt-secret "$SECRET" --store "$store" \
-        --rate-per-sec 1000000 --rate-burst 1000000 --max-connections-per-user 1000 \
-        "${per_ip[@]}" --idle-timeout-secs 3600 --max-connection-secs 7200 \
+        "${ROOMCAST_BENCH_LIMITS[@]}" "${per_ip[@]}" \
         >"$DATA_DIR/log" 2>&1 &
       PROTOCOL=v1
       ;;

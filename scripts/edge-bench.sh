@@ -22,12 +22,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ -z "${ROOMCAST_BENCH_SESSION:-}" ] && command -v setsid >/dev/null 2>&1; then
-  ROOMCAST_BENCH_SESSION=1 exec setsid --wait bash "$0" "$@"
-fi
-echo -10 >/proc/self/autogroup 2>/dev/null || true
-renice -n -10 $$ >/dev/null 2>&1 || true
-ulimit -n "$(ulimit -Hn)"
+# shellcheck source=scripts/bench-session.sh
+source scripts/bench-session.sh
 
 smoke=0
 case "$*" in
@@ -131,11 +127,9 @@ start_server() {
       [ -n "$SERVER_PIDS" ] || { echo "no workerd under wrangler dev" >&2; return 1; }
       ;;
     roomcast-memory | roomcast-embedded)
-      # scripts/bench.sh's flags: limits meant for abuse lifted.
       RUST_LOG=warn taskset -c "$SERVER_CPU" "$BIN/roomcast-local" --port "$port" \
         --data-dir "$RUN/state" --jwt-secret "$SECRET" --store "${1#roomcast-}" \
-        --rate-per-sec 1000000 --rate-burst 1000000 --max-connections-per-user 1000 \
-        --max-connections-per-ip 1000000 --idle-timeout-secs 3600 --max-connection-secs 7200 \
+        "${ROOMCAST_BENCH_LIMITS[@]}" --max-connections-per-ip 1000000 \
         >"$RUN/server.log" 2>&1 &
       SERVER_PID=$!
       SERVER_PIDS=$SERVER_PID
