@@ -1,4 +1,5 @@
-//! The service's own deadlines (a big room's coalesced occupancy announcement,
+//! The service's own deadlines (a big room's coalesced occupancy announcement, the end of a
+//! held message's wait for the one before it,
 //! [`ChatService::poll_timeout`](roomcast_core::ChatService::poll_timeout)): one task for the
 //! whole server sleeps until the earliest and calls `handle_timeout`, as each socket's task does
 //! for its connection's lifecycle deadlines.
@@ -12,7 +13,8 @@ use crate::app::{App, now_ms};
 
 /// How long the task sleeps while no deadline is pending. Deadlines are armed while frames and
 /// departures are handled, which this task does not see: it looks again this often, so an
-/// announcement is at most this late (never early, and still one per interval).
+/// announcement, or a message whose predecessor never went out, is at most this late (never
+/// early; an announcement is still one per interval).
 const IDLE_LOOK_MS: u64 = OCCUPANCY_INTERVAL_MS / 4;
 
 /// Starts the task; it ends with the app.

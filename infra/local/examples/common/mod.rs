@@ -56,6 +56,8 @@ pub async fn start_server(
     config.listen = listener.local_addr()?;
     let port = config.listen.port();
     let app = App::build(config).await?;
+    // The service's own deadlines (a held message's turn, a big room's count), as `serve` runs.
+    roomcast_local::deadlines::start(&app);
     tokio::spawn(roomcast_local::router::serve(
         listener,
         app,
