@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::{Local, start};
+use roomcast_protocol_tests::deployment::PRESENCE_MAX_CONNECTIONS;
 use roomcast_testkit::aws::moto::{Dynamo, dynamo};
 
 /// One moto for the process; it goes when the process does (see `roomcast_testkit::aws::moto`).
@@ -25,10 +26,23 @@ fn on_dynamodb(table: &str, extra: &[&str]) -> Local {
     start(&flags)
 }
 
-/// The server for the main suite: rate limit raised so cases can send bursts.
+/// The server for the main suite: rate limit raised so cases can send bursts, and the suite's
+/// presence threshold (a handful of connections make a big room).
 fn main_server() -> &'static Local {
     static SERVER: OnceLock<Local> = OnceLock::new();
-    SERVER.get_or_init(|| on_dynamodb("suite", &["--rate-per-sec", "1000", "--rate-burst", "1000"]))
+    SERVER.get_or_init(|| {
+        on_dynamodb(
+            "suite",
+            &[
+                "--rate-per-sec",
+                "1000",
+                "--rate-burst",
+                "1000",
+                "--presence-max-connections",
+                PRESENCE_MAX_CONNECTIONS,
+            ],
+        )
+    })
 }
 
 const IDLE: Duration = Duration::from_secs(2);
