@@ -49,6 +49,7 @@ macro_rules! tri {
 
 mod attachments;
 mod desk;
+mod log;
 mod outbox;
 
 use std::fmt::Display;
@@ -73,6 +74,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
 
+use self::log::{LogWriter, MessageLog};
+
 /// Most requests applied in one write transaction (bounds the latency of a batch's first request).
 pub const MAX_BATCH: usize = 256;
 
@@ -81,10 +84,15 @@ const QUEUE: usize = 4096;
 
 /// Name of the database file inside the data directory.
 const FILE_NAME: &str = "roomcast.redb";
+/// Name of the message log's directory inside the data directory.
+const LOG_DIR: &str = "log";
 
-const MESSAGES: TableDefinition<'_, (&str, u64), &[u8]> = TableDefinition::new("messages");
-const HEADS: TableDefinition<'_, &str, u64> = TableDefinition::new("heads");
-const IDS: TableDefinition<'_, (&str, &str, &str), u64> = TableDefinition::new("idempotency");
+/// Where stores before the message log kept messages (and heads and idempotency keys, which
+/// the log derives): copied into the log once by [`migrate`], then dropped.
+const LEGACY_MESSAGES: TableDefinition<'_, (&str, u64), &[u8]> = TableDefinition::new("messages");
+const LEGACY_HEADS: TableDefinition<'_, &str, u64> = TableDefinition::new("heads");
+const LEGACY_IDS: TableDefinition<'_, (&str, &str, &str), u64> =
+    TableDefinition::new("idempotency");
 const CURSORS: TableDefinition<'_, (&str, &str), u64> = TableDefinition::new("read_cursors");
 const MEMBERS: TableDefinition<'_, (&str, &str), u64> = TableDefinition::new("members");
 const CONVERSATIONS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("conversations");
@@ -92,6 +100,7 @@ const CONVERSATIONS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("co
 /// Durable history in a redb file, written through one group-committing writer thread.
 pub struct EmbeddedHistory {
     db: Arc<Database>,
+    log: Arc<MessageLog>,
     /// `None` only while dropping.
     sender: Option<mpsc::Sender<Request>>,
     writer: Option<JoinHandle<()>>,
@@ -127,15 +136,18 @@ impl EmbeddedHistory {
         // Every tenant's history is in this file: only the server's user may read it.
         crate::config::owner_only(&path)
             .map_err(|e| StoreError::Other(format!("cannot restrict {}: {e}", path.display())))?;
+        let dispatched = outbox::dispatched_through(&db)?;
+        let (log, mut log_writer) = MessageLog::open(&dir.join(LOG_DIR), dispatched)?;
         // Create every table up front so read transactions never meet a missing one.
-        let create = || -> Result<(), redb::Error> {
+        let mut create = || -> Result<(), redb::Error> {
             let txn = db.begin_write()?;
-            WriteTables::open(&txn)?;
+            WriteTables::open(&txn, &mut log_writer)?;
             txn.commit()?;
             Ok(())
         };
         create()
             .map_err(|e| StoreError::Other(format!("cannot initialise {}: {e}", path.display())))?;
+        migrate(&db, &mut log_writer)?;
 
         let db = Arc::new(db);
         let commits = Arc::new(AtomicU64::new(0));
@@ -144,11 +156,12 @@ impl EmbeddedHistory {
             .name("roomcast-history-writer".into())
             .spawn({
                 let (db, commits) = (db.clone(), commits.clone());
-                move || run_writer(&db, receiver, &commits)
+                move || run_writer(&db, log_writer, receiver, &commits)
             })
             .map_err(|e| StoreError::Other(format!("cannot start the history writer: {e}")))?;
         Ok(Self {
             db,
+            log,
             sender: Some(sender),
             writer: Some(writer),
             commits,
@@ -172,19 +185,39 @@ impl EmbeddedHistory {
         answer.await.map_err(|_| writer_gone())?
     }
 
-    /// Applies `work` in the writer's next batch, like every other write.
+    /// Applies `work`, which writes redb tables, in the writer's next batch.
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut WriteTables<'_>) -> Applied<T> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.job(Writes::Tables, work).await
+    }
+
+    /// Applies `work`, which writes the message log only (it may read the tables), in the
+    /// writer's next batch.
+    async fn run_on_log<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut WriteTables<'_>) -> Applied<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.job(Writes::LogOnly, work).await
+    }
+
+    async fn job<T: Send + 'static>(
+        &self,
+        writes: Writes,
+        work: impl FnOnce(&mut WriteTables<'_>) -> Applied<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
         self.write(|reply| {
-            Request::Run(Box::new(move |tables| match tables {
-                Some(tables) => applied(reply, work(tables)),
-                None => (
-                    completion(reply, Err(StoreError::Unavailable("batch aborted".into()))),
-                    None,
-                ),
-            }))
+            Request::Run(
+                writes,
+                Box::new(move |tables| match tables {
+                    Some(tables) => applied(reply, work(tables)),
+                    None => (
+                        completion(reply, Err(StoreError::Unavailable("batch aborted".into()))),
+                        None,
+                    ),
+                }),
+            )
         })
         .await
     }
@@ -229,7 +262,7 @@ impl HistoryStore for EmbeddedHistory {
     ) -> Vec<Result<Appended, StoreError>> {
         let count = messages.len();
         let stored = self
-            .run(move |tables| {
+            .run_on_log(move |tables| {
                 let mut results = Vec::with_capacity(messages.len());
                 for (room, msg) in messages {
                     results.push(tables.append(&room, msg)?);
@@ -244,45 +277,24 @@ impl HistoryStore for EmbeddedHistory {
         }
     }
 
+    /// From the log's index in memory: no I/O.
     async fn head(&self, room: &RoomRef) -> Result<u64, StoreError> {
-        let key = room.key();
-        self.read(move |txn| {
-            let heads = txn.open_table(HEADS).map_err(unavailable)?;
-            read_head(&heads, &key)
-        })
-        .await
+        Ok(self.log.head(&room.key()))
     }
 
     async fn messages(&self, room: &RoomRef, query: HistoryQuery) -> Result<Page, StoreError> {
         let key = room.key();
-        self.read(move |txn| {
-            // Head and page come from the same snapshot.
-            let head = read_head(&txn.open_table(HEADS).map_err(unavailable)?, &key)?;
-            let Some((lo, hi, more)) = page_range(query, head) else {
-                return Ok(Page::default());
-            };
-            let table = txn.open_table(MESSAGES).map_err(unavailable)?;
-            let mut messages = Vec::new();
-            for entry in table
-                .range((key.as_str(), lo)..=(key.as_str(), hi))
-                .map_err(unavailable)?
-            {
-                let (_, value) = entry.map_err(unavailable)?;
-                messages.push(decode(value.value())?);
-            }
-            Ok(Page { messages, more })
-        })
-        .await
+        let Some((lo, hi, more)) = page_range(query, self.log.head(&key)) else {
+            return Ok(Page::default());
+        };
+        let places = self.log.locate(&key, lo, hi);
+        let messages = read_views(places).await?;
+        Ok(Page { messages, more })
     }
 
     async fn message(&self, room: &RoomRef, seq: u64) -> Result<Option<MessageView>, StoreError> {
-        let key = room.key();
-        self.read(move |txn| {
-            let table = txn.open_table(MESSAGES).map_err(unavailable)?;
-            let stored = table.get((key.as_str(), seq)).map_err(unavailable)?;
-            stored.map(|v| decode(v.value())).transpose()
-        })
-        .await
+        let places = self.log.locate(&room.key(), seq, seq);
+        Ok(read_views(places).await?.pop())
     }
 
     async fn amend(
@@ -420,7 +432,15 @@ enum Request {
     },
     /// Any other write ([`EmbeddedHistory::run`]): given the tables to apply it, or `None` to
     /// abandon it.
-    Run(Job),
+    Run(Writes, Job),
+}
+
+/// What a request writes: a batch of log-only requests commits no redb transaction (and pays
+/// for no second sync).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Writes {
+    LogOnly,
+    Tables,
 }
 
 /// A write as a closure over the batch's tables.
@@ -477,7 +497,17 @@ impl Request {
             Request::PutConversation { room, next, reply } => {
                 applied(reply, tables.put_conversation(&room, &next))
             }
-            Request::Run(job) => job(Some(tables)),
+            Request::Run(_, job) => job(Some(tables)),
+        }
+    }
+
+    fn writes(&self) -> Writes {
+        match self {
+            Request::Append { .. } | Request::Amend { .. } => Writes::LogOnly,
+            Request::AdvanceRead { .. }
+            | Request::TouchMember { .. }
+            | Request::PutConversation { .. } => Writes::Tables,
+            Request::Run(writes, _) => *writes,
         }
     }
 
@@ -492,14 +522,19 @@ impl Request {
             Request::AdvanceRead { reply, .. } => completion(reply, aborted()),
             Request::TouchMember { reply, .. } => completion(reply, aborted()),
             Request::PutConversation { reply, .. } => completion(reply, aborted()),
-            Request::Run(job) => job(None).0,
+            Request::Run(_, job) => job(None).0,
         }
     }
 }
 
-/// The writer thread: one batch, one transaction, one commit at a time, until every sender is
-/// gone.
-fn run_writer(db: &Database, mut requests: mpsc::Receiver<Request>, commits: &AtomicU64) {
+/// The writer thread: one batch, one log sync and at most one transaction at a time, until
+/// every sender is gone.
+fn run_writer(
+    db: &Database,
+    mut log: LogWriter,
+    mut requests: mpsc::Receiver<Request>,
+    commits: &AtomicU64,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = requests.blocking_recv() {
         batch.push(first);
@@ -509,85 +544,108 @@ fn run_writer(db: &Database, mut requests: mpsc::Receiver<Request>, commits: &At
                 Err(_) => break,
             }
         }
-        commit_batch(db, batch.drain(..), commits);
+        commit_batch(db, &mut log, batch.drain(..), commits);
     }
 }
 
-/// Applies `batch` in one write transaction, commits, then answers every request.
-fn commit_batch(db: &Database, batch: impl Iterator<Item = Request>, commits: &AtomicU64) {
+/// Applies `batch`, makes it durable, then answers every request.
+fn commit_batch(
+    db: &Database,
+    log: &mut LogWriter,
+    batch: impl Iterator<Item = Request>,
+    commits: &AtomicU64,
+) {
     let mut completions: Vec<Completion> = Vec::new();
-    let failure = match db.begin_write() {
+    let outcome = match db.begin_write() {
         Err(e) => {
             // Typically after a failed commit: redb refuses writes until reopened.
             completions.extend(batch.map(Request::abandon));
-            Some(unavailable(e))
+            Err(unavailable(e))
         }
-        Ok(txn) => apply_all(txn, batch, &mut completions).err(),
+        Ok(txn) => apply_all(txn, log, batch, &mut completions),
     };
-    match &failure {
-        None => {
-            commits.fetch_add(1, Ordering::Relaxed);
+    let failure = match outcome {
+        Ok(wrote) => {
+            if wrote {
+                commits.fetch_add(1, Ordering::Relaxed);
+            }
+            None
         }
-        Some(e) => {
-            tracing::error!(error = %e, requests = completions.len(), "history batch failed")
+        Err(e) => {
+            tracing::error!(error = %e, requests = completions.len(), "history batch failed");
+            Some(e)
         }
-    }
+    };
     for complete in completions {
         complete(failure.clone());
     }
 }
 
-/// Applies every request in `txn` and commits; on any storage error the transaction is dropped
-/// (aborted) and the remaining requests are abandoned.
+/// Applies every request, then syncs the log's records and commits the tables' changes, the
+/// log first; returns whether anything was written. On a storage error while applying, nothing
+/// is written (the transaction is dropped, the staged records discarded) and the remaining
+/// requests are abandoned.
 fn apply_all(
     mut txn: WriteTransaction,
+    log: &mut LogWriter,
     batch: impl Iterator<Item = Request>,
     completions: &mut Vec<Completion>,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     // redb's default, stated because the ack depends on it: commit returns after fsync.
     if let Err(e) = txn.set_durability(Durability::Immediate) {
         completions.extend(batch.map(Request::abandon));
         return Err(unavailable(e));
     }
     let mut fatal = None;
-    {
-        match WriteTables::open(&txn) {
-            Err(e) => {
-                completions.extend(batch.map(Request::abandon));
-                fatal = Some(e);
-            }
-            Ok(mut tables) => {
-                for request in batch {
-                    if fatal.is_some() {
-                        completions.push(request.abandon());
-                        continue;
-                    }
-                    let (complete, error) = request.apply(&mut tables);
-                    completions.push(complete);
-                    fatal = error;
+    let mut writes_tables = false;
+    match WriteTables::open(&txn, log) {
+        Err(e) => {
+            completions.extend(batch.map(Request::abandon));
+            fatal = Some(e);
+        }
+        Ok(mut tables) => {
+            for request in batch {
+                if fatal.is_some() {
+                    completions.push(request.abandon());
+                    continue;
                 }
+                writes_tables |= request.writes() == Writes::Tables;
+                let (complete, error) = request.apply(&mut tables);
+                completions.push(complete);
+                fatal = error;
             }
         }
     }
     if let Some(e) = fatal {
+        log.discard();
         return Err(unavailable(e));
     }
-    // A failed commit may or may not have reached the disk (redb applies it atomically, fully or
-    // not at all): not `Unavailable`, which promises nothing was written. Retrying is safe,
-    // since every write is idempotent.
-    txn.commit()
-        .map_err(|e| StoreError::Other(format!("history commit failed, outcome unknown: {e}")))
+    // The log first: no table change refers to a record, but a dispatch's position must not
+    // get ahead of the events it dispatched.
+    let logged = log.flush()?;
+    let committed = if writes_tables {
+        // A failed commit may or may not have reached the disk (redb applies it atomically,
+        // fully or not at all): not `Unavailable`, which promises nothing was written.
+        // Retrying is safe, since every write is idempotent.
+        txn.commit()
+            .map(|()| true)
+            .map_err(|e| StoreError::Other(format!("history commit failed, outcome unknown: {e}")))
+    } else {
+        // Nothing to commit: dropping the transaction costs no sync.
+        txn.abort().map(|()| false).map_err(unavailable)
+    };
+    // The records are on disk, so readers may see them, whatever the tables' commit did: a
+    // restart would show them too.
+    log.publish(matches!(committed, Ok(true)));
+    Ok(committed? || logged)
 }
 
 /// The tables, open in one write transaction.
 struct WriteTables<'txn> {
-    messages: Table<'txn, (&'static str, u64), &'static [u8]>,
-    heads: Table<'txn, &'static str, u64>,
-    ids: Table<'txn, (&'static str, &'static str, &'static str), u64>,
+    log: &'txn mut LogWriter,
     cursors: Table<'txn, (&'static str, &'static str), u64>,
     members: Table<'txn, (&'static str, &'static str), u64>,
     conversations: Table<'txn, &'static str, &'static [u8]>,
-    journal: Table<'txn, u64, &'static [u8]>,
     endpoints: Table<'txn, &'static str, &'static [u8]>,
     pending: Table<'txn, (&'static str, &'static str), &'static [u8]>,
     dead: Table<'txn, (&'static str, &'static str), &'static [u8]>,
@@ -604,15 +662,12 @@ struct WriteTables<'txn> {
 type Applied<T> = Result<Result<T, StoreError>, redb::Error>;
 
 impl<'txn> WriteTables<'txn> {
-    fn open(txn: &'txn WriteTransaction) -> Result<Self, redb::Error> {
+    fn open(txn: &'txn WriteTransaction, log: &'txn mut LogWriter) -> Result<Self, redb::Error> {
         Ok(Self {
-            messages: txn.open_table(MESSAGES)?,
-            heads: txn.open_table(HEADS)?,
-            ids: txn.open_table(IDS)?,
+            log,
             cursors: txn.open_table(CURSORS)?,
             members: txn.open_table(MEMBERS)?,
             conversations: txn.open_table(CONVERSATIONS)?,
-            journal: txn.open_table(outbox::JOURNAL)?,
             endpoints: txn.open_table(outbox::ENDPOINTS)?,
             pending: txn.open_table(outbox::PENDING)?,
             dead: txn.open_table(outbox::DEAD)?,
@@ -628,38 +683,28 @@ impl<'txn> WriteTables<'txn> {
 
     fn append(&mut self, room: &RoomRef, msg: NewMessage) -> Applied<Appended> {
         let key = room.key();
-        let known = self
-            .ids
-            .get((key.as_str(), msg.from.as_str(), msg.id.as_str()))?
-            .map(|v| v.value());
-        if let Some(seq) = known {
-            let Some(stored) = self.messages.get((key.as_str(), seq))? else {
+        if let Some(seq) = tri!(self.log.find(&key, &msg.from, &msg.id)) {
+            let Some(stored) = tri!(self.log.view(&key, seq)) else {
                 return Ok(Err(StoreError::Other(format!(
                     "idempotency key of {key} points at missing seq {seq}"
                 ))));
             };
-            return Ok(decode(stored.value()).map(|message| Appended {
+            return Ok(decode(&stored).map(|message| Appended {
                 message,
                 duplicate: true,
             }));
         }
-        let head = self.heads.get(key.as_str())?.map_or(0, |v| v.value());
-        let seq = head + 1;
+        let seq = self.log.head(&key) + 1;
         let message = stored_message(room, seq, msg);
-        let bytes = match encode(&message) {
-            Ok(bytes) => bytes,
-            Err(e) => return Ok(Err(e)),
-        };
-        self.messages
-            .insert((key.as_str(), seq), bytes.as_slice())?;
-        self.heads.insert(key.as_str(), seq)?;
-        self.ids.insert(
-            (key.as_str(), message.from.as_str(), message.id.as_str()),
+        let event = tri!(self.journaled(Event::of_append(room, &message))?);
+        let bytes = tri!(encode(&message));
+        tri!(self.log.stage_message(
+            &key,
             seq,
-        )?;
-        if let Err(e) = self.journal(Event::of_append(room, &message))? {
-            return Ok(Err(e));
-        }
+            (&message.from, &message.id),
+            &bytes,
+            event.as_deref(),
+        ));
         Ok(Ok(Appended {
             message,
             duplicate: false,
@@ -668,24 +713,20 @@ impl<'txn> WriteTables<'txn> {
 
     fn amend(&mut self, room: &RoomRef, seq: u64, change: Amendment) -> Applied<MessageView> {
         let key = room.key();
-        let decoded = match self.messages.get((key.as_str(), seq))? {
-            None => return Ok(Err(StoreError::NotFound)),
-            Some(stored) => decode(stored.value()),
+        let Some(stored) = tri!(self.log.view(&key, seq)) else {
+            return Ok(Err(StoreError::NotFound));
         };
-        let mut message = match decoded {
-            Ok(message) => message,
-            Err(e) => return Ok(Err(e)),
-        };
+        let mut message: MessageView = tri!(decode(&stored));
         apply_amendment(&mut message, change.clone());
-        let bytes = match encode(&message) {
-            Ok(bytes) => bytes,
-            Err(e) => return Ok(Err(e)),
-        };
-        self.messages
-            .insert((key.as_str(), seq), bytes.as_slice())?;
-        if let Err(e) = self.journal(Some(Event::of_amend(room, &message, &change)))? {
-            return Ok(Err(e));
-        }
+        let event = tri!(self.journaled(Some(Event::of_amend(room, &message, &change)))?);
+        let bytes = tri!(encode(&message));
+        tri!(self.log.stage_message(
+            &key,
+            seq,
+            (&message.from, &message.id),
+            &bytes,
+            event.as_deref(),
+        ));
         Ok(Ok(message))
     }
 
@@ -733,11 +774,63 @@ impl<'txn> WriteTables<'txn> {
     }
 }
 
-fn read_head(heads: &redb::ReadOnlyTable<&'static str, u64>, key: &str) -> Result<u64, StoreError> {
-    Ok(heads
-        .get(key)
-        .map_err(unavailable)?
-        .map_or(0, |v| v.value()))
+/// Reads and decodes stored views on the blocking pool (`pread`s may wait for the disk).
+async fn read_views(places: Vec<log::Located>) -> Result<Vec<MessageView>, StoreError> {
+    if places.is_empty() {
+        return Ok(Vec::new());
+    }
+    tokio::task::spawn_blocking(move || {
+        places
+            .iter()
+            .map(|place| decode(&place.read_view()?))
+            .collect()
+    })
+    .await
+    .map_err(|e| StoreError::Other(format!("history read task failed: {e}")))?
+}
+
+/// Copies the messages and undispatched events of a store from before the message log into
+/// the log, then drops their tables. Idempotent: a crash part way leaves the tables, and the
+/// next open copies only what the log does not have yet.
+fn migrate(db: &Database, log: &mut LogWriter) -> Result<(), StoreError> {
+    let failed = |e: &dyn Display| StoreError::Other(format!("cannot move old messages: {e}"));
+    let txn = db.begin_read().map_err(|e| failed(&e))?;
+    let messages = match txn.open_table(LEGACY_MESSAGES) {
+        Ok(table) => table,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+        Err(e) => return Err(failed(&e)),
+    };
+    let mut moved = 0u64;
+    for entry in messages.iter().map_err(|e| failed(&e))? {
+        let (key, value) = entry.map_err(|e| failed(&e))?;
+        let (room, seq) = key.value();
+        if seq <= log.head(room) {
+            continue;
+        }
+        let view: MessageView = decode(value.value())?;
+        log.stage_message(room, seq, (&view.from, &view.id), value.value(), None)?;
+        moved += 1;
+    }
+    let events = outbox::legacy_journal(&txn)?;
+    let undispatched = events.len();
+    for event in events {
+        log.stage_event(&event)?;
+    }
+    drop(txn);
+    log.flush()?;
+    log.publish(false);
+    let txn = db.begin_write().map_err(|e| failed(&e))?;
+    txn.delete_table(LEGACY_MESSAGES).map_err(|e| failed(&e))?;
+    txn.delete_table(LEGACY_HEADS).map_err(|e| failed(&e))?;
+    txn.delete_table(LEGACY_IDS).map_err(|e| failed(&e))?;
+    outbox::drop_legacy_journal(&txn)?;
+    txn.commit().map_err(|e| failed(&e))?;
+    tracing::info!(
+        moved,
+        undispatched,
+        "moved the history into the message log"
+    );
+    Ok(())
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
@@ -761,7 +854,7 @@ fn writer_gone() -> StoreError {
 mod tests {
     use std::collections::BTreeSet;
 
-    use roomcast_core::store::{DeskDirectory, DeskKind, DeskRecord};
+    use roomcast_core::store::{DeskDirectory, DeskKind, DeskRecord, EventJournal};
     use roomcast_testkit::attachment_conformance::attachment_conformance;
     use roomcast_testkit::conformance::{
         Namer, history_conformance, journal_conformance, outbox_conformance,
@@ -937,45 +1030,193 @@ mod tests {
         );
     }
 
-    /// Two appends of one id in the same batch: stored once, the second is the duplicate.
+    /// Two appends of one id in the same batch: stored once, the second is the duplicate; one
+    /// sync for the batch.
     #[tokio::test(flavor = "multi_thread")]
     async fn duplicate_within_one_batch() {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedHistory::open(dir.path()).unwrap();
         let room = RoomRef::new("t", "r");
-        let (tx1, rx1) = oneshot::channel();
-        let (tx2, rx2) = oneshot::channel();
-        let (tx3, rx3) = oneshot::channel();
-        let batch = vec![
-            Request::Append {
-                room: room.clone(),
-                msg: msg("same", "alice", "first"),
-                reply: tx1,
-            },
-            Request::Append {
-                room: room.clone(),
-                msg: msg("same", "alice", "second"),
-                reply: tx2,
-            },
-            Request::Amend {
-                room: room.clone(),
-                seq: 7,
-                change: Amendment::Delete {
-                    at_ms: 1,
-                    moderator: None,
-                },
-                reply: tx3,
-            },
-        ];
-        let commits = AtomicU64::new(0);
-        commit_batch(&store.db, batch.into_iter(), &commits);
-        assert_eq!(commits.load(Ordering::Relaxed), 1);
-        let a = rx1.await.unwrap().unwrap();
-        let b = rx2.await.unwrap().unwrap();
-        assert!(!a.duplicate && b.duplicate);
+        let before = store.commits();
+        let results = store
+            .append_all(vec![
+                (room.clone(), msg("same", "alice", "first")),
+                (room.clone(), msg("same", "alice", "second")),
+                (room.clone(), msg("other", "alice", "third")),
+            ])
+            .await;
+        assert_eq!(store.commits() - before, 1);
+        let [a, b, c] = [0, 1, 2].map(|i| results[i].clone().unwrap());
+        assert!(!a.duplicate && b.duplicate && !c.duplicate);
         assert_eq!((a.message.seq, b.message), (1, a.message.clone()));
-        assert_eq!(rx3.await.unwrap(), Err(StoreError::NotFound));
-        assert_eq!(store.head(&room).await.unwrap(), 1);
+        assert_eq!(c.message.seq, 2);
+        assert_eq!(
+            store
+                .amend(
+                    &room,
+                    7,
+                    Amendment::Delete {
+                        at_ms: 1,
+                        moderator: None,
+                    },
+                )
+                .await,
+            Err(StoreError::NotFound)
+        );
+        assert_eq!(store.head(&room).await.unwrap(), 2);
+    }
+
+    fn segment(dir: &Path) -> std::path::PathBuf {
+        dir.join(LOG_DIR).join("00000000.seg")
+    }
+
+    /// A batch cut short by a crash (a torn last record) was never acknowledged: reopening cuts
+    /// it off, keeps everything before it, and the next append takes its seq.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_torn_last_batch_is_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let room = RoomRef::new("t", "r");
+        let whole = {
+            let store = EmbeddedHistory::open(dir.path()).unwrap();
+            store.append(&room, msg("a", "alice", "one")).await.unwrap();
+            store.append(&room, msg("b", "alice", "two")).await.unwrap();
+            std::fs::metadata(segment(dir.path())).unwrap().len()
+        };
+        {
+            let store = EmbeddedHistory::open(dir.path()).unwrap();
+            store
+                .append(&room, msg("c", "alice", "three"))
+                .await
+                .unwrap();
+        }
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(segment(dir.path()))
+            .unwrap();
+        let full = file.metadata().unwrap().len();
+        file.set_len(full - 3).unwrap();
+        let store = EmbeddedHistory::open(dir.path()).unwrap();
+        assert_eq!(store.head(&room).await.unwrap(), 2);
+        assert_eq!(std::fs::metadata(segment(dir.path())).unwrap().len(), whole);
+        let again = store
+            .append(&room, msg("c", "alice", "three"))
+            .await
+            .unwrap();
+        assert_eq!((again.message.seq, again.duplicate), (3, false));
+        let resent = store.append(&room, msg("a", "alice", "one")).await.unwrap();
+        assert_eq!((resent.message.seq, resent.duplicate), (1, true));
+    }
+
+    /// Damage before the last segment's end is not a torn batch: the store refuses to open
+    /// rather than serve a history with a hole.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn damage_inside_the_log_refuses_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let room = RoomRef::new("t", "r");
+        {
+            let store = EmbeddedHistory::open(dir.path()).unwrap();
+            store.append(&room, msg("a", "alice", "one")).await.unwrap();
+            store.append(&room, msg("b", "alice", "two")).await.unwrap();
+        }
+        let mut bytes = std::fs::read(segment(dir.path())).unwrap();
+        bytes[20] ^= 0xff;
+        std::fs::write(segment(dir.path()), &bytes).unwrap();
+        std::fs::write(dir.path().join(LOG_DIR).join("00000001.seg"), b"").unwrap();
+        assert!(matches!(
+            EmbeddedHistory::open(dir.path()),
+            Err(StoreError::Other(e)) if e.contains("damaged")
+        ));
+    }
+
+    /// A store written before the message log (messages, heads, keys and the journal in redb)
+    /// opens with its history and undispatched events moved into the log, once.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_store_from_before_the_log_is_moved_into_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let room = RoomRef::new("t", "old");
+        let old: Vec<MessageView> = (1..=3)
+            .map(|seq| stored_message(&room, seq, msg(&format!("m{seq}"), "alice", "hi")))
+            .collect();
+        let event = Event::of_append(&room, &old[2]).expect("a user's message has an event");
+        {
+            let db = Database::create(dir.path().join(FILE_NAME)).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut messages = txn.open_table(LEGACY_MESSAGES).unwrap();
+                let mut ids = txn.open_table(LEGACY_IDS).unwrap();
+                for m in &old {
+                    let bytes = encode(m).unwrap();
+                    messages
+                        .insert((room.key().as_str(), m.seq), bytes.as_slice())
+                        .unwrap();
+                    ids.insert((room.key().as_str(), "alice", m.id.as_str()), m.seq)
+                        .unwrap();
+                }
+                let mut heads = txn.open_table(LEGACY_HEADS).unwrap();
+                heads.insert(room.key().as_str(), 3).unwrap();
+                let mut journal = txn
+                    .open_table(TableDefinition::<u64, &[u8]>::new("event_journal"))
+                    .unwrap();
+                journal
+                    .insert(7, encode(&event).unwrap().as_slice())
+                    .unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        for _ in 0..2 {
+            let store = EmbeddedHistory::open(dir.path()).unwrap();
+            assert_eq!(store.head(&room).await.unwrap(), 3);
+            assert_eq!(store.message(&room, 2).await.unwrap(), Some(old[1].clone()));
+            let journal = store.journal(10).await.unwrap();
+            assert_eq!(journal.len(), 1);
+            assert_eq!(journal[0].event, event);
+            let resent = store.append(&room, msg("m1", "alice", "hi")).await.unwrap();
+            assert!(resent.duplicate);
+        }
+        let store = EmbeddedHistory::open(dir.path()).unwrap();
+        let next = store
+            .append(&room, msg("m4", "alice", "new"))
+            .await
+            .unwrap();
+        assert_eq!(next.message.seq, 4);
+        let txn = store.db.begin_read().unwrap();
+        assert!(matches!(
+            txn.open_table(LEGACY_MESSAGES),
+            Err(redb::TableError::TableDoesNotExist(_))
+        ));
+    }
+
+    /// Journaled events survive a reopen until dispatched, and a dispatch survives it too.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_journal_and_its_dispatch_survive_reopen() {
+        use roomcast_core::store::EndpointRegistry;
+        let dir = tempfile::tempdir().unwrap();
+        let room = RoomRef::new("t", "r");
+        {
+            let store = EmbeddedHistory::open(dir.path()).unwrap();
+            let endpoint = roomcast_testkit::conformance::endpoint_for("ep1", Some("t"));
+            store.put_endpoint(&endpoint).await.unwrap();
+            for id in ["a", "b", "c"] {
+                store.append(&room, msg(id, "alice", "x")).await.unwrap();
+            }
+            let journal = store.journal(10).await.unwrap();
+            assert_eq!(journal.len(), 3);
+            store.dispatch(journal[1].position, &[]).await.unwrap();
+        }
+        let store = EmbeddedHistory::open(dir.path()).unwrap();
+        let journal = store.journal(10).await.unwrap();
+        assert_eq!(journal.len(), 1);
+        assert_eq!(journal[0].event.seq, Some(3));
+        store.append(&room, msg("d", "alice", "x")).await.unwrap();
+        let positions: Vec<u64> = store
+            .journal(10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|j| j.position)
+            .collect();
+        assert_eq!(positions.len(), 2);
+        assert!(positions[0] < positions[1]);
     }
 
     #[tokio::test(flavor = "multi_thread")]

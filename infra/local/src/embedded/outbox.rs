@@ -1,15 +1,18 @@
-//! The embedded store's [`roomcast_core::store::Outbox`]: journal, endpoints, deliveries, dead
-//! letters and attempt records in the same redb file as the history, written by the same writer
-//! thread. The event of an `append` or `amend` is journaled inside that write's own transaction
-//! (see [`WriteTables::journal`]), so a `kill -9` loses both or neither.
+//! The embedded store's [`roomcast_core::store::Outbox`]: endpoints, deliveries, dead letters and
+//! attempt records in the same redb file as the history's other tables, written by the same
+//! writer thread. The journal is in the message log ([`super::log`]): the event of an `append`
+//! or `amend` is part of the message's own record (see [`WriteTables::journaled`]), so a
+//! `kill -9` loses both or neither; what has been dispatched is the position kept here.
 //!
-//! Tables: journal `position → Event`, endpoints `id → Endpoint`, pending
+//! Tables: endpoints `id → Endpoint`, pending
 //! `(endpoint, event id) → (order, OutboxEntry)` with its index by due time `(endpoint, due,
 //! order) → event id`, dead letters `(endpoint, event id) → (order, DeadLetter)`, attempts
-//! `(endpoint, n) → AttemptRecord`, and counters `name → u64` (the next journal position,
-//! append order and attempt number). Values are JSON.
+//! `(endpoint, n) → AttemptRecord`, and counters `name → u64` (the journal position dispatched
+//! through, append order and attempt number). Values are JSON.
 
-use redb::{ReadableTable, TableDefinition};
+use redb::{
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
 use roomcast_core::events::registry::{AttemptRecord, Endpoint, MAX_ATTEMPT_RECORDS};
 use roomcast_core::events::{DeadReason, Delivery, Event};
 use roomcast_core::store::{
@@ -20,7 +23,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{Applied, EmbeddedHistory, WriteTables, decode, encode, unavailable};
 
-pub(super) const JOURNAL: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("event_journal");
+/// Where stores before the message log journaled events (see [`legacy_journal`]).
+const LEGACY_JOURNAL: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("event_journal");
 pub(super) const ENDPOINTS: TableDefinition<'_, &str, &[u8]> =
     TableDefinition::new("event_endpoints");
 pub(super) const PENDING: TableDefinition<'_, (&str, &str), &[u8]> =
@@ -35,7 +39,9 @@ pub(super) const COUNTERS: TableDefinition<'_, &str, u64> = TableDefinition::new
 pub(super) const DUE: TableDefinition<'_, (&str, u64, u64), &str> =
     TableDefinition::new("event_due");
 
-const NEXT_POSITION: &str = "journal_position";
+/// The stores before the message log counted journal positions here.
+const LEGACY_NEXT_POSITION: &str = "journal_position";
+const DISPATCHED: &str = "journal_dispatched";
 const NEXT_ORDER: &str = "order";
 const NEXT_ATTEMPT: &str = "attempt";
 
@@ -53,24 +59,25 @@ impl WriteTables<'_> {
         Ok(n)
     }
 
-    /// Journals `event` when an endpoint exists: called inside the write that made the change.
-    pub(super) fn journal(&mut self, event: Option<Event>) -> Applied<bool> {
+    /// `event` as the journal stores it, when an endpoint exists to hear it: the write that
+    /// made the change stages it with its own record.
+    pub(super) fn journaled(&mut self, event: Option<Event>) -> Applied<Option<Vec<u8>>> {
         let Some(event) = event else {
-            return Ok(Ok(false));
+            return Ok(Ok(None));
         };
         if self.endpoints.first()?.is_none() {
-            return Ok(Ok(false));
+            return Ok(Ok(None));
         }
-        let bytes = tri!(encode(&event));
-        let position = self.next(NEXT_POSITION)?;
-        self.journal.insert(position, bytes.as_slice())?;
-        Ok(Ok(true))
+        Ok(encode(&event).map(Some))
     }
 
     fn record(&mut self, events: Vec<Event>) -> Applied<bool> {
         let mut recorded = false;
         for event in events {
-            recorded |= tri!(self.journal(Some(event))?);
+            if let Some(bytes) = tri!(self.journaled(Some(event))?) {
+                tri!(self.log.stage_event(&bytes));
+                recorded = true;
+            }
         }
         Ok(Ok(recorded))
     }
@@ -98,13 +105,10 @@ impl WriteTables<'_> {
     }
 
     fn dispatch(&mut self, through: u64, entries: Vec<OutboxEntry>) -> Applied<usize> {
-        let done: Vec<u64> = self
-            .journal
-            .range(..=through)?
-            .map(|entry| entry.map(|(k, _)| k.value()))
-            .collect::<Result<_, _>>()?;
-        for position in done {
-            self.journal.remove(position)?;
+        let before = self.counters.get(DISPATCHED)?.map_or(0, |v| v.value());
+        if through > before {
+            self.counters.insert(DISPATCHED, through)?;
+            self.log.dispatched(through);
         }
         let mut added = 0;
         for entry in &entries {
@@ -256,30 +260,69 @@ fn ids_under(
     Ok(ids)
 }
 
+/// The journal position dispatched through (0 on a new store).
+pub(super) fn dispatched_through(db: &Database) -> Result<u64, StoreError> {
+    let txn = db.begin_read().map_err(unavailable)?;
+    let counters = match txn.open_table(COUNTERS) {
+        Ok(table) => table,
+        // A new file: its tables are created next.
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+        Err(e) => return Err(unavailable(e)),
+    };
+    let through = counters.get(DISPATCHED).map_err(unavailable)?;
+    Ok(through.map_or(0, |v| v.value()))
+}
+
+/// The events a store from before the message log had not dispatched yet, in order.
+pub(super) fn legacy_journal(txn: &ReadTransaction) -> Result<Vec<Vec<u8>>, StoreError> {
+    let table = match txn.open_table(LEGACY_JOURNAL) {
+        Ok(table) => table,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(unavailable(e)),
+    };
+    table
+        .iter()
+        .map_err(unavailable)?
+        .map(|entry| entry.map(|(_, v)| v.value().to_vec()).map_err(unavailable))
+        .collect()
+}
+
+/// Drops the old journal (its events are in the log now) and its position counter.
+pub(super) fn drop_legacy_journal(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.delete_table(LEGACY_JOURNAL).map_err(unavailable)?;
+    let mut counters = txn.open_table(COUNTERS).map_err(unavailable)?;
+    counters.remove(LEGACY_NEXT_POSITION).map_err(unavailable)?;
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl EventLog for EmbeddedHistory {
     async fn record(&self, events: &[Event]) -> Result<bool, StoreError> {
         let events = events.to_vec();
-        self.run(move |t| t.record(events)).await
+        self.run_on_log(move |t| t.record(events)).await
     }
 }
 
 #[async_trait::async_trait]
 impl EventJournal for EmbeddedHistory {
     async fn journal(&self, limit: usize) -> Result<Vec<Journaled>, StoreError> {
-        self.read(move |txn| {
-            let table = txn.open_table(JOURNAL).map_err(unavailable)?;
-            let mut out = Vec::new();
-            for entry in table.iter().map_err(unavailable)?.take(limit) {
-                let (k, v) = entry.map_err(unavailable)?;
-                out.push(Journaled {
-                    position: k.value(),
-                    event: decode(v.value())?,
-                });
-            }
-            Ok(out)
+        let places = self.log.journal(limit);
+        if places.is_empty() {
+            return Ok(Vec::new());
+        }
+        tokio::task::spawn_blocking(move || {
+            places
+                .into_iter()
+                .map(|(position, place)| {
+                    Ok(Journaled {
+                        position,
+                        event: decode(&place.read_event()?)?,
+                    })
+                })
+                .collect()
         })
         .await
+        .map_err(|e| StoreError::Other(format!("journal read task failed: {e}")))?
     }
 
     async fn dispatch(&self, through: u64, entries: &[OutboxEntry]) -> Result<usize, StoreError> {
