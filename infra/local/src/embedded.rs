@@ -1,41 +1,47 @@
-//! The embedded durable [`HistoryStore`]: one redb file, `roomcast.redb`, in the data directory.
+//! The embedded durable [`HistoryStore`], in the data directory: the message log (`log/`,
+//! [`log`]) holds messages, their idempotency keys and the integration events' journal; one
+//! redb file, `roomcast.redb`, holds everything else (read cursors, members, conversations, the
+//! outbox's endpoints and deliveries, the attachments' slots, the desk's records).
 //!
 //! # Writes: one writer thread, group commit
 //!
-//! redb allows one write transaction at a time, and every commit pays for an fsync. So every
-//! write ([`append`](HistoryStore::append), [`amend`](HistoryStore::amend),
-//! [`advance_read`](HistoryStore::advance_read), [`touch_member`](HistoryStore::touch_member))
+//! Every write ([`append`](HistoryStore::append), [`amend`](HistoryStore::amend),
+//! [`advance_read`](HistoryStore::advance_read), [`touch_member`](HistoryStore::touch_member), …)
 //! is sent over a channel to one dedicated writer thread. The thread blocks for one request, then
-//! drains whatever else is queued (up to [`MAX_BATCH`]), applies the whole batch in order in ONE
-//! write transaction, commits once and only then answers each request. Under load many writes
-//! share one fsync; alone, a write costs one commit as before.
+//! drains whatever else is queued (up to [`MAX_BATCH`]) and applies the whole batch in order:
+//! log records are staged in a buffer, table changes in ONE redb write transaction. Then it
+//! writes and `fdatasync`s the log's records once, commits the transaction (only when the batch
+//! changed a table: a batch of messages pays for one sync, not two), and only then answers each
+//! request. Under load many writes share one sync; alone, a write costs one.
 //!
-//! Seq assignment and the idempotency check run inside that transaction, so seqs are gap-free and
-//! a resent `(room, from, id)` finds the original even when both arrive in the same batch.
+//! Seq assignment and the idempotency check run in the writer against the log's index plus the
+//! batch's own staged records, so seqs are gap-free and a resent `(room, from, id)` finds the
+//! original even when both arrive in the same batch.
 //!
 //! # Durability
 //!
-//! Commits use [`Durability::Immediate`] (redb's default): `commit` returns after the data is
-//! fsynced. A write is acknowledged only after its batch committed, so an acknowledged message
-//! survives `kill -9`. If anything in the transaction or the commit fails, every request of the
-//! batch gets an error and nothing of it is acknowledged. A request whose own outcome is an error
-//! (amending a missing message) does not fail the rest of the batch.
+//! A write is acknowledged only after its batch's records are synced and its transaction (if
+//! any) committed with [`Durability::Immediate`], so an acknowledged message survives `kill -9`.
+//! A message and its event are one log record: a crash keeps both or neither. If anything fails
+//! while applying, nothing of the batch is written and every request gets an error. A request
+//! whose own outcome is an error (amending a missing message) does not fail the rest of the
+//! batch.
 //!
 //! # Reads
 //!
-//! redb reads are blocking file I/O (page faults on a memory map or `pread`s), so they run on
-//! [`tokio::task::spawn_blocking`], each in its own read transaction: they never stall the async
-//! runtime, and redb lets them run concurrently with each other and with the writer.
+//! Heads come from the log's index in memory. Messages and events are `pread`s, and redb reads
+//! are blocking file I/O, so both run on [`tokio::task::spawn_blocking`] (redb reads each in its
+//! own read transaction): they never stall the async runtime or wait for the writer.
 //!
 //! # Tables
 //!
-//! Keys start with [`RoomRef::key`] (`tenant/room`; names cannot contain `/`):
-//! messages `(room, seq) → MessageView` as JSON, heads `room → seq`, idempotency
-//! `(room, from, id) → seq`, read cursors `(room, user) → seq`, members `(room, user) → last seen`.
-//! The integration events' tables are in [`outbox`], which implements the
+//! Keys start with [`RoomRef::key`] (`tenant/room`; names cannot contain `/`): read cursors
+//! `(room, user) → seq`, members `(room, user) → last seen`, conversations `room →
+//! Conversation`. The integration events' tables are in [`outbox`], which implements the
 //! [`roomcast_core::store::Outbox`] port on the same file and writer; the attachments' slots
 //! and quotas are in [`attachments`] ([`roomcast_core::store::AttachmentIndex`]), the support
-//! desk's versioned records in [`desk`] ([`roomcast_core::store::DeskDirectory`]).
+//! desk's versioned records in [`desk`] ([`roomcast_core::store::DeskDirectory`]). Stores from
+//! before the log kept messages in redb too; [`migrate`] moves them into the log on first open.
 
 /// Inner errors of a request become its answer; storage errors fail the batch.
 macro_rules! tri {
