@@ -3,6 +3,7 @@
 
 use crate::MaybeSendSync;
 use crate::limits::FANOUT_CONCURRENCY;
+use crate::split::SplitPolicy;
 use crate::store::{Appended, NewMessage, RoomRef, StoreError};
 
 /// Why a gateway send failed.
@@ -49,5 +50,19 @@ pub trait Gateway: MaybeSendSync {
     /// sends are queue pushes.
     fn fanout_concurrency(&self) -> usize {
         FANOUT_CONCURRENCY
+    }
+    /// Whether and how this gateway splits a big broadcast across workers
+    /// ([`crate::split`]). Default `None`: it posts every delivery itself (the local server
+    /// and the edge, whose sends are queue pushes).
+    fn fanout_split(&self) -> Option<SplitPolicy> {
+        None
+    }
+    /// Hands the delivery of `frame` to `conn_ids` (one slice of [`Gateway::fanout_split`]) to
+    /// another worker, which posts it and cleans up the recipients it finds gone. `Ok` once the
+    /// worker has the slice. The default supports none: it answers `Other`, and the service
+    /// posts the slice itself.
+    async fn hand_off(&self, conn_ids: &[String], frame: &str) -> Result<(), GatewayError> {
+        let _ = (conn_ids, frame);
+        Err(GatewayError::Other("hand-off not supported".into()))
     }
 }

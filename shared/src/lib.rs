@@ -17,6 +17,8 @@
 //! - [`store`]: the store contract (`ConnectionStore`, `HistoryStore`, their types and errors),
 //!   the rules every backend shares, and the in-memory backend.
 //! - [`gateway`]: the outbound ports (`Gateway`, `RoomRelay`).
+//! - [`split`]: when a big room's broadcast is split across workers, and into which slices
+//!   (pure).
 //! - [`service`]: the chat logic over those ports.
 //! - [`support`]: the support desk's conversation rules (pure).
 //! - [`events`]: integration events, Standard Webhooks signing, the delivery policy and the
@@ -39,6 +41,7 @@ pub mod order;
 pub mod protocol;
 pub mod ratelimit;
 pub mod service;
+pub mod split;
 pub mod store;
 pub mod support;
 pub mod text;

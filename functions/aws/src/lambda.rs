@@ -16,12 +16,14 @@ use roomcast_core::http::{self, HttpReply, HttpRequest};
 use roomcast_core::service::{
     Attachments, ChatService, Entropy, Events, FrameOutcome, ServiceConfig, sync_operator_endpoint,
 };
+use roomcast_core::split::SplitPolicy;
 use roomcast_core::store::StoreError;
 use roomcast_webhook::{CheckedResolver, ClientError, WebhookClient};
 use serde_json::json;
 
 use crate::dynamo::{DEFAULT_TABLE, DynamoConfig, DynamoStore};
 use crate::events::{AwsEvents, Deliverer, DeliveryQueue, EventsFunction};
+use crate::fanout::{FanoutInvoker, FanoutSlice, LAMBDA_SPLIT};
 use crate::management::{GatewayCounters, ManagementGateway};
 use crate::s3::S3Blobs;
 
@@ -50,6 +52,11 @@ pub mod env {
     pub const WEBHOOK_SECRET_PARAMETER: &str = "ROOMCAST_WEBHOOK_SECRET_PARAMETER";
     /// The S3 bucket of attachment bytes. Unset: attachments are off (uploads answer 404).
     pub const ATTACHMENT_BUCKET: &str = "ROOMCAST_ATTACHMENT_BUCKET";
+    /// Name (or ARN) of the `fanout` function, which the `message` and `http` functions invoke
+    /// asynchronously with slices of a big room's broadcast ([`crate::fanout`]). Unset (or no
+    /// [`MANAGEMENT_ENDPOINT`], which `fanout` posts through): every function posts its whole
+    /// broadcast itself. Every function has it (one environment); only those two invoke.
+    pub const FANOUT_FUNCTION: &str = "ROOMCAST_FANOUT_FUNCTION";
     /// The AWS build's own settings (the shared ones are [`ALL`]).
     pub const AWS: &[&str] = &[
         TABLE,
@@ -59,6 +66,7 @@ pub mod env {
         DELIVERY_QUEUE_URL,
         WEBHOOK_SECRET_PARAMETER,
         ATTACHMENT_BUCKET,
+        FANOUT_FUNCTION,
     ];
     /// The variables a deployment (Terraform, SAM) sets on every function: the key's parameter
     /// and the settings it configures, never a plain-text key.
@@ -93,6 +101,7 @@ pub mod env {
         UPLOAD_BYTES_PER_TENANT_DAY,
         EMBED_KEYS,
         EMBED_TOKEN_SECS,
+        FANOUT_FUNCTION,
     ];
     /// Plain-text keys: never set by a deployment.
     /// (The link secret signs the links of deployments that serve attachment bytes themselves;
@@ -127,6 +136,9 @@ pub struct FunctionConfig {
     pub delivery_queue_url: Option<String>,
     /// The bucket of attachment bytes; `None`: attachments are off.
     pub attachment_bucket: Option<String>,
+    /// The `fanout` function this function hands big rooms' slices to; `None`: it posts every
+    /// delivery itself.
+    pub fanout_function: Option<String>,
 }
 
 impl FunctionConfig {
@@ -147,6 +159,7 @@ impl FunctionConfig {
             management_endpoint: lookup.string(env::MANAGEMENT_ENDPOINT),
             delivery_queue_url: lookup.string(env::DELIVERY_QUEUE_URL),
             attachment_bucket: lookup.string(env::ATTACHMENT_BUCKET),
+            fanout_function: lookup.string(env::FANOUT_FUNCTION),
         })
     }
 }
@@ -164,6 +177,8 @@ pub struct Runtime {
     sdk: SdkConfig,
     management_endpoint: Option<String>,
     management_clients: Mutex<HashMap<String, aws_sdk_apigatewaymanagement::Client>>,
+    /// The `fanout` function's invoker and how to split, when this function splits.
+    fanout: Option<(FanoutInvoker, SplitPolicy)>,
 }
 
 /// Randomness from the OS generator (event and attachment ids).
@@ -209,7 +224,16 @@ impl Runtime {
                 Some((Arc::new(blobs), settings.policy.clone(), settings.quota))
             }
         };
+        // `fanout` posts through the configured endpoint: without one, nothing is handed off.
+        let fanout = config
+            .fanout_function
+            .filter(|_| config.management_endpoint.is_some())
+            .map(|function| {
+                let client = aws_sdk_lambda::Client::new(&sdk);
+                (FanoutInvoker::new(client, function), LAMBDA_SPLIT)
+            });
         Ok(Self {
+            fanout,
             store,
             attachments,
             verifier: config.settings.verifier()?,
@@ -220,6 +244,14 @@ impl Runtime {
             management_endpoint: config.management_endpoint,
             management_clients: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// This runtime handing big rooms' slices to `fanout` (an invoker and how to split) or, with
+    /// `None`, posting every delivery itself. Tests point the invoker at their Lambda API.
+    #[must_use]
+    pub fn with_fanout(mut self, fanout: Option<(FanoutInvoker, SplitPolicy)>) -> Self {
+        self.fanout = fanout;
+        self
     }
 
     /// The store (tests inspect it).
@@ -247,7 +279,11 @@ impl Runtime {
                 aws_sdk_apigatewaymanagement::Client::from_conf(config)
             })
             .clone();
-        Arc::new(ManagementGateway::new(client))
+        let gateway = ManagementGateway::new(client);
+        Arc::new(match &self.fanout {
+            Some((invoker, policy)) => gateway.with_hand_off(invoker.clone(), *policy),
+            None => gateway,
+        })
     }
 
     /// The service; `host`, the API's own host as a request named it, may not be an endpoint.
@@ -259,7 +295,9 @@ impl Runtime {
             gateway,
             self.service.clone(),
         )
-        .with_desk(self.store.clone());
+        .with_desk(self.store.clone())
+        // Each invocation's service is new: big rooms' announcements are coalesced in the table.
+        .with_occupancy_gate(self.store.clone());
         if let Some((blobs, policy, quota)) = &self.attachments {
             service = service.with_attachments(Attachments {
                 index: self.store.clone(),
@@ -349,6 +387,31 @@ impl Runtime {
             started.elapsed(),
         );
         routed.response
+    }
+
+    /// A `fanout` invocation: posts the slice a `message` or `http` function handed off through
+    /// the configured Management API endpoint and cleans up the connections found gone (the
+    /// core's [`ChatService::deliver_handed_off`]). Returns frames delivered.
+    pub async fn handle_fanout(&self, slice: FanoutSlice) -> Result<usize, ConfigError> {
+        let started = Instant::now();
+        let endpoint = self
+            .management_endpoint(None)
+            .ok_or_else(|| ConfigError::Invalid {
+                name: env::MANAGEMENT_ENDPOINT,
+                problem: "not set: the fanout function posts through it".into(),
+            })?;
+        let gateway = self.gateway(&endpoint);
+        let service = self.service(gateway.clone(), None);
+        let delivered = service
+            .deliver_handed_off(slice.connections, slice.frame.get(), now_ms())
+            .await;
+        emit_metrics(
+            "fanout",
+            &FrameOutcome::default(),
+            &gateway.counters,
+            started.elapsed(),
+        );
+        Ok(delivered)
     }
 
     /// An HTTP API request (`GET|POST /rooms/{room}/messages`, `GET /health`): the core's HTTP
@@ -444,7 +507,13 @@ fn emit_metrics(
 /// start; functions/aws/tests/deploy.rs holds the deploy templates to it).
 pub async fn run_websocket_function(route: &'static str) -> Result<(), lambda_runtime::Error> {
     init_logs();
-    let runtime = Arc::new(load(Function::Api).await?);
+    // Of the routes, only `message` hands big rooms' slices to `fanout` (its IAM alone may).
+    let function = if route == "message" {
+        Function::Splitting
+    } else {
+        Function::Api
+    };
+    let runtime = Arc::new(load(function).await?);
     tracing::info!(route, "cold start complete");
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<WsEvent>| {
@@ -476,7 +545,7 @@ fn source_ip(request: &lambda_http::Request) -> Option<String> {
 /// Entry point of the HTTP API function.
 pub async fn run_http_function() -> Result<(), lambda_http::Error> {
     init_logs();
-    let runtime = Arc::new(load(Function::Api).await?);
+    let runtime = Arc::new(load(Function::Splitting).await?);
     lambda_http::run(lambda_http::service_fn(
         move |request: lambda_http::Request| {
             let runtime = runtime.clone();
@@ -554,13 +623,35 @@ pub async fn run_deliver_function() -> Result<(), lambda_runtime::Error> {
     .await
 }
 
+/// Entry point of the `fanout` function: slices of big rooms' broadcasts, invoked
+/// asynchronously by the `message` and `http` functions ([`crate::fanout`]). A failed
+/// invocation (an error returned here) is retried by Lambda twice; clients deduplicate a
+/// frame delivered twice by its `seq`.
+pub async fn run_fanout_function() -> Result<(), lambda_runtime::Error> {
+    init_logs();
+    let runtime = Arc::new(load(Function::Api).await?);
+    tracing::info!("cold start complete");
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<FanoutSlice>| {
+            let runtime = runtime.clone();
+            async move {
+                let delivered = runtime.handle_fanout(event.payload).await?;
+                Ok::<_, lambda_runtime::Error>(json!({ "delivered": delivered }))
+            }
+        },
+    ))
+    .await
+}
+
 const EVENTS_OFF: &str = "ROOMCAST_DELIVERY_QUEUE_URL is not set: integration events are off";
 
 /// Which function is starting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Function {
-    /// A WebSocket route or the HTTP API.
+    /// A WebSocket route or `fanout`: posts every delivery itself.
     Api,
+    /// `message` or the HTTP API: hands big rooms' slices to `fanout` when it is configured.
+    Splitting,
     /// The stream's: it installs the operator-wide endpoint, so only it reads that secret.
     Events,
     /// The queue's.
@@ -574,7 +665,10 @@ async fn load(function: Function) -> Result<Runtime, ConfigError> {
     let ssm = aws_sdk_ssm::Client::new(&sdk);
     let get = with_key_from_parameter(&ssm, environment).await?;
     let get = with_webhook_secret(&ssm, get, function == Function::Events).await?;
-    let config = FunctionConfig::from_env(get)?;
+    let mut config = FunctionConfig::from_env(get)?;
+    if function != Function::Splitting {
+        config.fanout_function = None;
+    }
     Runtime::new(config, sdk)
 }
 

@@ -12,7 +12,9 @@
 //! - [`lambda`] (feature `lambda`): configuration from the environment, clients built once,
 //!   the WebSocket, HTTP, stream and queue handlers, EMF metrics; `src/bin/*` are one thin
 //!   binary per function (`connect`, `disconnect`, `message`, `typing`, `default`, `http`,
-//!   `events`, `deliver`).
+//!   `events`, `deliver`, `fanout`).
+//! - [`fanout`] (feature `lambda`): big rooms' broadcasts split across `fanout` invocations
+//!   (asynchronous Invoke of slices of ~1,000 connections).
 //! - [`events`] (feature `lambda`): integration events: the stream to the delivery queue
 //!   (`events`), the queue to signed webhooks (`deliver`), the registry on the table.
 //! - [`s3`] (feature `lambda`): attachment bytes on S3 (presigned POST uploads and GET
@@ -26,6 +28,8 @@
 pub mod dynamo;
 #[cfg(feature = "lambda")]
 pub mod events;
+#[cfg(feature = "lambda")]
+pub mod fanout;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 #[cfg(feature = "lambda")]

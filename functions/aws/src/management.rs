@@ -9,6 +9,9 @@ use aws_sdk_apigatewaymanagement::Client;
 use aws_sdk_apigatewaymanagement::error::SdkError;
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use roomcast_core::gateway::{Gateway, GatewayError};
+use roomcast_core::split::SplitPolicy;
+
+use crate::fanout::FanoutInvoker;
 
 /// Attempts for one post while API Gateway answers 429.
 pub const MAX_THROTTLED_ATTEMPTS: u32 = 4;
@@ -50,6 +53,8 @@ impl GatewayCounters {
 pub struct ManagementGateway {
     client: Client,
     concurrency: usize,
+    /// Where big broadcasts' slices go, and how they are cut ([`crate::fanout`]).
+    hand_off: Option<(FanoutInvoker, SplitPolicy)>,
     /// What this gateway did.
     pub counters: GatewayCounters,
 }
@@ -67,8 +72,16 @@ impl ManagementGateway {
         Self {
             client,
             concurrency,
+            hand_off: None,
             counters: GatewayCounters::default(),
         }
+    }
+
+    /// This gateway, splitting broadcasts by `policy` and handing slices to `invoker`.
+    #[must_use]
+    pub fn with_hand_off(mut self, invoker: FanoutInvoker, policy: SplitPolicy) -> Self {
+        self.hand_off = Some((invoker, policy));
+        self
     }
 }
 
@@ -122,6 +135,19 @@ impl Gateway for ManagementGateway {
 
     fn fanout_concurrency(&self) -> usize {
         self.concurrency
+    }
+
+    fn fanout_split(&self) -> Option<SplitPolicy> {
+        self.hand_off.as_ref().map(|(_, policy)| *policy)
+    }
+
+    /// An asynchronous invocation of the `fanout` function with the slice. When it fails the
+    /// core posts the slice itself, so a failed Invoke loses no delivery.
+    async fn hand_off(&self, conn_ids: &[String], frame: &str) -> Result<(), GatewayError> {
+        match &self.hand_off {
+            Some((invoker, _)) => invoker.invoke(conn_ids, frame).await,
+            None => Err(GatewayError::Other("no fanout function".into())),
+        }
     }
 
     async fn close(&self, conn_id: &str, _code: u16, _reason: &str) -> Result<(), GatewayError> {

@@ -159,7 +159,12 @@ impl ChatService {
         }
     }
 
-    /// Sends `frame` to `subscribers` but those `skip` leaves out.
+    /// Sends `frame` to `subscribers` but those `skip` leaves out. Above the gateway's split
+    /// threshold ([`Gateway::fanout_split`](crate::gateway::Gateway::fanout_split)) this worker
+    /// posts the first slice and hands each further slice to another worker at the same time;
+    /// a slice whose hand-off fails is posted here, after the own slice, so a failed hand-off
+    /// loses no delivery. Returns (posted here, connections found gone here): a handed-off
+    /// slice's worker counts and cleans up its own.
     pub(super) async fn send_all(
         &self,
         subscribers: Vec<Subscriber>,
@@ -167,18 +172,66 @@ impl ChatService {
         skip: Skip<'_>,
     ) -> (usize, Vec<String>) {
         let text = frame.to_json();
-        let targets = subscribers.into_iter().filter(|s| match skip {
-            Skip::Nobody => true,
-            Skip::Connection(id) => s.conn_id != id,
-            Skip::User(user) => s.user != user,
+        let targets: Vec<String> = subscribers
+            .into_iter()
+            .filter(|s| match skip {
+                Skip::Nobody => true,
+                Skip::Connection(id) => s.conn_id != id,
+                Skip::User(user) => s.user != user,
+            })
+            .map(|s| s.conn_id)
+            .collect();
+        let split = self.gateway.fanout_split().and_then(|policy| {
+            let ids: Vec<&str> = targets.iter().map(String::as_str).collect();
+            policy.split(text.len(), &ids)
         });
-        let results: Vec<(String, Result<(), GatewayError>)> = futures::stream::iter(targets)
-            .map(|s| {
-                let text = &text;
-                async move {
-                    let r = self.gateway.send(&s.conn_id, text).await;
-                    (s.conn_id, r)
-                }
+        let Some(split) = split else {
+            return self.post_all(targets, &text).await;
+        };
+        let hand_offs = futures::future::join_all(split.handed_off.iter().map(|slice| {
+            let ids = &targets[slice.clone()];
+            let text = &text;
+            async move { (ids, self.gateway.hand_off(ids, text).await) }
+        }));
+        let own = self.post_all(targets[split.own.clone()].to_vec(), &text);
+        let (handed, (mut posted, mut gone)) = futures::join!(hand_offs, own);
+        let mut fallback = Vec::new();
+        for (ids, result) in handed {
+            if let Err(e) = result {
+                tracing::warn!(recipients = ids.len(), error = %e, "fan-out hand-off failed: posting its slice here");
+                fallback.extend_from_slice(ids);
+            }
+        }
+        if !fallback.is_empty() {
+            let (more, more_gone) = self.post_all(fallback, &text).await;
+            posted += more;
+            gone.extend(more_gone);
+        }
+        (posted, gone)
+    }
+
+    /// Posts a slice another worker handed off ([`ChatService::send_all`]): `text` to each of
+    /// `conn_ids`, then the clean-up of those found gone, as a broadcast does. Returns frames
+    /// delivered.
+    pub async fn deliver_handed_off(
+        &self,
+        conn_ids: Vec<String>,
+        text: &str,
+        now_ms: u64,
+    ) -> usize {
+        let (delivered, gone) = self.post_all(conn_ids, text).await;
+        self.forget(gone, now_ms).await;
+        delivered
+    }
+
+    /// Posts `text` to every connection of `conn_ids`, as many at once as the gateway allows.
+    /// One failing recipient never stops the others. Returns (delivered, connections found
+    /// gone).
+    async fn post_all(&self, conn_ids: Vec<String>, text: &str) -> (usize, Vec<String>) {
+        let results: Vec<(String, Result<(), GatewayError>)> = futures::stream::iter(conn_ids)
+            .map(|conn_id| async move {
+                let r = self.gateway.send(&conn_id, text).await;
+                (conn_id, r)
             })
             .buffer_unordered(self.gateway.fanout_concurrency().max(1))
             .collect()

@@ -28,9 +28,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use roomcast_apigw::{WsEvent, WsResponse};
+use roomcast_aws::fanout::{FanoutInvoker, LAMBDA_SPLIT};
 use roomcast_aws::lambda::{FunctionConfig, Runtime, env};
 use roomcast_core::auth::{Claims, Role, TokenSigner};
 use roomcast_core::ratelimit::{RateDecision, RatePolicy, RateState};
+use roomcast_core::split::SplitPolicy;
 use serde_json::{Value, json};
 
 pub const SECRET: &str = "handler-test-secret-0123456789abcdef";
@@ -275,7 +277,13 @@ pub struct World {
     pub dynamo: Dynamo,
     /// Between the functions and DynamoDB, when the world was made with [`world_with_faults`].
     pub faults: Option<FaultProxy>,
+    /// Lambda's Invoke API: the runtime hands big rooms' slices to `fanout` there, which runs
+    /// them on a runtime of its own over the same table and Management API.
+    pub lambda: super::invoke::Shared,
 }
+
+/// The `fanout` function's name in the test worlds.
+pub const FANOUT_FUNCTION: &str = "roomcast-fanout";
 
 pub async fn world() -> World {
     world_with(&[]).await
@@ -284,7 +292,14 @@ pub async fn world() -> World {
 pub async fn world_with(extra: &[(&'static str, &str)]) -> World {
     let dynamo = dynamo();
     let endpoint = dynamo.endpoint.clone();
-    build(dynamo, endpoint, None, extra).await
+    build(dynamo, endpoint, None, extra, LAMBDA_SPLIT).await
+}
+
+/// A world whose runtime splits broadcasts by `split` (small rooms stand for big ones).
+pub async fn world_splitting(split: SplitPolicy) -> World {
+    let dynamo = dynamo();
+    let endpoint = dynamo.endpoint.clone();
+    build(dynamo, endpoint, None, &[], split).await
 }
 
 /// A world whose functions reach DynamoDB through a [`FaultProxy`] (`world.faults`).
@@ -292,7 +307,7 @@ pub async fn world_with_faults() -> World {
     let dynamo = dynamo();
     let proxy = FaultProxy::start(&dynamo.endpoint).await.unwrap();
     let endpoint = proxy.endpoint.clone();
-    build(dynamo, endpoint, Some(proxy), &[]).await
+    build(dynamo, endpoint, Some(proxy), &[], LAMBDA_SPLIT).await
 }
 
 async fn build(
@@ -300,6 +315,7 @@ async fn build(
     endpoint: String,
     faults: Option<FaultProxy>,
     extra: &[(&'static str, &str)],
+    split: SplitPolicy,
 ) -> World {
     let timing = PostTiming::from_lookup(|name| std::env::var(name).ok()).unwrap();
     let (management, connections) = management_api(timing).await;
@@ -325,7 +341,18 @@ async fn build(
             .interceptor(meter.clone())
             .build(),
     );
-    let runtime = Runtime::with_dynamodb(config, dynamodb, sdk).unwrap();
+    let (lambda_endpoint, lambda) = super::invoke::lambda_api().await;
+    let fanout = Runtime::with_dynamodb(config.clone(), dynamodb.clone(), sdk.clone()).unwrap();
+    lambda.lock().unwrap().handler = Some(Arc::new(fanout.with_fanout(None)));
+    let lambda_client = aws_sdk_lambda::Client::from_conf(
+        aws_sdk_lambda::config::Builder::from(&sdk)
+            .endpoint_url(&lambda_endpoint)
+            .build(),
+    );
+    let invoker = FanoutInvoker::new(lambda_client, FANOUT_FUNCTION.to_owned());
+    let runtime = Runtime::with_dynamodb(config, dynamodb, sdk)
+        .unwrap()
+        .with_fanout(Some((invoker, split)));
     runtime.store().ensure_table().await.unwrap();
     operations.take();
     meter.take();
@@ -336,6 +363,7 @@ async fn build(
         meter,
         dynamo,
         faults,
+        lambda,
     }
 }
 
