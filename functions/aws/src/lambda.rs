@@ -66,7 +66,6 @@ pub mod env {
         DELIVERY_QUEUE_URL,
         WEBHOOK_SECRET_PARAMETER,
         ATTACHMENT_BUCKET,
-        FANOUT_FUNCTION,
     ];
     /// The variables a deployment (Terraform, SAM) sets on every function: the key's parameter
     /// and the settings it configures, never a plain-text key.
@@ -101,7 +100,6 @@ pub mod env {
         UPLOAD_BYTES_PER_TENANT_DAY,
         EMBED_KEYS,
         EMBED_TOKEN_SECS,
-        FANOUT_FUNCTION,
     ];
     /// Plain-text keys: never set by a deployment.
     /// (The link secret signs the links of deployments that serve attachment bytes themselves;
@@ -295,9 +293,7 @@ impl Runtime {
             gateway,
             self.service.clone(),
         )
-        .with_desk(self.store.clone())
-        // Each invocation's service is new: big rooms' announcements are coalesced in the table.
-        .with_occupancy_gate(self.store.clone());
+        .with_desk(self.store.clone());
         if let Some((blobs, policy, quota)) = &self.attachments {
             service = service.with_attachments(Attachments {
                 index: self.store.clone(),
