@@ -293,7 +293,9 @@ impl Runtime {
             gateway,
             self.service.clone(),
         )
-        .with_desk(self.store.clone());
+        .with_desk(self.store.clone())
+        // Each invocation's service is new: big rooms' announcements are coalesced in the table.
+        .with_occupancy_gate(self.store.clone());
         if let Some((blobs, policy, quota)) = &self.attachments {
             service = service.with_attachments(Attachments {
                 index: self.store.clone(),

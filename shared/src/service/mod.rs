@@ -39,7 +39,7 @@ use crate::gateway::{Gateway, RoomRelay};
 use crate::limits::{
     DEFAULT_MAX_CONNECTIONS_PER_USER, DEFAULT_PRESENCE_MAX_CONNECTIONS, MAX_ROOMS_PER_CONNECTION,
 };
-use crate::occupancy::OccupancyBoard;
+use crate::occupancy::{OccupancyBoard, OccupancyGate};
 use crate::order::SeqOrder;
 use crate::protocol::{
     ClientFrame, ErrorCode, Parsed, PresenceStatus, Rejection, ServerFrame, close,
@@ -202,8 +202,10 @@ pub struct ChatService {
     /// The support desk's tenant-wide records (agents, blocks, visitors, the conversation
     /// list), when the deployment keeps them.
     desk: Option<Arc<dyn DeskDirectory>>,
-    /// Big rooms' occupancy announcements due ([`ChatService::poll_timeout`]).
-    occupancy: Mutex<OccupancyBoard>,
+    /// When big rooms announce their occupancy: this process's board (its announcements due
+    /// at [`ChatService::poll_timeout`]) unless the deployment shares one
+    /// ([`ChatService::with_occupancy_gate`]).
+    occupancy: Arc<dyn OccupancyGate>,
     /// Each room's messages delivered in seq order, on a deployment where one process stores
     /// and delivers many at once ([`ChatService::with_ordered_delivery`]).
     order: Option<Mutex<SeqOrder<fanout::Delivery>>>,
@@ -260,7 +262,7 @@ impl ChatService {
             events: None,
             attachments: None,
             desk: None,
-            occupancy: Mutex::new(OccupancyBoard::new()),
+            occupancy: Arc::new(Mutex::new(OccupancyBoard::new())),
             order: None,
             config,
         }
@@ -273,6 +275,15 @@ impl ChatService {
     #[must_use]
     pub fn with_ordered_delivery(mut self) -> Self {
         self.order = Some(Mutex::new(SeqOrder::default()));
+        self
+    }
+
+    /// Decides big rooms' occupancy announcements with `gate` instead of this process's board:
+    /// for a deployment whose processes live for one event each (a Lambda function), whose
+    /// boards would be empty every time.
+    #[must_use]
+    pub fn with_occupancy_gate(mut self, gate: Arc<dyn OccupancyGate>) -> Self {
+        self.occupancy = gate;
         self
     }
 
@@ -389,7 +400,7 @@ impl ChatService {
     /// this and its connections' deadlines.
     pub fn poll_timeout(&self) -> Option<u64> {
         let order = self.order.as_ref().and_then(|o| lock(o).poll_timeout());
-        let occupancy = lock(&self.occupancy).poll_timeout();
+        let occupancy = self.occupancy.poll_timeout();
         order.into_iter().chain(occupancy).min()
     }
 
@@ -404,7 +415,7 @@ impl ChatService {
                     .await;
             }
         }
-        let due = lock(&self.occupancy).handle_timeout(now_ms);
+        let due = self.occupancy.handle_timeout(now_ms);
         for r in due {
             let (_, gone) = self.announce_occupancy(&r).await;
             for id in gone {

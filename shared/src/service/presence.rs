@@ -4,11 +4,11 @@
 //! (protocol.md §17).
 
 use super::fanout::Skip;
-use super::lock;
 use super::{ChatService, unavailable};
 use crate::auth::Role;
 use crate::events::Event;
 use crate::limits::{MAX_MEMBERS_PAGE, TYPING_TTL_MS};
+use crate::occupancy::Turn;
 use crate::protocol::{
     PresenceStatus, PresentMember, Rejection, ServerFrame, TypingState, VisibleStatus,
 };
@@ -199,11 +199,29 @@ impl ChatService {
         Some(self.occupancy_changed(r, now_ms).await)
     }
 
-    /// `r`'s occupancy changed: announced now, or at the end of the room's interval
-    /// ([`ChatService::handle_timeout`]). Returns (delivered, connections found gone).
+    /// `r`'s occupancy changed: announced now, or at the end of the room's interval (by
+    /// [`ChatService::handle_timeout`], or by this call after waiting for it when a shared gate
+    /// hands it the coalesced announcement), or by another process's announcement. Returns
+    /// (delivered, connections found gone). When the gate fails, the count is announced now: a
+    /// frame too many rather than a stale count.
     pub(super) async fn occupancy_changed(&self, r: &RoomRef, now_ms: u64) -> (usize, Vec<String>) {
-        let now = lock(&self.occupancy).changed(r, now_ms);
-        if now {
+        let announce = match self.occupancy.changed(r, now_ms).await {
+            Ok(Turn::Now) => true,
+            Ok(Turn::Nothing) => false,
+            Ok(Turn::Trailing { at_ms }) => self
+                .occupancy
+                .take_trailing(r, at_ms)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(room = %r.key(), error = %e, "held occupancy not taken");
+                    true
+                }),
+            Err(e) => {
+                tracing::warn!(room = %r.key(), error = %e, "occupancy gate failed");
+                true
+            }
+        };
+        if announce {
             self.announce_occupancy(r).await
         } else {
             (0, Vec::new())

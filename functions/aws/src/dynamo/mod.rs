@@ -20,6 +20,7 @@
 //! | room head | `R#{tenant}/{room}` | `ST#HEAD` | seq | never |
 //! | support conversation | `R#{tenant}/{room}` | `ST#CONV` | status, agent, version, since (ms), previous_agent | never |
 //! | member and read cursor | `R#{tenant}/{room}` | `ST#MB#{user}` | last_seen (ms; once the user joined), read_seq (once their cursor moved) | never |
+//! | big room's occupancy announcements | `R#{tenant}/{room}` | `OC` | last_announced (ms), trailing_at (ms, while an invocation holds the coalesced announcement) | an hour after the last write |
 //! | attachment upload slot | `R#{tenant}/{room}` | `UP#{attachment id}` | user (uploader), name, size, type, created_at (ms), claimed_by (once a message carries it) | a day after the grant while unclaimed; none once claimed |
 //! | support desk record | `DESK#{tenant}#{kind}` | the record's key (user id or room) | version, doc (the JSON document) | never |
 //! | upload quota counter | `UQ#{tenant}#{user}` (user), `UQ#{tenant}` (tenant) | `D#{day}` | count, bytes | two days after the day began |
@@ -114,11 +115,14 @@
 //!   per-day quotas in one transaction; abandoned slots expire by TTL (and their bytes by the
 //!   bucket's lifecycle rule), so there is nothing to sweep.
 //! - `desk.rs`: the [`DeskDirectory`]: the support desk's versioned records.
+//! - `occupancy.rs`: the [`OccupancyGate`] of invocations that share only the table: big
+//!   rooms' occupancy announcements coalesced across them by conditional writes.
 //!
 //! [`ConnectionStore`]: roomcast_core::store::ConnectionStore
 //! [`HistoryStore`]: roomcast_core::store::HistoryStore
 //! [`AttachmentIndex`]: roomcast_core::store::AttachmentIndex
 //! [`DeskDirectory`]: roomcast_core::store::DeskDirectory
+//! [`OccupancyGate`]: roomcast_core::occupancy::OccupancyGate
 //! [`StoreError`]: roomcast_core::store::StoreError
 //! [`StoreError::Conflict`]: roomcast_core::store::StoreError::Conflict
 //! [`page_range`]: roomcast_core::store::rules::page_range
@@ -135,6 +139,7 @@ mod events;
 mod expiry;
 mod expr;
 mod history;
+mod occupancy;
 mod retry;
 mod schema;
 

@@ -52,6 +52,16 @@ pub const CONVERSATION_SK: &str = "ST#CONV";
 /// Room partition: members with their read cursors, `ST#MB#{user}`.
 pub const MEMBER_SK_PREFIX: &str = "ST#MB#";
 
+/// Room partition: a big room's occupancy announcements (protocol.md §17), shared by every
+/// invocation: [`ATTR_LAST_ANNOUNCED`], [`ATTR_TRAILING_AT`].
+pub const OCCUPANCY_SK: &str = "OC";
+/// Occupancy: when the last announcement went out (N, epoch ms).
+pub const ATTR_LAST_ANNOUNCED: &str = "last_announced";
+/// Occupancy: the coalesced announcement an invocation holds is due then (N, epoch ms).
+pub const ATTR_TRAILING_AT: &str = "trailing_at";
+/// How long an occupancy item lives after its last write (it matters for a second).
+pub const OCCUPANCY_TTL_SECS: u64 = 3_600;
+
 /// Room partition: attachment upload slots, `UP#{attachment id}`.
 pub const SLOT_SK_PREFIX: &str = "UP#";
 /// Upload quota counters: a user's (`UQ#{tenant}#{user}`) and a tenant's (`UQ#{tenant}`), one
