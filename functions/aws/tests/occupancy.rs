@@ -6,14 +6,21 @@
     reason = "test code: a failing call is a test failure"
 )]
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures::future::join_all;
-use roomcast_aws::lambda::env;
+use roomcast_aws::dynamo::emulator_client;
+use roomcast_aws::lambda::{FunctionConfig, env};
+use roomcast_aws::{DynamoConfig, DynamoStore};
 use roomcast_core::limits::OCCUPANCY_INTERVAL_MS;
 use roomcast_core::occupancy::{OccupancyGate, Turn};
+use roomcast_core::service::{ChatService, Inbound, Upgrade};
 use roomcast_core::store::RoomRef;
-use roomcast_testkit::aws::lambda::{World, member_token, now_ms, world, world_with};
+use roomcast_testkit::aws::lambda::{SECRET, World, member_token, now_ms, world, world_with};
+use roomcast_testkit::aws::moto::dynamo;
+use roomcast_testkit::gateway::RecordingGateway;
 use serde_json::{Value, json};
 
 const ROOM: &str = "hall";
@@ -162,4 +169,94 @@ async fn of_concurrent_invocations_exactly_one_announces_and_one_holds_the_rest(
             .unwrap(),
         Turn::Now
     );
+}
+
+/// Occupancy frames per member while `n` members join a big room, each join a fresh service as
+/// each Lambda invocation builds one, sharing `table` on `endpoint`: with the table's gate
+/// (`shared`) or with only each service's own board (AWS before the gate). Returns (frames per
+/// member, the last count each member heard is the final one).
+async fn frames_per_member(endpoint: &str, table: &str, n: usize, shared: bool) -> (f64, bool) {
+    let threshold = THRESHOLD.to_string();
+    let vars = HashMap::from([
+        (env::JWT_SECRET, SECRET.to_owned()),
+        (env::PRESENCE_MAX_CONNECTIONS, threshold),
+    ]);
+    let config = FunctionConfig::from_env(|k| vars.get(k).cloned()).unwrap();
+    let verifier = config.settings.verifier().unwrap();
+    let store = Arc::new(DynamoStore::new(
+        emulator_client(endpoint).await,
+        table,
+        DynamoConfig::default(),
+    ));
+    store.ensure_table().await.unwrap();
+    let gateway = Arc::new(RecordingGateway::new());
+    let invocation = || {
+        let service = ChatService::new(
+            verifier.clone(),
+            store.clone(),
+            store.clone(),
+            gateway.clone(),
+            config.settings.service.clone(),
+        );
+        if shared {
+            service.with_occupancy_gate(store.clone())
+        } else {
+            service
+        }
+    };
+    let ids: Vec<String> = (0..n).map(conn_id).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let token = member_token(&format!("u{i:04}"), &[ROOM]);
+        let upgrade = Upgrade {
+            token_param: Some(&token),
+            protocols: None,
+            origin: None,
+        };
+        assert!(invocation().connect(id, upgrade, now_ms()).await.is_ok());
+    }
+    let join = json!({"action": "join", "room": ROOM}).to_string();
+    join_all(
+        ids.iter()
+            .map(|id| async { invocation().frame(id, Inbound::Text(&join), now_ms()).await }),
+    )
+    .await;
+    let mut frames = 0;
+    let mut final_count = true;
+    for id in &ids {
+        let received = gateway.take(id);
+        let counts = occupancies(&received);
+        frames += counts.len();
+        let joined = received.iter().find(|f| f["type"] == "joined");
+        let last = counts
+            .last()
+            .copied()
+            .or_else(|| joined.and_then(|j| j["occupancy"].as_u64()));
+        final_count &= last == Some(n as u64) || n <= THRESHOLD;
+    }
+    (frames as f64 / n as f64, final_count)
+}
+
+/// The measurement of docs/benchmarks.md ("Big rooms (issue 20)", "On AWS"): occupancy frames
+/// per member while `ROOMCAST_OCCUPANCY_MEMBERS` (default 50) members join a big room at once,
+/// before (each invocation's own board) and after (the table's gate), in one run.
+#[tokio::test(flavor = "multi_thread")]
+async fn occupancy_frames_per_member_before_and_after_the_shared_gate() {
+    let n: usize = std::env::var("ROOMCAST_OCCUPANCY_MEMBERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let moto = dynamo();
+    let table = format!("occupancy-{}", std::process::id());
+    let (before, _) = frames_per_member(&moto.endpoint, &format!("{table}-before"), n, false).await;
+    let started = Instant::now();
+    let (after, final_count) =
+        frames_per_member(&moto.endpoint, &format!("{table}-after"), n, true).await;
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "{n} members joining a big room at once: {before:.1} occupancy frames per member \
+         before, {after:.2} after ({:.0}x fewer; the joins took {seconds:.1} s)",
+        before / after
+    );
+    assert!(final_count, "every member hears the final count");
+    assert!(after * 4.0 < before, "before {before}, after {after}");
 }
