@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds every roomcast Lambda function for the deploy templates:
-#   target/lambda/<function>/bootstrap.zip   (connect, disconnect, message, typing, default, http)
+#   target/lambda/<function>/bootstrap.zip   (connect, disconnect, message, typing, default, http,
+#   events, deliver, fanout)
 # arm64 (Graviton, provided.al2023), optimized and stripped (the `lambda` profile in Cargo.toml:
 # release without debug info, stripped). Both deploy templates deploy these very zips:
 # terraform/ reads them (variable artifacts_dir) and infra/template.yaml names them (CodeUri), so
@@ -18,6 +19,6 @@ rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu 
   || rustup target add aarch64-unknown-linux-gnu
 "$cargo_lambda" lambda build --profile lambda --arm64 --output-format zip \
   --package roomcast-aws --lambda-dir target/lambda
-for f in connect disconnect message typing default http; do
+for f in connect disconnect message typing default http events deliver fanout; do
   ls -l "target/lambda/$f/bootstrap.zip"
 done

@@ -178,6 +178,7 @@ def tf_canon(tf, value, key=None):
             "aws_s3_bucket.attachments.arn": "bucket",
             "aws_s3_bucket.attachments.bucket": "bucket-name",
             "data.aws_ssm_parameter.webhook_secret[0].arn": "ssm:webhook-secret",
+            "local.fanout_function_arn": "function:fanout",
         }
         if ref in fixed:
             return fixed[ref]

@@ -1,4 +1,4 @@
-# Eight functions, one role each, each role granted only what its function's code (and, for
+# Nine functions, one role each, each role granted only what its function's code (and, for
 # events and deliver, its event source mapping: events.tf) calls.
 
 resource "aws_cloudwatch_log_group" "function" {
@@ -113,7 +113,7 @@ resource "aws_iam_role_policy" "function" {
 
 resource "aws_lambda_function" "function" {
   # checkov:skip=CKV_AWS_117:The functions call AWS APIs (DynamoDB, API Gateway, SSM, SQS) and deliver POSTs to customers' webhook endpoints on the Internet; a VPC would add NAT or endpoint costs and cold-start latency and protect nothing.
-  # checkov:skip=CKV_AWS_116:API Gateway invokes the API functions synchronously and event source mappings invoke events and deliver; a dead-letter queue applies only to asynchronous invocations (events' failed batches go to events-failures, deliveries to deliveries-dlq: events.tf).
+  # checkov:skip=CKV_AWS_116:API Gateway invokes the API functions synchronously and event source mappings invoke events and deliver; a dead-letter queue applies only to asynchronous invocations (events' failed batches go to events-failures, deliveries to deliveries-dlq: events.tf). The one asynchronous function, fanout, carries live deliveries whose members recover a lost slice from history (aws_lambda_function_event_invoke_config.fanout).
   # checkov:skip=CKV_AWS_272:Code signing needs an AWS Signer profile the user owns; the artifacts are built from this repository by scripts/build-lambdas.sh.
   for_each = local.functions
 
@@ -145,6 +145,16 @@ resource "aws_lambda_function" "function" {
   }
 
   depends_on = [aws_iam_role_policy.function]
+}
+
+# The fanout function is invoked asynchronously (functions/aws/src/fanout.rs): Lambda retries a
+# failed invocation twice (a frame posted twice is deduplicated by clients by its seq), and a
+# slice still queued after a minute is dropped, no longer live; its members fill the gap from
+# history when the next message arrives or when they resume.
+resource "aws_lambda_function_event_invoke_config" "fanout" {
+  function_name                = aws_lambda_function.function["fanout"].function_name
+  maximum_retry_attempts       = 2
+  maximum_event_age_in_seconds = 60
 }
 
 resource "aws_lambda_permission" "websocket" {

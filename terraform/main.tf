@@ -1,4 +1,4 @@
-# roomcast on AWS: API Gateway WebSocket + HTTP APIs, eight Rust Lambda functions (arm64,
+# roomcast on AWS: API Gateway WebSocket + HTTP APIs, nine Rust Lambda functions (arm64,
 # provided.al2023), one DynamoDB table with a stream, the SQS queues of integration events. The layout and the reasons are in docs/deploy.md; a test
 # (functions/aws/tests/deploy.rs) fails when this module and the code disagree.
 
@@ -122,6 +122,16 @@ locals {
       description       = "roomcast integration events: webhook deliveries from the deliveries queue"
       timeout           = 30
     }
+    # Big rooms' fan-out (functions/aws/src/fanout.rs): message and http post the first ~1,000
+    # recipients of a broadcast themselves and invoke this function asynchronously once per
+    # further slice of ~1,000; it posts its slice and cleans up the connections found gone.
+    fanout = {
+      route             = null
+      dynamodb_actions  = ["BatchGetItem", "BatchWriteItem", "DeleteItem", "Query", "UpdateItem"]
+      manages_websocket = true
+      description       = "roomcast fan-out: one slice of a big room's broadcast"
+      timeout           = null
+    }
   }
   websocket_functions = { for name, f in local.functions : name => f if f.route != null }
 
@@ -130,6 +140,10 @@ locals {
   # The Management API endpoint of the stage. Built from the API id, not from the stage
   # resource: the stage depends on the functions, which need this.
   management_endpoint = "https://${aws_apigatewayv2_api.websocket.id}.execute-api.${local.region}.${local.dns_suffix}/${var.stage_name}"
+
+  # The fanout function, by name: its resource's attributes would make the roles that may invoke
+  # it depend on the functions, which depend on the roles.
+  fanout_function_arn = "arn:${local.partition}:lambda:${local.region}:${local.account}:function:${var.name}-fanout"
 
   # Set on every function; the code's list is roomcast_aws::lambda::env::DEPLOYED. The key comes
   # from SSM at cold start: no plain-text key is ever set here.
@@ -164,6 +178,7 @@ locals {
     ROOMCAST_UPLOAD_BYTES_PER_TENANT_DAY = tostring(var.upload_bytes_per_tenant_day)
     ROOMCAST_EMBED_KEYS                  = var.embed_keys
     ROOMCAST_EMBED_TOKEN_SECS            = tostring(var.embed_token_secs)
+    ROOMCAST_FANOUT_FUNCTION             = "${var.name}-fanout"
   }
 
   # Statements some functions need beyond the ones every function has (lambda.tf): sending
@@ -175,7 +190,8 @@ locals {
   # has). The functions that run attachments (the upload action and messages over WebSocket,
   # uploads, links and publish over HTTP) sign uploads and downloads, read an upload's first
   # bytes, retag and delete objects, all in the attachments bucket (attachments.tf); a presigned
-  # upload encrypts with the stack key as its signer, hence kms:GenerateDataKey.
+  # upload encrypts with the stack key as its signer, hence kms:GenerateDataKey. The functions
+  # that split big rooms' broadcasts (message, http) invoke the fanout function, and only it.
   # functions/aws/tests/deploy.rs holds these lists, and SAM's, to its own.
   function_statements = {
     connect    = []
@@ -183,6 +199,7 @@ locals {
     message = [
       { sid = "AttachmentObjects", actions = ["s3:DeleteObject", "s3:GetObject", "s3:PutObject", "s3:PutObjectTagging"], resources = ["${aws_s3_bucket.attachments.arn}/*"] },
       { sid = "AttachmentKey", actions = ["kms:GenerateDataKey"], resources = [aws_kms_key.roomcast.arn] },
+      { sid = "InvokeFanout", actions = ["lambda:InvokeFunction"], resources = [local.fanout_function_arn] },
     ]
     typing = []
     default = [
@@ -194,6 +211,7 @@ locals {
       { sid = "AttachmentKey", actions = ["kms:GenerateDataKey"], resources = [aws_kms_key.roomcast.arn] },
       { sid = "EnqueueDeliveries", actions = ["sqs:SendMessage"], resources = [aws_sqs_queue.deliveries.arn] },
       { sid = "QueueKey", actions = ["kms:GenerateDataKey"], resources = [aws_kms_key.roomcast.arn] },
+      { sid = "InvokeFanout", actions = ["lambda:InvokeFunction"], resources = [local.fanout_function_arn] },
     ]
     events = [
       { sid = "EnqueueDeliveries", actions = ["sqs:SendMessage"], resources = [aws_sqs_queue.deliveries.arn] },
@@ -202,6 +220,7 @@ locals {
       { sid = "ListStreams", actions = ["dynamodb:ListStreams"], resources = ["${aws_dynamodb_table.chat.arn}/stream/*"] },
       { sid = "StreamFailures", actions = ["sqs:SendMessage"], resources = [aws_sqs_queue.events_failures.arn] },
     ]
+    fanout = []
     deliver = [
       { sid = "ConsumeDeliveries", actions = ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"], resources = [aws_sqs_queue.deliveries.arn] },
     ]

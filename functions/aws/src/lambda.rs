@@ -66,6 +66,7 @@ pub mod env {
         DELIVERY_QUEUE_URL,
         WEBHOOK_SECRET_PARAMETER,
         ATTACHMENT_BUCKET,
+        FANOUT_FUNCTION,
     ];
     /// The variables a deployment (Terraform, SAM) sets on every function: the key's parameter
     /// and the settings it configures, never a plain-text key.
@@ -100,6 +101,7 @@ pub mod env {
         UPLOAD_BYTES_PER_TENANT_DAY,
         EMBED_KEYS,
         EMBED_TOKEN_SECS,
+        FANOUT_FUNCTION,
     ];
     /// Plain-text keys: never set by a deployment.
     /// (The link secret signs the links of deployments that serve attachment bytes themselves;

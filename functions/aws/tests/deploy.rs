@@ -12,6 +12,9 @@
 //!   runs too) are played through the Lambda runtime on moto while an SDK interceptor records
 //!   every DynamoDB operation and the Management API fake counts its requests;
 //! - no IAM action is a wildcard;
+//! - (big rooms' fan-out) the `fanout` function is deployed by both with the DynamoDB actions
+//!   its handler is observed to call (a slice with a vanished recipient), only `message` and
+//!   `http` may invoke it (`InvokeFanout`, on it alone), and `ROOMCAST_FANOUT_FUNCTION` names it;
 //! - (integration events) the functions no API Gateway route invokes, `events` (the table's
 //!   stream) and `deliver` (the deliveries queue), have their binaries and are deployed by both
 //!   with the DynamoDB actions [`EVENT_FUNCTIONS`] states (not observed: their handlers are not
@@ -138,8 +141,8 @@ fn binaries() -> BTreeMap<String, Option<String>> {
             Some(rest.split('"').next().unwrap().to_owned())
         } else {
             assert!(
-                source.contains("run_http_function()"),
-                "{name} runs neither a WebSocket nor the HTTP function"
+                source.contains("run_http_function()") || source.contains("run_fanout_function()"),
+                "{name} runs neither a WebSocket, the HTTP nor the fanout function"
             );
             None
         };
@@ -453,6 +456,18 @@ async fn observe_functions(w: &World) -> BTreeMap<&'static str, Observed> {
     })
     .await;
     seen.insert("http", w.observed());
+
+    // fanout: a slice handed off by message or http, one of whose recipients vanished.
+    w.vanishing_member("ghost-f").await;
+    let slice = json!({
+        "frame": {"type": "message", "room": "support-1", "seq": 1, "body": "slice"},
+        "connections": ["bob", "ghost-f"],
+    });
+    w.runtime
+        .handle_fanout(serde_json::from_value(slice).unwrap())
+        .await
+        .unwrap();
+    seen.insert("fanout", w.observed());
     seen
 }
 
@@ -562,16 +577,22 @@ fn extra_statements(function: &str) -> Value {
         "AttachmentObjects": {"actions": ["s3:DeleteObject", "s3:GetObject", "s3:PutObject", "s3:PutObjectTagging"], "resources": ["bucket/*"], "conditional": false},
         "AttachmentKey": {"actions": ["kms:GenerateDataKey"], "resources": ["stack-key"], "conditional": false},
     });
+    // Big rooms' slices go to the fanout function (src/fanout.rs): only the functions that
+    // split (the message route and the HTTP API's publish) may invoke it, and only it.
+    let invoke_fanout = json!({
+        "InvokeFanout": {"actions": ["lambda:InvokeFunction"], "resources": ["function:fanout"], "conditional": false},
+    });
+    let with = |mut a: Value, b: &Value| {
+        a.as_object_mut()
+            .unwrap()
+            .extend(b.as_object().unwrap().clone());
+        a
+    };
     match function {
-        "message" | "default" => attachments,
+        "message" => with(attachments, &invoke_fanout),
+        "default" => attachments,
         // The endpoints API's test event and dead-letter replay queue a delivery.
-        "http" => {
-            let mut s = enqueue;
-            s.as_object_mut()
-                .unwrap()
-                .extend(attachments.as_object().unwrap().clone());
-            s
-        }
+        "http" => with(with(enqueue, &attachments), &invoke_fanout),
         // Its code queues deliveries and reads the operator's secret; its event source mapping
         // reads the stream and sends a failed batch's record to events-failures.
         "events" => {
@@ -887,6 +908,20 @@ fn check_pipeline(model: &Value, check: &mut impl FnMut(bool, String)) {
                 && a["comparison"] == json!("GreaterThanThreshold")
                 && a["notifies"] == json!(true),
             format!("alarm {alarm}: {a}"),
+        );
+    }
+
+    // The fanout function's name, as each template names the function.
+    for (deploy, m, expected) in [
+        ("terraform", tf, "param:name-fanout"),
+        ("sam", sam, "${AWS::StackName}-fanout"),
+    ] {
+        check(
+            m["environment"]["ROOMCAST_FANOUT_FUNCTION"] == json!(expected),
+            format!(
+                "{deploy}: ROOMCAST_FANOUT_FUNCTION is {}, expected {expected}",
+                m["environment"]["ROOMCAST_FANOUT_FUNCTION"]
+            ),
         );
     }
 
