@@ -140,6 +140,9 @@ cargo run --locked -p roomcast-local --example desk_bench -- 3
 step "pipelining benchmark smoke run (docs/benchmarks.md, One client pipelining): one client, 200 messages one at a time and pipelined, durable and memory, against the debug build; fails on an ack or a delivery out of order"
 cargo run --locked -p roomcast-local --example pipeline_bench -- 200
 
+step "message log restart smoke run (docs/benchmarks.md, Store engines): fills an embedded store with 20,000 messages, reopens it and checks every room's head and one message in a hundred by its key, against the debug build"
+cargo run --locked -p roomcast-local --example log_recovery -- 20000
+
 step "AWS fan-out benchmark smoke run (docs/benchmarks.md, AWS fan-out at scale): one message to rooms of 10 and 100 through the message handler and the Management API client, three times, against the debug build"
 cargo run --locked -p roomcast-aws --example fanout -- --sizes 10,100 --messages 3
 
