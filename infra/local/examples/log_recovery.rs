@@ -22,7 +22,7 @@ const ROOMS: u64 = 1_000;
 const BATCH: u64 = 256;
 
 fn message(n: u64) -> (RoomRef, NewMessage) {
-    let room = RoomRef::new("bench", &format!("room-{}", n % ROOMS));
+    let room = RoomRef::new("bench", format!("room-{}", n % ROOMS));
     let body = format!("message {n}: {}", "lorem ipsum dolor sit amet ".repeat(8));
     let msg = roomcast_testkit::conformance::new_message(
         &format!("m-{n}"),
@@ -74,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
     let index = resident()?.saturating_sub(before);
 
     for r in 0..ROOMS {
-        let room = RoomRef::new("bench", &format!("room-{r}"));
+        let room = RoomRef::new("bench", format!("room-{r}"));
         let expected = total / ROOMS + u64::from(r < total % ROOMS);
         ensure!(
             store.head(&room).await? == expected,
