@@ -18,7 +18,7 @@
 )]
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -37,6 +37,8 @@ pub struct Invocation {
     pub function: String,
     /// Its payload, parsed.
     pub payload: Value,
+    /// When it arrived (the fan-out benchmark starts its slice from here).
+    pub at: Instant,
 }
 
 /// What the fake Lambda API saw and does.
@@ -103,7 +105,11 @@ async fn invoke(
         );
     }
     let payload: Value = serde_json::from_slice(&body).unwrap();
-    s.accepted.push(Invocation { function, payload });
+    s.accepted.push(Invocation {
+        function,
+        payload,
+        at: Instant::now(),
+    });
     if let Some(runtime) = s.handler.clone() {
         s.running += 1;
         let shared = shared.clone();
