@@ -57,9 +57,11 @@ use aws_sdk_dynamodb::types::{
 use futures::StreamExt;
 use roomcast_aws::dynamo::{ATTR_PK, ATTR_SK, MESSAGE_SK_PREFIX, emulator_client};
 use roomcast_aws::events::{Deliverer, EventsFunction};
+use roomcast_aws::fanout::LAMBDA_SPLIT;
 use roomcast_aws::lambda::{FunctionConfig, Runtime, env};
 use roomcast_core::events::registry::endpoint_id;
 use roomcast_core::events::{Endpoint, EndpointSecret, Event, WebhookSecret};
+use roomcast_core::split::SplitPolicy;
 use roomcast_core::store::RoomRef;
 use roomcast_testkit::aws::capacity::{Billed, Meter, Tally, bill, item_size, tally};
 use roomcast_testkit::aws::lambda::{SECRET, World, member_token, now_ms, post_upload, world_with};
@@ -120,6 +122,28 @@ const ROUND_MS: f64 = 10.0;
 /// 20); the sample's SDK for JavaScript v3 client keeps at most 50 sockets.
 const ROOMCAST_ROUND: usize = roomcast_aws::management::MANAGEMENT_FANOUT_CONCURRENCY;
 const SAMPLE_ROUND: usize = 50;
+
+/// Lambda requests and milliseconds of one message that makes `posts` posts, `round` at a time:
+/// one invocation, or, with `split` and more posts than its threshold (roomcast: above 1,000,
+/// `fanout::LAMBDA_SPLIT`), the `message` invocation posting the first slice and one `fanout`
+/// invocation per further slice, each modelled alike (20 ms with its first round, 10 ms per
+/// further round). The Invoke calls run while the first slice is posted: no time of their own.
+fn lambda_model(posts: f64, round: usize, split: Option<SplitPolicy>) -> (f64, f64) {
+    let invocation_ms =
+        |posts: f64| BASE_MS + ROUND_MS * ((posts / round as f64).ceil().max(1.0) - 1.0);
+    match split.filter(|p| posts > p.threshold as f64) {
+        None => (1.0, invocation_ms(posts)),
+        Some(policy) => {
+            let slice = policy.slice_len.max(1) as f64;
+            let full = (posts / slice).floor();
+            let rest = posts - full * slice;
+            let invocations = full + f64::from(u8::from(rest > 0.0));
+            let ms =
+                full * invocation_ms(slice) + if rest > 0.0 { invocation_ms(rest) } else { 0.0 };
+            (invocations, ms)
+        }
+    }
+}
 
 const ROOM_SIZES: [usize; 3] = [2, 10, 100];
 /// Above this many connections, `--messages-large` messages per room instead of `--messages`.
@@ -365,7 +389,13 @@ impl PerMessage {
         self.ops.values().map(f).sum::<f64>() / self.messages as f64
     }
 
-    fn json(&self, api_gateway_messages: f64, round: usize, inbound: bool) -> Value {
+    fn json(
+        &self,
+        api_gateway_messages: f64,
+        round: usize,
+        split: Option<SplitPolicy>,
+        inbound: bool,
+    ) -> Value {
         let n = self.messages as f64;
         let ops: BTreeMap<&String, Value> = self
             .ops
@@ -387,11 +417,10 @@ impl PerMessage {
             .collect();
         let (rru, wru) = (self.per(|t| t.read), self.per(|t| t.write));
         let posts = self.posts / n;
-        let rounds = (posts / round as f64).ceil().max(1.0);
-        let lambda_ms = BASE_MS + ROUND_MS * (rounds - 1.0);
+        let (lambda_requests, lambda_ms) = lambda_model(posts, round, split);
         let million = 1e6;
         let api_gateway = api_gateway_messages * price::API_GATEWAY_MESSAGE * million;
-        let lambda = (price::LAMBDA_REQUEST
+        let lambda = (lambda_requests * price::LAMBDA_REQUEST
             + LAMBDA_GB * lambda_ms / 1000.0 * price::LAMBDA_GB_SECOND)
             * million;
         let dynamodb = (rru * price::RRU + wru * price::WRU) * million;
@@ -410,6 +439,7 @@ impl PerMessage {
             "api_gateway_messages": api_gateway_messages,
             "inbound_message_counted": inbound,
             "lambda_ms_model": lambda_ms,
+            "lambda_requests_model": lambda_requests,
             "cost_per_million_messages_usd": {
                 "api_gateway": api_gateway,
                 "lambda": lambda,
@@ -1520,14 +1550,14 @@ async fn main() {
             scenarios.push(json!({
                 "total_connections": total,
                 "room_online": k,
-                "roomcast": per.json(api_gateway, ROOMCAST_ROUND, true),
+                "roomcast": per.json(api_gateway, ROOMCAST_ROUND, Some(LAMBDA_SPLIT), true),
             }));
         }
         let per = measure_sample(&w.meter, &metered, &readback).await;
         let api_gateway = 1.0 + per.posts / per.messages as f64;
         samples.push(json!({
             "total_connections": total,
-            "design": per.json(api_gateway, SAMPLE_ROUND, true),
+            "design": per.json(api_gateway, SAMPLE_ROUND, None, true),
         }));
     }
 
@@ -1548,6 +1578,8 @@ async fn main() {
             "per_extra_round_of_posts_ms": ROUND_MS,
             "roomcast_posts_per_round": ROOMCAST_ROUND,
             "sample_posts_per_round": SAMPLE_ROUND,
+            "roomcast_split_above_posts": LAMBDA_SPLIT.threshold,
+            "roomcast_posts_per_fanout_invocation": LAMBDA_SPLIT.slice_len,
         },
         "message_body_bytes": BODY.len(),
         "messages_per_room": args.messages,
