@@ -63,7 +63,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let fill_secs = filled.elapsed().as_secs_f64();
-    let bytes: u64 = std::fs::read_dir(dir.path().join("log"))?
+    let bytes: u64 = std::fs::read_dir(dir.path().join("history"))?
         .map(|e| Ok(e?.metadata()?.len()))
         .sum::<anyhow::Result<u64>>()?;
 

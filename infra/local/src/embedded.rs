@@ -1,4 +1,4 @@
-//! The embedded durable [`HistoryStore`], in the data directory: the message log (`log/`,
+//! The embedded durable [`HistoryStore`], in the data directory: the message log (`history/`,
 //! [`log`]) holds messages, their idempotency keys and the integration events' journal; one
 //! redb file, `roomcast.redb`, holds everything else (read cursors, members, conversations, the
 //! outbox's endpoints and deliveries, the attachments' slots, the desk's records).
@@ -91,7 +91,7 @@ const QUEUE: usize = 4096;
 /// Name of the database file inside the data directory.
 const FILE_NAME: &str = "roomcast.redb";
 /// Name of the message log's directory inside the data directory.
-const LOG_DIR: &str = "log";
+const LOG_DIR: &str = "history";
 
 /// Where stores before the message log kept messages (and heads and idempotency keys, which
 /// the log derives): copied into the log once by [`migrate`], then dropped.

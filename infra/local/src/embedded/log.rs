@@ -1,5 +1,5 @@
 //! The message log: the embedded store's messages, their idempotency keys and the integration
-//! events' journal, as append-only segment files in `log/` beside the redb file.
+//! events' journal, as append-only segment files in `history/` beside the redb file.
 //!
 //! # Why a log
 //!
