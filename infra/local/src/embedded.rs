@@ -61,7 +61,7 @@ mod outbox;
 use std::fmt::Display;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 use redb::{
@@ -110,7 +110,17 @@ pub struct EmbeddedHistory {
     /// `None` only while dropping.
     sender: Option<mpsc::Sender<Request>>,
     writer: Option<JoinHandle<()>>,
-    commits: Arc<AtomicU64>,
+    state: Arc<WriterState>,
+}
+
+/// What the writer thread publishes, in commit order.
+#[derive(Default)]
+struct WriterState {
+    /// Batches that wrote anything.
+    commits: AtomicU64,
+    /// Whether any integration endpoint exists. Without one nothing is journaled or pending, so
+    /// the delivery task's turn after every frame (endpoints, due deliveries) reads nothing.
+    has_endpoints: AtomicBool,
 }
 
 /// Memory redb may keep for pages it read or wrote. Its default is 1 GiB, which a busy server
@@ -156,13 +166,16 @@ impl EmbeddedHistory {
         migrate(&db, &mut log_writer)?;
 
         let db = Arc::new(db);
-        let commits = Arc::new(AtomicU64::new(0));
+        let state = Arc::new(WriterState::default());
+        state
+            .has_endpoints
+            .store(outbox::any_endpoint(&db)?, Ordering::Release);
         let (sender, receiver) = mpsc::channel(QUEUE);
         let writer = std::thread::Builder::new()
             .name("roomcast-history-writer".into())
             .spawn({
-                let (db, commits) = (db.clone(), commits.clone());
-                move || run_writer(&db, log_writer, receiver, &commits)
+                let (db, state) = (db.clone(), state.clone());
+                move || run_writer(&db, log_writer, receiver, &state)
             })
             .map_err(|e| StoreError::Other(format!("cannot start the history writer: {e}")))?;
         Ok(Self {
@@ -170,13 +183,19 @@ impl EmbeddedHistory {
             log,
             sender: Some(sender),
             writer: Some(writer),
-            commits,
+            state,
         })
     }
 
-    /// Write transactions committed so far (each may carry many requests).
+    /// Batches written so far (each may carry many requests, and costs one sync of the log
+    /// and at most one commit of the tables).
     pub fn commits(&self) -> u64 {
-        self.commits.load(Ordering::Relaxed)
+        self.state.commits.load(Ordering::Relaxed)
+    }
+
+    /// Whether any integration endpoint exists (kept by the writer; no I/O).
+    fn has_endpoints(&self) -> bool {
+        self.state.has_endpoints.load(Ordering::Acquire)
     }
 
     /// Sends a request to the writer and waits for its answer, which comes after the commit.
@@ -539,7 +558,7 @@ fn run_writer(
     db: &Database,
     mut log: LogWriter,
     mut requests: mpsc::Receiver<Request>,
-    commits: &AtomicU64,
+    state: &WriterState,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = requests.blocking_recv() {
@@ -550,7 +569,7 @@ fn run_writer(
                 Err(_) => break,
             }
         }
-        commit_batch(db, &mut log, batch.drain(..), commits);
+        commit_batch(db, &mut log, batch.drain(..), state);
     }
 }
 
@@ -559,7 +578,7 @@ fn commit_batch(
     db: &Database,
     log: &mut LogWriter,
     batch: impl Iterator<Item = Request>,
-    commits: &AtomicU64,
+    state: &WriterState,
 ) {
     let mut completions: Vec<Completion> = Vec::new();
     let outcome = match db.begin_write() {
@@ -571,9 +590,13 @@ fn commit_batch(
         Ok(txn) => apply_all(txn, log, batch, &mut completions),
     };
     let failure = match outcome {
-        Ok(wrote) => {
-            if wrote {
-                commits.fetch_add(1, Ordering::Relaxed);
+        Ok(written) => {
+            if written.anything {
+                state.commits.fetch_add(1, Ordering::Relaxed);
+            }
+            if let Some(has) = written.has_endpoints {
+                // Before answering: whoever added an endpoint finds it from then on.
+                state.has_endpoints.store(has, Ordering::Release);
             }
             None
         }
@@ -587,8 +610,15 @@ fn commit_batch(
     }
 }
 
+/// What a batch wrote.
+struct Written {
+    anything: bool,
+    /// Whether an endpoint exists after it, when it changed the endpoints.
+    has_endpoints: Option<bool>,
+}
+
 /// Applies every request, then syncs the log's records and commits the tables' changes, the
-/// log first; returns whether anything was written. On a storage error while applying, nothing
+/// log first. On a storage error while applying, nothing
 /// is written (the transaction is dropped, the staged records discarded) and the remaining
 /// requests are abandoned.
 fn apply_all(
@@ -596,7 +626,7 @@ fn apply_all(
     log: &mut LogWriter,
     batch: impl Iterator<Item = Request>,
     completions: &mut Vec<Completion>,
-) -> Result<bool, StoreError> {
+) -> Result<Written, StoreError> {
     // redb's default, stated because the ack depends on it: commit returns after fsync.
     if let Err(e) = txn.set_durability(Durability::Immediate) {
         completions.extend(batch.map(Request::abandon));
@@ -604,6 +634,7 @@ fn apply_all(
     }
     let mut fatal = None;
     let mut writes_tables = false;
+    let mut has_endpoints = None;
     match WriteTables::open(&txn, log) {
         Err(e) => {
             completions.extend(batch.map(Request::abandon));
@@ -619,6 +650,12 @@ fn apply_all(
                 let (complete, error) = request.apply(&mut tables);
                 completions.push(complete);
                 fatal = error;
+            }
+            if fatal.is_none() && tables.endpoints_changed {
+                match tables.endpoints.first() {
+                    Ok(first) => has_endpoints = Some(first.is_some()),
+                    Err(e) => fatal = Some(e.into()),
+                }
             }
         }
     }
@@ -643,12 +680,17 @@ fn apply_all(
     // The records are on disk, so readers may see them, whatever the tables' commit did: a
     // restart would show them too.
     log.publish(matches!(committed, Ok(true)));
-    Ok(committed? || logged)
+    Ok(Written {
+        anything: committed? || logged,
+        has_endpoints,
+    })
 }
 
 /// The tables, open in one write transaction.
 struct WriteTables<'txn> {
     log: &'txn mut LogWriter,
+    /// Set by a write of the endpoints table.
+    endpoints_changed: bool,
     cursors: Table<'txn, (&'static str, &'static str), u64>,
     members: Table<'txn, (&'static str, &'static str), u64>,
     conversations: Table<'txn, &'static str, &'static [u8]>,
@@ -671,6 +713,7 @@ impl<'txn> WriteTables<'txn> {
     fn open(txn: &'txn WriteTransaction, log: &'txn mut LogWriter) -> Result<Self, redb::Error> {
         Ok(Self {
             log,
+            endpoints_changed: false,
             cursors: txn.open_table(CURSORS)?,
             members: txn.open_table(MEMBERS)?,
             conversations: txn.open_table(CONVERSATIONS)?,

@@ -216,12 +216,14 @@ impl WriteTables<'_> {
 
     fn put_endpoint(&mut self, endpoint: &Endpoint) -> Applied<()> {
         let bytes = tri!(encode(endpoint));
+        self.endpoints_changed = true;
         self.endpoints
             .insert(endpoint.id.as_str(), bytes.as_slice())?;
         Ok(Ok(()))
     }
 
     fn delete_endpoint(&mut self, id: &str) -> Applied<bool> {
+        self.endpoints_changed = true;
         self.clear_endpoint(id)?;
         Ok(Ok(self.endpoints.remove(id)?.is_some()))
     }
@@ -271,6 +273,13 @@ pub(super) fn dispatched_through(db: &Database) -> Result<u64, StoreError> {
     };
     let through = counters.get(DISPATCHED).map_err(unavailable)?;
     Ok(through.map_or(0, |v| v.value()))
+}
+
+/// Whether the file holds any endpoint.
+pub(super) fn any_endpoint(db: &Database) -> Result<bool, StoreError> {
+    let txn = db.begin_read().map_err(unavailable)?;
+    let endpoints = txn.open_table(ENDPOINTS).map_err(unavailable)?;
+    Ok(endpoints.first().map_err(unavailable)?.is_some())
 }
 
 /// The events a store from before the message log had not dispatched yet, in order.
@@ -339,6 +348,9 @@ impl EndpointRegistry for EmbeddedHistory {
     }
 
     async fn endpoint(&self, id: &str) -> Result<Option<Endpoint>, StoreError> {
+        if !self.has_endpoints() {
+            return Ok(None);
+        }
         let id = id.to_owned();
         self.read(move |txn| {
             let table = txn.open_table(ENDPOINTS).map_err(unavailable)?;
@@ -349,6 +361,9 @@ impl EndpointRegistry for EmbeddedHistory {
     }
 
     async fn endpoints(&self, tenant: Option<&str>) -> Result<Vec<Endpoint>, StoreError> {
+        if !self.has_endpoints() {
+            return Ok(Vec::new());
+        }
         let tenant = tenant.map(str::to_owned);
         self.read(move |txn| {
             let table = txn.open_table(ENDPOINTS).map_err(unavailable)?;
@@ -451,6 +466,10 @@ impl DeliveryBacklog for EmbeddedHistory {
         now_ms: u64,
         per_endpoint: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
+        // Deleting an endpoint deletes its deliveries: without endpoints none is pending.
+        if !self.has_endpoints() {
+            return Ok(Vec::new());
+        }
         self.read(move |txn| {
             let due = txn.open_table(DUE).map_err(unavailable)?;
             let pending = txn.open_table(PENDING).map_err(unavailable)?;
