@@ -1654,3 +1654,42 @@ fn deploy_properties() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Big rooms' occupancy, coalesced through the table (functions/aws/src/dynamo/occupancy.rs:
+/// an announcement now, one held and taken at the interval's end), needs no DynamoDB action
+/// beyond what the functions that join and leave rooms are granted.
+#[tokio::test(flavor = "multi_thread")]
+async fn big_rooms_need_no_dynamodb_action_beyond_the_granted() {
+    let w = world_with(&[(env::PRESENCE_MAX_CONNECTIONS, "1")]).await;
+    for user in ["big-a", "big-b", "big-c", "big-d"] {
+        w.connect(user, &signed(user, Role::User, &["hall"])).await;
+    }
+    w.observed();
+    let mut seen = BTreeMap::new();
+    // The room is big from its second connection: the second join announces, the third holds
+    // the rest of the interval, the fourth leaves it to the third.
+    for user in ["big-a", "big-b", "big-c", "big-d"] {
+        w.frame(user, "$default", json!({"action": "join", "room": "hall"}))
+            .await;
+    }
+    seen.insert("default", w.observed());
+    w.disconnect("big-d").await;
+    w.disconnect("big-c").await;
+    seen.insert("disconnect", w.observed());
+    let model = templates();
+    for deploy in ["terraform", "sam"] {
+        for (name, observed) in &seen {
+            let granted = strings(&model[deploy]["functions"][name]["dynamodb_actions"]);
+            let needed = iam_actions(&observed.operations);
+            assert!(
+                needed.is_subset(&granted),
+                "{deploy}: {name} in a big room calls {:?}, which needs {needed:?}; granted {granted:?}",
+                observed.operations
+            );
+            assert!(
+                observed.operations.contains("UpdateItem"),
+                "{name}: the occupancy record is written"
+            );
+        }
+    }
+}
