@@ -248,6 +248,12 @@ struct SoakArgs {
     /// Fail when RSS grows by more than this after the warm-up, percent.
     #[arg(long, default_value_t = 20.0)]
     max_rss_growth_pct: f64,
+    /// Memory the store may keep for each message acknowledged after the warm-up, bytes, on
+    /// top of the growth bound: the embedded store's message log indexes every stored message
+    /// in memory (52 bytes each, docs/benchmarks.md "The switch"). 0 for a store that keeps
+    /// nothing per message in memory.
+    #[arg(long, default_value_t = 64)]
+    index_bytes_per_message: u64,
     /// Fds the end may have above the warm-up's end (and the idle end above the idle start).
     #[arg(long, default_value_t = 0)]
     fd_slack: u64,
@@ -378,6 +384,7 @@ fn soak(args: SoakArgs) -> anyhow::Result<()> {
         out_dir: args.out_dir,
         drain_secs: args.drain_secs,
         max_rss_growth: args.max_rss_growth_pct / 100.0,
+        index_bytes_per_message: args.index_bytes_per_message,
         fd_slack: args.fd_slack,
         seed: args.seed,
     };
