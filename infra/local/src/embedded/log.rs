@@ -378,6 +378,25 @@ struct Staged {
     dispatched: Option<u64>,
 }
 
+/// Buffer capacity kept between batches: a batch of large messages does not pin its buffer.
+const KEPT_BUFFER_BYTES: usize = 1 << 20;
+
+impl Staged {
+    /// Empties it for the next batch, keeping the allocations (one batch after another would
+    /// otherwise allocate and free them all each time).
+    fn clear(&mut self) {
+        self.buffer.clear();
+        self.buffer.shrink_to(KEPT_BUFFER_BYTES);
+        self.heads.clear();
+        self.messages.clear();
+        self.keys.clear();
+        self.records.clear();
+        self.events.clear();
+        self.last_position = None;
+        self.dispatched = None;
+    }
+}
+
 /// The writer thread's end of the log.
 pub(super) struct LogWriter {
     log: Arc<MessageLog>,
@@ -546,7 +565,7 @@ impl LogWriter {
 
     /// Forgets what the batch staged: it failed before it was written.
     pub(super) fn discard(&mut self) {
-        self.staged = Staged::default();
+        self.staged.clear();
     }
 
     /// Writes and syncs the batch's records; returns whether there were any. After this
@@ -581,11 +600,11 @@ impl LogWriter {
     /// stages, so its places name the right file); a segment that cannot be created is tried
     /// again after the next batch, which meanwhile grows this one.
     pub(super) fn publish(&mut self, dispatch_committed: bool) {
-        let staged = std::mem::take(&mut self.staged);
+        let mut staged = std::mem::take(&mut self.staged);
         {
             let mut index = self.log.index_mut();
             let index = &mut *index;
-            for (room, seq, place, from, id) in staged.records {
+            for (room, seq, place, from, id) in staged.records.drain(..) {
                 let log = index.rooms.entry(room.clone()).or_default();
                 if seq <= log.places.len() as u64 {
                     log.places[(seq - 1) as usize] = place;
@@ -603,7 +622,7 @@ impl LogWriter {
                     }
                 }
             }
-            for (position, place) in staged.events {
+            for (position, place) in staged.events.drain(..) {
                 index.journal.insert(position, place);
             }
             if let Some(last) = staged.last_position {
@@ -613,6 +632,8 @@ impl LogWriter {
                 index.journal = index.journal.split_off(&(through + 1));
             }
         }
+        staged.clear();
+        self.staged = staged;
         if self.size >= SEGMENT_BYTES {
             let next = self.segment + 1;
             match create_segment(&self.log.dir, next) {
