@@ -5,7 +5,8 @@
 # (`taskset -c 0`) and the load generator (bench/, `roomcast-bench`) to core 1:
 #   socketio           Socket.IO 4.8 peer (bench/socketio/server.js, node)
 #   raw                raw-broadcast: axum ws broadcast, no auth, no store (the stack's limit)
-#   roomcast-embedded  roomcast-local with its durable embedded store (redb, fsync per commit)
+#   roomcast-embedded  roomcast-local with its durable embedded store (message log + redb, one
+#                      fdatasync per batch of writes)
 #   roomcast-memory    roomcast-local with the in-memory store
 #   roomcast-memory-presence  the same with the presence of individuals in every room (the
 #                      threshold above any room: the behaviour before issue 20, for A/B in
