@@ -60,11 +60,12 @@ const MESSAGE_FIXED: usize = 1 + 8 + 2 * 3 + 4 + 8;
 const EVENT_FIXED: usize = 1 + 8;
 const SUFFIX: &str = ".seg";
 
-/// Where a record's payload is.
+/// Where a record's payload is: 12 bytes, one per stored message in the index. A segment is
+/// closed at 64 MiB plus one batch, far below the 4 GiB an offset can name.
 #[derive(Clone, Copy, Debug)]
 struct Place {
     segment: u32,
-    offset: u64,
+    offset: u32,
     len: u32,
 }
 
@@ -288,9 +289,12 @@ impl Index {
             let Ok(record) = parse(payload) else {
                 break;
             };
+            let Ok(offset) = u32::try_from(at + HEADER) else {
+                return Err(corrupt("a segment over 4 GiB"));
+            };
             let place = Place {
                 segment,
-                offset: (at + HEADER) as u64,
+                offset,
                 len: len as u32,
             };
             match record {
@@ -449,7 +453,7 @@ impl LogWriter {
     /// The stored view of `(room, seq)`, with this batch's writes.
     pub(super) fn view(&self, room: &str, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
         if let Some(place) = self.staged.messages.get(&(room.to_owned(), seq)) {
-            let start = (place.offset - self.size) as usize;
+            let start = (u64::from(place.offset) - self.size) as usize;
             let payload = &self.staged.buffer[start..start + place.len as usize];
             return match parse(payload)? {
                 Record::Message(m) => Ok(Some(m.view.to_vec())),
@@ -481,20 +485,21 @@ impl LogWriter {
         }
         let appends = seq == head + 1;
         let position = event.map(|_| self.next_position());
-        let lengths = [room.len(), from.len(), id.len()].map(|n| {
+        let length = |n: usize| {
             u16::try_from(n).map_err(|_| {
                 StoreError::Other("message log: a name is longer than 65,535 bytes".into())
             })
-        });
-        let [room_len, from_len, id_len] = lengths;
+        };
+        let (room_len, from_len, id_len) =
+            (length(room.len())?, length(from.len())?, length(id.len())?);
         let view_len = u32::try_from(view.len())
             .map_err(|_| StoreError::Other("message log: a message view over 4 GiB".into()))?;
         let place = self.stage(&[
             &[MESSAGE],
             &seq.to_le_bytes(),
-            &room_len?.to_le_bytes(),
-            &from_len?.to_le_bytes(),
-            &id_len?.to_le_bytes(),
+            &room_len.to_le_bytes(),
+            &from_len.to_le_bytes(),
+            &id_len.to_le_bytes(),
             &view_len.to_le_bytes(),
             &position.unwrap_or(0).to_le_bytes(),
             room.as_bytes(),
@@ -514,6 +519,7 @@ impl LogWriter {
             .records
             .push((room.to_owned(), seq, place, from.to_owned(), id.to_owned()));
         if let Some(position) = position {
+            self.staged.last_position = Some(position);
             self.staged.events.push((position, place));
         }
         Ok(position)
@@ -523,6 +529,7 @@ impl LogWriter {
     pub(super) fn stage_event(&mut self, json: &[u8]) -> Result<u64, StoreError> {
         let position = self.next_position();
         let place = self.stage(&[&[EVENT], &position.to_le_bytes(), json])?;
+        self.staged.last_position = Some(position);
         self.staged.events.push((position, place));
         Ok(position)
     }
@@ -533,12 +540,12 @@ impl LogWriter {
         self.staged.dispatched = Some(before.max(through));
     }
 
-    fn next_position(&mut self) -> u64 {
+    /// The position the batch's next event takes (taken once its record is staged).
+    fn next_position(&self) -> u64 {
         let last = self
             .staged
             .last_position
             .unwrap_or_else(|| self.log.index().last_position);
-        self.staged.last_position = Some(last + 1);
         last + 1
     }
 
@@ -547,8 +554,14 @@ impl LogWriter {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         let len32 = u32::try_from(len)
             .map_err(|_| StoreError::Other("message log: a record over 4 GiB".into()))?;
+        let start = self.staged.buffer.len();
+        // Checked before anything is staged: a refused record leaves the batch as it was.
+        let offset = u32::try_from(self.size + (start + HEADER) as u64).map_err(|_| {
+            StoreError::Unavailable(
+                "message log: the segment reached 4 GiB (no new segment could be created)".into(),
+            )
+        })?;
         let buffer = &mut self.staged.buffer;
-        let start = buffer.len();
         buffer.extend_from_slice(&len32.to_le_bytes());
         buffer.extend_from_slice(&[0; 4]);
         for part in parts {
@@ -558,7 +571,7 @@ impl LogWriter {
         buffer[start + 4..start + HEADER].copy_from_slice(&crc.to_le_bytes());
         Ok(Place {
             segment: self.segment,
-            offset: self.size + (start + HEADER) as u64,
+            offset,
             len: len32,
         })
     }
@@ -679,7 +692,7 @@ fn create_segment(dir: &Path, n: u32) -> Result<File, StoreError> {
 
 fn read_payload(file: &File, place: Place) -> Result<Vec<u8>, StoreError> {
     let mut payload = vec![0; place.len as usize];
-    file.read_exact_at(&mut payload, place.offset)
+    file.read_exact_at(&mut payload, u64::from(place.offset))
         .map_err(|e| StoreError::Unavailable(format!("message log read failed: {e}")))?;
     Ok(payload)
 }
