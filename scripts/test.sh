@@ -143,8 +143,8 @@ cargo run --locked -p roomcast-local --example pipeline_bench -- 200
 step "message log restart smoke run (docs/benchmarks.md, Store engines): fills an embedded store with 20,000 messages, reopens it and checks every room's head and one message in a hundred by its key, against the debug build"
 cargo run --locked -p roomcast-local --example log_recovery -- 20000
 
-step "AWS fan-out benchmark smoke run (docs/benchmarks.md, AWS fan-out at scale): one message to rooms of 10 and 100 through the message handler and the Management API client, three times, against the debug build"
-cargo run --locked -p roomcast-aws --example fanout -- --sizes 10,100 --messages 3
+step "AWS fan-out benchmark smoke run (docs/benchmarks.md, AWS fan-out at scale): messages to rooms of 10 and 1,500 through the message handler and the Management API client, the big room split across fanout invocations, twice, against the debug build"
+cargo run --locked -p roomcast-aws --example fanout -- --sizes 10,1500 --messages 2
 
 step "store engines (docs/benchmarks.md, Store engines): bench/engines' tests, then scripts/engines.sh --smoke, which fails if any engine loses an acknowledged message after kill -9"
 cargo test --release --locked --manifest-path bench/engines/Cargo.toml
