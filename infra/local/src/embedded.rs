@@ -652,9 +652,9 @@ fn apply_all(
                 fatal = error;
             }
             if fatal.is_none() && tables.endpoints_changed {
-                match tables.endpoints.first() {
-                    Ok(first) => has_endpoints = Some(first.is_some()),
-                    Err(e) => fatal = Some(e.into()),
+                match tables.any_endpoint() {
+                    Ok(any) => has_endpoints = Some(any),
+                    Err(e) => fatal = Some(e),
                 }
             }
         }
@@ -691,6 +691,8 @@ struct WriteTables<'txn> {
     log: &'txn mut LogWriter,
     /// Set by a write of the endpoints table.
     endpoints_changed: bool,
+    /// Whether an endpoint exists, once read in this batch (until the batch changes them).
+    endpoints_exist: Option<bool>,
     cursors: Table<'txn, (&'static str, &'static str), u64>,
     members: Table<'txn, (&'static str, &'static str), u64>,
     conversations: Table<'txn, &'static str, &'static [u8]>,
@@ -714,6 +716,7 @@ impl<'txn> WriteTables<'txn> {
         Ok(Self {
             log,
             endpoints_changed: false,
+            endpoints_exist: None,
             cursors: txn.open_table(CURSORS)?,
             members: txn.open_table(MEMBERS)?,
             conversations: txn.open_table(CONVERSATIONS)?,
@@ -745,7 +748,7 @@ impl<'txn> WriteTables<'txn> {
         }
         let seq = self.log.head(&key) + 1;
         let message = stored_message(room, seq, msg);
-        let event = tri!(self.journaled(Event::of_append(room, &message))?);
+        let event = tri!(self.journaled(|| Event::of_append(room, &message))?);
         let bytes = tri!(encode(&message));
         tri!(self.log.stage_message(
             &key,
@@ -767,7 +770,7 @@ impl<'txn> WriteTables<'txn> {
         };
         let mut message: MessageView = tri!(decode(&stored));
         apply_amendment(&mut message, change.clone());
-        let event = tri!(self.journaled(Some(Event::of_amend(room, &message, &change)))?);
+        let event = tri!(self.journaled(|| Some(Event::of_amend(room, &message, &change)))?);
         let bytes = tri!(encode(&message));
         tri!(self.log.stage_message(
             &key,

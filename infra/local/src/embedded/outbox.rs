@@ -59,22 +59,33 @@ impl WriteTables<'_> {
         Ok(n)
     }
 
-    /// `event` as the journal stores it, when an endpoint exists to hear it: the write that
-    /// made the change stages it with its own record.
-    pub(super) fn journaled(&mut self, event: Option<Event>) -> Applied<Option<Vec<u8>>> {
-        let Some(event) = event else {
-            return Ok(Ok(None));
-        };
-        if self.endpoints.first()?.is_none() {
+    /// The change's event as the journal stores it, when an endpoint exists to hear it (else
+    /// the event is not even built): the write that made the change stages it with its own
+    /// record.
+    pub(super) fn journaled(
+        &mut self,
+        event: impl FnOnce() -> Option<Event>,
+    ) -> Applied<Option<Vec<u8>>> {
+        if !self.any_endpoint()? {
             return Ok(Ok(None));
         }
-        Ok(encode(&event).map(Some))
+        Ok(event().map(|e| encode(&e)).transpose())
+    }
+
+    /// Whether an endpoint exists, read once per batch until the batch changes the endpoints.
+    pub(super) fn any_endpoint(&mut self) -> Result<bool, redb::Error> {
+        if let Some(known) = self.endpoints_exist {
+            return Ok(known);
+        }
+        let known = self.endpoints.first()?.is_some();
+        self.endpoints_exist = Some(known);
+        Ok(known)
     }
 
     fn record(&mut self, events: Vec<Event>) -> Applied<bool> {
         let mut recorded = false;
         for event in events {
-            if let Some(bytes) = tri!(self.journaled(Some(event))?) {
+            if let Some(bytes) = tri!(self.journaled(|| Some(event))?) {
                 tri!(self.log.stage_event(&bytes));
                 recorded = true;
             }
@@ -216,14 +227,14 @@ impl WriteTables<'_> {
 
     fn put_endpoint(&mut self, endpoint: &Endpoint) -> Applied<()> {
         let bytes = tri!(encode(endpoint));
-        self.endpoints_changed = true;
+        (self.endpoints_changed, self.endpoints_exist) = (true, None);
         self.endpoints
             .insert(endpoint.id.as_str(), bytes.as_slice())?;
         Ok(Ok(()))
     }
 
     fn delete_endpoint(&mut self, id: &str) -> Applied<bool> {
-        self.endpoints_changed = true;
+        (self.endpoints_changed, self.endpoints_exist) = (true, None);
         self.clear_endpoint(id)?;
         Ok(Ok(self.endpoints.remove(id)?.is_some()))
     }
