@@ -749,14 +749,7 @@ impl<'txn> WriteTables<'txn> {
         let seq = self.log.head(&key) + 1;
         let message = stored_message(room, seq, msg);
         let event = tri!(self.journaled(|| Event::of_append(room, &message))?);
-        let bytes = tri!(encode(&message));
-        tri!(self.log.stage_message(
-            &key,
-            seq,
-            (&message.from, &message.id),
-            &bytes,
-            event.as_deref(),
-        ));
+        tri!(self.stage_view(&key, &message, event));
         Ok(Ok(Appended {
             message,
             duplicate: false,
@@ -771,15 +764,22 @@ impl<'txn> WriteTables<'txn> {
         let mut message: MessageView = tri!(decode(&stored));
         apply_amendment(&mut message, change.clone());
         let event = tri!(self.journaled(|| Some(Event::of_amend(room, &message, &change)))?);
-        let bytes = tri!(encode(&message));
-        tri!(self.log.stage_message(
-            &key,
-            seq,
-            (&message.from, &message.id),
-            &bytes,
-            event.as_deref(),
-        ));
+        tri!(self.stage_view(&key, &message, event));
         Ok(Ok(message))
+    }
+
+    /// Stages `message` in the log at its seq (appended, or superseding the stored version),
+    /// with its journaled event if any.
+    fn stage_view(
+        &mut self,
+        key: &str,
+        message: &MessageView,
+        event: Option<Vec<u8>>,
+    ) -> Result<(), StoreError> {
+        let bytes = encode(message)?;
+        let key_of_message = (message.from.as_str(), message.id.as_str());
+        self.log
+            .stage_message(key, message.seq, key_of_message, &bytes, event.as_deref())
     }
 
     fn advance_read(&mut self, room: &RoomRef, user: &str, seq: u64) -> Applied<(u64, bool)> {

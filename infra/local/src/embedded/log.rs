@@ -467,7 +467,7 @@ impl LogWriter {
     }
 
     /// Stages a message record: seq `head + 1` appends, a lower one supersedes. `event`, when
-    /// given, is journaled with it (its position is returned).
+    /// given, is journaled with it.
     pub(super) fn stage_message(
         &mut self,
         room: &str,
@@ -475,7 +475,7 @@ impl LogWriter {
         key: (&str, &str),
         view: &[u8],
         event: Option<&[u8]>,
-    ) -> Result<Option<u64>, StoreError> {
+    ) -> Result<(), StoreError> {
         let (from, id) = key;
         let head = self.head(room);
         if seq == 0 || seq > head + 1 {
@@ -522,16 +522,16 @@ impl LogWriter {
             self.staged.last_position = Some(position);
             self.staged.events.push((position, place));
         }
-        Ok(position)
+        Ok(())
     }
 
-    /// Stages an event of no message; returns its journal position.
-    pub(super) fn stage_event(&mut self, json: &[u8]) -> Result<u64, StoreError> {
+    /// Stages an event of no message, at the journal's next position.
+    pub(super) fn stage_event(&mut self, json: &[u8]) -> Result<(), StoreError> {
         let position = self.next_position();
         let place = self.stage(&[&[EVENT], &position.to_le_bytes(), json])?;
         self.staged.last_position = Some(position);
         self.staged.events.push((position, place));
-        Ok(position)
+        Ok(())
     }
 
     /// Journal positions through `through` are dispatched once this batch is.
