@@ -122,7 +122,7 @@ pub(crate) async fn upgrade(
         source_ip: client.to_string(),
         user_agent: header_map.get("user-agent").cloned(),
     };
-    let connected = match app.connect(&socket, header_map, query, now).await {
+    let connected = match Box::pin(app.connect(&socket, header_map, query, now)).await {
         Ok(connected) => connected,
         Err(refusal) => {
             app.metrics.connect_refused(refusal.status);
@@ -206,7 +206,7 @@ async fn run(app: Arc<App>, ws: WebSocket, socket: Socket, clock: ConnectionCloc
         ReadEnd::Client(code) => code,
         ReadEnd::Server => None,
     };
-    app.disconnect(&socket, code, now_ms()).await;
+    Box::pin(app.disconnect(&socket, code, now_ms())).await;
     drop(slot);
 }
 
@@ -409,7 +409,9 @@ async fn read_loop(
                     let texts: Vec<&str> = texts.iter().map(|t| t.as_str()).collect();
                     // Replies reach the client through the gateway, as on AWS; the outcomes are
                     // for metrics.
-                    let outcomes = app.frames(socket, &texts, now).await;
+                    // Boxed: the service's future is large, and inline it would be part of every
+                    // socket's task, idle ones too (s4 measures that memory per connection).
+                    let outcomes = Box::pin(app.frames(socket, &texts, now)).await;
                     for outcome in outcomes {
                         app.metrics.frame_in(outcome.action, outcome.rejected.map(ErrorCode::as_str), started.elapsed());
                     }
