@@ -10,9 +10,13 @@
 //! is sent over a channel to one dedicated writer thread. The thread blocks for one request, then
 //! drains whatever else is queued (up to [`MAX_BATCH`]) and applies the whole batch in order:
 //! log records are staged in a buffer, table changes in ONE redb write transaction. Then it
-//! writes and `fdatasync`s the log's records once, commits the transaction (only when the batch
-//! changed a table: a batch of messages pays for one sync, not two), and only then answers each
-//! request. Under load many writes share one sync; alone, a write costs one.
+//! writes and `fdatasync`s the log's records once, commits the transaction, and only then
+//! answers each request. A batch of messages alone (appends, edits, events) opens no
+//! transaction: it pays for one sync and nothing else.
+//!
+//! Under load many writes share one sync: batches then start at most once per
+//! [`COMMIT_INTERVAL`] ([`CommitPace`]), since a sync's cost is the kernel's I/O path, the same
+//! for one record as for fifty. Alone, a write is started at once and costs one sync.
 //!
 //! Seq assignment and the idempotency check run in the writer against the log's index plus the
 //! batch's own staged records, so seqs are gap-free and a resent `(room, from, id)` finds the
@@ -63,6 +67,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use redb::{
     Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, Table, TableDefinition,
@@ -84,6 +89,9 @@ use self::log::{LogWriter, MessageLog};
 
 /// Most requests applied in one write transaction (bounds the latency of a batch's first request).
 pub const MAX_BATCH: usize = 256;
+
+/// Under load, the shortest time between the starts of two batches ([`CommitPace`]).
+const COMMIT_INTERVAL: Duration = Duration::from_millis(5);
 
 /// Requests queued for the writer before senders wait (backpressure without blocking a thread).
 const QUEUE: usize = 4096;
@@ -118,6 +126,8 @@ pub struct EmbeddedHistory {
 struct WriterState {
     /// Batches that wrote anything.
     commits: AtomicU64,
+    /// Batches that committed a redb transaction (the others wrote the log only).
+    transactions: AtomicU64,
     /// Whether any integration endpoint exists. Without one nothing is journaled or pending, so
     /// the delivery task's turn after every frame (endpoints, due deliveries) reads nothing.
     has_endpoints: AtomicBool,
@@ -157,7 +167,7 @@ impl EmbeddedHistory {
         // Create every table up front so read transactions never meet a missing one.
         let mut create = || -> Result<(), redb::Error> {
             let txn = db.begin_write()?;
-            WriteTables::open(&txn, &mut log_writer)?;
+            WriteTables::open(&txn, &mut log_writer, false)?;
             txn.commit()?;
             Ok(())
         };
@@ -193,6 +203,12 @@ impl EmbeddedHistory {
         self.state.commits.load(Ordering::Relaxed)
     }
 
+    /// Batches that committed a redb transaction: those with a write of the tables (cursors,
+    /// members, the outbox, …), not those of messages alone.
+    pub fn transactions(&self) -> u64 {
+        self.state.transactions.load(Ordering::Relaxed)
+    }
+
     /// Whether any integration endpoint exists (kept by the writer; no I/O).
     fn has_endpoints(&self) -> bool {
         self.state.has_endpoints.load(Ordering::Acquire)
@@ -215,34 +231,24 @@ impl EmbeddedHistory {
         &self,
         work: impl FnOnce(&mut WriteTables<'_>) -> Applied<T> + Send + 'static,
     ) -> Result<T, StoreError> {
-        self.job(Writes::Tables, work).await
+        self.write(|reply| {
+            Request::Run(Box::new(move |tables| match tables {
+                Some(tables) => applied(reply, work(tables)),
+                None => (completion(reply, aborted()), None),
+            }))
+        })
+        .await
     }
 
-    /// Applies `work`, which writes the message log only (it may read the tables), in the
-    /// writer's next batch.
+    /// Applies `work`, which writes the message log only, in the writer's next batch.
     async fn run_on_log<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&mut WriteTables<'_>) -> Applied<T> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        self.job(Writes::LogOnly, work).await
-    }
-
-    async fn job<T: Send + 'static>(
-        &self,
-        writes: Writes,
-        work: impl FnOnce(&mut WriteTables<'_>) -> Applied<T> + Send + 'static,
+        work: impl FnOnce(&mut LogBatch<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         self.write(|reply| {
-            Request::Run(
-                writes,
-                Box::new(move |tables| match tables {
-                    Some(tables) => applied(reply, work(tables)),
-                    None => (
-                        completion(reply, Err(StoreError::Unavailable("batch aborted".into()))),
-                        None,
-                    ),
-                }),
-            )
+            Request::RunOnLog(Box::new(move |batch| {
+                completion(reply, batch.map_or_else(aborted, work))
+            }))
         })
         .await
     }
@@ -287,12 +293,11 @@ impl HistoryStore for EmbeddedHistory {
     ) -> Vec<Result<Appended, StoreError>> {
         let count = messages.len();
         let stored = self
-            .run_on_log(move |tables| {
-                let mut results = Vec::with_capacity(messages.len());
-                for (room, msg) in messages {
-                    results.push(tables.append(&room, msg)?);
-                }
-                Ok(Ok(results))
+            .run_on_log(move |batch| {
+                Ok(messages
+                    .into_iter()
+                    .map(|(room, msg)| batch.append(&room, msg))
+                    .collect())
             })
             .await;
         match stored {
@@ -455,22 +460,24 @@ enum Request {
         next: Conversation,
         reply: Reply<()>,
     },
-    /// Any other write ([`EmbeddedHistory::run`]): given the tables to apply it, or `None` to
-    /// abandon it.
-    Run(Writes, Job),
-}
-
-/// What a request writes: a batch of log-only requests commits no redb transaction (and pays
-/// for no second sync).
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Writes {
-    LogOnly,
-    Tables,
+    /// Any other write of the tables ([`EmbeddedHistory::run`]): given the tables to apply
+    /// it, or `None` to abandon it.
+    Run(Job),
+    /// Any other write of the log only ([`EmbeddedHistory::run_on_log`]): given the batch's
+    /// log to apply it, or `None` to abandon it.
+    RunOnLog(LogJob),
 }
 
 /// A write as a closure over the batch's tables.
 type Job =
     Box<dyn FnOnce(Option<&mut WriteTables<'_>>) -> (Completion, Option<redb::Error>) + Send>;
+
+/// A write as a closure over the batch's log (it cannot fail the batch).
+type LogJob = Box<dyn FnOnce(Option<&mut LogBatch<'_>>) -> Completion + Send>;
+
+fn aborted<T>() -> Result<T, StoreError> {
+    Err(StoreError::Unavailable("batch aborted".into()))
+}
 
 /// A request's answer, held back until its batch's commit is decided: called with `None` when
 /// the batch committed, with the batch's error otherwise.
@@ -499,14 +506,33 @@ fn applied<T: Send + 'static>(
 impl Request {
     /// Applies the request in the batch's transaction.
     fn apply(self, tables: &mut WriteTables<'_>) -> (Completion, Option<redb::Error>) {
-        match self {
-            Request::Append { room, msg, reply } => applied(reply, tables.append(&room, msg)),
+        match self.on_log(&mut tables.batch) {
+            Ok(complete) => (complete, None),
+            Err(request) => request.apply_to_tables(tables),
+        }
+    }
+
+    /// Applies the request to the batch's log, if it writes nothing else; else gives it back.
+    fn on_log(self, batch: &mut LogBatch<'_>) -> Result<Completion, Self> {
+        Ok(match self {
+            Request::Append { room, msg, reply } => completion(reply, batch.append(&room, msg)),
             Request::Amend {
                 room,
                 seq,
                 change,
                 reply,
-            } => applied(reply, tables.amend(&room, seq, change)),
+            } => completion(reply, batch.amend(&room, seq, change)),
+            Request::RunOnLog(job) => job(Some(batch)),
+            other => return Err(other),
+        })
+    }
+
+    fn apply_to_tables(self, tables: &mut WriteTables<'_>) -> (Completion, Option<redb::Error>) {
+        match self {
+            // Applied by `on_log`.
+            Request::Append { .. } | Request::Amend { .. } | Request::RunOnLog(_) => {
+                (self.abandon(), None)
+            }
             Request::AdvanceRead {
                 room,
                 user,
@@ -522,32 +548,29 @@ impl Request {
             Request::PutConversation { room, next, reply } => {
                 applied(reply, tables.put_conversation(&room, &next))
             }
-            Request::Run(_, job) => job(Some(tables)),
+            Request::Run(job) => job(Some(tables)),
         }
     }
 
-    fn writes(&self) -> Writes {
-        match self {
-            Request::Append { .. } | Request::Amend { .. } => Writes::LogOnly,
-            Request::AdvanceRead { .. }
-            | Request::TouchMember { .. }
-            | Request::PutConversation { .. } => Writes::Tables,
-            Request::Run(writes, _) => *writes,
-        }
+    /// Whether the request writes the message log only: a batch of nothing else opens no
+    /// redb transaction.
+    fn log_only(&self) -> bool {
+        matches!(
+            self,
+            Request::Append { .. } | Request::Amend { .. } | Request::RunOnLog(_)
+        )
     }
 
     /// Leaves the request unapplied; its batch is failing (the batch's error replaces this one).
     fn abandon(self) -> Completion {
-        fn aborted<T>() -> Result<T, StoreError> {
-            Err(StoreError::Unavailable("batch aborted".into()))
-        }
         match self {
             Request::Append { reply, .. } => completion(reply, aborted()),
             Request::Amend { reply, .. } => completion(reply, aborted()),
             Request::AdvanceRead { reply, .. } => completion(reply, aborted()),
             Request::TouchMember { reply, .. } => completion(reply, aborted()),
             Request::PutConversation { reply, .. } => completion(reply, aborted()),
-            Request::Run(_, job) => job(None).0,
+            Request::Run(job) => job(None).0,
+            Request::RunOnLog(job) => job(None),
         }
     }
 }
@@ -561,7 +584,12 @@ fn run_writer(
     state: &WriterState,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut pace = CommitPace::default();
     while let Some(first) = requests.blocking_recv() {
+        if let Some(wait) = pace.wait(Instant::now()) {
+            // Under load: let more requests join this batch rather than sync a few at a time.
+            std::thread::sleep(wait);
+        }
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match requests.try_recv() {
@@ -569,30 +597,63 @@ fn run_writer(
                 Err(_) => break,
             }
         }
-        commit_batch(db, &mut log, batch.drain(..), state);
+        pace.started(Instant::now(), batch.len());
+        commit_batch(db, &mut log, &mut batch, state);
     }
 }
 
-/// Applies `batch`, makes it durable, then answers every request.
+/// When the writer starts its next batch. A sync costs the same for one record as for fifty
+/// (its CPU is the kernel's I/O path and the wake-ups around it), so under load batches start
+/// at most once per [`COMMIT_INTERVAL`]; the requests that arrive meanwhile share the next
+/// sync. A writer that is not under load (its last batch held one request: a lone client
+/// waiting for each ack) starts at once, so it pays no delay.
+#[derive(Default)]
+struct CommitPace {
+    /// When the last batch started, if it held more than one request.
+    loaded_since: Option<Instant>,
+}
+
+impl CommitPace {
+    /// How long to wait before starting a batch at `now`.
+    fn wait(&self, now: Instant) -> Option<Duration> {
+        let since = now.saturating_duration_since(self.loaded_since?);
+        COMMIT_INTERVAL.checked_sub(since).filter(|d| !d.is_zero())
+    }
+
+    fn started(&mut self, now: Instant, requests: usize) {
+        self.loaded_since = (requests > 1).then_some(now);
+    }
+}
+
+/// Applies `batch` (emptying it), makes it durable, then answers every request.
 fn commit_batch(
     db: &Database,
     log: &mut LogWriter,
-    batch: impl Iterator<Item = Request>,
+    batch: &mut Vec<Request>,
     state: &WriterState,
 ) {
-    let mut completions: Vec<Completion> = Vec::new();
-    let outcome = match db.begin_write() {
-        Err(e) => {
-            // Typically after a failed commit: redb refuses writes until reopened.
-            completions.extend(batch.map(Request::abandon));
-            Err(unavailable(e))
+    let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
+    let endpoints_exist = state.has_endpoints.load(Ordering::Acquire);
+    let outcome = if batch.iter().all(Request::log_only) {
+        // Messages alone: beginning a redb transaction would cost more than the batch.
+        apply_to_log(log, endpoints_exist, batch.drain(..), &mut completions)
+    } else {
+        match db.begin_write() {
+            Err(e) => {
+                // Typically after a failed commit: redb refuses writes until reopened.
+                completions.extend(batch.drain(..).map(Request::abandon));
+                Err(unavailable(e))
+            }
+            Ok(txn) => apply_all(txn, log, endpoints_exist, batch.drain(..), &mut completions),
         }
-        Ok(txn) => apply_all(txn, log, batch, &mut completions),
     };
     let failure = match outcome {
         Ok(written) => {
             if written.anything {
                 state.commits.fetch_add(1, Ordering::Relaxed);
+            }
+            if written.transaction {
+                state.transactions.fetch_add(1, Ordering::Relaxed);
             }
             if let Some(has) = written.has_endpoints {
                 // Before answering: whoever added an endpoint finds it from then on.
@@ -613,8 +674,37 @@ fn commit_batch(
 /// What a batch wrote.
 struct Written {
     anything: bool,
+    /// Whether it committed a redb transaction.
+    transaction: bool,
     /// Whether an endpoint exists after it, when it changed the endpoints.
     has_endpoints: Option<bool>,
+}
+
+/// Applies a batch of requests that write the log only, then syncs their records.
+fn apply_to_log(
+    log: &mut LogWriter,
+    endpoints_exist: bool,
+    batch: impl Iterator<Item = Request>,
+    completions: &mut Vec<Completion>,
+) -> Result<Written, StoreError> {
+    let mut on_log = LogBatch {
+        log,
+        endpoints_exist,
+    };
+    for request in batch {
+        completions.push(match request.on_log(&mut on_log) {
+            Ok(complete) => complete,
+            // Not reached: the caller checked every request writes the log only.
+            Err(request) => request.abandon(),
+        });
+    }
+    let logged = log.flush()?;
+    log.publish(false);
+    Ok(Written {
+        anything: logged,
+        transaction: false,
+        has_endpoints: None,
+    })
 }
 
 /// Applies every request, then syncs the log's records and commits the tables' changes, the
@@ -624,6 +714,7 @@ struct Written {
 fn apply_all(
     mut txn: WriteTransaction,
     log: &mut LogWriter,
+    endpoints_exist: bool,
     batch: impl Iterator<Item = Request>,
     completions: &mut Vec<Completion>,
 ) -> Result<Written, StoreError> {
@@ -633,9 +724,8 @@ fn apply_all(
         return Err(unavailable(e));
     }
     let mut fatal = None;
-    let mut writes_tables = false;
     let mut has_endpoints = None;
-    match WriteTables::open(&txn, log) {
+    match WriteTables::open(&txn, log, endpoints_exist) {
         Err(e) => {
             completions.extend(batch.map(Request::abandon));
             fatal = Some(e);
@@ -646,16 +736,12 @@ fn apply_all(
                     completions.push(request.abandon());
                     continue;
                 }
-                writes_tables |= request.writes() == Writes::Tables;
                 let (complete, error) = request.apply(&mut tables);
                 completions.push(complete);
                 fatal = error;
             }
-            if fatal.is_none() && tables.endpoints_changed {
-                match tables.any_endpoint() {
-                    Ok(any) => has_endpoints = Some(any),
-                    Err(e) => fatal = Some(e),
-                }
+            if tables.endpoints_changed {
+                has_endpoints = Some(tables.batch.endpoints_exist);
             }
         }
     }
@@ -665,34 +751,38 @@ fn apply_all(
     }
     // The log first: no table change refers to a record, but a dispatch's position must not
     // get ahead of the events it dispatched.
-    let logged = log.flush()?;
-    let committed = if writes_tables {
-        // A failed commit may or may not have reached the disk (redb applies it atomically,
-        // fully or not at all): not `Unavailable`, which promises nothing was written.
-        // Retrying is safe, since every write is idempotent.
-        txn.commit()
-            .map(|()| true)
-            .map_err(|e| StoreError::Other(format!("history commit failed, outcome unknown: {e}")))
-    } else {
-        // Nothing to commit: dropping the transaction costs no sync.
-        txn.abort().map(|()| false).map_err(unavailable)
-    };
+    log.flush()?;
+    // A failed commit may or may not have reached the disk (redb applies it atomically, fully
+    // or not at all): not `Unavailable`, which promises nothing was written. Retrying is safe,
+    // since every write is idempotent.
+    let committed = txn
+        .commit()
+        .map_err(|e| StoreError::Other(format!("history commit failed, outcome unknown: {e}")));
     // The records are on disk, so readers may see them, whatever the tables' commit did: a
     // restart would show them too.
-    log.publish(matches!(committed, Ok(true)));
+    log.publish(committed.is_ok());
+    committed?;
     Ok(Written {
-        anything: committed? || logged,
+        anything: true,
+        transaction: true,
         has_endpoints,
     })
 }
 
-/// The tables, open in one write transaction.
+/// The message log's side of a batch: messages, their edits and events. A batch of nothing
+/// else opens no redb transaction.
+struct LogBatch<'a> {
+    log: &'a mut LogWriter,
+    /// Whether an integration endpoint exists, so whether changes are journaled: the writer's
+    /// own record, kept exact by the batches that change the endpoints.
+    endpoints_exist: bool,
+}
+
+/// The tables, open in one write transaction, and the batch's log.
 struct WriteTables<'txn> {
-    log: &'txn mut LogWriter,
+    batch: LogBatch<'txn>,
     /// Set by a write of the endpoints table.
     endpoints_changed: bool,
-    /// Whether an endpoint exists, once read in this batch (until the batch changes them).
-    endpoints_exist: Option<bool>,
     cursors: Table<'txn, (&'static str, &'static str), u64>,
     members: Table<'txn, (&'static str, &'static str), u64>,
     conversations: Table<'txn, &'static str, &'static [u8]>,
@@ -712,11 +802,17 @@ struct WriteTables<'txn> {
 type Applied<T> = Result<Result<T, StoreError>, redb::Error>;
 
 impl<'txn> WriteTables<'txn> {
-    fn open(txn: &'txn WriteTransaction, log: &'txn mut LogWriter) -> Result<Self, redb::Error> {
+    fn open(
+        txn: &'txn WriteTransaction,
+        log: &'txn mut LogWriter,
+        endpoints_exist: bool,
+    ) -> Result<Self, redb::Error> {
         Ok(Self {
-            log,
+            batch: LogBatch {
+                log,
+                endpoints_exist,
+            },
             endpoints_changed: false,
-            endpoints_exist: None,
             cursors: txn.open_table(CURSORS)?,
             members: txn.open_table(MEMBERS)?,
             conversations: txn.open_table(CONVERSATIONS)?,
@@ -731,55 +827,6 @@ impl<'txn> WriteTables<'txn> {
             upload_usage: txn.open_table(attachments::USAGE)?,
             desk: txn.open_table(desk::RECORDS)?,
         })
-    }
-
-    fn append(&mut self, room: &RoomRef, msg: NewMessage) -> Applied<Appended> {
-        let key = room.key();
-        if let Some(seq) = tri!(self.log.find(&key, &msg.from, &msg.id)) {
-            let Some(stored) = tri!(self.log.view(&key, seq)) else {
-                return Ok(Err(StoreError::Other(format!(
-                    "idempotency key of {key} points at missing seq {seq}"
-                ))));
-            };
-            return Ok(decode(&stored).map(|message| Appended {
-                message,
-                duplicate: true,
-            }));
-        }
-        let seq = self.log.head(&key) + 1;
-        let message = stored_message(room, seq, msg);
-        let event = tri!(self.journaled(|| Event::of_append(room, &message))?);
-        tri!(self.stage_view(&key, &message, event));
-        Ok(Ok(Appended {
-            message,
-            duplicate: false,
-        }))
-    }
-
-    fn amend(&mut self, room: &RoomRef, seq: u64, change: Amendment) -> Applied<MessageView> {
-        let key = room.key();
-        let Some(stored) = tri!(self.log.view(&key, seq)) else {
-            return Ok(Err(StoreError::NotFound));
-        };
-        let mut message: MessageView = tri!(decode(&stored));
-        apply_amendment(&mut message, change.clone());
-        let event = tri!(self.journaled(|| Some(Event::of_amend(room, &message, &change)))?);
-        tri!(self.stage_view(&key, &message, event));
-        Ok(Ok(message))
-    }
-
-    /// Stages `message` in the log at its seq (appended, or superseding the stored version),
-    /// with its journaled event if any.
-    fn stage_view(
-        &mut self,
-        key: &str,
-        message: &MessageView,
-        event: Option<Vec<u8>>,
-    ) -> Result<(), StoreError> {
-        let bytes = encode(message)?;
-        let key_of_message = (message.from.as_str(), message.id.as_str());
-        self.log
-            .stage_message(key, message.seq, key_of_message, &bytes, event.as_deref())
     }
 
     fn advance_read(&mut self, room: &RoomRef, user: &str, seq: u64) -> Applied<(u64, bool)> {
@@ -823,6 +870,62 @@ impl<'txn> WriteTables<'txn> {
         };
         self.conversations.insert(key.as_str(), bytes.as_slice())?;
         Ok(Ok(()))
+    }
+}
+
+impl LogBatch<'_> {
+    fn append(&mut self, room: &RoomRef, msg: NewMessage) -> Result<Appended, StoreError> {
+        let key = room.key();
+        if let Some(seq) = self.log.find(&key, &msg.from, &msg.id)? {
+            let Some(stored) = self.log.view(&key, seq)? else {
+                return Err(StoreError::Other(format!(
+                    "idempotency key of {key} points at missing seq {seq}"
+                )));
+            };
+            return Ok(Appended {
+                message: decode(&stored)?,
+                duplicate: true,
+            });
+        }
+        let seq = self.log.head(&key) + 1;
+        let message = stored_message(room, seq, msg);
+        let event = self.journaled(|| Event::of_append(room, &message))?;
+        self.stage_view(&key, &message, event)?;
+        Ok(Appended {
+            message,
+            duplicate: false,
+        })
+    }
+
+    fn amend(
+        &mut self,
+        room: &RoomRef,
+        seq: u64,
+        change: Amendment,
+    ) -> Result<MessageView, StoreError> {
+        let key = room.key();
+        let Some(stored) = self.log.view(&key, seq)? else {
+            return Err(StoreError::NotFound);
+        };
+        let mut message: MessageView = decode(&stored)?;
+        apply_amendment(&mut message, change.clone());
+        let event = self.journaled(|| Some(Event::of_amend(room, &message, &change)))?;
+        self.stage_view(&key, &message, event)?;
+        Ok(message)
+    }
+
+    /// Stages `message` in the log at its seq (appended, or superseding the stored version),
+    /// with its journaled event if any.
+    fn stage_view(
+        &mut self,
+        key: &str,
+        message: &MessageView,
+        event: Option<Vec<u8>>,
+    ) -> Result<(), StoreError> {
+        let bytes = encode(message)?;
+        let key_of_message = (message.from.as_str(), message.id.as_str());
+        self.log
+            .stage_message(key, message.seq, key_of_message, &bytes, event.as_deref())
     }
 }
 
@@ -1269,6 +1372,50 @@ mod tests {
             .collect();
         assert_eq!(positions.len(), 2);
         assert!(positions[0] < positions[1]);
+    }
+
+    #[test]
+    fn batches_under_load_start_at_most_once_per_interval() {
+        let start = Instant::now();
+        let ms = |n| start + Duration::from_millis(n);
+        let mut pace = CommitPace::default();
+        assert_eq!(pace.wait(start), None, "the first batch starts at once");
+        pace.started(start, 1);
+        assert_eq!(pace.wait(ms(1)), None, "a lone request did not load the writer");
+        pace.started(ms(1), 7);
+        assert_eq!(
+            pace.wait(ms(2)),
+            Some(COMMIT_INTERVAL - Duration::from_millis(1)),
+            "after a batch of many, the next waits out the interval"
+        );
+        assert_eq!(pace.wait(ms(1) + COMMIT_INTERVAL), None);
+        pace.started(ms(10), 1);
+        assert_eq!(pace.wait(ms(10)), None, "the load is gone once a batch holds one");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_batch_of_messages_opens_no_transaction_and_a_mixed_one_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedHistory::open(dir.path()).unwrap();
+        let room = RoomRef::new("t", "r");
+        let (commits, transactions) = (store.commits(), store.transactions());
+        store.append(&room, msg("a", "ann", "hi")).await.unwrap();
+        let edit = Amendment::Edit {
+            body: "hello".into(),
+            at_ms: 2,
+        };
+        store.amend(&room, 1, edit).await.unwrap();
+        assert_eq!(store.commits() - commits, 2, "two batches, both synced");
+        assert_eq!(
+            store.transactions(),
+            transactions,
+            "messages and edits write the log only"
+        );
+        store.advance_read(&room, "bob", 1).await.unwrap();
+        assert_eq!(store.transactions() - transactions, 1);
+        assert_eq!(store.read_cursor(&room, "bob").await.unwrap(), 1);
+        let page = store.messages(&room, HistoryQuery::default()).await.unwrap();
+        assert_eq!(page.messages[0].body.as_deref(), Some("hello"));
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -21,7 +21,7 @@ use roomcast_core::store::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{Applied, EmbeddedHistory, WriteTables, decode, encode, unavailable};
+use super::{Applied, EmbeddedHistory, LogBatch, WriteTables, decode, encode, unavailable};
 
 /// Where stores before the message log journaled events (see [`legacy_journal`]).
 const LEGACY_JOURNAL: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("event_journal");
@@ -52,6 +52,32 @@ struct Ordered<T> {
     value: T,
 }
 
+impl LogBatch<'_> {
+    /// The change's event as the journal stores it, when an endpoint exists to hear it (else
+    /// the event is not even built): the write that made the change stages it with its own
+    /// record.
+    pub(super) fn journaled(
+        &self,
+        event: impl FnOnce() -> Option<Event>,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        if !self.endpoints_exist {
+            return Ok(None);
+        }
+        event().map(|e| encode(&e)).transpose()
+    }
+
+    fn record(&mut self, events: Vec<Event>) -> Result<bool, StoreError> {
+        let mut recorded = false;
+        for event in events {
+            if let Some(bytes) = self.journaled(|| Some(event))? {
+                self.log.stage_event(&bytes)?;
+                recorded = true;
+            }
+        }
+        Ok(recorded)
+    }
+}
+
 impl WriteTables<'_> {
     fn next(&mut self, counter: &str) -> Result<u64, redb::Error> {
         let n = self.counters.get(counter)?.map_or(0, |v| v.value()) + 1;
@@ -59,38 +85,11 @@ impl WriteTables<'_> {
         Ok(n)
     }
 
-    /// The change's event as the journal stores it, when an endpoint exists to hear it (else
-    /// the event is not even built): the write that made the change stages it with its own
-    /// record.
-    pub(super) fn journaled(
-        &mut self,
-        event: impl FnOnce() -> Option<Event>,
-    ) -> Applied<Option<Vec<u8>>> {
-        if !self.any_endpoint()? {
-            return Ok(Ok(None));
-        }
-        Ok(event().map(|e| encode(&e)).transpose())
-    }
-
-    /// Whether an endpoint exists, read once per batch until the batch changes the endpoints.
-    pub(super) fn any_endpoint(&mut self) -> Result<bool, redb::Error> {
-        if let Some(known) = self.endpoints_exist {
-            return Ok(known);
-        }
-        let known = self.endpoints.first()?.is_some();
-        self.endpoints_exist = Some(known);
-        Ok(known)
-    }
-
-    fn record(&mut self, events: Vec<Event>) -> Applied<bool> {
-        let mut recorded = false;
-        for event in events {
-            if let Some(bytes) = tri!(self.journaled(|| Some(event))?) {
-                tri!(self.log.stage_event(&bytes));
-                recorded = true;
-            }
-        }
-        Ok(Ok(recorded))
+    /// The batch's log learns whether an endpoint is left after a change of the endpoints.
+    fn endpoints_changed(&mut self) -> Result<(), redb::Error> {
+        self.endpoints_changed = true;
+        self.batch.endpoints_exist = self.endpoints.first()?.is_some();
+        Ok(())
     }
 
     fn known(&self, endpoint: &str, event_id: &str) -> Result<bool, redb::Error> {
@@ -119,7 +118,7 @@ impl WriteTables<'_> {
         let before = self.counters.get(DISPATCHED)?.map_or(0, |v| v.value());
         if through > before {
             self.counters.insert(DISPATCHED, through)?;
-            self.log.dispatched(through);
+            self.batch.log.dispatched(through);
         }
         let mut added = 0;
         for entry in &entries {
@@ -227,16 +226,17 @@ impl WriteTables<'_> {
 
     fn put_endpoint(&mut self, endpoint: &Endpoint) -> Applied<()> {
         let bytes = tri!(encode(endpoint));
-        (self.endpoints_changed, self.endpoints_exist) = (true, None);
         self.endpoints
             .insert(endpoint.id.as_str(), bytes.as_slice())?;
+        self.endpoints_changed()?;
         Ok(Ok(()))
     }
 
     fn delete_endpoint(&mut self, id: &str) -> Applied<bool> {
-        (self.endpoints_changed, self.endpoints_exist) = (true, None);
         self.clear_endpoint(id)?;
-        Ok(Ok(self.endpoints.remove(id)?.is_some()))
+        let removed = self.endpoints.remove(id)?.is_some();
+        self.endpoints_changed()?;
+        Ok(Ok(removed))
     }
 
     fn record_attempt(&mut self, endpoint: &str, attempt: &AttemptRecord) -> Applied<()> {
