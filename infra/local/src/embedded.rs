@@ -506,33 +506,7 @@ fn applied<T: Send + 'static>(
 impl Request {
     /// Applies the request in the batch's transaction.
     fn apply(self, tables: &mut WriteTables<'_>) -> (Completion, Option<redb::Error>) {
-        match self.on_log(&mut tables.batch) {
-            Ok(complete) => (complete, None),
-            Err(request) => request.apply_to_tables(tables),
-        }
-    }
-
-    /// Applies the request to the batch's log, if it writes nothing else; else gives it back.
-    fn on_log(self, batch: &mut LogBatch<'_>) -> Result<Completion, Self> {
-        Ok(match self {
-            Request::Append { room, msg, reply } => completion(reply, batch.append(&room, msg)),
-            Request::Amend {
-                room,
-                seq,
-                change,
-                reply,
-            } => completion(reply, batch.amend(&room, seq, change)),
-            Request::RunOnLog(job) => job(Some(batch)),
-            other => return Err(other),
-        })
-    }
-
-    fn apply_to_tables(self, tables: &mut WriteTables<'_>) -> (Completion, Option<redb::Error>) {
         match self {
-            // Applied by `on_log`.
-            Request::Append { .. } | Request::Amend { .. } | Request::RunOnLog(_) => {
-                (self.abandon(), None)
-            }
             Request::AdvanceRead {
                 room,
                 user,
@@ -549,6 +523,23 @@ impl Request {
                 applied(reply, tables.put_conversation(&room, &next))
             }
             Request::Run(job) => job(Some(tables)),
+            on_log => (on_log.on_log(&mut tables.batch), None),
+        }
+    }
+
+    /// Applies a request that writes the message log only ([`Request::log_only`]).
+    fn on_log(self, batch: &mut LogBatch<'_>) -> Completion {
+        match self {
+            Request::Append { room, msg, reply } => completion(reply, batch.append(&room, msg)),
+            Request::Amend {
+                room,
+                seq,
+                change,
+                reply,
+            } => completion(reply, batch.amend(&room, seq, change)),
+            Request::RunOnLog(job) => job(Some(batch)),
+            // Not reached: a batch with a write of the tables applies it with `apply`.
+            tables => tables.abandon(),
         }
     }
 
@@ -626,12 +617,7 @@ impl CommitPace {
 }
 
 /// Applies `batch` (emptying it), makes it durable, then answers every request.
-fn commit_batch(
-    db: &Database,
-    log: &mut LogWriter,
-    batch: &mut Vec<Request>,
-    state: &WriterState,
-) {
+fn commit_batch(db: &Database, log: &mut LogWriter, batch: &mut Vec<Request>, state: &WriterState) {
     let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
     let endpoints_exist = state.has_endpoints.load(Ordering::Acquire);
     let outcome = if batch.iter().all(Request::log_only) {
@@ -691,13 +677,7 @@ fn apply_to_log(
         log,
         endpoints_exist,
     };
-    for request in batch {
-        completions.push(match request.on_log(&mut on_log) {
-            Ok(complete) => complete,
-            // Not reached: the caller checked every request writes the log only.
-            Err(request) => request.abandon(),
-        });
-    }
+    completions.extend(batch.map(|request| request.on_log(&mut on_log)));
     let logged = log.flush()?;
     log.publish(false);
     Ok(Written {
@@ -1381,7 +1361,11 @@ mod tests {
         let mut pace = CommitPace::default();
         assert_eq!(pace.wait(start), None, "the first batch starts at once");
         pace.started(start, 1);
-        assert_eq!(pace.wait(ms(1)), None, "a lone request did not load the writer");
+        assert_eq!(
+            pace.wait(ms(1)),
+            None,
+            "a lone request did not load the writer"
+        );
         pace.started(ms(1), 7);
         assert_eq!(
             pace.wait(ms(2)),
@@ -1390,7 +1374,11 @@ mod tests {
         );
         assert_eq!(pace.wait(ms(1) + COMMIT_INTERVAL), None);
         pace.started(ms(10), 1);
-        assert_eq!(pace.wait(ms(10)), None, "the load is gone once a batch holds one");
+        assert_eq!(
+            pace.wait(ms(10)),
+            None,
+            "the load is gone once a batch holds one"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -1414,7 +1402,10 @@ mod tests {
         store.advance_read(&room, "bob", 1).await.unwrap();
         assert_eq!(store.transactions() - transactions, 1);
         assert_eq!(store.read_cursor(&room, "bob").await.unwrap(), 1);
-        let page = store.messages(&room, HistoryQuery::default()).await.unwrap();
+        let page = store
+            .messages(&room, HistoryQuery::default())
+            .await
+            .unwrap();
         assert_eq!(page.messages[0].body.as_deref(), Some("hello"));
     }
 
