@@ -232,7 +232,7 @@ impl EmbeddedHistory {
         work: impl FnOnce(&mut WriteTables<'_>) -> Applied<T> + Send + 'static,
     ) -> Result<T, StoreError> {
         self.write(|reply| {
-            Request::Run(Box::new(move |tables| match tables {
+            Request::Tables(Box::new(move |tables| match tables {
                 Some(tables) => applied(reply, work(tables)),
                 None => (completion(reply, aborted()), None),
             }))
@@ -246,7 +246,7 @@ impl EmbeddedHistory {
         work: impl FnOnce(&mut LogBatch<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         self.write(|reply| {
-            Request::RunOnLog(Box::new(move |batch| {
+            Request::Log(Box::new(move |batch| {
                 completion(reply, batch.map_or_else(aborted, work))
             }))
         })
@@ -282,8 +282,7 @@ impl Drop for EmbeddedHistory {
 impl HistoryStore for EmbeddedHistory {
     async fn append(&self, room: &RoomRef, msg: NewMessage) -> Result<Appended, StoreError> {
         let room = room.clone();
-        self.write(|reply| Request::Append { room, msg, reply })
-            .await
+        self.run_on_log(move |batch| batch.append(&room, msg)).await
     }
 
     /// One writer request for them all: the messages share a commit.
@@ -334,13 +333,8 @@ impl HistoryStore for EmbeddedHistory {
         change: Amendment,
     ) -> Result<MessageView, StoreError> {
         let room = room.clone();
-        self.write(|reply| Request::Amend {
-            room,
-            seq,
-            change,
-            reply,
-        })
-        .await
+        self.run_on_log(move |batch| batch.amend(&room, seq, change))
+            .await
     }
 
     async fn advance_read(
@@ -350,13 +344,8 @@ impl HistoryStore for EmbeddedHistory {
         seq: u64,
     ) -> Result<(u64, bool), StoreError> {
         let (room, user) = (room.clone(), user.to_owned());
-        self.write(|reply| Request::AdvanceRead {
-            room,
-            user,
-            seq,
-            reply,
-        })
-        .await
+        self.run(move |tables| tables.advance_read(&room, &user, seq))
+            .await
     }
 
     async fn read_cursor(&self, room: &RoomRef, user: &str) -> Result<u64, StoreError> {
@@ -373,13 +362,8 @@ impl HistoryStore for EmbeddedHistory {
 
     async fn touch_member(&self, room: &RoomRef, user: &str, at_ms: u64) -> Result<(), StoreError> {
         let (room, user) = (room.clone(), user.to_owned());
-        self.write(|reply| Request::TouchMember {
-            room,
-            user,
-            at_ms,
-            reply,
-        })
-        .await
+        self.run(move |tables| tables.touch_member(&room, &user, at_ms))
+            .await
     }
 
     async fn members(&self, room: &RoomRef, limit: usize) -> Result<Vec<Member>, StoreError> {
@@ -422,7 +406,7 @@ impl HistoryStore for EmbeddedHistory {
         next: &Conversation,
     ) -> Result<(), StoreError> {
         let (room, next) = (room.clone(), next.clone());
-        self.write(|reply| Request::PutConversation { room, next, reply })
+        self.run(move |tables| tables.put_conversation(&room, &next))
             .await
     }
 }
@@ -430,42 +414,15 @@ impl HistoryStore for EmbeddedHistory {
 /// Where the writer sends a request's answer.
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
-/// A write, queued for the writer thread.
+/// A write, queued for the writer thread: a closure, so every request is one pointer in the
+/// queue, whatever it carries.
 enum Request {
-    Append {
-        room: RoomRef,
-        msg: NewMessage,
-        reply: Reply<Appended>,
-    },
-    Amend {
-        room: RoomRef,
-        seq: u64,
-        change: Amendment,
-        reply: Reply<MessageView>,
-    },
-    AdvanceRead {
-        room: RoomRef,
-        user: String,
-        seq: u64,
-        reply: Reply<(u64, bool)>,
-    },
-    TouchMember {
-        room: RoomRef,
-        user: String,
-        at_ms: u64,
-        reply: Reply<()>,
-    },
-    PutConversation {
-        room: RoomRef,
-        next: Conversation,
-        reply: Reply<()>,
-    },
-    /// Any other write of the tables ([`EmbeddedHistory::run`]): given the tables to apply
-    /// it, or `None` to abandon it.
-    Run(Job),
-    /// Any other write of the log only ([`EmbeddedHistory::run_on_log`]): given the batch's
-    /// log to apply it, or `None` to abandon it.
-    RunOnLog(LogJob),
+    /// A write of the tables ([`EmbeddedHistory::run`]): given the tables to apply it, or
+    /// `None` to abandon it.
+    Tables(Job),
+    /// A write of the log only ([`EmbeddedHistory::run_on_log`]): given the batch's log to
+    /// apply it, or `None` to abandon it.
+    Log(LogJob),
 }
 
 /// A write as a closure over the batch's tables.
@@ -507,61 +464,16 @@ impl Request {
     /// Applies the request in the batch's transaction.
     fn apply(self, tables: &mut WriteTables<'_>) -> (Completion, Option<redb::Error>) {
         match self {
-            Request::AdvanceRead {
-                room,
-                user,
-                seq,
-                reply,
-            } => applied(reply, tables.advance_read(&room, &user, seq)),
-            Request::TouchMember {
-                room,
-                user,
-                at_ms,
-                reply,
-            } => applied(reply, tables.touch_member(&room, &user, at_ms)),
-            Request::PutConversation { room, next, reply } => {
-                applied(reply, tables.put_conversation(&room, &next))
-            }
-            Request::Run(job) => job(Some(tables)),
-            on_log => (on_log.on_log(&mut tables.batch), None),
+            Request::Tables(job) => job(Some(tables)),
+            Request::Log(job) => (job(Some(&mut tables.batch)), None),
         }
-    }
-
-    /// Applies a request that writes the message log only ([`Request::log_only`]).
-    fn on_log(self, batch: &mut LogBatch<'_>) -> Completion {
-        match self {
-            Request::Append { room, msg, reply } => completion(reply, batch.append(&room, msg)),
-            Request::Amend {
-                room,
-                seq,
-                change,
-                reply,
-            } => completion(reply, batch.amend(&room, seq, change)),
-            Request::RunOnLog(job) => job(Some(batch)),
-            // Not reached: a batch with a write of the tables applies it with `apply`.
-            tables => tables.abandon(),
-        }
-    }
-
-    /// Whether the request writes the message log only: a batch of nothing else opens no
-    /// redb transaction.
-    fn log_only(&self) -> bool {
-        matches!(
-            self,
-            Request::Append { .. } | Request::Amend { .. } | Request::RunOnLog(_)
-        )
     }
 
     /// Leaves the request unapplied; its batch is failing (the batch's error replaces this one).
     fn abandon(self) -> Completion {
         match self {
-            Request::Append { reply, .. } => completion(reply, aborted()),
-            Request::Amend { reply, .. } => completion(reply, aborted()),
-            Request::AdvanceRead { reply, .. } => completion(reply, aborted()),
-            Request::TouchMember { reply, .. } => completion(reply, aborted()),
-            Request::PutConversation { reply, .. } => completion(reply, aborted()),
-            Request::Run(job) => job(None).0,
-            Request::RunOnLog(job) => job(None),
+            Request::Tables(job) => job(None).0,
+            Request::Log(job) => job(None),
         }
     }
 }
@@ -620,7 +532,7 @@ impl CommitPace {
 fn commit_batch(db: &Database, log: &mut LogWriter, batch: &mut Vec<Request>, state: &WriterState) {
     let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
     let endpoints_exist = state.has_endpoints.load(Ordering::Acquire);
-    let outcome = if batch.iter().all(Request::log_only) {
+    let outcome = if batch.iter().all(|r| matches!(r, Request::Log(_))) {
         // Messages alone: beginning a redb transaction would cost more than the batch.
         apply_to_log(log, endpoints_exist, batch.drain(..), &mut completions)
     } else {
@@ -677,7 +589,11 @@ fn apply_to_log(
         log,
         endpoints_exist,
     };
-    completions.extend(batch.map(|request| request.on_log(&mut on_log)));
+    completions.extend(batch.map(|request| match request {
+        Request::Log(job) => job(Some(&mut on_log)),
+        // Not reached: the caller checked the batch holds writes of the log only.
+        tables => tables.abandon(),
+    }));
     let logged = log.flush()?;
     log.publish(false);
     Ok(Written {
