@@ -1,11 +1,15 @@
-//! The generated API specs under docs/schema/ equal a fresh generation from the wire types.
+//! The generated API specs under docs/schema/ equal a fresh generation from the wire types, and
+//! every example frame in docs/protocol.md is valid against them and is what the server reads
+//! (client actions) or writes (server frames).
 //!
 //! After a change to the wire types, regenerate the specs with
 //! `ROOMCAST_WRITE_SPECS=1 cargo test -p roomcast-core --features schema --test specs`.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use roomcast_core::spec::documents;
+use roomcast_core::protocol::{ServerFrame, parse_client_frame};
+use roomcast_core::spec::{client_action_schema, documents, server_frame_schema, tag_value};
 use serde_json::Value;
 
 fn docs() -> PathBuf {
@@ -39,5 +43,141 @@ fn committed_specs_equal_a_fresh_generation() {
         "docs/schema/ {stale:?} differ from the wire types: run \
          `ROOMCAST_WRITE_SPECS=1 cargo test -p roomcast-core --features schema --test specs` \
          and commit the result"
+    );
+}
+
+/// A JSON example in docs/protocol.md: the line it starts on and the value.
+struct Example {
+    line: usize,
+    value: Value,
+}
+
+/// Every JSON object in docs/protocol.md's code blocks: a ```json block as one value, else each
+/// of its lines; in other blocks (the worked example), what follows `→` or `←` on a line. A line
+/// that looks like a frame but does not parse is an error: the doc would show a broken frame.
+fn examples(doc: &str) -> Result<Vec<Example>, String> {
+    let mut found = Vec::new();
+    let mut block: Option<(String, Vec<(usize, &str)>)> = None;
+    for (index, raw) in doc.lines().enumerate() {
+        let line = raw.trim_start();
+        if let Some(language) = line.strip_prefix("```") {
+            match block.take() {
+                Some((language, lines)) => found.extend(block_examples(&language, &lines)?),
+                None => block = Some((language.trim().to_owned(), Vec::new())),
+            }
+        } else if let Some((_, lines)) = block.as_mut() {
+            lines.push((index + 1, line));
+        }
+    }
+    Ok(found)
+}
+
+fn block_examples(language: &str, lines: &[(usize, &str)]) -> Result<Vec<Example>, String> {
+    let Some(&(first, _)) = lines.first() else {
+        return Ok(Vec::new());
+    };
+    if language == "json" {
+        let whole: Vec<&str> = lines.iter().map(|(_, l)| *l).collect();
+        if let Ok(value) = serde_json::from_str(&whole.join("\n")) {
+            return Ok(vec![Example { line: first, value }]);
+        }
+    }
+    let mut found = Vec::new();
+    for &(line, text) in lines {
+        let json = if language == "json" {
+            text
+        } else {
+            match text
+                .find(['→', '←'])
+                .and_then(|at| text[at..].find('{').map(|b| at + b))
+            {
+                Some(start) => &text[start..],
+                None => continue,
+            }
+        };
+        match serde_json::from_str::<Value>(json) {
+            Ok(value) => found.push(Example { line, value }),
+            Err(e) if json.contains("\"action\"") || json.contains("\"type\"") => {
+                return Err(format!(
+                    "docs/protocol.md:{line}: a frame that is not JSON: {e}"
+                ));
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(found)
+}
+
+fn validator(schema: &Value) -> jsonschema::Validator {
+    jsonschema::validator_for(schema).expect("the generated schema is a valid JSON Schema")
+}
+
+/// The `action`s or `type`s a schema's oneOf describes.
+fn tags(schema: &Value, tag: &str) -> BTreeSet<String> {
+    let variants = schema["oneOf"].as_array().into_iter().flatten();
+    variants.filter_map(|v| tag_value(v, tag)).collect()
+}
+
+/// `value`'s `tag`, when it is a string.
+fn tag_of(value: &Value, tag: &str) -> Option<String> {
+    value.get(tag).and_then(Value::as_str).map(str::to_owned)
+}
+
+#[test]
+fn protocol_examples_are_frames_the_server_reads_or_writes() {
+    let doc = std::fs::read_to_string(docs().join("protocol.md")).expect("docs/protocol.md");
+    let (client_schema, server_schema) = (client_action_schema(), server_frame_schema());
+    let client = validator(&client_schema);
+    let server = validator(&server_schema);
+    let mut failures = Vec::new();
+    let (mut actions, mut frames) = (0, 0);
+    let (mut shown_actions, mut shown_frames) = (BTreeSet::new(), BTreeSet::new());
+    for Example { line, value } in examples(&doc).unwrap_or_else(|e| panic!("{e}")) {
+        let at = format!("docs/protocol.md:{line}");
+        let text = value.to_string();
+        if let Some(action) = tag_of(&value, "action") {
+            actions += 1;
+            shown_actions.insert(action);
+            failures.extend(
+                client
+                    .iter_errors(&value)
+                    .map(|e| format!("{at}: {e} at {}", e.instance_path())),
+            );
+            if let Err(f) = parse_client_frame(&text) {
+                failures.push(format!("{at}: the server refuses it: {:?}", f.rejection));
+            }
+        } else if let Some(frame_type) = tag_of(&value, "type") {
+            frames += 1;
+            shown_frames.insert(frame_type);
+            failures.extend(
+                server
+                    .iter_errors(&value)
+                    .map(|e| format!("{at}: {e} at {}", e.instance_path())),
+            );
+            // The server writes exactly this: reading it as a frame and writing it back loses
+            // or adds nothing (key order aside).
+            match serde_json::from_value::<ServerFrame>(value.clone()) {
+                Ok(frame) => {
+                    let written: Value =
+                        serde_json::from_str(&frame.to_json()).expect("a frame's JSON parses");
+                    if written != value {
+                        failures.push(format!("{at}: the server would write {written}"));
+                    }
+                }
+                Err(e) => failures.push(format!("{at}: not a server frame: {e}")),
+            }
+        }
+    }
+    println!("docs/protocol.md: {actions} client actions and {frames} server frames validated");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // Every action and frame has an example (which also keeps the search from passing on
+    // finding nothing).
+    let (all_actions, all_frames) = (tags(&client_schema, "action"), tags(&server_schema, "type"));
+    let unshown: Vec<_> = (all_actions.difference(&shown_actions))
+        .chain(all_frames.difference(&shown_frames))
+        .collect();
+    assert!(
+        unshown.is_empty(),
+        "docs/protocol.md shows no example of {unshown:?}"
     );
 }
