@@ -210,7 +210,7 @@ pub fn asyncapi() -> Result<Value, String> {
     let sent = operation_messages("frame", frames);
 
     Ok(json!({
-        "asyncapi": "3.0.0",
+        "asyncapi": "3.1.0",
         "info": {
             "title": "roomcast WebSocket API",
             "version": "1",
@@ -321,10 +321,10 @@ fn error_description(status: u16) -> &'static str {
 
 /// What the endpoints API answers: built as JSON by the service, described in docs/events.md.
 fn endpoints_answer() -> Option<Value> {
-    Some(json!({
+    Some(json!({"application/json": {"schema": {
         "type": "object",
         "description": "The endpoints API's answer, as docs/events.md describes it (built as JSON by the service, not from a Rust type).",
-    }))
+    }}}))
 }
 
 /// The OpenAPI 3.1 document of the HTTP API (`http::route`): request and answer bodies from
