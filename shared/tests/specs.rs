@@ -1,6 +1,7 @@
 //! The generated API specs under docs/schema/ equal a fresh generation from the wire types, and
 //! every example frame in docs/protocol.md is valid against them and is what the server reads
-//! (client actions) or writes (server frames).
+//! (client actions) or writes (server frames); its examples of HTTP answers are valid against
+//! the OpenAPI document.
 //!
 //! After a change to the wire types, regenerate the specs with
 //! `ROOMCAST_WRITE_SPECS=1 cargo test -p roomcast-core --features schema --test specs`.
@@ -9,8 +10,10 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use roomcast_core::protocol::{ServerFrame, parse_client_frame};
-use roomcast_core::spec::{client_action_schema, documents, server_frame_schema, tag_value};
-use serde_json::Value;
+use roomcast_core::spec::{
+    client_action_schema, documents, openapi, server_frame_schema, tag_value,
+};
+use serde_json::{Value, json};
 
 fn docs() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs")
@@ -46,9 +49,11 @@ fn committed_specs_equal_a_fresh_generation() {
     );
 }
 
-/// A JSON example in docs/protocol.md: the line it starts on and the value.
+/// A JSON example in docs/protocol.md: the line it starts on, the heading it is under and the
+/// value.
 struct Example {
     line: usize,
+    heading: String,
     value: Value,
 }
 
@@ -58,28 +63,42 @@ struct Example {
 fn examples(doc: &str) -> Result<Vec<Example>, String> {
     let mut found = Vec::new();
     let mut block: Option<(String, Vec<(usize, &str)>)> = None;
+    let mut heading = "";
     for (index, raw) in doc.lines().enumerate() {
         let line = raw.trim_start();
         if let Some(language) = line.strip_prefix("```") {
             match block.take() {
-                Some((language, lines)) => found.extend(block_examples(&language, &lines)?),
+                Some((language, lines)) => {
+                    found.extend(block_examples(&language, &lines, heading)?);
+                }
                 None => block = Some((language.trim().to_owned(), Vec::new())),
             }
         } else if let Some((_, lines)) = block.as_mut() {
             lines.push((index + 1, line));
+        } else if line.starts_with('#') {
+            heading = line;
         }
     }
     Ok(found)
 }
 
-fn block_examples(language: &str, lines: &[(usize, &str)]) -> Result<Vec<Example>, String> {
+fn block_examples(
+    language: &str,
+    lines: &[(usize, &str)],
+    heading: &str,
+) -> Result<Vec<Example>, String> {
+    let example = |line, value| Example {
+        line,
+        heading: heading.to_owned(),
+        value,
+    };
     let Some(&(first, _)) = lines.first() else {
         return Ok(Vec::new());
     };
     if language == "json" {
         let whole: Vec<&str> = lines.iter().map(|(_, l)| *l).collect();
         if let Ok(value) = serde_json::from_str(&whole.join("\n")) {
-            return Ok(vec![Example { line: first, value }]);
+            return Ok(vec![example(first, value)]);
         }
     }
     let mut found = Vec::new();
@@ -96,7 +115,7 @@ fn block_examples(language: &str, lines: &[(usize, &str)]) -> Result<Vec<Example
             }
         };
         match serde_json::from_str::<Value>(json) {
-            Ok(value) => found.push(Example { line, value }),
+            Ok(value) => found.push(example(line, value)),
             Err(e) if json.contains("\"action\"") || json.contains("\"type\"") => {
                 return Err(format!(
                     "docs/protocol.md:{line}: a frame that is not JSON: {e}"
@@ -110,6 +129,28 @@ fn block_examples(language: &str, lines: &[(usize, &str)]) -> Result<Vec<Example
 
 fn validator(schema: &Value) -> jsonschema::Validator {
     jsonschema::validator_for(schema).expect("the generated schema is a valid JSON Schema")
+}
+
+/// A validator of the success answer of the HTTP operation a heading names (the headings of
+/// protocol.md §12: ``### `GET /rooms/{room}/messages` ``), from the OpenAPI document.
+fn http_answer_validator(openapi: &Value, heading: &str) -> Option<jsonschema::Validator> {
+    let named = heading.trim_start_matches('#').trim().trim_matches('`');
+    let (method, path) = named.split_once(' ')?;
+    let pointer = format!(
+        "/paths/{}/{}/responses",
+        path.replace('~', "~0").replace('/', "~1"),
+        method.to_lowercase()
+    );
+    let responses = openapi.pointer(&pointer)?.as_object()?;
+    let (_, success) = responses
+        .iter()
+        .find(|(status, _)| status.starts_with('2'))?;
+    let mut schema = success
+        .pointer("/content/application~1json/schema")?
+        .clone();
+    schema["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
+    schema["components"] = openapi["components"].clone();
+    Some(validator(&schema))
 }
 
 /// The `action`s or `type`s a schema's oneOf describes.
@@ -130,9 +171,15 @@ fn protocol_examples_are_frames_the_server_reads_or_writes() {
     let client = validator(&client_schema);
     let server = validator(&server_schema);
     let mut failures = Vec::new();
-    let (mut actions, mut frames) = (0, 0);
+    let openapi = openapi().expect("every type is described alike when read and written");
+    let (mut actions, mut frames, mut answers) = (0, 0, 0);
     let (mut shown_actions, mut shown_frames) = (BTreeSet::new(), BTreeSet::new());
-    for Example { line, value } in examples(&doc).unwrap_or_else(|e| panic!("{e}")) {
+    for Example {
+        line,
+        heading,
+        value,
+    } in examples(&doc).unwrap_or_else(|e| panic!("{e}"))
+    {
         let at = format!("docs/protocol.md:{line}");
         let text = value.to_string();
         if let Some(action) = tag_of(&value, "action") {
@@ -166,9 +213,19 @@ fn protocol_examples_are_frames_the_server_reads_or_writes() {
                 }
                 Err(e) => failures.push(format!("{at}: not a server frame: {e}")),
             }
+        } else if let Some(answer) = http_answer_validator(&openapi, &heading) {
+            answers += 1;
+            failures.extend(
+                answer
+                    .iter_errors(&value)
+                    .map(|e| format!("{at}: {e} at {}", e.instance_path())),
+            );
         }
     }
-    println!("docs/protocol.md: {actions} client actions and {frames} server frames validated");
+    println!(
+        "docs/protocol.md: {actions} client actions, {frames} server frames and {answers} HTTP \
+         answers validated"
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     // Every action and frame has an example (which also keeps the search from passing on
     // finding nothing).
