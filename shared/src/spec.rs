@@ -277,8 +277,8 @@ struct Operation {
     /// Query parameters: name, description.
     query: &'static [(&'static str, &'static str)],
     request: Option<Value>,
-    /// Success status, description and body.
-    success: (u16, &'static str, Option<Value>),
+    /// Success statuses with their descriptions, and their body.
+    success: (&'static [(u16, &'static str)], Option<Value>),
     /// Error statuses (each with the error body).
     errors: &'static [u16],
 }
@@ -348,7 +348,7 @@ pub fn openapi() -> Result<Value, String> {
             bearer: false,
             query: &[],
             request: None,
-            success: (200, "Up", body::<Health>(&mut write)),
+            success: (&[(200, "Up")], body::<Health>(&mut write)),
             errors: &[],
         },
         Operation {
@@ -362,7 +362,7 @@ pub fn openapi() -> Result<Value, String> {
                 ("limit", "Page size, 1-100 (default 50)."),
             ],
             request: None,
-            success: (200, "The page", body::<HistoryPage<'_>>(&mut write)),
+            success: (&[(200, "The page")], body::<HistoryPage<'_>>(&mut write)),
             errors: &[400, 401, 403, 429, 503],
         },
         Operation {
@@ -372,7 +372,16 @@ pub fn openapi() -> Result<Value, String> {
             bearer: true,
             query: &[],
             request: body::<PublishBody>(&mut read),
-            success: (201, "Stored", body::<Published<'_>>(&mut write)),
+            success: (
+                &[
+                    (201, "Stored"),
+                    (
+                        200,
+                        "Stored before (`duplicate: true`): nothing new was stored",
+                    ),
+                ],
+                body::<Published<'_>>(&mut write),
+            ),
             errors: &[400, 401, 403, 413, 429, 503],
         },
         Operation {
@@ -382,7 +391,7 @@ pub fn openapi() -> Result<Value, String> {
             bearer: true,
             query: &[],
             request: body::<UploadRequest>(&mut read),
-            success: (201, "The slot", body::<UploadGrant>(&mut write)),
+            success: (&[(201, "The slot")], body::<UploadGrant>(&mut write)),
             errors: &[400, 401, 403, 413, 429, 503],
         },
         Operation {
@@ -392,7 +401,7 @@ pub fn openapi() -> Result<Value, String> {
             bearer: true,
             query: &[],
             request: None,
-            success: (200, "The link", body::<DownloadLink>(&mut write)),
+            success: (&[(200, "The link")], body::<DownloadLink>(&mut write)),
             errors: &[400, 401, 403, 404, 429, 503],
         },
         Operation {
@@ -402,7 +411,7 @@ pub fn openapi() -> Result<Value, String> {
             bearer: false,
             query: &[],
             request: binary.clone(),
-            success: (204, "Stored", None),
+            success: (&[(204, "Stored")], None),
             errors: &[400, 403, 409, 413],
         },
         Operation {
@@ -412,7 +421,7 @@ pub fn openapi() -> Result<Value, String> {
             bearer: false,
             query: &[],
             request: None,
-            success: (200, "The bytes", binary),
+            success: (&[(200, "The bytes")], binary),
             errors: &[403, 404],
         },
         Operation {
@@ -422,7 +431,7 @@ pub fn openapi() -> Result<Value, String> {
             bearer: false,
             query: &[],
             request: body::<TokenRequest>(&mut read),
-            success: (200, "The token", body::<VisitorToken>(&mut write)),
+            success: (&[(200, "The token")], body::<VisitorToken>(&mut write)),
             errors: &[400, 403, 413, 429, 503],
         },
         Operation {
@@ -432,7 +441,7 @@ pub fn openapi() -> Result<Value, String> {
             bearer: true,
             query: &[],
             request: None,
-            success: (200, "The endpoints", endpoints_answer()),
+            success: (&[(200, "The endpoints")], endpoints_answer()),
             errors: &[401, 403, 404, 429, 503],
         },
         Operation {
@@ -442,7 +451,7 @@ pub fn openapi() -> Result<Value, String> {
             bearer: true,
             query: &[],
             request: change.clone(),
-            success: (201, "Created", endpoints_answer()),
+            success: (&[(201, "Created")], endpoints_answer()),
             errors: &[400, 401, 403, 404, 413, 429, 503],
         },
         Operation {
@@ -452,7 +461,7 @@ pub fn openapi() -> Result<Value, String> {
             bearer: true,
             query: &[],
             request: None,
-            success: (200, "The endpoint", endpoints_answer()),
+            success: (&[(200, "The endpoint")], endpoints_answer()),
             errors: &[401, 403, 404, 429, 503],
         },
         Operation {
@@ -462,7 +471,7 @@ pub fn openapi() -> Result<Value, String> {
             bearer: true,
             query: &[],
             request: change,
-            success: (200, "Changed", endpoints_answer()),
+            success: (&[(200, "Changed")], endpoints_answer()),
             errors: &[400, 401, 403, 404, 413, 429, 503],
         },
         Operation {
@@ -472,7 +481,7 @@ pub fn openapi() -> Result<Value, String> {
             bearer: true,
             query: &[],
             request: None,
-            success: (200, "Deleted", endpoints_answer()),
+            success: (&[(200, "Deleted")], endpoints_answer()),
             errors: &[401, 403, 404, 429, 503],
         },
         Operation {
@@ -482,7 +491,7 @@ pub fn openapi() -> Result<Value, String> {
             bearer: true,
             query: &[],
             request: None,
-            success: (200, "The new secret", endpoints_answer()),
+            success: (&[(200, "The new secret")], endpoints_answer()),
             errors: &[401, 403, 404, 429, 503],
         },
         Operation {
@@ -492,7 +501,7 @@ pub fn openapi() -> Result<Value, String> {
             bearer: true,
             query: &[],
             request: None,
-            success: (201, "Queued", endpoints_answer()),
+            success: (&[(201, "Queued")], endpoints_answer()),
             errors: &[401, 403, 404, 429, 503],
         },
         Operation {
@@ -502,7 +511,7 @@ pub fn openapi() -> Result<Value, String> {
             bearer: true,
             query: LISTING_LIMIT,
             request: None,
-            success: (200, "The attempts", endpoints_answer()),
+            success: (&[(200, "The attempts")], endpoints_answer()),
             errors: &[400, 401, 403, 404, 429, 503],
         },
         Operation {
@@ -512,7 +521,7 @@ pub fn openapi() -> Result<Value, String> {
             bearer: true,
             query: LISTING_LIMIT,
             request: None,
-            success: (200, "The dead letters", endpoints_answer()),
+            success: (&[(200, "The dead letters")], endpoints_answer()),
             errors: &[400, 401, 403, 404, 429, 503],
         },
         Operation {
@@ -522,7 +531,7 @@ pub fn openapi() -> Result<Value, String> {
             bearer: true,
             query: &[],
             request: None,
-            success: (200, "Queued again", endpoints_answer()),
+            success: (&[(200, "Queued again")], endpoints_answer()),
             errors: &[401, 403, 404, 429, 503],
         },
     ];
@@ -535,12 +544,14 @@ pub fn openapi() -> Result<Value, String> {
                    "schema": {"type": "integer", "minimum": 0}})
         }));
         let mut responses = Map::new();
-        let (status, description, content) = op.success;
-        let mut success = json!({"description": description});
-        if let Some(content) = content {
-            success["content"] = content;
+        let (statuses, content) = op.success;
+        for (status, description) in statuses {
+            let mut success = json!({"description": description});
+            if let Some(content) = &content {
+                success["content"] = content.clone();
+            }
+            responses.insert(status.to_string(), success);
         }
-        responses.insert(status.to_string(), success);
         for status in op.errors {
             responses.insert(
                 status.to_string(),
