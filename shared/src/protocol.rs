@@ -157,6 +157,7 @@ impl From<PresenceStatus> for VisibleStatus {
 /// A frame from a client, after parsing and validation.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(transform = crate::spec::client_frame_rules))]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum ClientFrame {
     /// Subscribe to a room; with `since`, replay every message after that seq.

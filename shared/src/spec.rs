@@ -10,8 +10,10 @@ use serde_json::{Map, Value, json};
 
 use crate::attachments::{DownloadLink, UploadGrant, UploadRequest};
 use crate::http::{ErrorBody, Health, HistoryPage, PublishBody, Published};
+use crate::limits::{MAX_CLIENT_ID_LEN, MAX_HISTORY_LIMIT, MAX_MEMBERS_PAGE, MAX_NAME_LEN};
 use crate::protocol::{ClientFrame, ServerFrame};
 use crate::service::{EndpointChange, TokenRequest, VisitorToken};
+use crate::support::roster::MAX_CAPACITY;
 
 /// One generated document: its file name under docs/schema/ and its content.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,7 +63,7 @@ fn settings(base: SchemaSettings, side: Side, definitions_path: &'static str) ->
 }
 
 /// What `ref` is on a client frame. No Rust field carries it: the parser reads it from the raw
-/// frame (`protocol::parse_client_frame`), so it is added to every action's schema here.
+/// frame (`protocol::parse_client_frame`), so [`client_frame_rules`] adds it to every action.
 fn reference_property() -> Value {
     json!({
         "description": "Echoed as `ref` by the `error` frame that rejects this frame (the frame's `id` wins when it has one); a number comes back as a string. Replies that carry a `ref` (`upload`, `status`, `members`, desk replies) echo it too.",
@@ -69,16 +71,51 @@ fn reference_property() -> Value {
     })
 }
 
-/// A oneOf of an internally tagged enum, with `ref` added to each variant's properties.
-fn with_client_reference(mut root: Schema) -> Schema {
-    if let Some(Value::Array(variants)) = root.get_mut("oneOf") {
-        for variant in variants {
-            if let Some(properties) = variant.get_mut("properties").and_then(Value::as_object_mut) {
-                properties.entry("ref").or_insert_with(reference_property);
+/// The characters of a name (`protocol::validate_name`), as a JSON Schema pattern.
+const NAME_PATTERN: &str = "^[A-Za-z0-9_.:@-]+$";
+/// Printable ASCII without space (`protocol::validate_client_id`), as a JSON Schema pattern.
+const CLIENT_ID_PATTERN: &str = "^[!-~]+$";
+
+/// The rule of protocol.md §4's validation table that JSON Schema can state for `field` of
+/// `action`, as keywords to add to the field's schema (tests/specs.rs checks them against the
+/// parser, character by character and at each bound).
+fn field_rule(action: &str, field: &str) -> Option<Value> {
+    let range = |max: u32| json!({"minimum": 1, "maximum": max});
+    match (action, field) {
+        (_, "room" | "to" | "user" | "cursor") => {
+            Some(json!({"minLength": 1, "maxLength": MAX_NAME_LEN, "pattern": NAME_PATTERN}))
+        }
+        ("message", "id") => Some(
+            json!({"minLength": 1, "maxLength": MAX_CLIENT_ID_LEN, "pattern": CLIENT_ID_PATTERN}),
+        ),
+        ("history", "limit") => Some(range(MAX_HISTORY_LIMIT)),
+        ("members", "limit") => Some(range(MAX_MEMBERS_PAGE)),
+        ("rate", "score") => Some(range(5)),
+        ("availability", "capacity") => Some(range(MAX_CAPACITY)),
+        _ => None,
+    }
+}
+
+/// `ClientFrame`'s schema transform: each action's fields get the rules of [`field_rule`], and
+/// each action a `ref`.
+pub(crate) fn client_frame_rules(schema: &mut Schema) {
+    let Some(Value::Array(variants)) = schema.get_mut("oneOf") else {
+        return;
+    };
+    for variant in variants {
+        let action = tag_value(variant, "action").unwrap_or_default();
+        let Some(properties) = variant.get_mut("properties").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        for (field, property) in properties.iter_mut() {
+            if let (Some(Value::Object(rule)), Some(property)) =
+                (field_rule(&action, field), property.as_object_mut())
+            {
+                property.extend(rule);
             }
         }
+        properties.entry("ref").or_insert_with(reference_property);
     }
-    root
 }
 
 fn titled(mut root: Schema, title: &str) -> Value {
@@ -90,7 +127,7 @@ fn titled(mut root: Schema, title: &str) -> Value {
 pub fn client_action_schema() -> Value {
     let generator = settings(SchemaSettings::draft2020_12(), Side::Read, "/$defs").into_generator();
     titled(
-        with_client_reference(generator.into_root_schema_for::<ClientFrame>()),
+        generator.into_root_schema_for::<ClientFrame>(),
         "ClientAction",
     )
 }
@@ -175,10 +212,7 @@ pub fn tag_value(variant: &Value, tag: &str) -> Option<String> {
 pub fn asyncapi() -> Result<Value, String> {
     let read = settings(SchemaSettings::draft07(), Side::Read, COMPONENTS).into_generator();
     let write = settings(SchemaSettings::draft07(), Side::Write, COMPONENTS).into_generator();
-    let (actions, mut schemas) = variants_of(
-        with_client_reference(read.into_root_schema_for::<ClientFrame>()),
-        "action",
-    )?;
+    let (actions, mut schemas) = variants_of(read.into_root_schema_for::<ClientFrame>(), "action")?;
     let (frames, written) = variants_of(write.into_root_schema_for::<ServerFrame>(), "type")?;
     merge_definitions(&mut schemas, written)?;
 

@@ -244,3 +244,41 @@ fn protocol_examples_are_frames_the_server_reads_or_writes() {
         "docs/protocol.md shows no example of {unshown:?}"
     );
 }
+
+/// The rules the client schema states (names, ids, limits, scores) agree with the parser: every
+/// ASCII character and every bound is accepted by both or refused by both.
+#[test]
+fn client_schema_rules_agree_with_the_parser() {
+    let client = validator(&client_action_schema());
+    let mut frames = Vec::new();
+    let texts = ('\0'..='\x7f')
+        .chain(['é', '\u{200b}'])
+        .map(String::from)
+        .chain(["", "a"].map(String::from))
+        .chain([63, 64, 65, 128, 129].map(|n| "a".repeat(n)));
+    for text in texts {
+        frames.extend([
+            json!({"action": "join", "room": text}),
+            json!({"action": "transfer", "room": "r", "to": text}),
+            json!({"action": "block", "user": text}),
+            json!({"action": "members", "room": "r", "cursor": text}),
+            json!({"action": "message", "room": "r", "id": text, "body": "x"}),
+        ]);
+    }
+    for n in [0, 1, 5, 6, 100, 101] {
+        frames.extend([
+            json!({"action": "history", "room": "r", "limit": n}),
+            json!({"action": "members", "room": "r", "limit": n}),
+            json!({"action": "rate", "room": "r", "score": n}),
+        ]);
+    }
+    let disagreements: Vec<String> = frames
+        .iter()
+        .filter(|frame| client.is_valid(frame) != parse_client_frame(&frame.to_string()).is_ok())
+        .map(Value::to_string)
+        .collect();
+    assert!(
+        disagreements.is_empty(),
+        "the schema and the parser disagree on {disagreements:?}"
+    );
+}
