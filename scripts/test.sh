@@ -7,6 +7,9 @@
 #   2. the core crate built for wasm32-unknown-unknown (the edge build's target),
 #   3. the deploy templates: checkov on terraform/ and infra/template.yaml (no failed check;
 #      skips are inline with their reasons), cfn-lint and `sam validate --lint`,
+#   3b. the generated API specs (docs/schema/): AsyncAPI and OpenAPI through the official npm
+#      parsers (the workspace tests check the files equal a fresh generation and play
+#      docs/protocol.md's example frames through the schemas),
 #   4. every test in the workspace: unit tests, the store conformance suites (memory, embedded,
 #      DynamoDB on moto), the service tests with a fake clock, the black-box protocol suite over
 #      real WebSockets against the real roomcast-local binary (including kill -9 and restart),
@@ -82,8 +85,9 @@ for target in "roomcast-aws" "roomcast-local" "roomcast-local --features dynamod
 done
 echo "no production build depends on roomcast-testkit"
 
-step "core crate for wasm32-unknown-unknown"
+step "core crate for wasm32-unknown-unknown (as the edge build uses it, and with the schema feature)"
 cargo check -p roomcast-core --target wasm32-unknown-unknown --locked
+cargo check -p roomcast-core --target wasm32-unknown-unknown --locked --features schema
 
 step "deploy templates: checkov (offline), cfn-lint, sam validate --lint"
 # --skip-download: no policy or version downloads (this machine has no internet beyond the
@@ -109,6 +113,9 @@ step "webhook signature verifier: the official standardwebhooks (PyPI, venv)"
 venv webhooks 'standardwebhooks>=1.0.0,<2'
 export ROOMCAST_WEBHOOKS_PYTHON="$CACHE/webhooks-venv/bin/python"
 "$ROOMCAST_WEBHOOKS_PYTHON" -c 'import standardwebhooks'
+
+step "API specs (docs/schema): AsyncAPI 3 with @asyncapi/parser, OpenAPI 3.1 with @readme/openapi-parser (npm ci); the workspace tests check they equal a fresh generation from the wire types"
+(cd docs/schema/validate && npm ci --no-audit --no-fund --loglevel=error && node validate.mjs)
 
 step "workspace tests"
 cargo test --workspace --all-features --locked

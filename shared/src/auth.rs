@@ -11,6 +11,7 @@ use crate::protocol::validate_name;
 
 /// What a connection may do beyond chatting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// A visitor or team member.

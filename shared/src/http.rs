@@ -4,13 +4,13 @@
 //! on the edge) only copies the method, path, query, `Authorization` header and body into an
 //! [`HttpRequest`], calls [`handle`], and writes back the [`HttpReply`].
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::attachments::{AttachmentRef, UploadRequest};
 use crate::auth::{Identity, TokenVerifier};
 use crate::limits::{DEFAULT_HISTORY_LIMIT, MAX_WS_MESSAGE_BYTES};
-use crate::protocol::Rejection;
+use crate::protocol::{MessageView, Rejection};
 use crate::service::{ChatService, EndpointChange, Publish, TokenRequest, http_status, key_of};
 use crate::store::HistoryQuery;
 use crate::support::embed::EmbedKeys;
@@ -234,6 +234,55 @@ pub fn payload_too_large() -> HttpReply {
     )
 }
 
+/// The body of every error answer.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ErrorBody<'a> {
+    /// Stable code: an `error` frame's codes, and `UNAUTHORIZED`.
+    pub code: &'a str,
+    /// Why, for people.
+    pub message: &'a str,
+}
+
+/// The body of a `GET /rooms/{room}/messages` answer.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct HistoryPage<'a> {
+    /// Room name.
+    pub room: &'a str,
+    /// The messages, oldest first.
+    pub messages: &'a [MessageView],
+    /// More messages lie beyond the page in the direction paged.
+    pub more: bool,
+}
+
+/// The body of a `POST /rooms/{room}/messages` answer.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Published<'a> {
+    /// Room name.
+    pub room: &'a str,
+    /// The message's seq (the original one for a duplicate).
+    pub seq: u64,
+    /// Its id.
+    pub id: &'a str,
+    /// When it was stored, epoch milliseconds.
+    pub ts: u64,
+    /// This (room, from, id) was stored before: nothing new was stored.
+    pub duplicate: bool,
+}
+
+/// The body of a `GET /health` answer.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Health {
+    /// Always `ok`.
+    pub status: &'static str,
+    /// Open WebSockets, where the deployment knows it without a query (the local server).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connections: Option<usize>,
+}
+
 /// A status and a JSON body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpReply {
@@ -248,7 +297,7 @@ impl HttpReply {
     pub fn error(status: u16, code: &str, message: &str) -> Self {
         Self {
             status,
-            body: json!({"code": code, "message": message}),
+            body: json!(ErrorBody { code, message }),
         }
     }
 
@@ -344,21 +393,32 @@ async fn get_messages(
     match service.history_page(&identity, room, query, now_ms).await {
         Ok(page) => HttpReply {
             status: 200,
-            body: json!({"room": room, "messages": page.messages, "more": page.more}),
+            body: json!(HistoryPage {
+                room,
+                messages: &page.messages,
+                more: page.more,
+            }),
         },
         Err(r) => HttpReply::rejection(r),
     }
 }
 
+/// The body of a `POST /rooms/{room}/messages` request.
 #[derive(Deserialize)]
-struct PublishBody {
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct PublishBody {
+    /// Idempotency key, scoped to (room, `from`, id): 1-64 printable ASCII characters.
     id: String,
+    /// Text, 1-16384 bytes; may be empty when the message carries attachments.
     #[serde(default)]
     body: String,
+    /// Application data, an object of at most 2048 bytes.
     #[serde(default)]
     meta: Option<Value>,
+    /// The sender shown to clients (a bot's user id); default: the token's `sub`.
     #[serde(default)]
     from: Option<String>,
+    /// Files the service token's user uploaded to this room.
     #[serde(default)]
     attachments: Vec<AttachmentRef>,
 }
@@ -498,7 +558,13 @@ async fn post_message(
             let m = &appended.message;
             HttpReply {
                 status: if appended.duplicate { 200 } else { 201 },
-                body: json!({"room": room, "seq": m.seq, "id": m.id, "ts": m.ts, "duplicate": appended.duplicate}),
+                body: json!(Published {
+                    room,
+                    seq: m.seq,
+                    id: &m.id,
+                    ts: m.ts,
+                    duplicate: appended.duplicate,
+                }),
             }
         }
         Err(r) => HttpReply::rejection(r),
@@ -608,11 +674,13 @@ fn list_limit(raw: Option<&str>) -> Result<usize, HttpReply> {
 /// `GET /health`. Public for HTTP layers that answer it without a service (the edge Worker,
 /// which has no object to ask).
 pub fn health(connections: Option<usize>) -> HttpReply {
-    let mut body = json!({"status": "ok"});
-    if let Some(n) = connections {
-        body["connections"] = json!(n);
+    HttpReply {
+        status: 200,
+        body: json!(Health {
+            status: "ok",
+            connections,
+        }),
     }
-    HttpReply { status: 200, body }
 }
 
 #[cfg(test)]

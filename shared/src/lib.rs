@@ -41,6 +41,8 @@ pub mod order;
 pub mod protocol;
 pub mod ratelimit;
 pub mod service;
+#[cfg(feature = "schema")]
+pub mod spec;
 pub mod split;
 pub mod store;
 pub mod support;

@@ -38,6 +38,7 @@ pub mod close {
 
 /// Stable error codes carried by `error` frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
     /// Not JSON, not an object, a missing or mistyped field.
@@ -105,6 +106,7 @@ impl Rejection {
 
 /// `typing` state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TypingState {
     /// The user started (or is still) typing.
@@ -115,6 +117,7 @@ pub enum TypingState {
 
 /// A status a user can choose. Offline is not chosen: it is having no connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PresenceStatus {
     /// Available (the default on connect).
@@ -128,6 +131,7 @@ pub enum PresenceStatus {
 
 /// Presence as other users see it: a chosen status, or offline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum VisibleStatus {
     /// See [`PresenceStatus::Online`].
@@ -152,6 +156,8 @@ impl From<PresenceStatus> for VisibleStatus {
 
 /// A frame from a client, after parsing and validation.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(transform = crate::spec::client_frame_rules))]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum ClientFrame {
     /// Subscribe to a room; with `since`, replay every message after that seq.
@@ -710,6 +716,7 @@ pub fn validate_meta(meta: Option<&Value>) -> Result<(), Rejection> {
 
 /// A stored message as clients see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct MessageView {
     /// Room name.
     pub room: String,
@@ -752,6 +759,7 @@ pub struct MessageView {
 
 /// Where a support conversation stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ConversationStatus {
     /// A visitor wrote; no agent has taken it.
@@ -775,6 +783,7 @@ impl ConversationStatus {
 
 /// A room's support conversation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Conversation {
     /// Where it stands.
     pub status: ConversationStatus,
@@ -792,6 +801,7 @@ pub struct Conversation {
 
 /// An agent as the conversation list shows them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AgentView {
     /// User id.
     pub user: String,
@@ -807,6 +817,7 @@ pub struct AgentView {
 
 /// One room member as listed in `joined`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct MemberView {
     /// User id.
     pub user: String,
@@ -818,6 +829,7 @@ pub struct MemberView {
 
 /// One user connected to a room, as a `members` page lists them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PresentMember {
     /// User id.
     pub user: String,
@@ -827,6 +839,7 @@ pub struct PresentMember {
 
 /// A frame from the server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
     /// Reply to `join`.

@@ -119,6 +119,7 @@ pub fn base32(bytes: &[u8]) -> String {
 
 /// What a client names on a message: `{"id": "att_…"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AttachmentRef {
     /// The slot's id.
@@ -127,6 +128,7 @@ pub struct AttachmentRef {
 
 /// An attachment as a message carries it, in history and live frames.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AttachmentView {
     /// Attachment id: download it with `GET /rooms/{room}/attachments/{id}`.
     pub id: String,
@@ -154,6 +156,7 @@ impl AttachmentView {
 
 /// `POST /rooms/{room}/uploads` body (and the `upload` action's fields).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UploadRequest {
     /// The file's name.
@@ -167,6 +170,7 @@ pub struct UploadRequest {
 
 /// Where and how the client sends the bytes of a slot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct UploadTarget {
     /// `PUT` (the body is the file) or `POST` (a `multipart/form-data` form: `fields` in order,
     /// then the file as `file`, as S3 wants it).
@@ -183,6 +187,7 @@ pub struct UploadTarget {
 
 /// A granted slot as the client sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct UploadGrant {
     /// Attachment id, for `attachments: [{id}]`.
     pub id: String,
@@ -198,6 +203,7 @@ pub struct UploadGrant {
 
 /// A download link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DownloadLink {
     /// Attachment id.
     pub id: String,

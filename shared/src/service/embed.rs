@@ -35,6 +35,7 @@ const PER_ADDRESS: RatePolicy = RatePolicy {
 
 /// What `POST /embed/token` asks.
 #[derive(Debug, Clone, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TokenRequest {
     /// The publishable key.
     pub key: String,
@@ -47,6 +48,7 @@ pub struct TokenRequest {
 
 /// What it answers.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct VisitorToken {
     /// The token (HS256, `kid` [`EMBED_KID`]).
     pub token: String,
@@ -62,6 +64,7 @@ pub struct VisitorToken {
 
 /// What the widget shows before the first message.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DeskState {
     /// The key's profile.
     #[serde(flatten)]

@@ -63,6 +63,7 @@ pub struct Events {
 
 /// `POST /events/endpoints` and `PATCH /events/endpoints/{id}` bodies.
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EndpointChange {
     /// Where to deliver.

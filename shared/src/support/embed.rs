@@ -33,6 +33,7 @@ pub const MAX_VISITOR_ID: usize = 64;
 
 /// What the widget shows before the first message.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DeskProfile {
     /// The team's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -53,6 +54,7 @@ pub struct DeskProfile {
 
 /// Weekly opening hours at a fixed offset from UTC.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct OfficeHours {
     /// The offset of the desk's clock from UTC, minutes.
     #[serde(default)]

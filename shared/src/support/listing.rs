@@ -17,6 +17,7 @@ pub const CLOSED_LISTED_MS: u64 = 7 * 24 * 3_600_000;
 
 /// The last message of a conversation, shortened.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Preview {
     /// Its text, at most [`PREVIEW_CHARS`] characters (`…` when cut).
     pub body: String,
@@ -28,6 +29,7 @@ pub struct Preview {
 
 /// One conversation in the list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ConversationEntry {
     /// The conversation's room.
     pub room: String,
@@ -145,6 +147,7 @@ fn preview(body: &str) -> String {
 
 /// Which conversations a `conversations` request wants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ListFilter {
     /// Waiting and assigned (the default).

@@ -12,6 +12,7 @@ use crate::protocol::{ErrorCode, Rejection};
 
 /// What an agent says about taking conversations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Availability {
     /// Takes auto-assigned conversations up to their capacity.

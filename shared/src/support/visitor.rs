@@ -13,6 +13,7 @@ pub const MAX_EMAIL_BYTES: usize = 254;
 
 /// What a visitor said about themself ([`crate::store::DeskKind::Visitor`]).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct VisitorInfo {
     /// Their name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
