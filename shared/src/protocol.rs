@@ -150,8 +150,9 @@ impl From<PresenceStatus> for VisibleStatus {
     }
 }
 
-/// A frame from a client, after parsing and validation.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// A frame from a client, after parsing and validation (a client serializes it to send; an
+/// absent optional field goes out as `null`, which the server reads as absent).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum ClientFrame {
     /// Subscribe to a room; with `since`, replay every message after that seq.
