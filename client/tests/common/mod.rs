@@ -1,0 +1,165 @@
+//! The real `roomcast-local` binary as a child process, for the client's black-box tests: on a
+//! free port, in a fresh data directory, bound to the test process's life (a [`Lifeline`]).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, anyhow, bail};
+use roomcast_client::{Event, Events};
+use roomcast_core::auth::{Claims, Role, TokenSigner};
+use roomcast_testkit::process::{Lifeline, free_port, wait_listening};
+
+const SECRET: &str = "roomcast-client-tests-secret-0123456789";
+/// The tenant every test token names.
+pub const TENANT: &str = "acme";
+/// How long a start may take.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a test waits for any one event.
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// The server binary: the workspace's build of `roomcast-local` next to this test's own
+/// directory (`cargo test --workspace` builds it), built here when it is missing.
+fn binary() -> anyhow::Result<&'static Path> {
+    static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BINARY
+        .get_or_init(|| locate_or_build().map_err(|e| format!("{e:#}")))
+        .as_deref()
+        .map_err(|e| anyhow!("{e}"))
+}
+
+fn locate_or_build() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("this test's path")?;
+    // target/<profile>/deps/<test> → target/<profile>/roomcast-local
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("this test runs from target/<profile>/deps")?;
+    let binary = profile_dir.join(format!("roomcast-local{}", std::env::consts::EXE_SUFFIX));
+    if !binary.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "roomcast-local", "--bin", "roomcast-local"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .context("running cargo build -p roomcast-local")?;
+        if !status.success() {
+            bail!("cargo build -p roomcast-local failed: {status}");
+        }
+    }
+    Ok(binary)
+}
+
+/// A running `roomcast-local`.
+pub struct Server {
+    root: PathBuf,
+    port: u16,
+    flags: Vec<String>,
+    lifeline: Lifeline,
+}
+
+impl Server {
+    /// Starts the server with `flags` (on top of the port, secret and data directory).
+    pub fn start(flags: &[&str]) -> anyhow::Result<Self> {
+        let root = tempfile_root()?;
+        let flags: Vec<String> = flags.iter().map(|f| (*f).to_owned()).collect();
+        let port = free_port();
+        let lifeline = spawn(&root, port, &flags)?;
+        Ok(Self {
+            root,
+            port,
+            flags,
+            lifeline,
+        })
+    }
+
+    /// The WebSocket URL.
+    pub fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}/", self.port)
+    }
+
+    /// A token for `user` of [`TENANT`] granting every room, valid for an hour.
+    pub fn token(&self, user: &str, role: Role) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        TokenSigner::hs256(SECRET.as_bytes()).sign(&Claims {
+            sub: Some(user.to_owned()),
+            tid: Some(TENANT.to_owned()),
+            rooms: vec!["r-*".to_owned()],
+            role,
+            exp: Some(now + 3600),
+            ..Claims::default()
+        })
+    }
+
+    /// SIGKILLs the server (no close frames: its sockets just end) and starts it again on the
+    /// same port and data.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.lifeline
+            .kill_keeping_data()
+            .context("killing the server")?;
+        // The port may take a moment to be free again after SIGKILL.
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            match spawn(&self.root, self.port, &self.flags) {
+                Ok(lifeline) => {
+                    self.lifeline = lifeline;
+                    return Ok(());
+                }
+                Err(e) if Instant::now() >= deadline => return Err(e.context("restarting")),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+}
+
+fn tempfile_root() -> anyhow::Result<PathBuf> {
+    static SERVERS: AtomicU32 = AtomicU32::new(0);
+    let root = std::env::temp_dir().join(format!(
+        "roomcast-client-{}-{}",
+        std::process::id(),
+        SERVERS.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    Ok(root)
+}
+
+fn spawn(root: &Path, port: u16, flags: &[String]) -> anyhow::Result<Lifeline> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(root.join("server.log"))
+        .context("opening the server's log")?;
+    let mut command = Lifeline::command(Some(root), binary()?);
+    command
+        .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--jwt-secret", SECRET])
+        .arg("--data-dir")
+        .arg(root.join("data"))
+        .args(flags)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log);
+    let mut lifeline = Lifeline::spawn(command).context("starting the server")?;
+    wait_listening(port, START_TIMEOUT, || lifeline.exited()).map_err(|e| anyhow!(e))?;
+    Ok(lifeline)
+}
+
+/// The next event `pick` takes, skipping the others; fails after [`WAIT`] without one.
+pub async fn next_picked<T>(
+    events: &mut Events,
+    mut pick: impl FnMut(Event) -> Option<T>,
+) -> anyhow::Result<T> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let event = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .map_err(|_| anyhow!("no such event within {WAIT:?}"))?
+            .context("the client stopped")?;
+        if let Some(picked) = pick(event) {
+            return Ok(picked);
+        }
+    }
+}
