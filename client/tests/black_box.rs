@@ -179,24 +179,31 @@ async fn a_join_from_an_old_seq_pages_past_the_replay_limit() -> anyhow::Result<
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_killed_mid_stream_loses_and_repeats_nothing() -> anyhow::Result<()> {
-    const BEFORE_KILL: usize = 40;
-    const DURING_RESTART: usize = 40;
-    const TOTAL: usize = BEFORE_KILL + DURING_RESTART;
-    let server = Server::start(UNLIMITED)?;
-    let (alice, _alice_events) = connect(&server, "alice", Role::User).await?;
-    let (bob, mut bob_events) = connect(&server, "bob", Role::User).await?;
-    alice.join(ROOM).await?;
-    bob.join(ROOM).await?;
+/// What [`stream_through`] saw.
+struct Streamed {
+    /// Acks that answered a resend of a message the server had stored already.
+    duplicate_acks: usize,
+    /// Whether Bob's connection dropped on the way.
+    bob_dropped: bool,
+}
 
+/// Alice sends `total` messages to Bob in `ROOM`, one a millisecond, each awaiting its own ack,
+/// and `disrupt` runs once Bob has the first. Then every message must be acknowledged with its
+/// own seq, delivered to Bob once, and stored once.
+async fn stream_through(
+    alice: &Client,
+    bob: &Client,
+    mut bob_events: Events,
+    total: usize,
+    disrupt: impl Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<Streamed> {
     // Bob reads everything that reaches him, and whether his connection dropped.
     let (first_seen, seen_some) = tokio::sync::oneshot::channel();
     let reader = tokio::spawn(async move {
         let mut first_seen = Some(first_seen);
         let mut messages = Vec::new();
         let mut dropped = false;
-        while messages.len() < TOTAL {
+        while messages.len() < total {
             match next_picked(&mut bob_events, Some).await? {
                 Event::Frame(frame) => {
                     if let ServerFrame::Message(m) = *frame {
@@ -223,37 +230,32 @@ async fn a_server_killed_mid_stream_loses_and_repeats_nothing() -> anyhow::Resul
         anyhow::Ok((messages, dropped, extra.ok().flatten()))
     });
 
-    let send = |i: usize| {
+    let sender = tokio::spawn({
         let alice = alice.clone();
-        tokio::spawn(async move { alice.send(ROOM, &format!("m{i}")).await })
-    };
-    let mut sends: Vec<_> = (0..BEFORE_KILL).map(send).collect();
-    seen_some.await.context("bob's reader ended")?;
-    let server = Arc::new(Mutex::new(server));
-    let restart = tokio::task::spawn_blocking({
-        let server = Arc::clone(&server);
-        move || {
-            server
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .restart()
+        async move {
+            let mut sends = Vec::new();
+            for i in 0..total {
+                let alice = alice.clone();
+                sends.push(tokio::spawn(async move {
+                    alice.send(ROOM, &format!("m{i}")).await
+                }));
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            sends
         }
     });
-    sends.extend((BEFORE_KILL..TOTAL).map(send));
-    restart.await??;
+    seen_some.await.context("bob's reader ended")?;
+    disrupt.await?;
 
     let mut acks = Vec::new();
-    for sent in sends {
+    for sent in sender.await? {
         acks.push(sent.await??);
     }
     let acked: BTreeSet<u64> = acks.iter().map(|a| a.seq).collect();
-    let expected: BTreeSet<u64> = (1..=u64::try_from(TOTAL)?).collect();
+    let expected: BTreeSet<u64> = (1..=u64::try_from(total)?).collect();
     ensure!(acked == expected, "acked seqs {acked:?}");
-    let resent = acks.iter().filter(|a| a.duplicate).count();
-    println!("{resent} of {TOTAL} acks were for a resend the server had stored already");
 
-    let (messages, dropped, extra) = reader.await??;
-    ensure!(dropped, "bob's connection did not drop");
+    let (messages, bob_dropped, extra) = reader.await??;
     ensure!(extra.is_none(), "a message came twice: {extra:?}");
     let delivered: BTreeSet<u64> = messages.iter().map(|m| m.seq).collect();
     ensure!(delivered == expected, "bob got seqs {delivered:?}");
@@ -271,7 +273,58 @@ async fn a_server_killed_mid_stream_loses_and_repeats_nothing() -> anyhow::Resul
             },
         )
         .await?;
-    ensure!(stored.messages.len() == TOTAL && !stored.more);
+    ensure!(stored.messages.len() == total && !stored.more);
+    Ok(Streamed {
+        duplicate_acks: acks.iter().filter(|a| a.duplicate).count(),
+        bob_dropped,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_mid_stream_loses_and_repeats_nothing() -> anyhow::Result<()> {
+    const TOTAL: usize = 80;
+    let server = Server::start(UNLIMITED)?;
+    let (alice, _alice_events) = connect(&server, "alice", Role::User).await?;
+    let (bob, bob_events) = connect(&server, "bob", Role::User).await?;
+    let server = Arc::new(Mutex::new(server));
+    alice.join(ROOM).await?;
+    bob.join(ROOM).await?;
+    let kill_and_restart = tokio::task::spawn_blocking({
+        let server = Arc::clone(&server);
+        move || {
+            server
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .restart()
+        }
+    });
+    let streamed = stream_through(&alice, &bob, bob_events, TOTAL, async {
+        kill_and_restart.await?
+    })
+    .await?;
+    ensure!(streamed.bob_dropped, "bob's connection did not drop");
+    println!(
+        "{} of {TOTAL} acks answered a resend the server had stored already",
+        streamed.duplicate_acks
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_resent_before_their_ack_are_stored_once() -> anyhow::Result<()> {
+    const TOTAL: usize = 60;
+    let server = Server::start(UNLIMITED)?;
+    // Every ack is overdue at once: each message goes out again and again until acknowledged.
+    let impatient = Config {
+        ack_timeout: Duration::from_millis(1),
+        ..Config::new(server.url(), server.token("alice", Role::User))
+    };
+    let (alice, _alice_events) = Client::connect(impatient).await?;
+    let (bob, bob_events) = connect(&server, "bob", Role::User).await?;
+    alice.join(ROOM).await?;
+    bob.join(ROOM).await?;
+    let streamed = stream_through(&alice, &bob, bob_events, TOTAL, async { Ok(()) }).await?;
+    ensure!(!streamed.bob_dropped);
     Ok(())
 }
 

@@ -21,7 +21,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub const WAIT: Duration = Duration::from_secs(15);
 
 /// The server binary: the workspace's build of `roomcast-local` next to this test's own
-/// directory (`cargo test --workspace` builds it), built here when it is missing.
+/// directory (`cargo test --workspace` builds it), else one built here into a target directory
+/// of its own (the cargo running this test may still hold the lock on the shared one).
 fn binary() -> anyhow::Result<&'static Path> {
     static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     BINARY
@@ -37,18 +38,23 @@ fn locate_or_build() -> anyhow::Result<PathBuf> {
         .parent()
         .and_then(Path::parent)
         .context("this test runs from target/<profile>/deps")?;
-    let binary = profile_dir.join(format!("roomcast-local{}", std::env::consts::EXE_SUFFIX));
-    if !binary.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "roomcast-local", "--bin", "roomcast-local"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .context("running cargo build -p roomcast-local")?;
-        if !status.success() {
-            bail!("cargo build -p roomcast-local failed: {status}");
-        }
+    let name = format!("roomcast-local{}", std::env::consts::EXE_SUFFIX);
+    let built = profile_dir.join(&name);
+    if built.exists() {
+        return Ok(built);
     }
-    Ok(binary)
+    let own_target = profile_dir.join("roomcast-client-server");
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "-p", "roomcast-local", "--bin", "roomcast-local"])
+        .arg("--target-dir")
+        .arg(&own_target)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .context("running cargo build -p roomcast-local")?;
+    if !status.success() {
+        bail!("cargo build -p roomcast-local failed: {status}");
+    }
+    Ok(own_target.join("debug").join(name))
 }
 
 /// A running `roomcast-local`.
