@@ -296,7 +296,11 @@ impl Driver {
         self.rejoin();
         self.outbox.reconnected();
         self.send_due(Instant::now());
+        let mut last_sent = Instant::now();
         loop {
+            if !self.outgoing.is_empty() {
+                last_sent = Instant::now();
+            }
             for text in self.outgoing.drain(..) {
                 if let Err(e) = socket.feed(Message::text(text)).await {
                     return Ended::Dropped {
@@ -311,10 +315,10 @@ impl Driver {
                     reason: e.to_string(),
                 };
             }
-            let wake = self.next_deadline().map_or_else(
-                || tokio::time::Instant::now() + Duration::from_secs(3600),
-                tokio::time::Instant::from_std,
-            );
+            let keepalive_at = last_sent + self.config.keepalive;
+            let wake = self
+                .next_deadline()
+                .map_or(keepalive_at, |deadline| deadline.min(keepalive_at));
             tokio::select! {
                 received = socket.next() => match received {
                     Some(Ok(Message::Text(text))) => self.frame(&text, Instant::now()),
@@ -336,7 +340,14 @@ impl Driver {
                         return Ended::ByCaller;
                     }
                 }
-                () = tokio::time::sleep_until(wake) => self.expire(Instant::now()),
+                () = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
+                    let now = Instant::now();
+                    if now >= keepalive_at {
+                        // The server closes a connection that sent nothing for 10 minutes.
+                        self.queue(&ClientFrame::Ping, None);
+                    }
+                    self.expire(now);
+                }
             }
         }
     }
@@ -599,6 +610,8 @@ impl Driver {
                     let _ = waiter.send(Ok(()));
                 }
             }
+            // The answer to a keepalive.
+            ServerFrame::Pong { .. } => {}
             ServerFrame::Closing { code, .. } => {
                 self.closing = Some(code);
                 self.emit(Event::Frame(Box::new(frame)));

@@ -68,11 +68,15 @@ pub struct Config {
     pub ack_timeout: Duration,
     /// How long `join`, `leave` and `history` wait for their reply.
     pub request_timeout: Duration,
+    /// After this long without sending, the client sends a `ping`, so the server's idle
+    /// timeout (10 minutes by default) does not close a quiet connection.
+    pub keepalive: Duration,
 }
 
 impl Config {
     /// `url` and `token` with the default timings: reconnects from 100 ms doubling to 5 s,
-    /// resends after 10 s without an ack, replies within 10 s.
+    /// resends after 10 s without an ack, replies within 10 s, a keepalive after 4 quiet
+    /// minutes.
     pub fn new(url: impl Into<String>, token: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -83,6 +87,7 @@ impl Config {
             },
             ack_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),
+            keepalive: Duration::from_secs(240),
         }
     }
 }
@@ -95,6 +100,7 @@ impl std::fmt::Debug for Config {
             .field("backoff", &self.backoff)
             .field("ack_timeout", &self.ack_timeout)
             .field("request_timeout", &self.request_timeout)
+            .field("keepalive", &self.keepalive)
             .finish_non_exhaustive()
     }
 }

@@ -16,7 +16,7 @@ use futures::future::try_join_all;
 use roomcast_client::{Client, ClientError, Config, Event, Events, HistoryQuery};
 use roomcast_core::auth::Role;
 use roomcast_core::protocol::{
-    ErrorCode, MessageView, PresenceStatus, ServerFrame, TypingState, VisibleStatus,
+    ErrorCode, MessageView, PresenceStatus, ServerFrame, TypingState, VisibleStatus, close,
 };
 
 const ROOM: &str = "r-1";
@@ -325,6 +325,40 @@ async fn messages_resent_before_their_ack_are_stored_once() -> anyhow::Result<()
     bob.join(ROOM).await?;
     let streamed = stream_through(&alice, &bob, bob_events, TOTAL, async { Ok(()) }).await?;
     ensure!(!streamed.bob_dropped);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keepalive_holds_a_quiet_connection_open() -> anyhow::Result<()> {
+    let server = Server::start(&["--idle-timeout-secs", "1"])?;
+    let chatty = Config {
+        keepalive: Duration::from_millis(300),
+        ..Config::new(server.url(), server.token("alice", Role::User))
+    };
+    let (alice, mut alice_events) = Client::connect(chatty).await?;
+    let (bob, mut bob_events) = connect(&server, "bob", Role::User).await?;
+    alice.join(ROOM).await?;
+    bob.join(ROOM).await?;
+    // Bob's keepalive (minutes) is too slow for this server: it closes him, and he returns.
+    let code = next_picked(&mut bob_events, |e| match e {
+        Event::Disconnected { code, .. } => Some(code),
+        _ => None,
+    })
+    .await?;
+    ensure!(code == Some(close::GOING_AWAY), "{code:?}");
+    next_picked(&mut bob_events, |e| {
+        matches!(e, Event::Reconnected).then_some(())
+    })
+    .await?;
+    // Alice, as quiet but for her keepalive, stayed connected all along.
+    let alice_dropped = tokio::time::timeout(
+        Duration::from_millis(500),
+        next_picked(&mut alice_events, |e| {
+            matches!(e, Event::Disconnected { .. }).then_some(())
+        }),
+    )
+    .await;
+    ensure!(alice_dropped.is_err(), "alice's connection dropped");
     Ok(())
 }
 
