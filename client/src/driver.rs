@@ -401,6 +401,10 @@ impl Driver {
                 }
             }
             Command::Send { message, reply } => {
+                if let Err(refused) = message.check() {
+                    let _ = reply.send(Err(refused.into()));
+                    return ControlFlow::Continue(());
+                }
                 if self.outbox.holds(&message.id) {
                     let _ = reply.send(Err(ClientError::IdInUse(message.id)));
                     return ControlFlow::Continue(());

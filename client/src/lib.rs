@@ -46,7 +46,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use roomcast_core::protocol::{
-    ClientFrame, ErrorCode, MemberView, MessageView, PresenceStatus, ServerFrame, TypingState,
+    ClientFrame, ErrorCode, MemberView, MessageView, PresenceStatus, Rejection, ServerFrame,
+    TypingState,
 };
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -119,7 +120,8 @@ pub enum ClientError {
     /// The WebSocket could not be opened (bad URL, nothing listening, …).
     #[error("could not connect: {0}")]
     Connect(String),
-    /// The server answered with an `error` frame.
+    /// The server answered with an `error` frame, or the client refused a message the server
+    /// would refuse (with the code the server would give) before sending it.
     #[error("{}: {message}", code.as_str())]
     Rejected {
         /// The protocol's stable code.
@@ -140,6 +142,15 @@ pub enum ClientError {
     /// reconnecting cannot mend (a 1000, 4001 or 4003 close, or a refused reconnect).
     #[error("the client stopped: {0}")]
     Stopped(String),
+}
+
+impl From<Rejection> for ClientError {
+    fn from(refused: Rejection) -> Self {
+        Self::Rejected {
+            code: refused.code,
+            message: refused.message,
+        }
+    }
 }
 
 /// The server's `joined` reply.
@@ -228,7 +239,8 @@ impl Event {
     }
 }
 
-/// The events of one client, in the order they happened.
+/// The events of one client, in the order they happened. They wait, unbounded, until taken:
+/// read them as they come (a client that does not want them drops its `Events`).
 #[derive(Debug)]
 pub struct Events(mpsc::UnboundedReceiver<Event>);
 

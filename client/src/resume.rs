@@ -5,7 +5,11 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use roomcast_core::protocol::{ClientFrame, close};
+use roomcast_core::limits::MAX_FRAME_BYTES;
+use roomcast_core::protocol::{
+    ClientFrame, ErrorCode, Rejection, close, validate_client_id, validate_message_body,
+    validate_meta, validate_name,
+};
 use serde_json::Value;
 
 /// The seqs one room has delivered: every seq up to `contiguous`, and the ones in `above`
@@ -87,6 +91,25 @@ impl Outgoing {
             meta: self.meta.clone(),
             attachments: Vec::new(),
         }
+    }
+
+    /// Refuses, before anything is sent, a message the server would refuse as it stands, and
+    /// one whose frame is over [`MAX_FRAME_BYTES`] (JSON escapes can take a body within its
+    /// limit past it): the server closes a connection for such a frame (1009), so resending it
+    /// would close every new connection too.
+    pub fn check(&self) -> Result<(), Rejection> {
+        validate_name("room", &self.room)?;
+        validate_client_id(&self.id)?;
+        validate_message_body(&self.body, false)?;
+        validate_meta(self.meta.as_ref())?;
+        let size = serde_json::to_vec(&self.frame()).map_or(usize::MAX, |text| text.len());
+        if size > MAX_FRAME_BYTES {
+            return Err(Rejection::new(
+                ErrorCode::TooLarge,
+                format!("the message's frame is {size} bytes; a frame may have {MAX_FRAME_BYTES}"),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -254,6 +277,21 @@ mod tests {
 
     fn ids(messages: &[Outgoing]) -> Vec<&str> {
         messages.iter().map(|m| m.id.as_str()).collect()
+    }
+
+    #[test]
+    fn a_message_the_server_would_refuse_is_refused_before_it_is_sent() {
+        let code = |message: &Outgoing| message.check().map_err(|r| r.code);
+        let mut message = outgoing("a");
+        assert_eq!(code(&message), Ok(()));
+        message.id = "has space".into();
+        assert_eq!(code(&message), Err(ErrorCode::Invalid));
+        message.id = "a".into();
+        // 10,000 bytes of body, 35,000 once each U+0001 is escaped as \u0001.
+        message.body = "a\u{1}".repeat(5000);
+        assert_eq!(code(&message), Err(ErrorCode::TooLarge));
+        message.body = "x".repeat(16_385);
+        assert_eq!(code(&message), Err(ErrorCode::TooLarge));
     }
 
     #[test]
