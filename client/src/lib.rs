@@ -205,7 +205,9 @@ pub struct HistoryPage {
     pub more: bool,
 }
 
-/// What happens on the connection that is not a reply to this client's own requests.
+/// What happens on the connection that is not a reply to this client's own requests, in the
+/// order it arrived: concurrent senders' messages may arrive out of seq order (protocol.md §9),
+/// so order a room's messages by `seq` where it matters.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// A server frame: `message` (each seq once, live or replayed), `edited`, `deleted`,
