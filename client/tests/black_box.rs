@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use common::{Server, next_picked};
+use common::{CuttableProxy, Server, next_picked};
 use futures::future::try_join_all;
 use roomcast_client::{Client, ClientError, Config, Event, Events, HistoryQuery};
 use roomcast_core::auth::Role;
@@ -310,6 +310,30 @@ async fn a_server_killed_mid_stream_loses_and_repeats_nothing() -> anyhow::Resul
     println!(
         "{} of {TOTAL} acks answered a resend the server had stored already; the last ack came \
          {:?} after the kill",
+        streamed.duplicate_acks, streamed.settled_in
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_dropped_mid_stream_lose_and_repeat_nothing() -> anyhow::Result<()> {
+    const TOTAL: usize = 80;
+    let server = Server::start(UNLIMITED)?;
+    let proxy = CuttableProxy::start(server.port()).await?;
+    let through_proxy = |user| Config::new(proxy.url(), server.token(user, Role::User));
+    let (alice, _alice_events) = Client::connect(through_proxy("alice")).await?;
+    let (bob, bob_events) = Client::connect(through_proxy("bob")).await?;
+    alice.join(ROOM).await?;
+    bob.join(ROOM).await?;
+    let cut = async {
+        proxy.cut();
+        Ok(())
+    };
+    let streamed = stream_through(&alice, &bob, bob_events, TOTAL, cut).await?;
+    ensure!(streamed.bob_dropped, "bob's connection did not drop");
+    println!(
+        "{} of {TOTAL} acks answered a resend the server had stored already; the last ack came \
+         {:?} after the cut",
         streamed.duplicate_acks, streamed.settled_in
     );
     Ok(())

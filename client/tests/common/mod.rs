@@ -3,14 +3,16 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow, bail};
 use roomcast_client::{Event, Events};
 use roomcast_core::auth::{Claims, Role, TokenSigner};
 use roomcast_testkit::process::{Lifeline, free_port, wait_listening};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 const SECRET: &str = "roomcast-client-tests-secret-0123456789";
 /// The tenant every test token names.
@@ -85,6 +87,11 @@ impl Server {
         format!("ws://127.0.0.1:{}/", self.port)
     }
 
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// A token for `user` of [`TENANT`] granting every room, valid for an hour.
     pub fn token(&self, user: &str, role: Role) -> String {
         let now = SystemTime::now()
@@ -151,6 +158,49 @@ fn spawn(root: &Path, port: u16, flags: &[String]) -> anyhow::Result<Lifeline> {
     let mut lifeline = Lifeline::spawn(command).context("starting the server")?;
     wait_listening(port, START_TIMEOUT, || lifeline.exited()).map_err(|e| anyhow!(e))?;
     Ok(lifeline)
+}
+
+/// A TCP forwarder to a server whose connections can all be cut at once, as a network drop
+/// would (the server lives on, and so do the messages it stored whose acks the cut lost).
+pub struct CuttableProxy {
+    port: u16,
+    cuts: Arc<watch::Sender<u64>>,
+}
+
+impl CuttableProxy {
+    /// Forwards a loopback port of its own to `target`.
+    pub async fn start(target: u16) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let port = listener.local_addr()?.port();
+        let cuts = Arc::new(watch::channel(0).0);
+        let accepting = Arc::clone(&cuts);
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                // Subscribed now: only cuts after this connection opened end it.
+                let mut cut = accepting.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(("127.0.0.1", target)).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        Ok(Self { port, cuts })
+    }
+
+    /// The WebSocket URL through the proxy.
+    pub fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}/", self.port)
+    }
+
+    /// Ends every connection open now (both sides see the socket close, without a close frame).
+    pub fn cut(&self) {
+        self.cuts.send_modify(|n| *n += 1);
+    }
 }
 
 /// The next event `pick` takes, skipping the others; fails after [`WAIT`] without one.
