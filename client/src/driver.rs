@@ -540,20 +540,35 @@ impl Driver {
                 unread,
                 members,
                 occupancy,
-                ..
+                conversation,
             } => {
                 if let Some(log) = self.rooms.get_mut(&room) {
                     log.joined(head);
                 }
+                let waiters = self.joins.answered(&room).unwrap_or_default();
+                if waiters.is_empty() {
+                    // A rejoin on a new connection: the members, their presence and the read
+                    // cursor as they stand now, which the caller's view may have missed.
+                    self.emit(Event::Frame(Box::new(ServerFrame::Joined {
+                        room,
+                        head,
+                        read_seq,
+                        unread,
+                        members,
+                        occupancy,
+                        conversation,
+                    })));
+                    return;
+                }
                 let joined = Joined {
-                    room: room.clone(),
+                    room,
                     head,
                     read_seq,
                     unread,
                     members,
                     occupancy,
                 };
-                for waiter in self.joins.answered(&room).unwrap_or_default() {
+                for waiter in waiters {
                     let _ = waiter.send(Ok(joined.clone()));
                 }
             }

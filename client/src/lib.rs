@@ -211,8 +211,10 @@ pub struct HistoryPage {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// A server frame: `message` (each seq once, live or replayed), `edited`, `deleted`,
-    /// `typing`, `read`, `presence`, `occupancy`, `closing`, and `error`s that answer no
-    /// pending request (a `typing` refused, or `RATE_LIMITED`, which names no frame).
+    /// `typing`, `read`, `presence`, `occupancy`, `closing`, the `joined` of each room rejoined
+    /// after a reconnect (members, presence and read cursor as they stand then), and `error`s
+    /// that answer no pending request (a `typing` refused, or `RATE_LIMITED`, which names no
+    /// frame).
     Frame(Box<ServerFrame>),
     /// The connection dropped (`code`: its close code, `None` without a close frame); the
     /// client reconnects unless an [`Event::Closed`] follows.

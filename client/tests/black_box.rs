@@ -379,6 +379,13 @@ async fn a_keepalive_holds_a_quiet_connection_open() -> anyhow::Result<()> {
         matches!(e, Event::Reconnected).then_some(())
     })
     .await?;
+    // His room is rejoined, and its state comes as an event.
+    let rejoined = next_picked(&mut bob_events, |e| match e.frame()? {
+        ServerFrame::Joined { room, members, .. } => Some((room, members.len())),
+        _ => None,
+    })
+    .await?;
+    ensure!(rejoined == (ROOM.to_owned(), 2), "{rejoined:?}");
     // Alice, as quiet but for her keepalive, stayed connected all along.
     let alice_dropped = tokio::time::timeout(
         Duration::from_millis(500),
