@@ -23,6 +23,10 @@ use crate::{Ack, ClientError, Config, Event, HistoryPage, HistoryQuery, Joined};
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 type Reply<T> = oneshot::Sender<Result<T, ClientError>>;
 
+/// How long a gap in a room's live messages may stay open before it is filled from history:
+/// concurrent senders' messages may arrive out of order (protocol.md §9), so briefly.
+const GAP_WAIT: Duration = Duration::from_secs(1);
+
 /// Largest page the resume asks for (`MAX_HISTORY_LIMIT`).
 const RESUME_PAGE: u32 = roomcast_core::limits::MAX_HISTORY_LIMIT;
 
@@ -181,6 +185,9 @@ pub(crate) struct Driver {
     queued_joins: HashMap<String, Vec<Reply<Joined>>>,
     leaves: Pending<Reply<()>>,
     pages: Pending<PageWaiter>,
+    /// Rooms with a gap in their live messages, and when to fill it from history if the
+    /// missing ones have not come by then.
+    gaps: HashMap<String, Instant>,
     /// Frames for the current connection, sent before the task waits again.
     outgoing: Vec<String>,
     next_reference: u64,
@@ -208,6 +215,7 @@ impl Driver {
             queued_joins: HashMap::new(),
             leaves: Pending::new(),
             pages: Pending::new(),
+            gaps: HashMap::new(),
             outgoing: Vec::new(),
             next_reference: 1,
             closing: None,
@@ -502,6 +510,7 @@ impl Driver {
             self.joins.next_deadline(),
             self.leaves.next_deadline(),
             self.pages.next_deadline(),
+            self.gaps.values().min().copied(),
         ]
         .into_iter()
         .flatten()
@@ -511,6 +520,18 @@ impl Driver {
     /// Overdue acks are resent; overdue replies fail their callers.
     fn expire(&mut self, now: Instant) {
         self.send_due(now);
+        let overdue: Vec<String> = self
+            .gaps
+            .iter()
+            .filter(|&(_, &at)| at <= now)
+            .map(|(room, _)| room.clone())
+            .collect();
+        for room in overdue {
+            self.gaps.remove(&room);
+            if let Some(after) = self.rooms.get(&room).and_then(RoomLog::gap_after) {
+                self.page_on(&room, after, now);
+            }
+        }
         let timeout = ClientError::Timeout(self.config.request_timeout);
         for waiters in self.joins.expired(now) {
             fail_all(waiters, &timeout);
@@ -592,7 +613,7 @@ impl Driver {
                 Some(PageWaiter::Resume) => {
                     let last = messages.last().map(|m| m.seq);
                     for message in messages {
-                        self.deliver(message);
+                        self.deliver(message, now);
                     }
                     if let (true, Some(last)) = (more, last) {
                         self.page_on(&room, last, now);
@@ -600,7 +621,7 @@ impl Driver {
                 }
                 None => {}
             },
-            ServerFrame::Message(message) => self.deliver(message),
+            ServerFrame::Message(message) => self.deliver(message, now),
             ServerFrame::Ack {
                 id,
                 room,
@@ -653,15 +674,21 @@ impl Driver {
         self.send_page(room, query, PageWaiter::Resume, now);
     }
 
-    /// A message, live or replayed: passed on once per seq of a room joined.
-    fn deliver(&mut self, message: roomcast_core::protocol::MessageView) {
-        let new = self
-            .rooms
-            .get_mut(&message.room)
-            .is_some_and(|log| log.record(message.seq));
-        if new {
-            self.emit(Event::Frame(Box::new(ServerFrame::Message(message))));
+    /// A message, live or replayed: passed on once per seq of a room joined. A gap it leaves
+    /// open is filled from history after [`GAP_WAIT`].
+    fn deliver(&mut self, message: roomcast_core::protocol::MessageView, now: Instant) {
+        let Some(log) = self.rooms.get_mut(&message.room) else {
+            return;
+        };
+        if !log.record(message.seq) {
+            return;
         }
+        if log.gap_after().is_some() {
+            self.gaps
+                .entry(message.room.clone())
+                .or_insert(now + GAP_WAIT);
+        }
+        self.emit(Event::Frame(Box::new(ServerFrame::Message(message))));
     }
 
     fn error(&mut self, code: ErrorCode, message: String, reference: Option<String>, now: Instant) {
@@ -708,6 +735,8 @@ impl Driver {
     /// The connection dropped: replies it owed will not come.
     fn dropped(&mut self) {
         self.outgoing.clear();
+        // The rejoin's replay fills every gap.
+        self.gaps.clear();
         let joins: Vec<_> = self.joins.drain().collect();
         for (room, waiters) in joins {
             if self.rooms.contains_key(&room) {

@@ -52,6 +52,12 @@ impl RoomLog {
         }
     }
 
+    /// The seq after which one is missing while later ones arrived: where a `history {after}`
+    /// fills the gap, if it stays open (protocol.md §9).
+    pub fn gap_after(&self) -> Option<u64> {
+        (self.anchored && !self.above.is_empty()).then_some(self.contiguous)
+    }
+
     /// Records `seq` as delivered; true when it was not delivered before.
     pub fn record(&mut self, seq: u64) -> bool {
         if seq <= self.contiguous || !self.above.insert(seq) {
@@ -301,8 +307,10 @@ mod tests {
         assert!(log.record(6), "past a gap");
         assert!(!log.record(6), "again");
         assert_eq!(log.resume_since(), Some(4), "the gap at 5 is replayed");
+        assert_eq!(log.gap_after(), Some(4));
         assert!(log.record(5));
         assert_eq!(log.resume_since(), Some(6), "the gap closed");
+        assert_eq!(log.gap_after(), None);
         assert!(!log.record(5));
     }
 
@@ -313,7 +321,9 @@ mod tests {
         // Live frames may come before `joined`.
         assert!(log.record(9));
         assert!(log.record(12));
+        assert_eq!(log.gap_after(), None, "no position yet");
         log.joined(10);
+        assert_eq!(log.gap_after(), Some(10));
         assert_eq!(log.resume_since(), Some(10));
         assert!(!log.record(9));
         assert!(log.record(11));
