@@ -342,7 +342,7 @@ impl Client {
         self.request(|reply| Command::Send { message, reply }).await
     }
 
-    /// Sends `message` with `meta` attached.
+    /// Sends `body` to `room` with `meta` (application data) and a fresh id.
     pub async fn send_with_meta(
         &self,
         room: &str,
