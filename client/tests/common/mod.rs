@@ -70,6 +70,8 @@ pub struct Server {
 impl Server {
     /// Starts the server with `flags` (on top of the port, secret and data directory).
     pub fn start(flags: &[&str]) -> anyhow::Result<Self> {
+        // Before the directory, which only a started server's lifeline removes.
+        binary()?;
         let root = tempfile_root()?;
         let flags: Vec<String> = flags.iter().map(|f| (*f).to_owned()).collect();
         let port = free_port();
