@@ -75,7 +75,10 @@ impl Server {
         let root = tempfile_root()?;
         let flags: Vec<String> = flags.iter().map(|f| (*f).to_owned()).collect();
         let port = free_port();
-        let lifeline = spawn(&root, port, &flags)?;
+        let lifeline = spawn(&root, port, &flags).inspect_err(|_| {
+            // Nothing else removes it when no server started.
+            let _ = std::fs::remove_dir_all(&root);
+        })?;
         Ok(Self {
             root,
             port,
@@ -158,7 +161,11 @@ fn spawn(root: &Path, port: u16, flags: &[String]) -> anyhow::Result<Lifeline> {
         .stdout(Stdio::null())
         .stderr(log);
     let mut lifeline = Lifeline::spawn(command).context("starting the server")?;
-    wait_listening(port, START_TIMEOUT, || lifeline.exited()).map_err(|e| anyhow!(e))?;
+    if let Err(e) = wait_listening(port, START_TIMEOUT, || lifeline.exited()) {
+        // Dropping the lifeline would remove the data a restart retries on.
+        let _ = lifeline.kill_keeping_data();
+        bail!("{e}");
+    }
     Ok(lifeline)
 }
 
