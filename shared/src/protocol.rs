@@ -154,8 +154,9 @@ impl From<PresenceStatus> for VisibleStatus {
     }
 }
 
-/// A frame from a client, after parsing and validation (a client serializes it to send; an
-/// absent optional field goes out as `null`, which the server reads as absent).
+/// A frame from a client, after parsing and validation.
+// Serialize: the Rust client sends these (an absent optional field goes out as `null`, which
+// the server reads as absent).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[cfg_attr(feature = "schema", schemars(transform = crate::spec::client_frame_rules))]
