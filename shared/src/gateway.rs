@@ -1,6 +1,8 @@
 //! The outbound ports: [`Gateway`] (send a frame to a connection, close it) and [`RoomRelay`]
 //! (record a message in a room another instance of the service owns).
 
+use futures::StreamExt as _;
+
 use crate::MaybeSendSync;
 use crate::limits::FANOUT_CONCURRENCY;
 use crate::split::SplitPolicy;
@@ -37,6 +39,27 @@ pub trait RoomRelay: MaybeSendSync {
     async fn eject(&self, room: &RoomRef, user: &str) -> Result<(), StoreError>;
 }
 
+/// What [`Gateway::send_each`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Posted {
+    /// Frames delivered (queued for the connection, or accepted by the Management API).
+    pub delivered: usize,
+    /// Connections found gone.
+    pub gone: Vec<String>,
+}
+
+impl Posted {
+    /// Counts one recipient's outcome; a failure other than `Gone` is logged and dropped, as
+    /// the recipient resumes from the history after reconnecting.
+    pub fn record(&mut self, conn_id: String, result: Result<(), GatewayError>) {
+        match result {
+            Ok(()) => self.delivered += 1,
+            Err(GatewayError::Gone) => self.gone.push(conn_id),
+            Err(e) => tracing::warn!(conn = %conn_id, error = %e, "fan-out send failed"),
+        }
+    }
+}
+
 /// Outbound side: deliver frames to connections.
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
@@ -45,6 +68,24 @@ pub trait Gateway: MaybeSendSync {
     async fn send(&self, conn_id: &str, frame: &str) -> Result<(), GatewayError>;
     /// Closes the connection with a close code.
     async fn close(&self, conn_id: &str, code: u16, reason: &str) -> Result<(), GatewayError>;
+    /// Sends `frame` to each of `conn_ids`, [`Gateway::fanout_concurrency`] at a time. One
+    /// failing recipient never stops the others. A gateway whose sends are queue pushes
+    /// overrides it to queue one shared copy of the frame for every recipient.
+    async fn send_each(&self, conn_ids: Vec<String>, frame: &str) -> Posted {
+        let results: Vec<(String, Result<(), GatewayError>)> = futures::stream::iter(conn_ids)
+            .map(|conn_id| async move {
+                let result = self.send(&conn_id, frame).await;
+                (conn_id, result)
+            })
+            .buffer_unordered(self.fanout_concurrency().max(1))
+            .collect()
+            .await;
+        let mut posted = Posted::default();
+        for (conn_id, result) in results {
+            posted.record(conn_id, result);
+        }
+        posted
+    }
     /// Sends one broadcast keeps in flight at once through this gateway. A gateway whose
     /// sends are network round trips (API Gateway's Management API) allows more than one whose
     /// sends are queue pushes.

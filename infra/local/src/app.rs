@@ -308,7 +308,7 @@ impl App {
                     });
                     let _ = self
                         .gateway
-                        .enqueue(&socket.id, Outbound::Text(frame.to_string()));
+                        .enqueue(&socket.id, Outbound::Text(frame.to_string().into()));
                 }
             }
             vec![FrameOutcome::default(); texts.len()]

@@ -7,7 +7,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use roomcast_core::gateway::{Gateway, GatewayError};
+use axum::extract::ws::Utf8Bytes;
+use roomcast_core::gateway::{Gateway, GatewayError, Posted};
 use roomcast_core::limits::{OUTBOUND_QUEUE_BYTES, OUTBOUND_QUEUE_FRAMES};
 use roomcast_core::protocol::close;
 use tokio::sync::Notify;
@@ -17,8 +18,8 @@ use crate::metrics::Metrics;
 /// A frame on its way to a socket.
 #[derive(Debug)]
 pub enum Outbound {
-    /// A text frame.
-    Text(String),
+    /// A text frame; a broadcast's recipients share one copy.
+    Text(Utf8Bytes),
     /// A binary frame (only `@connections` posts of non-UTF-8 data).
     Binary(Vec<u8>),
 }
@@ -281,7 +282,19 @@ impl LocalGateway {
 #[async_trait::async_trait]
 impl Gateway for LocalGateway {
     async fn send(&self, conn_id: &str, frame: &str) -> Result<(), GatewayError> {
-        self.enqueue(conn_id, Outbound::Text(frame.to_owned()))
+        self.enqueue(conn_id, Outbound::Text(frame.to_owned().into()))
+    }
+
+    /// Queues one copy of `frame`, shared by every recipient, without a future per recipient:
+    /// a push never waits.
+    async fn send_each(&self, conn_ids: Vec<String>, frame: &str) -> Posted {
+        let shared = Utf8Bytes::from(frame.to_owned());
+        let mut posted = Posted::default();
+        for conn_id in conn_ids {
+            let result = self.enqueue(&conn_id, Outbound::Text(shared.clone()));
+            posted.record(conn_id, result);
+        }
+        posted
     }
 
     async fn close(&self, conn_id: &str, code: u16, reason: &str) -> Result<(), GatewayError> {
@@ -300,7 +313,7 @@ mod tests {
         let gateway = LocalGateway::new(Arc::new(Metrics::default()));
         let handle = ConnHandle::new(0, "127.0.0.1".into(), String::new());
         gateway.register("c", handle.clone());
-        let frame = || Outbound::Text("x".repeat(1024 * 1024));
+        let frame = || Outbound::Text("x".repeat(1024 * 1024).into());
         let fit = OUTBOUND_QUEUE_BYTES / (1024 * 1024);
         assert!(
             fit < OUTBOUND_QUEUE_FRAMES,
@@ -354,5 +367,32 @@ mod tests {
         assert!(handle.is_closing(), "closed as a slow consumer");
         let order: Vec<_> = std::iter::from_fn(|| handle.take_frame()).collect();
         assert_eq!(order.len(), OUTBOUND_QUEUE_FRAMES, "the queued frames stay");
+    }
+
+    #[tokio::test]
+    async fn a_broadcast_queues_one_shared_copy_and_reports_the_gone() {
+        let gateway = LocalGateway::new(Arc::new(Metrics::default()));
+        let (a, b) = (
+            ConnHandle::new(0, "127.0.0.1".into(), String::new()),
+            ConnHandle::new(0, "127.0.0.1".into(), String::new()),
+        );
+        gateway.register("a", a.clone());
+        gateway.register("b", b.clone());
+        let ids = ["a", "gone", "b"].map(String::from).to_vec();
+        let posted = gateway.send_each(ids, "{\"type\":\"message\"}").await;
+        assert_eq!(posted.delivered, 2);
+        assert_eq!(posted.gone, ["gone"]);
+        let text = |handle: &ConnHandle| match handle.take_frame() {
+            Some(Outbound::Text(t)) => t,
+            other => panic!("expected one text frame, got {other:?}"),
+        };
+        let (to_a, to_b) = (text(&a), text(&b));
+        assert_eq!(to_a.as_str(), "{\"type\":\"message\"}");
+        assert_eq!(
+            to_a.as_str().as_ptr(),
+            to_b.as_str().as_ptr(),
+            "both queues hold the same bytes"
+        );
+        assert_eq!(a.queued_bytes() + b.queued_bytes(), 0);
     }
 }

@@ -90,7 +90,7 @@ async fn post_connection(
         return error(StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLargeException");
     };
     let frame = match String::from_utf8(body.to_vec()) {
-        Ok(text) => Outbound::Text(text),
+        Ok(text) => Outbound::Text(text.into()),
         Err(e) => Outbound::Binary(e.into_bytes()),
     };
     match app.gateway.enqueue(&id, frame) {

@@ -242,7 +242,7 @@ async fn write_loop(
 
 fn message(frame: Outbound) -> Message {
     match frame {
-        Outbound::Text(t) => Message::Text(t.into()),
+        Outbound::Text(t) => Message::Text(t),
         Outbound::Binary(b) => Message::Binary(b.into()),
     }
 }
