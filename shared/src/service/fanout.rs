@@ -1,14 +1,11 @@
 //! Delivery: replies to one connection, broadcasts to a room's subscribers with bounded
 //! concurrency, closes, and the clean-up of recipients the gateway reports gone.
 
-use futures::StreamExt;
-
 use std::sync::Mutex;
 
 use super::{ChatService, lock};
-use crate::gateway::GatewayError;
 use crate::order::SeqOrder;
-use crate::protocol::ServerFrame;
+use crate::protocol::{MessageView, ServerFrame};
 use crate::store::{RoomRef, Subscriber};
 
 /// Which subscribers a broadcast leaves out.
@@ -51,30 +48,83 @@ pub(super) struct Delivery {
     skip: SkipOwned,
 }
 
+/// A message's write on its way to its delivery ([`SeqOrder::begin`]): while it is, a later
+/// message of the room waits for it rather than skipping its seq. Handed to
+/// [`ChatService::deliver_message`]; dropped before that (the task was dropped, or the write
+/// failed or was a duplicate), it tells the order that this one will not come.
+pub(super) struct InFlight<'a> {
+    order: Option<&'a Mutex<SeqOrder<Delivery>>>,
+    key: String,
+    now_ms: u64,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(order) = self.order.take() {
+            lock(order).abandon(&self.key, self.now_ms);
+        }
+    }
+}
+
+/// A delivery handed out by the order and not reported yet: dropped part way (its task was
+/// dropped), it tells the order to move past it.
+struct Delivering<'a> {
+    order: &'a Mutex<SeqOrder<Delivery>>,
+    key: &'a str,
+    seq: u64,
+    now_ms: u64,
+    reported: bool,
+}
+
+impl Drop for Delivering<'_> {
+    fn drop(&mut self) {
+        if !self.reported {
+            lock(self.order).interrupted(self.key, self.seq, self.now_ms);
+        }
+    }
+}
+
 impl ChatService {
-    /// Broadcasts and cleans up recipients found gone. Returns frames delivered. With ordered
-    /// delivery, a message waits for the room's message before it (see [`crate::order`]); a
-    /// message held returns 0, and its frames count where it goes out.
-    pub(super) async fn deliver(
+    /// Marks a message's write to `room` as begun, for its delivery in seq order: call before
+    /// the append and hand the result to [`ChatService::deliver_message`].
+    pub(super) fn in_flight(&self, room: &RoomRef, now_ms: u64) -> InFlight<'_> {
+        let key = room.key();
+        if let Some(order) = &self.order {
+            lock(order).begin(&key, now_ms);
+        }
+        InFlight {
+            order: self.order.as_ref(),
+            key,
+            now_ms,
+        }
+    }
+
+    /// Delivers a stored message, in seq order with the room's other messages when this
+    /// deployment orders deliveries (see [`crate::order`]): it may wait for the one before,
+    /// held while that is on its way. A message held returns 0, and its frames count where it
+    /// goes out. Returns frames delivered.
+    pub(super) async fn deliver_message(
         &self,
+        mut in_flight: InFlight<'_>,
         room: &RoomRef,
-        frame: &ServerFrame,
+        message: MessageView,
         skip: Skip<'_>,
         now_ms: u64,
     ) -> usize {
-        let (Some(order), ServerFrame::Message(message)) = (&self.order, frame) else {
-            return self.deliver_now(room, frame, skip, now_ms).await;
+        let seq = message.seq;
+        let frame = ServerFrame::Message(message);
+        let Some(order) = in_flight.order.take() else {
+            return self.deliver(room, &frame, skip, now_ms).await;
         };
-        let key = room.key();
         let delivery = Delivery {
             room: room.clone(),
-            frame: frame.clone(),
+            frame,
             skip: SkipOwned::of(skip),
         };
-        let ready = lock(order).ready(&key, message.seq, delivery, now_ms);
+        let ready = lock(order).ready(&in_flight.key, seq, delivery, now_ms);
         match ready {
-            Some(delivery) => {
-                self.deliver_in_turn(order, &key, message.seq, delivery, now_ms)
+            Some((seq, delivery)) => {
+                self.deliver_in_turn(order, &in_flight.key, seq, delivery, now_ms)
                     .await
             }
             None => 0,
@@ -93,14 +143,22 @@ impl ChatService {
     ) -> usize {
         let mut delivered = 0;
         loop {
+            let mut delivering = Delivering {
+                order,
+                key,
+                seq,
+                now_ms,
+                reported: false,
+            };
             delivered += self
-                .deliver_now(
+                .deliver(
                     &delivery.room,
                     &delivery.frame,
                     delivery.skip.as_skip(),
                     now_ms,
                 )
                 .await;
+            delivering.reported = true;
             let next = lock(order).delivered(key, seq, now_ms);
             match next {
                 Some((next_seq, next_delivery)) => (seq, delivery) = (next_seq, next_delivery),
@@ -109,8 +167,9 @@ impl ChatService {
         }
     }
 
-    /// [`ChatService::deliver`] at once, whatever its turn.
-    async fn deliver_now(
+    /// Broadcasts `frame` to the room at once and cleans up recipients found gone. Returns
+    /// frames delivered.
+    pub(super) async fn deliver(
         &self,
         room: &RoomRef,
         frame: &ServerFrame,
@@ -224,28 +283,11 @@ impl ChatService {
         delivered
     }
 
-    /// Posts `text` to every connection of `conn_ids`, as many at once as the gateway allows.
-    /// One failing recipient never stops the others. Returns (delivered, connections found
-    /// gone).
+    /// Posts `text` to every connection of `conn_ids` through the gateway. Returns (delivered,
+    /// connections found gone).
     async fn post_all(&self, conn_ids: Vec<String>, text: &str) -> (usize, Vec<String>) {
-        let results: Vec<(String, Result<(), GatewayError>)> = futures::stream::iter(conn_ids)
-            .map(|conn_id| async move {
-                let r = self.gateway.send(&conn_id, text).await;
-                (conn_id, r)
-            })
-            .buffer_unordered(self.gateway.fanout_concurrency().max(1))
-            .collect()
-            .await;
-        let mut delivered = 0;
-        let mut gone = Vec::new();
-        for (conn_id, result) in results {
-            match result {
-                Ok(()) => delivered += 1,
-                Err(GatewayError::Gone) => gone.push(conn_id),
-                Err(e) => tracing::warn!(conn = %conn_id, error = %e, "fan-out send failed"),
-            }
-        }
-        (delivered, gone)
+        let posted = self.gateway.send_each(conn_ids, text).await;
+        (posted.delivered, posted.gone)
     }
 
     pub(super) async fn reply(&self, conn_id: &str, frame: &ServerFrame) {

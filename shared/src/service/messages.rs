@@ -1,7 +1,7 @@
 //! Messages: `message` (stored, acknowledged, fanned out; a visitor's message opens a support
 //! conversation), `edit` and `delete` by the author, `read` cursors and `history` pages.
 
-use super::fanout::Skip;
+use super::fanout::{InFlight, Skip};
 use super::{ChatService, unavailable};
 use crate::attachments::{AttachmentRef, claimant};
 use crate::auth::Role;
@@ -35,8 +35,11 @@ impl ChatService {
         now_ms: u64,
     ) -> Result<usize, Rejection> {
         let (r, msg) = self.prepare_message(conn, &room, draft, now_ms).await?;
+        let in_flight = self.in_flight(&r, now_ms);
         let appended = self.history.append(&r, msg).await.map_err(unavailable)?;
-        Ok(self.finish_message(conn, &r, appended, now_ms).await)
+        Ok(self
+            .finish_message(conn, &r, appended, in_flight, now_ms)
+            .await)
     }
 
     /// A `message` frame checked (membership, reserved meta) and its attachments claimed: the
@@ -89,6 +92,7 @@ impl ChatService {
         conn: &Connection,
         r: &RoomRef,
         appended: Appended,
+        in_flight: InFlight<'_>,
         now_ms: u64,
     ) -> usize {
         let m = &appended.message;
@@ -106,9 +110,10 @@ impl ChatService {
         let support = self.is_support_room(&r.room);
         let listed = support.then(|| (appended.message.body.clone().unwrap_or_default(), m.ts));
         let mut fanout = self
-            .deliver(
+            .deliver_message(
+                in_flight,
                 r,
-                &ServerFrame::Message(appended.message),
+                appended.message,
                 Skip::Connection(&conn.id),
                 now_ms,
             )

@@ -98,12 +98,20 @@ impl ChatService {
                 )
             })
             .unzip();
+        let in_flight: Vec<_> = messages
+            .iter()
+            .map(|(room, _)| self.in_flight(room, now_ms))
+            .collect();
         let results = self.history.append_all(messages).await;
-        for ((conn, room, reference, index), result) in waiting.into_iter().zip(results) {
+        for (((conn, room, reference, index), result), in_flight) in
+            waiting.into_iter().zip(results).zip(in_flight)
+        {
             let outcome = &mut outcomes[index];
             match result {
                 Ok(appended) => {
-                    outcome.fanout = self.finish_message(&conn, &room, appended, now_ms).await;
+                    outcome.fanout = self
+                        .finish_message(&conn, &room, appended, in_flight, now_ms)
+                        .await;
                 }
                 Err(e) => {
                     self.reject(&conn.id, super::unavailable(e), reference, outcome)

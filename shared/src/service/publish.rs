@@ -10,8 +10,8 @@ use crate::attachments::{AttachmentRef, claimant};
 use crate::auth::{Identity, Role};
 use crate::limits::MAX_HISTORY_LIMIT;
 use crate::protocol::{
-    ErrorCode, Rejection, ServerFrame, validate_attachment_refs, validate_client_id,
-    validate_message_body, validate_meta, validate_name,
+    ErrorCode, Rejection, validate_attachment_refs, validate_client_id, validate_message_body,
+    validate_meta, validate_name,
 };
 use crate::ratelimit::RateDecision;
 use crate::store::{Appended, HistoryQuery, NewMessage, Page, RateBucket, RoomRef, StoreError};
@@ -96,6 +96,7 @@ impl ChatService {
             let appended = relay.record(room, message).await.map_err(unavailable)?;
             return Ok((appended, 0));
         }
+        let in_flight = self.in_flight(room, now_ms);
         let appended = self
             .history
             .append(room, message)
@@ -104,9 +105,10 @@ impl ChatService {
         let delivered = if appended.duplicate {
             0
         } else {
-            self.deliver(
+            self.deliver_message(
+                in_flight,
                 room,
-                &ServerFrame::Message(appended.message.clone()),
+                appended.message.clone(),
                 Skip::Nobody,
                 now_ms,
             )
