@@ -4,61 +4,12 @@
 // from page load to the first live message shown.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
-import { build } from 'esbuild';
-import { Server, launch, repo, until } from './harness.js';
+import { Server, launch, until } from './harness.js';
+import { appContext, bundleReactApp } from './react-harness.js';
 import { reactSnippet } from '../readme.js';
 
 const ROOM = 'lobby';
 const OLDER = 40; // more than a page (30): the first join shows the newest 30, the rest is paged
-
-/** The snippet bundled with React, its `roomcast` imports resolved to this directory's sources. */
-async function snippetBundle() {
-  const src = join(repo, 'widget/src');
-  const r = await build({
-    stdin: { contents: reactSnippet(), loader: 'tsx', resolveDir: join(repo, 'widget') },
-    bundle: true,
-    write: false,
-    format: 'esm',
-    jsx: 'automatic',
-    define: { 'process.env.NODE_ENV': '"development"' },
-    logLevel: 'warning',
-    plugins: [
-      {
-        name: 'roomcast-from-source',
-        setup(b) {
-          b.onResolve({ filter: /^roomcast(\/react)?$/ }, (a) => ({ path: join(src, a.path === 'roomcast' ? 'sdk/index.ts' : 'react/index.ts') }));
-        },
-      },
-    ],
-  });
-  return r.outputFiles[0].contents;
-}
-
-/** A browser context whose pages get the app at /app, with its sockets through a proxy the test can cut and count. */
-async function appContext(browser, server, bundle) {
-  const ctx = await browser.newContext();
-  await ctx.grantPermissions(['local-network-access'], { origin: server.base });
-  await ctx.route(`${server.base}/app?*`, (r) => r.fulfill({ contentType: 'text/html', body: '<!doctype html><div id="root"></div><script type="module" src="/app.js"></script>' }));
-  await ctx.route(`${server.base}/app.js`, (r) => r.fulfill({ contentType: 'text/javascript', body: Buffer.from(bundle) }));
-  const net = { sockets: [], refuse: false };
-  await ctx.routeWebSocket(/.*/, (ws) => {
-    if (net.refuse) return ws.close({ code: 1006, reason: 'network down' });
-    const upstream = ws.connectToServer();
-    const socket = { joins: 0, cut: () => (upstream.close(), ws.close({ code: 1006, reason: 'network drop' })) };
-    net.sockets.push(socket);
-    ws.onMessage((m) => {
-      if (JSON.parse(m).action === 'join') socket.joins += 1;
-      upstream.send(m);
-    });
-    upstream.onMessage((m) => ws.send(m));
-    ws.onClose(() => upstream.close());
-    upstream.onClose((code, reason) => ws.close({ code, reason }));
-  });
-  const page = await ctx.newPage();
-  page.on('pageerror', (e) => console.error('[page error]', e));
-  return { page, net };
-}
 
 /** The list as shown: seq (null while unacknowledged), sender, body, status. */
 const shown = (page) =>
@@ -76,7 +27,7 @@ test('React snippet: two users chat, a dropped one catches up, history pages bac
     await browser.close();
     await server.stop();
   });
-  const bundle = await snippetBundle();
+  const bundle = await bundleReactApp({ contents: reactSnippet() });
   const bob = await appContext(browser, server, bundle);
   const alice = await appContext(browser, server, bundle);
 
@@ -155,11 +106,11 @@ test('React snippet: two users chat, a dropped one catches up, history pages bac
   // Strict mode ran every effect twice: still one socket at a time, and one join per socket.
   assert.equal(alice.net.sockets.length, 2, 'one socket, then one after the drop');
   assert.deepEqual(
-    alice.net.sockets.map((s) => s.joins),
+    alice.net.sockets.map((s) => s.count('join')),
     [1, 1],
   );
   assert.deepEqual(
-    bob.net.sockets.map((s) => s.joins),
+    bob.net.sockets.map((s) => s.count('join')),
     [1],
   );
 });
