@@ -5,7 +5,7 @@
 // components on one room share one join.
 
 import { createContext, createElement, useCallback, useContext, useEffect, useMemo, useRef, useSyncExternalStore } from 'react';
-import type { ReactNode } from 'react';
+import type { ReactElement, ReactNode } from 'react';
 import { INBOX_ROOM, listConversations, setAvailability, setBlocked, transfer, unassign } from '../sdk/index.js';
 import type { AttachmentInfo, RoomcastClient, ClientState, ConversationState, Presence, Room, ViewItem } from '../sdk/index.js';
 
@@ -15,7 +15,7 @@ const ClientContext = createContext<RoomcastClient | null>(null);
  * Makes `client` available to the hooks below and keeps it connected while mounted. Create the
  * client once (outside the component, or in a `useState` initializer), not on every render.
  */
-export function RoomcastProvider({ client, children }: { client: RoomcastClient; children?: ReactNode }): ReactNode {
+export function RoomcastProvider({ client, children }: { client: RoomcastClient; children?: ReactNode }): ReactElement {
   useEffect(() => {
     cancelPending(client, '');
     client.connect();

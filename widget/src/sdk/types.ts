@@ -35,6 +35,7 @@ export interface OutboxEntry {
   error?: string;
   /** The failAfterMs timer (not stored). */
   timer?: ReturnType<typeof setTimeout>;
+  /** Kept by older versions of the outbox: dropped on load, never stored again. */
   sentOn?: unknown;
 }
 
