@@ -20,7 +20,8 @@
 #   5. the edge build (scripts/edge.sh): the Worker and its Durable Object built offline, store
 #      conformance inside a Durable Object, the protocol suite against `wrangler dev`, a restart
 #      of wrangler dev under load, a latency measurement,
-#   6. the widget: bundle check, SDK unit tests, real-Chromium browser tests, and the support
+#   6. the widget: SDK frame types and tsc, bundle check, SDK unit tests, the npm package,
+#      real-Chromium browser tests (the React bindings included), and the support
 #      bot example (examples/support-bot) driven through the widget and the console
 #      (scripts/widget.sh).
 # Webhook deliveries in the tests are checked with the official `standardwebhooks` verifier
@@ -126,7 +127,7 @@ bash scripts/edge.sh
 step "edge under load, briefly (scripts/edge-bench.sh --smoke): the load generator against wrangler dev and the local server; fails on loss, duplicates, out-of-order deliveries or errors"
 bash scripts/edge-bench.sh --smoke
 
-step "widget: SDK unit tests and real-Chromium browser tests"
+step "widget: SDK frame types and tsc, bundle, SDK unit tests, the npm package, real-Chromium browser tests (widget, console, React bindings)"
 bash scripts/widget.sh
 
 step "fuzz targets, briefly (scripts/fuzz.sh: frame, token, service; 20 s each)"

@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
 # The widget's test command (issue 6). Installs what it needs, then:
+#   0. checks that the SDK's frame types (widget/src/sdk/generated/frames.ts) are what
+#      docs/schema generates, and type-checks the SDK and the React bindings (tsc, strict);
 #   1. checks that the committed bundle (widget/dist/, which the local server embeds) is exactly
 #      what widget/src builds to, and that the widget stays under its gzipped-size budget;
 #   2. runs the SDK's unit tests (node's test runner: backoff, close codes, order/de-duplication,
-#      outbox, resume against a scripted socket);
+#      outbox, resume against a scripted socket), and packs the npm package (`roomcast`,
+#      `roomcast/react`), installs it in an empty project, imports it and type-checks the README's
+#      React snippet against it;
 #   3. builds the real roomcast-local binary and runs the browser tests in headless Chromium
 #      (Debian's package, driven by playwright-core): visitor and agent in two browser contexts,
 #      kill -9 and restart of the server mid-conversation, 360-px and keyboard use, connection
 #      rotation before the server's cut-off, history scroll-back; and examples/support-bot
 #      (Python 3.11+, its venv made from PyPI) answering in the widget, handing off to the agent
-#      console, silent once an agent accepts, with axe-core finding no violation in either UI.
+#      console, silent once an agent accepts, with axe-core finding no violation in either UI;
+#      the README's React snippet (two users chatting, one dropped and catching up, history paged
+#      back) and every React hook (desk, typing, presence, read state, unmount and remount), in
+#      strict mode.
 #
 #   bash scripts/widget.sh                 everything
 #   bash scripts/widget.sh --screenshots   also write the screenshots to docs/img/
@@ -49,7 +56,7 @@ if [ ! -x "$CHROMIUM" ]; then
 fi
 "$CHROMIUM" --version 2>/dev/null | head -n1
 
-step "npm dependencies (esbuild, playwright-core, axe-core: exact versions from widget/package-lock.json)"
+step "npm dependencies (esbuild, playwright-core, axe-core, TypeScript, json-schema-to-typescript, tsx, React: exact versions from widget/package-lock.json)"
 stamp=widget/node_modules/.roomcast-package-lock.json
 if ! cmp -s widget/package-lock.json "$stamp" 2>/dev/null; then
   (cd widget && npm ci --no-audit --no-fund --loglevel=error)
@@ -58,11 +65,17 @@ else
   echo "up to date"
 fi
 
+step "SDK types: widget/src/sdk/generated/frames.ts must be what docs/schema generates (json-schema-to-typescript); tsc --noEmit (strict) over the SDK and the React bindings"
+(cd widget && npm run --silent check:types && npm run --silent typecheck)
+
 step "bundle: widget/dist must be what widget/src builds to (gzipped sizes below)"
 node widget/build.mjs --check
 
 step "SDK unit tests"
-(cd widget && node --test test/unit/)
+(cd widget && npm run --silent test:unit)
+
+step "npm package: npm pack, installed into an empty project, imported through its exports map, the README's React snippet type-checked against it (sizes below)"
+(cd widget && npm run --silent test:package)
 
 step "support bot (examples/support-bot): Python 3.11+ and a venv from PyPI"
 python3 - <<'PY'

@@ -23,9 +23,11 @@ async function js(entry, format, globalName) {
 const outputs = {
   'widget.js': await js('src/widget/widget.js', 'iife'),
   'console.js': await js('src/console/console.js', 'iife'),
-  'sdk.js': await js('src/sdk/index.js', 'esm'),
+  'sdk.js': await js('src/sdk/index.ts', 'esm'),
 };
-const consoleCss = (await import(join(root, 'src/console/console.css.js'))).default;
+// The stylesheet module imports the chat view, which imports the (TypeScript) SDK: bundled first, then evaluated.
+const cssModule = await js('src/console/console.css.js', 'esm');
+const consoleCss = (await import(`data:text/javascript;base64,${Buffer.from(cssModule).toString('base64')}`)).default;
 const css = (await transform(consoleCss, { loader: 'css', minify: true })).code.trim();
 outputs['console.html'] = Buffer.from(
   readFileSync(join(root, 'src/pages/console.html'), 'utf8').replace('<link rel="stylesheet" href="/console.css">', `<style>${css}</style>`),

@@ -3,30 +3,42 @@
 // (room, user), so a resend can never double a message. Pure over an injected storage
 // (test/unit/outbox.test.js).
 
+import type { OutboxEntry } from './types.js';
+
 const MAX_ENTRIES = 200;
 
+/** What the outbox needs of a storage (localStorage has it). */
+export interface OutboxStorage {
+  getItem(key: string): string | null;
+  setItem(key: string, value: string): void;
+  removeItem?(key: string): void;
+}
+
 export class Outbox {
+  storage: OutboxStorage | null;
+  key: string;
+  /** id → entry */
+  entries = new Map<string, OutboxEntry>();
+
   /**
-   * @param {Storage|null} storage  anything with getItem/setItem (null: memory only)
-   * @param {string} key            storage key
+   * @param storage  anything with getItem/setItem (null: memory only)
+   * @param key      storage key
    */
-  constructor(storage, key) {
+  constructor(storage: OutboxStorage | null, key: string) {
     this.storage = storage;
     this.key = key;
-    /** @type {Map<string, object>} id → {id, room, body, meta, user, createdAt, status, attempts, error} */
-    this.entries = new Map();
     this.load();
   }
 
-  load() {
-    let saved = [];
+  load(): void {
+    let saved: unknown = [];
     try {
       saved = JSON.parse(this.storage?.getItem(this.key) || '[]');
     } catch {
       saved = [];
     }
     if (!Array.isArray(saved)) return;
-    for (const e of saved) {
+    for (const e of saved as OutboxEntry[]) {
       if (e && typeof e.id === 'string' && typeof e.room === 'string' && typeof e.body === 'string') {
         // After a reload nothing is in flight: everything unacknowledged is pending again
         // (permanent failures stay failed until the user retries).
@@ -35,7 +47,7 @@ export class Outbox {
     }
   }
 
-  save() {
+  save(): void {
     if (!this.storage) return;
     const list = [...this.entries.values()].slice(-MAX_ENTRIES).map(({ sentOn, timer, ...keep }) => keep);
     try {
@@ -46,17 +58,18 @@ export class Outbox {
     }
   }
 
-  add(entry) {
-    this.entries.set(entry.id, { status: 'pending', attempts: 0, createdAt: Date.now(), ...entry });
+  add(entry: Pick<OutboxEntry, 'id' | 'room' | 'body' | 'meta' | 'attachments' | 'user'>): OutboxEntry {
+    const e: OutboxEntry = { status: 'pending', attempts: 0, createdAt: Date.now(), ...entry };
+    this.entries.set(entry.id, e);
     this.save();
-    return this.entries.get(entry.id);
+    return e;
   }
 
-  get(id) {
+  get(id: string): OutboxEntry | undefined {
     return this.entries.get(id);
   }
 
-  update(id, patch) {
+  update(id: string, patch: Partial<OutboxEntry>): OutboxEntry | undefined {
     const e = this.entries.get(id);
     if (!e) return undefined;
     Object.assign(e, patch);
@@ -65,7 +78,7 @@ export class Outbox {
   }
 
   /** Removes an acknowledged entry; returns it. */
-  remove(id) {
+  remove(id: string): OutboxEntry | undefined {
     const e = this.entries.get(id);
     if (e) {
       this.entries.delete(id);
@@ -75,7 +88,7 @@ export class Outbox {
   }
 
   /** Entries of `room` that `user` may send (entries of another user are never sent as this one). */
-  forRoom(room, user) {
+  forRoom(room: string, user: string | null | undefined): OutboxEntry[] {
     return [...this.entries.values()].filter((e) => e.room === room && (e.user == null || user == null || e.user === user));
   }
 }
@@ -83,7 +96,7 @@ export class Outbox {
 // ULIDs: 48-bit time + 80 random bits in Crockford base32: unique, sortable client ids.
 const B32 = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 
-export function ulid(now = Date.now(), randomBytes = defaultRandomBytes) {
+export function ulid(now: number = Date.now(), randomBytes: (n: number) => Uint8Array = defaultRandomBytes): string {
   let t = now;
   let time = '';
   for (let i = 0; i < 10; i++) {
@@ -96,7 +109,7 @@ export function ulid(now = Date.now(), randomBytes = defaultRandomBytes) {
   return time + rand;
 }
 
-function defaultRandomBytes(n) {
+function defaultRandomBytes(n: number): Uint8Array {
   const a = new Uint8Array(n);
   globalThis.crypto.getRandomValues(a);
   return a;

@@ -2,12 +2,17 @@
 // (relative ones resolve against that base; only http(s) is ever used), and requests made with
 // the client's Bearer token.
 
+import type { RoomcastClient } from './client.js';
+
+/** An Error carrying the protocol's `code` (and the HTTP `status` when there was one). */
+export type ApiError = Error & { code: string; status?: number };
+
 /**
  * The HTTP API's base URL for a WebSocket URL: the same host and path with `ws(s)` made
  * `http(s)` (the local server and the edge build serve both on one origin). AWS serves its HTTP
  * API elsewhere: pass `httpUrl` there.
  */
-export function httpBase(wsUrl) {
+export function httpBase(wsUrl: string | URL): string {
   const u = new URL(String(wsUrl).split('{room}')[0]);
   u.protocol = u.protocol === 'wss:' ? 'https:' : 'http:';
   u.search = u.hash = '';
@@ -19,7 +24,7 @@ export function httpBase(wsUrl) {
  * may have a path of its own, an API Gateway stage), so it is appended to it. Null unless the
  * result is http(s) (never `javascript:`, `data:`, `blob:`) or when it is protocol-relative.
  */
-export function safeUrl(url, base) {
+export function safeUrl(url: unknown, base: string): string | null {
   const s = String(url);
   if (s.startsWith('//')) return null;
   try {
@@ -30,8 +35,8 @@ export function safeUrl(url, base) {
   }
 }
 
-/** An Error carrying the protocol's `code` (and the HTTP `status` when there was one). */
-export function apiError(code, message, status) {
+/** An {@link ApiError}. */
+export function apiError(code: string, message?: string, status?: number): ApiError {
   return Object.assign(new Error(message || code), { code, status });
 }
 
@@ -39,14 +44,14 @@ export function apiError(code, message, status) {
  * `GET {base}{path}` with the Bearer token; the JSON answer, or an apiError with the server's
  * `{code, message}`. A 401 fetches a fresh token (when there is a callback) and asks once more.
  */
-export async function getJson(client, path) {
+export async function getJson<T = Record<string, unknown>>(client: RoomcastClient, path: string): Promise<T> {
   for (let refresh = false; ; refresh = true) {
     const token = await client.getToken(refresh);
-    let r;
+    let r: Response;
     try {
       r = await client.fetch(`${client.httpUrl}${path}`, { headers: { authorization: `Bearer ${token}` }, cache: 'no-store' });
     } catch (e) {
-      throw apiError('NETWORK', e.message);
+      throw apiError('NETWORK', (e as Error).message);
     }
     if (r.status === 401 && !refresh && client.tokenFn) continue;
     const body = await r.json().catch(() => ({}));

@@ -18,6 +18,57 @@ import { receive } from './frames.js';
 import { httpBase } from './http.js';
 import { checkFile, fileType, uploadFile, uploadPolicy } from './uploads.js';
 import { Downloads } from './downloads.js';
+import type { DownloadLink } from './downloads.js';
+import type { Claims } from './claims.js';
+import type { OutboxStorage } from './outbox.js';
+import type { UploadPolicy, FileLike } from './uploads.js';
+import type { CodedError } from './requests.js';
+import type { ReconnectDecision } from './backoff.js';
+import type { AttachmentInfo, ClientAction, ConversationState, Message, Presence, PresenceStatus, ServerFrame } from './types.js';
+
+/** The client's overall state (see `updateState`). */
+export type ClientState = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'unauthorized' | 'forbidden' | 'closed';
+
+/** How to reach and authenticate to a roomcast deployment, and the client's timings. */
+export interface ClientOptions {
+  /**
+   * `ws://host:port/` (local), `wss://{api}.execute-api.{region}.amazonaws.com/{stage}` (AWS),
+   * or the edge build's base URL with `mode: 'edge'` (or a template containing `{room}`)
+   */
+  url: string | URL;
+  /** a token, or a function fetching a fresh one */
+  token: string | (() => Promise<string>);
+  mode?: 'auto' | 'local' | 'aws' | 'edge';
+  /** token in `Sec-WebSocket-Protocol` (default) or `?token=` */
+  tokenIn?: 'protocol' | 'query';
+  /** the HTTP API's base URL (default: `url` with http(s); AWS: the stack's `HttpApiUrl`) */
+  httpUrl?: string;
+  /** what the deployment accepts, checked before uploading (default: the server's defaults) */
+  uploads?: { maxBytes?: number; types?: string[] };
+  maxConnectionMs?: number;
+  pingIntervalMs?: number;
+  pongTimeoutMs?: number;
+  /** A message not acknowledged this long shows as failed (and is still resent on rejoin). */
+  failAfterMs?: number;
+  pageSize?: number;
+  /** The outbox is kept in `storage` under `{storageKey}:outbox`. */
+  storageKey?: string;
+  rate?: { burst: number; perSec: number };
+  /** localStorage by default; null keeps the outbox in memory. */
+  storage?: OutboxStorage | null;
+  // For tests and other runtimes:
+  now?: () => number;
+  random?: () => number;
+  WebSocket?: typeof WebSocket;
+  fetch?: typeof fetch;
+  XMLHttpRequest?: typeof XMLHttpRequest;
+}
+
+type Settings = Required<Pick<ClientOptions, 'mode' | 'tokenIn' | 'maxConnectionMs' | 'pingIntervalMs' | 'pongTimeoutMs' | 'failAfterMs' | 'pageSize' | 'storageKey' | 'rate'>> &
+  ClientOptions;
+
+/** A reply frame of one `type`. */
+type Reply<T extends ServerFrame['type']> = Extract<ServerFrame, { type: T }>;
 
 /**
  * The client.
@@ -30,17 +81,38 @@ import { Downloads } from './downloads.js';
  * ```
  */
 export class RoomcastClient extends Emitter {
-  /**
-   * @param {object} o
-   * @param {string} o.url  `ws://host:port/` (local), `wss://{api}.execute-api.{region}.amazonaws.com/{stage}`
-   *   (AWS), or the edge build's base URL with `mode: 'edge'` (or a template containing `{room}`)
-   * @param {string|(() => Promise<string>)} o.token  a token, or a function fetching a fresh one
-   * @param {'auto'|'local'|'aws'|'edge'} [o.mode]
-   * @param {'protocol'|'query'} [o.tokenIn]  token in `Sec-WebSocket-Protocol` (default) or `?token=`
-   * @param {string} [o.httpUrl]  the HTTP API's base URL (default: `url` with http(s); AWS: the stack's `HttpApiUrl`)
-   * @param {{maxBytes?: number, types?: string[]}} [o.uploads]  what the deployment accepts, checked before uploading (default: the server's defaults)
-   */
-  constructor(o) {
+  opts: Settings;
+  now: () => number;
+  random: () => number;
+  WebSocket: typeof WebSocket;
+  fetch: typeof fetch;
+  XHR: typeof XMLHttpRequest;
+  tokenFn: (() => Promise<string>) | null;
+  token: string | null;
+  claims: Claims;
+  edge: boolean;
+  httpUrl: string;
+  uploadPolicy: UploadPolicy;
+  downloads: Downloads;
+  outbox: Outbox;
+  rooms: Map<string, Room>;
+  links: Map<string, Link>;
+  /** user → presence */
+  presence: Map<string, Presence>;
+  /** room → the support desk's conversation, as the inbox tells it */
+  desk: Map<string, ConversationState>;
+  requests: Requests;
+  delivery: Delivery;
+  history: History;
+  state: ClientState;
+  stats: { rotations: number; closes: number[]; states: ClientState[] };
+  dirty: Set<string>;
+  readTimers: Map<string, ReturnType<typeof setTimeout>>;
+  started?: boolean;
+  flushing?: boolean;
+  myStatus?: PresenceStatus;
+
+  constructor(o: ClientOptions) {
     super();
     this.opts = {
       mode: 'auto',
@@ -69,13 +141,9 @@ export class RoomcastClient extends Emitter {
     this.downloads = new Downloads(this);
     const storage = o.storage === undefined ? safeLocalStorage() : o.storage;
     this.outbox = new Outbox(storage, `${this.opts.storageKey}:outbox`);
-    /** @type {Map<string, Room>} */
     this.rooms = new Map();
-    /** @type {Map<string, Link>} */
     this.links = new Map();
-    /** user → {user, status, last_seen} */
     this.presence = new Map();
-    /** room → {room, status, agent, version, ts}: the support desk as the inbox tells it */
     this.desk = new Map();
     this.requests = new Requests();
     this.delivery = new Delivery(this);
@@ -95,20 +163,20 @@ export class RoomcastClient extends Emitter {
   }
 
   /** The user id (`sub`) of the current token. */
-  get user() {
+  get user(): string | null {
     return this.claims.sub ?? null;
   }
 
-  get role() {
+  get role(): string {
     return this.claims.role || 'user';
   }
 
-  setToken(token) {
+  setToken(token: string): void {
     this.token = token;
     this.claims = decodeClaims(token);
   }
 
-  async getToken(refresh) {
+  async getToken(refresh?: boolean): Promise<string> {
     if (this.tokenFn) {
       const exp = this.claims.exp ? this.claims.exp * 1000 : Infinity;
       if (refresh || !this.token || exp - this.now() < 30000) {
@@ -121,11 +189,11 @@ export class RoomcastClient extends Emitter {
     return this.token;
   }
 
-  linkKey(room) {
+  linkKey(room: string): string {
     return this.edge ? room : '*';
   }
 
-  link(room) {
+  link(room: string): Link {
     const key = this.linkKey(room);
     let link = this.links.get(key);
     if (!link) {
@@ -137,7 +205,7 @@ export class RoomcastClient extends Emitter {
   }
 
   /** Starts connecting (rooms joined before or after are resumed on every connection). */
-  connect() {
+  connect(): this {
     this.started = true;
     if (!this.edge) this.link('*');
     for (const link of this.links.values()) {
@@ -152,7 +220,7 @@ export class RoomcastClient extends Emitter {
   }
 
   /** Closes every socket; nothing reconnects until connect(). */
-  disconnect() {
+  disconnect(): void {
     this.started = false;
     for (const link of this.links.values()) link.shutdown();
     this.updateState();
@@ -162,11 +230,12 @@ export class RoomcastClient extends Emitter {
    * Overall state: 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'unauthorized' |
    * 'forbidden' | 'closed'. `stateInfo()` adds when the next attempt is due.
    */
-  updateState() {
+  updateState(): void {
     const links = [...this.links.values()];
-    let s;
+    let s: ClientState;
+    const stopped = links.find((l) => l.state === 'stopped');
     if (!this.started) s = 'idle';
-    else if (links.some((l) => l.state === 'stopped')) s = links.find((l) => l.state === 'stopped').stopReason || 'closed';
+    else if (stopped) s = stopped.stopReason || 'closed';
     else if (links.length && links.every((l) => l.state === 'open')) s = 'connected';
     else if (links.some((l) => l.everOpened)) s = 'reconnecting';
     else s = 'connecting';
@@ -178,15 +247,18 @@ export class RoomcastClient extends Emitter {
     this.changed(null);
   }
 
-  stateInfo() {
+  stateInfo(): { state: ClientState; retryAt: number | null; reason: string | undefined } {
     const waiting = [...this.links.values()].filter((l) => l.state === 'waiting');
     const retryAt = waiting.length ? Math.min(...waiting.map((l) => l.retryAt)) : null;
     return { state: this.state, retryAt, reason: waiting[0]?.lastReason || [...this.links.values()][0]?.lastReason };
   }
 
   /** Reconnects at once, also after a stop. */
-  reconnectNow() {
-    if (!this.started) return this.connect();
+  reconnectNow(): void {
+    if (!this.started) {
+      this.connect();
+      return;
+    }
     for (const link of this.links.values()) {
       if (link.state === 'stopped') {
         link.state = 'idle';
@@ -196,7 +268,7 @@ export class RoomcastClient extends Emitter {
   }
 
   /** Marks a room as changed; listeners get one 'change' per task with the rooms that changed. */
-  changed(room) {
+  changed(room: string | null): void {
     if (room) this.dirty.add(room);
     if (this.flushing) return;
     this.flushing = true;
@@ -214,7 +286,7 @@ export class RoomcastClient extends Emitter {
    * Joins a room (now, and again on every reconnect, resuming from the last seq held). The
    * first join loads the newest page; `fromStart` replays the room from seq 1 instead.
    */
-  join(name, { fromStart = false } = {}) {
+  join(name: string, { fromStart = false }: { fromStart?: boolean } = {}): Room {
     let room = this.rooms.get(name);
     if (room && room.state !== 'left') return room;
     if (!room) {
@@ -228,11 +300,11 @@ export class RoomcastClient extends Emitter {
     return room;
   }
 
-  room(name) {
+  room(name: string): Room | undefined {
     return this.rooms.get(name);
   }
 
-  leave(name) {
+  leave(name: string): void {
     const room = this.rooms.get(name);
     if (!room) return;
     room.state = 'left';
@@ -245,14 +317,14 @@ export class RoomcastClient extends Emitter {
   }
 
   /** Loads the page before the oldest message held. */
-  loadOlder(name, limit = this.opts.pageSize) {
+  loadOlder(name: string, limit: number = this.opts.pageSize): boolean {
     const room = this.rooms.get(name);
     if (!room) return false;
     return this.history.loadOlder(room, limit);
   }
 
-  sendJoin(room, link, ws, rotation = false) {
-    const frame = { action: 'join', room: room.name, ref: `j:${room.name}` };
+  sendJoin(room: Room, link: Link, ws: WebSocket | null, rotation = false): void {
+    const frame: Extract<ClientAction, { action: 'join' }> = { action: 'join', room: room.name, ref: `j:${room.name}` };
     if (room.timeline.anchored) frame.since = room.timeline.through;
     else if (room.fromStart) frame.since = 0;
     if (!rotation) {
@@ -269,18 +341,18 @@ export class RoomcastClient extends Emitter {
   // ---- what the links report ----
 
   /** One WebSocket message on one of `link`'s sockets. */
-  onData(data, link, ws) {
+  onData(data: string, link: Link, ws: WebSocket): void {
     receive(this, data, link, ws);
   }
 
   /** A link's socket opened: join its rooms, and send the requests made while it was down. */
-  linkUp(link, ws) {
+  linkUp(link: Link, ws: WebSocket): void {
     for (const room of link.rooms()) this.sendJoin(room, link, ws);
     this.requests.sendUnsent(link);
   }
 
   /** A link's socket closed: its rooms rejoin, and what was in flight on it goes again once it is back. */
-  linkDown(link) {
+  linkDown(link: Link): void {
     for (const room of link.rooms()) {
       if (room.state === 'joined') room.state = 'joining';
       room.typers.forEach((t) => clearTimeout(t));
@@ -296,16 +368,15 @@ export class RoomcastClient extends Emitter {
   // ---- sending ----
 
   /** Sends a message; returns its client id. It is kept in the outbox until acknowledged. */
-  send(name, body, meta) {
+  send(name: string, body: string, meta?: Record<string, unknown>): string {
     return this.sendMessage(name, body, { meta });
   }
 
   /**
    * Sends a message, with files uploaded by `attach` (at most 10; `body` may then be empty);
    * returns its client id. It is kept in the outbox until acknowledged.
-   * @param {{meta?: object, attachments?: Array<{id: string, name: string, size: number, type: string}>}} [o]
    */
-  sendMessage(name, body, { meta, attachments } = {}) {
+  sendMessage(name: string, body: string, { meta, attachments }: { meta?: Record<string, unknown>; attachments?: AttachmentInfo[] } = {}): string {
     const room = this.join(name);
     const entry = this.outbox.add({ id: ulid(this.now()), room: name, body, meta, attachments: attachments?.length ? attachments : undefined, user: this.user });
     this.stopTyping(name, false);
@@ -316,7 +387,7 @@ export class RoomcastClient extends Emitter {
   }
 
   /** Sends a failed or pending message again, with the same id. */
-  retry(id) {
+  retry(id: string): boolean {
     const e = this.outbox.update(id, { status: 'pending', permanent: false, error: undefined });
     if (!e) return false;
     this.delivery.arm(e);
@@ -326,13 +397,13 @@ export class RoomcastClient extends Emitter {
   }
 
   /** Gives up on an unsent message. */
-  discard(id) {
+  discard(id: string): void {
     const e = this.outbox.remove(id);
     if (e) this.changed(e.room);
   }
 
   /** Call on every keystroke: sends `typing start` at most every 3 s, `stop` after 4 s idle. */
-  typing(name) {
+  typing(name: string): void {
     const room = this.rooms.get(name);
     if (!room?.joined) return;
     const now = this.now();
@@ -347,7 +418,7 @@ export class RoomcastClient extends Emitter {
   }
 
   /** Stops the typing indicator (`notify` false: a message is being sent, which clears it anyway). */
-  stopTyping(name, notify = true) {
+  stopTyping(name: string, notify = true): void {
     const room = this.rooms.get(name);
     if (!room) return;
     clearTimeout(room.typingStop);
@@ -356,7 +427,7 @@ export class RoomcastClient extends Emitter {
   }
 
   /** Moves this user's read cursor (default: to the newest message held). Sends at most every 300 ms. */
-  markRead(name, seq) {
+  markRead(name: string, seq?: number): void {
     const room = this.rooms.get(name);
     if (!room) return;
     const to = Math.min(seq ?? room.lastSeq, room.lastSeq);
@@ -375,17 +446,17 @@ export class RoomcastClient extends Emitter {
   }
 
   /** Sets this user's presence: 'online' | 'away' | 'busy'. */
-  setPresence(status) {
+  setPresence(status: PresenceStatus): void {
     this.myStatus = status;
     for (const link of this.links.values()) link.send({ action: 'presence', status });
   }
 
-  edit(name, seq, body) {
-    return this.request({ action: 'edit', room: name, seq, body }, { reply: false });
+  edit(name: string, seq: number, body: string): Promise<undefined> {
+    return this.request<undefined>({ action: 'edit', room: name, seq, body }, { reply: false });
   }
 
-  remove(name, seq) {
-    return this.request({ action: 'delete', room: name, seq }, { reply: false });
+  remove(name: string, seq: number): Promise<undefined> {
+    return this.request<undefined>({ action: 'delete', room: name, seq }, { reply: false });
   }
 
   // ---- attachments ----
@@ -395,65 +466,71 @@ export class RoomcastClient extends Emitter {
    * grant `{id, room, name, upload, expires_at}`; rejects with `{code}`: TOO_LARGE or INVALID
    * (checked here first against `uploads`), LIMIT_EXCEEDED, FORBIDDEN, RATE_LIMITED.
    */
-  requestUpload(name, file) {
+  requestUpload(name: string, file: FileLike): Promise<Reply<'upload'>> {
     const refused = checkFile(file, this.uploadPolicy);
     if (refused) return Promise.reject(refused);
-    return this.request({ action: 'upload', room: name, name: file.name, size: file.size, type: fileType(file, this.uploadPolicy) });
+    return this.request<Reply<'upload'>>({ action: 'upload', room: name, name: file.name, size: file.size, type: fileType(file, this.uploadPolicy) });
   }
 
   /** Sends `file`'s bytes to a grant's target (uploads.js): `onProgress(fraction)`, `signal` cancels. */
-  upload(grant, file, { onProgress, signal } = {}) {
+  upload(grant: Reply<'upload'>, file: Blob, { onProgress, signal }: UploadOptions = {}): Promise<void> {
     return uploadFile(grant, file, { base: this.httpUrl, onProgress, signal, XHR: this.XHR });
   }
 
   /** Slot and upload in one: resolves with the attachment to pass to `sendMessage`. */
-  async attach(name, file, o) {
+  async attach(name: string, file: File, o?: UploadOptions): Promise<AttachmentInfo> {
     const grant = await this.requestUpload(name, file);
     await this.upload(grant, file, o);
     return { id: grant.id, name: grant.name, size: file.size, type: fileType(file, this.uploadPolicy) };
   }
 
   /** A download link `{url, inline, expires_at}` for an attachment of `room` (kept until shortly before it expires). */
-  attachmentLink(name, id) {
+  attachmentLink(name: string, id: string): Promise<DownloadLink> {
     return this.downloads.link(name, id);
   }
 
   // ---- support desk ----
 
   /** Takes a waiting conversation (role `agent`). Resolves with the `status` reply. */
-  assign(name) {
-    return this.request({ action: 'assign', room: name });
+  assign(name: string): Promise<Reply<'status'>> {
+    return this.request<Reply<'status'>>({ action: 'assign', room: name });
   }
 
   /** Closes a conversation (role `agent`). */
-  close(name) {
-    return this.request({ action: 'close', room: name });
+  close(name: string): Promise<Reply<'status'>> {
+    return this.request<Reply<'status'>>({ action: 'close', room: name });
   }
 
   /** Joins the tenant's inbox (agents): every conversation change, replayed from the start. */
-  watchInbox() {
+  watchInbox(): Room {
     return this.join(INBOX_ROOM, { fromStart: true });
   }
 
   /** Conversations by status, newest change first: `inbox('waiting')`. */
-  inbox(status) {
+  inbox(status?: ConversationState['status']): ConversationState[] {
     return [...this.desk.values()].filter((c) => !status || c.status === status).sort((a, b) => (b.ts || 0) - (a.ts || 0));
   }
 
   /** A page of the users connected to room `name`, in id order: `{members, next}` (protocol §17). */
-  members(name, { cursor, limit } = {}) {
-    return this.request({ action: 'members', room: name, cursor, limit });
+  members(name: string, { cursor, limit }: { cursor?: string; limit?: number } = {}): Promise<Reply<'members'>> {
+    return this.request<Reply<'members'>>({ action: 'members', room: name, cursor, limit });
   }
 
   /** Sends `frame` on its room's link; settles on the reply (requests.js). */
-  request(frame, options) {
-    return this.requests.send(this.link(frame.room), frame, options);
+  request<R extends ServerFrame | undefined = ServerFrame>(frame: ClientAction & { room: string }, options?: { reply?: boolean; timeoutMs?: number }): Promise<R> {
+    return this.requests.send<R>(this.link(frame.room), frame, options);
   }
 
 }
 
+/** Upload progress and cancel. */
+export interface UploadOptions {
+  onProgress?: (fraction: number) => void;
+  signal?: AbortSignal;
+}
+
 /** localStorage, or null where using it throws (storage disabled, sandboxed frames). */
-function safeLocalStorage() {
+function safeLocalStorage(): OutboxStorage | null {
   try {
     const s = globalThis.localStorage;
     s?.getItem('roomcast-probe');

@@ -5,8 +5,24 @@
 
 import { apiError } from './http.js';
 
+/** What `visitorFor` needs of a storage (localStorage has it). */
+export interface VisitorStorage {
+  getItem(key: string): string | null;
+  setItem(key: string, value: string): void;
+}
+
+/** The answer of `POST /embed/token`. */
+export interface EmbedAnswer {
+  token: string;
+  visitor: string;
+  room: string;
+  expires_at: number;
+  desk?: Record<string, unknown>;
+  [field: string]: unknown;
+}
+
 /** A visitor id: 128 random bits, base64url, prefixed `v_` (24 characters). */
-export function newVisitorId(getRandomValues = (a) => crypto.getRandomValues(a)) {
+export function newVisitorId(getRandomValues: (a: Uint8Array<ArrayBuffer>) => Uint8Array<ArrayBuffer> = (a) => crypto.getRandomValues(a)): string {
   const bytes = getRandomValues(new Uint8Array(16));
   return `v_${btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')}`;
 }
@@ -16,10 +32,10 @@ export function newVisitorId(getRandomValues = (a) => crypto.getRandomValues(a))
  * localStorage; it must not throw) under the key's name: the id is the visitor's credential for
  * their room, so it stays in this browser. Without storage every page load is a new visitor.
  */
-export function visitorFor(key, storage) {
+export function visitorFor(key: string, storage?: VisitorStorage | null): string {
   const name = `roomcast:visitor:${key}`;
   let id = storage?.getItem(name);
-  if (!/^v_[\w-]{22}$/.test(id)) {
+  if (!id || !/^v_[\w-]{22}$/.test(id)) {
     id = newVisitorId();
     storage?.setItem(name, id);
   }
@@ -35,19 +51,33 @@ export function visitorFor(key, storage) {
  *   2 minutes left, otherwise a new one (the client asks only when it needs a fresh token, and
  *   replaces its connection before `expires_at`).
  */
-export function embedTokens({ httpUrl, key, name, storage, fetch = (...a) => globalThis.fetch(...a), now = Date.now }) {
+export function embedTokens({
+  httpUrl,
+  key,
+  name,
+  storage,
+  fetch = (...a) => globalThis.fetch(...a),
+  now = Date.now,
+}: {
+  httpUrl: string;
+  key: string;
+  name?: string;
+  storage?: VisitorStorage | null;
+  fetch?: typeof globalThis.fetch;
+  now?: () => number;
+}): { visitor: string; load: () => Promise<EmbedAnswer>; token: () => Promise<string> } {
   const visitor = visitorFor(key, storage);
-  let unused = null;
-  const load = async () => {
+  let unused: EmbedAnswer | null = null;
+  const load = async (): Promise<EmbedAnswer> => {
     const r = await fetch(`${httpUrl}/embed/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ key, visitor, name }) }).catch((e) => {
-      throw apiError('NETWORK', e.message);
+      throw apiError('NETWORK', (e as Error).message);
     });
     const body = (await r.json().catch(() => null)) || {};
     if (!r.ok) throw apiError(body.code || 'UNAVAILABLE', body.message, r.status);
     return (unused = body);
   };
   const token = async () => {
-    const a = unused?.expires_at - now() > 120000 ? unused : await load();
+    const a = unused && unused.expires_at - now() > 120000 ? unused : await load();
     unused = null;
     return a.token;
   };

@@ -2,28 +2,44 @@
 // until shortly before it expires, so rendering a message again, or many viewers of one image,
 // ask the server once per link lifetime.
 
+import type { RoomcastClient } from './client.js';
 import { getJson, safeUrl, apiError } from './http.js';
 
 /** A link is fetched again this long before its expiry, so one handed out still works when used. */
 const EXPIRY_MARGIN_MS = 30000;
 
+/** A download link of an attachment. */
+export interface DownloadLink {
+  id: string;
+  url: string;
+  inline: boolean;
+  expires_at: number;
+}
+
+interface CachedLink {
+  promise?: Promise<DownloadLink>;
+  expiresAt: number;
+}
+
 export class Downloads {
-  constructor(client) {
+  client: RoomcastClient;
+  /** `room\0id` → the link's promise and expiry */
+  cache = new Map<string, CachedLink>();
+
+  constructor(client: RoomcastClient) {
     this.client = client;
-    /** `room\0id` → {promise, expiresAt} */
-    this.cache = new Map();
   }
 
   /**
    * `{id, url, inline, expires_at}` for attachment `id` of `room`, `url` absolute and http(s).
    * Rejects with the server's code (FORBIDDEN for a room not granted, NOT_FOUND).
    */
-  link(room, id) {
+  link(room: string, id: string): Promise<DownloadLink> {
     const key = `${room}\u0000${id}`;
     const held = this.cache.get(key);
-    if (held && held.expiresAt - EXPIRY_MARGIN_MS > this.client.now()) return held.promise;
-    const entry = { expiresAt: Infinity };
-    entry.promise = getJson(this.client, `/rooms/${encodeURIComponent(room)}/attachments/${encodeURIComponent(id)}`)
+    if (held?.promise && held.expiresAt - EXPIRY_MARGIN_MS > this.client.now()) return held.promise;
+    const entry: CachedLink = { expiresAt: Infinity };
+    const promise = getJson<DownloadLink>(this.client, `/rooms/${encodeURIComponent(room)}/attachments/${encodeURIComponent(id)}`)
       .then((l) => {
         const url = safeUrl(l.url, this.client.httpUrl);
         if (!url) throw apiError('INVALID', 'the download link is not http(s)');
@@ -35,7 +51,8 @@ export class Downloads {
         if (this.cache.get(key) === entry) this.cache.delete(key);
         throw e;
       });
+    entry.promise = promise;
     this.cache.set(key, entry);
-    return entry.promise;
+    return promise;
   }
 }

@@ -5,52 +5,80 @@
 
 import { Pacer, reconnectDecision, rotateAfterMs } from './backoff.js';
 import { decodeClaims } from './claims.js';
+import type { RoomcastClient } from './client.js';
+import type { Room } from './room.js';
+import type { ClientAction } from './types.js';
+
+/** A link's state: 'waiting' between a close and the next attempt, 'stopped' for good (until connect). */
+export type LinkState = 'idle' | 'connecting' | 'open' | 'waiting' | 'stopped';
+/** Why a link stopped (the client's state then). */
+export type StopReason = 'unauthorized' | 'forbidden' | 'closed';
+type TimerName = 'retry' | 'ping' | 'pong' | 'rotate' | 'rotateAbort';
 
 /**
  * One logical connection with reconnects: the single socket of the local and AWS builds, or one
  * socket per room on the edge build.
  */
 export class Link {
-  constructor(client, key) {
+  client: RoomcastClient;
+  /** '*' or, on the edge build, the room */
+  key: string;
+  ws: WebSocket | null = null;
+  /** the replacement being opened by a rotation */
+  next: WebSocket | null = null;
+  state: LinkState = 'idle';
+  everOpened = false;
+  attempt = 0;
+  rateLimited = 0;
+  pacer: Pacer;
+  queue: Array<[WebSocket, string]> = [];
+  queueTimer: ReturnType<typeof setTimeout> | null = null;
+  timers: Partial<Record<TimerName, ReturnType<typeof setTimeout> | null>> = {};
+  /** The last close was 4001 (token expired): the next connect needs a fresh token. */
+  afterExpiry?: boolean;
+  /** Whether the current socket opened (the close then means more than a failed upgrade). */
+  socketOpened?: boolean;
+  openedAt = 0;
+  /** The code of the server's `closing` frame on the current socket. */
+  closingCode?: number | null;
+  /** Rooms still to rejoin on `next` before it replaces `ws`. */
+  nextWaiting?: Set<string> | null;
+  retryAt = 0;
+  lastReason?: string;
+  stopReason?: StopReason;
+
+  constructor(client: RoomcastClient, key: string) {
     this.client = client;
-    this.key = key; // '*' or, on the edge build, the room
-    this.ws = null;
-    this.next = null; // the replacement being opened by a rotation
-    this.state = 'idle'; // 'idle' | 'connecting' | 'open' | 'waiting' | 'stopped'
-    this.everOpened = false;
-    this.attempt = 0;
-    this.rateLimited = 0;
+    this.key = key;
     this.pacer = new Pacer(client.opts.rate.burst, client.opts.rate.perSec, client.now);
-    this.queue = [];
-    this.queueTimer = null;
-    this.timers = {};
   }
 
-  rooms() {
+  rooms(): Room[] {
     return [...this.client.rooms.values()].filter((r) => r.state !== 'left' && this.client.linkKey(r.name) === this.key);
   }
 
-  clear(name) {
-    clearTimeout(this.timers[name]);
-    clearInterval(this.timers[name]);
+  clear(name: TimerName): void {
+    clearTimeout(this.timers[name] ?? undefined);
+    clearInterval(this.timers[name] ?? undefined);
     this.timers[name] = null;
   }
 
-  async connect(refresh = false) {
+  async connect(refresh = false): Promise<void> {
     this.clear('retry');
     if (this.state === 'stopped' || this.state === 'connecting' || this.state === 'open') return;
     this.state = 'connecting';
     this.client.updateState();
     const afterExpiry = this.afterExpiry;
     const before = this.client.token;
-    let token;
+    let token: string;
     try {
       token = await this.client.getToken(refresh);
-    } catch (e) {
+    } catch {
       if (afterExpiry) return this.stop('unauthorized', 'token refresh failed');
       return this.failed(false, 1006);
     }
-    if (this.state !== 'connecting') return;
+    // Another connect (after a disconnect and connect while this one waited) already opened a socket.
+    if (this.state !== 'connecting' || this.ws) return;
     if (afterExpiry) {
       const exp = decodeClaims(token).exp;
       if (token === before || (exp && exp * 1000 <= this.client.now())) return this.stop('unauthorized', 'no fresh token');
@@ -63,7 +91,7 @@ export class Link {
     }
   }
 
-  open(token) {
+  open(token: string): WebSocket {
     const ws = this.socket(token);
     ws.onopen = () => this.opened(ws);
     ws.onmessage = (ev) => this.client.onData(ev.data, this, ws);
@@ -76,7 +104,7 @@ export class Link {
    * A WebSocket to this link's URL, the token in `Sec-WebSocket-Protocol` (or in the query: on
    * the edge build, and with `tokenIn: 'query'`).
    */
-  socket(token) {
+  socket(token: string): WebSocket {
     const c = this.client;
     let url = String(c.opts.url);
     if (c.edge) {
@@ -91,7 +119,7 @@ export class Link {
     return new c.WebSocket(url, ['roomcast.v1', token]);
   }
 
-  opened(ws) {
+  opened(ws: WebSocket): void {
     if (ws === this.next) return this.rejoinOn(ws);
     if (ws !== this.ws) return;
     this.state = 'open';
@@ -104,7 +132,7 @@ export class Link {
     this.client.updateState();
   }
 
-  startTimers() {
+  startTimers(): void {
     const { pingIntervalMs } = this.client.opts;
     this.clear('ping');
     this.timers.ping = setInterval(() => this.ping(), pingIntervalMs);
@@ -119,19 +147,19 @@ export class Link {
     if (Number.isFinite(after)) this.timers.rotate = setTimeout(() => this.rotate(), Math.min(after, 2 ** 31 - 1));
   }
 
-  ping() {
+  ping(): void {
     if (this.state !== 'open' || this.timers.pong) return;
     this.send({ action: 'ping' });
     this.timers.pong = setTimeout(() => this.dead(), this.client.opts.pongTimeoutMs);
   }
 
   /** Any frame shows the socket is alive. */
-  alive(ws) {
+  alive(ws: WebSocket): void {
     if (ws === this.ws) this.clear('pong');
   }
 
   /** No pong: the socket is half-open. Drop it and reconnect. */
-  dead() {
+  dead(): void {
     const ws = this.ws;
     if (!ws) return;
     try {
@@ -141,10 +169,10 @@ export class Link {
   }
 
   /** Make-before-break: open a new socket, resume every room on it, then retire the old one. */
-  async rotate() {
+  async rotate(): Promise<void> {
     if (this.state !== 'open' || this.next) return;
     const c = this.client;
-    let token;
+    let token: string;
     try {
       const expSoon = c.claims.exp && c.claims.exp * 1000 - c.now() < 120000;
       token = await c.getToken(Boolean(expSoon));
@@ -159,20 +187,20 @@ export class Link {
     this.timers.rotateAbort = setTimeout(() => this.abandonNext(), 20000);
   }
 
-  rejoinOn(ws) {
+  rejoinOn(ws: WebSocket): void {
     const rooms = this.rooms().filter((r) => r.state !== 'forbidden');
     this.nextWaiting = new Set(rooms.map((r) => r.name));
     for (const room of rooms) this.client.sendJoin(room, this, ws, true);
     if (!this.nextWaiting.size) this.swap();
   }
 
-  joinedOn(ws, room) {
+  joinedOn(ws: WebSocket, room: string): void {
     if (ws !== this.next || !this.nextWaiting) return;
     this.nextWaiting.delete(room);
     if (!this.nextWaiting.size) this.swap();
   }
 
-  abandonNext() {
+  abandonNext(): void {
     const ws = this.next;
     if (!ws) return;
     this.next = null;
@@ -182,7 +210,7 @@ export class Link {
     this.timers.rotate = setTimeout(() => this.rotate(), 30000);
   }
 
-  swap() {
+  swap(): void {
     const old = this.ws;
     this.clear('rotateAbort');
     this.ws = this.next;
@@ -197,13 +225,13 @@ export class Link {
     // resent on the new one (same ids: never doubled).
     setTimeout(() => {
       try {
-        old.close(1000, 'replaced');
+        old?.close(1000, 'replaced');
       } catch {}
       this.client.delivery.resendAll(this);
     }, 1000);
   }
 
-  closed(ws, wsCode) {
+  closed(ws: WebSocket, wsCode: number): void {
     if (ws === this.next) {
       this.next = null;
       this.clear('rotateAbort');
@@ -216,14 +244,14 @@ export class Link {
     const code = this.closingCode ?? wsCode;
     this.ws = null;
     this.socketOpened = false;
-    for (const name of ['ping', 'pong', 'rotate', 'rotateAbort']) this.clear(name);
+    for (const name of ['ping', 'pong', 'rotate', 'rotateAbort'] as const) this.clear(name);
     this.queue.length = 0;
     this.client.linkDown(this);
     if (this.state === 'stopped') return;
     this.failed(opened, code);
   }
 
-  failed(opened, code) {
+  failed(opened: boolean | undefined, code: number): void {
     const c = this.client;
     if (opened && c.now() - this.openedAt > 5000) this.attempt = 0;
     const d = reconnectDecision(
@@ -246,24 +274,24 @@ export class Link {
     c.updateState();
   }
 
-  stop(why, reason) {
+  stop(why: StopReason, reason: string): void {
     this.state = 'stopped';
     this.stopReason = why;
     this.lastReason = reason;
-    for (const k of Object.keys(this.timers)) this.clear(k);
+    for (const k of Object.keys(this.timers) as TimerName[]) this.clear(k);
     this.client.updateState();
     this.client.emit('stopped', { why, reason });
   }
 
   /** Reconnect now (network back, user asked). */
-  wake() {
+  wake(): void {
     if (this.state === 'waiting') this.connect();
   }
 
-  shutdown() {
+  shutdown(): void {
     this.state = 'stopped';
     this.stopReason = 'closed';
-    for (const k of Object.keys(this.timers)) this.clear(k);
+    for (const k of Object.keys(this.timers) as TimerName[]) this.clear(k);
     for (const ws of [this.ws, this.next]) {
       if (!ws) continue;
       ws.onclose = ws.onmessage = ws.onopen = null;
@@ -275,14 +303,14 @@ export class Link {
   }
 
   /** Queues a frame on the current (or given) socket, paced under the rate limit. */
-  send(frame, ws = this.ws) {
+  send(frame: ClientAction, ws: WebSocket | null = this.ws): boolean {
     if (!ws || (ws === this.ws && this.state !== 'open')) return false;
     this.queue.push([ws, JSON.stringify(frame)]);
     this.pump();
     return true;
   }
 
-  pump() {
+  pump(): void {
     if (this.queueTimer) return;
     while (this.queue.length) {
       const wait = this.pacer.take();
@@ -293,7 +321,7 @@ export class Link {
         }, wait);
         return;
       }
-      const [ws, text] = this.queue.shift();
+      const [ws, text] = this.queue.shift()!; // the loop runs while the queue is not empty
       if (ws.readyState === 1) ws.send(text);
     }
   }

@@ -13,27 +13,36 @@ export const BACKOFF = {
 };
 
 /** Full jitter: a uniform delay in [0, min(cap, base * 2^attempt)). */
-export function fullJitter(attempt, baseMs, capMs, random = Math.random) {
+export function fullJitter(attempt: number, baseMs: number, capMs: number, random: () => number = Math.random): number {
   const ceiling = Math.min(capMs, baseMs * 2 ** Math.min(Math.max(attempt, 0), 30));
   return Math.floor(random() * ceiling);
+}
+
+/** What {@link reconnectDecision} decides. */
+export interface ReconnectDecision {
+  /** `refresh`: get a new token, then reconnect after delayMs; `stop`: do not reconnect. */
+  action: 'retry' | 'refresh' | 'stop';
+  delayMs: number;
+  reason: string;
 }
 
 /**
  * What to do after a socket ended.
  *
- * @param {object} e
- * @param {number} e.code     close code: the `closing` frame's code when one came (API Gateway
+ * @param e.code     close code: the `closing` frame's code when one came (API Gateway
  *                            closes with 1000 and only tells the real code in that frame), else
  *                            the WebSocket's
- * @param {boolean} e.opened  whether the socket ever opened (false: the upgrade failed, which a
+ * @param e.opened  whether the socket ever opened (false: the upgrade failed, which a
  *                            browser cannot tell from a network error)
- * @param {number} e.attempt  failures in a row so far (0 for the first)
- * @param {number} e.rateLimited 4008 closes in a row so far
- * @param {boolean} e.canRefresh whether a token callback exists
- * @returns {{action: 'retry'|'refresh'|'stop', delayMs: number, reason: string}}
- *   `refresh`: get a new token, then reconnect after delayMs; `stop`: do not reconnect.
+ * @param e.attempt  failures in a row so far (0 for the first)
+ * @param e.rateLimited 4008 closes in a row so far
+ * @param e.canRefresh whether a token callback exists
  */
-export function reconnectDecision({ code, opened, attempt, rateLimited = 0, canRefresh }, random = Math.random, b = BACKOFF) {
+export function reconnectDecision(
+  { code, opened, attempt, rateLimited = 0, canRefresh }: { code: number; opened?: boolean; attempt: number; rateLimited?: number; canRefresh: boolean },
+  random: () => number = Math.random,
+  b: typeof BACKOFF = BACKOFF,
+): ReconnectDecision {
   const backoff = () => fullJitter(attempt, b.baseMs, b.capMs, random);
   if (!opened) {
     // 401/403/429/5xx and network errors look alike to a browser. After two failures in a row a
@@ -71,7 +80,10 @@ export function reconnectDecision({ code, opened, attempt, rateLimited = 0, canR
  * When to replace a connection before the server cuts it: API Gateway closes every connection
  * after 2 h, and the token stops working at `exp`. Returns ms after `openedAt`, or Infinity.
  */
-export function rotateAfterMs({ maxConnectionMs, tokenExpMs, tokenIatMs, openedAt }, random = Math.random) {
+export function rotateAfterMs(
+  { maxConnectionMs, tokenExpMs, tokenIatMs, openedAt }: { maxConnectionMs: number; tokenExpMs: number; tokenIatMs: number; openedAt: number },
+  random: () => number = Math.random,
+): number {
   const byAge = Number.isFinite(maxConnectionMs)
     ? maxConnectionMs - Math.min(300000, maxConnectionMs * 0.1) * (1 + random())
     : Infinity;
@@ -85,7 +97,13 @@ export function rotateAfterMs({ maxConnectionMs, tokenExpMs, tokenIatMs, openedA
 
 /** A token bucket for outgoing frames, so a client stays under the server's rate limit. */
 export class Pacer {
-  constructor(burst, perSec, now) {
+  burst: number;
+  perSec: number;
+  now: () => number;
+  tokens: number;
+  at: number;
+
+  constructor(burst: number, perSec: number, now: () => number) {
     this.burst = burst;
     this.perSec = perSec;
     this.now = now;
@@ -94,7 +112,7 @@ export class Pacer {
   }
 
   /** ms until a frame may go (0: now; the token is taken). */
-  take() {
+  take(): number {
     const t = this.now();
     this.tokens = Math.min(this.burst, this.tokens + ((t - this.at) * this.perSec) / 1000);
     this.at = t;

@@ -10,3 +10,10 @@ export { DEFAULT_MAX_BYTES, FILE_TYPES, RASTER_TYPES, checkFile, fileType, uploa
 export { safeUrl } from './http.js';
 export { embedTokens, newVisitorId, visitorFor } from './embed.js';
 export { identify, rate } from './visitor.js';
+export { listConversations, setAvailability, setBlocked, transfer, unassign } from './desk.js';
+export type { ClientOptions, ClientState, UploadOptions } from './client.js';
+export type { RoomState } from './room.js';
+export type { Claims } from './claims.js';
+export type { DownloadLink } from './downloads.js';
+export type { UploadPolicy } from './uploads.js';
+export type * from './types.js';

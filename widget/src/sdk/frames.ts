@@ -3,10 +3,25 @@
 // pending requests, presence and the support desk. Protocol: docs/protocol.md.
 
 import { INBOX_ROOM, isSystem, statusOf } from './desk.js';
+import type { RoomcastClient } from './client.js';
+import type { Link } from './link.js';
+import type { Room } from './room.js';
+import type { ConversationState, ConversationStatus, Message, ServerFrame } from './types.js';
+
+/** A server frame of one `type`. */
+type FrameOf<T extends ServerFrame['type']> = Extract<ServerFrame, { type: T }>;
+/** What a conversation change carries, from `joined`, a system message or a `status` reply. */
+interface ConversationChange {
+  status?: ConversationStatus;
+  agent?: string | null;
+  version?: number | null;
+  ts?: number;
+  since?: number;
+}
 
 /** Decodes one WebSocket message from `ws`, one of `link`'s sockets, and applies it. */
-export function receive(client, data, link, ws) {
-  let f;
+export function receive(client: RoomcastClient, data: string, link: Link, ws: WebSocket): void {
+  let f: ServerFrame;
   try {
     f = JSON.parse(data);
   } catch {
@@ -16,8 +31,10 @@ export function receive(client, data, link, ws) {
   onFrame(client, f, link, ws);
 }
 
-function onFrame(client, f, link, ws) {
-  const room = f.room != null ? client.rooms.get(f.room) : undefined;
+function onFrame(client: RoomcastClient, f: ServerFrame, link: Link, ws: WebSocket): void {
+  // Frames of a newer protocol may name a room too: read it whatever the type.
+  const named = (f as { room?: string | null }).room;
+  const room = named != null ? client.rooms.get(named) : undefined;
   switch (f.type) {
     case 'joined':
       return room && onJoined(client, room, f, link, ws);
@@ -32,7 +49,7 @@ function onFrame(client, f, link, ws) {
     case 'history': {
       if (!room) return;
       client.history.answered(room);
-      for (const m of f.messages || []) onMessage(client, room, { room: room.name, ...m }, false);
+      for (const m of f.messages || []) onMessage(client, room, { ...m, room: room.name }, false);
       client.history.checkGap(room);
       return client.changed(room.name);
     }
@@ -59,7 +76,8 @@ function onFrame(client, f, link, ws) {
       return client.changed(room.name);
     case 'upload':
       // The slot an `upload` request asked for.
-      return f.ref && client.requests.settle(f.ref, null, f);
+      if (f.ref) client.requests.settle(f.ref, null, f);
+      return;
     case 'status':
       applyConversation(client, f.room, f);
       if (f.ref) client.requests.settle(f.ref, null, f);
@@ -72,15 +90,17 @@ function onFrame(client, f, link, ws) {
     case 'pong':
     case 'left':
       return;
-    default:
+    default: {
       // Other replies to a request (`agent`, `conversations`, `blocked`, …) settle it whole.
-      if (f.ref && client.requests.has(f.ref)) client.requests.settle(f.ref, null, f);
+      const ref = (f as { ref?: string | null }).ref;
+      if (ref && client.requests.has(ref)) client.requests.settle(ref, null, f);
       return;
+    }
   }
 }
 
 /** The join of `room` is confirmed: members, cursors and head; then gaps are filled and the outbox sent. */
-function onJoined(client, room, f, link, ws) {
+function onJoined(client: RoomcastClient, room: Room, f: FrameOf<'joined'>, link: Link, ws: WebSocket): void {
   if (room.state === 'left') return;
   clearTimeout(room.joinTimer);
   const first = !room.timeline.anchored;
@@ -104,7 +124,7 @@ function onJoined(client, room, f, link, ws) {
 }
 
 /** A message of `room`, from a `message` frame (`live`, replays included) or a history page. */
-function onMessage(client, room, m, live) {
+function onMessage(client: RoomcastClient, room: Room, m: Message, live: boolean): void {
   const outcome = room.timeline.add(m);
   const mine = client.outbox.get(m.id);
   // Our own message, stored although its ack was lost (or sent from another tab).
@@ -126,12 +146,13 @@ function onMessage(client, room, m, live) {
   client.changed(room.name);
 }
 
-function onAck(client, f) {
+function onAck(client: RoomcastClient, f: FrameOf<'ack'>): void {
   const room = client.rooms.get(f.room);
   const e = client.delivery.stored(f.id);
   if (!room) return;
   if (e) {
-    const m = { room: f.room, seq: f.seq, id: f.id, from: client.user, body: e.body, ts: f.ts };
+    // An ack answers this connection's own message: its token names the user.
+    const m: Message = { room: f.room, seq: f.seq, id: f.id, from: client.user as string, body: e.body, ts: f.ts };
     if (client.claims.name) m.name = client.claims.name;
     if (e.meta) m.meta = e.meta;
     if (e.attachments) m.attachments = e.attachments;
@@ -142,7 +163,7 @@ function onAck(client, f) {
   client.changed(room.name);
 }
 
-function onTyping(client, room, f) {
+function onTyping(client: RoomcastClient, room: Room, f: FrameOf<'typing'>): void {
   clearTimeout(room.typers.get(f.user));
   room.typers.delete(f.user);
   if (f.state === 'start' && f.user !== client.user) {
@@ -157,7 +178,7 @@ function onTyping(client, room, f) {
   client.changed(room.name);
 }
 
-function onPresence(client, f, link) {
+function onPresence(client: RoomcastClient, f: FrameOf<'presence'>, link: Link): void {
   client.presence.set(f.user, { user: f.user, status: f.status, last_seen: f.last_seen });
   // Presence frames name no room: update the rooms that list the user (on the edge build
   // presence is per room, and the frame came on that room's own socket).
@@ -171,7 +192,7 @@ function onPresence(client, f, link) {
 }
 
 /** An error, matched by its ref to the message, request, join or history page it answers. */
-function onError(client, f, link) {
+function onError(client: RoomcastClient, f: FrameOf<'error'>, link: Link): void {
   const ref = f.ref;
   const e = ref ? client.outbox.get(ref) : null;
   if (e) {
@@ -205,10 +226,10 @@ function onError(client, f, link) {
  * A conversation's status, from `joined`, a system message or a `status` reply: the room's and
  * the desk's, unless what is held has a newer version.
  */
-function applyConversation(client, name, c) {
+function applyConversation(client: RoomcastClient, name: string | undefined, c: ConversationChange | null | undefined): void {
   if (!name || !c?.status) return;
-  const conv = { room: name, status: c.status, agent: c.agent ?? null, version: c.version ?? null, ts: c.ts ?? c.since ?? client.now() };
-  const newer = (old) => !old || conv.version == null || old.version == null || conv.version >= old.version;
+  const conv: ConversationState = { room: name, status: c.status, agent: c.agent ?? null, version: c.version ?? null, ts: c.ts ?? c.since ?? client.now() };
+  const newer = (old: ConversationState | null | undefined) => !old || conv.version == null || old.version == null || conv.version >= old.version;
   const room = client.rooms.get(name);
   if (room && newer(room.conversation)) {
     room.conversation = conv;

@@ -7,21 +7,25 @@
 // - a message above through+1 reveals a gap (through, gapEnd) to fill with `history {after}`;
 // - `hasOlder` is simply `oldest > 1`.
 
+import type { Message } from './types.js';
+
+/** A message as held: deleted ones lose their content. */
+type Held = Message & { deleted?: boolean };
+
 export class Timeline {
-  constructor() {
-    /** @type {Map<number, object>} seq → message */
-    this.bySeq = new Map();
-    this.sorted = null; // cache of the messages in seq order
-    this.anchored = false;
-    this.through = 0;
-    this.knownHead = 0;
-  }
+  /** seq → message */
+  bySeq = new Map<number, Held>();
+  /** cache of the messages in seq order */
+  sorted: Held[] | null = null;
+  anchored = false;
+  through = 0;
+  knownHead = 0;
 
   /**
    * Sets where contiguous tracking starts when nothing is held yet: `head` from the first
    * `joined` (everything up to it is older history, loaded page by page), or 0 to replay all.
    */
-  anchor(seq) {
+  anchor(seq: number): void {
     if (this.anchored) return;
     this.anchored = true;
     this.through = Math.max(this.through, seq);
@@ -29,7 +33,7 @@ export class Timeline {
   }
 
   /** Records the room's head as the server last reported it. */
-  seeHead(head) {
+  seeHead(head: number): void {
     if (head > this.knownHead) this.knownHead = head;
   }
 
@@ -37,19 +41,20 @@ export class Timeline {
    * Adds or updates a message. Returns 'added' (new seq), 'updated' (known seq, newer state:
    * an edit or deletion seen in a replay) or 'duplicate'.
    */
-  add(msg) {
+  add(msg: Held): 'added' | 'updated' | 'duplicate' {
     const seq = msg.seq;
     if (!Number.isSafeInteger(seq) || seq < 1) return 'duplicate';
     this.seeHead(seq);
     const old = this.bySeq.get(seq);
     if (old) {
       if ((msg.edited_ts || 0) > (old.edited_ts || 0) || (msg.deleted && !old.deleted)) {
-        this.bySeq.set(seq, { ...old, ...msg });
+        const next: Held = { ...old, ...msg };
         if (msg.deleted) {
-          delete this.bySeq.get(seq).body;
-          delete this.bySeq.get(seq).meta;
-          delete this.bySeq.get(seq).attachments;
+          delete next.body;
+          delete next.meta;
+          delete next.attachments;
         }
+        this.bySeq.set(seq, next);
         this.sorted = null;
         return 'updated';
       }
@@ -62,10 +67,10 @@ export class Timeline {
   }
 
   /** Applies an `edited` or `deleted` frame to a held message. */
-  amend(seq, patch) {
+  amend(seq: number, patch: Partial<Held>): boolean {
     const old = this.bySeq.get(seq);
     if (!old) return false;
-    const next = { ...old, ...patch };
+    const next: Held = { ...old, ...patch };
     if (patch.deleted) {
       delete next.body;
       delete next.meta;
@@ -76,12 +81,12 @@ export class Timeline {
     return true;
   }
 
-  advance() {
+  advance(): void {
     while (this.bySeq.has(this.through + 1)) this.through += 1;
   }
 
   /** The first missing range above `through`, as {after, before?}, or null when none. */
-  gap() {
+  gap(): { after: number; before?: number } | null {
     if (!this.anchored) return null;
     let above = Infinity;
     for (const seq of this.bySeq.keys()) if (seq > this.through && seq < above) above = seq;
@@ -91,27 +96,27 @@ export class Timeline {
   }
 
   /** Messages in seq order. */
-  list() {
+  list(): Held[] {
     if (!this.sorted) this.sorted = [...this.bySeq.values()].sort((a, b) => a.seq - b.seq);
     return this.sorted;
   }
 
-  get oldest() {
+  get oldest(): number {
     const l = this.list();
     return l.length ? l[0].seq : this.through + 1;
   }
 
-  get newest() {
+  get newest(): number {
     const l = this.list();
     return l.length ? l[l.length - 1].seq : 0;
   }
 
   /** Whether older messages than the ones held exist. */
-  get hasOlder() {
+  get hasOlder(): boolean {
     return this.anchored && this.oldest > 1;
   }
 
-  get(seq) {
+  get(seq: number): Held | undefined {
     return this.bySeq.get(seq);
   }
 }
