@@ -38,6 +38,7 @@
 //!
 //! `examples/echo_bot/` is a bot built on it.
 
+pub mod codec;
 mod driver;
 pub mod resume;
 
