@@ -554,45 +554,7 @@ impl Driver {
             return;
         };
         match frame {
-            ServerFrame::Joined {
-                room,
-                head,
-                read_seq,
-                unread,
-                members,
-                occupancy,
-                conversation,
-            } => {
-                if let Some(log) = self.rooms.get_mut(&room) {
-                    log.joined(head);
-                }
-                let waiters = self.joins.answered(&room).unwrap_or_default();
-                if waiters.is_empty() {
-                    // A rejoin on a new connection: the members, their presence and the read
-                    // cursor as they stand now, which the caller's view may have missed.
-                    self.emit(Event::Frame(Box::new(ServerFrame::Joined {
-                        room,
-                        head,
-                        read_seq,
-                        unread,
-                        members,
-                        occupancy,
-                        conversation,
-                    })));
-                    return;
-                }
-                let joined = Joined {
-                    room,
-                    head,
-                    read_seq,
-                    unread,
-                    members,
-                    occupancy,
-                };
-                for waiter in waiters {
-                    let _ = waiter.send(Ok(joined.clone()));
-                }
-            }
+            joined @ ServerFrame::Joined { .. } => self.joined(joined),
             ServerFrame::Replayed {
                 room,
                 through,
@@ -662,6 +624,28 @@ impl Driver {
                 reference,
             } => self.error(code, message, reference, now),
             other => self.emit(Event::Frame(Box::new(other))),
+        }
+    }
+
+    /// A `joined` frame: the answer to the room's oldest join, or a rejoin's.
+    fn joined(&mut self, frame: ServerFrame) {
+        let ServerFrame::Joined { room, head, .. } = &frame else {
+            return;
+        };
+        if let Some(log) = self.rooms.get_mut(room) {
+            log.joined(*head);
+        }
+        let waiters = self.joins.answered(room).unwrap_or_default();
+        if waiters.is_empty() {
+            // A rejoin on a new connection: the members, their presence and the read cursor
+            // as they stand now, which the caller's view may have missed.
+            self.emit(Event::Frame(Box::new(frame)));
+            return;
+        }
+        if let Ok(joined) = Joined::try_from(frame) {
+            for waiter in waiters {
+                let _ = waiter.send(Ok(joined.clone()));
+            }
         }
     }
 

@@ -47,8 +47,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use roomcast_core::protocol::{
-    ClientFrame, ErrorCode, MemberView, MessageView, PresenceStatus, Rejection, ServerFrame,
-    TypingState,
+    ClientFrame, Conversation, ErrorCode, MemberView, MessageView, PresenceStatus, Rejection,
+    ServerFrame, TypingState,
 };
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -169,6 +169,36 @@ pub struct Joined {
     pub members: Vec<MemberView>,
     /// Connections in a big room.
     pub occupancy: Option<u64>,
+    /// The room's support conversation, when it is a support room that has one.
+    pub conversation: Option<Conversation>,
+}
+
+impl TryFrom<ServerFrame> for Joined {
+    /// Any other frame, handed back as it was.
+    type Error = ServerFrame;
+
+    fn try_from(frame: ServerFrame) -> Result<Self, ServerFrame> {
+        match frame {
+            ServerFrame::Joined {
+                room,
+                head,
+                read_seq,
+                unread,
+                members,
+                occupancy,
+                conversation,
+            } => Ok(Self {
+                room,
+                head,
+                read_seq,
+                unread,
+                members,
+                occupancy,
+                conversation,
+            }),
+            other => Err(other),
+        }
+    }
 }
 
 /// A message stored: the server's `ack`.
@@ -424,4 +454,36 @@ impl Client {
 
 fn stopped() -> ClientError {
     ClientError::Stopped("the client's task has ended".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_joined_frame_becomes_the_callers_joined_whole_and_other_frames_come_back() {
+        let frame = ServerFrame::Joined {
+            room: "r-1".into(),
+            head: 9,
+            read_seq: 4,
+            unread: 5,
+            members: Vec::new(),
+            occupancy: Some(3),
+            conversation: None,
+        };
+        assert_eq!(
+            Joined::try_from(frame),
+            Ok(Joined {
+                room: "r-1".into(),
+                head: 9,
+                read_seq: 4,
+                unread: 5,
+                members: Vec::new(),
+                occupancy: Some(3),
+                conversation: None,
+            })
+        );
+        let left = ServerFrame::Left { room: "r-1".into() };
+        assert_eq!(Joined::try_from(left.clone()), Err(left));
+    }
 }
