@@ -249,6 +249,11 @@ impl Driver {
                                 return self.stop("closed by the caller".into());
                             }
                         }
+                        AfterClose::RenewToken => {
+                            if let Err(why) = self.renew_token(reason).await {
+                                return self.stop(why);
+                            }
+                        }
                         AfterClose::Reconnect => {}
                     }
                 }
@@ -277,6 +282,34 @@ impl Driver {
                 Err(e) => {
                     tracing::debug!(attempt, "reconnecting failed: {e}");
                     attempt = attempt.saturating_add(1);
+                }
+            }
+        }
+    }
+
+    /// Replaces the expired token (closed with `reason`) with a fresh one from the caller's
+    /// source, handling commands meanwhile; `Err` with why the client stops when there is none.
+    async fn renew_token(&mut self, reason: String) -> Result<(), String> {
+        let Some(source) = &self.config.token_source else {
+            return Err(reason);
+        };
+        let fresh = source.fetch();
+        tokio::pin!(fresh);
+        loop {
+            tokio::select! {
+                token = &mut fresh => {
+                    return match token {
+                        Ok(token) => {
+                            self.config.token = token;
+                            Ok(())
+                        }
+                        Err(e) => Err(format!("the token expired and no fresh one came: {e}")),
+                    };
+                }
+                command = self.commands.recv() => {
+                    if self.command(command, false, Instant::now()).is_break() {
+                        return Err("closed by the caller".into());
+                    }
                 }
             }
         }
