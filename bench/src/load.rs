@@ -7,6 +7,9 @@
 //! generator is pinned to one core in the benchmarks, state is shared through `Rc<RefCell<_>>`
 //! without locks, and its own CPU use is measured from `/proc/self/stat` to flag runs where the
 //! generator, not the server, was the limit.
+//!
+//! Protocol v1 frames are the core's typed frames through `roomcast_client::codec`, the client's
+//! own; frames the run does not measure are skipped by their type alone, unparsed.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -17,6 +20,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
+use roomcast_client::codec;
+use roomcast_core::protocol::{ClientFrame, ServerFrame};
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
@@ -638,18 +643,19 @@ async fn handshake(
             if !config.join {
                 return Ok(());
             }
-            let join = format!(r#"{{"action":"join","room":"r{room}"}}"#);
-            ws.send(Message::text(join))
+            let join = ClientFrame::Join {
+                room: format!("r{room}"),
+                since: None,
+            };
+            ws.send(Message::text(codec::encode(&join, None)))
                 .await
                 .map_err(|e| format!("join: {e}"))?;
-            wait_for(ws, |text| {
-                if text.starts_with(r#"{"type":"joined""#) {
-                    Some(Ok(()))
-                } else if text.starts_with(r#"{"type":"error""#) {
-                    Some(Err(format!("join refused: {text}")))
-                } else {
-                    None
+            wait_for(ws, |text| match codec::decode(text) {
+                Ok(ServerFrame::Joined { .. }) => Some(Ok(())),
+                Ok(ServerFrame::Error { code, .. }) => {
+                    Some(Err(format!("join refused: {}", code.as_str())))
                 }
+                _ => None,
             })
             .await
         }
@@ -739,8 +745,15 @@ pub fn message_frame(
     pad: &str,
 ) -> String {
     match protocol {
-        Protocol::V1 => format!(
-            r#"{{"action":"message","room":"r{room}","id":"m{index}.{sent_us}","body":"{index}:{sent_us}:{pad}"}}"#
+        Protocol::V1 => codec::encode(
+            &ClientFrame::Message {
+                room: format!("r{room}"),
+                id: format!("m{index}.{sent_us}"),
+                body: format!("{index}:{sent_us}:{pad}"),
+                meta: None,
+                attachments: Vec::new(),
+            },
+            None,
         ),
         Protocol::SocketIo => engineio::event_frame(
             Some(index + 1),
@@ -763,20 +776,16 @@ pub fn parse_body(body: &str) -> Option<(u64, u64)> {
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
-/// The fields of a server frame the generator reads (protocol v1, and Socket.IO's `message`
-/// event and acks, which carry the same names).
+/// The fields of the Socket.IO peer's `message` event and acks the generator reads (protocol
+/// v1's names, in Engine.IO packets).
 #[derive(Deserialize)]
-struct ServerFrame<'a> {
-    #[serde(rename = "type", borrow, default)]
-    kind: Option<Cow<'a, str>>,
+struct SocketIoFields<'a> {
     #[serde(default)]
     seq: u64,
     #[serde(borrow, default)]
     id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     body: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    code: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     error: Option<Cow<'a, str>>,
 }
@@ -791,26 +800,26 @@ fn on_frame(protocol: Protocol, receiver: usize, text: &str, shared: &SharedRef)
     match protocol {
         Protocol::V1 => {
             // Presence, typing, read and joined frames are not measured: skip them unparsed.
-            if !(text.starts_with(r#"{"type":"message""#)
-                || text.starts_with(r#"{"type":"ack""#)
-                || text.starts_with(r#"{"type":"error""#)
-                || text.starts_with(r#"{"type":"closing""#))
-            {
+            if !matches!(
+                codec::frame_type(text),
+                Some("message" | "ack" | "error" | "closing")
+            ) {
                 return Reaction::None;
             }
-            let Ok(frame) = serde_json::from_str::<ServerFrame<'_>>(text) else {
-                shared.borrow_mut().tracker.error("unparsable frame");
-                return Reaction::None;
-            };
-            match frame.kind.as_deref() {
-                Some("message") => delivered(receiver, &frame, shared),
-                Some("ack") => acked(&frame, shared),
-                Some("error") => {
-                    let code = frame.code.as_deref().unwrap_or("?");
+            match codec::decode(text) {
+                Ok(ServerFrame::Message(message)) => {
+                    delivered(receiver, message.seq, message.body.as_deref(), shared);
+                }
+                Ok(ServerFrame::Ack { id, .. }) => acked(&id, shared),
+                Ok(ServerFrame::Error { code, .. }) => {
+                    let code = code.as_str();
                     shared.borrow_mut().tracker.error(format!("error {code}"));
                 }
-                Some("closing") => return Reaction::Closed(format!("closing: {text}")),
-                _ => {}
+                Ok(ServerFrame::Closing { code, reason }) => {
+                    return Reaction::Closed(format!("closing: {code} {reason}"));
+                }
+                Ok(_) => {}
+                Err(_) => shared.borrow_mut().tracker.error("unparsable frame"),
             }
             Reaction::None
         }
@@ -819,9 +828,9 @@ fn on_frame(protocol: Protocol, receiver: usize, text: &str, shared: &SharedRef)
             Ok(EnginePacket::Close) => Reaction::Closed("engine.io close".to_owned()),
             Ok(EnginePacket::Message(p)) => match engineio::parse_socket(p) {
                 Ok(SocketPacket::Event { payload, .. }) => {
-                    match serde_json::from_str::<(Cow<'_, str>, ServerFrame<'_>)>(payload) {
+                    match serde_json::from_str::<(Cow<'_, str>, SocketIoFields<'_>)>(payload) {
                         Ok((name, frame)) if name == "message" => {
-                            delivered(receiver, &frame, shared);
+                            delivered(receiver, frame.seq, frame.body.as_deref(), shared);
                         }
                         Ok(_) => {}
                         Err(_) => shared.borrow_mut().tracker.error("unparsable event"),
@@ -829,12 +838,12 @@ fn on_frame(protocol: Protocol, receiver: usize, text: &str, shared: &SharedRef)
                     Reaction::None
                 }
                 Ok(SocketPacket::Ack { payload, .. }) => {
-                    match serde_json::from_str::<(ServerFrame<'_>,)>(payload) {
+                    match serde_json::from_str::<(SocketIoFields<'_>,)>(payload) {
                         Ok((frame,)) if frame.error.is_some() => {
                             let code = frame.error.as_deref().unwrap_or("?");
                             shared.borrow_mut().tracker.error(format!("error {code}"));
                         }
-                        Ok((frame,)) => acked(&frame, shared),
+                        Ok((frame,)) => acked(frame.id.as_deref().unwrap_or_default(), shared),
                         Err(_) => shared.borrow_mut().tracker.error("unparsable ack"),
                     }
                     Reaction::None
@@ -854,21 +863,21 @@ fn on_frame(protocol: Protocol, receiver: usize, text: &str, shared: &SharedRef)
     }
 }
 
-fn delivered(receiver: usize, frame: &ServerFrame<'_>, shared: &SharedRef) {
+/// A message with `seq` and `body` reached connection `receiver`.
+fn delivered(receiver: usize, seq: u64, body: Option<&str>, shared: &SharedRef) {
     let mut s = shared.borrow_mut();
     let now = s.now_us();
-    match frame.body.as_deref().and_then(parse_body) {
-        Some((index, sent_us)) => s
-            .tracker
-            .delivered(receiver, frame.seq, index, sent_us, now),
+    match body.and_then(parse_body) {
+        Some((index, sent_us)) => s.tracker.delivered(receiver, seq, index, sent_us, now),
         None => s.tracker.foreign += 1,
     }
 }
 
-fn acked(frame: &ServerFrame<'_>, shared: &SharedRef) {
+/// The message with client id `id` was acknowledged.
+fn acked(id: &str, shared: &SharedRef) {
     let mut s = shared.borrow_mut();
     let now = s.now_us();
-    match frame.id.as_deref().and_then(parse_message_id) {
+    match parse_message_id(id) {
         Some((index, sent_us)) => s.tracker.acked(index, sent_us, now),
         None => s.tracker.foreign += 1,
     }

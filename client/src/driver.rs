@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use futures::{SinkExt, StreamExt};
 use roomcast_core::protocol::{ClientFrame, ErrorCode, ServerFrame};
 use roomcast_core::service::SUBPROTOCOL;
-use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -17,6 +16,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use crate::codec;
 use crate::resume::{AfterClose, Outbox, Outgoing, RoomLog, after_close, upgrade_retryable};
 use crate::{Ack, ClientError, Config, Event, HistoryPage, HistoryQuery, Joined};
 
@@ -249,6 +249,11 @@ impl Driver {
                                 return self.stop("closed by the caller".into());
                             }
                         }
+                        AfterClose::RenewToken => {
+                            if let Err(why) = self.renew_token(reason).await {
+                                return self.stop(why);
+                            }
+                        }
                         AfterClose::Reconnect => {}
                     }
                 }
@@ -277,6 +282,34 @@ impl Driver {
                 Err(e) => {
                     tracing::debug!(attempt, "reconnecting failed: {e}");
                     attempt = attempt.saturating_add(1);
+                }
+            }
+        }
+    }
+
+    /// Replaces the expired token (closed with `reason`) with a fresh one from the caller's
+    /// source, handling commands meanwhile; `Err` with why the client stops when there is none.
+    async fn renew_token(&mut self, reason: String) -> Result<(), String> {
+        let Some(source) = &self.config.token_source else {
+            return Err(reason);
+        };
+        let fresh = source.fetch();
+        tokio::pin!(fresh);
+        loop {
+            tokio::select! {
+                token = &mut fresh => {
+                    return match token {
+                        Ok(token) => {
+                            self.config.token = token;
+                            Ok(())
+                        }
+                        Err(e) => Err(format!("the token expired and no fresh one came: {e}")),
+                    };
+                }
+                command = self.commands.recv() => {
+                    if self.command(command, false, Instant::now()).is_break() {
+                        return Err("closed by the caller".into());
+                    }
                 }
             }
         }
@@ -368,7 +401,7 @@ impl Driver {
 
     /// Queues `frame` with `ref: reference`, so an `error` names it.
     fn queue(&mut self, frame: &ClientFrame, reference: Option<&str>) {
-        self.outgoing.push(frame_text(frame, reference));
+        self.outgoing.push(codec::encode(frame, reference));
     }
 
     /// One command from the caller's handles (`None`: every handle is gone), on a connection
@@ -548,51 +581,13 @@ impl Driver {
 
     /// One text frame from the server.
     fn frame(&mut self, text: &str, now: Instant) {
-        let Ok(frame) = serde_json::from_str::<ServerFrame>(text) else {
+        let Ok(frame) = codec::decode(text) else {
             // Later protocol versions may add frames: clients ignore what they do not know.
             tracing::debug!("ignoring a frame this client does not know: {text:.200}");
             return;
         };
         match frame {
-            ServerFrame::Joined {
-                room,
-                head,
-                read_seq,
-                unread,
-                members,
-                occupancy,
-                conversation,
-            } => {
-                if let Some(log) = self.rooms.get_mut(&room) {
-                    log.joined(head);
-                }
-                let waiters = self.joins.answered(&room).unwrap_or_default();
-                if waiters.is_empty() {
-                    // A rejoin on a new connection: the members, their presence and the read
-                    // cursor as they stand now, which the caller's view may have missed.
-                    self.emit(Event::Frame(Box::new(ServerFrame::Joined {
-                        room,
-                        head,
-                        read_seq,
-                        unread,
-                        members,
-                        occupancy,
-                        conversation,
-                    })));
-                    return;
-                }
-                let joined = Joined {
-                    room,
-                    head,
-                    read_seq,
-                    unread,
-                    members,
-                    occupancy,
-                };
-                for waiter in waiters {
-                    let _ = waiter.send(Ok(joined.clone()));
-                }
-            }
+            joined @ ServerFrame::Joined { .. } => self.joined(joined),
             ServerFrame::Replayed {
                 room,
                 through,
@@ -662,6 +657,28 @@ impl Driver {
                 reference,
             } => self.error(code, message, reference, now),
             other => self.emit(Event::Frame(Box::new(other))),
+        }
+    }
+
+    /// A `joined` frame: the answer to the room's oldest join, or a rejoin's.
+    fn joined(&mut self, frame: ServerFrame) {
+        let ServerFrame::Joined { room, head, .. } = &frame else {
+            return;
+        };
+        if let Some(log) = self.rooms.get_mut(room) {
+            log.joined(*head);
+        }
+        let waiters = self.joins.answered(room).unwrap_or_default();
+        if waiters.is_empty() {
+            // A rejoin on a new connection: the members, their presence and the read cursor
+            // as they stand now, which the caller's view may have missed.
+            self.emit(Event::Frame(Box::new(frame)));
+            return;
+        }
+        if let Ok(joined) = Joined::try_from(frame) {
+            for waiter in waiters {
+                let _ = waiter.send(Ok(joined.clone()));
+            }
         }
     }
 
@@ -775,79 +792,8 @@ impl Driver {
     }
 }
 
-/// `frame` as JSON text, with `ref: reference` when given.
-fn frame_text(frame: &ClientFrame, reference: Option<&str>) -> String {
-    // Invariant: client frames hold strings, numbers, enums and JSON values only.
-    let mut value = serde_json::to_value(frame).expect("client frames always serialize");
-    if let (Some(reference), Value::Object(fields)) = (reference, &mut value) {
-        fields.insert("ref".into(), Value::String(reference.to_owned()));
-    }
-    value.to_string()
-}
-
 fn fail_all<T>(waiters: Vec<Reply<T>>, error: &ClientError) {
     for waiter in waiters {
         let _ = waiter.send(Err(error.clone()));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use roomcast_core::protocol::{PresenceStatus, TypingState, parse_client_frame};
-    use serde_json::json;
-
-    use super::*;
-
-    #[test]
-    fn the_server_reads_the_frames_the_client_writes_with_their_reference() {
-        let room = || "r-1".to_owned();
-        let frames = [
-            ClientFrame::Join {
-                room: room(),
-                since: None,
-            },
-            ClientFrame::Join {
-                room: room(),
-                since: Some(4),
-            },
-            ClientFrame::Leave { room: room() },
-            ClientFrame::History {
-                room: room(),
-                before: Some(9),
-                after: None,
-                limit: Some(20),
-            },
-            ClientFrame::Typing {
-                room: room(),
-                state: TypingState::Start,
-            },
-            ClientFrame::Read {
-                room: room(),
-                seq: 3,
-            },
-            ClientFrame::Presence {
-                status: PresenceStatus::Busy,
-            },
-        ];
-        for frame in frames {
-            let parsed = parse_client_frame(&frame_text(&frame, Some("r7")))
-                .unwrap_or_else(|e| panic!("{frame:?}: {e:?}"));
-            assert_eq!(parsed.frame, frame);
-            assert_eq!(parsed.reference.as_deref(), Some("r7"));
-        }
-        let message = Outgoing {
-            room: room(),
-            id: "m-1".into(),
-            body: "hi".into(),
-            meta: Some(json!({"order": "A-17"})),
-        };
-        let parsed = parse_client_frame(&frame_text(&message.frame(), None))
-            .unwrap_or_else(|e| panic!("{e:?}"));
-        assert_eq!(parsed.frame, message.frame());
-        assert_eq!(
-            parsed.reference.as_deref(),
-            Some("m-1"),
-            "a message is named by its id"
-        );
     }
 }

@@ -38,16 +38,19 @@
 //!
 //! `examples/echo_bot/` is a bot built on it.
 
+pub mod codec;
 mod driver;
 pub mod resume;
 
+use std::fmt::Display;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use roomcast_core::protocol::{
-    ClientFrame, ErrorCode, MemberView, MessageView, PresenceStatus, Rejection, ServerFrame,
-    TypingState,
+    ClientFrame, Conversation, ErrorCode, MemberView, MessageView, PresenceStatus, Rejection,
+    ServerFrame, TypingState,
 };
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -72,6 +75,42 @@ pub struct Config {
     /// After this long without sending, the client sends a `ping`, so the server's idle
     /// timeout (10 minutes by default) does not close a quiet connection.
     pub keepalive: Duration,
+    /// Where a fresh token comes from when the server closes with 4001 (the token expired);
+    /// without one, that close stops the client.
+    pub token_source: Option<TokenSource>,
+}
+
+/// The result of asking a [`TokenSource`]: a token, or why there is none.
+pub type TokenFuture = Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
+
+/// The caller's way to get a fresh token (from its backend, say), asked once per 4001 close.
+#[derive(Clone)]
+pub struct TokenSource(Arc<dyn Fn() -> TokenFuture + Send + Sync>);
+
+impl TokenSource {
+    /// A source that calls `fetch` for each fresh token.
+    pub fn new<F, Fut, E>(fetch: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<String, E>> + Send + 'static,
+        E: Display,
+    {
+        Self(Arc::new(move || {
+            let fresh = fetch();
+            Box::pin(async move { fresh.await.map_err(|e| e.to_string()) })
+        }))
+    }
+
+    /// Asks for a fresh token.
+    pub fn fetch(&self) -> TokenFuture {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenSource")
+    }
 }
 
 impl Config {
@@ -89,7 +128,21 @@ impl Config {
             ack_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),
             keepalive: Duration::from_secs(240),
+            token_source: None,
         }
+    }
+
+    /// When the server closes with 4001 (the token expired), the client asks `fetch` for a
+    /// fresh token and reconnects with it, resuming as after any drop; if `fetch` fails, the
+    /// client stops.
+    pub fn with_token_source<F, Fut, E>(mut self, fetch: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<String, E>> + Send + 'static,
+        E: Display,
+    {
+        self.token_source = Some(TokenSource::new(fetch));
+        self
     }
 }
 
@@ -102,6 +155,7 @@ impl std::fmt::Debug for Config {
             .field("ack_timeout", &self.ack_timeout)
             .field("request_timeout", &self.request_timeout)
             .field("keepalive", &self.keepalive)
+            .field("token_source", &self.token_source)
             .finish_non_exhaustive()
     }
 }
@@ -139,7 +193,8 @@ pub enum ClientError {
     #[error("a message with id `{0}` is already waiting for its ack")]
     IdInUse(String),
     /// The client stopped: closed by the caller, or the server ended the session in a way
-    /// reconnecting cannot mend (a 1000, 4001 or 4003 close, or a refused reconnect).
+    /// reconnecting cannot mend (a 1000 or 4003 close, a 4001 close without a fresh token, or a
+    /// refused reconnect).
     #[error("the client stopped: {0}")]
     Stopped(String),
 }
@@ -168,6 +223,36 @@ pub struct Joined {
     pub members: Vec<MemberView>,
     /// Connections in a big room.
     pub occupancy: Option<u64>,
+    /// The room's support conversation, when it is a support room that has one.
+    pub conversation: Option<Conversation>,
+}
+
+impl TryFrom<ServerFrame> for Joined {
+    /// Any other frame, handed back as it was.
+    type Error = ServerFrame;
+
+    fn try_from(frame: ServerFrame) -> Result<Self, ServerFrame> {
+        match frame {
+            ServerFrame::Joined {
+                room,
+                head,
+                read_seq,
+                unread,
+                members,
+                occupancy,
+                conversation,
+            } => Ok(Self {
+                room,
+                head,
+                read_seq,
+                unread,
+                members,
+                occupancy,
+                conversation,
+            }),
+            other => Err(other),
+        }
+    }
 }
 
 /// A message stored: the server's `ack`.
@@ -423,4 +508,36 @@ impl Client {
 
 fn stopped() -> ClientError {
     ClientError::Stopped("the client's task has ended".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_joined_frame_becomes_the_callers_joined_whole_and_other_frames_come_back() {
+        let frame = ServerFrame::Joined {
+            room: "r-1".into(),
+            head: 9,
+            read_seq: 4,
+            unread: 5,
+            members: Vec::new(),
+            occupancy: Some(3),
+            conversation: None,
+        };
+        assert_eq!(
+            Joined::try_from(frame),
+            Ok(Joined {
+                room: "r-1".into(),
+                head: 9,
+                read_seq: 4,
+                unread: 5,
+                members: Vec::new(),
+                occupancy: Some(3),
+                conversation: None,
+            })
+        );
+        let left = ServerFrame::Left { room: "r-1".into() };
+        assert_eq!(Joined::try_from(left.clone()), Err(left));
+    }
 }

@@ -245,7 +245,10 @@ pub enum AfterClose {
     Reconnect,
     /// Reconnect only after at least this long (the rate limiter closed it).
     ReconnectAfter(Duration),
-    /// Stop: reconnecting with the same token cannot help, or a backend ended the session.
+    /// The token expired (4001): reconnect with a fresh one, when the caller gave a way to get
+    /// it ([`crate::Config::with_token_source`]); else stop.
+    RenewToken,
+    /// Stop: reconnecting cannot help, or a backend ended the session.
     Stop,
 }
 
@@ -256,7 +259,8 @@ pub const RATE_LIMITED_PAUSE: Duration = Duration::from_secs(10);
 /// the server process died). protocol.md §7.
 pub fn after_close(code: Option<u16>) -> AfterClose {
     match code {
-        Some(close::NORMAL | close::FORBIDDEN | close::TOKEN_EXPIRED) => AfterClose::Stop,
+        Some(close::NORMAL | close::FORBIDDEN) => AfterClose::Stop,
+        Some(close::TOKEN_EXPIRED) => AfterClose::RenewToken,
         Some(close::RATE_LIMITED) => AfterClose::ReconnectAfter(RATE_LIMITED_PAUSE),
         _ => AfterClose::Reconnect,
     }
@@ -415,7 +419,11 @@ mod tests {
             after_close(Some(close::RATE_LIMITED)),
             AfterClose::ReconnectAfter(RATE_LIMITED_PAUSE)
         );
-        for stop in [close::NORMAL, close::FORBIDDEN, close::TOKEN_EXPIRED] {
+        assert_eq!(
+            after_close(Some(close::TOKEN_EXPIRED)),
+            AfterClose::RenewToken
+        );
+        for stop in [close::NORMAL, close::FORBIDDEN] {
             assert_eq!(after_close(Some(stop)), AfterClose::Stop, "{stop}");
         }
         assert!(upgrade_retryable(429) && upgrade_retryable(503));

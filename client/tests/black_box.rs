@@ -7,6 +7,8 @@ mod common;
 mod echo;
 
 use std::collections::{BTreeSet, HashSet};
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -395,6 +397,64 @@ async fn a_keepalive_holds_a_quiet_connection_open() -> anyhow::Result<()> {
     )
     .await;
     ensure!(alice_dropped.is_err(), "alice's connection dropped");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_is_renewed_from_the_callers_source() -> anyhow::Result<()> {
+    let server = Server::start(&[])?;
+    let fresh = server.token("alice", Role::User);
+    let asked = Arc::new(AtomicUsize::new(0));
+    let renewing = Config::new(server.url(), server.token_valid_for("alice", Role::User, 2))
+        .with_token_source({
+            let asked = asked.clone();
+            move || {
+                asked.fetch_add(1, Ordering::Relaxed);
+                let fresh = fresh.clone();
+                async move { Ok::<_, Infallible>(fresh) }
+            }
+        });
+    let failing = Config::new(server.url(), server.token_valid_for("bob", Role::User, 2))
+        .with_token_source(|| async { Err::<String, _>("the backend is down") });
+    let (alice, mut alice_events) = Client::connect(renewing).await?;
+    let (bob, mut bob_events) = Client::connect(failing).await?;
+    alice.join(ROOM).await?;
+    bob.join(ROOM).await?;
+
+    // Both tokens expire: the server closes both with 4001.
+    for events in [&mut alice_events, &mut bob_events] {
+        let code = next_picked(events, |e| match e {
+            Event::Disconnected { code, .. } => Some(code),
+            _ => None,
+        })
+        .await?;
+        ensure!(code == Some(close::TOKEN_EXPIRED), "{code:?}");
+    }
+    // Alice comes back with the fresh token, her room rejoined.
+    let next = next_picked(&mut alice_events, |e| match e {
+        Event::Reconnected => Some(Ok(())),
+        Event::Closed { reason } => Some(Err(reason)),
+        _ => None,
+    })
+    .await?;
+    ensure!(next.is_ok(), "alice stopped instead of renewing: {next:?}");
+    let ack = alice.send(ROOM, "with a fresh token").await?;
+    ensure!(ack.seq == 1, "{ack:?}");
+    ensure!(
+        asked.load(Ordering::Relaxed) == 1,
+        "the source is asked once"
+    );
+    // Bob's source has none: his client stops, saying why.
+    let reason = next_picked(&mut bob_events, |e| match e {
+        Event::Closed { reason } => Some(reason),
+        _ => None,
+    })
+    .await?;
+    ensure!(reason.contains("the backend is down"), "{reason}");
+    ensure!(
+        matches!(bob.send(ROOM, "late").await, Err(ClientError::Stopped(_))),
+        "bob's client stopped"
+    );
     Ok(())
 }
 

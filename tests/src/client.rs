@@ -1,5 +1,13 @@
 //! A protocol v1 test client over a real WebSocket (tokio-tungstenite).
 //!
+//! Well-formed traffic goes through the typed frames and codec users get
+//! ([`roomcast_client::codec`]): the helpers send [`ClientFrame`]s, and every frame the server
+//! sends must decode as a [`ServerFrame`](roomcast_core::protocol::ServerFrame) (a frame the
+//! typed client cannot read fails the case).
+//! Cases keep a raw path for what no typed client would send ([`Client::send_json`],
+//! [`Client::send_text`], [`Client::send_binary`]: malformed, forged or oversized frames), and
+//! read frames as JSON values, which show exactly what the server wrote.
+//!
 //! Every wait is bounded by [`wait_timeout`]. Frames skipped while waiting for another frame
 //! are kept, in order, and handed out by later calls, so a case never loses a frame it did not
 //! ask for yet.
@@ -11,7 +19,9 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use futures::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use roomcast_client::codec;
+use roomcast_core::protocol::ClientFrame;
+use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -234,12 +244,22 @@ impl Client {
         &self.label
     }
 
-    /// Sends a JSON frame.
+    /// Sends `frame` as the typed client encodes it, with `ref: reference` when given.
+    pub async fn send_frame(
+        &mut self,
+        frame: &ClientFrame,
+        reference: Option<&str>,
+    ) -> anyhow::Result<()> {
+        self.send(Message::text(codec::encode(frame, reference)))
+            .await
+    }
+
+    /// Sends a JSON frame as is (the raw path: any JSON, well-formed or not).
     pub async fn send_json(&mut self, frame: &Value) -> anyhow::Result<()> {
         self.send(Message::text(frame.to_string())).await
     }
 
-    /// Sends a text frame as is.
+    /// Sends a text frame as is (the raw path).
     pub async fn send_text(&mut self, text: impl Into<String>) -> anyhow::Result<()> {
         self.send(Message::text(text.into())).await
     }
@@ -276,9 +296,15 @@ impl Client {
             };
             match message {
                 Message::Text(text) => {
-                    let frame: Value = serde_json::from_str(text.as_str()).with_context(|| {
-                        format!("{}: server sent a non-JSON text frame: {text}", self.label)
+                    codec::decode(text.as_str()).with_context(|| {
+                        format!(
+                            "{}: the typed client cannot read the server's frame {text}",
+                            self.label
+                        )
                     })?;
+                    // Invariant: it decoded as a server frame, which is JSON.
+                    let frame: Value = serde_json::from_str(text.as_str())
+                        .expect("a decoded server frame is JSON");
                     return Ok(Some(Incoming::Frame(frame)));
                 }
                 Message::Binary(data) => {
@@ -535,8 +561,11 @@ impl Client {
 
     /// `join {room}` and its `joined` reply.
     pub async fn join(&mut self, room: &str) -> anyhow::Result<Value> {
-        self.send_json(&json!({"action": "join", "room": room}))
-            .await?;
+        let join = ClientFrame::Join {
+            room: room.to_owned(),
+            since: None,
+        };
+        self.send_frame(&join, None).await?;
         self.expect(&format!("`joined` for {room}"), |f| {
             frame_type(f) == "joined" && f["room"] == room
         })
@@ -550,8 +579,11 @@ impl Client {
         room: &str,
         since: u64,
     ) -> anyhow::Result<(Value, Vec<Value>, Value)> {
-        self.send_json(&json!({"action": "join", "room": room, "since": since}))
-            .await?;
+        let join = ClientFrame::Join {
+            room: room.to_owned(),
+            since: Some(since),
+        };
+        self.send_frame(&join, None).await?;
         let joined = self
             .expect(&format!("`joined` for {room}"), |f| {
                 frame_type(f) == "joined" && f["room"] == room
@@ -572,8 +604,14 @@ impl Client {
 
     /// Sends `message {room, id, body}` and returns its `ack`.
     pub async fn message(&mut self, room: &str, id: &str, body: &str) -> anyhow::Result<Value> {
-        self.send_json(&json!({"action": "message", "room": room, "id": id, "body": body}))
-            .await?;
+        let message = ClientFrame::Message {
+            room: room.to_owned(),
+            id: id.to_owned(),
+            body: body.to_owned(),
+            meta: None,
+            attachments: Vec::new(),
+        };
+        self.send_frame(&message, None).await?;
         self.expect_ack(id).await
     }
 
@@ -596,7 +634,7 @@ impl Client {
     /// `ping` → `pong`: proves the connection is alive and that the server has processed every
     /// frame this client sent before.
     pub async fn ping(&mut self) -> anyhow::Result<Value> {
-        self.send_json(&json!({"action": "ping"})).await?;
+        self.send_frame(&ClientFrame::Ping, None).await?;
         self.expect_type("pong").await
     }
 
@@ -604,25 +642,55 @@ impl Client {
     /// that handles a connection's frames in order, that is everything sent to this connection
     /// before the ping was handled.
     pub async fn sync(&mut self) -> anyhow::Result<Vec<Value>> {
-        self.send_json(&json!({"action": "ping"})).await?;
+        self.send_frame(&ClientFrame::Ping, None).await?;
         let (before, _) = self
             .take_until("`pong`", |f| frame_type(f) == "pong")
             .await?;
         Ok(before)
     }
 
-    /// `history {room, ...params}` → `history` frame.
+    /// `history {room, ...params}` → `history` frame; `params` holds any of `before`, `after`
+    /// and `limit`.
     pub async fn history(&mut self, room: &str, params: Value) -> anyhow::Result<Value> {
-        let mut frame = json!({"action": "history", "room": room});
-        if let (Some(obj), Some(extra)) = (frame.as_object_mut(), params.as_object()) {
-            obj.extend(extra.clone());
-        }
-        self.send_json(&frame).await?;
+        let page = history_frame(room, &params)?;
+        self.send_frame(&page, None).await?;
         self.expect(&format!("`history` for {room}"), |f| {
             frame_type(f) == "history" && f["room"] == room
         })
         .await
     }
+}
+
+/// `history {room, ...params}` as a typed frame.
+fn history_frame(room: &str, params: &Value) -> anyhow::Result<ClientFrame> {
+    let fields = params
+        .as_object()
+        .ok_or_else(|| anyhow!("history's params are an object: {params}"))?;
+    let bound = |name: &str| -> anyhow::Result<Option<u64>> {
+        fields
+            .get(name)
+            .map(|v| {
+                v.as_u64()
+                    .ok_or_else(|| anyhow!("history's `{name}` is a seq: {params}"))
+            })
+            .transpose()
+    };
+    if let Some(unknown) = fields
+        .keys()
+        .find(|k| !matches!(k.as_str(), "before" | "after" | "limit"))
+    {
+        bail!("history has no `{unknown}` (send odd frames with send_json): {params}");
+    }
+    let limit = bound("limit")?
+        .map(u32::try_from)
+        .transpose()
+        .with_context(|| format!("history's `limit` is a page size: {params}"))?;
+    Ok(ClientFrame::History {
+        room: room.to_owned(),
+        before: bound("before")?,
+        after: bound("after")?,
+        limit,
+    })
 }
 
 /// Frames for a failure message, shortened.

@@ -137,6 +137,7 @@ macro_rules! protocol_suite {
             typing_is_delivered_not_stored [],
             read_cursor_moves_forward_only [],
             ping_answered_with_pong [],
+            rust_client_exchanges_messages_and_history [],
             presence_aggregates_devices_with_last_seen [],
             history_pages_before_after_limit [],
             rejected_frames_get_stable_error_codes [],

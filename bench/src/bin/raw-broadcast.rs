@@ -5,7 +5,8 @@
 //! route events, no store, no rate limit, no presence. It speaks the subset of protocol v1 the
 //! load generator uses:
 //!
-//! - `{"action":"join","room":R}` → `{"type":"joined","room":R,"head":N}`
+//! - `{"action":"join","room":R}` → `{"type":"joined","room":R,"head":N,"read_seq":0,
+//!   "unread":N,"members":[]}`
 //! - `{"action":"message","room":R,"id":I,"body":B}` → the room's next seq; `ack {id, room, seq,
 //!   ts}` to the sender, `message {room, seq, id, from, body, ts}` to the room's other sockets
 //! - `{"action":"ping"}` → `pong`
@@ -101,9 +102,13 @@ struct ClientFrame {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum ServerFrame<'a> {
+    /// Complete, so typed clients read it: nothing read, nobody's presence.
     Joined {
         room: &'a str,
         head: u64,
+        read_seq: u64,
+        unread: u64,
+        members: [(); 0],
     },
     Ack {
         id: &'a str,
@@ -124,6 +129,7 @@ enum ServerFrame<'a> {
     },
     Error {
         code: &'static str,
+        message: &'static str,
     },
 }
 
@@ -206,7 +212,14 @@ async fn run_socket(hub: Arc<Hub>, socket: WebSocket) {
                     }
                     r.seq
                 };
-                let reply = ServerFrame::Joined { room: &room, head }.text();
+                let reply = ServerFrame::Joined {
+                    room: &room,
+                    head,
+                    read_seq: 0,
+                    unread: head,
+                    members: [],
+                }
+                .text();
                 if !joined.contains(&room) {
                     joined.push(room);
                 }
@@ -249,7 +262,11 @@ async fn run_socket(hub: Arc<Hub>, socket: WebSocket) {
                 .text()
             }
             ("ping", _) => ServerFrame::Pong { ts: now_ms() }.text(),
-            _ => ServerFrame::Error { code: "BAD_FRAME" }.text(),
+            _ => ServerFrame::Error {
+                code: "BAD_FRAME",
+                message: "not a frame this server knows",
+            }
+            .text(),
         };
         if queue.try_send(Message::Text(reply.into())).is_err() {
             break;

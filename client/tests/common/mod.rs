@@ -99,6 +99,11 @@ impl Server {
 
     /// A token for `user` of [`TENANT`] granting every room, valid for an hour.
     pub fn token(&self, user: &str, role: Role) -> String {
+        self.token_valid_for(user, role, 3600)
+    }
+
+    /// A token for `user` of [`TENANT`] granting every room, valid for `secs` seconds.
+    pub fn token_valid_for(&self, user: &str, role: Role, secs: u64) -> String {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -107,7 +112,7 @@ impl Server {
             tid: Some(TENANT.to_owned()),
             rooms: vec!["r-*".to_owned()],
             role,
-            exp: Some(now + 3600),
+            exp: Some(now + secs),
             ..Claims::default()
         })
     }

@@ -339,6 +339,7 @@ roomcast_protocol_tests::protocol_cases!(stack();
     rejected_frames_get_stable_error_codes,
     tenants_are_isolated,
     resume_replays_exactly_the_missed_messages,
+    rust_client_exchanges_messages_and_history,
     http_publish_needs_service_role,
     support_conversation_through_the_inbox,
     jwt_attacks_refused_401,

@@ -22,6 +22,7 @@ mod roles;
 mod rooms;
 mod security;
 mod support;
+mod typed_client;
 
 pub use attachments::*;
 pub use big_rooms::*;
@@ -43,6 +44,7 @@ pub use roles::*;
 pub use rooms::*;
 pub use security::*;
 pub use support::*;
+pub use typed_client::*;
 
 use serde_json::Value;
 
