@@ -66,6 +66,7 @@ pub fn new_message(id: &str, from: &str, body: &str, ts: u64) -> NewMessage {
         body: body.into(),
         meta: None,
         attachments: Vec::new(),
+        reply_to: None,
         ts,
     }
 }
@@ -1291,6 +1292,8 @@ pub fn created_event(room: &RoomRef, seq: u64, ts: u64) -> Event {
         edited_ts: None,
         deleted: false,
         attachments: Vec::new(),
+        reply_to: None,
+        reactions: Vec::new(),
     };
     Event::message_created(room, &message, vec!["bob".into()])
 }
