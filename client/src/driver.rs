@@ -840,6 +840,7 @@ mod tests {
             id: "m-1".into(),
             body: "hi".into(),
             meta: Some(json!({"order": "A-17"})),
+            reply_to: Some(3),
         };
         let parsed = parse_client_frame(&frame_text(&message.frame(), None))
             .unwrap_or_else(|e| panic!("{e:?}"));
