@@ -810,8 +810,9 @@ pub struct MessageView {
     /// Files it carries (gone once deleted).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<AttachmentView>,
-    /// Protocol 1.1: the message it answers, as that message stands now (boxed: most messages
-    /// answer none).
+    /// Protocol 1.1: the message it answers, as that message stands now.
+    // Boxed: most messages answer none, and every event and frame carrying a message would
+    // grow by the reference otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<Box<ReplyView>>,
     /// Protocol 1.1: its reactions, one entry per emoji in the order first used (absent when
