@@ -1605,6 +1605,38 @@ fn publish_needs_role_service_and_valid_input() {
 }
 
 #[test]
+fn a_publish_may_reply_to_a_message_of_the_room() {
+    let w = World::new();
+    let a1 = w.member("alice", &["lobby"]);
+    w.say(&a1, "lobby", "m-1", "is the shop open?");
+    let service = w.identity(&Claims {
+        role: Role::Service,
+        ..w.claims("backend", &[])
+    });
+    let answer = Publish {
+        reply_to: Some(1),
+        ..publish("p-1", "until 6", Some("bot"))
+    };
+    let appended = block_on(w.service.publish(&service, "lobby", answer, w.now())).unwrap();
+    let reference = appended.message.reply_to.expect("a reply");
+    assert_eq!(
+        (
+            reference.seq,
+            reference.from.as_str(),
+            reference.preview.as_deref()
+        ),
+        (1, "alice", Some("is the shop open?"))
+    );
+    let unknown = Publish {
+        reply_to: Some(7),
+        ..publish("p-2", "?", Some("bot"))
+    };
+    let err = block_on(w.service.publish(&service, "lobby", unknown, w.now())).unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotFound);
+    assert_eq!(w.head("lobby"), 2);
+}
+
+#[test]
 fn publish_stores_and_fans_out_to_the_tenants_room_once() {
     let w = World::new();
     let a1 = w.member("alice", &["lobby"]);

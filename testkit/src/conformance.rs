@@ -404,8 +404,9 @@ pub async fn edit_and_delete(store: &dyn HistoryStore, names: &Namer) {
 }
 
 /// A reply keeps its reference to the original; reactions (protocol 1.1) are sets per user and
-/// emoji in first-use order, repeats change nothing, they are read back by every read, a delete
-/// removes them, and a reaction to a missing message is `NotFound`.
+/// emoji in first-use order, repeats change nothing, they are read back by every read; a delete
+/// removes them (and a deleted reply's reference); a reaction to a missing message is
+/// `NotFound`.
 pub async fn reactions_and_replies_are_stored(store: &dyn HistoryStore, names: &Namer) {
     let room = names.room();
     let original = store
@@ -490,14 +491,12 @@ pub async fn reactions_and_replies_are_stored(store: &dyn HistoryStore, names: &
         at_ms: 5,
         moderator: None,
     };
-    assert!(
-        store
-            .amend(&room, 1, delete)
-            .await
-            .unwrap()
-            .reactions
-            .is_empty()
-    );
+    let tombstone = store.amend(&room, 1, delete.clone()).await.unwrap();
+    assert!(tombstone.reactions.is_empty());
+    let reply_deleted = store.amend(&room, 2, delete).await.unwrap();
+    assert_eq!(reply_deleted.reply_to, None, "a tombstone answers nothing");
+    let stored = store.message(&room, 2).await.unwrap().unwrap();
+    assert_eq!(stored.reply_to, None);
     let after = store.amend(&room, 1, react("dan", "👍", true, 6)).await;
     assert!(after.is_ok_and(|m| m.reactions.is_empty()));
     assert!(

@@ -327,7 +327,7 @@ impl SqlHistory {
     fn write_amended(&self, rk: &SqlStorageValue, message: &MessageView) -> Result<(), StoreError> {
         self.run(
             "UPDATE messages SET body = ?, meta = ?, edited_ts = ?, deleted = ?, attachments = ?,
-             reactions = ? WHERE rk = ? AND seq = ?",
+             reactions = ?, reply_to = ? WHERE rk = ? AND seq = ?",
             vec![
                 opt_text(message.body.as_deref()),
                 opt_text(
@@ -341,6 +341,7 @@ impl SqlHistory {
                 SqlStorageValue::Integer(i64::from(message.deleted)),
                 json_column("attachments", listed(&message.attachments))?,
                 json_column("reactions", listed(&message.reactions))?,
+                json_column("reply_to", message.reply_to.as_deref())?,
                 rk.clone(),
                 int(message.seq),
             ],

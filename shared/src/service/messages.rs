@@ -308,7 +308,6 @@ impl ChatService {
     async fn refresh_replies(&self, r: &RoomRef, messages: &mut [MessageView]) {
         let mut wanted: Vec<u64> = messages
             .iter()
-            .filter(|m| !m.deleted)
             .filter_map(|m| m.reply_to.as_ref().map(|reply| reply.seq))
             .collect();
         wanted.sort_unstable();
@@ -327,7 +326,7 @@ impl ChatService {
             };
             originals.extend(original.as_ref().map(ReplyView::of));
         }
-        for message in messages.iter_mut().filter(|m| !m.deleted) {
+        for message in messages.iter_mut() {
             if let Some(reply) = &mut message.reply_to
                 && let Some(now) = originals.iter().find(|o| o.seq == reply.seq)
             {

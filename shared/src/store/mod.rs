@@ -346,7 +346,7 @@ pub enum Amendment {
         /// When, epoch milliseconds.
         at_ms: u64,
     },
-    /// Tombstone it: the body and meta go, the seq stays.
+    /// Tombstone it: the body, meta, files, reactions and reply reference go, the seq stays.
     Delete {
         /// When, epoch milliseconds.
         at_ms: u64,

@@ -22,6 +22,7 @@ pub fn apply_amendment(message: &mut MessageView, change: Amendment) {
             message.meta = moderator.map(|by| serde_json::json!({ "deleted_by": by }));
             message.attachments.clear();
             message.reactions.clear();
+            message.reply_to = None;
             message.deleted = true;
             message.edited_ts = Some(at_ms);
         }

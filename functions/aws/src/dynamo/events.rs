@@ -546,6 +546,21 @@ mod tests {
             None,
             "expiry"
         );
+        let react = Amendment::React {
+            user: "bob".into(),
+            emoji: "👍".into(),
+            add: true,
+            at_ms: 30,
+        };
+        let mut reacted = edited.clone();
+        apply_amendment(&mut reacted, react.clone());
+        let mut with_reaction = message_item(&pk, &reacted, None).unwrap();
+        with_reaction.insert(ATTR_REACTED_TS.into(), n(30));
+        assert_eq!(
+            event_of_stream_record(&keys_of(&item), &after, &with_reaction).unwrap(),
+            Some(Event::of_amend(&room, &reacted, &react)),
+            "reaction"
+        );
 
         let joined = Event::member_joined(&room, "bob", 5);
         let mut member = data_item("EV#acme/lobby", &joined.id, &joined).unwrap();

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use roomcast_core::attachments::AttachmentView;
-use roomcast_core::protocol::{MessageView, ReactionView};
+use roomcast_core::protocol::{MessageView, ReactionView, ReplyView};
 use roomcast_core::store::rules::apply_amendment;
 use roomcast_core::store::{Amendment, StoreError};
 
@@ -55,24 +55,35 @@ impl Expr {
 /// differs is kept as stored. A reaction depends on the reactions stored, so it has no such
 /// update: [`reaction_update`].
 pub(super) fn amendment_update(change: Amendment) -> Result<(String, Expr), StoreError> {
-    let probe =
-        |body: Option<&str>, meta, edited_ts, deleted, attachments, reactions| MessageView {
-            room: String::new(),
-            seq: 1,
-            id: String::new(),
-            from: String::new(),
-            name: None,
-            role: None,
-            via: None,
-            body: body.map(str::to_owned),
-            meta,
-            ts: 0,
-            edited_ts,
-            deleted,
-            attachments,
-            reply_to: None,
-            reactions,
-        };
+    let reply_to = Some(Box::new(ReplyView {
+        seq: 1,
+        from: "a".to_owned(),
+        preview: None,
+        deleted: false,
+    }));
+    let probe = |body: Option<&str>,
+                 meta,
+                 edited_ts,
+                 deleted,
+                 attachments,
+                 reactions,
+                 reply_to: &Option<Box<ReplyView>>| MessageView {
+        room: String::new(),
+        seq: 1,
+        id: String::new(),
+        from: String::new(),
+        name: None,
+        role: None,
+        via: None,
+        body: body.map(str::to_owned),
+        meta,
+        ts: 0,
+        edited_ts,
+        deleted,
+        attachments,
+        reply_to: reply_to.clone(),
+        reactions,
+    };
     let attachment = AttachmentView {
         id: "att_a".to_owned(),
         name: "a".to_owned(),
@@ -92,8 +103,9 @@ pub(super) fn amendment_update(change: Amendment) -> Result<(String, Expr), Stor
             count: 1,
             users: vec!["a".to_owned()],
         }],
+        &reply_to,
     );
-    let mut b = probe(None, None, Some(2), true, Vec::new(), Vec::new());
+    let mut b = probe(None, None, Some(2), true, Vec::new(), Vec::new(), &None);
     let (before_a, before_b) = (message_attributes(&a)?, message_attributes(&b)?);
     apply_amendment(&mut a, change.clone());
     apply_amendment(&mut b, change);
@@ -178,7 +190,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             delete,
-            "SET #deleted = :v0, #edited_ts = :v1 REMOVE #att, #body, #meta, #reactions"
+            "SET #deleted = :v0, #edited_ts = :v1 REMOVE #att, #body, #meta, #reactions, #reply_to"
         );
         assert_eq!(x.values[":v0"], AttributeValue::Bool(true));
     }
