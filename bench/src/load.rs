@@ -752,6 +752,7 @@ pub fn message_frame(
                 body: format!("{index}:{sent_us}:{pad}"),
                 meta: None,
                 attachments: Vec::new(),
+                reply_to: None,
             },
             None,
         ),

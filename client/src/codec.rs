@@ -57,7 +57,9 @@ pub fn decode(text: &str) -> Result<ServerFrame, DecodeError> {
 #[cfg(test)]
 mod tests {
     use roomcast_core::auth::Role;
-    use roomcast_core::protocol::{ErrorCode, PresenceStatus, TypingState, parse_client_frame};
+    use roomcast_core::protocol::{
+        ErrorCode, PresenceStatus, ReactionView, ReplyView, TypingState, parse_client_frame,
+    };
     use serde_json::json;
 
     use super::*;
@@ -111,6 +113,7 @@ mod tests {
             id: "m-1".into(),
             body: "hi".into(),
             meta: Some(json!({"order": "A-17"})),
+            reply_to: Some(3),
         };
         let parsed =
             parse_client_frame(&encode(&message.frame(), None)).unwrap_or_else(|e| panic!("{e:?}"));
@@ -137,6 +140,17 @@ mod tests {
             edited_ts: None,
             deleted: false,
             attachments: Vec::new(),
+            reply_to: Some(Box::new(ReplyView {
+                seq: 3,
+                from: "bo".into(),
+                preview: Some("where is my order?".into()),
+                deleted: false,
+            })),
+            reactions: vec![ReactionView {
+                emoji: "👍".into(),
+                count: 2,
+                users: vec!["bo".into(), "cy".into()],
+            }],
         }
     }
 

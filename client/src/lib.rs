@@ -417,6 +417,20 @@ impl Client {
             id: self.new_id(),
             body: body.to_owned(),
             meta: None,
+            reply_to: None,
+        })
+        .await
+    }
+
+    /// Sends `body` to `room` as a reply to its message `seq`, with a fresh id; resolves once
+    /// the server stored it (`NOT_FOUND` when the room has no message `seq`).
+    pub async fn reply(&self, room: &str, seq: u64, body: &str) -> Result<Ack, ClientError> {
+        self.send_message(Outgoing {
+            room: room.to_owned(),
+            id: self.new_id(),
+            body: body.to_owned(),
+            meta: None,
+            reply_to: Some(seq),
         })
         .await
     }
@@ -439,6 +453,7 @@ impl Client {
             id: self.new_id(),
             body: body.to_owned(),
             meta: Some(meta),
+            reply_to: None,
         })
         .await
     }
@@ -463,6 +478,26 @@ impl Client {
         self.notify(ClientFrame::Typing {
             room: room.to_owned(),
             state,
+        })
+    }
+
+    /// Adds the user's `emoji` reaction to message `seq` of `room` (as [`Client::typing`]: the
+    /// server's answer, a `reaction` frame or an `error`, comes as an [`Event::Frame`]; the
+    /// room's other connections get the `reaction` frame too).
+    pub fn react(&self, room: &str, seq: u64, emoji: &str) -> Result<(), ClientError> {
+        self.notify(ClientFrame::React {
+            room: room.to_owned(),
+            seq,
+            emoji: emoji.to_owned(),
+        })
+    }
+
+    /// Removes the user's `emoji` reaction from message `seq` of `room` (as [`Client::react`]).
+    pub fn unreact(&self, room: &str, seq: u64, emoji: &str) -> Result<(), ClientError> {
+        self.notify(ClientFrame::Unreact {
+            room: room.to_owned(),
+            seq,
+            emoji: emoji.to_owned(),
         })
     }
 

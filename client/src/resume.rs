@@ -85,6 +85,8 @@ pub struct Outgoing {
     pub body: String,
     /// Application data.
     pub meta: Option<Value>,
+    /// The seq of the room's message it answers (protocol 1.1).
+    pub reply_to: Option<u64>,
 }
 
 impl Outgoing {
@@ -96,6 +98,7 @@ impl Outgoing {
             body: self.body.clone(),
             meta: self.meta.clone(),
             attachments: Vec::new(),
+            reply_to: self.reply_to,
         }
     }
 
@@ -282,6 +285,7 @@ mod tests {
             id: id.into(),
             body: format!("body {id}"),
             meta: None,
+            reply_to: None,
         }
     }
 

@@ -158,6 +158,52 @@ async fn typing_read_presence_and_history_reach_the_others() -> anyhow::Result<(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reactions_and_replies_reach_the_room() -> anyhow::Result<()> {
+    let server = Server::start(&[])?;
+    let (alice, mut alice_events) = connect(&server, "alice", Role::User).await?;
+    let (bob, mut bob_events) = connect(&server, "bob", Role::User).await?;
+    alice.join(ROOM).await?;
+    bob.join(ROOM).await?;
+    let asked = alice.send(ROOM, "lunch?").await?;
+    next_picked(&mut bob_events, message).await?;
+
+    bob.react(ROOM, asked.seq, "👍")?;
+    let told = next_picked(&mut alice_events, |e| match e.frame()? {
+        ServerFrame::Reaction {
+            by, added, count, ..
+        } => Some((by, added, count)),
+        _ => None,
+    })
+    .await?;
+    ensure!(told == ("bob".into(), true, 1), "{told:?}");
+    bob.unreact(ROOM, asked.seq, "👍")?;
+    let told = next_picked(&mut alice_events, |e| match e.frame()? {
+        ServerFrame::Reaction { added, count, .. } => Some((added, count)),
+        _ => None,
+    })
+    .await?;
+    ensure!(told == (false, 0), "{told:?}");
+
+    let answer = bob.reply(ROOM, asked.seq, "yes").await?;
+    let reply = next_picked(&mut alice_events, message).await?;
+    ensure!(reply.seq == answer.seq, "{reply:?}");
+    let reference = reply.reply_to.context("a reply carries its original")?;
+    ensure!(
+        (
+            reference.seq,
+            reference.from.as_str(),
+            reference.preview.as_deref()
+        ) == (asked.seq, "alice", Some("lunch?")),
+        "{reference:?}"
+    );
+    ensure!(rejected_with(
+        bob.reply(ROOM, 99, "to nothing").await,
+        ErrorCode::NotFound
+    ));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_join_from_an_old_seq_pages_past_the_replay_limit() -> anyhow::Result<()> {
     const SENT: u64 = 150;
     const SINCE: u64 = 20;
@@ -461,6 +507,8 @@ async fn an_expired_token_is_renewed_from_the_callers_source() -> anyhow::Result
 #[test]
 fn the_echo_bot_answers_people_only() {
     let mut message = MessageView {
+        reactions: Vec::new(),
+        reply_to: None,
         room: ROOM.into(),
         seq: 7,
         id: "m7".into(),
@@ -516,6 +564,7 @@ async fn the_echo_bot_answers_in_the_room() -> anyhow::Result<()> {
         id: "q1".into(),
         body: "hello bot".into(),
         meta: None,
+        reply_to: None,
     };
     let asked = alice.send_message(question).await?;
     let reply = next_picked(&mut alice_events, message).await?;

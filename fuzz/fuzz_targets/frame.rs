@@ -15,7 +15,8 @@ use arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
 use roomcast_apigw::{ROUTES, select_route};
 use roomcast_core::limits::{
-    MAX_BODY_BYTES, MAX_CLIENT_ID_LEN, MAX_HISTORY_LIMIT, MAX_MEMBERS_PAGE, MAX_META_BYTES,
+    MAX_BODY_BYTES, MAX_CLIENT_ID_LEN, MAX_EMOJI_BYTES, MAX_HISTORY_LIMIT, MAX_MEMBERS_PAGE,
+    MAX_META_BYTES,
 };
 use roomcast_core::protocol::{
     ACTIONS, ClientFrame, ServerFrame, parse_client_frame, validate_client_id, validate_name,
@@ -138,6 +139,8 @@ fn check_valid(frame: &ClientFrame) {
         | ClientFrame::Upload { room, .. }
         | ClientFrame::Edit { room, .. }
         | ClientFrame::Delete { room, .. }
+        | ClientFrame::React { room, .. }
+        | ClientFrame::Unreact { room, .. }
         | ClientFrame::Typing { room, .. }
         | ClientFrame::Read { room, .. }
         | ClientFrame::History { room, .. }
@@ -200,6 +203,14 @@ fn check_valid(frame: &ClientFrame) {
         }
         ClientFrame::Edit { body, .. } => {
             assert!(!roomcast_core::text::is_blank(body) && body.len() <= MAX_BODY_BYTES);
+        }
+        ClientFrame::React { emoji, .. } | ClientFrame::Unreact { emoji, .. } => {
+            assert!(
+                !emoji.is_empty()
+                    && emoji.len() <= MAX_EMOJI_BYTES
+                    && !emoji.chars().any(|c| c.is_whitespace() || c.is_control()),
+                "emoji {emoji:?}"
+            );
         }
         ClientFrame::History { limit: Some(l), .. } => {
             assert!((1..=MAX_HISTORY_LIMIT).contains(l), "limit {l}");

@@ -421,6 +421,9 @@ pub struct PublishBody {
     /// Files the service token's user uploaded to this room.
     #[serde(default)]
     attachments: Vec<AttachmentRef>,
+    /// Protocol 1.1: the seq of the message of the room it answers.
+    #[serde(default)]
+    reply_to: Option<u64>,
 }
 
 /// The `POST /embed/token` body, or the 400 reply every deployment gives.
@@ -542,7 +545,7 @@ async fn post_message(
             return HttpReply::error(
                 400,
                 "BAD_FRAME",
-                &format!("expected {{id, body, meta?, from?}}: {e}"),
+                &format!("expected {{id, body, meta?, from?, reply_to?}}: {e}"),
             );
         }
     };
@@ -552,6 +555,7 @@ async fn post_message(
         meta: publish.meta,
         from: publish.from,
         attachments: publish.attachments,
+        reply_to: publish.reply_to,
     };
     match service.publish(&identity, room, request, now_ms).await {
         Ok(appended) => {

@@ -71,3 +71,14 @@ pub const OUTBOUND_QUEUE_FRAMES: usize = 1024;
 /// reads hold 128 MB; this keeps it to 8 MB, still room for a `join {since}` replay of
 /// [`MAX_REPLAY`] messages of the largest size at once.
 pub const OUTBOUND_QUEUE_BYTES: usize = 8 * 1024 * 1024;
+/// Longest reaction emoji, bytes (a family or flag emoji is several code points).
+pub const MAX_EMOJI_BYTES: usize = 32;
+/// Longest reaction emoji, characters (Unicode scalar values).
+pub const MAX_EMOJI_CHARS: usize = 8;
+/// Most distinct emoji one user may have on one message.
+pub const MAX_REACTIONS_PER_USER: usize = 20;
+/// Most reactions (user and emoji pairs) one message holds: bounds the stored message (a
+/// DynamoDB item is at most 400 KB) and the `reactions` it is sent with.
+pub const MAX_REACTIONS_PER_MESSAGE: usize = 256;
+/// Characters of the replied-to message a reply's `reply_to.preview` carries.
+pub const REPLY_PREVIEW_CHARS: usize = 100;

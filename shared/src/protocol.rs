@@ -7,8 +7,8 @@ use serde_json::Value;
 use crate::attachments::{AttachmentRef, AttachmentView, UploadGrant};
 use crate::auth::Role;
 use crate::limits::{
-    MAX_BODY_BYTES, MAX_CLIENT_ID_LEN, MAX_HISTORY_LIMIT, MAX_MEMBERS_PAGE, MAX_META_BYTES,
-    MAX_NAME_LEN,
+    MAX_BODY_BYTES, MAX_CLIENT_ID_LEN, MAX_EMOJI_BYTES, MAX_EMOJI_CHARS, MAX_HISTORY_LIMIT,
+    MAX_MEMBERS_PAGE, MAX_META_BYTES, MAX_NAME_LEN, REPLY_PREVIEW_CHARS,
 };
 use crate::support::listing::{ConversationEntry, ListFilter};
 use crate::support::roster::Availability;
@@ -155,8 +155,9 @@ impl From<PresenceStatus> for VisibleStatus {
 }
 
 /// A frame from a client, after parsing and validation.
-// Serialize: the Rust client sends these (an absent optional field goes out as `null`, which
-// the server reads as absent).
+// Serialize: the Rust client sends these. The fields of the frames sent most (join, message)
+// are left out when absent; elsewhere an absent optional field goes out as `null`, which the
+// server reads as absent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[cfg_attr(feature = "schema", schemars(transform = crate::spec::client_frame_rules))]
@@ -167,7 +168,7 @@ pub enum ClientFrame {
         /// Room name.
         room: String,
         /// Last seq the client has; replay starts after it.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         since: Option<u64>,
     },
     /// Unsubscribe from a room.
@@ -184,12 +185,15 @@ pub enum ClientFrame {
         /// Text.
         body: String,
         /// Application data stored and delivered with the message.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         meta: Option<Value>,
         /// Uploaded files to carry (each granted by `upload` in this room), at most
         /// [`crate::attachments::MAX_ATTACHMENTS_PER_MESSAGE`]; with some, `body` may be empty.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         attachments: Vec<AttachmentRef>,
+        /// Protocol 1.1: the seq of an earlier message of the room this one answers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<u64>,
     },
     /// Ask for an upload slot: the reply is an `upload` frame with where to send the bytes.
     Upload {
@@ -218,6 +222,26 @@ pub enum ClientFrame {
         room: String,
         /// The message's seq.
         seq: u64,
+    },
+    /// Protocol 1.1: add an emoji reaction to a message (nothing changes when the user has it
+    /// already).
+    React {
+        /// Room name.
+        room: String,
+        /// The message's seq.
+        seq: u64,
+        /// The emoji: 1 to 8 characters (at most 32 bytes), no white space or control characters.
+        emoji: String,
+    },
+    /// Protocol 1.1: remove one's emoji reaction from a message (nothing changes when the user
+    /// has none).
+    Unreact {
+        /// Room name.
+        room: String,
+        /// The message's seq.
+        seq: u64,
+        /// The emoji.
+        emoji: String,
     },
     /// Typing indicator; never stored.
     Typing {
@@ -349,6 +373,8 @@ impl ClientFrame {
             ClientFrame::Upload { .. } => "upload",
             ClientFrame::Edit { .. } => "edit",
             ClientFrame::Delete { .. } => "delete",
+            ClientFrame::React { .. } => "react",
+            ClientFrame::Unreact { .. } => "unreact",
             ClientFrame::Typing { .. } => "typing",
             ClientFrame::Read { .. } => "read",
             ClientFrame::Presence { .. } => "presence",
@@ -376,7 +402,7 @@ pub const SYSTEM_SENDER: &str = "$system";
 /// Longest comment of a `rate`, bytes.
 pub const MAX_RATING_COMMENT_BYTES: usize = 2000;
 
-/// Every action protocol v1 knows, for telling `UNKNOWN_ACTION` from `BAD_FRAME`.
+/// Every action the protocol knows (1.1), for telling `UNKNOWN_ACTION` from `BAD_FRAME`.
 pub const ACTIONS: &[&str] = &[
     "join",
     "leave",
@@ -384,6 +410,8 @@ pub const ACTIONS: &[&str] = &[
     "upload",
     "edit",
     "delete",
+    "react",
+    "unreact",
     "typing",
     "read",
     "presence",
@@ -540,12 +568,17 @@ fn validate(frame: &ClientFrame) -> Result<(), Rejection> {
             _ => Ok(()),
         },
         ClientFrame::Identify { .. } | ClientFrame::Availability { .. } => Ok(()),
+        ClientFrame::React { room, emoji, .. } | ClientFrame::Unreact { room, emoji, .. } => {
+            validate_name("room", room)?;
+            validate_emoji(emoji)
+        }
         ClientFrame::Message {
             room,
             id,
             body,
             meta,
             attachments,
+            ..
         } => {
             validate_name("room", room)?;
             validate_client_id(id)?;
@@ -604,6 +637,27 @@ pub fn validate_name(what: &str, name: &str) -> Result<(), Rejection> {
         Err(Rejection::new(
             ErrorCode::Invalid,
             format!("{what} must be 1-{MAX_NAME_LEN} characters of A-Z a-z 0-9 _ - . : @"),
+        ))
+    }
+}
+
+/// Validates a reaction's emoji: 1 to [`MAX_EMOJI_CHARS`] characters and at most
+/// [`MAX_EMOJI_BYTES`] bytes (a flag or a skin-toned family is several code points), none of
+/// them white space or a control character, so it shows as one short label.
+pub fn validate_emoji(emoji: &str) -> Result<(), Rejection> {
+    let ok = !emoji.is_empty()
+        && emoji.len() <= MAX_EMOJI_BYTES
+        && emoji.chars().count() <= MAX_EMOJI_CHARS
+        && !emoji.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(Rejection::new(
+            ErrorCode::Invalid,
+            format!(
+                "emoji must be 1-{MAX_EMOJI_CHARS} characters (at most {MAX_EMOJI_BYTES} bytes) \
+                 without white space or control characters"
+            ),
         ))
     }
 }
@@ -757,6 +811,66 @@ pub struct MessageView {
     /// Files it carries (gone once deleted).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<AttachmentView>,
+    /// Protocol 1.1: the message it answers, as that message stands now.
+    // Boxed: most messages answer none, and every event and frame carrying a message would
+    // grow by the reference otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<Box<ReplyView>>,
+    /// Protocol 1.1: its reactions, one entry per emoji in the order first used (absent when
+    /// none; gone once deleted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<ReactionView>,
+}
+
+/// The message a reply answers ([`MessageView::reply_to`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ReplyView {
+    /// Its seq.
+    pub seq: u64,
+    /// Its sender.
+    pub from: String,
+    /// The start of its text (at most [`REPLY_PREVIEW_CHARS`] characters); absent once it is
+    /// deleted (or when it carries files only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<String>,
+    /// True once it is deleted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+}
+
+impl ReplyView {
+    /// The reference to `original` a reply carries: its sender and the start of its text.
+    pub fn of(original: &MessageView) -> Self {
+        let preview = original
+            .body
+            .as_deref()
+            .filter(|body| !body.is_empty())
+            .map(|body| match body.char_indices().nth(REPLY_PREVIEW_CHARS) {
+                Some((cut, _)) => format!("{}…", &body[..cut]),
+                None => body.to_owned(),
+            });
+        Self {
+            seq: original.seq,
+            from: original.from.clone(),
+            preview: if original.deleted { None } else { preview },
+            deleted: original.deleted,
+        }
+    }
+}
+
+/// One emoji's reactions on a message ([`MessageView::reactions`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ReactionView {
+    /// The emoji.
+    pub emoji: String,
+    /// How many users reacted with it (the length of `users`).
+    pub count: u32,
+    /// Every user who reacted with it, first reaction first (a message holds at most
+    /// [`crate::limits::MAX_REACTIONS_PER_MESSAGE`] reactions, so the list is bounded): "you
+    /// reacted" is the client's own id being in it.
+    pub users: Vec<String>,
 }
 
 /// Where a support conversation stands.
@@ -1051,6 +1165,32 @@ pub enum ServerFrame {
         #[serde(rename = "ref")]
         reference: Option<String>,
     },
+    /// Protocol 1.1: a reaction was added or removed: to every member connection, and (with
+    /// `ref`) as the reply to the `react` or `unreact` that did it, `duplicate` when that
+    /// changed nothing (and nobody else was told). `count` and `users` are the emoji's
+    /// reactions after the change.
+    Reaction {
+        /// Room name.
+        room: String,
+        /// The message.
+        seq: u64,
+        /// The emoji.
+        emoji: String,
+        /// Who reacted or took the reaction back.
+        by: String,
+        /// Added (`react`) or removed (`unreact`).
+        added: bool,
+        /// Users now reacting with this emoji.
+        count: u32,
+        /// Those users, first reaction first.
+        users: Vec<String>,
+        /// Only in the reply to the one who asked: nothing changed.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        duplicate: bool,
+        /// Only in the reply to the one who asked: the frame's reference.
+        #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+    },
     /// Reply to `ping`.
     Pong {
         /// Server time, epoch milliseconds.
@@ -1105,6 +1245,8 @@ mod tests {
             r#"{"action":"upload","room":"r1","name":"a.png","size":10,"type":"image/png","ref":"u1"}"#,
             r#"{"action":"edit","room":"r1","seq":1,"body":"x"}"#,
             r#"{"action":"delete","room":"r1","seq":1}"#,
+            r#"{"action":"react","room":"r1","seq":1,"emoji":"👍"}"#,
+            r#"{"action":"unreact","room":"r1","seq":1,"emoji":"👍"}"#,
             r#"{"action":"typing","room":"r1","state":"start"}"#,
             r#"{"action":"read","room":"r1","seq":3}"#,
             r#"{"action":"presence","status":"away"}"#,
@@ -1338,10 +1480,54 @@ mod tests {
             edited_ts: None,
             deleted: false,
             attachments: Vec::new(),
+            reply_to: None,
+            reactions: Vec::new(),
         });
         assert_eq!(
             msg.to_json(),
             r#"{"type":"message","room":"r","seq":1,"id":"c","from":"u","role":"agent","body":"hi","ts":5}"#
+        );
+    }
+
+    #[test]
+    fn emoji_are_short_visible_labels() {
+        for fine in ["👍", "🇫🇷", "👨‍👩‍👧‍👦", "+1", ":party:"] {
+            assert_eq!(validate_emoji(fine), Ok(()), "{fine}");
+        }
+        for bad in ["", "a b", "👍\n", "\u{7}", "123456789", &"é".repeat(17)] {
+            assert_eq!(
+                validate_emoji(bad).map_err(|r| r.code),
+                Err(ErrorCode::Invalid),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            code_of(r#"{"action":"react","room":"r","seq":1,"emoji":" "}"#),
+            ErrorCode::Invalid
+        );
+        assert_eq!(
+            code_of(r#"{"action":"unreact","room":"r","seq":1}"#),
+            ErrorCode::BadFrame
+        );
+    }
+
+    #[test]
+    fn reply_previews_are_cut_and_deleted_originals_show_none() {
+        let mut original: MessageView = serde_json::from_str(
+            r#"{"room":"r","seq":4,"id":"c","from":"ann","body":"hi","ts":5}"#,
+        )
+        .unwrap();
+        let reply = ReplyView::of(&original);
+        assert_eq!(reply.preview.as_deref(), Some("hi"));
+        original.body = Some("é".repeat(REPLY_PREVIEW_CHARS + 5));
+        let cut = ReplyView::of(&original).preview.unwrap();
+        assert_eq!(cut.chars().count(), REPLY_PREVIEW_CHARS + 1);
+        assert!(cut.ends_with('…'));
+        original.body = None;
+        original.deleted = true;
+        assert_eq!(
+            serde_json::to_string(&ReplyView::of(&original)).unwrap(),
+            r#"{"seq":4,"from":"ann","deleted":true}"#
         );
     }
 

@@ -896,6 +896,141 @@ fn the_author_deletes_leaving_a_tombstone_and_the_room_hears_it() {
     );
 }
 
+// reactions and replies (protocol 1.1)
+
+#[test]
+fn reactions_are_told_to_the_room_once_and_repeats_only_acknowledged() {
+    let w = World::new();
+    let a1 = w.member("alice", &["lobby"]);
+    let b1 = w.member("bob", &["lobby"]);
+    w.say(&a1, "lobby", "m-1", "lunch?");
+    w.settle();
+    let react = |action: &str, r: &str| json!({"action": action, "room": "lobby", "seq": 1, "emoji": "👍", "ref": r});
+    assert_eq!(w.send(&b1, react("react", "r-1")), handled("react", 1));
+    let told = json!({"type": "reaction", "room": "lobby", "seq": 1, "emoji": "👍", "by": "bob",
+                      "added": true, "count": 1, "users": ["bob"]});
+    let mut reply = told.clone();
+    reply["ref"] = json!("r-1");
+    assert_eq!(w.frames(&b1), vec![reply]);
+    assert_eq!(w.frames(&a1), vec![told]);
+    // The same reaction again: acknowledged as a duplicate, told to nobody.
+    assert_eq!(w.send(&b1, react("react", "r-2")), handled("react", 0));
+    let frames = w.frames(&b1);
+    assert_eq!(
+        (frames[0]["duplicate"].clone(), frames[0]["count"].clone()),
+        (json!(true), json!(1))
+    );
+    assert!(w.frames(&a1).is_empty());
+    assert_eq!(w.send(&a1, react("react", "r-3")), handled("react", 1));
+    w.settle();
+    // History carries the aggregate.
+    w.send(&a1, json!({"action": "history", "room": "lobby"}));
+    let page = w.frames(&a1);
+    assert_eq!(
+        page[0]["messages"][0]["reactions"],
+        json!([{"emoji": "👍", "count": 2, "users": ["bob", "alice"]}])
+    );
+    assert_eq!(w.send(&b1, react("unreact", "u-1")), handled("unreact", 1));
+    let frames = w.frames(&a1);
+    assert_eq!(
+        (frames[0]["added"].clone(), frames[0]["users"].clone()),
+        (json!(false), json!(["alice"]))
+    );
+    w.settle();
+    assert_eq!(w.send(&b1, react("unreact", "u-2")), handled("unreact", 0));
+    assert_eq!(w.frames(&b1)[0]["duplicate"], json!(true));
+    assert_eq!(w.send(&a1, react("unreact", "u-3")), handled("unreact", 1));
+    w.settle();
+    let stored = w.stored("lobby", 1).unwrap();
+    assert!(stored.reactions.is_empty());
+    let shown = serde_json::to_value(&stored).unwrap();
+    assert!(shown.get("reactions").is_none(), "no reactions, no field");
+}
+
+#[test]
+fn reacting_to_a_missing_or_deleted_message_or_with_a_bad_emoji_is_refused() {
+    let w = World::new();
+    let a1 = w.member("alice", &["lobby"]);
+    let b1 = w.member("bob", &["lobby"]);
+    w.say(&a1, "lobby", "m-1", "soon gone");
+    assert_eq!(
+        w.send(&a1, json!({"action": "delete", "room": "lobby", "seq": 1})),
+        handled("delete", 2)
+    );
+    w.settle();
+    for (seq, emoji, code) in [
+        (1, "👍", ErrorCode::NotFound),
+        (7, "👍", ErrorCode::NotFound),
+        (1, "a b", ErrorCode::Invalid),
+        (1, "", ErrorCode::Invalid),
+    ] {
+        let frame =
+            json!({"action": "react", "room": "lobby", "seq": seq, "emoji": emoji, "ref": "x"});
+        assert_eq!(w.send(&b1, frame).rejected, Some(code), "{seq} {emoji:?}");
+        assert_error(&w.frames(&b1), code, Some("x"));
+    }
+    let frame = json!({"action": "react", "room": "elsewhere", "seq": 1, "emoji": "👍"});
+    assert_eq!(w.send(&b1, frame).rejected, Some(ErrorCode::NotMember));
+    assert!(w.frames(&a1).is_empty(), "nothing broadcast");
+}
+
+#[test]
+fn a_user_has_at_most_twenty_emoji_on_a_message() {
+    let w = World::new();
+    let a1 = w.member("alice", &["lobby"]);
+    w.say(&a1, "lobby", "m-1", "vote");
+    for i in 0..20 {
+        let frame = json!({"action": "react", "room": "lobby", "seq": 1, "emoji": format!("e{i}")});
+        assert_eq!(w.send(&a1, frame).rejected, None);
+    }
+    let frame = json!({"action": "react", "room": "lobby", "seq": 1, "emoji": "e20"});
+    assert_eq!(w.send(&a1, frame).rejected, Some(ErrorCode::LimitExceeded));
+    assert_eq!(w.stored("lobby", 1).unwrap().reactions.len(), 20);
+}
+
+#[test]
+fn a_reply_shows_the_original_as_it_is_now() {
+    let w = World::new();
+    let a1 = w.member("alice", &["lobby"]);
+    let b1 = w.member("bob", &["lobby"]);
+    let long = "x".repeat(150);
+    w.say(&a1, "lobby", "m-1", &long);
+    w.settle();
+    let reply =
+        json!({"action": "message", "room": "lobby", "id": "r-1", "body": "yes", "reply_to": 1});
+    assert_eq!(w.send(&b1, reply), handled("message", 1));
+    let preview = format!("{}…", "x".repeat(100));
+    let frames = w.frames(&a1);
+    assert_eq!(
+        frames[0]["reply_to"],
+        json!({"seq": 1, "from": "alice", "preview": preview})
+    );
+    w.settle();
+    for (seq, r) in [(9, "f-9"), (0, "f-0")] {
+        let frame =
+            json!({"action": "message", "room": "lobby", "id": r, "body": "?", "reply_to": seq});
+        assert_eq!(w.send(&b1, frame).rejected, Some(ErrorCode::NotFound));
+        assert_error(&w.frames(&b1), ErrorCode::NotFound, Some(r));
+    }
+    assert_eq!(w.head("lobby"), 2, "a refused reply is not stored");
+    // The original is deleted later: history and replays show it deleted.
+    w.send(&a1, json!({"action": "delete", "room": "lobby", "seq": 1}));
+    w.settle();
+    w.send(
+        &b1,
+        json!({"action": "history", "room": "lobby", "after": 1}),
+    );
+    let page = w.frames(&b1);
+    assert_eq!(
+        page[0]["messages"][0]["reply_to"],
+        json!({"seq": 1, "from": "alice", "deleted": true})
+    );
+    let b2 = w.connect("bob", &["lobby"]);
+    w.send(&b2, json!({"action": "join", "room": "lobby", "since": 1}));
+    let replayed = w.frames(&b2);
+    assert_eq!(replayed[1]["reply_to"]["deleted"], json!(true));
+}
+
 #[test]
 fn only_the_author_may_edit_or_delete() {
     let w = World::new();
@@ -1413,6 +1548,7 @@ fn a_vanished_recipient_is_removed_and_the_others_still_get_the_message() {
 
 fn publish(id: &str, body: &str, from: Option<&str>) -> Publish {
     Publish {
+        reply_to: None,
         id: id.into(),
         body: body.into(),
         meta: None,
@@ -1469,6 +1605,38 @@ fn publish_needs_role_service_and_valid_input() {
 }
 
 #[test]
+fn a_publish_may_reply_to_a_message_of_the_room() {
+    let w = World::new();
+    let a1 = w.member("alice", &["lobby"]);
+    w.say(&a1, "lobby", "m-1", "is the shop open?");
+    let service = w.identity(&Claims {
+        role: Role::Service,
+        ..w.claims("backend", &[])
+    });
+    let answer = Publish {
+        reply_to: Some(1),
+        ..publish("p-1", "until 6", Some("bot"))
+    };
+    let appended = block_on(w.service.publish(&service, "lobby", answer, w.now())).unwrap();
+    let reference = appended.message.reply_to.expect("a reply");
+    assert_eq!(
+        (
+            reference.seq,
+            reference.from.as_str(),
+            reference.preview.as_deref()
+        ),
+        (1, "alice", Some("is the shop open?"))
+    );
+    let unknown = Publish {
+        reply_to: Some(7),
+        ..publish("p-2", "?", Some("bot"))
+    };
+    let err = block_on(w.service.publish(&service, "lobby", unknown, w.now())).unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotFound);
+    assert_eq!(w.head("lobby"), 2);
+}
+
+#[test]
 fn publish_stores_and_fans_out_to_the_tenants_room_once() {
     let w = World::new();
     let a1 = w.member("alice", &["lobby"]);
@@ -1488,6 +1656,8 @@ fn publish_stores_and_fans_out_to_the_tenants_room_once() {
     let appended = block_on(w.service.publish(&service, "lobby", p.clone(), w.now())).unwrap();
     assert!(!appended.duplicate);
     let expected = MessageView {
+        reactions: Vec::new(),
+        reply_to: None,
         room: "lobby".into(),
         seq: 1,
         id: "p-1".into(),
@@ -1612,6 +1782,8 @@ fn big_page(count: u64) -> Page {
     let body = "x".repeat(MAX_BODY_BYTES);
     let messages = (1..=count)
         .map(|seq| MessageView {
+            reactions: Vec::new(),
+            reply_to: None,
             room: "r".into(),
             seq,
             id: format!("m{seq}"),
@@ -2141,6 +2313,7 @@ fn store_big_messages(w: &World, room: &str, count: u64) {
     let body = "x".repeat(MAX_BODY_BYTES);
     for i in 1..=count {
         let m = NewMessage {
+            reply_to: None,
             id: format!("big-{i}"),
             from: "alice".into(),
             name: None,

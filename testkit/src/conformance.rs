@@ -17,7 +17,9 @@ use roomcast_core::auth::{Identity, Role};
 use roomcast_core::events::{
     AttemptRecord, DeadReason, Delivery, Endpoint, EndpointSecret, Event, EventType,
 };
-use roomcast_core::protocol::{Conversation, ConversationStatus, MessageView, PresenceStatus};
+use roomcast_core::protocol::{
+    Conversation, ConversationStatus, MessageView, PresenceStatus, ReactionView, ReplyView,
+};
 use roomcast_core::ratelimit::{RateDecision, RatePolicy};
 use roomcast_core::store::{
     Amendment, Appended, Connection, ConnectionStore, HistoryQuery, HistoryStore, JoinOutcome,
@@ -66,6 +68,7 @@ pub fn new_message(id: &str, from: &str, body: &str, ts: u64) -> NewMessage {
         body: body.into(),
         meta: None,
         attachments: Vec::new(),
+        reply_to: None,
         ts,
     }
 }
@@ -79,6 +82,7 @@ pub async fn history_conformance(store: &dyn HistoryStore, names: &Namer) {
     paging(store, names).await;
     tenants_and_rooms_are_isolated(store, names).await;
     edit_and_delete(store, names).await;
+    reactions_and_replies_are_stored(store, names).await;
     read_cursor_only_moves_forward(store, names).await;
     members_are_listed_most_recent_first(store, names).await;
     conversation_changes_are_compare_and_set(store, names).await;
@@ -397,6 +401,117 @@ pub async fn edit_and_delete(store: &dyn HistoryStore, names: &Namer) {
         Err(StoreError::NotFound)
     );
     assert_eq!(store.head(&room).await.unwrap(), 2);
+}
+
+/// A reply keeps its reference to the original; reactions (protocol 1.1) are sets per user and
+/// emoji in first-use order, repeats change nothing, they are read back by every read; a delete
+/// removes them (and a deleted reply's reference); a reaction to a missing message is
+/// `NotFound`.
+pub async fn reactions_and_replies_are_stored(store: &dyn HistoryStore, names: &Namer) {
+    let room = names.room();
+    let original = store
+        .append(&room, new_message("o1", "alice", "lunch?", 1))
+        .await
+        .unwrap()
+        .message;
+    let reference = Box::new(ReplyView::of(&original));
+    let reply = store
+        .append(
+            &room,
+            NewMessage {
+                reply_to: Some(reference.clone()),
+                ..new_message("o2", "bob", "yes", 2)
+            },
+        )
+        .await
+        .unwrap()
+        .message;
+    assert_eq!(reply.reply_to.as_ref(), Some(&reference));
+    let read = store.message(&room, 2).await.unwrap().unwrap();
+    assert_eq!(read.reply_to, Some(reference));
+
+    let react = |user: &str, emoji: &str, add: bool, at_ms: u64| Amendment::React {
+        user: user.into(),
+        emoji: emoji.into(),
+        add,
+        at_ms,
+    };
+    for (user, emoji, add) in [
+        ("bob", "👍", true),
+        ("carol", "🎉", true),
+        ("carol", "👍", true),
+        ("bob", "👍", true),
+        ("dan", "👍", false),
+        ("carol", "🎉", false),
+    ] {
+        store
+            .amend(&room, 1, react(user, emoji, add, 3))
+            .await
+            .unwrap();
+    }
+    let expected = vec![ReactionView {
+        emoji: "👍".into(),
+        count: 2,
+        users: vec!["bob".into(), "carol".into()],
+    }];
+    assert_eq!(
+        store.message(&room, 1).await.unwrap().unwrap().reactions,
+        expected
+    );
+    let page = store
+        .messages(
+            &room,
+            HistoryQuery {
+                after: Some(0),
+                before: None,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.messages[0].reactions, expected);
+    assert!(page.messages[1].reactions.is_empty());
+    // An edit keeps them; a delete removes them, and no reaction comes back after it.
+    store
+        .amend(
+            &room,
+            1,
+            Amendment::Edit {
+                body: "lunch at noon?".into(),
+                at_ms: 4,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.message(&room, 1).await.unwrap().unwrap().reactions,
+        expected
+    );
+    let delete = Amendment::Delete {
+        at_ms: 5,
+        moderator: None,
+    };
+    let tombstone = store.amend(&room, 1, delete.clone()).await.unwrap();
+    assert!(tombstone.reactions.is_empty());
+    let reply_deleted = store.amend(&room, 2, delete).await.unwrap();
+    assert_eq!(reply_deleted.reply_to, None, "a tombstone answers nothing");
+    let stored = store.message(&room, 2).await.unwrap().unwrap();
+    assert_eq!(stored.reply_to, None);
+    let after = store.amend(&room, 1, react("dan", "👍", true, 6)).await;
+    assert!(after.is_ok_and(|m| m.reactions.is_empty()));
+    assert!(
+        store
+            .message(&room, 1)
+            .await
+            .unwrap()
+            .unwrap()
+            .reactions
+            .is_empty()
+    );
+    assert_eq!(
+        store.amend(&room, 9, react("bob", "👍", true, 7)).await,
+        Err(StoreError::NotFound)
+    );
 }
 
 /// A message published in another user's name keeps `via` (the publishing service) through
@@ -1117,6 +1232,14 @@ pub async fn journal_records_every_change_in_order<S: HistoryStore + Outbox>(
         at_ms: 30,
         moderator: None,
     };
+    let react = |add, at_ms| Amendment::React {
+        user: "bob".into(),
+        emoji: "👍".into(),
+        add,
+        at_ms,
+    };
+    let reacted = store.amend(&room, 1, react(true, 25)).await.unwrap();
+    let unreacted = store.amend(&room, 1, react(false, 26)).await.unwrap();
     let deleted = store.amend(&room, 1, delete.clone()).await.unwrap();
     let conversation = Conversation {
         status: ConversationStatus::Waiting,
@@ -1151,6 +1274,8 @@ pub async fn journal_records_every_change_in_order<S: HistoryStore + Outbox>(
     let expected = vec![
         Event::message_created(&room, &first.message, vec![]),
         Event::message_edited(&room, 1, "hello", "alice", 20),
+        Event::of_amend(&room, &reacted, &react(true, 25)),
+        Event::of_amend(&room, &unreacted, &react(false, 26)),
         Event::of_amend(&room, &deleted, &delete),
         Event::status_changed(&room, &conversation, status.message.seq),
         Event::member_joined(&room, "bob", 50),
@@ -1291,6 +1416,8 @@ pub fn created_event(room: &RoomRef, seq: u64, ts: u64) -> Event {
         edited_ts: None,
         deleted: false,
         attachments: Vec::new(),
+        reply_to: None,
+        reactions: Vec::new(),
     };
     Event::message_created(room, &message, vec!["bob".into()])
 }

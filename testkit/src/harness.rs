@@ -408,6 +408,7 @@ impl Harness {
             meta: None,
             from: from.map(str::to_owned),
             attachments: Vec::new(),
+            reply_to: None,
         };
         let result = block_on(self.ts.service.publish(
             &identity,
@@ -647,7 +648,9 @@ impl Harness {
                 assert!(*seq > *last, "read cursor frame went from {last} to {seq}");
                 *last = *seq;
             }
-            ServerFrame::Edited { room, seq, .. } | ServerFrame::Deleted { room, seq, .. } => {
+            ServerFrame::Edited { room, seq, .. }
+            | ServerFrame::Deleted { room, seq, .. }
+            | ServerFrame::Reaction { room, seq, .. } => {
                 assert!(*seq >= 1 && *seq <= self.head(user, room));
                 assert!(
                     self.conns[slot].subs.contains_key(room),

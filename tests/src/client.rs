@@ -610,6 +610,7 @@ impl Client {
             body: body.to_owned(),
             meta: None,
             attachments: Vec::new(),
+            reply_to: None,
         };
         self.send_frame(&message, None).await?;
         self.expect_ack(id).await

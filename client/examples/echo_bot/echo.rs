@@ -18,6 +18,7 @@ pub fn answer_to(message: &MessageView) -> Option<Outgoing> {
         id: format!("echo-{}", message.seq),
         body: format!("echo: {text}"),
         meta: Some(json!({ "reply_to": message.seq })),
+        reply_to: None,
     })
 }
 

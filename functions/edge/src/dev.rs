@@ -131,6 +131,7 @@ async fn migrated_table_keeps_old_messages(history: &SqlHistory) -> Result<()> {
         other => return Err(fail(format!("the old message reads {other:?}"))),
     }
     let published = NewMessage {
+        reply_to: None,
         id: "new".into(),
         from: "bob".into(),
         name: None,

@@ -9,7 +9,6 @@
 //! request. Every write is one SQL statement besides. Durability: the runtime's output gate holds
 //! every outgoing message (the `ack` included) until the writes before it are durable.
 
-use roomcast_core::attachments::AttachmentView;
 use roomcast_core::auth::Role;
 use roomcast_core::events::Event;
 use roomcast_core::protocol::{Conversation, MessageView};
@@ -17,6 +16,8 @@ use roomcast_core::store::rules::{apply_amendment, check_conversation_version, p
 use roomcast_core::store::{
     Amendment, Appended, HistoryQuery, HistoryStore, Member, NewMessage, Page, RoomRef, StoreError,
 };
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use worker::{SqlStorage, SqlStorageValue};
 
 use crate::outbox::{Journaling, create_tables};
@@ -54,6 +55,7 @@ const SCHEMA: &[&str] = &[
         rk TEXT NOT NULL, seq INTEGER NOT NULL, cid TEXT NOT NULL, sender TEXT NOT NULL,
         name TEXT, body TEXT, meta TEXT, ts INTEGER NOT NULL, edited_ts INTEGER,
         deleted INTEGER NOT NULL DEFAULT 0, via TEXT, role TEXT, attachments TEXT,
+        reply_to TEXT, reactions TEXT,
         PRIMARY KEY (rk, seq), UNIQUE (rk, sender, cid)) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS read_cursors (
         rk TEXT NOT NULL, user TEXT NOT NULL, seq INTEGER NOT NULL,
@@ -80,10 +82,17 @@ const ADDED_MESSAGE_COLUMNS: &[(&str, &str)] = &[
         "attachments",
         "ALTER TABLE messages ADD COLUMN attachments TEXT",
     ),
+    // Protocol 1.1: the message a reply answers, as stored with it (JSON); `NULL` for none.
+    ("reply_to", "ALTER TABLE messages ADD COLUMN reply_to TEXT"),
+    // Protocol 1.1: the reactions as a JSON array; `NULL` when none (and once deleted).
+    (
+        "reactions",
+        "ALTER TABLE messages ADD COLUMN reactions TEXT",
+    ),
 ];
 
-const MESSAGE_COLUMNS: &str =
-    "seq, cid, sender, name, body, meta, ts, edited_ts, deleted, via, role, attachments";
+const MESSAGE_COLUMNS: &str = "seq, cid, sender, name, body, meta, ts, edited_ts, deleted, via, role, \
+     attachments, reply_to, reactions";
 
 /// Runs `query` and collects its rows.
 pub(crate) fn rows(
@@ -179,16 +188,15 @@ pub(crate) fn get_string(row: &Row, i: usize) -> Result<String, StoreError> {
     get_opt_string(row, i)?.ok_or_else(|| StoreError::Other(format!("column {i} is null")))
 }
 
+/// Column `i` holding JSON (`what` names it in errors); `NULL` is `None`.
+fn get_json<T: DeserializeOwned>(row: &Row, i: usize, what: &str) -> Result<Option<T>, StoreError> {
+    get_opt_string(row, i)?
+        .map(|json| serde_json::from_str(&json))
+        .transpose()
+        .map_err(|e| StoreError::Other(format!("stored {what}: {e}")))
+}
+
 fn message_from(room: &RoomRef, row: &Row) -> Result<MessageView, StoreError> {
-    let meta = get_opt_string(row, 5)?
-        .map(|m| serde_json::from_str(&m))
-        .transpose()
-        .map_err(|e| StoreError::Other(format!("stored meta: {e}")))?;
-    let attachments = get_opt_string(row, 11)?
-        .map(|a| serde_json::from_str(&a))
-        .transpose()
-        .map_err(|e| StoreError::Other(format!("stored attachments: {e}")))?
-        .unwrap_or_default();
     Ok(MessageView {
         room: room.room.clone(),
         seq: get_u64(row, 0)?,
@@ -198,22 +206,33 @@ fn message_from(room: &RoomRef, row: &Row) -> Result<MessageView, StoreError> {
         role: get_opt_role(row, 10)?,
         via: get_opt_string(row, 9)?,
         body: get_opt_string(row, 4)?,
-        meta,
+        meta: get_json(row, 5, "meta")?,
         ts: get_u64(row, 6)?,
         edited_ts: get_opt_u64(row, 7)?,
         deleted: get_u64(row, 8)? != 0,
-        attachments,
+        attachments: get_json(row, 11, "attachments")?.unwrap_or_default(),
+        reply_to: get_json(row, 12, "reply_to")?,
+        reactions: get_json(row, 13, "reactions")?.unwrap_or_default(),
     })
 }
 
-/// A message's attachments as stored: a JSON array, or `NULL` for none.
-fn attachments_json(attachments: &[AttachmentView]) -> Result<SqlStorageValue, StoreError> {
-    if attachments.is_empty() {
+/// A JSON column's value: `value` as JSON, or `NULL` when there is none (`None`, or an empty
+/// list: a message's attachments and reactions).
+fn json_column<T: Serialize + ?Sized>(
+    what: &str,
+    value: Option<&T>,
+) -> Result<SqlStorageValue, StoreError> {
+    let Some(value) = value else {
         return Ok(SqlStorageValue::Null);
-    }
-    serde_json::to_string(attachments)
+    };
+    serde_json::to_string(value)
         .map(SqlStorageValue::String)
-        .map_err(|e| StoreError::Other(format!("attachments: {e}")))
+        .map_err(|e| StoreError::Other(format!("{what}: {e}")))
+}
+
+/// A list for [`json_column`]: `None` when empty.
+fn listed<T>(items: &[T]) -> Option<&[T]> {
+    (!items.is_empty()).then_some(items)
 }
 
 impl SqlHistory {
@@ -307,8 +326,8 @@ impl SqlHistory {
     /// Stores a message's amendable columns as `message` has them.
     fn write_amended(&self, rk: &SqlStorageValue, message: &MessageView) -> Result<(), StoreError> {
         self.run(
-            "UPDATE messages SET body = ?, meta = ?, edited_ts = ?, deleted = ?, attachments = ?
-             WHERE rk = ? AND seq = ?",
+            "UPDATE messages SET body = ?, meta = ?, edited_ts = ?, deleted = ?, attachments = ?,
+             reactions = ?, reply_to = ? WHERE rk = ? AND seq = ?",
             vec![
                 opt_text(message.body.as_deref()),
                 opt_text(
@@ -320,7 +339,9 @@ impl SqlHistory {
                 ),
                 message.edited_ts.map_or(SqlStorageValue::Null, int),
                 SqlStorageValue::Integer(i64::from(message.deleted)),
-                attachments_json(&message.attachments)?,
+                json_column("attachments", listed(&message.attachments))?,
+                json_column("reactions", listed(&message.reactions))?,
+                json_column("reply_to", message.reply_to.as_deref())?,
                 rk.clone(),
                 int(message.seq),
             ],
@@ -360,8 +381,10 @@ impl HistoryStore for SqlHistory {
             .map_err(|e| StoreError::Other(format!("meta: {e}")))?;
         // One statement: the next seq is computed where it is inserted.
         let rows = self.rows(
-            "INSERT INTO messages (rk, seq, cid, sender, name, body, meta, ts, via, role, attachments)
-             SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 FROM messages
+            "INSERT INTO messages
+             (rk, seq, cid, sender, name, body, meta, ts, via, role, attachments, reply_to)
+             SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11
+             FROM messages
              WHERE rk = ?1
              RETURNING seq",
             vec![
@@ -374,7 +397,8 @@ impl HistoryStore for SqlHistory {
                 int(msg.ts),
                 opt_text(msg.via.as_deref()),
                 text(msg.role.as_str()),
-                attachments_json(&msg.attachments)?,
+                json_column("attachments", listed(&msg.attachments))?,
+                json_column("reply_to", msg.reply_to.as_deref())?,
             ],
         )?;
         let seq = rows

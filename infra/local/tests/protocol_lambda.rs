@@ -331,6 +331,8 @@ roomcast_protocol_tests::protocol_cases!(stack();
     message_acked_then_delivered_to_others_and_own_devices,
     resend_same_id_returns_original_seq,
     edit_and_delete_author_only,
+    reactions_are_counted_and_told_to_the_room,
+    replies_show_the_original_as_it_is_now,
     typing_is_delivered_not_stored,
     read_cursor_moves_forward_only,
     presence_aggregates_devices_with_last_seen,

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::protocol::{Conversation, ConversationStatus, MessageView, SYSTEM_SENDER};
+use crate::store::rules::reaction_of;
 use crate::store::{Amendment, RoomRef};
 use crate::support::INBOX_ROOM;
 
@@ -30,6 +31,12 @@ pub enum EventType {
     /// A message was tombstoned.
     #[serde(rename = "message.deleted")]
     MessageDeleted,
+    /// A user added an emoji reaction to a message (protocol 1.1).
+    #[serde(rename = "message.reaction_added")]
+    MessageReactionAdded,
+    /// A user took their emoji reaction back (protocol 1.1).
+    #[serde(rename = "message.reaction_removed")]
+    MessageReactionRemoved,
     /// A support conversation became waiting, assigned or closed.
     #[serde(rename = "conversation.status_changed")]
     ConversationStatusChanged,
@@ -47,10 +54,12 @@ pub enum EventType {
 
 impl EventType {
     /// Every type, in catalogue order.
-    pub const ALL: [EventType; 6] = [
+    pub const ALL: [EventType; 8] = [
         Self::MessageCreated,
         Self::MessageEdited,
         Self::MessageDeleted,
+        Self::MessageReactionAdded,
+        Self::MessageReactionRemoved,
         Self::ConversationStatusChanged,
         Self::MemberJoined,
         Self::MemberLeft,
@@ -62,6 +71,8 @@ impl EventType {
             Self::MessageCreated => "message.created",
             Self::MessageEdited => "message.edited",
             Self::MessageDeleted => "message.deleted",
+            Self::MessageReactionAdded => "message.reaction_added",
+            Self::MessageReactionRemoved => "message.reaction_removed",
             Self::ConversationStatusChanged => "conversation.status_changed",
             Self::MemberJoined => "member.joined",
             Self::MemberLeft => "member.left",
@@ -117,6 +128,26 @@ pub struct MessageDeleted {
     pub by: String,
 }
 
+/// `data` of `message.reaction_added` and `message.reaction_removed`: the `reaction` frame's
+/// fields (without `ref` and `duplicate`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageReaction {
+    /// Room name.
+    pub room: String,
+    /// The message.
+    pub seq: u64,
+    /// The emoji.
+    pub emoji: String,
+    /// Who reacted (or took it back).
+    pub by: String,
+    /// Added or removed.
+    pub added: bool,
+    /// Users reacting with this emoji after the change.
+    pub count: u32,
+    /// Those users, first reaction first.
+    pub users: Vec<String>,
+}
+
 /// `data` of `conversation.status_changed`: the `status` frame's fields (without `ref`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusChanged {
@@ -161,6 +192,12 @@ pub enum EventData {
     /// `message.deleted`.
     #[serde(rename = "message.deleted")]
     MessageDeleted(MessageDeleted),
+    /// `message.reaction_added`.
+    #[serde(rename = "message.reaction_added")]
+    MessageReactionAdded(MessageReaction),
+    /// `message.reaction_removed`.
+    #[serde(rename = "message.reaction_removed")]
+    MessageReactionRemoved(MessageReaction),
     /// `conversation.status_changed`.
     #[serde(rename = "conversation.status_changed")]
     ConversationStatusChanged(StatusChanged),
@@ -182,6 +219,8 @@ impl EventData {
             Self::MessageCreated(_) => EventType::MessageCreated,
             Self::MessageEdited(_) => EventType::MessageEdited,
             Self::MessageDeleted(_) => EventType::MessageDeleted,
+            Self::MessageReactionAdded(_) => EventType::MessageReactionAdded,
+            Self::MessageReactionRemoved(_) => EventType::MessageReactionRemoved,
             Self::ConversationStatusChanged(_) => EventType::ConversationStatusChanged,
             Self::MemberJoined(_) => EventType::MemberJoined,
             Self::MemberLeft(_) => EventType::MemberLeft,
@@ -274,6 +313,36 @@ impl Event {
             }),
             "",
         )
+    }
+
+    /// `message.reaction_added` (or `_removed`) for `by`'s `emoji` on `message` as it stands
+    /// after the change at `at_ms`.
+    pub fn message_reaction(
+        room: &RoomRef,
+        message: &MessageView,
+        by: &str,
+        emoji: &str,
+        added: bool,
+        at_ms: u64,
+    ) -> Self {
+        let (count, users) = reaction_of(message, emoji);
+        let reaction = MessageReaction {
+            room: room.room.clone(),
+            seq: message.seq,
+            emoji: emoji.into(),
+            by: by.into(),
+            added,
+            count,
+            users,
+        };
+        let data = if added {
+            EventData::MessageReactionAdded(reaction)
+        } else {
+            EventData::MessageReactionRemoved(reaction)
+        };
+        // A user may react, take it back and react again: the time tells the changes apart.
+        let key = format!("{by}\n{emoji}@{at_ms}");
+        Self::new(room, Some(message.seq), at_ms, data, &key)
     }
 
     /// `conversation.status_changed` for a conversation version as stored, recorded by the
@@ -372,22 +441,41 @@ impl Event {
                 let by = moderator.as_deref().unwrap_or(&amended.from);
                 Self::message_deleted(room, amended.seq, by, *at_ms)
             }
+            Amendment::React {
+                user,
+                emoji,
+                add,
+                at_ms,
+            } => Self::message_reaction(room, amended, user, emoji, *add, *at_ms),
         }
     }
 
     /// The event a change of a stored message stands for, from its images before and after (a
     /// change stream's record): a new message as [`Event::of_append`]; a message that became
-    /// deleted, or whose edit time moved, as [`Event::of_amend`]; nothing for a removal (the
-    /// retention TTL) or an unchanged message.
+    /// deleted, or whose edit time moved, as [`Event::of_amend`]; one whose reactions changed
+    /// at `reacted_at` (the store's record of the reaction's time) as the reaction's event;
+    /// nothing for a removal (the retention TTL) or an unchanged message.
     pub fn of_change(
         room: &RoomRef,
         before: Option<&MessageView>,
         after: Option<&MessageView>,
+        reacted_at: Option<u64>,
     ) -> Option<Self> {
         let after = after?;
         let Some(before) = before else {
             return Self::of_append(room, after);
         };
+        if !after.deleted && before.edited_ts == after.edited_ts {
+            let (user, emoji, added) = reaction_change(before, after)?;
+            return Some(Self::message_reaction(
+                room,
+                after,
+                &user,
+                &emoji,
+                added,
+                reacted_at?,
+            ));
+        }
         let at_ms = after.edited_ts?;
         let change = if after.deleted && !before.deleted {
             let moderator = after
@@ -428,6 +516,24 @@ impl Event {
         // Invariant: every field is a string, number, bool, enum or `Value`; none can fail.
         serde_json::to_string(self).expect("events always serialize")
     }
+}
+
+/// The one reaction (user, emoji, added) by which `after` differs from `before`: a change adds
+/// or removes one at a time.
+fn reaction_change(before: &MessageView, after: &MessageView) -> Option<(String, String, bool)> {
+    let pairs = |m: &MessageView| -> Vec<(String, String)> {
+        m.reactions
+            .iter()
+            .flat_map(|r| r.users.iter().map(|u| (u.clone(), r.emoji.clone())))
+            .collect()
+    };
+    let (old, new) = (pairs(before), pairs(after));
+    if let Some((user, emoji)) = new.iter().find(|p| !old.contains(p)) {
+        return Some((user.clone(), emoji.clone(), true));
+    }
+    old.into_iter()
+        .find(|p| !new.contains(p))
+        .map(|(user, emoji)| (user, emoji, false))
 }
 
 /// The stable id of an event: SHA-256 over its identifying parts, each length-prefixed so no
@@ -471,6 +577,8 @@ mod tests {
 
     fn message(seq: u64) -> MessageView {
         MessageView {
+            reactions: Vec::new(),
+            reply_to: None,
             room: "support-1".into(),
             seq,
             id: "m1".into(),
@@ -524,10 +632,13 @@ mod tests {
             Event::message_created(&room(), &message(1), vec![]),
             Event::message_edited(&room(), 1, "hello", "alice", 3),
             Event::message_deleted(&room(), 1, "alice", 4),
+            Event::message_reaction(&room(), &message(1), "bob", "👍", true, 8),
+            Event::message_reaction(&room(), &message(1), "bob", "👍", false, 9),
             Event::status_changed(&room(), &conversation, 2),
             Event::member_joined(&room(), "bob", 6),
             Event::member_left(&room(), "bob", 7),
         ];
+        assert_eq!(events.len(), EventType::ALL.len());
         for (event, expected) in events.iter().zip(EventType::ALL) {
             assert_eq!(event.event_type(), expected);
             let value: serde_json::Value = serde_json::from_str(&event.to_json()).unwrap();
@@ -536,9 +647,9 @@ mod tests {
             let back: Event = serde_json::from_str(&event.to_json()).unwrap();
             assert_eq!(&back, event);
         }
-        let member: serde_json::Value = serde_json::from_str(&events[4].to_json()).unwrap();
+        let member: serde_json::Value = serde_json::from_str(&events[6].to_json()).unwrap();
         assert!(member.get("seq").is_none(), "member events have no seq");
-        let status: serde_json::Value = serde_json::from_str(&events[3].to_json()).unwrap();
+        let status: serde_json::Value = serde_json::from_str(&events[5].to_json()).unwrap();
         assert_eq!(
             status["data"],
             json!({"room": "support-1", "status": "assigned", "agent": "agent-1", "version": 2, "seq": 2})
@@ -586,7 +697,7 @@ mod tests {
         let r = room();
         let stored = message(7);
         assert_eq!(
-            Event::of_change(&r, None, Some(&stored)),
+            Event::of_change(&r, None, Some(&stored), None),
             Event::of_append(&r, &stored)
         );
         let mut edited = stored.clone();
@@ -598,7 +709,7 @@ mod tests {
             },
         );
         assert_eq!(
-            Event::of_change(&r, Some(&stored), Some(&edited)),
+            Event::of_change(&r, Some(&stored), Some(&edited), None),
             Some(Event::message_edited(&r, 7, "hello", "alice", 5))
         );
         let mut deleted = edited.clone();
@@ -610,11 +721,45 @@ mod tests {
             },
         );
         assert_eq!(
-            Event::of_change(&r, Some(&edited), Some(&deleted)),
+            Event::of_change(&r, Some(&edited), Some(&deleted), None),
             Some(Event::message_deleted(&r, 7, "alice", 9))
         );
-        assert_eq!(Event::of_change(&r, Some(&deleted), None), None, "expired");
-        assert_eq!(Event::of_change(&r, Some(&deleted), Some(&deleted)), None);
-        assert_eq!(Event::of_change(&r, Some(&stored), Some(&stored)), None);
+        assert_eq!(
+            Event::of_change(&r, Some(&deleted), None, None),
+            None,
+            "expired"
+        );
+        assert_eq!(
+            Event::of_change(&r, Some(&deleted), Some(&deleted), None),
+            None
+        );
+        assert_eq!(
+            Event::of_change(&r, Some(&stored), Some(&stored), None),
+            None
+        );
+        let react = |add| Amendment::React {
+            user: "bob".into(),
+            emoji: "👍".into(),
+            add,
+            at_ms: 11,
+        };
+        let mut reacted = stored.clone();
+        apply_amendment(&mut reacted, react(true));
+        assert_eq!(
+            Event::of_change(&r, Some(&stored), Some(&reacted), Some(11)),
+            Some(Event::of_amend(&r, &reacted, &react(true)))
+        );
+        assert_eq!(
+            Event::of_change(&r, Some(&reacted), Some(&stored), Some(11)),
+            Some(Event::of_amend(&r, &stored, &react(false)))
+        );
+        let added = Event::of_amend(&r, &reacted, &react(true));
+        assert_eq!(added.event_type(), EventType::MessageReactionAdded);
+        let data = serde_json::to_value(&added.data).unwrap();
+        assert_eq!(
+            data["data"],
+            json!({"room": "support-1", "seq": 7, "emoji": "👍", "by": "bob", "added": true,
+                   "count": 1, "users": ["bob"]})
+        );
     }
 }

@@ -660,6 +660,7 @@ impl ChatService {
                 "version": c.version,
             })),
             attachments: Vec::new(),
+            reply_to: None,
             ts: now_ms,
         };
         let (appended, fanout) = self.record(&r, message, now_ms).await?;

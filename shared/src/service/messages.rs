@@ -1,14 +1,23 @@
 //! Messages: `message` (stored, acknowledged, fanned out; a visitor's message opens a support
-//! conversation), `edit` and `delete` by the author, `read` cursors and `history` pages.
+//! conversation; a reply carries a reference to the message it answers), `edit` and `delete` by
+//! the author, reactions by any member, `read` cursors and `history` pages (whose replies are
+//! brought up to date with the messages they answer).
 
 use super::fanout::{InFlight, Skip};
 use super::{ChatService, unavailable};
 use crate::attachments::{AttachmentRef, claimant};
 use crate::auth::Role;
-use crate::limits::{DEFAULT_HISTORY_LIMIT, MAX_PAGE_BYTES, RATE_TOKEN_BYTES};
-use crate::protocol::{ErrorCode, MessageView, Rejection, ServerFrame, refuse_reserved_meta};
+use crate::limits::{
+    DEFAULT_HISTORY_LIMIT, MAX_PAGE_BYTES, MAX_REACTIONS_PER_MESSAGE, MAX_REACTIONS_PER_USER,
+    RATE_TOKEN_BYTES,
+};
+use crate::protocol::{
+    ErrorCode, MessageView, Rejection, ReplyView, ServerFrame, refuse_reserved_meta,
+};
+use crate::store::rules::{Reacted, react, reaction_of};
 use crate::store::{
     Amendment, Appended, Connection, HistoryQuery, NewMessage, Page, RateBucket, RoomRef,
+    StoreError,
 };
 use crate::support::{DeskRequest, INBOX_ROOM};
 
@@ -22,6 +31,18 @@ pub(super) struct Draft {
     pub meta: Option<serde_json::Value>,
     /// Files named.
     pub attachments: Vec<AttachmentRef>,
+    /// The seq of the message it answers.
+    pub reply_to: Option<u64>,
+}
+
+/// A `react` or `unreact` frame's content.
+pub(super) struct ReactionRequest {
+    /// The message's seq.
+    pub seq: u64,
+    /// The emoji (validated).
+    pub emoji: String,
+    /// `react` (else `unreact`).
+    pub add: bool,
 }
 
 impl ChatService {
@@ -56,17 +77,14 @@ impl ChatService {
             body,
             meta,
             attachments,
+            reply_to,
         } = draft;
         let r = self.member_room(conn, room)?;
-        if room == INBOX_ROOM {
-            return Err(Rejection::new(
-                ErrorCode::Forbidden,
-                "only the service writes in the inbox",
-            ));
-        }
+        refuse_inbox(room)?;
         if conn.role != Role::Service {
             refuse_reserved_meta(meta.as_ref())?;
         }
+        let reply_to = self.reply_reference(&r, reply_to).await?;
         let claim = claimant(&conn.user, &id);
         let attachments = self
             .attach(&r, &conn.user, &claim, &attachments, now_ms)
@@ -80,6 +98,7 @@ impl ChatService {
             body,
             meta,
             attachments,
+            reply_to,
             ts: now_ms,
         };
         Ok((r, msg))
@@ -193,6 +212,134 @@ impl ChatService {
         Ok(self.deliver(&r, &frame, Skip::Nobody, now_ms).await)
     }
 
+    /// `react` / `unreact {room, seq, emoji}` by any member: the `reaction` frame (with the
+    /// emoji's count and users after it) to the asker as the reply, with `duplicate` when
+    /// nothing changed, and only then to the room's other connections.
+    pub(super) async fn react(
+        &self,
+        conn: &Connection,
+        room: String,
+        request: ReactionRequest,
+        reference: Option<String>,
+        now_ms: u64,
+    ) -> Result<usize, Rejection> {
+        let ReactionRequest { seq, emoji, add } = request;
+        let r = self.member_room(conn, &room)?;
+        refuse_inbox(&room)?;
+        let mut message = self.live_message(&r, seq).await?;
+        // Decided on the message as read, so a repeat writes nothing; the store applies the same
+        // rule again in its own write.
+        let changed = match react(&mut message, &conn.user, &emoji, add) {
+            Reacted::Changed => true,
+            Reacted::Unchanged => false,
+            Reacted::OverLimit => {
+                return Err(Rejection::new(
+                    ErrorCode::LimitExceeded,
+                    format!(
+                        "a user may have {MAX_REACTIONS_PER_USER} emoji on a message, and a \
+                         message {MAX_REACTIONS_PER_MESSAGE} reactions"
+                    ),
+                ));
+            }
+        };
+        if changed {
+            let change = Amendment::React {
+                user: conn.user.clone(),
+                emoji: emoji.clone(),
+                add,
+                at_ms: now_ms,
+            };
+            message = match self.history.amend(&r, seq, change).await {
+                Err(StoreError::NotFound) => return Err(no_message(seq)),
+                other => other.map_err(unavailable)?,
+            };
+        }
+        let (count, users) = reaction_of(&message, &emoji);
+        let frame = |duplicate, reference| ServerFrame::Reaction {
+            room: room.clone(),
+            seq,
+            emoji: emoji.clone(),
+            by: conn.user.clone(),
+            added: add,
+            count,
+            users: users.clone(),
+            duplicate,
+            reference,
+        };
+        self.reply(&conn.id, &frame(!changed, reference)).await;
+        if !changed {
+            return Ok(0);
+        }
+        Ok(self
+            .deliver(&r, &frame(false, None), Skip::Connection(&conn.id), now_ms)
+            .await)
+    }
+
+    /// The reference a reply to `seq` carries: `NOT_FOUND` when the room has no such message
+    /// (a deleted one is answered, and shows as deleted).
+    pub(super) async fn reply_reference(
+        &self,
+        r: &RoomRef,
+        seq: Option<u64>,
+    ) -> Result<Option<Box<ReplyView>>, Rejection> {
+        let Some(seq) = seq else { return Ok(None) };
+        let original = self.history.message(r, seq).await.map_err(unavailable)?;
+        match original {
+            Some(original) => Ok(Some(Box::new(ReplyView::of(&original)))),
+            None => Err(Rejection::new(
+                ErrorCode::NotFound,
+                format!("no message {seq} to reply to"),
+            )),
+        }
+    }
+
+    /// A page of `r`'s history for a client: its replies brought up to date with the messages
+    /// they answer (an original edited or deleted since shows as it is now), then cut to fit
+    /// one frame ([`fit_page`]). Every history page and replay is read through here.
+    pub(super) async fn client_page(
+        &self,
+        r: &RoomRef,
+        query: HistoryQuery,
+    ) -> Result<Page, Rejection> {
+        let mut page = self.history.messages(r, query).await.map_err(unavailable)?;
+        self.refresh_replies(r, &mut page.messages).await;
+        Ok(fit_page(page, query.after.is_some()))
+    }
+
+    /// Brings each reply's `reply_to` up to date: resolved when read rather than updated when
+    /// the original changes, so a delete or an edit touches one message and no store keeps an
+    /// index of replies. An original in the page is not read again; one that cannot be read
+    /// leaves the reference as it was stored.
+    async fn refresh_replies(&self, r: &RoomRef, messages: &mut [MessageView]) {
+        let mut wanted: Vec<u64> = messages
+            .iter()
+            .filter_map(|m| m.reply_to.as_ref().map(|reply| reply.seq))
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut originals: Vec<ReplyView> = Vec::with_capacity(wanted.len());
+        for seq in wanted {
+            let original = match messages.iter().find(|m| m.seq == seq) {
+                Some(inside) => Some(inside.clone()),
+                None => match self.history.message(r, seq).await {
+                    Ok(original) => original,
+                    Err(e) => {
+                        tracing::warn!(room = %r.key(), seq, error = %e, "replied-to message not read");
+                        None
+                    }
+                },
+            };
+            originals.extend(original.as_ref().map(ReplyView::of));
+        }
+        for message in messages.iter_mut() {
+            if let Some(reply) = &mut message.reply_to
+                && let Some(now) = originals.iter().find(|o| o.seq == reply.seq)
+            {
+                **reply = now.clone();
+            }
+        }
+    }
+
     /// `read {room, seq}`: the cursor moves forward only, never past the head.
     pub(super) async fn read(
         &self,
@@ -238,12 +385,7 @@ impl ChatService {
             before,
             limit: limit.unwrap_or(DEFAULT_HISTORY_LIMIT),
         };
-        let page = self
-            .history
-            .messages(&r, query)
-            .await
-            .map_err(unavailable)?;
-        let page = fit_page(page, after.is_some());
+        let page = self.client_page(&r, query).await?;
         self.charge(
             RateBucket::Connection(&conn.id),
             work_tokens(&page.messages),
@@ -313,8 +455,24 @@ impl ChatService {
         let original = self.history.message(r, seq).await.map_err(unavailable)?;
         original
             .filter(|m| !m.deleted)
-            .ok_or_else(|| Rejection::new(ErrorCode::NotFound, format!("no message {seq}")))
+            .ok_or_else(|| no_message(seq))
     }
+}
+
+/// `NOT_FOUND` for message `seq`: none, or deleted.
+fn no_message(seq: u64) -> Rejection {
+    Rejection::new(ErrorCode::NotFound, format!("no message {seq}"))
+}
+
+/// Clients neither write nor react in the desk's inbox: only the service writes there.
+fn refuse_inbox(room: &str) -> Result<(), Rejection> {
+    if room == INBOX_ROOM {
+        return Err(Rejection::new(
+            ErrorCode::Forbidden,
+            "only the service writes in the inbox",
+        ));
+    }
+    Ok(())
 }
 
 /// Cuts a history page (or a replay) to [`MAX_PAGE_BYTES`] of messages, so it fits one server

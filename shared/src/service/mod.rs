@@ -568,12 +568,14 @@ impl ChatService {
                 body,
                 meta,
                 attachments,
+                reply_to,
             } => {
                 let draft = messages::Draft {
                     id,
                     body,
                     meta,
                     attachments,
+                    reply_to,
                 };
                 self.message(conn, room, draft, now_ms).await
             }
@@ -596,6 +598,22 @@ impl ChatService {
             }
             ClientFrame::Edit { room, seq, body } => self.edit(conn, room, seq, body, now_ms).await,
             ClientFrame::Delete { room, seq } => self.delete(conn, room, seq, now_ms).await,
+            ClientFrame::React { room, seq, emoji } => {
+                let reaction = messages::ReactionRequest {
+                    seq,
+                    emoji,
+                    add: true,
+                };
+                self.react(conn, room, reaction, reference, now_ms).await
+            }
+            ClientFrame::Unreact { room, seq, emoji } => {
+                let reaction = messages::ReactionRequest {
+                    seq,
+                    emoji,
+                    add: false,
+                };
+                self.react(conn, room, reaction, reference, now_ms).await
+            }
             ClientFrame::Typing { room, state } => self.typing(conn, room, state, now_ms).await,
             ClientFrame::Read { room, seq } => self.read(conn, room, seq, now_ms).await,
             ClientFrame::Presence { status } => self.presence(conn, status, now_ms).await,

@@ -51,6 +51,7 @@ impl ChatService {
                 body,
                 meta,
                 attachments,
+                reply_to,
             } = parsed.frame
             else {
                 self.store_run(&mut run, &mut outcomes, now_ms).await;
@@ -62,6 +63,7 @@ impl ChatService {
                 body,
                 meta,
                 attachments,
+                reply_to,
             };
             match self.prepare_message(&conn, &room, draft, now_ms).await {
                 Ok((room, msg)) => run.push(Ready {

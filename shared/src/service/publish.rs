@@ -4,7 +4,7 @@
 //! notices), through the relay when their room lives elsewhere.
 
 use super::fanout::Skip;
-use super::messages::{fit_page, work_tokens};
+use super::messages::work_tokens;
 use super::{ChatService, unavailable};
 use crate::attachments::{AttachmentRef, claimant};
 use crate::auth::{Identity, Role};
@@ -30,6 +30,8 @@ pub struct Publish {
     pub from: Option<String>,
     /// Files uploaded by the token's holder in this room.
     pub attachments: Vec<AttachmentRef>,
+    /// The seq of the message of the room it answers (protocol 1.1).
+    pub reply_to: Option<u64>,
 }
 
 /// The rule of [`ChatService::admit_request`] once the store answered.
@@ -152,6 +154,7 @@ impl ChatService {
         };
         validate_name("from", &from)?;
         let r = RoomRef::new(&identity.tenant, room);
+        let reply_to = self.reply_reference(&r, publish.reply_to).await?;
         let claim = claimant(&from, &publish.id);
         let attachments = self
             .attach(&r, &identity.user, &claim, &publish.attachments, now_ms)
@@ -165,6 +168,7 @@ impl ChatService {
             body: publish.body,
             meta: publish.meta,
             attachments,
+            reply_to,
             ts: now_ms,
         };
         self.record(&r, msg, now_ms)
@@ -190,12 +194,7 @@ impl ChatService {
             ));
         }
         let r = self.granted_room(identity, room)?;
-        let page = self
-            .history
-            .messages(&r, query)
-            .await
-            .map_err(unavailable)?;
-        let page = fit_page(page, query.after.is_some());
+        let page = self.client_page(&r, query).await?;
         let bucket = RateBucket::Requests {
             tenant: &identity.tenant,
             user: &identity.user,

@@ -2,7 +2,7 @@
 //! room action starts with.
 
 use super::fanout::Skip;
-use super::messages::{fit_page, work_tokens};
+use super::messages::work_tokens;
 use super::presence::count;
 use super::{ChatService, unavailable};
 use crate::auth::{Role, room_granted};
@@ -174,8 +174,7 @@ impl ChatService {
             before: None,
             limit: MAX_REPLAY,
         };
-        let page = self.history.messages(r, query).await.map_err(unavailable)?;
-        let page = fit_page(page, true);
+        let page = self.client_page(r, query).await?;
         self.charge(
             RateBucket::Connection(&conn.id),
             work_tokens(&page.messages),

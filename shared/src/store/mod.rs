@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::MaybeSendSync;
 use crate::attachments::AttachmentView;
 use crate::auth::{Identity, Role};
-use crate::protocol::{Conversation, MessageView, PresenceStatus};
+use crate::protocol::{Conversation, MessageView, PresenceStatus, ReplyView};
 use crate::ratelimit::{RateDecision, RatePolicy, RateState};
 
 /// Errors of every store backend.
@@ -298,6 +298,10 @@ pub struct NewMessage {
     /// Files, checked and claimed by the service.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<AttachmentView>,
+    /// The message it answers, as it stood when this one was sent (the service brings it up to
+    /// date whenever it reads the reply: [`MessageView::reply_to`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<Box<ReplyView>>,
     /// Timestamp to store, epoch milliseconds.
     pub ts: u64,
 }
@@ -342,13 +346,26 @@ pub enum Amendment {
         /// When, epoch milliseconds.
         at_ms: u64,
     },
-    /// Tombstone it: the body and meta go, the seq stays.
+    /// Tombstone it: the body, meta, files, reactions and reply reference go, the seq stays.
     Delete {
         /// When, epoch milliseconds.
         at_ms: u64,
         /// The agent who deleted another's message in a conversation they handle; the
         /// tombstone's meta keeps it (`deleted_by`).
         moderator: Option<String>,
+    },
+    /// Add or remove `user`'s `emoji` reaction ([`rules::react`]): no change when the user
+    /// has it already (adding) or has none (removing), when the message is deleted, or when
+    /// it would pass the limits.
+    React {
+        /// Who reacts.
+        user: String,
+        /// The emoji (validated).
+        emoji: String,
+        /// Add (`react`) or remove (`unreact`).
+        add: bool,
+        /// When, epoch milliseconds.
+        at_ms: u64,
     },
 }
 

@@ -5,7 +5,8 @@
 use super::{
     Admitted, Amendment, Connection, HistoryQuery, Member, NewMessage, RoomRef, StoreError,
 };
-use crate::protocol::{Conversation, MessageView};
+use crate::limits::{MAX_REACTIONS_PER_MESSAGE, MAX_REACTIONS_PER_USER};
+use crate::protocol::{Conversation, MessageView, ReactionView};
 use crate::ratelimit::RateDecision;
 
 /// Applies an [`Amendment`] to a stored message: shared by every backend that keeps whole
@@ -20,10 +21,94 @@ pub fn apply_amendment(message: &mut MessageView, change: Amendment) {
             message.body = None;
             message.meta = moderator.map(|by| serde_json::json!({ "deleted_by": by }));
             message.attachments.clear();
+            message.reactions.clear();
+            message.reply_to = None;
             message.deleted = true;
             message.edited_ts = Some(at_ms);
         }
+        Amendment::React {
+            user, emoji, add, ..
+        } => {
+            // The service refused what would pass a limit before asking; a race past it
+            // changes nothing, so a stored message never holds more.
+            react(message, &user, &emoji, add);
+        }
     }
+}
+
+/// What [`react`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reacted {
+    /// The reaction was added or removed.
+    Changed,
+    /// The user had it already (adding) or had none (removing), or the message is deleted.
+    Unchanged,
+    /// Adding it would pass [`MAX_REACTIONS_PER_USER`] or [`MAX_REACTIONS_PER_MESSAGE`];
+    /// nothing changed.
+    OverLimit,
+}
+
+/// Adds (or removes) `user`'s `emoji` reaction on `message`: the rule of
+/// [`Amendment::React`], and what the service asks before storing one. Emoji keep the order
+/// they were first used in, users the order they reacted in; an emoji nobody uses any more
+/// goes.
+pub fn react(message: &mut MessageView, user: &str, emoji: &str, add: bool) -> Reacted {
+    if message.deleted {
+        return Reacted::Unchanged;
+    }
+    let position = message.reactions.iter().position(|r| r.emoji == emoji);
+    let has = position.is_some_and(|i| message.reactions[i].users.iter().any(|u| u == user));
+    if has == add {
+        return Reacted::Unchanged;
+    }
+    if add {
+        let total: usize = message.reactions.iter().map(|r| r.users.len()).sum();
+        let own = message
+            .reactions
+            .iter()
+            .filter(|r| r.users.iter().any(|u| u == user))
+            .count();
+        if total >= MAX_REACTIONS_PER_MESSAGE || own >= MAX_REACTIONS_PER_USER {
+            return Reacted::OverLimit;
+        }
+        let reaction = match position {
+            Some(i) => &mut message.reactions[i],
+            None => {
+                message.reactions.push(ReactionView {
+                    emoji: emoji.to_owned(),
+                    count: 0,
+                    users: Vec::new(),
+                });
+                // Invariant: just pushed.
+                message.reactions.last_mut().expect("a reaction was pushed")
+            }
+        };
+        reaction.users.push(user.to_owned());
+        reaction.count = count_of(&reaction.users);
+    } else if let Some(i) = position {
+        let reaction = &mut message.reactions[i];
+        reaction.users.retain(|u| u != user);
+        reaction.count = count_of(&reaction.users);
+        if reaction.users.is_empty() {
+            message.reactions.remove(i);
+        }
+    }
+    Reacted::Changed
+}
+
+/// A reaction's `count`: its users, never more than [`MAX_REACTIONS_PER_MESSAGE`].
+fn count_of(users: &[String]) -> u32 {
+    u32::try_from(users.len()).unwrap_or(u32::MAX)
+}
+
+/// The `emoji` reaction of `message` as it stands: its count and users (none when nobody
+/// reacts with it).
+pub fn reaction_of(message: &MessageView, emoji: &str) -> (u32, Vec<String>) {
+    message
+        .reactions
+        .iter()
+        .find(|r| r.emoji == emoji)
+        .map_or((0, Vec::new()), |r| (r.count, r.users.clone()))
 }
 
 /// Builds the stored form of a new message.
@@ -42,6 +127,8 @@ pub fn stored_message(room: &RoomRef, seq: u64, msg: NewMessage) -> MessageView 
         edited_ts: None,
         deleted: false,
         attachments: msg.attachments,
+        reply_to: msg.reply_to,
+        reactions: Vec::new(),
     }
 }
 
@@ -125,6 +212,71 @@ mod tests {
             before,
             limit,
         }
+    }
+
+    fn message() -> MessageView {
+        stored_message(
+            &RoomRef::new("t", "r"),
+            1,
+            NewMessage {
+                id: "m".into(),
+                from: "ann".into(),
+                name: None,
+                role: crate::auth::Role::User,
+                via: None,
+                body: "hi".into(),
+                meta: None,
+                attachments: Vec::new(),
+                reply_to: None,
+                ts: 1,
+            },
+        )
+    }
+
+    #[test]
+    fn reactions_are_sets_per_user_in_first_use_order() {
+        let mut m = message();
+        assert_eq!(react(&mut m, "bo", "👍", true), Reacted::Changed);
+        assert_eq!(react(&mut m, "bo", "👍", true), Reacted::Unchanged);
+        assert_eq!(react(&mut m, "cy", "🎉", true), Reacted::Changed);
+        assert_eq!(react(&mut m, "cy", "👍", true), Reacted::Changed);
+        assert_eq!(reaction_of(&m, "👍"), (2, vec!["bo".into(), "cy".into()]));
+        assert_eq!(react(&mut m, "bo", "🎉", false), Reacted::Unchanged);
+        assert_eq!(react(&mut m, "cy", "🎉", false), Reacted::Changed);
+        assert_eq!(reaction_of(&m, "🎉"), (0, Vec::new()));
+        let emoji: Vec<_> = m.reactions.iter().map(|r| r.emoji.as_str()).collect();
+        assert_eq!(emoji, ["👍"]);
+        apply_amendment(
+            &mut m,
+            Amendment::Delete {
+                at_ms: 2,
+                moderator: None,
+            },
+        );
+        assert!(m.reactions.is_empty());
+        assert_eq!(react(&mut m, "bo", "👍", true), Reacted::Unchanged);
+    }
+
+    #[test]
+    fn reactions_are_bounded_per_user_and_per_message() {
+        let mut m = message();
+        for i in 0..MAX_REACTIONS_PER_USER {
+            assert_eq!(
+                react(&mut m, "bo", &format!("e{i}"), true),
+                Reacted::Changed
+            );
+        }
+        assert_eq!(react(&mut m, "bo", "one-more", true), Reacted::OverLimit);
+        let mut m = message();
+        for i in 0..MAX_REACTIONS_PER_MESSAGE {
+            assert_eq!(
+                react(&mut m, &format!("u{i}"), "👍", true),
+                Reacted::Changed
+            );
+        }
+        assert_eq!(react(&mut m, "late", "👍", true), Reacted::OverLimit);
+        assert_eq!(react(&mut m, "u0", "👍", false), Reacted::Changed);
+        assert_eq!(react(&mut m, "late", "👍", true), Reacted::Changed);
     }
 
     #[test]

@@ -134,6 +134,7 @@ pub fn room_event(c: &Conversation, by: Option<&str>) -> NewMessage {
             "by": by,
         })),
         attachments: Vec::new(),
+        reply_to: None,
         ts: c.since,
     }
 }
@@ -156,6 +157,7 @@ pub fn inbox_event(room: &str, c: &Conversation) -> NewMessage {
             "version": c.version,
         })),
         attachments: Vec::new(),
+        reply_to: None,
         ts: c.since,
     }
 }

@@ -68,7 +68,7 @@ fn of_types(events: &[Value], types: &[&str]) -> Vec<Value> {
 
 /// Every change of a room becomes one event, signed (the official `standardwebhooks`
 /// verifier accepts every delivery), with a stable unique id, the tenant, the room, the seq,
-/// and `data` in the protocol frame's shape; `message.created` names the members who had no
+/// and `data` in the protocol frame's shape (reactions included); `message.created` names the members who had no
 /// connection (`offline_members`); `member.joined` / `member.left` follow a user's first
 /// connection and their last one leaving.
 pub async fn events_are_delivered_signed_with_every_change(
@@ -97,10 +97,17 @@ pub async fn events_are_delivered_signed_with_every_change(
         .send_json(&json!({"action": "delete", "room": room, "seq": seq(1)}))
         .await?;
     alice.expect_type("deleted").await?;
+    for action in ["react", "unreact"] {
+        alice
+            .send_json(&json!({"action": action, "room": room, "seq": seq(2), "emoji": "👍"}))
+            .await?;
+        alice.expect_type("reaction").await?;
+    }
 
     let want = |e: &[Value]| {
         of_types(e, &["message.created"]).len() == 3
             && of_types(e, &["message.edited", "message.deleted"]).len() == 2
+            && of_types(e, &["message.reaction_added", "message.reaction_removed"]).len() == 2
             && of_types(e, &["member.left"]).len() == 1
             && of_types(e, &["member.joined"]).len() == 2
     };
@@ -153,6 +160,20 @@ pub async fn events_are_delivered_signed_with_every_change(
         deleted["data"] == json!({"room": room, "seq": seq(1), "by": "alice"}),
         "deleted data is the `deleted` frame: {deleted}"
     );
+    for (event_type, added, users) in [
+        ("message.reaction_added", true, json!(["alice"])),
+        ("message.reaction_removed", false, json!([])),
+    ] {
+        let reaction = &of_types(&events, &[event_type])[0];
+        ensure!(
+            reaction["seq"] == seq(2)
+                && reaction["data"]
+                    == json!({"room": room, "seq": seq(2), "emoji": "👍", "by": "alice",
+                              "added": added, "count": users.as_array().map_or(0, Vec::len),
+                              "users": users}),
+            "reaction data is the `reaction` frame's: {reaction}"
+        );
+    }
     let joined: Vec<&Value> = events
         .iter()
         .filter(|e| e["type"] == "member.joined")

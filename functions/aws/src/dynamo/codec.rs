@@ -11,10 +11,10 @@ use serde::de::DeserializeOwned;
 use super::schema::{
     ATTR_AGENT, ATTR_ATTACHMENTS, ATTR_BODY, ATTR_CONNECTED_AT, ATTR_DELETED, ATTR_EDITED_TS,
     ATTR_FROM, ATTR_GRANTS, ATTR_ID, ATTR_LAST_SEEN, ATTR_META, ATTR_NAME, ATTR_PK,
-    ATTR_PREVIOUS_AGENT, ATTR_RATE, ATTR_READ_SEQ, ATTR_ROLE, ATTR_ROOMS, ATTR_SEQ, ATTR_SINCE,
-    ATTR_SK, ATTR_STATUS, ATTR_TENANT, ATTR_TOKEN_EXPIRES_AT, ATTR_TS, ATTR_TTL, ATTR_USER,
-    ATTR_VERSION, ATTR_VIA, CONNECTION_PK_PREFIX, CONNECTION_SK, CONVERSATION_SK, Item,
-    MEMBER_SK_PREFIX, connection_pk, key, message_sk, subscription_key,
+    ATTR_PREVIOUS_AGENT, ATTR_RATE, ATTR_REACTIONS, ATTR_READ_SEQ, ATTR_REPLY_TO, ATTR_ROLE,
+    ATTR_ROOMS, ATTR_SEQ, ATTR_SINCE, ATTR_SK, ATTR_STATUS, ATTR_TENANT, ATTR_TOKEN_EXPIRES_AT,
+    ATTR_TS, ATTR_TTL, ATTR_USER, ATTR_VERSION, ATTR_VIA, CONNECTION_PK_PREFIX, CONNECTION_SK,
+    CONVERSATION_SK, Item, MEMBER_SK_PREFIX, connection_pk, key, message_sk, subscription_key,
 };
 
 /// A string attribute.
@@ -233,6 +233,12 @@ pub(super) fn message_attributes(m: &MessageView) -> Result<Item, StoreError> {
     if !m.attachments.is_empty() {
         item.insert(ATTR_ATTACHMENTS.into(), json_attr(&m.attachments)?);
     }
+    if let Some(reply_to) = &m.reply_to {
+        item.insert(ATTR_REPLY_TO.into(), json_attr(reply_to)?);
+    }
+    if !m.reactions.is_empty() {
+        item.insert(ATTR_REACTIONS.into(), json_attr(&m.reactions)?);
+    }
     if let Some(edited) = m.edited_ts {
         item.insert(ATTR_EDITED_TS.into(), n(edited));
     }
@@ -273,6 +279,8 @@ pub(super) fn decode_message(room: &RoomRef, item: &Item) -> Result<MessageView,
         edited_ts: f.opt_u64(ATTR_EDITED_TS)?,
         deleted: f.flag(ATTR_DELETED)?,
         attachments: f.json(ATTR_ATTACHMENTS)?.unwrap_or_default(),
+        reply_to: f.json(ATTR_REPLY_TO)?,
+        reactions: f.json(ATTR_REACTIONS)?.unwrap_or_default(),
     })
 }
 
@@ -356,7 +364,22 @@ mod tests {
                     width: Some(3),
                     height: Some(2),
                 }],
+                reply_to: Some(Box::new(roomcast_core::protocol::ReplyView {
+                    seq: 1,
+                    from: "bo".into(),
+                    preview: Some("hello".into()),
+                    deleted: false,
+                })),
                 ts: 5,
+            },
+        );
+        apply_amendment(
+            &mut m,
+            Amendment::React {
+                user: "bo".into(),
+                emoji: "👍".into(),
+                add: true,
+                at_ms: 6,
             },
         );
         let item = message_item("R#t/r", &m, Some(10)).unwrap();

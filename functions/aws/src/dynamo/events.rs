@@ -22,10 +22,10 @@ use super::codec::{Fields, decode_message, json_attr, n, s};
 use super::errors::{build_error, sdk_error};
 use super::expiry::now_secs;
 use super::schema::{
-    ATTEMPT_PK_PREFIX, ATTEMPT_TTL_SECS, ATTR_DATA, ATTR_EVENT, ATTR_PK, ATTR_SK, ATTR_TTL,
-    DEAD_LETTER_PK_PREFIX, DEAD_LETTER_TTL_SECS, ENDPOINT_DIRECTORY_PK, ENDPOINT_PK_PREFIX,
-    ENDPOINT_SK, Item, MEMBER_EVENT_PK_PREFIX, MEMBER_EVENT_TTL_SECS, MESSAGE_SK_PREFIX,
-    OPERATOR_TENANT, ROOM_PK_PREFIX, key,
+    ATTEMPT_PK_PREFIX, ATTEMPT_TTL_SECS, ATTR_DATA, ATTR_EVENT, ATTR_PK, ATTR_REACTED_TS, ATTR_SK,
+    ATTR_TTL, DEAD_LETTER_PK_PREFIX, DEAD_LETTER_TTL_SECS, ENDPOINT_DIRECTORY_PK,
+    ENDPOINT_PK_PREFIX, ENDPOINT_SK, Item, MEMBER_EVENT_PK_PREFIX, MEMBER_EVENT_TTL_SECS,
+    MESSAGE_SK_PREFIX, OPERATOR_TENANT, ROOM_PK_PREFIX, key,
 };
 
 fn endpoint_pk(id: &str) -> String {
@@ -318,7 +318,13 @@ pub fn event_of_stream_record(
             .transpose()
     };
     let (before, after) = (image(old)?, image(new)?);
-    Ok(Event::of_change(&room, before.as_ref(), after.as_ref()))
+    let reacted_at = Fields(new).opt_u64(ATTR_REACTED_TS)?;
+    Ok(Event::of_change(
+        &room,
+        before.as_ref(),
+        after.as_ref(),
+        reacted_at,
+    ))
 }
 
 // ---- Stream filtering ----------------------------------------------------------------------
@@ -490,6 +496,8 @@ mod tests {
 
     fn stored(seq: u64) -> MessageView {
         MessageView {
+            reactions: Vec::new(),
+            reply_to: None,
             room: "lobby".into(),
             seq,
             id: "m1".into(),
@@ -537,6 +545,21 @@ mod tests {
             event_of_stream_record(&keys_of(&item), &after, &none).unwrap(),
             None,
             "expiry"
+        );
+        let react = Amendment::React {
+            user: "bob".into(),
+            emoji: "👍".into(),
+            add: true,
+            at_ms: 30,
+        };
+        let mut reacted = edited.clone();
+        apply_amendment(&mut reacted, react.clone());
+        let mut with_reaction = message_item(&pk, &reacted, None).unwrap();
+        with_reaction.insert(ATTR_REACTED_TS.into(), n(30));
+        assert_eq!(
+            event_of_stream_record(&keys_of(&item), &after, &with_reaction).unwrap(),
+            Some(Event::of_amend(&room, &reacted, &react)),
+            "reaction"
         );
 
         let joined = Event::member_joined(&room, "bob", 5);

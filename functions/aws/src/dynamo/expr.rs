@@ -5,11 +5,12 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use roomcast_core::attachments::AttachmentView;
-use roomcast_core::protocol::MessageView;
+use roomcast_core::protocol::{MessageView, ReactionView, ReplyView};
 use roomcast_core::store::rules::apply_amendment;
 use roomcast_core::store::{Amendment, StoreError};
 
-use super::codec::message_attributes;
+use super::codec::{json_attr, message_attributes, n};
+use super::schema::{ATTR_REACTED_TS, ATTR_REACTIONS};
 
 /// Placeholders of one expression set: `#attr` for names (every attribute goes through one, so
 /// reserved words like `ttl`, `from` and `name` need no care) and `:vN` for values.
@@ -47,13 +48,26 @@ impl Expr {
     }
 }
 
-/// The UpdateItem for an amendment, derived from [`apply_amendment`] so that edits and
+/// The UpdateItem for an edit or a delete, derived from [`apply_amendment`] so that edits and
 /// tombstones mean the same here as in every other backend: it is applied to two messages that
 /// differ in every amendable attribute. An attribute that comes out equal in both no longer
 /// depends on its old value, so the amendment sets it (or removes it, when absent); one that still
-/// differs is kept as stored.
+/// differs is kept as stored. A reaction depends on the reactions stored, so it has no such
+/// update: [`reaction_update`].
 pub(super) fn amendment_update(change: Amendment) -> Result<(String, Expr), StoreError> {
-    let probe = |body: Option<&str>, meta, edited_ts, deleted, attachments| MessageView {
+    let reply_to = Some(Box::new(ReplyView {
+        seq: 1,
+        from: "a".to_owned(),
+        preview: None,
+        deleted: false,
+    }));
+    let probe = |body: Option<&str>,
+                 meta,
+                 edited_ts,
+                 deleted,
+                 attachments,
+                 reactions,
+                 reply_to: &Option<Box<ReplyView>>| MessageView {
         room: String::new(),
         seq: 1,
         id: String::new(),
@@ -67,6 +81,8 @@ pub(super) fn amendment_update(change: Amendment) -> Result<(String, Expr), Stor
         edited_ts,
         deleted,
         attachments,
+        reply_to: reply_to.clone(),
+        reactions,
     };
     let attachment = AttachmentView {
         id: "att_a".to_owned(),
@@ -82,8 +98,14 @@ pub(super) fn amendment_update(change: Amendment) -> Result<(String, Expr), Stor
         Some(1),
         false,
         vec![attachment],
+        vec![ReactionView {
+            emoji: "a".to_owned(),
+            count: 1,
+            users: vec!["a".to_owned()],
+        }],
+        &reply_to,
     );
-    let mut b = probe(None, None, Some(2), true, Vec::new());
+    let mut b = probe(None, None, Some(2), true, Vec::new(), Vec::new(), &None);
     let (before_a, before_b) = (message_attributes(&a)?, message_attributes(&b)?);
     apply_amendment(&mut a, change.clone());
     apply_amendment(&mut b, change);
@@ -121,9 +143,34 @@ pub(super) fn amendment_update(change: Amendment) -> Result<(String, Expr), Stor
     Ok((update.trim().to_owned(), x))
 }
 
+/// The UpdateItem storing `after`'s reactions (changed at `at_ms`) over the message as read,
+/// `before`: conditioned on the stored reactions still being `before`'s, so a concurrent
+/// reaction is never overwritten (the caller reads again and retries).
+pub(super) fn reaction_update(
+    before: &MessageView,
+    after: &MessageView,
+    at_ms: u64,
+    x: &mut Expr,
+) -> Result<(String, String), StoreError> {
+    let attr = x.name(ATTR_REACTIONS);
+    let reacted = format!("{} = {}", x.name(ATTR_REACTED_TS), x.value(n(at_ms)));
+    let update = if after.reactions.is_empty() {
+        format!("SET {reacted} REMOVE {attr}")
+    } else {
+        let value = x.value(json_attr(&after.reactions)?);
+        format!("SET {attr} = {value}, {reacted}")
+    };
+    let condition = if before.reactions.is_empty() {
+        format!("attribute_not_exists({attr})")
+    } else {
+        format!("{attr} = {}", x.value(json_attr(&before.reactions)?))
+    };
+    Ok((update, condition))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::codec::{n, s};
+    use super::super::codec::s;
     use super::*;
 
     #[test]
@@ -143,7 +190,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             delete,
-            "SET #deleted = :v0, #edited_ts = :v1 REMOVE #att, #body, #meta"
+            "SET #deleted = :v0, #edited_ts = :v1 REMOVE #att, #body, #meta, #reactions, #reply_to"
         );
         assert_eq!(x.values[":v0"], AttributeValue::Bool(true));
     }

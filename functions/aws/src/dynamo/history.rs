@@ -2,7 +2,7 @@
 //! head, read cursors, members and the support conversation, all in the room's partition.
 
 use roomcast_core::protocol::{Conversation, MessageView};
-use roomcast_core::store::rules::{page_range, sort_members};
+use roomcast_core::store::rules::{apply_amendment, page_range, sort_members};
 use roomcast_core::store::{
     Amendment, Appended, HistoryQuery, HistoryStore, Member, NewMessage, Page, RoomRef, RoomState,
     StoreError,
@@ -15,7 +15,7 @@ use super::codec::{
     decode_read_seq, n, string_of,
 };
 use super::expiry::{live_condition, now_secs};
-use super::expr::{Expr, amendment_update};
+use super::expr::{Expr, amendment_update, reaction_update};
 use super::schema::{
     ATTR_LAST_SEEN, ATTR_PK, ATTR_READ_SEQ, ATTR_SK, ATTR_VERSION, CONVERSATION_SK, HEAD_SK, Item,
     MEMBER_SK_PREFIX, ROOM_STATE_SK_PREFIX, member_sk, message_sk, room_pk,
@@ -34,6 +34,52 @@ fn listed_members<'a>(
     sort_members(&mut members);
     members.truncate(limit);
     Ok(members)
+}
+
+/// Reads and conditional writes a reaction tries before answering `Conflict`: each retry
+/// follows a concurrent reaction to the same message that won.
+const REACTION_ATTEMPTS: usize = 8;
+
+impl DynamoStore {
+    /// A reaction: the message read, [`apply_amendment`] on it, and its reactions written only
+    /// over the ones read ([`reaction_update`]), again from a fresh read when another reaction
+    /// came first.
+    async fn react(
+        &self,
+        room: &RoomRef,
+        seq: u64,
+        change: Amendment,
+        at_ms: u64,
+    ) -> Result<MessageView, StoreError> {
+        let (pk, sk) = (room_pk(room), message_sk(seq));
+        for _ in 0..REACTION_ATTEMPTS {
+            let Some(item) = self.get(&pk, &sk).await? else {
+                return Err(StoreError::NotFound);
+            };
+            let before = decode_message(room, &item)?;
+            let mut after = before.clone();
+            apply_amendment(&mut after, change.clone());
+            if after.reactions == before.reactions {
+                return Ok(after);
+            }
+            let mut x = Expr::default();
+            let (update, reactions_read) = reaction_update(&before, &after, at_ms, &mut x)?;
+            let condition = format!(
+                "{} AND {reactions_read}",
+                live_condition(&mut x, now_secs())
+            );
+            match self
+                .update(&pk, &sk, &update, Some(&condition), x, false)
+                .await?
+            {
+                Written::Done(_) => return Ok(after),
+                Written::ConditionFailed => continue,
+            }
+        }
+        Err(StoreError::Conflict(format!(
+            "message {seq}'s reactions kept changing"
+        )))
+    }
 }
 
 #[async_trait::async_trait]
@@ -77,6 +123,10 @@ impl HistoryStore for DynamoStore {
         seq: u64,
         change: Amendment,
     ) -> Result<MessageView, StoreError> {
+        if let Amendment::React { at_ms, .. } = &change {
+            let at_ms = *at_ms;
+            return self.react(room, seq, change, at_ms).await;
+        }
         let (update, mut x) = amendment_update(change)?;
         let condition = live_condition(&mut x, now_secs());
         match self

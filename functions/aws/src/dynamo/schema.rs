@@ -138,6 +138,14 @@ pub const ATTR_BODY: &str = "body";
 pub const ATTR_META: &str = "meta";
 /// Message: its attachments (S, JSON array; absent when none and once deleted).
 pub const ATTR_ATTACHMENTS: &str = "att";
+/// Message: the message it answers, as stored with it (S, JSON; optional).
+pub const ATTR_REPLY_TO: &str = "reply_to";
+/// Message: its reactions (S, JSON array; absent when none and once deleted). Changed by a
+/// read and a write conditioned on the value read, so concurrent reactions never lose one.
+pub const ATTR_REACTIONS: &str = "reactions";
+/// Message: when its reactions last changed (N, epoch ms): the time of the reaction's event,
+/// read from the change stream.
+pub const ATTR_REACTED_TS: &str = "reacted_ts";
 /// Message: store time (N, epoch ms).
 pub const ATTR_TS: &str = "ts";
 /// Message: last edit (N, epoch ms; optional).

@@ -61,6 +61,10 @@ export type ClientAction =
        */
       ref?: string | number;
       /**
+       * Protocol 1.1: the seq of an earlier message of the room this one answers.
+       */
+      reply_to?: number | null;
+      /**
        * Room name.
        */
       room: string;
@@ -109,6 +113,44 @@ export type ClientAction =
     }
   | {
       action: 'delete';
+      /**
+       * Echoed as `ref` by the `error` frame that rejects this frame (the frame's `id` wins when it has one); a number comes back as a string. Replies that carry a `ref` (`upload`, `status`, `members`, desk replies) echo it too.
+       */
+      ref?: string | number;
+      /**
+       * Room name.
+       */
+      room: string;
+      /**
+       * The message's seq.
+       */
+      seq: number;
+    }
+  | {
+      action: 'react';
+      /**
+       * The emoji: 1 to 8 characters (at most 32 bytes), no white space or control characters.
+       */
+      emoji: string;
+      /**
+       * Echoed as `ref` by the `error` frame that rejects this frame (the frame's `id` wins when it has one); a number comes back as a string. Replies that carry a `ref` (`upload`, `status`, `members`, desk replies) echo it too.
+       */
+      ref?: string | number;
+      /**
+       * Room name.
+       */
+      room: string;
+      /**
+       * The message's seq.
+       */
+      seq: number;
+    }
+  | {
+      action: 'unreact';
+      /**
+       * The emoji.
+       */
+      emoji: string;
       /**
        * Echoed as `ref` by the `error` frame that rejects this frame (the frame's `id` wins when it has one); a number comes back as a string. Replies that carry a `ref` (`upload`, `status`, `members`, desk replies) echo it too.
        */
@@ -682,6 +724,45 @@ export type ServerFrame =
     }
   | {
       /**
+       * Added (`react`) or removed (`unreact`).
+       */
+      added: boolean;
+      /**
+       * Who reacted or took the reaction back.
+       */
+      by: string;
+      /**
+       * Users now reacting with this emoji.
+       */
+      count: number;
+      /**
+       * Only in the reply to the one who asked: nothing changed.
+       */
+      duplicate?: boolean;
+      /**
+       * The emoji.
+       */
+      emoji: string;
+      /**
+       * Only in the reply to the one who asked: the frame's reference.
+       */
+      ref?: string | null;
+      /**
+       * Room name.
+       */
+      room: string;
+      /**
+       * The message.
+       */
+      seq: number;
+      type: 'reaction';
+      /**
+       * Those users, first reaction first.
+       */
+      users: string[];
+    }
+  | {
+      /**
        * Server time, epoch milliseconds.
        */
       ts: number;
@@ -812,6 +893,15 @@ export interface MessageView {
    */
   name?: string | null;
   /**
+   * Protocol 1.1: its reactions, one entry per emoji in the order first used (absent when
+   * none; gone once deleted).
+   */
+  reactions?: ReactionView[];
+  /**
+   * Protocol 1.1: the message it answers, as that message stands now.
+   */
+  reply_to?: ReplyView | null;
+  /**
    * The author's role: `user` (a visitor or team member), `agent`, or `service` (a bot or
    * backend, and the desk's `$system` lines). `None` on messages stored before roles were
    * recorded; clients treat those as `user`.
@@ -863,6 +953,47 @@ export interface AttachmentView {
    * Pixel width, for images whose header says it.
    */
   width?: number | null;
+}
+/**
+ * One emoji's reactions on a message ([`MessageView::reactions`]).
+ */
+export interface ReactionView {
+  /**
+   * How many users reacted with it (the length of `users`).
+   */
+  count: number;
+  /**
+   * The emoji.
+   */
+  emoji: string;
+  /**
+   * Every user who reacted with it, first reaction first (a message holds at most
+   * [`crate::limits::MAX_REACTIONS_PER_MESSAGE`] reactions, so the list is bounded): "you
+   * reacted" is the client's own id being in it.
+   */
+  users: string[];
+}
+/**
+ * The message a reply answers ([`MessageView::reply_to`]).
+ */
+export interface ReplyView {
+  /**
+   * True once it is deleted.
+   */
+  deleted?: boolean;
+  /**
+   * Its sender.
+   */
+  from: string;
+  /**
+   * The start of its text (at most [`REPLY_PREVIEW_CHARS`] characters); absent once it is
+   * deleted (or when it carries files only).
+   */
+  preview?: string | null;
+  /**
+   * Its seq.
+   */
+  seq: number;
 }
 /**
  * One user connected to a room, as a `members` page lists them.
