@@ -1204,9 +1204,9 @@ pub async fn journal_is_empty_without_endpoints<S: HistoryStore + Outbox>(
     assert!(store.journal(100).await.unwrap().is_empty());
 }
 
-/// With an endpoint, each append, edit and delete journals its event in order (a status
-/// record as `conversation.status_changed`, the inbox's copy not at all, a duplicate append
-/// nothing); `record` journals member events; `dispatch` forgets the journal through a
+/// With an endpoint, each append, edit, reaction and delete journals its event in order (a
+/// status record as `conversation.status_changed`; the inbox's copy, a duplicate append and a
+/// reaction that changes nothing journal none); `record` journals member events; `dispatch` forgets the journal through a
 /// position in the same step as it records the entries.
 pub async fn journal_records_every_change_in_order<S: HistoryStore + Outbox>(
     store: &S,
@@ -1239,8 +1239,13 @@ pub async fn journal_records_every_change_in_order<S: HistoryStore + Outbox>(
         at_ms,
     };
     let reacted = store.amend(&room, 1, react(true, 25)).await.unwrap();
+    // A repeat (two racing requests) changes nothing and journals nothing.
+    let repeated = store.amend(&room, 1, react(true, 27)).await.unwrap();
+    assert_eq!(repeated.reactions, reacted.reactions);
     let unreacted = store.amend(&room, 1, react(false, 26)).await.unwrap();
+    store.amend(&room, 1, react(false, 28)).await.unwrap();
     let deleted = store.amend(&room, 1, delete.clone()).await.unwrap();
+    store.amend(&room, 1, react(true, 29)).await.unwrap();
     let conversation = Conversation {
         status: ConversationStatus::Waiting,
         agent: None,

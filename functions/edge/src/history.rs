@@ -458,7 +458,9 @@ impl HistoryStore for SqlHistory {
             .find(room, rk.clone(), seq)?
             .ok_or(StoreError::NotFound)?;
         let mut message = before.clone();
-        apply_amendment(&mut message, change.clone());
+        if !apply_amendment(&mut message, change.clone()) {
+            return Ok(message);
+        }
         self.write_amended(&rk, &message)?;
         self.journal_change(Some(Event::of_amend(room, &message, &change)), || {
             self.write_amended(&rk, &before)

@@ -804,7 +804,9 @@ impl LogBatch<'_> {
             return Err(StoreError::NotFound);
         };
         let mut message: MessageView = decode(&stored)?;
-        apply_amendment(&mut message, change.clone());
+        if !apply_amendment(&mut message, change.clone()) {
+            return Ok(message);
+        }
         let event = self.journaled(|| Some(Event::of_amend(room, &message, &change)))?;
         self.stage_view(&key, &message, event)?;
         Ok(message)

@@ -701,25 +701,25 @@ mod tests {
             Event::of_append(&r, &stored)
         );
         let mut edited = stored.clone();
-        apply_amendment(
+        assert!(apply_amendment(
             &mut edited,
             Amendment::Edit {
                 body: "hello".into(),
                 at_ms: 5,
             },
-        );
+        ));
         assert_eq!(
             Event::of_change(&r, Some(&stored), Some(&edited), None),
             Some(Event::message_edited(&r, 7, "hello", "alice", 5))
         );
         let mut deleted = edited.clone();
-        apply_amendment(
+        assert!(apply_amendment(
             &mut deleted,
             Amendment::Delete {
                 at_ms: 9,
                 moderator: None,
             },
-        );
+        ));
         assert_eq!(
             Event::of_change(&r, Some(&edited), Some(&deleted), None),
             Some(Event::message_deleted(&r, 7, "alice", 9))
@@ -744,7 +744,7 @@ mod tests {
             at_ms: 11,
         };
         let mut reacted = stored.clone();
-        apply_amendment(&mut reacted, react(true));
+        assert!(apply_amendment(&mut reacted, react(true)));
         assert_eq!(
             Event::of_change(&r, Some(&stored), Some(&reacted), Some(11)),
             Some(Event::of_amend(&r, &reacted, &react(true)))

@@ -53,15 +53,15 @@ pub(super) struct Delivery {
 /// [`ChatService::deliver_message`]; dropped before that (the task was dropped, or the write
 /// failed or was a duplicate), it tells the order that this one will not come.
 pub(super) struct InFlight<'a> {
-    order: Option<&'a Mutex<SeqOrder<Delivery>>>,
-    key: String,
+    /// The order and the room's key in it, when this deployment orders deliveries.
+    ordered: Option<(&'a Mutex<SeqOrder<Delivery>>, String)>,
     now_ms: u64,
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        if let Some(order) = self.order.take() {
-            lock(order).abandon(&self.key, self.now_ms);
+        if let Some((order, key)) = self.ordered.take() {
+            lock(order).abandon(&key, self.now_ms);
         }
     }
 }
@@ -88,15 +88,12 @@ impl ChatService {
     /// Marks a message's write to `room` as begun, for its delivery in seq order: call before
     /// the append and hand the result to [`ChatService::deliver_message`].
     pub(super) fn in_flight(&self, room: &RoomRef, now_ms: u64) -> InFlight<'_> {
-        let key = room.key();
-        if let Some(order) = &self.order {
+        let ordered = self.order.as_ref().map(|order| {
+            let key = room.key();
             lock(order).begin(&key, now_ms);
-        }
-        InFlight {
-            order: self.order.as_ref(),
-            key,
-            now_ms,
-        }
+            (order, key)
+        });
+        InFlight { ordered, now_ms }
     }
 
     /// Delivers a stored message, in seq order with the room's other messages when this
@@ -113,7 +110,7 @@ impl ChatService {
     ) -> usize {
         let seq = message.seq;
         let frame = ServerFrame::Message(message);
-        let Some(order) = in_flight.order.take() else {
+        let Some((order, key)) = in_flight.ordered.take() else {
             return self.deliver(room, &frame, skip, now_ms).await;
         };
         let delivery = Delivery {
@@ -121,10 +118,10 @@ impl ChatService {
             frame,
             skip: SkipOwned::of(skip),
         };
-        let ready = lock(order).ready(&in_flight.key, seq, delivery, now_ms);
+        let ready = lock(order).ready(&key, seq, delivery, now_ms);
         match ready {
             Some((seq, delivery)) => {
-                self.deliver_in_turn(order, &in_flight.key, seq, delivery, now_ms)
+                self.deliver_in_turn(order, &key, seq, delivery, now_ms)
                     .await
             }
             None => 0,

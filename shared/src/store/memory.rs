@@ -414,8 +414,9 @@ impl HistoryStore for MemoryHistory {
             .get_mut(&room.key())
             .and_then(|l| l.messages.get_mut(index))
             .ok_or(StoreError::NotFound)?;
-        apply_amendment(message, change.clone());
-        lock(&self.events).journal(Some(Event::of_amend(room, message, &change)));
+        if apply_amendment(message, change.clone()) {
+            lock(&self.events).journal(Some(Event::of_amend(room, message, &change)));
+        }
         Ok(message.clone())
     }
 

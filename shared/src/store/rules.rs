@@ -10,12 +10,16 @@ use crate::protocol::{Conversation, MessageView, ReactionView};
 use crate::ratelimit::RateDecision;
 
 /// Applies an [`Amendment`] to a stored message: shared by every backend that keeps whole
-/// messages, so edits and tombstones look the same everywhere.
-pub fn apply_amendment(message: &mut MessageView, change: Amendment) {
+/// messages, so edits and tombstones look the same everywhere. Returns whether the message
+/// changed: a backend writes, and journals the change's event, only then, so two racing
+/// requests for the same reaction record one event.
+#[must_use]
+pub fn apply_amendment(message: &mut MessageView, change: Amendment) -> bool {
     match change {
         Amendment::Edit { body, at_ms } => {
             message.body = Some(body);
             message.edited_ts = Some(at_ms);
+            true
         }
         Amendment::Delete { at_ms, moderator } => {
             message.body = None;
@@ -25,13 +29,14 @@ pub fn apply_amendment(message: &mut MessageView, change: Amendment) {
             message.reply_to = None;
             message.deleted = true;
             message.edited_ts = Some(at_ms);
+            true
         }
         Amendment::React {
             user, emoji, add, ..
         } => {
             // The service refused what would pass a limit before asking; a race past it
             // changes nothing, so a stored message never holds more.
-            react(message, &user, &emoji, add);
+            react(message, &user, &emoji, add) == Reacted::Changed
         }
     }
 }
@@ -246,13 +251,13 @@ mod tests {
         assert_eq!(reaction_of(&m, "🎉"), (0, Vec::new()));
         let emoji: Vec<_> = m.reactions.iter().map(|r| r.emoji.as_str()).collect();
         assert_eq!(emoji, ["👍"]);
-        apply_amendment(
+        assert!(apply_amendment(
             &mut m,
             Amendment::Delete {
                 at_ms: 2,
                 moderator: None,
             },
-        );
+        ));
         assert!(m.reactions.is_empty());
         assert_eq!(react(&mut m, "bo", "👍", true), Reacted::Unchanged);
     }

@@ -373,7 +373,7 @@ mod tests {
                 ts: 5,
             },
         );
-        apply_amendment(
+        assert!(apply_amendment(
             &mut m,
             Amendment::React {
                 user: "bo".into(),
@@ -381,16 +381,16 @@ mod tests {
                 add: true,
                 at_ms: 6,
             },
-        );
+        ));
         let item = message_item("R#t/r", &m, Some(10)).unwrap();
         assert_eq!(decode_message(&room, &item).unwrap(), m);
-        apply_amendment(
+        assert!(apply_amendment(
             &mut m,
             Amendment::Delete {
                 at_ms: 6,
                 moderator: None,
             },
-        );
+        ));
         let item = message_item("R#t/r", &m, None).unwrap();
         assert_eq!(decode_message(&room, &item).unwrap(), m);
     }

@@ -528,13 +528,13 @@ mod tests {
             "insert"
         );
         let mut edited = message.clone();
-        apply_amendment(
+        assert!(apply_amendment(
             &mut edited,
             Amendment::Edit {
                 body: "hey".into(),
                 at_ms: 20,
             },
-        );
+        ));
         let after = message_item(&pk, &edited, None).unwrap();
         assert_eq!(
             event_of_stream_record(&keys_of(&item), &item, &after).unwrap(),
@@ -553,7 +553,7 @@ mod tests {
             at_ms: 30,
         };
         let mut reacted = edited.clone();
-        apply_amendment(&mut reacted, react.clone());
+        assert!(apply_amendment(&mut reacted, react.clone()));
         let mut with_reaction = message_item(&pk, &reacted, None).unwrap();
         with_reaction.insert(ATTR_REACTED_TS.into(), n(30));
         assert_eq!(

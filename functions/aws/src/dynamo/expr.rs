@@ -107,8 +107,9 @@ pub(super) fn amendment_update(change: Amendment) -> Result<(String, Expr), Stor
     );
     let mut b = probe(None, None, Some(2), true, Vec::new(), Vec::new(), &None);
     let (before_a, before_b) = (message_attributes(&a)?, message_attributes(&b)?);
-    apply_amendment(&mut a, change.clone());
-    apply_amendment(&mut b, change);
+    // Whether each probe changed shows in the attributes compared below.
+    let _ = apply_amendment(&mut a, change.clone());
+    let _ = apply_amendment(&mut b, change);
     let (after_a, after_b) = (message_attributes(&a)?, message_attributes(&b)?);
 
     let mut amendable: Vec<&String> = before_a

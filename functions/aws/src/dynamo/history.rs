@@ -58,8 +58,7 @@ impl DynamoStore {
             };
             let before = decode_message(room, &item)?;
             let mut after = before.clone();
-            apply_amendment(&mut after, change.clone());
-            if after.reactions == before.reactions {
+            if !apply_amendment(&mut after, change.clone()) {
                 return Ok(after);
             }
             let mut x = Expr::default();
