@@ -262,8 +262,11 @@ impl Driver {
     }
 
     /// Opens a new connection, with backoff between attempts; `None` when the client stopped.
+    /// A token that expired while disconnected (the upgrade refused with 401) is renewed from
+    /// the caller's source once, as a 4001 close would be; a fresh token refused too stops it.
     async fn reconnect(&mut self) -> Option<Socket> {
         let mut attempt = 0;
+        let mut renewed = false;
         loop {
             let delay = self.config.backoff.delay(attempt, rand::random());
             if !self.wait_offline(delay).await {
@@ -274,6 +277,16 @@ impl Driver {
                 Ok(socket) => {
                     self.emit(Event::Reconnected);
                     return Some(socket);
+                }
+                Err(ClientError::Refused {
+                    status: 401,
+                    reason,
+                }) if !renewed && self.config.token_source.is_some() => {
+                    if let Err(why) = self.renew_token(format!("HTTP 401: {reason}")).await {
+                        self.stop(why);
+                        return None;
+                    }
+                    renewed = true;
                 }
                 Err(ClientError::Refused { status, reason }) if !upgrade_retryable(status) => {
                     self.stop(format!("reconnecting was refused: HTTP {status}: {reason}"));

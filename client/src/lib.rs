@@ -75,8 +75,8 @@ pub struct Config {
     /// After this long without sending, the client sends a `ping`, so the server's idle
     /// timeout (10 minutes by default) does not close a quiet connection.
     pub keepalive: Duration,
-    /// Where a fresh token comes from when the server closes with 4001 (the token expired);
-    /// without one, that close stops the client.
+    /// Where a fresh token comes from when the server closes with 4001 (the token expired) or
+    /// refuses a reconnect with 401; without one, either stops the client.
     pub token_source: Option<TokenSource>,
 }
 
@@ -132,9 +132,9 @@ impl Config {
         }
     }
 
-    /// When the server closes with 4001 (the token expired), the client asks `fetch` for a
-    /// fresh token and reconnects with it, resuming as after any drop; if `fetch` fails, the
-    /// client stops.
+    /// When the server closes with 4001 (the token expired), or refuses a reconnect with 401
+    /// (it expired while disconnected), the client asks `fetch` for a fresh token and
+    /// reconnects with it, resuming as after any drop; if `fetch` fails, the client stops.
     pub fn with_token_source<F, Fut, E>(mut self, fetch: F) -> Self
     where
         F: Fn() -> Fut + Send + Sync + 'static,

@@ -504,6 +504,49 @@ async fn an_expired_token_is_renewed_from_the_callers_source() -> anyhow::Result
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_that_expired_while_disconnected_is_renewed_on_reconnect() -> anyhow::Result<()> {
+    let server = Server::start(&[])?;
+    let proxy = CuttableProxy::start(server.port()).await?;
+    let fresh = server.token("alice", Role::User);
+    let asked = Arc::new(AtomicUsize::new(0));
+    let mut config = Config::new(proxy.url(), server.token_valid_for("alice", Role::User, 1))
+        .with_token_source({
+            let asked = asked.clone();
+            move || {
+                asked.fetch_add(1, Ordering::Relaxed);
+                let fresh = fresh.clone();
+                async move { Ok::<_, Infallible>(fresh) }
+            }
+        });
+    // The first retry comes 2–4 s after the drop (jitter halves at most): past the 1 s token.
+    config.backoff.first = Duration::from_secs(4);
+    let (alice, mut events) = Client::connect(config).await?;
+    alice.join(ROOM).await?;
+    proxy.cut();
+    let code = next_picked(&mut events, |e| match e {
+        Event::Disconnected { code, .. } => Some(code),
+        _ => None,
+    })
+    .await?;
+    ensure!(code.is_none(), "a cut has no close frame: {code:?}");
+    // The upgrade is refused with 401; the source's token gets her back in, her room rejoined.
+    let next = next_picked(&mut events, |e| match e {
+        Event::Reconnected => Some(Ok(())),
+        Event::Closed { reason } => Some(Err(reason)),
+        _ => None,
+    })
+    .await?;
+    ensure!(next.is_ok(), "alice stopped instead of renewing: {next:?}");
+    let ack = alice.send(ROOM, "back with a fresh token").await?;
+    ensure!(ack.seq == 1, "{ack:?}");
+    ensure!(
+        asked.load(Ordering::Relaxed) == 1,
+        "the source is asked once"
+    );
+    Ok(())
+}
+
 #[test]
 fn the_echo_bot_answers_people_only() {
     let mut message = MessageView {

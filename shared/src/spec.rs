@@ -10,7 +10,9 @@ use serde_json::{Map, Value, json};
 
 use crate::attachments::{DownloadLink, UploadGrant, UploadRequest};
 use crate::http::{ErrorBody, Health, HistoryPage, PublishBody, Published};
-use crate::limits::{MAX_CLIENT_ID_LEN, MAX_HISTORY_LIMIT, MAX_MEMBERS_PAGE, MAX_NAME_LEN};
+use crate::limits::{
+    MAX_CLIENT_ID_LEN, MAX_EMOJI_CHARS, MAX_HISTORY_LIMIT, MAX_MEMBERS_PAGE, MAX_NAME_LEN,
+};
 use crate::protocol::{ClientFrame, ServerFrame};
 use crate::service::{EndpointChange, TokenRequest, VisitorToken};
 use crate::support::roster::MAX_CAPACITY;
@@ -75,6 +77,12 @@ fn reference_property() -> Value {
 const NAME_PATTERN: &str = "^[A-Za-z0-9_.:@-]+$";
 /// Printable ASCII without space (`protocol::validate_client_id`), as a JSON Schema pattern.
 const CLIENT_ID_PATTERN: &str = "^[!-~]+$";
+/// No white space (Unicode's `White_Space`, as Rust's `char::is_whitespace`) or control
+/// character (`Cc`) (`protocol::validate_emoji`), as a JSON Schema pattern. Spelled out rather
+/// than `\s`, which in ECMAScript also takes U+FEFF. (The 32-byte bound needs no rule: 8
+/// characters take at most 32 bytes.)
+const EMOJI_PATTERN: &str =
+    "^[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]+$";
 
 /// The rule of protocol.md §4's validation table that JSON Schema can state for `field` of
 /// `action`, as keywords to add to the field's schema (tests/specs.rs checks them against the
@@ -88,6 +96,9 @@ fn field_rule(action: &str, field: &str) -> Option<Value> {
         ("message", "id") => Some(
             json!({"minLength": 1, "maxLength": MAX_CLIENT_ID_LEN, "pattern": CLIENT_ID_PATTERN}),
         ),
+        ("react" | "unreact", "emoji") => {
+            Some(json!({"minLength": 1, "maxLength": MAX_EMOJI_CHARS, "pattern": EMOJI_PATTERN}))
+        }
         ("history", "limit") => Some(range(MAX_HISTORY_LIMIT)),
         ("members", "limit") => Some(range(MAX_MEMBERS_PAGE)),
         ("rate", "score") => Some(range(5)),

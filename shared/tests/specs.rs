@@ -245,17 +245,21 @@ fn protocol_examples_are_frames_the_server_reads_or_writes() {
     );
 }
 
-/// The rules the client schema states (names, ids, limits, scores) agree with the parser: every
-/// ASCII character and every bound is accepted by both or refused by both.
+/// The rules the client schema states (names, ids, emoji, limits, scores) agree with the
+/// parser: every ASCII character, the Unicode white space and every bound is accepted by both
+/// or refused by both.
 #[test]
 fn client_schema_rules_agree_with_the_parser() {
     let client = validator(&client_action_schema());
     let mut frames = Vec::new();
     let texts = ('\0'..='\x7f')
-        .chain(['é', '\u{200b}'])
+        .chain([
+            'é', '\u{200b}', '\u{85}', '\u{a0}', '\u{1680}', '\u{2028}', '\u{3000}',
+        ])
+        .chain(['\u{feff}', '👍'])
         .map(String::from)
-        .chain(["", "a"].map(String::from))
-        .chain([63, 64, 65, 128, 129].map(|n| "a".repeat(n)));
+        .chain(["", "a", "👨‍👩‍👧‍👦", "😀😀😀😀😀😀😀😀", "a b"].map(String::from))
+        .chain([7, 8, 9, 63, 64, 65, 128, 129].map(|n| "a".repeat(n)));
     for text in texts {
         frames.extend([
             json!({"action": "join", "room": text}),
@@ -263,6 +267,8 @@ fn client_schema_rules_agree_with_the_parser() {
             json!({"action": "block", "user": text}),
             json!({"action": "members", "room": "r", "cursor": text}),
             json!({"action": "message", "room": "r", "id": text, "body": "x"}),
+            json!({"action": "react", "room": "r", "seq": 1, "emoji": text}),
+            json!({"action": "unreact", "room": "r", "seq": 1, "emoji": text}),
         ]);
     }
     for n in [0, 1, 5, 6, 100, 101] {
