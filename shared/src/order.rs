@@ -171,7 +171,7 @@ impl<T> SeqOrder<T> {
     }
 
     /// Hands out, per room, the first held message that may go: nothing before it is on its
-    /// way any more, or what is has been stuck for [`STALL_MS`] (report each with
+    /// way any more, or what is on its way has been stuck for [`STALL_MS`] (report each with
     /// [`SeqOrder::delivered`]). Forgets rooms idle for [`FORGET_MS`].
     pub fn handle_timeout(&mut self, now_ms: u64) -> Vec<(String, u64, T)> {
         let mut due = Vec::new();
