@@ -48,13 +48,7 @@ export class Timeline {
     const old = this.bySeq.get(seq);
     if (old) {
       if ((msg.edited_ts || 0) > (old.edited_ts || 0) || (msg.deleted && !old.deleted)) {
-        const next: Held = { ...old, ...msg };
-        if (msg.deleted) {
-          delete next.body;
-          delete next.meta;
-          delete next.attachments;
-        }
-        this.bySeq.set(seq, next);
+        this.bySeq.set(seq, merged(old, msg));
         this.sorted = null;
         return 'updated';
       }
@@ -70,13 +64,7 @@ export class Timeline {
   amend(seq: number, patch: Partial<Held>): boolean {
     const old = this.bySeq.get(seq);
     if (!old) return false;
-    const next: Held = { ...old, ...patch };
-    if (patch.deleted) {
-      delete next.body;
-      delete next.meta;
-      delete next.attachments;
-    }
-    this.bySeq.set(seq, next);
+    this.bySeq.set(seq, merged(old, patch));
     this.sorted = null;
     return true;
   }
@@ -119,4 +107,15 @@ export class Timeline {
   get(seq: number): Held | undefined {
     return this.bySeq.get(seq);
   }
+}
+
+/** `old` with `patch` applied: a deleted message loses its content. */
+function merged(old: Held, patch: Partial<Held>): Held {
+  const next: Held = { ...old, ...patch };
+  if (patch.deleted) {
+    delete next.body;
+    delete next.meta;
+    delete next.attachments;
+  }
+  return next;
 }
