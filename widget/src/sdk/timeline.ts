@@ -7,7 +7,7 @@
 // - a message above through+1 reveals a gap (through, gapEnd) to fill with `history {after}`;
 // - `hasOlder` is simply `oldest > 1`.
 
-import type { Message } from './types.js';
+import type { Message, ReactionView, ReplyView } from './types.js';
 
 /** A message as held: deleted ones lose their content. */
 type Held = Message & { deleted?: boolean };
@@ -60,13 +60,29 @@ export class Timeline {
     return 'added';
   }
 
-  /** Applies an `edited` or `deleted` frame to a held message. */
+  /** Applies an `edited` or `deleted` frame to a held message and to the replies quoting it. */
   amend(seq: number, patch: Partial<Held>): boolean {
+    // A reply quotes its original as it stood when the reply was read: brought up to date here
+    // (protocol.md §18), also when the original itself is not held.
+    const requote = patch.deleted || patch.body !== undefined;
+    for (const m of this.bySeq.values()) if (requote && m.reply_to?.seq === seq) this.bySeq.set(m.seq, { ...m, reply_to: quoteOf({ seq, from: m.reply_to.from, ...patch }) });
+    this.sorted = null;
     const old = this.bySeq.get(seq);
     if (!old) return false;
     this.bySeq.set(seq, merged(old, patch));
     this.sorted = null;
     return true;
+  }
+
+  /** Applies a `reaction` frame: the emoji's new aggregate replaces its entry, which goes at 0. */
+  react(seq: number, { emoji, count, users }: ReactionView): boolean {
+    const old = this.bySeq.get(seq);
+    if (!old || old.deleted) return false;
+    const reactions = [...(old.reactions || [])];
+    const at = reactions.findIndex((r) => r.emoji === emoji);
+    if (at < 0) reactions.push({ emoji, count, users });
+    else reactions[at] = { emoji, count, users };
+    return this.amend(seq, { reactions: reactions.filter((r) => r.count > 0) });
   }
 
   advance(): void {
@@ -109,13 +125,26 @@ export class Timeline {
   }
 }
 
-/** `old` with `patch` applied: a deleted message loses its content. */
+/** `old` with `patch` applied: a deleted message loses its content and reactions. */
 function merged(old: Held, patch: Partial<Held>): Held {
   const next: Held = { ...old, ...patch };
   if (patch.deleted) {
     delete next.body;
     delete next.meta;
     delete next.attachments;
+    delete next.reactions;
   }
   return next;
+}
+
+/** How many characters of the original a reply quotes (the server's `REPLY_PREVIEW_CHARS`). */
+const PREVIEW_CHARS = 100;
+
+/** The `reply_to` a reply to `original` carries, as the server builds it (`ReplyView::of`). */
+export function quoteOf(original: Pick<Held, 'seq' | 'from' | 'body' | 'deleted'>): ReplyView {
+  const quote: ReplyView = { seq: original.seq, from: original.from };
+  const chars = [...(original.body || '')];
+  if (original.deleted) quote.deleted = true;
+  else if (chars.length) quote.preview = chars.length > PREVIEW_CHARS ? `${chars.slice(0, PREVIEW_CHARS).join('')}…` : original.body;
+  return quote;
 }
