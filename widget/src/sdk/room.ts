@@ -3,7 +3,7 @@
 // from it (unread count, "seen" ticks, the list to show).
 
 import { SYSTEM_SENDER, isBot, isSystem, roleOf } from './desk.js';
-import { Timeline, quoteOf } from './timeline.js';
+import { Timeline } from './timeline.js';
 import type { RoomcastClient } from './client.js';
 import type { HistoryRequest } from './history.js';
 import type { ConversationState, Presence, ViewItem } from './types.js';
@@ -47,16 +47,6 @@ export class Room {
 
   get joined(): boolean {
     return this.state === 'joined';
-  }
-
-  /** Adds this user's `emoji` to message `seq` (`RoomcastClient.react`). */
-  react(seq: number, emoji: string): ReturnType<RoomcastClient['react']> {
-    return this.client.react(this.name, seq, emoji);
-  }
-
-  /** Takes this user's `emoji` back from message `seq` (`RoomcastClient.unreact`). */
-  unreact(seq: number, emoji: string): ReturnType<RoomcastClient['unreact']> {
-    return this.client.unreact(this.name, seq, emoji);
   }
 
   /** Users (other than this one) typing now. */
@@ -116,7 +106,6 @@ export class Room {
       };
     });
     for (const e of this.client.outbox.forRoom(this.name, me)) {
-      const original = e.reply_to ? this.timeline.get(e.reply_to) : undefined;
       items.push({
         key: `o${e.id}`,
         id: e.id,
@@ -125,7 +114,6 @@ export class Room {
         body: e.body,
         meta: e.meta,
         attachments: e.attachments,
-        reply_to: original && quoteOf(original),
         ts: e.createdAt,
         mine: true,
         bot: false,

@@ -60,12 +60,12 @@ export class Timeline {
     return 'added';
   }
 
-  /** Applies an `edited` or `deleted` frame to a held message and to the replies quoting it. */
+  /** Applies an `edited` or `deleted` frame to a held message (a deletion also to the replies quoting it). */
   amend(seq: number, patch: Partial<Held>): boolean {
-    // A reply quotes its original as it stood when the reply was read: brought up to date here
-    // (protocol.md §18), also when the original itself is not held.
-    const requote = patch.deleted || patch.body !== undefined;
-    for (const m of this.bySeq.values()) if (requote && m.reply_to?.seq === seq) this.bySeq.set(m.seq, { ...m, reply_to: quoteOf({ seq, from: m.reply_to.from, ...patch }) });
+    // A reply quotes its original as it stood when the reply was read: shown deleted from now on
+    // (protocol.md §18), also when the original itself is not held. (An edit shows in the quote
+    // once the reply is read again.)
+    for (const m of this.bySeq.values()) if (patch.deleted && m.reply_to?.seq === seq) this.bySeq.set(m.seq, { ...m, reply_to: { seq, from: m.reply_to.from, deleted: true } });
     this.sorted = null;
     const old = this.bySeq.get(seq);
     if (!old) return false;
@@ -76,13 +76,13 @@ export class Timeline {
 
   /** Applies a `reaction` frame: the emoji's new aggregate replaces its entry, which goes at 0. */
   react(seq: number, { emoji, count, users }: ReactionView): boolean {
+    // (Never for a deleted message: the server refuses those with NOT_FOUND.)
     const old = this.bySeq.get(seq);
-    if (!old || old.deleted) return false;
-    const reactions = [...(old.reactions || [])];
-    const at = reactions.findIndex((r) => r.emoji === emoji);
-    if (at < 0) reactions.push({ emoji, count, users });
-    else reactions[at] = { emoji, count, users };
-    return this.amend(seq, { reactions: reactions.filter((r) => r.count > 0) });
+    if (!old) return false;
+    const entry = { emoji, count, users };
+    const reactions = (old.reactions || []).map((r) => (r.emoji === emoji ? entry : r));
+    if (!reactions.includes(entry)) reactions.push(entry);
+    return this.amend(seq, { reactions: reactions.filter((r) => r.count) });
   }
 
   advance(): void {

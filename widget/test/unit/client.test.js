@@ -293,7 +293,7 @@ test('react resolves with the reaction reply; live reaction frames update the me
   a.frame(msg(1));
   const changes = [];
   c.on('change', (rooms) => changes.push(rooms));
-  const reacted = room.react(1, '👍');
+  const reacted = c.react("support-1", 1, '👍');
   const [sent] = a.frames('react');
   assert.deepEqual({ ...sent, ref: undefined }, { action: 'react', room: 'support-1', seq: 1, emoji: '👍', ref: undefined });
   a.frame({ type: 'reaction', room: 'support-1', seq: 1, emoji: '👍', by: 'v1', added: true, count: 1, users: ['v1'], ref: sent.ref });
@@ -308,8 +308,8 @@ test('react resolves with the reaction reply; live reaction frames update the me
 
   const id = c.sendMessage('support-1', 'yes', { replyTo: 1 });
   assert.equal(a.frames('message')[0].reply_to, 1);
-  assert.deepEqual(room.view()[1].reply_to, { seq: 1, from: 'agent', preview: 'm1' }, 'the pending reply shows its quote');
   a.frame({ type: 'ack', id, room: 'support-1', seq: 2, ts: 3 });
+  assert.deepEqual(room.view()[1].reply_to, { seq: 1, from: 'agent', preview: 'm1' }, 'the acknowledged reply quotes its original');
   a.frame({ type: 'deleted', room: 'support-1', seq: 1 });
   assert.deepEqual(room.view()[1].reply_to, { seq: 1, from: 'agent', deleted: true }, 'the acknowledged reply follows its deleted original');
   c.disconnect();
