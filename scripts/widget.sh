@@ -14,9 +14,10 @@
 #      rotation before the server's cut-off, history scroll-back; and examples/support-bot
 #      (Python 3.11+, its venv made from PyPI) answering in the widget, handing off to the agent
 #      console, silent once an agent accepts, with axe-core finding no violation in either UI;
-#      the README's React snippet (two users chatting, one dropped and catching up, history paged
-#      back) and every React hook (desk, typing, presence, read state, unmount and remount), in
-#      strict mode.
+#      reactions and replies between two widget users and from the agent console (live, after a
+#      reload, the original deleted); the README's React snippet (two users chatting, one dropped
+#      and catching up, history paged back) and every React hook (desk, typing, presence, read
+#      state, reactions and replies, unmount and remount), in strict mode.
 #
 #   bash scripts/widget.sh                 everything
 #   bash scripts/widget.sh --screenshots   also write the screenshots to docs/img/

@@ -2,6 +2,7 @@
 //   node build.mjs          build and write dist/
 //   node build.mjs --check  build in memory; fail when dist/ differs (stale) or a budget is over
 import { build, transform } from 'esbuild';
+import { minify } from 'terser';
 import { gzipSync } from 'node:zlib';
 import { mkdirSync, readFileSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -20,10 +21,20 @@ async function js(entry, format, globalName) {
   return r.outputFiles[0].contents;
 }
 
+/**
+ * A shipped bundle: esbuild's, minified again by terser, whose compression and frequency-ordered
+ * names gzip about 2.5 % smaller (the widget's budget). Same semantics: no unsafe transforms.
+ */
+async function shipped(entry, format) {
+  const code = Buffer.from(await js(entry, format)).toString('utf8');
+  const r = await minify(code, { ecma: 2021, module: format === 'esm', compress: { toplevel: true }, mangle: { toplevel: true } });
+  return Buffer.from(r.code);
+}
+
 const outputs = {
-  'widget.js': await js('src/widget/widget.js', 'iife'),
-  'console.js': await js('src/console/console.js', 'iife'),
-  'sdk.js': await js('src/sdk/index.ts', 'esm'),
+  'widget.js': await shipped('src/widget/widget.js', 'iife'),
+  'console.js': await shipped('src/console/console.js', 'iife'),
+  'sdk.js': await shipped('src/sdk/index.ts', 'esm'),
 };
 // The stylesheet module imports the chat view, which imports the (TypeScript) SDK: bundled first, then evaluated.
 const cssModule = await js('src/console/console.css.js', 'esm');

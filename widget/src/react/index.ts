@@ -7,7 +7,7 @@
 import { createContext, createElement, useCallback, useContext, useEffect, useMemo, useRef, useSyncExternalStore } from 'react';
 import type { ReactElement, ReactNode } from 'react';
 import { INBOX_ROOM, listConversations, setAvailability, setBlocked, transfer, unassign } from '../sdk/index.js';
-import type { AttachmentInfo, RoomcastClient, ClientState, ConversationState, Presence, Room, ViewItem } from '../sdk/index.js';
+import type { RoomcastClient, ClientState, ConversationState, Presence, Room, SendOptions, ViewItem } from '../sdk/index.js';
 
 const ClientContext = createContext<RoomcastClient | null>(null);
 
@@ -136,12 +136,12 @@ export function useMessages(name: string, o?: { fromStart?: boolean }): Messages
 }
 
 /**
- * Sending to a room: `send` returns the message's id; the message shows in `useMessages` as
- * 'pending', then 'sent' (and 'seen'), or 'failed', when `retry(id)` sends it again with the
- * same id (never stored twice) and `discard(id)` gives up on it.
+ * Sending to a room: `send` returns the message's id (`{replyTo: seq}` answers a message); the
+ * message shows in `useMessages` as 'pending', then 'sent' (and 'seen'), or 'failed', when
+ * `retry(id)` sends it again with the same id (never stored twice) and `discard(id)` gives up on it.
  */
 export function useSend(name: string): {
-  send: (body: string, o?: { meta?: Record<string, unknown>; attachments?: AttachmentInfo[] }) => string;
+  send: (body: string, o?: SendOptions) => string;
   retry: (id: string) => boolean;
   discard: (id: string) => void;
 } {
@@ -155,6 +155,19 @@ export function useSend(name: string): {
     }),
     [client, name],
   );
+}
+
+/**
+ * Reacting in a room: `react(seq, emoji)` and `unreact(seq, emoji)` resolve with the server's
+ * `reaction` reply (reject with its `code`); the counts show in `useMessages`' `reactions`, live.
+ */
+export function useReactions(name: string): {
+  react: (seq: number, emoji: string) => ReturnType<RoomcastClient['react']>;
+  unreact: (seq: number, emoji: string) => ReturnType<RoomcastClient['unreact']>;
+} {
+  const client = useRoomcast();
+  useJoined(client, name, false);
+  return useMemo(() => ({ react: (seq, emoji) => client.react(name, seq, emoji), unreact: (seq, emoji) => client.unreact(name, seq, emoji) }), [client, name]);
 }
 
 /** Who else is typing in a room, and `typing()` to call on every keystroke (throttled by the SDK). */

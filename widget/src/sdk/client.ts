@@ -373,12 +373,13 @@ export class RoomcastClient extends Emitter {
   }
 
   /**
-   * Sends a message, with files uploaded by `attach` (at most 10; `body` may then be empty);
-   * returns its client id. It is kept in the outbox until acknowledged.
+   * Sends a message, with files uploaded by `attach` (at most 10; `body` may then be empty),
+   * `replyTo` the seq of the message it answers; returns its client id. It is kept in the outbox
+   * until acknowledged.
    */
-  sendMessage(name: string, body: string, { meta, attachments }: { meta?: Record<string, unknown>; attachments?: AttachmentInfo[] } = {}): string {
+  sendMessage(name: string, body: string, { meta, attachments, replyTo }: SendOptions = {}): string {
     const room = this.join(name);
-    const entry = this.outbox.add({ id: ulid(this.now()), room: name, body, meta, attachments: attachments?.length ? attachments : undefined, user: this.user });
+    const entry = this.outbox.add({ id: ulid(this.now()), room: name, body, meta, attachments: attachments?.length ? attachments : undefined, reply_to: replyTo, user: this.user });
     this.stopTyping(name, false);
     this.delivery.arm(entry);
     this.delivery.flush(entry);
@@ -459,6 +460,20 @@ export class RoomcastClient extends Emitter {
     return this.request<undefined>({ action: 'delete', room: name, seq }, { reply: false });
   }
 
+  /**
+   * Adds this user's `emoji` to message `seq` (idempotent). Resolves with the `reaction` reply
+   * (the emoji's new count and users); rejects with `{code}`: NOT_FOUND, INVALID,
+   * LIMIT_EXCEEDED, NOT_MEMBER, FORBIDDEN.
+   */
+  react(name: string, seq: number, emoji: string): Promise<Reply<'reaction'>> {
+    return this.request<Reply<'reaction'>>({ action: 'react', room: name, seq, emoji });
+  }
+
+  /** Takes this user's `emoji` back from message `seq` (idempotent); settles like `react`. */
+  unreact(name: string, seq: number, emoji: string): Promise<Reply<'reaction'>> {
+    return this.request<Reply<'reaction'>>({ action: 'unreact', room: name, seq, emoji });
+  }
+
   // ---- attachments ----
 
   /**
@@ -521,6 +536,14 @@ export class RoomcastClient extends Emitter {
     return this.requests.send<R>(this.link(frame.room), frame, options);
   }
 
+}
+
+/** What `sendMessage` may add to the text. */
+export interface SendOptions {
+  meta?: Record<string, unknown>;
+  attachments?: AttachmentInfo[];
+  /** The seq of the message this one answers (shown with a quote of it). */
+  replyTo?: number;
 }
 
 /** Upload progress and cancel. */

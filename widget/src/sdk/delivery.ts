@@ -44,6 +44,7 @@ export class Delivery {
     if (e.meta) frame.meta = e.meta;
     // The server knows the files by id; name, size and type are kept for showing the message.
     if (e.attachments) frame.attachments = e.attachments.map((a) => ({ id: a.id }));
+    if (e.reply_to) frame.reply_to = e.reply_to;
     if (link.send(frame)) {
       e.attempts = (e.attempts || 0) + 1;
       if (e.status !== 'failed') e.status = 'sending';

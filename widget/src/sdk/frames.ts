@@ -3,6 +3,7 @@
 // pending requests, presence and the support desk. Protocol: docs/protocol.md.
 
 import { INBOX_ROOM, isSystem, statusOf } from './desk.js';
+import { quoteOf } from './timeline.js';
 import type { RoomcastClient } from './client.js';
 import type { Link } from './link.js';
 import type { Room } from './room.js';
@@ -61,6 +62,11 @@ function onFrame(client: RoomcastClient, f: ServerFrame, link: Link, ws: WebSock
     case 'deleted':
       room?.timeline.amend(f.seq, { deleted: true, edited_ts: client.now() });
       return room && client.changed(room.name);
+    case 'reaction':
+      // Live to the room, and the reply to this client's own `react`/`unreact`.
+      if (room?.timeline.react(f.seq, f)) client.changed(room.name);
+      if (f.ref) client.requests.settle(f.ref, null, f);
+      return;
     case 'typing':
       return room && onTyping(client, room, f);
     case 'read':
@@ -156,6 +162,8 @@ function onAck(client: RoomcastClient, f: FrameOf<'ack'>): void {
     if (client.claims.name) m.name = client.claims.name;
     if (e.meta) m.meta = e.meta;
     if (e.attachments) m.attachments = e.attachments;
+    const original = e.reply_to && room.timeline.get(e.reply_to);
+    if (original) m.reply_to = quoteOf(original);
     room.timeline.add(m);
   } else room.timeline.seeHead(f.seq);
   client.history.checkGap(room);

@@ -58,7 +58,7 @@ export class Outbox {
     }
   }
 
-  add(entry: Pick<OutboxEntry, 'id' | 'room' | 'body' | 'meta' | 'attachments' | 'user'>): OutboxEntry {
+  add(entry: Pick<OutboxEntry, 'id' | 'room' | 'body' | 'meta' | 'attachments' | 'reply_to' | 'user'>): OutboxEntry {
     const e: OutboxEntry = { status: 'pending', attempts: 0, createdAt: Date.now(), ...entry };
     this.entries.set(entry.id, e);
     this.save();

@@ -7,7 +7,7 @@
 // - a message above through+1 reveals a gap (through, gapEnd) to fill with `history {after}`;
 // - `hasOlder` is simply `oldest > 1`.
 
-import type { Message } from './types.js';
+import type { Message, ReactionView, ReplyView } from './types.js';
 
 /** A message as held: deleted ones lose their content. */
 type Held = Message & { deleted?: boolean };
@@ -48,13 +48,7 @@ export class Timeline {
     const old = this.bySeq.get(seq);
     if (old) {
       if ((msg.edited_ts || 0) > (old.edited_ts || 0) || (msg.deleted && !old.deleted)) {
-        const next: Held = { ...old, ...msg };
-        if (msg.deleted) {
-          delete next.body;
-          delete next.meta;
-          delete next.attachments;
-        }
-        this.bySeq.set(seq, next);
+        this.bySeq.set(seq, merged(old, msg));
         this.sorted = null;
         return 'updated';
       }
@@ -66,19 +60,29 @@ export class Timeline {
     return 'added';
   }
 
-  /** Applies an `edited` or `deleted` frame to a held message. */
+  /** Applies an `edited` or `deleted` frame to a held message (a deletion also to the replies quoting it). */
   amend(seq: number, patch: Partial<Held>): boolean {
+    // A reply quotes its original as it stood when the reply was read: shown deleted from now on
+    // (protocol.md §18), also when the original itself is not held. (An edit shows in the quote
+    // once the reply is read again.)
+    for (const m of this.bySeq.values()) if (patch.deleted && m.reply_to?.seq === seq) this.bySeq.set(m.seq, { ...m, reply_to: { seq, from: m.reply_to.from, deleted: true } });
+    this.sorted = null;
     const old = this.bySeq.get(seq);
     if (!old) return false;
-    const next: Held = { ...old, ...patch };
-    if (patch.deleted) {
-      delete next.body;
-      delete next.meta;
-      delete next.attachments;
-    }
-    this.bySeq.set(seq, next);
+    this.bySeq.set(seq, merged(old, patch));
     this.sorted = null;
     return true;
+  }
+
+  /** Applies a `reaction` frame: the emoji's new aggregate replaces its entry, which goes at 0. */
+  react(seq: number, { emoji, count, users }: ReactionView): boolean {
+    // (Never for a deleted message: the server refuses those with NOT_FOUND.)
+    const old = this.bySeq.get(seq);
+    if (!old) return false;
+    const entry = { emoji, count, users };
+    const reactions = (old.reactions || []).map((r) => (r.emoji === emoji ? entry : r));
+    if (!reactions.includes(entry)) reactions.push(entry);
+    return this.amend(seq, { reactions: reactions.filter((r) => r.count) });
   }
 
   advance(): void {
@@ -119,4 +123,28 @@ export class Timeline {
   get(seq: number): Held | undefined {
     return this.bySeq.get(seq);
   }
+}
+
+/** `old` with `patch` applied: a deleted message loses its content and reactions. */
+function merged(old: Held, patch: Partial<Held>): Held {
+  const next: Held = { ...old, ...patch };
+  if (patch.deleted) {
+    delete next.body;
+    delete next.meta;
+    delete next.attachments;
+    delete next.reactions;
+  }
+  return next;
+}
+
+/** How many characters of the original a reply quotes (the server's `REPLY_PREVIEW_CHARS`). */
+const PREVIEW_CHARS = 100;
+
+/** The `reply_to` a reply to `original` carries, as the server builds it (`ReplyView::of`). */
+export function quoteOf(original: Pick<Held, 'seq' | 'from' | 'body' | 'deleted'>): ReplyView {
+  const quote: ReplyView = { seq: original.seq, from: original.from };
+  const chars = [...(original.body || '')];
+  if (original.deleted) quote.deleted = true;
+  else if (chars.length) quote.preview = chars.length > PREVIEW_CHARS ? `${chars.slice(0, PREVIEW_CHARS).join('')}…` : original.body;
+  return quote;
 }

@@ -1,7 +1,7 @@
 // The SDK's own shapes: what it keeps and hands to apps. What travels on the wire is in
 // generated/frames.ts (from docs/schema); these build on it.
 
-import type { AttachmentView, ConversationStatus, MessageView, VisibleStatus } from './generated/frames.js';
+import type { AttachmentView, ConversationStatus, MessageView, ReactionView, ReplyView, VisibleStatus } from './generated/frames.js';
 
 export type * from './generated/frames.js';
 
@@ -23,6 +23,8 @@ export interface OutboxEntry {
   body: string;
   meta?: Record<string, unknown>;
   attachments?: AttachmentInfo[];
+  /** The seq of the message it answers. */
+  reply_to?: number;
   /** Who wrote it: another user's entry (same browser, other login) is never sent as this one. */
   user?: string | null;
   createdAt: number;
@@ -74,6 +76,10 @@ export interface ViewItem {
   edited_ts?: number | null;
   via?: string | null;
   role?: Message['role'];
+  /** One entry per emoji, in the order first used; "you reacted" is `client.user` being in `users`. */
+  reactions?: ReactionView[];
+  /** The message it answers, as it is now. */
+  reply_to?: ReplyView | null;
   mine: boolean;
   bot: boolean;
   author: string;

@@ -23,12 +23,10 @@ import { rating } from './rating.js';
 
 const WIDGET_CSS = `
 :host{all:initial;font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#111827}
-.launcher{position:fixed;right:16px;bottom:16px;z-index:2147483000;display:flex;align-items:center;gap:8px;font:inherit;font-weight:600;background:#1d4ed8;color:#fff;border:0;border-radius:999px;padding:12px 18px;box-shadow:0 6px 20px rgba(0,0,0,.25);cursor:pointer}
+.launcher{position:fixed;right:16px;bottom:16px;z-index:2147483000;display:flex;align-items:center;gap:8px;font-weight:600;background:#1d4ed8;color:#fff;border:0;border-radius:999px;padding:12px 18px;box-shadow:0 6px 20px rgba(0,0,0,.25)}
 .badge{background:#dc2626;color:#fff;border-radius:999px;font-size:12px;min-width:20px;padding:1px 6px;text-align:center}
-.badge[hidden]{display:none}
 .panel{position:fixed;right:16px;bottom:80px;z-index:2147483000;width:min(370px,calc(100vw - 16px));height:min(560px,calc(100vh - 96px));display:flex;flex-direction:column;background:#fff;border-radius:14px;box-shadow:0 12px 40px rgba(0,0,0,.3);overflow:hidden}
-.panel[hidden]{display:none}
-header{display:flex;align-items:center;justify-content:space-between;gap:8px;padding:10px 12px;background:#1d4ed8;color:#fff}
+header{padding:10px 12px;background:#1d4ed8;color:#fff}
 h2{margin:0;font-size:16px}
 .agent{margin:2px 0 0;font-size:12px;opacity:.95;display:flex;align-items:center;gap:6px}
 .dot{width:8px;height:8px;border-radius:50%;background:#9ca3af;display:inline-block}
@@ -38,11 +36,10 @@ h2{margin:0;font-size:16px}
 .intro img{width:32px;height:32px;border-radius:50%;margin-right:-6px;border:2px solid #fff;background:#e5e7eb;overflow:hidden}
 .greet{font-size:15px;font-weight:600}
 .who,.rate form{display:grid;gap:3px}
-input{font:inherit;padding:5px 8px;border:1px solid #9ca3af;border-radius:8px}
-.rate button,.who button{font:inherit;margin:2px;padding:4px 10px;border:1px solid #1d4ed8;border-radius:8px;background:#fff;color:#1d4ed8;justify-self:start}
+input{padding:5px 8px;border:1px solid #9ca3af;border-radius:8px}
+.rate button,.who button{margin:2px;padding:4px 10px;border:1px solid #1d4ed8;border-radius:8px;background:#fff;color:#1d4ed8;justify-self:start}
 .rate [aria-pressed=true]{background:#1d4ed8;color:#fff}
-input:focus-visible{outline:3px solid #2563eb}
-.x{font:inherit;font-size:22px;line-height:1;background:none;border:0;color:#fff;cursor:pointer;padding:4px 8px;border-radius:8px}
+.x{font-size:22px;line-height:1;background:none;border:0;color:#fff;padding:4px 8px;border-radius:8px}
 @media (max-width:480px){.panel{right:0;left:0;bottom:0;top:0;width:100%;height:100%;border-radius:0}.launcher{right:12px;bottom:12px}}
 ${CSS}`;
 
@@ -66,11 +63,15 @@ function visitorId() {
   }
 }
 
-/** localStorage, quietly (storage disabled, sandboxed frames): `kept(k)` reads, `kept(k, v)` writes. */
-function kept(k, v) {
+/**
+ * localStorage (sessionStorage with `session`), quietly (storage disabled, sandboxed frames):
+ * `kept(k)` reads, `kept(k, v)` writes.
+ */
+function kept(k, v, session) {
   try {
-    if (v === undefined) return localStorage.getItem(k);
-    localStorage.setItem(k, v);
+    const store = session ? sessionStorage : localStorage;
+    if (v === undefined) return store.getItem(k);
+    store.setItem(k, v);
   } catch {}
   return null;
 }
@@ -210,9 +211,7 @@ function start(script) {
     open = next;
     panel.hidden = !open;
     launcher.setAttribute('aria-expanded', String(open));
-    try {
-      sessionStorage.setItem('roomcast:open', open ? '1' : '');
-    } catch {}
+    kept('roomcast:open', open ? '1' : '', true);
     if (open) {
       if (view) view.stick = true;
       render();
@@ -225,10 +224,8 @@ function start(script) {
     if (e.key === 'Escape') setOpen(false);
   });
   document.addEventListener('visibilitychange', () => view?.markRead());
-  addEventListener('online', () => {
-    render();
-    if (['connecting', 'reconnecting'].includes(client?.state)) client.reconnectNow();
-  });
+  // (Back online, the client reconnects at once by itself.)
+  addEventListener('online', render);
   addEventListener('offline', render);
 
   function render() {
@@ -277,11 +274,7 @@ function start(script) {
 
   setInterval(render, 1000); // countdowns, "last seen"
   (document.body || document.documentElement).append(host);
-  let wasOpen = false;
-  try {
-    wasOpen = sessionStorage.getItem('roomcast:open') === '1';
-  } catch {}
-  if (wasOpen || d.open === 'true') setOpen(true, false);
+  if (kept('roomcast:open', undefined, true) === '1' || d.open === 'true') setOpen(true, false);
   render();
   return w;
 }

@@ -1,6 +1,7 @@
 // Every hook of roomcast/react in real Chromium against the real server (apps/hooks.tsx, in
 // strict mode): a visitor and an agent; the desk's queue and accept, typing, presence, unread
-// counts and "seen", and a room's view unmounted (left, listeners gone) and mounted again.
+// counts and "seen", reactions and a reply, and a room's view unmounted (left, listeners gone)
+// and mounted again.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -15,7 +16,7 @@ const ROOM = 'support-v1';
 const text = (page, selector) => page.textContent(selector);
 const items = (page, selector) => page.$$eval(selector, (lis) => lis.map((li) => ({ ...li.dataset, text: li.textContent })));
 
-test('React hooks: desk, typing, presence, read state, unmount and remount', async (t) => {
+test('React hooks: desk, typing, presence, read state, reactions and replies, unmount and remount', async (t) => {
   const server = await Server.start();
   const browser = await launch();
   t.after(async () => {
@@ -51,6 +52,18 @@ test('React hooks: desk, typing, presence, read state, unmount and remount', asy
   await agent.page.click('#read');
   await until('read', async () => (await text(agent.page, '#unread')) === '0');
   await until('"seen" on the visitor\'s side', async () => (await items(visitor.page, 'section li')).some((m) => m.text === 'help please' && m.status === 'seen'));
+
+  // useReactions: the visitor reacts to their message, the agent sees the count live and adds
+  // theirs; the visitor takes theirs back. useSend with replyTo: the agent's reply quotes it.
+  const first = (page) => items(page, 'section li').then((l) => l.find((m) => m.text === 'help please'));
+  await visitor.page.click('#react');
+  await until('the agent sees the visitor\'s 👍', async () => (await first(agent.page))?.reactions === '👍:1:v1');
+  await agent.page.click('#react');
+  await until('the visitor sees both', async () => (await first(visitor.page))?.reactions === '👍:2:v1+ann');
+  await visitor.page.click('#unreact');
+  await until('the agent sees the visitor\'s taken back', async () => (await first(agent.page))?.reactions === '👍:1:ann');
+  await agent.page.click('#reply');
+  await until('the visitor sees the reply with its quote', async () => (await items(visitor.page, 'section li')).some((m) => m.text === 'on it' && m.reply === 'v1:help please'));
 
   // Unmounting the room's view leaves the room and drops its listeners; mounting it again
   // rejoins and shows each message once.

@@ -280,3 +280,37 @@ test('a big room keeps its occupancy from joined and occupancy frames; members p
   a.frame({ type: 'joined', room: 'support-1', head: 0, read_seq: 0, unread: 0, members: [] });
   assert.equal(room.occupancy, null, 'within the threshold again');
 });
+
+test('react resolves with the reaction reply; live reaction frames update the message; a reply carries reply_to', async () => {
+  const srv = fakeServer();
+  const c = client(srv);
+  const room = c.join('support-1', { fromStart: true });
+  c.connect();
+  await tick();
+  const a = srv.last();
+  a.open();
+  a.frame({ type: 'joined', room: 'support-1', head: 0, read_seq: 0, unread: 0, members: [] });
+  a.frame(msg(1));
+  const changes = [];
+  c.on('change', (rooms) => changes.push(rooms));
+  const reacted = c.react("support-1", 1, '👍');
+  const [sent] = a.frames('react');
+  assert.deepEqual({ ...sent, ref: undefined }, { action: 'react', room: 'support-1', seq: 1, emoji: '👍', ref: undefined });
+  a.frame({ type: 'reaction', room: 'support-1', seq: 1, emoji: '👍', by: 'v1', added: true, count: 1, users: ['v1'], ref: sent.ref });
+  assert.equal((await reacted).count, 1);
+  a.frame({ type: 'reaction', room: 'support-1', seq: 1, emoji: '👍', by: 'agent', added: true, count: 2, users: ['v1', 'agent'] });
+  await tick();
+  assert.deepEqual(room.view()[0].reactions, [{ emoji: '👍', count: 2, users: ['v1', 'agent'] }]);
+  assert.ok(changes.some((rooms) => rooms.includes('support-1')), 'a change is emitted');
+  const refused = c.unreact('support-1', 7, '👍');
+  a.frame({ type: 'error', code: 'NOT_FOUND', message: 'no such message', ref: a.frames('unreact')[0].ref });
+  await assert.rejects(refused, { code: 'NOT_FOUND' });
+
+  const id = c.sendMessage('support-1', 'yes', { replyTo: 1 });
+  assert.equal(a.frames('message')[0].reply_to, 1);
+  a.frame({ type: 'ack', id, room: 'support-1', seq: 2, ts: 3 });
+  assert.deepEqual(room.view()[1].reply_to, { seq: 1, from: 'agent', preview: 'm1' }, 'the acknowledged reply quotes its original');
+  a.frame({ type: 'deleted', room: 'support-1', seq: 1 });
+  assert.deepEqual(room.view()[1].reply_to, { seq: 1, from: 'agent', deleted: true }, 'the acknowledged reply follows its deleted original');
+  c.disconnect();
+});

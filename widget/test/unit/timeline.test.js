@@ -1,6 +1,6 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { Timeline } from '../../src/sdk/timeline.js';
+import { Timeline, quoteOf } from '../../src/sdk/timeline.js';
 
 const m = (seq, extra = {}) => ({ room: 'r', seq, id: `id${seq}`, from: 'u', body: `b${seq}`, ts: seq, ...extra });
 
@@ -69,4 +69,39 @@ test('invalid seqs are ignored', () => {
   assert.equal(t.add(m(-1)), 'duplicate');
   assert.equal(t.add(m(1.5)), 'duplicate');
   assert.equal(t.list().length, 0);
+});
+
+test('a reaction frame replaces its emoji entry in place, appends a new one and drops one at 0', () => {
+  const t = new Timeline();
+  t.add(m(1));
+  assert.equal(t.react(1, { emoji: '👍', count: 1, users: ['a'] }), true);
+  t.react(1, { emoji: '🎉', count: 1, users: ['b'] });
+  t.react(1, { emoji: '👍', count: 2, users: ['a', 'b'] });
+  assert.deepEqual(t.get(1).reactions, [{ emoji: '👍', count: 2, users: ['a', 'b'] }, { emoji: '🎉', count: 1, users: ['b'] }]);
+  t.react(1, { emoji: '👍', count: 0, users: [] });
+  assert.deepEqual(t.get(1).reactions, [{ emoji: '🎉', count: 1, users: ['b'] }]);
+  assert.equal(t.react(9, { emoji: '👍', count: 1, users: ['a'] }), false, 'a message not held is left alone');
+  // A deleted message loses its reactions.
+  t.amend(1, { deleted: true });
+  assert.equal(t.get(1).reactions, undefined);
+});
+
+test('replies held show their original deleted, also when the original is not held', () => {
+  const t = new Timeline();
+  t.add(m(2, { reply_to: { seq: 1, from: 'u', preview: 'b1' } }));
+  t.add(m(3));
+  t.add(m(4, { reply_to: { seq: 3, from: 'u', preview: 'b3' } }));
+  t.amend(1, { deleted: true });
+  assert.deepEqual(t.get(2).reply_to, { seq: 1, from: 'u', deleted: true });
+  t.amend(3, { reactions: [{ emoji: '👍', count: 1, users: ['a'] }] });
+  assert.deepEqual(t.get(4).reply_to, { seq: 3, from: 'u', preview: 'b3' }, 'a reaction leaves the quote as it is');
+  t.amend(3, { deleted: true });
+  assert.deepEqual(t.get(4).reply_to, { seq: 3, from: 'u', deleted: true });
+});
+
+test('a quote is the first 100 characters (code points) of the original, with … when cut', () => {
+  assert.deepEqual(quoteOf({ seq: 1, from: 'u', body: 'hi' }), { seq: 1, from: 'u', preview: 'hi' });
+  assert.deepEqual(quoteOf({ seq: 1, from: 'u', body: `${'😀'.repeat(100)}x` }), { seq: 1, from: 'u', preview: `${'😀'.repeat(100)}…` });
+  assert.deepEqual(quoteOf({ seq: 1, from: 'u', body: '' }), { seq: 1, from: 'u' });
+  assert.deepEqual(quoteOf({ seq: 1, from: 'u', deleted: true }), { seq: 1, from: 'u', deleted: true });
 });

@@ -3,7 +3,7 @@
 import { StrictMode, useState } from 'react';
 import { createRoot } from 'react-dom/client';
 import { RoomcastClient } from 'roomcast';
-import { RoomcastProvider, useConnection, useDesk, useMessages, usePresence, useReadState, useSend, useTyping } from 'roomcast/react';
+import { RoomcastProvider, useConnection, useDesk, useMessages, usePresence, useReactions, useReadState, useSend, useTyping } from 'roomcast/react';
 
 const params = new URLSearchParams(location.search);
 const token = new URLSearchParams({ user: params.get('user') ?? '', role: params.get('role') ?? 'user', rooms: params.get('rooms') ?? '' });
@@ -20,16 +20,34 @@ function Room({ name }: { name: string }) {
   const { typing, notifyTyping } = useTyping(name);
   const { members } = usePresence(name);
   const { unread, markRead } = useReadState(name);
+  const { react, unreact } = useReactions(name);
   const [text, setText] = useState('');
+  // The controls below act on the room's first stored message that is not the service's.
+  const first = messages.find((m) => m.seq != null && !m.system)?.seq;
   return (
     <section>
       <ul>
         {messages.map((m) => (
-          <li key={m.key} data-seq={m.seq} data-status={m.status}>
+          <li
+            key={m.key}
+            data-seq={m.seq}
+            data-status={m.status}
+            data-reactions={m.reactions?.map((r) => `${r.emoji}:${r.count}:${r.users.join('+')}`).join(',')}
+            data-reply={m.reply_to && `${m.reply_to.from}:${m.reply_to.deleted ? '(deleted)' : m.reply_to.preview}`}
+          >
             {m.body}
           </li>
         ))}
       </ul>
+      <button id="react" onClick={() => first && react(first, '👍')}>
+        React
+      </button>
+      <button id="unreact" onClick={() => first && unreact(first, '👍')}>
+        Take back
+      </button>
+      <button id="reply" onClick={() => first && send('on it', { replyTo: first })}>
+        Reply
+      </button>
       <p id="typing">{typing.join(',')}</p>
       <p id="members">{members.map((m) => `${m.user}:${m.status}`).sort().join(',')}</p>
       <p id="unread">{unread}</p>
