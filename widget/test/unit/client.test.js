@@ -42,8 +42,17 @@ function fakeServer() {
 
 const msg = (seq, from = 'agent', body = `m${seq}`) => ({ type: 'message', room: 'support-1', seq, id: `c${seq}`, from, body, ts: seq });
 
+// Every client a test made is disconnected after it, so no link's keepalive or token timer
+// keeps the test process alive for minutes after its last test.
+const made = [];
+test.afterEach(() => {
+  for (const c of made.splice(0)) c.disconnect();
+});
+
 function client(srv, extra = {}) {
-  return new RoomcastClient({ url: 'ws://x/', token: token({}), WebSocket: srv.FakeWS, storage: null, random: () => 0, rate: { burst: 1000, perSec: 1000 }, ...extra });
+  const c = new RoomcastClient({ url: 'ws://x/', token: token({}), WebSocket: srv.FakeWS, storage: null, random: () => 0, rate: { burst: 1000, perSec: 1000 }, ...extra });
+  made.push(c);
+  return c;
 }
 
 test('resumes every room with since = last contiguous seq, de-duplicates and keeps order', async () => {

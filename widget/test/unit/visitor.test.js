@@ -11,6 +11,13 @@ const token = `${b64({ alg: 'HS256' })}.${b64({ sub: 'v_x', tid: 't', rooms: ['s
 const tick = (ms = 5) => new Promise((r) => setTimeout(r, ms));
 const ROOM = 'support-v_x';
 
+// Every client a test made is disconnected after it, so no link's keepalive or token timer
+// keeps the test process alive for minutes after its last test.
+const made = [];
+test.afterEach(() => {
+  for (const c of made.splice(0)) c.disconnect();
+});
+
 function setup() {
   const sockets = [];
   class FakeWS {
@@ -25,6 +32,7 @@ function setup() {
     close() {}
   }
   const c = new RoomcastClient({ url: 'ws://x/', token, WebSocket: FakeWS, storage: null, random: () => 0, rate: { burst: 1000, perSec: 1000 } });
+  made.push(c);
   c.join(ROOM);
   c.connect();
   const ws = () => sockets[sockets.length - 1];
