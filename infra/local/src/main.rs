@@ -12,11 +12,6 @@ use roomcast_local::dev_token::DevToken;
 use roomcast_local::router::{serve, serve_management};
 use tracing_subscriber::EnvFilter;
 
-/// Why jemalloc and not the system allocator: see the dependency's comment in Cargo.toml.
-#[cfg(unix)]
-#[global_allocator]
-static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
