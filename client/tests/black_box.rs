@@ -446,12 +446,12 @@ async fn a_keepalive_holds_a_quiet_connection_open() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_expired_token_is_renewed_from_the_callers_source() -> anyhow::Result<()> {
-    let server = Server::start(&[])?;
+/// Alice's config for `url` with a token valid for `secs`, and a token source that hands out a
+/// fresh one, counting how often it is asked.
+fn renewing(server: &Server, url: String, secs: u64) -> (Config, Arc<AtomicUsize>) {
     let fresh = server.token("alice", Role::User);
     let asked = Arc::new(AtomicUsize::new(0));
-    let renewing = Config::new(server.url(), server.token_valid_for("alice", Role::User, 2))
+    let config = Config::new(url, server.token_valid_for("alice", Role::User, secs))
         .with_token_source({
             let asked = asked.clone();
             move || {
@@ -460,6 +460,36 @@ async fn an_expired_token_is_renewed_from_the_callers_source() -> anyhow::Result
                 async move { Ok::<_, Infallible>(fresh) }
             }
         });
+    (config, asked)
+}
+
+/// Alice came back with the fresh token (reconnected, not stopped), her room rejoined (her
+/// first message is stored), and the source was asked once.
+async fn back_with_a_fresh_token(
+    alice: &Client,
+    events: &mut Events,
+    asked: &AtomicUsize,
+) -> anyhow::Result<()> {
+    let next = next_picked(events, |e| match e {
+        Event::Reconnected => Some(Ok(())),
+        Event::Closed { reason } => Some(Err(reason)),
+        _ => None,
+    })
+    .await?;
+    ensure!(next.is_ok(), "alice stopped instead of renewing: {next:?}");
+    let ack = alice.send(ROOM, "with a fresh token").await?;
+    ensure!(ack.seq == 1, "{ack:?}");
+    ensure!(
+        asked.load(Ordering::Relaxed) == 1,
+        "the source is asked once"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_is_renewed_from_the_callers_source() -> anyhow::Result<()> {
+    let server = Server::start(&[])?;
+    let (renewing, asked) = renewing(&server, server.url(), 2);
     let failing = Config::new(server.url(), server.token_valid_for("bob", Role::User, 2))
         .with_token_source(|| async { Err::<String, _>("the backend is down") });
     let (alice, mut alice_events) = Client::connect(renewing).await?;
@@ -476,20 +506,7 @@ async fn an_expired_token_is_renewed_from_the_callers_source() -> anyhow::Result
         .await?;
         ensure!(code == Some(close::TOKEN_EXPIRED), "{code:?}");
     }
-    // Alice comes back with the fresh token, her room rejoined.
-    let next = next_picked(&mut alice_events, |e| match e {
-        Event::Reconnected => Some(Ok(())),
-        Event::Closed { reason } => Some(Err(reason)),
-        _ => None,
-    })
-    .await?;
-    ensure!(next.is_ok(), "alice stopped instead of renewing: {next:?}");
-    let ack = alice.send(ROOM, "with a fresh token").await?;
-    ensure!(ack.seq == 1, "{ack:?}");
-    ensure!(
-        asked.load(Ordering::Relaxed) == 1,
-        "the source is asked once"
-    );
+    back_with_a_fresh_token(&alice, &mut alice_events, &asked).await?;
     // Bob's source has none: his client stops, saying why.
     let reason = next_picked(&mut bob_events, |e| match e {
         Event::Closed { reason } => Some(reason),
@@ -508,17 +525,7 @@ async fn an_expired_token_is_renewed_from_the_callers_source() -> anyhow::Result
 async fn a_token_that_expired_while_disconnected_is_renewed_on_reconnect() -> anyhow::Result<()> {
     let server = Server::start(&[])?;
     let proxy = CuttableProxy::start(server.port()).await?;
-    let fresh = server.token("alice", Role::User);
-    let asked = Arc::new(AtomicUsize::new(0));
-    let mut config = Config::new(proxy.url(), server.token_valid_for("alice", Role::User, 1))
-        .with_token_source({
-            let asked = asked.clone();
-            move || {
-                asked.fetch_add(1, Ordering::Relaxed);
-                let fresh = fresh.clone();
-                async move { Ok::<_, Infallible>(fresh) }
-            }
-        });
+    let (mut config, asked) = renewing(&server, proxy.url(), 1);
     // The first retry comes 2–4 s after the drop (jitter halves at most): past the 1 s token.
     config.backoff.first = Duration::from_secs(4);
     let (alice, mut events) = Client::connect(config).await?;
@@ -530,21 +537,8 @@ async fn a_token_that_expired_while_disconnected_is_renewed_on_reconnect() -> an
     })
     .await?;
     ensure!(code.is_none(), "a cut has no close frame: {code:?}");
-    // The upgrade is refused with 401; the source's token gets her back in, her room rejoined.
-    let next = next_picked(&mut events, |e| match e {
-        Event::Reconnected => Some(Ok(())),
-        Event::Closed { reason } => Some(Err(reason)),
-        _ => None,
-    })
-    .await?;
-    ensure!(next.is_ok(), "alice stopped instead of renewing: {next:?}");
-    let ack = alice.send(ROOM, "back with a fresh token").await?;
-    ensure!(ack.seq == 1, "{ack:?}");
-    ensure!(
-        asked.load(Ordering::Relaxed) == 1,
-        "the source is asked once"
-    );
-    Ok(())
+    // The upgrade is refused with 401; the source's token gets her back in.
+    back_with_a_fresh_token(&alice, &mut events, &asked).await
 }
 
 #[test]
