@@ -8,11 +8,9 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { deflateSync } from 'node:zlib';
-import { Server, launch, repo, screenshotPath, until } from './harness.js';
+import { Server, axeViolations, launch, screenshotPath, until } from './harness.js';
 
-const AXE = readFileSync(join(repo, 'widget/node_modules/axe-core/axe.min.js'), 'utf8');
 
 function crc32(bytes) {
   let c = ~0;
@@ -83,12 +81,6 @@ const trayRows = (page) =>
 
 /** The size as the UIs write it. */
 const kb = (bytes) => `${Math.round((bytes / 1024) * 10) / 10} KB`;
-
-async function axeViolations(page) {
-  await page.evaluate(AXE);
-  const result = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
-  return result.violations.map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(' ')).join('; ')})`);
-}
 
 test('files in the widget and the console: thumbnails, byte-identical downloads, SVG never rendered, non-members refused, errors in words', { timeout: 180000 }, async (t) => {
   const server = await Server.start();

@@ -6,17 +6,8 @@
 // (desktop, counted by wrapping window.Notification; the title count), names isolated, axe-core.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { Server, launch, repo, screenshotPath, until } from './harness.js';
+import { Server, axeViolations, launch, screenshotPath, until } from './harness.js';
 
-const AXE = readFileSync(join(repo, 'widget/node_modules/axe-core/axe.min.js'), 'utf8');
-
-async function axeViolations(page) {
-  await page.evaluate(AXE);
-  const result = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
-  return result.violations.map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(' ')).join('; ')})`);
-}
 
 /** Before the console loads: capacity 1, and every desktop notification recorded. */
 function consoleInit([agent, status]) {

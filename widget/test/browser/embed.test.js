@@ -10,11 +10,8 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { Server, launch, repo, screenshotPath, sleep, until, widgetItems } from './harness.js';
+import { Server, axeViolations, launch, screenshotPath, sleep, until, widgetItems } from './harness.js';
 
-const AXE = readFileSync(join(repo, 'widget/node_modules/axe-core/axe.min.js'), 'utf8');
 const KEY = 'pk_test_embed_4f9a2c7e1b';
 /** A key whose desk has office hours on no day: always closed. */
 const AFTER_HOURS_KEY = 'pk_test_embed_after_hours';
@@ -105,12 +102,6 @@ async function agent(t, user = 'ann') {
       return until(`the reply to ${frame.action}`, () => page.evaluate((ref) => frames_.find((f) => f.ref === ref), ref));
     },
   };
-}
-
-async function axeViolations(page) {
-  await page.evaluate(AXE);
-  const result = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
-  return result.violations.map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(' ')).join('; ')})`);
 }
 
 test('a publishable key from an allowed origin: the greeting before the first message, then the message gets through', { timeout: 90000 }, async (t) => {

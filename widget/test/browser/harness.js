@@ -1,7 +1,7 @@
 // Test harness: the real roomcast-local binary (kill -9 and restart on the same port and data
 // directory) and Debian's Chromium driven by playwright-core.
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, rmSync, mkdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -166,4 +166,17 @@ export function widgetItems(page) {
 /** Mints a token with the server binary's `token` command (e.g. role service, which /dev/token refuses). */
 export function cliToken(args) {
   return execFileSync(BIN, ['token', '--jwt-secret', SECRET, ...args], { encoding: 'utf8' }).trim();
+}
+
+const AXE = readFileSync(join(repo, 'widget/node_modules/axe-core/axe.min.js'), 'utf8');
+
+/**
+ * axe-core's violations on `page`, as "rule: help (targets)" (the widget's open shadow root
+ * included). Evaluated through the DevTools protocol, so the pages' CSP (this origin's scripts
+ * only) does not apply to the checker.
+ */
+export async function axeViolations(page) {
+  await page.evaluate(AXE);
+  const result = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
+  return result.violations.map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(' ')).join('; ')})`);
 }

@@ -4,18 +4,9 @@
 // the agent console reacting and replying to a visitor, with axe-core clean on both sides.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { Server, launch, repo, until } from './harness.js';
+import { Server, axeViolations, launch, until } from './harness.js';
 
-const AXE = readFileSync(join(repo, 'widget/node_modules/axe-core/axe.min.js'), 'utf8');
 const page = (attrs) => `<!doctype html><html lang="en"><meta charset="utf-8"><title>test</title><body><main><h1>Shop</h1></main><script src="/widget.js" ${attrs}></script></body></html>`;
-
-async function axeViolations(p) {
-  await p.evaluate(AXE);
-  const result = await p.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
-  return result.violations.map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(' ')).join('; ')})`);
-}
 
 /**
  * A message as shown (`scope`: the widget, or a console pane): its text, its quote, and its

@@ -9,13 +9,11 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { Server, cliToken, launch, repo, screenshotPath, sleep, until } from './harness.js';
+import { Server, axeViolations, cliToken, launch, repo, screenshotPath, sleep, until } from './harness.js';
 
 const PYTHON = process.env.ROOMCAST_SUPPORT_BOT_PYTHON;
-const AXE = readFileSync(join(repo, 'widget/node_modules/axe-core/axe.min.js'), 'utf8');
 
 /** A free loopback port (the bot binds it just after). */
 function freePort() {
@@ -74,15 +72,6 @@ const paneMessages = (page, room) =>
       })),
     room,
   );
-
-/** axe-core's violations on `page` (the widget's open shadow root included). */
-async function axeViolations(page) {
-  // Evaluated through the DevTools protocol, so the pages' CSP (this origin's scripts only)
-  // does not apply to the checker.
-  await page.evaluate(AXE);
-  const result = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
-  return result.violations.map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(' ')).join('; ')})`);
-}
 
 test('the support bot answers in the widget, hands off to a person, and goes quiet once an agent accepts', { timeout: 180000 }, async (t) => {
   assert.ok(PYTHON, 'ROOMCAST_SUPPORT_BOT_PYTHON: a Python with the packages of examples/support-bot/requirements.txt (scripts/widget.sh makes one)');

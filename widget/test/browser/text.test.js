@@ -4,11 +4,8 @@
 // limit; the composer grows with its text; the offline banner comes and goes; axe-core stays clean.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { Server, launch, repo, until, widgetItems } from './harness.js';
+import { Server, axeViolations, launch, until, widgetItems } from './harness.js';
 
-const AXE = readFileSync(join(repo, 'widget/node_modules/axe-core/axe.min.js'), 'utf8');
 const page = (attrs) => `<!doctype html><html lang="en"><meta charset="utf-8"><title>test</title><body><main><h1>Shop</h1></main><script src="/widget.js" ${attrs}></script></body></html>`;
 
 test('links, bidi isolation, invisible bodies, the counter, the growing composer and the offline banner', { timeout: 120000 }, async (t) => {
@@ -95,9 +92,7 @@ test('links, bidi isolation, invisible bodies, the counter, the growing composer
   const banner = () => p.evaluate(() => { const b = document.querySelector('#roomcast-widget').shadowRoot.querySelector('.banner'); return b.hidden ? '' : b.textContent; });
   await ctx.setOffline(true);
   await until('the offline banner', async () => /offline/.test(await banner()));
-  await p.evaluate(AXE);
-  const axe = await p.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
-  assert.deepEqual(axe.violations.map((v) => `${v.id}: ${v.help}`), [], 'axe-core: the widget offline, with links');
+  assert.deepEqual(await axeViolations(p), [], 'axe-core: the widget offline, with links');
   await ctx.setOffline(false);
   await until('the banner gone once back online', async () => (await banner()) === '');
 });
