@@ -1129,25 +1129,30 @@ mod tests {
     async fn a_torn_last_batch_is_cut_off() {
         let dir = tempfile::tempdir().unwrap();
         let room = RoomRef::new("t", "r");
-        let whole = {
+        {
             let store = EmbeddedHistory::open(dir.path()).unwrap();
             store.append(&room, msg("a", "alice", "one")).await.unwrap();
             store.append(&room, msg("b", "alice", "two")).await.unwrap();
-            std::fs::metadata(segment(dir.path())).unwrap().len()
-        };
-        {
+        }
+        let whole = {
+            // Opening drops the zeros ahead of the records: the file ends at the second one.
             let store = EmbeddedHistory::open(dir.path()).unwrap();
+            let whole = std::fs::metadata(segment(dir.path())).unwrap().len();
             store
                 .append(&room, msg("c", "alice", "three"))
                 .await
                 .unwrap();
-        }
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .open(segment(dir.path()))
-            .unwrap();
-        let full = file.metadata().unwrap().len();
-        file.set_len(full - 3).unwrap();
+            whole
+        };
+        // Tear the third record: its last bytes (the view's JSON) never reached the disk.
+        let mut bytes = std::fs::read(segment(dir.path())).unwrap();
+        let records_end = bytes.iter().rposition(|&b| b != 0).unwrap() + 1;
+        assert!(
+            records_end as u64 > whole,
+            "the third record is after the second"
+        );
+        bytes[records_end - 3..records_end].fill(0);
+        std::fs::write(segment(dir.path()), &bytes).unwrap();
         let store = EmbeddedHistory::open(dir.path()).unwrap();
         assert_eq!(store.head(&room).await.unwrap(), 2);
         assert_eq!(std::fs::metadata(segment(dir.path())).unwrap().len(), whole);
@@ -1158,6 +1163,39 @@ mod tests {
         assert_eq!((again.message.seq, again.duplicate), (3, false));
         let resent = store.append(&room, msg("a", "alice", "one")).await.unwrap();
         assert_eq!((resent.message.seq, resent.duplicate), (1, true));
+    }
+
+    /// A segment's file runs ahead of its records with zeros, so batches after the first sync
+    /// without growing it; a closed segment's zeros are its end, not damage.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn segments_are_zeroed_ahead_and_end_at_their_zeros() {
+        let dir = tempfile::tempdir().unwrap();
+        let room = RoomRef::new("t", "r");
+        {
+            let store = EmbeddedHistory::open(dir.path()).unwrap();
+            store.append(&room, msg("a", "alice", "one")).await.unwrap();
+            let first = std::fs::metadata(segment(dir.path())).unwrap().len();
+            assert!(first > 1024 * 1024, "zeroed ahead: {first} bytes");
+            store.append(&room, msg("b", "alice", "two")).await.unwrap();
+            let second = std::fs::metadata(segment(dir.path())).unwrap().len();
+            assert_eq!(second, first, "the second batch wrote into the zeros");
+        }
+        // Segment 0 is closed now, its zeros still after its records.
+        std::fs::write(dir.path().join(LOG_DIR).join("00000001.seg"), b"").unwrap();
+        let store = EmbeddedHistory::open(dir.path()).unwrap();
+        assert_eq!(store.head(&room).await.unwrap(), 2);
+        let next = store
+            .append(&room, msg("c", "alice", "three"))
+            .await
+            .unwrap();
+        assert_eq!(next.message.seq, 3);
+        let everything = HistoryQuery {
+            limit: 10,
+            ..HistoryQuery::default()
+        };
+        let page = store.messages(&room, everything).await.unwrap();
+        let seqs: Vec<u64> = page.messages.iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, [1, 2, 3]);
     }
 
     /// Damage before the last segment's end is not a torn batch: the store refuses to open
