@@ -13,7 +13,8 @@
 #                      s3 and s6; not in the default SERVERS)
 # Scenarios:
 #   s1-seed     10,000 connections in 1,000 rooms of 10, 1,000 messages/s in
-#   s2-max      same topology, rate raised step by step until p99 > 50 ms or loss
+#   s2-max      same topology, rate raised step by step until p99 > 50 ms or loss, then two
+#               steps between the last pass and the failure (`--refine-steps`)
 #   s3-bigroom  1 room of 5,000 members, 10 messages/s in
 #   s4-idle     as many idle authenticated (joined) connections as the fd limit allows
 #   s5-storm    connects/s with JWT verification (no join)
@@ -192,7 +193,7 @@ for scenario in "${scenarios[@]}"; do
       s2-max)
         gen "$scenario" "$server" --connections 10000 --rooms 1000 \
           --rates 250,500,1000,2000,3000,4000,5000,6000,7000,8000,9000,10000,11000,12000,13000,14500,16000,18000,20000 \
-          --step-secs 8 --drain-secs 3 --stop-p99-ms 50
+          --step-secs 8 --drain-secs 3 --stop-p99-ms 50 --refine-steps 2
         ;;
       s3-bigroom)
         gen "$scenario" "$server" --connections 5000 --rooms 1 --rates 10 --step-secs 20 \

@@ -68,6 +68,9 @@ pub struct LoadConfig {
     pub drain_secs: f64,
     /// Stop stepping once a phase's delivery p99 is above this, milliseconds.
     pub stop_p99_ms: f64,
+    /// After the first failed phase, phases at the midpoint between the highest passed rate
+    /// and the lowest failed one, at most this many ([`refined_rate`]).
+    pub refine_steps: u32,
     /// Message body size, bytes.
     pub body_bytes: usize,
     /// Source addresses 127.0.0.1 ..= 127.0.0.<sources>, round-robin over connections.
@@ -354,34 +357,34 @@ async fn drive(config: LoadConfig, label: String) -> anyhow::Result<RunReport> {
     let mut sustained_phase = None;
     for &rate in &config.rates {
         let report = phase(&config, &shared, rate).await;
-        eprintln!(
-            "[{label}] rate {:>7.0}/s: sent {:.0}/s, delivered {:.0}/s, lost {}, dup {}, ooo {}, \
-             p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms; server cpu {}, gen cpu {:.0} %{}",
-            rate,
-            report.summary.sent_per_sec,
-            report.summary.delivered_per_sec,
-            report.summary.lost,
-            report.summary.duplicates,
-            report.summary.out_of_order,
-            report.summary.latency.p50_ms,
-            report.summary.latency.p99_ms,
-            report.summary.latency.p999_ms,
-            report
-                .server_cpu
-                .map_or("?".to_owned(), |c| format!("{:.0} %", c * 100.0)),
-            report.generator_cpu * 100.0,
-            if report.generator_bound {
-                " (generator-bound)"
-            } else {
-                ""
-            },
-        );
+        log_phase(&label, rate, &report);
         let passed = report.passed;
         phases.push(report);
         if !passed {
             break;
         }
         sustained_phase = Some(phases.len() - 1);
+    }
+    let mut highest_passed = sustained_phase.map_or(0.0, |i| phases[i].summary.target_rate);
+    let mut lowest_failed = phases
+        .last()
+        .filter(|p| !p.passed)
+        .map(|p| p.summary.target_rate);
+    for _ in 0..config.refine_steps {
+        let Some(rate) = lowest_failed.and_then(|failed| refined_rate(highest_passed, failed))
+        else {
+            break;
+        };
+        settle(&shared, config.drain_secs).await;
+        let report = phase(&config, &shared, rate).await;
+        log_phase(&label, rate, &report);
+        if report.passed {
+            highest_passed = rate;
+            sustained_phase = Some(phases.len());
+        } else {
+            lowest_failed = Some(rate);
+        }
+        phases.push(report);
     }
 
     if config.hold_secs > 0.0 {
@@ -415,6 +418,50 @@ async fn drive(config: LoadConfig, label: String) -> anyhow::Result<RunReport> {
         server_rss_end_kib: end.map(|e| e.rss_kib),
         server_peak_rss_kib: end.map(|e| e.peak_rss_kib),
     })
+}
+
+/// The midpoint between the highest passed rate and the lowest failed one, rounded to 250/s,
+/// when it lies strictly between them and they are more than 5 % apart: a ladder's steps can be
+/// coarser than the difference a comparison asks about (1,000 apart at 7,000 is 14 %).
+pub fn refined_rate(passed: f64, failed: f64) -> Option<f64> {
+    let mid = ((passed + failed) / 2.0 / 250.0).round() * 250.0;
+    (failed - passed > passed * 0.05 && mid > passed && mid < failed).then_some(mid)
+}
+
+/// Waits until every earlier phase's messages are delivered and acknowledged (at most
+/// `longest` seconds), then two seconds more: a refining phase follows a failed one, whose
+/// backlog would otherwise count against it.
+async fn settle(shared: &SharedRef, longest: f64) {
+    let deadline = Instant::now() + Duration::from_secs_f64(longest);
+    while Instant::now() < deadline && shared.borrow().tracker.outstanding_all() > 0 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+}
+
+fn log_phase(label: &str, rate: f64, report: &PhaseReport) {
+    eprintln!(
+        "[{label}] rate {:>7.0}/s: sent {:.0}/s, delivered {:.0}/s, lost {}, dup {}, ooo {}, \
+         p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms; server cpu {}, gen cpu {:.0} %{}",
+        rate,
+        report.summary.sent_per_sec,
+        report.summary.delivered_per_sec,
+        report.summary.lost,
+        report.summary.duplicates,
+        report.summary.out_of_order,
+        report.summary.latency.p50_ms,
+        report.summary.latency.p99_ms,
+        report.summary.latency.p999_ms,
+        report
+            .server_cpu
+            .map_or("?".to_owned(), |c| format!("{:.0} %", c * 100.0)),
+        report.generator_cpu * 100.0,
+        if report.generator_bound {
+            " (generator-bound)"
+        } else {
+            ""
+        },
+    );
 }
 
 fn latency_of(h: &Histogram<u64>) -> LatencySummary {
@@ -887,6 +934,18 @@ fn acked(id: &str, shared: &SharedRef) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refining_halves_the_gap_in_steps_of_250_until_it_is_within_5_percent() {
+        assert_eq!(refined_rate(7000.0, 8000.0), Some(7500.0));
+        assert_eq!(refined_rate(7500.0, 8000.0), Some(7750.0));
+        // 7,750 to 8,000 is 3 %: fine enough.
+        assert_eq!(refined_rate(7750.0, 8000.0), None);
+        assert_eq!(refined_rate(1000.0, 2000.0), Some(1500.0));
+        // Nothing passed: the midpoint below the first step.
+        assert_eq!(refined_rate(0.0, 250.0), None);
+        assert_eq!(refined_rate(0.0, 1000.0), Some(500.0));
+    }
 
     #[test]
     fn a_room_placeholder_in_the_path_becomes_the_connections_room() {

@@ -131,6 +131,10 @@ struct RunArgs {
     /// A phase fails (and stepping stops) when its delivery p99 is above this, ms.
     #[arg(long, default_value_t = 50.0)]
     stop_p99_ms: f64,
+    /// After the first failed phase, up to this many phases at the midpoint between the highest
+    /// passed and the lowest failed rate (rounded to 250/s), while they are over 5 % apart.
+    #[arg(long, default_value_t = 0)]
+    refine_steps: u32,
     /// Message body size, bytes.
     #[arg(long, default_value_t = 64)]
     body_bytes: usize,
@@ -414,6 +418,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         step_secs: args.step_secs,
         drain_secs: args.drain_secs,
         stop_p99_ms: args.stop_p99_ms,
+        refine_steps: args.refine_steps,
         body_bytes: args.body_bytes,
         sources: args.sources,
         connect_concurrency: args.connect_concurrency,

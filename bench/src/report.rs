@@ -152,7 +152,12 @@ impl Results {
                 let sustained = run["sustained_phase"]
                     .as_u64()
                     .and_then(|i| phases.get(usize::try_from(i).ok()?));
-                let failed = phases.iter().find(|p| p["passed"].as_bool() == Some(false));
+                // The lowest failed rate: refining phases (`--refine-steps`) come after the
+                // ladder's failure, at lower rates.
+                let failed = phases
+                    .iter()
+                    .filter(|p| p["passed"].as_bool() == Some(false))
+                    .min_by(|a, b| num(a, &["target_rate"]).total_cmp(&num(b, &["target_rate"])));
                 let why = failed.map_or("– (all steps passed)".to_owned(), |p| {
                     let mut reasons = Vec::new();
                     if num(p, &["lost"]) > 0.0 {
@@ -326,7 +331,11 @@ impl Results {
             let series = runs
                 .iter()
                 .map(|(s, r)| {
-                    let phases = r["phases"].as_array().cloned().unwrap_or_default();
+                    let mut phases = r["phases"].as_array().cloned().unwrap_or_default();
+                    // In rate order: refining phases run after the ladder's failure.
+                    phases.sort_by(|a, b| {
+                        num(a, &["target_rate"]).total_cmp(&num(b, &["target_rate"]))
+                    });
                     Series {
                         name: display(s),
                         xs: phases

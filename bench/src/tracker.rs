@@ -290,6 +290,11 @@ impl Tracker {
             .sum()
     }
 
+    /// Deliveries and acknowledgements still due, over every phase so far.
+    pub fn outstanding_all(&self) -> u64 {
+        (0..self.phases.len()).map(|p| self.outstanding(p)).sum()
+    }
+
     fn phase_records(&self, p: &Phase) -> impl Iterator<Item = &MessageRecord> {
         let range = usize::try_from(p.first_message).unwrap_or(usize::MAX)
             ..usize::try_from(p.end_message).unwrap_or(usize::MAX);
