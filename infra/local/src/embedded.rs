@@ -142,8 +142,8 @@ struct WriterState {
 /// page reads hit it, with server CPU and delivery latency the same as with 8 MiB, where no
 /// cache at all cost a fifth more CPU (docs/security.md, Soak, has the runs). A larger
 /// cache costs more than its size once full: every commit writes new pages into it and evicts
-/// old ones, and glibc's malloc does not return the holes those buffers leave between other
-/// allocations. With 32 MiB the live heap stayed flat after the cache filled while the free
+/// old ones, and glibc's malloc (the server's allocator when this was measured; jemalloc
+/// since) did not return the holes those buffers leave between other allocations. With 32 MiB the live heap stayed flat after the cache filled while the free
 /// space inside malloc's arenas kept growing (3 → 11 MiB in 11 minutes at 450 messages/s),
 /// and resident memory with it. With 4 MiB that churn, and the holes, stay small.
 const CACHE_BYTES: usize = 4 * 1024 * 1024;

@@ -12,6 +12,11 @@ use roomcast_local::dev_token::DevToken;
 use roomcast_local::router::{serve, serve_management};
 use tracing_subscriber::EnvFilter;
 
+/// Why jemalloc: docs/benchmarks.md, "s2 with jemalloc".
+#[cfg(unix)]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
